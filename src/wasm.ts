@@ -1,0 +1,98 @@
+// Finding, compiling and instantiating the kernel module. Nothing here touches `fs` or
+// `process` at the top level: file URLs are read through a dynamic import of node:fs,
+// which exists in Node, Deno and Bun; anything else is fetched.
+import { instantiate } from '../build/kernels-simd.js';
+import { MlaError } from './errors.js';
+import { Heap } from './heap.js';
+
+/** The kernel exports, typed by AssemblyScript's generated bindings. */
+export type Kernels = Awaited<ReturnType<typeof instantiate>>;
+
+/** Which build of the kernels: plain SIMD (mul + add) or relaxed SIMD (fused multiply-add). */
+export type SimdBuild = 'simd' | 'relaxed';
+
+export interface KernelOptions {
+  /** 'auto' (default) picks relaxed when this runtime can compile it, else plain SIMD. */
+  simd?: 'auto' | SimdBuild;
+  /** A precompiled kernel module (edge platforms that forbid compiling at run time). */
+  wasmModule?: WebAssembly.Module;
+  /** The kernel module's bytes, when there is no file or URL to read them from. */
+  wasmBytes?: BufferSource;
+}
+
+// (module (func (result v128) (v128.const 0) … f32x4.relaxed_madd)), and the same with
+// f32x4.add for plain SIMD: the smallest modules that need each feature.
+function probeModule(operands: number, op: number[]): Uint8Array {
+  const v128Zero = [0xfd, 0x0c, ...new Array(16).fill(0)];
+  const body = [0x00, ...new Array(operands).fill(v128Zero).flat(), ...op, 0x0b];
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type: () -> v128
+    0x03, 0x02, 0x01, 0x00,                   // one function of type 0
+    0x0a, body.length + 2, 0x01, body.length, ...body,
+  ]);
+}
+const RELAXED_PROBE = probeModule(3, [0xfd, 0x85, 0x02]); // f32x4.relaxed_madd (0xfd 0x105)
+const SIMD_PROBE = probeModule(2, [0xfd, 0xe4, 0x01]);    // f32x4.add (0xfd 0xe4)
+
+/** What this runtime can compile, found by validating tiny modules (never by its name). */
+export function detectSimd(): { simd: boolean; relaxed: boolean } {
+  return { simd: WebAssembly.validate(SIMD_PROBE), relaxed: WebAssembly.validate(RELAXED_PROBE) };
+}
+
+export function chooseBuild(wanted: 'auto' | SimdBuild = 'auto'): SimdBuild {
+  const can = detectSimd();
+  if (!can.simd) throw new MlaError('NO_SIMD', 'this runtime cannot compile WebAssembly SIMD, which the kernels need');
+  if (wanted === 'relaxed' && !can.relaxed) {
+    throw new MlaError('NO_SIMD',
+      'relaxed SIMD was asked for, but this runtime cannot compile it (Node 20 needs --experimental-wasm-relaxed-simd)');
+  }
+  if (wanted === 'auto') return can.relaxed ? 'relaxed' : 'simd';
+  return wanted;
+}
+
+const compiled = new Map<SimdBuild, Promise<WebAssembly.Module>>();
+
+async function readUrl(url: URL): Promise<ArrayBuffer | Uint8Array> {
+  if (url.protocol === 'file:') {
+    const fs = await import('node:fs/promises');
+    return fs.readFile(url);
+  }
+  const res = await fetch(url);
+  if (!res.ok) throw new MlaError('BAD_SOURCE', `could not fetch ${url}: HTTP ${res.status}`);
+  return res.arrayBuffer();
+}
+
+function compileBuild(build: SimdBuild): Promise<WebAssembly.Module> {
+  let p = compiled.get(build);
+  if (!p) {
+    const url = new URL(`../build/kernels-${build}.wasm`, import.meta.url);
+    p = readUrl(url).then((bytes) => WebAssembly.compile(bytes as BufferSource));
+    p.catch(() => compiled.delete(build));
+    compiled.set(build, p);
+  }
+  return p;
+}
+
+export interface LoadedKernels {
+  kernels: Kernels;
+  heap: Heap;
+  build: SimdBuild;
+}
+
+/** A fresh heap with the kernel module instantiated over it. */
+export async function loadKernels(options: KernelOptions = {}): Promise<LoadedKernels> {
+  let module: WebAssembly.Module;
+  let build: SimdBuild;
+  if (options.wasmModule || options.wasmBytes) {
+    module = options.wasmModule ?? await WebAssembly.compile(options.wasmBytes!);
+    build = 'simd'; // corrected below from the module itself
+  } else {
+    build = chooseBuild(options.simd);
+    module = await compileBuild(build);
+  }
+  const heap = new Heap();
+  const kernels = await instantiate(module, { env: { memory: heap.memory } } as any);
+  build = kernels.build_is_relaxed() ? 'relaxed' : 'simd';
+  return { kernels, heap, build };
+}
