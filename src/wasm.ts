@@ -22,7 +22,7 @@ export interface KernelOptions {
 
 // (module (func (result v128) (v128.const 0) … f32x4.relaxed_madd)), and the same with
 // f32x4.add for plain SIMD: the smallest modules that need each feature.
-function probeModule(operands: number, op: number[]): Uint8Array {
+function probeModule(operands: number, op: number[]): Uint8Array<ArrayBuffer> {
   const v128Zero = [0xfd, 0x0c, ...new Array(16).fill(0)];
   const body = [0x00, ...new Array(operands).fill(v128Zero).flat(), ...op, 0x0b];
   return new Uint8Array([
