@@ -1,0 +1,181 @@
+// config.json → the few numbers the decoder needs, validated once. Names follow mla.md.
+import { MlaError } from './errors.js';
+
+/** Multi-head Latent Attention (DeepSeek-V2/V3). */
+export interface MlaAttention {
+  kind: 'mla';
+  heads: number;          // H
+  qLoraRank: number | null; // d_q, null = no query compression
+  kvLoraRank: number;     // d_c
+  nopeDim: number;        // d_n
+  ropeDim: number;        // d_r
+  vDim: number;           // d_v
+}
+
+/** Ordinary attention with kvHeads K/V heads: MHA (kvHeads = heads), GQA, MQA (kvHeads = 1). */
+export interface GroupedAttention {
+  kind: 'gqa';
+  heads: number;
+  kvHeads: number;
+  headDim: number;  // query/key dim per head (all of it rotated)
+  vDim: number;     // value dim per head
+}
+
+export type AttentionConfig = MlaAttention | GroupedAttention;
+
+/** YaRN context extension (rope_scaling type "yarn"). */
+export interface YarnScaling {
+  factor: number;
+  originalMaxPositions: number;
+  betaFast: number;
+  betaSlow: number;
+  mscale: number;
+  mscaleAllDim: number;
+}
+
+/** A feed-forward block: dense SwiGLU now; MoE layers join this union with the checkpoint work. */
+export interface DenseFfn { kind: 'dense'; intermediate: number }
+export type FfnConfig = DenseFfn;
+
+export interface ModelConfig {
+  architecture: string;
+  vocabSize: number;
+  hidden: number;
+  layers: number;
+  attention: AttentionConfig;
+  ffn: FfnConfig[];            // one per layer
+  rmsEps: number;
+  ropeTheta: number;
+  /** 'adjacent': DeepSeek's (x[2k], x[2k+1]) pairs; 'half': Llama's (x[k], x[k+d/2]). */
+  ropeStyle: 'adjacent' | 'half';
+  yarn: YarnScaling | null;
+  maxPositions: number;
+  tieEmbeddings: boolean;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+}
+
+const MLA_ARCHS = ['DeepseekV2ForCausalLM', 'DeepseekV3ForCausalLM'];
+const GQA_ARCHS = ['LlamaForCausalLM'];
+
+function bad(msg: string): never {
+  throw new MlaError('BAD_CONFIG', `config.json: ${msg}`);
+}
+
+function int(raw: Record<string, unknown>, key: string, min = 1): number {
+  const v = raw[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) bad(`"${key}" must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function optInt(raw: Record<string, unknown>, key: string, fallback: number | null, min = 1): number | null {
+  const v = raw[key];
+  if (v === undefined || v === null) return fallback;
+  return int(raw, key, min);
+}
+
+function num(raw: Record<string, unknown>, key: string, fallback?: number): number {
+  const v = raw[key] ?? fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v)) bad(`"${key}" must be a finite number, got ${JSON.stringify(raw[key])}`);
+  return v;
+}
+
+function tokenIds(v: unknown): number[] {
+  if (v === undefined || v === null) return [];
+  const list = Array.isArray(v) ? v : [v];
+  if (!list.every((x) => Number.isInteger(x) && x >= 0)) bad(`token ids must be non-negative integers, got ${JSON.stringify(v)}`);
+  return list as number[];
+}
+
+function parseYarn(raw: Record<string, unknown>): YarnScaling | null {
+  const s = raw.rope_scaling;
+  if (s === undefined || s === null) return null;
+  if (typeof s !== 'object') bad('"rope_scaling" must be an object or null');
+  const r = s as Record<string, unknown>;
+  const type = r.type ?? r.rope_type;
+  if (type !== 'yarn') bad(`rope_scaling type ${JSON.stringify(type)} is not supported (only "yarn")`);
+  const y: YarnScaling = {
+    factor: num(r, 'factor'),
+    originalMaxPositions: int(r, 'original_max_position_embeddings'),
+    betaFast: num(r, 'beta_fast', 32),
+    betaSlow: num(r, 'beta_slow', 1),
+    mscale: num(r, 'mscale', 1),
+    mscaleAllDim: num(r, 'mscale_all_dim', 0),
+  };
+  if (y.factor <= 0) bad('rope_scaling.factor must be > 0');
+  return y;
+}
+
+/** Parse and check a Hugging Face config.json object. */
+export function parseConfig(json: unknown): ModelConfig {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) bad('not a JSON object');
+  const raw = json as Record<string, unknown>;
+  const archs = raw.architectures;
+  const architecture = Array.isArray(archs) && typeof archs[0] === 'string' ? archs[0] : '';
+  const hidden = int(raw, 'hidden_size');
+  const heads = int(raw, 'num_attention_heads');
+  const layers = int(raw, 'num_hidden_layers');
+  const intermediate = int(raw, 'intermediate_size');
+
+  let attention: AttentionConfig;
+  let ropeStyle: ModelConfig['ropeStyle'];
+  if (MLA_ARCHS.includes(architecture)) {
+    const ropeDim = int(raw, 'qk_rope_head_dim');
+    if (ropeDim % 2) bad(`"qk_rope_head_dim" must be even, got ${ropeDim}`);
+    attention = {
+      kind: 'mla', heads,
+      qLoraRank: optInt(raw, 'q_lora_rank', null),
+      kvLoraRank: int(raw, 'kv_lora_rank'),
+      nopeDim: int(raw, 'qk_nope_head_dim'),
+      ropeDim,
+      vDim: int(raw, 'v_head_dim'),
+    };
+    ropeStyle = 'adjacent';
+    if (raw.n_routed_experts !== undefined && raw.n_routed_experts !== null) {
+      const firstDense = optInt(raw, 'first_k_dense_replace', 0, 0)!;
+      if (firstDense < layers) {
+        bad('mixture-of-experts layers (n_routed_experts with first_k_dense_replace < num_hidden_layers) are not supported yet');
+      }
+    }
+  } else if (GQA_ARCHS.includes(architecture)) {
+    const kvHeads = optInt(raw, 'num_key_value_heads', heads)!;
+    if (heads % kvHeads) bad(`num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
+    const headDim = optInt(raw, 'head_dim', hidden / heads)!;
+    if (!Number.isInteger(headDim) || headDim % 2) bad(`head_dim must be an even integer, got ${headDim}`);
+    attention = { kind: 'gqa', heads, kvHeads, headDim, vDim: headDim };
+    ropeStyle = 'half';
+    if (raw.attention_bias === true || raw.mlp_bias === true) bad('attention_bias / mlp_bias are not supported');
+    if (raw.rope_scaling !== undefined && raw.rope_scaling !== null) bad('rope_scaling is not supported for Llama-layout models yet');
+  } else {
+    bad(`architecture ${JSON.stringify(architecture)} is not supported (expected one of ${[...MLA_ARCHS, ...GQA_ARCHS].join(', ')})`);
+  }
+  const act = raw.hidden_act ?? 'silu';
+  if (act !== 'silu') bad(`hidden_act ${JSON.stringify(act)} is not supported (only "silu")`);
+
+  return {
+    architecture,
+    vocabSize: int(raw, 'vocab_size'),
+    hidden,
+    layers,
+    attention,
+    ffn: Array.from({ length: layers }, () => ({ kind: 'dense' as const, intermediate })),
+    rmsEps: num(raw, 'rms_norm_eps', 1e-6),
+    ropeTheta: num(raw, 'rope_theta', 10000),
+    ropeStyle,
+    yarn: parseYarn(raw),
+    maxPositions: int(raw, 'max_position_embeddings'),
+    tieEmbeddings: raw.tie_word_embeddings === true,
+    bosTokenId: optInt(raw, 'bos_token_id', null, 0),
+    eosTokenIds: tokenIds(raw.eos_token_id),
+  };
+}
+
+/** Numbers cached per token per layer by an attention variant (mla.md's table). */
+export function cacheNumbersPerTokenPerLayer(a: AttentionConfig): number {
+  return a.kind === 'mla' ? a.kvLoraRank + a.ropeDim : a.kvHeads * (a.headDim + a.vDim);
+}
+
+/** Numbers per token per layer that MHA with the same head dims would cache (for comparisons). */
+export function mhaCacheNumbers(a: AttentionConfig): number {
+  return a.kind === 'mla' ? a.heads * (a.nopeDim + a.ropeDim + a.vDim) : a.heads * (a.headDim + a.vDim);
+}

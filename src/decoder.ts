@@ -1,0 +1,245 @@
+// The decoder's forward pass over a chunk of tokens, in the order of mla.md:
+// embedding → layers of [RMSNorm → attention → residual → RMSNorm → SwiGLU → residual]
+// → final RMSNorm → lm_head. Every buffer is allocated once, in the constructor (the
+// "run state"); running a chunk allocates nothing.
+import type { GroupedAttention, MlaAttention, ModelConfig } from './config.js';
+import { cacheNumbersPerTokenPerLayer } from './config.js';
+import type { Heap } from './heap.js';
+import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
+import type { Kernels } from './wasm.js';
+import type { Weights } from './weights.js';
+
+/** How MLA attention is computed: expand per-head K/V from the latent, or absorb W_UK/W_UV. */
+export type AttentionPath = 'naive' | 'absorbed';
+
+/** Tokens per forward chunk: prompts longer than this are run in several chunks. */
+export const CHUNK = 64;
+/** Cached positions expanded at a time by naive MLA attention. */
+const KEY_BLOCK = 64;
+const F = 4; // bytes per f32
+
+/** A KV cache: `capacity` positions × `layers` rows of `row` numbers. */
+export interface KvCache {
+  ptr: number;
+  capacity: number;
+  row: number;
+}
+
+export class Decoder {
+  readonly k: Kernels;
+  readonly heap: Heap;
+  readonly config: ModelConfig;
+  readonly w: Weights;
+  /** Numbers cached per token per layer. */
+  readonly cacheRow: number;
+  private readonly scale: number;
+  private readonly ropeDim: number;
+  private readonly ropeAmp: number;
+  // The run state: byte offsets of scratch buffers sized for CHUNK tokens.
+  private readonly s: Record<'ids' | 'x' | 'xn' | 'u' | 'proj' | 'q' | 'o' | 'gu' | 'logits' | 'cos' | 'sin' |
+    'freqs' | 'attnM' | 'attnL' | 'attnScratch' | 'kvExp' | 'qAbs' | 'oLat' | 'pack', number>;
+
+  constructor(k: Kernels, heap: Heap, config: ModelConfig, weights: Weights) {
+    this.k = k; this.heap = heap; this.config = config; this.w = weights;
+    const c = config, a = c.attention, T = CHUNK, H = a.heads, d = c.hidden;
+    this.cacheRow = cacheNumbersPerTokenPerLayer(a);
+    this.scale = softmaxScale(c);
+    this.ropeDim = a.kind === 'mla' ? a.ropeDim : a.headDim;
+    this.ropeAmp = ropeAmplitude(c.yarn);
+    const maxInter = Math.max(...c.ffn.map((f) => f.intermediate));
+    const inRows = weights.layers[0]?.inRows ?? 0;
+    const mla = a.kind === 'mla' ? a : null;
+    const qWidth = mla ? H * (mla.nopeDim + mla.ropeDim) : 0;
+    const vDim = a.vDim;
+    // The largest (k, n) of any matmul we run decides the packing scratch.
+    const shapes: [number, number][] = [[d, inRows], [H * vDim, d], [d, 2 * maxInter], [maxInter, d], [d, c.vocabSize]];
+    if (mla) {
+      shapes.push([mla.qLoraRank ?? 1, qWidth], [mla.kvLoraRank, H * (mla.nopeDim + mla.vDim)],
+        [mla.nopeDim, mla.kvLoraRank], [mla.kvLoraRank, mla.vDim]);
+    }
+    const packBytes = Math.max(...shapes.map(([kk, n]) => k.matmul_pack_bytes(kk, n)));
+    const sizes = {
+      ids: T, x: T * d, xn: T * d, u: T * d, proj: T * inRows, q: T * qWidth, o: T * H * vDim,
+      gu: T * 2 * maxInter, logits: T * c.vocabSize, cos: T * this.ropeDim / 2, sin: T * this.ropeDim / 2,
+      freqs: this.ropeDim / 2, attnM: T * H, attnL: T * H, attnScratch: k.attn_scratch_bytes(T * H) / F,
+      kvExp: mla ? KEY_BLOCK * H * (mla.nopeDim + mla.vDim) : 0,
+      qAbs: mla ? T * H * (mla.kvLoraRank + mla.ropeDim) : 0,
+      oLat: mla ? T * H * mla.kvLoraRank : 0,
+      pack: packBytes / F,
+    };
+    this.s = {} as Decoder['s'];
+    for (const [name, n] of Object.entries(sizes)) {
+      this.s[name as keyof typeof sizes] = heap.alloc(Math.max(1, n) * F, `scratch buffer ${name}`);
+    }
+    heap.f32(this.s.freqs, this.ropeDim / 2).set(ropeFrequencies(this.ropeDim, c.ropeTheta, c.yarn));
+  }
+
+  /** Byte offset of cache row (layer, position). */
+  private cacheAt(cache: KvCache, layer: number, pos: number): number {
+    return cache.ptr + ((layer * cache.capacity + pos) * cache.row) * F;
+  }
+
+  /** y[T, out] = x[T, in] · Wᵀ (W in [out, in] layout), with row strides of x and y. */
+  private linear(x: number, ldx: number, w: number, y: number, ldy: number, T: number, inDim: number, outDim: number): void {
+    this.k.matmul_nt(x, ldx, w, inDim, y, ldy, T, inDim, outDim, this.s.pack);
+  }
+
+  /** Copy `n` floats from each of `rows` rows (strides in floats). */
+  private copyRows(src: number, srcStride: number, dst: number, dstStride: number, rows: number, n: number): void {
+    const m = new Float32Array(this.heap.memory.buffer);
+    for (let r = 0; r < rows; r++) {
+      const from = src / F + r * srcStride;
+      m.copyWithin(dst / F + r * dstStride, from, from + n);
+    }
+  }
+
+  /**
+   * Run T ≤ CHUNK tokens (ids already written at s.ids, validated) at positions pos … pos+T−1,
+   * appending their keys/values to the cache. Computes the logits of all T rows, or of the last
+   * one only; returns the byte offset of the first logits row computed.
+   */
+  runChunk(cache: KvCache, pos: number, T: number, path: AttentionPath, allLogits: boolean): number {
+    const { k, s, config: c } = this;
+    const d = c.hidden;
+    k.embed(this.w.embed, d, s.ids, T, s.x);
+    k.rope_table(s.freqs, this.ropeDim / 2, pos, T, this.ropeAmp, s.cos, s.sin);
+    for (let l = 0; l < c.layers; l++) {
+      const lw = this.w.layers[l];
+      // h += Attn(RMSNorm(h))
+      k.rmsnorm(s.x, d, lw.inputNorm, s.xn, d, T, d, c.rmsEps);
+      if (c.attention.kind === 'mla') this.mlaAttention(c.attention, l, cache, pos, T, path);
+      else this.groupedAttention(c.attention, l, cache, pos, T);
+      k.add(s.x, s.u, T * d);
+      // h += FFN(RMSNorm(h)), dense SwiGLU: down(silu(gate(x)) ⊙ up(x))
+      const inter = c.ffn[l].intermediate;
+      k.rmsnorm(s.x, d, lw.postNorm, s.xn, d, T, d, c.rmsEps);
+      this.linear(s.xn, d, lw.wGateUp, s.gu, 2 * inter, T, d, 2 * inter);
+      k.swiglu(s.gu, 2 * inter, s.gu, 2 * inter, T, inter);
+      this.linear(s.gu, 2 * inter, lw.wDown, s.u, d, T, inter, d);
+      k.add(s.x, s.u, T * d);
+    }
+    // Final RMSNorm and lm_head, for the rows whose logits are wanted.
+    const first = allLogits ? 0 : T - 1;
+    const rows = T - first;
+    k.rmsnorm(s.x + first * d * F, d, this.w.finalNorm, s.xn, d, rows, d, c.rmsEps);
+    this.linear(s.xn, d, this.w.lmHead, s.logits, c.vocabSize, rows, d, c.vocabSize);
+    return s.logits;
+  }
+
+  /** MLA (mla.md steps 1–4): reads s.xn, appends [c_kv ; k^R] to the cache, writes o_proj's output to s.u. */
+  private mlaAttention(a: MlaAttention, l: number, cache: KvCache, pos: number, T: number, path: AttentionPath): void {
+    const { k, s } = this;
+    const lw = this.w.layers[l];
+    const d = this.config.hidden, H = a.heads, dc = a.kvLoraRank, dr = a.ropeDim, dn = a.nopeDim;
+    const qHead = dn + dr, inRows = lw.inRows;
+    const qIn = a.qLoraRank ?? H * qHead; // columns of the fused projection before [c_kv ; k_r]
+    // One matmul: [c_q | c_kv | k_r] (or [q | c_kv | k_r] without query compression).
+    this.linear(s.xn, d, lw.wIn, s.proj, inRows, T, d, inRows);
+    // 1. Query: q = q_b_proj · RMSNorm(c_q), or q straight from q_proj.
+    let q = s.proj, qStride = inRows;
+    if (a.qLoraRank) {
+      k.rmsnorm(s.proj, inRows, lw.qNorm, s.proj, inRows, T, a.qLoraRank, this.config.rmsEps);
+      this.linear(s.proj, inRows, lw.wqB, s.q, H * qHead, T, a.qLoraRank, H * qHead);
+      q = s.q; qStride = H * qHead;
+    }
+    k.rope_apply(q + dn * F, T, qStride, H, qHead, dr, s.cos, s.sin, 0);
+    // 2. Cache row of each token: [RMSNorm(c_kv) ; RoPE(k_r)], the only thing MLA keeps.
+    const row0 = this.cacheAt(cache, l, pos);
+    k.rmsnorm(s.proj + qIn * F, inRows, lw.kvNorm, row0, cache.row, T, dc, this.config.rmsEps);
+    this.copyRows(s.proj + (qIn + dc) * F, inRows, row0 + dc * F, cache.row, T, dr);
+    k.rope_apply(row0 + dc * F, T, cache.row, 1, dr, dr, s.cos, s.sin, 0);
+    // 3–4. Attention over positions 0 … pos+T−1, then u = o_proj · [o_1; …; o_H].
+    if (path === 'naive') this.mlaNaive(a, l, cache, pos, T, q, qStride);
+    else this.mlaAbsorbed(a, l, cache, pos, T, q, qStride);
+    this.linear(s.o, H * a.vDim, lw.wo, s.u, d, T, H * a.vDim, d);
+  }
+
+  /** Naive: expand k_i^C = W_UK_i · c_kv and v_i = W_UV_i · c_kv block by block, then ordinary attention. */
+  private mlaNaive(a: MlaAttention, l: number, cache: KvCache, pos: number, T: number, q: number, qStride: number): void {
+    const { k, s } = this;
+    const H = a.heads, dc = a.kvLoraRank, dn = a.nopeDim, dv = a.vDim, kv = dn + dv;
+    const qHead = dn + a.ropeDim, S = pos + T;
+    // State of (head h, query t): m, l at [h·T + t]; accumulator = o[t, h, :].
+    k.attn_init(s.attnM, s.attnL, s.o, T * H, dv, dv);
+    for (let j0 = 0; j0 < S; j0 += KEY_BLOCK) {
+      const n = Math.min(KEY_BLOCK, S - j0);
+      const rows = this.cacheAt(cache, l, j0);
+      // kvExp[j, h, :] = [k_{j,h}^C (d_n) ; v_{j,h} (d_v)] = kv_b_proj · c_kv_j
+      this.linear(rows, cache.row, this.w.layers[l].wkvB, s.kvExp, H * kv, n, dc, H * kv);
+      for (let h = 0; h < H; h++) {
+        k.attn_block(q + h * qHead * F, qStride, T, pos, 1, dn, a.ropeDim,
+          s.kvExp + h * kv * F, H * kv, rows + dc * F, cache.row,
+          s.kvExp + (h * kv + dn) * F, H * kv, dv,
+          n, j0, this.scale, s.attnM + h * T * F, s.attnL + h * T * F, s.o + h * dv * F, H * dv, s.attnScratch);
+      }
+    }
+    for (let h = 0; h < H; h++) {
+      k.attn_finish(s.attnL + h * T * F, s.o + h * dv * F, H * dv, T, dv, s.o + h * dv * F, H * dv);
+    }
+  }
+
+  /**
+   * Absorbed: q̃_i = W_UK_iᵀ · q_i^C, attention straight over the latent cache rows
+   * (score = q̃_i · c_kv_j + q_i^R · k_j^R, all heads sharing each row), o_i = W_UV_i · õ_i.
+   */
+  private mlaAbsorbed(a: MlaAttention, l: number, cache: KvCache, pos: number, T: number, q: number, qStride: number): void {
+    const { k, s } = this;
+    const H = a.heads, dc = a.kvLoraRank, dr = a.ropeDim, dn = a.nopeDim, dv = a.vDim;
+    const qHead = dn + dr, kv = dn + dv, lat = dc + dr;
+    const wkvB = this.w.layers[l].wkvB;
+    // qAbs[t, h, :] = [q̃_{t,h} (d_c) ; q_{t,h}^R (d_r)]
+    for (let h = 0; h < H; h++) {
+      k.matmul_nn(q + h * qHead * F, qStride, wkvB + h * kv * dc * F, dc, s.qAbs + h * lat * F, H * lat, T, dn, dc, s.pack);
+      this.copyRows(q + (h * qHead + dn) * F, qStride, s.qAbs + (h * lat + dc) * F, H * lat, T, dr);
+    }
+    const rows = this.cacheAt(cache, l, 0);
+    k.attn_init(s.attnM, s.attnL, s.oLat, T * H, dc, dc);
+    k.attn_block(s.qAbs, lat, T * H, pos, H, dc, dr, rows, cache.row, rows + dc * F, cache.row,
+      rows, cache.row, dc, pos + T, 0, this.scale, s.attnM, s.attnL, s.oLat, dc, s.attnScratch);
+    k.attn_finish(s.attnL, s.oLat, dc, T * H, dc, s.oLat, dc);
+    // o[t, h, :] = W_UV_h · õ_{t,h}
+    for (let h = 0; h < H; h++) {
+      this.linear(s.oLat + h * dc * F, H * dc, wkvB + (h * kv + dn) * dc * F, s.o + h * dv * F, H * dv, T, dc, dv);
+    }
+  }
+
+  /** MHA / GQA / MQA (Llama layout): cache rows are [k of every KV head ; v of every KV head]. */
+  private groupedAttention(a: GroupedAttention, l: number, cache: KvCache, pos: number, T: number): void {
+    const { k, s } = this;
+    const lw = this.w.layers[l];
+    const d = this.config.hidden, H = a.heads, G = a.kvHeads, hd = a.headDim, dv = a.vDim;
+    const inRows = lw.inRows, perGroup = H / G;
+    this.linear(s.xn, d, lw.wIn, s.proj, inRows, T, d, inRows); // [q | k | v]
+    k.rope_apply(s.proj, T, inRows, H, hd, hd, s.cos, s.sin, 1);
+    k.rope_apply(s.proj + H * hd * F, T, inRows, G, hd, hd, s.cos, s.sin, 1);
+    const row0 = this.cacheAt(cache, l, pos);
+    this.copyRows(s.proj + H * hd * F, inRows, row0, cache.row, T, G * (hd + dv));
+    const rows = this.cacheAt(cache, l, 0), S = pos + T;
+    const kOf = (g: number) => rows + g * hd * F, vOf = (g: number) => rows + (G * hd + g * dv) * F;
+    if (T === 1) {
+      // Decode: the heads of a group read their shared K/V rows together.
+      k.attn_init(s.attnM, s.attnL, s.o, H, dv, dv);
+      for (let g = 0; g < G; g++) {
+        const h0 = g * perGroup;
+        k.attn_block(s.proj + h0 * hd * F, hd, perGroup, pos, perGroup, hd, 0, kOf(g), cache.row, 0, 0,
+          vOf(g), cache.row, dv, S, 0, this.scale, s.attnM + h0 * F, s.attnL + h0 * F, s.o + h0 * dv * F, dv, s.attnScratch);
+      }
+      k.attn_finish(s.attnL, s.o, dv, H, dv, s.o, dv);
+    } else {
+      k.attn_init(s.attnM, s.attnL, s.o, T * H, dv, dv);
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor(h / perGroup);
+        k.attn_block(s.proj + h * hd * F, inRows, T, pos, 1, hd, 0, kOf(g), cache.row, 0, 0,
+          vOf(g), cache.row, dv, S, 0, this.scale, s.attnM + h * T * F, s.attnL + h * T * F, s.o + h * dv * F, H * dv, s.attnScratch);
+        k.attn_finish(s.attnL + h * T * F, s.o + h * dv * F, H * dv, T, dv, s.o + h * dv * F, H * dv);
+      }
+    }
+    this.linear(s.o, H * dv, lw.wo, s.u, d, T, H * dv, d);
+  }
+
+  /** Write ids into the ids buffer (already validated). */
+  setIds(ids: ArrayLike<number>, from: number, T: number): void {
+    const buf = this.heap.i32(this.s.ids, T);
+    for (let t = 0; t < T; t++) buf[t] = ids[from + t];
+  }
+}

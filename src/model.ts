@@ -1,0 +1,95 @@
+// The public model: config, weights in WebAssembly memory, forward() and sessions.
+import { cacheNumbersPerTokenPerLayer, mhaCacheNumbers, parseConfig, type ModelConfig } from './config.js';
+import { Decoder, type AttentionPath } from './decoder.js';
+import { MlaError } from './errors.js';
+import { Session, type SessionOptions } from './session.js';
+import { openSource, type ModelSource } from './source.js';
+import { loadKernels, type KernelOptions, type SimdBuild } from './wasm.js';
+import { placeWeights } from './weights.js';
+
+export interface LoadOptions extends KernelOptions {}
+
+export interface ForwardOptions {
+  /** MLA attention path for the whole sequence (default 'naive'). */
+  attention?: AttentionPath;
+}
+
+export class Model {
+  /** The parsed configuration (the numbers mla.md names). */
+  readonly config: ModelConfig;
+  /** Which kernel build runs: 'relaxed' (fused multiply-add) or 'simd'. */
+  readonly simd: SimdBuild;
+  /** Bytes of weights in WebAssembly memory. */
+  readonly weightBytes: number;
+  private readonly decoder: Decoder;
+  private readonly sessions = new Set<Session>();
+  private isDisposed = false;
+
+  /** @internal Use loadModel(). */
+  constructor(config: ModelConfig, decoder: Decoder, simd: SimdBuild) {
+    this.config = config;
+    this.decoder = decoder;
+    this.simd = simd;
+    this.weightBytes = decoder.w.bytes;
+  }
+
+  /** Bytes of KV cache one token takes over all layers. */
+  get kvCacheBytesPerToken(): number {
+    return this.config.layers * cacheNumbersPerTokenPerLayer(this.config.attention) * 4;
+  }
+
+  /** What multi-head attention with the same head dims would cache per token, in bytes. */
+  get mhaCacheBytesPerToken(): number {
+    return this.config.layers * mhaCacheNumbers(this.config.attention) * 4;
+  }
+
+  /** Bytes of WebAssembly memory in use: weights, scratch and every live session's cache. */
+  get memoryBytes(): number {
+    return this.decoder.heap.usedBytes;
+  }
+
+  createSession(options: SessionOptions = {}): Session {
+    this.alive();
+    const s = new Session(this.decoder, options, (x) => this.sessions.delete(x));
+    this.sessions.add(s);
+    return s;
+  }
+
+  /** Logits for every position of `ids`, row-major [T, vocab]. */
+  forward(ids: ArrayLike<number>, options: ForwardOptions = {}): Float32Array {
+    this.alive();
+    const length = ids?.length;
+    if (typeof length !== 'number' || length < 1) throw new MlaError('BAD_INPUT', 'token ids must be a non-empty array');
+    if (length > this.config.maxPositions) {
+      throw new MlaError('CACHE_FULL', `${length} tokens exceed max_position_embeddings (${this.config.maxPositions})`);
+    }
+    const s = this.createSession({ contextLength: length });
+    try {
+      return s.runAll(ids, options.attention ?? 'naive');
+    } finally {
+      s.dispose();
+    }
+  }
+
+  /** Free every session. The model cannot be used afterwards. */
+  dispose(): void {
+    for (const s of [...this.sessions]) s.dispose();
+    this.isDisposed = true;
+  }
+
+  private alive(): void {
+    if (this.isDisposed) throw new MlaError('DISPOSED', 'this model was disposed');
+  }
+}
+
+/**
+ * Load a model: a folder (path or URL) holding config.json and model.safetensors, or an in-memory
+ * { config, tensors }. Without a source, the built-in default model (fortune-mla).
+ */
+export async function loadModel(source?: ModelSource, options: LoadOptions = {}): Promise<Model> {
+  const src = await openSource(source);
+  const config = parseConfig(src.config);
+  const { kernels, heap, build } = await loadKernels(options);
+  const weights = placeWeights(config, src.tensors, heap);
+  return new Model(config, new Decoder(kernels, heap, config, weights), build);
+}

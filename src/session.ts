@@ -1,0 +1,127 @@
+// A conversation's state: its own KV cache in the model's memory and a position.
+import { CHUNK, type AttentionPath, type Decoder, type KvCache } from './decoder.js';
+import { MlaError } from './errors.js';
+
+export interface SessionOptions {
+  /** Positions the cache holds (default: the model's max_position_embeddings, at most 4096). */
+  contextLength?: number;
+}
+
+export interface RunOptions {
+  /** MLA attention path; default 'naive' for prefill (many queries share the expansion), 'absorbed' for step. */
+  attention?: AttentionPath;
+}
+
+const DEFAULT_CONTEXT = 4096;
+
+/** Throw BAD_INPUT / BAD_TOKEN unless `ids` is a non-empty list of integers in [0, vocab). */
+export function checkIds(ids: ArrayLike<number>, vocab: number): void {
+  if (ids === null || typeof ids !== 'object' || typeof ids.length !== 'number') {
+    throw new MlaError('BAD_INPUT', 'token ids must be an array of integers');
+  }
+  if (ids.length === 0) throw new MlaError('BAD_INPUT', 'token ids are empty');
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+      throw new MlaError('BAD_TOKEN', `token id ${id} at index ${i} is not an integer in [0, ${vocab})`);
+    }
+  }
+}
+
+export class Session {
+  private readonly decoder: Decoder;
+  private readonly onDispose: (s: Session) => void;
+  private cache: KvCache | null;
+  private pos = 0;
+
+  /** @internal Made by Model.createSession(). */
+  constructor(decoder: Decoder, options: SessionOptions, onDispose: (s: Session) => void) {
+    const max = decoder.config.maxPositions;
+    const capacity = options.contextLength ?? Math.min(max, DEFAULT_CONTEXT);
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > max) {
+      throw new MlaError('BAD_INPUT', `contextLength must be an integer in [1, ${max}] (max_position_embeddings), got ${capacity}`);
+    }
+    this.decoder = decoder;
+    this.onDispose = onDispose;
+    const row = decoder.cacheRow;
+    const bytes = capacity * decoder.config.layers * row * 4;
+    this.cache = { ptr: decoder.heap.alloc(bytes, `a KV cache of ${capacity} positions`), capacity, row };
+  }
+
+  /** Tokens in the cache: the position the next token gets. */
+  get position(): number { return this.pos; }
+
+  /** Positions the cache can hold. */
+  get capacity(): number { return this.live().capacity; }
+
+  /** Bytes of KV cache holding the tokens so far (layers × cached numbers × 4 per token). */
+  get kvCacheBytes(): number { return this.pos * this.decoder.config.layers * this.decoder.cacheRow * 4; }
+
+  get disposed(): boolean { return this.cache === null; }
+
+  /** Run a prompt (or its continuation); returns the logits of its last position. */
+  prefill(ids: ArrayLike<number>, options: RunOptions = {}): Float32Array {
+    return this.run(ids, options.attention ?? 'naive', false);
+  }
+
+  /** Feed one token; returns the logits for the next position. */
+  step(id: number, options: RunOptions = {}): Float32Array {
+    return this.run([id], options.attention ?? 'absorbed', false);
+  }
+
+  /** @internal Logits of every position of `ids`, row-major [T, vocab] (Model.forward). */
+  runAll(ids: ArrayLike<number>, attention: AttentionPath): Float32Array {
+    return this.run(ids, attention, true);
+  }
+
+  /** Forget every token; the cache is kept for reuse. */
+  reset(): void {
+    this.live();
+    this.pos = 0;
+  }
+
+  /** Give the cache's memory back. Using the session afterwards throws DISPOSED. */
+  dispose(): void {
+    if (!this.cache) return;
+    const c = this.cache;
+    this.decoder.heap.release(c.ptr, c.capacity * this.decoder.config.layers * c.row * 4);
+    this.cache = null;
+    this.onDispose(this);
+  }
+
+  private live(): KvCache {
+    if (!this.cache) throw new MlaError('DISPOSED', 'this session was disposed');
+    return this.cache;
+  }
+
+  private run(ids: ArrayLike<number>, attention: AttentionPath, all: boolean): Float32Array {
+    const cache = this.live();
+    const d = this.decoder, V = d.config.vocabSize;
+    if (attention !== 'naive' && attention !== 'absorbed') {
+      throw new MlaError('BAD_INPUT', `attention must be 'naive' or 'absorbed', got ${JSON.stringify(attention)}`);
+    }
+    checkIds(ids, V);
+    if (this.pos + ids.length > cache.capacity) {
+      throw new MlaError('CACHE_FULL',
+        `${ids.length} token(s) at position ${this.pos} do not fit a cache of ${cache.capacity} positions`);
+    }
+    const out = new Float32Array(all ? ids.length * V : V);
+    let pos = this.pos;
+    for (let from = 0; from < ids.length; from += CHUNK) {
+      const T = Math.min(CHUNK, ids.length - from);
+      const last = from + T === ids.length;
+      d.setIds(ids, from, T);
+      const logits = d.runChunk(cache, pos, T, attention, all);
+      if (all) out.set(d.heap.f32(logits, T * V), from * V);
+      else if (last) out.set(d.heap.f32(logits, V));
+      pos += T;
+    }
+    for (let i = 0; i < out.length; i++) {
+      if (!Number.isFinite(out[i])) {
+        throw new MlaError('NON_FINITE', `the logits hold ${out[i]} (row ${Math.floor(i / V)}): the weights or activations overflowed`);
+      }
+    }
+    this.pos = pos;
+    return out;
+  }
+}

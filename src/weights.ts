@@ -1,0 +1,166 @@
+// Which tensors a config implies, checking a checkpoint against that list before anything big is
+// allocated, and placing the weights in WebAssembly memory. Projections that read the same input
+// are stored side by side as one matrix, so one matmul computes them together:
+//   MLA:   [q_a_proj | kv_a_proj_with_mqa]  (or [q_proj | kv_a_proj_with_mqa])
+//   Llama: [q_proj | k_proj | v_proj]
+//   MLP:   [gate_proj | up_proj]
+import type { ModelConfig } from './config.js';
+import { MlaError } from './errors.js';
+import type { Heap } from './heap.js';
+
+/** Where a decoder reads its tensors from: an in-memory map or a safetensors file. */
+export interface TensorSource {
+  names(): Iterable<string>;
+  shape(name: string): readonly number[] | undefined;
+  /** Copy tensor `name` as f32 into `out` (whose length is its element count). */
+  read(name: string, out: Float32Array): void;
+}
+
+export interface LayerWeights {
+  inputNorm: number;
+  postNorm: number;
+  /** The fused input projection, `inRows` × hidden. */
+  wIn: number;
+  inRows: number;
+  /** MLA only: q_a_layernorm (0 without query compression), q_b_proj, kv_a_layernorm, kv_b_proj. */
+  qNorm: number;
+  wqB: number;
+  kvNorm: number;
+  wkvB: number;
+  wo: number;
+  /** Dense SwiGLU: [gate | up] (2·intermediate × hidden) and down. */
+  wGateUp: number;
+  wDown: number;
+}
+
+export interface Weights {
+  embed: number;
+  finalNorm: number;
+  lmHead: number;
+  layers: LayerWeights[];
+  bytes: number;
+}
+
+type Shapes = Map<string, number[]>;
+
+/** Every tensor name the config implies, with its shape ([out, in] for matrices). */
+export function expectedTensors(c: ModelConfig): Shapes {
+  const d = c.hidden;
+  const s: Shapes = new Map();
+  s.set('model.embed_tokens.weight', [c.vocabSize, d]);
+  s.set('model.norm.weight', [d]);
+  if (!c.tieEmbeddings) s.set('lm_head.weight', [c.vocabSize, d]);
+  const a = c.attention;
+  for (let l = 0; l < c.layers; l++) {
+    const p = `model.layers.${l}.`;
+    s.set(p + 'input_layernorm.weight', [d]);
+    s.set(p + 'post_attention_layernorm.weight', [d]);
+    if (a.kind === 'mla') {
+      const qRows = a.heads * (a.nopeDim + a.ropeDim);
+      if (a.qLoraRank) {
+        s.set(p + 'self_attn.q_a_proj.weight', [a.qLoraRank, d]);
+        s.set(p + 'self_attn.q_a_layernorm.weight', [a.qLoraRank]);
+        s.set(p + 'self_attn.q_b_proj.weight', [qRows, a.qLoraRank]);
+      } else {
+        s.set(p + 'self_attn.q_proj.weight', [qRows, d]);
+      }
+      s.set(p + 'self_attn.kv_a_proj_with_mqa.weight', [a.kvLoraRank + a.ropeDim, d]);
+      s.set(p + 'self_attn.kv_a_layernorm.weight', [a.kvLoraRank]);
+      s.set(p + 'self_attn.kv_b_proj.weight', [a.heads * (a.nopeDim + a.vDim), a.kvLoraRank]);
+      s.set(p + 'self_attn.o_proj.weight', [d, a.heads * a.vDim]);
+    } else {
+      s.set(p + 'self_attn.q_proj.weight', [a.heads * a.headDim, d]);
+      s.set(p + 'self_attn.k_proj.weight', [a.kvHeads * a.headDim, d]);
+      s.set(p + 'self_attn.v_proj.weight', [a.kvHeads * a.vDim, d]);
+      s.set(p + 'self_attn.o_proj.weight', [d, a.heads * a.vDim]);
+    }
+    const inter = c.ffn[l].intermediate;
+    s.set(p + 'mlp.gate_proj.weight', [inter, d]);
+    s.set(p + 'mlp.up_proj.weight', [inter, d]);
+    s.set(p + 'mlp.down_proj.weight', [d, inter]);
+  }
+  return s;
+}
+
+// Buffers some exporters keep in checkpoints; they are recomputed from the config, never read.
+const IGNORED = /\.rotary_emb\.inv_freq$/;
+
+/** Throw MISSING_TENSOR / UNEXPECTED_TENSOR / BAD_SHAPE naming every offending tensor. */
+export function checkTensors(c: ModelConfig, src: TensorSource): Shapes {
+  const want = expectedTensors(c);
+  const have = new Set([...src.names()].filter((n) => !IGNORED.test(n)));
+  const missing = [...want.keys()].filter((n) => !have.has(n));
+  if (missing.length) throw new MlaError('MISSING_TENSOR', `checkpoint lacks ${missing.length} tensor(s): ${list(missing)}`);
+  const extra = [...have].filter((n) => !want.has(n));
+  if (extra.length) throw new MlaError('UNEXPECTED_TENSOR', `checkpoint has ${extra.length} tensor(s) the config does not explain: ${list(extra)}`);
+  const wrong = [...want].filter(([n, shape]) => String(src.shape(n)) !== String(shape))
+    .map(([n, shape]) => `${n} is [${src.shape(n)}], expected [${shape}]`);
+  if (wrong.length) throw new MlaError('BAD_SHAPE', `wrong shape: ${list(wrong)}`);
+  return want;
+}
+
+function list(items: string[]): string {
+  return items.length > 8 ? `${items.slice(0, 8).join(', ')} … and ${items.length - 8} more` : items.join(', ');
+}
+
+const count = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** Bytes of WebAssembly memory the weights take. */
+export function weightBytes(c: ModelConfig): number {
+  let n = 0;
+  for (const shape of expectedTensors(c).values()) n += count(shape);
+  return n * 4;
+}
+
+/** Check, allocate and fill. Throws before allocating anything if the checkpoint does not match. */
+export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap): Weights {
+  const shapes = checkTensors(c, src);
+  const bytes = weightBytes(c);
+  const base = heap.alloc(bytes, 'the weights');
+  let next = base;
+  // Consecutive tensors listed together land side by side: one fused matrix.
+  const place = (...names: string[]): number => {
+    const ptr = next;
+    for (const name of names) {
+      const n = count(shapes.get(name)!);
+      const view = heap.f32(next, n);
+      src.read(name, view);
+      for (let i = 0; i < n; i++) {
+        if (!Number.isFinite(view[i])) throw new MlaError('NON_FINITE', `tensor ${name} holds ${view[i]} at element ${i}`);
+      }
+      next += n * 4;
+    }
+    return ptr;
+  };
+  const embed = place('model.embed_tokens.weight');
+  const finalNorm = place('model.norm.weight');
+  const lmHead = c.tieEmbeddings ? embed : place('lm_head.weight');
+  const a = c.attention;
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < c.layers; l++) {
+    const p = `model.layers.${l}.`;
+    const w = {} as LayerWeights;
+    w.inputNorm = place(p + 'input_layernorm.weight');
+    w.postNorm = place(p + 'post_attention_layernorm.weight');
+    w.qNorm = w.wqB = w.kvNorm = w.wkvB = 0;
+    if (a.kind === 'mla') {
+      const qFirst = a.qLoraRank ? 'self_attn.q_a_proj.weight' : 'self_attn.q_proj.weight';
+      w.wIn = place(p + qFirst, p + 'self_attn.kv_a_proj_with_mqa.weight');
+      w.inRows = (a.qLoraRank ?? a.heads * (a.nopeDim + a.ropeDim)) + a.kvLoraRank + a.ropeDim;
+      if (a.qLoraRank) {
+        w.qNorm = place(p + 'self_attn.q_a_layernorm.weight');
+        w.wqB = place(p + 'self_attn.q_b_proj.weight');
+      }
+      w.kvNorm = place(p + 'self_attn.kv_a_layernorm.weight');
+      w.wkvB = place(p + 'self_attn.kv_b_proj.weight');
+    } else {
+      w.wIn = place(p + 'self_attn.q_proj.weight', p + 'self_attn.k_proj.weight', p + 'self_attn.v_proj.weight');
+      w.inRows = a.heads * a.headDim + a.kvHeads * (a.headDim + a.vDim);
+    }
+    w.wo = place(p + 'self_attn.o_proj.weight');
+    w.wGateUp = place(p + 'mlp.gate_proj.weight', p + 'mlp.up_proj.weight');
+    w.wDown = place(p + 'mlp.down_proj.weight');
+    layers.push(w);
+  }
+  return { embed, finalNorm, lmHead, layers, bytes };
+}

@@ -1,0 +1,185 @@
+// Bad input gets a typed error with a code, leaves memory untouched, and the session usable.
+import { describe, expect, it } from 'vitest';
+import { loadModel, MlaError, type Model } from '../src/index.js';
+import { makeRandomCheckpoint, tinyMlaConfig } from './reference/model.js';
+
+async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<MlaError> {
+  let err: unknown;
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) { err = e; }
+  expect(err, `expected an MlaError ${code}`).toBeInstanceOf(MlaError);
+  expect((err as MlaError).code, (err as Error).message).toBe(code);
+  return err as MlaError;
+}
+
+/** A copy of the model's whole WebAssembly memory, to prove a failed call wrote nothing. */
+function snapshot(model: Model): Uint8Array {
+  // @ts-expect-error reaching into the decoder for the test only
+  return new Uint8Array(model.decoder.heap.memory.buffer).slice();
+}
+
+function expectUnchanged(model: Model, before: Uint8Array): void {
+  // @ts-expect-error as above
+  const now = new Uint8Array(model.decoder.heap.memory.buffer);
+  expect(now.length).toBe(before.length);
+  let diff = -1;
+  for (let i = 0; i < now.length; i++) if (now[i] !== before[i]) { diff = i; break; }
+  expect(diff, 'first changed byte').toBe(-1);
+}
+
+const config = tinyMlaConfig({ max_position_embeddings: 32 });
+const good = () => makeRandomCheckpoint(config, 5);
+
+describe('loading bad checkpoints', () => {
+  it('a wrongly shaped weight is named (BAD_SHAPE)', async () => {
+    const tensors = good();
+    const name = 'model.layers.1.self_attn.kv_b_proj.weight';
+    const [r, c] = tensors[name].shape;
+    tensors[name] = { shape: [r - 1, c], data: new Float32Array((r - 1) * c) };
+    const e = await expectCode(loadModel({ config, tensors }), 'BAD_SHAPE');
+    expect(e.message).toContain(name);
+  });
+
+  it('data that does not fill its shape (BAD_SHAPE)', async () => {
+    const tensors = good();
+    tensors['model.norm.weight'] = { shape: [64], data: new Float32Array(63) };
+    await expectCode(loadModel({ config, tensors }), 'BAD_SHAPE');
+  });
+
+  it('a missing weight is named (MISSING_TENSOR)', async () => {
+    const tensors = good();
+    delete tensors['model.layers.0.self_attn.kv_a_layernorm.weight'];
+    const e = await expectCode(loadModel({ config, tensors }), 'MISSING_TENSOR');
+    expect(e.message).toContain('model.layers.0.self_attn.kv_a_layernorm.weight');
+  });
+
+  it('an unexpected weight is named (UNEXPECTED_TENSOR)', async () => {
+    const tensors = good();
+    tensors['model.layers.9.mlp.gate_proj.weight'] = { shape: [1], data: new Float32Array(1) };
+    const e = await expectCode(loadModel({ config, tensors }), 'UNEXPECTED_TENSOR');
+    expect(e.message).toContain('model.layers.9.mlp.gate_proj.weight');
+  });
+
+  it('NaN in a weight (NON_FINITE)', async () => {
+    const tensors = good();
+    tensors['model.layers.0.mlp.up_proj.weight'].data[17] = NaN;
+    const e = await expectCode(loadModel({ config, tensors }), 'NON_FINITE');
+    expect(e.message).toContain('model.layers.0.mlp.up_proj.weight');
+  });
+
+  it('bad configs (BAD_CONFIG)', async () => {
+    await expectCode(loadModel({ config: { ...config, architectures: ['GPT2LMHeadModel'] }, tensors: good() }), 'BAD_CONFIG');
+    await expectCode(loadModel({ config: { ...config, kv_lora_rank: -3 }, tensors: good() }), 'BAD_CONFIG');
+    await expectCode(loadModel({ config: { ...config, qk_rope_head_dim: 7 }, tensors: good() }), 'BAD_CONFIG');
+    await expectCode(loadModel({ config: 'nope', tensors: good() }), 'BAD_CONFIG');
+    await expectCode(loadModel({ config: { ...config, rope_scaling: { type: 'dynamic', factor: 2 } }, tensors: good() }), 'BAD_CONFIG');
+  });
+
+  it('a folder that does not exist (BAD_SOURCE)', async () => {
+    await expectCode(loadModel('/nonexistent/model/folder'), 'BAD_SOURCE');
+    // @ts-expect-error a number is no source
+    await expectCode(loadModel(42), 'BAD_SOURCE');
+  });
+
+  it('relaxed SIMD forced where it is available works; an unknown choice is refused', async () => {
+    // @ts-expect-error not a build
+    await expectCode(loadModel({ config, tensors: good() }, { simd: 'avx' }), 'BAD_INPUT');
+  });
+});
+
+describe('running with bad input', () => {
+  it('token ids out of range, not integers, NaN, or empty: BAD_TOKEN / BAD_INPUT, nothing written, session usable', async () => {
+    const model = await loadModel({ config, tensors: good() });
+    const s = model.createSession();
+    const ok = s.prefill([1, 2, 3]);
+    const before = snapshot(model);
+    for (const ids of [[1, 50], [1, -1], [1.5], [NaN], [1, Infinity]]) {
+      await expectCode(() => s.prefill(ids), 'BAD_TOKEN');
+    }
+    await expectCode(() => s.step(50), 'BAD_TOKEN');
+    await expectCode(() => s.prefill([]), 'BAD_INPUT');
+    await expectCode(() => model.forward([]), 'BAD_INPUT');
+    await expectCode(() => model.forward([3, 99]), 'BAD_TOKEN');
+    expectUnchanged(model, before);
+    expect(s.position).toBe(3);
+    // Still usable, and still right: the next step matches a fresh run.
+    const next = s.step(4);
+    const fresh = model.forward([1, 2, 3, 4]);
+    expect(Array.from(next)).toEqual(Array.from(fresh.subarray(3 * 50, 4 * 50)));
+    expect(ok.length).toBe(50);
+  });
+
+  it('a position past the cache capacity: CACHE_FULL, nothing written, session usable', async () => {
+    const model = await loadModel({ config, tensors: good() });
+    const s = model.createSession({ contextLength: 8 });
+    s.prefill([1, 2, 3, 4, 5, 6]);
+    const before = snapshot(model);
+    await expectCode(() => s.prefill([1, 2, 3]), 'CACHE_FULL');
+    expectUnchanged(model, before);
+    expect(s.position).toBe(6);
+    s.step(7);
+    s.step(8);
+    await expectCode(() => s.step(9), 'CACHE_FULL');
+    expect(s.position).toBe(8);
+    s.reset();
+    expect(s.position).toBe(0);
+    s.prefill([1, 2, 3, 4, 5, 6, 7, 8]);
+    await expectCode(() => model.forward(new Array(33).fill(1)), 'CACHE_FULL');
+    await expectCode(() => model.createSession({ contextLength: 33 }), 'BAD_INPUT');
+    await expectCode(() => model.createSession({ contextLength: 0 }), 'BAD_INPUT');
+  });
+
+  it('a disposed session or model: DISPOSED', async () => {
+    const model = await loadModel({ config, tensors: good() });
+    const s = model.createSession();
+    s.prefill([1, 2]);
+    s.dispose();
+    await expectCode(() => s.step(1), 'DISPOSED');
+    await expectCode(() => s.prefill([1]), 'DISPOSED');
+    await expectCode(() => s.reset(), 'DISPOSED');
+    s.dispose(); // twice is harmless
+    const other = model.createSession();
+    model.dispose();
+    await expectCode(() => other.step(1), 'DISPOSED');
+    await expectCode(() => model.createSession(), 'DISPOSED');
+    await expectCode(() => model.forward([1]), 'DISPOSED');
+  });
+
+  it('an unknown attention path: BAD_INPUT', async () => {
+    const model = await loadModel({ config, tensors: good() });
+    // @ts-expect-error not a path
+    await expectCode(() => model.createSession().step(1, { attention: 'flash' }), 'BAD_INPUT');
+  });
+
+  it('logits that overflow: NON_FINITE, position unchanged', async () => {
+    const tensors = good();
+    tensors['lm_head.weight'].data.fill(3e38);
+    const model = await loadModel({ config, tensors });
+    const s = model.createSession();
+    await expectCode(() => s.prefill([1, 2]), 'NON_FINITE');
+    expect(s.position).toBe(0);
+  });
+});
+
+describe('steady state', () => {
+  it('decoding allocates no WebAssembly memory per token', async () => {
+    const model = await loadModel();
+    const s = model.createSession({ contextLength: 256 });
+    s.prefill([256, 72, 105]);
+    const used = model.memoryBytes;
+    // @ts-expect-error reaching in for the test
+    const size = model.decoder.heap.byteLength;
+    for (let i = 0; i < 100; i++) s.step(65 + (i % 26));
+    expect(model.memoryBytes).toBe(used);
+    // @ts-expect-error as above
+    expect(model.decoder.heap.byteLength).toBe(size);
+  });
+
+  it('disposed sessions give their cache back', async () => {
+    const model = await loadModel();
+    const used = model.memoryBytes;
+    for (let i = 0; i < 5; i++) model.createSession({ contextLength: 1024 }).dispose();
+    expect(model.memoryBytes).toBe(used);
+  });
+});
