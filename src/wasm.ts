@@ -41,6 +41,9 @@ export function detectSimd(): { simd: boolean; relaxed: boolean } {
 }
 
 export function chooseBuild(wanted: 'auto' | SimdBuild = 'auto'): SimdBuild {
+  if (!['auto', 'simd', 'relaxed'].includes(wanted)) {
+    throw new MlaError('BAD_INPUT', `simd must be 'auto', 'simd' or 'relaxed', got ${JSON.stringify(wanted)}`);
+  }
   const can = detectSimd();
   if (!can.simd) throw new MlaError('NO_SIMD', 'this runtime cannot compile WebAssembly SIMD, which the kernels need');
   if (wanted === 'relaxed' && !can.relaxed) {

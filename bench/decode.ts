@@ -1,0 +1,93 @@
+// Per-token decode time of a synthetic model with DeepSeek-V2-Lite attention dims
+// (hidden 2048, 16 heads, kv_lora_rank 512, rope 64, nope 128, v 128, no query compression),
+// at several context lengths: MLA absorbed vs MLA naive vs MHA vs GQA-4 vs MQA on the same kernels.
+// The cache is filled with random rows (a decode step's cost does not depend on the values),
+// then one step at that position is timed.
+import type { AttentionConfig, ModelConfig } from '../src/config.js';
+import { cacheNumbersPerTokenPerLayer } from '../src/config.js';
+import { Decoder, type AttentionPath } from '../src/decoder.js';
+import { loadKernels, type SimdBuild } from '../src/wasm.js';
+import { expectedTensors, placeWeights, type TensorSource } from '../src/weights.js';
+
+export interface DecodeRow {
+  variant: string;
+  context: number;
+  cacheBytesPerToken: number;
+  cacheBytes: number;
+  msPerToken: number;
+}
+
+const LAYERS = 2;
+const HIDDEN = 2048;
+const HEADS = 16;
+
+function config(attention: AttentionConfig): ModelConfig {
+  return {
+    architecture: attention.kind === 'mla' ? 'DeepseekV2ForCausalLM' : 'LlamaForCausalLM',
+    vocabSize: 1024, hidden: HIDDEN, layers: LAYERS, attention,
+    // V2-Lite's expert width: the bench is about attention, so the MLP is kept small.
+    ffn: Array.from({ length: LAYERS }, () => ({ kind: 'dense' as const, intermediate: 1408 })),
+    rmsEps: 1e-6, ropeTheta: 10000, ropeStyle: attention.kind === 'mla' ? 'adjacent' : 'half', yarn: null,
+    maxPositions: 1 << 20, tieEmbeddings: false, bosTokenId: null, eosTokenIds: [],
+  };
+}
+
+export const VARIANTS: { name: string; attention: AttentionConfig; path: AttentionPath }[] = [
+  { name: 'MLA absorbed', path: 'absorbed', attention: { kind: 'mla', heads: HEADS, qLoraRank: null, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128 } },
+  { name: 'MLA naive', path: 'naive', attention: { kind: 'mla', heads: HEADS, qLoraRank: null, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128 } },
+  // Ordinary attention with MLA's per-head dims: K = d_n + d_r = 192, V = 128 (mla.md's table).
+  { name: 'MHA', path: 'absorbed', attention: { kind: 'gqa', heads: HEADS, kvHeads: 16, headDim: 192, vDim: 128 } },
+  { name: 'GQA-4', path: 'absorbed', attention: { kind: 'gqa', heads: HEADS, kvHeads: 4, headDim: 192, vDim: 128 } },
+  { name: 'MQA', path: 'absorbed', attention: { kind: 'gqa', heads: HEADS, kvHeads: 1, headDim: 192, vDim: 128 } },
+];
+
+/** Small random values, deterministic. */
+function randomSource(c: ModelConfig): TensorSource {
+  const shapes = expectedTensors(c);
+  let seed = 1;
+  return {
+    names: () => shapes.keys(),
+    shape: (n) => shapes.get(n),
+    read: (n, out) => {
+      const scale = n.endsWith('norm.weight') ? 0 : 1 / Math.sqrt(shapes.get(n)!.at(-1)!);
+      for (let i = 0; i < out.length; i++) {
+        seed = (seed * 1103515245 + 12345) >>> 0;
+        out[i] = scale ? ((seed / 2 ** 32) * 2 - 1) * scale : 1;
+      }
+    },
+  };
+}
+
+export async function benchDecode(build: SimdBuild, contexts: number[], log: (s: string) => void): Promise<DecodeRow[]> {
+  const rows: DecodeRow[] = [];
+  for (const v of VARIANTS) {
+    const c = config(v.attention);
+    const { kernels, heap } = await loadKernels({ simd: build });
+    const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap));
+    const rowNumbers = cacheNumbersPerTokenPerLayer(v.attention);
+    const capacity = Math.max(...contexts) + 1;
+    const cache = { ptr: heap.alloc(capacity * LAYERS * rowNumbers * 4, 'cache'), capacity, row: rowNumbers };
+    const mem = heap.f32(cache.ptr, capacity * LAYERS * rowNumbers);
+    for (let i = 0; i < mem.length; i++) mem[i] = Math.sin(i) * 0.5;
+    for (const context of contexts) {
+      decoder.setIds([1], 0, 1);
+      // Naive decode re-expands the whole cache every step: few repetitions at long context.
+      const reps = v.path === 'naive' ? Math.max(2, Math.min(8, Math.round(2e5 / context))) : 10;
+      for (let i = 0; i < 3; i++) decoder.runChunk(cache, context, 1, v.path, false); // warm-up (V8 tier-up)
+      const times: number[] = [];
+      for (let i = 0; i < reps; i++) {
+        const t0 = performance.now();
+        decoder.runChunk(cache, context, 1, v.path, false);
+        times.push(performance.now() - t0);
+      }
+      times.sort((a, b) => a - b);
+      const row: DecodeRow = {
+        variant: v.name, context, cacheBytesPerToken: LAYERS * rowNumbers * 4,
+        cacheBytes: context * LAYERS * rowNumbers * 4, msPerToken: times[Math.floor(times.length / 2)],
+      };
+      log(`  ${v.name.padEnd(13)} ctx ${String(context).padStart(6)}: ${row.msPerToken.toFixed(2)} ms/token`);
+      rows.push(row);
+    }
+  }
+  return rows;
+}
