@@ -1,0 +1,637 @@
+// Plain float64 reference of the whole decoder, written from docs/mla.md (and, for YaRN and MoE
+// routing, from DeepSeek's and Hugging Face's published model code, cited where used).
+// Slow and obvious on purpose: one function per step, every loop spelled out, no caching.
+// Everything the wasm decoder computes is checked against this.
+//
+// Supported: DeepseekV2ForCausalLM / DeepseekV3ForCausalLM (MLA attention, dense or MoE FFN,
+// optional YaRN) and LlamaForCausalLM (MHA/GQA/MQA attention, dense FFN).
+
+import { elementCount, parseSafetensorsHeader, readTensorF32 } from '../../src/safetensors.js';
+import { attend, matmulNT, rmsnorm, rope, ropeFreqs, silu } from './ops.js';
+
+export interface Tensor { shape: number[]; data: Float32Array }
+export type Tensors = Record<string, Tensor>;
+/** A Hugging Face config.json object, as parsed. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type HfConfig = any;
+
+// ---------------------------------------------------------------------------------------------
+// Reading the config
+// ---------------------------------------------------------------------------------------------
+
+export type Arch = 'mla' | 'llama';
+
+export function architectureOf(config: HfConfig): Arch {
+  const a: string = config.architectures?.[0] ?? '';
+  const t: string = config.model_type ?? '';
+  if (a === 'DeepseekV2ForCausalLM' || a === 'DeepseekV3ForCausalLM' || t === 'deepseek_v2' || t === 'deepseek_v3') return 'mla';
+  if (a === 'LlamaForCausalLM' || t === 'llama') return 'llama';
+  throw new Error(`reference: unsupported architecture ${a || t || '(none)'}`);
+}
+
+/** Whether layer L's FFN is a mixture of experts (HF: n_routed_experts set, L ≥ first_k_dense_replace, L % moe_layer_freq == 0). */
+export function isMoeLayer(config: HfConfig, layer: number): boolean {
+  if (architectureOf(config) !== 'mla' || !config.n_routed_experts) return false;
+  return layer >= (config.first_k_dense_replace ?? 0) && layer % (config.moe_layer_freq ?? 1) === 0;
+}
+
+function llamaHeadDim(config: HfConfig): number {
+  return config.head_dim ?? config.hidden_size / config.num_attention_heads;
+}
+
+/**
+ * Every tensor the config implies, with its shape ([out, in] for matrices), in file order.
+ * Biases appear when attention_bias (q_a_proj / q_proj, kv_a_proj_with_mqa, o_proj for MLA; q, k, v, o for
+ * Llama) or mlp_bias (Llama) is set.
+ */
+export function expectedTensorShapes(config: HfConfig): Map<string, number[]> {
+  const arch = architectureOf(config);
+  const d = config.hidden_size, V = config.vocab_size, H = config.num_attention_heads;
+  const m = new Map<string, number[]>();
+  const lin = (name: string, out: number, inp: number, bias = false) => {
+    m.set(`${name}.weight`, [out, inp]);
+    if (bias) m.set(`${name}.bias`, [out]);
+  };
+  const swiglu = (p: string, width: number, bias = false) => {
+    lin(`${p}.gate_proj`, width, d, bias);
+    lin(`${p}.up_proj`, width, d, bias);
+    lin(`${p}.down_proj`, d, width, bias);
+  };
+  m.set('model.embed_tokens.weight', [V, d]);
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    const p = `model.layers.${l}`;
+    m.set(`${p}.input_layernorm.weight`, [d]);
+    const ab = !!config.attention_bias;
+    if (arch === 'mla') {
+      const dn = config.qk_nope_head_dim, dr = config.qk_rope_head_dim, dv = config.v_head_dim, dc = config.kv_lora_rank;
+      const dq = config.q_lora_rank;
+      if (dq) {
+        lin(`${p}.self_attn.q_a_proj`, dq, d, ab);
+        m.set(`${p}.self_attn.q_a_layernorm.weight`, [dq]);
+        lin(`${p}.self_attn.q_b_proj`, H * (dn + dr), dq);
+      } else {
+        lin(`${p}.self_attn.q_proj`, H * (dn + dr), d);
+      }
+      lin(`${p}.self_attn.kv_a_proj_with_mqa`, dc + dr, d, ab);
+      m.set(`${p}.self_attn.kv_a_layernorm.weight`, [dc]);
+      lin(`${p}.self_attn.kv_b_proj`, H * (dn + dv), dc);
+      lin(`${p}.self_attn.o_proj`, d, H * dv, ab);
+    } else {
+      const hd = llamaHeadDim(config), KV = config.num_key_value_heads ?? H;
+      lin(`${p}.self_attn.q_proj`, H * hd, d, ab);
+      lin(`${p}.self_attn.k_proj`, KV * hd, d, ab);
+      lin(`${p}.self_attn.v_proj`, KV * hd, d, ab);
+      lin(`${p}.self_attn.o_proj`, d, H * hd, ab);
+    }
+    m.set(`${p}.post_attention_layernorm.weight`, [d]);
+    if (isMoeLayer(config, l)) {
+      const E = config.n_routed_experts, w = config.moe_intermediate_size;
+      m.set(`${p}.mlp.gate.weight`, [E, d]);
+      if (config.topk_method === 'noaux_tc') m.set(`${p}.mlp.gate.e_score_correction_bias`, [E]);
+      for (let e = 0; e < E; e++) swiglu(`${p}.mlp.experts.${e}`, w);
+      if (config.n_shared_experts) swiglu(`${p}.mlp.shared_experts`, config.n_shared_experts * w);
+    } else {
+      swiglu(`${p}.mlp`, config.intermediate_size, arch === 'llama' && !!config.mlp_bias);
+    }
+  }
+  m.set('model.norm.weight', [d]);
+  if (!config.tie_word_embeddings) m.set('lm_head.weight', [V, d]);
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weights
+// ---------------------------------------------------------------------------------------------
+
+function weight(tensors: Tensors, name: string, shape: number[]): Float32Array {
+  const t = tensors[name];
+  if (!t) throw new Error(`reference: missing tensor ${name}`);
+  if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
+    throw new Error(`reference: ${name} has shape [${t.shape}], expected [${shape}]`);
+  }
+  return t.data;
+}
+
+/** y[rows, out] = x[rows, in] · Wᵀ (+ bias when the checkpoint has `<name>.bias`). */
+function linear(tensors: Tensors, name: string, x: Float64Array, rows: number, inp: number, out: number): Float64Array {
+  const y = matmulNT(x, weight(tensors, `${name}.weight`, [out, inp]), rows, inp, out);
+  const b = tensors[`${name}.bias`];
+  if (b) {
+    const bias = weight(tensors, `${name}.bias`, [out]);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < out; j++) y[r * out + j] += bias[j];
+  }
+  return y;
+}
+
+function norm(tensors: Tensors, name: string, x: Float64Array, rows: number, dim: number, eps: number): Float64Array {
+  return rmsnorm(x, weight(tensors, name, [dim]), rows, dim, eps);
+}
+
+/** Columns [from, from + width) of a row-major [rows, cols] matrix. */
+function columns(x: Float64Array, rows: number, cols: number, from: number, width: number): Float64Array {
+  const y = new Float64Array(rows * width);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < width; j++) y[r * width + j] = x[r * cols + from + j];
+  return y;
+}
+
+// ---------------------------------------------------------------------------------------------
+// RoPE and YaRN (mla.md "RoPE convention" and "YaRN")
+// ---------------------------------------------------------------------------------------------
+//
+// Sources: DeepSeek-V3 inference/model.py `precompute_freqs_cis` and MLA.__init__ (softmax_scale);
+// Hugging Face modeling_deepseek.py (DeepSeek-V2/V3 remote code) `yarn_find_correction_dim`,
+// `yarn_find_correction_range`, `yarn_linear_ramp_mask`, `yarn_get_mscale`,
+// `DeepseekV2YarnRotaryEmbedding._set_cos_sin_cache` and DeepseekV2Attention.__init__.
+// The formula followed (both sources agree on the frequencies):
+//   f_k        = θ^(−2k/d_r),  k < d_r/2
+//   corr(r)    = d_r · ln(L_orig / (2π r)) / (2 ln θ)          L_orig = original_max_position_embeddings
+//   low        = max(floor(corr(beta_fast)), 0),  high = min(ceil(corr(beta_slow)), d_r − 1)
+//   ramp_k     = clamp((k − low) / (high − low), 0, 1)          (high += 0.001 when low == high)
+//   f'_k       = f_k / factor · ramp_k + f_k · (1 − ramp_k)
+//   mscale(s, m) = 1 if s ≤ 1 else 0.1 · m · ln(s) + 1
+//   softmax scale = 1/sqrt(d_n + d_r) · mscale(factor, mscale_all_dim)²   (skipped if mscale_all_dim is 0/absent)
+//   cos and sin are multiplied by mscale(factor, mscale) / mscale(factor, mscale_all_dim)
+// Where the two differ, we follow Hugging Face, since we read its config.json:
+//  - HF applies YaRN whenever rope_scaling.type is "yarn"; DeepSeek's code only when its runtime
+//    max_seq_len exceeds original_seq_len.
+//  - HF takes the softmax m from mscale_all_dim with the factor ≤ 1 guard; DeepSeek's takes it from
+//    its `mscale` argument with no guard (same value for factor ≥ 1 when mscale == mscale_all_dim).
+//  - HF scales cos/sin by mscale/mscale_all_dim; DeepSeek's code does not. The ratio is 1 in every
+//    released DeepSeek config (V2: 0.707/0.707, V3: 1/1), so this only matters for odd configs.
+//  - Both compute frequencies and angles in float32; we compute frequencies in float64 and ops.rope
+//    rounds the angle to f32(pos)·f32(freq), which can differ from an all-f32 blend by an ulp.
+
+/** HF yarn_get_mscale. */
+export function yarnMscale(factor: number, mscale: number): number {
+  return factor <= 1 ? 1 : 0.1 * mscale * Math.log(factor) + 1;
+}
+
+/** The [low, high] pair-index range of the YaRN ramp. */
+export function yarnCorrectionRange(dim: number, base: number, originalMax: number, betaFast: number, betaSlow: number): [number, number] {
+  const corr = (rotations: number) => (dim * Math.log(originalMax / (rotations * 2 * Math.PI))) / (2 * Math.log(base));
+  const low = Math.max(Math.floor(corr(betaFast)), 0);
+  const high = Math.min(Math.ceil(corr(betaSlow)), dim - 1) + 0; // + 0: Python's ceil never gives −0
+  // As in both sources, nothing keeps high ≥ low (only for extreme configs); the ramp is then used as is.
+  return [low, high];
+}
+
+/** YaRN-blended rotary frequencies for a rotary dim `dim`. */
+export function yarnFreqs(dim: number, base: number, factor: number, originalMax: number, betaFast = 32, betaSlow = 1): Float64Array {
+  const f = ropeFreqs(dim, base);
+  const [low, high0] = yarnCorrectionRange(dim, base, originalMax, betaFast, betaSlow);
+  const high = low === high0 ? high0 + 0.001 : high0;
+  for (let k = 0; k < dim / 2; k++) {
+    const ramp = Math.min(1, Math.max(0, (k - low) / (high - low)));
+    f[k] = (f[k] / factor) * ramp + f[k] * (1 - ramp);
+  }
+  return f;
+}
+
+export interface RopeSetup {
+  freqs: Float64Array;
+  /** Multiplier on cos and sin (HF's YaRN mscale ratio; 1 otherwise). */
+  cosSinScale: number;
+  /** false: DeepSeek adjacent pairs; true: Llama half split. */
+  halfSplit: boolean;
+}
+
+function yarnParams(config: HfConfig): null | { factor: number; originalMax: number; betaFast: number; betaSlow: number; mscale: number; mscaleAllDim: number } {
+  const rs = config.rope_scaling;
+  if (rs == null) return null;
+  const type = rs.type ?? rs.rope_type;
+  if (type !== 'yarn') throw new Error(`reference: rope_scaling type ${type} is not supported`);
+  return {
+    factor: rs.factor,
+    originalMax: rs.original_max_position_embeddings ?? 4096, // HF DeepseekV2YarnRotaryEmbedding default
+    betaFast: rs.beta_fast ?? 32,
+    betaSlow: rs.beta_slow ?? 1,
+    mscale: rs.mscale ?? 1,
+    mscaleAllDim: rs.mscale_all_dim ?? 0,
+  };
+}
+
+/** Rotary setup for a config: frequencies, cos/sin scale and pair convention. */
+export function ropeSetup(config: HfConfig): RopeSetup {
+  const theta = config.rope_theta ?? 10000;
+  if (architectureOf(config) === 'llama') {
+    if (config.rope_scaling != null) throw new Error('reference: rope_scaling is not supported for Llama');
+    return { freqs: ropeFreqs(llamaHeadDim(config), theta), cosSinScale: 1, halfSplit: true };
+  }
+  const dr = config.qk_rope_head_dim;
+  const y = yarnParams(config);
+  if (!y) return { freqs: ropeFreqs(dr, theta), cosSinScale: 1, halfSplit: false };
+  return {
+    freqs: yarnFreqs(dr, theta, y.factor, y.originalMax, y.betaFast, y.betaSlow),
+    cosSinScale: yarnMscale(y.factor, y.mscale) / yarnMscale(y.factor, y.mscaleAllDim),
+    halfSplit: false,
+  };
+}
+
+/** Softmax scale s of mla.md step 4 (or 1/sqrt(head_dim) for Llama). */
+export function attentionScale(config: HfConfig): number {
+  if (architectureOf(config) === 'llama') return 1 / Math.sqrt(llamaHeadDim(config));
+  let s = 1 / Math.sqrt(config.qk_nope_head_dim + config.qk_rope_head_dim);
+  const y = yarnParams(config);
+  if (y && y.mscaleAllDim) {
+    const m = yarnMscale(y.factor, y.mscaleAllDim);
+    s *= m * m;
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// MLA attention (mla.md "One attention layer"), naive formulation
+// ---------------------------------------------------------------------------------------------
+
+/** Step 1. Query: q = q_b_proj · RMSNorm(q_a_proj · h), or q_proj · h. Returns [T, H·(d_n + d_r)], q^R not yet rotated. */
+export function mlaQuery(config: HfConfig, tensors: Tensors, layer: number, x: Float64Array, T: number): Float64Array {
+  const p = `model.layers.${layer}.self_attn`;
+  const d = config.hidden_size, H = config.num_attention_heads;
+  const qk = config.qk_nope_head_dim + config.qk_rope_head_dim, dq = config.q_lora_rank;
+  if (!dq) return linear(tensors, `${p}.q_proj`, x, T, d, H * qk);
+  const cq = norm(tensors, `${p}.q_a_layernorm.weight`, linear(tensors, `${p}.q_a_proj`, x, T, d, dq), T, dq, config.rms_norm_eps);
+  return linear(tensors, `${p}.q_b_proj`, cq, T, dq, H * qk);
+}
+
+/** Step 2. Latent cache: c_kv = RMSNorm(first d_c of kv_a_proj_with_mqa · h), k^R = RoPE(last d_r, t). */
+export function mlaLatent(config: HfConfig, tensors: Tensors, layer: number, x: Float64Array, T: number): { ckv: Float64Array; kR: Float64Array } {
+  const p = `model.layers.${layer}.self_attn`;
+  const d = config.hidden_size, dc = config.kv_lora_rank, dr = config.qk_rope_head_dim;
+  const kva = linear(tensors, `${p}.kv_a_proj_with_mqa`, x, T, d, dc + dr);
+  const ckv = norm(tensors, `${p}.kv_a_layernorm.weight`, columns(kva, T, dc + dr, 0, dc), T, dc, config.rms_norm_eps);
+  const kR = columns(kva, T, dc + dr, dc, dr);
+  const r = ropeSetup(config);
+  for (let t = 0; t < T; t++) rope(kR, t * dr, t, r.freqs, false, r.cosSinScale);
+  return { ckv, kR };
+}
+
+/** Rotates q^R of every head at its position, in place (step 1's RoPE). */
+export function mlaRotateQuery(config: HfConfig, q: Float64Array, T: number): void {
+  const H = config.num_attention_heads, dn = config.qk_nope_head_dim, dr = config.qk_rope_head_dim;
+  const r = ropeSetup(config);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < H; i++) rope(q, (t * H + i) * (dn + dr) + dn, t, r.freqs, false, r.cosSinScale);
+  }
+}
+
+/** One MLA attention block, naive: expand k_i^C, v_i per token (step 3), causal softmax attention (step 4), o_proj. */
+export function mlaAttention(config: HfConfig, tensors: Tensors, layer: number, x: Float64Array, T: number): Float64Array {
+  const p = `model.layers.${layer}.self_attn`;
+  const d = config.hidden_size, H = config.num_attention_heads;
+  const dn = config.qk_nope_head_dim, dr = config.qk_rope_head_dim, dv = config.v_head_dim, dc = config.kv_lora_rank;
+
+  const q = mlaQuery(config, tensors, layer, x, T); // step 1
+  mlaRotateQuery(config, q, T);
+  const { ckv, kR } = mlaLatent(config, tensors, layer, x, T); // step 2
+  const kv = linear(tensors, `${p}.kv_b_proj`, ckv, T, dc, H * (dn + dv)); // step 3: [T, H, d_n + d_v]
+
+  const scale = attentionScale(config);
+  const o = new Float64Array(T * H * dv);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < H; i++) {
+      const qi = q.subarray((t * H + i) * (dn + dr), (t * H + i + 1) * (dn + dr)); // [q_i^C ; q_i^R]
+      const keys: Float64Array[] = [], values: Float64Array[] = [];
+      for (let j = 0; j <= t; j++) { // causal: j ≤ t
+        const row = (j * H + i) * (dn + dv);
+        const k = new Float64Array(dn + dr);
+        k.set(kv.subarray(row, row + dn), 0); // k_{j,i}^C
+        k.set(kR.subarray(j * dr, (j + 1) * dr), dn); // shared k_j^R
+        keys.push(k);
+        values.push(kv.subarray(row + dn, row + dn + dv)); // v_{j,i}
+      }
+      o.set(attend(qi, keys, values, scale), (t * H + i) * dv); // step 4
+    }
+  }
+  return linear(tensors, `${p}.o_proj`, o, T, H * dv, d);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Llama attention (MHA / GQA / MQA, half-split RoPE)
+// ---------------------------------------------------------------------------------------------
+
+export function llamaAttention(config: HfConfig, tensors: Tensors, layer: number, x: Float64Array, T: number): Float64Array {
+  const p = `model.layers.${layer}.self_attn`;
+  const d = config.hidden_size, H = config.num_attention_heads, KV = config.num_key_value_heads ?? H;
+  const hd = llamaHeadDim(config), group = H / KV;
+  if (!Number.isInteger(group)) throw new Error('reference: num_attention_heads is not a multiple of num_key_value_heads');
+  const q = linear(tensors, `${p}.q_proj`, x, T, d, H * hd);
+  const k = linear(tensors, `${p}.k_proj`, x, T, d, KV * hd);
+  const v = linear(tensors, `${p}.v_proj`, x, T, d, KV * hd);
+  const r = ropeSetup(config);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < H; i++) rope(q, (t * H + i) * hd, t, r.freqs, true);
+    for (let g = 0; g < KV; g++) rope(k, (t * KV + g) * hd, t, r.freqs, true);
+  }
+  const scale = attentionScale(config);
+  const o = new Float64Array(T * H * hd);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < H; i++) {
+      const g = Math.floor(i / group); // query head i reads KV head g
+      const keys: Float64Array[] = [], values: Float64Array[] = [];
+      for (let j = 0; j <= t; j++) {
+        keys.push(k.subarray((j * KV + g) * hd, (j * KV + g + 1) * hd));
+        values.push(v.subarray((j * KV + g) * hd, (j * KV + g + 1) * hd));
+      }
+      o.set(attend(q.subarray((t * H + i) * hd, (t * H + i + 1) * hd), keys, values, scale), (t * H + i) * hd);
+    }
+  }
+  return linear(tensors, `${p}.o_proj`, o, T, H * hd, d);
+}
+
+// ---------------------------------------------------------------------------------------------
+// FFN: dense SwiGLU and mixture of experts (mla.md "The rest of a DeepSeek decoder layer")
+// ---------------------------------------------------------------------------------------------
+
+/** down(silu(gate(x)) ⊙ up(x)) with weights `<prefix>.{gate,up,down}_proj`. */
+export function swiglu(tensors: Tensors, prefix: string, x: Float64Array, T: number, d: number, width: number): Float64Array {
+  const g = linear(tensors, `${prefix}.gate_proj`, x, T, d, width);
+  const u = linear(tensors, `${prefix}.up_proj`, x, T, d, width);
+  for (let i = 0; i < g.length; i++) g[i] = silu(g[i]) * u[i];
+  return linear(tensors, `${prefix}.down_proj`, g, T, width, d);
+}
+
+/** Indices of the k largest values (ties: lower index first), in descending order of value. */
+function topK(values: ArrayLike<number>, k: number, allowed: (i: number) => boolean = () => true): number[] {
+  const idx: number[] = [];
+  for (let i = 0; i < values.length; i++) if (allowed(i)) idx.push(i);
+  idx.sort((a, b) => (values[b] - values[a]) || (a - b));
+  return idx.slice(0, k);
+}
+
+export interface Route { experts: number[]; weights: number[] }
+
+/**
+ * Routing of one token from its gate logits (mla.md MoE bullets).
+ * V2 (scoring_func softmax, topk_method greedy | group_limited_greedy): softmax scores; greedy top-k
+ *   (group_limited_greedy first keeps the topk_group groups with the largest max score).
+ * V3 (scoring_func sigmoid, topk_method noaux_tc): sigmoid scores; selection on scores +
+ *   e_score_correction_bias: groups scored by the sum of their top-2 biased scores, topk_group
+ *   groups kept, top-k experts among them; the weights are the unbiased scores.
+ * Then: renormalise the k weights if norm_topk_prob (and k > 1), and multiply by
+ * routed_scaling_factor (always, as mla.md, HF's V3 code and DeepSeek's inference code do; HF's
+ * V2 code skips the factor when it renormalises — no released V2 config sets both).
+ * Excluded groups are masked with −∞ as in DeepSeek's inference code (HF masks with 0.0, which
+ * differs only when every allowed biased score is negative).
+ */
+export function moeRoute(config: HfConfig, logits: ArrayLike<number>, bias?: ArrayLike<number>): Route {
+  const E = config.n_routed_experts, k = config.num_experts_per_tok;
+  const scoring = config.scoring_func ?? 'softmax', method = config.topk_method ?? 'greedy';
+  const scores = new Float64Array(E);
+  if (scoring === 'softmax') {
+    let max = -Infinity, sum = 0;
+    for (let e = 0; e < E; e++) max = Math.max(max, logits[e]);
+    for (let e = 0; e < E; e++) { scores[e] = Math.exp(logits[e] - max); sum += scores[e]; }
+    for (let e = 0; e < E; e++) scores[e] /= sum;
+  } else if (scoring === 'sigmoid') {
+    for (let e = 0; e < E; e++) scores[e] = 1 / (1 + Math.exp(-logits[e]));
+  } else {
+    throw new Error(`reference: scoring_func ${scoring} is not supported`);
+  }
+
+  const choice = Float64Array.from(scores);
+  if (method === 'noaux_tc') {
+    if (!bias) throw new Error('reference: noaux_tc routing needs e_score_correction_bias');
+    for (let e = 0; e < E; e++) choice[e] += bias[e];
+  } else if (method !== 'greedy' && method !== 'group_limited_greedy') {
+    throw new Error(`reference: topk_method ${method} is not supported`);
+  }
+
+  let allowed = (_e: number) => true;
+  const G = config.n_group ?? 1;
+  if (method !== 'greedy' && G > 1) {
+    const per = E / G;
+    const groupScore = new Float64Array(G);
+    for (let g = 0; g < G; g++) {
+      const members = Array.from(choice.subarray(g * per, (g + 1) * per));
+      groupScore[g] = method === 'noaux_tc'
+        ? topK(members, 2).reduce((s, i) => s + members[i], 0) // sum of the top-2 biased scores
+        : Math.max(...members); // group_limited_greedy: the best score
+    }
+    const keep = new Set(topK(groupScore, config.topk_group));
+    allowed = (e) => keep.has(Math.floor(e / per));
+  }
+
+  const experts = topK(choice, k, allowed);
+  let weights = experts.map((e) => scores[e]);
+  if (config.norm_topk_prob && k > 1) {
+    const sum = weights.reduce((a, b) => a + b, 0) + 1e-20;
+    weights = weights.map((w) => w / sum);
+  }
+  const rsf = config.routed_scaling_factor ?? 1;
+  return { experts, weights: weights.map((w) => w * rsf) };
+}
+
+/** Mixture-of-experts FFN of one layer: Σ_e w_e · expert_e(x) + shared_experts(x), token by token. */
+export function moeFfn(config: HfConfig, tensors: Tensors, layer: number, x: Float64Array, T: number): Float64Array {
+  const p = `model.layers.${layer}.mlp`;
+  const d = config.hidden_size, E = config.n_routed_experts, w = config.moe_intermediate_size;
+  const logits = linear(tensors, `${p}.gate`, x, T, d, E);
+  const bias = config.topk_method === 'noaux_tc' ? weight(tensors, `${p}.gate.e_score_correction_bias`, [E]) : undefined;
+  const y = config.n_shared_experts ? swiglu(tensors, `${p}.shared_experts`, x, T, d, config.n_shared_experts * w) : new Float64Array(T * d);
+  for (let t = 0; t < T; t++) {
+    const xt = x.subarray(t * d, (t + 1) * d);
+    const route = moeRoute(config, logits.subarray(t * E, (t + 1) * E), bias);
+    route.experts.forEach((e, n) => {
+      const out = swiglu(tensors, `${p}.experts.${e}`, xt, 1, d, w);
+      for (let i = 0; i < d; i++) y[t * d + i] += route.weights[n] * out[i];
+    });
+  }
+  return y;
+}
+
+export function ffn(config: HfConfig, tensors: Tensors, layer: number, x: Float64Array, T: number): Float64Array {
+  if (isMoeLayer(config, layer)) return moeFfn(config, tensors, layer, x, T);
+  return swiglu(tensors, `model.layers.${layer}.mlp`, x, T, config.hidden_size, config.intermediate_size);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole decoder
+// ---------------------------------------------------------------------------------------------
+
+/** Logits for every position, row-major [T, vocab], of a causal LM run over `ids` from position 0. */
+export function referenceForward(config: HfConfig, tensors: Tensors, ids: number[]): Float64Array {
+  const arch = architectureOf(config);
+  const T = ids.length, d = config.hidden_size, V = config.vocab_size, eps = config.rms_norm_eps;
+  if (T === 0) throw new Error('reference: no tokens');
+
+  // Embedding.
+  const embed = weight(tensors, 'model.embed_tokens.weight', [V, d]);
+  const x = new Float64Array(T * d);
+  ids.forEach((id, t) => {
+    if (!Number.isInteger(id) || id < 0 || id >= V) throw new Error(`reference: token ${id} out of range`);
+    for (let i = 0; i < d; i++) x[t * d + i] = embed[id * d + i];
+  });
+
+  // Pre-norm residual blocks: h += Attn(RMSNorm(h)); h += FFN(RMSNorm(h)).
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    const p = `model.layers.${l}`;
+    const a = norm(tensors, `${p}.input_layernorm.weight`, x, T, d, eps);
+    const attn = arch === 'mla' ? mlaAttention(config, tensors, l, a, T) : llamaAttention(config, tensors, l, a, T);
+    for (let i = 0; i < x.length; i++) x[i] += attn[i];
+    const f = norm(tensors, `${p}.post_attention_layernorm.weight`, x, T, d, eps);
+    const out = ffn(config, tensors, l, f, T);
+    for (let i = 0; i < x.length; i++) x[i] += out[i];
+  }
+
+  // Final norm and LM head (tied to the embedding when tie_word_embeddings).
+  const h = norm(tensors, 'model.norm.weight', x, T, d, eps);
+  const head = config.tie_word_embeddings ? embed : weight(tensors, 'lm_head.weight', [V, d]);
+  return matmulNT(h, head, T, d, V);
+}
+
+/** Every tensor of a safetensors file (F32), read with our own reader. */
+export function tensorsFromSafetensors(bytes: Uint8Array, fileName?: string): Tensors {
+  const out: Tensors = {};
+  for (const info of parseSafetensorsHeader(bytes, fileName).tensors.values()) {
+    const data = new Float32Array(elementCount(info.shape));
+    readTensorF32(bytes, info, data, fileName);
+    out[info.name] = { shape: info.shape, data };
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random checkpoints and tiny configs for tests
+// ---------------------------------------------------------------------------------------------
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Random weights for every tensor the config implies (expectedTensorShapes), deterministic in
+ * `seed`. Matrices are uniform ±sqrt(3 / fan_in) (unit-variance outputs for unit-variance inputs, so
+ * attention scores and logits are O(1) and attention is far from uniform), norms 1 ± 0.2, biases and
+ * e_score_correction_bias ±0.1, embeddings ±1.
+ */
+export function makeRandomCheckpoint(config: HfConfig, seed: number): Tensors {
+  const r = mulberry32(seed);
+  const u = (a: number) => (2 * r() - 1) * a;
+  const out: Tensors = {};
+  for (const [name, shape] of expectedTensorShapes(config)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    if (name === 'model.embed_tokens.weight') for (let i = 0; i < n; i++) data[i] = u(1);
+    else if (name.endsWith('norm.weight')) for (let i = 0; i < n; i++) data[i] = 1 + u(0.2);
+    else if (shape.length === 1) for (let i = 0; i < n; i++) data[i] = u(0.1);
+    else { const a = Math.sqrt(3 / shape[1]); for (let i = 0; i < n; i++) data[i] = u(a); }
+    out[name] = { shape: shape.slice(), data };
+  }
+  return out;
+}
+
+/** A tiny DeepSeek-V2 MLA config (dense FFN, q_lora_rank 32; pass q_lora_rank: null for q_proj). */
+export function tinyMlaConfig(overrides: Record<string, unknown> = {}): HfConfig {
+  return {
+    architectures: ['DeepseekV2ForCausalLM'],
+    model_type: 'deepseek_v2',
+    vocab_size: 50,
+    hidden_size: 64,
+    intermediate_size: 96,
+    moe_intermediate_size: null,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 4,
+    q_lora_rank: 32,
+    kv_lora_rank: 24,
+    qk_nope_head_dim: 16,
+    qk_rope_head_dim: 8,
+    v_head_dim: 12, // ≠ qk_nope_head_dim on purpose
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    max_position_embeddings: 128,
+    rope_scaling: null,
+    n_routed_experts: null,
+    n_shared_experts: null,
+    num_experts_per_tok: null,
+    first_k_dense_replace: 0,
+    moe_layer_freq: 1,
+    routed_scaling_factor: 1,
+    scoring_func: 'softmax',
+    topk_method: 'greedy',
+    n_group: 1,
+    topk_group: 1,
+    norm_topk_prob: false,
+    tie_word_embeddings: false,
+    attention_bias: false,
+    bos_token_id: 0,
+    eos_token_id: 1,
+    torch_dtype: 'float32',
+    ...overrides,
+  };
+}
+
+/** Tiny DeepSeek-V2 MoE: layer 0 dense, layer 1 MoE (8 experts, top-2, softmax greedy, 2 shared). */
+export function tinyMlaMoeV2Config(overrides: Record<string, unknown> = {}): HfConfig {
+  return tinyMlaConfig({
+    q_lora_rank: null,
+    moe_intermediate_size: 32,
+    n_routed_experts: 8,
+    n_shared_experts: 2,
+    num_experts_per_tok: 2,
+    first_k_dense_replace: 1,
+    routed_scaling_factor: 1.5,
+    ...overrides,
+  });
+}
+
+/**
+ * Tiny DeepSeek-V3: layer 0 dense, layer 1 MoE (8 experts in 4 groups, 2 groups kept, top-3,
+ * sigmoid + correction bias, renormalised × 2.5, 1 shared expert), YaRN factor 4 over 32 original positions.
+ */
+export function tinyMlaMoeV3Config(overrides: Record<string, unknown> = {}): HfConfig {
+  return tinyMlaConfig({
+    architectures: ['DeepseekV3ForCausalLM'],
+    model_type: 'deepseek_v3',
+    moe_intermediate_size: 32,
+    n_routed_experts: 8,
+    n_shared_experts: 1,
+    num_experts_per_tok: 3,
+    first_k_dense_replace: 1,
+    routed_scaling_factor: 2.5,
+    scoring_func: 'sigmoid',
+    topk_method: 'noaux_tc',
+    n_group: 4,
+    topk_group: 2,
+    norm_topk_prob: true,
+    rope_theta: 100,
+    rope_scaling: {
+      type: 'yarn', factor: 4, original_max_position_embeddings: 32,
+      beta_fast: 32, beta_slow: 1, mscale: 1, mscale_all_dim: 1,
+    },
+    ...overrides,
+  });
+}
+
+/** A tiny Llama config with grouped-query attention (4 query heads, 2 KV heads of 16 dims). */
+export function tinyLlamaConfig(overrides: Record<string, unknown> = {}): HfConfig {
+  return {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    vocab_size: 50,
+    hidden_size: 64,
+    intermediate_size: 96,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 16,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    max_position_embeddings: 128,
+    rope_scaling: null,
+    tie_word_embeddings: false,
+    attention_bias: false,
+    mlp_bias: false,
+    bos_token_id: 0,
+    eos_token_id: 1,
+    torch_dtype: 'float32',
+    ...overrides,
+  };
+}
