@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { BUILDS, expectClose, kernelsFor, rng } from '../helpers.js';
 import { attend } from '../reference/ops.js';
@@ -344,7 +345,7 @@ describe.each(BUILDS)('online-softmax attention (%s build)', (build: SimdBuild) 
 
 async function compileMath(relaxed: boolean): Promise<{ exp: (x: Float32Array) => Float32Array; expSoftmax: (x: Float32Array) => Float32Array }> {
   const { default: asc } = await import('assemblyscript/asc');
-  const root = path.resolve(__dirname, '../..');
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
   const entry = path.join(root, 'assembly', '__math_test_entry.ts');
   let wasm: Uint8Array | undefined;
   const errors: string[] = [];
@@ -363,7 +364,7 @@ async function compileMath(relaxed: boolean): Promise<{ exp: (x: Float32Array) =
   if (res.error || !wasm) throw new Error(`asc failed: ${res.error}\n${errors.join('')}`);
   const module = await WebAssembly.compile(wasm as BufferSource);
   const memory = new WebAssembly.Memory({ initial: 512 });
-  const imports = WebAssembly.Module.imports(module).some((i) => i.kind === 'memory') ? { env: { memory } } : {};
+  const imports: WebAssembly.Imports = WebAssembly.Module.imports(module).some((i) => i.kind === 'memory') ? { env: { memory } } : {};
   const inst = await WebAssembly.instantiate(module, imports);
   const ex = inst.exports as any;
   ex._initialize?.();
@@ -388,10 +389,11 @@ function ulpError(got: number, x: number): number {
 }
 
 describe.each(BUILDS)('vector exp (assembly/math.ts, %s build)', (build: SimdBuild) => {
-  const mathP = compileMath(build === 'relaxed');
+  let compiled: ReturnType<typeof compileMath> | undefined;
+  const math = () => (compiled ??= compileMath(build === 'relaxed'));
 
   it('within 2 ulp of Math.exp from −104 to 89, subnormals included', async () => {
-    const { exp } = await mathP;
+    const { exp } = await math();
     const N = 1 << 20;
     const x = new Float32Array(N);
     const r = rng(21);
@@ -406,7 +408,7 @@ describe.each(BUILDS)('vector exp (assembly/math.ts, %s build)', (build: SimdBui
   });
 
   it('special values: 0, ±inf, NaN, overflow and underflow edges, small |x|', async () => {
-    const { exp } = await mathP;
+    const { exp } = await math();
     const xs = [0, -0, 1, -1, 1e-8, -1e-8, 1e-30, Infinity, -Infinity, NaN, 88.72, 88.73, 89, 1000, 1e30,
       -87.33, -87.34, -103.9, -103.98, -104, -105, -200, -1000, -1e30, -3.4e38];
     const y = exp(Float32Array.from(xs));
@@ -426,7 +428,7 @@ describe.each(BUILDS)('vector exp (assembly/math.ts, %s build)', (build: SimdBui
   });
 
   it('softmax variant: ≤ 2 ulp on [−87.3, 0], exactly 0 below (no subnormal), exp(−inf) = 0', async () => {
-    const { expSoftmax } = await mathP;
+    const { expSoftmax } = await math();
     const N = 1 << 18;
     const x = new Float32Array(N);
     for (let i = 0; i < N; i++) x[i] = -87.3 * (i / (N - 1));
