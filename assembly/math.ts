@@ -66,7 +66,7 @@ import { madd } from "./simd";
 @inline const FTZ_BELOW: f32 = -87.3; // e^-87.3 > FLT_MIN = e^-87.336
 
 /**
- * e^x for the softmax (x ≤ 0 expected; exact to the same accuracy for x ≤ 88):
+ * e^x for the softmax (x ≤ 0 expected; as accurate as exp4 for −87.3 ≤ x ≤ 88, wrong above 88.37):
  * results that would be subnormal (x < −87.3) are flushed to exactly 0, so no subnormal is
  * ever produced (they are slow on x86 and worthless next to the max term, which is 1).
  * exp(−inf) = 0. One scaling multiply instead of two.
