@@ -1,11 +1,37 @@
 // f32 matrix products. All pointers are byte offsets into memory; all strides
 // (lda, ldb, ldc, ldw) are in elements (f32), row-major.
+//
+// GEMM (matmul_nt, matmul_nn) is a packed, cache-blocked product in the GotoBLAS / BLIS shape:
+//
+//   for jc in n by NC                    B block of NC columns
+//     for pc in k by KC                  packed into `pack` as NR-wide panels [kk][0..NR)
+//       for ic in m by MC                A block MC×KC, read in place (stays in L2)
+//         for jr in NC by NR             one panel, KC×NR (stays in L1)
+//           for ir in MC by MR           micro-kernel: C[ir.., jr..] (+)= A[ir.., pc..] · panel
+//
+// The micro-kernel keeps an MR×NR tile of C in MR·NR/4 v128 accumulators, loads two vectors of
+// the panel and broadcasts one A element per row each k step, and multiplies with `madd` (fused
+// under relaxed SIMD). NT and NN differ only in how a panel is packed. Panels are zero-padded at
+// the n edge, so the micro-kernel always computes NR columns and stores only those that exist.
 import { madd, hsum } from "./simd";
+
+// @ts-ignore: decorator
+@inline const MR: i32 = 4;   // rows of C per micro-kernel tile
+// @ts-ignore: decorator
+@inline const NR: i32 = 8;   // columns of C per micro-kernel tile (two v128)
+// @ts-ignore: decorator
+@inline const KC: i32 = 256; // k per packed block: a panel is KC·NR·4 = 8 KiB (L1)
+// @ts-ignore: decorator
+@inline const MC: i32 = 128; // rows of A per block: MC·KC·4 = 128 KiB (L2)
+// @ts-ignore: decorator
+@inline const NC: i32 = 512; // columns per packed block: KC·NC·4 = 512 KiB of scratch
 
 /** Bytes of scratch that matmul_nt / matmul_nn need in `pack` for these k, n. */
 export function matmul_pack_bytes(k: i32, n: i32): i32 {
-  // TODO(kernel): size of the packed B block
-  return 0;
+  if (k <= 0 || n <= 0) return 0;
+  const kc = min(k, KC);
+  const nc = min((n + NR - 1) & ~(NR - 1), NC);
+  return kc * nc * 4;
 }
 
 /**
@@ -14,17 +40,322 @@ export function matmul_pack_bytes(k: i32, n: i32): i32 {
  */
 export function matmul_nt(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
                           m: i32, k: i32, n: i32, pack: usize): void {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) { zeroRows(c, ldc, m, n); return; }
+  if (m < MR) {
+    for (let i = 0; i < m; i++) {
+      matvec(b, ldb, a + <usize>(i * lda) * 4, c + <usize>(i * ldc) * 4, n, k);
+    }
+    return;
+  }
+  gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, true);
 }
 
 /** C[m, n] = A[m, k] · B[k, n]. Overwrites C. `pack` as for matmul_nt. */
 export function matmul_nn(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
                           m: i32, k: i32, n: i32, pack: usize): void {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) { zeroRows(c, ldc, m, n); return; }
+  if (m < MR) {
+    for (let i = 0; i < m; i++) {
+      vecmat(a + <usize>(i * lda) * 4, b, ldb, c + <usize>(i * ldc) * 4, k, n);
+    }
+    return;
+  }
+  gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, false);
+}
+
+function zeroRows(c: usize, ldc: i32, m: i32, n: i32): void {
+  for (let i = 0; i < m; i++) memory.fill(c + <usize>(i * ldc) * 4, 0, <usize>n * 4);
+}
+
+// @ts-ignore: decorator
+@inline function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
+                      m: i32, k: i32, n: i32, pack: usize, nt: bool): void {
+  const mFull = m - m % MR;
+  for (let jc = 0; jc < n; jc += NC) {
+    const nc = min(NC, n - jc);
+    const panels = (nc + NR - 1) / NR;
+    for (let pc = 0; pc < k; pc += KC) {
+      const kc = min(KC, k - pc);
+      if (nt) packNT(b + (<usize>jc * ldb + pc) * 4, ldb, kc, nc, pack);
+      else packNN(b + (<usize>pc * ldb + jc) * 4, ldb, kc, nc, pack);
+      const acc = pc > 0;
+      for (let ic = 0; ic < m; ic += MC) {
+        const mc = min(MC, m - ic);
+        const icEnd = ic + mc;
+        const irFull = min(icEnd, mFull);
+        for (let jp = 0; jp < panels; jp++) {
+          const j = jc + jp * NR;
+          const cols = min(NR, n - j);
+          const panel = pack + <usize>(jp * kc * NR) * 4;
+          const aCol = a + <usize>pc * 4;
+          const cCol = c + <usize>j * 4;
+          let ir = ic;
+          for (; ir < irFull; ir += MR) {
+            tile(4, aCol + <usize>(ir * lda) * 4, lda, panel, kc, cCol + <usize>(ir * ldc) * 4, ldc, cols, acc);
+          }
+          const rest = icEnd - ir;
+          if (rest == 3) tile(3, aCol + <usize>(ir * lda) * 4, lda, panel, kc, cCol + <usize>(ir * ldc) * 4, ldc, cols, acc);
+          else if (rest == 2) tile(2, aCol + <usize>(ir * lda) * 4, lda, panel, kc, cCol + <usize>(ir * ldc) * 4, ldc, cols, acc);
+          else if (rest == 1) tile(1, aCol + <usize>(ir * lda) * 4, lda, panel, kc, cCol + <usize>(ir * ldc) * 4, ldc, cols, acc);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * The micro-kernel: C[0..rows, 0..cols) (+)= A[0..rows, 0..kc) · panel, where the panel is
+ * kc × NR packed ([kk][0..NR), zero-padded). `rows` is a compile-time constant (1..MR) at each
+ * call site, so the unused accumulators fold away.
+ */
+// @ts-ignore: decorator
+@inline function tile(rows: i32, a: usize, lda: i32, panel: usize, kc: i32,
+                      c: usize, ldc: i32, cols: i32, acc: bool): void {
+  const lda4 = <usize>lda * 4;
+  let a0 = a, a1 = a + lda4, a2 = a + lda4 * 2, a3 = a + lda4 * 3;
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  let p = panel;
+  const end = panel + <usize>(kc * NR) * 4;
+  while (p < end) {
+    const b0 = v128.load(p), b1 = v128.load(p, 16);
+    let x = v128.load32_splat(a0);
+    c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    if (rows > 1) {
+      x = v128.load32_splat(a1);
+      c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+    }
+    if (rows > 2) {
+      x = v128.load32_splat(a2);
+      c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+    }
+    if (rows > 3) {
+      x = v128.load32_splat(a3);
+      c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+    }
+    a0 += 4; a1 += 4; a2 += 4; a3 += 4;
+    p += NR * 4;
+  }
+  const ldc4 = <usize>ldc * 4;
+  storeRow(c, c00, c01, cols, acc);
+  if (rows > 1) storeRow(c + ldc4, c10, c11, cols, acc);
+  if (rows > 2) storeRow(c + ldc4 * 2, c20, c21, cols, acc);
+  if (rows > 3) storeRow(c + ldc4 * 3, c30, c31, cols, acc);
+}
+
+/** Store (or add into) the first `cols` (1..8) of one row of a tile. */
+// @ts-ignore: decorator
+@inline function storeRow(c: usize, v0: v128, v1: v128, cols: i32, acc: bool): void {
+  if (cols == NR) {
+    if (acc) { v0 = f32x4.add(v128.load(c), v0); v1 = f32x4.add(v128.load(c, 16), v1); }
+    v128.store(c, v0);
+    v128.store(c, v1, 16);
+  } else {
+    storePartial(c, v0, v1, cols, acc);
+  }
+}
+
+// Not inlined: the n edge is rare, and this keeps it out of the hot loop's code.
+function storePartial(c: usize, v0: v128, v1: v128, cols: i32, acc: bool): void {
+  if (cols >= 4) {
+    if (acc) v0 = f32x4.add(v128.load(c), v0);
+    v128.store(c, v0);
+    c += 16; cols -= 4; v0 = v1;
+  }
+  if (cols > 0) storeLane(c, f32x4.extract_lane(v0, 0), acc);
+  if (cols > 1) storeLane(c + 4, f32x4.extract_lane(v0, 1), acc);
+  if (cols > 2) storeLane(c + 8, f32x4.extract_lane(v0, 2), acc);
+}
+
+// @ts-ignore: decorator
+@inline function storeLane(p: usize, x: f32, acc: bool): void {
+  store<f32>(p, acc ? load<f32>(p) + x : x);
+}
+
+/**
+ * Pack B[n, k] (rows j = 0..nc of B, columns 0..kc, stride ldb) as panels for matmul_nt:
+ * pack[(jp·kc + kk)·NR + jj] = B[jp·NR + jj, kk], zero where jp·NR + jj ≥ nc.
+ * Full panels are transposed 4×4 at a time with shuffles.
+ */
+function packNT(b: usize, ldb: i32, kc: i32, nc: i32, pack: usize): void {
+  const ldb4 = <usize>ldb * 4;
+  const kc4 = kc & ~3;
+  let dst = pack;
+  for (let j = 0; j < nc; j += NR) {
+    const r0 = b + <usize>j * ldb4;
+    if (nc - j >= NR) {
+      const r1 = r0 + ldb4, r2 = r1 + ldb4, r3 = r2 + ldb4;
+      const r4 = r3 + ldb4, r5 = r4 + ldb4, r6 = r5 + ldb4, r7 = r6 + ldb4;
+      let kk = 0;
+      for (; kk < kc4; kk += 4) {
+        const o = <usize>kk * 4;
+        const d = dst + <usize>kk * (NR * 4);
+        transpose4(d, v128.load(r0 + o), v128.load(r1 + o), v128.load(r2 + o), v128.load(r3 + o));
+        transpose4(d + 16, v128.load(r4 + o), v128.load(r5 + o), v128.load(r6 + o), v128.load(r7 + o));
+      }
+      for (; kk < kc; kk++) {
+        const o = <usize>kk * 4;
+        const d = dst + <usize>kk * (NR * 4);
+        store<f32>(d, load<f32>(r0 + o)); store<f32>(d, load<f32>(r1 + o), 4);
+        store<f32>(d, load<f32>(r2 + o), 8); store<f32>(d, load<f32>(r3 + o), 12);
+        store<f32>(d, load<f32>(r4 + o), 16); store<f32>(d, load<f32>(r5 + o), 20);
+        store<f32>(d, load<f32>(r6 + o), 24); store<f32>(d, load<f32>(r7 + o), 28);
+      }
+    } else {
+      const cols = nc - j;
+      for (let kk = 0; kk < kc; kk++) {
+        const d = dst + <usize>kk * (NR * 4);
+        for (let jj = 0; jj < NR; jj++) {
+          store<f32>(d + <usize>jj * 4, jj < cols ? load<f32>(r0 + <usize>jj * ldb4 + <usize>kk * 4) : 0);
+        }
+      }
+    }
+    dst += <usize>(kc * NR) * 4;
+  }
+}
+
+/** Store the transpose of rows (x, y, z, w) as four vectors NR·4 bytes apart. */
+// @ts-ignore: decorator
+@inline function transpose4(d: usize, x: v128, y: v128, z: v128, w: v128): void {
+  const t0 = v128.shuffle<f32>(x, y, 0, 4, 1, 5); // x0 y0 x1 y1
+  const t1 = v128.shuffle<f32>(x, y, 2, 6, 3, 7); // x2 y2 x3 y3
+  const t2 = v128.shuffle<f32>(z, w, 0, 4, 1, 5); // z0 w0 z1 w1
+  const t3 = v128.shuffle<f32>(z, w, 2, 6, 3, 7); // z2 w2 z3 w3
+  v128.store(d, v128.shuffle<f32>(t0, t2, 0, 1, 4, 5));
+  v128.store(d, v128.shuffle<f32>(t0, t2, 2, 3, 6, 7), NR * 4);
+  v128.store(d, v128.shuffle<f32>(t1, t3, 0, 1, 4, 5), NR * 8);
+  v128.store(d, v128.shuffle<f32>(t1, t3, 2, 3, 6, 7), NR * 12);
+}
+
+/**
+ * Pack B[k, n] (rows 0..kc, columns j = 0..nc, stride ldb) as panels for matmul_nn:
+ * pack[(jp·kc + kk)·NR + jj] = B[kk, jp·NR + jj], zero where jp·NR + jj ≥ nc.
+ */
+function packNN(b: usize, ldb: i32, kc: i32, nc: i32, pack: usize): void {
+  const ldb4 = <usize>ldb * 4;
+  let dst = pack;
+  for (let j = 0; j < nc; j += NR) {
+    let src = b + <usize>j * 4;
+    const end = dst + <usize>(kc * NR) * 4;
+    if (nc - j >= NR) {
+      for (; dst < end; dst += NR * 4) {
+        v128.store(dst, v128.load(src));
+        v128.store(dst, v128.load(src, 16), 16);
+        src += ldb4;
+      }
+    } else {
+      const cols = nc - j;
+      for (; dst < end; dst += NR * 4) {
+        for (let jj = 0; jj < NR; jj++) {
+          store<f32>(dst + <usize>jj * 4, jj < cols ? load<f32>(src + <usize>jj * 4) : 0);
+        }
+        src += ldb4;
+      }
+    }
+  }
 }
 
 /** y[n] = W[n, k] · x[k]   (decode path: one pass over W's rows). */
 export function matvec(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32): void {
+  const ldw4 = <usize>ldw * 4;
+  const k8 = k & ~7;
+  const k4 = k & ~3;
+  let i = 0;
+  // Four rows at a time: each x vector is loaded once for four rows; two accumulators a row.
+  for (; i + 4 <= n; i += 4) {
+    const w0 = w + <usize>i * ldw4, w1 = w0 + ldw4, w2 = w1 + ldw4, w3 = w2 + ldw4;
+    let s00 = f32x4.splat(0), s01 = f32x4.splat(0), s10 = f32x4.splat(0), s11 = f32x4.splat(0);
+    let s20 = f32x4.splat(0), s21 = f32x4.splat(0), s30 = f32x4.splat(0), s31 = f32x4.splat(0);
+    let o: usize = 0;
+    const o8 = <usize>k8 * 4;
+    for (; o < o8; o += 32) {
+      const x0 = v128.load(x + o), x1 = v128.load(x + o, 16);
+      s00 = madd(v128.load(w0 + o), x0, s00); s01 = madd(v128.load(w0 + o, 16), x1, s01);
+      s10 = madd(v128.load(w1 + o), x0, s10); s11 = madd(v128.load(w1 + o, 16), x1, s11);
+      s20 = madd(v128.load(w2 + o), x0, s20); s21 = madd(v128.load(w2 + o, 16), x1, s21);
+      s30 = madd(v128.load(w3 + o), x0, s30); s31 = madd(v128.load(w3 + o, 16), x1, s31);
+    }
+    if (k4 > k8) {
+      const x0 = v128.load(x + o);
+      s00 = madd(v128.load(w0 + o), x0, s00);
+      s10 = madd(v128.load(w1 + o), x0, s10);
+      s20 = madd(v128.load(w2 + o), x0, s20);
+      s30 = madd(v128.load(w3 + o), x0, s30);
+    }
+    let r0 = hsum(f32x4.add(s00, s01)), r1 = hsum(f32x4.add(s10, s11));
+    let r2 = hsum(f32x4.add(s20, s21)), r3 = hsum(f32x4.add(s30, s31));
+    for (let kk = k4; kk < k; kk++) {
+      const o = <usize>kk * 4;
+      const xv = load<f32>(x + o);
+      r0 += load<f32>(w0 + o) * xv; r1 += load<f32>(w1 + o) * xv;
+      r2 += load<f32>(w2 + o) * xv; r3 += load<f32>(w3 + o) * xv;
+    }
+    const yp = y + <usize>i * 4;
+    store<f32>(yp, r0); store<f32>(yp, r1, 4); store<f32>(yp, r2, 8); store<f32>(yp, r3, 12);
+  }
+  for (; i < n; i++) {
+    const w0 = w + <usize>i * ldw4;
+    let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
+    let o: usize = 0;
+    const o8 = <usize>k8 * 4;
+    for (; o < o8; o += 32) {
+      s0 = madd(v128.load(w0 + o), v128.load(x + o), s0);
+      s1 = madd(v128.load(w0 + o, 16), v128.load(x + o, 16), s1);
+    }
+    if (k4 > k8) s0 = madd(v128.load(w0 + o), v128.load(x + o), s0);
+    let r = hsum(f32x4.add(s0, s1));
+    for (let kk = k4; kk < k; kk++) r += load<f32>(w0 + <usize>kk * 4) * load<f32>(x + <usize>kk * 4);
+    store<f32>(y + <usize>i * 4, r);
+  }
 }
 
 /** y[n] = x[k] · W[k, n]   (transposed product: one pass over W's rows). */
 export function vecmat(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32): void {
+  if (n <= 0) return;
+  const ldw4 = <usize>ldw * 4;
+  const n4 = n & ~3;
+  const yEnd4 = y + <usize>n4 * 4;
+  const yEnd = y + <usize>n * 4;
+  memory.fill(y, 0, <usize>n * 4);
+  let kk = 0;
+  // Four rows of W at a time: y[j..j+4) += x[kk]·W[kk, j..] + … + x[kk+3]·W[kk+3, j..].
+  for (; kk + 4 <= k; kk += 4) {
+    const w0 = w + <usize>kk * ldw4, w1 = w0 + ldw4, w2 = w1 + ldw4, w3 = w2 + ldw4;
+    const xp = x + <usize>kk * 4;
+    const x0 = v128.load32_splat(xp), x1 = v128.load32_splat(xp, 4);
+    const x2 = v128.load32_splat(xp, 8), x3 = v128.load32_splat(xp, 12);
+    let o: usize = 0;
+    let yp = y;
+    for (; yp < yEnd4; yp += 16) {
+      let s = madd(v128.load(w0 + o), x0, v128.load(yp));
+      s = madd(v128.load(w1 + o), x1, s);
+      s = madd(v128.load(w2 + o), x2, s);
+      s = madd(v128.load(w3 + o), x3, s);
+      v128.store(yp, s);
+      o += 16;
+    }
+    const xs0 = load<f32>(xp), xs1 = load<f32>(xp, 4), xs2 = load<f32>(xp, 8), xs3 = load<f32>(xp, 12);
+    for (; yp < yEnd; yp += 4) {
+      store<f32>(yp, load<f32>(yp) + xs0 * load<f32>(w0 + o) + xs1 * load<f32>(w1 + o) +
+        xs2 * load<f32>(w2 + o) + xs3 * load<f32>(w3 + o));
+      o += 4;
+    }
+  }
+  for (; kk < k; kk++) {
+    const w0 = w + <usize>kk * ldw4;
+    const xs = load<f32>(x + <usize>kk * 4);
+    const x0 = f32x4.splat(xs);
+    let o: usize = 0;
+    let yp = y;
+    for (; yp < yEnd4; yp += 16) {
+      v128.store(yp, madd(v128.load(w0 + o), x0, v128.load(yp)));
+      o += 16;
+    }
+    for (; yp < yEnd; yp += 4) {
+      store<f32>(yp, load<f32>(yp) + xs * load<f32>(w0 + o));
+      o += 4;
+    }
+  }
 }

@@ -1,0 +1,215 @@
+// matmul_nt, matmul_nn, matvec, vecmat and the probes, in both builds, against the float64
+// reference on awkward shapes: every tile edge (m % MR, n % NR, k of any size), blocks larger
+// than the cache blocking (k > KC, n > NC, m > MC), strides wider than the rows, and sentinels
+// around every output and the packing scratch to catch a write out of bounds.
+import { describe, expect, it } from 'vitest';
+import { BUILDS, expectClose, kernelsFor, randomF32 } from '../helpers.js';
+import { matmulNN, matmulNT } from '../reference/ops.js';
+import type { LoadedKernels } from '../../src/wasm.js';
+
+const SENTINEL = -12345.5;
+const SIZES = [1, 3, 7, 8, 9, 17, 33, 64, 65, 130];
+const LARGE: [number, number, number][] = [
+  [200, 300, 257],   // m > MC, k > KC, n odd
+  [128, 512, 512],   // a prefill-like shape
+  [133, 700, 1030],  // n > NC (two column blocks, the second ragged), k three blocks
+];
+
+/** Matrix `rows × cols` stored with row stride `ld ≥ cols`; the padding holds NaN so a read of it shows. */
+function strided(data: Float32Array, rows: number, cols: number, ld: number): Float32Array {
+  const out = new Float32Array(Math.max(0, (rows - 1) * ld + cols)).fill(NaN);
+  for (let i = 0; i < rows; i++) out.set(data.subarray(i * cols, (i + 1) * cols), i * ld);
+  return out;
+}
+
+/** A block of `len` floats with `guard` sentinel floats on both sides; returns the inner offset. */
+function guarded(k: LoadedKernels, len: number, guard: number): { ptr: number; base: number; total: number } {
+  const total = len + 2 * guard;
+  const base = k.heap.alloc(total * 4);
+  k.heap.f32(base, total).fill(SENTINEL);
+  return { ptr: base + guard * 4, base, total };
+}
+
+function putArray(k: LoadedKernels, data: Float32Array): number {
+  const ptr = k.heap.alloc(Math.max(1, data.length) * 4);
+  k.heap.f32(ptr, data.length).set(data);
+  return ptr;
+}
+
+function expectSentinels(view: Float32Array, isOutput: (i: number) => boolean, what: string): void {
+  for (let i = 0; i < view.length; i++) {
+    if (isOutput(i)) continue;
+    if (view[i] !== SENTINEL) expect.fail(`${what}: float ${i} outside the output was overwritten (${view[i]})`);
+  }
+}
+
+type Op = 'nt' | 'nn';
+
+function checkMatmul(k: LoadedKernels, op: Op, m: number, kk: number, n: number, pad: boolean, seed: number): void {
+  const lda = pad ? kk + 5 : kk;
+  const bRows = op === 'nt' ? n : kk, bCols = op === 'nt' ? kk : n;
+  const ldb = pad ? bCols + 3 : bCols;
+  const ldc = pad ? n + 7 : n;
+  const a = randomF32(m * kk, seed);
+  const b = randomF32(bRows * bCols, seed + 1);
+  const ref = op === 'nt' ? matmulNT(a, b, m, kk, n) : matmulNN(a, b, m, kk, n);
+
+  const heapTop = k.heap.usedBytes;
+  const aPtr = putArray(k, strided(a, m, kk, lda));
+  const bPtr = putArray(k, strided(b, bRows, bCols, ldb));
+  // C: one guard row above and below, and the stride's padding, all sentinels.
+  const cLen = m * ldc;
+  const cBlk = guarded(k, cLen, ldc);
+  const packBytes = k.kernels.matmul_pack_bytes(kk, n);
+  expect(packBytes % 4).toBe(0);
+  const pBlk = guarded(k, packBytes / 4, 16);
+
+  const f = op === 'nt' ? k.kernels.matmul_nt : k.kernels.matmul_nn;
+  f(aPtr, lda, bPtr, ldb, cBlk.ptr, ldc, m, kk, n, pBlk.ptr);
+
+  const all = k.heap.f32(cBlk.base, cBlk.total);
+  const c = new Float32Array(m * n);
+  for (let i = 0; i < m; i++) c.set(all.subarray(ldc + i * ldc, ldc + i * ldc + n), i * n);
+  const what = `${op} ${m}×${kk}×${n}${pad ? ' strided' : ''}`;
+  expectClose(c, ref, 1e-5, 1e-5 * Math.sqrt(kk), what);
+  expectSentinels(all, (i) => i >= ldc && i < ldc + cLen && (i - ldc) % ldc < n, `${what} C`);
+  const pk = k.heap.f32(pBlk.base, pBlk.total);
+  expectSentinels(pk, (i) => i >= 16 && i < 16 + packBytes / 4, `${what} pack scratch`);
+
+  k.heap.release(pBlk.base, pBlk.total * 4);
+  k.heap.release(cBlk.base, cBlk.total * 4);
+  k.heap.release(bPtr, Math.max(1, (bRows - 1) * ldb + bCols) * 4);
+  k.heap.release(aPtr, Math.max(1, (m - 1) * lda + kk) * 4);
+  expect(k.heap.usedBytes).toBe(heapTop);
+}
+
+function checkMatvec(k: LoadedKernels, n: number, kk: number, seed: number): void {
+  const ldw = kk + 3;
+  const w = randomF32(n * kk, seed), x = randomF32(kk, seed + 1);
+  const ref = matmulNT(x, w, 1, kk, n);
+  const wPtr = putArray(k, strided(w, n, kk, ldw));
+  const xPtr = putArray(k, x);
+  const yBlk = guarded(k, n, 8);
+  k.kernels.matvec(wPtr, ldw, xPtr, yBlk.ptr, n, kk);
+  const all = k.heap.f32(yBlk.base, yBlk.total);
+  const what = `matvec ${n}×${kk}`;
+  expectClose(all.slice(8, 8 + n), ref, 1e-5, 1e-5 * Math.sqrt(kk), what);
+  expectSentinels(all, (i) => i >= 8 && i < 8 + n, what);
+  k.heap.release(yBlk.base, yBlk.total * 4);
+  k.heap.release(xPtr, Math.max(1, kk) * 4);
+  k.heap.release(wPtr, Math.max(1, (n - 1) * ldw + kk) * 4);
+}
+
+function checkVecmat(k: LoadedKernels, kk: number, n: number, seed: number): void {
+  const ldw = n + 3;
+  const w = randomF32(kk * n, seed), x = randomF32(kk, seed + 1);
+  const ref = matmulNN(x, w, 1, kk, n);
+  const wPtr = putArray(k, strided(w, kk, n, ldw));
+  const xPtr = putArray(k, x);
+  const yBlk = guarded(k, n, 8);
+  k.kernels.vecmat(xPtr, wPtr, ldw, yBlk.ptr, kk, n);
+  const all = k.heap.f32(yBlk.base, yBlk.total);
+  const what = `vecmat ${kk}×${n}`;
+  expectClose(all.slice(8, 8 + n), ref, 1e-5, 1e-5 * Math.sqrt(kk), what);
+  expectSentinels(all, (i) => i >= 8 && i < 8 + n, what);
+  k.heap.release(yBlk.base, yBlk.total * 4);
+  k.heap.release(xPtr, Math.max(1, kk) * 4);
+  k.heap.release(wPtr, Math.max(1, (kk - 1) * ldw + n) * 4);
+}
+
+describe.each(BUILDS)('matmul kernels, %s build', (build) => {
+  for (const op of ['nt', 'nn'] as Op[]) {
+    it(`matmul_${op} on every combination of m, k, n in {${SIZES.join(', ')}}, dense and strided`, async () => {
+      const k = await kernelsFor(build);
+      let seed = 1;
+      for (const m of SIZES) for (const kk of SIZES) for (const n of SIZES) {
+        checkMatmul(k, op, m, kk, n, (seed & 1) === 0, seed);
+        seed += 2;
+      }
+    });
+
+    it(`matmul_${op} on large shapes crossing the cache blocks`, async () => {
+      const k = await kernelsFor(build);
+      for (const [m, kk, n] of LARGE) {
+        checkMatmul(k, op, m, kk, n, true, m + kk + n);
+        checkMatmul(k, op, m, kk, n, false, m * kk + n);
+      }
+    });
+
+    it(`matmul_${op} with m, n = 0 writes nothing and with k = 0 writes zeros`, async () => {
+      const k = await kernelsFor(build);
+      const f = op === 'nt' ? k.kernels.matmul_nt : k.kernels.matmul_nn;
+      const cBlk = guarded(k, 5 * 6, 6);
+      f(0, 1, 0, 1, cBlk.ptr, 6, 0, 4, 6, 0);
+      f(0, 1, 0, 1, cBlk.ptr, 6, 5, 4, 0, 0);
+      expectSentinels(k.heap.f32(cBlk.base, cBlk.total), () => false, `${op} empty`);
+      f(0, 1, 0, 1, cBlk.ptr, 6, 5, 0, 4, 0);
+      const all = k.heap.f32(cBlk.base, cBlk.total);
+      const written = (i: number) => i >= 6 && i < 36 && (i - 6) % 6 < 4;
+      for (let i = 0; i < all.length; i++) if (written(i)) expect(all[i]).toBe(0);
+      expectSentinels(all, written, `${op} k = 0`);
+      k.heap.release(cBlk.base, cBlk.total * 4);
+    });
+  }
+
+  it('matmul_pack_bytes is bounded by the cache block, not by the whole of B', async () => {
+    const k = await kernelsFor(build);
+    expect(k.kernels.matmul_pack_bytes(1, 1)).toBeGreaterThanOrEqual(8 * 4);
+    expect(k.kernels.matmul_pack_bytes(4096, 4096)).toBeLessThanOrEqual(1 << 20);
+    expect(k.kernels.matmul_pack_bytes(0, 10)).toBe(0);
+  });
+
+  it('the result does not depend on the contents of the pack scratch', async () => {
+    const k = await kernelsFor(build);
+    const [m, kk, n] = [9, 40, 19];
+    const a = randomF32(m * kk, 5), b = randomF32(n * kk, 6);
+    const ref = matmulNT(a, b, m, kk, n);
+    const aPtr = putArray(k, a), bPtr = putArray(k, b);
+    const cPtr = k.heap.alloc(m * n * 4);
+    const bytes = k.kernels.matmul_pack_bytes(kk, n);
+    const pack = k.heap.alloc(bytes);
+    for (const fill of [NaN, 1e30, 0]) {
+      k.heap.f32(pack, bytes / 4).fill(fill);
+      k.heap.f32(cPtr, m * n).fill(NaN);
+      k.kernels.matmul_nt(aPtr, kk, bPtr, kk, cPtr, n, m, kk, n, pack);
+      expectClose(k.heap.f32(cPtr, m * n), ref, 1e-5, 1e-5 * Math.sqrt(kk), `pack filled with ${fill}`);
+    }
+    k.heap.release(pack, bytes); k.heap.release(cPtr, m * n * 4);
+    k.heap.release(bPtr, n * kk * 4); k.heap.release(aPtr, m * kk * 4);
+  });
+
+  it('matvec on small, odd and large shapes (m < MR rows go this way too)', async () => {
+    const k = await kernelsFor(build);
+    let seed = 100;
+    for (const n of [1, 2, 3, 4, 5, 7, 9, 17]) {
+      for (const kk of [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 130]) checkMatvec(k, n, kk, seed++);
+    }
+    checkMatvec(k, 4099, 1031, seed++);
+    checkMatvec(k, 1031, 4099, seed++);
+  });
+
+  it('vecmat on small, odd and large shapes', async () => {
+    const k = await kernelsFor(build);
+    let seed = 300;
+    for (const kk of [1, 2, 3, 4, 5, 7, 9, 17]) {
+      for (const n of [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 130]) checkVecmat(k, kk, n, seed++);
+    }
+    checkVecmat(k, 4099, 1031, seed++);
+    checkVecmat(k, 1031, 4099, seed++);
+  });
+
+  it('the probes run and return finite numbers', async () => {
+    const k = await kernelsFor(build);
+    const chains = k.kernels.probe_peak_chains();
+    expect(chains).toBeGreaterThanOrEqual(8);
+    expect(chains).toBeLessThanOrEqual(12);
+    for (const iters of [0, 1, 1000, 100_000]) expect(Number.isFinite(k.kernels.probe_peak(iters))).toBe(true);
+    const bytes = 64 * 1024 + 100;
+    const ptr = k.heap.alloc(bytes);
+    k.heap.f32(ptr, bytes >> 2).fill(0.5);
+    // 128-byte steps: the 100-byte tail is not read; 3 passes of 512 steps of 32 halves.
+    expect(k.kernels.probe_read(ptr, bytes, 3)).toBe(3 * (64 * 1024 / 4) * 0.5);
+    expect(k.kernels.probe_read(ptr, 0, 5)).toBe(0);
+    k.heap.release(ptr, bytes);
+  });
+});
