@@ -33,9 +33,26 @@ export interface YarnScaling {
   mscaleAllDim: number;
 }
 
-/** A feed-forward block: dense SwiGLU now; MoE layers join this union with the checkpoint work. */
+/** A feed-forward block: one dense SwiGLU, or a mixture of SwiGLU experts. */
 export interface DenseFfn { kind: 'dense'; intermediate: number }
-export type FfnConfig = DenseFfn;
+
+/** DeepSeek MoE (mla.md): routed experts chosen per token, plus always-on shared experts. */
+export interface MoeFfn {
+  kind: 'moe';
+  experts: number;            // n_routed_experts
+  topK: number;               // num_experts_per_tok
+  intermediate: number;       // moe_intermediate_size, per expert
+  sharedIntermediate: number; // n_shared_experts · moe_intermediate_size (0: none)
+  scoring: 'softmax' | 'sigmoid';
+  /** greedy (V2), group_limited_greedy (V2 with groups), noaux_tc (V3: biased selection). */
+  method: 'greedy' | 'group_limited_greedy' | 'noaux_tc';
+  groups: number;             // n_group
+  topkGroup: number;          // topk_group
+  normTopk: boolean;          // norm_topk_prob
+  scale: number;              // routed_scaling_factor
+}
+
+export type FfnConfig = DenseFfn | MoeFfn;
 
 export interface ModelConfig {
   architecture: string;
@@ -106,6 +123,45 @@ function parseYarn(raw: Record<string, unknown>): YarnScaling | null {
   return y;
 }
 
+function parseMoe(raw: Record<string, unknown>): MoeFfn {
+  const experts = int(raw, 'n_routed_experts');
+  const scoring = raw.scoring_func ?? 'softmax';
+  if (scoring !== 'softmax' && scoring !== 'sigmoid') bad(`scoring_func ${JSON.stringify(scoring)} is not supported`);
+  const method = raw.topk_method ?? 'greedy';
+  if (method !== 'greedy' && method !== 'group_limited_greedy' && method !== 'noaux_tc') {
+    bad(`topk_method ${JSON.stringify(method)} is not supported`);
+  }
+  const moe: MoeFfn = {
+    kind: 'moe', experts,
+    topK: int(raw, 'num_experts_per_tok'),
+    intermediate: int(raw, 'moe_intermediate_size'),
+    sharedIntermediate: (optInt(raw, 'n_shared_experts', 0, 0) ?? 0) * int(raw, 'moe_intermediate_size'),
+    scoring, method,
+    groups: optInt(raw, 'n_group', 1)!,
+    topkGroup: optInt(raw, 'topk_group', 1)!,
+    normTopk: raw.norm_topk_prob === true,
+    scale: num(raw, 'routed_scaling_factor', 1),
+  };
+  if (moe.topK > experts) bad(`num_experts_per_tok (${moe.topK}) exceeds n_routed_experts (${experts})`);
+  if (experts % moe.groups) bad(`n_routed_experts (${experts}) must be a multiple of n_group (${moe.groups})`);
+  if (moe.topkGroup > moe.groups) bad(`topk_group (${moe.topkGroup}) exceeds n_group (${moe.groups})`);
+  if (method !== 'greedy' && moe.topK > moe.topkGroup * (experts / moe.groups)) {
+    bad(`num_experts_per_tok (${moe.topK}) exceeds the experts in topk_group groups`);
+  }
+  if (method === 'noaux_tc' && experts / moe.groups < 2) bad('noaux_tc routing needs at least 2 experts per group');
+  return moe;
+}
+
+/** Layer l is MoE when n_routed_experts is set, l ≥ first_k_dense_replace and l % moe_layer_freq = 0. */
+function parseFfn(raw: Record<string, unknown>, layers: number, intermediate: number, deepseek: boolean): FfnConfig[] {
+  const dense: DenseFfn = { kind: 'dense', intermediate };
+  if (!deepseek || raw.n_routed_experts === undefined || raw.n_routed_experts === null) return new Array(layers).fill(dense);
+  const moe = parseMoe(raw);
+  const firstDense = optInt(raw, 'first_k_dense_replace', 0, 0)!;
+  const freq = optInt(raw, 'moe_layer_freq', 1)!;
+  return Array.from({ length: layers }, (_, l) => (l >= firstDense && l % freq === 0 ? moe : dense));
+}
+
 /** Parse and check a Hugging Face config.json object. */
 export function parseConfig(json: unknown): ModelConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) bad('not a JSON object');
@@ -131,12 +187,6 @@ export function parseConfig(json: unknown): ModelConfig {
       vDim: int(raw, 'v_head_dim'),
     };
     ropeStyle = 'adjacent';
-    if (raw.n_routed_experts !== undefined && raw.n_routed_experts !== null) {
-      const firstDense = optInt(raw, 'first_k_dense_replace', 0, 0)!;
-      if (firstDense < layers) {
-        bad('mixture-of-experts layers (n_routed_experts with first_k_dense_replace < num_hidden_layers) are not supported yet');
-      }
-    }
   } else if (GQA_ARCHS.includes(architecture)) {
     const kvHeads = optInt(raw, 'num_key_value_heads', heads)!;
     if (heads % kvHeads) bad(`num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
@@ -158,7 +208,7 @@ export function parseConfig(json: unknown): ModelConfig {
     hidden,
     layers,
     attention,
-    ffn: Array.from({ length: layers }, () => ({ kind: 'dense' as const, intermediate })),
+    ffn: parseFfn(raw, layers, intermediate, MLA_ARCHS.includes(architecture)),
     rmsEps: num(raw, 'rms_norm_eps', 1e-6),
     ropeTheta: num(raw, 'rope_theta', 10000),
     ropeStyle,

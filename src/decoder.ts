@@ -2,12 +2,13 @@
 // embedding → layers of [RMSNorm → attention → residual → RMSNorm → SwiGLU → residual]
 // → final RMSNorm → lm_head. Every buffer is allocated once, in the constructor (the
 // "run state"); running a chunk allocates nothing.
-import type { GroupedAttention, MlaAttention, ModelConfig } from './config.js';
+import type { GroupedAttention, MlaAttention, ModelConfig, MoeFfn } from './config.js';
 import { cacheNumbersPerTokenPerLayer } from './config.js';
 import type { Heap } from './heap.js';
 import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
 import type { Kernels } from './wasm.js';
-import type { Weights } from './weights.js';
+import { routeToken } from './moe.js';
+import type { LayerWeights, Weights } from './weights.js';
 
 /** How MLA attention is computed: expand per-head K/V from the latent, or absorb W_UK/W_UV. */
 export type AttentionPath = 'naive' | 'absorbed';
@@ -37,7 +38,10 @@ export class Decoder {
   private readonly ropeAmp: number;
   // The run state: byte offsets of scratch buffers sized for CHUNK tokens.
   private readonly s: Record<'ids' | 'x' | 'xn' | 'u' | 'proj' | 'q' | 'o' | 'gu' | 'logits' | 'cos' | 'sin' |
-    'freqs' | 'attnM' | 'attnL' | 'attnScratch' | 'kvExp' | 'qAbs' | 'oLat' | 'pack', number>;
+    'freqs' | 'attnM' | 'attnL' | 'attnScratch' | 'kvExp' | 'qAbs' | 'oLat' | 'pack' | 'router' | 'xe' | 'ye', number>;
+  // MoE routing of the current chunk: for each token, its experts and weights.
+  private readonly routeExperts: Int32Array;
+  private readonly routeWeights: Float32Array;
 
   constructor(k: Kernels, heap: Heap, config: ModelConfig, weights: Weights) {
     this.k = k; this.heap = heap; this.config = config; this.w = weights;
@@ -46,13 +50,18 @@ export class Decoder {
     this.scale = softmaxScale(c);
     this.ropeDim = a.kind === 'mla' ? a.ropeDim : a.headDim;
     this.ropeAmp = ropeAmplitude(c.yarn);
-    const maxInter = Math.max(...c.ffn.map((f) => f.intermediate));
+    const moes = c.ffn.filter((f): f is MoeFfn => f.kind === 'moe');
+    const maxInter = Math.max(...c.ffn.map((f) => f.kind === 'dense' ? f.intermediate : Math.max(f.intermediate, f.sharedIntermediate)));
+    const maxExperts = Math.max(0, ...moes.map((f) => f.experts));
+    const maxTopK = Math.max(0, ...moes.map((f) => f.topK));
+    this.routeExperts = new Int32Array(T * maxTopK);
+    this.routeWeights = new Float32Array(T * maxTopK);
     const inRows = weights.layers[0]?.inRows ?? 0;
     const mla = a.kind === 'mla' ? a : null;
     const qWidth = mla ? H * (mla.nopeDim + mla.ropeDim) : 0;
     const vDim = a.vDim;
     // The largest (k, n) of any matmul we run decides the packing scratch.
-    const shapes: [number, number][] = [[d, inRows], [H * vDim, d], [d, 2 * maxInter], [maxInter, d], [d, c.vocabSize]];
+    const shapes: [number, number][] = [[d, inRows], [H * vDim, d], [d, 2 * maxInter], [maxInter, d], [d, c.vocabSize], [d, maxExperts]];
     if (mla) {
       shapes.push([mla.qLoraRank ?? 1, qWidth], [mla.kvLoraRank, H * (mla.nopeDim + mla.vDim)],
         [mla.nopeDim, mla.kvLoraRank], [mla.kvLoraRank, mla.vDim]);
@@ -66,6 +75,7 @@ export class Decoder {
       qAbs: mla ? T * H * (mla.kvLoraRank + mla.ropeDim) : 0,
       oLat: mla ? T * H * mla.kvLoraRank : 0,
       pack: packBytes / F,
+      router: T * maxExperts, xe: moes.length ? T * d : 0, ye: moes.length ? T * d : 0,
     };
     this.s = {} as Decoder['s'];
     for (const [name, n] of Object.entries(sizes)) {
@@ -110,12 +120,11 @@ export class Decoder {
       if (c.attention.kind === 'mla') this.mlaAttention(c.attention, l, cache, pos, T, path);
       else this.groupedAttention(c.attention, l, cache, pos, T);
       k.add(s.x, s.u, T * d);
-      // h += FFN(RMSNorm(h)), dense SwiGLU: down(silu(gate(x)) ⊙ up(x))
-      const inter = c.ffn[l].intermediate;
+      // h += FFN(RMSNorm(h))
       k.rmsnorm(s.x, d, lw.postNorm, s.xn, d, T, d, c.rmsEps);
-      this.linear(s.xn, d, lw.wGateUp, s.gu, 2 * inter, T, d, 2 * inter);
-      k.swiglu(s.gu, 2 * inter, s.gu, 2 * inter, T, inter);
-      this.linear(s.gu, 2 * inter, lw.wDown, s.u, d, T, inter, d);
+      const f = c.ffn[l];
+      if (f.kind === 'dense') this.swiglu(s.xn, lw.wGateUp, lw.wDown, f.intermediate, s.u, T);
+      else this.moe(f, lw, T);
       k.add(s.x, s.u, T * d);
     }
     // Final RMSNorm and lm_head, for the rows whose logits are wanted.
@@ -124,6 +133,44 @@ export class Decoder {
     k.rmsnorm(s.x + first * d * F, d, this.w.finalNorm, s.xn, d, rows, d, c.rmsEps);
     this.linear(s.xn, d, this.w.lmHead, s.logits, c.vocabSize, rows, d, c.vocabSize);
     return s.logits;
+  }
+
+  /** out[T, d] = down(silu(gate(x)) ⊙ up(x)), with [gate | up] stored as one matrix. */
+  private swiglu(x: number, wGateUp: number, wDown: number, inter: number, out: number, T: number): void {
+    const { k, s } = this;
+    const d = this.config.hidden;
+    this.linear(x, d, wGateUp, s.gu, 2 * inter, T, d, 2 * inter);
+    k.swiglu(s.gu, 2 * inter, s.gu, 2 * inter, T, inter);
+    this.linear(s.gu, 2 * inter, wDown, out, d, T, inter, d);
+  }
+
+  /**
+   * MoE: u = shared_experts(x) + Σ_e w_e · expert_e(x). Tokens routed to the same expert are
+   * gathered into one batch, so each chosen expert's weights are read once per chunk.
+   */
+  private moe(f: MoeFfn, lw: LayerWeights, T: number): void {
+    const { k, s } = this;
+    const d = this.config.hidden, m = lw.moe!, E = f.experts, K = f.topK;
+    if (m.sharedGateUp) this.swiglu(s.xn, m.sharedGateUp, m.sharedDown, f.sharedIntermediate, s.u, T);
+    else this.heap.f32(s.u, T * d).fill(0);
+    this.linear(s.xn, d, m.router, s.router, E, T, d, E);
+    const logits = this.heap.f32(s.router, T * E);
+    for (let t = 0; t < T; t++) {
+      routeToken(f, logits.subarray(t * E, (t + 1) * E), m.bias,
+        this.routeExperts.subarray(t * K, (t + 1) * K), this.routeWeights.subarray(t * K, (t + 1) * K));
+    }
+    for (let e = 0; e < E; e++) {
+      let n = 0;
+      for (let i = 0; i < T * K; i++) {
+        if (this.routeExperts[i] === e) this.copyRows(s.xn + Math.floor(i / K) * d * F, d, s.xe + n++ * d * F, d, 1, d);
+      }
+      if (n === 0) continue;
+      this.swiglu(s.xe, m.experts[e].gateUp, m.experts[e].down, f.intermediate, s.ye, n);
+      n = 0;
+      for (let i = 0; i < T * K; i++) {
+        if (this.routeExperts[i] === e) k.axpy(s.u + Math.floor(i / K) * d * F, s.ye + n++ * d * F, this.routeWeights[i], d);
+      }
+    }
   }
 
   /** MLA (mla.md steps 1–4): reads s.xn, appends [c_kv ; k^R] to the cache, writes o_proj's output to s.u. */

@@ -28,9 +28,20 @@ export interface LayerWeights {
   kvNorm: number;
   wkvB: number;
   wo: number;
-  /** Dense SwiGLU: [gate | up] (2·intermediate × hidden) and down. */
+  /** Dense SwiGLU: [gate | up] (2·intermediate × hidden) and down (0 in MoE layers). */
   wGateUp: number;
   wDown: number;
+  moe: MoeWeights | null;
+}
+
+/** An MoE layer: the router, each routed expert's SwiGLU, and the shared experts' (0 when none). */
+export interface MoeWeights {
+  router: number;
+  /** e_score_correction_bias, read by the host for selection (noaux_tc only). */
+  bias: Float32Array | null;
+  experts: { gateUp: number; down: number }[];
+  sharedGateUp: number;
+  sharedDown: number;
 }
 
 export interface Weights {
@@ -74,10 +85,20 @@ export function expectedTensors(c: ModelConfig): Shapes {
       s.set(p + 'self_attn.v_proj.weight', [a.kvHeads * a.vDim, d]);
       s.set(p + 'self_attn.o_proj.weight', [d, a.heads * a.vDim]);
     }
-    const inter = c.ffn[l].intermediate;
-    s.set(p + 'mlp.gate_proj.weight', [inter, d]);
-    s.set(p + 'mlp.up_proj.weight', [inter, d]);
-    s.set(p + 'mlp.down_proj.weight', [d, inter]);
+    const swiglu = (prefix: string, width: number) => {
+      s.set(prefix + 'gate_proj.weight', [width, d]);
+      s.set(prefix + 'up_proj.weight', [width, d]);
+      s.set(prefix + 'down_proj.weight', [d, width]);
+    };
+    const f = c.ffn[l];
+    if (f.kind === 'dense') {
+      swiglu(p + 'mlp.', f.intermediate);
+    } else {
+      s.set(p + 'mlp.gate.weight', [f.experts, d]);
+      if (f.method === 'noaux_tc') s.set(p + 'mlp.gate.e_score_correction_bias', [f.experts]);
+      for (let e = 0; e < f.experts; e++) swiglu(`${p}mlp.experts.${e}.`, f.intermediate);
+      if (f.sharedIntermediate) swiglu(p + 'mlp.shared_experts.', f.sharedIntermediate);
+    }
   }
   return s;
 }
@@ -158,8 +179,30 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap): Wei
       w.inRows = a.heads * a.headDim + a.kvHeads * (a.headDim + a.vDim);
     }
     w.wo = place(p + 'self_attn.o_proj.weight');
-    w.wGateUp = place(p + 'mlp.gate_proj.weight', p + 'mlp.up_proj.weight');
-    w.wDown = place(p + 'mlp.down_proj.weight');
+    const f = c.ffn[l];
+    w.wGateUp = w.wDown = 0;
+    w.moe = null;
+    if (f.kind === 'dense') {
+      w.wGateUp = place(p + 'mlp.gate_proj.weight', p + 'mlp.up_proj.weight');
+      w.wDown = place(p + 'mlp.down_proj.weight');
+    } else {
+      const router = place(p + 'mlp.gate.weight');
+      let bias: Float32Array | null = null;
+      if (f.method === 'noaux_tc') {
+        const name = p + 'mlp.gate.e_score_correction_bias';
+        bias = new Float32Array(f.experts);
+        src.read(name, bias);
+        if (!bias.every(Number.isFinite)) throw new MlaError('NON_FINITE', `tensor ${name} holds a non-finite value`);
+      }
+      const experts = Array.from({ length: f.experts }, (_, e) => ({
+        gateUp: place(`${p}mlp.experts.${e}.gate_proj.weight`, `${p}mlp.experts.${e}.up_proj.weight`),
+        down: place(`${p}mlp.experts.${e}.down_proj.weight`),
+      }));
+      const shared = f.sharedIntermediate > 0;
+      const sharedGateUp = shared ? place(p + 'mlp.shared_experts.gate_proj.weight', p + 'mlp.shared_experts.up_proj.weight') : 0;
+      const sharedDown = shared ? place(p + 'mlp.shared_experts.down_proj.weight') : 0;
+      w.moe = { router, bias, experts, sharedGateUp, sharedDown };
+    }
     layers.push(w);
   }
   return { embed, finalNorm, lmHead, layers, bytes };

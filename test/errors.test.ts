@@ -75,6 +75,13 @@ describe('loading bad checkpoints', () => {
     await expectCode(loadModel({ config: { ...config, qk_rope_head_dim: 7 }, tensors: good() }), 'BAD_CONFIG');
     await expectCode(loadModel({ config: 'nope', tensors: good() }), 'BAD_CONFIG');
     await expectCode(loadModel({ config: { ...config, rope_scaling: { type: 'dynamic', factor: 2 } }, tensors: good() }), 'BAD_CONFIG');
+    const moe = { ...config, n_routed_experts: 4, num_experts_per_tok: 2, moe_intermediate_size: 8, first_k_dense_replace: 0 };
+    await expectCode(loadModel({ config: { ...moe, num_experts_per_tok: 5 }, tensors: good() }), 'BAD_CONFIG');
+    await expectCode(loadModel({ config: { ...moe, scoring_func: 'relu' }, tensors: good() }), 'BAD_CONFIG');
+    await expectCode(loadModel({ config: { ...moe, topk_method: 'noaux_tc', n_group: 3 }, tensors: good() }), 'BAD_CONFIG');
+    // A dense checkpoint under an MoE config: the experts are missing, and named.
+    const e = await expectCode(loadModel({ config: moe, tensors: good() }), 'MISSING_TENSOR');
+    expect(e.message).toContain('model.layers.0.mlp.experts.0.gate_proj.weight');
   });
 
   it('a folder that does not exist (BAD_SOURCE)', async () => {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { loadModel, type Model } from '../src/index.js';
 import type { InMemoryModel } from '../src/source.js';
 import { BUILDS, expectClose } from './helpers.js';
-import { makeRandomCheckpoint, referenceForward, tinyLlamaConfig, tinyMlaConfig } from './reference/model.js';
+import { makeRandomCheckpoint, referenceForward, tinyLlamaConfig, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config } from './reference/model.js';
 
 const text = (s: string) => [256, ...new TextEncoder().encode(s)];
 
@@ -41,6 +41,9 @@ describe.each(BUILDS)('decoder, %s build', (simd) => {
       rope_scaling: { type: 'yarn', factor: 4, original_max_position_embeddings: 32, beta_fast: 32, beta_slow: 1, mscale: 0.707, mscale_all_dim: 0.707 },
     })],
     ['tied embeddings, V3 architecture', tinyMlaConfig({ tie_word_embeddings: true, architectures: ['DeepseekV3ForCausalLM'] })],
+    ['DeepSeek-V2 MoE routing', tinyMlaMoeV2Config({})],
+    ['DeepSeek-V2 MoE, group-limited, normalised top-k', tinyMlaMoeV2Config({ topk_method: 'group_limited_greedy', n_group: 2, topk_group: 1, norm_topk_prob: true })],
+    ['DeepSeek-V3 MoE routing (sigmoid, bias, groups) and YaRN', tinyMlaMoeV3Config({})],
   ];
 
   describe.each(mlaCases)('MLA with %s', (_name, config) => {
