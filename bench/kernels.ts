@@ -130,8 +130,10 @@ export async function benchKernels(opts: { build: SimdBuild; quick?: boolean }):
     cases.push({ kernel, shape, bytes: rowsN * cols * 4, note, run });
   }
 
-  // Warm-up: V8 runs Liftoff code until a function has been called enough to tier up.
-  for (let i = 0; i < 20; i++) {
+  // Warm-up: V8 runs Liftoff code until a function has been called enough to tier up, and then
+  // until its optimised code, compiled in the background, is ready; so warm up for a while.
+  const warmUntil = performance.now() + (quick ? 250 : 500);
+  while (performance.now() < warmUntil) {
     K.probe_peak(100_000);
     K.probe_read(big, 1 << 16, 10);
     K.matmul_nt(a, 64, b, 64, c, 64, 64, 64, 64, pack);
