@@ -9,10 +9,17 @@
 //         for jr in NC by NR             one panel, KC×NR (stays in L1)
 //           for ir in MC by MR           micro-kernel: C[ir.., jr..] (+)= A[ir.., pc..] · panel
 //
-// The micro-kernel keeps an MR×NR tile of C in MR·NR/4 v128 accumulators, loads two vectors of
-// the panel and broadcasts one A element per row each k step, and multiplies with `madd` (fused
-// under relaxed SIMD). NT and NN differ only in how a panel is packed. Panels are zero-padded at
-// the n edge, so the micro-kernel always computes NR columns and stores only those that exist.
+// The micro-kernel keeps a 4×8 tile of C in 8 v128 accumulators, loads two vectors of the panel
+// and broadcasts one A element per row each k step (v128.load32_splat: vbroadcastss from memory
+// on x86), and multiplies with `madd` (fused under relaxed SIMD). NT and NN differ only in how a
+// panel is packed. Panels are zero-padded at the n edge, so the micro-kernel always computes NR
+// columns and stores only those that exist.
+//
+// Why this shape (measured with V8 12 / Node 20 on x86): V8 hands out 15 xmm registers and
+// schedules all the loads of a loop body before its arithmetic, so a k step may hold at most
+// ~14 vectors: 8 accumulators + 2 B + 4 A. Larger tiles (6×8, 5×8) spill. A 2×16 tile ties with
+// 4×8 (within 3%) but wastes more at the n edge. Packing A as well (one pointer, constant
+// offsets) measured 3–6% slower: V8 does not fold a load32_splat offset into the address.
 import { madd, hsum } from "./simd";
 
 // @ts-ignore: decorator
@@ -257,13 +264,54 @@ function packNN(b: usize, ldb: i32, kc: i32, nc: i32, pack: usize): void {
   }
 }
 
+// GEMV is bound by the read of W. One core streams memory fastest as ONE sequential stream:
+// reading 2–4 rows side by side (2–4 streams) drops from ~0.95 to ~0.5 of the read probe here.
+// So W is read one row after another while the vector (x for matvec, y for vecmat) is re-read
+// from L1 for every row. That holds while the vector fits in L1 next to the stream; beyond
+// VEC_L1 floats it would come from L2 on every row, and four rows at a time (each vector load
+// shared by four rows) is faster. Also keep the vector at a different offset within 4 KiB than
+// W's rows (e.g. 2 KiB apart): at the same offset both compete for the same L1 sets and a
+// 4096-long matvec loses ~25%.
+// @ts-ignore: decorator
+@inline const VEC_L1: i32 = 4096;
+
 /** y[n] = W[n, k] · x[k]   (decode path: one pass over W's rows). */
 export function matvec(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32): void {
+  if (k <= VEC_L1) matvecRows1(w, ldw, x, y, n, k);
+  else matvecRows4(w, ldw, x, y, n, k);
+}
+
+/** matvec one row at a time: four accumulators, 16 floats a step. */
+function matvecRows1(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32): void {
+  const ldw4 = <usize>ldw * 4;
+  const o16 = <usize>(k & ~15) * 4;
+  const o4 = <usize>(k & ~3) * 4;
+  const o1 = <usize>k * 4;
+  let row = w;
+  for (let i = 0; i < n; i++) {
+    let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+    let o: usize = 0;
+    for (; o < o16; o += 64) {
+      const p = row + o, q = x + o;
+      s0 = madd(v128.load(p), v128.load(q), s0);
+      s1 = madd(v128.load(p, 16), v128.load(q, 16), s1);
+      s2 = madd(v128.load(p, 32), v128.load(q, 32), s2);
+      s3 = madd(v128.load(p, 48), v128.load(q, 48), s3);
+    }
+    for (; o < o4; o += 16) s0 = madd(v128.load(row + o), v128.load(x + o), s0);
+    let r = hsum(f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3)));
+    for (; o < o1; o += 4) r += load<f32>(row + o) * load<f32>(x + o);
+    store<f32>(y + <usize>i * 4, r);
+    row += ldw4;
+  }
+}
+
+/** matvec four rows at a time (each x vector loaded once for four rows), two accumulators a row. */
+function matvecRows4(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32): void {
   const ldw4 = <usize>ldw * 4;
   const k8 = k & ~7;
   const k4 = k & ~3;
   let i = 0;
-  // Four rows at a time: each x vector is loaded once for four rows; two accumulators a row.
   for (; i + 4 <= n; i += 4) {
     const w0 = w + <usize>i * ldw4, w1 = w0 + ldw4, w2 = w1 + ldw4, w3 = w2 + ldw4;
     let s00 = f32x4.splat(0), s01 = f32x4.splat(0), s10 = f32x4.splat(0), s11 = f32x4.splat(0);
@@ -295,32 +343,52 @@ export function matvec(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32): 
     const yp = y + <usize>i * 4;
     store<f32>(yp, r0); store<f32>(yp, r1, 4); store<f32>(yp, r2, 8); store<f32>(yp, r3, 12);
   }
-  for (; i < n; i++) {
-    const w0 = w + <usize>i * ldw4;
-    let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
-    let o: usize = 0;
-    const o8 = <usize>k8 * 4;
-    for (; o < o8; o += 32) {
-      s0 = madd(v128.load(w0 + o), v128.load(x + o), s0);
-      s1 = madd(v128.load(w0 + o, 16), v128.load(x + o, 16), s1);
-    }
-    if (k4 > k8) s0 = madd(v128.load(w0 + o), v128.load(x + o), s0);
-    let r = hsum(f32x4.add(s0, s1));
-    for (let kk = k4; kk < k; kk++) r += load<f32>(w0 + <usize>kk * 4) * load<f32>(x + <usize>kk * 4);
-    store<f32>(y + <usize>i * 4, r);
-  }
+  if (i < n) matvecRows1(w + <usize>i * ldw4, ldw, x, y + <usize>i * 4, n - i, k);
 }
 
 /** y[n] = x[k] · W[k, n]   (transposed product: one pass over W's rows). */
 export function vecmat(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32): void {
   if (n <= 0) return;
+  if (k <= 0) { memory.fill(y, 0, <usize>n * 4); return; }
+  if (n <= VEC_L1) {
+    vecmatRow(load<f32>(x), w, y, n, false);
+    for (let kk = 1; kk < k; kk++) vecmatRow(load<f32>(x + <usize>kk * 4), w + <usize>kk * ldw * 4, y, n, true);
+  } else {
+    vecmatRows4(x, w, ldw, y, k, n);
+  }
+}
+
+/** y (+)= xs · row, over n floats: one row of vecmat. */
+// @ts-ignore: decorator
+@inline function vecmatRow(xs: f32, row: usize, y: usize, n: i32, acc: bool): void {
+  const xv = f32x4.splat(xs);
+  const o16 = <usize>(n & ~15) * 4;
+  const o4 = <usize>(n & ~3) * 4;
+  const o1 = <usize>n * 4;
+  let o: usize = 0;
+  if (acc) {
+    for (; o < o16; o += 64) {
+      const p = row + o, q = y + o;
+      v128.store(q, madd(v128.load(p), xv, v128.load(q)));
+      v128.store(q, madd(v128.load(p, 16), xv, v128.load(q, 16)), 16);
+      v128.store(q, madd(v128.load(p, 32), xv, v128.load(q, 32)), 32);
+      v128.store(q, madd(v128.load(p, 48), xv, v128.load(q, 48)), 48);
+    }
+    for (; o < o4; o += 16) v128.store(y + o, madd(v128.load(row + o), xv, v128.load(y + o)));
+    for (; o < o1; o += 4) store<f32>(y + o, load<f32>(y + o) + xs * load<f32>(row + o));
+  } else {
+    for (; o < o4; o += 16) v128.store(y + o, f32x4.mul(v128.load(row + o), xv));
+    for (; o < o1; o += 4) store<f32>(y + o, xs * load<f32>(row + o));
+  }
+}
+
+/** vecmat four rows of W at a time: y[j..j+4) += x[kk]·W[kk, j..] + … + x[kk+3]·W[kk+3, j..]. */
+function vecmatRows4(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32): void {
   const ldw4 = <usize>ldw * 4;
-  const n4 = n & ~3;
-  const yEnd4 = y + <usize>n4 * 4;
+  const yEnd4 = y + <usize>(n & ~3) * 4;
   const yEnd = y + <usize>n * 4;
   memory.fill(y, 0, <usize>n * 4);
   let kk = 0;
-  // Four rows of W at a time: y[j..j+4) += x[kk]·W[kk, j..] + … + x[kk+3]·W[kk+3, j..].
   for (; kk + 4 <= k; kk += 4) {
     const w0 = w + <usize>kk * ldw4, w1 = w0 + ldw4, w2 = w1 + ldw4, w3 = w2 + ldw4;
     const xp = x + <usize>kk * 4;
@@ -343,19 +411,5 @@ export function vecmat(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32): 
       o += 4;
     }
   }
-  for (; kk < k; kk++) {
-    const w0 = w + <usize>kk * ldw4;
-    const xs = load<f32>(x + <usize>kk * 4);
-    const x0 = f32x4.splat(xs);
-    let o: usize = 0;
-    let yp = y;
-    for (; yp < yEnd4; yp += 16) {
-      v128.store(yp, madd(v128.load(w0 + o), x0, v128.load(yp)));
-      o += 16;
-    }
-    for (; yp < yEnd; yp += 4) {
-      store<f32>(yp, load<f32>(yp) + xs * load<f32>(w0 + o));
-      o += 4;
-    }
-  }
+  for (; kk < k; kk++) vecmatRow(load<f32>(x + <usize>kk * 4), w + <usize>kk * ldw4, y, n, true);
 }

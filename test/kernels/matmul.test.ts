@@ -184,8 +184,12 @@ describe.each(BUILDS)('matmul kernels, %s build', (build) => {
     for (const n of [1, 2, 3, 4, 5, 7, 9, 17]) {
       for (const kk of [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 130]) checkMatvec(k, n, kk, seed++);
     }
+    // k > 4096 goes four rows at a time (the n % 4 rows one at a time), k ≤ 4096 one row at a time.
     checkMatvec(k, 4099, 1031, seed++);
     checkMatvec(k, 1031, 4099, seed++);
+    checkMatvec(k, 3, 5000, seed++);
+    checkMatvec(k, 6, 4097, seed++);
+    checkMatvec(k, 5, 4096, seed++);
   });
 
   it('vecmat on small, odd and large shapes', async () => {
@@ -194,8 +198,29 @@ describe.each(BUILDS)('matmul kernels, %s build', (build) => {
     for (const kk of [1, 2, 3, 4, 5, 7, 9, 17]) {
       for (const n of [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 130]) checkVecmat(k, kk, n, seed++);
     }
+    // n > 4096 goes four rows of W at a time (the k % 4 rows one at a time).
     checkVecmat(k, 4099, 1031, seed++);
     checkVecmat(k, 1031, 4099, seed++);
+    checkVecmat(k, 3, 5003, seed++);
+    checkVecmat(k, 6, 4097, seed++);
+    checkVecmat(k, 5, 4096, seed++);
+  });
+
+  it('matvec and vecmat with k = 0 write zeros, with n = 0 nothing', async () => {
+    const k = await kernelsFor(build);
+    for (const n of [0, 3, 4097]) {
+      const yBlk = guarded(k, n, 8);
+      k.kernels.matvec(0, 0, 0, yBlk.ptr, n, 0);
+      let all = k.heap.f32(yBlk.base, yBlk.total);
+      for (let i = 8; i < 8 + n; i++) expect(all[i]).toBe(0);
+      expectSentinels(all, (i) => i >= 8 && i < 8 + n, `matvec ${n}×0`);
+      all.fill(SENTINEL);
+      k.kernels.vecmat(0, 0, 0, yBlk.ptr, 0, n);
+      all = k.heap.f32(yBlk.base, yBlk.total);
+      for (let i = 8; i < 8 + n; i++) expect(all[i]).toBe(0);
+      expectSentinels(all, (i) => i >= 8 && i < 8 + n, `vecmat 0×${n}`);
+      k.heap.release(yBlk.base, yBlk.total * 4);
+    }
   });
 
   it('the probes run and return finite numbers', async () => {
