@@ -29,12 +29,12 @@ const result = { date: new Date().toISOString(), machine, quick, kernels, decode
 
 const md: string[] = [];
 md.push(`Machine: ${machine}. Date: ${result.date.slice(0, 10)}. Command: \`npm run bench${quick ? ' -- --quick' : ''}\`.`, '');
-md.push('| build | kernel | shape | measured | same-run probe | ratio |', '|---|---|---|---|---|---|');
+md.push('| build | kernel | shape M×K×N | measured | same-run probe | ratio | note |', '|---|---|---|---|---|---|---|');
 for (const k of kernels) {
   for (const r of k.rows) {
     const measured = r.gflops !== undefined ? `${r.gflops.toFixed(1)} GFLOP/s` : `${r.gbs!.toFixed(1)} GB/s`;
     const probe = r.gflops !== undefined ? `peak ${k.peakGflops.toFixed(1)} GFLOP/s` : `DRAM ${k.dramGBs.toFixed(1)} GB/s`;
-    md.push(`| ${k.build} | ${r.kernel} | ${r.shape} | ${measured} | ${probe} | ${r.ratio.toFixed(2)} |`);
+    md.push(`| ${k.build} | ${r.kernel} | ${r.shape} | ${measured} | ${probe} | ${r.ratio.toFixed(2)} | ${r.note ?? ''} |`);
   }
 }
 md.push('', `Decode, synthetic model with DeepSeek-V2-Lite attention dims (hidden 2048, 16 heads, kv_lora 512, rope 64, nope 128, v 128), 2 layers, MLP 1408, vocab 1024, ${best} build, one thread; ms per token (median):`, '');
