@@ -74,6 +74,16 @@ export interface ModelConfig {
 
 const MLA_ARCHS = ['DeepseekV2ForCausalLM', 'DeepseekV3ForCausalLM'];
 const GQA_ARCHS = ['LlamaForCausalLM'];
+const MAX_LAYERS = 4096;
+
+/** A value for an error message; never throws (BigInt and cyclic values are not JSON). */
+function show(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
 
 function bad(msg: string): never {
   throw new MlaError('BAD_CONFIG', `config.json: ${msg}`);
@@ -81,7 +91,7 @@ function bad(msg: string): never {
 
 function int(raw: Record<string, unknown>, key: string, min = 1): number {
   const v = raw[key];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) bad(`"${key}" must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) bad(`"${key}" must be an integer ≥ ${min}, got ${show(v)}`);
   return v;
 }
 
@@ -93,14 +103,14 @@ function optInt(raw: Record<string, unknown>, key: string, fallback: number | nu
 
 function num(raw: Record<string, unknown>, key: string, fallback?: number): number {
   const v = raw[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) bad(`"${key}" must be a finite number, got ${JSON.stringify(raw[key])}`);
+  if (typeof v !== 'number' || !Number.isFinite(v)) bad(`"${key}" must be a finite number, got ${show(raw[key])}`);
   return v;
 }
 
 function tokenIds(v: unknown): number[] {
   if (v === undefined || v === null) return [];
   const list = Array.isArray(v) ? v : [v];
-  if (!list.every((x) => Number.isInteger(x) && x >= 0)) bad(`token ids must be non-negative integers, got ${JSON.stringify(v)}`);
+  if (!list.every((x) => Number.isInteger(x) && x >= 0)) bad(`token ids must be non-negative integers, got ${show(v)}`);
   return list as number[];
 }
 
@@ -110,7 +120,7 @@ function parseYarn(raw: Record<string, unknown>): YarnScaling | null {
   if (typeof s !== 'object') bad('"rope_scaling" must be an object or null');
   const r = s as Record<string, unknown>;
   const type = r.type ?? r.rope_type;
-  if (type !== 'yarn') bad(`rope_scaling type ${JSON.stringify(type)} is not supported (only "yarn")`);
+  if (type !== 'yarn') bad(`rope_scaling type ${show(type)} is not supported (only "yarn")`);
   const y: YarnScaling = {
     factor: num(r, 'factor'),
     originalMaxPositions: int(r, 'original_max_position_embeddings'),
@@ -171,6 +181,8 @@ export function parseConfig(json: unknown): ModelConfig {
   const hidden = int(raw, 'hidden_size');
   const heads = int(raw, 'num_attention_heads');
   const layers = int(raw, 'num_hidden_layers');
+  // Far above any real model; keeps a corrupt value from building millions of layer records.
+  if (layers > MAX_LAYERS) bad(`"num_hidden_layers" ${layers} is more than ${MAX_LAYERS}`);
   const intermediate = int(raw, 'intermediate_size');
 
   let attention: AttentionConfig;
@@ -197,10 +209,10 @@ export function parseConfig(json: unknown): ModelConfig {
     if (raw.attention_bias === true || raw.mlp_bias === true) bad('attention_bias / mlp_bias are not supported');
     if (raw.rope_scaling !== undefined && raw.rope_scaling !== null) bad('rope_scaling is not supported for Llama-layout models yet');
   } else {
-    bad(`architecture ${JSON.stringify(architecture)} is not supported (expected one of ${[...MLA_ARCHS, ...GQA_ARCHS].join(', ')})`);
+    bad(`architecture ${show(architecture)} is not supported (expected one of ${[...MLA_ARCHS, ...GQA_ARCHS].join(', ')})`);
   }
   const act = raw.hidden_act ?? 'silu';
-  if (act !== 'silu') bad(`hidden_act ${JSON.stringify(act)} is not supported (only "silu")`);
+  if (act !== 'silu') bad(`hidden_act ${show(act)} is not supported (only "silu")`);
 
   return {
     architecture,

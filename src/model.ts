@@ -5,9 +5,13 @@ import { MlaError } from './errors.js';
 import { Session, type SessionOptions } from './session.js';
 import { openSource, type ModelSource } from './source.js';
 import { loadKernels, type KernelOptions, type SimdBuild } from './wasm.js';
-import { placeWeights } from './weights.js';
+import { checkMemory } from './memory.js';
+import { checkTensors, placeWeights } from './weights.js';
 
-export interface LoadOptions extends KernelOptions {}
+export interface LoadOptions extends KernelOptions {
+  /** Called as weights are placed: bytes of WebAssembly memory filled so far, out of the total. */
+  onProgress?: (done: number, total: number) => void;
+}
 
 export interface ForwardOptions {
   /** MLA attention path for the whole sequence (default 'naive'). */
@@ -83,13 +87,20 @@ export class Model {
 }
 
 /**
- * Load a model: a folder (path or URL) holding config.json and model.safetensors, or an in-memory
- * { config, tensors }. Without a source, the built-in default model (fortune-mla).
+ * Load a model: a folder (path or URL) holding config.json and model.safetensors (or shards listed in
+ * model.safetensors.index.json), a map of file name → bytes, or an in-memory { config, tensors }.
+ * Without a source, the built-in default model (fortune-mla).
  */
 export async function loadModel(source?: ModelSource, options: LoadOptions = {}): Promise<Model> {
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+    throw new MlaError('BAD_INPUT', 'onProgress must be a function');
+  }
   const src = await openSource(source);
   const config = parseConfig(src.config);
+  // Before anything big is allocated: does it fit, and does the checkpoint match the config?
+  checkMemory(config);
+  checkTensors(config, src.tensors);
   const { kernels, heap, build } = await loadKernels(options);
-  const weights = placeWeights(config, src.tensors, heap);
+  const weights = placeWeights(config, src.tensors, heap, options.onProgress);
   return new Model(config, new Decoder(kernels, heap, config, weights), build);
 }

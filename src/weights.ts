@@ -133,12 +133,17 @@ export function weightBytes(c: ModelConfig): number {
   return n * 4;
 }
 
-/** Check, allocate and fill. Throws before allocating anything if the checkpoint does not match. */
-export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap): Weights {
+/**
+ * Check, allocate and fill. Throws before allocating anything if the checkpoint does not match.
+ * `onProgress(done, total)` is called with 0 and then after each tensor, with bytes placed so far.
+ */
+export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
+  onProgress?: (done: number, total: number) => void): Weights {
   const shapes = checkTensors(c, src);
   const bytes = weightBytes(c);
   const base = heap.alloc(bytes, 'the weights');
   let next = base;
+  onProgress?.(0, bytes);
   // Consecutive tensors listed together land side by side: one fused matrix.
   const place = (...names: string[]): number => {
     const ptr = next;
@@ -150,6 +155,7 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap): Wei
         if (!Number.isFinite(view[i])) throw new MlaError('NON_FINITE', `tensor ${name} holds ${view[i]} at element ${i}`);
       }
       next += n * 4;
+      onProgress?.(next - base, bytes);
     }
     return ptr;
   };

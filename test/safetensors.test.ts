@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { MlaError } from '../src/errors.js';
-import { elementCount, parseSafetensorsHeader, readTensorF32, type TensorInfo } from '../src/safetensors.js';
-import { writeSafetensors } from './reference/safetensors-writer.js';
+import { elementCount, parseSafetensorsHeader, readTensorF32, readTensorF32At, safetensorsHeaderLength, type TensorInfo } from '../src/safetensors.js';
+import { toBF16Bits, toF16Bits, writeSafetensors } from './reference/safetensors-writer.js';
 
 const MODEL_DIR = '/work/shared/models/fortune-mla';
 
@@ -81,16 +81,18 @@ describe('safetensors round trip', () => {
     expect(Array.from(readAll(shifted, h2.tensors.get('x')!))).toEqual(Array.from(t.data));
   });
 
-  it('parses a file holding a tensor of unknown dtype; only reading it fails, with UNSUPPORTED_DTYPE', () => {
+  it('parses a file holding a tensor of unknown or unread dtype; only reading it fails, with UNSUPPORTED_DTYPE', () => {
     const file = rawFile({
       w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
       q: { dtype: 'Q4_WEIRD', shape: [3], data_offsets: [8, 10] },
-      h: { dtype: 'BF16', shape: [3], data_offsets: [10, 16] },
-    }, 16);
+      i: { dtype: 'I64', shape: [3], data_offsets: [10, 34] },
+      h: { dtype: 'BF16', shape: [3], data_offsets: [34, 40] },
+    }, 40);
     const hdr = parseSafetensorsHeader(file, 'x.safetensors');
     expect(hdr.tensors.get('q')!.dtype).toBe('Q4_WEIRD');
     expect(Array.from(readAll(file, hdr.tensors.get('w')!))).toEqual([0, 0]);
-    for (const [name, dtype] of [['q', 'Q4_WEIRD'], ['h', 'BF16']]) {
+    expect(Array.from(readAll(file, hdr.tensors.get('h')!))).toEqual([0, 0, 0]);
+    for (const [name, dtype] of [['q', 'Q4_WEIRD'], ['i', 'I64']]) {
       const info = hdr.tensors.get(name)!;
       let err: unknown;
       try { readTensorF32(file, info, new Float32Array(3), 'x.safetensors'); } catch (e) { err = e; }
@@ -250,5 +252,159 @@ describe('the real fortune-mla checkpoint', () => {
       }
     }
     expect(rejected).toBeGreaterThan(100);
+  });
+});
+
+/** A file of one 1-D tensor of 16-bit patterns `bits` in `dtype`, `lead` bytes into the data section. */
+function halfFile(dtype: 'F16' | 'BF16', bits: number[], lead = 0): Uint8Array {
+  const data = new Uint8Array(lead + 2 * bits.length);
+  const v = new DataView(data.buffer);
+  bits.forEach((b, i) => v.setUint16(lead + 2 * i, b, true));
+  return rawFile({ x: { dtype, shape: [bits.length], data_offsets: [lead, lead + 2 * bits.length] } }, data);
+}
+
+function readHalf(dtype: 'F16' | 'BF16', bits: number[], lead = 0): Float32Array {
+  const file = halfFile(dtype, bits, lead);
+  return readAll(file, parseSafetensorsHeader(file).tensors.get('x')!);
+}
+
+/** Same numbers, with -0 told apart from 0 and NaN equal to NaN. */
+function expectSameFloats(actual: ArrayLike<number>, expected: number[]): void {
+  expect(Array.from(actual).map((x) => (Object.is(x, -0) ? '-0' : x))).toEqual(expected.map((x) => (Object.is(x, -0) ? '-0' : x)));
+}
+
+describe('F16 and BF16 are widened to f32 exactly', () => {
+  it('F16: hand-computed values, subnormals, ±0, ±Inf and NaN', () => {
+    const cases: [number, number][] = [
+      [0x3c00, 1], [0xc000, -2], [0x3800, 0.5], [0x3555, 0.333251953125], [0x4248, 3.140625],
+      [0x7bff, 65504],                          // largest finite
+      [0x0400, 2 ** -14],                       // least normal, 6.103515625e-5
+      [0x03ff, 1023 * 2 ** -24],                // largest subnormal, 6.097555160522461e-5
+      [0x0001, 2 ** -24],                       // least subnormal, 5.960464477539063e-8
+      [0x8001, -(2 ** -24)], [0x0200, 2 ** -15], [0x0155, 341 * 2 ** -24],
+      [0x0000, 0], [0x8000, -0],
+      [0x7c00, Infinity], [0xfc00, -Infinity], [0x7e00, NaN], [0x7c01, NaN], [0xfe00, NaN],
+      [0x5640, 100], [0xd640, -100], [0x1400, 2 ** -10],
+    ];
+    for (const lead of [0, 1, 2, 6]) { // aligned and unaligned data
+      expectSameFloats(readHalf('F16', cases.map((c) => c[0]), lead), cases.map((c) => c[1]));
+    }
+  });
+
+  it('BF16: hand-computed values, subnormals, ±0, ±Inf and NaN', () => {
+    const cases: [number, number][] = [
+      [0x3f80, 1], [0xc000, -2], [0x3eab, 0.333984375], [0x4049, 3.140625], [0x42c8, 100],
+      [0x7f7f, 3.3895313892515355e38],          // largest finite: (2 − 2^-7) · 2^127
+      [0x0080, 2 ** -126],                      // least normal
+      [0x007f, 127 * 2 ** -133],                // largest subnormal
+      [0x0001, 2 ** -133],                      // least subnormal, 9.183549615799121e-41
+      [0x8001, -(2 ** -133)],
+      [0x0000, 0], [0x8000, -0],
+      [0x7f80, Infinity], [0xff80, -Infinity], [0x7fc0, NaN], [0x7f81, NaN], [0xffc0, NaN],
+    ];
+    for (const lead of [0, 1, 2, 6]) {
+      expectSameFloats(readHalf('BF16', cases.map((c) => c[0]), lead), cases.map((c) => c[1]));
+    }
+  });
+
+  it('all 65536 F16 patterns match the definition computed in float64', () => {
+    const all = Array.from({ length: 65536 }, (_, i) => i);
+    const got = readHalf('F16', all);
+    const want = all.map((h) => {
+      const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+      if (e === 0x1f) return m ? NaN : s * Infinity;
+      return e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
+    });
+    expectSameFloats(got, want);
+    // And the bits: NaN payloads too (the quiet bit and the low mantissa bits shift up by 13).
+    const bits = new Uint32Array(got.buffer);
+    expect(bits[0x7c01]).toBe(0x7f802000);
+    expect(bits[0xfe01]).toBe(0xffc02000);
+  });
+
+  it('all 65536 BF16 patterns are the upper halves of their f32', () => {
+    const all = Array.from({ length: 65536 }, (_, i) => i);
+    const got = new Uint32Array(readHalf('BF16', all).buffer);
+    for (let h = 0; h < 65536; h++) if (got[h] !== ((h << 16) >>> 0)) expect.fail(`BF16 ${h.toString(16)} read as ${got[h].toString(16)}`);
+  });
+
+  it('the test writer rounds to nearest even, and reading inverts writing', () => {
+    expect(toF16Bits(65519)).toBe(0x7bff);
+    expect(toF16Bits(65520)).toBe(0x7c00);
+    expect(toF16Bits(-1e6)).toBe(0xfc00);
+    expect(toF16Bits(2 ** -25)).toBe(0);          // halfway between 0 and 2^-24: to even (0)
+    expect(toF16Bits(3 * 2 ** -26)).toBe(1);
+    expect(toF16Bits(3 * 2 ** -25)).toBe(2);      // halfway between 1 and 2 subnormal steps: to even
+    expect(toF16Bits(1 + 2 ** -11)).toBe(0x3c00); // halfway: to even
+    expect(toF16Bits(1 + 3 * 2 ** -11)).toBe(0x3c02);
+    expect(toF16Bits(1 / 3)).toBe(0x3555);
+    expect(toF16Bits(-0)).toBe(0x8000);
+    expect(toBF16Bits(1 / 3)).toBe(0x3eab);
+    expect(toBF16Bits(Math.PI)).toBe(0x4049);
+    expect(toBF16Bits(1 + 2 ** -8)).toBe(0x3f80); // halfway: to even
+    expect(toBF16Bits(1 + 3 * 2 ** -8)).toBe(0x3f82);
+    expect(toBF16Bits(3.4e38)).toBe(0x7f80);      // rounds past the largest finite
+    expect(toBF16Bits(NaN)).toBe(0x7fc0);
+    const all = Array.from({ length: 65536 }, (_, i) => i);
+    const f16 = readHalf('F16', all), bf16 = readHalf('BF16', all);
+    for (let h = 0; h < 65536; h++) {
+      if (!Number.isNaN(f16[h]) && toF16Bits(f16[h]) !== h) expect.fail(`F16 ${h.toString(16)} does not survive a round trip`);
+      if (!Number.isNaN(bf16[h]) && toBF16Bits(bf16[h]) !== h) expect.fail(`BF16 ${h.toString(16)} does not survive a round trip`);
+    }
+  });
+
+  it('a written F16/BF16 file reads back as the rounded values', () => {
+    const data = Float32Array.from([0, 1, -1 / 3, Math.PI, 1e-6, -65504, 1234.5678, 2 ** -20]);
+    for (const dtype of ['F16', 'BF16'] as const) {
+      const file = writeSafetensors({ x: { shape: [2, 4], data } }, undefined, { dtype });
+      const info = parseSafetensorsHeader(file).tensors.get('x')!;
+      expect(info.dtype).toBe(dtype);
+      expect(info.end - info.begin).toBe(16);
+      const round = (x: number) => {
+        const bits = dtype === 'F16' ? toF16Bits(x) : toBF16Bits(x);
+        return readHalf(dtype, [bits])[0];
+      };
+      expect(Array.from(readAll(file, info))).toEqual(Array.from(data, round));
+    }
+    expect(toBF16Bits(1234.5678)).toBe(0x449a); // 1232
+    expect(readHalf('BF16', [0x449a])[0]).toBe(1232);
+    expect(readHalf('F16', [toF16Bits(1234.5678)])[0]).toBe(1235); // steps of 1 in [1024, 2048)
+  });
+
+  it('a zero-element F16 tensor reads as nothing', () => {
+    const file = rawFile({ x: { dtype: 'F16', shape: [0, 3], data_offsets: [0, 0] } });
+    expect(readAll(file, parseSafetensorsHeader(file).tensors.get('x')!).length).toBe(0);
+  });
+});
+
+describe('streaming: a header parsed from the first bytes and the file size', () => {
+  const t = { a: { shape: [3], data: Float32Array.from([1, 2, 3]) }, b: { shape: [2, 2], data: Float32Array.from([4, 5, 6, 7]) } };
+  const file = writeSafetensors(t);
+  const whole = parseSafetensorsHeader(file);
+
+  it('gives the same header as the whole file', () => {
+    const first8 = file.subarray(0, 8);
+    const len = safetensorsHeaderLength(first8, 'm', file.length);
+    expect(len + 8).toBe(whole.dataStart);
+    const prefix = parseSafetensorsHeader(file.slice(0, 8 + len), 'm', file.length);
+    expect(prefix).toEqual(whole);
+  });
+
+  it('reads tensors by range through a callback, and never past the ranges it asks for', () => {
+    const reads: [number, number][] = [];
+    const readAt = (p: number, into: Uint8Array) => { reads.push([p, p + into.length]); into.set(file.subarray(p, p + into.length)); };
+    const out = new Float32Array(4);
+    readTensorF32At(readAt, whole.tensors.get('b')!, out);
+    expect(Array.from(out)).toEqual([4, 5, 6, 7]);
+    expect(reads).toEqual([[whole.tensors.get('b')!.begin, whole.tensors.get('b')!.end]]);
+  });
+
+  it('checks offsets against the file size, not the prefix it was given', () => {
+    const len = safetensorsHeaderLength(file, 'm', file.length);
+    expect(codeOf(() => parseSafetensorsHeader(file.slice(0, 8 + len), 'm', file.length - 1))).toBe('BAD_CHECKPOINT');
+    expect(codeOf(() => safetensorsHeaderLength(file, 'm', 8 + len - 1))).toBe('BAD_CHECKPOINT');
+    expect(codeOf(() => safetensorsHeaderLength(file, 'm', 7))).toBe('BAD_CHECKPOINT');
+    // A prefix shorter than the header it announces is a caller's mistake, not a bad file.
+    expect(codeOf(() => parseSafetensorsHeader(file.slice(0, 8 + len - 1), 'm', file.length))).toBe('BAD_INPUT');
   });
 });
