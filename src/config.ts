@@ -133,6 +133,9 @@ function parseYarn(raw: Record<string, unknown>): YarnScaling | null {
   return y;
 }
 
+/** Far above any released model (DeepSeek-V3: 256); bounds the work of checking a config. */
+const MAX_EXPERTS = 4096;
+
 function parseMoe(raw: Record<string, unknown>): MoeFfn {
   const experts = int(raw, 'n_routed_experts');
   const scoring = raw.scoring_func ?? 'softmax';
@@ -152,6 +155,7 @@ function parseMoe(raw: Record<string, unknown>): MoeFfn {
     normTopk: raw.norm_topk_prob === true,
     scale: num(raw, 'routed_scaling_factor', 1),
   };
+  if (experts > MAX_EXPERTS) bad(`n_routed_experts (${experts}) is more than ${MAX_EXPERTS}`);
   if (moe.topK > experts) bad(`num_experts_per_tok (${moe.topK}) exceeds n_routed_experts (${experts})`);
   if (experts % moe.groups) bad(`n_routed_experts (${experts}) must be a multiple of n_group (${moe.groups})`);
   if (moe.topkGroup > moe.groups) bad(`topk_group (${moe.topkGroup}) exceeds n_group (${moe.groups})`);

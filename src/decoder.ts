@@ -8,7 +8,7 @@ import type { Heap } from './heap.js';
 import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
 import type { Kernels } from './wasm.js';
 import { routeToken } from './moe.js';
-import type { LayerWeights, Weights } from './weights.js';
+import { inputRows, type LayerWeights, type Weights } from './weights.js';
 
 /** How MLA attention is computed: expand per-head K/V from the latent, or absorb W_UK/W_UV. */
 export type AttentionPath = 'naive' | 'absorbed';
@@ -26,6 +26,40 @@ export interface KvCache {
   row: number;
 }
 
+type ScratchName = 'ids' | 'x' | 'xn' | 'u' | 'proj' | 'q' | 'o' | 'gu' | 'logits' | 'cos' | 'sin' | 'freqs' |
+  'attnM' | 'attnL' | 'attnScratch' | 'kvExp' | 'qAbs' | 'oLat' | 'pack' | 'router' | 'xe' | 'ye';
+
+/** The kernels' answers to "how much scratch do you need". */
+export type ScratchKernels = Pick<Kernels, 'matmul_pack_bytes' | 'attn_scratch_bytes'>;
+
+/** Floats of each scratch buffer (the run state) for a chunk of CHUNK tokens. */
+export function scratchSizes(c: ModelConfig, k: ScratchKernels): Record<ScratchName, number> {
+  const a = c.attention, T = CHUNK, H = a.heads, d = c.hidden;
+  const inRows = inputRows(c);
+  const mla = a.kind === 'mla' ? a : null;
+  const moes = c.ffn.filter((f): f is MoeFfn => f.kind === 'moe');
+  const maxInter = Math.max(...c.ffn.map((f) => f.kind === 'dense' ? f.intermediate : Math.max(f.intermediate, f.sharedIntermediate)));
+  const maxExperts = Math.max(0, ...moes.map((f) => f.experts));
+  const qWidth = mla ? H * (mla.nopeDim + mla.ropeDim) : 0;
+  const ropeDim = mla ? mla.ropeDim : (a as GroupedAttention).headDim;
+  // The largest (k, n) of any matmul we run decides the packing scratch.
+  const shapes: [number, number][] = [[d, inRows], [H * a.vDim, d], [d, 2 * maxInter], [maxInter, d], [d, c.vocabSize], [d, maxExperts]];
+  if (mla) {
+    shapes.push([mla.qLoraRank ?? 1, qWidth], [mla.kvLoraRank, H * (mla.nopeDim + mla.vDim)],
+      [mla.nopeDim, mla.kvLoraRank], [mla.kvLoraRank, mla.vDim]);
+  }
+  return {
+    ids: T, x: T * d, xn: T * d, u: T * d, proj: T * inRows, q: T * qWidth, o: T * H * a.vDim,
+    gu: T * 2 * maxInter, logits: T * c.vocabSize, cos: T * ropeDim / 2, sin: T * ropeDim / 2,
+    freqs: ropeDim / 2, attnM: T * H, attnL: T * H, attnScratch: Math.ceil(k.attn_scratch_bytes(T * H) / F),
+    kvExp: mla ? KEY_BLOCK * H * (mla.nopeDim + mla.vDim) : 0,
+    qAbs: mla ? T * H * (mla.kvLoraRank + mla.ropeDim) : 0,
+    oLat: mla ? T * H * mla.kvLoraRank : 0,
+    pack: Math.ceil(Math.max(...shapes.map(([kk, n]) => k.matmul_pack_bytes(kk, n))) / F),
+    router: T * maxExperts, xe: moes.length ? T * d : 0, ye: moes.length ? T * d : 0,
+  };
+}
+
 export class Decoder {
   readonly k: Kernels;
   readonly heap: Heap;
@@ -37,49 +71,26 @@ export class Decoder {
   private readonly ropeDim: number;
   private readonly ropeAmp: number;
   // The run state: byte offsets of scratch buffers sized for CHUNK tokens.
-  private readonly s: Record<'ids' | 'x' | 'xn' | 'u' | 'proj' | 'q' | 'o' | 'gu' | 'logits' | 'cos' | 'sin' |
-    'freqs' | 'attnM' | 'attnL' | 'attnScratch' | 'kvExp' | 'qAbs' | 'oLat' | 'pack' | 'router' | 'xe' | 'ye', number>;
+  private readonly s: Record<ScratchName, number>;
   // MoE routing of the current chunk: for each token, its experts and weights.
   private readonly routeExperts: Int32Array;
   private readonly routeWeights: Float32Array;
 
   constructor(k: Kernels, heap: Heap, config: ModelConfig, weights: Weights) {
     this.k = k; this.heap = heap; this.config = config; this.w = weights;
-    const c = config, a = c.attention, T = CHUNK, H = a.heads, d = c.hidden;
+    const c = config, a = c.attention, T = CHUNK;
     this.cacheRow = cacheNumbersPerTokenPerLayer(a);
     this.scale = softmaxScale(c);
     this.ropeDim = a.kind === 'mla' ? a.ropeDim : a.headDim;
     this.ropeAmp = ropeAmplitude(c.yarn);
     const moes = c.ffn.filter((f): f is MoeFfn => f.kind === 'moe');
-    const maxInter = Math.max(...c.ffn.map((f) => f.kind === 'dense' ? f.intermediate : Math.max(f.intermediate, f.sharedIntermediate)));
-    const maxExperts = Math.max(0, ...moes.map((f) => f.experts));
     const maxTopK = Math.max(0, ...moes.map((f) => f.topK));
     this.routeExperts = new Int32Array(T * maxTopK);
     this.routeWeights = new Float32Array(T * maxTopK);
-    const inRows = weights.layers[0]?.inRows ?? 0;
-    const mla = a.kind === 'mla' ? a : null;
-    const qWidth = mla ? H * (mla.nopeDim + mla.ropeDim) : 0;
-    const vDim = a.vDim;
-    // The largest (k, n) of any matmul we run decides the packing scratch.
-    const shapes: [number, number][] = [[d, inRows], [H * vDim, d], [d, 2 * maxInter], [maxInter, d], [d, c.vocabSize], [d, maxExperts]];
-    if (mla) {
-      shapes.push([mla.qLoraRank ?? 1, qWidth], [mla.kvLoraRank, H * (mla.nopeDim + mla.vDim)],
-        [mla.nopeDim, mla.kvLoraRank], [mla.kvLoraRank, mla.vDim]);
-    }
-    const packBytes = Math.max(...shapes.map(([kk, n]) => k.matmul_pack_bytes(kk, n)));
-    const sizes = {
-      ids: T, x: T * d, xn: T * d, u: T * d, proj: T * inRows, q: T * qWidth, o: T * H * vDim,
-      gu: T * 2 * maxInter, logits: T * c.vocabSize, cos: T * this.ropeDim / 2, sin: T * this.ropeDim / 2,
-      freqs: this.ropeDim / 2, attnM: T * H, attnL: T * H, attnScratch: k.attn_scratch_bytes(T * H) / F,
-      kvExp: mla ? KEY_BLOCK * H * (mla.nopeDim + mla.vDim) : 0,
-      qAbs: mla ? T * H * (mla.kvLoraRank + mla.ropeDim) : 0,
-      oLat: mla ? T * H * mla.kvLoraRank : 0,
-      pack: packBytes / F,
-      router: T * maxExperts, xe: moes.length ? T * d : 0, ye: moes.length ? T * d : 0,
-    };
+    const sizes = scratchSizes(c, k);
     this.s = {} as Decoder['s'];
     for (const [name, n] of Object.entries(sizes)) {
-      this.s[name as keyof typeof sizes] = heap.alloc(Math.max(1, n) * F, `scratch buffer ${name}`);
+      this.s[name as ScratchName] = heap.alloc(Math.max(1, n) * F, `scratch buffer ${name}`);
     }
     heap.f32(this.s.freqs, this.ropeDim / 2).set(ropeFrequencies(this.ropeDim, c.ropeTheta, c.yarn));
   }

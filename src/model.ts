@@ -97,10 +97,11 @@ export async function loadModel(source?: ModelSource, options: LoadOptions = {})
   }
   const src = await openSource(source);
   const config = parseConfig(src.config);
-  // Before anything big is allocated: does it fit, and does the checkpoint match the config?
-  checkMemory(config);
-  checkTensors(config, src.tensors);
   const { kernels, heap, build } = await loadKernels(options);
+  // Before anything big is allocated: does it fit (arithmetic on the config alone, so an absurd
+  // config is refused before its tensor list is built), and does the checkpoint match the config?
+  checkMemory(config, kernels);
+  checkTensors(config, src.tensors);
   const weights = placeWeights(config, src.tensors, heap, options.onProgress);
   return new Model(config, new Decoder(kernels, heap, config, weights), build);
 }

@@ -56,13 +56,21 @@ type Shapes = Map<string, number[]>;
 
 /** Every tensor name the config implies, with its shape ([out, in] for matrices). */
 export function expectedTensors(c: ModelConfig): Shapes {
-  const d = c.hidden;
   const s: Shapes = new Map();
-  s.set('model.embed_tokens.weight', [c.vocabSize, d]);
-  s.set('model.norm.weight', [d]);
-  if (!c.tieEmbeddings) s.set('lm_head.weight', [c.vocabSize, d]);
-  const a = c.attention;
-  for (let l = 0; l < c.layers; l++) {
+  globalTensors(c, s);
+  for (let l = 0; l < c.layers; l++) layerTensors(c, l, s);
+  return s;
+}
+
+function globalTensors(c: ModelConfig, s: Shapes): void {
+  s.set('model.embed_tokens.weight', [c.vocabSize, c.hidden]);
+  s.set('model.norm.weight', [c.hidden]);
+  if (!c.tieEmbeddings) s.set('lm_head.weight', [c.vocabSize, c.hidden]);
+}
+
+function layerTensors(c: ModelConfig, l: number, s: Shapes): void {
+  const d = c.hidden, a = c.attention;
+  {
     const p = `model.layers.${l}.`;
     s.set(p + 'input_layernorm.weight', [d]);
     s.set(p + 'post_attention_layernorm.weight', [d]);
@@ -100,7 +108,6 @@ export function expectedTensors(c: ModelConfig): Shapes {
       if (f.sharedIntermediate) swiglu(p + 'mlp.shared_experts.', f.sharedIntermediate);
     }
   }
-  return s;
 }
 
 // Buffers some exporters keep in checkpoints; they are recomputed from the config, never read.
@@ -126,10 +133,27 @@ function list(items: string[]): string {
 
 const count = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
+/** Rows of the fused input projection: [q_a | kv_a] or [q | kv_a] (MLA), [q | k | v] (Llama). */
+export function inputRows(c: ModelConfig): number {
+  const a = c.attention;
+  return a.kind === 'mla'
+    ? (a.qLoraRank ?? a.heads * (a.nopeDim + a.ropeDim)) + a.kvLoraRank + a.ropeDim
+    : a.heads * a.headDim + a.kvHeads * (a.headDim + a.vDim);
+}
+
 /** Bytes of WebAssembly memory the weights take. */
 export function weightBytes(c: ModelConfig): number {
-  let n = 0;
-  for (const shape of expectedTensors(c).values()) n += count(shape);
+  const numbers = (s: Shapes) => [...s.values()].reduce((n, shape) => n + count(shape), 0);
+  const g: Shapes = new Map();
+  globalTensors(c, g);
+  // Layers with the same FFN have the same tensors: count one of each kind, not every layer.
+  const perFfn = new Map<object, number>();
+  let n = numbers(g);
+  for (let l = 0; l < c.layers; l++) {
+    const f = c.ffn[l];
+    if (!perFfn.has(f)) { const s: Shapes = new Map(); layerTensors(c, l, s); perFfn.set(f, numbers(s)); }
+    n += perFfn.get(f)!;
+  }
   return n * 4;
 }
 
@@ -173,7 +197,7 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
     if (a.kind === 'mla') {
       const qFirst = a.qLoraRank ? 'self_attn.q_a_proj.weight' : 'self_attn.q_proj.weight';
       w.wIn = place(p + qFirst, p + 'self_attn.kv_a_proj_with_mqa.weight');
-      w.inRows = (a.qLoraRank ?? a.heads * (a.nopeDim + a.ropeDim)) + a.kvLoraRank + a.ropeDim;
+      w.inRows = inputRows(c);
       if (a.qLoraRank) {
         w.qNorm = place(p + 'self_attn.q_a_layernorm.weight');
         w.wqB = place(p + 'self_attn.q_b_proj.weight');
@@ -182,7 +206,7 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
       w.wkvB = place(p + 'self_attn.kv_b_proj.weight');
     } else {
       w.wIn = place(p + 'self_attn.q_proj.weight', p + 'self_attn.k_proj.weight', p + 'self_attn.v_proj.weight');
-      w.inRows = a.heads * a.headDim + a.kvHeads * (a.headDim + a.vDim);
+      w.inRows = inputRows(c);
     }
     w.wo = place(p + 'self_attn.o_proj.weight');
     const f = c.ffn[l];

@@ -15,6 +15,10 @@ import { parseConfig } from '../src/config.js';
 import { MlaError, type MlaErrorCode } from '../src/errors.js';
 import { Heap } from '../src/heap.js';
 import { checkMemory, memoryNeed } from '../src/memory.js';
+import { kernelsFor } from './helpers.js';
+
+// The kernels answer how much scratch they need; the loader asks them before allocating.
+const { kernels: KERNELS } = await kernelsFor('simd');
 import { loadModel } from '../src/model.js';
 import { elementCount, parseSafetensorsHeader, readTensorF32At, dtypeBytes, type SafetensorsHeader } from '../src/safetensors.js';
 import { openSource, safetensorsFilesSource, type ByteFile, type ModelSource } from '../src/source.js';
@@ -109,10 +113,10 @@ function guardedFile(name: string, bytes: Uint8Array): ByteFile {
  */
 function loadWithoutKernels(configJson: unknown, tensors: () => TensorSource): void {
   const config = parseConfig(configJson);
-  checkMemory(config);
+  checkMemory(config, KERNELS);
   const src = tensors();
   checkTensors(config, src);
-  const need = memoryNeed(config);
+  const need = memoryNeed(config, KERNELS);
   heap.reset();
   try {
     placeWeights(config, src, heap);
@@ -417,7 +421,7 @@ describe('fuzzing config.json', () => {
       const config = applyConfigEdits(fortuneConfig, edits);
       const got = outcome(() => {
         const c = parseConfig(config);
-        checkMemory(c);
+        checkMemory(c, KERNELS);
         checkTensors(c, src);
       });
       seen.set(got, (seen.get(got) ?? 0) + 1);
@@ -498,7 +502,7 @@ describe('fuzzing shard indexes', () => {
 async function placedBytes(files: ModelSource): Promise<Uint8Array> {
   const src = await openSource(files);
   const config = parseConfig(src.config);
-  checkMemory(config);
+  checkMemory(config, KERNELS);
   heap.reset();
   try {
     const w = placeWeights(config, src.tensors, heap);
@@ -520,7 +524,7 @@ describe('fuzzing loadModel itself', () => {
     await fc.assert(fc.asyncProperty(input, async (files) => {
       const got = await outcomeAsync(async () => {
         const m = await loadModel(files, { simd: 'simd' });
-        expect(m.weightBytes).toBe(memoryNeed(m.config).weights);
+        expect(m.weightBytes).toBe(memoryNeed(m.config, KERNELS).weights);
         m.dispose();
       });
       seen.set(got, (seen.get(got) ?? 0) + 1);

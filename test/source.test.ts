@@ -12,6 +12,10 @@ import { parseConfig } from '../src/config.js';
 import { MlaError } from '../src/errors.js';
 import { Heap } from '../src/heap.js';
 import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/memory.js';
+import { kernelsFor } from './helpers.js';
+
+// The kernels answer how much scratch they need; the loader asks them before allocating.
+const { kernels: KERNELS } = await kernelsFor('simd');
 import { loadModel } from '../src/model.js';
 import { openSource, type ModelSource } from '../src/source.js';
 import { placeWeights } from '../src/weights.js';
@@ -274,7 +278,7 @@ describe('progress and streaming', () => {
 describe('the memory a model needs, from its config alone', () => {
   it('fortune-mla: weights exactly, scratch and a 64-position cache, well under 4 GiB', () => {
     const c = parseConfig(JSON.parse(readFileSync(join(FORTUNE_DIR, 'config.json'), 'utf8')));
-    const need = memoryNeed(c);
+    const need = memoryNeed(c, KERNELS);
     expect(need.weights).toBe(1_590_528 * 4);
     expect(need.cachePositions).toBe(64);
     expect(need.cache).toBe(64 * 4 * (48 + 16) * 4);
