@@ -6,8 +6,15 @@ import { Session, type SessionOptions } from './session.js';
 import { openSource, type ModelSource } from './source.js';
 import { loadKernels, type KernelOptions, type SimdBuild } from './wasm.js';
 import { placeWeights } from './weights.js';
+// Tokenizer, generation defaults and streaming generation (src/tokenizer.ts, src/generate.ts).
+import { chat, generate, type ChatOptions, type GenerateOptions, type Generation } from './generate.js';
+import { readTokenizerFiles } from './model-files.js';
+import { loadTokenizerFiles, type ChatMessage, type GenerationConfig, type Tokenizer } from './tokenizer.js';
 
-export interface LoadOptions extends KernelOptions {}
+export interface LoadOptions extends KernelOptions {
+  /** Called as the weights load: bytes done and bytes in all. */
+  onProgress?: (done: number, total: number) => void;
+}
 
 export interface ForwardOptions {
   /** MLA attention path for the whole sequence (default 'naive'). */
@@ -21,16 +28,23 @@ export class Model {
   readonly simd: SimdBuild;
   /** Bytes of weights in WebAssembly memory. */
   readonly weightBytes: number;
+  /** The tokenizer from tokenizer.json (+ tokenizer_config.json), or null when the folder has none. */
+  readonly tokenizer: Tokenizer | null;
+  /** generation_config.json: the defaults generate() and chat() use, or null. */
+  readonly generationConfig: GenerationConfig | null;
   private readonly decoder: Decoder;
   private readonly sessions = new Set<Session>();
   private isDisposed = false;
 
   /** @internal Use loadModel(). */
-  constructor(config: ModelConfig, decoder: Decoder, simd: SimdBuild) {
+  constructor(config: ModelConfig, decoder: Decoder, simd: SimdBuild,
+    extras: { tokenizer?: Tokenizer | null; generationConfig?: GenerationConfig | null } = {}) {
     this.config = config;
     this.decoder = decoder;
     this.simd = simd;
     this.weightBytes = decoder.w.bytes;
+    this.tokenizer = extras.tokenizer ?? null;
+    this.generationConfig = extras.generationConfig ?? null;
   }
 
   /** Bytes of KV cache one token takes over all layers. */
@@ -71,6 +85,26 @@ export class Model {
     }
   }
 
+  /**
+   * Stream a continuation of `prompt` (text through the tokenizer, or token ids) as { id, text }
+   * pieces. Options default to generation_config.json; see GenerateOptions.
+   */
+  generate(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Generation {
+    this.alive();
+    return generate(this, prompt, options);
+  }
+
+  /** Stream the assistant's answer to a conversation, rendered by the tokenizer's chat template. */
+  chat(messages: ChatMessage[], options: ChatOptions = {}): Generation {
+    this.alive();
+    return chat(this, messages, options);
+  }
+
+  /** @internal Whether `s` is a live session of this model. */
+  ownsSession(s: Session): boolean {
+    return this.sessions.has(s);
+  }
+
   /** Free every session. The model cannot be used afterwards. */
   dispose(): void {
     for (const s of [...this.sessions]) s.dispose();
@@ -89,7 +123,8 @@ export class Model {
 export async function loadModel(source?: ModelSource, options: LoadOptions = {}): Promise<Model> {
   const src = await openSource(source);
   const config = parseConfig(src.config);
+  const extras = loadTokenizerFiles(await readTokenizerFiles(source));
   const { kernels, heap, build } = await loadKernels(options);
   const weights = placeWeights(config, src.tensors, heap);
-  return new Model(config, new Decoder(kernels, heap, config, weights), build);
+  return new Model(config, new Decoder(kernels, heap, config, weights), build, extras);
 }

@@ -18,7 +18,7 @@ function isInMemory(s: unknown): s is InMemoryModel {
   return typeof s === 'object' && s !== null && !(s instanceof URL) && 'config' in s && 'tensors' in s;
 }
 
-function toUrl(source: string | URL): URL {
+export function toUrl(source: string | URL): URL {
   if (source instanceof URL) return source;
   if (/^(https?|file):\/\//.test(source)) return new URL(source);
   // A plain path: resolved against the working directory (Node, Deno and Bun all have one).
