@@ -1,65 +1,144 @@
 #!/usr/bin/env node
-// mla-wasm command line (Node). `mla-wasm generate [--model DIR] [--prompt TEXT] [--max-tokens N]`
-// streams a greedy continuation of the prompt, then prints prefill/decode speed and cache sizes.
-import { parseArgs } from 'node:util';
+// mla-wasm command line (Node):
+//   generate    stream a continuation of a prompt, then speed and KV cache size
+//   chat        an interactive conversation through the model's chat template
+//   info        architecture, parameters, and the KV cache beside MHA/GQA/MQA/MLA equivalents
+//   perplexity  loss per token and per byte of a text file
+// Every failure a user can cause ends as one line `mla-wasm: …` on stderr and exit code 1.
 import v8 from 'node:v8';
+import { readFileSync } from 'node:fs';
+import readline from 'node:readline';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import cliProgress from 'cli-progress';
 import { MlaError } from './errors.js';
-import { loadModel } from './model.js';
+import type { ChatOptions, GenerateOptions, Generation } from './generate.js';
+import { cacheEquivalents, parameterCount } from './info.js';
+import { loadModel, type Model } from './model.js';
+import type { ChatMessage } from './tokenizer.js';
+import type { SimdBuild } from './wasm.js';
 
 // Node 20 compiles relaxed SIMD only behind a V8 flag; a CLI may turn it on before the first
 // compile. The library itself still chooses the build by validating a tiny module.
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 
-const USAGE = `usage: mla-wasm generate [--model DIR] [--prompt TEXT] [--max-tokens N] [--simd auto|simd|relaxed]`;
+/** A mistake in what the user asked for, reported as one line. */
+class UsageError extends Error {}
 
-function argmax(v: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
-  return best;
+const DEFAULT_PROMPT = 'Q: What is the meaning of life?\nA:';
+
+// ---- option parsing helpers ----
+
+const integer = (min: number) => (v: string): number => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}`);
+  return n;
+};
+const number = (ok: (n: number) => boolean, want: string) => (v: string): number => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new InvalidArgumentError(`expected ${want}`);
+  return n;
+};
+
+interface ModelFlags { model?: string; simd: 'auto' | SimdBuild }
+interface SamplingFlags {
+  maxNewTokens?: number; maxTokens?: number; temperature?: number; topK?: number; topP?: number;
+  repetitionPenalty?: number; seed?: number; stop?: string[];
 }
 
-async function generate(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      model: { type: 'string' },
-      prompt: { type: 'string', default: 'Q: What is the meaning of life?\nA:' },
-      'max-tokens': { type: 'string', default: '200' },
-      simd: { type: 'string', default: 'auto' },
-    },
-  });
-  const maxTokens = Number(values['max-tokens']);
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new MlaError('BAD_INPUT', `--max-tokens must be a positive integer`);
-  const simd = values.simd as 'auto' | 'simd' | 'relaxed';
-  if (!['auto', 'simd', 'relaxed'].includes(simd)) throw new MlaError('BAD_INPUT', `--simd must be auto, simd or relaxed`);
+function modelOptions(cmd: Command, required: boolean): Command {
+  const model = new Option('--model <dir>', 'model folder (config.json, model.safetensors, tokenizer files) or URL' + (required ? '' : '; default: the built-in fortune-mla'));
+  if (required) model.makeOptionMandatory();
+  return cmd.addOption(model)
+    .addOption(new Option('--simd <build>', 'kernel build').choices(['auto', 'simd', 'relaxed']).default('auto'));
+}
 
-  const model = await loadModel(values.model, { simd });
-  const c = model.config;
-  // The default model's vocabulary is bytes (0–255) plus specials; the tokenizer arrives with
-  // Hugging Face tokenizer.json support.
-  const prompt = [...(c.bosTokenId !== null ? [c.bosTokenId] : []), ...new TextEncoder().encode(values.prompt)];
-  const session = model.createSession({ contextLength: Math.min(c.maxPositions, prompt.length + maxTokens) });
-  const decoder = new TextDecoder();
-  process.stdout.write(values.prompt);
+function samplingOptions(cmd: Command): Command {
+  return cmd
+    .option('--max-new-tokens <n>', 'tokens to generate at most (default: generation_config.json, else 256)', integer(1))
+    .addOption(new Option('--max-tokens <n>').argParser(integer(1)).hideHelp())
+    .option('--temperature <t>', '0 = greedy (default: generation_config.json)', number((n) => n >= 0, 'a number ≥ 0'))
+    .option('--top-k <k>', 'sample among the k most likely tokens, 0 = all', integer(0))
+    .option('--top-p <p>', 'nucleus sampling mass, in (0, 1]', number((n) => n > 0 && n <= 1, 'a number in (0, 1]'))
+    .option('--repetition-penalty <r>', '> 1 discourages repeats', number((n) => n > 0, 'a number > 0'))
+    .option('--seed <n>', 'sampler seed (default: random, printed in the summary)', integer(0))
+    .option('--stop <text...>', 'stop strings (besides the end-of-text token)');
+}
 
-  let t0 = performance.now();
-  let logits = session.prefill(prompt);
-  const prefillMs = performance.now() - t0;
-  let decoded = 0;
-  t0 = performance.now();
-  while (decoded < maxTokens && session.position < session.capacity) {
-    const id = argmax(logits);
-    if (c.eosTokenIds.includes(id)) break;
-    if (id < 256) process.stdout.write(decoder.decode(new Uint8Array([id]), { stream: true }));
-    logits = session.step(id);
-    decoded++;
+function generationOptions(f: SamplingFlags): GenerateOptions & ChatOptions {
+  const o: GenerateOptions = {};
+  const max = f.maxNewTokens ?? f.maxTokens;
+  if (max !== undefined) o.maxNewTokens = max;
+  if (f.temperature !== undefined) o.temperature = f.temperature;
+  if (f.topK !== undefined) o.topK = f.topK;
+  if (f.topP !== undefined) o.topP = f.topP;
+  if (f.repetitionPenalty !== undefined) o.repetitionPenalty = f.repetitionPenalty;
+  if (f.seed !== undefined) o.seed = f.seed;
+  if (f.stop?.length) o.stop = f.stop.map(unescape);
+  return o;
+}
+
+/** `\n` and `\t` typed on a command line mean newline and tab. */
+const unescape = (s: string) => s.replace(/\\n/g, '\n').replace(/\\t/g, '\t');
+
+/** Load with a progress bar on stderr when it is a terminal. */
+async function load(flags: ModelFlags): Promise<Model> {
+  let bar: cliProgress.SingleBar | null = null;
+  const onProgress = (done: number, total: number) => {
+    if (!process.stderr.isTTY || total <= 0) return;
+    if (!bar) {
+      bar = new cliProgress.SingleBar({
+        format: 'loading {bar} {percentage}% | {mib} / {totalMib} MiB',
+        stream: process.stderr, hideCursor: true, clearOnComplete: true,
+      }, cliProgress.Presets.shades_classic);
+      bar.start(total, 0, { mib: '0.0', totalMib: (total / 2 ** 20).toFixed(1) });
+    }
+    bar.update(done, { mib: (done / 2 ** 20).toFixed(1) });
+  };
+  try {
+    return await loadModel(flags.model, { simd: flags.simd, onProgress });
+  } finally {
+    (bar as cliProgress.SingleBar | null)?.stop();
   }
-  const decodeMs = performance.now() - t0;
-  process.stdout.write(decoder.decode() + '\n\n');
-  const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
+}
+
+const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
+const int = (n: number) => n.toLocaleString('en-US');
+const rate = (n: number, ms: number) => (ms > 0 ? (n / ms * 1000).toFixed(0) : '–');
+
+function samplingSummary(model: Model, g: Generation, o: GenerateOptions): string {
+  if (g.stats.seed === null) return 'greedy';
+  const gc = model.generationConfig;
+  const t = o.temperature ?? gc?.temperature ?? 1;
+  const parts = [`temperature ${t}`];
+  const k = o.topK ?? gc?.topK ?? 50;
+  if (k > 0) parts.push(`top-k ${k}`);
+  const p = o.topP ?? gc?.topP ?? 1;
+  if (p < 1) parts.push(`top-p ${p}`);
+  const r = o.repetitionPenalty ?? gc?.repetitionPenalty ?? 1;
+  if (r !== 1) parts.push(`repetition penalty ${r}`);
+  parts.push(`seed ${g.stats.seed}`);
+  return `sampled (${parts.join(', ')})`;
+}
+
+// ---- generate ----
+
+async function generateCommand(flags: ModelFlags & SamplingFlags & { prompt: string }): Promise<void> {
+  const model = await load(flags);
+  if (!model.tokenizer) throw new UsageError(`${flags.model} has no tokenizer.json, so it cannot take a text prompt`);
+  const options = generationOptions(flags);
+  const prompt = unescape(flags.prompt);
+  const promptLength = model.tokenizer.encode(prompt).length;
+  const maxNew = options.maxNewTokens ?? model.generationConfig?.maxNewTokens ?? 256;
+  const session = model.createSession({ contextLength: Math.min(model.config.maxPositions, promptLength + maxNew) });
+  const g = model.generate(prompt, { ...options, session });
+  process.stdout.write(prompt);
+  for await (const piece of g) process.stdout.write(piece.text);
+  process.stdout.write('\n\n');
+  const s = g.stats;
   console.log(
-    `prefill ${prompt.length} tok in ${prefillMs.toFixed(1)} ms (${(prompt.length / prefillMs * 1000).toFixed(0)} tok/s), ` +
-    `decode ${decoded} tok in ${decodeMs.toFixed(1)} ms (${(decoded / decodeMs * 1000).toFixed(0)} tok/s), ${model.simd} SIMD`);
+    `prefill ${s.promptTokens} tok in ${s.prefillMs.toFixed(1)} ms (${rate(s.promptTokens, s.prefillMs)} tok/s), ` +
+    `decode ${s.decodeSteps} tok in ${s.decodeMs.toFixed(1)} ms (${rate(s.decodeSteps, s.decodeMs)} tok/s), ${model.simd} SIMD, ` +
+    `${samplingSummary(model, g, options)}, stopped by ${s.stopReason}`);
   console.log(
     `KV cache: ${kib(session.kvCacheBytes)} for ${session.position} tokens ` +
     `(${model.kvCacheBytesPerToken} B/token; MHA with the same heads would need ${model.mhaCacheBytesPerToken} B/token, ` +
@@ -67,18 +146,248 @@ async function generate(args: string[]): Promise<void> {
   session.dispose();
 }
 
-async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
-  if (command === 'generate') return generate(rest);
-  if (command === undefined || command === '--help' || command === '-h') { console.log(USAGE); return; }
-  throw new MlaError('BAD_INPUT', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
+// ---- chat ----
+
+async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string; context?: number }): Promise<void> {
+  const model = await load(flags);
+  if (!model.tokenizer?.chatTemplate) {
+    throw new UsageError(`${flags.model ?? 'the model'} has no chat template (tokenizer_config.json); use generate`);
+  }
+  const options = generationOptions(flags);
+  if (flags.context !== undefined && flags.context > model.config.maxPositions) {
+    throw new UsageError(`--context ${flags.context} is more than the model's context (${model.config.maxPositions})`);
+  }
+  const session = model.createSession(flags.context === undefined ? {} : { contextLength: flags.context });
+  const messages: ChatMessage[] = flags.system ? [{ role: 'system', content: flags.system }] : [];
+  const tty = process.stdin.isTTY === true;
+  const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: tty });
+  rl.setPrompt('> ');
+  process.stderr.write(`mla-wasm chat: ${model.config.architecture}, ${int(session.capacity)} positions of context. ` +
+    `Ctrl-C stops an answer; Ctrl-C twice at the prompt or Ctrl-D quits.\n`);
+
+  // Lines arrive by event (piped input may all arrive at once); answers are produced one at a time.
+  const lines: string[] = [];
+  let closed = false;
+  let wake: (() => void) | null = null;
+  rl.on('line', (l) => { lines.push(l); wake?.(); });
+  rl.on('close', () => { closed = true; wake?.(); });
+  const nextLine = async (): Promise<string | null> => {
+    while (lines.length === 0 && !closed) await new Promise<void>((r) => { wake = r; });
+    wake = null;
+    return lines.shift() ?? null;
+  };
+
+  let answering: AbortController | null = null;
+  let interrupted = false;
+  const onInterrupt = () => {
+    if (answering) { answering.abort(); return; }
+    if (interrupted) { rl.close(); return; }
+    interrupted = true;
+    process.stdout.write('\n(Ctrl-C again or Ctrl-D to quit)\n');
+    rl.prompt();
+  };
+  rl.on('SIGINT', onInterrupt);       // a terminal: readline turns Ctrl-C into this event
+  process.on('SIGINT', onInterrupt);  // otherwise the signal itself
+
+  try {
+    for (;;) {
+      rl.prompt();
+      const line = await nextLine();
+      if (line === null) break;
+      interrupted = false;
+      if (line.trim() === '') continue;
+      messages.push({ role: 'user', content: line });
+      answering = new AbortController();
+      let answer = '';
+      try {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            const g = model.chat(messages, { ...options, session, signal: answering.signal });
+            for await (const piece of g) { answer += piece.text; process.stdout.write(piece.text); }
+            break;
+          } catch (e) {
+            // The conversation outgrew the context: keep the system prompt and the last question.
+            if (e instanceof MlaError && e.code === 'CACHE_FULL' && attempt === 0 && messages.length > 1) {
+              process.stderr.write('(the conversation no longer fits the context: starting over from this question)\n');
+              messages.splice(0, messages.length, ...messages.filter((m) => m.role === 'system'), messages[messages.length - 1]);
+              session.reset();
+              continue;
+            }
+            throw e;
+          }
+        }
+      } catch (e) {
+        if (!(e instanceof MlaError && e.code === 'ABORTED')) throw e;
+        process.stdout.write(' [stopped]');
+      } finally {
+        answering = null;
+      }
+      process.stdout.write('\n');
+      messages.push({ role: 'assistant', content: answer.trim() });
+    }
+  } finally {
+    process.off('SIGINT', onInterrupt);
+    rl.close();
+    session.dispose();
+  }
+  if (tty) process.stdout.write('\n');
 }
 
-main(process.argv.slice(2)).catch((e: unknown) => {
-  // One clear line for what we expect to go wrong; anything else is a bug worth its stack.
-  if (e instanceof MlaError || (e as { code?: string })?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-    console.error(`mla-wasm: ${(e as Error).message}`);
-    process.exit(1);
+// ---- info ----
+
+async function infoCommand(flags: ModelFlags): Promise<void> {
+  const model = await load(flags);
+  const c = model.config, a = c.attention;
+  const rows: [string, string][] = [];
+  const kind = a.kind === 'mla' ? 'MLA' : a.kvHeads === a.heads ? 'MHA' : a.kvHeads === 1 ? 'MQA' : 'GQA';
+  rows.push(['model', flags.model ?? 'fortune-mla (built in)']);
+  rows.push(['architecture', `${c.architecture}: ${kind}, ${c.layers} layers, hidden ${c.hidden}, vocab ${int(c.vocabSize)}, context ${int(c.maxPositions)}`]);
+  rows.push(['attention', a.kind === 'mla'
+    ? `${a.heads} heads, q_lora_rank ${a.qLoraRank ?? 'none'}, kv_lora_rank ${a.kvLoraRank}, qk_nope ${a.nopeDim}, qk_rope ${a.ropeDim}, v ${a.vDim}`
+    : `${a.heads} heads, ${a.kvHeads} KV heads, head_dim ${a.headDim}`]);
+  const ffn = c.ffn[0];
+  rows.push(['feed-forward', `SwiGLU, intermediate ${ffn.intermediate}`]);
+  rows.push(['parameters', int(parameterCount(c))]);
+  rows.push(['weight bytes', `${int(model.weightBytes)} (${(model.weightBytes / 2 ** 20).toFixed(2)} MiB, f32 in memory)`]);
+  const t = model.tokenizer;
+  rows.push(['tokenizer', t ? `${int(t.vocabSize)} tokens, BOS ${t.bosToken ?? 'none'}, EOS ${t.eosToken ?? 'none'}, chat template ${t.chatTemplate ? 'yes' : 'no'}` : 'none (no tokenizer.json)']);
+  const gc = model.generationConfig;
+  if (gc) {
+    const parts = [gc.doSample ? 'sample' : 'greedy'];
+    if (gc.doSample && gc.temperature !== undefined) parts.push(`temperature ${gc.temperature}`);
+    if (gc.topK !== undefined) parts.push(`top_k ${gc.topK}`);
+    if (gc.topP !== undefined) parts.push(`top_p ${gc.topP}`);
+    if (gc.maxNewTokens !== undefined) parts.push(`max_new_tokens ${gc.maxNewTokens}`);
+    rows.push(['generation', parts.join(', ')]);
   }
-  throw e;
-});
+  rows.push(['simd', model.simd]);
+  const w = Math.max(...rows.map(([k]) => k.length)) + 2;
+  for (const [k, v] of rows) console.log(k.padEnd(w) + v);
+
+  console.log(`\nKV cache per token (numbers per layer; bytes over ${c.layers} layers in f32):`);
+  const table = cacheEquivalents(c);
+  const lw = Math.max(...table.map((r) => r.label.length)) + 2;
+  const fw = Math.max(...table.map((r) => r.formula.length)) + 2;
+  for (const r of table) {
+    console.log(`  ${r.label.padEnd(lw)}${r.formula.padEnd(fw)}${String(r.numbers).padStart(6)} numbers ${int(r.bytesPerToken).padStart(9)} B/token`);
+  }
+  model.dispose();
+}
+
+// ---- perplexity ----
+
+async function perplexityCommand(flags: ModelFlags & { file: string; window?: number }): Promise<void> {
+  let text: string;
+  try {
+    text = readFileSync(flags.file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read ${flags.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const model = await load(flags);
+  const tok = model.tokenizer;
+  if (!tok) throw new UsageError(`${flags.model ?? 'the model'} has no tokenizer.json`);
+  const ids = tok.encode(text, { addSpecialTokens: false });
+  const bos = tok.bosTokenId ?? model.config.bosTokenId;
+  const W = flags.window ?? Math.min(model.config.maxPositions, 1024);
+  if (W > model.config.maxPositions) throw new UsageError(`--window ${W} is more than the model's context (${model.config.maxPositions})`);
+  if (W < 2) throw new UsageError('--window must be at least 2');
+  // Windows of W positions. With a BOS, each window is BOS + W − 1 new tokens and every token is
+  // scored; without, windows overlap by one token and all but the file's first token are scored.
+  const step = W - 1;
+  const minTokens = bos === null ? 2 : 1;
+  if (ids.length < minTokens) throw new UsageError(`${flags.file} has too little text to score`);
+  const starts: number[] = [];
+  for (let s = 0; s < (bos === null ? ids.length - 1 : ids.length); s += step) starts.push(s);
+  const V = model.config.vocabSize;
+
+  const bar = process.stderr.isTTY
+    ? new cliProgress.SingleBar({ format: 'scoring {bar} {value}/{total} windows | {eta_formatted} left', stream: process.stderr, clearOnComplete: true },
+      cliProgress.Presets.shades_classic)
+    : null;
+  bar?.start(starts.length, 0);
+  let nll = 0, scored = 0;
+  const t0 = performance.now();
+  for (const s of starts) {
+    const window = bos === null ? ids.slice(s, s + W) : [bos, ...ids.slice(s, s + step)];
+    const logits = model.forward(window);
+    for (let t = 0; t + 1 < window.length; t++) {
+      const row = logits.subarray(t * V, (t + 1) * V);
+      let max = -Infinity;
+      for (let i = 0; i < V; i++) if (row[i] > max) max = row[i];
+      let sum = 0;
+      for (let i = 0; i < V; i++) sum += Math.exp(row[i] - max);
+      nll += max + Math.log(sum) - row[window[t + 1]];
+      scored++;
+    }
+    bar?.increment();
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  bar?.stop();
+  const ms = performance.now() - t0;
+  let bytes = new TextEncoder().encode(text).length;
+  if (bos === null) bytes -= new TextEncoder().encode(tok.decode([ids[0]])).length;
+  const perToken = nll / scored, perByte = nll / bytes;
+  console.log(`file        ${flags.file}: ${int(bytes)} bytes scored, ${int(scored)} tokens, ${starts.length} window(s) of ${W} positions${bos === null ? '' : ' (BOS first)'}`);
+  console.log(`loss        ${perToken.toFixed(4)} nats/token, ${perByte.toFixed(4)} nats/byte (${(perByte / Math.LN2).toFixed(4)} bits/byte)`);
+  console.log(`perplexity  ${Math.exp(perToken).toFixed(3)} per token, ${Math.exp(perByte).toFixed(3)} per byte`);
+  console.log(`time        ${(ms / 1000).toFixed(1)} s (${rate(scored, ms)} tok/s), ${model.simd} SIMD`);
+  model.dispose();
+}
+
+// ---- main ----
+
+function program(): Command {
+  const p = new Command('mla-wasm')
+    .description('Run DeepSeek-style MLA (and Llama-layout) language models on WebAssembly SIMD kernels.')
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ outputError: () => {} });
+  samplingOptions(modelOptions(p.command('generate'), false))
+    .description('stream a continuation of a prompt, then speed and KV cache size')
+    .option('--prompt <text>', 'the prompt (\\n for a newline)', DEFAULT_PROMPT)
+    .action(generateCommand);
+  samplingOptions(modelOptions(p.command('chat'), false))
+    .description('talk to the model through its chat template (history stays in the KV cache)')
+    .option('--system <text>', 'a system message first')
+    .option('--context <n>', 'positions the conversation keeps (default: the model\'s context, at most 4096); past it, it starts over from the last question', integer(1))
+    .action(chatCommand);
+  modelOptions(p.command('info'), false)
+    .description('architecture, parameters, weight bytes, KV cache per token beside MHA/GQA/MQA/MLA')
+    .action(infoCommand);
+  modelOptions(p.command('perplexity'), false)
+    .description('loss per token and per byte, and perplexity, over a text file')
+    .requiredOption('--file <path>', 'UTF-8 text to score')
+    .option('--window <n>', 'positions per window (default: the model\'s context, at most 1024)', integer(2))
+    .action(perplexityCommand);
+  for (const c of p.commands) c.exitOverride().configureOutput({ outputError: () => {} });
+  return p;
+}
+
+function oneLine(e: unknown): string | null {
+  if (e instanceof MlaError || e instanceof UsageError) return e.message.split('\n')[0];
+  if (e instanceof CommanderError) return e.message.replace(/^error: /, '').split('\n')[0];
+  return null;
+}
+
+async function main(): Promise<void> {
+  try {
+    await program().parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof CommanderError && (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')) {
+      process.exitCode = e.exitCode;
+      return;
+    }
+    const line = oneLine(e);
+    if (line !== null) {
+      console.error(`mla-wasm: ${line}`);
+      process.exitCode = 1;
+      return;
+    }
+    // Not something a user did: say so in one line too; MLA_WASM_DEBUG=1 shows the stack.
+    if (process.env.MLA_WASM_DEBUG) console.error(e);
+    else console.error(`mla-wasm: internal error: ${(e as Error)?.message ?? String(e)} (MLA_WASM_DEBUG=1 shows the stack)`);
+    process.exitCode = 2;
+  }
+}
+
+await main();

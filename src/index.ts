@@ -5,3 +5,6 @@ export type { AttentionPath } from './decoder.js';
 export type { ModelSource, InMemoryModel, InMemoryTensor, FileMap } from './source.js';
 export { MlaError, type MlaErrorCode } from './errors.js';
 export { detectSimd, type KernelOptions, type SimdBuild } from './wasm.js';
+export { Tokenizer, StreamDecoder, loadTokenizerFiles, parseGenerationConfig, type ChatMessage, type EncodeOptions, type DecodeOptions, type ChatTemplateOptions, type TokenizerFiles, type GenerationConfig } from './tokenizer.js';
+export type { GenerateOptions, ChatOptions, Generation, GenerationPiece, GenerationStats, StopReason } from './generate.js';
+export { createRng, argmax, sampleToken, candidates, applyRepetitionPenalty, type SamplingOptions, type Rng } from './sampling.js';

@@ -7,6 +7,10 @@ import { openSource, type ModelSource } from './source.js';
 import { loadKernels, type KernelOptions, type SimdBuild } from './wasm.js';
 import { checkMemory } from './memory.js';
 import { checkTensors, placeWeights } from './weights.js';
+// Tokenizer, generation defaults and streaming generation (src/tokenizer.ts, src/generate.ts).
+import { chat, generate, type ChatOptions, type GenerateOptions, type Generation } from './generate.js';
+import { tokenizerFilesOf } from './model-files.js';
+import { loadTokenizerFiles, type ChatMessage, type GenerationConfig, type Tokenizer } from './tokenizer.js';
 
 export interface LoadOptions extends KernelOptions {
   /** Called as weights are placed: bytes of WebAssembly memory filled so far, out of the total. */
@@ -25,16 +29,23 @@ export class Model {
   readonly simd: SimdBuild;
   /** Bytes of weights in WebAssembly memory. */
   readonly weightBytes: number;
+  /** The tokenizer from tokenizer.json (+ tokenizer_config.json), or null when the folder has none. */
+  readonly tokenizer: Tokenizer | null;
+  /** generation_config.json: the defaults generate() and chat() use, or null. */
+  readonly generationConfig: GenerationConfig | null;
   private readonly decoder: Decoder;
   private readonly sessions = new Set<Session>();
   private isDisposed = false;
 
   /** @internal Use loadModel(). */
-  constructor(config: ModelConfig, decoder: Decoder, simd: SimdBuild) {
+  constructor(config: ModelConfig, decoder: Decoder, simd: SimdBuild,
+    extras: { tokenizer?: Tokenizer | null; generationConfig?: GenerationConfig | null } = {}) {
     this.config = config;
     this.decoder = decoder;
     this.simd = simd;
     this.weightBytes = decoder.w.bytes;
+    this.tokenizer = extras.tokenizer ?? null;
+    this.generationConfig = extras.generationConfig ?? null;
   }
 
   /** Bytes of KV cache one token takes over all layers. */
@@ -75,6 +86,26 @@ export class Model {
     }
   }
 
+  /**
+   * Stream a continuation of `prompt` (text through the tokenizer, or token ids) as { id, text }
+   * pieces. Options default to generation_config.json; see GenerateOptions.
+   */
+  generate(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Generation {
+    this.alive();
+    return generate(this, prompt, options);
+  }
+
+  /** Stream the assistant's answer to a conversation, rendered by the tokenizer's chat template. */
+  chat(messages: ChatMessage[], options: ChatOptions = {}): Generation {
+    this.alive();
+    return chat(this, messages, options);
+  }
+
+  /** @internal Whether `s` is a live session of this model. */
+  ownsSession(s: Session): boolean {
+    return this.sessions.has(s);
+  }
+
   /** Free every session. The model cannot be used afterwards. */
   dispose(): void {
     for (const s of [...this.sessions]) s.dispose();
@@ -97,11 +128,12 @@ export async function loadModel(source?: ModelSource, options: LoadOptions = {})
   }
   const src = await openSource(source);
   const config = parseConfig(src.config);
+  const extras = loadTokenizerFiles(tokenizerFilesOf(src, source));
   const { kernels, heap, build } = await loadKernels(options);
   // Before anything big is allocated: does it fit (arithmetic on the config alone, so an absurd
   // config is refused before its tensor list is built), and does the checkpoint match the config?
   checkMemory(config, kernels);
   checkTensors(config, src.tensors);
   const weights = placeWeights(config, src.tensors, heap, options.onProgress);
-  return new Model(config, new Decoder(kernels, heap, config, weights), build);
+  return new Model(config, new Decoder(kernels, heap, config, weights), build, extras);
 }

@@ -80,6 +80,18 @@ export class Session {
     this.pos = 0;
   }
 
+  /**
+   * Forget the tokens from `position` on, keeping those before it (their cache rows do not depend
+   * on what came after): to rewind a conversation to a common prefix.
+   */
+  truncate(position: number): void {
+    this.live();
+    if (!Number.isInteger(position) || position < 0 || position > this.pos) {
+      throw new MlaError('BAD_INPUT', `truncate position must be an integer in [0, ${this.pos}], got ${position}`);
+    }
+    this.pos = position;
+  }
+
   /** Give the cache's memory back. Using the session afterwards throws DISPOSED. */
   dispose(): void {
     if (!this.cache) return;

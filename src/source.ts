@@ -24,7 +24,7 @@ export type FileMap = Record<string, Uint8Array> | Map<string, Uint8Array>;
 export type ModelSource = string | URL | InMemoryModel | FileMap;
 
 /** Files a folder may hold besides config and weights; their raw bytes are handed on as they are. */
-export const EXTRA_FILES = ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json'] as const;
+export const EXTRA_FILES = ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'chat_template.jinja'] as const;
 export type ExtraFile = (typeof EXTRA_FILES)[number];
 
 export interface LoadedSource {
@@ -304,7 +304,7 @@ function httpFolder(base: URL): Folder {
   };
 }
 
-function parseJson(bytes: Uint8Array, what: string): unknown {
+export function parseJson(bytes: Uint8Array, what: string): unknown {
   try {
     return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
   } catch (e) {

@@ -1,0 +1,324 @@
+// Streaming generation over a session: prefill the prompt, then sample, yield and step one token at
+// a time, giving the event loop a turn between tokens so that an AbortSignal (or anything else the
+// program has to do) gets in. Model.generate and Model.chat are thin wrappers around this.
+import { MlaError } from './errors.js';
+import type { Model } from './model.js';
+import { createRng, sampleToken, type SamplingOptions } from './sampling.js';
+import { checkIds, type Session } from './session.js';
+import { checkMessages, type ChatMessage } from './tokenizer.js';
+
+export interface GenerateOptions {
+  /** Tokens to generate at most (default: generation_config's max_new_tokens, else 256). */
+  maxNewTokens?: number;
+  /** 0 = greedy (deterministic). Default: generation_config's when it says do_sample, else 0. */
+  temperature?: number;
+  /** Sample among the k most likely tokens; 0 = all (default: generation_config's, else 50 as in transformers). */
+  topK?: number;
+  /** Nucleus sampling: the smallest set of tokens whose probability reaches p (default generation_config's, else 1). */
+  topP?: number;
+  /** > 1 discourages tokens already in the context (default generation_config's, else 1). */
+  repetitionPenalty?: number;
+  /** Seed of the sampler's generator: the same seed, prompt and options give the same tokens. */
+  seed?: number;
+  /** Strings and token ids that end the generation, besides the model's EOS ids. Stop strings are not part of the text. */
+  stop?: string | number | ReadonlyArray<string | number>;
+  /** Stops the generation between two tokens; the stream then throws MlaError ABORTED. */
+  signal?: AbortSignal;
+  /**
+   * Continue in this session (of this model): generate() appends the prompt after what the session
+   * holds; chat() keeps the longest common prefix of the cached conversation and runs only the rest.
+   * Without it, a session is made for the call and freed at the end.
+   */
+  session?: Session;
+  /** Text prompts: add the tokenizer's special tokens (BOS). Default: when the session starts empty. */
+  addSpecialTokens?: boolean;
+}
+
+export type ChatOptions = Omit<GenerateOptions, 'addSpecialTokens'>;
+
+/** One generated token and the text it completes ('' while a character is incomplete). */
+export interface GenerationPiece {
+  id: number;
+  text: string;
+}
+
+export type StopReason = 'eos' | 'stop' | 'length' | 'context' | 'aborted';
+
+export interface GenerationStats {
+  /** Tokens run through prefill (the prompt, less a reused prefix). */
+  promptTokens: number;
+  /** Tokens of the prompt already in the session's cache (chat with a session). */
+  reusedTokens: number;
+  /** Tokens sampled (each yielded once). */
+  generatedTokens: number;
+  /** Single-token decode steps run. */
+  decodeSteps: number;
+  prefillMs: number;
+  /** Time in decode steps and sampling, not counting the consumer or the event loop's turns. */
+  decodeMs: number;
+  stopReason: StopReason | null;
+  /** The seed used (drawn at random when none was given and sampling is on), or null when greedy. */
+  seed: number | null;
+}
+
+/** The stream Model.generate and Model.chat return; `stats` fills in as it runs. */
+export type Generation = AsyncGenerator<GenerationPiece, void, undefined> & { readonly stats: GenerationStats };
+
+interface Resolved extends SamplingOptions {
+  maxNewTokens: number;
+  seed: number | null;
+  stopIds: Set<number>;
+  stopStrings: string[];
+  signal: AbortSignal | undefined;
+  session: Session | undefined;
+  addSpecialTokens: boolean | undefined;
+}
+
+/** What a session holds, when generation put it there: ids in the cache, and sampled ids not yet fed. */
+interface History { cached: number[]; pending: number[] }
+const histories = new WeakMap<Session, History>();
+
+const KNOWN = new Set(['maxNewTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'stop', 'signal', 'session', 'addSpecialTokens']);
+
+function badOption(name: string, want: string, got: unknown): never {
+  let shown: string;
+  try { shown = typeof got === 'object' && got !== null ? Object.prototype.toString.call(got) : JSON.stringify(got) ?? String(got); } catch { shown = String(got); }
+  throw new MlaError('BAD_INPUT', `option ${name} must be ${want}, got ${shown}`);
+}
+
+/** Check every option and fill in the defaults (generation_config.json, then ours). */
+function resolveOptions(model: Model, options: GenerateOptions, allowed: Set<string>): Resolved {
+  if (options === null || typeof options !== 'object') throw new MlaError('BAD_INPUT', 'options must be an object');
+  for (const key of Object.keys(options)) {
+    if (!allowed.has(key)) throw new MlaError('BAD_INPUT', `unknown option ${JSON.stringify(key)} (known: ${[...allowed].join(', ')})`);
+  }
+  const o = options as Record<string, unknown>;
+  const gc = model.generationConfig;
+  const number = (name: string, ok: (v: number) => boolean, want: string): number | undefined => {
+    const v = o[name];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) badOption(name, want, v);
+    return v as number;
+  };
+  const maxNewTokens = number('maxNewTokens', (v) => Number.isInteger(v) && v >= 1, 'an integer ≥ 1') ?? gc?.maxNewTokens ?? 256;
+  const sampleByDefault = gc?.doSample === true;
+  const temperature = number('temperature', (v) => v >= 0, 'a finite number ≥ 0 (0 = greedy)')
+    ?? (sampleByDefault ? gc?.temperature ?? 1 : 0);
+  const topK = number('topK', (v) => Number.isInteger(v) && v >= 0, 'an integer ≥ 0 (0 = no limit)') ?? gc?.topK ?? 50;
+  const topP = number('topP', (v) => v > 0 && v <= 1, 'a number in (0, 1]') ?? gc?.topP ?? 1;
+  const repetitionPenalty = number('repetitionPenalty', (v) => v > 0, 'a number > 0 (1 = none)') ?? gc?.repetitionPenalty ?? 1;
+  let seed = number('seed', (v) => Number.isSafeInteger(v), 'a safe integer') ?? null;
+  const greedy = temperature === 0 || topK === 1;
+  if (greedy) seed = null;
+  else if (seed === null) seed = Math.floor(Math.random() * 2 ** 32);
+
+  const V = model.config.vocabSize;
+  const stopIds = new Set<number>([...model.config.eosTokenIds, ...(gc?.eosTokenIds ?? [])]);
+  if (stopIds.size === 0 && model.tokenizer?.eosTokenId != null) stopIds.add(model.tokenizer.eosTokenId);
+  const stopStrings: string[] = [];
+  if (o.stop !== undefined) {
+    const list = Array.isArray(o.stop) ? o.stop : [o.stop];
+    for (const s of list) {
+      if (typeof s === 'string' && s.length > 0) stopStrings.push(s);
+      else if (typeof s === 'number' && Number.isInteger(s) && s >= 0 && s < V) stopIds.add(s);
+      else badOption('stop', `non-empty strings or token ids in [0, ${V})`, s);
+    }
+    if (stopStrings.length && !model.tokenizer) throw new MlaError('BAD_INPUT', 'option stop: stop strings need a tokenizer, and this model has none');
+  }
+  const signal = o.signal;
+  if (signal !== undefined && (typeof signal !== 'object' || signal === null || typeof (signal as AbortSignal).aborted !== 'boolean')) {
+    badOption('signal', 'an AbortSignal', signal);
+  }
+  const session = o.session;
+  if (session !== undefined && !model.ownsSession(session as Session)) {
+    badOption('session', 'a live session made by this model\'s createSession()', session);
+  }
+  const addSpecialTokens = o.addSpecialTokens;
+  if (addSpecialTokens !== undefined && typeof addSpecialTokens !== 'boolean') badOption('addSpecialTokens', 'a boolean', addSpecialTokens);
+  return {
+    maxNewTokens, temperature, topK, topP, repetitionPenalty, seed, stopIds, stopStrings,
+    signal: signal as AbortSignal | undefined, session: session as Session | undefined, addSpecialTokens: addSpecialTokens as boolean | undefined,
+  };
+}
+
+/** Model.generate: a text (encoded with the model's tokenizer) or token ids. */
+export function generate(model: Model, prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Generation {
+  const o = resolveOptions(model, options, KNOWN);
+  let ids: number[];
+  if (typeof prompt === 'string') {
+    const tok = model.tokenizer;
+    if (!tok) throw new MlaError('BAD_INPUT', 'this model has no tokenizer (tokenizer.json): give the prompt as token ids');
+    const fresh = !o.session || (o.session.position === 0 && !histories.get(o.session)?.pending.length);
+    ids = tok.encode(prompt, { addSpecialTokens: o.addSpecialTokens ?? fresh });
+  } else {
+    checkIds(prompt, model.config.vocabSize);
+    ids = Array.from(prompt);
+  }
+  if (ids.length === 0 && !(o.session && histories.get(o.session)?.pending.length)) {
+    throw new MlaError('BAD_INPUT', 'the prompt is empty (no tokens to start from)');
+  }
+  return run(model, ids, o, false);
+}
+
+const CHAT_KEYS = new Set([...KNOWN].filter((k) => k !== 'addSpecialTokens'));
+
+/** Model.chat: the conversation through the tokenizer's chat template, answered as the assistant. */
+export function chat(model: Model, messages: ChatMessage[], options: ChatOptions = {}): Generation {
+  checkMessages(messages);
+  const o = resolveOptions(model, options, CHAT_KEYS);
+  const tok = model.tokenizer;
+  if (!tok) throw new MlaError('BAD_INPUT', 'this model has no tokenizer (tokenizer.json), so it cannot chat');
+  if (tok.chatTemplate === null) throw new MlaError('BAD_INPUT', 'this model\'s tokenizer_config.json has no chat template; use generate()');
+  const ids = tok.encodeChat(messages, { addGenerationPrompt: true });
+  if (ids.length === 0) throw new MlaError('BAD_INPUT', 'the chat template rendered these messages as no tokens');
+  return run(model, ids, o, true);
+}
+
+/** Give the event loop a turn (timers, I/O, abort events), in Node, Deno, Bun and browsers alike. */
+function yieldToEventLoop(): Promise<void> {
+  const g = globalThis as { setImmediate?: (f: () => void) => void };
+  if (typeof g.setImmediate === 'function') return new Promise((r) => g.setImmediate!(r));
+  if (typeof MessageChannel === 'function') {
+    return new Promise((r) => {
+      const c = new MessageChannel();
+      c.port1.onmessage = () => { c.port1.close(); r(); };
+      c.port2.postMessage(null);
+    });
+  }
+  return new Promise((r) => setTimeout(r, 0));
+}
+
+const commonPrefix = (a: number[], b: number[]) => {
+  let n = 0;
+  while (n < a.length && n < b.length && a[n] === b[n]) n++;
+  return n;
+};
+
+function run(model: Model, promptIds: number[], o: Resolved, reuse: boolean): Generation {
+  const stats: GenerationStats = {
+    promptTokens: 0, reusedTokens: 0, generatedTokens: 0, decodeSteps: 0, prefillMs: 0, decodeMs: 0, stopReason: null, seed: o.seed,
+  };
+  async function* stream(): AsyncGenerator<GenerationPiece, void, undefined> {
+    const owned = !o.session;
+    const session = o.session ?? model.createSession({
+      contextLength: Math.min(model.config.maxPositions, Math.max(1, promptIds.length + o.maxNewTokens)),
+    });
+    try {
+      // What the session holds (when we know), and what to run now.
+      const known = session.position === 0 ? { cached: [], pending: [] } : histories.get(session);
+      const history = known && known.cached.length === session.position ? known : null;
+      let cached: number[];
+      let feed: number[];
+      if (reuse) {
+        const all = history ? [...history.cached, ...history.pending] : [];
+        let keep = Math.min(commonPrefix(all, promptIds), history?.cached.length ?? 0);
+        if (keep === promptIds.length) keep--; // run at least one token, for the logits
+        session.truncate(keep);
+        cached = promptIds.slice(0, keep);
+        feed = promptIds.slice(keep);
+      } else {
+        cached = history ? history.cached : [];
+        feed = [...(history?.pending ?? []), ...promptIds];
+      }
+      histories.set(session, { cached, pending: [] });
+      stats.reusedTokens = cached.length;
+      stats.promptTokens = feed.length;
+      if (o.signal?.aborted) {
+        stats.stopReason = 'aborted';
+        throw new MlaError('ABORTED', 'generation aborted');
+      }
+      let t0 = performance.now();
+      let logits = session.prefill(feed);
+      stats.prefillMs = performance.now() - t0;
+      cached = [...cached, ...feed];
+      histories.set(session, { cached, pending: [] });
+
+      const context = new Set(o.repetitionPenalty === 1 ? [] : cached);
+      const rng = createRng(o.seed ?? 0);
+      const detok = model.tokenizer?.createStreamDecoder({ skipSpecialTokens: true });
+      const stops = new StopStrings(o.stopStrings);
+      for (let n = 0; ; n++) {
+        t0 = performance.now();
+        const id = sampleToken(logits, o, rng, context);
+        stats.decodeMs += performance.now() - t0;
+        stats.generatedTokens++;
+        histories.set(session, { cached, pending: [id] });
+        if (o.stopIds.has(id)) {
+          stats.stopReason = model.config.eosTokenIds.includes(id) || model.generationConfig?.eosTokenIds.includes(id) ? 'eos' : 'stop';
+          // The stop token's own text is left out; what was held back comes out with it.
+          const tail = stops.push(detok ? detok.flush() : '');
+          yield { id, text: tail.stopped ? tail.text : tail.text + stops.flush() };
+          return;
+        }
+        const last = n + 1 >= o.maxNewTokens || session.position >= session.capacity;
+        let piece = detok ? detok.push(id) : '';
+        if (last && detok) piece += detok.flush();
+        const { text, stopped } = stops.push(piece);
+        if (stopped) {
+          stats.stopReason = 'stop';
+          yield { id, text };
+          return;
+        }
+        if (last) {
+          stats.stopReason = n + 1 >= o.maxNewTokens ? 'length' : 'context';
+          yield { id, text: text + stops.flush() };
+          return;
+        }
+        yield { id, text };
+        if (o.repetitionPenalty !== 1) context.add(id);
+        await yieldToEventLoop();
+        if (o.signal?.aborted) {
+          stats.stopReason = 'aborted';
+          throw new MlaError('ABORTED', 'generation aborted');
+        }
+        t0 = performance.now();
+        logits = session.step(id);
+        stats.decodeMs += performance.now() - t0;
+        stats.decodeSteps++;
+        cached.push(id);
+        histories.set(session, { cached, pending: [] });
+      }
+    } finally {
+      if (owned) session.dispose();
+    }
+  }
+  return Object.assign(stream(), { stats });
+}
+
+/**
+ * Stop strings over streamed text: text that could be the start of a stop string is held back
+ * until it either completes one (generation ends, the stop string is dropped) or cannot.
+ */
+class StopStrings {
+  private held = '';
+  constructor(private readonly stops: string[]) {}
+
+  push(text: string): { text: string; stopped: boolean } {
+    if (this.stops.length === 0) return { text, stopped: false };
+    const all = this.held + text;
+    let first = -1;
+    for (const s of this.stops) {
+      const i = all.indexOf(s);
+      if (i >= 0 && (first < 0 || i < first)) first = i;
+    }
+    if (first >= 0) {
+      this.held = '';
+      return { text: all.slice(0, first), stopped: true };
+    }
+    // Hold the longest tail that is a proper prefix of a stop string.
+    let hold = 0;
+    for (const s of this.stops) {
+      for (let k = Math.min(s.length - 1, all.length); k > hold; k--) {
+        if (all.endsWith(s.slice(0, k))) { hold = k; break; }
+      }
+    }
+    this.held = all.slice(all.length - hold);
+    return { text: all.slice(0, all.length - hold), stopped: false };
+  }
+
+  flush(): string {
+    const t = this.held;
+    this.held = '';
+    return t;
+  }
+}

@@ -1,0 +1,144 @@
+// Choosing the next token from logits: repetition penalty, then temperature, top-k and top-p
+// (the order of transformers' logits processors), then a draw from a seeded generator.
+// Temperature 0 is greedy: the argmax, no randomness.
+
+export interface SamplingOptions {
+  /** 0: greedy. Otherwise logits are divided by it before the softmax. */
+  temperature: number;
+  /** Keep the k most likely tokens; 0 keeps all. */
+  topK: number;
+  /** Keep the smallest set of most likely tokens whose probability reaches p; 1 keeps all. */
+  topP: number;
+  /** > 1 makes tokens already in the context less likely (transformers' rule: divide a positive logit, multiply a negative one). */
+  repetitionPenalty: number;
+}
+
+export type Rng = () => number;
+
+/**
+ * A seeded generator of uniform numbers in [0, 1): SplitMix32 to spread the seed, then sfc32.
+ * The same seed gives the same sequence on every JavaScript engine.
+ */
+export function createRng(seed: number): Rng {
+  let s = (Math.trunc(seed) | 0) >>> 0;
+  const hi = Math.trunc(seed / 2 ** 32) | 0; // seeds past 32 bits still matter
+  const split = () => {
+    s = (s + 0x9e3779b9) | 0;
+    let z = s ^ hi;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    return (z ^ (z >>> 16)) >>> 0;
+  };
+  let a = split(), b = split(), c = split(), d = split();
+  const next = () => {
+    const t = (((a + b) | 0) + d) | 0;
+    d = (d + 1) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (c << 21) | (c >>> 11);
+    c = (c + t) | 0;
+    return (t >>> 0) / 4294967296;
+  };
+  for (let i = 0; i < 12; i++) next();
+  return next;
+}
+
+/** Index of the largest value (the first, on ties). */
+export function argmax(v: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
+  return best;
+}
+
+/** In place: every distinct id of `context` gets its logit divided (if > 0) or multiplied (if < 0) by `penalty`. */
+export function applyRepetitionPenalty(logits: Float32Array, context: Iterable<number>, penalty: number): void {
+  if (penalty === 1) return;
+  for (const id of new Set(context)) {
+    if (id < 0 || id >= logits.length) continue;
+    const x = logits[id];
+    logits[id] = x > 0 ? x / penalty : x * penalty;
+  }
+}
+
+/**
+ * The distribution sampling draws from, as (ids, probabilities) in decreasing probability:
+ * temperature, then top-k, then top-p (which always keeps the most likely token).
+ */
+export function candidates(logits: ArrayLike<number>, o: Pick<SamplingOptions, 'temperature' | 'topK' | 'topP'>): { ids: number[]; probs: number[] } {
+  const V = logits.length;
+  const k = o.topK > 0 && o.topK < V ? o.topK : V;
+  let ids: number[];
+  if (k < V) {
+    ids = topKIndices(logits, k);
+  } else {
+    ids = Array.from({ length: V }, (_, i) => i);
+    if (o.topP < 1) ids.sort((x, y) => logits[y] - logits[x] || x - y);
+  }
+  let max = -Infinity;
+  for (const i of ids) if (logits[i] > max) max = logits[i];
+  const inv = 1 / o.temperature;
+  let probs = ids.map((i) => Math.exp((logits[i] - max) * inv));
+  let sum = probs.reduce((a, b) => a + b, 0);
+  if (o.topP < 1) {
+    // ids are sorted here: keep tokens until their mass reaches topP.
+    let acc = 0, keep = 0;
+    while (keep < ids.length) {
+      acc += probs[keep++] / sum;
+      if (acc >= o.topP) break;
+    }
+    ids = ids.slice(0, keep);
+    probs = probs.slice(0, keep);
+    sum = probs.reduce((a, b) => a + b, 0);
+  }
+  return { ids, probs: probs.map((p) => p / sum) };
+}
+
+/** The k largest entries' indices, largest first (ties: lower index first). */
+function topKIndices(v: ArrayLike<number>, k: number): number[] {
+  const better = (x: number, y: number) => v[x] > v[y] || (v[x] === v[y] && x < y);
+  // A min-heap of the best k seen so far: O(V log k).
+  const heap: number[] = [];
+  const down = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      if (l < heap.length && better(heap[m], heap[l])) m = l;
+      if (r < heap.length && better(heap[m], heap[r])) m = r;
+      if (m === i) return;
+      [heap[i], heap[m]] = [heap[m], heap[i]];
+      i = m;
+    }
+  };
+  for (let i = 0; i < v.length; i++) {
+    if (heap.length < k) {
+      heap.push(i);
+      for (let j = heap.length - 1; j > 0;) {
+        const p = (j - 1) >> 1;
+        if (!better(heap[p], heap[j])) break;
+        [heap[p], heap[j]] = [heap[j], heap[p]];
+        j = p;
+      }
+    } else if (better(i, heap[0])) {
+      heap[0] = i;
+      down(0);
+    }
+  }
+  return heap.sort((x, y) => (better(x, y) ? -1 : 1));
+}
+
+/**
+ * The next token. `logits` is modified in place by the repetition penalty; `context` is the ids
+ * the penalty looks at (the prompt and what was generated).
+ */
+export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, context: Iterable<number> = []): number {
+  applyRepetitionPenalty(logits, context, o.repetitionPenalty);
+  if (o.temperature === 0 || o.topK === 1) return argmax(logits);
+  const { ids, probs } = candidates(logits, o);
+  const u = rng();
+  let acc = 0;
+  for (let i = 0; i < ids.length; i++) {
+    acc += probs[i];
+    if (u < acc) return ids[i];
+  }
+  return ids[ids.length - 1];
+}

@@ -1,0 +1,150 @@
+// The built CLI (dist/cli.js) run as a user runs it. `npm test` builds the JavaScript first
+// (pretest); run directly, this file rebuilds dist/ when it is older than src/.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cli = join(root, 'dist', 'cli.js');
+const mla = join(root, 'models', 'fortune-mla');
+const gqa = join(root, 'models', 'fortune-gqa');
+
+interface Result { code: number | null; stdout: string; stderr: string }
+
+function run(args: string[], input?: string): Result {
+  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, input, encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+let textFile: string;
+
+beforeAll(() => {
+  const newest = (dir: string): number => Math.max(...readdirSync(dir).map((f) => statSync(join(dir, f)).mtimeMs));
+  if (!existsSync(cli) || statSync(cli).mtimeMs < newest(join(root, 'src'))) {
+    execFileSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, stdio: 'inherit' });
+  }
+  // Held-out fortunes (never trained on), as one text.
+  const records: string[] = JSON.parse(readFileSync(join(mla, 'val_records.json'), 'utf8'));
+  const dir = mkdtempSync(join(tmpdir(), 'mla-wasm-cli-'));
+  textFile = join(dir, 'held-out.txt');
+  writeFileSync(textFile, records.slice(0, 60).join('\n\n') + '\n');
+}, 120_000);
+
+describe('generate', () => {
+  it('streams the prompt and its continuation, then the speed and cache summary', () => {
+    const r = run(['generate', '--prompt', 'Q: Why?\\nA:', '--max-new-tokens', '30', '--seed', '3']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.startsWith('Q: Why?\nA:')).toBe(true);
+    expect(r.stdout).toMatch(/prefill \d+ tok in [\d.]+ ms \(\d+ tok\/s\), decode \d+ tok in [\d.]+ ms \(\d+ tok\/s\), (relaxed|simd) SIMD, sampled \(temperature 0.8, top-k 50, top-p 0.95, seed 3\)/);
+    expect(r.stdout).toMatch(/KV cache: [\d.]+ KiB for \d+ tokens \(1024 B\/token; MHA with the same heads would need 7680 B\/token, 7.5× more\)/);
+  });
+
+  it('is reproducible with a seed, and greedy with --temperature 0', () => {
+    const body = (r: Result) => r.stdout.split('\n\nprefill')[0];
+    const a = run(['generate', '--max-new-tokens', '40', '--seed', '9']);
+    const b = run(['generate', '--max-new-tokens', '40', '--seed', '9']);
+    expect(body(a)).toBe(body(b));
+    const g = run(['generate', '--max-new-tokens', '20', '--temperature', '0', '--model', gqa]);
+    expect(g.code).toBe(0);
+    expect(g.stdout).toContain('greedy');
+    expect(g.stdout).toContain('(2048 B/token; MHA with the same heads would need 6144 B/token');
+  });
+});
+
+describe('info', () => {
+  it('fortune-mla: 64 cached numbers per token per layer, beside MHA/GQA/MQA', () => {
+    const r = run(['info', '--model', mla]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/architecture\s+DeepseekV2ForCausalLM: MLA, 4 layers/);
+    expect(r.stdout).toMatch(/parameters\s+1,590,528/);
+    expect(r.stdout).toMatch(/weight bytes\s+6,362,112/);
+    expect(r.stdout).toMatch(/MLA \(this model\)\s+d_c \+ d_r = 48 \+ 16\s+64 numbers\s+1,024 B\/token/);
+    expect(r.stdout).toMatch(/MHA\s+H·\(d_k \+ d_v\) = 6·\(48 \+ 32\)\s+480 numbers\s+7,680 B\/token/);
+    expect(r.stdout).toMatch(/GQA, 2 groups\s.*160 numbers/);
+    expect(r.stdout).toMatch(/MQA\s.*80 numbers/);
+  });
+
+  it('fortune-gqa: 128 numbers per token per layer', () => {
+    const r = run(['info', '--model', gqa]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/architecture\s+LlamaForCausalLM: GQA, 4 layers/);
+    expect(r.stdout).toMatch(/parameters\s+1,528,512/);
+    expect(r.stdout).toMatch(/GQA, 2 groups \(this model\)\s.*128 numbers\s+2,048 B\/token/);
+    expect(r.stdout).toMatch(/MHA\s.*384 numbers/);
+  });
+});
+
+describe('perplexity', () => {
+  const perByte = (r: Result) => Number(/([\d.]+) nats\/byte/.exec(r.stdout)?.[1]);
+  it.each([['fortune-mla', mla], ['fortune-gqa', gqa]])('%s on held-out fortunes: near the training run\'s 1.453 nats/byte', (_name, dir) => {
+    const r = run(['perplexity', '--model', dir, '--file', textFile, '--window', '192']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const x = perByte(r);
+    expect(x).toBeGreaterThan(1.0);
+    expect(x).toBeLessThan(2.0);
+    // Byte-level vocabulary: per token and per byte are the same; perplexity is exp(loss).
+    const perToken = Number(/([\d.]+) nats\/token/.exec(r.stdout)?.[1]);
+    expect(perToken).toBeCloseTo(x, 3);
+    expect(Number(/perplexity\s+([\d.]+) per token/.exec(r.stdout)?.[1])).toBeCloseTo(Math.exp(perToken), 1);
+  });
+});
+
+describe('bad input: one line on stderr, a non-zero exit, no stack trace', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['a missing model folder', ['generate', '--model', '/no/such/model'], /the folder \/no\/such\/model does not exist/],
+    ['a folder that is not a model', ['info', '--model', root], /config\.json/],
+    ['an unknown flag', ['generate', '--bogus'], /unknown option '--bogus'/],
+    ['an unknown command', ['frobnicate'], /unknown command 'frobnicate'/],
+    ['perplexity without --file', ['perplexity'], /required option '--file <path>' not specified/],
+    ['a file that does not exist', ['perplexity', '--file', '/no/such/file.txt'], /cannot read \/no\/such\/file\.txt: ENOENT/],
+    ['a bad number', ['generate', '--temperature', 'warm'], /--temperature .*'warm' is invalid/],
+    ['top-p out of range', ['generate', '--top-p', '1.5'], /--top-p/],
+    ['a window past the context', ['perplexity', '--file', '/dev/null', '--window', '5000'], /--window 5000 is more than the model's context \(1024\)/],
+    ['a bad --simd', ['info', '--simd', 'avx'], /--simd/],
+    ['info without --model', ['info', '--model'], /--model/],
+  ];
+  it.each(cases)('%s', (_name, args, message) => {
+    const r = run(args);
+    expect(r.code).not.toBe(0);
+    expect(r.code).not.toBeNull();
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toMatch(/^mla-wasm: /);
+    expect(lines[0]).toMatch(message);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('chat', () => {
+  it('two turns from stdin, then EOF ends it', () => {
+    const r = run(['chat', '--temperature', '0', '--max-new-tokens', '40'], 'What is a computer?\nWhy?\n');
+    expect(r.code).toBe(0);
+    // Three prompts: before each question and before the EOF.
+    expect(r.stdout.split('> ')).toHaveLength(4);
+    const answers = r.stdout.split('> ').slice(1, 3);
+    for (const a of answers) expect(a.trim().length).toBeGreaterThan(0);
+    expect(r.stderr).toMatch(/^mla-wasm chat: DeepseekV2ForCausalLM/);
+  });
+
+  it('Ctrl-C at the prompt warns; a second one quits', async () => {
+    const child = spawn(process.execPath, [cli, 'chat'], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    const seen = (s: string) => new Promise<void>((resolve) => {
+      const check = () => { if (out.includes(s)) { child.stdout.off('data', onData); resolve(); } };
+      const onData = (d: Buffer) => { out += d; check(); };
+      child.stdout.on('data', onData);
+      check();
+    });
+    await seen('> ');
+    child.kill('SIGINT');
+    await seen('Ctrl-C again');
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).toBe(0);
+  });
+});

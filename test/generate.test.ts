@@ -1,0 +1,323 @@
+// Streaming generation: greedy against a hand-written prefill + step argmax loop, seeds, stop
+// strings and ids, AbortSignal, sessions that carry a conversation, UTF-8 split across tokens.
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadModel, MlaError, type GenerateOptions, type Generation, type GenerationPiece, type Model } from '../src/index.js';
+import { argmax } from '../src/sampling.js';
+import { makeRandomCheckpoint, tinyLlamaConfig } from './reference/model.js';
+
+const fortuneDir = new URL('../models/fortune-mla/', import.meta.url);
+const json = (name: string) => JSON.parse(readFileSync(new URL(name, fortuneDir), 'utf8'));
+
+async function collect(g: Generation): Promise<GenerationPiece[]> {
+  const out: GenerationPiece[] = [];
+  for await (const p of g) out.push(p);
+  return out;
+}
+const textOf = (pieces: GenerationPiece[]) => pieces.map((p) => p.text).join('');
+
+async function expectCode(f: () => unknown, code: string, mention?: string): Promise<void> {
+  let err: unknown;
+  try { await f(); } catch (e) { err = e; }
+  expect(err, `expected MlaError ${code}`).toBeInstanceOf(MlaError);
+  expect((err as MlaError).code, (err as Error).message).toBe(code);
+  if (mention) expect((err as Error).message).toContain(mention);
+}
+
+/**
+ * A designed 1-layer model over the default model's byte vocabulary whose greedy continuation of a
+ * token is fixed: its attention and MLP write nothing, so the logits are lm_head · norm(embedding),
+ * and lm_head maps each byte of SEQUENCE to the next. Its text has 2-, 3- and 4-byte characters.
+ */
+const SEQUENCE_TEXT = 'Aé🎉日Z';
+async function successorModel(): Promise<Model> {
+  const V = 264, d = 264;
+  const config = tinyLlamaConfig({
+    vocab_size: V, hidden_size: d, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16,
+    intermediate_size: 32, max_position_embeddings: 64, bos_token_id: 256, eos_token_id: 257,
+  });
+  const t = makeRandomCheckpoint(config, 3);
+  const set = (name: string, f: (i: number) => number) => { const x = t[name].data; for (let i = 0; i < x.length; i++) x[i] = f(i); };
+  set('model.embed_tokens.weight', (i) => (Math.floor(i / d) === i % d ? 1 : 0)); // one-hot rows
+  set('model.layers.0.self_attn.o_proj.weight', () => 0);
+  set('model.layers.0.mlp.down_proj.weight', () => 0);
+  set('model.norm.weight', () => 1);
+  const seq = [256, ...new TextEncoder().encode(SEQUENCE_TEXT), 257];
+  const next = new Map(seq.slice(0, -1).map((id, k) => [id, seq[k + 1]]));
+  set('lm_head.weight', (i) => (next.get(i % d) === Math.floor(i / d) ? 1 : 0)); // row = output id
+  return loadModel({
+    config, tensors: t,
+    tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json'),
+  } as Parameters<typeof loadModel>[0]);
+}
+
+let model: Model;
+beforeAll(async () => { model = await loadModel(); });
+
+describe('the default model has its tokenizer and generation defaults (the same path as any folder)', () => {
+  it('tokenizer, chat template and generation_config', () => {
+    expect(model.tokenizer?.encode('Hi')).toEqual([256, 72, 105]);
+    expect(model.tokenizer?.chatTemplate).toContain('Q: ');
+    expect(model.generationConfig).toMatchObject({ doSample: true, temperature: 0.8, topP: 0.95, maxNewTokens: 256 });
+  });
+
+  it('a model without tokenizer files has none, and takes token ids', async () => {
+    const config = tinyLlamaConfig({});
+    const m = await loadModel({ config, tensors: makeRandomCheckpoint(config, 1) });
+    expect(m.tokenizer).toBeNull();
+    expect(m.generationConfig).toBeNull();
+    const pieces = await collect(m.generate([0, 5, 7], { maxNewTokens: 4, temperature: 0 }));
+    expect(pieces.length).toBeGreaterThan(0);
+    expect(pieces.every((p) => p.text === '')).toBe(true);
+    await expectCode(() => m.generate('text'), 'BAD_INPUT', 'tokenizer');
+  });
+});
+
+describe('greedy', () => {
+  const prompt = 'Q: What is the meaning of life?\nA:';
+
+  it('equals a manual prefill + step argmax loop, and is deterministic', async () => {
+    const N = 60;
+    const g = model.generate(prompt, { temperature: 0, maxNewTokens: N });
+    const pieces = await collect(g);
+    const ids = model.tokenizer!.encode(prompt);
+    const s = model.createSession();
+    let logits = s.prefill(ids);
+    const manual: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const id = argmax(logits);
+      manual.push(id);
+      if (id === 257) break;
+      logits = s.step(id);
+    }
+    s.dispose();
+    expect(pieces.map((p) => p.id)).toEqual(manual);
+    expect(textOf(pieces)).toBe(model.tokenizer!.decode(manual, { skipSpecialTokens: true }));
+    expect(g.stats).toMatchObject({ promptTokens: ids.length, generatedTokens: manual.length, seed: null });
+    const again = await collect(model.generate(prompt, { temperature: 0, maxNewTokens: N }));
+    expect(again).toEqual(pieces);
+  });
+
+  it('maxNewTokens bounds the stream; the model\'s EOS ends it', async () => {
+    const g = model.generate(prompt, { temperature: 0, maxNewTokens: 7 });
+    expect(await collect(g)).toHaveLength(7);
+    expect(g.stats.stopReason).toBe('length');
+    const s = await successorModel();
+    const h = s.generate('', { temperature: 0 });
+    const pieces = await collect(h);
+    expect(pieces[pieces.length - 1]).toEqual({ id: 257, text: '' });
+    expect(h.stats.stopReason).toBe('eos');
+  });
+});
+
+describe('sampling', () => {
+  const prompt = 'Q: Why did the chicken cross the road?\nA:';
+  it('a seed reproduces the stream; another seed gives another', async () => {
+    const run = (seed: number) => collect(model.generate(prompt, { seed, maxNewTokens: 80 }));
+    const a = await run(11), b = await run(11), c = await run(12);
+    expect(a).toEqual(b);
+    expect(a.map((p) => p.id)).not.toEqual(c.map((p) => p.id));
+  });
+
+  it('defaults come from generation_config.json (sampling, with the seed reported)', async () => {
+    const g = model.generate(prompt, { maxNewTokens: 5 });
+    await collect(g);
+    expect(g.stats.seed).not.toBeNull();
+    const greedy = model.generate(prompt, { maxNewTokens: 5, temperature: 0 });
+    await collect(greedy);
+    expect(greedy.stats.seed).toBeNull();
+  });
+});
+
+describe('UTF-8 split across tokens', () => {
+  it('2-, 3- and 4-byte characters come out whole, each with the token that completes it', async () => {
+    const m = await successorModel();
+    const pieces = await collect(m.generate('', { temperature: 0 }));
+    expect(textOf(pieces)).toBe(SEQUENCE_TEXT);
+    expect(pieces.map((p) => p.text)).toEqual(['A', '', 'é', '', '', '', '🎉', '', '', '日', 'Z', '']);
+  });
+
+  it('on the default model, streamed pieces never hold a broken character', async () => {
+    const g = model.generate('Q: Où est le café? — «Ça va»\nA:', { seed: 5, temperature: 1.5, topK: 0, maxNewTokens: 150 });
+    const pieces = await collect(g);
+    const ids = pieces.map((p) => p.id).filter((id) => id < 256);
+    expect(textOf(pieces)).toBe(model.tokenizer!.decode(ids));
+  });
+});
+
+describe('stop', () => {
+  it('a stop string ends the stream and is not in the text, even across tokens', async () => {
+    const m = await successorModel();
+    const g = m.generate('', { temperature: 0, stop: ['日Z', 'never'] });
+    const pieces = await collect(g);
+    expect(textOf(pieces)).toBe('Aé🎉');
+    expect(g.stats.stopReason).toBe('stop');
+    // A held-back prefix of a stop string that never completes comes out in the end.
+    const h = m.generate('', { temperature: 0, stop: 'Z!' });
+    expect(textOf(await collect(h))).toBe(SEQUENCE_TEXT);
+    expect(h.stats.stopReason).toBe('eos');
+  });
+
+  it('a stop id ends the stream (the id is the last piece, without its text)', async () => {
+    const m = await successorModel();
+    const g = m.generate('', { temperature: 0, stop: 0xc3 });
+    const pieces = await collect(g);
+    expect(textOf(pieces)).toBe('A');
+    expect(pieces[pieces.length - 1].id).toBe(0xc3);
+    expect(g.stats.stopReason).toBe('stop');
+  });
+
+  it('on the default model: greedy text up to the first newline', async () => {
+    const full = textOf(await collect(model.generate('Q: What is a computer?\nA:', { temperature: 0, maxNewTokens: 120 })));
+    const cut = full.indexOf('\n');
+    expect(cut).toBeGreaterThan(0);
+    const stopped = textOf(await collect(model.generate('Q: What is a computer?\nA:', { temperature: 0, maxNewTokens: 120, stop: '\n' })));
+    expect(stopped).toBe(full.slice(0, cut));
+  });
+});
+
+describe('abort', () => {
+  const prompt = 'Q: What is the answer?\nA:';
+
+  it('stops at once when aborted between tokens; the session stays usable and consistent', async () => {
+    const session = model.createSession({ contextLength: 256 });
+    const ctrl = new AbortController();
+    const got: GenerationPiece[] = [];
+    await expectCode(async () => {
+      for await (const p of model.generate(prompt, { temperature: 0, maxNewTokens: 100, signal: ctrl.signal, session })) {
+        got.push(p);
+        if (got.length === 5) ctrl.abort();
+      }
+    }, 'ABORTED');
+    expect(got).toHaveLength(5);
+    const promptIds = model.tokenizer!.encode(prompt);
+    // The last token was yielded but not yet fed: the next call feeds it first.
+    expect(session.position).toBe(promptIds.length + 4);
+    const more = ' and more';
+    const next = await collect(model.generate(more, { temperature: 0, maxNewTokens: 20, session }));
+    const all = [...promptIds, ...got.map((p) => p.id), ...model.tokenizer!.encode(more, { addSpecialTokens: false })];
+    const fresh = await collect(model.generate(all, { temperature: 0, maxNewTokens: 20 }));
+    expect(next.map((p) => p.id)).toEqual(fresh.map((p) => p.id));
+    session.dispose();
+  });
+
+  it('an abort from a timer gets in between tokens (the stream yields to the event loop)', async () => {
+    const ctrl = new AbortController();
+    let count = 0, countAtAbort = -1;
+    ctrl.signal.addEventListener('abort', () => { countAtAbort = count; });
+    setTimeout(() => ctrl.abort(), 5);
+    await expectCode(async () => {
+      // A consumer that never awaits anything itself.
+      for await (const _ of model.generate(prompt, { temperature: 0, maxNewTokens: 1000, signal: ctrl.signal })) count++;
+    }, 'ABORTED');
+    expect(countAtAbort).toBeGreaterThanOrEqual(0);
+    expect(count - countAtAbort).toBeLessThanOrEqual(1);
+    expect(count).toBeLessThan(1000);
+  });
+
+  it('an already aborted signal runs nothing', async () => {
+    const ctrl = new AbortController();
+    ctrl.abort();
+    const session = model.createSession({ contextLength: 64 });
+    await expectCode(() => collect(model.generate(prompt, { signal: ctrl.signal, session })), 'ABORTED');
+    expect(session.position).toBe(0);
+    session.dispose();
+  });
+});
+
+describe('chat', () => {
+  it('renders through the chat template; a session keeps the history and reruns only what is new', async () => {
+    const opts: GenerateOptions = { temperature: 0, maxNewTokens: 40 };
+    const session = model.createSession();
+    const messages = [{ role: 'user', content: 'What is a computer?' }];
+    const first = model.chat(messages, { ...opts, session });
+    const a1 = textOf(await collect(first));
+    expect(first.stats.reusedTokens).toBe(0);
+    expect(first.stats.promptTokens).toBe(model.tokenizer!.encodeChat(messages).length);
+    // Without a session, the same answer (greedy).
+    expect(textOf(await collect(model.chat(messages, opts)))).toBe(a1);
+
+    messages.push({ role: 'assistant', content: a1.trim() }, { role: 'user', content: 'Why?' });
+    const second = model.chat(messages, { ...opts, session });
+    const a2 = await collect(second);
+    // The cache holds turn one's prompt and answer; the template renders the answer as ' ' + content,
+    // the model wrote it after a tab, so the common prefix is the first prompt: only the rest reruns.
+    const cached = model.tokenizer!.encodeChat(messages.slice(0, 1));
+    const all = model.tokenizer!.encodeChat(messages);
+    expect(second.stats.reusedTokens).toBe(cached.length);
+    expect(second.stats.promptTokens).toBe(all.length - cached.length);
+    // Same tokens as running the whole conversation in a fresh session.
+    const fresh = await collect(model.chat(messages, opts));
+    expect(a2.map((p) => p.id)).toEqual(fresh.map((p) => p.id));
+    session.dispose();
+  });
+
+  it('a model without a chat template refuses chat (BAD_INPUT)', async () => {
+    const config = tinyLlamaConfig({});
+    const m = await loadModel({ config, tensors: makeRandomCheckpoint(config, 1) });
+    await expectCode(() => m.chat([{ role: 'user', content: 'hi' }]), 'BAD_INPUT');
+    await expectCode(() => model.chat([]), 'BAD_INPUT');
+  });
+});
+
+describe('Session.truncate', () => {
+  it('rewinds to a prefix: the next steps give the logits of a fresh run', () => {
+    const ids = model.tokenizer!.encode('Q: What is a dog?\nA:');
+    const s = model.createSession({ contextLength: 64 });
+    s.prefill(ids);
+    s.truncate(10);
+    expect(s.position).toBe(10);
+    const rewound = s.prefill(ids.slice(10, 20));
+    const fresh = model.forward(ids.slice(0, 20));
+    const V = model.config.vocabSize;
+    const last = fresh.subarray(19 * V, 20 * V);
+    for (let i = 0; i < V; i++) expect(Math.abs(rewound[i] - last[i])).toBeLessThan(1e-3);
+    expect(() => s.truncate(21)).toThrow(MlaError);
+    expect(() => s.truncate(-1)).toThrow(MlaError);
+    s.dispose();
+  });
+});
+
+describe('invalid options are BAD_INPUT naming the option', () => {
+  const cases: [string, Record<string, unknown>][] = [
+    ['maxNewTokens', { maxNewTokens: 0 }],
+    ['maxNewTokens', { maxNewTokens: 2.5 }],
+    ['temperature', { temperature: -1 }],
+    ['temperature', { temperature: NaN }],
+    ['topK', { topK: 1.5 }],
+    ['topP', { topP: 0 }],
+    ['topP', { topP: 1.5 }],
+    ['repetitionPenalty', { repetitionPenalty: 0 }],
+    ['seed', { seed: 0.5 }],
+    ['stop', { stop: [''] }],
+    ['stop', { stop: [999] }],
+    ['stop', { stop: [{}] }],
+    ['signal', { signal: {} }],
+    ['session', { session: {} }],
+    ['maxTokens', { maxTokens: 5 }],
+  ];
+  it.each(cases)('%s: %j', async (name, options) => {
+    await expectCode(() => model.generate('Q:', options as GenerateOptions), 'BAD_INPUT', name);
+    if (name !== 'maxTokens') await expectCode(() => model.chat([{ role: 'user', content: 'x' }], options as GenerateOptions), 'BAD_INPUT', name);
+  });
+
+  it('a session of another model, a disposed session, bad prompts', async () => {
+    const other = await loadModel();
+    const s = other.createSession({ contextLength: 16 });
+    await expectCode(() => model.generate('Q:', { session: s }), 'BAD_INPUT', 'session');
+    const mine = model.createSession({ contextLength: 16 });
+    mine.dispose();
+    await expectCode(() => model.generate('Q:', { session: mine }), 'BAD_INPUT', 'session');
+    await expectCode(() => model.generate([]), 'BAD_INPUT');
+    await expectCode(() => model.generate([1, 999]), 'BAD_TOKEN');
+    other.dispose();
+  });
+
+  it('a prompt longer than the session is CACHE_FULL, and the session is left as it was', async () => {
+    const s = model.createSession({ contextLength: 8 });
+    await expectCode(() => collect(model.generate('Q: this prompt is too long', { session: s })), 'CACHE_FULL');
+    expect(s.position).toBe(0);
+    expect((await collect(model.generate('Q:', { session: s, temperature: 0 }))).length).toBeGreaterThan(0);
+    s.dispose();
+  });
+});
