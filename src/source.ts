@@ -327,6 +327,15 @@ async function openWeights(folder: Folder): Promise<TensorSource> {
   return safetensorsFilesSource(shards, weightMap);
 }
 
+function hasChatTemplate(tokenizerConfig: Uint8Array | undefined): boolean {
+  if (!tokenizerConfig) return false;
+  try {
+    return typeof JSON.parse(new TextDecoder().decode(tokenizerConfig))?.chat_template === 'string';
+  } catch {
+    return false; // reported when the tokenizer files are read
+  }
+}
+
 async function openFolder(folder: Folder): Promise<LoadedSource> {
   const configBytes = await folder.readAll('config.json');
   if (!configBytes) throw badSource(`${folder.name} has no config.json`);
@@ -334,6 +343,10 @@ async function openFolder(folder: Folder): Promise<LoadedSource> {
   const tensors = await openWeights(folder);
   const extras: LoadedSource['extras'] = {};
   for (const file of EXTRA_FILES) {
+    // Newer exports keep the chat template in its own file; look for it only when
+    // tokenizer_config.json has none (a request for a file that is not there shows as an error
+    // in a browser's console).
+    if (file === 'chat_template.jinja' && hasChatTemplate(extras['tokenizer_config.json'])) continue;
     const bytes = await folder.readAll(file);
     if (bytes) extras[file] = bytes;
   }

@@ -69,7 +69,11 @@ async function readUrl(url: URL): Promise<ArrayBuffer | Uint8Array> {
 function compileBuild(build: SimdBuild): Promise<WebAssembly.Module> {
   let p = compiled.get(build);
   if (!p) {
-    const url = new URL(`../build/kernels-${build}.wasm`, import.meta.url);
+    // Two literal URLs (no template): bundlers that ship the files a module finds with
+    // new URL('…', import.meta.url) (webpack 5, Vite, Parcel) only follow literals.
+    const url = build === 'relaxed'
+      ? new URL('../build/kernels-relaxed.wasm', import.meta.url)
+      : new URL('../build/kernels-simd.wasm', import.meta.url);
     p = readUrl(url).then((bytes) => WebAssembly.compile(bytes as BufferSource));
     p.catch(() => compiled.delete(build));
     compiled.set(build, p);

@@ -1,0 +1,121 @@
+// The browser: headless Chromium (Debian's /usr/bin/chromium, which .ci/run installs) driven by
+// playwright-core opens
+//   - examples/browser/ served by examples/serve.mjs from this repository, and
+//   - the README's browser snippet (index.html) in a project that installed the packed package,
+//     served by the README's own command (the package's examples/serve.mjs),
+// waits for the streamed text, and checks it is Node's greedy output for the same prompt and
+// length. A screenshot of the example goes to test-results/browser.png.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+// @ts-expect-error: a plain .mjs script without declarations
+import { serve } from '../examples/serve.mjs';
+import { nodeGreedy, PROMPT, root, snippet, TOKENS } from './runtimes/helpers.js';
+
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+// CI must run this (.ci/run installs Chromium); elsewhere it is skipped when Chromium is missing.
+const haveChromium = existsSync(CHROMIUM) || !!process.env.CI;
+
+interface PageResult { ids: number[]; text: string; simd: 'simd' | 'relaxed'; crossOriginIsolated: boolean }
+
+let browser: Browser;
+let server: Server;
+let base: string;
+let readmeServer: ChildProcess | undefined;
+
+beforeAll(async () => {
+  server = await serve({ root, port: 0 });
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  server?.close();
+  readmeServer?.kill();
+});
+
+async function open(url: string): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 720 } });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  // Count the separate updates of the text as it streams (one per token, not one at the end).
+  await page.addInitScript(() => {
+    const w = window as unknown as { textUpdates: number };
+    w.textUpdates = 0;
+    document.addEventListener('DOMContentLoaded', () => new MutationObserver(() => { w.textUpdates++; })
+      .observe(document.getElementById('text')!, { characterData: true, childList: true, subtree: true }));
+  });
+  await page.goto(url);
+  (page as Page & { errors: string[] }).errors = errors;
+  return page;
+}
+
+describe.skipIf(!haveChromium)('browser (headless Chromium)', () => {
+  it.each(['auto', 'simd'] as const)('examples/browser streams Node\'s greedy text (%s build)', async (simd) => {
+    const page = await open(`${base}/examples/browser/?tokens=${TOKENS}&simd=${simd}&prompt=${encodeURIComponent(PROMPT)}`);
+    await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
+    expect(await page.textContent('#status')).toBe(`Done: ${TOKENS} tokens.`);
+    const got = await page.evaluate(() => (globalThis as unknown as { mlaResult: PageResult }).mlaResult);
+    const ref = await nodeGreedy(got.simd);
+    if (simd === 'auto') expect(got.simd).toBe('relaxed'); // Chromium compiles relaxed SIMD
+    else expect(got.simd).toBe('simd');
+    expect(got.ids).toEqual(ref.ids);
+    expect(got.text).toBe(ref.text);
+    // What the page shows: the prompt and the text streamed after it, speed, cache, threads.
+    expect(await page.textContent('#text')).toBe(PROMPT + ref.text);
+    expect(await page.evaluate(() => (window as unknown as { textUpdates: number }).textUpdates)).toBeGreaterThanOrEqual(TOKENS);
+    expect(await page.textContent('#prefill')).toMatch(/^\d+ tokens in [\d.]+ ms, \d+ tokens\/s$/);
+    expect(await page.textContent('#decode')).toMatch(new RegExp(`^${TOKENS} tokens in [\\d.]+ ms, \\d+ tokens/s$`));
+    expect(await page.textContent('#cache')).toMatch(/1024 B per token; multi-head attention with the same heads: 7680 B per token \(7\.5× more\)/);
+    // examples/serve.mjs sends the cross-origin-isolation headers, so threads can be on (the page
+    // reads model.threads, 1 until the package has threads).
+    expect(got.crossOriginIsolated).toBe(true);
+    expect(await page.textContent('#threads')).toMatch(/^(off|on: \d+ threads) \(crossOriginIsolated: yes\)$/);
+    expect((page as Page & { errors: string[] }).errors, JSON.stringify((page as Page & { errors: string[] }).errors)).toEqual([]);
+    if (simd === 'auto') {
+      mkdirSync(path.join(root, 'test-results'), { recursive: true });
+      await page.screenshot({ path: path.join(root, 'test-results/browser.png'), fullPage: true });
+    }
+    await page.close();
+  });
+
+  it('the README browser snippet, served by the README\'s command, streams Node\'s greedy text', async () => {
+    const dir = inject('consumerDir');
+    const section = snippet('Browser');
+    writeFileSync(path.join(dir, 'index.html'), section.files['index.html']);
+    expect(section.commands).toHaveLength(1);
+    const [command, ...args] = section.commands[0].split(/\s+/);
+    expect(command).toBe('node');
+    // PORT=0: any free port; the server prints the address it got.
+    readmeServer = spawn(process.execPath, args, { cwd: dir, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      readmeServer!.stdout!.on('data', (d) => {
+        out += d;
+        const m = /http:\/\/127\.0\.0\.1:\d+\//.exec(out);
+        if (m) resolve(m[0]);
+      });
+      readmeServer!.on('exit', (code) => reject(new Error(`the server exited (${code}): ${out}`)));
+    });
+    const page = await open(url);
+    await page.waitForFunction(() => /^Done|Error/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 60_000 });
+    const status = await page.textContent('#status');
+    const simd = /(simd|relaxed) SIMD/.exec(status ?? '')?.[1] as 'simd' | 'relaxed';
+    expect(status).toBe(`Done: ${TOKENS} tokens, ${simd} SIMD.`);
+    const ref = await nodeGreedy(simd);
+    expect(await page.textContent('#text')).toBe(PROMPT + ref.text);
+    expect(await page.evaluate(() => (window as unknown as { textUpdates: number }).textUpdates)).toBeGreaterThanOrEqual(TOKENS);
+    expect((page as Page & { errors: string[] }).errors, JSON.stringify((page as Page & { errors: string[] }).errors)).toEqual([]);
+    await page.close();
+  });
+});
