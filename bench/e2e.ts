@@ -25,7 +25,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { parseConfig, type MlaAttention, type ModelConfig } from '../src/config.js';
-import { loadModel } from '../src/model.js';
+import { loadModel, type Model } from '../src/model.js';
+import type { Session } from '../src/session.js';
 import { ropeFrequencies, softmaxScale } from '../src/rope.js';
 import type { SimdBuild } from '../src/wasm.js';
 import { expectedTensors } from '../src/weights.js';
@@ -59,7 +60,7 @@ export const E2E_CONFIG = {
 };
 
 /** Deterministic values of tensor `name`: uniform in ±1/√fan-in for matrices, 1 ± 0.1 for norms. */
-function tensorValues(name: string, shape: number[]): Float32Array {
+export function tensorValues(name: string, shape: number[]): Float32Array {
   const n = shape.reduce((a, b) => a * b, 1);
   const out = new Float32Array(n);
   let s = 0x9e3779b9;
@@ -135,7 +136,7 @@ export function buildStepGraph(c: ModelConfig): Encoded {
     const w = W(name);
     return g.op('MatMul', [x, g.f32(name + '.T', [w.s[1], w.s[0]], transpose(w.v, w.s[0], w.s[1]))]);
   };
-  const eps = g.scalar('eps', c.rmsEps), one = g.scalar('one', 1);
+  const eps = g.scalar('eps', c.rmsEps);
   const rms = (x: string, wName: string) => {
     const ms = g.op('ReduceMean', [g.op('Mul', [x, x])], { axes: [-1], keepdims: 1 });
     const r = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [ms, eps])])]);
@@ -187,7 +188,6 @@ export function buildStepGraph(c: ModelConfig): Encoded {
   }
   const xn = rms(x, 'model.norm.weight');
   g.op('MatMul', [xn, g.f32('lm_head.weight.T', [d, c.vocabSize], transpose(W('lm_head.weight').v, c.vocabSize, d))], undefined, 'logits');
-  void one;
   return encodeModel({
     name: 'mla_absorbed_decode_step',
     nodes: g.nodes,
@@ -218,7 +218,7 @@ function writeOnnx(dir: string, c: ModelConfig, log: (s: string) => void): strin
 }
 
 /** RoPE inputs at `pos`, exactly as rope_table computes them, expanded to pairs: cos2 = [c, c], sin2 = [−s, s]. */
-function ropeInputs(c: ModelConfig, pos: number): { cos: Float32Array; sin: Float32Array } {
+export function ropeInputs(c: ModelConfig, pos: number): { cos: Float32Array; sin: Float32Array } {
   const dr = (c.attention as MlaAttention).ropeDim;
   const f = ropeFrequencies(dr, c.ropeTheta, c.yarn);
   const cos = new Float32Array(dr), sin = new Float32Array(dr);
@@ -229,6 +229,18 @@ function ropeInputs(c: ModelConfig, pos: number): { cos: Float32Array; sin: Floa
     sin[2 * k] = -si; sin[2 * k + 1] = si;
   }
   return { cos, sin };
+}
+
+/**
+ * The latent cache rows 0 … S−1 of every layer, copied out of a session's memory (for the ONNX
+ * graph's input). Reaches into Session/Model internals: the public API has no cache accessor.
+ */
+export function latentCache(model: Model, session: Session, S: number): Float32Array[] {
+  const c = model.config, a = c.attention as MlaAttention, row = a.kvLoraRank + a.ropeDim;
+  const kv = (session as unknown as { cache?: { ptr: number; capacity: number; row: number } }).cache;
+  const heap = (model as unknown as { decoder?: { heap: { f32(p: number, n: number): Float32Array } } }).decoder?.heap;
+  if (!kv || !heap || kv.row !== row) throw new Error('e2e: cannot read the session cache (Session/Model internals changed)');
+  return Array.from({ length: c.layers }, (_, l) => heap.f32(kv.ptr + l * kv.capacity * row * 4, S * row).slice());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,19 +348,12 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; dramGBs
   const t0 = performance.now();
   session.prefill(prompt);
   const prefillMs = performance.now() - t0;
-  // The latent cache of the prompt, read from the session's memory for the ONNX graph's input.
   const a = c.attention as MlaAttention, row = a.kvLoraRank + a.ropeDim;
-  const internals = session as unknown as { cache?: { ptr: number; capacity: number; row: number } };
-  const heapOf = model as unknown as { decoder?: { heap: { f32(p: number, n: number): Float32Array } } };
-  const kv = internals.cache, heap = heapOf.decoder?.heap;
-  if (!kv || !heap || kv.row !== row) throw new Error('e2e: cannot read the session cache (Session/Model internals changed)');
   const id = 17;
   const rope = ropeInputs(c, CONTEXT);
   const bin = new Float32Array(2 * a.ropeDim + c.layers * CONTEXT * row);
   bin.set(rope.cos, 0); bin.set(rope.sin, a.ropeDim);
-  for (let l = 0; l < c.layers; l++) {
-    bin.set(heap.f32(kv.ptr + l * kv.capacity * row * 4, CONTEXT * row), 2 * a.ropeDim + l * CONTEXT * row);
-  }
+  latentCache(model, session, CONTEXT).forEach((layer, l) => bin.set(layer, 2 * a.ropeDim + l * CONTEXT * row));
   writeFileSync(path.join(dir, 'inputs.bin'), new Uint8Array(bin.buffer));
   writeFileSync(path.join(dir, 'inputs.json'), JSON.stringify({ id, dr: a.ropeDim, layers: c.layers, S: CONTEXT, row }));
   const ours = session.step(id);

@@ -44,11 +44,20 @@ export async function readWorker(spec: ReadWorkerSpec): Promise<{ gbs: number; p
   return { gbs: rates[Math.floor(rates.length / 2)], passes: rates.length };
 }
 
+/** This runtime running `bundle` (with relaxed SIMD enabled under Node 20). */
+export function selfCommand(bundle: string): string[] {
+  const g = globalThis as any;
+  if (g.Deno) return [g.Deno.execPath(), 'run', '-A', bundle];
+  if (g.process?.versions?.bun) return [process.execPath, bundle];
+  return [process.execPath, '--experimental-wasm-relaxed-simd', bundle];
+}
+
 /** Two processes reading their own 256 MiB at the same time: the sum of their median rates, GB/s. */
 export async function probeDramTwoProcesses(bundle: string, build: SimdBuild): Promise<number | null> {
-  const spec: ReadWorkerSpec = { build, startAt: Date.now() + 1500, durationMs: 2000 };
+  const spec: ReadWorkerSpec = { build, startAt: Date.now() + 2000, durationMs: 2000 };
+  const [cmd, ...pre] = selfCommand(bundle);
   const one = () => new Promise<number | null>((resolve) => {
-    const child = spawn(process.execPath, ['--experimental-wasm-relaxed-simd', bundle, '--read-worker', JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(cmd, [...pre, '--read-worker', JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.on('close', () => {

@@ -55,6 +55,10 @@ const sections = new Set(only ?? [...ALL, ...(argv.includes('--e2e') ? ['e2e'] :
 const nodeOnly = runtime === 'node';
 const log = (s: string) => console.error(s);
 const t0 = performance.now();
+// The 1-minute load average at each stage: this machine is shared, and others' work shows here.
+const load: Record<string, number> = {};
+const noteLoad = (stage: string) => { load[stage] = Math.round(os.loadavg()[0] * 100) / 100; };
+noteLoad('start');
 
 function cpuName(): string {
   const model = os.cpus()[0]?.model?.trim() || 'unknown CPU';
@@ -112,13 +116,17 @@ async function probes() {
 let p = await probes();
 log(`probes: peak ${p.peakGflops.toFixed(1)} GFLOP/s, DRAM ${p.dramGBs.toFixed(1)} GB/s (one process)`);
 let dram2: number | null = null;
-if (sections.has('llama') || sections.has('e2e') || sections.has('peers')) {
-  dram2 = await probeDramTwoProcesses(bundle, best).catch(() => null);
-  log(`probes: DRAM ${dram2 ? dram2.toFixed(1) + ' GB/s' : 'n/a'} (two processes at once)`);
+/** Two processes reading at once; kept at the highest seen in this run (others' bursts only lower it). */
+async function probe2(): Promise<void> {
+  const v = await probeDramTwoProcesses(bundle, best).catch(() => null);
+  if (v !== null) dram2 = Math.max(dram2 ?? 0, v);
+  log(`probes: DRAM ${v ? v.toFixed(1) + ' GB/s' : 'n/a'} (two processes at once)`);
 }
+if (sections.has('e2e') || sections.has('peers')) await probe2();
 
 // 2. llama-bench rows.
 let llama: LlamaRow[] = [];
+noteLoad('llama');
 if (sections.has('llama')) {
   log(`llama-bench rows, ${best} build, 1 thread:`);
   llama = await benchLlama(best, p, quick, log);
@@ -127,6 +135,7 @@ if (sections.has('llama')) {
 // 3. Decode variants.
 const contexts = quick ? [512, 2048] : [512, 1024, 2048, 4096, 8192, 16384];
 let decode: DecodeRow[] = [];
+noteLoad('decode');
 if (sections.has('decode')) {
   log(`decode variants, ${best} build, contexts ${contexts.join(', ')}:`);
   decode = await benchDecode(best, contexts, log);
@@ -135,6 +144,7 @@ if (sections.has('decode')) {
 // 4. Peers.
 let peers: PeerResult[] = [];
 let peersNote = '';
+noteLoad('peers');
 if (sections.has('peers')) {
   if (nodeOnly) {
     log('peers (each in a fresh Node process):');
@@ -150,19 +160,34 @@ let e2e: E2eResult | null = null;
 if (sections.has('e2e')) {
   log('end to end, V2-Lite dims, 2 layers, F32, 512 context:');
   // A fresh DRAM probe just before (minutes after the kernel bench); the floor takes the higher.
+  noteLoad('e2e');
   const fresh = await probeDram(best);
   p = { ...p, dramGBs: Math.max(p.dramGBs, fresh) };
+  await probe2();
   e2e = await benchE2e({ bundle, build: best, dramGBs1: p.dramGBs, dramGBs2: dram2, nodePeers: nodeOnly, log });
 }
 
+noteLoad('end');
 const seconds = (performance.now() - t0) / 1000;
-const result = { date, command, machine, machineLine, runtime, quick, sections: [...sections], seconds, build: best, probes: { ...p, dramGBs2: dram2 }, kernels, llama, decode, peers, peersNote, e2e };
+const result = { date, command, machine, machineLine, runtime, quick, sections: [...sections], seconds, loadAverage: load, build: best, probes: { ...p, dramGBs2: dram2 }, kernels, llama, decode, peers, peersNote, e2e };
+
+/**
+ * On 2 cores, others' work leaves the second core busy: the bench itself counts about 1 in the load
+ * average, so a load of 1.75 or more means roughly a core's worth of other processes.
+ */
+function busyNote(stage: string): string {
+  const l = Math.max(load[stage] ?? 0, load.end ?? 0);
+  return l >= 1.75 && machine.cores <= 2
+    ? ` The 1-minute load average was ${l} during this stage (the bench itself counts about 1): other processes held much of the second core, so the 2-thread rows show little of 2-core scaling.`
+    : '';
+}
 
 // --- Markdown -----------------------------------------------------------------------------------
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '—');
 const md: string[] = [];
 md.push(`Machine: ${machineLine}. Date: ${date.slice(0, 10)}. Command: \`${command}\` (${f(seconds, 0)} s). ` +
-  `Kernel build: ${best}. Every figure below comes from this one run.`, '');
+  `Kernel build: ${best}. Every figure below comes from this one run. ` +
+  `The machine is shared: 1-minute load average ${Object.entries(load).map(([k, v]) => `${v} (${k})`).join(', ')}, the bench itself counting about 1.`, '');
 md.push(`**Probes** (floors use the highest of this run): compute peak ${f(p.peakGflops)} GFLOP/s` +
   `${kernels.length ? ` (probes: ${kernels.map((k) => `${k.build} ${f(k.peakGflops)}`).join(', ')}; the rest is the best GEMM)` : ''}, ` +
   `DRAM read ${f(p.dramGBs)} GB/s one process${dram2 ? `, ${f(dram2)} GB/s two processes at once` : ''}.`, '');
@@ -188,7 +213,7 @@ if (e2e) {
   for (const r of e2e.rows) {
     md.push(`| ${r.runtime} | ${r.threads} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${f(r.floorMs, 2)} | ${f(r.ratio, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? r.maxAbsDiff.toExponential(1) : ''} | ${r.note ?? ''} |`);
   }
-  md.push('', 'Ours at 2 threads: not measured (no worker pool on this branch yet). "their ms / our ms" > 1 means ours is faster.', '');
+  md.push('', 'Ours at 2 threads: not measured (no worker pool on this branch yet). "their ms / our ms" > 1 means ours is faster.' + busyNote('e2e'), '');
 }
 
 if (peers.length || peersNote) {
@@ -210,6 +235,7 @@ if (peers.length || peersNote) {
       md.push(`| ${shape} | ${f(o)} | ${others.map((x) => { const v = val(x); return Number.isFinite(v) ? `${f(v)} (ratio ${f(o / v, 2)})` : '—'; }).join(' | ')} |`);
     }
     const notes = peers.filter((x) => x.note).map((x) => `${label(x)}: ${x.note}`);
+    if (busyNote('peers')) notes.push(busyNote('peers').trim());
     if (notes.length) md.push('', ...notes.map((n) => `- ${n}`));
     md.push('');
   }
