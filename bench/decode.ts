@@ -21,7 +21,8 @@ const LAYERS = 2;
 const HIDDEN = 2048;
 const HEADS = 16;
 
-function config(attention: AttentionConfig): ModelConfig {
+/** The synthetic model of this bench with the given attention: LAYERS layers, MLP 1408, vocab 1024. */
+export function syntheticConfig(attention: AttentionConfig): ModelConfig {
   return {
     architecture: attention.kind === 'mla' ? 'DeepseekV2ForCausalLM' : 'LlamaForCausalLM',
     vocabSize: 1024, hidden: HIDDEN, layers: LAYERS, attention,
@@ -42,7 +43,7 @@ export const VARIANTS: { name: string; attention: AttentionConfig; path: Attenti
 ];
 
 /** Small random values, deterministic. */
-function randomSource(c: ModelConfig): TensorSource {
+export function randomSource(c: ModelConfig): TensorSource {
   const shapes = expectedTensors(c);
   let seed = 1;
   return {
@@ -61,7 +62,7 @@ function randomSource(c: ModelConfig): TensorSource {
 export async function benchDecode(build: SimdBuild, contexts: number[], log: (s: string) => void): Promise<DecodeRow[]> {
   const rows: DecodeRow[] = [];
   for (const v of VARIANTS) {
-    const c = config(v.attention);
+    const c = syntheticConfig(v.attention);
     const { kernels, heap } = await loadKernels({ simd: build });
     const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap));
     const rowNumbers = cacheNumbersPerTokenPerLayer(v.attention);
@@ -72,8 +73,9 @@ export async function benchDecode(build: SimdBuild, contexts: number[], log: (s:
     for (const context of contexts) {
       decoder.setIds([1], 0, 1);
       // Naive decode re-expands the whole cache every step: few repetitions at long context.
-      const reps = v.path === 'naive' ? Math.max(2, Math.min(8, Math.round(2e5 / context))) : 10;
-      for (let i = 0; i < 3; i++) decoder.runChunk(cache, context, 1, v.path, false); // warm-up (V8 tier-up)
+      const reps = v.path === 'naive' ? Math.max(2, Math.min(8, Math.round(4096 / context))) : 10;
+      const warm = v.path === 'naive' && context > 4096 ? 1 : 3;
+      for (let i = 0; i < warm; i++) decoder.runChunk(cache, context, 1, v.path, false); // warm-up (V8 tier-up)
       const times: number[] = [];
       for (let i = 0; i < reps; i++) {
         const t0 = performance.now();

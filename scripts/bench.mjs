@@ -1,7 +1,18 @@
-// npm run bench: bundle bench/run.ts (which reaches into src/ for the kernels and the decoder)
-// into build/, then run it in a Node with relaxed SIMD enabled so that both builds are measured.
+// npm run bench [-- --quick] [-- --e2e] [-- --only kernels,llama,decode,peers,e2e] [-- --runtime node|deno|bun|all]
+//
+// Bundles bench/run.ts (which reaches into src/ for the kernels and the decoder, and includes
+// vega/vega-lite for the plot) into build/bench.mjs, then runs it:
+//   node: with --experimental-wasm-relaxed-simd, so that Node 20 measures both kernel builds;
+//   deno: `npx deno run -A build/bench.mjs`, Deno from npm (deno@2.9.6, installed with --no-save if
+//         missing: as a devDependency its lock entry would lack other platforms' binaries);
+//   bun:  the `bun` devDependency;
+//   all:  the three in turn (each writes its own bench/results/latest[-runtime].*).
+// The peers (onnxruntime-web/-node, tfjs) are Node packages and are measured under Node only.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+
+const DENO = 'deno@2.9.6';
 
 await build({
   entryPoints: ['bench/run.ts'],
@@ -11,6 +22,88 @@ await build({
   platform: 'node',
   target: 'es2022',
   logLevel: 'warning',
+  // vega's optional canvas renderer: absent, and not used (SVG renderer only).
+  external: ['canvas'],
+  // esbuild's ESM output for platform node: give bundled CommonJS a `require`.
+  banner: { js: "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);" },
 });
-const r = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', 'build/bench.mjs', ...process.argv.slice(2)], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+
+const args = process.argv.slice(2);
+const i = args.indexOf('--runtime');
+const wanted = i >= 0 ? args[i + 1] : 'node';
+if (i >= 0) args.splice(i, 2);
+
+function ensureDeno() {
+  if (existsSync('node_modules/deno/package.json')) return true;
+  console.error(`installing ${DENO} (npm install --no-save) …`);
+  const r = spawnSync('npm', ['install', '--no-save', DENO], { stdio: 'inherit' });
+  return r.status === 0;
+}
+
+function run(runtime) {
+  if (runtime === 'node') {
+    return spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', 'build/bench.mjs', ...args], { stdio: 'inherit' }).status;
+  }
+  if (runtime === 'deno') {
+    if (!ensureDeno()) { console.error('deno: could not be installed; skipped'); return 1; }
+    return spawnSync('npx', ['--no-install', 'deno', 'run', '-A', 'build/bench.mjs', ...args], { stdio: 'inherit' }).status;
+  }
+  if (runtime === 'bun') {
+    const bin = 'node_modules/.bin/bun';
+    if (!existsSync(bin)) { console.error('bun: node_modules/.bin/bun is missing (npm ci installs it); skipped'); return 1; }
+    return spawnSync(bin, ['build/bench.mjs', ...args], { stdio: 'inherit' }).status;
+  }
+  console.error(`unknown runtime ${runtime} (node, deno, bun or all)`);
+  return 2;
+}
+
+const runtimes = wanted === 'all' ? ['node', 'deno', 'bun'] : wanted.split(',');
+let status = 0;
+for (const r of runtimes) {
+  if (runtimes.length > 1) console.error(`\n=== ${r} ===`);
+  status ||= run(r) ?? 1;
+}
+if (runtimes.length > 1) summarize();
+process.exit(status);
+
+/**
+ * --runtime all: bench/results/runtimes.md, the headline rows of each runtime's run side by side.
+ * The runs follow one another, so compare the ratios (each to its own run's probes) more than the
+ * absolute figures.
+ */
+function summarize() {
+  const partial = args.includes('--quick') || args.includes('--only') ? '.partial' : '';
+  const runs = [];
+  // Every runtime's latest results that are there (a run of some runtimes keeps the others' files).
+  for (const r of ['node', 'deno', 'bun']) {
+    const file = `bench/results/latest${r === 'node' ? '' : `-${r}`}${partial}.json`;
+    if (existsSync(file)) runs.push(JSON.parse(readFileSync(file, 'utf8')));
+  }
+  if (!runs.length) return;
+  const f = (x, d = 1) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '—');
+  const kernel = (run, name, shape) => run.kernels.find((k) => k.build === run.build)?.rows.find((r) => r.kernel === name && r.shape === shape);
+  const llama = (run, model, test) => run.llama.find((r) => r.model.startsWith(model) && r.test === test);
+  const decode = (run, variant, ctx) => run.decode.find((r) => r.variant === variant && r.context === ctx);
+  const rows = [
+    ['compute peak probe, GFLOP/s', (r) => f(r.kernels.find((k) => k.build === r.build)?.peakGflops)],
+    ['DRAM read probe, GB/s', (r) => f(r.kernels.find((k) => k.build === r.build)?.dramGBs)],
+    ['matmul_nt 128×2048×2048, GFLOP/s (÷ peak)', (r) => { const k = kernel(r, 'matmul_nt', '128×2048×2048'); return k ? `${f(k.gflops)} (${f(k.ratio, 2)})` : '—'; }],
+    ['matvec 1×4096×4096, GB/s (÷ DRAM)', (r) => { const k = kernel(r, 'matvec', '1×4096×4096'); return k ? `${f(k.gbs)} (${f(k.ratio, 2)})` : '—'; }],
+    ['default model pp512, tokens/s (floor/measured)', (r) => { const x = llama(r, 'fortune', 'pp512'); return x ? `${f(x.tokensPerS, 0)} (${f(x.ratio, 2)})` : '—'; }],
+    ['default model tg64 @ 512, tokens/s (floor/measured)', (r) => { const x = llama(r, 'fortune', 'tg64 @ 512'); return x ? `${f(x.tokensPerS, 0)} (${f(x.ratio, 2)})` : '—'; }],
+    ['V2-Lite dims pp512, tokens/s (floor/measured)', (r) => { const x = llama(r, 'V2-Lite', 'pp512'); return x ? `${f(x.tokensPerS)} (${f(x.ratio, 2)})` : '—'; }],
+    ['V2-Lite dims tg64 @ 4096, tokens/s (floor/measured)', (r) => { const x = llama(r, 'V2-Lite', 'tg64 @ 4096'); return x ? `${f(x.tokensPerS)} (${f(x.ratio, 2)})` : '—'; }],
+    ['MLA absorbed decode @ 16384, ms/token', (r) => f(decode(r, 'MLA absorbed', 16384)?.msPerToken, 2)],
+    ['MHA decode @ 16384, ms/token', (r) => f(decode(r, 'MHA', 16384)?.msPerToken, 2)],
+    ['end to end, ours, ms/token (floor/measured)', (r) => { const x = r.e2e?.rows?.[0]; return x ? `${f(x.msPerToken, 2)} (${f(x.ratio, 2)})` : '—'; }],
+  ];
+  const md = [
+    `Cross-runtime summary of the latest runs under each runtime (\`npm run bench -- --runtime all${args.length ? ' ' + args.join(' ') : ''}\` runs them in turn; their commands are in the column heads), on ${runs[0].machineLine?.split(', Node')[0] ?? 'this machine'}. Each ratio is to its own run's probes; the peers and the end-to-end ONNX comparison run under Node only.`,
+    '',
+    `| | ${runs.map((r) => `${r.machine.runtime}, ${r.date.slice(0, 16).replace('T', ' ')} UTC, \`${r.command}\``).join(' | ')} |`,
+    `|---|${runs.map(() => '---').join('|')}|`,
+    ...rows.map(([label, get]) => `| ${label} | ${runs.map(get).join(' | ')} |`),
+  ].join('\n') + '\n';
+  writeFileSync(`bench/results/runtimes${partial}.md`, md);
+  console.log('\n' + md);
+}

@@ -1,0 +1,179 @@
+// llama-bench style rows: prefill tokens/s (pp128, pp512) and decode tokens/s (tg64 at contexts
+// 512, 4k, 16k), each beside its roofline floor from this run's probes:
+//   prefill floor = flops / peak; decode floor = max(bytes read / DRAM bandwidth, flops / peak).
+//
+// (a) the default model, through the public API (loadModel, createSession, prefill, step): for tg64
+//     at context L it prefills L tokens, then times 64 steps. Its max_position_embeddings is 1024,
+//     so for 4k and 16k the same weights are loaded with that limit raised (RoPE then runs past the
+//     positions it was trained on, which changes the text but not the work).
+// (b) a synthetic model with DeepSeek-V2-Lite attention dims (bench/decode.ts), run on the Decoder
+//     directly: pp by the same 64-token chunks as Session.prefill; tg64 at context L fills the cache
+//     with random rows up to L and times 64 steps from there (a step's work does not depend on the
+//     cached values, and prefilling 16k tokens of this model would take minutes).
+import { readFileSync } from 'node:fs';
+import { CHUNK, Decoder, type KvCache } from '../src/decoder.js';
+import { loadModel, type Model } from '../src/model.js';
+import type { ModelConfig } from '../src/config.js';
+import { loadKernels, type SimdBuild } from '../src/wasm.js';
+import { placeWeights } from '../src/weights.js';
+import { syntheticConfig, randomSource, VARIANTS } from './decode.js';
+import { decodeBytes, decodeFlops, prefillFlops } from './roofline.js';
+
+export interface Probes {
+  /** GFLOP/s: the compute peak used for floors */
+  peakGflops: number;
+  /** GB/s: one thread's DRAM read bandwidth */
+  dramGBs: number;
+}
+
+export interface LlamaRow {
+  model: string;
+  test: string;
+  tokens: number;
+  context: number;
+  msPerToken: number;
+  tokensPerS: number;
+  floorMs: number;
+  bound: 'compute' | 'DRAM';
+  /** floor / measured: 1 is the roofline */
+  ratio: number;
+  note?: string;
+}
+
+function row(model: string, test: string, tokens: number, context: number, totalMs: number, floorMs: number, bound: LlamaRow['bound'], note?: string): LlamaRow {
+  const msPerToken = totalMs / tokens;
+  return { model, test, tokens, context, msPerToken, tokensPerS: 1000 / msPerToken, floorMs, bound, ratio: floorMs / msPerToken, ...(note ? { note } : {}) };
+}
+
+function prefillFloor(c: ModelConfig, T: number, p: Probes): number {
+  return prefillFlops(c, T) / (p.peakGflops * 1e6) / T;
+}
+
+function decodeFloor(c: ModelConfig, S: number, p: Probes): { ms: number; bound: LlamaRow['bound']; note?: string } {
+  const b = decodeBytes(c, S);
+  const mem = (b.weights + b.cache) / (p.dramGBs * 1e6);
+  const comp = decodeFlops(c, S, 'absorbed') / (p.peakGflops * 1e6);
+  // A step that reads little can find it all in the caches, where DRAM bandwidth is no bound.
+  const small = b.weights + b.cache < 64 * 2 ** 20
+    ? `reads ${((b.weights + b.cache) / 2 ** 20).toFixed(1)} MiB a step: cache-resident, so the DRAM figure is no real bound` : undefined;
+  return mem >= comp ? { ms: mem, bound: 'DRAM', note: small } : { ms: comp, bound: 'compute' };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function ids(n: number, vocab: number, seed = 3): number[] {
+  let s = seed;
+  return Array.from({ length: n }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s % vocab; });
+}
+
+export const PP = [128, 512];
+export const TG_CONTEXTS = [512, 4096, 16384];
+const TG = 64;
+
+/** (a) The default model through the public API. */
+async function defaultModelRows(build: SimdBuild, p: Probes, contexts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
+  const rows: LlamaRow[] = [];
+  const name = 'fortune-mla (default)';
+  const model = await loadModel(undefined, { simd: build });
+  const c = model.config;
+  const vocab = c.vocabSize;
+  for (const T of PP) {
+    const s = model.createSession({ contextLength: T });
+    const prompt = ids(T, vocab);
+    s.prefill(prompt); // warm-up
+    const times: number[] = [];
+    for (let i = 0; i < (quick ? 3 : 7); i++) {
+      s.reset();
+      const t0 = performance.now();
+      s.prefill(prompt);
+      times.push(performance.now() - t0);
+    }
+    s.dispose();
+    rows.push(row(name, `pp${T}`, T, T, median(times), prefillFloor(c, T, p), 'compute'));
+    log(`  ${name} pp${T}: ${(T / median(times) * 1000).toFixed(0)} tokens/s`);
+  }
+  // Contexts past max_position_embeddings: the same checkpoint with the limit raised.
+  let raised: Model | null = null;
+  for (const L of contexts) {
+    let m = model, note: string | undefined;
+    if (L + TG > c.maxPositions) {
+      if (!raised) {
+        const dir = new URL('../models/fortune-mla/', import.meta.url);
+        const cfg = JSON.parse(readFileSync(new URL('config.json', dir), 'utf8'));
+        cfg.max_position_embeddings = Math.max(...contexts) + TG;
+        raised = await loadModel({
+          'config.json': new TextEncoder().encode(JSON.stringify(cfg)),
+          'model.safetensors': readFileSync(new URL('model.safetensors', dir)),
+        }, { simd: build });
+      }
+      m = raised;
+      note = `max_position_embeddings ${c.maxPositions} raised to ${m.config.maxPositions} for timing`;
+    }
+    const s = m.createSession({ contextLength: L + TG });
+    const t0 = performance.now();
+    s.prefill(ids(L - 3, vocab));
+    for (let i = 0; i < 3; i++) s.step(i); // warm-up steps: the context reaches L
+    const prefillMs = performance.now() - t0;
+    const t1 = performance.now();
+    for (let i = 0; i < TG; i++) s.step(i % vocab);
+    const ms = performance.now() - t1;
+    s.dispose();
+    // The floor at the middle of the 64 steps' contexts.
+    const f = decodeFloor(c, L + TG / 2, p);
+    rows.push(row(name, `tg${TG} @ ${L}`, TG, L, ms, f.ms, f.bound, [note, f.note].filter(Boolean).join('; ') || undefined));
+    log(`  ${name} tg${TG} @ ${L}: ${(TG / ms * 1000).toFixed(0)} tokens/s (prefill of ${L} took ${(prefillMs / 1000).toFixed(1)} s)`);
+  }
+  model.dispose();
+  raised?.dispose();
+  return rows;
+}
+
+/** (b) The synthetic V2-Lite-dims model on the Decoder. */
+async function syntheticRows(build: SimdBuild, p: Probes, contexts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
+  const rows: LlamaRow[] = [];
+  const v = VARIANTS[0]; // MLA, absorbed decode
+  const c = syntheticConfig(v.attention);
+  const name = `V2-Lite attention dims, ${c.layers} layers (synthetic)`;
+  const { kernels, heap } = await loadKernels({ simd: build });
+  const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap));
+  const capacity = Math.max(...contexts) + TG + 1;
+  const cache: KvCache = { ptr: heap.alloc(capacity * c.layers * decoder.cacheRow * 4, 'cache'), capacity, row: decoder.cacheRow };
+  const prefill = (prompt: number[]) => {
+    for (let from = 0; from < prompt.length; from += CHUNK) {
+      const T = Math.min(CHUNK, prompt.length - from);
+      decoder.setIds(prompt, from, T);
+      decoder.runChunk(cache, from, T, 'naive', false);
+    }
+  };
+  for (const T of PP) {
+    const prompt = ids(T, c.vocabSize);
+    prefill(prompt); // warm-up
+    const times: number[] = [];
+    for (let i = 0; i < (quick ? 2 : 5); i++) {
+      const t0 = performance.now();
+      prefill(prompt);
+      times.push(performance.now() - t0);
+    }
+    rows.push(row(name, `pp${T}`, T, T, median(times), prefillFloor(c, T, p), 'compute'));
+    log(`  synthetic pp${T}: ${(T / median(times) * 1000).toFixed(1)} tokens/s`);
+  }
+  const mem = heap.f32(cache.ptr, capacity * c.layers * decoder.cacheRow);
+  for (let i = 0; i < mem.length; i++) mem[i] = Math.sin(i) * 0.5;
+  for (const L of contexts) {
+    decoder.setIds([1], 0, 1);
+    for (let i = 0; i < 3; i++) decoder.runChunk(cache, L, 1, 'absorbed', false); // warm-up
+    const t0 = performance.now();
+    for (let i = 0; i < TG; i++) decoder.runChunk(cache, L + i, 1, 'absorbed', false);
+    const ms = performance.now() - t0;
+    const f = decodeFloor(c, L + TG / 2, p);
+    rows.push(row(name, `tg${TG} @ ${L}`, TG, L, ms, f.ms, f.bound, 'cache filled with random rows'));
+    log(`  synthetic tg${TG} @ ${L}: ${(TG / ms * 1000).toFixed(1)} tokens/s`);
+  }
+  return rows;
+}
+
+export async function benchLlama(build: SimdBuild, p: Probes, quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
+  // --quick leaves out 16k context (prefilling it takes the default model ~20 s).
+  const contexts = quick ? TG_CONTEXTS.filter((L) => L <= 4096) : TG_CONTEXTS;
+  return [...await defaultModelRows(build, p, contexts, quick, log), ...await syntheticRows(build, p, contexts, quick, log)];
+}

@@ -1,0 +1,87 @@
+// Same-run probes of this machine beyond those in bench/kernels.ts: DRAM read bandwidth of one
+// process on its own (for stages run long after the kernel bench) and of two processes reading at
+// once (the bound of a 2-thread decode).
+import { spawn } from 'node:child_process';
+import { loadKernels, type SimdBuild } from '../src/wasm.js';
+
+const BYTES = 256 << 20;
+
+async function readBuffer(build: SimdBuild) {
+  const { kernels: K, heap } = await loadKernels({ simd: build });
+  const ptr = heap.alloc(BYTES);
+  const v = heap.f32(ptr, BYTES / 4);
+  for (let i = 0; i < v.length; i += 1024) v[i] = i; // touch every page
+  return { K, ptr };
+}
+
+/** One process: best of `passes` reads of 256 MiB, GB/s. */
+export async function probeDram(build: SimdBuild, passes = 8): Promise<number> {
+  const { K, ptr } = await readBuffer(build);
+  for (let i = 0; i < 3; i++) K.probe_read(ptr, 1 << 16, 10);
+  K.probe_read(ptr, BYTES, 1);
+  let best = Infinity;
+  for (let i = 0; i < passes; i++) {
+    const t = performance.now();
+    K.probe_read(ptr, BYTES, 1);
+    best = Math.min(best, performance.now() - t);
+  }
+  return BYTES / best / 1e6;
+}
+
+export interface ReadWorkerSpec { build: SimdBuild; startAt: number; durationMs: number }
+
+/** Child side of the 2-process probe: from `startAt` (epoch ms) read 256 MiB passes for `durationMs`; median GB/s. */
+export async function readWorker(spec: ReadWorkerSpec): Promise<{ gbs: number; passes: number }> {
+  const { K, ptr } = await readBuffer(spec.build);
+  while (Date.now() < spec.startAt) K.probe_read(ptr, 1 << 16, 10);
+  const rates: number[] = [];
+  while (Date.now() < spec.startAt + spec.durationMs) {
+    const t = performance.now();
+    K.probe_read(ptr, BYTES, 1);
+    rates.push(BYTES / (performance.now() - t) / 1e6);
+  }
+  rates.sort((a, b) => a - b);
+  return { gbs: rates[Math.floor(rates.length / 2)], passes: rates.length };
+}
+
+/** This runtime running `bundle` (with relaxed SIMD enabled under Node 20). */
+export function selfCommand(bundle: string): string[] {
+  const g = globalThis as any;
+  if (g.Deno) return [g.Deno.execPath(), 'run', '-A', bundle];
+  if (g.process?.versions?.bun) return [process.execPath, bundle];
+  return [process.execPath, '--experimental-wasm-relaxed-simd', bundle];
+}
+
+/** Two processes reading their own 256 MiB at the same time: the sum of their median rates, GB/s. */
+export async function probeDramTwoProcesses(bundle: string, build: SimdBuild): Promise<number | null> {
+  const spec: ReadWorkerSpec = { build, startAt: Date.now() + 2000, durationMs: 2000 };
+  const [cmd, ...pre] = selfCommand(bundle);
+  const one = () => new Promise<number | null>((resolve) => {
+    const child = spawn(cmd, [...pre, '--read-worker', JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.on('close', () => {
+      const line = out.split('\n').find((l) => l.startsWith('{"gbs"'));
+      resolve(line ? JSON.parse(line).gbs : null);
+    });
+    child.on('error', () => resolve(null));
+  });
+  const [a, b] = await Promise.all([one(), one()]);
+  return a !== null && b !== null ? a + b : null;
+}
+
+/** The compute peak of a build: best of `rounds` probe_peak runs, GFLOP/s. */
+export async function probePeak(build: SimdBuild, rounds = 5): Promise<number> {
+  const { kernels: K } = await loadKernels({ simd: build });
+  const chains = K.probe_peak_chains();
+  const warmUntil = performance.now() + 300;
+  while (performance.now() < warmUntil) K.probe_peak(100_000);
+  const iters = 10_000_000;
+  let best = Infinity;
+  for (let i = 0; i < rounds; i++) {
+    const t = performance.now();
+    K.probe_peak(iters);
+    best = Math.min(best, performance.now() - t);
+  }
+  return (iters * chains * 4 * 2) / best / 1e6;
+}

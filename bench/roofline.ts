@@ -1,0 +1,70 @@
+// What a forward pass must do at the least, from the config alone: the bytes a decode step reads
+// and the flops a step or a prefill computes. The bench divides them by same-run probes of this
+// machine (DRAM read bandwidth, compute peak) to get each row's floor.
+import type { ModelConfig } from '../src/config.js';
+import { cacheNumbersPerTokenPerLayer } from '../src/config.js';
+import { expectedTensors } from '../src/weights.js';
+
+export type Path = 'absorbed' | 'naive';
+
+const EMBED = 'model.embed_tokens.weight';
+
+/** Numbers in the matrices one token multiplies by: every projection, lm_head; not the embedding table (one row is read). */
+export function matrixNumbers(c: ModelConfig): number {
+  let n = 0;
+  for (const [name, shape] of expectedTensors(c)) {
+    if (shape.length !== 2) continue;
+    if (name === EMBED && !c.tieEmbeddings) continue;
+    n += shape[0] * shape[1];
+  }
+  return n;
+}
+
+/** Numbers in the lm_head (its flops are paid for the last row of a prefill only). */
+function lmHeadNumbers(c: ModelConfig): number {
+  return c.vocabSize * c.hidden;
+}
+
+/** Numbers of the 1-D tensors (norm weights), also read every step. */
+function vectorNumbers(c: ModelConfig): number {
+  let n = 0;
+  for (const shape of expectedTensors(c).values()) if (shape.length === 1) n += shape[0];
+  return n;
+}
+
+/** Bytes a decode step must read at context S (f32): its weights once, one embedding row, every layer's cache. */
+export function decodeBytes(c: ModelConfig, S: number): { weights: number; cache: number } {
+  const weights = (matrixNumbers(c) + vectorNumbers(c) + c.hidden) * 4;
+  const cache = S * c.layers * cacheNumbersPerTokenPerLayer(c.attention) * 4;
+  return { weights, cache };
+}
+
+/** Flops of attention for one query over S keys, one layer, by path. */
+function attentionFlopsPerQuery(c: ModelConfig, S: number, path: Path): number {
+  const a = c.attention;
+  if (a.kind === 'gqa') return 2 * a.heads * S * (a.headDim + a.vDim);
+  if (path === 'absorbed') return 2 * a.heads * S * (a.kvLoraRank + a.ropeDim + a.kvLoraRank);
+  return 2 * a.heads * S * (a.nopeDim + a.ropeDim + a.vDim);
+}
+
+/**
+ * Flops of one decode step at context S (the new token attends to S + 1 positions). Naive MLA
+ * also expands every cached latent row into per-head keys and values, each step.
+ */
+export function decodeFlops(c: ModelConfig, S: number, path: Path): number {
+  const a = c.attention;
+  let f = 2 * matrixNumbers(c) + c.layers * attentionFlopsPerQuery(c, S + 1, path);
+  if (a.kind === 'mla' && path === 'naive') f += c.layers * 2 * S * a.kvLoraRank * a.heads * (a.nopeDim + a.vDim);
+  return f;
+}
+
+/**
+ * Flops of a prefill of T tokens from position 0, the least any implementation does: every
+ * projection once per token (MLA's kv_b_proj expands each token's latent once), causal attention
+ * over T(T+1)/2 (query, key) pairs at the per-head dims, lm_head for the last row only.
+ */
+export function prefillFlops(c: ModelConfig, T: number): number {
+  const perTokenMatrices = 2 * (matrixNumbers(c) - lmHeadNumbers(c));
+  const pairs = (T * (T + 1)) / 2;
+  return T * perTokenMatrices + 2 * lmHeadNumbers(c) + c.layers * attentionFlopsPerQuery(c, 1, 'naive') * pairs;
+}
