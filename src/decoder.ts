@@ -6,6 +6,7 @@ import type { GroupedAttention, MlaAttention, ModelConfig, MoeFfn } from './conf
 import { cacheNumbersPerTokenPerLayer } from './config.js';
 import type { Heap } from './heap.js';
 import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
+import { BLOCK, FINISH, INIT, Parallel, type ThreadPool } from './threads.js';
 import type { Kernels } from './wasm.js';
 import { routeToken } from './moe.js';
 import { inputRows, type LayerWeights, type Weights } from './weights.js';
@@ -32,8 +33,26 @@ type ScratchName = 'ids' | 'x' | 'xn' | 'u' | 'proj' | 'q' | 'o' | 'gu' | 'logit
 /** The kernels' answers to "how much scratch do you need". */
 export type ScratchKernels = Pick<Kernels, 'matmul_pack_bytes' | 'attn_scratch_bytes'>;
 
-/** Floats of each scratch buffer (the run state) for a chunk of CHUNK tokens. */
-export function scratchSizes(c: ModelConfig, k: ScratchKernels): Record<ScratchName, number> {
+/** Bytes of matmul packing scratch one thread needs (a 64-byte multiple). */
+export function packBytes(c: ModelConfig, k: ScratchKernels): number {
+  const a = c.attention, H = a.heads, d = c.hidden;
+  const mla = a.kind === 'mla' ? a : null;
+  const maxInter = Math.max(...c.ffn.map((f) => f.kind === 'dense' ? f.intermediate : Math.max(f.intermediate, f.sharedIntermediate)));
+  const maxExperts = Math.max(0, ...c.ffn.map((f) => f.kind === 'moe' ? f.experts : 0));
+  // The largest (k, n) of any matmul we run decides the packing scratch.
+  const shapes: [number, number][] = [[d, inputRows(c)], [H * a.vDim, d], [d, 2 * maxInter], [maxInter, d], [d, c.vocabSize], [d, maxExperts]];
+  if (mla) {
+    shapes.push([mla.qLoraRank ?? 1, H * (mla.nopeDim + mla.ropeDim)], [mla.kvLoraRank, H * (mla.nopeDim + mla.vDim)],
+      [mla.nopeDim, mla.kvLoraRank], [mla.kvLoraRank, mla.vDim]);
+  }
+  return Math.ceil(Math.max(64, ...shapes.map(([kk, n]) => k.matmul_pack_bytes(kk, n))) / 64) * 64;
+}
+
+/**
+ * Floats of each scratch buffer (the run state) for a chunk of CHUNK tokens, with matmul packing
+ * scratch for `threads` threads.
+ */
+export function scratchSizes(c: ModelConfig, k: ScratchKernels, threads = 1): Record<ScratchName, number> {
   const a = c.attention, T = CHUNK, H = a.heads, d = c.hidden;
   const inRows = inputRows(c);
   const mla = a.kind === 'mla' ? a : null;
@@ -42,12 +61,6 @@ export function scratchSizes(c: ModelConfig, k: ScratchKernels): Record<ScratchN
   const maxExperts = Math.max(0, ...moes.map((f) => f.experts));
   const qWidth = mla ? H * (mla.nopeDim + mla.ropeDim) : 0;
   const ropeDim = mla ? mla.ropeDim : (a as GroupedAttention).headDim;
-  // The largest (k, n) of any matmul we run decides the packing scratch.
-  const shapes: [number, number][] = [[d, inRows], [H * a.vDim, d], [d, 2 * maxInter], [maxInter, d], [d, c.vocabSize], [d, maxExperts]];
-  if (mla) {
-    shapes.push([mla.qLoraRank ?? 1, qWidth], [mla.kvLoraRank, H * (mla.nopeDim + mla.vDim)],
-      [mla.nopeDim, mla.kvLoraRank], [mla.kvLoraRank, mla.vDim]);
-  }
   return {
     ids: T, x: T * d, xn: T * d, u: T * d, proj: T * inRows, q: T * qWidth, o: T * H * a.vDim,
     gu: T * 2 * maxInter, logits: T * c.vocabSize, cos: T * ropeDim / 2, sin: T * ropeDim / 2,
@@ -55,13 +68,15 @@ export function scratchSizes(c: ModelConfig, k: ScratchKernels): Record<ScratchN
     kvExp: mla ? KEY_BLOCK * H * (mla.nopeDim + mla.vDim) : 0,
     qAbs: mla ? T * H * (mla.kvLoraRank + mla.ropeDim) : 0,
     oLat: mla ? T * H * mla.kvLoraRank : 0,
-    pack: Math.ceil(Math.max(...shapes.map(([kk, n]) => k.matmul_pack_bytes(kk, n))) / F),
+    pack: threads * packBytes(c, k) / F,
     router: T * maxExperts, xe: moes.length ? T * d : 0, ye: moes.length ? T * d : 0,
   };
 }
 
 export class Decoder {
   readonly k: Kernels;
+  /** The kernel calls worth splitting, split across threads when there is a pool. */
+  readonly par: Parallel;
   readonly heap: Heap;
   readonly config: ModelConfig;
   readonly w: Weights;
@@ -75,8 +90,10 @@ export class Decoder {
   // MoE routing of the current chunk: for each token, its experts and weights.
   private readonly routeExperts: Int32Array;
   private readonly routeWeights: Float32Array;
+  // A view of the whole memory for copies, remade after the memory grows.
+  private view: Float32Array | null = null;
 
-  constructor(k: Kernels, heap: Heap, config: ModelConfig, weights: Weights) {
+  constructor(k: Kernels, heap: Heap, config: ModelConfig, weights: Weights, pool: ThreadPool | null = null) {
     this.k = k; this.heap = heap; this.config = config; this.w = weights;
     const c = config, a = c.attention, T = CHUNK;
     this.cacheRow = cacheNumbersPerTokenPerLayer(a);
@@ -87,12 +104,21 @@ export class Decoder {
     const maxTopK = Math.max(0, ...moes.map((f) => f.topK));
     this.routeExperts = new Int32Array(T * maxTopK);
     this.routeWeights = new Float32Array(T * maxTopK);
-    const sizes = scratchSizes(c, k);
+    const threads = pool?.threads ?? 1;
+    const sizes = scratchSizes(c, k, threads);
     this.s = {} as Decoder['s'];
     for (const [name, n] of Object.entries(sizes)) {
       this.s[name as ScratchName] = heap.alloc(Math.max(1, n) * F, `scratch buffer ${name}`);
     }
+    this.par = new Parallel(k, pool, this.s.pack, packBytes(c, k));
     heap.f32(this.s.freqs, this.ropeDim / 2).set(ropeFrequencies(this.ropeDim, c.ropeTheta, c.yarn));
+  }
+
+  /** A Float32Array over the whole memory, made again only after the memory grew. */
+  private memoryF32(): Float32Array {
+    const buffer = this.heap.memory.buffer;
+    if (this.view?.buffer !== buffer) this.view = new Float32Array(buffer);
+    return this.view;
   }
 
   /** Byte offset of cache row (layer, position). */
@@ -102,12 +128,12 @@ export class Decoder {
 
   /** y[T, out] = x[T, in] · Wᵀ (W in [out, in] layout), with row strides of x and y. */
   private linear(x: number, ldx: number, w: number, y: number, ldy: number, T: number, inDim: number, outDim: number): void {
-    this.k.matmul_nt(x, ldx, w, inDim, y, ldy, T, inDim, outDim, this.s.pack);
+    this.par.matmul(true, x, ldx, w, inDim, y, ldy, T, inDim, outDim);
   }
 
   /** Copy `n` floats from each of `rows` rows (strides in floats). */
   private copyRows(src: number, srcStride: number, dst: number, dstStride: number, rows: number, n: number): void {
-    const m = new Float32Array(this.heap.memory.buffer);
+    const m = this.memoryF32();
     for (let r = 0; r < rows; r++) {
       const from = src / F + r * srcStride;
       m.copyWithin(dst / F + r * dstStride, from, from + n);
@@ -214,25 +240,21 @@ export class Decoder {
 
   /** Naive: expand k_i^C = W_UK_i · c_kv and v_i = W_UV_i · c_kv block by block, then ordinary attention. */
   private mlaNaive(a: MlaAttention, l: number, cache: KvCache, pos: number, T: number, q: number, qStride: number): void {
-    const { k, s } = this;
+    const { s } = this;
     const H = a.heads, dc = a.kvLoraRank, dn = a.nopeDim, dv = a.vDim, kv = dn + dv;
     const qHead = dn + a.ropeDim, S = pos + T;
-    // State of (head h, query t): m, l at [h·T + t]; accumulator = o[t, h, :].
-    k.attn_init(s.attnM, s.attnL, s.o, T * H, dv, dv);
+    // State of (head h, query t): m, l at [h·T + t]; accumulator = o[t, h, :]. Head h: queries at
+    // q + h·qHead, keys [kvExp[j, h, :d_n] ; k^R_j], values kvExp[j, h, d_n:]. Initialised with the
+    // first key block, finished (o = acc / l) with the last.
     for (let j0 = 0; j0 < S; j0 += KEY_BLOCK) {
       const n = Math.min(KEY_BLOCK, S - j0);
       const rows = this.cacheAt(cache, l, j0);
       // kvExp[j, h, :] = [k_{j,h}^C (d_n) ; v_{j,h} (d_v)] = kv_b_proj · c_kv_j
       this.linear(rows, cache.row, this.w.layers[l].wkvB, s.kvExp, H * kv, n, dc, H * kv);
-      for (let h = 0; h < H; h++) {
-        k.attn_block(q + h * qHead * F, qStride, T, pos, 1, dn, a.ropeDim,
-          s.kvExp + h * kv * F, H * kv, rows + dc * F, cache.row,
-          s.kvExp + (h * kv + dn) * F, H * kv, dv,
-          n, j0, this.scale, s.attnM + h * T * F, s.attnL + h * T * F, s.o + h * dv * F, H * dv, s.attnScratch);
-      }
-    }
-    for (let h = 0; h < H; h++) {
-      k.attn_finish(s.attnL + h * T * F, s.o + h * dv * F, H * dv, T, dv, s.o + h * dv * F, H * dv);
+      const phases = (j0 === 0 ? INIT : 0) | BLOCK | (j0 + n === S ? FINISH : 0);
+      this.par.attention(phases, H, 1, q, qStride, T, pos, 1, dn, a.ropeDim,
+        s.kvExp, H * kv, rows + dc * F, cache.row, s.kvExp + dn * F, H * kv, dv,
+        n, j0, this.scale, s.attnM, s.attnL, s.o, H * dv, s.attnScratch, qHead * F, kv * F, kv * F, dv * F);
     }
   }
 
@@ -241,24 +263,21 @@ export class Decoder {
    * (score = q̃_i · c_kv_j + q_i^R · k_j^R, all heads sharing each row), o_i = W_UV_i · õ_i.
    */
   private mlaAbsorbed(a: MlaAttention, l: number, cache: KvCache, pos: number, T: number, q: number, qStride: number): void {
-    const { k, s } = this;
+    const { s, par } = this;
     const H = a.heads, dc = a.kvLoraRank, dr = a.ropeDim, dn = a.nopeDim, dv = a.vDim;
     const qHead = dn + dr, kv = dn + dv, lat = dc + dr;
     const wkvB = this.w.layers[l].wkvB;
-    // qAbs[t, h, :] = [q̃_{t,h} (d_c) ; q_{t,h}^R (d_r)]
+    // qAbs[t, h, :] = [q̃_{t,h} (d_c) ; q_{t,h}^R (d_r)]: for each head h, q̃_h = q_h^C · W_UK_h.
+    par.matmul(false, q, qStride, wkvB, dc, s.qAbs, H * lat, T, dn, dc, H, qHead * F, kv * dc * F, lat * F);
     for (let h = 0; h < H; h++) {
-      k.matmul_nn(q + h * qHead * F, qStride, wkvB + h * kv * dc * F, dc, s.qAbs + h * lat * F, H * lat, T, dn, dc, s.pack);
       this.copyRows(q + (h * qHead + dn) * F, qStride, s.qAbs + (h * lat + dc) * F, H * lat, T, dr);
     }
+    // All T·H queries (query t·H + h at position pos + t) over the latent rows 0 … pos+T−1.
     const rows = this.cacheAt(cache, l, 0);
-    k.attn_init(s.attnM, s.attnL, s.oLat, T * H, dc, dc);
-    k.attn_block(s.qAbs, lat, T * H, pos, H, dc, dr, rows, cache.row, rows + dc * F, cache.row,
+    par.attention(INIT | BLOCK | FINISH, 1, 1, s.qAbs, lat, T * H, pos, H, dc, dr, rows, cache.row, rows + dc * F, cache.row,
       rows, cache.row, dc, pos + T, 0, this.scale, s.attnM, s.attnL, s.oLat, dc, s.attnScratch);
-    k.attn_finish(s.attnL, s.oLat, dc, T * H, dc, s.oLat, dc);
     // o[t, h, :] = W_UV_h · õ_{t,h}
-    for (let h = 0; h < H; h++) {
-      this.linear(s.oLat + h * dc * F, H * dc, wkvB + (h * kv + dn) * dc * F, s.o + h * dv * F, H * dv, T, dc, dv);
-    }
+    par.matmul(true, s.oLat, H * dc, wkvB + dn * dc * F, dc, s.o, H * dv, T, dc, dv, H, dc * F, kv * dc * F, dv * F);
   }
 
   /** MHA / GQA / MQA (Llama layout): cache rows are [k of every KV head ; v of every KV head]. */
@@ -272,25 +291,18 @@ export class Decoder {
     k.rope_apply(s.proj + H * hd * F, T, inRows, G, hd, hd, s.cos, s.sin, 1);
     const row0 = this.cacheAt(cache, l, pos);
     this.copyRows(s.proj + H * hd * F, inRows, row0, cache.row, T, G * (hd + dv));
+    // Keys of group g at rows + g·hd, its values at rows + (G·hd + g·dv).
     const rows = this.cacheAt(cache, l, 0), S = pos + T;
-    const kOf = (g: number) => rows + g * hd * F, vOf = (g: number) => rows + (G * hd + g * dv) * F;
+    const k0 = rows, v0 = rows + G * hd * F;
     if (T === 1) {
-      // Decode: the heads of a group read their shared K/V rows together.
-      k.attn_init(s.attnM, s.attnL, s.o, H, dv, dv);
-      for (let g = 0; g < G; g++) {
-        const h0 = g * perGroup;
-        k.attn_block(s.proj + h0 * hd * F, hd, perGroup, pos, perGroup, hd, 0, kOf(g), cache.row, 0, 0,
-          vOf(g), cache.row, dv, S, 0, this.scale, s.attnM + h0 * F, s.attnL + h0 * F, s.o + h0 * dv * F, dv, s.attnScratch);
-      }
-      k.attn_finish(s.attnL, s.o, dv, H, dv, s.o, dv);
+      // Decode: the heads of a group are its queries, reading their shared K/V rows together.
+      this.par.attention(INIT | BLOCK | FINISH, G, 1, s.proj, hd, perGroup, pos, perGroup, hd, 0, k0, cache.row, 0, 0,
+        v0, cache.row, dv, S, 0, this.scale, s.attnM, s.attnL, s.o, dv, s.attnScratch,
+        perGroup * hd * F, hd * F, dv * F, perGroup * dv * F);
     } else {
-      k.attn_init(s.attnM, s.attnL, s.o, T * H, dv, dv);
-      for (let h = 0; h < H; h++) {
-        const g = Math.floor(h / perGroup);
-        k.attn_block(s.proj + h * hd * F, inRows, T, pos, 1, hd, 0, kOf(g), cache.row, 0, 0,
-          vOf(g), cache.row, dv, S, 0, this.scale, s.attnM + h * T * F, s.attnL + h * T * F, s.o + h * dv * F, H * dv, s.attnScratch);
-        k.attn_finish(s.attnL + h * T * F, s.o + h * dv * F, H * dv, T, dv, s.o + h * dv * F, H * dv);
-      }
+      // Head h: its T queries against group ⌊h / perGroup⌋'s keys and values.
+      this.par.attention(INIT | BLOCK | FINISH, H, perGroup, s.proj, inRows, T, pos, 1, hd, 0, k0, cache.row, 0, 0,
+        v0, cache.row, dv, S, 0, this.scale, s.attnM, s.attnL, s.o, H * dv, s.attnScratch, hd * F, hd * F, dv * F, dv * F);
     }
     this.linear(s.o, H * dv, lw.wo, s.u, d, T, H * dv, d);
   }

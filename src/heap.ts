@@ -12,16 +12,21 @@ interface Block { ptr: number; bytes: number }
  * The host-owned WebAssembly memory and a first-fit allocator over it.
  * Weights, KV caches and scratch buffers are blocks of it; kernels get their byte offsets.
  * Typed-array views are made on demand from the current buffer, so a grow never leaves a
- * stale view behind.
+ * stale view behind. A shared memory's old views stay valid (only shorter), which the thread
+ * pool relies on for its control block.
  */
 export class Heap {
   readonly memory: WebAssembly.Memory;
+  /** A shared memory (SharedArrayBuffer), which the threaded kernel builds import. */
+  readonly shared: boolean;
   private free: Block[] = [];
   private top = RESERVED;
 
-  constructor(initialBytes = 16 * PAGE) {
+  constructor(initialBytes = 16 * PAGE, options: { shared?: boolean } = {}) {
     const initial = Math.max(2, Math.ceil(initialBytes / PAGE));
-    this.memory = new WebAssembly.Memory({ initial, maximum: MAX_PAGES });
+    this.shared = options.shared === true;
+    // A shared memory must state its maximum, and must match the module's (--maximumMemory 65536).
+    this.memory = new WebAssembly.Memory({ initial, maximum: MAX_PAGES, shared: this.shared } as WebAssembly.MemoryDescriptor);
   }
 
   get byteLength(): number {

@@ -4,6 +4,7 @@ import { Decoder, type AttentionPath } from './decoder.js';
 import { MlaError } from './errors.js';
 import { Session, type SessionOptions } from './session.js';
 import { openSource, type ModelSource } from './source.js';
+import { defaultThreads, type ThreadPool } from './threads.js';
 import { loadKernels, type KernelOptions, type SimdBuild } from './wasm.js';
 import { checkMemory } from './memory.js';
 import { checkTensors, placeWeights } from './weights.js';
@@ -33,12 +34,15 @@ export class Model {
   readonly tokenizer: Tokenizer | null;
   /** generation_config.json: the defaults generate() and chat() use, or null. */
   readonly generationConfig: GenerationConfig | null;
+  /** Threads the kernels run on, this one included (1 where threads are off or unavailable). */
+  readonly threads: number;
   private readonly decoder: Decoder;
+  private readonly pool: ThreadPool | null;
   private readonly sessions = new Set<Session>();
   private isDisposed = false;
 
   /** @internal Use loadModel(). */
-  constructor(config: ModelConfig, decoder: Decoder, simd: SimdBuild,
+  constructor(config: ModelConfig, decoder: Decoder, simd: SimdBuild, pool: ThreadPool | null,
     extras: { tokenizer?: Tokenizer | null; generationConfig?: GenerationConfig | null } = {}) {
     this.config = config;
     this.decoder = decoder;
@@ -46,6 +50,8 @@ export class Model {
     this.weightBytes = decoder.w.bytes;
     this.tokenizer = extras.tokenizer ?? null;
     this.generationConfig = extras.generationConfig ?? null;
+    this.pool = pool;
+    this.threads = pool?.threads ?? 1;
   }
 
   /** Bytes of KV cache one token takes over all layers. */
@@ -106,9 +112,10 @@ export class Model {
     return this.sessions.has(s);
   }
 
-  /** Free every session. The model cannot be used afterwards. */
+  /** Free every session and stop the worker threads. The model cannot be used afterwards. */
   dispose(): void {
     for (const s of [...this.sessions]) s.dispose();
+    this.pool?.dispose();
     this.isDisposed = true;
   }
 
@@ -129,11 +136,17 @@ export async function loadModel(source?: ModelSource, options: LoadOptions = {})
   const src = await openSource(source);
   const config = parseConfig(src.config);
   const extras = loadTokenizerFiles(tokenizerFilesOf(src, source));
-  const { kernels, heap, build } = await loadKernels(options);
-  // Before anything big is allocated: does it fit (arithmetic on the config alone, so an absurd
-  // config is refused before its tensor list is built), and does the checkpoint match the config?
-  checkMemory(config, kernels);
-  checkTensors(config, src.tensors);
-  const weights = placeWeights(config, src.tensors, heap, options.onProgress);
-  return new Model(config, new Decoder(kernels, heap, config, weights), build, extras);
+  const threads = options.threads ?? await defaultThreads();
+  const { kernels, heap, build, pool } = await loadKernels({ ...options, threads });
+  try {
+    // Before anything big is allocated: does it fit (arithmetic on the config alone, so an absurd
+    // config is refused before its tensor list is built), and does the checkpoint match the config?
+    checkMemory(config, kernels);
+    checkTensors(config, src.tensors);
+    const weights = placeWeights(config, src.tensors, heap, options.onProgress);
+    return new Model(config, new Decoder(kernels, heap, config, weights, pool), build, pool, extras);
+  } catch (e) {
+    pool?.dispose();
+    throw e;
+  }
 }

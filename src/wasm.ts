@@ -4,6 +4,7 @@
 import { instantiate } from '../build/kernels-simd.js';
 import { MlaError } from './errors.js';
 import { Heap } from './heap.js';
+import { ThreadPool, threadsAvailable } from './threads.js';
 
 /** The kernel exports, typed by AssemblyScript's generated bindings. */
 export type Kernels = Awaited<ReturnType<typeof instantiate>>;
@@ -18,6 +19,12 @@ export interface KernelOptions {
   wasmModule?: WebAssembly.Module;
   /** The kernel module's bytes, when there is no file or URL to read them from. */
   wasmBytes?: BufferSource;
+  /**
+   * Threads to run the kernels on, the calling one included (loadKernels: default 1; loadModel:
+   * default the cores, at most 4). Above 1, where SharedArrayBuffer and workers exist, the
+   * threaded build (shared memory) is loaded and a worker pool started; elsewhere, one thread.
+   */
+  threads?: number;
 }
 
 // (module (func (result v128) (v128.const 0) … f32x4.relaxed_madd)), and the same with
@@ -54,7 +61,7 @@ export function chooseBuild(wanted: 'auto' | SimdBuild = 'auto'): SimdBuild {
   return wanted;
 }
 
-const compiled = new Map<SimdBuild, Promise<WebAssembly.Module>>();
+const compiled = new Map<string, Promise<WebAssembly.Module>>();
 
 async function readUrl(url: URL): Promise<ArrayBuffer | Uint8Array> {
   if (url.protocol === 'file:') {
@@ -66,17 +73,22 @@ async function readUrl(url: URL): Promise<ArrayBuffer | Uint8Array> {
   return res.arrayBuffer();
 }
 
-function compileBuild(build: SimdBuild): Promise<WebAssembly.Module> {
-  let p = compiled.get(build);
+/** build/kernels-<build>.wasm, or kernels-<build>-mt.wasm: the same code over a shared memory. */
+function compileBuild(build: SimdBuild, shared: boolean): Promise<WebAssembly.Module> {
+  const name = `kernels-${build}${shared ? '-mt' : ''}`;
+  let p = compiled.get(name);
   if (!p) {
-    // Two literal URLs (no template): bundlers that ship the files a module finds with
+    // Literal URLs (no template): bundlers that ship the files a module finds with
     // new URL('…', import.meta.url) (webpack 5, Vite, Parcel) only follow literals.
-    const url = build === 'relaxed'
-      ? new URL('../build/kernels-relaxed.wasm', import.meta.url)
-      : new URL('../build/kernels-simd.wasm', import.meta.url);
+    const url = {
+      'kernels-simd': new URL('../build/kernels-simd.wasm', import.meta.url),
+      'kernels-relaxed': new URL('../build/kernels-relaxed.wasm', import.meta.url),
+      'kernels-simd-mt': new URL('../build/kernels-simd-mt.wasm', import.meta.url),
+      'kernels-relaxed-mt': new URL('../build/kernels-relaxed-mt.wasm', import.meta.url),
+    }[name]!;
     p = readUrl(url).then((bytes) => WebAssembly.compile(bytes as BufferSource));
-    p.catch(() => compiled.delete(build));
-    compiled.set(build, p);
+    p.catch(() => compiled.delete(name));
+    compiled.set(name, p);
   }
   return p;
 }
@@ -85,21 +97,52 @@ export interface LoadedKernels {
   kernels: Kernels;
   heap: Heap;
   build: SimdBuild;
+  /** The worker pool, or null when the kernels run on the calling thread alone. */
+  pool: ThreadPool | null;
 }
 
-/** A fresh heap with the kernel module instantiated over it. */
+function checkThreads(threads: unknown): number {
+  if (threads === undefined) return 1;
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 256) {
+    throw new MlaError('BAD_INPUT', `threads must be an integer from 1 to 256, got ${JSON.stringify(threads)}`);
+  }
+  return threads;
+}
+
+/** A fresh heap with the kernel module instantiated over it, and a worker pool when asked and possible. */
 export async function loadKernels(options: KernelOptions = {}): Promise<LoadedKernels> {
+  const threads = checkThreads(options.threads);
+  const wantShared = threads > 1 && threadsAvailable();
   let module: WebAssembly.Module;
-  let build: SimdBuild;
+  let shared: boolean;
   if (options.wasmModule || options.wasmBytes) {
     module = options.wasmModule ?? await WebAssembly.compile(options.wasmBytes!);
-    build = 'simd'; // corrected below from the module itself
+    // A given module imports a shared memory or not, whatever was asked.
+    shared = await importsSharedMemory(module);
   } else {
-    build = chooseBuild(options.simd);
-    module = await compileBuild(build);
+    const build = chooseBuild(options.simd);
+    shared = wantShared;
+    if (shared) {
+      // A deployment without the threaded files (or an engine that rejects them) runs single-threaded.
+      try { module = await compileBuild(build, true); } catch { shared = false; }
+    }
+    if (!shared) module = await compileBuild(build, false);
   }
-  const heap = new Heap();
-  const kernels = await instantiate(module, { env: { memory: heap.memory } } as any);
-  build = kernels.build_is_relaxed() ? 'relaxed' : 'simd';
-  return { kernels, heap, build };
+  const heap = new Heap(undefined, { shared });
+  const kernels = await instantiate(module!, { env: { memory: heap.memory } } as any);
+  const build: SimdBuild = kernels.build_is_relaxed() ? 'relaxed' : 'simd';
+  const pool = shared && wantShared ? await ThreadPool.create(module!, heap, kernels, threads) : null;
+  return { kernels, heap, build, pool };
+}
+
+/** Whether a kernel module imports a shared memory (the -mt builds), found by trying a plain one. */
+async function importsSharedMemory(module: WebAssembly.Module): Promise<boolean> {
+  const plain = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
+  try {
+    await WebAssembly.instantiate(module, { env: { memory: plain } });
+    return false;
+  } catch (e) {
+    if (e instanceof WebAssembly.LinkError) return true;
+    throw e;
+  }
 }

@@ -35,12 +35,42 @@ describe('heap', () => {
   });
 
   it('the kernels keep their static data below the reserved first page', () => {
-    for (const build of ['simd', 'relaxed']) {
+    for (const build of ['simd', 'relaxed', 'simd-mt', 'relaxed-mt']) {
       const wat = readFileSync(new URL(`../build/kernels-${build}.wat`, import.meta.url), 'utf8');
       for (const m of wat.matchAll(/\(data \$\S+ \(i32\.const (\d+)\) "((?:[^"\\]|\\.)*)"\)/g)) {
         const bytes = m[2].replace(/\\[0-9a-f]{2}/g, 'x').length;
         expect(Number(m[1]) + bytes).toBeLessThan(65536);
       }
     }
+  });
+
+  it('the threaded builds: shared memory, and only constant data that each worker may re-write', () => {
+    const read = (b: string) => readFileSync(new URL(`../build/kernels-${b}.wat`, import.meta.url), 'utf8');
+    for (const build of ['simd', 'relaxed']) {
+      const plain = read(build), mt = read(`${build}-mt`);
+      expect(mt).toContain('(import "env" "memory" (memory $0 1 65536 shared))');
+      // Every worker instantiates the module over the one memory, which writes its active data
+      // segments again. That is harmless only because they are constants (math tables) that no
+      // kernel writes, the same bytes each time; and no mutable state lives in memory: the few
+      // globals are per instance (per thread). The -mt build is the same code as the plain one.
+      const segments = (wat: string) => [...wat.matchAll(/\(data \$\S+ \(i32\.const \d+\) "(?:[^"\\]|\\.)*"\)/g)].map((m) => m[0]);
+      expect(segments(mt)).toEqual(segments(plain));
+      expect(mt.replace(/ 65536 shared\)/, ')')).toBe(plain);
+      expect(mt).not.toMatch(/\(data \$\S+ "/); // no passive segments (memory.init) either
+      expect(mt).not.toMatch(/\(global \$~lib\/memory\/__(heap_base|stack_pointer)/);
+    }
+  });
+
+  it('a shared heap: SharedArrayBuffer views that survive a grow', () => {
+    const h = new Heap(65536 * 2, { shared: true });
+    expect(h.shared).toBe(true);
+    const a = h.alloc(1000);
+    const old = h.f32(a, 250);
+    old.fill(3);
+    h.alloc(100 * 65536);
+    expect(h.memory.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(h.f32(a, 250)[249]).toBe(3);
+    old[0] = 5; // an old view still reaches the same memory
+    expect(h.f32(a, 1)[0]).toBe(5);
   });
 });

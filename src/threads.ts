@@ -1,0 +1,578 @@
+// Threads: workers that share the kernels' WebAssembly.Memory, and the kernel calls split among them.
+//
+// Every worker instantiates the same compiled kernel module over the one shared memory. A dispatch
+// does not post a message: the caller writes the work into a control block in that memory as a
+// list of chunks (each a few kernel calls with their arguments), publishes the chunk count in a
+// claim word, bumps a generation counter and wakes the workers (Atomics.notify). Then every thread,
+// the caller included, claims chunks one at a time (Atomics.add on the claim word) until none is
+// left, and waits until all claimed chunks are done: it spins (chunks are short), and where it may
+// block (not a browser's main thread) it then sleeps in Atomics.wait until a worker notifies. Both
+// matter on a busy machine, where our threads may share a core with each other or with other
+// processes: a worker that the OS has not scheduled yet, or that is still waking up, takes no
+// chunk and so delays nothing, and a caller that sleeps gives its core to the worker it waits for
+// instead of spinning through its time slice. Between dispatches a worker spins for a moment
+// (during a forward pass the next dispatch follows within microseconds) and then sleeps in
+// Atomics.wait. A round trip costs ~3 µs to a spinning worker and ~25 µs to a sleeping one.
+//
+// Chunks keep every output element on the code path it takes in one thread, so results are
+// bit-identical to one thread, whoever runs which chunk: matmul by output columns (N) in multiples
+// of 8 (the micro-kernel's width; a multiple of 4 keeps matvec's four-row groups), attention by
+// queries in multiples of 4 (its query tiles), or whole items of a batch (heads) at a time.
+import type { Heap } from './heap.js';
+import type { Kernels } from './wasm.js';
+
+/** The kernel exports a chunk may call, by index; the workers receive this list. */
+const FNS = ['matmul_nt', 'matmul_nn', 'attn_init', 'attn_block', 'attn_finish'] as const;
+const MATMUL_NT = 0, MATMUL_NN = 1, ATTN_INIT = 2, ATTN_BLOCK = 3, ATTN_FINISH = 4;
+
+// A task: call FNS[fn] n1 × n2 times, call (i, j) with args + i·inc1 + j·inc2, and argument
+// `threadArg` (if ≥ 0) further + (running thread's index)·threadStride: per-thread scratch.
+const ARGS = 22;                  // the largest kernel arity (attn_block)
+const TASK = 5 + 3 * ARGS;        // fn, n1, n2, threadArg, threadStride, args, inc1, inc2 (f64s)
+const MAX_CHUNKS = 64;
+const MAX_TASKS = 192;
+// Control words (Int32 indices), each on a cache line of its own.
+const GEN = 0, STOP = 1, CLAIM = 16, DONE = 32, WAITING = 33, ERR = 48;
+const HEADER = 256;               // bytes before the chunk table
+const CHUNKS_AT = HEADER / 8;     // f64 index: chunk c's tasks are [D[CHUNKS_AT + c], D[CHUNKS_AT + c + 1])
+const TASKS_AT = CHUNKS_AT + MAX_CHUNKS + 8;
+const CONTROL_BYTES = (TASKS_AT + MAX_TASKS * TASK) * 8;
+/** A worker spins this long for the next dispatch before it sleeps in Atomics.wait. */
+const SPIN_MS = 0.5;
+/** The caller spins this long for workers' chunks before it sleeps (where it may). */
+const CALLER_SPIN_MS = 0.05;
+
+/** Argument x of call (i, j) of the task whose arguments start at D[a]. */
+function arg(D: Float64Array, a: number, x: number, i: number, j: number): number {
+  return D[a + x] + i * D[a + ARGS + x] + j * D[a + 2 * ARGS + x];
+}
+
+// The worker: plain JavaScript, the same for every runtime except how it gets its start message.
+const CALL_ARGS = Array.from({ length: ARGS }, (_, x) => `D[a+${x}]+i*D[a+${ARGS + x}]+j*D[a+${2 * ARGS + x}]`).join(',');
+const WORKER_BODY = `
+function start(data, reply, close) {
+  const { module, memory, ctl, index, fns, spinMs } = data;
+  WebAssembly.instantiate(module, { env: { memory } }).then((instance) => {
+    const ex = instance.exports;
+    if (ex._initialize) ex._initialize();
+    const F = fns.map((n) => ex[n]);
+    const I = new Int32Array(memory.buffer, ctl, ${HEADER / 4});
+    const D = new Float64Array(memory.buffer, ctl, ${CONTROL_BYTES / 8});
+    function chunk(c) {
+      const end = D[${CHUNKS_AT} + c + 1];
+      for (let t = D[${CHUNKS_AT} + c]; t < end; t++) {
+        const o = ${TASKS_AT} + t * ${TASK};
+        const f = F[D[o]], n1 = D[o + 1], n2 = D[o + 2], ta = D[o + 3], a = o + 5;
+        if (ta >= 0) D[a + ta] += index * D[o + 4];
+        for (let i = 0; i < n1; i++) for (let j = 0; j < n2; j++) f(${CALL_ARGS});
+        if (ta >= 0) D[a + ta] -= index * D[o + 4];
+      }
+    }
+    let seen = Atomics.load(I, ${GEN});
+    reply('ready');
+    for (;;) {
+      let g = Atomics.load(I, ${GEN});
+      if (g === seen) {
+        const t0 = performance.now();
+        spin: for (;;) {
+          for (let s = 0; s < 256; s++) { g = Atomics.load(I, ${GEN}); if (g !== seen) break spin; }
+          if (performance.now() - t0 > spinMs) {
+            Atomics.wait(I, ${GEN}, seen);
+            g = Atomics.load(I, ${GEN});
+            if (g !== seen) break;
+          }
+        }
+      }
+      seen = g;
+      if (Atomics.load(I, ${STOP}) !== 0) break;
+      for (;;) {
+        const w = Atomics.add(I, ${CLAIM}, 1);
+        const c = w & 0xffff;
+        if (c >= w >>> 16) break;
+        try { chunk(c); } catch (e) { Atomics.store(I, ${ERR}, 1); }
+        Atomics.add(I, ${DONE}, 1);
+        if (Atomics.load(I, ${WAITING}) !== 0) Atomics.notify(I, ${DONE});
+      }
+    }
+    close();
+  }, (e) => reply({ error: String((e && e.message) || e) }));
+}
+`;
+const NODE_WORKER = `${WORKER_BODY}
+const { parentPort, workerData } = require('node:worker_threads');
+start(workerData, (m) => parentPort.postMessage(m), () => {});
+`;
+const WEB_WORKER = `${WORKER_BODY}
+self.onmessage = (e) => { self.onmessage = null; start(e.data, (m) => self.postMessage(m), () => self.close()); };
+`;
+
+/** A started worker, whichever API made it. */
+interface WorkerHandle {
+  terminate(): void;
+  /** Let the process exit while this worker lives (Node, Bun). */
+  unref(): void;
+  exited: Promise<void>;
+}
+
+type StartData = { module: WebAssembly.Module; memory: WebAssembly.Memory; ctl: number; index: number; fns: readonly string[]; spinMs: number };
+
+type WorkerApi = 'node' | 'web';
+
+/**
+ * The worker APIs this runtime has, best first: node:worker_threads where there is a Node-compatible
+ * `process` (Node, Deno 2, Bun: its workers can be unref'd, so a forgotten model does not keep the
+ * process alive, and Bun ends them cleanly), then the global Worker with a Blob URL (browsers, Deno).
+ */
+function workerApis(): WorkerApi[] {
+  const apis: WorkerApi[] = [];
+  const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  if (p?.versions?.node) apis.push('node');
+  if (typeof (globalThis as { Worker?: unknown }).Worker === 'function' &&
+      typeof URL !== 'undefined' && typeof URL.createObjectURL === 'function' && typeof Blob !== 'undefined') apis.push('web');
+  return apis;
+}
+
+/** A worker that has not answered by then is given up (and the pool with it). */
+const START_TIMEOUT_MS = 20_000;
+
+async function startWorker(data: StartData, api: WorkerApi): Promise<WorkerHandle> {
+  let handle: WorkerHandle;
+  let ready: Promise<void>;
+  let revoke = () => {};
+  if (api === 'node') {
+    const { Worker } = await import('node:worker_threads');
+    const w = new Worker(NODE_WORKER, { eval: true, workerData: data });
+    const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    ready = new Promise<void>((resolve, reject) => {
+      w.once('message', (m) => (m === 'ready' ? resolve() : reject(new Error(m?.error ?? 'worker failed to start'))));
+      w.once('error', reject);
+      w.once('exit', () => reject(new Error('worker exited before it started')));
+    });
+    handle = { terminate: () => { void w.terminate(); }, unref: () => w.unref(), exited };
+  } else {
+    const url = URL.createObjectURL(new Blob([WEB_WORKER], { type: 'text/javascript' }));
+    let w: Worker;
+    try {
+      w = new Worker(url, { type: 'module' });
+    } catch (e) {
+      URL.revokeObjectURL(url);
+      throw e;
+    }
+    // The worker has fetched (or failed to fetch) its source by the time it answers.
+    revoke = () => URL.revokeObjectURL(url);
+    let exit!: () => void;
+    const exited = new Promise<void>((resolve) => { exit = resolve; });
+    ready = new Promise<void>((resolve, reject) => {
+      w.onmessage = (e) => (e.data === 'ready' ? resolve() : reject(new Error(e.data?.error ?? 'worker failed to start')));
+      w.onerror = (e) => { e.preventDefault?.(); reject(new Error(e.message || 'worker failed to start')); };
+    });
+    w.postMessage(data);
+    handle = {
+      terminate: () => { w.terminate(); exit(); },
+      unref: () => (w as unknown as { unref?: () => void }).unref?.(),
+      exited,
+    };
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([ready, new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('worker did not start in time')), START_TIMEOUT_MS);
+    })]);
+  } catch (e) {
+    handle.terminate();
+    throw e;
+  } finally {
+    clearTimeout(timer);
+    revoke();
+  }
+  return handle;
+}
+
+/** Whether this runtime can run the pool: SharedArrayBuffer, shared WebAssembly memory and workers. */
+export function threadsAvailable(): boolean {
+  if (typeof SharedArrayBuffer === 'undefined' || typeof Atomics === 'undefined') return false;
+  // Pages without cross-origin isolation may still name SharedArrayBuffer but cannot share it.
+  if ((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === false) return false;
+  if (workerApis().length === 0) return false;
+  try {
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true } as WebAssembly.MemoryDescriptor);
+  } catch {
+    return false;
+  }
+  return true;
+}
+
+/** The default thread count: the cores this process may use, at most 4. */
+export async function defaultThreads(): Promise<number> {
+  let cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 0;
+  if (!cores && workerApis()[0] === 'node') {
+    try {
+      const os = await import('node:os');
+      cores = os.availableParallelism?.() ?? os.cpus().length;
+    } catch { /* not Node after all */ }
+  }
+  return Math.max(1, Math.min(cores || 1, 4));
+}
+
+/**
+ * A pool of `threads − 1` workers plus the calling thread, over one shared memory. Build a
+ * dispatch with chunk() and task(), then run() it.
+ */
+export class ThreadPool {
+  /** Threads including the caller. */
+  readonly threads: number;
+  /** Resolves when every worker has exited (after dispose()). */
+  readonly exited: Promise<void>;
+  private readonly workers: WorkerHandle[];
+  private readonly heap: Heap;
+  private readonly ctl: number;
+  private readonly I: Int32Array;
+  private readonly D: Float64Array;
+  private readonly F: ((...args: number[]) => void)[];
+  private chunks = 0;
+  private tasks = 0;
+  private disposed = false;
+  /** Whether this thread may Atomics.wait (not a browser's main thread). */
+  private readonly canBlock: boolean;
+
+  private constructor(threads: number, workers: WorkerHandle[], heap: Heap, ctl: number, kernels: Kernels) {
+    this.threads = threads;
+    this.workers = workers;
+    this.heap = heap;
+    this.ctl = ctl;
+    // Views of a shared memory stay valid when it grows: made once.
+    this.I = new Int32Array(heap.memory.buffer, ctl, HEADER / 4);
+    this.D = new Float64Array(heap.memory.buffer, ctl, CONTROL_BYTES / 8);
+    this.F = FNS.map((n) => (kernels as unknown as Record<string, (...args: number[]) => void>)[n]);
+    let canBlock = true;
+    try { Atomics.wait(this.I, WAITING, 1, 0); } catch { canBlock = false; } // WAITING is 0: returns at once
+    this.canBlock = canBlock;
+    this.exited = Promise.all(workers.map((w) => w.exited)).then(() => undefined);
+  }
+
+  /**
+   * Start `threads − 1` workers running `module` over the heap's shared memory. Returns null
+   * (after cleaning up) when a worker cannot be started: the caller then runs single-threaded.
+   */
+  static async create(module: WebAssembly.Module, heap: Heap, kernels: Kernels, threads: number): Promise<ThreadPool | null> {
+    if (threads < 2 || !heap.shared) return null;
+    const ctl = heap.alloc(CONTROL_BYTES, 'the thread control block');
+    heap.u8(ctl, CONTROL_BYTES).fill(0);
+    const data = (index: number): StartData => ({ module, memory: heap.memory, ctl, index, fns: FNS, spinMs: SPIN_MS });
+    // The first worker decides the API: the first one that starts a worker at all.
+    const workers: WorkerHandle[] = [];
+    let api: WorkerApi | null = null;
+    for (const a of workerApis()) {
+      try {
+        workers.push(await startWorker(data(1), a));
+        api = a;
+        break;
+      } catch { /* try the next API */ }
+    }
+    if (api) {
+      const started = await Promise.allSettled(Array.from({ length: threads - 2 }, (_, w) => startWorker(data(w + 2), api)));
+      for (const r of started) if (r.status === 'fulfilled') workers.push(r.value);
+    }
+    if (workers.length < threads - 1) {
+      new ThreadPool(workers.length + 1, workers, heap, ctl, kernels).dispose();
+      return null;
+    }
+    // Only now: a pending start must keep the process alive, a running pool must not.
+    for (const w of workers) w.unref();
+    return new ThreadPool(threads, workers, heap, ctl, kernels);
+  }
+
+  /** Most chunks in one dispatch. */
+  static readonly MAX_CHUNKS = MAX_CHUNKS;
+
+  /** Start the next chunk of this dispatch: the tasks appended after this run in order, in one thread. */
+  chunk(): void {
+    if (this.chunks >= MAX_CHUNKS) throw new Error(`a dispatch holds at most ${MAX_CHUNKS} chunks`);
+    this.D[CHUNKS_AT + this.chunks] = this.tasks;
+    this.chunks++;
+  }
+
+  /**
+   * Append a call of FNS[fn] to the current chunk: run n1 × n2 times, call (i, j) with
+   * args + i·inc1 + j·inc2, and argument `threadArg` (when ≥ 0) + (thread index)·threadStride.
+   * Returns the index in `args` of its first argument; inc1 is at +ARGS, inc2 at +2·ARGS (zeroed).
+   */
+  task(fn: number, n1 = 1, n2 = 1, threadArg = -1, threadStride = 0): number {
+    if (this.tasks >= MAX_TASKS) throw new Error(`a dispatch holds at most ${MAX_TASKS} tasks`);
+    const D = this.D;
+    const o = TASKS_AT + this.tasks * TASK;
+    this.tasks++;
+    D[o] = fn; D[o + 1] = n1; D[o + 2] = n2; D[o + 3] = threadArg; D[o + 4] = threadStride;
+    D.fill(0, o + 5 + ARGS, o + TASK);
+    return o + 5;
+  }
+
+  /** The f64 view of the control block that task() indexes. */
+  get args(): Float64Array { return this.D; }
+
+  /** Run the chunks built since the last run(), on every thread; returns when all are done. */
+  run(): void {
+    if (this.disposed) throw new Error('the thread pool was disposed');
+    const { I, D } = this;
+    const count = this.chunks;
+    D[CHUNKS_AT + count] = this.tasks;
+    this.chunks = this.tasks = 0;
+    if (count === 0) return;
+    Atomics.store(I, DONE, 0);
+    Atomics.store(I, CLAIM, count << 16);
+    Atomics.add(I, GEN, 1);
+    Atomics.notify(I, GEN, count - 1);
+    let failed: unknown = null;
+    for (;;) {
+      const w = Atomics.add(I, CLAIM, 1);
+      const c = w & 0xffff;
+      if (c >= w >>> 16) break;
+      if (!failed) {
+        try { this.runChunk(c); } catch (e) { failed = e; }
+      }
+      Atomics.add(I, DONE, 1);
+    }
+    // What is left is the chunks the workers claimed, each short.
+    if (Atomics.load(I, DONE) !== count) this.wait(count);
+    const workerFailed = Atomics.exchange(I, ERR, 0) !== 0;
+    if (failed) throw failed;
+    if (workerFailed) throw new Error('a kernel failed in a worker thread');
+  }
+
+  /** Spin, then sleep where allowed, until `count` chunks are done. */
+  private wait(count: number): void {
+    const I = this.I;
+    const t0 = performance.now();
+    for (;;) {
+      for (let s = 0; s < 64; s++) if (Atomics.load(I, DONE) === count) return;
+      if (this.canBlock && performance.now() - t0 > CALLER_SPIN_MS) break;
+    }
+    Atomics.store(I, WAITING, 1);
+    for (;;) {
+      const done = Atomics.load(I, DONE);
+      if (done === count) break;
+      Atomics.wait(I, DONE, done, 10);
+    }
+    Atomics.store(I, WAITING, 0);
+  }
+
+  private runChunk(c: number): void {
+    const D = this.D;
+    const end = D[CHUNKS_AT + c + 1];
+    for (let t = D[CHUNKS_AT + c]; t < end; t++) {
+      const o = TASKS_AT + t * TASK;
+      const f = this.F[D[o]], n1 = D[o + 1], n2 = D[o + 2], a = o + 5;
+      // The caller is thread 0: its per-thread scratch is the task's own.
+      for (let i = 0; i < n1; i++) {
+        for (let j = 0; j < n2; j++) {
+          f(arg(D, a, 0, i, j), arg(D, a, 1, i, j), arg(D, a, 2, i, j), arg(D, a, 3, i, j), arg(D, a, 4, i, j),
+            arg(D, a, 5, i, j), arg(D, a, 6, i, j), arg(D, a, 7, i, j), arg(D, a, 8, i, j), arg(D, a, 9, i, j),
+            arg(D, a, 10, i, j), arg(D, a, 11, i, j), arg(D, a, 12, i, j), arg(D, a, 13, i, j), arg(D, a, 14, i, j),
+            arg(D, a, 15, i, j), arg(D, a, 16, i, j), arg(D, a, 17, i, j), arg(D, a, 18, i, j), arg(D, a, 19, i, j),
+            arg(D, a, 20, i, j), arg(D, a, 21, i, j));
+        }
+      }
+    }
+  }
+
+  /** Stop and terminate the workers and give the control block back. Idempotent. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    Atomics.store(this.I, STOP, 1);
+    Atomics.add(this.I, GEN, 1);
+    Atomics.notify(this.I, GEN);
+    for (const w of this.workers) w.terminate();
+    this.heap.release(this.ctl, CONTROL_BYTES);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kernel calls the decoder splits, with the estimate of their cost that decides into how many
+// shares. Rates are rough, for this kind of machine: what matters is that a share stays well
+// above the hand-off (a few µs).
+
+/** Multiply-adds per ns: GEMM (compute-bound) and GEMV (bound by reading 4 bytes per weight). */
+const GEMM_RATE = 20, GEMV_RATE = 4, ATTN_RATE = 8;
+/** Chunks per thread at most: enough to even out a late or slow thread, few enough to stay long. */
+const CHUNKS_PER_THREAD = 4;
+/** matvec/vecmat switch to four-row streaming beyond this many floats (assembly/matmul.ts VEC_L1). */
+const VEC_L1 = 4096;
+
+/** Phases of attention(): attn_init, attn_block, attn_finish (in place), any combination. */
+export const INIT = 1, BLOCK = 2, FINISH = 4;
+
+/**
+ * The kernels as the decoder calls them, split across the pool's threads when the work is big
+ * enough, else called directly. Holds per-thread scratch for matmul packing.
+ */
+export class Parallel {
+  readonly k: Kernels;
+  readonly pool: ThreadPool | null;
+  readonly threads: number;
+  /** The least work (ns, estimated) worth a chunk of its own. Tests set 0 to split everything. */
+  minChunkNs = 20_000;
+  private readonly pack: number;
+  private readonly packBytes: number;
+
+  /** `pack` holds `threads` blocks of `packBytes` (matmul_pack_bytes of the largest product). */
+  constructor(k: Kernels, pool: ThreadPool | null, pack: number, packBytes: number) {
+    this.k = k;
+    this.pool = pool;
+    this.threads = pool?.threads ?? 1;
+    this.pack = pack;
+    this.packBytes = packBytes;
+  }
+
+  /** How many chunks for work of `ns` (estimated) made of `units` indivisible parts. */
+  private chunks(ns: number, units: number): number {
+    if (!this.pool) return 1;
+    const byCost = this.minChunkNs > 0 ? Math.floor(ns / this.minChunkNs) : Infinity;
+    return Math.max(1, Math.min(units, byCost, CHUNKS_PER_THREAD * this.threads, ThreadPool.MAX_CHUNKS));
+  }
+
+  /**
+   * For i < batch: C_i = A_i · B_iᵀ (nt, B in [n, k] layout) or A_i · B_i (nn, B in [k, n]),
+   * A_i = a + i·aInc etc. (byte offsets), as matmul_nt / matmul_nn. Split by whole products when
+   * there are enough of them, else by columns of C in multiples of 8.
+   */
+  matmul(nt: boolean, a: number, lda: number, b: number, ldb: number, c: number, ldc: number,
+         m: number, k: number, n: number, batch = 1, aInc = 0, bInc = 0, cInc = 0): void {
+    if (m <= 0 || n <= 0 || batch <= 0) return;
+    const ns = batch * m * k * n / (m < 4 ? GEMV_RATE : GEMM_RATE);
+    const byItems = batch >= 2 * this.threads;
+    // vecmat picks its loop by n, so a column split must leave every chunk on the same side.
+    const groups = !nt && m < 4 && n > VEC_L1 ? 1 : Math.ceil(n / 8);
+    const chunks = this.chunks(ns, byItems ? batch : groups);
+    if (chunks === 1) {
+      const f = nt ? this.k.matmul_nt : this.k.matmul_nn;
+      for (let i = 0; i < batch; i++) f(a + i * aInc, lda, b + i * bInc, ldb, c + i * cInc, ldc, m, k, n, this.pack);
+      return;
+    }
+    const pool = this.pool!, D = pool.args;
+    const fn = nt ? MATMUL_NT : MATMUL_NN;
+    for (let s = 0; s < chunks; s++) {
+      let x: number;
+      pool.chunk();
+      if (byItems) {
+        const i0 = Math.floor(batch * s / chunks), i1 = Math.floor(batch * (s + 1) / chunks);
+        x = pool.task(fn, i1 - i0, 1, 9, this.packBytes);
+        this.putMatmul(D, x, a + i0 * aInc, lda, b + i0 * bInc, ldb, c + i0 * cInc, ldc, m, k, n);
+      } else {
+        const n0 = 8 * Math.floor(groups * s / chunks), n1 = Math.min(n, 8 * Math.floor(groups * (s + 1) / chunks));
+        x = pool.task(fn, batch, 1, 9, this.packBytes);
+        // Columns n0… of C are rows n0… of B (nt) or its columns n0… (nn).
+        this.putMatmul(D, x, a, lda, b + (nt ? n0 * ldb : n0) * 4, ldb, c + n0 * 4, ldc, m, k, n1 - n0);
+      }
+      D[x + ARGS] = aInc; D[x + ARGS + 2] = bInc; D[x + ARGS + 4] = cInc;
+    }
+    pool.run();
+  }
+
+  private putMatmul(D: Float64Array, x: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number,
+                    m: number, k: number, n: number): void {
+    D[x] = a; D[x + 1] = lda; D[x + 2] = b; D[x + 3] = ldb; D[x + 4] = c; D[x + 5] = ldc;
+    D[x + 6] = m; D[x + 7] = k; D[x + 8] = n; D[x + 9] = this.pack; // + thread index · packBytes
+  }
+
+  /**
+   * Attention for `count` items (heads, or groups of heads), each as attn_init / attn_block /
+   * attn_finish (in place) with the kernels' arguments, per `phases`. Item i reads its queries at
+   * q + i·qInc, its keys at k1 + ⌊i/perGroup⌋·k1Inc (k2 is shared), values at
+   * v + ⌊i/perGroup⌋·vInc, and keeps its state at m, l + i·nq·4 and acc + i·accInc.
+   * `scratch` holds attn_scratch_bytes(count·nq). Split by items, or by queries when there is one.
+   */
+  attention(phases: number, count: number, perGroup: number,
+            q: number, qStride: number, nq: number, qPos0: number, qGroup: number, dk1: number, dk2: number,
+            k1: number, k1Stride: number, k2: number, k2Stride: number, v: number, vStride: number, dv: number,
+            n: number, kPos0: number, scale: number, m: number, l: number, acc: number, accStride: number, scratch: number,
+            qInc = 0, k1Inc = 0, vInc = 0, accInc = 0): void {
+    if (count <= 0 || nq <= 0) return;
+    const ns = (phases & BLOCK ? count * nq * Math.max(n, 1) * (dk1 + dk2 + dv) : count * nq * dv) / ATTN_RATE;
+    // One item: split its queries in multiples of 4 (the kernel's tiles), and of qGroup when the
+    // queries have more than one position, so that each chunk's positions follow from its first.
+    const step = nq <= qGroup ? 4 : lcm(4, qGroup);
+    const byItems = count > 1;
+    const steps = Math.ceil(nq / step);
+    // Split by queries, every chunk reads all the keys: one chunk per thread, not more.
+    const chunks = this.chunks(ns, byItems ? count : Math.min(steps, this.threads));
+    if (chunks === 1) {
+      const k = this.k;
+      for (let i = 0; i < count; i++) {
+        const g = Math.floor(i / perGroup);
+        const qi = q + i * qInc, mi = m + i * nq * 4, li = l + i * nq * 4, ai = acc + i * accInc;
+        if (phases & INIT) k.attn_init(mi, li, ai, nq, dv, accStride);
+        if (phases & BLOCK) {
+          k.attn_block(qi, qStride, nq, qPos0, qGroup, dk1, dk2, k1 + g * k1Inc, k1Stride, k2, k2Stride,
+            v + g * vInc, vStride, dv, n, kPos0, scale, mi, li, ai, accStride, scratch);
+        }
+        if (phases & FINISH) k.attn_finish(li, ai, accStride, nq, dv, ai, accStride);
+      }
+      return;
+    }
+    const pool = this.pool!, D = pool.args;
+    const scratchPerQuery = this.k.attn_scratch_bytes(1);
+    for (let s = 0; s < chunks; s++) {
+      pool.chunk();
+      if (byItems) {
+        // Items [i0, i1) as runs that share a key group: whole groups in one two-level task.
+        const i0 = Math.floor(count * s / chunks), i1 = Math.floor(count * (s + 1) / chunks);
+        const sc = scratch + i0 * nq * scratchPerQuery;
+        let i = i0;
+        while (i < i1) {
+          const g = Math.floor(i / perGroup);
+          let groups = 1, run = Math.min(i1, (g + 1) * perGroup) - i;
+          if (i % perGroup === 0 && i1 - i >= perGroup) { groups = Math.floor((i1 - i) / perGroup); run = perGroup; }
+          this.putAttention(pool, D, phases, groups, run, perGroup, q + i * qInc, qStride, nq, qPos0, qGroup, dk1, dk2,
+            k1 + g * k1Inc, k1Stride, k2, k2Stride, v + g * vInc, vStride, dv, n, kPos0, scale,
+            m + i * nq * 4, l + i * nq * 4, acc + i * accInc, accStride, sc, qInc, k1Inc, vInc, accInc);
+          i += groups * run;
+        }
+      } else {
+        const r0 = step * Math.floor(steps * s / chunks), r1 = Math.min(nq, step * Math.floor(steps * (s + 1) / chunks));
+        this.putAttention(pool, D, phases, 1, 1, perGroup, q + r0 * qStride * 4, qStride, r1 - r0, qPos0 + Math.floor(r0 / qGroup),
+          qGroup, dk1, dk2, k1, k1Stride, k2, k2Stride, v, vStride, dv, n, kPos0, scale,
+          m + r0 * 4, l + r0 * 4, acc + r0 * accStride * 4, accStride, scratch + r0 * scratchPerQuery, 0, 0, 0, 0);
+      }
+    }
+    pool.run();
+  }
+
+  /** Tasks for `groups` × `run` items (inc1 steps a group of perGroup items, inc2 an item). */
+  private putAttention(pool: ThreadPool, D: Float64Array, phases: number, groups: number, run: number, perGroup: number,
+                       q: number, qStride: number, nq: number, qPos0: number, qGroup: number, dk1: number, dk2: number,
+                       k1: number, k1Stride: number, k2: number, k2Stride: number, v: number, vStride: number, dv: number,
+                       n: number, kPos0: number, scale: number, m: number, l: number, acc: number, accStride: number, scratch: number,
+                       qInc: number, k1Inc: number, vInc: number, accInc: number): void {
+    const ml = nq * 4;
+    const g1 = ARGS, g2 = 2 * ARGS;
+    if (phases & INIT) {
+      const x = pool.task(ATTN_INIT, groups, run);
+      D[x] = m; D[x + 1] = l; D[x + 2] = acc; D[x + 3] = nq; D[x + 4] = dv; D[x + 5] = accStride;
+      D[x + g1] = perGroup * ml; D[x + g1 + 1] = perGroup * ml; D[x + g1 + 2] = perGroup * accInc;
+      D[x + g2] = ml; D[x + g2 + 1] = ml; D[x + g2 + 2] = accInc;
+    }
+    if (phases & BLOCK) {
+      const x = pool.task(ATTN_BLOCK, groups, run);
+      D[x] = q; D[x + 1] = qStride; D[x + 2] = nq; D[x + 3] = qPos0; D[x + 4] = qGroup; D[x + 5] = dk1; D[x + 6] = dk2;
+      D[x + 7] = k1; D[x + 8] = k1Stride; D[x + 9] = k2; D[x + 10] = k2Stride; D[x + 11] = v; D[x + 12] = vStride;
+      D[x + 13] = dv; D[x + 14] = n; D[x + 15] = kPos0; D[x + 16] = scale; D[x + 17] = m; D[x + 18] = l;
+      D[x + 19] = acc; D[x + 20] = accStride; D[x + 21] = scratch;
+      D[x + g1] = perGroup * qInc; D[x + g1 + 7] = k1Inc; D[x + g1 + 11] = vInc;
+      D[x + g1 + 17] = perGroup * ml; D[x + g1 + 18] = perGroup * ml; D[x + g1 + 19] = perGroup * accInc;
+      D[x + g2] = qInc; D[x + g2 + 17] = ml; D[x + g2 + 18] = ml; D[x + g2 + 19] = accInc;
+    }
+    if (phases & FINISH) {
+      const x = pool.task(ATTN_FINISH, groups, run);
+      D[x] = l; D[x + 1] = acc; D[x + 2] = accStride; D[x + 3] = nq; D[x + 4] = dv; D[x + 5] = acc; D[x + 6] = accStride;
+      D[x + g1] = perGroup * ml; D[x + g1 + 1] = perGroup * accInc; D[x + g1 + 5] = perGroup * accInc;
+      D[x + g2] = ml; D[x + g2 + 1] = accInc; D[x + g2 + 5] = accInc;
+    }
+  }
+}
+
+function lcm(a: number, b: number): number {
+  let x = a, y = b;
+  while (y) { const r = x % y; x = y; y = r; }
+  return (a / x) * b;
+}
