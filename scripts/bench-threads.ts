@@ -12,7 +12,8 @@ import type { ModelConfig } from '../src/config.js';
 import { Decoder } from '../src/decoder.js';
 import { loadModel, Model } from '../src/model.js';
 import { loadKernels } from '../src/wasm.js';
-import { expectedTensors, placeWeights, type TensorSource } from '../src/weights.js';
+import { placeWeights } from '../src/weights.js';
+import { randomSource } from '../bench/decode.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -31,22 +32,6 @@ function syntheticConfig(): ModelConfig {
     ffn: Array.from({ length: layers }, () => ({ kind: 'dense' as const, intermediate: 1408 })),
     rmsEps: 1e-6, ropeTheta: 10000, ropeStyle: 'adjacent', yarn: null,
     maxPositions: 1 << 16, tieEmbeddings: false, bosTokenId: null, eosTokenIds: [],
-  };
-}
-
-function randomSource(c: ModelConfig): TensorSource {
-  const shapes = expectedTensors(c);
-  let seed = 1;
-  return {
-    names: () => shapes.keys(),
-    shape: (n) => shapes.get(n),
-    read: (n, out) => {
-      const scale = n.endsWith('norm.weight') ? 0 : 1 / Math.sqrt(shapes.get(n)!.at(-1)!);
-      for (let i = 0; i < out.length; i++) {
-        seed = (seed * 1103515245 + 12345) >>> 0;
-        out[i] = scale ? ((seed / 2 ** 32) * 2 - 1) * scale : 1;
-      }
-    },
   };
 }
 
