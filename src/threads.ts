@@ -11,8 +11,10 @@
 // processes: a worker that the OS has not scheduled yet, or that is still waking up, takes no
 // chunk and so delays nothing, and a caller that sleeps gives its core to the worker it waits for
 // instead of spinning through its time slice. Between dispatches a worker spins for a moment
-// (during a forward pass the next dispatch follows within microseconds) and then sleeps in
-// Atomics.wait. A round trip costs ~3 µs to a spinning worker and ~25 µs to a sleeping one.
+// (during a forward pass the next dispatch mostly follows within microseconds) and then sleeps in
+// Atomics.wait: a round trip costs ~3 µs to a spinning worker and ~25 µs to a sleeping one, but a
+// longer spin takes a busy machine's CPU from the thread doing the work. And when the caller keeps
+// waiting for workers longer than it worked itself, the pool stands aside for a while (BACKOFF_MS).
 //
 // Chunks keep every output element on the code path it takes in one thread, so results are
 // bit-identical to one thread, whoever runs which chunk: matmul by output columns (N) in multiples
@@ -38,9 +40,16 @@ const CHUNKS_AT = HEADER / 8;     // f64 index: chunk c's tasks are [D[CHUNKS_AT
 const TASKS_AT = CHUNKS_AT + MAX_CHUNKS + 8;
 const CONTROL_BYTES = (TASKS_AT + MAX_TASKS * TASK) * 8;
 /** A worker spins this long for the next dispatch before it sleeps in Atomics.wait. */
-const SPIN_MS = 0.5;
+const SPIN_MS = 0.05;
 /** The caller spins this long for workers' chunks before it sleeps (where it may). */
 const CALLER_SPIN_MS = 0.05;
+/**
+ * When the cores are busy with other work (other processes, or more threads than cores), a
+ * worker holding a chunk may be descheduled for a whole time slice while the caller waits. A
+ * dispatch whose wait outlasted the caller's own work counts as congested; when most recent ones
+ * are, the pool stands aside (the caller runs everything) for this long, then tries again.
+ */
+const BACKOFF_MS = 100;
 
 /** Argument x of call (i, j) of the task whose arguments start at D[a]. */
 function arg(D: Float64Array, a: number, x: number, i: number, j: number): number {
@@ -232,6 +241,9 @@ export class ThreadPool {
   private chunks = 0;
   private tasks = 0;
   private disposed = false;
+  /** Moving average of congested dispatches (0 … 1), and until when the pool stands aside. */
+  private congestion = 0;
+  private idleUntil = 0;
   /** Whether this thread may Atomics.wait (not a browser's main thread). */
   private readonly canBlock: boolean;
 
@@ -285,6 +297,11 @@ export class ThreadPool {
   /** Most chunks in one dispatch. */
   static readonly MAX_CHUNKS = MAX_CHUNKS;
 
+  /** False while the pool stands aside because the cores were busy (see BACKOFF_MS). */
+  get useful(): boolean {
+    return this.idleUntil === 0 || performance.now() >= this.idleUntil;
+  }
+
   /** Start the next chunk of this dispatch: the tasks appended after this run in order, in one thread. */
   chunk(): void {
     if (this.chunks >= MAX_CHUNKS) throw new Error(`a dispatch holds at most ${MAX_CHUNKS} chunks`);
@@ -318,6 +335,7 @@ export class ThreadPool {
     D[CHUNKS_AT + count] = this.tasks;
     this.chunks = this.tasks = 0;
     if (count === 0) return;
+    const t0 = performance.now();
     Atomics.store(I, DONE, 0);
     Atomics.store(I, CLAIM, count << 16);
     Atomics.add(I, GEN, 1);
@@ -333,7 +351,18 @@ export class ThreadPool {
       Atomics.add(I, DONE, 1);
     }
     // What is left is the chunks the workers claimed, each short.
-    if (Atomics.load(I, DONE) !== count) this.wait(count);
+    if (Atomics.load(I, DONE) !== count) {
+      const t1 = performance.now();
+      this.wait(count);
+      const t2 = performance.now();
+      this.congestion = 0.75 * this.congestion + (t2 - t1 > Math.max(0.05, t1 - t0) ? 0.25 : 0);
+    } else {
+      this.congestion *= 0.75;
+    }
+    if (this.congestion > 0.5) {
+      this.congestion = 0;
+      this.idleUntil = performance.now() + BACKOFF_MS;
+    }
     const workerFailed = Atomics.exchange(I, ERR, 0) !== 0;
     if (failed) throw failed;
     if (workerFailed) throw new Error('a kernel failed in a worker thread');
@@ -410,7 +439,7 @@ export class Parallel {
   readonly k: Kernels;
   readonly pool: ThreadPool | null;
   readonly threads: number;
-  /** The least work (ns, estimated) worth a chunk of its own. Tests set 0 to split everything. */
+  /** The least work (ns, estimated) worth a chunk of its own. Tests set 0 to split everything, always. */
   minChunkNs = 20_000;
   private readonly pack: number;
   private readonly packBytes: number;
@@ -426,7 +455,7 @@ export class Parallel {
 
   /** How many chunks for work of `ns` (estimated) made of `units` indivisible parts. */
   private chunks(ns: number, units: number): number {
-    if (!this.pool) return 1;
+    if (!this.pool || (this.minChunkNs > 0 && !this.pool.useful)) return 1;
     const byCost = this.minChunkNs > 0 ? Math.floor(ns / this.minChunkNs) : Infinity;
     return Math.max(1, Math.min(units, byCost, CHUNKS_PER_THREAD * this.threads, ThreadPool.MAX_CHUNKS));
   }

@@ -17,6 +17,10 @@ const text = (s: string) => [256, ...new TextEncoder().encode(s)];
 const randomIds = (n: number, vocab: number, seed: number) =>
   Array.from({ length: n }, (_, i) => (i * 7919 + seed * 104729 + ((i * i) % 13)) % vocab);
 
+/** Where this process has no SharedArrayBuffer (e.g. the suite run with --no-harmony-sharedarraybuffer
+ * to check everything else with the pool off), only the fallback and the child-process tests run. */
+const sab = typeof SharedArrayBuffer !== 'undefined';
+
 /** Internals the tests reach into. */
 const inside = (m: Model) => m as unknown as { decoder: { par: Parallel; heap: { shared: boolean } }; pool: ThreadPool | null };
 
@@ -42,7 +46,7 @@ function outputs(m: Model, ids: number[]): Float32Array[] {
   return out;
 }
 
-describe('threads', () => {
+describe.skipIf(!sab)('threads', () => {
   it('a pool is started where SharedArrayBuffer and workers exist, on the threaded build', async () => {
     expect(threadsAvailable()).toBe(true);
     const k = await loadKernels({ threads: 2 });
@@ -115,22 +119,6 @@ describe('threads', () => {
     });
   });
 
-  it('falls back to one thread when SharedArrayBuffer is missing', async () => {
-    const g = globalThis as { SharedArrayBuffer?: unknown };
-    const saved = g.SharedArrayBuffer;
-    delete g.SharedArrayBuffer;
-    try {
-      expect(threadsAvailable()).toBe(false);
-      const m = await loadModel(undefined, { threads: 2 });
-      expect(m.threads).toBe(1);
-      expect(inside(m).decoder.heap.shared).toBe(false);
-      expect(m.forward(text('Hello')).every(Number.isFinite)).toBe(true);
-      m.dispose();
-    } finally {
-      g.SharedArrayBuffer = saved;
-    }
-  });
-
   it('dispose() ends the workers; disposing a session does not', async () => {
     const m = await loadModel(undefined, { threads: 2 });
     const pool = inside(m).pool!;
@@ -150,7 +138,25 @@ describe('threads', () => {
   });
 });
 
-describe('the pool under the kernels', () => {
+describe('without SharedArrayBuffer', () => {
+  it('falls back to one thread when SharedArrayBuffer is missing', async () => {
+    const g = globalThis as { SharedArrayBuffer?: unknown };
+    const saved = g.SharedArrayBuffer;
+    delete g.SharedArrayBuffer;
+    try {
+      expect(threadsAvailable()).toBe(false);
+      const m = await loadModel(undefined, { threads: 2 });
+      expect(m.threads).toBe(1);
+      expect(inside(m).decoder.heap.shared).toBe(false);
+      expect(m.forward(text('Hello')).every(Number.isFinite)).toBe(true);
+      m.dispose();
+    } finally {
+      if (saved) g.SharedArrayBuffer = saved;
+    }
+  });
+});
+
+describe.skipIf(!sab)('the pool under the kernels', () => {
   it('workers see memory grown after they started, and a failing kernel throws without breaking the pool', async () => {
     const k = await loadKernels({ threads: 2 });
     const K = k.kernels, heap = k.heap, pool = k.pool!;
