@@ -267,7 +267,9 @@ type DataEdit = { k: 'keep' } | { k: 'cut'; at: number } | { k: 'extend'; n: num
 
 function rebuild(file: Uint8Array, edits: HeaderEdit[], lenField: LengthField, dataMod: DataEdit, textEdit?: (s: string) => string): Uint8Array {
   const { header, data } = splitFile(file);
-  for (const m of edits) applyEdit(header, m);
+  // fast-check hands out one object for a constant such as `{}` wherever it appears: each edit gets
+  // its own copy, or putting one inside a header entry can make that entry contain itself.
+  for (const m of edits) applyEdit(header, structuredClone(m));
   let json = JSON.stringify(header);
   if (textEdit) json = textEdit(json);
   const h = enc(json);
