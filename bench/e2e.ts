@@ -332,48 +332,67 @@ export interface E2eResult {
   verified: boolean;
 }
 
-export async function benchE2e(opts: { bundle: string; build: SimdBuild; dramGBs1: number; dramGBs2: number | null; nodePeers: boolean; log: (s: string) => void }): Promise<E2eResult> {
+export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadCounts: number[]; dramGBs1: number; dramGBs2: number | null; nodePeers: boolean; log: (s: string) => void }): Promise<E2eResult> {
   const { log } = opts;
   const c = parseConfig(E2E_CONFIG);
   const dir = e2eDir();
   writeCheckpoint(dir, c, log);
   if (opts.nodePeers) writeOnnx(dir, c, log);
 
-  // Ours: load, prefill CONTEXT tokens, one step (the logits checked), then timed steps.
-  log('  ours: loading and prefilling …');
-  const model = await loadModel(dir, { simd: opts.build });
-  const session = model.createSession({ contextLength: CONTEXT + 128 });
+  // Ours at each thread count: load, prefill CONTEXT tokens, one step (its logits are the ones the
+  // peers are checked against), then timed steps.
   let s = 7;
   const prompt = Array.from({ length: CONTEXT }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s % c.vocabSize; });
-  const t0 = performance.now();
-  session.prefill(prompt);
-  const prefillMs = performance.now() - t0;
   const a = c.attention as MlaAttention, row = a.kvLoraRank + a.ropeDim;
   const id = 17;
-  const rope = ropeInputs(c, CONTEXT);
-  const bin = new Float32Array(2 * a.ropeDim + c.layers * CONTEXT * row);
-  bin.set(rope.cos, 0); bin.set(rope.sin, a.ropeDim);
-  latentCache(model, session, CONTEXT).forEach((layer, l) => bin.set(layer, 2 * a.ropeDim + l * CONTEXT * row));
-  writeFileSync(path.join(dir, 'inputs.bin'), new Uint8Array(bin.buffer));
-  writeFileSync(path.join(dir, 'inputs.json'), JSON.stringify({ id, dr: a.ropeDim, layers: c.layers, S: CONTEXT, row }));
-  const ours = session.step(id);
-  const maxAbsLogit = ours.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   const reps = 16;
-  const oursTimes: number[] = [];
+  const ours: { threads: number; build: string; model: Model; session: Session; prefillMs: number; times: number[] }[] = [];
+  let logits: Float32Array | null = null;
+  for (const threads of opts.threadCounts) {
+    log(`  ours ${threads}t: loading and prefilling …`);
+    const model = await loadModel(dir, { simd: opts.build, threads });
+    if (model.threads !== threads) { model.dispose(); continue; }
+    const session = model.createSession({ contextLength: CONTEXT + 128 });
+    const t0 = performance.now();
+    session.prefill(prompt);
+    const prefillMs = performance.now() - t0;
+    if (!logits) {
+      const rope = ropeInputs(c, CONTEXT);
+      const bin = new Float32Array(2 * a.ropeDim + c.layers * CONTEXT * row);
+      bin.set(rope.cos, 0); bin.set(rope.sin, a.ropeDim);
+      latentCache(model, session, CONTEXT).forEach((layer, l) => bin.set(layer, 2 * a.ropeDim + l * CONTEXT * row));
+      writeFileSync(path.join(dir, 'inputs.bin'), new Uint8Array(bin.buffer));
+      writeFileSync(path.join(dir, 'inputs.json'), JSON.stringify({ id, dr: a.ropeDim, layers: c.layers, S: CONTEXT, row }));
+      logits = session.step(id);
+    } else {
+      // The pool's split keeps every output on one thread's code path: the same logits, bit for bit.
+      const again = session.step(id);
+      if (!again.every((v, i) => Object.is(v, logits![i]))) throw new Error(`e2e: ${threads} threads gave other logits than 1`);
+    }
+    ours.push({ threads, build: model.simd, model, session, prefillMs, times: [] });
+  }
+  if (!logits) throw new Error('e2e: no thread count could be loaded');
+  const oursLogits = logits;
   const timeOurs = () => {
-    for (let i = 0; i < 2; i++) session.step(i);
-    for (let i = 0; i < reps / 2; i++) {
-      const t = performance.now();
-      session.step(i + 3);
-      oursTimes.push(performance.now() - t);
+    for (const o of ours) {
+      for (let i = 0; i < 2; i++) o.session.step(i);
+      for (let i = 0; i < reps / 2; i++) {
+        const t = performance.now();
+        o.session.step(i + 3);
+        o.times.push(performance.now() - t);
+      }
+      // Back to the context the peers see (CONTEXT + 1 rows), so both blocks time the same step.
+      o.session.truncate(CONTEXT + 1);
     }
   };
   timeOurs();
+  const maxAbsLogit = oursLogits.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
   const bytes = decodeBytes(c, CONTEXT);
   const floor1 = (bytes.weights + bytes.cache) / (opts.dramGBs1 * 1e6);
   // Two threads can read at least as fast as one: the 2-thread floor uses the higher of the two probes.
   const floor2 = (bytes.weights + bytes.cache) / (Math.max(opts.dramGBs1, opts.dramGBs2 ?? 0) * 1e6);
+  const floorOf = (threads: number) => (threads === 1 ? floor1 : floor2);
   const rows: E2eRow[] = [];
   let verified = true;
   if (opts.nodePeers) {
@@ -387,16 +406,16 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; dramGBs
           : { peer, threads, version: '?', ok: false, note: `process failed: ${(child.error?.message ?? child.stderr?.trim().split('\n').slice(-1)[0]) || child.status}` };
         const label = `${peer} ${r.version}`;
         if (!r.ok) {
-          rows.push({ runtime: label, threads, msPerToken: NaN, msBest: NaN, floorMs: threads === 1 ? floor1 : floor2, ratio: NaN, note: `skipped: ${r.note}` });
+          rows.push({ runtime: label, threads, msPerToken: NaN, msBest: NaN, floorMs: floorOf(threads), ratio: NaN, note: `skipped: ${r.note}` });
           log(`  ${label} ${threads}t: skipped (${r.note})`);
           continue;
         }
         const theirs = new Float32Array(Uint8Array.from(Buffer.from(r.logits!, 'base64')).buffer);
         let maxAbsDiff = 0;
-        for (let i = 0; i < theirs.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(theirs[i] - ours[i]));
-        const ok = theirs.length === ours.length && maxAbsDiff <= 1e-4 * Math.max(1, maxAbsLogit);
+        for (let i = 0; i < theirs.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(theirs[i] - oursLogits[i]));
+        const ok = theirs.length === oursLogits.length && maxAbsDiff <= 1e-4 * Math.max(1, maxAbsLogit);
         if (!ok) verified = false;
-        const floorMs = threads === 1 ? floor1 : floor2;
+        const floorMs = floorOf(threads);
         rows.push({
           runtime: label, threads, msPerToken: r.msMedian!, msBest: r.msBest!, floorMs, ratio: floorMs / r.msMedian!, maxAbsDiff,
           ...(ok ? {} : { note: `logits differ from ours by ${maxAbsDiff.toExponential(2)}: not comparable` }),
@@ -406,17 +425,21 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; dramGBs
     }
     timeOurs(); // a second block after the peers, so both sides see the machine at more than one moment
   }
-  oursTimes.sort((x, y) => x - y);
-  const oursMs = oursTimes[Math.floor(oursTimes.length / 2)];
-  log(`  ours 1t: ${oursMs.toFixed(2)} ms/token (best ${oursTimes[0].toFixed(2)}), prefill ${CONTEXT} tokens ${(prefillMs / 1000).toFixed(1)} s`);
-  rows.unshift({ runtime: `mla-wasm (${model.simd} build)`, threads: 1, msPerToken: oursMs, msBest: oursTimes[0], floorMs: floor1, ratio: floor1 / oursMs });
-  for (const r of rows.slice(1)) if (Number.isFinite(r.msPerToken)) r.oursSpeedup = r.msPerToken / oursMs;
-  session.dispose();
-  model.dispose();
+  const oursRows: E2eRow[] = ours.map((o) => {
+    o.times.sort((x, y) => x - y);
+    const ms = o.times[Math.floor(o.times.length / 2)];
+    log(`  ours ${o.threads}t: ${ms.toFixed(2)} ms/token (best ${o.times[0].toFixed(2)}), prefill ${CONTEXT} tokens ${(o.prefillMs / 1000).toFixed(1)} s`);
+    return { runtime: `mla-wasm (${o.build} build)`, threads: o.threads, msPerToken: ms, msBest: o.times[0], floorMs: floorOf(o.threads), ratio: floorOf(o.threads) / ms };
+  });
+  for (const r of rows) {
+    const o = oursRows.find((x) => x.threads === r.threads);
+    if (o && Number.isFinite(r.msPerToken)) r.oursSpeedup = r.msPerToken / o.msPerToken;
+  }
+  for (const o of ours) o.model.dispose();
   return {
     config: E2E_CONFIG, context: CONTEXT, weightBytesRead: bytes.weights, cacheBytes: bytes.cache,
-    dramGBs1: opts.dramGBs1, dramGBs2: opts.dramGBs2, prefillTokensPerS: CONTEXT / prefillMs * 1000,
-    rows, maxAbsLogit, verified,
+    dramGBs1: opts.dramGBs1, dramGBs2: opts.dramGBs2, prefillTokensPerS: CONTEXT / ours[0].prefillMs * 1000,
+    rows: [...oursRows, ...rows], maxAbsLogit, verified,
   };
 }
 

@@ -1,6 +1,8 @@
 // llama-bench style rows: prefill tokens/s (pp128, pp512) and decode tokens/s (tg64 at contexts
 // 512, 4k, 16k), each beside its roofline floor from this run's probes:
-//   prefill floor = flops / peak; decode floor = max(bytes read / DRAM bandwidth, flops / peak).
+//   prefill floor = flops / peak; decode floor = max(bytes read / DRAM bandwidth, flops / peak),
+// at 1 thread and at 2 (or more) threads. The floors of t threads take t × one core's peak and the
+// DRAM bandwidth of two readers at once (the higher of that and one reader's).
 //
 // (a) the default model, through the public API (loadModel, createSession, prefill, step): for tg64
 //     at context L it prefills L tokens, then times 64 steps. Its max_position_embeddings is 1024,
@@ -24,11 +26,14 @@ export interface Probes {
   peakGflops: number;
   /** GB/s: one thread's DRAM read bandwidth */
   dramGBs: number;
+  /** GB/s: two processes reading at once, when measured */
+  dramGBs2?: number | null;
 }
 
 export interface LlamaRow {
   model: string;
   test: string;
+  threads: number;
   tokens: number;
   context: number;
   msPerToken: number;
@@ -37,22 +42,25 @@ export interface LlamaRow {
   bound: 'compute' | 'DRAM';
   /** floor / measured: 1 is the roofline */
   ratio: number;
+  /** for rows of more than one thread: the same test's 1-thread time / this one's */
+  speedup?: number;
   note?: string;
 }
 
-function row(model: string, test: string, tokens: number, context: number, totalMs: number, floorMs: number, bound: LlamaRow['bound'], note?: string): LlamaRow {
+function row(model: string, test: string, threads: number, tokens: number, context: number, totalMs: number, floorMs: number, bound: LlamaRow['bound'], note?: string): LlamaRow {
   const msPerToken = totalMs / tokens;
-  return { model, test, tokens, context, msPerToken, tokensPerS: 1000 / msPerToken, floorMs, bound, ratio: floorMs / msPerToken, ...(note ? { note } : {}) };
+  return { model, test, threads, tokens, context, msPerToken, tokensPerS: 1000 / msPerToken, floorMs, bound, ratio: floorMs / msPerToken, ...(note ? { note } : {}) };
 }
 
-function prefillFloor(c: ModelConfig, T: number, p: Probes): number {
-  return prefillFlops(c, T) / (p.peakGflops * 1e6) / T;
+function prefillFloor(c: ModelConfig, T: number, p: Probes, threads: number): number {
+  return prefillFlops(c, T) / (threads * p.peakGflops * 1e6) / T;
 }
 
-function decodeFloor(c: ModelConfig, S: number, p: Probes): { ms: number; bound: LlamaRow['bound']; note?: string } {
+function decodeFloor(c: ModelConfig, S: number, p: Probes, threads: number): { ms: number; bound: LlamaRow['bound']; note?: string } {
   const b = decodeBytes(c, S);
-  const mem = (b.weights + b.cache) / (p.dramGBs * 1e6);
-  const comp = decodeFlops(c, S, 'absorbed') / (p.peakGflops * 1e6);
+  const dram = threads > 1 ? Math.max(p.dramGBs, p.dramGBs2 ?? 0) : p.dramGBs;
+  const mem = (b.weights + b.cache) / (dram * 1e6);
+  const comp = decodeFlops(c, S, 'absorbed') / (threads * p.peakGflops * 1e6);
   // A step that reads little can find it all in the caches, where DRAM bandwidth is no bound.
   const small = b.weights + b.cache < 64 * 2 ** 20
     ? `reads ${((b.weights + b.cache) / 2 ** 20).toFixed(1)} MiB a step: cache-resident, so the DRAM figure is no real bound` : undefined;
@@ -71,10 +79,11 @@ export const TG_CONTEXTS = [512, 4096, 16384];
 const TG = 64;
 
 /** (a) The default model through the public API. */
-async function defaultModelRows(build: SimdBuild, p: Probes, contexts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
+async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, contexts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
   const rows: LlamaRow[] = [];
   const name = 'fortune-mla (default)';
-  const model = await loadModel(undefined, { simd: build });
+  const model = await loadModel(undefined, { simd: build, threads });
+  const t = `${model.threads}t`;
   const c = model.config;
   const vocab = c.vocabSize;
   for (const T of PP) {
@@ -89,8 +98,8 @@ async function defaultModelRows(build: SimdBuild, p: Probes, contexts: number[],
       times.push(performance.now() - t0);
     }
     s.dispose();
-    rows.push(row(name, `pp${T}`, T, T, median(times), prefillFloor(c, T, p), 'compute'));
-    log(`  ${name} pp${T}: ${(T / median(times) * 1000).toFixed(0)} tokens/s`);
+    rows.push(row(name, `pp${T}`, model.threads, T, T, median(times), prefillFloor(c, T, p, model.threads), 'compute'));
+    log(`  ${name} ${t} pp${T}: ${(T / median(times) * 1000).toFixed(0)} tokens/s`);
   }
   // Contexts past max_position_embeddings: the same checkpoint with the limit raised.
   let raised: Model | null = null;
@@ -104,7 +113,7 @@ async function defaultModelRows(build: SimdBuild, p: Probes, contexts: number[],
         raised = await loadModel({
           'config.json': new TextEncoder().encode(JSON.stringify(cfg)),
           'model.safetensors': readFileSync(new URL('model.safetensors', dir)),
-        }, { simd: build });
+        }, { simd: build, threads });
       }
       m = raised;
       note = `max_position_embeddings ${c.maxPositions} raised to ${m.config.maxPositions} for timing`;
@@ -119,9 +128,9 @@ async function defaultModelRows(build: SimdBuild, p: Probes, contexts: number[],
     const ms = performance.now() - t1;
     s.dispose();
     // The floor at the middle of the 64 steps' contexts.
-    const f = decodeFloor(c, L + TG / 2, p);
-    rows.push(row(name, `tg${TG} @ ${L}`, TG, L, ms, f.ms, f.bound, [note, f.note].filter(Boolean).join('; ') || undefined));
-    log(`  ${name} tg${TG} @ ${L}: ${(TG / ms * 1000).toFixed(0)} tokens/s (prefill of ${L} took ${(prefillMs / 1000).toFixed(1)} s)`);
+    const f = decodeFloor(c, L + TG / 2, p, model.threads);
+    rows.push(row(name, `tg${TG} @ ${L}`, model.threads, TG, L, ms, f.ms, f.bound, [note, f.note].filter(Boolean).join('; ') || undefined));
+    log(`  ${name} ${t} tg${TG} @ ${L}: ${(TG / ms * 1000).toFixed(0)} tokens/s (prefill of ${L} took ${(prefillMs / 1000).toFixed(1)} s)`);
   }
   model.dispose();
   raised?.dispose();
@@ -129,13 +138,14 @@ async function defaultModelRows(build: SimdBuild, p: Probes, contexts: number[],
 }
 
 /** (b) The synthetic V2-Lite-dims model on the Decoder. */
-async function syntheticRows(build: SimdBuild, p: Probes, contexts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
+async function syntheticRows(build: SimdBuild, threads: number, p: Probes, contexts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
   const rows: LlamaRow[] = [];
   const v = VARIANTS[0]; // MLA, absorbed decode
   const c = syntheticConfig(v.attention);
   const name = `V2-Lite attention dims, ${c.layers} layers (synthetic)`;
-  const { kernels, heap } = await loadKernels({ simd: build });
-  const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap));
+  const { kernels, heap, pool } = await loadKernels({ simd: build, threads });
+  const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap), pool);
+  const used = pool?.threads ?? 1;
   const capacity = Math.max(...contexts) + TG + 1;
   const cache: KvCache = { ptr: heap.alloc(capacity * c.layers * decoder.cacheRow * 4, 'cache'), capacity, row: decoder.cacheRow };
   const prefill = (prompt: number[]) => {
@@ -154,8 +164,8 @@ async function syntheticRows(build: SimdBuild, p: Probes, contexts: number[], qu
       prefill(prompt);
       times.push(performance.now() - t0);
     }
-    rows.push(row(name, `pp${T}`, T, T, median(times), prefillFloor(c, T, p), 'compute'));
-    log(`  synthetic pp${T}: ${(T / median(times) * 1000).toFixed(1)} tokens/s`);
+    rows.push(row(name, `pp${T}`, used, T, T, median(times), prefillFloor(c, T, p, used), 'compute'));
+    log(`  synthetic ${used}t pp${T}: ${(T / median(times) * 1000).toFixed(1)} tokens/s`);
   }
   const mem = heap.f32(cache.ptr, capacity * c.layers * decoder.cacheRow);
   for (let i = 0; i < mem.length; i++) mem[i] = Math.sin(i) * 0.5;
@@ -165,15 +175,26 @@ async function syntheticRows(build: SimdBuild, p: Probes, contexts: number[], qu
     const t0 = performance.now();
     for (let i = 0; i < TG; i++) decoder.runChunk(cache, L + i, 1, 'absorbed', false);
     const ms = performance.now() - t0;
-    const f = decodeFloor(c, L + TG / 2, p);
-    rows.push(row(name, `tg${TG} @ ${L}`, TG, L, ms, f.ms, f.bound, 'cache filled with random rows'));
-    log(`  synthetic tg${TG} @ ${L}: ${(TG / ms * 1000).toFixed(1)} tokens/s`);
+    const f = decodeFloor(c, L + TG / 2, p, used);
+    rows.push(row(name, `tg${TG} @ ${L}`, used, TG, L, ms, f.ms, f.bound, 'cache filled with random rows'));
+    log(`  synthetic ${used}t tg${TG} @ ${L}: ${(TG / ms * 1000).toFixed(1)} tokens/s`);
   }
+  pool?.dispose();
   return rows;
 }
 
-export async function benchLlama(build: SimdBuild, p: Probes, quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
+/** Every row at each thread count of `threadCounts` (a count the pool cannot give is left out). */
+export async function benchLlama(build: SimdBuild, p: Probes, threadCounts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
   // --quick leaves out 16k context (prefilling it takes the default model ~20 s).
   const contexts = quick ? TG_CONTEXTS.filter((L) => L <= 4096) : TG_CONTEXTS;
-  return [...await defaultModelRows(build, p, contexts, quick, log), ...await syntheticRows(build, p, contexts, quick, log)];
+  const rows: LlamaRow[] = [];
+  for (const threads of threadCounts) {
+    for (const r of [...await defaultModelRows(build, threads, p, contexts, quick, log), ...await syntheticRows(build, threads, p, contexts, quick, log)]) {
+      if (r.threads !== threads) continue;
+      const one = rows.find((x) => x.threads === 1 && x.model === r.model && x.test === r.test);
+      if (one && threads > 1) r.speedup = one.msPerToken / r.msPerToken;
+      rows.push(r);
+    }
+  }
+  return rows;
 }

@@ -13,6 +13,7 @@
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { matmulModel } from './onnx.js';
+import { Parallel } from '../src/threads.js';
 import { loadKernels, type SimdBuild } from '../src/wasm.js';
 
 export type PeerName = 'mla-wasm' | 'onnxruntime-web' | 'tfjs-backend-wasm' | 'onnxruntime-node';
@@ -144,21 +145,22 @@ async function tfjsRunner(threads: number): Promise<Runner> {
   };
 }
 
-async function oursRunner(build: SimdBuild): Promise<Runner> {
-  const { kernels: K, heap, build: got } = await loadKernels({ simd: build });
+/** Ours as the decoder calls it: through Parallel, which splits a call across the worker pool. */
+async function oursRunner(build: SimdBuild, threads: number): Promise<Runner> {
+  const { kernels: K, heap, build: got, pool } = await loadKernels({ simd: build, threads });
   const fill = (ptr: number, len: number, seed: number) => heap.f32(ptr, len).set(random(len, seed));
   return {
     version: `mla-wasm ${got} build`,
+    threadsInUse: pool?.threads ?? 1,
     async prepare(m, k, n) {
       const bs = Array.from({ length: copiesFor(m) }, (_, c) => { const b = heap.alloc(k * n * 4); fill(b, k * n, 11 + c); return b; });
       const a = heap.alloc(m * k * 4 + 4096), c = heap.alloc(m * n * 4 + 4096);
       // the vector 2 KiB off W's offset within 4 KiB (as the kernel bench places it)
       const x = a + ((bs[0] + 2048 - a) & 4095), y = c + ((bs[0] + 2048 - c) & 4095);
       fill(x, m * k, 5);
-      if (m === 1) return rotate(bs.map((b) => () => K.matvec(b, k, x, y, n, k)));
-      const pack = heap.alloc(K.matmul_pack_bytes(k, n));
-      const b = bs[0];
-      return () => K.matmul_nt(x, k, b, k, y, n, m, k, n, pack);
+      const packBytes = K.matmul_pack_bytes(k, n);
+      const par = new Parallel(K, pool, heap.alloc(threads * packBytes), packBytes);
+      return rotate(bs.map((b) => () => par.matmul(true, x, k, b, k, y, n, m, k, n)));
     },
   };
 }
@@ -183,7 +185,7 @@ export async function peerWorker(spec: PeerSpec): Promise<PeerResult> {
   const base = { peer: spec.peer, threads: spec.threads };
   let runner: Runner;
   try {
-    runner = spec.peer === 'mla-wasm' ? await oursRunner(spec.build ?? 'relaxed')
+    runner = spec.peer === 'mla-wasm' ? await oursRunner(spec.build ?? 'relaxed', spec.threads)
       : spec.peer === 'tfjs-backend-wasm' ? await tfjsRunner(spec.threads)
       : await onnxRunner(spec.peer, spec.threads);
   } catch (e) {
@@ -210,6 +212,7 @@ export async function peerWorker(spec: PeerSpec): Promise<PeerResult> {
 /** The peers measured, in order; each runs in its own process. */
 export const PEER_SPECS: { peer: PeerName; threads: number }[] = [
   { peer: 'mla-wasm', threads: 1 },
+  { peer: 'mla-wasm', threads: 2 },
   { peer: 'onnxruntime-web', threads: 1 },
   { peer: 'onnxruntime-web', threads: 2 },
   { peer: 'tfjs-backend-wasm', threads: 1 },

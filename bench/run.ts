@@ -14,6 +14,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { threadsAvailable } from '../src/threads.js';
 import { chooseBuild, type SimdBuild } from '../src/wasm.js';
 import { benchDecode, type DecodeRow } from './decode.js';
 import { benchE2e, e2eWorker, type E2eResult } from './e2e.js';
@@ -86,6 +87,8 @@ const command = `npm run bench${flags.length ? ` -- ${flags.join(' ')}` : ''}`;
 log(`mla-wasm bench on ${machineLine}${quick ? ' (quick)' : ''}; sections: ${[...sections].join(', ')}`);
 
 const best = chooseBuild('auto');
+// Ours runs at 1 thread and, where a worker pool is possible, at 2 (this machine's cores).
+const threadCounts = machine.cores >= 2 && threadsAvailable() ? [1, 2] : [1];
 const builds: SimdBuild[] = ['simd', 'relaxed'].filter((b) => b === 'simd' || best === 'relaxed') as SimdBuild[];
 
 // 1. Kernels and their probes.
@@ -122,14 +125,14 @@ async function probe2(): Promise<void> {
   if (v !== null) dram2 = Math.max(dram2 ?? 0, v);
   log(`probes: DRAM ${v ? v.toFixed(1) + ' GB/s' : 'n/a'} (two processes at once)`);
 }
-if (sections.has('e2e') || sections.has('peers')) await probe2();
+if (sections.has('e2e') || sections.has('peers') || (sections.has('llama') && threadCounts.length > 1)) await probe2();
 
 // 2. llama-bench rows.
 let llama: LlamaRow[] = [];
 noteLoad('llama');
 if (sections.has('llama')) {
-  log(`llama-bench rows, ${best} build, 1 thread:`);
-  llama = await benchLlama(best, p, quick, log);
+  log(`llama-bench rows, ${best} build, threads ${threadCounts.join(' and ')}:`);
+  llama = await benchLlama(best, { ...p, dramGBs2: dram2 }, threadCounts, quick, log);
 }
 
 // 3. Decode variants.
@@ -164,7 +167,7 @@ if (sections.has('e2e')) {
   const fresh = await probeDram(best);
   p = { ...p, dramGBs: Math.max(p.dramGBs, fresh) };
   await probe2();
-  e2e = await benchE2e({ bundle, build: best, dramGBs1: p.dramGBs, dramGBs2: dram2, nodePeers: nodeOnly, log });
+  e2e = await benchE2e({ bundle, build: best, threadCounts, dramGBs1: p.dramGBs, dramGBs2: dram2, nodePeers: nodeOnly, log });
 }
 
 noteLoad('end');
@@ -193,13 +196,14 @@ md.push(`**Probes** (floors use the highest of this run): compute peak ${f(p.pea
   `DRAM read ${f(p.dramGBs)} GB/s one process${dram2 ? `, ${f(dram2)} GB/s two processes at once` : ''}.`, '');
 
 if (llama.length) {
-  md.push(`### Prefill and decode (llama-bench style), ${best} build, 1 thread`, '');
-  md.push('Floor: prefill = flops / peak; decode = max(bytes read / DRAM, flops / peak), at the middle of the 64 steps\' contexts. floor/measured = 1 is the roofline.', '');
-  md.push('| model | test | tokens/s | ms/token | floor ms/token | bound | floor/measured | note |', '|---|---|---|---|---|---|---|---|');
+  md.push(`### Prefill and decode (llama-bench style), ${best} build, ${threadCounts.join(' and ')} thread${threadCounts.length > 1 ? 's' : ''}`, '');
+  md.push('Floor: prefill = flops / peak; decode = max(bytes read / DRAM, flops / peak), at the middle of the 64 steps\' contexts; ' +
+    'for 2 threads, twice one core\'s peak and the DRAM bandwidth of two readers. floor/measured = 1 is the roofline; "× 1t" = the 1-thread time / this one.', '');
+  md.push('| model | test | threads | tokens/s | ms/token | floor ms/token | bound | floor/measured | × 1t | note |', '|---|---|---|---|---|---|---|---|---|---|');
   for (const r of llama) {
-    md.push(`| ${r.model} | ${r.test} | ${f(r.tokensPerS)} | ${f(r.msPerToken, 3)} | ${f(r.floorMs, 3)} | ${r.bound} | ${f(r.ratio, 2)} | ${r.note ?? ''} |`);
+    md.push(`| ${r.model} | ${r.test} | ${r.threads} | ${f(r.tokensPerS)} | ${f(r.msPerToken, 3)} | ${f(r.floorMs, 3)} | ${r.bound} | ${f(r.ratio, 2)} | ${r.speedup ? f(r.speedup, 2) : ''} | ${r.note ?? ''} |`);
   }
-  md.push('');
+  md.push(busyNote('llama').trim(), '');
 }
 
 if (e2e) {
@@ -213,26 +217,29 @@ if (e2e) {
   for (const r of e2e.rows) {
     md.push(`| ${r.runtime} | ${r.threads} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${f(r.floorMs, 2)} | ${f(r.ratio, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? r.maxAbsDiff.toExponential(1) : ''} | ${r.note ?? ''} |`);
   }
-  md.push('', 'Ours at 2 threads: not measured (no worker pool on this branch yet). "their ms / our ms" > 1 means ours is faster.' + busyNote('e2e'), '');
+  md.push('', '"their ms / our ms" compares a peer with ours at the same thread count; > 1 means ours is faster.' + busyNote('e2e'), '');
 }
 
 if (peers.length || peersNote) {
   md.push('### Peers on the same shapes (f32, 1 and 2 threads, each in a fresh Node process, best time)', '');
   if (peersNote) md.push(peersNote, '');
   else {
-    const ours = peers.find((x) => x.peer === 'mla-wasm');
+    const ours = peers.filter((x) => x.peer === 'mla-wasm' && x.ok);
     const others = peers.filter((x) => x.peer !== 'mla-wasm');
     const label = (x: PeerResult) => `${x.peer} ${x.version}, ${x.threads}t`;
-    md.push('GEMM in GFLOP/s, GEMV (1×K×N) in GB/s of weights (rotating four 64 MiB matrices so none is cached). Ours: 1 thread (no worker pool on this branch yet). Ratio = ours / peer (> 1: ours is faster).', '');
-    md.push(`| shape M×K×N | ${ours ? `ours (${ours.version}), 1t` : 'ours'} | ${others.map(label).join(' | ')} |`, `|---|---|${others.map(() => '---').join('|')}|`);
+    md.push('GEMM in GFLOP/s, GEMV (1×K×N) in GB/s of weights (rotating four 64 MiB matrices so none is cached). Ratio = ours / peer at the same thread count (> 1: ours is faster).', '');
+    md.push(`| shape M×K×N | ${ours.map((o) => `ours (${o.version}), ${o.threads}t`).join(' | ')} | ${others.map(label).join(' | ')} |`, `|---|${ours.map(() => '---').join('|')}|${others.map(() => '---').join('|')}|`);
     for (const [m, k, n] of SHAPES) {
       const shape = `${m}×${k}×${n}`;
       const val = (x?: PeerResult) => {
         const r = x?.rows.find((y) => y.shape === shape);
         return r ? (m === 1 ? r.gbs : r.gflops) : NaN;
       };
-      const o = val(ours);
-      md.push(`| ${shape} | ${f(o)} | ${others.map((x) => { const v = val(x); return Number.isFinite(v) ? `${f(v)} (ratio ${f(o / v, 2)})` : '—'; }).join(' | ')} |`);
+      const cell = (x: PeerResult) => {
+        const v = val(x), o = val(ours.find((y) => y.threads === x.threads));
+        return Number.isFinite(v) ? `${f(v)}${Number.isFinite(o) ? ` (ratio ${f(o / v, 2)})` : ''}` : '—';
+      };
+      md.push(`| ${shape} | ${ours.map((o) => f(val(o))).join(' | ')} | ${others.map(cell).join(' | ')} |`);
     }
     const notes = peers.filter((x) => x.note).map((x) => `${label(x)}: ${x.note}`);
     if (busyNote('peers')) notes.push(busyNote('peers').trim());

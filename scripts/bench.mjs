@@ -82,7 +82,7 @@ function summarize() {
   if (!runs.length) return;
   const f = (x, d = 1) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '—');
   const kernel = (run, name, shape) => run.kernels.find((k) => k.build === run.build)?.rows.find((r) => r.kernel === name && r.shape === shape);
-  const llama = (run, model, test) => run.llama.find((r) => r.model.startsWith(model) && r.test === test);
+  const llama = (run, model, test) => run.llama.find((r) => r.model.startsWith(model) && r.test === test && (r.threads ?? 1) === 1);
   const decode = (run, variant, ctx) => run.decode.find((r) => r.variant === variant && r.context === ctx);
   const rows = [
     ['compute peak probe, GFLOP/s', (r) => f(r.kernels.find((k) => k.build === r.build)?.peakGflops)],
@@ -95,7 +95,7 @@ function summarize() {
     ['V2-Lite dims tg64 @ 4096, tokens/s (floor/measured)', (r) => { const x = llama(r, 'V2-Lite', 'tg64 @ 4096'); return x ? `${f(x.tokensPerS)} (${f(x.ratio, 2)})` : '—'; }],
     ['MLA absorbed decode @ 16384, ms/token', (r) => f(decode(r, 'MLA absorbed', 16384)?.msPerToken, 2)],
     ['MHA decode @ 16384, ms/token', (r) => f(decode(r, 'MHA', 16384)?.msPerToken, 2)],
-    ['end to end, ours, ms/token (floor/measured)', (r) => { const x = r.e2e?.rows?.[0]; return x ? `${f(x.msPerToken, 2)} (${f(x.ratio, 2)})` : '—'; }],
+    ...[1, 2].map((t) => [`end to end, ours ${t}t, ms/token (floor/measured)`, (r) => { const x = r.e2e?.rows?.find((y) => y.runtime.startsWith('mla-wasm') && y.threads === t); return x ? `${f(x.msPerToken, 2)} (${f(x.ratio, 2)})` : '—'; }]),
   ];
   const md = [
     `Cross-runtime summary of the latest runs under each runtime (\`npm run bench -- --runtime all${args.length ? ' ' + args.join(' ') : ''}\` runs them in turn; their commands are in the column heads), on ${runs[0].machineLine?.split(', Node')[0] ?? 'this machine'}. Each ratio is to its own run's probes; the peers and the end-to-end ONNX comparison run under Node only.`,

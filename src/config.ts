@@ -1,5 +1,5 @@
 // config.json → the few numbers the decoder needs, validated once. Names follow mla.md.
-import { MlaError } from './errors.js';
+import { MlaError, showValue } from './errors.js';
 
 /** Multi-head Latent Attention (DeepSeek-V2/V3). */
 export interface MlaAttention {
@@ -76,22 +76,13 @@ const MLA_ARCHS = ['DeepseekV2ForCausalLM', 'DeepseekV3ForCausalLM'];
 const GQA_ARCHS = ['LlamaForCausalLM'];
 const MAX_LAYERS = 4096;
 
-/** A value for an error message; never throws (BigInt and cyclic values are not JSON). */
-function show(v: unknown): string {
-  try {
-    return JSON.stringify(v) ?? String(v);
-  } catch {
-    return String(v);
-  }
-}
-
 function bad(msg: string): never {
   throw new MlaError('BAD_CONFIG', `config.json: ${msg}`);
 }
 
 function int(raw: Record<string, unknown>, key: string, min = 1): number {
   const v = raw[key];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) bad(`"${key}" must be an integer ≥ ${min}, got ${show(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) bad(`"${key}" must be an integer ≥ ${min}, got ${showValue(v)}`);
   return v;
 }
 
@@ -103,14 +94,14 @@ function optInt(raw: Record<string, unknown>, key: string, fallback: number | nu
 
 function num(raw: Record<string, unknown>, key: string, fallback?: number): number {
   const v = raw[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) bad(`"${key}" must be a finite number, got ${show(raw[key])}`);
+  if (typeof v !== 'number' || !Number.isFinite(v)) bad(`"${key}" must be a finite number, got ${showValue(raw[key])}`);
   return v;
 }
 
 function tokenIds(v: unknown): number[] {
   if (v === undefined || v === null) return [];
   const list = Array.isArray(v) ? v : [v];
-  if (!list.every((x) => Number.isInteger(x) && x >= 0)) bad(`token ids must be non-negative integers, got ${show(v)}`);
+  if (!list.every((x) => Number.isInteger(x) && x >= 0)) bad(`token ids must be non-negative integers, got ${showValue(v)}`);
   return list as number[];
 }
 
@@ -120,7 +111,7 @@ function parseYarn(raw: Record<string, unknown>): YarnScaling | null {
   if (typeof s !== 'object') bad('"rope_scaling" must be an object or null');
   const r = s as Record<string, unknown>;
   const type = r.type ?? r.rope_type;
-  if (type !== 'yarn') bad(`rope_scaling type ${show(type)} is not supported (only "yarn")`);
+  if (type !== 'yarn') bad(`rope_scaling type ${showValue(type)} is not supported (only "yarn")`);
   const y: YarnScaling = {
     factor: num(r, 'factor'),
     originalMaxPositions: int(r, 'original_max_position_embeddings'),
@@ -139,10 +130,10 @@ const MAX_EXPERTS = 4096;
 function parseMoe(raw: Record<string, unknown>): MoeFfn {
   const experts = int(raw, 'n_routed_experts');
   const scoring = raw.scoring_func ?? 'softmax';
-  if (scoring !== 'softmax' && scoring !== 'sigmoid') bad(`scoring_func ${JSON.stringify(scoring)} is not supported`);
+  if (scoring !== 'softmax' && scoring !== 'sigmoid') bad(`scoring_func ${showValue(scoring)} is not supported`);
   const method = raw.topk_method ?? 'greedy';
   if (method !== 'greedy' && method !== 'group_limited_greedy' && method !== 'noaux_tc') {
-    bad(`topk_method ${JSON.stringify(method)} is not supported`);
+    bad(`topk_method ${showValue(method)} is not supported`);
   }
   const moe: MoeFfn = {
     kind: 'moe', experts,
@@ -213,10 +204,10 @@ export function parseConfig(json: unknown): ModelConfig {
     if (raw.attention_bias === true || raw.mlp_bias === true) bad('attention_bias / mlp_bias are not supported');
     if (raw.rope_scaling !== undefined && raw.rope_scaling !== null) bad('rope_scaling is not supported for Llama-layout models yet');
   } else {
-    bad(`architecture ${show(architecture)} is not supported (expected one of ${[...MLA_ARCHS, ...GQA_ARCHS].join(', ')})`);
+    bad(`architecture ${showValue(architecture)} is not supported (expected one of ${[...MLA_ARCHS, ...GQA_ARCHS].join(', ')})`);
   }
   const act = raw.hidden_act ?? 'silu';
-  if (act !== 'silu') bad(`hidden_act ${show(act)} is not supported (only "silu")`);
+  if (act !== 'silu') bad(`hidden_act ${showValue(act)} is not supported (only "silu")`);
 
   return {
     architecture,

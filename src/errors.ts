@@ -24,3 +24,12 @@ export class MlaError extends Error {
     this.code = code;
   }
 }
+
+/** A value as an error message shows it; never throws (BigInts, cycles and prototype-less objects are no JSON). */
+export function showValue(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    try { return String(v); } catch { return Object.prototype.toString.call(v); }
+  }
+}

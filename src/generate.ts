@@ -1,7 +1,7 @@
 // Streaming generation over a session: prefill the prompt, then sample, yield and step one token at
 // a time, giving the event loop a turn between tokens so that an AbortSignal (or anything else the
 // program has to do) gets in. Model.generate and Model.chat are thin wrappers around this.
-import { MlaError } from './errors.js';
+import { MlaError, showValue } from './errors.js';
 import type { Model } from './model.js';
 import { createRng, sampleToken, type SamplingOptions } from './sampling.js';
 import { checkIds, type Session } from './session.js';
@@ -81,9 +81,7 @@ const histories = new WeakMap<Session, History>();
 const KNOWN = new Set(['maxNewTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'stop', 'signal', 'session', 'addSpecialTokens']);
 
 function badOption(name: string, want: string, got: unknown): never {
-  let shown: string;
-  try { shown = typeof got === 'object' && got !== null ? Object.prototype.toString.call(got) : JSON.stringify(got) ?? String(got); } catch { shown = String(got); }
-  throw new MlaError('BAD_INPUT', `option ${name} must be ${want}, got ${shown}`);
+  throw new MlaError('BAD_INPUT', `option ${name} must be ${want}, got ${showValue(got)}`);
 }
 
 /** Check every option and fill in the defaults (generation_config.json, then ours). */

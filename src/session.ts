@@ -1,6 +1,6 @@
 // A conversation's state: its own KV cache in the model's memory and a position.
 import { CHUNK, type AttentionPath, type Decoder, type KvCache } from './decoder.js';
-import { MlaError } from './errors.js';
+import { MlaError, showValue } from './errors.js';
 
 export interface SessionOptions {
   /** Positions the cache holds (default: the model's max_position_embeddings, at most 4096). */
@@ -110,7 +110,7 @@ export class Session {
     const cache = this.live();
     const d = this.decoder, V = d.config.vocabSize;
     if (attention !== 'naive' && attention !== 'absorbed') {
-      throw new MlaError('BAD_INPUT', `attention must be 'naive' or 'absorbed', got ${JSON.stringify(attention)}`);
+      throw new MlaError('BAD_INPUT', `attention must be 'naive' or 'absorbed', got ${showValue(attention)}`);
     }
     checkIds(ids, V);
     if (this.pos + ids.length > cache.capacity) {

@@ -2,7 +2,7 @@
 // `process` at the top level: file URLs are read through a dynamic import of node:fs,
 // which exists in Node, Deno and Bun; anything else is fetched.
 import { instantiate } from '../build/kernels-simd.js';
-import { MlaError } from './errors.js';
+import { MlaError, showValue } from './errors.js';
 import { Heap } from './heap.js';
 import { ThreadPool, threadsAvailable } from './threads.js';
 
@@ -49,7 +49,7 @@ export function detectSimd(): { simd: boolean; relaxed: boolean } {
 
 export function chooseBuild(wanted: 'auto' | SimdBuild = 'auto'): SimdBuild {
   if (!['auto', 'simd', 'relaxed'].includes(wanted)) {
-    throw new MlaError('BAD_INPUT', `simd must be 'auto', 'simd' or 'relaxed', got ${JSON.stringify(wanted)}`);
+    throw new MlaError('BAD_INPUT', `simd must be 'auto', 'simd' or 'relaxed', got ${showValue(wanted)}`);
   }
   const can = detectSimd();
   if (!can.simd) throw new MlaError('NO_SIMD', 'this runtime cannot compile WebAssembly SIMD, which the kernels need');
@@ -104,7 +104,7 @@ export interface LoadedKernels {
 function checkThreads(threads: unknown): number {
   if (threads === undefined) return 1;
   if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 256) {
-    throw new MlaError('BAD_INPUT', `threads must be an integer from 1 to 256, got ${JSON.stringify(threads)}`);
+    throw new MlaError('BAD_INPUT', `threads must be an integer from 1 to 256, got ${showValue(threads)}`);
   }
   return threads;
 }

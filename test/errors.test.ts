@@ -79,6 +79,9 @@ describe('loading bad checkpoints', () => {
     await expectCode(loadModel({ config: { ...moe, num_experts_per_tok: 5 }, tensors: good() }), 'BAD_CONFIG');
     await expectCode(loadModel({ config: { ...moe, scoring_func: 'relu' }, tensors: good() }), 'BAD_CONFIG');
     await expectCode(loadModel({ config: { ...moe, topk_method: 'noaux_tc', n_group: 3 }, tensors: good() }), 'BAD_CONFIG');
+    // Values that are no JSON still make a message (found by fuzzing: a BigInt crashed the formatting).
+    await expectCode(loadModel({ config: { ...moe, topk_method: 10n }, tensors: good() }), 'BAD_CONFIG');
+    await expectCode(loadModel({ config: { ...moe, scoring_func: Object.create(null) }, tensors: good() }), 'BAD_CONFIG');
     // A dense checkpoint under an MoE config: the experts are missing, and named.
     const e = await expectCode(loadModel({ config: moe, tensors: good() }), 'MISSING_TENSOR');
     expect(e.message).toContain('model.layers.0.mlp.experts.0.gate_proj.weight');
@@ -93,6 +96,10 @@ describe('loading bad checkpoints', () => {
   it('relaxed SIMD forced where it is available works; an unknown choice is refused', async () => {
     // @ts-expect-error not a build
     await expectCode(loadModel({ config, tensors: good() }, { simd: 'avx' }), 'BAD_INPUT');
+    // @ts-expect-error not a build
+    await expectCode(loadModel({ config, tensors: good() }, { simd: 1n }), 'BAD_INPUT');
+    // @ts-expect-error not a count
+    await expectCode(loadModel({ config, tensors: good() }, { threads: 2n }), 'BAD_INPUT');
   });
 });
 
@@ -158,6 +165,10 @@ describe('running with bad input', () => {
     const model = await loadModel({ config, tensors: good() });
     // @ts-expect-error not a path
     await expectCode(() => model.createSession().step(1, { attention: 'flash' }), 'BAD_INPUT');
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    // @ts-expect-error not a path
+    await expectCode(() => model.createSession().step(1, { attention: cyclic }), 'BAD_INPUT');
   });
 
   it('logits that overflow: NON_FINITE, position unchanged', async () => {
