@@ -9,7 +9,7 @@ import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
 import { BLOCK, FINISH, INIT, Parallel, type ThreadPool } from './threads.js';
 import type { Kernels } from './wasm.js';
 import { routeToken } from './moe.js';
-import { inputRows, type LayerWeights, type Weights } from './weights.js';
+import { inputRows, MATRIX_ALIGN, type LayerWeights, type Weights } from './weights.js';
 
 /** How MLA attention is computed: expand per-head K/V from the latent, or absorb W_UK/W_UV. */
 export type AttentionPath = 'naive' | 'absorbed';
@@ -73,6 +73,18 @@ export function scratchSizes(c: ModelConfig, k: ScratchKernels, threads = 1): Re
   };
 }
 
+/**
+ * The scratch buffers (activations, the inputs of every matvec) start 2 KiB past a 4 KiB boundary,
+ * half way between the weight matrices' (see MATRIX_ALIGN in weights.ts).
+ */
+const SCRATCH_PHASE = 2048;
+
+/** Bytes of the block holding the scratch buffers of `sizes`, each on its own 4 KiB pages. */
+export function scratchBytes(sizes: Record<ScratchName, number>): number {
+  const pages = Object.values(sizes).reduce((sum, n) => sum + Math.ceil(Math.max(1, n) * F / MATRIX_ALIGN) * MATRIX_ALIGN, 0);
+  return MATRIX_ALIGN + SCRATCH_PHASE + pages;
+}
+
 export class Decoder {
   readonly k: Kernels;
   /** The kernel calls worth splitting, split across threads when there is a pool. */
@@ -106,9 +118,13 @@ export class Decoder {
     this.routeWeights = new Float32Array(T * maxTopK);
     const threads = pool?.threads ?? 1;
     const sizes = scratchSizes(c, k, threads);
+    // One block; every buffer SCRATCH_PHASE past a 4 KiB boundary, the weight matrices on one.
+    const block = heap.alloc(scratchBytes(sizes), 'the scratch buffers');
+    let next = Math.ceil(block / MATRIX_ALIGN) * MATRIX_ALIGN + SCRATCH_PHASE;
     this.s = {} as Decoder['s'];
     for (const [name, n] of Object.entries(sizes)) {
-      this.s[name as ScratchName] = heap.alloc(Math.max(1, n) * F, `scratch buffer ${name}`);
+      this.s[name as ScratchName] = next;
+      next += Math.ceil(Math.max(1, n) * F / MATRIX_ALIGN) * MATRIX_ALIGN;
     }
     this.par = new Parallel(k, pool, this.s.pack, packBytes(c, k));
     heap.f32(this.s.freqs, this.ropeDim / 2).set(ropeFrequencies(this.ropeDim, c.ropeTheta, c.yarn));

@@ -2,10 +2,10 @@
 // cannot fit in WebAssembly's 4 GiB is refused before anything big is allocated or read.
 import type { ModelConfig } from './config.js';
 import { cacheNumbersPerTokenPerLayer } from './config.js';
-import { CHUNK, scratchSizes, type ScratchKernels } from './decoder.js';
+import { CHUNK, scratchBytes, scratchSizes, type ScratchKernels } from './decoder.js';
 import { MlaError } from './errors.js';
 import { fmtBytes } from './heap.js';
-import { weightBytes } from './weights.js';
+import { weightBlockBytes } from './weights.js';
 
 /** WebAssembly's limit for a 32-bit memory: 65536 pages of 64 KiB. */
 export const WASM_MEMORY_LIMIT = 2 ** 32;
@@ -13,7 +13,7 @@ export const WASM_MEMORY_LIMIT = 2 ** 32;
 const OVERHEAD = 65536 + 64 * 64;
 
 export interface MemoryNeed {
-  /** The weights as f32 (F16 and BF16 files are widened at load). */
+  /** The weights as f32 (F16 and BF16 files are widened at load), with their alignment. */
   weights: number;
   /** The decoder's scratch buffers (its run state) for one chunk of tokens. */
   scratch: number;
@@ -26,8 +26,8 @@ export interface MemoryNeed {
 
 /** Bytes of WebAssembly memory a model needs: its weights, its scratch and a minimal KV cache. */
 export function memoryNeed(c: ModelConfig, kernels: ScratchKernels, cachePositions = Math.min(c.maxPositions, CHUNK)): MemoryNeed {
-  const weights = weightBytes(c);
-  const scratch = Object.values(scratchSizes(c, kernels)).reduce((sum, n) => sum + Math.max(1, n) * 4, 0);
+  const weights = weightBlockBytes(c);
+  const scratch = scratchBytes(scratchSizes(c, kernels));
   const cache = cachePositions * c.layers * cacheNumbersPerTokenPerLayer(c.attention) * 4;
   return { weights, scratch, cache, cachePositions, total: weights + scratch + cache + OVERHEAD };
 }
