@@ -46,8 +46,17 @@ export interface ByteFile {
   read(position: number, into: Uint8Array): void;
 }
 
-/** The built-in default model, shipped with the package. */
-export const DEFAULT_MODEL_URL = new URL('../models/fortune-mla/', import.meta.url);
+/**
+ * The built-in default model, shipped with the package. Computed when asked for: a bundle that
+ * drops import.meta (CommonJS, IIFE) can still load other models.
+ */
+function defaultModelUrl(): URL {
+  try {
+    return new URL('../models/fortune-mla/', import.meta.url);
+  } catch {
+    throw badSource('this build of the package has no import.meta.url, so it cannot find its built-in model: pass a model source');
+  }
+}
 
 const WEIGHTS = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
@@ -385,7 +394,7 @@ function inMemorySource(tensors: Record<string, InMemoryTensor>): TensorSource {
  * all), but no tensor data. Without a source, the built-in default model.
  */
 export async function openSource(source: ModelSource | undefined): Promise<LoadedSource> {
-  if (source === undefined) source = DEFAULT_MODEL_URL;
+  if (source === undefined) source = defaultModelUrl();
   if (typeof source === 'string') {
     // "scheme://…" is a URL; anything else (including C:\…) is a path on this machine.
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) {

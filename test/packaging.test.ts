@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { build } from 'esbuild';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
 import { loadModel } from '../src/index.js';
@@ -152,6 +153,19 @@ describe('kernels and model handed in: no file system, no fetch', () => {
     const model = await loadModel(files, kernels);
     expect(model.simd).toBe('simd');
     expect(model.forward(ids)).toEqual(expected);
+  });
+
+  it('a CommonJS bundle (no import.meta) loads with kernels and model handed in; without a model it says why (BAD_SOURCE)', async () => {
+    const out = await build({
+      entryPoints: [path.join(root, 'dist/index.js')], bundle: true, write: false, format: 'cjs', platform: 'node', logLevel: 'silent',
+    });
+    const mod = { exports: {} as Record<string, any> };
+    new Function('module', 'exports', 'require', out.outputFiles[0].text)(mod, mod.exports, createRequire(import.meta.url));
+    const wasmBytes = new Uint8Array(readFileSync(path.join(root, 'build/kernels-simd.wasm')));
+    const model = await mod.exports.loadModel(files, { wasmBytes });
+    expect(model.forward(ids)).toEqual((await loadModel(files, { wasmBytes })).forward(ids));
+    const err = await mod.exports.loadModel(undefined, { wasmBytes }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'MlaError', code: 'BAD_SOURCE' });
   });
 
   it('a relaxed module handed in is recognised as relaxed', async () => {
