@@ -141,7 +141,7 @@ export async function loadModel(source?: ModelSource, options: LoadOptions = {})
   try {
     // Before anything big is allocated: does it fit (arithmetic on the config alone, so an absurd
     // config is refused before its tensor list is built), and does the checkpoint match the config?
-    checkMemory(config, kernels);
+    checkMemory(config, kernels, pool?.threads ?? 1);
     checkTensors(config, src.tensors);
     const weights = placeWeights(config, src.tensors, heap, options.onProgress);
     return new Model(config, new Decoder(kernels, heap, config, weights, pool), build, pool, extras);

@@ -39,6 +39,10 @@ const HEADER = 256;               // bytes before the chunk table
 const CHUNKS_AT = HEADER / 8;     // f64 index: chunk c's tasks are [D[CHUNKS_AT + c], D[CHUNKS_AT + c + 1])
 const TASKS_AT = CHUNKS_AT + MAX_CHUNKS + 8;
 const CONTROL_BYTES = (TASKS_AT + MAX_TASKS * TASK) * 8;
+/** Bytes of WebAssembly memory a pool of `threads` threads takes: its control block (none for one thread). */
+export function poolBytes(threads: number): number {
+  return threads > 1 ? CONTROL_BYTES : 0;
+}
 /** A worker spins this long for the next dispatch before it sleeps in Atomics.wait. */
 const SPIN_MS = 0.05;
 /** The caller spins this long for workers' chunks before it sleeps (where it may). */
