@@ -34,8 +34,6 @@ export class Model {
   readonly tokenizer: Tokenizer | null;
   /** generation_config.json: the defaults generate() and chat() use, or null. */
   readonly generationConfig: GenerationConfig | null;
-  /** Threads the kernels run on, this one included (1 where threads are off or unavailable). */
-  readonly threads: number;
   private readonly decoder: Decoder;
   private readonly pool: ThreadPool | null;
   private readonly sessions = new Set<Session>();
@@ -51,7 +49,14 @@ export class Model {
     this.tokenizer = extras.tokenizer ?? null;
     this.generationConfig = extras.generationConfig ?? null;
     this.pool = pool;
-    this.threads = pool?.threads ?? 1;
+  }
+
+  /**
+   * Threads the kernels run on, this one included: 1 where threads are off or unavailable, and
+   * after a worker thread died (the call running then threw WORKER_FAILED).
+   */
+  get threads(): number {
+    return this.pool && !this.pool.failed ? this.pool.threads : 1;
   }
 
   /** Bytes of KV cache one token takes over all layers. */
