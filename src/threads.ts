@@ -21,7 +21,7 @@
 // its event loop; a caller already waiting in run() gives up instead when no chunk has been
 // finished for `stallMs`. Either way the pool fails: it stops and terminates every worker, the
 // dispatch (or the next one) throws MlaError WORKER_FAILED, and once every worker has exited the
-// pool runs dispatches on the calling thread alone. A chunk counts as done only once its thread
+// pool runs dispatches on the calling thread alone (Parallel then stops splitting). A chunk counts as done only once its thread
 // has finished it, so a dispatch never returns with a chunk missing.
 //
 // Chunks keep every output element on the code path it takes in one thread, so results are
@@ -336,7 +336,9 @@ export class ThreadPool {
 
   /** False while the pool stands aside because the cores were busy (see BACKOFF_MS), and once it failed. */
   get useful(): boolean {
-    return this.failure === null && (this.idleUntil === 0 || performance.now() >= this.idleUntil);
+    // After a failure, work still comes to run() until it has reported it and the workers are gone.
+    if (this.failure !== null) return !(this.reported && this.stopped);
+    return this.idleUntil === 0 || performance.now() >= this.idleUntil;
   }
 
   /** Whether a worker died or stalled: the pool then runs on the calling thread alone. */

@@ -338,6 +338,7 @@ describe.skipIf(!sab)('a worker that dies', () => {
     expect(e.message).toMatch(/^worker thread 1 exited with code/);
     expect(s.position).toBe(ids.length); // the abandoned step left the session as it was
     await within(pool.exited, 10_000, 'the other workers exit');
+    expect(pool.useful).toBe(false); // reported and stopped: Parallel splits nothing any more
     expectIdentical(ref[0], s.step(32), 'first step after');
     expectIdentical(ref[1], s.step(33), 'second step after');
     m.dispose();
