@@ -14,6 +14,7 @@ export type MlaErrorCode =
   | 'OUT_OF_MEMORY'     // the model does not fit WebAssembly's 4 GiB
   | 'DISPOSED'          // a session or model used after dispose()
   | 'NO_SIMD'           // the runtime cannot compile the WebAssembly SIMD kernels
+  | 'WORKER_FAILED'     // a worker thread died or stalled: the call was abandoned, the model goes on on one thread
   | 'ABORTED';          // generation stopped by an AbortSignal
 
 export class MlaError extends Error {

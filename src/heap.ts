@@ -6,7 +6,20 @@ const ALIGN = 64;        // a cache line: every block starts aligned for SIMD an
 // The kernels' own static data (if any) lives below this; the heap never hands it out.
 const RESERVED = PAGE;
 
+const INITIAL_BYTES = 16 * PAGE;
+
 interface Block { ptr: number; bytes: number }
+
+/** Bytes a block of `bytes` takes (alloc rounds to a cache line). */
+function blockSize(bytes: number): number {
+  return Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+}
+
+/** The byteLength of a new Heap()'s memory once it holds blocks of these sizes (nothing freed). */
+export function heapBytesFor(blocks: number[]): number {
+  const top = blocks.reduce((sum, b) => sum + blockSize(b), RESERVED);
+  return Math.max(Math.ceil(INITIAL_BYTES / PAGE), Math.ceil(top / PAGE)) * PAGE;
+}
 
 /**
  * The host-owned WebAssembly memory and a first-fit allocator over it.
@@ -22,7 +35,7 @@ export class Heap {
   private free: Block[] = [];
   private top = RESERVED;
 
-  constructor(initialBytes = 16 * PAGE, options: { shared?: boolean } = {}) {
+  constructor(initialBytes = INITIAL_BYTES, options: { shared?: boolean } = {}) {
     const initial = Math.max(2, Math.ceil(initialBytes / PAGE));
     this.shared = options.shared === true;
     // A shared memory must state its maximum, and must match the module's (--maximumMemory 65536).
@@ -41,7 +54,7 @@ export class Heap {
   /** Reserve `bytes` (rounded up to 64) and return the block's byte offset. Contents are not zeroed. */
   alloc(bytes: number, what = 'buffer'): number {
     if (!Number.isFinite(bytes) || bytes < 0) throw new MlaError('BAD_INPUT', `cannot allocate ${bytes} bytes for ${what}`);
-    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    const size = blockSize(bytes);
     const i = this.free.findIndex((b) => b.bytes >= size);
     if (i >= 0) {
       const b = this.free[i];
@@ -68,7 +81,7 @@ export class Heap {
 
   /** Give a block back. */
   release(ptr: number, bytes: number): void {
-    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    const size = blockSize(bytes);
     this.free.push({ ptr, bytes: size });
     this.free.sort((a, b) => a.ptr - b.ptr);
     // Merge neighbours, and give the last block back to the top.

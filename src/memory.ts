@@ -4,41 +4,60 @@ import type { ModelConfig } from './config.js';
 import { cacheNumbersPerTokenPerLayer } from './config.js';
 import { CHUNK, scratchBytes, scratchSizes, type ScratchKernels } from './decoder.js';
 import { MlaError } from './errors.js';
-import { fmtBytes } from './heap.js';
+import { fmtBytes, heapBytesFor } from './heap.js';
+import { poolBytes } from './threads.js';
 import { weightBlockBytes } from './weights.js';
 
 /** WebAssembly's limit for a 32-bit memory: 65536 pages of 64 KiB. */
 export const WASM_MEMORY_LIMIT = 2 ** 32;
-/** The heap's reserved first page plus the 64-byte rounding of its blocks (generously). */
-const OVERHEAD = 65536 + 64 * 64;
 
 export interface MemoryNeed {
   /** The weights as f32 (F16 and BF16 files are widened at load), with their alignment. */
   weights: number;
-  /** The decoder's scratch buffers (its run state) for one chunk of tokens. */
+  /** The decoder's scratch buffers (its run state) for one chunk of tokens, with matmul packing scratch per thread. */
   scratch: number;
   /** A KV cache of `cachePositions` positions. */
   cache: number;
   cachePositions: number;
-  /** Everything above plus the heap's own overhead. */
+  /** Threads the kernels run on, and the worker pool's control block (0 for one thread). */
+  threads: number;
+  pool: number;
+  /** The memory's byteLength once it holds all of the above: the heap's reserved first page, each block
+   * rounded to 64 bytes, whole 64 KiB pages. */
   total: number;
 }
 
-/** Bytes of WebAssembly memory a model needs: its weights, its scratch and a minimal KV cache. */
-export function memoryNeed(c: ModelConfig, kernels: ScratchKernels, cachePositions = Math.min(c.maxPositions, CHUNK)): MemoryNeed {
-  const weights = weightBlockBytes(c);
-  const scratch = scratchBytes(scratchSizes(c, kernels));
-  const cache = cachePositions * c.layers * cacheNumbersPerTokenPerLayer(c.attention) * 4;
-  return { weights, scratch, cache, cachePositions, total: weights + scratch + cache + OVERHEAD };
+export interface NeedOptions {
+  /** Threads including the caller (default 1). */
+  threads?: number;
+  /** Positions of the one KV cache counted (default: a chunk's, or the model's max if less). */
+  cachePositions?: number;
 }
 
-/** Throws OUT_OF_MEMORY, naming the need, when the model cannot fit in WebAssembly memory. */
-export function checkMemory(c: ModelConfig, kernels: ScratchKernels): MemoryNeed {
-  const need = memoryNeed(c, kernels);
+/**
+ * Bytes of WebAssembly memory a model needs: its weights, its scratch, a worker pool's control
+ * block and one KV cache; exactly what loadModel and a session of `cachePositions` grow it to.
+ */
+export function memoryNeed(c: ModelConfig, kernels: ScratchKernels, options: NeedOptions = {}): MemoryNeed {
+  const threads = options.threads ?? 1;
+  const cachePositions = options.cachePositions ?? Math.min(c.maxPositions, CHUNK);
+  const weights = weightBlockBytes(c);
+  const scratch = scratchBytes(scratchSizes(c, kernels, threads));
+  const cache = cachePositions * c.layers * cacheNumbersPerTokenPerLayer(c.attention) * 4;
+  const pool = poolBytes(threads);
+  // In the order loadModel allocates: the pool's control block, weights, scratch, then a session's cache.
+  const total = heapBytesFor([...(pool ? [pool] : []), weights, scratch, cache]);
+  return { weights, scratch, cache, cachePositions, threads, pool, total };
+}
+
+/** Throws OUT_OF_MEMORY, naming the need, when the model cannot fit in WebAssembly memory on `threads` threads. */
+export function checkMemory(c: ModelConfig, kernels: ScratchKernels, threads = 1): MemoryNeed {
+  const need = memoryNeed(c, kernels, { threads });
   if (!(need.total <= WASM_MEMORY_LIMIT)) {
+    const perThread = threads > 1 ? ` (with matmul packing for ${threads} threads)` : '';
     throw new MlaError('OUT_OF_MEMORY',
       `the model needs ${fmtBytes(need.total)} (${need.total} bytes) of WebAssembly memory: ${fmtBytes(need.weights)} of weights ` +
-      `as f32, ${fmtBytes(need.scratch)} of scratch and ${fmtBytes(need.cache)} for a ${need.cachePositions}-position KV cache; ` +
+      `as f32, ${fmtBytes(need.scratch)} of scratch${perThread} and ${fmtBytes(need.cache)} for a ${need.cachePositions}-position KV cache; ` +
       `WebAssembly memory stops at 4 GiB`);
   }
   return need;

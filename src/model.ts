@@ -34,8 +34,6 @@ export class Model {
   readonly tokenizer: Tokenizer | null;
   /** generation_config.json: the defaults generate() and chat() use, or null. */
   readonly generationConfig: GenerationConfig | null;
-  /** Threads the kernels run on, this one included (1 where threads are off or unavailable). */
-  readonly threads: number;
   private readonly decoder: Decoder;
   private readonly pool: ThreadPool | null;
   private readonly sessions = new Set<Session>();
@@ -51,7 +49,14 @@ export class Model {
     this.tokenizer = extras.tokenizer ?? null;
     this.generationConfig = extras.generationConfig ?? null;
     this.pool = pool;
-    this.threads = pool?.threads ?? 1;
+  }
+
+  /**
+   * Threads the kernels run on, this one included: 1 where threads are off or unavailable, and
+   * after a worker thread died (the call running then threw WORKER_FAILED).
+   */
+  get threads(): number {
+    return this.pool && !this.pool.failed ? this.pool.threads : 1;
   }
 
   /** Bytes of KV cache one token takes over all layers. */
@@ -141,7 +146,7 @@ export async function loadModel(source?: ModelSource, options: LoadOptions = {})
   try {
     // Before anything big is allocated: does it fit (arithmetic on the config alone, so an absurd
     // config is refused before its tensor list is built), and does the checkpoint match the config?
-    checkMemory(config, kernels);
+    checkMemory(config, kernels, pool?.threads ?? 1);
     checkTensors(config, src.tensors);
     const weights = placeWeights(config, src.tensors, heap, options.onProgress);
     return new Model(config, new Decoder(kernels, heap, config, weights, pool), build, pool, extras);

@@ -16,10 +16,19 @@
 // longer spin takes a busy machine's CPU from the thread doing the work. And when the caller keeps
 // waiting for workers longer than it worked itself, the pool stands aside for a while (BACKOFF_MS).
 //
+// A worker that dies (its runtime ends it, or it throws outside a kernel) must not hang the caller.
+// The worker's 'error'/'exit' events tell the pool, but only when the caller's thread gets back to
+// its event loop; a caller already waiting in run() gives up instead when no chunk has been
+// finished for `stallMs`. Either way the pool fails: it stops and terminates every worker, the
+// dispatch (or the next one) throws MlaError WORKER_FAILED, and once every worker has exited the
+// pool runs dispatches on the calling thread alone (Parallel then stops splitting). A chunk counts as done only once its thread
+// has finished it, so a dispatch never returns with a chunk missing.
+//
 // Chunks keep every output element on the code path it takes in one thread, so results are
 // bit-identical to one thread, whoever runs which chunk: matmul by output columns (N) in multiples
 // of 8 (the micro-kernel's width; a multiple of 4 keeps matvec's four-row groups), attention by
 // queries in multiples of 4 (its query tiles), or whole items of a batch (heads) at a time.
+import { MlaError } from './errors.js';
 import type { Heap } from './heap.js';
 import type { Kernels } from './wasm.js';
 
@@ -39,6 +48,10 @@ const HEADER = 256;               // bytes before the chunk table
 const CHUNKS_AT = HEADER / 8;     // f64 index: chunk c's tasks are [D[CHUNKS_AT + c], D[CHUNKS_AT + c + 1])
 const TASKS_AT = CHUNKS_AT + MAX_CHUNKS + 8;
 const CONTROL_BYTES = (TASKS_AT + MAX_TASKS * TASK) * 8;
+/** Bytes of WebAssembly memory a pool of `threads` threads takes: its control block (none for one thread). */
+export function poolBytes(threads: number): number {
+  return threads > 1 ? CONTROL_BYTES : 0;
+}
 /** A worker spins this long for the next dispatch before it sleeps in Atomics.wait. */
 const SPIN_MS = 0.05;
 /** The caller spins this long for workers' chunks before it sleeps (where it may). */
@@ -120,7 +133,8 @@ interface WorkerHandle {
   terminate(): void;
   /** Let the process exit while this worker lives (Node, Bun). */
   unref(): void;
-  exited: Promise<void>;
+  /** Resolves when the worker has stopped, saying how ('exited with code 1', 'threw: …'). */
+  exited: Promise<string>;
 }
 
 type StartData = { module: WebAssembly.Module; memory: WebAssembly.Memory; ctl: number; index: number; fns: readonly string[]; spinMs: number };
@@ -151,7 +165,10 @@ async function startWorker(data: StartData, api: WorkerApi): Promise<WorkerHandl
   if (api === 'node') {
     const { Worker } = await import('node:worker_threads');
     const w = new Worker(NODE_WORKER, { eval: true, workerData: data });
-    const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    // A listener for good: an 'error' event nobody listens to would end the whole process.
+    let error = '';
+    w.on('error', (e) => { error = String(e?.message ?? e); });
+    const exited = new Promise<string>((resolve) => w.once('exit', (code) => resolve(error ? `threw: ${error}` : `exited with code ${code}`)));
     ready = new Promise<void>((resolve, reject) => {
       w.once('message', (m) => (m === 'ready' ? resolve() : reject(new Error(m?.error ?? 'worker failed to start'))));
       w.once('error', reject);
@@ -169,15 +186,21 @@ async function startWorker(data: StartData, api: WorkerApi): Promise<WorkerHandl
     }
     // The worker has fetched (or failed to fetch) its source by the time it answers.
     revoke = () => URL.revokeObjectURL(url);
-    let exit!: () => void;
-    const exited = new Promise<void>((resolve) => { exit = resolve; });
+    // A web worker has no exit event: it is gone once terminated, and an error ends it here.
+    let exit!: (why: string) => void;
+    const exited = new Promise<string>((resolve) => { exit = resolve; });
     ready = new Promise<void>((resolve, reject) => {
       w.onmessage = (e) => (e.data === 'ready' ? resolve() : reject(new Error(e.data?.error ?? 'worker failed to start')));
-      w.onerror = (e) => { e.preventDefault?.(); reject(new Error(e.message || 'worker failed to start')); };
+      w.onerror = (e) => {
+        e.preventDefault?.();
+        reject(new Error(e.message || 'worker failed to start'));
+        w.terminate();
+        exit(`threw: ${e.message || 'an error'}`);
+      };
     });
     w.postMessage(data);
     handle = {
-      terminate: () => { w.terminate(); exit(); },
+      terminate: () => { w.terminate(); exit('was terminated'); },
       unref: () => (w as unknown as { unref?: () => void }).unref?.(),
       exited,
     };
@@ -230,8 +253,14 @@ export async function defaultThreads(): Promise<number> {
 export class ThreadPool {
   /** Threads including the caller. */
   readonly threads: number;
-  /** Resolves when every worker has exited (after dispose()). */
+  /** Resolves when every worker has exited (after dispose() or a failure). */
   readonly exited: Promise<void>;
+  /**
+   * A dispatch gives up on the workers when none of its chunks has been finished for this long
+   * (a worker that died while the caller waits cannot tell it sooner). Long enough for any chunk
+   * of the largest model on a slow, busy machine: a false alarm costs the threads, not results.
+   */
+  stallMs = 10_000;
   private readonly workers: WorkerHandle[];
   private readonly heap: Heap;
   private readonly ctl: number;
@@ -246,6 +275,12 @@ export class ThreadPool {
   private idleUntil = 0;
   /** Whether this thread may Atomics.wait (not a browser's main thread). */
   private readonly canBlock: boolean;
+  /** Why the pool failed (a worker died or stalled), or null. */
+  private failure: string | null = null;
+  /** Whether a dispatch has thrown WORKER_FAILED for the failure yet. */
+  private reported = false;
+  /** Every worker has exited: after a failure, dispatches may then run on this thread alone. */
+  private stopped = false;
 
   private constructor(threads: number, workers: WorkerHandle[], heap: Heap, ctl: number, kernels: Kernels) {
     this.threads = threads;
@@ -259,7 +294,9 @@ export class ThreadPool {
     let canBlock = true;
     try { Atomics.wait(this.I, WAITING, 1, 0); } catch { canBlock = false; } // WAITING is 0: returns at once
     this.canBlock = canBlock;
-    this.exited = Promise.all(workers.map((w) => w.exited)).then(() => undefined);
+    this.exited = Promise.all(workers.map((w, i) => w.exited.then((how) => {
+      if (!this.disposed) this.fail(`worker thread ${i + 1} ${how}`);
+    }))).then(() => { this.stopped = true; });
   }
 
   /**
@@ -297,9 +334,16 @@ export class ThreadPool {
   /** Most chunks in one dispatch. */
   static readonly MAX_CHUNKS = MAX_CHUNKS;
 
-  /** False while the pool stands aside because the cores were busy (see BACKOFF_MS). */
+  /** False while the pool stands aside because the cores were busy (see BACKOFF_MS), and once it failed. */
   get useful(): boolean {
+    // After a failure, work still comes to run() until it has reported it and the workers are gone.
+    if (this.failure !== null) return !(this.reported && this.stopped);
     return this.idleUntil === 0 || performance.now() >= this.idleUntil;
+  }
+
+  /** Whether a worker died or stalled: the pool then runs on the calling thread alone. */
+  get failed(): boolean {
+    return this.failure !== null;
   }
 
   /** Start the next chunk of this dispatch: the tasks appended after this run in order, in one thread. */
@@ -335,6 +379,7 @@ export class ThreadPool {
     D[CHUNKS_AT + count] = this.tasks;
     this.chunks = this.tasks = 0;
     if (count === 0) return;
+    if (this.failure !== null) return this.runAlone(count);
     const t0 = performance.now();
     Atomics.store(I, DONE, 0);
     Atomics.store(I, CLAIM, count << 16);
@@ -353,7 +398,10 @@ export class ThreadPool {
     // What is left is the chunks the workers claimed, each short.
     if (Atomics.load(I, DONE) !== count) {
       const t1 = performance.now();
-      this.wait(count);
+      if (!this.wait(count)) {
+        this.fail(`no worker thread finished a chunk for ${this.stallMs} ms: one died or hangs`);
+        throw this.failedError();
+      }
       const t2 = performance.now();
       this.congestion = 0.75 * this.congestion + (t2 - t1 > Math.max(0.05, t1 - t0) ? 0.25 : 0);
     } else {
@@ -368,21 +416,64 @@ export class ThreadPool {
     if (workerFailed) throw new Error('a kernel failed in a worker thread');
   }
 
-  /** Spin, then sleep where allowed, until `count` chunks are done. */
-  private wait(count: number): void {
+  /**
+   * Spin, then sleep where allowed (else spin on), until `count` chunks are done: true; false when
+   * no chunk was finished for stallMs.
+   */
+  private wait(count: number): boolean {
     const I = this.I;
     const t0 = performance.now();
     for (;;) {
-      for (let s = 0; s < 64; s++) if (Atomics.load(I, DONE) === count) return;
-      if (this.canBlock && performance.now() - t0 > CALLER_SPIN_MS) break;
+      for (let s = 0; s < 64; s++) if (Atomics.load(I, DONE) === count) return true;
+      if (performance.now() - t0 > CALLER_SPIN_MS) break;
     }
-    Atomics.store(I, WAITING, 1);
+    if (this.canBlock) Atomics.store(I, WAITING, 1);
+    let ok = true, last = -1, since = 0;
     for (;;) {
       const done = Atomics.load(I, DONE);
       if (done === count) break;
-      Atomics.wait(I, DONE, done, 10);
+      const now = performance.now();
+      if (done !== last) { last = done; since = now; }
+      else if (now - since > this.stallMs) { ok = false; break; }
+      if (this.canBlock) Atomics.wait(I, DONE, done, 10);
+      else for (let s = 0; s < 4096 && Atomics.load(I, DONE) === done; s++);
     }
     Atomics.store(I, WAITING, 0);
+    return ok;
+  }
+
+  /** Stop the workers and give up on them: the next dispatch reports it, later ones run alone. */
+  private fail(why: string): void {
+    if (this.failure !== null) return;
+    this.failure = why;
+    this.stop();
+  }
+
+  /**
+   * A dispatch after a failure: WORKER_FAILED once to report it, and until every worker has exited
+   * (one that was given up may still be finishing a chunk); then every chunk on this thread.
+   */
+  private runAlone(count: number): void {
+    if (!this.reported || !this.stopped) throw this.failedError();
+    for (let c = 0; c < count; c++) this.runChunk(c);
+  }
+
+  private failedError(): MlaError {
+    const first = !this.reported;
+    this.reported = true;
+    return new MlaError('WORKER_FAILED', `${this.failure}: this call's work was abandoned` + (first
+      ? '; the model goes on on one thread once the workers have stopped'
+      : '; the other workers are still stopping (the model runs on one thread after they have: yield to the event loop)'));
+  }
+
+  /** No more claims; wake every worker to find STOP and terminate them. */
+  private stop(): void {
+    const I = this.I;
+    Atomics.store(I, CLAIM, 0);
+    Atomics.store(I, STOP, 1);
+    Atomics.add(I, GEN, 1);
+    Atomics.notify(I, GEN);
+    for (const w of this.workers) w.terminate();
   }
 
   private runChunk(c: number): void {
@@ -404,15 +495,15 @@ export class ThreadPool {
     }
   }
 
-  /** Stop and terminate the workers and give the control block back. Idempotent. */
+  /**
+   * Stop and terminate the workers; the control block goes back to the heap once they have exited
+   * (a worker still waking up reads it). Idempotent.
+   */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    Atomics.store(this.I, STOP, 1);
-    Atomics.add(this.I, GEN, 1);
-    Atomics.notify(this.I, GEN);
-    for (const w of this.workers) w.terminate();
-    this.heap.release(this.ctl, CONTROL_BYTES);
+    this.stop();
+    void this.exited.then(() => this.heap.release(this.ctl, CONTROL_BYTES));
   }
 }
 

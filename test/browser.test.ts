@@ -4,7 +4,9 @@
 //   - the README's browser snippet (index.html) in a project that installed the packed package,
 //     served by the README's own command (the package's examples/serve.mjs),
 // waits for the streamed text, and checks it is Node's greedy output for the same prompt and
-// length. A screenshot of the example goes to test-results/browser.png.
+// length: on 2 threads (Web Workers over the shared memory) where the page is cross-origin
+// isolated, and on 1 when the same page comes without the isolation headers. A screenshot of the
+// example goes to test-results/browser.png.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
@@ -20,7 +22,7 @@ const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 // CI must run this (.ci/run installs Chromium); elsewhere it is skipped when Chromium is missing.
 const haveChromium = existsSync(CHROMIUM) || !!process.env.CI;
 
-interface PageResult { ids: number[]; text: string; simd: 'simd' | 'relaxed'; crossOriginIsolated: boolean }
+interface PageResult { ids: number[]; text: string; simd: 'simd' | 'relaxed'; threads: number; crossOriginIsolated: boolean }
 
 let browser: Browser;
 let server: Server;
@@ -43,8 +45,18 @@ afterAll(async () => {
   readmeServer?.kill();
 });
 
-async function open(url: string): Promise<Page> {
+/** Open `url`; `isolated: false` drops the server's cross-origin-isolation headers on the way in. */
+async function open(url: string, { isolated = true } = {}): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 1000, height: 720 } });
+  if (!isolated) {
+    await page.route('**/*', async (route) => {
+      const response = await route.fetch();
+      const headers = { ...response.headers() };
+      delete headers['cross-origin-opener-policy'];
+      delete headers['cross-origin-embedder-policy'];
+      await route.fulfill({ response, headers });
+    });
+  }
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
@@ -61,8 +73,8 @@ async function open(url: string): Promise<Page> {
 }
 
 describe.skipIf(!haveChromium)('browser (headless Chromium)', () => {
-  it.each(['auto', 'simd'] as const)('examples/browser streams Node\'s greedy text (%s build)', async (simd) => {
-    const page = await open(`${base}/examples/browser/?tokens=${TOKENS}&simd=${simd}&prompt=${encodeURIComponent(PROMPT)}`);
+  it.each(['auto', 'simd'] as const)('examples/browser streams Node\'s greedy text on 2 threads (%s build)', async (simd) => {
+    const page = await open(`${base}/examples/browser/?tokens=${TOKENS}&simd=${simd}&threads=2&prompt=${encodeURIComponent(PROMPT)}`);
     await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
     expect(await page.textContent('#status')).toBe(`Done: ${TOKENS} tokens.`);
     const got = await page.evaluate(() => (globalThis as unknown as { mlaResult: PageResult }).mlaResult);
@@ -77,15 +89,31 @@ describe.skipIf(!haveChromium)('browser (headless Chromium)', () => {
     expect(await page.textContent('#prefill')).toMatch(/^\d+ tokens in [\d.]+ ms, \d+ tokens\/s$/);
     expect(await page.textContent('#decode')).toMatch(new RegExp(`^${TOKENS} tokens in [\\d.]+ ms, \\d+ tokens/s$`));
     expect(await page.textContent('#cache')).toMatch(/1024 B per token; multi-head attention with the same heads: 7680 B per token \(7\.5× more\)/);
-    // examples/serve.mjs sends the cross-origin-isolation headers, so threads can be on (the page
-    // reads model.threads, 1 until the package has threads).
+    // examples/serve.mjs sends the cross-origin-isolation headers: the kernels run on the page's
+    // thread and a Web Worker over one shared memory, with Node's (one thread's) ids.
     expect(got.crossOriginIsolated).toBe(true);
-    expect(await page.textContent('#threads')).toMatch(/^(off|on: \d+ threads) \(crossOriginIsolated: yes\)$/);
+    expect(got.threads).toBe(2);
+    expect(await page.textContent('#threads')).toBe('on: 2 threads (crossOriginIsolated: yes)');
     expect((page as Page & { errors: string[] }).errors, JSON.stringify((page as Page & { errors: string[] }).errors)).toEqual([]);
     if (simd === 'auto') {
       mkdirSync(path.join(root, 'test-results'), { recursive: true });
       await page.screenshot({ path: path.join(root, 'test-results/browser.png'), fullPage: true });
     }
+    await page.close();
+  });
+
+  it('without the cross-origin-isolation headers the same page falls back to 1 thread, with the same text', async () => {
+    const page = await open(`${base}/examples/browser/?tokens=${TOKENS}&threads=2&prompt=${encodeURIComponent(PROMPT)}`, { isolated: false });
+    await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
+    expect(await page.textContent('#status')).toBe(`Done: ${TOKENS} tokens.`);
+    const got = await page.evaluate(() => (globalThis as unknown as { mlaResult: PageResult }).mlaResult);
+    expect(got.crossOriginIsolated).toBe(false);
+    expect(got.threads).toBe(1);
+    expect(await page.textContent('#threads')).toBe('off (crossOriginIsolated: no)');
+    const ref = await nodeGreedy(got.simd);
+    expect(got.ids).toEqual(ref.ids);
+    expect(await page.textContent('#text')).toBe(PROMPT + ref.text);
+    expect((page as Page & { errors: string[] }).errors, JSON.stringify((page as Page & { errors: string[] }).errors)).toEqual([]);
     await page.close();
   });
 

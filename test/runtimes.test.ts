@@ -1,7 +1,9 @@
 // The conformance smoke test under Node, Deno and Bun: test/runtimes/conformance.mjs, run by each
 // runtime from a project that installed the packed package, must give Node's greedy ids exactly
 // and its first logits row to 1e-5, for the same kernel build (forced), and for each runtime's own
-// choice ('auto') against Node's run of that build.
+// choice ('auto') against Node's run of that build. Every run asks for 2 threads: where
+// SharedArrayBuffer and workers exist (all three), the model must run on 2, so the ids and logits
+// compared are the threaded ones.
 import { copyFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
@@ -11,6 +13,8 @@ interface Conformance {
   runtime: string;
   detected: { simd: boolean; relaxed: boolean };
   simd: 'simd' | 'relaxed';
+  threads: number;
+  threadsAvailable: boolean;
   ids: number[];
   text: string;
   logits: number[];
@@ -22,7 +26,7 @@ const results = new Map<string, Conformance>();
 const key = (runtime: Runtime, mode: Mode) => `${runtime} ${mode}`;
 
 function conformance(runtime: Runtime, mode: Mode, cwd: string): Promise<Conformance> {
-  const args = [mode, String(TOKENS)];
+  const args = [mode, String(TOKENS), '2'];
   const argv = runtime === 'node'
     // Node 20 compiles relaxed SIMD only behind a flag: given when relaxed is forced; 'auto' runs
     // Node as it comes.
@@ -47,6 +51,14 @@ describe('conformance: the same greedy output and logits under Node, Deno and Bu
     expect(auto.simd).toBe(auto.detected.relaxed ? 'relaxed' : 'simd');
     // Deno and Bun compile relaxed SIMD with no flag; so does Node from 22 on.
     if (runtime !== 'node' || Number(process.versions.node.split('.')[0]) >= 22) expect(auto.simd).toBe('relaxed');
+  });
+
+  it.each(RUNTIMES)('%s has SharedArrayBuffer and workers, and runs the model on 2 threads', (runtime) => {
+    for (const mode of MODES) {
+      const got = results.get(key(runtime, mode))!;
+      expect(got.threadsAvailable, `${runtime} ${mode}`).toBe(true);
+      expect(got.threads, `${runtime} ${mode}`).toBe(2);
+    }
   });
 
   const cases = RUNTIMES.filter((r) => r !== 'node').flatMap((r) => MODES.map((m) => [r, m] as const));

@@ -1,13 +1,17 @@
 // The worker pool: results bit-identical to one thread (every split path forced on small models),
 // the fallback to one thread without SharedArrayBuffer, errors from workers, memory growth while
-// workers live, and dispose() ending the workers (also: a process with a pool exits by itself).
+// workers live, dispose() ending the workers (also: a process with a pool exits by itself), the
+// memory a pool takes (memoryNeed exact for any thread count), and a worker dying mid-dispatch.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, type Model } from '../src/index.js';
+import { parseConfig } from '../src/config.js';
+import { Heap } from '../src/heap.js';
+import { loadModel, MlaError, type Model } from '../src/index.js';
+import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/memory.js';
 import { Parallel, ThreadPool, threadsAvailable } from '../src/threads.js';
 import { loadKernels, type SimdBuild } from '../src/wasm.js';
 import { randomF32 } from './helpers.js';
@@ -22,7 +26,25 @@ const randomIds = (n: number, vocab: number, seed: number) =>
 const sab = typeof SharedArrayBuffer !== 'undefined';
 
 /** Internals the tests reach into. */
-const inside = (m: Model) => m as unknown as { decoder: { par: Parallel; heap: { shared: boolean } }; pool: ThreadPool | null };
+const inside = (m: Model) => m as unknown as {
+  decoder: { par: Parallel; heap: Heap; k: Parameters<typeof memoryNeed>[1] };
+  pool: ThreadPool | null;
+};
+/** A pool's workers, to end one as its runtime might. */
+const workersOf = (pool: ThreadPool) => (pool as unknown as { workers: { terminate(): void; exited: Promise<string> }[] }).workers;
+
+/** Resolves with `p`, or fails the test after `ms`. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not after ${ms} ms`)), ms); })])
+    .finally(() => clearTimeout(timer));
+}
+
+/** The error `f` throws (failing the test when it returns). */
+function thrown(f: () => unknown): MlaError {
+  try { f(); } catch (e) { return e as MlaError; }
+  throw new Error('did not throw');
+}
 
 /** Exactly equal, bit for bit (as Float32 bit patterns). */
 function expectIdentical(a: Float32Array, b: Float32Array, what: string): void {
@@ -198,6 +220,129 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
       if (r % 100 === 0) expectIdenticalF32(heap.f32(y1, n), heap.f32(y2, n));
     }
     k.pool!.dispose();
+  });
+});
+
+describe.skipIf(!sab)('the memory a pool takes', () => {
+  it('after loading and a session\'s prefill + step, the memory is exactly memoryNeed\'s total, for 1 and 2 threads', async () => {
+    const totals: number[] = [];
+    for (const threads of [1, 2]) {
+      const m = await loadModel(undefined, { threads });
+      expect(m.threads).toBe(threads);
+      const { heap, k } = inside(m).decoder;
+      const s = m.createSession();
+      s.prefill(text('Q: What is the meaning of life?\nA:'));
+      s.step(32);
+      const need = memoryNeed(m.config, k, { threads, cachePositions: s.capacity });
+      expect(heap.byteLength, `${threads} thread(s)`).toBe(need.total);
+      expect(need.pool > 0).toBe(threads > 1);
+      totals.push(need.scratch + need.pool);
+      m.dispose();
+    }
+    // The second thread's matmul packing scratch and the control block: more than a page's rounding.
+    expect(totals[1] - totals[0]).toBeGreaterThan(65536);
+  });
+
+  it('the 4 GiB check counts the threads: a model that fits on one thread is refused on two', async () => {
+    const { kernels, pool } = await loadKernels({ threads: 2 });
+    pool!.dispose();
+    const config = (vocab: number) => tinyMlaConfig({ vocab_size: vocab, hidden_size: 128 });
+    const need = (vocab: number, threads: number) => memoryNeed(parseConfig(config(vocab)), kernels, { threads }).total;
+    // The largest vocabulary that fits on one thread.
+    let lo = 1, hi = 2 ** 24;
+    while (hi - lo > 1) { const mid = Math.floor((lo + hi) / 2); if (need(mid, 1) <= WASM_MEMORY_LIMIT) lo = mid; else hi = mid; }
+    expect(need(lo, 2)).toBeGreaterThan(WASM_MEMORY_LIMIT);
+    // The checkpoint is empty: on one thread the memory check passes and the tensors are found missing.
+    await expect(loadModel({ config: config(lo), tensors: {} }, { threads: 1 })).rejects.toMatchObject({ code: 'MISSING_TENSOR' });
+    const e = await loadModel({ config: config(lo), tensors: {} }, { threads: 2 }).catch((x: unknown) => x as MlaError);
+    expect(e).toBeInstanceOf(MlaError);
+    expect(e).toMatchObject({ code: 'OUT_OF_MEMORY', message: expect.stringContaining('for 2 threads') });
+  });
+});
+
+/**
+ * A kernel module for the pool alone: matmul_nt(flag) sets the i32 at `flag` to 1, then spins
+ * until the one after it is non-zero (nobody sets it): a worker that runs a chunk stays in it.
+ */
+const STUCK_KERNEL = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x05, 0x01, 0x60, 0x01, 0x7f, 0x00, // type (i32) -> ()
+  0x02, 0x12, 0x01, 0x03, 0x65, 0x6e, 0x76, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79, // import env.memory
+  0x02, 0x03, 0x01, 0x80, 0x80, 0x04, //   shared, 1 to 65536 pages
+  0x03, 0x02, 0x01, 0x00,
+  0x07, 0x0d, 0x01, 0x09, 0x6d, 0x61, 0x74, 0x6d, 0x75, 0x6c, 0x5f, 0x6e, 0x74, 0x00, 0x00, // export matmul_nt
+  0x0a, 0x18, 0x01, 0x16, 0x00,
+  0x20, 0x00, 0x41, 0x01, 0xfe, 0x17, 0x02, 0x00, // i32.atomic.store [flag] = 1
+  0x03, 0x40, 0x20, 0x00, 0xfe, 0x10, 0x02, 0x04, 0x45, 0x0d, 0x00, 0x0b, // loop while [flag + 4] == 0
+  0x0b,
+]);
+
+describe.skipIf(!sab)('a worker that dies', () => {
+  it('mid-dispatch, inside its chunk: the dispatch throws WORKER_FAILED in bounded time, then runs alone', async () => {
+    const heap = new Heap(undefined, { shared: true });
+    const flag = heap.alloc(64);
+    heap.i32(flag, 2).fill(0);
+    const I = new Int32Array(heap.memory.buffer);
+    let pool!: ThreadPool;
+    let calls = 0;
+    // The calling thread's matmul_nt: on its chunk, wait for the worker to be inside the other one, then end that worker.
+    const matmul_nt = (f: number) => {
+      if (calls++ > 0) return;
+      const t = Date.now();
+      while (Atomics.load(I, f / 4) === 0) if (Date.now() - t > 20_000) throw new Error('the worker never ran its chunk');
+      workersOf(pool)[0].terminate();
+    };
+    pool = (await ThreadPool.create(await WebAssembly.compile(STUCK_KERNEL), heap, { matmul_nt } as never, 2))!;
+    expect(pool.threads).toBe(2);
+    pool.stallMs = 200;
+    const dispatch = () => {
+      for (let c = 0; c < 2; c++) { pool.chunk(); pool.args[pool.task(0)] = flag; }
+      pool.run();
+    };
+    const t0 = Date.now();
+    const e = thrown(dispatch);
+    expect(e).toBeInstanceOf(MlaError);
+    expect(e.code).toBe('WORKER_FAILED');
+    expect(e.message).toContain('no worker thread finished a chunk for 200 ms');
+    expect(Date.now() - t0).toBeLessThan(15_000); // the stall limit, not forever
+    expect(pool.failed).toBe(true);
+    // Until the workers have exited, a dispatch still throws (none is left running in the background).
+    expect(thrown(dispatch).code).toBe('WORKER_FAILED');
+    await within(pool.exited, 10_000, 'the workers exit');
+    calls = 0;
+    dispatch();
+    expect(calls).toBe(2); // both chunks, on this thread
+    pool.dispose();
+  });
+
+  it('between calls (its exit is heard): the next call throws WORKER_FAILED, the model goes on on one thread, same logits', async () => {
+    const ids = text('Q: What is the meaning of life?\nA:');
+    const one = await loadModel(undefined, { threads: 1 });
+    const s1 = one.createSession();
+    s1.prefill(ids);
+    const ref = [s1.step(32), s1.step(33)];
+    one.dispose();
+
+    const m = await loadModel(undefined, { threads: 2 });
+    const pool = inside(m).pool!;
+    inside(m).decoder.par.minChunkNs = 0; // every call dispatches
+    const s = m.createSession();
+    s.prefill(ids);
+    const worker = workersOf(pool)[0];
+    worker.terminate();
+    expect(await within(worker.exited, 10_000, 'the worker exits')).toMatch(/^exited with code/);
+    expect(m.threads).toBe(1);
+    const e = thrown(() => s.step(32));
+    expect(e).toBeInstanceOf(MlaError);
+    expect(e.code).toBe('WORKER_FAILED');
+    expect(e.message).toMatch(/^worker thread 1 exited with code/);
+    expect(s.position).toBe(ids.length); // the abandoned step left the session as it was
+    await within(pool.exited, 10_000, 'the other workers exit');
+    expect(pool.useful).toBe(false); // reported and stopped: Parallel splits nothing any more
+    expectIdentical(ref[0], s.step(32), 'first step after');
+    expectIdentical(ref[1], s.step(33), 'second step after');
+    m.dispose();
+    expect(() => m.forward(ids)).toThrow(expect.objectContaining({ code: 'DISPOSED' }));
   });
 });
 

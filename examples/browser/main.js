@@ -1,6 +1,6 @@
 // The browser example: load the built-in model over HTTP, stream a greedy continuation into the
 // page as it decodes, and show speed, cache size and whether threads are on.
-// URL parameters (for tests): ?prompt=…&tokens=N&simd=auto|simd|relaxed starts at once.
+// URL parameters (for tests): ?prompt=…&tokens=N&simd=auto|simd|relaxed&threads=N starts at once.
 import { loadModel } from 'mla-wasm';
 
 const $ = (id) => document.getElementById(id);
@@ -17,14 +17,17 @@ if (params.has('tokens')) $('tokens').value = params.get('tokens');
 let model;
 try {
   const t0 = performance.now();
-  model = await loadModel(new URL('/models/fortune-mla/', location.href), { simd: params.get('simd') ?? 'auto' });
+  model = await loadModel(new URL('/models/fortune-mla/', location.href), {
+    simd: params.get('simd') ?? 'auto',
+    threads: params.has('threads') ? Number(params.get('threads')) : undefined, // default: the cores, at most 4
+  });
   const c = model.config;
   $('model').textContent = `fortune-mla: ${c.layers} layers, hidden ${c.hidden}, vocab ${c.vocabSize}, ` +
     `${bytes(model.weightBytes)} of weights, loaded in ${(performance.now() - t0).toFixed(0)} ms`;
   $('simd').textContent = model.simd === 'relaxed' ? 'relaxed SIMD (fused multiply-add)' : 'SIMD';
   $('cache').textContent = `${model.kvCacheBytesPerToken} B per token; multi-head attention with the same heads: ` +
     `${model.mhaCacheBytesPerToken} B per token (${(model.mhaCacheBytesPerToken / model.kvCacheBytesPerToken).toFixed(1)}× more)`;
-  const threads = model.threads ?? 1;
+  const threads = model.threads;
   $('threads').textContent = `${threads > 1 ? `on: ${threads} threads` : 'off'} ` +
     `(crossOriginIsolated: ${globalThis.crossOriginIsolated === true ? 'yes' : 'no'})`;
   $('go').disabled = false;
@@ -68,7 +71,7 @@ async function generate(promptText, maxTokens) {
     $('cache').textContent = `${bytes(session.kvCacheBytes)} for ${session.position} tokens: ` +
       `${model.kvCacheBytesPerToken} B per token; multi-head attention with the same heads: ` +
       `${model.mhaCacheBytesPerToken} B per token (${(model.mhaCacheBytesPerToken / model.kvCacheBytesPerToken).toFixed(1)}× more)`;
-    globalThis.mlaResult = { ids, text: out.data, simd: model.simd, prefillMs, decodeMs, crossOriginIsolated };
+    globalThis.mlaResult = { ids, text: out.data, simd: model.simd, threads: model.threads, prefillMs, decodeMs, crossOriginIsolated };
     status(`Done: ${ids.length} tokens.`, 'done');
   } catch (e) {
     status(`Failed: ${e.message}`, 'error');
