@@ -152,7 +152,7 @@ async function syntheticRows(build: SimdBuild, threads: number, p: Probes, conte
     for (let from = 0; from < prompt.length; from += CHUNK) {
       const T = Math.min(CHUNK, prompt.length - from);
       decoder.setIds(prompt, from, T);
-      decoder.runChunk(cache, from, T, 'naive', false);
+      decoder.runChunk(cache, from, T, 'absorbed', false);
     }
   };
   for (const T of PP) {

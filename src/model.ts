@@ -19,7 +19,7 @@ export interface LoadOptions extends KernelOptions {
 }
 
 export interface ForwardOptions {
-  /** MLA attention path for the whole sequence (default 'naive'). */
+  /** MLA attention path for the whole sequence (default 'absorbed', as Session.prefill). */
   attention?: AttentionPath;
 }
 
@@ -91,7 +91,7 @@ export class Model {
     }
     const s = this.createSession({ contextLength: length });
     try {
-      return s.runAll(ids, options.attention ?? 'naive');
+      return s.runAll(ids, options.attention ?? 'absorbed');
     } finally {
       s.dispose();
     }

@@ -8,7 +8,11 @@ export interface SessionOptions {
 }
 
 export interface RunOptions {
-  /** MLA attention path; default 'naive' for prefill (many queries share the expansion), 'absorbed' for step. */
+  /**
+   * MLA attention path, default 'absorbed'. Prefill runs in chunks of CHUNK tokens, and 'naive'
+   * expands every cached latent row again for each chunk: at V2-Lite dims absorbed is as fast at
+   * 128 tokens and faster past that (512: 1.43 vs 1.66 s, 2048: 6.6 vs 10.7 s on one core).
+   */
   attention?: AttentionPath;
 }
 
@@ -61,7 +65,7 @@ export class Session {
 
   /** Run a prompt (or its continuation); returns the logits of its last position. */
   prefill(ids: ArrayLike<number>, options: RunOptions = {}): Float32Array {
-    return this.run(ids, options.attention ?? 'naive', false);
+    return this.run(ids, options.attention ?? 'absorbed', false);
   }
 
   /** Feed one token; returns the logits for the next position. */
