@@ -1,4 +1,4 @@
-// node scripts/bench-threads.mjs [--threads 2] [--rounds 5] [--model synthetic|default|both] [--any]:
+// npm run bench:threads [-- --threads 2] [-- --rounds 5] [-- --model synthetic|default|both] [-- --any]:
 // bundle scripts/bench-threads.ts (which reaches into src/) into build/, then run it with relaxed
 // SIMD enabled (Node 20).
 import { build } from 'esbuild';

@@ -1,19 +1,18 @@
-// Threads: prefill and decode time with 1 vs N threads, side by side in one run: interleaved
+// npm run bench:threads: prefill and decode time with 1 vs N threads, side by side in one run: interleaved
 // rounds, best round kept, and a round counts only when other processes used under 10% of a core
 // meanwhile (read from /proc/stat on Linux), since this machine is shared and a busy core turns a
 // thread-count comparison into a measure of the neighbours. Run with
-//   node scripts/bench-threads.mjs [--threads 2] [--rounds 5] [--model synthetic|default|both] [--any]
+//   npm run bench:threads [-- --threads 2] [-- --rounds 5] [-- --model synthetic|default|both] [-- --any]
 // (--any: count every round, quiet or not)
 // Synthetic model: DeepSeek-V2-Lite attention dims (hidden 2048, 16 heads, kv_lora_rank 512,
 // rope 64, nope 128, v 128, no query compression), 2 layers, dense MLP 1408, vocab 1024, random
 // weights. Default model: the built-in fortune-mla.
 import { readFileSync } from 'node:fs';
-import type { ModelConfig } from '../src/config.js';
 import { Decoder } from '../src/decoder.js';
 import { loadModel, Model } from '../src/model.js';
 import { loadKernels } from '../src/wasm.js';
 import { placeWeights } from '../src/weights.js';
-import { randomSource } from '../bench/decode.js';
+import { randomSource, syntheticConfig, VARIANTS } from '../bench/decode.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -24,19 +23,8 @@ const ROUNDS = Number(arg('rounds', '5'));
 const WHICH = arg('model', 'both');
 const ANY = process.argv.includes('--any');
 
-function syntheticConfig(): ModelConfig {
-  const layers = 2;
-  return {
-    architecture: 'DeepseekV2ForCausalLM', vocabSize: 1024, hidden: 2048, layers,
-    attention: { kind: 'mla', heads: 16, qLoraRank: null, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128 },
-    ffn: Array.from({ length: layers }, () => ({ kind: 'dense' as const, intermediate: 1408 })),
-    rmsEps: 1e-6, ropeTheta: 10000, ropeStyle: 'adjacent', yarn: null,
-    maxPositions: 1 << 16, tieEmbeddings: false, bosTokenId: null, eosTokenIds: [],
-  };
-}
-
 async function synthetic(threads: number): Promise<Model> {
-  const c = syntheticConfig();
+  const c = syntheticConfig(VARIANTS[0].attention);
   const { kernels, heap, build, pool } = await loadKernels({ threads });
   const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap), pool);
   return new Model(c, decoder, build, pool);
