@@ -9,35 +9,41 @@
 //         for jr in NC by NR             one panel, KC×NR (stays in L1)
 //           for ir in MC by MR           micro-kernel: C[ir.., jr..] (+)= A[ir.., pc..] · panel
 //
-// The micro-kernel keeps a 4×8 tile of C in 8 v128 accumulators, loads two vectors of the panel
+// The micro-kernel keeps an MR×NR tile of C in v128 accumulators, loads NR/4 vectors of the panel
 // and broadcasts one A element per row each k step (v128.load32_splat: vbroadcastss from memory
-// on x86), and multiplies with `madd` (fused under relaxed SIMD). NT and NN differ only in how a
-// panel is packed. Panels are zero-padded at the n edge, so the micro-kernel always computes NR
-// columns and stores only those that exist.
+// on x86), and multiplies with `madd`. NT and NN differ only in how a panel is packed. Panels are
+// zero-padded at the n edge, so the micro-kernel always computes NR columns and stores only those
+// that exist.
 //
-// Why this shape (measured with V8 12 / Node 20 on x86): V8 hands out 15 xmm registers and
-// schedules all the loads of a loop body before its arithmetic, so a k step may hold at most
-// ~14 vectors: 8 accumulators + 2 B + 4 A. Larger tiles (6×8, 5×8) spill. A 2×16 tile ties with
-// 4×8 (within 3%) but wastes more at the n edge. Packing A as well (one pointer, constant
-// offsets) measured 3–6% slower: V8 does not fold a load32_splat offset into the address.
+// Why these shapes (measured with Node 20 on x86): V8 hands out 15 xmm registers and schedules all
+// the loads of a loop body before its arithmetic, so a k step may hold at most 15 vectors:
+// accumulators + B vectors + one broadcast per row. The FMA's 4-cycle latency on two pipes wants
+// more than 8 independent chains, so the relaxed build takes 3×12 (9 accumulators + 3 B + 3 A =
+// 15): 0.87–0.92 of the peak probe, where 4×8 (8 + 2 + 4) reached 0.83–0.86. The plain build needs
+// a register for each product before its add, so 3×12 spills there (0.39) and it keeps 4×8
+// (0.93–0.99). 6×8 and 5×8 spill in both (0.40–0.45). KC 384 or 512 measured the same as 256.
+// Packing A as well (one pointer, constant offsets) measured 3–6% slower: V8 does not fold a
+// load32_splat offset into the address.
 import { madd, hsum } from "./simd";
 
 // @ts-ignore: decorator
-@inline const MR: i32 = 4;   // rows of C per micro-kernel tile
+@inline const MR: i32 = ASC_FEATURE_RELAXED_SIMD ? 3 : 4;  // rows of C per micro-kernel tile
 // @ts-ignore: decorator
-@inline const NR: i32 = 8;   // columns of C per micro-kernel tile (two v128)
+@inline const NR: i32 = ASC_FEATURE_RELAXED_SIMD ? 12 : 8; // columns of C per tile (NR/4 v128)
 // @ts-ignore: decorator
-@inline const KC: i32 = 256; // k per packed block: a panel is KC·NR·4 = 8 KiB (L1)
+@inline const KC: i32 = 256; // k per packed block: a panel is KC·NR·4 = 8–12 KiB (L1)
 // @ts-ignore: decorator
-@inline const MC: i32 = 128; // rows of A per block: MC·KC·4 = 128 KiB (L2)
+@inline const MC: i32 = ASC_FEATURE_RELAXED_SIMD ? 120 : 128; // rows of A per block (a multiple of MR): MC·KC·4 ≈ 128 KiB (L2)
 // @ts-ignore: decorator
-@inline const NC: i32 = 512; // columns per packed block: KC·NC·4 = 512 KiB of scratch
+@inline const NC: i32 = ASC_FEATURE_RELAXED_SIMD ? 504 : 512; // columns per packed block (a multiple of NR): KC·NC·4 ≈ 512 KiB of scratch
+// @ts-ignore: decorator
+@inline const GEMM_MIN_M: i32 = 4; // fewer rows of A: one matvec per row (src/threads.ts assumes 4)
 
 /** Bytes of scratch that matmul_nt / matmul_nn need in `pack` for these k, n. */
 export function matmul_pack_bytes(k: i32, n: i32): i32 {
   if (k <= 0 || n <= 0) return 0;
   const kc = min(k, KC);
-  const nc = min((n + NR - 1) & ~(NR - 1), NC);
+  const nc = min((n + NR - 1) / NR * NR, NC);
   return kc * nc * 4;
 }
 
@@ -49,7 +55,7 @@ export function matmul_nt(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc:
                           m: i32, k: i32, n: i32, pack: usize): void {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) { zeroRows(c, ldc, m, n); return; }
-  if (m < MR) {
+  if (m < GEMM_MIN_M) {
     for (let i = 0; i < m; i++) {
       matvec(b, ldb, a + <usize>(i * lda) * 4, c + <usize>(i * ldc) * 4, n, k);
     }
@@ -63,7 +69,7 @@ export function matmul_nn(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc:
                           m: i32, k: i32, n: i32, pack: usize): void {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) { zeroRows(c, ldc, m, n); return; }
-  if (m < MR) {
+  if (m < GEMM_MIN_M) {
     for (let i = 0; i < m; i++) {
       vecmat(a + <usize>(i * lda) * 4, b, ldb, c + <usize>(i * ldc) * 4, k, n);
     }
@@ -100,7 +106,7 @@ function zeroRows(c: usize, ldc: i32, m: i32, n: i32): void {
           const cCol = c + <usize>j * 4;
           let ir = ic;
           for (; ir < irFull; ir += MR) {
-            tile(4, aCol + <usize>(ir * lda) * 4, lda, panel, kc, cCol + <usize>(ir * ldc) * 4, ldc, cols, acc);
+            tile(MR, aCol + <usize>(ir * lda) * 4, lda, panel, kc, cCol + <usize>(ir * ldc) * 4, ldc, cols, acc);
           }
           const rest = icEnd - ir;
           if (rest == 3) tile(3, aCol + <usize>(ir * lda) * 4, lda, panel, kc, cCol + <usize>(ir * ldc) * 4, ldc, cols, acc);
@@ -122,54 +128,65 @@ function zeroRows(c: usize, ldc: i32, m: i32, n: i32): void {
                       c: usize, ldc: i32, cols: i32, acc: bool): void {
   const lda4 = <usize>lda * 4;
   let a0 = a, a1 = a + lda4, a2 = a + lda4 * 2, a3 = a + lda4 * 3;
-  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c22 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0), c32 = f32x4.splat(0);
   let p = panel;
   const end = panel + <usize>(kc * NR) * 4;
   while (p < end) {
     const b0 = v128.load(p), b1 = v128.load(p, 16);
+    const b2 = NR > 8 ? v128.load(p, 32) : b1;
     let x = v128.load32_splat(a0);
     c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+    if (NR > 8) c02 = madd(x, b2, c02);
     if (rows > 1) {
       x = v128.load32_splat(a1);
       c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+      if (NR > 8) c12 = madd(x, b2, c12);
     }
     if (rows > 2) {
       x = v128.load32_splat(a2);
       c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+      if (NR > 8) c22 = madd(x, b2, c22);
     }
     if (rows > 3) {
       x = v128.load32_splat(a3);
       c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+      if (NR > 8) c32 = madd(x, b2, c32);
     }
     a0 += 4; a1 += 4; a2 += 4; a3 += 4;
     p += NR * 4;
   }
   const ldc4 = <usize>ldc * 4;
-  storeRow(c, c00, c01, cols, acc);
-  if (rows > 1) storeRow(c + ldc4, c10, c11, cols, acc);
-  if (rows > 2) storeRow(c + ldc4 * 2, c20, c21, cols, acc);
-  if (rows > 3) storeRow(c + ldc4 * 3, c30, c31, cols, acc);
+  storeRow(c, c00, c01, c02, cols, acc);
+  if (rows > 1) storeRow(c + ldc4, c10, c11, c12, cols, acc);
+  if (rows > 2) storeRow(c + ldc4 * 2, c20, c21, c22, cols, acc);
+  if (rows > 3) storeRow(c + ldc4 * 3, c30, c31, c32, cols, acc);
 }
 
-/** Store (or add into) the first `cols` (1..8) of one row of a tile. */
+/** Store (or add into) the first `cols` (1..NR) of one row of a tile. */
 // @ts-ignore: decorator
-@inline function storeRow(c: usize, v0: v128, v1: v128, cols: i32, acc: bool): void {
+@inline function storeRow(c: usize, v0: v128, v1: v128, v2: v128, cols: i32, acc: bool): void {
   if (cols == NR) {
-    if (acc) { v0 = f32x4.add(v128.load(c), v0); v1 = f32x4.add(v128.load(c, 16), v1); }
+    if (acc) {
+      v0 = f32x4.add(v128.load(c), v0); v1 = f32x4.add(v128.load(c, 16), v1);
+      if (NR > 8) v2 = f32x4.add(v128.load(c, 32), v2);
+    }
     v128.store(c, v0);
     v128.store(c, v1, 16);
+    if (NR > 8) v128.store(c, v2, 32);
   } else {
-    storePartial(c, v0, v1, cols, acc);
+    storePartial(c, v0, v1, v2, cols, acc);
   }
 }
 
 // Not inlined: the n edge is rare, and this keeps it out of the hot loop's code.
-function storePartial(c: usize, v0: v128, v1: v128, cols: i32, acc: bool): void {
-  if (cols >= 4) {
+function storePartial(c: usize, v0: v128, v1: v128, v2: v128, cols: i32, acc: bool): void {
+  while (cols >= 4) {
     if (acc) v0 = f32x4.add(v128.load(c), v0);
     v128.store(c, v0);
-    c += 16; cols -= 4; v0 = v1;
+    c += 16; cols -= 4; v0 = v1; v1 = v2;
   }
   if (cols > 0) storeLane(c, f32x4.extract_lane(v0, 0), acc);
   if (cols > 1) storeLane(c + 4, f32x4.extract_lane(v0, 1), acc);
@@ -193,22 +210,22 @@ function packNT(b: usize, ldb: i32, kc: i32, nc: i32, pack: usize): void {
   for (let j = 0; j < nc; j += NR) {
     const r0 = b + <usize>j * ldb4;
     if (nc - j >= NR) {
-      const r1 = r0 + ldb4, r2 = r1 + ldb4, r3 = r2 + ldb4;
-      const r4 = r3 + ldb4, r5 = r4 + ldb4, r6 = r5 + ldb4, r7 = r6 + ldb4;
-      let kk = 0;
-      for (; kk < kc4; kk += 4) {
-        const o = <usize>kk * 4;
-        const d = dst + <usize>kk * (NR * 4);
-        transpose4(d, v128.load(r0 + o), v128.load(r1 + o), v128.load(r2 + o), v128.load(r3 + o));
-        transpose4(d + 16, v128.load(r4 + o), v128.load(r5 + o), v128.load(r6 + o), v128.load(r7 + o));
-      }
-      for (; kk < kc; kk++) {
-        const o = <usize>kk * 4;
-        const d = dst + <usize>kk * (NR * 4);
-        store<f32>(d, load<f32>(r0 + o)); store<f32>(d, load<f32>(r1 + o), 4);
-        store<f32>(d, load<f32>(r2 + o), 8); store<f32>(d, load<f32>(r3 + o), 12);
-        store<f32>(d, load<f32>(r4 + o), 16); store<f32>(d, load<f32>(r5 + o), 20);
-        store<f32>(d, load<f32>(r6 + o), 24); store<f32>(d, load<f32>(r7 + o), 28);
+      // Four rows of B (four columns of the panel) at a time.
+      for (let q = 0; q < NR; q += 4) {
+        const r = r0 + <usize>q * ldb4;
+        const r1 = r + ldb4, r2 = r1 + ldb4, r3 = r2 + ldb4;
+        const dq = dst + <usize>q * 4;
+        let kk = 0;
+        for (; kk < kc4; kk += 4) {
+          const o = <usize>kk * 4;
+          transpose4(dq + <usize>kk * (NR * 4), v128.load(r + o), v128.load(r1 + o), v128.load(r2 + o), v128.load(r3 + o));
+        }
+        for (; kk < kc; kk++) {
+          const o = <usize>kk * 4;
+          const d = dq + <usize>kk * (NR * 4);
+          store<f32>(d, load<f32>(r + o)); store<f32>(d, load<f32>(r1 + o), 4);
+          store<f32>(d, load<f32>(r2 + o), 8); store<f32>(d, load<f32>(r3 + o), 12);
+        }
       }
     } else {
       const cols = nc - j;
@@ -250,6 +267,7 @@ function packNN(b: usize, ldb: i32, kc: i32, nc: i32, pack: usize): void {
       for (; dst < end; dst += NR * 4) {
         v128.store(dst, v128.load(src));
         v128.store(dst, v128.load(src, 16), 16);
+        if (NR > 8) v128.store(dst, v128.load(src, 32), 32);
         src += ldb4;
       }
     } else {

@@ -26,8 +26,8 @@
 //
 // Chunks keep every output element on the code path it takes in one thread, so results are
 // bit-identical to one thread, whoever runs which chunk: matmul by output columns (N) in multiples
-// of 8 (the micro-kernel's width; a multiple of 4 keeps matvec's four-row groups), attention by
-// queries in multiples of 4 (its query tiles), or whole items of a batch (heads) at a time.
+// of 24 (MATMUL_COLS), attention by queries in multiples of 4 (its query tiles), or whole items
+// of a batch (heads) at a time.
 import { MlaError } from './errors.js';
 import type { Heap } from './heap.js';
 import type { Kernels } from './wasm.js';
@@ -516,6 +516,12 @@ export class ThreadPool {
 const GEMM_RATE = 20, GEMV_RATE = 4, ATTN_RATE = 8;
 /** Chunks per thread at most: enough to even out a late or slow thread, few enough to stay long. */
 const CHUNKS_PER_THREAD = 4;
+/**
+ * matmul column chunks are multiples of this: of both builds' micro-kernel widths (8 plain, 12
+ * relaxed: assembly/matmul.ts NR), so no chunk edge cuts a panel short, and of 4 for matvec's
+ * four-row groups.
+ */
+const MATMUL_COLS = 24;
 /** matvec/vecmat switch to four-row streaming beyond this many floats (assembly/matmul.ts VEC_L1). */
 const VEC_L1 = 4096;
 
@@ -554,7 +560,7 @@ export class Parallel {
   /**
    * For i < batch: C_i = A_i · B_iᵀ (nt, B in [n, k] layout) or A_i · B_i (nn, B in [k, n]),
    * A_i = a + i·aInc etc. (byte offsets), as matmul_nt / matmul_nn. Split by whole products when
-   * there are enough of them, else by columns of C in multiples of 8.
+   * there are enough of them, else by columns of C in multiples of MATMUL_COLS.
    */
   matmul(nt: boolean, a: number, lda: number, b: number, ldb: number, c: number, ldc: number,
          m: number, k: number, n: number, batch = 1, aInc = 0, bInc = 0, cInc = 0): void {
@@ -562,7 +568,7 @@ export class Parallel {
     const ns = batch * m * k * n / (m < 4 ? GEMV_RATE : GEMM_RATE);
     const byItems = batch >= 2 * this.threads;
     // vecmat picks its loop by n, so a column split must leave every chunk on the same side.
-    const groups = !nt && m < 4 && n > VEC_L1 ? 1 : Math.ceil(n / 8);
+    const groups = !nt && m < 4 && n > VEC_L1 ? 1 : Math.ceil(n / MATMUL_COLS);
     const chunks = this.chunks(ns, byItems ? batch : groups);
     if (chunks === 1) {
       const f = nt ? this.k.matmul_nt : this.k.matmul_nn;
@@ -579,7 +585,8 @@ export class Parallel {
         x = pool.task(fn, i1 - i0, 1, 9, this.packBytes);
         this.putMatmul(D, x, a + i0 * aInc, lda, b + i0 * bInc, ldb, c + i0 * cInc, ldc, m, k, n);
       } else {
-        const n0 = 8 * Math.floor(groups * s / chunks), n1 = Math.min(n, 8 * Math.floor(groups * (s + 1) / chunks));
+        const n0 = MATMUL_COLS * Math.floor(groups * s / chunks);
+        const n1 = Math.min(n, MATMUL_COLS * Math.floor(groups * (s + 1) / chunks));
         x = pool.task(fn, batch, 1, 9, this.packBytes);
         // Columns n0… of C are rows n0… of B (nt) or its columns n0… (nn).
         this.putMatmul(D, x, a, lda, b + (nt ? n0 * ldb : n0) * 4, ldb, c + n0 * 4, ldc, m, k, n1 - n0);

@@ -9,10 +9,14 @@ import type { LoadedKernels } from '../../src/wasm.js';
 
 const SENTINEL = -12345.5;
 const SIZES = [1, 3, 7, 8, 9, 17, 33, 64, 65, 130];
+// Tile edges of both builds' micro-kernels (4×8 plain, 3×12 relaxed): m around MR, n around NR.
+const TILE_M = [4, 5, 6, 7];
+const TILE_N = [4, 11, 12, 13, 23, 24, 25];
 const LARGE: [number, number, number][] = [
   [200, 300, 257],   // m > MC, k > KC, n odd
   [128, 512, 512],   // a prefill-like shape
   [133, 700, 1030],  // n > NC (two column blocks, the second ragged), k three blocks
+  [241, 260, 1013],  // m > 2·MC, n > 2·NC with a ragged last panel, k just over KC
 ];
 
 /** Matrix `rows × cols` stored with row stride `ld ≥ cols`; the padding holds NaN so a read of it shows. */
@@ -124,6 +128,15 @@ describe.each(BUILDS)('matmul kernels, %s build', (build) => {
       let seed = 1;
       for (const m of SIZES) for (const kk of SIZES) for (const n of SIZES) {
         checkMatmul(k, op, m, kk, n, (seed & 1) === 0, seed);
+        seed += 2;
+      }
+    });
+
+    it(`matmul_${op} on every tile edge: m in {${TILE_M.join(', ')}}, n in {${TILE_N.join(', ')}}`, async () => {
+      const k = await kernelsFor(build);
+      let seed = 3;
+      for (const m of TILE_M) for (const n of TILE_N) for (const kk of [1, 5, 19]) {
+        checkMatmul(k, op, m, kk, n, (seed & 2) === 0, seed);
         seed += 2;
       }
     });
