@@ -1,7 +1,12 @@
 // f32 matrix products. All pointers are byte offsets into memory; all strides
 // (lda, ldb, ldc, ldw) are in elements (f32), row-major.
 //
-// GEMM (matmul_nt, matmul_nn) is a packed, cache-blocked product in the GotoBLAS / BLIS shape:
+// matmul_nt (C = A·Bᵀ, B a weight in [out, in] layout: every projection) multiplies rows by rows,
+// both contiguous in k, so it needs no packing: a tile of DA rows of A × DB rows of B keeps DA·DB
+// f32x4 accumulators over k and reduces each to one number at the end (see "NT" below).
+//
+// matmul_nn (C = A·B, B in [k, n] layout) is a packed, cache-blocked product in the GotoBLAS /
+// BLIS shape:
 //
 //   for jc in n by NC                    B block of NC columns
 //     for pc in k by KC                  packed into `pack` as NR-wide panels [kk][0..NR)
@@ -9,21 +14,20 @@
 //         for jr in NC by NR             one panel, KC×NR (stays in L1)
 //           for ir in MC by MR           micro-kernel: C[ir.., jr..] (+)= A[ir.., pc..] · panel
 //
-// The micro-kernel keeps an MR×NR tile of C in v128 accumulators, loads NR/4 vectors of the panel
+// Its micro-kernel keeps an MR×NR tile of C in v128 accumulators, loads NR/4 vectors of the panel
 // and broadcasts one A element per row each k step (v128.load32_splat: vbroadcastss from memory
-// on x86), and multiplies with `madd`. NT and NN differ only in how a panel is packed. Panels are
-// zero-padded at the n edge, so the micro-kernel always computes NR columns and stores only those
-// that exist.
+// on x86), and multiplies with `madd`. Panels are zero-padded at the n edge, so the micro-kernel
+// always computes NR columns and stores only those that exist.
 //
 // Why these shapes (measured with Node 20 on x86): V8 hands out 15 xmm registers and schedules all
 // the loads of a loop body before its arithmetic, so a k step may hold at most 15 vectors:
-// accumulators + B vectors + one broadcast per row. The FMA's 4-cycle latency on two pipes wants
-// more than 8 independent chains, so the relaxed build takes 3×12 (9 accumulators + 3 B + 3 A =
-// 15): 0.87–0.92 of the peak probe, where 4×8 (8 + 2 + 4) reached 0.83–0.86. The plain build needs
-// a register for each product before its add, so 3×12 spills there (0.39) and it keeps 4×8
-// (0.93–0.99). 6×8 and 5×8 spill in both (0.40–0.45). KC 384 or 512 measured the same as 256.
-// Packing A as well (one pointer, constant offsets) measured 3–6% slower: V8 does not fold a
-// load32_splat offset into the address.
+// accumulators + loaded vectors (+ one product in the plain build, whose multiply and add are
+// separate). The FMA's 4-cycle latency on two pipes wants more than 8 independent chains, so the
+// relaxed build takes 9 accumulators (NN 3×12: 9 + 3 B + 3 A; NT 3×3: 9 + 3 + 3) where the plain
+// build takes 8 (NN 4×8: 8 + 2 + 4 + 1; NT 2×4: 8 + 2 + 4 + 1). NN 4×8 in the relaxed build
+// reached 0.83–0.86 of the peak probe, 3×12 0.86–0.93; 3×12 spills in the plain build (0.39),
+// 6×8 and 5×8 in both (0.40–0.45). KC 384 or 512 measured the same as 256. Packing A as well
+// measured 3–6% slower: V8 does not fold a load32_splat offset into the address.
 import { madd, hsum } from "./simd";
 
 // @ts-ignore: decorator
@@ -39,7 +43,7 @@ import { madd, hsum } from "./simd";
 // @ts-ignore: decorator
 @inline const GEMM_MIN_M: i32 = 4; // fewer rows of A: one matvec per row (src/threads.ts assumes 4)
 
-/** Bytes of scratch that matmul_nt / matmul_nn need in `pack` for these k, n. */
+/** Bytes of scratch that matmul_nn needs in `pack` for these k, n (matmul_nt needs none). */
 export function matmul_pack_bytes(k: i32, n: i32): i32 {
   if (k <= 0 || n <= 0) return 0;
   const kc = min(k, KC);
@@ -49,7 +53,7 @@ export function matmul_pack_bytes(k: i32, n: i32): i32 {
 
 /**
  * C[m, n] = A[m, k] · B[n, k]ᵀ   (B is a weight in Hugging Face [out, in] layout).
- * Overwrites C. `pack` is scratch of matmul_pack_bytes(k, n) bytes.
+ * Overwrites C. `pack` is not used (NT and NN share one signature).
  */
 export function matmul_nt(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
                           m: i32, k: i32, n: i32, pack: usize): void {
@@ -61,10 +65,10 @@ export function matmul_nt(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc:
     }
     return;
   }
-  gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, true);
+  dotNT(a, lda, b, ldb, c, ldc, m, k, n);
 }
 
-/** C[m, n] = A[m, k] · B[k, n]. Overwrites C. `pack` as for matmul_nt. */
+/** C[m, n] = A[m, k] · B[k, n]. Overwrites C. `pack` is scratch of matmul_pack_bytes(k, n) bytes. */
 export function matmul_nn(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
                           m: i32, k: i32, n: i32, pack: usize): void {
   if (m <= 0 || n <= 0) return;
@@ -75,24 +79,22 @@ export function matmul_nn(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc:
     }
     return;
   }
-  gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, false);
+  gemmNN(a, lda, b, ldb, c, ldc, m, k, n, pack);
 }
 
 function zeroRows(c: usize, ldc: i32, m: i32, n: i32): void {
   for (let i = 0; i < m; i++) memory.fill(c + <usize>(i * ldc) * 4, 0, <usize>n * 4);
 }
 
-// @ts-ignore: decorator
-@inline function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
-                      m: i32, k: i32, n: i32, pack: usize, nt: bool): void {
+function gemmNN(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
+                m: i32, k: i32, n: i32, pack: usize): void {
   const mFull = m - m % MR;
   for (let jc = 0; jc < n; jc += NC) {
     const nc = min(NC, n - jc);
     const panels = (nc + NR - 1) / NR;
     for (let pc = 0; pc < k; pc += KC) {
       const kc = min(KC, k - pc);
-      if (nt) packNT(b + (<usize>jc * ldb + pc) * 4, ldb, kc, nc, pack);
-      else packNN(b + (<usize>pc * ldb + jc) * 4, ldb, kc, nc, pack);
+      packNN(b + (<usize>pc * ldb + jc) * 4, ldb, kc, nc, pack);
       const acc = pc > 0;
       for (let ic = 0; ic < m; ic += MC) {
         const mc = min(MC, m - ic);
@@ -196,61 +198,6 @@ function storePartial(c: usize, v0: v128, v1: v128, v2: v128, cols: i32, acc: bo
 // @ts-ignore: decorator
 @inline function storeLane(p: usize, x: f32, acc: bool): void {
   store<f32>(p, acc ? load<f32>(p) + x : x);
-}
-
-/**
- * Pack B[n, k] (rows j = 0..nc of B, columns 0..kc, stride ldb) as panels for matmul_nt:
- * pack[(jp·kc + kk)·NR + jj] = B[jp·NR + jj, kk], zero where jp·NR + jj ≥ nc.
- * Full panels are transposed 4×4 at a time with shuffles.
- */
-function packNT(b: usize, ldb: i32, kc: i32, nc: i32, pack: usize): void {
-  const ldb4 = <usize>ldb * 4;
-  const kc4 = kc & ~3;
-  let dst = pack;
-  for (let j = 0; j < nc; j += NR) {
-    const r0 = b + <usize>j * ldb4;
-    if (nc - j >= NR) {
-      // Four rows of B (four columns of the panel) at a time.
-      for (let q = 0; q < NR; q += 4) {
-        const r = r0 + <usize>q * ldb4;
-        const r1 = r + ldb4, r2 = r1 + ldb4, r3 = r2 + ldb4;
-        const dq = dst + <usize>q * 4;
-        let kk = 0;
-        for (; kk < kc4; kk += 4) {
-          const o = <usize>kk * 4;
-          transpose4(dq + <usize>kk * (NR * 4), v128.load(r + o), v128.load(r1 + o), v128.load(r2 + o), v128.load(r3 + o));
-        }
-        for (; kk < kc; kk++) {
-          const o = <usize>kk * 4;
-          const d = dq + <usize>kk * (NR * 4);
-          store<f32>(d, load<f32>(r + o)); store<f32>(d, load<f32>(r1 + o), 4);
-          store<f32>(d, load<f32>(r2 + o), 8); store<f32>(d, load<f32>(r3 + o), 12);
-        }
-      }
-    } else {
-      const cols = nc - j;
-      for (let kk = 0; kk < kc; kk++) {
-        const d = dst + <usize>kk * (NR * 4);
-        for (let jj = 0; jj < NR; jj++) {
-          store<f32>(d + <usize>jj * 4, jj < cols ? load<f32>(r0 + <usize>jj * ldb4 + <usize>kk * 4) : 0);
-        }
-      }
-    }
-    dst += <usize>(kc * NR) * 4;
-  }
-}
-
-/** Store the transpose of rows (x, y, z, w) as four vectors NR·4 bytes apart. */
-// @ts-ignore: decorator
-@inline function transpose4(d: usize, x: v128, y: v128, z: v128, w: v128): void {
-  const t0 = v128.shuffle<f32>(x, y, 0, 4, 1, 5); // x0 y0 x1 y1
-  const t1 = v128.shuffle<f32>(x, y, 2, 6, 3, 7); // x2 y2 x3 y3
-  const t2 = v128.shuffle<f32>(z, w, 0, 4, 1, 5); // z0 w0 z1 w1
-  const t3 = v128.shuffle<f32>(z, w, 2, 6, 3, 7); // z2 w2 z3 w3
-  v128.store(d, v128.shuffle<f32>(t0, t2, 0, 1, 4, 5));
-  v128.store(d, v128.shuffle<f32>(t0, t2, 2, 3, 6, 7), NR * 4);
-  v128.store(d, v128.shuffle<f32>(t1, t3, 0, 1, 4, 5), NR * 8);
-  v128.store(d, v128.shuffle<f32>(t1, t3, 2, 3, 6, 7), NR * 12);
 }
 
 /**
@@ -430,4 +377,117 @@ function vecmatRows4(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32): vo
     }
   }
   for (; kk < k; kk++) vecmatRow(load<f32>(x + <usize>kk * 4), w + <usize>kk * ldw4, y, n, true);
+}
+
+
+// NT: C[i, j] = A row i · B row j, DA rows of A × DB rows of B per tile. Nothing is packed: at
+// prefill's M = 64 rows, packing B (a transpose) cost as much as computing ~10 rows, and the
+// 3×3 / 2×4 dot tiles reached 0.85–0.92 (relaxed) / 0.89–0.97 (plain) of the peak probe at
+// M = 64 against 0.80–0.87 / 0.89–0.97 for the packed kernels, and the same or better at M ≥ 128.
+// @ts-ignore: decorator
+@inline const DA: i32 = ASC_FEATURE_RELAXED_SIMD ? 3 : 2;
+// @ts-ignore: decorator
+@inline const DB: i32 = ASC_FEATURE_RELAXED_SIMD ? 3 : 4;
+// @ts-ignore: decorator
+@inline const KD: i32 = 2048; // k per block: DB rows of B (≤ 32 KiB) stay in L1
+// @ts-ignore: decorator
+@inline const MD: i32 = 72;   // rows of A per block: MD·KD·4 = 576 KiB stay in L2
+
+/** C[m, n] = A[m, k] · B[n, k]ᵀ for m ≥ 1, k ≥ 1, in k blocks (the first stores, the rest add). */
+function dotNT(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32, m: i32, k: i32, n: i32): void {
+  for (let pc = 0; pc < k; pc += KD) {
+    const kc = min(KD, k - pc);
+    const acc = pc > 0;
+    for (let ic = 0; ic < m; ic += MD) {
+      const mc = min(MD, m - ic);
+      const aBlk = a + (<usize>ic * lda + pc) * 4, cBlk = c + <usize>ic * ldc * 4;
+      let j = 0;
+      for (; j + DB <= n; j += DB) dotColumn(DB, aBlk, lda, b + (<usize>j * ldb + pc) * 4, ldb, cBlk + <usize>j * 4, ldc, mc, kc, acc);
+      const rest = n - j;
+      if (rest == 3) dotColumn(3, aBlk, lda, b + (<usize>j * ldb + pc) * 4, ldb, cBlk + <usize>j * 4, ldc, mc, kc, acc);
+      else if (rest == 2) dotColumn(2, aBlk, lda, b + (<usize>j * ldb + pc) * 4, ldb, cBlk + <usize>j * 4, ldc, mc, kc, acc);
+      else if (rest == 1) dotColumn(1, aBlk, lda, b + (<usize>j * ldb + pc) * 4, ldb, cBlk + <usize>j * 4, ldc, mc, kc, acc);
+    }
+  }
+}
+
+/** C[0..mc, 0..cols) (+)= A[0..mc, 0..kc) · B[0..cols, 0..kc)ᵀ, DA rows of A at a time. */
+// @ts-ignore: decorator
+@inline function dotColumn(cols: i32, a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
+                           mc: i32, kc: i32, acc: bool): void {
+  const full = mc - mc % DA;
+  let i = 0;
+  for (; i < full; i += DA) dotTile(DA, cols, a + <usize>(i * lda) * 4, lda, b, ldb, c + <usize>(i * ldc) * 4, ldc, kc, acc);
+  const rest = mc - i;
+  if (rest == 2) dotTile(2, cols, a + <usize>(i * lda) * 4, lda, b, ldb, c + <usize>(i * ldc) * 4, ldc, kc, acc);
+  else if (rest == 1) dotTile(1, cols, a + <usize>(i * lda) * 4, lda, b, ldb, c + <usize>(i * ldc) * 4, ldc, kc, acc);
+}
+
+/**
+ * One dot-product tile: C[r, c] (+)= A row r · B row c over kc, for r < rows, c < cols
+ * (compile-time constants at each call site, so unused accumulators fold away).
+ */
+// @ts-ignore: decorator
+@inline function dotTile(rows: i32, cols: i32, a: usize, lda: i32, b: usize, ldb: i32,
+                         c: usize, ldc: i32, kc: i32, acc: bool): void {
+  const lda4 = <usize>lda * 4, ldb4 = <usize>ldb * 4;
+  let a0 = a, a1 = a + lda4, a2 = a + lda4 * 2;
+  let b0 = b, b1 = b + ldb4, b2 = b + ldb4 * 2, b3 = b + ldb4 * 3;
+  let s00 = f32x4.splat(0), s01 = f32x4.splat(0), s02 = f32x4.splat(0), s03 = f32x4.splat(0);
+  let s10 = f32x4.splat(0), s11 = f32x4.splat(0), s12 = f32x4.splat(0), s13 = f32x4.splat(0);
+  let s20 = f32x4.splat(0), s21 = f32x4.splat(0), s22 = f32x4.splat(0), s23 = f32x4.splat(0);
+  const end = a + <usize>(kc & ~3) * 4;
+  while (a0 < end) {
+    const x0 = v128.load(a0);
+    const x1 = rows > 1 ? v128.load(a1) : x0;
+    const x2 = rows > 2 ? v128.load(a2) : x0;
+    const y0 = v128.load(b0);
+    s00 = madd(x0, y0, s00);
+    if (rows > 1) s10 = madd(x1, y0, s10);
+    if (rows > 2) s20 = madd(x2, y0, s20);
+    if (cols > 1) {
+      const y1 = v128.load(b1);
+      s01 = madd(x0, y1, s01);
+      if (rows > 1) s11 = madd(x1, y1, s11);
+      if (rows > 2) s21 = madd(x2, y1, s21);
+    }
+    if (cols > 2) {
+      const y2 = v128.load(b2);
+      s02 = madd(x0, y2, s02);
+      if (rows > 1) s12 = madd(x1, y2, s12);
+      if (rows > 2) s22 = madd(x2, y2, s22);
+    }
+    if (cols > 3) {
+      const y3 = v128.load(b3);
+      s03 = madd(x0, y3, s03);
+      if (rows > 1) s13 = madd(x1, y3, s13);
+      if (rows > 2) s23 = madd(x2, y3, s23);
+    }
+    a0 += 16; a1 += 16; a2 += 16;
+    b0 += 16; b1 += 16; b2 += 16; b3 += 16;
+  }
+  // The k tail (kc % 4 values), from where the vector loop stopped.
+  const tail = <usize>(kc & 3) * 4;
+  const ldc4 = <usize>ldc * 4;
+  dotRow(cols, s00, s01, s02, s03, a0, b0, b1, b2, b3, tail, c, acc);
+  if (rows > 1) dotRow(cols, s10, s11, s12, s13, a1, b0, b1, b2, b3, tail, c + ldc4, acc);
+  if (rows > 2) dotRow(cols, s20, s21, s22, s23, a2, b0, b1, b2, b3, tail, c + ldc4 * 2, acc);
+}
+
+/** Finish one row of a dot tile: reduce each accumulator, add the k tail, store (or add into) C. */
+// @ts-ignore: decorator
+@inline function dotRow(cols: i32, s0: v128, s1: v128, s2: v128, s3: v128, a: usize,
+                        b0: usize, b1: usize, b2: usize, b3: usize, tail: usize, c: usize, acc: bool): void {
+  storeLane(c, hsum(s0) + dotTail(a, b0, tail), acc);
+  if (cols > 1) storeLane(c + 4, hsum(s1) + dotTail(a, b1, tail), acc);
+  if (cols > 2) storeLane(c + 8, hsum(s2) + dotTail(a, b2, tail), acc);
+  if (cols > 3) storeLane(c + 12, hsum(s3) + dotTail(a, b3, tail), acc);
+}
+
+/** Σ a[o]·b[o] over the last `tail` bytes (0–3 floats). */
+// @ts-ignore: decorator
+@inline function dotTail(a: usize, b: usize, tail: usize): f32 {
+  let r: f32 = 0;
+  for (let o: usize = 0; o < tail; o += 4) r += load<f32>(a + o) * load<f32>(b + o);
+  return r;
 }

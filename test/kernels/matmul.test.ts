@@ -9,7 +9,8 @@ import type { LoadedKernels } from '../../src/wasm.js';
 
 const SENTINEL = -12345.5;
 const SIZES = [1, 3, 7, 8, 9, 17, 33, 64, 65, 130];
-// Tile edges of both builds' micro-kernels (4×8 plain, 3×12 relaxed): m around MR, n around NR.
+// Tile edges of both builds' micro-kernels (NN 4×8 plain, 3×12 relaxed; NT 2×4 plain, 3×3
+// relaxed): m around MR, n around NR.
 const TILE_M = [4, 5, 6, 7];
 const TILE_N = [4, 11, 12, 13, 23, 24, 25];
 const LARGE: [number, number, number][] = [
@@ -17,6 +18,7 @@ const LARGE: [number, number, number][] = [
   [128, 512, 512],   // a prefill-like shape
   [133, 700, 1030],  // n > NC (two column blocks, the second ragged), k three blocks
   [241, 260, 1013],  // m > 2·MC, n > 2·NC with a ragged last panel, k just over KC
+  [77, 4099, 29],    // NT: m > MD, k in three blocks of KD with a tail of 3
 ];
 
 /** Matrix `rows × cols` stored with row stride `ld ≥ cols`; the padding holds NaN so a read of it shows. */
