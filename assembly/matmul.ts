@@ -1,11 +1,12 @@
 // f32 matrix products. All pointers are byte offsets into memory; all strides
 // (lda, ldb, ldc, ldw) are in elements (f32), row-major.
 //
-// matmul_nt (C = A·Bᵀ, B a weight in [out, in] layout: every projection) multiplies rows by rows,
-// both contiguous in k, so it needs no packing: a tile of DA rows of A × DB rows of B keeps DA·DB
-// f32x4 accumulators over k and reduces each to one number at the end (see "NT" below).
+// matmul_nt (C = A·Bᵀ, B a weight in [out, in] layout: every projection) with at most DOT_MAX_M
+// rows of A (prefill chunks, attention key blocks) multiplies rows by rows, both contiguous in k,
+// with no packing: a tile of DA rows of A × DB rows of B keeps DA·DB f32x4 accumulators over k and
+// reduces each to one number at the end (see "NT dot tiles" below).
 //
-// matmul_nn (C = A·B, B in [k, n] layout) is a packed, cache-blocked product in the GotoBLAS /
+// matmul_nn, and matmul_nt with more rows, is a packed, cache-blocked product in the GotoBLAS /
 // BLIS shape:
 //
 //   for jc in n by NC                    B block of NC columns
@@ -16,17 +17,18 @@
 //
 // Its micro-kernel keeps an MR×NR tile of C in v128 accumulators, loads NR/4 vectors of the panel
 // and broadcasts one A element per row each k step (v128.load32_splat: vbroadcastss from memory
-// on x86), and multiplies with `madd`. Panels are zero-padded at the n edge, so the micro-kernel
-// always computes NR columns and stores only those that exist.
+// on x86), and multiplies with `madd`. NT and NN differ only in how a panel is packed. Panels are
+// zero-padded at the n edge, so the micro-kernel always computes NR columns and stores only those
+// that exist.
 //
 // Why these shapes (measured with Node 20 on x86): V8 hands out 15 xmm registers and schedules all
 // the loads of a loop body before its arithmetic, so a k step may hold at most 15 vectors:
 // accumulators + loaded vectors (+ one product in the plain build, whose multiply and add are
 // separate). The FMA's 4-cycle latency on two pipes wants more than 8 independent chains, so the
 // relaxed build takes 9 accumulators (NN 3×12: 9 + 3 B + 3 A; NT 3×3: 9 + 3 + 3) where the plain
-// build takes 8 (NN 4×8: 8 + 2 + 4 + 1; NT 2×4: 8 + 2 + 4 + 1). NN 4×8 in the relaxed build
-// reached 0.83–0.86 of the peak probe, 3×12 0.86–0.93; 3×12 spills in the plain build (0.39),
-// 6×8 and 5×8 in both (0.40–0.45). KC 384 or 512 measured the same as 256. Packing A as well
+// build takes 8 (NN 4×8: 8 + 2 + 4 + 1; NT 2×4: 8 + 2 + 4 + 1). The packed 4×8 kernel in the
+// relaxed build reached 0.83–0.86 of the peak probe, 3×12 0.86–0.93; 3×12 spills in the plain
+// build (0.39), 6×8 and 5×8 in both (0.40–0.45). KC 384 or 512 measured the same as 256. Packing A as well
 // measured 3–6% slower: V8 does not fold a load32_splat offset into the address.
 import { madd, hsum } from "./simd";
 
@@ -36,14 +38,18 @@ import { madd, hsum } from "./simd";
 @inline const NR: i32 = ASC_FEATURE_RELAXED_SIMD ? 12 : 8; // columns of C per tile (NR/4 v128)
 // @ts-ignore: decorator
 @inline const KC: i32 = 256; // k per packed block: a panel is KC·NR·4 = 8–12 KiB (L1)
+// Rows of A per block, a multiple of MR: MC·KC·4 ≈ 128 KiB (L2).
 // @ts-ignore: decorator
-@inline const MC: i32 = ASC_FEATURE_RELAXED_SIMD ? 120 : 128; // rows of A per block (a multiple of MR): MC·KC·4 ≈ 128 KiB (L2)
+@inline const MC: i32 = ASC_FEATURE_RELAXED_SIMD ? 120 : 128;
+// Columns per packed block, a multiple of NR: KC·NC·4 ≈ 512 KiB of scratch.
 // @ts-ignore: decorator
-@inline const NC: i32 = ASC_FEATURE_RELAXED_SIMD ? 504 : 512; // columns per packed block (a multiple of NR): KC·NC·4 ≈ 512 KiB of scratch
+@inline const NC: i32 = ASC_FEATURE_RELAXED_SIMD ? 504 : 512;
 // @ts-ignore: decorator
 @inline const GEMM_MIN_M: i32 = 4; // fewer rows of A: one matvec per row (src/threads.ts assumes 4)
+// @ts-ignore: decorator
+@inline const DOT_MAX_M: i32 = 64; // matmul_nt up to this many rows of A: unpacked dot tiles
 
-/** Bytes of scratch that matmul_nn needs in `pack` for these k, n (matmul_nt needs none). */
+/** Bytes of scratch that matmul_nt / matmul_nn need in `pack` for these k, n. */
 export function matmul_pack_bytes(k: i32, n: i32): i32 {
   if (k <= 0 || n <= 0) return 0;
   const kc = min(k, KC);
@@ -53,7 +59,7 @@ export function matmul_pack_bytes(k: i32, n: i32): i32 {
 
 /**
  * C[m, n] = A[m, k] · B[n, k]ᵀ   (B is a weight in Hugging Face [out, in] layout).
- * Overwrites C. `pack` is not used (NT and NN share one signature).
+ * Overwrites C. `pack` is scratch of matmul_pack_bytes(k, n) bytes.
  */
 export function matmul_nt(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
                           m: i32, k: i32, n: i32, pack: usize): void {
@@ -65,10 +71,11 @@ export function matmul_nt(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc:
     }
     return;
   }
-  dotNT(a, lda, b, ldb, c, ldc, m, k, n);
+  if (m <= DOT_MAX_M) dotNT(a, lda, b, ldb, c, ldc, m, k, n);
+  else gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, true);
 }
 
-/** C[m, n] = A[m, k] · B[k, n]. Overwrites C. `pack` is scratch of matmul_pack_bytes(k, n) bytes. */
+/** C[m, n] = A[m, k] · B[k, n]. Overwrites C. `pack` as for matmul_nt. */
 export function matmul_nn(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
                           m: i32, k: i32, n: i32, pack: usize): void {
   if (m <= 0 || n <= 0) return;
@@ -79,22 +86,24 @@ export function matmul_nn(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc:
     }
     return;
   }
-  gemmNN(a, lda, b, ldb, c, ldc, m, k, n, pack);
+  gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, false);
 }
 
 function zeroRows(c: usize, ldc: i32, m: i32, n: i32): void {
   for (let i = 0; i < m; i++) memory.fill(c + <usize>(i * ldc) * 4, 0, <usize>n * 4);
 }
 
-function gemmNN(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
-                m: i32, k: i32, n: i32, pack: usize): void {
+// @ts-ignore: decorator
+@inline function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
+                      m: i32, k: i32, n: i32, pack: usize, nt: bool): void {
   const mFull = m - m % MR;
   for (let jc = 0; jc < n; jc += NC) {
     const nc = min(NC, n - jc);
     const panels = (nc + NR - 1) / NR;
     for (let pc = 0; pc < k; pc += KC) {
       const kc = min(KC, k - pc);
-      packNN(b + (<usize>pc * ldb + jc) * 4, ldb, kc, nc, pack);
+      if (nt) packNT(b + (<usize>jc * ldb + pc) * 4, ldb, kc, nc, pack);
+      else packNN(b + (<usize>pc * ldb + jc) * 4, ldb, kc, nc, pack);
       const acc = pc > 0;
       for (let ic = 0; ic < m; ic += MC) {
         const mc = min(MC, m - ic);
@@ -199,6 +208,62 @@ function storePartial(c: usize, v0: v128, v1: v128, v2: v128, cols: i32, acc: bo
 @inline function storeLane(p: usize, x: f32, acc: bool): void {
   store<f32>(p, acc ? load<f32>(p) + x : x);
 }
+
+/**
+ * Pack B[n, k] (rows j = 0..nc of B, columns 0..kc, stride ldb) as panels for matmul_nt:
+ * pack[(jp·kc + kk)·NR + jj] = B[jp·NR + jj, kk], zero where jp·NR + jj ≥ nc.
+ * Full panels are transposed 4×4 at a time with shuffles.
+ */
+function packNT(b: usize, ldb: i32, kc: i32, nc: i32, pack: usize): void {
+  const ldb4 = <usize>ldb * 4;
+  const kc4 = kc & ~3;
+  let dst = pack;
+  for (let j = 0; j < nc; j += NR) {
+    const r0 = b + <usize>j * ldb4;
+    if (nc - j >= NR) {
+      // Four rows of B (four columns of the panel) at a time.
+      for (let q = 0; q < NR; q += 4) {
+        const r = r0 + <usize>q * ldb4;
+        const r1 = r + ldb4, r2 = r1 + ldb4, r3 = r2 + ldb4;
+        const dq = dst + <usize>q * 4;
+        let kk = 0;
+        for (; kk < kc4; kk += 4) {
+          const o = <usize>kk * 4;
+          transpose4(dq + <usize>kk * (NR * 4), v128.load(r + o), v128.load(r1 + o), v128.load(r2 + o), v128.load(r3 + o));
+        }
+        for (; kk < kc; kk++) {
+          const o = <usize>kk * 4;
+          const d = dq + <usize>kk * (NR * 4);
+          store<f32>(d, load<f32>(r + o)); store<f32>(d, load<f32>(r1 + o), 4);
+          store<f32>(d, load<f32>(r2 + o), 8); store<f32>(d, load<f32>(r3 + o), 12);
+        }
+      }
+    } else {
+      const cols = nc - j;
+      for (let kk = 0; kk < kc; kk++) {
+        const d = dst + <usize>kk * (NR * 4);
+        for (let jj = 0; jj < NR; jj++) {
+          store<f32>(d + <usize>jj * 4, jj < cols ? load<f32>(r0 + <usize>jj * ldb4 + <usize>kk * 4) : 0);
+        }
+      }
+    }
+    dst += <usize>(kc * NR) * 4;
+  }
+}
+
+/** Store the transpose of rows (x, y, z, w) as four vectors NR·4 bytes apart. */
+// @ts-ignore: decorator
+@inline function transpose4(d: usize, x: v128, y: v128, z: v128, w: v128): void {
+  const t0 = v128.shuffle<f32>(x, y, 0, 4, 1, 5); // x0 y0 x1 y1
+  const t1 = v128.shuffle<f32>(x, y, 2, 6, 3, 7); // x2 y2 x3 y3
+  const t2 = v128.shuffle<f32>(z, w, 0, 4, 1, 5); // z0 w0 z1 w1
+  const t3 = v128.shuffle<f32>(z, w, 2, 6, 3, 7); // z2 w2 z3 w3
+  v128.store(d, v128.shuffle<f32>(t0, t2, 0, 1, 4, 5));
+  v128.store(d, v128.shuffle<f32>(t0, t2, 2, 3, 6, 7), NR * 4);
+  v128.store(d, v128.shuffle<f32>(t1, t3, 0, 1, 4, 5), NR * 8);
+  v128.store(d, v128.shuffle<f32>(t1, t3, 2, 3, 6, 7), NR * 12);
+}
+
 
 /**
  * Pack B[k, n] (rows 0..kc, columns j = 0..nc, stride ldb) as panels for matmul_nn:
@@ -380,21 +445,22 @@ function vecmatRows4(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32): vo
 }
 
 
-// NT: C[i, j] = A row i · B row j, DA rows of A × DB rows of B per tile. Nothing is packed: at
-// prefill's M = 64 rows, packing B (a transpose) cost as much as computing ~10 rows, and the
-// 3×3 / 2×4 dot tiles reached 0.85–0.92 (relaxed) / 0.89–0.97 (plain) of the peak probe at
-// M = 64 against 0.80–0.87 / 0.89–0.97 for the packed kernels, and the same or better at M ≥ 128.
+// NT dot tiles: C[i, j] = A row i · B row j, DA rows of A × DB rows of B per tile. Packing B (a
+// transpose) costs about as much as computing 10 rows of C, so up to DOT_MAX_M rows the dot
+// tiles win: at M = 64 they reached 0.85–0.92 (relaxed) / 0.91–0.93 (plain) of the peak probe
+// where the packed kernels reached 0.80–0.84 / 0.87–0.91; the two cross near M = 80–96, and at
+// M = 512 the packed kernels lead (0.94 / 0.96 against 0.89 / 0.91).
 // @ts-ignore: decorator
 @inline const DA: i32 = ASC_FEATURE_RELAXED_SIMD ? 3 : 2;
 // @ts-ignore: decorator
 @inline const DB: i32 = ASC_FEATURE_RELAXED_SIMD ? 3 : 4;
+// k per block: DB rows of B (≤ 32 KiB) stay in L1, and A's DOT_MAX_M rows (≤ 512 KiB) in L2.
 // @ts-ignore: decorator
-@inline const KD: i32 = 2048; // k per block: DB rows of B (≤ 32 KiB) stay in L1
-// @ts-ignore: decorator
-@inline const MD: i32 = 72;   // rows of A per block: MD·KD·4 = 576 KiB stay in L2
+@inline const KD: i32 = 2048;
 
 /**
- * C[m, n] = A[m, k] · B[n, k]ᵀ for m, k ≥ 1, in k blocks (the first stores, the rest add).
+ * C[m, n] = A[m, k] · B[n, k]ᵀ for 1 ≤ m ≤ DOT_MAX_M, k ≥ 1, in k blocks (the first stores, the
+ * rest add).
  * Edge tiles (fewer than DA rows or DB columns left) run the full tile with the missing rows'
  * pointers on the last real row, and store only the real results, so each result is computed the
  * same way wherever its tile starts.
@@ -403,20 +469,21 @@ function dotNT(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32, m: i3
   for (let pc = 0; pc < k; pc += KD) {
     const kc = min(KD, k - pc);
     const acc = pc > 0;
-    for (let ic = 0; ic < m; ic += MD) {
-      const icEnd = min(m, ic + MD);
-      for (let j = 0; j < n; j += DB) {
-        const cols = min(DB, n - j);
-        const bj = b + (<usize>j * ldb + pc) * 4;
-        let i = ic;
-        if (cols == DB) {
-          for (; i + DA <= icEnd; i += DA) {
-            dotTile(DA, DB, a + (<usize>i * lda + pc) * 4, lda, bj, ldb, c + (<usize>i * ldc + j) * 4, ldc, kc, acc);
-          }
+    for (let j = 0; j < n; j += DB) {
+      const cols = min(DB, n - j);
+      const bj = b + (<usize>j * ldb + pc) * 4;
+      let i = 0;
+      let ai = a + <usize>pc * 4, ci = c + <usize>j * 4;
+      const aStep = <usize>(DA * lda) * 4, cStep = <usize>(DA * ldc) * 4;
+      if (cols == DB) {
+        for (; i + DA <= m; i += DA) {
+          dotTile(DA, DB, ai, lda, bj, ldb, ci, ldc, kc, acc);
+          ai += aStep; ci += cStep;
         }
-        for (; i < icEnd; i += DA) {
-          dotEdge(min(DA, icEnd - i), cols, a + (<usize>i * lda + pc) * 4, lda, bj, ldb, c + (<usize>i * ldc + j) * 4, ldc, kc, acc);
-        }
+      }
+      for (; i < m; i += DA) {
+        dotEdge(min(DA, m - i), cols, ai, lda, bj, ldb, ci, ldc, kc, acc);
+        ai += aStep; ci += cStep;
       }
     }
   }

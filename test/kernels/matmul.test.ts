@@ -9,16 +9,17 @@ import type { LoadedKernels } from '../../src/wasm.js';
 
 const SENTINEL = -12345.5;
 const SIZES = [1, 3, 7, 8, 9, 17, 33, 64, 65, 130];
-// Tile edges of both builds' micro-kernels (NN 4×8 plain, 3×12 relaxed; NT 2×4 plain, 3×3
-// relaxed): m around MR, n around NR.
-const TILE_M = [4, 5, 6, 7];
+// Tile edges of both builds' kernels: NT up to 64 rows runs dot tiles (2×4 plain, 3×3 relaxed),
+// NN and NT beyond 64 rows the packed micro-kernel (4×8 plain, 3×12 relaxed).
+const TILE_M = [4, 5, 6, 7, 64, 65, 66, 67];
 const TILE_N = [4, 11, 12, 13, 23, 24, 25];
 const LARGE: [number, number, number][] = [
   [200, 300, 257],   // m > MC, k > KC, n odd
   [128, 512, 512],   // a prefill-like shape
   [133, 700, 1030],  // n > NC (two column blocks, the second ragged), k three blocks
   [241, 260, 1013],  // m > 2·MC, n > 2·NC with a ragged last panel, k just over KC
-  [77, 4099, 29],    // NT: m > MD, k in three blocks of KD with a tail of 3
+  [61, 4099, 29],    // NT dot tiles: k in three blocks of KD with a tail of 3
+  [64, 2100, 300],   // NT dot tiles at the most rows they take
 ];
 
 /** Matrix `rows × cols` stored with row stride `ld ≥ cols`; the padding holds NaN so a read of it shows. */
