@@ -518,8 +518,8 @@ const GEMM_RATE = 20, GEMV_RATE = 4, ATTN_RATE = 8;
 const CHUNKS_PER_THREAD = 4;
 /**
  * matmul column chunks are multiples of this: of both builds' tile widths (assembly/matmul.ts:
- * NT 4 plain, 3 relaxed; NN 8 plain, 12 relaxed), so no chunk edge cuts a tile short, and of 4
- * for matvec's four-row groups.
+ * dot tiles 4 plain, 3 relaxed; packed panels 8 plain, 12 relaxed), so no chunk edge cuts a tile
+ * short, and of 4 for matvec's four-row groups.
  */
 const MATMUL_COLS = 24;
 /** matvec/vecmat switch to four-row streaming beyond this many floats (assembly/matmul.ts VEC_L1). */
