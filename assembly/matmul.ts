@@ -28,7 +28,8 @@
 // relaxed build takes 9 accumulators (NN 3×12: 9 + 3 B + 3 A; NT 3×3: 9 + 3 + 3) where the plain
 // build takes 8 (NN 4×8: 8 + 2 + 4 + 1; NT 2×4: 8 + 2 + 4 + 1). The packed 4×8 kernel in the
 // relaxed build reached 0.83–0.86 of the peak probe, 3×12 0.86–0.93; 3×12 spills in the plain
-// build (0.39), 6×8 and 5×8 in both (0.40–0.45). KC 384 or 512 measured the same as 256. Packing A as well
+// build (0.39), 6×8 and 5×8 in both (0.40–0.45); in the plain build a 2×16 tile tied with 4×8
+// but wastes more at the n edge. KC 384 or 512 measured the same as 256. Packing A as well
 // measured 3–6% slower: V8 does not fold a load32_splat offset into the address.
 import { madd, hsum } from "./simd";
 
