@@ -420,6 +420,40 @@ export function attn_block(q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: 
   }
 }
 
+/**
+ * Fold the state (m2, l2, acc2) of nq queries over some keys into their state (m, l, acc) over
+ * other keys: the result is the state over both key sets, to rounding. Lets a long context be
+ * split into segments of keys that are processed independently (flash-decoding) and merged in
+ * a fixed order. A query whose second state saw no key (m2 = −inf) is left unchanged.
+ */
+export function attn_merge(m: usize, l: usize, acc: usize, accStride: i32,
+                           m2: usize, l2: usize, acc2: usize, acc2Stride: i32, nq: i32, dv: i32): void {
+  for (let r = 0; r < nq; r++) {
+    const o = <usize>r << 2;
+    const mb = load<f32>(m2 + o);
+    if (mb == -Infinity) continue;
+    const ma = load<f32>(m + o);
+    const mNew = max(ma, mb);
+    // exp(−inf) = 0: a first state that saw no key contributes nothing.
+    const e = expSoftmax4(f32x4(ma - mNew, mb - mNew, 0, 0));
+    const alpha = f32x4.extract_lane(e, 0), beta = f32x4.extract_lane(e, 1);
+    store<f32>(l + o, load<f32>(l + o) * alpha + load<f32>(l2 + o) * beta);
+    store<f32>(m + o, mNew);
+    const a = acc + ((<usize>r * <usize>accStride) << 2);
+    const b = acc2 + ((<usize>r * <usize>acc2Stride) << 2);
+    const av = f32x4.splat(alpha), bv = f32x4.splat(beta);
+    let i = 0;
+    for (; i + 4 <= dv; i += 4) {
+      const c = <usize>i << 2;
+      v128.store(a + c, madd(v128.load(b + c), bv, f32x4.mul(v128.load(a + c), av)));
+    }
+    for (; i < dv; i++) {
+      const c = <usize>i << 2;
+      store<f32>(a + c, load<f32>(b + c) * beta + load<f32>(a + c) * alpha);
+    }
+  }
+}
+
 /** out row r (out + r·outStride·4) = acc row r / l[r], for r < nq. out may equal acc. */
 export function attn_finish(l: usize, acc: usize, accStride: i32, nq: i32, dv: i32,
                             out: usize, outStride: i32): void {

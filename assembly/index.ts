@@ -5,5 +5,5 @@ export { matmul_nt, matmul_nn, matmul_pack_bytes, matvec, vecmat } from "./matmu
 export { probe_peak, probe_peak_chains, probe_read } from "./probe";
 export { rmsnorm } from "./norm";
 export { rope_table, rope_apply } from "./rope";
-export { attn_init, attn_block, attn_finish, attn_scratch_bytes } from "./attention";
+export { attn_init, attn_block, attn_merge, attn_finish, attn_scratch_bytes } from "./attention";
 export { swiglu, add, axpy, embed } from "./elementwise";

@@ -6,7 +6,7 @@ import type { GroupedAttention, MlaAttention, ModelConfig, MoeFfn } from './conf
 import { cacheNumbersPerTokenPerLayer } from './config.js';
 import type { Heap } from './heap.js';
 import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
-import { BLOCK, FINISH, INIT, Parallel, type ThreadPool } from './threads.js';
+import { attnSegmentBytes, BLOCK, FINISH, INIT, Parallel, type ThreadPool } from './threads.js';
 import type { Kernels } from './wasm.js';
 import { routeToken } from './moe.js';
 import { inputRows, MATRIX_ALIGN, type LayerWeights, type Weights } from './weights.js';
@@ -28,7 +28,7 @@ export interface KvCache {
 }
 
 type ScratchName = 'ids' | 'x' | 'xn' | 'u' | 'proj' | 'q' | 'o' | 'gu' | 'logits' | 'cos' | 'sin' | 'freqs' |
-  'attnM' | 'attnL' | 'attnScratch' | 'kvExp' | 'qAbs' | 'oLat' | 'pack' | 'router' | 'xe' | 'ye';
+  'attnM' | 'attnL' | 'attnScratch' | 'attnSeg' | 'kvExp' | 'qAbs' | 'oLat' | 'pack' | 'router' | 'xe' | 'ye';
 
 /** The kernels' answers to "how much scratch do you need". */
 export type ScratchKernels = Pick<Kernels, 'matmul_pack_bytes' | 'attn_scratch_bytes'>;
@@ -65,6 +65,8 @@ export function scratchSizes(c: ModelConfig, k: ScratchKernels, threads = 1): Re
     ids: T, x: T * d, xn: T * d, u: T * d, proj: T * inRows, q: T * qWidth, o: T * H * a.vDim,
     gu: T * 2 * maxInter, logits: T * c.vocabSize, cos: T * ropeDim / 2, sin: T * ropeDim / 2,
     freqs: ropeDim / 2, attnM: T * H, attnL: T * H, attnScratch: Math.ceil(k.attn_scratch_bytes(T * H) / F),
+    // Decode's split by keys: H queries (absorbed MLA: one token's heads; MQA: the heads of the group).
+    attnSeg: attnSegmentBytes(k, H, mla ? mla.kvLoraRank : a.vDim) / F,
     kvExp: mla ? KEY_BLOCK * H * (mla.nopeDim + mla.vDim) : 0,
     qAbs: mla ? T * H * (mla.kvLoraRank + mla.ropeDim) : 0,
     oLat: mla ? T * H * mla.kvLoraRank : 0,
@@ -126,7 +128,7 @@ export class Decoder {
       this.s[name as ScratchName] = next;
       next += Math.ceil(Math.max(1, n) * F / MATRIX_ALIGN) * MATRIX_ALIGN;
     }
-    this.par = new Parallel(k, pool, this.s.pack, packBytes(c, k));
+    this.par = new Parallel(k, pool, this.s.pack, packBytes(c, k), this.s.attnSeg, sizes.attnSeg * F);
     heap.f32(this.s.freqs, this.ropeDim / 2).set(ropeFrequencies(this.ropeDim, c.ropeTheta, c.yarn));
   }
 

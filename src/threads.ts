@@ -525,6 +525,24 @@ const MATMUL_COLS = 24;
 /** matvec/vecmat switch to four-row streaming beyond this many floats (assembly/matmul.ts VEC_L1). */
 const VEC_L1 = 4096;
 
+/**
+ * One item's attention over a long context (decode) is split by keys into segments, each with its
+ * own state, merged in order at the end (flash-decoding): threads then share the keys instead of
+ * each reading all of them. At most this many segments, of at least MIN_SEGMENT keys; the split
+ * depends on the shape alone, never on the threads, so results stay bit-identical.
+ */
+const MAX_SEGMENTS = 8, MIN_SEGMENT = 256;
+
+/** Bytes of one segment's state for nq queries of dv values: acc, m, l, and attn_block's scratch. */
+function segmentBytes(k: Pick<Kernels, 'attn_scratch_bytes'>, nq: number, dv: number): number {
+  return Math.ceil(((nq * dv + 2 * nq) * 4 + k.attn_scratch_bytes(nq)) / 64) * 64;
+}
+
+/** Bytes attention() needs (the `segments` buffer of Parallel) to split nq queries of dv values by keys. */
+export function attnSegmentBytes(k: Pick<Kernels, 'attn_scratch_bytes'>, nq: number, dv: number): number {
+  return (MAX_SEGMENTS - 1) * segmentBytes(k, nq, dv);
+}
+
 /** Phases of attention(): attn_init, attn_block, attn_finish (in place), any combination. */
 export const INIT = 1, BLOCK = 2, FINISH = 4;
 
@@ -538,16 +556,25 @@ export class Parallel {
   readonly threads: number;
   /** The least work (ns, estimated) worth a chunk of its own. Tests set 0 to split everything, always. */
   minChunkNs = 20_000;
+  /** The fewest keys in a segment of a split by keys. Tests lower it to split short contexts. */
+  minSegment = MIN_SEGMENT;
   private readonly pack: number;
   private readonly packBytes: number;
+  private readonly segments: number;
+  private readonly segmentsBytes: number;
 
-  /** `pack` holds `threads` blocks of `packBytes` (matmul_pack_bytes of the largest product). */
-  constructor(k: Kernels, pool: ThreadPool | null, pack: number, packBytes: number) {
+  /**
+   * `pack` holds `threads` blocks of `packBytes` (matmul_pack_bytes of the largest product);
+   * `segments` holds `segmentsBytes` (attnSegmentBytes of the largest split by keys), or none.
+   */
+  constructor(k: Kernels, pool: ThreadPool | null, pack: number, packBytes: number, segments = 0, segmentsBytes = 0) {
     this.k = k;
     this.pool = pool;
     this.threads = pool?.threads ?? 1;
     this.pack = pack;
     this.packBytes = packBytes;
+    this.segments = segments;
+    this.segmentsBytes = segmentsBytes;
   }
 
   /** How many chunks for work of `ns` (estimated) made of `units` indivisible parts. */
@@ -607,7 +634,8 @@ export class Parallel {
    * attn_finish (in place) with the kernels' arguments, per `phases`. Item i reads its queries at
    * q + i·qInc, its keys at k1 + ⌊i/perGroup⌋·k1Inc (k2 is shared), values at
    * v + ⌊i/perGroup⌋·vInc, and keeps its state at m, l + i·nq·4 and acc + i·accInc.
-   * `scratch` holds attn_scratch_bytes(count·nq). Split by items, or by queries when there is one.
+   * `scratch` holds attn_scratch_bytes(count·nq). Split by items; one item by keys when the
+   * context is long and its state fits the segments buffer (decode), else by queries.
    */
   attention(phases: number, count: number, perGroup: number,
             q: number, qStride: number, nq: number, qPos0: number, qGroup: number, dk1: number, dk2: number,
@@ -616,6 +644,12 @@ export class Parallel {
             qInc = 0, k1Inc = 0, vInc = 0, accInc = 0): void {
     if (count <= 0 || nq <= 0) return;
     const ns = (phases & BLOCK ? count * nq * Math.max(n, 1) * (dk1 + dk2 + dv) : count * nq * dv) / ATTN_RATE;
+    const segment = count === 1 && phases & BLOCK ? this.segmentLength(n, nq, dv) : 0;
+    if (segment) {
+      this.attentionByKeys(phases, segment, ns, q, qStride, nq, qPos0, qGroup, dk1, dk2, k1, k1Stride, k2, k2Stride,
+        v, vStride, dv, n, kPos0, scale, m, l, acc, accStride, scratch);
+      return;
+    }
     // One item: split its queries in multiples of 4 (the kernel's tiles), and of qGroup when the
     // queries have more than one position, so that each chunk's positions follow from its first.
     const step = nq <= qGroup ? 4 : lcm(4, qGroup);
@@ -663,6 +697,51 @@ export class Parallel {
       }
     }
     pool.run();
+  }
+
+  /** Keys per segment to split one item's n keys into (a multiple of 64, the kernel's sub-block), or 0: no split. */
+  private segmentLength(n: number, nq: number, dv: number): number {
+    const most = Math.min(MAX_SEGMENTS, Math.floor(n / this.minSegment), 1 + Math.floor(this.segmentsBytes / segmentBytes(this.k, nq, dv)));
+    return most < 2 ? 0 : 64 * Math.ceil(n / most / 64);
+  }
+
+  /**
+   * One item's attention by segments of `len` keys: segment 0 in the caller's state, segment
+   * i > 0 from a fresh state in the segments buffer; then merged into segment 0 in order.
+   */
+  private attentionByKeys(phases: number, len: number, ns: number,
+                          q: number, qStride: number, nq: number, qPos0: number, qGroup: number, dk1: number, dk2: number,
+                          k1: number, k1Stride: number, k2: number, k2Stride: number, v: number, vStride: number, dv: number,
+                          n: number, kPos0: number, scale: number, m: number, l: number, acc: number, accStride: number, scratch: number): void {
+    const k = this.k, segs = Math.ceil(n / len), bytes = segmentBytes(k, nq, dv);
+    // Segment i's state: acc (stride dv), m, l, scratch.
+    const at = (i: number) => {
+      const base = this.segments + (i - 1) * bytes, mi = base + nq * dv * 4;
+      return i === 0 ? { acc, accStride, m, l, scratch } : { acc: base, accStride: dv, m: mi, l: mi + nq * 4, scratch: mi + 2 * nq * 4 };
+    };
+    const chunks = this.chunks(ns, segs);
+    const pool = this.pool, D = pool?.args;
+    for (let c = 0; c < chunks; c++) {
+      if (chunks > 1) pool!.chunk();
+      for (let i = Math.floor(segs * c / chunks); i < Math.floor(segs * (c + 1) / chunks); i++) {
+        const s = at(i), j0 = i * len, nj = Math.min(len, n - j0), init = i > 0 || phases & INIT;
+        const k1i = k1 + j0 * k1Stride * 4, k2i = k2 + j0 * k2Stride * 4, vi = v + j0 * vStride * 4;
+        if (chunks > 1) {
+          this.putAttention(pool!, D!, (init ? INIT : 0) | BLOCK, 1, 1, 1, q, qStride, nq, qPos0, qGroup, dk1, dk2,
+            k1i, k1Stride, k2i, k2Stride, vi, vStride, dv, nj, kPos0 + j0, scale, s.m, s.l, s.acc, s.accStride, s.scratch, 0, 0, 0, 0);
+        } else {
+          if (init) k.attn_init(s.m, s.l, s.acc, nq, dv, s.accStride);
+          k.attn_block(q, qStride, nq, qPos0, qGroup, dk1, dk2, k1i, k1Stride, k2i, k2Stride, vi, vStride, dv,
+            nj, kPos0 + j0, scale, s.m, s.l, s.acc, s.accStride, s.scratch);
+        }
+      }
+    }
+    if (chunks > 1) pool!.run();
+    for (let i = 1; i < segs; i++) {
+      const s = at(i);
+      k.attn_merge(m, l, acc, accStride, s.m, s.l, s.acc, s.accStride, nq, dv);
+    }
+    if (phases & FINISH) k.attn_finish(l, acc, accStride, nq, dv, acc, accStride);
   }
 
   /** Tasks for `groups` × `run` items (inc1 steps a group of perGroup items, inc2 an item). */

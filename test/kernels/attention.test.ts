@@ -330,6 +330,72 @@ describe.each(BUILDS)('online-softmax attention (%s build)', (build: SimdBuild) 
     expectOut(out, reference(c, d), RTOL, ATOL, 'finish in place');
   });
 
+  describe('attn_merge: keys split into segments with states of their own, merged in order', () => {
+    /**
+     * Segment i (sizes summing to n) from attn_init, each merged into segment 0's state, then attn_finish.
+     * A first segment of 0 keys merges everything into a state that saw no key.
+     */
+    function runSegments(k: K, c: Cfg, d: Data, segments: number[]): Float32Array[] {
+      expect(segments.reduce((s, x) => s + x, 0)).toBe(c.n);
+      const pad = c.pad ?? 0, dk = c.dk1 + c.dk2, qStride = dk + pad, k1Stride = c.dk1 + pad + 1, k2Stride = c.dk2 + pad + 2;
+      const vStride = c.sharedV ? k1Stride : c.dv + pad + 3, accStride = c.dv + pad, acc2Stride = c.dv + pad + 2;
+      const A = new Arena(k);
+      try {
+        const qP = A.put(pack(d.q, dk, qStride, NaN));
+        const k1P = A.put(pack(d.k1, c.dk1, k1Stride, NaN));
+        const k2P = A.put(pack(d.k2, c.dk2, k2Stride, NaN));
+        const vP = c.sharedV ? k1P : A.put(pack(d.v, c.dv, vStride, NaN));
+        const state = (stride: number) => ({ m: A.filled(c.nq + GUARD, SENTINEL), l: A.filled(c.nq + GUARD, SENTINEL), acc: A.filled(c.nq * stride + GUARD, SENTINEL) });
+        const main = state(accStride), other = state(acc2Stride);
+        const scratch = A.filled(k.kernels.attn_scratch_bytes(c.nq) / 4, SENTINEL);
+        let start = 0;
+        segments.forEach((nb, i) => {
+          const s = i === 0 ? main : other, stride = i === 0 ? accStride : acc2Stride;
+          k.kernels.attn_init(s.m, s.l, s.acc, c.nq, c.dv, stride);
+          k.kernels.attn_block(qP, qStride, c.nq, c.qPos0, c.qGroup, c.dk1, c.dk2, k1P + start * k1Stride * 4, k1Stride,
+            k2P + start * k2Stride * 4, k2Stride, vP + start * vStride * 4, vStride, c.dv, nb, c.kPos0 + start, c.scale,
+            s.m, s.l, s.acc, stride, scratch);
+          start += nb;
+          if (i === 0) return;
+          const before = [other.m, other.l, other.acc].map((p, j) => k.heap.f32(p, j < 2 ? c.nq + GUARD : c.nq * acc2Stride + GUARD).slice());
+          k.kernels.attn_merge(main.m, main.l, main.acc, accStride, other.m, other.l, other.acc, acc2Stride, c.nq, c.dv);
+          [other.m, other.l, other.acc].forEach((p, j) => {
+            const now = k.heap.f32(p, before[j].length);
+            for (let x = 0; x < now.length; x++) if (!Object.is(now[x], before[j][x])) expect.fail(`merge wrote its second state at ${j}/${x}`);
+          });
+        });
+        k.kernels.attn_finish(main.l, main.acc, accStride, c.nq, c.dv, main.acc, accStride);
+        const guard = (p: number, from: number, to: number, what: string) => {
+          const a = k.heap.f32(p, to);
+          for (let i = from; i < to; i++) if (a[i] !== SENTINEL) expect.fail(`${what}: element ${i} was written (${a[i]})`);
+        };
+        guard(main.m, c.nq, c.nq + GUARD, 'm guard');
+        guard(main.l, c.nq, c.nq + GUARD, 'l guard');
+        for (let r = 0; r < c.nq; r++) guard(main.acc, r * accStride + c.dv, (r + 1) * accStride, `acc gap after row ${r}`);
+        guard(main.acc, c.nq * accStride, c.nq * accStride + GUARD, 'acc guard');
+        const out = k.heap.f32(main.acc, c.nq * accStride);
+        return Array.from({ length: c.nq }, (_, r) => out.slice(r * accStride, r * accStride + c.dv));
+      } finally {
+        A.free();
+      }
+    }
+
+    it.each([
+      ['MLA decode, 16 heads', { ...mla, nq: 16, qGroup: 16, qPos0: 999, n: 1000, kPos0: 0, seed: 31 }, [[512, 488], [256, 256, 256, 232], [1, 998, 1], [64, 1, 935], [0, 1000], [0, 500, 500]]],
+      ['odd dims, 1 key a segment', { nq: 5, qGroup: 5, qPos0: 20, dk1: 7, dk2: 2, dv: 9, n: 21, kPos0: 0, scale: 0.4, seed: 32, pad: 1 }, [[1, 1, 19], new Array(21).fill(1)]],
+      // Causal: queries at 40..45 over keys 0..45; later segments are wholly masked for the early queries.
+      ['prefill, segments masked for some queries', { nq: 6, qGroup: 1, qPos0: 40, dk1: 12, dk2: 4, dv: 17, n: 46, kPos0: 0, scale: 0.3, seed: 33, nanFuture: true }, [[41, 5], [40, 3, 3], [20, 20, 1, 1, 4]]],
+      ['large scores (scale 50): the later segment holds the max', { nq: 4, qGroup: 4, qPos0: 152, dk1: 12, dk2: 4, dv: 20, n: 153, kPos0: 0, scale: 50, seed: 34,
+        key: (b: number, i: number, q: Float32Array[]) => q[0][i] * (0.01 * b) }, [[76, 77], [1, 152], [150, 3]]],
+    ] as [string, Cfg, number[][]][])('%s', async (what, c, splits) => {
+      const k = await kernelsFor(build);
+      const d = makeData(c);
+      const expected = reference(c, d);
+      const atol = c.scale === 50 ? 3e-5 : ATOL; // see 'large scores' above
+      for (const segments of splits) expectOut(runSegments(k, c, d, segments), expected, RTOL, atol, `${what}, segments [${segments.join(', ')}]`);
+    });
+  });
+
   it('attn_scratch_bytes grows with nq and is 0 for nq = 0', async () => {
     const k = await kernelsFor(build);
     expect(k.kernels.attn_scratch_bytes(0)).toBe(0);
