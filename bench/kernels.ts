@@ -1,4 +1,4 @@
-// Kernel benchmark: matmul / matvec throughput as ratios to probes of this machine taken in the
+// Kernel benchmark: matmul / matvec / decode attention throughput as ratios to probes of this machine taken in the
 // same run (compute peak of the same build, DRAM read bandwidth), since absolute figures move
 // 20% between runs on a shared machine.
 //
@@ -130,6 +130,23 @@ export async function benchKernels(opts: { build: SimdBuild; quick?: boolean }):
     cases.push({ kernel, shape, bytes: rowsN * cols * 4, note, run });
   }
 
+  // Absorbed MLA decode attention (V2-Lite dims): 16 heads' queries [d_c 512 | d_r 64] over S
+  // latent cache rows [c_kv | k^R] (the values are c_kv): 16·S·(576 + 512) multiply-adds. The
+  // rows rotate through the quarters of the 256 MiB block like W above: a decode step finds its
+  // cache in DRAM, the weights having streamed through the caches since the last step.
+  const H = 16, dc = 512, dr = 64, lat = dc + dr;
+  const qAbs = filled(k, H * lat, 5);
+  const attnState = heap.alloc((2 * H + H * dc) * 4), attnScratch = heap.alloc(K.attn_scratch_bytes(H));
+  const mS = attnState, lS = mS + H * 4, accS = lS + H * 4;
+  const attention = (rows: number, S: number) => {
+    K.attn_init(mS, lS, accS, H, dc, dc);
+    K.attn_block(qAbs, lat, H, S - 1, H, dc, dr, rows, lat, rows + dc * 4, lat, rows, lat, dc, S, 0, 1 / Math.sqrt(192), mS, lS, accS, dc, attnScratch);
+    K.attn_finish(lS, accS, dc, H, dc, accS, dc);
+  };
+  for (const S of quick ? [4096] : [4096, 16384]) {
+    cases.push({ kernel: 'attention', shape: `16 heads × ${S}`, flops: 2 * H * S * (lat + dc), note: 'absorbed MLA decode', run: () => attention(nextW(), S) });
+  }
+
   // Warm-up: V8 runs Liftoff code until a function has been called enough to tier up, and then
   // until its optimised code, compiled in the background, is ready; so warm up for a while.
   const warmUntil = performance.now() + (quick ? 250 : 500);
@@ -141,6 +158,7 @@ export async function benchKernels(opts: { build: SimdBuild; quick?: boolean }):
     K.matvec(w, 64, vecBlock, y, 64, 64);
     K.matvec(w, 8192, vecBlock, y, 4, 8192);
     K.vecmat(vecBlock, w, 64, y, 64, 64);
+    attention(w, 64);
   }
 
   const bestMs = new Map<Case, number>();
@@ -162,12 +180,15 @@ export async function benchKernels(opts: { build: SimdBuild; quick?: boolean }):
     const ms = bestMs.get(cs)!;
     if (cs.flops) {
       const gflops = cs.flops / ms / 1e6;
-      return { kernel: cs.kernel, shape: cs.shape, ms, gflops, ratio: gflops / peakGflops };
+      return { kernel: cs.kernel, shape: cs.shape, ms, gflops, ratio: gflops / peakGflops, ...(cs.note ? { note: cs.note } : {}) };
     }
     const gbs = cs.bytes! / ms / 1e6;
     return { kernel: cs.kernel, shape: cs.shape, ms, gbs, ratio: gbs / dramGBs, ...(cs.note ? { note: cs.note } : {}) };
   });
 
+  heap.release(attnScratch, K.attn_scratch_bytes(H));
+  heap.release(attnState, (2 * H + H * dc) * 4);
+  heap.release(qAbs, H * lat * 4);
   heap.release(y, 16384 * 4 + 4096);
   heap.release(vecBlock, (16384 + 2048) * 4);
   heap.release(pack, packBytes);
