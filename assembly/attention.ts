@@ -8,10 +8,10 @@
 // contiguous values. dk2 may be 0 (ordinary attention).
 //
 // Inside attn_block the keys are taken in sub-blocks of SUB keys. For each sub-block and each
-// tile of 4 queries: (1) all scores of the tile, 4 queries × 2 keys at a time (8 SIMD dot
-// products sharing their loads), into scratch; (2) per query, the block max, the rescale of the
-// running state and p = exp(s − m) with a vector exp; (3) acc += P · V, 4 queries × 8 columns
-// at a time. Queries left over (nq mod 4) go one at a time through 1-query versions.
+// tile of 4 queries: (1) all scores of the tile, 4 queries × 2 keys (b and b + nk/2) at a time
+// (8 SIMD dot products sharing their loads), into scratch; (2) per query, the block max, the
+// rescale of the running state and p = exp(s − m) with a vector exp; (3) acc += P · V,
+// 4 queries × 8 columns at a time. Queries left over (nq mod 4) go one at a time through 1-query versions.
 // Causal masking: keys are in increasing position, so each query sees a prefix of `nv` keys of
 // the sub-block; masked keys are never read for a query, their p is exactly 0, and keys masked
 // for the whole tile are not read at all.
@@ -44,7 +44,7 @@ export function attn_init(m: usize, l: usize, acc: usize, nq: i32, dv: i32, accS
 
 // @ts-ignore: decorator
 @inline function scores4x2(q0: usize, qs: usize, ka1: usize, kb1: usize, ka2: usize, kb2: usize,
-                           dk1: i32, dk2: i32, scale: f32, out: usize): void {
+                           dk1: i32, dk2: i32, scale: f32, outA: usize, outB: usize): void {
   const q1 = q0 + qs, q2 = q1 + qs, q3 = q2 + qs;
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
@@ -85,13 +85,10 @@ export function attn_init(m: usize, l: usize, acc: usize, nq: i32, dv: i32, accS
       x = v128.load32_zero(p3 + o); a3 = madd(x, ka, a3); b3 = madd(x, kb, b3);
     }
   }
-  store<f32>(out, hsum(a0) * scale); store<f32>(out, hsum(b0) * scale, 4);
-  out += ROW_BYTES;
-  store<f32>(out, hsum(a1) * scale); store<f32>(out, hsum(b1) * scale, 4);
-  out += ROW_BYTES;
-  store<f32>(out, hsum(a2) * scale); store<f32>(out, hsum(b2) * scale, 4);
-  out += ROW_BYTES;
-  store<f32>(out, hsum(a3) * scale); store<f32>(out, hsum(b3) * scale, 4);
+  store<f32>(outA, hsum(a0) * scale); store<f32>(outB, hsum(b0) * scale);
+  store<f32>(outA + ROW_BYTES, hsum(a1) * scale); store<f32>(outB + ROW_BYTES, hsum(b1) * scale);
+  store<f32>(outA + 2 * ROW_BYTES, hsum(a2) * scale); store<f32>(outB + 2 * ROW_BYTES, hsum(b2) * scale);
+  store<f32>(outA + 3 * ROW_BYTES, hsum(a3) * scale); store<f32>(outB + 3 * ROW_BYTES, hsum(b3) * scale);
 }
 
 // @ts-ignore: decorator
@@ -385,14 +382,17 @@ export function attn_block(q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: 
       if (nk == 0) continue;
       const q0 = q + <usize>r * qs;
       const s0 = scratch + <usize>r * ROW_BYTES;
-      let b = 0;
-      for (; b + 2 <= nk; b += 2) {
-        const ka1 = k1b + <usize>b * k1s, ka2 = k2b + <usize>b * k2s;
-        scores4x2(q0, qs, ka1, ka1 + k1s, ka2, ka2 + k2s, dk1, dk2, scale, s0 + (<usize>b << 2));
+      // Keys b and b + h together: two streams in different pages. When the block comes from
+      // DRAM, the hardware prefetchers keep up better with two streams than with one twice as
+      // fast (measured: decode at 16k keys ~10% faster; the same from L3, and for prefill).
+      const h = nk >> 1, hs = <usize>h << 2;
+      for (let b = 0; b < h; b++) {
+        const ka1 = k1b + <usize>b * k1s, ka2 = k2b + <usize>b * k2s, out = s0 + (<usize>b << 2);
+        scores4x2(q0, qs, ka1, ka1 + <usize>h * k1s, ka2, ka2 + <usize>h * k2s, dk1, dk2, scale, out, out + hs);
       }
-      if (b < nk) {
-        scores4x1(q0, qs, k1b + <usize>b * k1s, k2b + <usize>b * k2s, dk1, dk2, scale,
-                  s0 + (<usize>b << 2));
+      if (nk & 1) {
+        const b = nk - 1;
+        scores4x1(q0, qs, k1b + <usize>b * k1s, k2b + <usize>b * k2s, dk1, dk2, scale, s0 + (<usize>b << 2));
       }
       const pEnd = (nk + 3) & ~3;
       const acc0 = acc + <usize>r * accS;
