@@ -27,7 +27,8 @@
 // Chunks keep every output element on the code path it takes in one thread, so results are
 // bit-identical to one thread, whoever runs which chunk: matmul by output columns (N) in multiples
 // of 24 (MATMUL_COLS), attention by queries in multiples of 4 (its query tiles), or whole items
-// of a batch (heads) at a time.
+// of a batch (heads) at a time; decode attention by segments of keys that depend on the context
+// length alone, merged in a fixed order.
 import { MlaError } from './errors.js';
 import type { Heap } from './heap.js';
 import type { Kernels } from './wasm.js';
