@@ -102,7 +102,8 @@ if (sections.has('kernels')) {
 
 // The probes behind every floor: the highest this run saw (a floor from a lower figure would be
 // easier to reach). Compute peak: either build's probe (both use the same FP pipes) or any GEMM of
-// the build in use; DRAM: one process's read probe.
+// the build in use; DRAM: one process's read probe, raised below by the two-process probe and by
+// the peer table's GEMVs.
 async function probes() {
   const peaks: number[] = [], drams: number[] = [];
   for (const k of kernels) {
@@ -127,24 +128,7 @@ async function probe2(): Promise<void> {
 }
 if (sections.has('e2e') || sections.has('peers') || (sections.has('llama') && threadCounts.length > 1)) await probe2();
 
-// 2. llama-bench rows.
-let llama: LlamaRow[] = [];
-noteLoad('llama');
-if (sections.has('llama')) {
-  log(`llama-bench rows, ${best} build, threads ${threadCounts.join(' and ')}:`);
-  llama = await benchLlama(best, { ...p, dramGBs2: dram2 }, threadCounts, quick, log);
-}
-
-// 3. Decode variants.
-const contexts = quick ? [512, 2048] : [512, 1024, 2048, 4096, 8192, 16384];
-let decode: DecodeRow[] = [];
-noteLoad('decode');
-if (sections.has('decode')) {
-  log(`decode variants, ${best} build, contexts ${contexts.join(', ')}:`);
-  decode = await benchDecode(best, contexts, log);
-}
-
-// 4. Peers.
+// 2. Peers (first, so that their GEMV figures can raise the DRAM figures of the floors below).
 let peers: PeerResult[] = [];
 let peersNote = '';
 noteLoad('peers');
@@ -156,6 +140,31 @@ if (sections.has('peers')) {
     peersNote = `not run under ${runtime}: the peers' packages are measured under Node (npm run bench)`;
     log(`peers: ${peersNote}`);
   }
+}
+
+// A kernel that reads faster than a probe shows the probe is no bound: the floors take the highest
+// bandwidth any GEMV of this run reached (ours or a peer's, rotating 64 MiB matrices) at that thread count.
+function gemvBest(threads: number): number {
+  return Math.max(0, ...peers.filter((x) => x.ok && x.threads === threads).flatMap((x) => x.rows.filter((r) => r.m === 1).map((r) => r.gbs)));
+}
+p = { ...p, dramGBs: Math.max(p.dramGBs, gemvBest(1)) };
+if (gemvBest(2) > 0) dram2 = Math.max(dram2 ?? 0, gemvBest(2));
+
+// 3. llama-bench rows.
+let llama: LlamaRow[] = [];
+noteLoad('llama');
+if (sections.has('llama')) {
+  log(`llama-bench rows, ${best} build, threads ${threadCounts.join(' and ')}:`);
+  llama = await benchLlama(best, { ...p, dramGBs2: dram2 }, threadCounts, quick, log);
+}
+
+// 4. Decode variants.
+const contexts = quick ? [512, 2048] : [512, 1024, 2048, 4096, 8192, 16384];
+let decode: DecodeRow[] = [];
+noteLoad('decode');
+if (sections.has('decode')) {
+  log(`decode variants, ${best} build, contexts ${contexts.join(', ')}:`);
+  decode = await benchDecode(best, contexts, log);
 }
 
 // 5. End to end.
@@ -193,7 +202,8 @@ md.push(`Machine: ${machineLine}. Date: ${date.slice(0, 10)}. Command: \`${comma
   `The machine is shared: 1-minute load average ${Object.entries(load).map(([k, v]) => `${v} (${k})`).join(', ')}, the bench itself counting about 1.`, '');
 md.push(`**Probes** (floors use the highest of this run): compute peak ${f(p.peakGflops)} GFLOP/s` +
   `${kernels.length ? ` (probes: ${kernels.map((k) => `${k.build} ${f(k.peakGflops)}`).join(', ')}; the rest is the best GEMM)` : ''}, ` +
-  `DRAM read ${f(p.dramGBs)} GB/s one process${dram2 ? `, ${f(dram2)} GB/s two processes at once` : ''}.`, '');
+  `DRAM read ${f(p.dramGBs)} GB/s one thread${dram2 ? `, ${f(dram2)} GB/s two threads` : ''} (the highest of the read probes, ` +
+  `one process and two at once, and of every GEMV in the peer table at that thread count).`, '');
 
 if (llama.length) {
   md.push(`### Prefill and decode (llama-bench style), ${best} build, ${threadCounts.join(' and ')} thread${threadCounts.length > 1 ? 's' : ''}`, '');
@@ -210,7 +220,7 @@ if (e2e) {
   const c = e2e.config;
   md.push(`### End to end: one decode step, ${c.num_hidden_layers}-layer V2-Lite-dims checkpoint (F32, hidden ${c.hidden_size}, MLP ${c.intermediate_size}, vocab ${c.vocab_size}), ${e2e.context} context`, '');
   md.push(`Reads ${f(e2e.weightBytesRead / 1e9, 3)} GB of weights and ${f(e2e.cacheBytes / 1e6, 2)} MB of cache per token. ` +
-    `Floor = those bytes / DRAM (1 thread: one process's probe; 2 threads: the higher of that and two processes reading at once). ` +
+    `Floor = those bytes / the DRAM figure of the probes line for that thread count. ` +
     `The ONNX graph (built in TypeScript from the same weights) is checked first: its logits against ours, max |Δ| / max |logit| ≤ 1e-4 ` +
     `(${e2e.verified ? 'passed' : '**FAILED**'}; max |logit| ${f(e2e.maxAbsLogit, 2)}). Ours: loadModel + prefill(${e2e.context}) at ${f(e2e.prefillTokensPerS)} tokens/s, then step.`, '');
   md.push('| runtime | threads | ms/token (median) | best | floor ms | floor/measured | their ms / our ms | max abs Δ logit | note |', '|---|---|---|---|---|---|---|---|---|');
