@@ -93,23 +93,31 @@ interface Run {
 }
 
 /**
+ * q, keys and values in the arena with padded rows (each stride different, the padding NaN:
+ * reading past a row's end would poison the result); values in the first key part when sharedV.
+ */
+function placeInputs(A: Arena, c: Cfg, d: Data) {
+  const pad = c.pad ?? 0;
+  const dk = c.dk1 + c.dk2;
+  const qStride = dk + pad, k1Stride = c.dk1 + pad + 1, k2Stride = c.dk2 + pad + 2;
+  const vStride = c.sharedV ? k1Stride : c.dv + pad + 3;
+  const qP = A.put(pack(d.q, dk, qStride, NaN));
+  const k1P = A.put(pack(d.k1, c.dk1, k1Stride, NaN));
+  const k2P = A.put(pack(d.k2, c.dk2, k2Stride, NaN));
+  const vP = c.sharedV ? k1P : A.put(pack(d.v, c.dv, vStride, NaN));
+  return { pad, qP, k1P, k2P, vP, qStride, k1Stride, k2Stride, vStride };
+}
+
+/**
  * Run attn_init, attn_block over `blocks` (sizes summing to n, in order), attn_finish, and check
  * that nothing outside the outputs was written.
  */
 function runKernel(k: K, c: Cfg, d: Data, blocks: number[], finishInPlace = false): Run {
   expect(blocks.reduce((s, x) => s + x, 0)).toBe(c.n);
-  const pad = c.pad ?? 0;
-  const dk = c.dk1 + c.dk2;
-  const qStride = dk + pad, k1Stride = c.dk1 + pad + 1, k2Stride = c.dk2 + pad + 2;
-  const vStride = c.sharedV ? k1Stride : c.dv + pad + 3;
-  const accStride = c.dv + pad, outStride = c.dv + pad + 1;
   const A = new Arena(k);
   try {
-    // Input padding is NaN: reading past a row's end would poison the result.
-    const qP = A.put(pack(d.q, dk, qStride, NaN));
-    const k1P = A.put(pack(d.k1, c.dk1, k1Stride, NaN));
-    const k2P = A.put(pack(d.k2, c.dk2, k2Stride, NaN));
-    const vP = c.sharedV ? k1P : A.put(pack(d.v, c.dv, vStride, NaN));
+    const { pad, qP, k1P, k2P, vP, qStride, k1Stride, k2Stride, vStride } = placeInputs(A, c, d);
+    const accStride = c.dv + pad, outStride = c.dv + pad + 1;
     const mP = A.filled(c.nq + GUARD, SENTINEL), lP = A.filled(c.nq + GUARD, SENTINEL);
     const accLen = c.nq * accStride;
     const accP = A.filled(accLen + GUARD, SENTINEL);
@@ -337,14 +345,10 @@ describe.each(BUILDS)('online-softmax attention (%s build)', (build: SimdBuild) 
      */
     function runSegments(k: K, c: Cfg, d: Data, segments: number[]): Float32Array[] {
       expect(segments.reduce((s, x) => s + x, 0)).toBe(c.n);
-      const pad = c.pad ?? 0, dk = c.dk1 + c.dk2, qStride = dk + pad, k1Stride = c.dk1 + pad + 1, k2Stride = c.dk2 + pad + 2;
-      const vStride = c.sharedV ? k1Stride : c.dv + pad + 3, accStride = c.dv + pad, acc2Stride = c.dv + pad + 2;
       const A = new Arena(k);
       try {
-        const qP = A.put(pack(d.q, dk, qStride, NaN));
-        const k1P = A.put(pack(d.k1, c.dk1, k1Stride, NaN));
-        const k2P = A.put(pack(d.k2, c.dk2, k2Stride, NaN));
-        const vP = c.sharedV ? k1P : A.put(pack(d.v, c.dv, vStride, NaN));
+        const { pad, qP, k1P, k2P, vP, qStride, k1Stride, k2Stride, vStride } = placeInputs(A, c, d);
+        const accStride = c.dv + pad, acc2Stride = c.dv + pad + 2;
         const state = (stride: number) => ({ m: A.filled(c.nq + GUARD, SENTINEL), l: A.filled(c.nq + GUARD, SENTINEL), acc: A.filled(c.nq * stride + GUARD, SENTINEL) });
         const main = state(accStride), other = state(acc2Stride);
         const scratch = A.filled(k.kernels.attn_scratch_bytes(c.nq) / 4, SENTINEL);
