@@ -59,35 +59,36 @@ export function matmul_pack_bytes(k: i32, n: i32): i32 {
 }
 
 /**
- * C[m, n] = A[m, k] · B[n, k]ᵀ   (B is a weight in Hugging Face [out, in] layout).
- * Overwrites C. `pack` is scratch of matmul_pack_bytes(k, n) bytes.
+ * C[m, n] = A[m, k] · B[n, k]ᵀ   (B is a weight in Hugging Face [out, in] layout), or
+ * C += A · Bᵀ when `acc` (a product summed over column panels of B). `pack` is scratch of
+ * matmul_pack_bytes(k, n) bytes.
  */
 export function matmul_nt(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
-                          m: i32, k: i32, n: i32, pack: usize): void {
+                          m: i32, k: i32, n: i32, pack: usize, acc: bool): void {
   if (m <= 0 || n <= 0) return;
-  if (k <= 0) { zeroRows(c, ldc, m, n); return; }
+  if (k <= 0) { if (!acc) zeroRows(c, ldc, m, n); return; }
   if (m < GEMM_MIN_M) {
     for (let i = 0; i < m; i++) {
-      matvec(b, ldb, a + <usize>(i * lda) * 4, c + <usize>(i * ldc) * 4, n, k);
+      matvec(b, ldb, a + <usize>(i * lda) * 4, c + <usize>(i * ldc) * 4, n, k, acc);
     }
     return;
   }
-  if (m <= DOT_MAX_M) dotNT(a, lda, b, ldb, c, ldc, m, k, n);
-  else gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, true);
+  if (m <= DOT_MAX_M) dotNT(a, lda, b, ldb, c, ldc, m, k, n, acc);
+  else gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, true, acc);
 }
 
-/** C[m, n] = A[m, k] · B[k, n]. Overwrites C. `pack` as for matmul_nt. */
+/** C[m, n] = A[m, k] · B[k, n], or C += A · B when `acc`. `pack` as for matmul_nt. */
 export function matmul_nn(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
-                          m: i32, k: i32, n: i32, pack: usize): void {
+                          m: i32, k: i32, n: i32, pack: usize, acc: bool): void {
   if (m <= 0 || n <= 0) return;
-  if (k <= 0) { zeroRows(c, ldc, m, n); return; }
+  if (k <= 0) { if (!acc) zeroRows(c, ldc, m, n); return; }
   if (m < GEMM_MIN_M) {
     for (let i = 0; i < m; i++) {
-      vecmat(a + <usize>(i * lda) * 4, b, ldb, c + <usize>(i * ldc) * 4, k, n);
+      vecmat(a + <usize>(i * lda) * 4, b, ldb, c + <usize>(i * ldc) * 4, k, n, acc);
     }
     return;
   }
-  gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, false);
+  gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, false, acc);
 }
 
 function zeroRows(c: usize, ldc: i32, m: i32, n: i32): void {
@@ -96,7 +97,7 @@ function zeroRows(c: usize, ldc: i32, m: i32, n: i32): void {
 
 // @ts-ignore: decorator
 @inline function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
-                      m: i32, k: i32, n: i32, pack: usize, nt: bool): void {
+                      m: i32, k: i32, n: i32, pack: usize, nt: bool, accC: bool): void {
   const mFull = m - m % MR;
   for (let jc = 0; jc < n; jc += NC) {
     const nc = min(NC, n - jc);
@@ -105,7 +106,7 @@ function zeroRows(c: usize, ldc: i32, m: i32, n: i32): void {
       const kc = min(KC, k - pc);
       if (nt) packNT(b + (<usize>jc * ldb + pc) * 4, ldb, kc, nc, pack);
       else packNN(b + (<usize>pc * ldb + jc) * 4, ldb, kc, nc, pack);
-      const acc = pc > 0;
+      const acc = accC || pc > 0;
       for (let ic = 0; ic < m; ic += MC) {
         const mc = min(MC, m - ic);
         const icEnd = ic + mc;
@@ -306,14 +307,14 @@ function packNN(b: usize, ldb: i32, kc: i32, nc: i32, pack: usize): void {
 // @ts-ignore: decorator
 @inline const VEC_L1: i32 = 4096;
 
-/** y[n] = W[n, k] · x[k]   (decode path: one pass over W's rows). */
-export function matvec(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32): void {
-  if (k <= VEC_L1) matvecRows1(w, ldw, x, y, n, k);
-  else matvecRows4(w, ldw, x, y, n, k);
+/** y[n] = W[n, k] · x[k], or y += W · x when `acc`   (decode path: one pass over W's rows). */
+export function matvec(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32, acc: bool): void {
+  if (k <= VEC_L1) matvecRows1(w, ldw, x, y, n, k, acc);
+  else matvecRows4(w, ldw, x, y, n, k, acc);
 }
 
 /** matvec one row at a time: four accumulators, 16 floats a step. */
-function matvecRows1(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32): void {
+function matvecRows1(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32, acc: bool): void {
   const ldw4 = <usize>ldw * 4;
   const o16 = <usize>(k & ~15) * 4;
   const o4 = <usize>(k & ~3) * 4;
@@ -332,13 +333,13 @@ function matvecRows1(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32): vo
     for (; o < o4; o += 16) s0 = madd(v128.load(row + o), v128.load(x + o), s0);
     let r = hsum(f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3)));
     for (; o < o1; o += 4) r += load<f32>(row + o) * load<f32>(x + o);
-    store<f32>(y + <usize>i * 4, r);
+    storeLane(y + <usize>i * 4, r, acc);
     row += ldw4;
   }
 }
 
 /** matvec four rows at a time (each x vector loaded once for four rows), two accumulators a row. */
-function matvecRows4(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32): void {
+function matvecRows4(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32, acc: bool): void {
   const ldw4 = <usize>ldw * 4;
   const k8 = k & ~7;
   const k4 = k & ~3;
@@ -372,20 +373,20 @@ function matvecRows4(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32): vo
       r2 += load<f32>(w2 + o) * xv; r3 += load<f32>(w3 + o) * xv;
     }
     const yp = y + <usize>i * 4;
-    store<f32>(yp, r0); store<f32>(yp, r1, 4); store<f32>(yp, r2, 8); store<f32>(yp, r3, 12);
+    storeLane(yp, r0, acc); storeLane(yp + 4, r1, acc); storeLane(yp + 8, r2, acc); storeLane(yp + 12, r3, acc);
   }
-  if (i < n) matvecRows1(w + <usize>i * ldw4, ldw, x, y + <usize>i * 4, n - i, k);
+  if (i < n) matvecRows1(w + <usize>i * ldw4, ldw, x, y + <usize>i * 4, n - i, k, acc);
 }
 
-/** y[n] = x[k] · W[k, n]   (transposed product: one pass over W's rows). */
-export function vecmat(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32): void {
+/** y[n] = x[k] · W[k, n], or y += x · W when `acc`   (transposed product: one pass over W's rows). */
+export function vecmat(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32, acc: bool): void {
   if (n <= 0) return;
-  if (k <= 0) { memory.fill(y, 0, <usize>n * 4); return; }
+  if (k <= 0) { if (!acc) memory.fill(y, 0, <usize>n * 4); return; }
   if (n <= VEC_L1) {
-    vecmatRow(load<f32>(x), w, y, n, false);
+    vecmatRow(load<f32>(x), w, y, n, acc);
     for (let kk = 1; kk < k; kk++) vecmatRow(load<f32>(x + <usize>kk * 4), w + <usize>kk * ldw * 4, y, n, true);
   } else {
-    vecmatRows4(x, w, ldw, y, k, n);
+    vecmatRows4(x, w, ldw, y, k, n, acc);
   }
 }
 
@@ -414,11 +415,11 @@ export function vecmat(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32): 
 }
 
 /** vecmat four rows of W at a time: y[j..j+4) += x[kk]·W[kk, j..] + … + x[kk+3]·W[kk+3, j..]. */
-function vecmatRows4(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32): void {
+function vecmatRows4(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32, acc: bool): void {
   const ldw4 = <usize>ldw * 4;
   const yEnd4 = y + <usize>(n & ~3) * 4;
   const yEnd = y + <usize>n * 4;
-  memory.fill(y, 0, <usize>n * 4);
+  if (!acc) memory.fill(y, 0, <usize>n * 4);
   let kk = 0;
   for (; kk + 4 <= k; kk += 4) {
     const w0 = w + <usize>kk * ldw4, w1 = w0 + ldw4, w2 = w1 + ldw4, w3 = w2 + ldw4;
@@ -460,16 +461,16 @@ function vecmatRows4(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32): vo
 @inline const KD: i32 = 2048;
 
 /**
- * C[m, n] = A[m, k] · B[n, k]ᵀ for 1 ≤ m ≤ DOT_MAX_M, k ≥ 1, in k blocks (the first stores, the
- * rest add).
+ * C[m, n] (+)= A[m, k] · B[n, k]ᵀ for 1 ≤ m ≤ DOT_MAX_M, k ≥ 1, in k blocks (the first stores
+ * unless `accC`, the rest add).
  * Edge tiles (fewer than DA rows or DB columns left) run the full tile with the missing rows'
  * pointers on the last real row, and store only the real results, so each result is computed the
  * same way wherever its tile starts.
  */
-function dotNT(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32, m: i32, k: i32, n: i32): void {
+function dotNT(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32, m: i32, k: i32, n: i32, accC: bool): void {
   for (let pc = 0; pc < k; pc += KD) {
     const kc = min(KD, k - pc);
-    const acc = pc > 0;
+    const acc = accC || pc > 0;
     for (let j = 0; j < n; j += DB) {
       const cols = min(DB, n - j);
       const bj = b + (<usize>j * ldb + pc) * 4;

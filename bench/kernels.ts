@@ -7,6 +7,7 @@
 //
 // (The bundle must live in build/ so that src/wasm.ts finds ../build/kernels-*.wasm.)
 import { loadKernels, type LoadedKernels, type SimdBuild } from '../src/wasm.js';
+import { panelWidth } from '../src/weights.js';
 
 export interface KernelBenchRow {
   kernel: string;
@@ -105,7 +106,7 @@ export async function benchKernels(opts: { build: SimdBuild; quick?: boolean }):
     if (quick && m > 128) continue;
     const f = kernel === 'matmul_nt' ? K.matmul_nt : K.matmul_nn;
     const ldb = kernel === 'matmul_nt' ? kk : n;
-    cases.push({ kernel, shape: `${m}×${kk}×${n}`, flops: 2 * m * kk * n, run: () => f(a, kk, b, ldb, c, n, m, kk, n, pack) });
+    cases.push({ kernel, shape: `${m}×${kk}×${n}`, flops: 2 * m * kk * n, run: () => f(a, kk, b, ldb, c, n, m, kk, n, pack, false) });
   }
   // GEMV: one pass over the weights; the bound is DRAM bandwidth. Calls rotate W through the
   // four 64 MiB quarters of the 256 MiB block, so no call finds its W in a (≤ 192 MiB) cache.
@@ -124,10 +125,23 @@ export async function benchKernels(opts: { build: SimdBuild; quick?: boolean }):
     const rotate = rowsN * cols * 4 >= 64 << 20;
     // matvec: W is [n, k] = [rowsN, cols]; vecmat: W is [k, n] = [rowsN, cols].
     const run = kernel === 'matvec'
-      ? () => K.matvec(rotate ? nextW() : w, cols, v, y, rowsN, cols)
-      : () => K.vecmat(vecBlock, rotate ? nextW() : w, cols, out, rowsN, cols);
+      ? () => K.matvec(rotate ? nextW() : w, cols, v, y, rowsN, cols, false)
+      : () => K.vecmat(vecBlock, rotate ? nextW() : w, cols, out, rowsN, cols, false);
     const shape = kernel === 'matvec' ? `1×${cols}×${rowsN}` : `1×${rowsN}×${cols}`;
     cases.push({ kernel, shape, bytes: rowsN * cols * 4, note, run });
+  }
+  // The decoder stores matrices wider than PANEL_COLS in column panels and sums their matvecs
+  // (src/weights.ts Matrix): the same shapes as it reads them.
+  for (const [rowsN, cols] of [[4096, 4096], [1024, 16384]]) {
+    const width = panelWidth(cols), v = at(vecBlock, 2048);
+    const run = () => {
+      const wp = nextW();
+      for (let k0 = 0; k0 < cols; k0 += width) {
+        const kp = Math.min(width, cols - k0);
+        K.matvec(wp + rowsN * k0 * 4, kp, v + k0 * 4, y, rowsN, kp, k0 > 0);
+      }
+    };
+    cases.push({ kernel: 'matvec', shape: `1×${cols}×${rowsN}`, bytes: rowsN * cols * 4, note: `${Math.ceil(cols / width)} column panels (the decoder's layout)`, run });
   }
 
   // Absorbed MLA decode attention (V2-Lite dims): 16 heads' queries [d_c 512 | d_r 64] over S
@@ -153,11 +167,11 @@ export async function benchKernels(opts: { build: SimdBuild; quick?: boolean }):
   while (performance.now() < warmUntil) {
     K.probe_peak(100_000);
     K.probe_read(big, 1 << 16, 10);
-    K.matmul_nt(a, 64, b, 64, c, 64, 64, 64, 64, pack);
-    K.matmul_nn(a, 64, b, 64, c, 64, 64, 64, 64, pack);
-    K.matvec(w, 64, vecBlock, y, 64, 64);
-    K.matvec(w, 8192, vecBlock, y, 4, 8192);
-    K.vecmat(vecBlock, w, 64, y, 64, 64);
+    K.matmul_nt(a, 64, b, 64, c, 64, 64, 64, 64, pack, false);
+    K.matmul_nn(a, 64, b, 64, c, 64, 64, 64, 64, pack, false);
+    K.matvec(w, 64, vecBlock, y, 64, 64, false);
+    K.matvec(w, 8192, vecBlock, y, 4, 8192, false);
+    K.vecmat(vecBlock, w, 64, y, 64, 64, false);
     attention(w, 64);
   }
 

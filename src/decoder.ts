@@ -9,7 +9,7 @@ import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
 import { attnSegmentBytes, BLOCK, FINISH, INIT, Parallel, type ThreadPool } from './threads.js';
 import type { Kernels } from './wasm.js';
 import { routeToken } from './moe.js';
-import { inputRows, MATRIX_ALIGN, type LayerWeights, type Weights } from './weights.js';
+import { inputRows, MATRIX_ALIGN, type LayerWeights, type Matrix, type Weights } from './weights.js';
 
 /** How MLA attention is computed: expand per-head K/V from the latent, or absorb W_UK/W_UV. */
 export type AttentionPath = 'naive' | 'absorbed';
@@ -144,9 +144,9 @@ export class Decoder {
     return cache.ptr + ((layer * cache.capacity + pos) * cache.row) * F;
   }
 
-  /** y[T, out] = x[T, in] · Wᵀ (W in [out, in] layout), with row strides of x and y. */
-  private linear(x: number, ldx: number, w: number, y: number, ldy: number, T: number, inDim: number, outDim: number): void {
-    this.par.matmul(true, x, ldx, w, inDim, y, ldy, T, inDim, outDim);
+  /** y[T, W.rows] = x[T, W.cols] · Wᵀ, with row strides of x and y. */
+  private linear(x: number, ldx: number, w: Matrix, y: number, ldy: number, T: number): void {
+    this.par.linear(x, ldx, w, y, ldy, T);
   }
 
   /** Copy `n` floats from each of `rows` rows (strides in floats). */
@@ -166,7 +166,7 @@ export class Decoder {
   runChunk(cache: KvCache, pos: number, T: number, path: AttentionPath, allLogits: boolean): number {
     const { k, s, config: c } = this;
     const d = c.hidden;
-    k.embed(this.w.embed, d, s.ids, T, s.x);
+    k.embed(this.w.embed.ptr, d, s.ids, T, s.x);
     k.rope_table(s.freqs, this.ropeDim / 2, pos, T, this.ropeAmp, s.cos, s.sin);
     for (let l = 0; l < c.layers; l++) {
       const lw = this.w.layers[l];
@@ -178,7 +178,7 @@ export class Decoder {
       // h += FFN(RMSNorm(h))
       k.rmsnorm(s.x, d, lw.postNorm, s.xn, d, T, d, c.rmsEps);
       const f = c.ffn[l];
-      if (f.kind === 'dense') this.swiglu(s.xn, lw.wGateUp, lw.wDown, f.intermediate, s.u, T);
+      if (f.kind === 'dense') this.swiglu(s.xn, lw.wGateUp!, lw.wDown!, f.intermediate, s.u, T);
       else this.moe(f, lw, T);
       k.add(s.x, s.u, T * d);
     }
@@ -186,17 +186,17 @@ export class Decoder {
     const first = allLogits ? 0 : T - 1;
     const rows = T - first;
     k.rmsnorm(s.x + first * d * F, d, this.w.finalNorm, s.xn, d, rows, d, c.rmsEps);
-    this.linear(s.xn, d, this.w.lmHead, s.logits, c.vocabSize, rows, d, c.vocabSize);
+    this.linear(s.xn, d, this.w.lmHead, s.logits, c.vocabSize, rows);
     return s.logits;
   }
 
   /** out[T, d] = down(silu(gate(x)) ⊙ up(x)), with [gate | up] stored as one matrix. */
-  private swiglu(x: number, wGateUp: number, wDown: number, inter: number, out: number, T: number): void {
+  private swiglu(x: number, wGateUp: Matrix, wDown: Matrix, inter: number, out: number, T: number): void {
     const { k, s } = this;
     const d = this.config.hidden;
-    this.linear(x, d, wGateUp, s.gu, 2 * inter, T, d, 2 * inter);
+    this.linear(x, d, wGateUp, s.gu, 2 * inter, T);
     k.swiglu(s.gu, 2 * inter, s.gu, 2 * inter, T, inter);
-    this.linear(s.gu, 2 * inter, wDown, out, d, T, inter, d);
+    this.linear(s.gu, 2 * inter, wDown, out, d, T);
   }
 
   /**
@@ -206,9 +206,9 @@ export class Decoder {
   private moe(f: MoeFfn, lw: LayerWeights, T: number): void {
     const { k, s } = this;
     const d = this.config.hidden, m = lw.moe!, E = f.experts, K = f.topK;
-    if (m.sharedGateUp) this.swiglu(s.xn, m.sharedGateUp, m.sharedDown, f.sharedIntermediate, s.u, T);
+    if (m.sharedGateUp) this.swiglu(s.xn, m.sharedGateUp, m.sharedDown!, f.sharedIntermediate, s.u, T);
     else this.heap.f32(s.u, T * d).fill(0);
-    this.linear(s.xn, d, m.router, s.router, E, T, d, E);
+    this.linear(s.xn, d, m.router, s.router, E, T);
     const logits = this.heap.f32(s.router, T * E);
     for (let t = 0; t < T; t++) {
       routeToken(f, logits.subarray(t * E, (t + 1) * E), m.bias,
@@ -236,12 +236,12 @@ export class Decoder {
     const qHead = dn + dr, inRows = lw.inRows;
     const qIn = a.qLoraRank ?? H * qHead; // columns of the fused projection before [c_kv ; k_r]
     // One matmul: [c_q | c_kv | k_r] (or [q | c_kv | k_r] without query compression).
-    this.linear(s.xn, d, lw.wIn, s.proj, inRows, T, d, inRows);
+    this.linear(s.xn, d, lw.wIn, s.proj, inRows, T);
     // 1. Query: q = q_b_proj · RMSNorm(c_q), or q straight from q_proj.
     let q = s.proj, qStride = inRows;
     if (a.qLoraRank) {
       k.rmsnorm(s.proj, inRows, lw.qNorm, s.proj, inRows, T, a.qLoraRank, this.config.rmsEps);
-      this.linear(s.proj, inRows, lw.wqB, s.q, H * qHead, T, a.qLoraRank, H * qHead);
+      this.linear(s.proj, inRows, lw.wqB!, s.q, H * qHead, T);
       q = s.q; qStride = H * qHead;
     }
     k.rope_apply(q + dn * F, T, qStride, H, qHead, dr, s.cos, s.sin, 0);
@@ -253,7 +253,7 @@ export class Decoder {
     // 3–4. Attention over positions 0 … pos+T−1, then u = o_proj · [o_1; …; o_H].
     if (path === 'naive') this.mlaNaive(a, l, cache, pos, T, q, qStride);
     else this.mlaAbsorbed(a, l, cache, pos, T, q, qStride);
-    this.linear(s.o, H * a.vDim, lw.wo, s.u, d, T, H * a.vDim, d);
+    this.linear(s.o, H * a.vDim, lw.wo, s.u, d, T);
   }
 
   /** Naive: expand k_i^C = W_UK_i · c_kv and v_i = W_UV_i · c_kv block by block, then ordinary attention. */
@@ -268,7 +268,7 @@ export class Decoder {
       const n = Math.min(KEY_BLOCK, S - j0);
       const rows = this.cacheAt(cache, l, j0);
       // kvExp[j, h, :] = [k_{j,h}^C (d_n) ; v_{j,h} (d_v)] = kv_b_proj · c_kv_j
-      this.linear(rows, cache.row, this.w.layers[l].wkvB, s.kvExp, H * kv, n, dc, H * kv);
+      this.linear(rows, cache.row, this.w.layers[l].wkvB!, s.kvExp, H * kv, n);
       const phases = (j0 === 0 ? INIT : 0) | BLOCK | (j0 + n === S ? FINISH : 0);
       this.par.attention(phases, H, 1, q, qStride, T, pos, 1, dn, a.ropeDim,
         s.kvExp, H * kv, rows + dc * F, cache.row, s.kvExp + dn * F, H * kv, dv,
@@ -284,7 +284,7 @@ export class Decoder {
     const { s, par } = this;
     const H = a.heads, dc = a.kvLoraRank, dr = a.ropeDim, dn = a.nopeDim, dv = a.vDim;
     const qHead = dn + dr, kv = dn + dv, lat = dc + dr;
-    const wkvB = this.w.layers[l].wkvB;
+    const wkvB = this.w.layers[l].wkvB!.ptr;
     // qAbs[t, h, :] = [q̃_{t,h} (d_c) ; q_{t,h}^R (d_r)]: for each head h, q̃_h = q_h^C · W_UK_h.
     par.matmul(false, q, qStride, wkvB, dc, s.qAbs, H * lat, T, dn, dc, H, qHead * F, kv * dc * F, lat * F);
     for (let h = 0; h < H; h++) {
@@ -304,7 +304,7 @@ export class Decoder {
     const lw = this.w.layers[l];
     const d = this.config.hidden, H = a.heads, G = a.kvHeads, hd = a.headDim, dv = a.vDim;
     const inRows = lw.inRows, perGroup = H / G;
-    this.linear(s.xn, d, lw.wIn, s.proj, inRows, T, d, inRows); // [q | k | v]
+    this.linear(s.xn, d, lw.wIn, s.proj, inRows, T); // [q | k | v]
     k.rope_apply(s.proj, T, inRows, H, hd, hd, s.cos, s.sin, 1);
     k.rope_apply(s.proj + H * hd * F, T, inRows, G, hd, hd, s.cos, s.sin, 1);
     const row0 = this.cacheAt(cache, l, pos);
@@ -322,7 +322,7 @@ export class Decoder {
       this.par.attention(INIT | BLOCK | FINISH, H, perGroup, s.proj, inRows, T, pos, 1, hd, 0, k0, cache.row, 0, 0,
         v0, cache.row, dv, S, 0, this.scale, s.attnM, s.attnL, s.o, H * dv, s.attnScratch, hd * F, hd * F, dv * F, dv * F);
     }
-    this.linear(s.o, H * dv, lw.wo, s.u, d, T, H * dv, d);
+    this.linear(s.o, H * dv, lw.wo, s.u, d, T);
   }
 
   /** Write ids into the ids buffer (already validated). */

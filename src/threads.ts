@@ -32,6 +32,7 @@
 import { MlaError } from './errors.js';
 import type { Heap } from './heap.js';
 import type { Kernels } from './wasm.js';
+import type { Matrix } from './weights.js';
 
 /** The kernel exports a chunk may call, by index; the workers receive this list. */
 const FNS = ['matmul_nt', 'matmul_nn', 'attn_init', 'attn_block', 'attn_finish'] as const;
@@ -334,6 +335,8 @@ export class ThreadPool {
 
   /** Most chunks in one dispatch. */
   static readonly MAX_CHUNKS = MAX_CHUNKS;
+  /** Most kernel calls in one dispatch. */
+  static readonly MAX_TASKS = MAX_TASKS;
 
   /** False while the pool stands aside because the cores were busy (see BACKOFF_MS), and once it failed. */
   get useful(): boolean {
@@ -578,56 +581,90 @@ export class Parallel {
     this.segmentsBytes = segmentsBytes;
   }
 
-  /** How many chunks for work of `ns` (estimated) made of `units` indivisible parts. */
-  private chunks(ns: number, units: number): number {
+  /** How many chunks for work of `ns` (estimated) made of `units` indivisible parts, `tasks` kernel calls each. */
+  private chunks(ns: number, units: number, tasks = 1): number {
     if (!this.pool || (this.minChunkNs > 0 && !this.pool.useful)) return 1;
     const byCost = this.minChunkNs > 0 ? Math.floor(ns / this.minChunkNs) : Infinity;
-    return Math.max(1, Math.min(units, byCost, CHUNKS_PER_THREAD * this.threads, ThreadPool.MAX_CHUNKS));
+    const most = Math.min(CHUNKS_PER_THREAD * this.threads, ThreadPool.MAX_CHUNKS, Math.floor(ThreadPool.MAX_TASKS / tasks));
+    return Math.max(1, Math.min(units, byCost, most));
+  }
+
+  /**
+   * y[m, W.rows] = x[m, W.cols] · Wᵀ for a weight matrix in column panels (weights.ts Matrix):
+   * panel p's product is added to the earlier ones', in order, by the thread that owns the columns.
+   */
+  linear(x: number, ldx: number, w: Matrix, y: number, ldy: number, m: number): void {
+    this.product(true, x, ldx, w.ptr, w.cols, w.panelCols, y, ldy, m, w.cols, w.rows, 1, 0, 0, 0);
   }
 
   /**
    * For i < batch: C_i = A_i · B_iᵀ (nt, B in [n, k] layout) or A_i · B_i (nn, B in [k, n]),
-   * A_i = a + i·aInc etc. (byte offsets), as matmul_nt / matmul_nn. Split by whole products when
-   * there are enough of them, else by columns of C in multiples of MATMUL_COLS.
+   * A_i = a + i·aInc etc. (byte offsets), as matmul_nt / matmul_nn.
    */
   matmul(nt: boolean, a: number, lda: number, b: number, ldb: number, c: number, ldc: number,
          m: number, k: number, n: number, batch = 1, aInc = 0, bInc = 0, cInc = 0): void {
+    this.product(nt, a, lda, b, ldb, k, c, ldc, m, k, n, batch, aInc, bInc, cInc);
+  }
+
+  /**
+   * matmul with B in column panels of `panelCols` (nt, batch 1; panelCols = k: one panel of row
+   * stride ldb). Split by whole products when there are enough of them, else by columns of C in
+   * multiples of MATMUL_COLS; a chunk runs every panel of its columns.
+   */
+  private product(nt: boolean, a: number, lda: number, b: number, ldb: number, panelCols: number, c: number, ldc: number,
+                  m: number, k: number, n: number, batch: number, aInc: number, bInc: number, cInc: number): void {
     if (m <= 0 || n <= 0 || batch <= 0) return;
+    // Panel p: columns k0 … k0 + width of A, at b + n·k0 floats, row stride width.
+    const panels: { k0: number; width: number; b: number; ldb: number }[] = [];
+    if (panelCols >= k) panels.push({ k0: 0, width: k, b, ldb });
+    else {
+      for (let k0 = 0; k0 < k; k0 += panelCols) {
+        const width = Math.min(panelCols, k - k0);
+        panels.push({ k0, width, b: b + n * k0 * 4, ldb: width });
+      }
+    }
     const ns = batch * m * k * n / (m < 4 ? GEMV_RATE : GEMM_RATE);
     const byItems = batch >= 2 * this.threads;
     // vecmat picks its loop by n, so a column split must leave every chunk on the same side.
     const groups = !nt && m < 4 && n > VEC_L1 ? 1 : Math.ceil(n / MATMUL_COLS);
-    const chunks = this.chunks(ns, byItems ? batch : groups);
+    const chunks = this.chunks(ns, byItems ? batch : groups, panels.length);
     if (chunks === 1) {
       const f = nt ? this.k.matmul_nt : this.k.matmul_nn;
-      for (let i = 0; i < batch; i++) f(a + i * aInc, lda, b + i * bInc, ldb, c + i * cInc, ldc, m, k, n, this.pack);
+      for (let i = 0; i < batch; i++) {
+        for (const [p, pl] of panels.entries()) {
+          f(a + i * aInc + pl.k0 * 4, lda, pl.b + i * bInc, pl.ldb, c + i * cInc, ldc, m, pl.width, n, this.pack, p > 0);
+        }
+      }
       return;
     }
     const pool = this.pool!, D = pool.args;
     const fn = nt ? MATMUL_NT : MATMUL_NN;
     for (let s = 0; s < chunks; s++) {
-      let x: number;
       pool.chunk();
-      if (byItems) {
-        const i0 = Math.floor(batch * s / chunks), i1 = Math.floor(batch * (s + 1) / chunks);
-        x = pool.task(fn, i1 - i0, 1, 9, this.packBytes);
-        this.putMatmul(D, x, a + i0 * aInc, lda, b + i0 * bInc, ldb, c + i0 * cInc, ldc, m, k, n);
-      } else {
-        const n0 = MATMUL_COLS * Math.floor(groups * s / chunks);
-        const n1 = Math.min(n, MATMUL_COLS * Math.floor(groups * (s + 1) / chunks));
-        x = pool.task(fn, batch, 1, 9, this.packBytes);
-        // Columns n0… of C are rows n0… of B (nt) or its columns n0… (nn).
-        this.putMatmul(D, x, a, lda, b + (nt ? n0 * ldb : n0) * 4, ldb, c + n0 * 4, ldc, m, k, n1 - n0);
+      for (const [p, pl] of panels.entries()) {
+        let x: number;
+        if (byItems) {
+          const i0 = Math.floor(batch * s / chunks), i1 = Math.floor(batch * (s + 1) / chunks);
+          x = pool.task(fn, i1 - i0, 1, 9, this.packBytes);
+          this.putMatmul(D, x, a + i0 * aInc + pl.k0 * 4, lda, pl.b + i0 * bInc, pl.ldb, c + i0 * cInc, ldc, m, pl.width, n, p > 0);
+        } else {
+          const n0 = MATMUL_COLS * Math.floor(groups * s / chunks);
+          const n1 = Math.min(n, MATMUL_COLS * Math.floor(groups * (s + 1) / chunks));
+          x = pool.task(fn, batch, 1, 9, this.packBytes);
+          // Columns n0… of C are rows n0… of B (nt) or its columns n0… (nn).
+          this.putMatmul(D, x, a + pl.k0 * 4, lda, pl.b + (nt ? n0 * pl.ldb : n0) * 4, pl.ldb, c + n0 * 4, ldc, m, pl.width, n1 - n0, p > 0);
+        }
+        D[x + ARGS] = aInc; D[x + ARGS + 2] = bInc; D[x + ARGS + 4] = cInc;
       }
-      D[x + ARGS] = aInc; D[x + ARGS + 2] = bInc; D[x + ARGS + 4] = cInc;
     }
     pool.run();
   }
 
   private putMatmul(D: Float64Array, x: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number,
-                    m: number, k: number, n: number): void {
+                    m: number, k: number, n: number, acc: boolean): void {
     D[x] = a; D[x + 1] = lda; D[x + 2] = b; D[x + 3] = ldb; D[x + 4] = c; D[x + 5] = ldc;
     D[x + 6] = m; D[x + 7] = k; D[x + 8] = n; D[x + 9] = this.pack; // + thread index · packBytes
+    D[x + 10] = acc ? 1 : 0;
   }
 
   /**

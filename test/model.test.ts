@@ -44,6 +44,9 @@ describe.each(BUILDS)('decoder, %s build', (simd) => {
     ['DeepSeek-V2 MoE routing', tinyMlaMoeV2Config({})],
     ['DeepSeek-V2 MoE, group-limited, normalised top-k', tinyMlaMoeV2Config({ topk_method: 'group_limited_greedy', n_group: 2, topk_group: 1, norm_topk_prob: true })],
     ['DeepSeek-V3 MoE routing (sigmoid, bias, groups) and YaRN', tinyMlaMoeV3Config({})],
+    // Every projection but kv_b wider than a panel (weights.ts PANEL_COLS, 2048): stored and summed in column panels.
+    ['matrices wider than a panel', tinyMlaConfig({ hidden_size: 2100, intermediate_size: 4100, q_lora_rank: 2052 })],
+    ['MoE with a router and shared experts wider than a panel', tinyMlaMoeV2Config({ hidden_size: 2100, moe_intermediate_size: 1100 })],
   ];
 
   describe.each(mlaCases)('MLA with %s', (_name, config) => {

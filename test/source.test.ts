@@ -181,11 +181,28 @@ describe('every kind of source places the same weights', () => {
     const model = await loadModel(files, { threads: 1 });
     // @ts-expect-error reaching into the decoder for the test only
     const { w, s } = model.decoder;
-    const matrices = [w.embed, w.lmHead, ...w.layers.flatMap((l: any) => [l.wIn, l.wkvB, l.wo, l.wGateUp, l.wDown])];
+    const matrices = [w.embed, w.lmHead, ...w.layers.flatMap((l: any) => [l.wIn, l.wkvB, l.wo, l.wGateUp, l.wDown])].map((m) => m.ptr);
     expect(matrices.map((p: number) => p % 4096)).toEqual(matrices.map(() => 0));
     const scratch = Object.values(s) as number[];
     expect(scratch.map((p) => p % 4096)).toEqual(scratch.map(() => 2048));
     model.dispose();
+  });
+
+  it('matrices wider than 2048 columns are stored in equal column panels, each row-major; kv_b_proj and the embedding never', async () => {
+    const config = tinyMlaConfig({ intermediate_size: 4100, num_hidden_layers: 1 });
+    const src = await openSource({ config, tensors: makeRandomCheckpoint(config, 5) });
+    const heap = new Heap();
+    const w = placeWeights(parseConfig(src.config), src.tensors, heap);
+    const down = w.layers[0].wDown!;
+    expect([down.rows, down.cols, down.panelCols]).toEqual([64, 4100, 1368]); // 1368 + 1368 + 1364
+    const want = new Float32Array(64 * 4100);
+    src.tensors.read('model.layers.0.mlp.down_proj.weight', want);
+    const got = heap.f32(down.ptr, 64 * 4100);
+    for (const [r, c] of [[0, 0], [0, 1367], [0, 1368], [1, 0], [63, 4099], [17, 2800], [5, 2735], [5, 2736]]) {
+      const p0 = Math.floor(c / 1368) * 1368, width = Math.min(1368, 4100 - p0);
+      expect(got[64 * p0 + r * width + (c - p0)], `W[${r}, ${c}]`).toBe(want[r * 4100 + c]);
+    }
+    for (const m of [w.embed, w.layers[0].wkvB!, w.layers[0].wGateUp!]) expect(m.panelCols).toBe(m.cols);
   });
 
   it('loadModel takes a file map, a folder, and shards', async () => {

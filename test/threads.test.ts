@@ -118,6 +118,7 @@ describe.skipIf(!sab)('threads', () => {
     ['MLA, query compression', tinyMlaConfig({})],
     ['MLA, no query compression, 6 heads', tinyMlaConfig({ q_lora_rank: null, num_attention_heads: 6, num_key_value_heads: 6 })],
     ['MLA with MoE', tinyMlaMoeV2Config({})],
+    ['MLA, MLP wider than a panel (down_proj in 3 column panels)', tinyMlaConfig({ intermediate_size: 4100 })],
     ['Llama MHA', tinyLlamaConfig({ num_key_value_heads: 4 })],
     ['Llama GQA, 12 heads in 4 groups', tinyLlamaConfig({ num_attention_heads: 12, num_key_value_heads: 4, head_dim: 8, hidden_size: 96 })],
     ['Llama GQA, 32 heads in 16 groups', tinyLlamaConfig({ num_attention_heads: 32, num_key_value_heads: 16, head_dim: 4, hidden_size: 128 })],
@@ -224,7 +225,7 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
     expect(a).toBeGreaterThan(before);
     heap.f32(a, M * Kd).set(randomF32(M * Kd, 1));
     heap.f32(b, N * Kd).set(randomF32(N * Kd, 2));
-    K.matmul_nt(a, Kd, b, Kd, c1, N, M, Kd, N, heap.alloc(packBytes));
+    K.matmul_nt(a, Kd, b, Kd, c1, N, M, Kd, N, heap.alloc(packBytes), false);
     par.matmul(true, a, Kd, b, Kd, c2, N, M, Kd, N);
     expectIdenticalF32(heap.f32(c1, M * N), heap.f32(c2, M * N));
     // An output past the end of memory traps in whichever thread runs each chunk.
@@ -246,7 +247,7 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
     const x = heap.alloc(kd * 4), w = heap.alloc(n * kd * 4), y1 = heap.alloc(n * 4), y2 = heap.alloc(n * 4);
     heap.f32(x, kd).set(randomF32(kd, 3));
     heap.f32(w, n * kd).set(randomF32(n * kd, 4));
-    K.matvec(w, kd, x, y1, n, kd);
+    K.matvec(w, kd, x, y1, n, kd, false);
     for (let r = 0; r < 500; r++) {
       par.matmul(true, x, kd, w, kd, y2, n, 1, kd, n);
       if (r % 100 === 0) expectIdenticalF32(heap.f32(y1, n), heap.f32(y2, n));

@@ -1,7 +1,8 @@
 // matmul_nt, matmul_nn, matvec, vecmat and the probes, in both builds, against the float64
 // reference on awkward shapes: every tile edge (m % MR, n % NR, k of any size), blocks larger
 // than the cache blocking (k > KC, n > NC, m > MC), strides wider than the rows, and sentinels
-// around every output and the packing scratch to catch a write out of bounds.
+// around every output and the packing scratch to catch a write out of bounds. With `acc` each
+// adds its product into the output's earlier contents (random here), on the same shapes.
 import { describe, expect, it } from 'vitest';
 import { BUILDS, expectClose, kernelsFor, randomF32 } from '../helpers.js';
 import { matmulNN, matmulNT } from '../reference/ops.js';
@@ -52,14 +53,20 @@ function expectSentinels(view: Float32Array, isOutput: (i: number) => boolean, w
 
 type Op = 'nt' | 'nn';
 
-function checkMatmul(k: LoadedKernels, op: Op, m: number, kk: number, n: number, pad: boolean, seed: number): void {
+/** ref + the earlier contents when the kernel adds into its output, else ref. */
+function withEarlier(ref: Float32Array, earlier: Float32Array | null): Float32Array {
+  return earlier ? ref.map((v, i) => v + earlier[i]) : ref;
+}
+
+function checkMatmul(k: LoadedKernels, op: Op, m: number, kk: number, n: number, pad: boolean, seed: number, acc = false): void {
   const lda = pad ? kk + 5 : kk;
   const bRows = op === 'nt' ? n : kk, bCols = op === 'nt' ? kk : n;
   const ldb = pad ? bCols + 3 : bCols;
   const ldc = pad ? n + 7 : n;
   const a = randomF32(m * kk, seed);
   const b = randomF32(bRows * bCols, seed + 1);
-  const ref = op === 'nt' ? matmulNT(a, b, m, kk, n) : matmulNN(a, b, m, kk, n);
+  const earlier = acc ? randomF32(m * n, seed + 2) : null;
+  const ref = withEarlier(op === 'nt' ? matmulNT(a, b, m, kk, n) : matmulNN(a, b, m, kk, n), earlier);
 
   const heapTop = k.heap.usedBytes;
   const aPtr = putArray(k, strided(a, m, kk, lda));
@@ -67,17 +74,18 @@ function checkMatmul(k: LoadedKernels, op: Op, m: number, kk: number, n: number,
   // C: one guard row above and below, and the stride's padding, all sentinels.
   const cLen = m * ldc;
   const cBlk = guarded(k, cLen, ldc);
+  if (earlier) for (let i = 0; i < m; i++) k.heap.f32(cBlk.ptr + i * ldc * 4, n).set(earlier.subarray(i * n, (i + 1) * n));
   const packBytes = k.kernels.matmul_pack_bytes(kk, n);
   expect(packBytes % 4).toBe(0);
   const pBlk = guarded(k, packBytes / 4, 16);
 
   const f = op === 'nt' ? k.kernels.matmul_nt : k.kernels.matmul_nn;
-  f(aPtr, lda, bPtr, ldb, cBlk.ptr, ldc, m, kk, n, pBlk.ptr);
+  f(aPtr, lda, bPtr, ldb, cBlk.ptr, ldc, m, kk, n, pBlk.ptr, acc);
 
   const all = k.heap.f32(cBlk.base, cBlk.total);
   const c = new Float32Array(m * n);
   for (let i = 0; i < m; i++) c.set(all.subarray(ldc + i * ldc, ldc + i * ldc + n), i * n);
-  const what = `${op} ${m}×${kk}×${n}${pad ? ' strided' : ''}`;
+  const what = `${op} ${m}×${kk}×${n}${pad ? ' strided' : ''}${acc ? ' acc' : ''}`;
   expectClose(c, ref, 1e-5, 1e-5 * Math.sqrt(kk), what);
   expectSentinels(all, (i) => i >= ldc && i < ldc + cLen && (i - ldc) % ldc < n, `${what} C`);
   const pk = k.heap.f32(pBlk.base, pBlk.total);
@@ -90,16 +98,18 @@ function checkMatmul(k: LoadedKernels, op: Op, m: number, kk: number, n: number,
   expect(k.heap.usedBytes).toBe(heapTop);
 }
 
-function checkMatvec(k: LoadedKernels, n: number, kk: number, seed: number): void {
+function checkMatvec(k: LoadedKernels, n: number, kk: number, seed: number, acc = false): void {
   const ldw = kk + 3;
   const w = randomF32(n * kk, seed), x = randomF32(kk, seed + 1);
-  const ref = matmulNT(x, w, 1, kk, n);
+  const earlier = acc ? randomF32(n, seed + 2) : null;
+  const ref = withEarlier(matmulNT(x, w, 1, kk, n), earlier);
   const wPtr = putArray(k, strided(w, n, kk, ldw));
   const xPtr = putArray(k, x);
   const yBlk = guarded(k, n, 8);
-  k.kernels.matvec(wPtr, ldw, xPtr, yBlk.ptr, n, kk);
+  if (earlier) k.heap.f32(yBlk.ptr, n).set(earlier);
+  k.kernels.matvec(wPtr, ldw, xPtr, yBlk.ptr, n, kk, acc);
   const all = k.heap.f32(yBlk.base, yBlk.total);
-  const what = `matvec ${n}×${kk}`;
+  const what = `matvec ${n}×${kk}${acc ? ' acc' : ''}`;
   expectClose(all.slice(8, 8 + n), ref, 1e-5, 1e-5 * Math.sqrt(kk), what);
   expectSentinels(all, (i) => i >= 8 && i < 8 + n, what);
   k.heap.release(yBlk.base, yBlk.total * 4);
@@ -107,16 +117,18 @@ function checkMatvec(k: LoadedKernels, n: number, kk: number, seed: number): voi
   k.heap.release(wPtr, Math.max(1, (n - 1) * ldw + kk) * 4);
 }
 
-function checkVecmat(k: LoadedKernels, kk: number, n: number, seed: number): void {
+function checkVecmat(k: LoadedKernels, kk: number, n: number, seed: number, acc = false): void {
   const ldw = n + 3;
   const w = randomF32(kk * n, seed), x = randomF32(kk, seed + 1);
-  const ref = matmulNN(x, w, 1, kk, n);
+  const earlier = acc ? randomF32(n, seed + 2) : null;
+  const ref = withEarlier(matmulNN(x, w, 1, kk, n), earlier);
   const wPtr = putArray(k, strided(w, kk, n, ldw));
   const xPtr = putArray(k, x);
   const yBlk = guarded(k, n, 8);
-  k.kernels.vecmat(xPtr, wPtr, ldw, yBlk.ptr, kk, n);
+  if (earlier) k.heap.f32(yBlk.ptr, n).set(earlier);
+  k.kernels.vecmat(xPtr, wPtr, ldw, yBlk.ptr, kk, n, acc);
   const all = k.heap.f32(yBlk.base, yBlk.total);
-  const what = `vecmat ${kk}×${n}`;
+  const what = `vecmat ${kk}×${n}${acc ? ' acc' : ''}`;
   expectClose(all.slice(8, 8 + n), ref, 1e-5, 1e-5 * Math.sqrt(kk), what);
   expectSentinels(all, (i) => i >= 8 && i < 8 + n, what);
   k.heap.release(yBlk.base, yBlk.total * 4);
@@ -152,14 +164,24 @@ describe.each(BUILDS)('matmul kernels, %s build', (build) => {
       }
     });
 
-    it(`matmul_${op} with m, n = 0 writes nothing and with k = 0 writes zeros`, async () => {
+    it(`matmul_${op} with acc adds into C on every path (matvec rows, dot tiles, packed, k blocks)`, async () => {
+      const k = await kernelsFor(build);
+      let seed = 500;
+      for (const [m, kk, n] of [[1, 7, 5], [3, 33, 9], [5, 19, 13], [64, 130, 25], [67, 260, 23], ...LARGE.slice(0, 3)]) {
+        checkMatmul(k, op, m, kk, n, (seed & 2) === 0, seed, true);
+        seed += 3;
+      }
+    });
+
+    it(`matmul_${op} with m, n = 0 writes nothing and with k = 0 writes zeros (or, with acc, leaves C)`, async () => {
       const k = await kernelsFor(build);
       const f = op === 'nt' ? k.kernels.matmul_nt : k.kernels.matmul_nn;
       const cBlk = guarded(k, 5 * 6, 6);
-      f(0, 1, 0, 1, cBlk.ptr, 6, 0, 4, 6, 0);
-      f(0, 1, 0, 1, cBlk.ptr, 6, 5, 4, 0, 0);
+      f(0, 1, 0, 1, cBlk.ptr, 6, 0, 4, 6, 0, false);
+      f(0, 1, 0, 1, cBlk.ptr, 6, 5, 4, 0, 0, false);
+      f(0, 1, 0, 1, cBlk.ptr, 6, 5, 0, 4, 0, true);
       expectSentinels(k.heap.f32(cBlk.base, cBlk.total), () => false, `${op} empty`);
-      f(0, 1, 0, 1, cBlk.ptr, 6, 5, 0, 4, 0);
+      f(0, 1, 0, 1, cBlk.ptr, 6, 5, 0, 4, 0, false);
       const all = k.heap.f32(cBlk.base, cBlk.total);
       const written = (i: number) => i >= 6 && i < 36 && (i - 6) % 6 < 4;
       for (let i = 0; i < all.length; i++) if (written(i)) expect(all[i]).toBe(0);
@@ -187,7 +209,7 @@ describe.each(BUILDS)('matmul kernels, %s build', (build) => {
     for (const fill of [NaN, 1e30, 0]) {
       k.heap.f32(pack, bytes / 4).fill(fill);
       k.heap.f32(cPtr, m * n).fill(NaN);
-      k.kernels.matmul_nt(aPtr, kk, bPtr, kk, cPtr, n, m, kk, n, pack);
+      k.kernels.matmul_nt(aPtr, kk, bPtr, kk, cPtr, n, m, kk, n, pack, false);
       expectClose(k.heap.f32(cPtr, m * n), ref, 1e-5, 1e-5 * Math.sqrt(kk), `pack filled with ${fill}`);
     }
     k.heap.release(pack, bytes); k.heap.release(cPtr, m * n * 4);
@@ -206,6 +228,7 @@ describe.each(BUILDS)('matmul kernels, %s build', (build) => {
     checkMatvec(k, 3, 5000, seed++);
     checkMatvec(k, 6, 4097, seed++);
     checkMatvec(k, 5, 4096, seed++);
+    for (const [n, kk] of [[1, 1], [7, 17], [9, 130], [6, 4097], [5, 4096]]) checkMatvec(k, n, kk, seed++, true);
   });
 
   it('vecmat on small, odd and large shapes', async () => {
@@ -220,18 +243,19 @@ describe.each(BUILDS)('matmul kernels, %s build', (build) => {
     checkVecmat(k, 3, 5003, seed++);
     checkVecmat(k, 6, 4097, seed++);
     checkVecmat(k, 5, 4096, seed++);
+    for (const [kk, n] of [[1, 1], [7, 17], [9, 130], [6, 4097], [5, 4096]]) checkVecmat(k, kk, n, seed++, true);
   });
 
   it('matvec and vecmat with k = 0 write zeros, with n = 0 nothing', async () => {
     const k = await kernelsFor(build);
     for (const n of [0, 3, 4097]) {
       const yBlk = guarded(k, n, 8);
-      k.kernels.matvec(0, 0, 0, yBlk.ptr, n, 0);
+      k.kernels.matvec(0, 0, 0, yBlk.ptr, n, 0, false);
       let all = k.heap.f32(yBlk.base, yBlk.total);
       for (let i = 8; i < 8 + n; i++) expect(all[i]).toBe(0);
       expectSentinels(all, (i) => i >= 8 && i < 8 + n, `matvec ${n}×0`);
       all.fill(SENTINEL);
-      k.kernels.vecmat(0, 0, 0, yBlk.ptr, 0, n);
+      k.kernels.vecmat(0, 0, 0, yBlk.ptr, 0, n, false);
       all = k.heap.f32(yBlk.base, yBlk.total);
       for (let i = 8; i < 8 + n; i++) expect(all[i]).toBe(0);
       expectSentinels(all, (i) => i >= 8 && i < 8 + n, `vecmat 0×${n}`);
