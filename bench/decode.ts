@@ -6,6 +6,7 @@
 import type { AttentionConfig, ModelConfig } from '../src/config.js';
 import { cacheNumbersPerTokenPerLayer } from '../src/config.js';
 import { Decoder, type AttentionPath } from '../src/decoder.js';
+import { Model } from '../src/model.js';
 import { loadKernels, type SimdBuild } from '../src/wasm.js';
 import { expectedTensors, placeWeights, type TensorSource } from '../src/weights.js';
 
@@ -57,6 +58,14 @@ export function randomSource(c: ModelConfig): TensorSource {
       }
     },
   };
+}
+
+/** The MLA-absorbed synthetic model as a Model (npm run bench:threads, npm run bench:profile). */
+export async function loadSyntheticModel(threads: number): Promise<Model> {
+  const c = syntheticConfig(VARIANTS[0].attention);
+  const { kernels, heap, build, pool } = await loadKernels({ threads });
+  const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap), pool);
+  return new Model(c, decoder, build, pool);
 }
 
 export async function benchDecode(build: SimdBuild, contexts: number[], log: (s: string) => void): Promise<DecodeRow[]> {

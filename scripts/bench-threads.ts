@@ -8,11 +8,8 @@
 // rope 64, nope 128, v 128, no query compression), 2 layers, dense MLP 1408, vocab 1024, random
 // weights. Default model: the built-in fortune-mla.
 import { readFileSync } from 'node:fs';
-import { Decoder } from '../src/decoder.js';
-import { loadModel, Model } from '../src/model.js';
-import { loadKernels } from '../src/wasm.js';
-import { placeWeights } from '../src/weights.js';
-import { randomSource, syntheticConfig, VARIANTS } from '../bench/decode.js';
+import { loadModel, type Model } from '../src/model.js';
+import { loadSyntheticModel } from '../bench/decode.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -23,12 +20,6 @@ const ROUNDS = Number(arg('rounds', '5'));
 const WHICH = arg('model', 'both');
 const ANY = process.argv.includes('--any');
 
-async function synthetic(threads: number): Promise<Model> {
-  const c = syntheticConfig(VARIANTS[0].attention);
-  const { kernels, heap, build, pool } = await loadKernels({ threads });
-  const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap), pool);
-  return new Model(c, decoder, build, pool);
-}
 
 /** CPU time (ms) all processes used so far, or NaN where /proc/stat is missing. */
 function machineBusyMs(): number {
@@ -107,7 +98,7 @@ async function compare(label: string, load: (threads: number) => Promise<Model>,
 }
 
 if (WHICH !== 'default') {
-  await compare('synthetic (V2-Lite attention dims, 2 layers)', synthetic,
+  await compare('synthetic (V2-Lite attention dims, 2 layers)', loadSyntheticModel,
     [prefill(128), prefill(512), decode(512, 16), decode(4096, 8)]);
 }
 if (WHICH !== 'synthetic') {
