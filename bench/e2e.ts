@@ -32,6 +32,7 @@ import type { SimdBuild } from '../src/wasm.js';
 import { expectedTensors } from '../src/weights.js';
 import { encodeModel, FLOAT, GraphBuilder, INT64, type Encoded } from './onnx.js';
 import { decodeBytes } from './roofline.js';
+import { probeDram, probeDramTwoProcesses } from './probes.js';
 
 export const CONTEXT = 512;
 
@@ -313,6 +314,9 @@ export interface E2eRow {
   floorMs: number;
   /** floor / measured */
   ratio: number;
+  /** The floor from the read probes taken just before and after this row's timed steps (the highest). */
+  floorBesideMs?: number;
+  ratioBeside?: number;
   /** ours / this row's time: > 1 means ours is faster */
   oursSpeedup?: number;
   maxAbsDiff?: number;
@@ -373,7 +377,20 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
   }
   if (!logits) throw new Error('e2e: no thread count could be loaded');
   const oursLogits = logits;
-  const timeOurs = () => {
+  // This machine's bandwidth moves within minutes (two threads' by up to 50%), so beside the run's
+  // floor each row also gets one from read probes taken right before and after its timed steps:
+  // one process reading (1 thread), two processes at once (2 threads; the higher of the two).
+  const besides: { one: number; two: number }[] = [];
+  const probeBeside = async () => {
+    const one = await probeDram(opts.build, 3);
+    const two = await probeDramTwoProcesses(opts.bundle, opts.build).catch(() => null) ?? 0;
+    besides.push({ one, two: Math.max(one, two) });
+    log(`  read probes beside the timed steps: ${one.toFixed(1)} GB/s one process, ${two ? two.toFixed(1) : '—'} GB/s two`);
+  };
+  // Probe indices [before, after] around each row's timed blocks.
+  const oursBlocks: [number, number][] = [];
+  const timeOurs = async () => {
+    await probeBeside();
     for (const o of ours) {
       for (let i = 0; i < 2; i++) o.session.step(i);
       for (let i = 0; i < reps / 2; i++) {
@@ -384,8 +401,10 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
       // Back to the context the peers see (CONTEXT + 1 rows), so both blocks time the same step.
       o.session.truncate(CONTEXT + 1);
     }
+    await probeBeside();
+    oursBlocks.push([besides.length - 2, besides.length - 1]);
   };
-  timeOurs();
+  await timeOurs();
   const maxAbsLogit = oursLogits.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
   const bytes = decodeBytes(c, CONTEXT);
@@ -393,12 +412,18 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
   // Two threads can read at least as fast as one: the 2-thread floor uses the higher of the two probes.
   const floor2 = (bytes.weights + bytes.cache) / (Math.max(opts.dramGBs1, opts.dramGBs2 ?? 0) * 1e6);
   const floorOf = (threads: number) => (threads === 1 ? floor1 : floor2);
+  // The floor from the highest probe around the given blocks (pairs of probe indices).
+  const besideFloor = (threads: number, blocks: [number, number][]) => {
+    const gbs = Math.max(...blocks.flatMap((b) => b.map((i) => (threads === 1 ? besides[i].one : besides[i].two))));
+    return (bytes.weights + bytes.cache) / (gbs * 1e6);
+  };
   const rows: E2eRow[] = [];
   let verified = true;
   if (opts.nodePeers) {
     for (const peer of ['onnxruntime-web', 'onnxruntime-node'] as const) {
       for (const threads of [1, 2]) {
         const spec: E2eWorkerSpec = { peer, threads, dir, reps };
+        const before = besides.length - 1;
         const child = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', opts.bundle, '--e2e-worker', JSON.stringify(spec)],
           { encoding: 'utf8', maxBuffer: 1 << 26, timeout: 600_000 });
         const line = child.stdout?.split('\n').find((x) => x.startsWith('{"peer"'));
@@ -416,20 +441,25 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
         const ok = theirs.length === oursLogits.length && maxAbsDiff <= 1e-4 * Math.max(1, maxAbsLogit);
         if (!ok) verified = false;
         const floorMs = floorOf(threads);
+        await probeBeside();
+        const floorBesideMs = besideFloor(threads, [[before, besides.length - 1]]);
         rows.push({
-          runtime: label, threads, msPerToken: r.msMedian!, msBest: r.msBest!, floorMs, ratio: floorMs / r.msMedian!, maxAbsDiff,
+          runtime: label, threads, msPerToken: r.msMedian!, msBest: r.msBest!, floorMs, ratio: floorMs / r.msMedian!,
+          floorBesideMs, ratioBeside: floorBesideMs / r.msMedian!, maxAbsDiff,
           ...(ok ? {} : { note: `logits differ from ours by ${maxAbsDiff.toExponential(2)}: not comparable` }),
         });
         log(`  ${label} ${threads}t: ${r.msMedian!.toFixed(2)} ms/token (best ${r.msBest!.toFixed(2)}), session load ${(r.loadMs! / 1000).toFixed(1)} s, max |Δlogit| ${maxAbsDiff.toExponential(2)}`);
       }
     }
-    timeOurs(); // a second block after the peers, so both sides see the machine at more than one moment
+    await timeOurs(); // a second block after the peers, so both sides see the machine at more than one moment
   }
   const oursRows: E2eRow[] = ours.map((o) => {
     o.times.sort((x, y) => x - y);
     const ms = o.times[Math.floor(o.times.length / 2)];
     log(`  ours ${o.threads}t: ${ms.toFixed(2)} ms/token (best ${o.times[0].toFixed(2)}), prefill ${CONTEXT} tokens ${(o.prefillMs / 1000).toFixed(1)} s`);
-    return { runtime: `mla-wasm (${o.build} build)`, threads: o.threads, msPerToken: ms, msBest: o.times[0], floorMs: floorOf(o.threads), ratio: floorOf(o.threads) / ms };
+    const floorBesideMs = besideFloor(o.threads, oursBlocks);
+    return { runtime: `mla-wasm (${o.build} build)`, threads: o.threads, msPerToken: ms, msBest: o.times[0], floorMs: floorOf(o.threads), ratio: floorOf(o.threads) / ms,
+      floorBesideMs, ratioBeside: floorBesideMs / ms };
   });
   for (const r of rows) {
     const o = oursRows.find((x) => x.threads === r.threads);

@@ -223,11 +223,14 @@ if (e2e) {
     `Floor = those bytes / the DRAM figure of the probes line for that thread count. ` +
     `The ONNX graph (built in TypeScript from the same weights) is checked first: its logits against ours, max |Δ| / max |logit| ≤ 1e-4 ` +
     `(${e2e.verified ? 'passed' : '**FAILED**'}; max |logit| ${f(e2e.maxAbsLogit, 2)}). Ours: loadModel + prefill(${e2e.context}) at ${f(e2e.prefillTokensPerS)} tokens/s, then step.`, '');
-  md.push('| runtime | threads | ms/token (median) | best | floor ms | floor/measured | their ms / our ms | max abs Δ logit | note |', '|---|---|---|---|---|---|---|---|---|');
+  md.push('| runtime | threads | ms/token (median) | best | floor ms | floor/measured | floor ms, probes beside | floor/measured, probes beside | their ms / our ms | max abs Δ logit | note |', '|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of e2e.rows) {
-    md.push(`| ${r.runtime} | ${r.threads} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${f(r.floorMs, 2)} | ${f(r.ratio, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? r.maxAbsDiff.toExponential(1) : ''} | ${r.note ?? ''} |`);
+    md.push(`| ${r.runtime} | ${r.threads} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${f(r.floorMs, 2)} | ${f(r.ratio, 2)} | ${f(r.floorBesideMs ?? NaN, 2)} | ${f(r.ratioBeside ?? NaN, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? r.maxAbsDiff.toExponential(1) : ''} | ${r.note ?? ''} |`);
   }
-  md.push('', '"their ms / our ms" compares a peer with ours at the same thread count; > 1 means ours is faster.' + busyNote('e2e'), '');
+  md.push('', '"their ms / our ms" compares a peer with ours at the same thread count; > 1 means ours is faster. ' +
+    '"Probes beside": the floor from the read probes taken right before and after that row\'s timed steps (one process reading for 1 thread, ' +
+    'the higher of one and two processes at once for 2), the highest of them; this machine\'s bandwidth moves within minutes, ' +
+    'so the run\'s floor (the highest figure of the whole run) can come from another moment than the steps.' + busyNote('e2e'), '');
 }
 
 if (peers.length || peersNote) {
