@@ -408,10 +408,7 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
   const maxAbsLogit = oursLogits.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
   const bytes = decodeBytes(c, CONTEXT);
-  const floor1 = (bytes.weights + bytes.cache) / (opts.dramGBs1 * 1e6);
-  // Two threads can read at least as fast as one: the 2-thread floor uses the higher of the two probes.
-  const floor2 = (bytes.weights + bytes.cache) / (Math.max(opts.dramGBs1, opts.dramGBs2 ?? 0) * 1e6);
-  const floorOf = (threads: number) => (threads === 1 ? floor1 : floor2);
+  // The run's floors are set at the end, from the highest bandwidth of the whole run.
   // The floor from the highest probe around the given blocks (pairs of probe indices).
   const besideFloor = (threads: number, blocks: [number, number][]) => {
     const gbs = Math.max(...blocks.flatMap((b) => b.map((i) => (threads === 1 ? besides[i].one : besides[i].two))));
@@ -431,7 +428,7 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
           : { peer, threads, version: '?', ok: false, note: `process failed: ${(child.error?.message ?? child.stderr?.trim().split('\n').slice(-1)[0]) || child.status}` };
         const label = `${peer} ${r.version}`;
         if (!r.ok) {
-          rows.push({ runtime: label, threads, msPerToken: NaN, msBest: NaN, floorMs: floorOf(threads), ratio: NaN, note: `skipped: ${r.note}` });
+          rows.push({ runtime: label, threads, msPerToken: NaN, msBest: NaN, floorMs: NaN, ratio: NaN, note: `skipped: ${r.note}` });
           log(`  ${label} ${threads}t: skipped (${r.note})`);
           continue;
         }
@@ -440,11 +437,10 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
         for (let i = 0; i < theirs.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(theirs[i] - oursLogits[i]));
         const ok = theirs.length === oursLogits.length && maxAbsDiff <= 1e-4 * Math.max(1, maxAbsLogit);
         if (!ok) verified = false;
-        const floorMs = floorOf(threads);
         await probeBeside();
         const floorBesideMs = besideFloor(threads, [[before, besides.length - 1]]);
         rows.push({
-          runtime: label, threads, msPerToken: r.msMedian!, msBest: r.msBest!, floorMs, ratio: floorMs / r.msMedian!,
+          runtime: label, threads, msPerToken: r.msMedian!, msBest: r.msBest!, floorMs: NaN, ratio: NaN,
           floorBesideMs, ratioBeside: floorBesideMs / r.msMedian!, maxAbsDiff,
           ...(ok ? {} : { note: `logits differ from ours by ${maxAbsDiff.toExponential(2)}: not comparable` }),
         });
@@ -458,9 +454,17 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
     const ms = o.times[Math.floor(o.times.length / 2)];
     log(`  ours ${o.threads}t: ${ms.toFixed(2)} ms/token (best ${o.times[0].toFixed(2)}), prefill ${CONTEXT} tokens ${(o.prefillMs / 1000).toFixed(1)} s`);
     const floorBesideMs = besideFloor(o.threads, oursBlocks);
-    return { runtime: `mla-wasm (${o.build} build)`, threads: o.threads, msPerToken: ms, msBest: o.times[0], floorMs: floorOf(o.threads), ratio: floorOf(o.threads) / ms,
+    return { runtime: `mla-wasm (${o.build} build)`, threads: o.threads, msPerToken: ms, msBest: o.times[0], floorMs: NaN, ratio: NaN,
       floorBesideMs, ratioBeside: floorBesideMs / ms };
   });
+  // The run's floors: the highest bandwidth the run saw, the probes beside these steps included.
+  // Two threads read at least as fast as one: the 2-thread figure is never below the 1-thread one.
+  const dram1 = Math.max(opts.dramGBs1, ...besides.map((b) => b.one));
+  const dram2 = Math.max(dram1, opts.dramGBs2 ?? 0, ...besides.map((b) => b.two));
+  for (const r of [...oursRows, ...rows]) {
+    r.floorMs = (bytes.weights + bytes.cache) / ((r.threads === 1 ? dram1 : dram2) * 1e6);
+    r.ratio = r.floorMs / r.msPerToken;
+  }
   for (const r of rows) {
     const o = oursRows.find((x) => x.threads === r.threads);
     if (o && Number.isFinite(r.msPerToken)) r.oursSpeedup = r.msPerToken / o.msPerToken;
@@ -468,7 +472,7 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
   for (const o of ours) o.model.dispose();
   return {
     config: E2E_CONFIG, context: CONTEXT, weightBytesRead: bytes.weights, cacheBytes: bytes.cache,
-    dramGBs1: opts.dramGBs1, dramGBs2: opts.dramGBs2, prefillTokensPerS: CONTEXT / ours[0].prefillMs * 1000,
+    dramGBs1: dram1, dramGBs2: dram2, prefillTokensPerS: CONTEXT / ours[0].prefillMs * 1000,
     rows: [...oursRows, ...rows], maxAbsLogit, verified,
   };
 }

@@ -220,7 +220,7 @@ if (e2e) {
   const c = e2e.config;
   md.push(`### End to end: one decode step, ${c.num_hidden_layers}-layer V2-Lite-dims checkpoint (F32, hidden ${c.hidden_size}, MLP ${c.intermediate_size}, vocab ${c.vocab_size}), ${e2e.context} context`, '');
   md.push(`Reads ${f(e2e.weightBytesRead / 1e9, 3)} GB of weights and ${f(e2e.cacheBytes / 1e6, 2)} MB of cache per token. ` +
-    `Floor = those bytes / the DRAM figure of the probes line for that thread count. ` +
+    `Floor = those bytes / the highest DRAM figure of the run for that thread count, the probes beside these steps included (${f(e2e.dramGBs1)} GB/s one thread, ${f(e2e.dramGBs2 ?? NaN)} GB/s two). ` +
     `The ONNX graph (built in TypeScript from the same weights) is checked first: its logits against ours, max |Δ| / max |logit| ≤ 1e-4 ` +
     `(${e2e.verified ? 'passed' : '**FAILED**'}; max |logit| ${f(e2e.maxAbsLogit, 2)}). Ours: loadModel + prefill(${e2e.context}) at ${f(e2e.prefillTokensPerS)} tokens/s, then step.`, '');
   md.push('| runtime | threads | ms/token (median) | best | floor ms | floor/measured | floor ms, probes beside | floor/measured, probes beside | their ms / our ms | max abs Δ logit | note |', '|---|---|---|---|---|---|---|---|---|---|---|');
