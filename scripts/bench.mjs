@@ -1,4 +1,6 @@
 // npm run bench [-- --quick] [-- --e2e] [-- --only kernels,llama,decode,peers,e2e] [-- --runtime node|deno|bun|all]
+// npm run bench -- --summary [the flags of those runs]: only rewrite bench/results/runtimes.md from each
+// runtime's latest results (e.g. after --runtime deno and --runtime bun run separately)
 //
 // Bundles bench/run.ts (which reaches into src/ for the kernels and the decoder, and includes
 // vega/vega-lite for the plot) into build/bench.mjs, then runs it:
@@ -14,6 +16,13 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 const DENO = 'deno@2.9.6';
 
+const args = process.argv.slice(2);
+if (args.includes('--summary')) {
+  args.splice(args.indexOf('--summary'), 1);
+  summarize();
+  process.exit(0);
+}
+
 await build({
   entryPoints: ['bench/run.ts'],
   outfile: 'build/bench.mjs',
@@ -28,7 +37,6 @@ await build({
   banner: { js: "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);" },
 });
 
-const args = process.argv.slice(2);
 const i = args.indexOf('--runtime');
 const wanted = i >= 0 ? args[i + 1] : 'node';
 if (i >= 0) args.splice(i, 2);
@@ -81,14 +89,14 @@ function summarize() {
   }
   if (!runs.length) return;
   const f = (x, d = 1) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '—');
-  const kernel = (run, name, shape) => run.kernels.find((k) => k.build === run.build)?.rows.find((r) => r.kernel === name && r.shape === shape);
+  const kernel = (run, name, shape, note = '') => run.kernels.find((k) => k.build === run.build)?.rows.find((r) => r.kernel === name && r.shape === shape && (r.note ?? '').includes(note));
   const llama = (run, model, test) => run.llama.find((r) => r.model.startsWith(model) && r.test === test && (r.threads ?? 1) === 1);
   const decode = (run, variant, ctx) => run.decode.find((r) => r.variant === variant && r.context === ctx);
   const rows = [
     ['compute peak probe, GFLOP/s', (r) => f(r.kernels.find((k) => k.build === r.build)?.peakGflops)],
     ['DRAM read probe, GB/s', (r) => f(r.kernels.find((k) => k.build === r.build)?.dramGBs)],
     ['matmul_nt 128×2048×2048, GFLOP/s (÷ peak)', (r) => { const k = kernel(r, 'matmul_nt', '128×2048×2048'); return k ? `${f(k.gflops)} (${f(k.ratio, 2)})` : '—'; }],
-    ['matvec 1×4096×4096, GB/s (÷ DRAM)', (r) => { const k = kernel(r, 'matvec', '1×4096×4096'); return k ? `${f(k.gbs)} (${f(k.ratio, 2)})` : '—'; }],
+    ['matvec 1×4096×4096 as the decoder stores it (2 column panels), GB/s (÷ DRAM)', (r) => { const k = kernel(r, 'matvec', '1×4096×4096', 'panels'); return k ? `${f(k.gbs)} (${f(k.ratio, 2)})` : '—'; }],
     ['default model pp512, tokens/s (floor/measured)', (r) => { const x = llama(r, 'fortune', 'pp512'); return x ? `${f(x.tokensPerS, 0)} (${f(x.ratio, 2)})` : '—'; }],
     ['default model tg64 @ 512, tokens/s (floor/measured)', (r) => { const x = llama(r, 'fortune', 'tg64 @ 512'); return x ? `${f(x.tokensPerS, 0)} (${f(x.ratio, 2)})` : '—'; }],
     ['V2-Lite dims pp512, tokens/s (floor/measured)', (r) => { const x = llama(r, 'V2-Lite', 'pp512'); return x ? `${f(x.tokensPerS)} (${f(x.ratio, 2)})` : '—'; }],
