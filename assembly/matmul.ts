@@ -301,7 +301,8 @@ function packNN(b: usize, ldb: i32, kc: i32, nc: i32, pack: usize): void {
 // So W is read one row after another while the vector (x for matvec, y for vecmat) is re-read
 // from L1 for every row. That holds while the vector fits in L1 next to the stream; beyond
 // VEC_L1 floats it would come from L2 on every row, and four rows at a time (each vector load
-// shared by four rows) is faster. Also keep the vector at a different offset within 4 KiB than
+// shared by four rows) is faster; faster still is not to have such rows: the decoder stores every
+// matrix wider than 2048 columns as column panels (src/weights.ts) and sums their matvecs (`acc`). Also keep the vector at a different offset within 4 KiB than
 // W's rows (e.g. 2 KiB apart): at the same offset both compete for the same L1 sets and a
 // 4096-long matvec loses ~25%.
 // @ts-ignore: decorator
