@@ -39,7 +39,7 @@ const number = (ok: (n: number) => boolean, want: string) => (v: string): number
   return n;
 };
 
-interface ModelFlags { model?: string; simd: 'auto' | SimdBuild }
+interface ModelFlags { model?: string; simd: 'auto' | SimdBuild; threads?: number }
 interface SamplingFlags {
   maxNewTokens?: number; maxTokens?: number; temperature?: number; topK?: number; topP?: number;
   repetitionPenalty?: number; seed?: number; stop?: string[];
@@ -49,7 +49,8 @@ function modelOptions(cmd: Command, required: boolean): Command {
   const model = new Option('--model <dir>', 'model folder (config.json, model.safetensors, tokenizer files) or URL' + (required ? '' : '; default: the built-in fortune-mla'));
   if (required) model.makeOptionMandatory();
   return cmd.addOption(model)
-    .addOption(new Option('--simd <build>', 'kernel build').choices(['auto', 'simd', 'relaxed']).default('auto'));
+    .addOption(new Option('--simd <build>', 'kernel build').choices(['auto', 'simd', 'relaxed']).default('auto'))
+    .option('--threads <n>', 'kernel threads (default: the cores, at most 4, or 1 for a model under 48 MiB; 1 = no worker threads)', integer(1));
 }
 
 function samplingOptions(cmd: Command): Command {
@@ -95,7 +96,7 @@ async function load(flags: ModelFlags): Promise<Model> {
     bar.update(done, { mib: (done / 2 ** 20).toFixed(1) });
   };
   try {
-    return await loadModel(flags.model, { simd: flags.simd, onProgress });
+    return await loadModel(flags.model, { simd: flags.simd, threads: flags.threads, onProgress });
   } finally {
     (bar as cliProgress.SingleBar | null)?.stop();
   }
@@ -104,6 +105,8 @@ async function load(flags: ModelFlags): Promise<Model> {
 const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
 const int = (n: number) => n.toLocaleString('en-US');
 const rate = (n: number, ms: number) => (ms > 0 ? (n / ms * 1000).toFixed(0) : '–');
+/** The kernels a model runs: its SIMD build and thread count. */
+const kernelsRun = (m: Model) => `${m.simd} SIMD, ${m.threads} thread${m.threads > 1 ? 's' : ''}`;
 
 function samplingSummary(model: Model, g: Generation, o: GenerateOptions): string {
   if (g.stats.seed === null) return 'greedy';
@@ -137,7 +140,7 @@ async function generateCommand(flags: ModelFlags & SamplingFlags & { prompt: str
   const s = g.stats;
   console.log(
     `prefill ${s.promptTokens} tok in ${s.prefillMs.toFixed(1)} ms (${rate(s.promptTokens, s.prefillMs)} tok/s), ` +
-    `decode ${s.decodeSteps} tok in ${s.decodeMs.toFixed(1)} ms (${rate(s.decodeSteps, s.decodeMs)} tok/s), ${model.simd} SIMD, ` +
+    `decode ${s.decodeSteps} tok in ${s.decodeMs.toFixed(1)} ms (${rate(s.decodeSteps, s.decodeMs)} tok/s), ${kernelsRun(model)}, ` +
     `${samplingSummary(model, g, options)}, stopped by ${s.stopReason}`);
   console.log(
     `KV cache: ${kib(session.kvCacheBytes)} for ${session.position} tokens ` +
@@ -330,7 +333,7 @@ async function perplexityCommand(flags: ModelFlags & { file: string; window?: nu
   console.log(`file        ${flags.file}: ${int(bytes)} bytes scored, ${int(scored)} tokens, ${starts.length} window(s) of ${W} positions${bos === null ? '' : ' (BOS first)'}`);
   console.log(`loss        ${perToken.toFixed(4)} nats/token, ${perByte.toFixed(4)} nats/byte (${(perByte / Math.LN2).toFixed(4)} bits/byte)`);
   console.log(`perplexity  ${Math.exp(perToken).toFixed(3)} per token, ${Math.exp(perByte).toFixed(3)} per byte`);
-  console.log(`time        ${(ms / 1000).toFixed(1)} s (${rate(scored, ms)} tok/s), ${model.simd} SIMD`);
+  console.log(`time        ${(ms / 1000).toFixed(1)} s (${rate(scored, ms)} tok/s), ${kernelsRun(model)}`);
   model.dispose();
 }
 

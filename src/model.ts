@@ -7,7 +7,7 @@ import { openSource, type ModelSource } from './source.js';
 import { defaultThreads, type ThreadPool } from './threads.js';
 import { loadKernels, type KernelOptions, type SimdBuild } from './wasm.js';
 import { checkMemory } from './memory.js';
-import { checkTensors, placeWeights } from './weights.js';
+import { checkTensors, placeWeights, weightBytes } from './weights.js';
 // Tokenizer, generation defaults and streaming generation (src/tokenizer.ts, src/generate.ts).
 import { chat, generate, type ChatOptions, type GenerateOptions, type Generation } from './generate.js';
 import { tokenizerFilesOf } from './model-files.js';
@@ -141,7 +141,7 @@ export async function loadModel(source?: ModelSource, options: LoadOptions = {})
   const src = await openSource(source);
   const config = parseConfig(src.config);
   const extras = loadTokenizerFiles(tokenizerFilesOf(src, source));
-  const threads = options.threads ?? await defaultThreads();
+  const threads = options.threads ?? await defaultThreads(weightBytes(config));
   const { kernels, heap, build, pool } = await loadKernels({ ...options, threads });
   try {
     // Before anything big is allocated: does it fit (arithmetic on the config alone, so an absurd

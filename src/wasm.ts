@@ -21,7 +21,8 @@ export interface KernelOptions {
   wasmBytes?: BufferSource;
   /**
    * Threads to run the kernels on, the calling one included (loadKernels: default 1; loadModel:
-   * default the cores, at most 4). Above 1, where SharedArrayBuffer and workers exist, the
+   * default the cores, at most 4, or 1 for a model under 48 MiB of weights: threads.ts
+   * SMALL_MODEL_BYTES). Above 1, where SharedArrayBuffer and workers exist, the
    * threaded build (shared memory) is loaded and a worker pool started; elsewhere, one thread.
    */
   threads?: number;

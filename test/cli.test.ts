@@ -39,8 +39,18 @@ describe('generate', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.startsWith('Q: Why?\nA:')).toBe(true);
-    expect(r.stdout).toMatch(/prefill \d+ tok in [\d.]+ ms \(\d+ tok\/s\), decode \d+ tok in [\d.]+ ms \(\d+ tok\/s\), (relaxed|simd) SIMD, sampled \(temperature 0.8, top-k 50, top-p 0.95, seed 3\)/);
+    expect(r.stdout).toMatch(/prefill \d+ tok in [\d.]+ ms \(\d+ tok\/s\), decode \d+ tok in [\d.]+ ms \(\d+ tok\/s\), (relaxed|simd) SIMD, \d+ threads?, sampled \(temperature 0.8, top-k 50, top-p 0.95, seed 3\)/);
     expect(r.stdout).toMatch(/KV cache: [\d.]+ KiB for \d+ tokens \(1024 B\/token; MHA with the same heads would need 7680 B\/token, 7.5× more\)/);
+  });
+
+  it('--threads sets the kernel threads, shown in the summary; the text is the same on 1 and 2', () => {
+    const body = (r: Result) => r.stdout.split('\n\nprefill')[0];
+    const one = run(['generate', '--max-new-tokens', '40', '--seed', '4', '--threads', '1']);
+    const two = run(['generate', '--max-new-tokens', '40', '--seed', '4', '--threads', '2']);
+    expect(one.code).toBe(0);
+    expect(one.stdout).toMatch(/ SIMD, 1 thread, /);
+    expect(two.stdout).toMatch(/ SIMD, 2 threads, /);
+    expect(body(two)).toBe(body(one));
   });
 
   it('is reproducible with a seed, and greedy with --temperature 0', () => {
@@ -106,6 +116,8 @@ describe('bad input: one line on stderr, a non-zero exit, no stack trace', () =>
     ['top-p out of range', ['generate', '--top-p', '1.5'], /--top-p/],
     ['a window past the context', ['perplexity', '--file', '/dev/null', '--window', '5000'], /--window 5000 is more than the model's context \(1024\)/],
     ['a bad --simd', ['info', '--simd', 'avx'], /--simd/],
+    ['zero threads', ['generate', '--threads', '0'], /--threads .*'0' is invalid.*integer ≥ 1/],
+    ['too many threads', ['generate', '--threads', '1000', '--max-new-tokens', '1'], /threads must be an integer from 1 to 256, got 1000/],
     ['info without --model', ['info', '--model'], /--model/],
   ];
   it.each(cases)('%s', (_name, args, message) => {

@@ -12,7 +12,7 @@ import { parseConfig } from '../src/config.js';
 import { Heap } from '../src/heap.js';
 import { loadModel, MlaError, type Model } from '../src/index.js';
 import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/memory.js';
-import { Parallel, ThreadPool, threadsAvailable } from '../src/threads.js';
+import { defaultThreads, Parallel, SMALL_MODEL_BYTES, ThreadPool, threadsAvailable } from '../src/threads.js';
 import { loadKernels, type SimdBuild } from '../src/wasm.js';
 import { randomF32 } from './helpers.js';
 import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig, tinyMlaMoeV2Config } from './reference/model.js';
@@ -96,11 +96,21 @@ describe.skipIf(!sab)('threads', () => {
     }
   });
 
-  it('loadModel defaults to the cores (at most 4) and reports model.threads', async () => {
-    const m = await loadModel();
+  it('loadModel defaults to the cores (at most 4), or 1 for a model under SMALL_MODEL_BYTES, and reports model.threads', async () => {
     const os = await import('node:os');
-    expect(m.threads).toBe(Math.min(os.availableParallelism(), 4));
-    m.dispose();
+    const cores = Math.min(os.availableParallelism(), 4);
+    expect(await defaultThreads()).toBe(cores);
+    expect(await defaultThreads(SMALL_MODEL_BYTES)).toBe(cores);
+    expect(await defaultThreads(SMALL_MODEL_BYTES - 1)).toBe(1);
+    const small = await loadModel(); // fortune-mla, 6.4 MB
+    expect(small.threads).toBe(1);
+    small.dispose();
+    // Just over the line: 4 layers at hidden 512, MLP 2560, vocab 4096 (about 12.6 M floats).
+    const config = tinyMlaConfig({ hidden_size: 512, intermediate_size: 2560, num_hidden_layers: 4, vocab_size: 4096, q_lora_rank: 256, kv_lora_rank: 128 });
+    const big = await loadModel({ config, tensors: makeRandomCheckpoint(config, 2) });
+    expect(big.weightBytes).toBeGreaterThanOrEqual(SMALL_MODEL_BYTES);
+    expect(big.threads).toBe(cores);
+    big.dispose();
   });
 
   it('fortune-mla gives bit-identical logits with 1 and 2 threads (sizes decide the splits)', async () => {

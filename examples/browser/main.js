@@ -19,7 +19,7 @@ try {
   const t0 = performance.now();
   model = await loadModel(new URL('/models/fortune-mla/', location.href), {
     simd: params.get('simd') ?? 'auto',
-    threads: params.has('threads') ? Number(params.get('threads')) : undefined, // default: the cores, at most 4
+    threads: params.has('threads') ? Number(params.get('threads')) : undefined, // default: the cores, at most 4 (1 for a model under 48 MiB)
   });
   const c = model.config;
   $('model').textContent = `fortune-mla: ${c.layers} layers, hidden ${c.hidden}, vocab ${c.vocabSize}, ` +
