@@ -239,8 +239,8 @@ export function threadsAvailable(): boolean {
 /**
  * Models with fewer bytes of weights than this run on one thread unless asked otherwise: their
  * kernel calls are too short to be worth handing out. Measured on 2 cores (npm start's 35-token
- * prompt and 149 steps, fresh processes): 6.4 MiB (fortune-mla) and 18 MiB models decoded 30–40%
- * slower on 2 threads than on 1; a 52 MiB one 0–20% faster; V2-Lite attention dims (190 MiB) 1.4–1.7×.
+ * prompt and 149 steps, fresh processes): 6.1 MiB (fortune-mla) and 18 MiB models decoded 30–40%
+ * slower on 2 threads than on 1; a 52 MiB one 0–20% faster; V2-Lite attention dims (187 MiB) 1.4–1.9×.
  */
 export const SMALL_MODEL_BYTES = 48 << 20;
 
