@@ -240,7 +240,8 @@ export function threadsAvailable(): boolean {
  * Models with fewer bytes of weights than this run on one thread unless asked otherwise: their
  * kernel calls are too short to be worth handing out. Measured on 2 cores (npm start's 35-token
  * prompt and 149 steps, fresh processes): 6.1 MiB (fortune-mla) and 18 MiB models decoded 30–40%
- * slower on 2 threads than on 1; a 52 MiB one 0–20% faster; V2-Lite attention dims (187 MiB) 1.4–1.9×.
+ * slower on 2 threads than on 1, a 52 MiB one 0–20% faster; the V2-Lite-dims bench model (187 MiB)
+ * decodes 1.4–1.9× faster on 2 (npm run bench:threads, and the bench's tg64 rows).
  */
 export const SMALL_MODEL_BYTES = 48 << 20;
 
