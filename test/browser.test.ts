@@ -102,6 +102,16 @@ describe.skipIf(!haveChromium)('browser (headless Chromium)', () => {
     await page.close();
   });
 
+  it('by default the built-in model runs on one thread, and the page says why', async () => {
+    const page = await open(`${base}/examples/browser/?tokens=4&prompt=${encodeURIComponent(PROMPT)}`);
+    await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
+    const got = await page.evaluate(() => (globalThis as unknown as { mlaResult: PageResult }).mlaResult);
+    expect(got.crossOriginIsolated).toBe(true);
+    expect(got.threads).toBe(1);
+    expect(await page.textContent('#threads')).toBe('off: the default for a model under 48 MiB, ?threads=2 asks for two (crossOriginIsolated: yes)');
+    await page.close();
+  });
+
   it('without the cross-origin-isolation headers the same page falls back to 1 thread, with the same text', async () => {
     const page = await open(`${base}/examples/browser/?tokens=${TOKENS}&threads=2&prompt=${encodeURIComponent(PROMPT)}`, { isolated: false });
     await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });

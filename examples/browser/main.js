@@ -28,8 +28,10 @@ try {
   $('cache').textContent = `${model.kvCacheBytesPerToken} B per token; multi-head attention with the same heads: ` +
     `${model.mhaCacheBytesPerToken} B per token (${(model.mhaCacheBytesPerToken / model.kvCacheBytesPerToken).toFixed(1)}× more)`;
   const threads = model.threads;
-  $('threads').textContent = `${threads > 1 ? `on: ${threads} threads` : 'off'} ` +
-    `(crossOriginIsolated: ${globalThis.crossOriginIsolated === true ? 'yes' : 'no'})`;
+  const isolated = globalThis.crossOriginIsolated === true;
+  // Threads off by choice: loadModel gives a model this small one thread unless asked for more.
+  const byDefault = threads === 1 && isolated && !params.has('threads') ? ': the default for a model under 48 MiB, ?threads=2 asks for two' : '';
+  $('threads').textContent = `${threads > 1 ? `on: ${threads} threads` : `off${byDefault}`} (crossOriginIsolated: ${isolated ? 'yes' : 'no'})`;
   $('go').disabled = false;
   status('Ready.', 'ready');
 } catch (e) {
