@@ -18,7 +18,7 @@ import { kernelsFor } from './helpers.js';
 const { kernels: KERNELS } = await kernelsFor('simd');
 import { loadModel } from '../src/model.js';
 import { openSource, type ModelSource } from '../src/source.js';
-import { expectedTensors, placeWeights, weightBlockBytes, weightBytes } from '../src/weights.js';
+import { expectedTensors, PANEL_COLS, panelWidth, placeWeights, weightBlockBytes, weightBytes } from '../src/weights.js';
 import { makeRandomCheckpoint, tensorsFromSafetensors, tinyLlamaConfig, tinyMlaConfig, type Tensors } from './reference/model.js';
 import { toBF16Bits, toF16Bits, writeSafetensors, writeShardedSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
 
@@ -186,6 +186,18 @@ describe('every kind of source places the same weights', () => {
     const scratch = Object.values(s) as number[];
     expect(scratch.map((p) => p % 4096)).toEqual(scratch.map(() => 2048));
     model.dispose();
+  });
+
+  it('panel widths: at most PANEL_COLS, a multiple of 4, as few panels as that allows, none empty', () => {
+    for (let cols = 1; cols <= 20_000; cols++) {
+      const w = panelWidth(cols);
+      if (cols <= PANEL_COLS) { expect(w).toBe(cols); continue; }
+      const panels = Math.ceil(cols / w);
+      expect(w).toBeLessThanOrEqual(PANEL_COLS);
+      expect(w % 4).toBe(0);
+      expect(panels).toBe(Math.ceil(cols / PANEL_COLS));
+      expect(cols - (panels - 1) * w).toBeGreaterThan(0);
+    }
   });
 
   it('matrices wider than 2048 columns are stored in equal column panels, each row-major; kv_b_proj and the embedding never', async () => {
