@@ -11,7 +11,8 @@
 // tile of 4 queries: (1) all scores of the tile, 4 queries × 2 keys (b and b + nk/2) at a time
 // (8 SIMD dot products sharing their loads), into scratch; (2) per query, the block max, the
 // rescale of the running state and p = exp(s − m) with a vector exp; (3) acc += P · V,
-// 4 queries × 8 columns at a time. Queries left over (nq mod 4) go one at a time through 1-query versions.
+// 4 queries × 8 columns at a time. Queries left over (nq mod 4) go through 2-query versions
+// (2 queries × 4 keys, 2 queries × 16 columns), then a last one through 1-query versions.
 // Causal masking: keys are in increasing position, so each query sees a prefix of `nv` keys of
 // the sub-block; masked keys are never read for a query, their p is exactly 0, and keys masked
 // for the whole tile are not read at all.
@@ -129,6 +130,90 @@ export function attn_init(m: usize, l: usize, acc: usize, nq: i32, dv: i32, accS
   store<f32>(out + ROW_BYTES, hsum(a1) * scale);
   store<f32>(out + 2 * ROW_BYTES, hsum(a2) * scale);
   store<f32>(out + 3 * ROW_BYTES, hsum(a3) * scale);
+}
+
+/** Two queries (q0, q0 + qs) against `nk` keys, 4 at a time; query j's scores to out + j·ROW_BYTES. */
+// @ts-ignore: decorator
+@inline function scores2(q0: usize, qs: usize, k1b: usize, k1s: usize, k2b: usize, k2s: usize,
+                         dk1: i32, dk2: i32, scale: f32, nk: i32, out: usize): void {
+  const q1 = q0 + qs;
+  const e1 = <usize>dk1 << 2;
+  const e1v = <usize>(dk1 & ~3) << 2;
+  const e2 = <usize>dk2 << 2;
+  const e2v = <usize>(dk2 & ~3) << 2;
+  const p0 = q0 + e1, p1 = q1 + e1;
+  let b = 0;
+  for (; b + 4 <= nk; b += 4) {
+    const ka = k1b + <usize>b * k1s, kb = ka + k1s, kc = kb + k1s, kd = kc + k1s;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+    let o: usize = 0;
+    for (; o < e1v; o += 16) {
+      const x = v128.load(q0 + o), y = v128.load(q1 + o);
+      let k = v128.load(ka + o); a0 = madd(x, k, a0); c0 = madd(y, k, c0);
+      k = v128.load(kb + o); a1 = madd(x, k, a1); c1 = madd(y, k, c1);
+      k = v128.load(kc + o); a2 = madd(x, k, a2); c2 = madd(y, k, c2);
+      k = v128.load(kd + o); a3 = madd(x, k, a3); c3 = madd(y, k, c3);
+    }
+    for (; o < e1; o += 4) {
+      const x = v128.load32_zero(q0 + o), y = v128.load32_zero(q1 + o);
+      let k = v128.load32_zero(ka + o); a0 = madd(x, k, a0); c0 = madd(y, k, c0);
+      k = v128.load32_zero(kb + o); a1 = madd(x, k, a1); c1 = madd(y, k, c1);
+      k = v128.load32_zero(kc + o); a2 = madd(x, k, a2); c2 = madd(y, k, c2);
+      k = v128.load32_zero(kd + o); a3 = madd(x, k, a3); c3 = madd(y, k, c3);
+    }
+    if (dk2 > 0) {
+      const ra = k2b + <usize>b * k2s, rb = ra + k2s, rc = rb + k2s, rd = rc + k2s;
+      o = 0;
+      for (; o < e2v; o += 16) {
+        const x = v128.load(p0 + o), y = v128.load(p1 + o);
+        let k = v128.load(ra + o); a0 = madd(x, k, a0); c0 = madd(y, k, c0);
+        k = v128.load(rb + o); a1 = madd(x, k, a1); c1 = madd(y, k, c1);
+        k = v128.load(rc + o); a2 = madd(x, k, a2); c2 = madd(y, k, c2);
+        k = v128.load(rd + o); a3 = madd(x, k, a3); c3 = madd(y, k, c3);
+      }
+      for (; o < e2; o += 4) {
+        const x = v128.load32_zero(p0 + o), y = v128.load32_zero(p1 + o);
+        let k = v128.load32_zero(ra + o); a0 = madd(x, k, a0); c0 = madd(y, k, c0);
+        k = v128.load32_zero(rb + o); a1 = madd(x, k, a1); c1 = madd(y, k, c1);
+        k = v128.load32_zero(rc + o); a2 = madd(x, k, a2); c2 = madd(y, k, c2);
+        k = v128.load32_zero(rd + o); a3 = madd(x, k, a3); c3 = madd(y, k, c3);
+      }
+    }
+    const ob = out + (<usize>b << 2);
+    store<f32>(ob, hsum(a0) * scale); store<f32>(ob, hsum(a1) * scale, 4);
+    store<f32>(ob, hsum(a2) * scale, 8); store<f32>(ob, hsum(a3) * scale, 12);
+    store<f32>(ob + ROW_BYTES, hsum(c0) * scale); store<f32>(ob + ROW_BYTES, hsum(c1) * scale, 4);
+    store<f32>(ob + ROW_BYTES, hsum(c2) * scale, 8); store<f32>(ob + ROW_BYTES, hsum(c3) * scale, 12);
+  }
+  for (; b < nk; b++) {
+    const ka = k1b + <usize>b * k1s;
+    let a0 = f32x4.splat(0), c0 = f32x4.splat(0);
+    let o: usize = 0;
+    for (; o < e1v; o += 16) {
+      const k = v128.load(ka + o);
+      a0 = madd(v128.load(q0 + o), k, a0); c0 = madd(v128.load(q1 + o), k, c0);
+    }
+    for (; o < e1; o += 4) {
+      const k = v128.load32_zero(ka + o);
+      a0 = madd(v128.load32_zero(q0 + o), k, a0); c0 = madd(v128.load32_zero(q1 + o), k, c0);
+    }
+    if (dk2 > 0) {
+      const ra = k2b + <usize>b * k2s;
+      o = 0;
+      for (; o < e2v; o += 16) {
+        const k = v128.load(ra + o);
+        a0 = madd(v128.load(p0 + o), k, a0); c0 = madd(v128.load(p1 + o), k, c0);
+      }
+      for (; o < e2; o += 4) {
+        const k = v128.load32_zero(ra + o);
+        a0 = madd(v128.load32_zero(p0 + o), k, a0); c0 = madd(v128.load32_zero(p1 + o), k, c0);
+      }
+    }
+    const ob = out + (<usize>b << 2);
+    store<f32>(ob, hsum(a0) * scale);
+    store<f32>(ob + ROW_BYTES, hsum(c0) * scale);
+  }
 }
 
 /** One query against `nk` keys (4 at a time), scores to out[0..nk). */
@@ -300,6 +385,49 @@ export function attn_init(m: usize, l: usize, acc: usize, nq: i32, dv: i32, accS
   }
 }
 
+/** acc += P · V for two queries (p rows s0, s0 + ROW_BYTES; acc rows acc0, acc0 + accS). */
+// @ts-ignore: decorator
+@inline function pv2(s0: usize, acc0: usize, accS: usize, vb: usize, vs: usize, dv: i32, nk: i32): void {
+  const s1 = s0 + ROW_BYTES, c1 = acc0 + accS;
+  const kEnd = <usize>nk << 2;
+  let c = 0;
+  for (; c + 16 <= dv; c += 16) {
+    const o = <usize>c << 2;
+    let a0 = v128.load(acc0 + o), a1 = v128.load(acc0 + o, 16), a2 = v128.load(acc0 + o, 32), a3 = v128.load(acc0 + o, 48);
+    let b0 = v128.load(c1 + o), b1 = v128.load(c1 + o, 16), b2 = v128.load(c1 + o, 32), b3 = v128.load(c1 + o, 48);
+    let vp = vb + o;
+    for (let k: usize = 0; k < kEnd; k += 4, vp += vs) {
+      const p = v128.load32_splat(s0 + k), r = v128.load32_splat(s1 + k);
+      let v = v128.load(vp); a0 = madd(p, v, a0); b0 = madd(r, v, b0);
+      v = v128.load(vp, 16); a1 = madd(p, v, a1); b1 = madd(r, v, b1);
+      v = v128.load(vp, 32); a2 = madd(p, v, a2); b2 = madd(r, v, b2);
+      v = v128.load(vp, 48); a3 = madd(p, v, a3); b3 = madd(r, v, b3);
+    }
+    v128.store(acc0 + o, a0); v128.store(acc0 + o, a1, 16); v128.store(acc0 + o, a2, 32); v128.store(acc0 + o, a3, 48);
+    v128.store(c1 + o, b0); v128.store(c1 + o, b1, 16); v128.store(c1 + o, b2, 32); v128.store(c1 + o, b3, 48);
+  }
+  for (; c + 4 <= dv; c += 4) {
+    const o = <usize>c << 2;
+    let a0 = v128.load(acc0 + o), b0 = v128.load(c1 + o);
+    let vp = vb + o;
+    for (let k: usize = 0; k < kEnd; k += 4, vp += vs) {
+      const v = v128.load(vp);
+      a0 = madd(v128.load32_splat(s0 + k), v, a0); b0 = madd(v128.load32_splat(s1 + k), v, b0);
+    }
+    v128.store(acc0 + o, a0); v128.store(c1 + o, b0);
+  }
+  for (; c < dv; c++) {
+    const o = <usize>c << 2;
+    let a = load<f32>(acc0 + o), b = load<f32>(c1 + o);
+    let vp = vb + o;
+    for (let k: usize = 0; k < kEnd; k += 4, vp += vs) {
+      const v = load<f32>(vp);
+      a += load<f32>(s0 + k) * v; b += load<f32>(s1 + k) * v;
+    }
+    store<f32>(acc0 + o, a); store<f32>(c1 + o, b);
+  }
+}
+
 // @ts-ignore: decorator
 @inline function pv1(s0: usize, acc0: usize, vb: usize, vs: usize, dv: i32, nk: i32): void {
   const kEnd = <usize>nk << 2;
@@ -407,7 +535,26 @@ export function attn_block(q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: 
       else memory.fill(s0 + 3 * ROW_BYTES, 0, <usize>pEnd << 2);
       pv4(s0, acc0, accS, vb, vs, dv, nk);
     }
-    // Queries left over, one at a time.
+    // Two queries left over (nq mod 4 ≥ 2): a tile of two.
+    if (r + 2 <= nq) {
+      const nv0 = visible(r, qPos0, qGroup, kpos, nb);
+      const nv1 = visible(r + 1, qPos0, qGroup, kpos, nb);
+      const nk = max(nv0, nv1);
+      if (nk > 0) {
+        const s0 = scratch + <usize>r * ROW_BYTES;
+        scores2(q + <usize>r * qs, qs, k1b, k1s, k2b, k2s, dk1, dk2, scale, nk, s0);
+        const pEnd = (nk + 3) & ~3;
+        const acc0 = acc + <usize>r * accS;
+        const mp = m + (<usize>r << 2), lp = l + (<usize>r << 2);
+        if (nv0 > 0) softmaxRow(s0, nv0, pEnd, mp, lp, acc0, dv);
+        else memory.fill(s0, 0, <usize>pEnd << 2);
+        if (nv1 > 0) softmaxRow(s0 + ROW_BYTES, nv1, pEnd, mp + 4, lp + 4, acc0 + accS, dv);
+        else memory.fill(s0 + ROW_BYTES, 0, <usize>pEnd << 2);
+        pv2(s0, acc0, accS, vb, vs, dv, nk);
+      }
+      r += 2;
+    }
+    // A last query, alone.
     for (; r < nq; r++) {
       const nv = visible(r, qPos0, qGroup, kpos, nb);
       if (nv == 0) continue;

@@ -240,7 +240,7 @@ describe.each(BUILDS)('online-softmax attention (%s build)', (build: SimdBuild) 
     [24, 0, 40], [17, 3, 9], [16, 16, 23], [5, 1, 8], [3, 0, 3], [64, 64, 1], [2, 7, 4], [129, 0, 130], [1, 1, 17],
   ])('dk1 %i, dk2 %i, dv %i', async (dk1, dk2, dv) => {
     const k = await kernelsFor(build);
-    for (const nq of [4, 6]) {
+    for (const nq of [4, 6, 7]) {
       check(k, { nq, qGroup: nq, qPos0: 200, dk1, dk2, dv, n: 131, kPos0: 70, scale: 1 / Math.sqrt(dk1 + dk2), seed: dk1 * 7 + dk2 + dv, pad: 1 },
         [[131], [64, 67], uneven(131)], `dk ${dk1}+${dk2} dv ${dv} nq ${nq}`);
     }
