@@ -1,9 +1,11 @@
-// npm run bench:profile [-- --model default|synthetic|<folder>] [-- --threads 1] [-- --context 512] [-- --steps 32]
+// npm run bench:profile [-- --model default|synthetic|<folder>] [-- --threads 1] [-- --context 512] [-- --steps 32] [-- --prefill]
 //
 // Where a decode step's time goes: every kernel call of `steps` steps after a prompt of `context`
 // (+ 32 warm-up) tokens is timed, and the calls are summed by kind and shape, with what each streams (GB/s of the
 // weights a projection reads) or computes (GFLOP/s of attention). The rest of the step (copies,
-// JavaScript) is the difference. Models: the built-in fortune-mla (default), the synthetic
+// JavaScript) is the difference. With --prefill, the same for a prefill of `context` tokens
+// (`steps` times, after 2 untimed): projections then show GFLOP/s, and attention's GFLOP/s count
+// every key of each block a query's keys come in, the causally masked ones too. Models: the built-in fortune-mla (default), the synthetic
 // V2-Lite-dims model of the bench, or a checkpoint folder (e.g. the bench's end-to-end checkpoint,
 // written to the temp folder by `npm run bench -- --e2e`).
 // Timing every call costs time of its own, shown in "the rest": the header gives the untimed step.
@@ -19,6 +21,7 @@ const which = arg('model', 'default');
 const threads = Number(arg('threads', '1'));
 const context = Number(arg('context', '512'));
 const steps = Number(arg('steps', '64'));
+const prefill = process.argv.includes('--prefill');
 
 const model: Model = which === 'synthetic' ? await loadSyntheticModel(threads)
   : await loadModel(which === 'default' ? undefined : which, { threads });
@@ -48,11 +51,13 @@ function time(obj: Record<string, unknown>, name: string, label: (a: any[]) => [
 const decoder = (model as unknown as { decoder: { par: Record<string, unknown>; k: Record<string, unknown> } }).decoder;
 time(decoder.par, 'linear', (a) => {
   const w = a[2] as Matrix, T = a[5] as number;
-  return [`linear ${w.rows}×${w.cols}${w.panelCols < w.cols ? ` (${Math.ceil(w.cols / w.panelCols)} panels)` : ''}, ${T} row${T > 1 ? 's' : ''}`, w.rows * w.cols * 4, 'GB/s'];
+  const key = `linear ${w.rows}×${w.cols}${w.panelCols < w.cols ? ` (${Math.ceil(w.cols / w.panelCols)} panels)` : ''}, ${T} row${T > 1 ? 's' : ''}`;
+  return T > 1 ? [key, 2 * T * w.rows * w.cols, 'GFLOP/s'] : [key, w.rows * w.cols * 4, 'GB/s'];
 });
 time(decoder.par, 'matmul', (a) => {
   const [nt, , , , , , , m, k, n, batch = 1] = a;
-  return [`matmul_${nt ? 'nt' : 'nn'} ${batch} × ${m}×${k}×${n} (kv_b_proj per head)`, batch * k * n * 4, 'GB/s'];
+  const key = `matmul_${nt ? 'nt' : 'nn'} ${batch} × ${m}×${k}×${n} (kv_b_proj per head)`;
+  return m > 1 ? [key, 2 * batch * m * k * n, 'GFLOP/s'] : [key, batch * k * n * 4, 'GB/s'];
 });
 time(decoder.par, 'attention', (a) => {
   const [, count, , , , nq, , , dk1, dk2, , , , , , , dv, n] = a;
@@ -68,14 +73,22 @@ decoder.k = own;
 
 const vocab = model.config.vocabSize;
 const WARM_UP = 32; // steps before anything is timed: V8 compiles the hot code meanwhile
-const session = model.createSession({ contextLength: context + WARM_UP + 2 * steps });
-session.prefill(Array.from({ length: context }, (_, i) => (i * 7919 + 13) % vocab));
-const run = () => {
+const prompt = Array.from({ length: context }, (_, i) => (i * 7919 + 13) % vocab);
+const session = model.createSession({ contextLength: context + (prefill ? 0 : WARM_UP + 2 * steps) });
+const run = prefill ? () => {
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) { session.truncate(0); session.prefill(prompt); }
+  return (performance.now() - t0) / steps;
+} : () => {
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) session.step((i * 31) % vocab);
   return (performance.now() - t0) / steps;
 };
-for (let i = 0; i < WARM_UP; i++) session.step(i % vocab);
+if (prefill) for (let i = 0; i < 2; i++) { session.truncate(0); session.prefill(prompt); }
+else {
+  session.prefill(prompt);
+  for (let i = 0; i < WARM_UP; i++) session.step(i % vocab);
+}
 const untimedMs = run();
 timing = true;
 const stepMs = run();
@@ -83,8 +96,11 @@ timing = false;
 
 const rows = [...table].sort((a, b) => b[1].ms - a[1].ms);
 const counted = rows.reduce((s, [, e]) => s + e.ms, 0) / steps;
-console.log(`${which} model, ${model.threads} thread${model.threads > 1 ? 's' : ''}, ${model.simd} build: decode steps after ${context} + ${WARM_UP} tokens: ${untimedMs.toFixed(3)} ms a step over ${steps} steps, then ${stepMs.toFixed(3)} ms with every call timed (below)\n`);
-console.log('| call | calls a step | ms a step | share | rate |\n|---|---|---|---|---|');
+const what = prefill ? `prefill of ${context} tokens: ${untimedMs.toFixed(3)} ms over ${steps} prefills`
+  : `decode steps after ${context} + ${WARM_UP} tokens: ${untimedMs.toFixed(3)} ms a step over ${steps} steps`;
+const per = prefill ? 'prefill' : 'step';
+console.log(`${which} model, ${model.threads} thread${model.threads > 1 ? 's' : ''}, ${model.simd} build, ${what}, then ${stepMs.toFixed(3)} ms with every call timed (below)\n`);
+console.log(`| call | calls a ${per} | ms a ${per} | share | rate |\n|---|---|---|---|---|`);
 for (const [key, e] of rows) {
   const ms = e.ms / steps;
   if (ms < 0.0005) continue;
