@@ -2,7 +2,7 @@
 // host-owned memory, sizes, scalars). Kernels know nothing about models.
 export { build_is_relaxed } from "./simd";
 export { matmul_nt, matmul_nn, matmul_pack_bytes, matvec, vecmat } from "./matmul";
-export { probe_peak, probe_peak_chains, probe_read } from "./probe";
+export { probe_peak, probe_peak_chains, probe_read, probe_read_pairs } from "./probe";
 export { rmsnorm } from "./norm";
 export { rope_table, rope_apply } from "./rope";
 export { attn_init, attn_block, attn_merge, attn_finish, attn_scratch_bytes } from "./attention";

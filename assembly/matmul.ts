@@ -296,15 +296,24 @@ function packNN(b: usize, ldb: i32, kc: i32, nc: i32, pack: usize): void {
   }
 }
 
-// GEMV is bound by the read of W. One core streams memory fastest as ONE sequential stream:
-// reading 2–4 rows side by side (2–4 streams) drops from ~0.95 to ~0.5 of the read probe here.
-// So W is read one row after another while the vector (x for matvec, y for vecmat) is re-read
-// from L1 for every row. That holds while the vector fits in L1 next to the stream; beyond
-// VEC_L1 floats it would come from L2 on every row, and four rows at a time (each vector load
-// shared by four rows) is faster; faster still is not to have such rows: the decoder stores every
-// matrix wider than 2048 columns as column panels (src/weights.ts) and sums their matvecs (`acc`). Also keep the vector at a different offset within 4 KiB than
-// W's rows (e.g. 2 KiB apart): at the same offset both compete for the same L1 sets and a
-// 4096-long matvec loses ~25%.
+// GEMV is bound by the read of W. How fast one core reads depends on how many streams it reads
+// and how far apart they are (measured here, one thread, rows of 2048 floats, against the best
+// read): one stream ~0.85; two streams 8–32 KiB apart (neighbouring rows) ~0.45–0.55; two streams
+// 512 KiB or more apart ~0.9–0.95; four streams ~0.85. So matvec reads W two rows at a time, rows
+// PAIR_BYTES apart (row i with row i + d, in blocks of 2d rows; the rows left pair at half their
+// count, or go one at a time when that would put them under PAIR_MIN_BYTES apart), x re-read from
+// L1 for every pair. Each row is summed in the same order on either path, so its result does not
+// depend on the rows it is computed with (threads split W by rows). vecmat reads W one row after
+// another. That holds while the vector fits in L1 next to the streams; beyond VEC_L1 floats it
+// would come from L2 on every row, and four rows at a time (each vector load shared by four rows)
+// is faster; faster still is not to have such rows: the decoder stores every matrix wider than
+// 2048 columns as column panels (src/weights.ts) and sums their matvecs (`acc`). Also keep the
+// vector at a different offset within 4 KiB than W's rows (e.g. 2 KiB apart): at the same offset
+// both compete for the same L1 sets and a 4096-long matvec loses ~25%.
+// @ts-ignore: decorator
+@inline const PAIR_BYTES: usize = 2 << 20;
+// @ts-ignore: decorator
+@inline const PAIR_MIN_BYTES: usize = 512 << 10;
 // @ts-ignore: decorator
 @inline const VEC_L1: i32 = 4096;
 
@@ -314,28 +323,80 @@ export function matvec(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32, a
   else matvecRows4(w, ldw, x, y, n, k, acc);
 }
 
-/** matvec one row at a time: four accumulators, 16 floats a step. */
+/** matvec for k ≤ VEC_L1: pairs of rows far apart (see PAIR_BYTES), then single rows. */
 function matvecRows1(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32, acc: bool): void {
   const ldw4 = <usize>ldw * 4;
+  let i = 0;
+  if (ldw4 > 0) {
+    let d = <i32>((PAIR_BYTES + ldw4 - 1) / ldw4);
+    for (;;) {
+      if (n - i < 2 * d) {
+        d = (n - i) >> 1;
+        if (<usize>d * ldw4 < PAIR_MIN_BYTES) break;
+      }
+      matvecPairs(w + <usize>i * ldw4, ldw, x, y + <usize>i * 4, d, k, acc);
+      i += 2 * d;
+    }
+  }
+  for (; i < n; i++) {
+    storeLane(y + <usize>i * 4, rowDot(w + <usize>i * ldw4, x, k), acc);
+  }
+}
+
+/** W row · x: four accumulators, 16 floats a step (matvecPairs sums in this same order). */
+// @ts-ignore: decorator
+@inline function rowDot(row: usize, x: usize, k: i32): f32 {
   const o16 = <usize>(k & ~15) * 4;
   const o4 = <usize>(k & ~3) * 4;
   const o1 = <usize>k * 4;
-  let row = w;
-  for (let i = 0; i < n; i++) {
-    let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  let o: usize = 0;
+  for (; o < o16; o += 64) {
+    const p = row + o, q = x + o;
+    s0 = madd(v128.load(p), v128.load(q), s0);
+    s1 = madd(v128.load(p, 16), v128.load(q, 16), s1);
+    s2 = madd(v128.load(p, 32), v128.load(q, 32), s2);
+    s3 = madd(v128.load(p, 48), v128.load(q, 48), s3);
+  }
+  for (; o < o4; o += 16) s0 = madd(v128.load(row + o), v128.load(x + o), s0);
+  let r = hsum(f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3)));
+  for (; o < o1; o += 4) r += load<f32>(row + o) * load<f32>(x + o);
+  return r;
+}
+
+/** y[j] and y[j + d] for j < d: rows j and j + d of W side by side, each summed as rowDot does. */
+function matvecPairs(w: usize, ldw: i32, x: usize, y: usize, d: i32, k: i32, acc: bool): void {
+  const ldw4 = <usize>ldw * 4;
+  const far = <usize>d * ldw4;
+  const o16 = <usize>(k & ~15) * 4;
+  const o4 = <usize>(k & ~3) * 4;
+  const o1 = <usize>k * 4;
+  let ra = w;
+  for (let j = 0; j < d; j++) {
+    const rb = ra + far;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
     let o: usize = 0;
     for (; o < o16; o += 64) {
-      const p = row + o, q = x + o;
-      s0 = madd(v128.load(p), v128.load(q), s0);
-      s1 = madd(v128.load(p, 16), v128.load(q, 16), s1);
-      s2 = madd(v128.load(p, 32), v128.load(q, 32), s2);
-      s3 = madd(v128.load(p, 48), v128.load(q, 48), s3);
+      const q = x + o;
+      let v = v128.load(q); a0 = madd(v128.load(ra + o), v, a0); b0 = madd(v128.load(rb + o), v, b0);
+      v = v128.load(q, 16); a1 = madd(v128.load(ra + o, 16), v, a1); b1 = madd(v128.load(rb + o, 16), v, b1);
+      v = v128.load(q, 32); a2 = madd(v128.load(ra + o, 32), v, a2); b2 = madd(v128.load(rb + o, 32), v, b2);
+      v = v128.load(q, 48); a3 = madd(v128.load(ra + o, 48), v, a3); b3 = madd(v128.load(rb + o, 48), v, b3);
     }
-    for (; o < o4; o += 16) s0 = madd(v128.load(row + o), v128.load(x + o), s0);
-    let r = hsum(f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3)));
-    for (; o < o1; o += 4) r += load<f32>(row + o) * load<f32>(x + o);
-    storeLane(y + <usize>i * 4, r, acc);
-    row += ldw4;
+    for (; o < o4; o += 16) {
+      const v = v128.load(x + o);
+      a0 = madd(v128.load(ra + o), v, a0); b0 = madd(v128.load(rb + o), v, b0);
+    }
+    let sa = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+    let sb = hsum(f32x4.add(f32x4.add(b0, b1), f32x4.add(b2, b3)));
+    for (; o < o1; o += 4) {
+      const v = load<f32>(x + o);
+      sa += load<f32>(ra + o) * v; sb += load<f32>(rb + o) * v;
+    }
+    storeLane(y + <usize>j * 4, sa, acc);
+    storeLane(y + <usize>(j + d) * 4, sb, acc);
+    ra += ldw4;
   }
 }
 

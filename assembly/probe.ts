@@ -76,3 +76,29 @@ export function probe_read(ptr: usize, bytes: i32, reps: i32): f32 {
   return f32x4.extract_lane(t, 0) + f32x4.extract_lane(t, 1) +
     f32x4.extract_lane(t, 2) + f32x4.extract_lane(t, 3);
 }
+
+/**
+ * Read bandwidth of two streams: each 4 MiB block of [ptr, ptr + bytes) is read as its two 2 MiB
+ * halves side by side (the way matvec pairs rows, see PAIR_BYTES in matmul.ts), `reps` passes.
+ * Bytes read = reps · (bytes rounded down to 4 MiB).
+ */
+export function probe_read_pairs(ptr: usize, bytes: i32, reps: i32): f32 {
+  const half: usize = 2 << 20;
+  const blocks = <usize>bytes / (2 * half);
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  for (let r = 0; r < reps; r++) {
+    for (let b: usize = 0; b < blocks; b++) {
+      const start = ptr + b * 2 * half, end = start + half;
+      for (let p = start; p < end; p += 64) {
+        const q = p + half;
+        s0 = f32x4.add(s0, f32x4.add(v128.load(p), v128.load(q)));
+        s1 = f32x4.add(s1, f32x4.add(v128.load(p, 16), v128.load(q, 16)));
+        s2 = f32x4.add(s2, f32x4.add(v128.load(p, 32), v128.load(q, 32)));
+        s3 = f32x4.add(s3, f32x4.add(v128.load(p, 48), v128.load(q, 48)));
+      }
+    }
+  }
+  const t = f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3));
+  return f32x4.extract_lane(t, 0) + f32x4.extract_lane(t, 1) +
+    f32x4.extract_lane(t, 2) + f32x4.extract_lane(t, 3);
+}

@@ -102,8 +102,8 @@ if (sections.has('kernels')) {
 
 // The probes behind every floor: the highest this run saw (a floor from a lower figure would be
 // easier to reach). Compute peak: either build's probe (both use the same FP pipes) or any GEMM of
-// the build in use; DRAM: one process's read probe, raised below by the two-process probe and by
-// the peer table's GEMVs.
+// the build in use; DRAM: one process's read probes (one stream, two streams), raised below by the
+// two-process probe and by the peer table's GEMVs.
 async function probes() {
   const peaks: number[] = [], drams: number[] = [];
   for (const k of kernels) {
@@ -203,7 +203,8 @@ md.push(`Machine: ${machineLine}. Date: ${date.slice(0, 10)}. Command: \`${comma
 md.push(`**Probes** (floors use the highest of this run): compute peak ${f(p.peakGflops)} GFLOP/s` +
   `${kernels.length ? ` (probes: ${kernels.map((k) => `${k.build} ${f(k.peakGflops)}`).join(', ')}; the rest is the best GEMM)` : ''}, ` +
   `DRAM read ${f(p.dramGBs)} GB/s one thread${dram2 ? `, ${f(dram2)} GB/s two threads` : ''} (the highest of the read probes, ` +
-  `one process and two at once, and of every GEMV in the peer table at that thread count).`, '');
+  `one process and two at once, each reading one stream and two streams 2 MiB apart, and of every GEMV in the peer table at that thread count)` +
+  `${kernels.length ? `; the kernel bench's probes read ${kernels.map((k) => `${f(k.dramOneStreamGBs)} GB/s as one stream and ${f(k.dramPairsGBs)} as two (${k.build})`).join(', ')}` : ''}.`, '');
 
 if (llama.length) {
   md.push(`### Prefill and decode (llama-bench style), ${best} build, ${threadCounts.join(' and ')} thread${threadCounts.length > 1 ? 's' : ''}`, '');

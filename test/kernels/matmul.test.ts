@@ -231,6 +231,34 @@ describe.each(BUILDS)('matmul kernels, %s build', (build) => {
     for (const [n, kk] of [[1, 1], [7, 17], [9, 130], [6, 4097], [5, 4096]]) checkMatvec(k, n, kk, seed++, true);
   });
 
+  it('matvec pairs rows 2 MiB apart: whole blocks, a last block at half size, single rows left', async () => {
+    const k = await kernelsFor(build);
+    let seed = 200;
+    // Row strides are k + 3 floats. 257 × 4112 bytes: pairs 128 rows apart, one row left.
+    // 1000 × 4108: pairs 500 apart. 2040 × 2412: a block of 2·870, then 300 rows one at a time
+    // (150 rows apart would be under 512 KiB). 2700 × 2416: a block of 2·869, a last one of 2·481.
+    // 1100 × 4132: a block of 2·508, 84 rows alone; every k tail (16, 4, 1).
+    for (const [n, kk] of [[257, 1025], [1000, 1024], [2040, 600], [2700, 601], [1100, 1030]]) {
+      checkMatvec(k, n, kk, seed++);
+      checkMatvec(k, n, kk, seed++, true);
+    }
+  });
+
+  it('a matvec row gives the same bits whichever rows it is computed with (paired or alone)', async () => {
+    const k = await kernelsFor(build);
+    const n = 1100, kk = 1030, ldw = kk;
+    const w = putArray(k, randomF32(n * kk, 7)), x = putArray(k, randomF32(kk, 8));
+    const y = k.heap.alloc(n * 4), y1 = k.heap.alloc(4);
+    k.kernels.matvec(w, ldw, x, y, n, kk, false);
+    const all = k.heap.f32(y, n).slice();
+    for (let i = 0; i < n; i++) {
+      k.kernels.matvec(w + i * ldw * 4, ldw, x, y1, 1, kk, false);
+      expect(Object.is(k.heap.f32(y1, 1)[0], all[i]), `row ${i}`).toBe(true);
+    }
+    k.heap.release(y1, 4); k.heap.release(y, n * 4);
+    k.heap.release(x, kk * 4); k.heap.release(w, n * kk * 4);
+  });
+
   it('vecmat on small, odd and large shapes', async () => {
     const k = await kernelsFor(build);
     let seed = 300;
@@ -276,5 +304,12 @@ describe.each(BUILDS)('matmul kernels, %s build', (build) => {
     expect(k.kernels.probe_read(ptr, bytes, 3)).toBe(3 * (64 * 1024 / 4) * 0.5);
     expect(k.kernels.probe_read(ptr, 0, 5)).toBe(0);
     k.heap.release(ptr, bytes);
+    // Pairs of 2 MiB halves: only whole 4 MiB blocks are read (here one, twice).
+    const big = (4 << 20) + 4096;
+    const p2 = k.heap.alloc(big);
+    k.heap.f32(p2, big >> 2).fill(0.25);
+    expect(k.kernels.probe_read_pairs(p2, big, 2)).toBe(2 * ((4 << 20) / 4) * 0.25);
+    expect(k.kernels.probe_read_pairs(p2, (4 << 20) - 4, 1)).toBe(0);
+    k.heap.release(p2, big);
   });
 });
