@@ -17,8 +17,10 @@
 // elements of each pair. Its logits are checked against ours (same weights, same cache, same token)
 // before anything is timed.
 //
-// The per-token floor is (weight bytes read + cache bytes) / same-run DRAM bandwidth: one thread's
-// probe for 1-thread rows, two processes reading at once for 2-thread rows.
+// The per-token floor is (weight bytes read + cache bytes) / same-run DRAM bandwidth, two ways: the
+// run's (the highest read figure of the whole run at that thread count) and, step by step, a read
+// probe on as many threads in the same process taken just before the step (the median of the
+// ratios is reported), since this machine's bandwidth moves between minutes.
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
@@ -32,9 +34,20 @@ import type { SimdBuild } from '../src/wasm.js';
 import { expectedTensors } from '../src/weights.js';
 import { encodeModel, FLOAT, GraphBuilder, INT64, type Encoded } from './onnx.js';
 import { decodeBytes } from './roofline.js';
-import { probeDram, probeDramTwoProcesses } from './probes.js';
+import { inProcessReader, type InProcessReader } from './probes.js';
 
 export const CONTEXT = 512;
+/** Timed steps per in-process read probe. */
+const PROBE_EVERY = 2;
+
+/**
+ * The in-process read probe, after a pause in which the threads of what was timed go idle
+ * (onnxruntime's pool spins after a run; a probe beside a spinning thread reads less).
+ */
+async function probeAfterPause(reader: InProcessReader): Promise<number> {
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  return reader.read();
+}
 
 /** Hugging Face config.json of the checkpoint: V2-Lite's attention and dense MLP widths, 2 layers. */
 export const E2E_CONFIG = {
@@ -247,10 +260,12 @@ export function latentCache(model: Model, session: Session, S: number): Float32A
 // ---------------------------------------------------------------------------------------------
 // The ONNX Runtime side: runs in a child Node process (`--e2e-worker <json>`).
 
-export interface E2eWorkerSpec { peer: 'onnxruntime-web' | 'onnxruntime-node'; threads: number; dir: string; reps: number }
+export interface E2eWorkerSpec { peer: 'onnxruntime-web' | 'onnxruntime-node'; threads: number; dir: string; reps: number; build: SimdBuild }
 export interface E2eWorkerResult {
   peer: string; version: string; threads: number; ok: boolean; note?: string;
-  loadMs?: number; msMedian?: number; msBest?: number; logits?: string /* base64 f32 */;
+  loadMs?: number; logits?: string /* base64 f32 */;
+  /** Each timed run, in order, and the in-process read probe (GB/s) taken before it. */
+  times?: number[]; probeGBs?: number[];
 }
 
 export async function e2eWorker(spec: E2eWorkerSpec): Promise<E2eWorkerResult> {
@@ -286,16 +301,19 @@ export async function e2eWorker(spec: E2eWorkerSpec): Promise<E2eWorkerResult> {
     const out = await session.run(feeds);
     const logits = out.logits.data as Float32Array;
     for (let i = 0; i < 3; i++) await session.run(feeds);
-    const times: number[] = [];
+    const reader = await inProcessReader(spec.build, spec.threads);
+    const times: number[] = [], probeGBs: number[] = [];
     for (let i = 0; i < spec.reps; i++) {
+      const gbs = i % PROBE_EVERY === 0 ? await probeAfterPause(reader) : probeGBs[i - 1];
       const t = performance.now();
       await session.run(feeds);
       times.push(performance.now() - t);
+      probeGBs.push(gbs);
     }
-    times.sort((x, y) => x - y);
+    reader.dispose();
     await session.release?.();
     return {
-      ...base, version, ok: true, loadMs, msMedian: times[Math.floor(times.length / 2)], msBest: times[0],
+      ...base, version, ok: true, loadMs, times, probeGBs,
       logits: Buffer.from(logits.buffer, logits.byteOffset, logits.byteLength).toString('base64'),
     };
   } catch (e) {
@@ -314,9 +332,10 @@ export interface E2eRow {
   floorMs: number;
   /** floor / measured */
   ratio: number;
-  /** The floor from the read probes taken just before and after this row's timed steps (the highest). */
-  floorBesideMs?: number;
-  ratioBeside?: number;
+  /** The median of the in-process read probes taken between the timed steps, GB/s. */
+  probeGBs?: number;
+  /** The median over the timed steps of floor / step time, each floor from the probe just before that step. */
+  ratioInterleaved?: number;
   /** ours / this row's time: > 1 means ours is faster */
   oursSpeedup?: number;
   maxAbsDiff?: number;
@@ -350,7 +369,7 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
   const a = c.attention as MlaAttention, row = a.kvLoraRank + a.ropeDim;
   const id = 17;
   const reps = 16;
-  const ours: { threads: number; build: string; model: Model; session: Session; prefillMs: number; times: number[] }[] = [];
+  const ours: { threads: number; build: string; model: Model; session: Session; prefillMs: number; times: number[]; probeGBs: number[] }[] = [];
   let logits: Float32Array | null = null;
   for (const threads of opts.threadCounts) {
     log(`  ours ${threads}t: loading and prefilling …`);
@@ -373,54 +392,48 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
       const again = session.step(id);
       if (!again.every((v, i) => Object.is(v, logits![i]))) throw new Error(`e2e: ${threads} threads gave other logits than 1`);
     }
-    ours.push({ threads, build: model.simd, model, session, prefillMs, times: [] });
+    ours.push({ threads, build: model.simd, model, session, prefillMs, times: [], probeGBs: [] });
   }
   if (!logits) throw new Error('e2e: no thread count could be loaded');
   const oursLogits = logits;
-  // This machine's bandwidth moves within minutes (two threads' by up to 50%), so beside the run's
-  // floor each row also gets one from read probes taken right before and after its timed steps:
-  // one process reading (1 thread), two processes at once (2 threads; the higher of the two).
-  const besides: { one: number; two: number }[] = [];
-  const probeBeside = async () => {
-    const one = await probeDram(opts.build, 3);
-    const two = await probeDramTwoProcesses(opts.bundle, opts.build).catch(() => null) ?? 0;
-    besides.push({ one, two: Math.max(one, two) });
-    log(`  read probes beside the timed steps: ${one.toFixed(1)} GB/s one process, ${two ? two.toFixed(1) : '—'} GB/s two`);
-  };
-  // Probe indices [before, after] around each row's timed blocks.
-  const oursBlocks: [number, number][] = [];
+  // This machine's bandwidth moves within minutes (two threads' by up to 70%, between two levels),
+  // so each step is also set beside a read probe taken in the same process on as many threads,
+  // just before it (every PROBE_EVERY steps); the peers get the same in their processes.
+  const readers = new Map<number, InProcessReader>();
+  for (const o of ours) if (!readers.has(o.threads)) readers.set(o.threads, await inProcessReader(opts.build, o.threads));
   const timeOurs = async () => {
-    await probeBeside();
     for (const o of ours) {
+      const reader = readers.get(o.threads)!;
       for (let i = 0; i < 2; i++) o.session.step(i);
       for (let i = 0; i < reps / 2; i++) {
+        const gbs = i % PROBE_EVERY === 0 ? await probeAfterPause(reader) : o.probeGBs[o.probeGBs.length - 1];
         const t = performance.now();
         o.session.step(i + 3);
         o.times.push(performance.now() - t);
+        o.probeGBs.push(gbs);
       }
       // Back to the context the peers see (CONTEXT + 1 rows), so both blocks time the same step.
       o.session.truncate(CONTEXT + 1);
     }
-    await probeBeside();
-    oursBlocks.push([besides.length - 2, besides.length - 1]);
   };
   await timeOurs();
   const maxAbsLogit = oursLogits.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
   const bytes = decodeBytes(c, CONTEXT);
-  // The run's floors are set at the end, from the highest bandwidth of the whole run.
-  // The floor from the highest probe around the given blocks (pairs of probe indices).
-  const besideFloor = (threads: number, blocks: [number, number][]) => {
-    const gbs = Math.max(...blocks.flatMap((b) => b.map((i) => (threads === 1 ? besides[i].one : besides[i].two))));
-    return (bytes.weights + bytes.cache) / (gbs * 1e6);
-  };
+  const floorAt = (gbs: number) => (bytes.weights + bytes.cache) / (gbs * 1e6);
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+  /** The row's figures from its timed steps and the probes before them. */
+  const measured = (times: number[], probeGBs: number[]) => ({
+    msPerToken: median(times), msBest: Math.min(...times), probeGBs: median(probeGBs),
+    ratioInterleaved: median(times.map((t, i) => floorAt(probeGBs[i]) / t)),
+  });
+  const probesSeen: { threads: number; gbs: number }[] = [];
   const rows: E2eRow[] = [];
   let verified = true;
   if (opts.nodePeers) {
     for (const peer of ['onnxruntime-web', 'onnxruntime-node'] as const) {
       for (const threads of [1, 2]) {
-        const spec: E2eWorkerSpec = { peer, threads, dir, reps };
-        const before = besides.length - 1;
+        const spec: E2eWorkerSpec = { peer, threads, dir, reps, build: opts.build };
         const child = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', opts.bundle, '--e2e-worker', JSON.stringify(spec)],
           { encoding: 'utf8', maxBuffer: 1 << 26, timeout: 600_000 });
         const line = child.stdout?.split('\n').find((x) => x.startsWith('{"peer"'));
@@ -437,32 +450,32 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
         for (let i = 0; i < theirs.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(theirs[i] - oursLogits[i]));
         const ok = theirs.length === oursLogits.length && maxAbsDiff <= 1e-4 * Math.max(1, maxAbsLogit);
         if (!ok) verified = false;
-        await probeBeside();
-        const floorBesideMs = besideFloor(threads, [[before, besides.length - 1]]);
+        const m = measured(r.times!, r.probeGBs!);
+        probesSeen.push(...r.probeGBs!.map((gbs) => ({ threads, gbs })));
         rows.push({
-          runtime: label, threads, msPerToken: r.msMedian!, msBest: r.msBest!, floorMs: NaN, ratio: NaN,
-          floorBesideMs, ratioBeside: floorBesideMs / r.msMedian!, maxAbsDiff,
+          runtime: label, threads, ...m, floorMs: NaN, ratio: NaN, maxAbsDiff,
           ...(ok ? {} : { note: `logits differ from ours by ${maxAbsDiff.toExponential(2)}: not comparable` }),
         });
-        log(`  ${label} ${threads}t: ${r.msMedian!.toFixed(2)} ms/token (best ${r.msBest!.toFixed(2)}), session load ${(r.loadMs! / 1000).toFixed(1)} s, max |Δlogit| ${maxAbsDiff.toExponential(2)}`);
+        log(`  ${label} ${threads}t: ${m.msPerToken.toFixed(2)} ms/token (best ${m.msBest.toFixed(2)}), probes ${m.probeGBs.toFixed(1)} GB/s, ` +
+          `session load ${(r.loadMs! / 1000).toFixed(1)} s, max |Δlogit| ${maxAbsDiff.toExponential(2)}`);
       }
     }
     await timeOurs(); // a second block after the peers, so both sides see the machine at more than one moment
   }
+  for (const r of readers.values()) r.dispose();
   const oursRows: E2eRow[] = ours.map((o) => {
-    o.times.sort((x, y) => x - y);
-    const ms = o.times[Math.floor(o.times.length / 2)];
-    log(`  ours ${o.threads}t: ${ms.toFixed(2)} ms/token (best ${o.times[0].toFixed(2)}), prefill ${CONTEXT} tokens ${(o.prefillMs / 1000).toFixed(1)} s`);
-    const floorBesideMs = besideFloor(o.threads, oursBlocks);
-    return { runtime: `mla-wasm (${o.build} build)`, threads: o.threads, msPerToken: ms, msBest: o.times[0], floorMs: NaN, ratio: NaN,
-      floorBesideMs, ratioBeside: floorBesideMs / ms };
+    const m = measured(o.times, o.probeGBs);
+    probesSeen.push(...o.probeGBs.map((gbs) => ({ threads: o.threads, gbs })));
+    log(`  ours ${o.threads}t: ${m.msPerToken.toFixed(2)} ms/token (best ${m.msBest.toFixed(2)}), probes ${m.probeGBs.toFixed(1)} GB/s, prefill ${CONTEXT} tokens ${(o.prefillMs / 1000).toFixed(1)} s`);
+    return { runtime: `mla-wasm (${o.build} build)`, threads: o.threads, ...m, floorMs: NaN, ratio: NaN };
   });
-  // The run's floors: the highest bandwidth the run saw, the probes beside these steps included.
+  // The run's floors: the highest bandwidth the run saw, the probes between the steps included.
   // Two threads read at least as fast as one: the 2-thread figure is never below the 1-thread one.
-  const dram1 = Math.max(opts.dramGBs1, ...besides.map((b) => b.one));
-  const dram2 = Math.max(dram1, opts.dramGBs2 ?? 0, ...besides.map((b) => b.two));
+  const seen = (t: number) => probesSeen.filter((p) => p.threads === t).map((p) => p.gbs);
+  const dram1 = Math.max(opts.dramGBs1, ...seen(1));
+  const dram2 = Math.max(dram1, opts.dramGBs2 ?? 0, ...seen(2));
   for (const r of [...oursRows, ...rows]) {
-    r.floorMs = (bytes.weights + bytes.cache) / ((r.threads === 1 ? dram1 : dram2) * 1e6);
+    r.floorMs = floorAt(r.threads === 1 ? dram1 : dram2);
     r.ratio = r.floorMs / r.msPerToken;
   }
   for (const r of rows) {

@@ -3,6 +3,7 @@
 // once (the bound of a 2-thread decode). Each reads in both patterns the kernels' probes have,
 // one stream and two streams 2 MiB apart, and keeps the better.
 import { spawn } from 'node:child_process';
+import { Parallel } from '../src/threads.js';
 import { loadKernels, type Kernels, type SimdBuild } from '../src/wasm.js';
 
 const BYTES = 256 << 20;
@@ -31,6 +32,32 @@ export async function probeDram(build: SimdBuild, passes = 8): Promise<number> {
   let best = 0;
   for (let i = 0; i < passes; i++) best = Math.max(best, readPass(K, ptr, false), readPass(K, ptr, true));
   return best;
+}
+
+/** A read probe inside this process: a read of 256 MiB on this many threads. */
+export interface InProcessReader {
+  /** The better of one pass in each pattern, GB/s. */
+  read(): number;
+  dispose(): void;
+}
+
+/**
+ * A read probe on `threads` threads in this process (its own kernels, pool and 256 MiB), for
+ * probing right beside the work it is the floor of, in the same process.
+ */
+export async function inProcessReader(build: SimdBuild, threads: number): Promise<InProcessReader> {
+  const { kernels: K, heap, pool } = await loadKernels({ simd: build, threads });
+  const ptr = heap.alloc(BYTES);
+  const v = heap.f32(ptr, BYTES / 4);
+  for (let i = 0; i < v.length; i += 1024) v[i] = i;
+  const par = new Parallel(K, pool, 0, 0);
+  const pass = (pairs: boolean) => {
+    const t = performance.now();
+    const bytes = par.read(ptr, BYTES, pairs);
+    return bytes / (performance.now() - t) / 1e6;
+  };
+  for (let i = 0; i < 2; i++) { pass(false); pass(true); }
+  return { read: () => Math.max(pass(false), pass(true)), dispose: () => pool?.dispose() };
 }
 
 export interface ReadWorkerSpec { build: SimdBuild; startAt: number; durationMs: number }

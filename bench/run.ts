@@ -221,16 +221,17 @@ if (e2e) {
   const c = e2e.config;
   md.push(`### End to end: one decode step, ${c.num_hidden_layers}-layer V2-Lite-dims checkpoint (F32, hidden ${c.hidden_size}, MLP ${c.intermediate_size}, vocab ${c.vocab_size}), ${e2e.context} context`, '');
   md.push(`Reads ${f(e2e.weightBytesRead / 1e9, 3)} GB of weights and ${f(e2e.cacheBytes / 1e6, 2)} MB of cache per token. ` +
-    `Floor = those bytes / the highest DRAM figure of the run for that thread count, the probes beside these steps included (${f(e2e.dramGBs1)} GB/s one thread, ${f(e2e.dramGBs2 ?? NaN)} GB/s two). ` +
+    `Floor = those bytes / the highest DRAM figure of the run for that thread count, the probes between these steps included (${f(e2e.dramGBs1)} GB/s one thread, ${f(e2e.dramGBs2 ?? NaN)} GB/s two). ` +
     `The ONNX graph (built in TypeScript from the same weights) is checked first: its logits against ours, max |Δ| / max |logit| ≤ 1e-4 ` +
     `(${e2e.verified ? 'passed' : '**FAILED**'}; max |logit| ${f(e2e.maxAbsLogit, 2)}). Ours: loadModel + prefill(${e2e.context}) at ${f(e2e.prefillTokensPerS)} tokens/s, then step.`, '');
-  md.push('| runtime | threads | ms/token (median) | best | floor ms | floor/measured | floor ms, probes beside | floor/measured, probes beside | their ms / our ms | max abs Δ logit | note |', '|---|---|---|---|---|---|---|---|---|---|---|');
+  md.push('| runtime | threads | ms/token (median) | best | floor ms | floor/measured | read probes between the steps, GB/s | floor/measured, step by step | their ms / our ms | max abs Δ logit | note |', '|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of e2e.rows) {
-    md.push(`| ${r.runtime} | ${r.threads} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${f(r.floorMs, 2)} | ${f(r.ratio, 2)} | ${f(r.floorBesideMs ?? NaN, 2)} | ${f(r.ratioBeside ?? NaN, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? r.maxAbsDiff.toExponential(1) : ''} | ${r.note ?? ''} |`);
+    md.push(`| ${r.runtime} | ${r.threads} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${f(r.floorMs, 2)} | ${f(r.ratio, 2)} | ${f(r.probeGBs ?? NaN)} | ${f(r.ratioInterleaved ?? NaN, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? r.maxAbsDiff.toExponential(1) : ''} | ${r.note ?? ''} |`);
   }
   md.push('', '"their ms / our ms" compares a peer with ours at the same thread count; > 1 means ours is faster. ' +
-    '"Probes beside": the floor from the read probes taken right before and after that row\'s timed steps (one process reading for 1 thread, ' +
-    'the higher of one and two processes at once for 2), the highest of them; this machine\'s bandwidth moves within minutes, ' +
+    '"Step by step": before every second timed step, the process that times it (ours, or the peer\'s) reads 256 MiB on as many threads, ' +
+    'as one stream and as two per thread (the better counts); each step\'s floor comes from the probe just before it, and the column is ' +
+    'the median of floor / step time (the probes column: their median). This machine\'s bandwidth moves within minutes, ' +
     'so the run\'s floor (the highest figure of the whole run) can come from another moment than the steps.' + busyNote('e2e'), '');
 }
 

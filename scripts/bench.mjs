@@ -103,7 +103,7 @@ function summarize() {
     ['V2-Lite dims tg64 @ 4096, tokens/s (floor/measured)', (r) => { const x = llama(r, 'V2-Lite', 'tg64 @ 4096'); return x ? `${f(x.tokensPerS)} (${f(x.ratio, 2)})` : '—'; }],
     ['MLA absorbed decode @ 16384, ms/token', (r) => f(decode(r, 'MLA absorbed', 16384)?.msPerToken, 2)],
     ['MHA decode @ 16384, ms/token', (r) => f(decode(r, 'MHA', 16384)?.msPerToken, 2)],
-    ...[1, 2].map((t) => [`end to end, ours ${t}t, ms/token (floor/measured: the run's; probes beside)`, (r) => { const x = r.e2e?.rows?.find((y) => y.runtime.startsWith('mla-wasm') && y.threads === t); return x ? `${f(x.msPerToken, 2)} (${f(x.ratio, 2)}; ${f(x.ratioBeside, 2)})` : '—'; }]),
+    ...[1, 2].map((t) => [`end to end, ours ${t}t, ms/token (floor/measured: the run's; step by step)`, (r) => { const x = r.e2e?.rows?.find((y) => y.runtime.startsWith('mla-wasm') && y.threads === t); return x ? `${f(x.msPerToken, 2)} (${f(x.ratio, 2)}; ${f(x.ratioInterleaved ?? x.ratioBeside, 2)})` : '—'; }]),
   ];
   const md = [
     `Cross-runtime summary of the latest runs under each runtime (\`npm run bench -- --runtime all${args.length ? ' ' + args.join(' ') : ''}\` runs them in turn; their commands are in the column heads), on ${runs[0].machineLine?.split(', Node')[0] ?? 'this machine'}. Each ratio is to its own run's probes; the peers and the end-to-end ONNX comparison run under Node only.`,

@@ -35,8 +35,10 @@ import type { Kernels } from './wasm.js';
 import type { Matrix } from './weights.js';
 
 /** The kernel exports a chunk may call, by index; the workers receive this list. */
-const FNS = ['matmul_nt', 'matmul_nn', 'attn_init', 'attn_block', 'attn_finish'] as const;
-const MATMUL_NT = 0, MATMUL_NN = 1, ATTN_INIT = 2, ATTN_BLOCK = 3, ATTN_FINISH = 4;
+const FNS = ['matmul_nt', 'matmul_nn', 'attn_init', 'attn_block', 'attn_finish', 'probe_read', 'probe_read_pairs'] as const;
+const MATMUL_NT = 0, MATMUL_NN = 1, ATTN_INIT = 2, ATTN_BLOCK = 3, ATTN_FINISH = 4, PROBE_READ = 5, PROBE_READ_PAIRS = 6;
+/** Parallel.read: the least bytes a chunk reads, and the block probe_read_pairs reads whole. */
+const READ_CHUNK = 16 << 20, READ_BLOCK = 4 << 20;
 
 // A task: call FNS[fn] n1 × n2 times, call (i, j) with args + i·inc1 + j·inc2, and argument
 // `threadArg` (if ≥ 0) further + (running thread's index)·threadStride: per-thread scratch.
@@ -668,6 +670,30 @@ export class Parallel {
       }
     }
     pool.run();
+  }
+
+  /**
+   * The read probes on every thread (the benchmarks' in-process bandwidth probe): [ptr, ptr + bytes)
+   * in up to 64 chunks of 16 MiB or more, each read by probe_read (one stream) or probe_read_pairs
+   * (two streams). Returns the bytes read.
+   */
+  read(ptr: number, bytes: number, pairs: boolean): number {
+    const fn = pairs ? PROBE_READ_PAIRS : PROBE_READ;
+    const chunks = Math.min(MAX_CHUNKS, Math.floor(bytes / READ_CHUNK));
+    if (!this.pool || chunks < 2) {
+      if (pairs) this.k.probe_read_pairs(ptr, bytes, 1);
+      else this.k.probe_read(ptr, bytes, 1);
+      return pairs ? bytes - bytes % READ_BLOCK : bytes - bytes % 128;
+    }
+    const size = bytes / chunks - (bytes / chunks) % READ_BLOCK;
+    const pool = this.pool, D = pool.args;
+    for (let c = 0; c < chunks; c++) {
+      pool.chunk();
+      const x = pool.task(fn);
+      D[x] = ptr + c * size; D[x + 1] = size; D[x + 2] = 1;
+    }
+    pool.run();
+    return chunks * size;
   }
 
   private putMatmul(D: Float64Array, x: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number,

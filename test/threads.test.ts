@@ -266,6 +266,24 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
   });
 });
 
+describe.skipIf(!sab)('Parallel.read (the benchmarks\' in-process read probe)', () => {
+  it('reads in chunks of 16 MiB or more on every thread, in either pattern, and says how many bytes', async () => {
+    const k = await loadKernels({ threads: 2 });
+    const par = new Parallel(k.kernels, k.pool, 0, 0), alone = new Parallel(k.kernels, null, 0, 0);
+    const bytes = 70 << 20, ptr = k.heap.alloc(bytes);
+    // 4 chunks of 17.5 MiB, rounded down to the 4 MiB blocks probe_read_pairs reads whole.
+    expect(par.read(ptr, bytes, false)).toBe(64 << 20);
+    expect(par.read(ptr, bytes, true)).toBe(64 << 20);
+    expect(alone.read(ptr, bytes, false)).toBe(bytes);
+    expect(alone.read(ptr, bytes, true)).toBe(68 << 20);
+    expect(par.read(ptr, 20 << 20, true)).toBe(20 << 20); // one chunk: read on this thread
+    // A chunk past the end of memory traps in whichever thread reads it: the dispatch throws.
+    const end = k.heap.memory.buffer.byteLength;
+    expect(() => par.read(end - (32 << 20), 64 << 20, false)).toThrow();
+    k.pool!.dispose();
+  });
+});
+
 describe.skipIf(!sab)('the memory a pool takes', () => {
   it('after loading and a session\'s prefill + step, the memory is exactly memoryNeed\'s total, for 1 and 2 threads', async () => {
     const totals: number[] = [];
