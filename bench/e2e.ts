@@ -336,6 +336,8 @@ export interface E2eRow {
   probeGBs?: number;
   /** The median over the timed steps of floor / step time, each floor from the probe just before that step. */
   ratioInterleaved?: number;
+  /** Every timed step (ms) and the probe before it (GB/s), in order. */
+  steps?: { ms: number; probeGBs: number }[];
   /** ours / this row's time: > 1 means ours is faster */
   oursSpeedup?: number;
   maxAbsDiff?: number;
@@ -426,6 +428,7 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
   const measured = (times: number[], probeGBs: number[]) => ({
     msPerToken: median(times), msBest: Math.min(...times), probeGBs: median(probeGBs),
     ratioInterleaved: median(times.map((t, i) => floorAt(probeGBs[i]) / t)),
+    steps: times.map((t, i) => ({ ms: +t.toFixed(3), probeGBs: +probeGBs[i].toFixed(2) })),
   });
   const probesSeen: { threads: number; gbs: number }[] = [];
   const rows: E2eRow[] = [];
