@@ -297,14 +297,16 @@ function packNN(b: usize, ldb: i32, kc: i32, nc: i32, pack: usize): void {
 }
 
 // GEMV is bound by the read of W. How fast one core reads depends on how many streams it reads
-// and how far apart they are (measured here, one thread, rows of 2048 floats, against the best
-// read): one stream ~0.85; two streams 8–32 KiB apart (neighbouring rows) ~0.45–0.55; two streams
-// 512 KiB or more apart ~0.9–0.95; four streams ~0.85. So matvec reads W two rows at a time, rows
-// PAIR_BYTES apart (row i with row i + d, in blocks of 2d rows; the rows left pair at half their
-// count, or go one at a time when that would put them under PAIR_MIN_BYTES apart), x re-read from
-// L1 for every pair. Each row is summed in the same order on either path, so its result does not
-// depend on the rows it is computed with (threads split W by rows). vecmat reads W one row after
-// another. That holds while the vector fits in L1 next to the streams; beyond VEC_L1 floats it
+// and how far apart they are. Measured here (one thread, 2026-11-24): a 256 MiB read ran at 38–40
+// GB/s as one stream, 44–47 as two streams 2 MiB or more apart, 41 as four, 38–40 as three; a
+// matvec over 2048-float rows at 36 GB/s one row at a time, 19–25 with two neighbouring rows
+// (8–32 KiB apart) side by side, 40–41 with rows 512 KiB apart, 41–43 at 2 MiB and beyond (except
+// exactly 64 MiB: 33). So matvec reads W two rows at a time, rows PAIR_BYTES apart (row i with
+// row i + d, in blocks of 2d rows; the rows left pair at half their count, or go one at a time
+// when that would put them under PAIR_MIN_BYTES apart), each x vector loaded once for both rows
+// from L1 (loaded once per row, the same pairs read 36–37 GB/s instead of 39–41). Each row is
+// summed in the same order on either path, so its result does not depend on the rows it is
+// computed with (threads split W by rows). vecmat reads W one row after another. That holds while the vector fits in L1 next to the streams; beyond VEC_L1 floats it
 // would come from L2 on every row, and four rows at a time (each vector load shared by four rows)
 // is faster; faster still is not to have such rows: the decoder stores every matrix wider than
 // 2048 columns as column panels (src/weights.ts) and sums their matvecs (`acc`). Also keep the
