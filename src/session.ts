@@ -10,8 +10,8 @@ export interface SessionOptions {
 export interface RunOptions {
   /**
    * MLA attention path, default 'absorbed'. Prefill runs in chunks of CHUNK tokens, and 'naive'
-   * expands every cached latent row again for each chunk: at V2-Lite dims absorbed is as fast at
-   * 128 tokens and faster past that (512: 1.43 vs 1.66 s, 2048: 6.6 vs 10.7 s on one core).
+   * expands every cached latent row again for each chunk: at V2-Lite dims absorbed is 3% slower at
+   * 128 tokens and faster past that (512: 0.91 vs 0.94 s, 2048: 5.4 vs 6.3 s on one core).
    */
   attention?: AttentionPath;
 }

@@ -1,6 +1,7 @@
 // The whole decoder against the float64 reference, on the real default model and on small random
 // checkpoints with every attention feature, in both kernel builds.
 import { describe, expect, it } from 'vitest';
+import { CHUNK } from '../src/decoder.js';
 import { loadModel, type Model } from '../src/index.js';
 import type { InMemoryModel } from '../src/source.js';
 import { BUILDS, expectClose } from './helpers.js';
@@ -82,11 +83,11 @@ describe.each(BUILDS)('decoder, %s build', (simd) => {
     });
   });
 
-  it('prompts longer than a chunk (64) run in chunks with the same result', async () => {
-    const config = tinyMlaConfig({ num_hidden_layers: 1 });
+  it('prompts longer than a chunk (CHUNK tokens) run in chunks with the same result', async () => {
+    const config = tinyMlaConfig({ num_hidden_layers: 1, max_position_embeddings: 3 * CHUNK });
     const source = inMemory(config, 3);
     const model = await loadModel(source, { simd });
-    const ids = randomIds(100, config.vocab_size as number, 2);
+    const ids = randomIds(2 * CHUNK + 9, config.vocab_size as number, 2);
     expectLogits(model.forward(ids), referenceForward(config, source.tensors, ids), 'chunked forward');
   });
 

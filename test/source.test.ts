@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config.js';
 import { MlaError } from '../src/errors.js';
 import { Heap } from '../src/heap.js';
+import { CHUNK } from '../src/decoder.js';
 import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/memory.js';
 import { kernelsFor } from './helpers.js';
 
@@ -320,7 +321,7 @@ describe('progress and streaming', () => {
 });
 
 describe('the memory a model needs, from its config alone', () => {
-  it('fortune-mla: weights exactly, scratch and a 64-position cache, well under 4 GiB', () => {
+  it('fortune-mla: weights exactly, scratch and a cache of one chunk (CHUNK positions), well under 4 GiB', () => {
     const c = parseConfig(JSON.parse(readFileSync(join(FORTUNE_DIR, 'config.json'), 'utf8')));
     const need = memoryNeed(c, KERNELS);
     // The weights, each matrix on a 4 KiB boundary: at most one boundary's slack per matrix and one for the block.
@@ -328,9 +329,9 @@ describe('the memory a model needs, from its config alone', () => {
     const matrices = [...expectedTensors(c).values()].filter((s) => s.length > 1).length;
     expect(need.weights).toBeGreaterThanOrEqual(1_590_528 * 4);
     expect(need.weights).toBeLessThanOrEqual(1_590_528 * 4 + (matrices + 1) * 4096);
-    expect(need.cachePositions).toBe(64);
-    expect(need.cache).toBe(64 * 4 * (48 + 16) * 4);
-    expect(need.scratch).toBeGreaterThan(64 * 264 * 4); // at least the logits of a chunk
+    expect(need.cachePositions).toBe(CHUNK);
+    expect(need.cache).toBe(CHUNK * 4 * (48 + 16) * 4);
+    expect(need.scratch).toBeGreaterThan(CHUNK * 264 * 4); // at least the logits of a chunk
     expect(need.total).toBeGreaterThan(need.weights + need.scratch + need.cache);
     expect(need.total).toBeLessThan(WASM_MEMORY_LIMIT);
   });

@@ -12,6 +12,7 @@ import { parseConfig } from '../src/config.js';
 import { Heap } from '../src/heap.js';
 import { loadModel, MlaError, type Model } from '../src/index.js';
 import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/memory.js';
+import { CHUNK } from '../src/decoder.js';
 import { defaultThreads, Parallel, SMALL_MODEL_BYTES, ThreadPool, threadsAvailable } from '../src/threads.js';
 import { loadKernels, type SimdBuild } from '../src/wasm.js';
 import { randomF32 } from './helpers.js';
@@ -60,7 +61,7 @@ function outputs(m: Model, ids: number[]): Float32Array[] {
   const out = [m.forward(ids, { attention: 'naive' }), m.forward(ids, { attention: 'absorbed' })];
   for (const attention of ['naive', 'absorbed'] as const) {
     const s = m.createSession({ contextLength: ids.length });
-    const split = Math.min(ids.length - 3, 70); // past a 64-token chunk when there are enough ids
+    const split = Math.min(ids.length - 3, CHUNK + 6); // past a chunk when there are enough ids
     out.push(s.prefill(ids.slice(0, split), { attention }));
     for (let t = split; t < ids.length; t++) out.push(s.step(ids[t], { attention }));
     s.dispose();
@@ -124,20 +125,22 @@ describe.skipIf(!sab)('threads', () => {
     one.dispose(); two.dispose();
   });
 
+  // Room for a prompt longer than a chunk (CHUNK + 36 ids: a second chunk in prefill and forward).
+  const long = { max_position_embeddings: 2 * CHUNK };
   const configs: [string, Record<string, unknown>][] = [
-    ['MLA, query compression', tinyMlaConfig({})],
-    ['MLA, no query compression, 6 heads', tinyMlaConfig({ q_lora_rank: null, num_attention_heads: 6, num_key_value_heads: 6 })],
-    ['MLA with MoE', tinyMlaMoeV2Config({})],
-    ['MLA, MLP wider than a panel (down_proj in 3 column panels)', tinyMlaConfig({ intermediate_size: 4100 })],
-    ['Llama MHA', tinyLlamaConfig({ num_key_value_heads: 4 })],
-    ['Llama GQA, 12 heads in 4 groups', tinyLlamaConfig({ num_attention_heads: 12, num_key_value_heads: 4, head_dim: 8, hidden_size: 96 })],
-    ['Llama GQA, 32 heads in 16 groups', tinyLlamaConfig({ num_attention_heads: 32, num_key_value_heads: 16, head_dim: 4, hidden_size: 128 })],
-    ['Llama MQA', tinyLlamaConfig({ num_key_value_heads: 1 })],
+    ['MLA, query compression', tinyMlaConfig(long)],
+    ['MLA, no query compression, 6 heads', tinyMlaConfig({ ...long, q_lora_rank: null, num_attention_heads: 6, num_key_value_heads: 6 })],
+    ['MLA with MoE', tinyMlaMoeV2Config(long)],
+    ['MLA, MLP wider than a panel (down_proj in 3 column panels)', tinyMlaConfig({ ...long, intermediate_size: 4100 })],
+    ['Llama MHA', tinyLlamaConfig({ ...long, num_key_value_heads: 4 })],
+    ['Llama GQA, 12 heads in 4 groups', tinyLlamaConfig({ ...long, num_attention_heads: 12, num_key_value_heads: 4, head_dim: 8, hidden_size: 96 })],
+    ['Llama GQA, 32 heads in 16 groups', tinyLlamaConfig({ ...long, num_attention_heads: 32, num_key_value_heads: 16, head_dim: 4, hidden_size: 128 })],
+    ['Llama MQA', tinyLlamaConfig({ ...long, num_key_value_heads: 1 })],
   ];
   describe.each(['relaxed', 'simd'] as SimdBuild[])('%s build', (simd) => {
     it.each(configs)('%s: every split forced, 2 and 3 threads give the bits of 1', async (_name, config) => {
       const source = { config, tensors: makeRandomCheckpoint(config, 13) };
-      const ids = randomIds(100, config.vocab_size as number, 4);
+      const ids = randomIds(CHUNK + 36, config.vocab_size as number, 4);
       const one = await loadModel(source, { simd, threads: 1 });
       const a = outputs(one, ids);
       for (const threads of [2, 3]) {
@@ -156,7 +159,7 @@ describe.skipIf(!sab)('threads', () => {
   // segments whatever the threads, so the same bits; and close to the unsplit answer.
   it.each(configs.filter(([name]) => name.startsWith('MLA') || name.includes('MQA')))('%s: split by keys, 1, 2 and 3 threads give the same bits', async (_name, config) => {
     const source = { config, tensors: makeRandomCheckpoint(config, 14) };
-    const ids = randomIds(100, config.vocab_size as number, 5);
+    const ids = randomIds(CHUNK + 36, config.vocab_size as number, 5);
     const unsplit = await loadModel(source, { threads: 1 });
     const plain = outputs(unsplit, ids);
     unsplit.dispose();
