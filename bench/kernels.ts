@@ -25,7 +25,7 @@ export interface KernelBenchResult {
   build: SimdBuild;
   peakGflops: number;
   peakChains: number;
-  /** GB/s: the better of the two read probes */
+  /** GB/s: the better of the two read probes, or the fastest GEMV from DRAM if it reads more */
   dramGBs: number;
   /** GB/s: probe_read (one stream) and probe_read_pairs (two streams 2 MiB apart) */
   dramOneStreamGBs: number;
@@ -62,6 +62,8 @@ interface Case {
   shape: string;
   /** bytes read (bandwidth-bound) or flops (compute-bound) per call */
   bytes?: number;
+  /** bandwidth-bound and read from DRAM (not a cache): it counts toward the DRAM figure */
+  fromDram?: boolean;
   flops?: number;
   note?: string;
   run: () => void;
@@ -134,7 +136,7 @@ export async function benchKernels(opts: { build: SimdBuild; quick?: boolean }):
       ? () => K.matvec(rotate ? nextW() : w, cols, v, y, rowsN, cols, false)
       : () => K.vecmat(vecBlock, rotate ? nextW() : w, cols, out, rowsN, cols, false);
     const shape = kernel === 'matvec' ? `1×${cols}×${rowsN}` : `1×${rowsN}×${cols}`;
-    cases.push({ kernel, shape, bytes: rowsN * cols * 4, note, run });
+    cases.push({ kernel, shape, bytes: rowsN * cols * 4, fromDram: rotate, note, run });
   }
   // The decoder stores matrices wider than PANEL_COLS in column panels and sums their matvecs
   // (src/weights.ts Matrix): the same shapes as it reads them.
@@ -147,7 +149,7 @@ export async function benchKernels(opts: { build: SimdBuild; quick?: boolean }):
         K.matvec(wp + rowsN * k0 * 4, kp, v + k0 * 4, y, rowsN, kp, k0 > 0);
       }
     };
-    cases.push({ kernel: 'matvec', shape: `1×${cols}×${rowsN}`, bytes: rowsN * cols * 4, note: `${Math.ceil(cols / width)} column panels (the decoder's layout)`, run });
+    cases.push({ kernel: 'matvec', shape: `1×${cols}×${rowsN}`, bytes: rowsN * cols * 4, fromDram: true, note: `${Math.ceil(cols / width)} column panels (the decoder's layout)`, run });
   }
 
   // Absorbed MLA decode attention (V2-Lite dims): 16 heads' queries [d_c 512 | d_r 64] over S
@@ -198,7 +200,9 @@ export async function benchKernels(opts: { build: SimdBuild; quick?: boolean }):
   const peakGflops = probes[0].flops! / bestMs.get(probes[0])! / 1e6;
   const dramOneStreamGBs = probes[1].bytes! / bestMs.get(probes[1])! / 1e6;
   const dramPairsGBs = probes[2].bytes! / bestMs.get(probes[2])! / 1e6;
-  const dramGBs = Math.max(dramOneStreamGBs, dramPairsGBs);
+  // A probe that a kernel reading from DRAM beats is no bound: the DRAM figure is the highest of both.
+  const dramGBs = Math.max(dramOneStreamGBs, dramPairsGBs,
+    ...cases.filter((cs) => cs.fromDram).map((cs) => cs.bytes! / bestMs.get(cs)! / 1e6));
   const rows: KernelBenchRow[] = cases.map((cs) => {
     const ms = bestMs.get(cs)!;
     if (cs.flops) {

@@ -265,6 +265,7 @@ if (peers.length || peersNote) {
 
 if (kernels.length) {
   md.push('### Kernels against the same-run probes (1 thread)', '');
+  md.push('DRAM: the better of the two read probes (one stream, two streams 2 MiB apart), raised to the fastest GEMV of the table that reads from DRAM when it reads more.', '');
   md.push('| build | kernel | shape M×K×N | measured | same-run probe | ratio | note |', '|---|---|---|---|---|---|---|');
   for (const k of kernels) {
     for (const r of k.rows) {
