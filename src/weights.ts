@@ -23,11 +23,12 @@ export interface TensorSource {
  * (row stride width_p), and the panels follow one another. With one panel (panelCols = cols) that
  * is the plain row-major layout.
  *
- * Why: a matvec streams W fastest as one sequential read while x stays in L1 beside it. Up to
- * PANEL_COLS floats of x do; a wider row (down_proj's 10944) pushes x out, and W is then read four
- * rows at a time, four streams, which this machine serves at ~27 GB/s. Six panels of 1824 columns,
- * each read as one stream, measured 36.5 GB/s against a 39.6 GB/s read probe (2048 × 10944, one
- * thread). A product then sums its panels' partial products in order (matmul_nt's `acc`).
+ * Why: a matvec streams W fastest while x stays in L1 beside the stream (matvec reads two rows
+ * 2 MiB apart at a time, see PAIR_BYTES in assembly/matmul.ts). Up to PANEL_COLS floats of x do; a
+ * wider row (down_proj's 10944) pushes x out, and W is then read four neighbouring rows at a time,
+ * which this machine serves at ~27 GB/s. Six panels of 1824 columns measured 36.5 GB/s against a
+ * 39.6 GB/s read probe when matvec still read one row at a time (2048 × 10944, one thread). A
+ * product then sums its panels' partial products in order (matmul_nt's `acc`).
  */
 export interface Matrix {
   ptr: number;
@@ -36,7 +37,7 @@ export interface Matrix {
   panelCols: number;
 }
 
-/** The widest panel: 2048 floats of x (8 KiB) stay in L1 next to the stream of W. */
+/** The widest panel: 2048 floats of x (8 KiB) stay in L1 next to the two streams of W. */
 export const PANEL_COLS = 2048;
 
 /** Column width of each panel but the last for a matrix `cols` wide: equal panels, a multiple of 4 floats. */
