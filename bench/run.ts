@@ -203,7 +203,7 @@ md.push(`Machine: ${machineLine}. Date: ${date.slice(0, 10)}. Command: \`${comma
 md.push(`**Probes** (floors use the highest of this run): compute peak ${f(p.peakGflops)} GFLOP/s` +
   `${kernels.length ? ` (probes: ${kernels.map((k) => `${k.build} ${f(k.peakGflops)}`).join(', ')}; the rest is the best GEMM)` : ''}, ` +
   `DRAM read ${f(p.dramGBs)} GB/s one thread${dram2 ? `, ${f(dram2)} GB/s two threads` : ''} (the highest of the read probes, ` +
-  `one process and two at once, each reading one stream and two streams 2 MiB apart, and of every GEMV in the peer table at that thread count)` +
+  `one process and two at once, each reading one stream and two streams 2 MiB apart, and of every GEMV from DRAM in the kernel and peer tables at that thread count)` +
   `${kernels.length ? `; the kernel bench's probes read ${kernels.map((k) => `${f(k.dramOneStreamGBs)} GB/s as one stream and ${f(k.dramPairsGBs)} as two (${k.build})`).join(', ')}` : ''}.`, '');
 
 if (llama.length) {
