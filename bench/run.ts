@@ -167,20 +167,10 @@ if (sections.has('decode')) {
   decode = await benchDecode(best, contexts, log);
 }
 
-/** A full garbage collection where the runtime offers one (Node and Deno with --expose-gc, Bun). */
-function collectGarbage(): void {
-  const g = globalThis as any;
-  if (typeof g.gc === 'function') g.gc();
-  else g.Bun?.gc?.(true);
-}
-
 // 5. End to end.
 let e2e: E2eResult | null = null;
 if (sections.has('e2e')) {
   log('end to end, V2-Lite dims, 2 layers, F32, 512 context:');
-  // The earlier sections' models are garbage by now: collect them before anything is timed, so that
-  // freeing their memory (gigabytes) does not happen during the steps (where the runtime lets us).
-  collectGarbage();
   // A fresh DRAM probe just before (minutes after the kernel bench); the floor takes the higher.
   noteLoad('e2e');
   const fresh = await probeDram(best);

@@ -4,9 +4,8 @@
 //
 // Bundles bench/run.ts (which reaches into src/ for the kernels and the decoder, and includes
 // vega/vega-lite for the plot) into build/bench.mjs, then runs it:
-//   node: with --experimental-wasm-relaxed-simd, so that Node 20 measures both kernel builds, and
-//         --expose-gc, so that the bench can collect the earlier sections' models before the e2e;
-//   deno: `npx deno run -A --v8-flags=--expose-gc build/bench.mjs`, Deno from npm (deno@2.9.6, installed with --no-save if
+//   node: with --experimental-wasm-relaxed-simd, so that Node 20 measures both kernel builds;
+//   deno: `npx deno run -A build/bench.mjs`, Deno from npm (deno@2.9.6, installed with --no-save if
 //         missing: as a devDependency its lock entry would lack other platforms' binaries);
 //   bun:  the `bun` devDependency;
 //   all:  the three in turn (each writes its own bench/results/latest[-runtime].*).
@@ -51,11 +50,11 @@ function ensureDeno() {
 
 function run(runtime) {
   if (runtime === 'node') {
-    return spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', '--expose-gc', 'build/bench.mjs', ...args], { stdio: 'inherit' }).status;
+    return spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', 'build/bench.mjs', ...args], { stdio: 'inherit' }).status;
   }
   if (runtime === 'deno') {
     if (!ensureDeno()) { console.error('deno: could not be installed; skipped'); return 1; }
-    return spawnSync('npx', ['--no-install', 'deno', 'run', '-A', '--v8-flags=--expose-gc', 'build/bench.mjs', ...args], { stdio: 'inherit' }).status;
+    return spawnSync('npx', ['--no-install', 'deno', 'run', '-A', 'build/bench.mjs', ...args], { stdio: 'inherit' }).status;
   }
   if (runtime === 'bun') {
     const bin = 'node_modules/.bin/bun';
