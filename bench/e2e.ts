@@ -21,9 +21,10 @@
 // run's (the highest read figure of the whole run at that thread count) and, step by step, a read
 // probe on as many threads in the same process taken just before the step (the median of the
 // ratios is reported), since this machine's bandwidth moves between minutes.
-import { spawnSync } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
+import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { parseConfig, type MlaAttention, type ModelConfig } from '../src/config.js';
@@ -34,13 +35,15 @@ import type { SimdBuild } from '../src/wasm.js';
 import { expectedTensors } from '../src/weights.js';
 import { encodeModel, FLOAT, GraphBuilder, INT64, type Encoded } from './onnx.js';
 import { decodeBytes } from './roofline.js';
-import { inProcessReader, type InProcessReader } from './probes.js';
+import { inProcessReader, selfCommand, type InProcessReader } from './probes.js';
 
 export const CONTEXT = 512;
-/** Timed steps per in-process read probe. */
+/** Rounds in which every side times STEPS_PER_ROUND runs. */
+const ROUNDS = 4, STEPS_PER_ROUND = 4;
+/** Timed runs per in-process read probe. */
 const PROBE_EVERY = 2;
-/** Untimed steps before each block of timed ones, ms. */
-const WARM_MS = 1000;
+/** Untimed runs before each block of timed ones, ms. */
+const WARM_MS = 300;
 
 /**
  * The in-process read probe, after a pause in which the threads of what was timed go idle
@@ -260,17 +263,111 @@ export function latentCache(model: Model, session: Session, S: number): Float32A
 }
 
 // ---------------------------------------------------------------------------------------------
-// The ONNX Runtime side: runs in a child Node process (`--e2e-worker <json>`).
+// Each side runs in a child process of its own (`--e2e-worker <json>`, this runtime): ours
+// (loadModel, prefill, steps) and each peer (onnxruntime, Node only). All stay loaded, and the
+// parent asks them in turn for a few timed steps at a time, round after round, so every side is
+// sampled across the same minutes: this machine is shared, and a neighbour's phase (seen here
+// as 1-thread steps 15% slower for a block, the read probes beside them unchanged) would
+// otherwise fall on one side only.
+//
+// Protocol: the child prints one JSON line when ready (E2eReady), then for each line `n` on its
+// stdin times n runs and prints one line (E2eBlock); an empty line or the end of stdin ends it.
 
-export interface E2eWorkerSpec { peer: 'onnxruntime-web' | 'onnxruntime-node'; threads: number; dir: string; reps: number; build: SimdBuild }
-export interface E2eWorkerResult {
+/** The prompt every run prefills, and the token of the step that is checked and timed. */
+function e2ePrompt(c: ModelConfig): number[] {
+  let s = 7;
+  return Array.from({ length: CONTEXT }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s % c.vocabSize; });
+}
+const STEP_ID = 17;
+
+export interface E2eWorkerSpec {
+  peer: 'mla-wasm' | 'onnxruntime-web' | 'onnxruntime-node'; threads: number; dir: string; build: SimdBuild;
+  /** mla-wasm only: also write inputs.bin/json (the cache and RoPE inputs of the ONNX graph). */
+  writeInputs?: boolean;
+}
+export interface E2eReady {
   peer: string; version: string; threads: number; ok: boolean; note?: string;
   loadMs?: number; logits?: string /* base64 f32 */;
-  /** Each timed run, in order, and the in-process read probe (GB/s) taken before it. */
-  times?: number[]; probeGBs?: number[];
+  /** mla-wasm only: the prefill of CONTEXT tokens, ms. */
+  prefillMs?: number;
+}
+/** Each timed run of a block, in order, and the in-process read probe (GB/s) taken before it. */
+export interface E2eBlock { times: number[]; probeGBs: number[] }
+
+/** One side, loaded and checked: `warm` runs untimed, `run` is what is timed. */
+interface Side { ready: E2eReady; warm?: () => Promise<void>; run?: () => unknown; dispose?: () => Promise<void> | void }
+
+export async function e2eWorker(spec: E2eWorkerSpec): Promise<void> {
+  const side = spec.peer === 'mla-wasm' ? await oursSide(spec) : await onnxSide(spec);
+  console.log(JSON.stringify(side.ready));
+  if (!side.ready.ok) return;
+  const reader = await inProcessReader(spec.build, spec.threads);
+  for await (const line of createInterface({ input: process.stdin })) {
+    const n = Number(line);
+    if (!line || !(n > 0)) break;
+    await side.warm!();
+    const block: E2eBlock = { times: [], probeGBs: [] };
+    for (let i = 0; i < n; i++) {
+      const gbs = i % PROBE_EVERY === 0 ? await probeAfterPause(reader) : block.probeGBs[i - 1];
+      const t = performance.now();
+      const pending = side.run!(); // a promise only where the API is asynchronous
+      if (pending instanceof Promise) await pending;
+      block.times.push(performance.now() - t);
+      block.probeGBs.push(gbs);
+    }
+    console.log(JSON.stringify(block));
+  }
+  reader.dispose();
+  await side.dispose!();
 }
 
-export async function e2eWorker(spec: E2eWorkerSpec): Promise<E2eWorkerResult> {
+const base64 = (v: Float32Array) => Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+
+/** Ours: load, prefill CONTEXT tokens, the checked step; each block then steps at CONTEXT + 3 … */
+async function oursSide(spec: E2eWorkerSpec): Promise<Side> {
+  const base = { peer: spec.peer, threads: spec.threads, version: '' };
+  const c = parseConfig(E2E_CONFIG);
+  const t0 = performance.now();
+  const model = await loadModel(spec.dir, { simd: spec.build, threads: spec.threads });
+  const loadMs = performance.now() - t0;
+  if (model.threads !== spec.threads) {
+    model.dispose();
+    return { ready: { ...base, ok: false, note: `${spec.threads} threads asked, ${model.threads} available` } };
+  }
+  const session = model.createSession({ contextLength: CONTEXT + 128 });
+  const t1 = performance.now();
+  session.prefill(e2ePrompt(c));
+  const prefillMs = performance.now() - t1;
+  if (spec.writeInputs) {
+    const a = c.attention as MlaAttention, row = a.kvLoraRank + a.ropeDim;
+    const rope = ropeInputs(c, CONTEXT);
+    const bin = new Float32Array(2 * a.ropeDim + c.layers * CONTEXT * row);
+    bin.set(rope.cos, 0); bin.set(rope.sin, a.ropeDim);
+    latentCache(model, session, CONTEXT).forEach((layer, l) => bin.set(layer, 2 * a.ropeDim + l * CONTEXT * row));
+    writeFileSync(path.join(spec.dir, 'inputs.bin'), new Uint8Array(bin.buffer));
+    writeFileSync(path.join(spec.dir, 'inputs.json'), JSON.stringify({ id: STEP_ID, dr: a.ropeDim, layers: c.layers, S: CONTEXT, row }));
+  }
+  const logits = session.step(STEP_ID);
+  let id = 3;
+  return {
+    ready: { ...base, ok: true, loadMs, prefillMs, logits: base64(logits) },
+    warm: async () => {
+      for (const until = performance.now() + WARM_MS; performance.now() < until;) {
+        session.step(1);
+        if (session.position > CONTEXT + 64) session.truncate(CONTEXT + 1);
+      }
+      // Every block times the same steps: context CONTEXT + 3 … (the peers see CONTEXT + 1 rows).
+      session.truncate(CONTEXT + 1);
+      for (let i = 0; i < 2; i++) session.step(i);
+      id = 3;
+    },
+    run: () => session.step(id++),
+    dispose: () => model.dispose(),
+  };
+}
+
+/** onnxruntime-web or -node running step.onnx on inputs.bin. */
+async function onnxSide(spec: E2eWorkerSpec): Promise<Side> {
   const base = { peer: spec.peer, threads: spec.threads };
   const req = createRequire(import.meta.url);
   let version = '?';
@@ -302,29 +399,68 @@ export async function e2eWorker(spec: E2eWorkerSpec): Promise<E2eWorkerResult> {
     }
     const out = await session.run(feeds);
     const logits = out.logits.data as Float32Array;
-    for (let i = 0; i < 3; i++) await session.run(feeds);
-    const reader = await inProcessReader(spec.build, spec.threads);
-    const times: number[] = [], probeGBs: number[] = [];
-    for (let i = 0; i < spec.reps; i++) {
-      const gbs = i % PROBE_EVERY === 0 ? await probeAfterPause(reader) : probeGBs[i - 1];
-      const t = performance.now();
-      await session.run(feeds);
-      times.push(performance.now() - t);
-      probeGBs.push(gbs);
-    }
-    reader.dispose();
-    await session.release?.();
     return {
-      ...base, version, ok: true, loadMs, times, probeGBs,
-      logits: Buffer.from(logits.buffer, logits.byteOffset, logits.byteLength).toString('base64'),
+      ready: { ...base, version, ok: true, loadMs, logits: base64(logits) },
+      warm: async () => { for (const until = performance.now() + WARM_MS; performance.now() < until;) await session.run(feeds); },
+      run: () => session.run(feeds),
+      dispose: async () => { await session.release?.(); },
     };
   } catch (e) {
-    return { ...base, version, ok: false, note: String((e as Error)?.message ?? e).split('\n')[0].slice(0, 300) };
+    return { ready: { ...base, version, ok: false, note: String((e as Error)?.message ?? e).split('\n')[0].slice(0, 300) } };
+  }
+}
+
+/** A worker child process, answering one JSON line per request. */
+class WorkerProcess {
+  private lines: string[] = [];
+  private waiting: ((line: string | null) => void) | null = null;
+  private ended = false;
+  private stderrTail = '';
+  private readonly child: ChildProcess;
+
+  constructor(bundle: string, spec: E2eWorkerSpec) {
+    const [cmd, ...pre] = selfCommand(bundle);
+    this.child = spawn(cmd, [...pre, '--e2e-worker', JSON.stringify(spec)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      if (!line.startsWith('{')) return; // a runtime's own messages
+      if (this.waiting) { const w = this.waiting; this.waiting = null; w(line); } else this.lines.push(line);
+    });
+    this.child.stderr!.on('data', (d) => { this.stderrTail = (this.stderrTail + d).slice(-2000); });
+    this.child.on('close', () => { this.ended = true; this.waiting?.(null); this.waiting = null; });
+    this.child.on('error', () => { this.ended = true; this.waiting?.(null); this.waiting = null; });
+  }
+
+  /** The next JSON line, or null when the process has ended (or gave nothing for 10 minutes). */
+  next<T>(): Promise<T | null> {
+    if (this.lines.length) return Promise.resolve(JSON.parse(this.lines.shift()!));
+    if (this.ended) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.waiting = null; this.child.kill(); resolve(null); }, 600_000);
+      this.waiting = (line) => { clearTimeout(timer); resolve(line === null ? null : JSON.parse(line)); };
+    });
+  }
+
+  /** n timed runs. */
+  block(n: number): Promise<E2eBlock | null> {
+    if (!this.ended) this.child.stdin!.write(`${n}\n`);
+    return this.next<E2eBlock>();
+  }
+
+  /** Why it ended, from its last error output. */
+  get failure(): string {
+    return this.stderrTail.trim().split('\n').slice(-1)[0] || `exit code ${this.child.exitCode}`;
+  }
+
+  async close(): Promise<void> {
+    if (this.ended) return;
+    const closed = new Promise((resolve) => this.child.once('close', resolve));
+    this.child.stdin!.end('\n');
+    await closed;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// The bench: ours in this process, the peers in children.
+// The bench: ours and the peers, each in its own child process.
 
 export interface E2eRow {
   runtime: string;
@@ -355,6 +491,9 @@ export interface E2eResult {
   dramGBs2: number | null;
   prefillTokensPerS: number;
   rows: E2eRow[];
+  rounds: number;
+  stepsPerRound: number;
+  warmMs: number;
   maxAbsLogit: number;
   verified: boolean;
 }
@@ -366,140 +505,92 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
   writeCheckpoint(dir, c, log);
   if (opts.nodePeers) writeOnnx(dir, c, log);
 
-  // Ours at each thread count: load, prefill CONTEXT tokens, one step (its logits are the ones the
-  // peers are checked against), then timed steps.
-  let s = 7;
-  const prompt = Array.from({ length: CONTEXT }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s % c.vocabSize; });
-  const a = c.attention as MlaAttention, row = a.kvLoraRank + a.ropeDim;
-  const id = 17;
-  const reps = 16;
-  const ours: { threads: number; build: string; model: Model; session: Session; prefillMs: number; times: number[]; probeGBs: number[] }[] = [];
-  let logits: Float32Array | null = null;
-  for (const threads of opts.threadCounts) {
-    log(`  ours ${threads}t: loading and prefilling …`);
-    const model = await loadModel(dir, { simd: opts.build, threads });
-    if (model.threads !== threads) { model.dispose(); continue; }
-    const session = model.createSession({ contextLength: CONTEXT + 128 });
-    const t0 = performance.now();
-    session.prefill(prompt);
-    const prefillMs = performance.now() - t0;
-    if (!logits) {
-      const rope = ropeInputs(c, CONTEXT);
-      const bin = new Float32Array(2 * a.ropeDim + c.layers * CONTEXT * row);
-      bin.set(rope.cos, 0); bin.set(rope.sin, a.ropeDim);
-      latentCache(model, session, CONTEXT).forEach((layer, l) => bin.set(layer, 2 * a.ropeDim + l * CONTEXT * row));
-      writeFileSync(path.join(dir, 'inputs.bin'), new Uint8Array(bin.buffer));
-      writeFileSync(path.join(dir, 'inputs.json'), JSON.stringify({ id, dr: a.ropeDim, layers: c.layers, S: CONTEXT, row }));
-      logits = session.step(id);
-    } else {
-      // The pool's split keeps every output on one thread's code path: the same logits, bit for bit.
-      const again = session.step(id);
-      if (!again.every((v, i) => Object.is(v, logits![i]))) throw new Error(`e2e: ${threads} threads gave other logits than 1`);
+  // Every side loaded in its own process, in turn (ours at 1 thread first: its logits are the ones
+  // the others are checked against, and it writes the ONNX graph's inputs).
+  type Runner = { label: string; threads: number; proc: WorkerProcess; ready: E2eReady; times: number[]; probeGBs: number[] };
+  const runners: Runner[] = [];
+  const failed: { label: string; threads: number; note: string }[] = [];
+  let oursLogits: string | null = null;
+  const sides: E2eWorkerSpec[] = [
+    ...opts.threadCounts.map((threads) => ({ peer: 'mla-wasm' as const, threads, dir, build: opts.build })),
+    ...(opts.nodePeers ? (['onnxruntime-web', 'onnxruntime-node'] as const).flatMap((peer) => [1, 2].map((threads) => ({ peer, threads, dir, build: opts.build }))) : []),
+  ];
+  try {
+    for (const spec of sides) {
+      const ours = spec.peer === 'mla-wasm';
+      log(`  ${spec.peer} ${spec.threads}t: loading …`);
+      const proc: WorkerProcess = new WorkerProcess(opts.bundle, { ...spec, writeInputs: ours && oursLogits === null });
+      const ready: E2eReady | null = await proc.next<E2eReady>();
+      const label = ours ? `mla-wasm (${opts.build} build)` : `${spec.peer} ${ready?.version ?? '?'}`;
+      if (!ready?.ok) {
+        const note = ready?.note ?? `process failed: ${proc.failure}`;
+        await proc.close();
+        if (ours && oursLogits === null) throw new Error(`e2e: ours at ${spec.threads} threads failed: ${note}`);
+        failed.push({ label, threads: spec.threads, note });
+        log(`  ${label} ${spec.threads}t: skipped (${note})`);
+        continue;
+      }
+      if (ours) {
+        // The pool's split keeps every output on one thread's code path: the same logits, bit for bit.
+        if (oursLogits !== null && ready.logits !== oursLogits) throw new Error(`e2e: ${spec.threads} threads gave other logits than ${opts.threadCounts[0]}`);
+        oursLogits ??= ready.logits!;
+      }
+      runners.push({ label, threads: spec.threads, proc, ready, times: [], probeGBs: [] });
     }
-    ours.push({ threads, build: model.simd, model, session, prefillMs, times: [], probeGBs: [] });
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const r of runners) {
+        const block = await r.proc.block(STEPS_PER_ROUND);
+        if (!block) throw new Error(`e2e: ${r.label} ${r.threads}t stopped: ${r.proc.failure}`);
+        r.times.push(...block.times); r.probeGBs.push(...block.probeGBs);
+      }
+    }
+  } finally {
+    await Promise.all(runners.map((r) => r.proc.close()));
   }
-  if (!logits) throw new Error('e2e: no thread count could be loaded');
-  const oursLogits = logits;
-  // This machine's bandwidth moves within minutes (two threads' by up to 70%, between two levels),
-  // so each step is also set beside a read probe taken in the same process on as many threads,
-  // just before it (every PROBE_EVERY steps); the peers get the same in their processes.
-  const readers = new Map<number, InProcessReader>();
-  for (const o of ours) if (!readers.has(o.threads)) readers.set(o.threads, await inProcessReader(opts.build, o.threads));
-  const timeOurs = async () => {
-    for (const o of ours) {
-      const reader = readers.get(o.threads)!;
-      // Untimed steps for a second first: in full runs (after the other sections) the first block's
-      // 1-thread steps were once 1.35× slower than the second block's, with the probes between them
-      // reading as fast as ever (2026-11-24 06:10 and 06:48 UTC, Node).
-      for (const until = performance.now() + WARM_MS; performance.now() < until;) {
-        o.session.step(1);
-        if (o.session.position > CONTEXT + 64) o.session.truncate(CONTEXT + 1);
-      }
-      o.session.truncate(CONTEXT + 1);
-      for (let i = 0; i < 2; i++) o.session.step(i);
-      for (let i = 0; i < reps / 2; i++) {
-        const gbs = i % PROBE_EVERY === 0 ? await probeAfterPause(reader) : o.probeGBs[o.probeGBs.length - 1];
-        const t = performance.now();
-        o.session.step(i + 3);
-        o.times.push(performance.now() - t);
-        o.probeGBs.push(gbs);
-      }
-      // Back to the context the peers see (CONTEXT + 1 rows), so both blocks time the same step.
-      o.session.truncate(CONTEXT + 1);
-    }
-  };
-  await timeOurs();
-  const maxAbsLogit = oursLogits.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
+  const logitsOf = (b64: string) => new Float32Array(Uint8Array.from(Buffer.from(b64, 'base64')).buffer);
+  const reference = logitsOf(oursLogits!);
+  const maxAbsLogit = reference.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   const bytes = decodeBytes(c, CONTEXT);
   const floorAt = (gbs: number) => (bytes.weights + bytes.cache) / (gbs * 1e6);
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-  /** The row's figures from its timed steps and the probes before them. */
-  const measured = (times: number[], probeGBs: number[]) => ({
-    msPerToken: median(times), msBest: Math.min(...times), probeGBs: median(probeGBs),
-    ratioInterleaved: median(times.map((t, i) => floorAt(probeGBs[i]) / t)),
-    steps: times.map((t, i) => ({ ms: +t.toFixed(3), probeGBs: +probeGBs[i].toFixed(2) })),
-  });
-  const probesSeen: { threads: number; gbs: number }[] = [];
-  const rows: E2eRow[] = [];
   let verified = true;
-  if (opts.nodePeers) {
-    for (const peer of ['onnxruntime-web', 'onnxruntime-node'] as const) {
-      for (const threads of [1, 2]) {
-        const spec: E2eWorkerSpec = { peer, threads, dir, reps, build: opts.build };
-        const child = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', opts.bundle, '--e2e-worker', JSON.stringify(spec)],
-          { encoding: 'utf8', maxBuffer: 1 << 26, timeout: 600_000 });
-        const line = child.stdout?.split('\n').find((x) => x.startsWith('{"peer"'));
-        const r: E2eWorkerResult = line ? JSON.parse(line)
-          : { peer, threads, version: '?', ok: false, note: `process failed: ${(child.error?.message ?? child.stderr?.trim().split('\n').slice(-1)[0]) || child.status}` };
-        const label = `${peer} ${r.version}`;
-        if (!r.ok) {
-          rows.push({ runtime: label, threads, msPerToken: NaN, msBest: NaN, floorMs: NaN, ratio: NaN, note: `skipped: ${r.note}` });
-          log(`  ${label} ${threads}t: skipped (${r.note})`);
-          continue;
-        }
-        const theirs = new Float32Array(Uint8Array.from(Buffer.from(r.logits!, 'base64')).buffer);
-        let maxAbsDiff = 0;
-        for (let i = 0; i < theirs.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(theirs[i] - oursLogits[i]));
-        const ok = theirs.length === oursLogits.length && maxAbsDiff <= 1e-4 * Math.max(1, maxAbsLogit);
-        if (!ok) verified = false;
-        const m = measured(r.times!, r.probeGBs!);
-        probesSeen.push(...r.probeGBs!.map((gbs) => ({ threads, gbs })));
-        rows.push({
-          runtime: label, threads, ...m, floorMs: NaN, ratio: NaN, maxAbsDiff,
-          ...(ok ? {} : { note: `logits differ from ours by ${maxAbsDiff.toExponential(2)}: not comparable` }),
-        });
-        log(`  ${label} ${threads}t: ${m.msPerToken.toFixed(2)} ms/token (best ${m.msBest.toFixed(2)}), probes ${m.probeGBs.toFixed(1)} GB/s, ` +
-          `session load ${(r.loadMs! / 1000).toFixed(1)} s, max |Δlogit| ${maxAbsDiff.toExponential(2)}`);
-      }
+  const rows: E2eRow[] = runners.map((r) => {
+    const m = {
+      msPerToken: median(r.times), msBest: Math.min(...r.times), probeGBs: median(r.probeGBs),
+      ratioInterleaved: median(r.times.map((t, i) => floorAt(r.probeGBs[i]) / t)),
+      steps: r.times.map((t, i) => ({ ms: +t.toFixed(3), probeGBs: +r.probeGBs[i].toFixed(2) })),
+    };
+    let check = {};
+    if (r.ready.peer !== 'mla-wasm') {
+      const theirs = logitsOf(r.ready.logits!);
+      let maxAbsDiff = 0;
+      for (let i = 0; i < theirs.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(theirs[i] - reference[i]));
+      const ok = theirs.length === reference.length && maxAbsDiff <= 1e-4 * Math.max(1, maxAbsLogit);
+      if (!ok) verified = false;
+      check = { maxAbsDiff, ...(ok ? {} : { note: `logits differ from ours by ${maxAbsDiff.toExponential(2)}: not comparable` }) };
     }
-    await timeOurs(); // a second block after the peers, so both sides see the machine at more than one moment
-  }
-  for (const r of readers.values()) r.dispose();
-  const oursRows: E2eRow[] = ours.map((o) => {
-    const m = measured(o.times, o.probeGBs);
-    probesSeen.push(...o.probeGBs.map((gbs) => ({ threads: o.threads, gbs })));
-    log(`  ours ${o.threads}t: ${m.msPerToken.toFixed(2)} ms/token (best ${m.msBest.toFixed(2)}), probes ${m.probeGBs.toFixed(1)} GB/s, prefill ${CONTEXT} tokens ${(o.prefillMs / 1000).toFixed(1)} s`);
-    return { runtime: `mla-wasm (${o.build} build)`, threads: o.threads, ...m, floorMs: NaN, ratio: NaN };
+    log(`  ${r.label} ${r.threads}t: ${m.msPerToken.toFixed(2)} ms/token (best ${m.msBest.toFixed(2)}), probes ${m.probeGBs.toFixed(1)} GB/s, ` +
+      `load ${(r.ready.loadMs! / 1000).toFixed(1)} s${r.ready.prefillMs ? `, prefill ${CONTEXT} tokens ${(r.ready.prefillMs / 1000).toFixed(1)} s` : ''}`);
+    return { runtime: r.label, threads: r.threads, ...m, floorMs: NaN, ratio: NaN, ...check };
   });
+  for (const f of failed) rows.push({ runtime: f.label, threads: f.threads, msPerToken: NaN, msBest: NaN, floorMs: NaN, ratio: NaN, note: `skipped: ${f.note}` });
   // The run's floors: the highest bandwidth the run saw, the probes between the steps included.
   // Two threads read at least as fast as one: the 2-thread figure is never below the 1-thread one.
-  const seen = (t: number) => probesSeen.filter((p) => p.threads === t).map((p) => p.gbs);
+  const seen = (t: number) => runners.filter((r) => r.threads === t).flatMap((r) => r.probeGBs);
   const dram1 = Math.max(opts.dramGBs1, ...seen(1));
   const dram2 = Math.max(dram1, opts.dramGBs2 ?? 0, ...seen(2));
-  for (const r of [...oursRows, ...rows]) {
+  const oursRows = rows.filter((r) => r.runtime.startsWith('mla-wasm'));
+  for (const r of rows) {
     r.floorMs = floorAt(r.threads === 1 ? dram1 : dram2);
     r.ratio = r.floorMs / r.msPerToken;
-  }
-  for (const r of rows) {
     const o = oursRows.find((x) => x.threads === r.threads);
-    if (o && Number.isFinite(r.msPerToken)) r.oursSpeedup = r.msPerToken / o.msPerToken;
+    if (o && o !== r && Number.isFinite(r.msPerToken)) r.oursSpeedup = r.msPerToken / o.msPerToken;
   }
-  for (const o of ours) o.model.dispose();
   return {
     config: E2E_CONFIG, context: CONTEXT, weightBytesRead: bytes.weights, cacheBytes: bytes.cache,
-    dramGBs1: dram1, dramGBs2: dram2, prefillTokensPerS: CONTEXT / ours[0].prefillMs * 1000,
-    rows: [...oursRows, ...rows], maxAbsLogit, verified,
+    dramGBs1: dram1, dramGBs2: dram2, prefillTokensPerS: CONTEXT / runners[0].ready.prefillMs! * 1000,
+    rows, rounds: ROUNDS, stepsPerRound: STEPS_PER_ROUND, warmMs: WARM_MS, maxAbsLogit, verified,
   };
 }
 

@@ -32,10 +32,8 @@ const bundle = fileURLToPath(import.meta.url);
 const workerMode = ['--peer-worker', '--e2e-worker', '--read-worker'].find((m) => argv.includes(m));
 if (workerMode) {
   const spec = JSON.parse(arg(workerMode)!);
-  const result = workerMode === '--peer-worker' ? await peerWorker(spec)
-    : workerMode === '--e2e-worker' ? await e2eWorker(spec)
-    : await readWorker(spec);
-  console.log(JSON.stringify(result));
+  if (workerMode === '--e2e-worker') await e2eWorker(spec); // answers requests on stdin
+  else console.log(JSON.stringify(workerMode === '--peer-worker' ? await peerWorker(spec) : await readWorker(spec)));
   process.exit(0);
 }
 
@@ -228,7 +226,9 @@ if (e2e) {
   for (const r of e2e.rows) {
     md.push(`| ${r.runtime} | ${r.threads} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${f(r.floorMs, 2)} | ${f(r.ratio, 2)} | ${f(r.probeGBs ?? NaN)} | ${f(r.ratioInterleaved ?? NaN, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? r.maxAbsDiff.toExponential(1) : ''} | ${r.note ?? ''} |`);
   }
-  md.push('', '"their ms / our ms" compares a peer with ours at the same thread count; > 1 means ours is faster. ' +
+  md.push('', 'Each side (ours, and each peer at each thread count) runs in a process of its own, all loaded at once; the run asks them in turn ' +
+    `for ${e2e.stepsPerRound} timed steps (after ${e2e.warmMs} ms of untimed ones), ${e2e.rounds} rounds, so every side is sampled across the same minutes. ` +
+    '"their ms / our ms" compares a peer with ours at the same thread count; > 1 means ours is faster. ' +
     '"Step by step": before every second timed step, the process that times it (ours, or the peer\'s) reads 256 MiB on as many threads, ' +
     'as one stream and as two per thread (the better counts); each step\'s floor comes from the probe just before it, and the column is ' +
     'the median of floor / step time (the probes column: their median). This machine\'s bandwidth moves within minutes, ' +
