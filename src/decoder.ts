@@ -268,17 +268,17 @@ export class Decoder {
     const H = a.heads, dc = a.kvLoraRank, dn = a.nopeDim, dv = a.vDim, kv = dn + dv;
     const qHead = dn + a.ropeDim, S = pos + T;
     // State of (head h, query t): m, l at [h·T + t]; accumulator = o[t, h, :]. Head h: queries at
-    // q + h·qHead, keys [kvExp[j, h, :d_n] ; k^R_j], values kvExp[j, h, d_n:]. Initialised with the
-    // first key block, finished (o = acc / l) with the last.
+    // q + h·qHead, keys [k_{j,h}^C ; k^R_j], values v_{j,h}. Initialised with the first key block,
+    // finished (o = acc / l) with the last.
     for (let j0 = 0; j0 < S; j0 += KEY_BLOCK) {
       const n = Math.min(KEY_BLOCK, S - j0);
       const rows = this.cacheAt(cache, l, j0);
-      // kvExp[j, h, :] = [k_{j,h}^C (d_n) ; v_{j,h} (d_v)] = kv_b_proj · c_kv_j
+      // kvExp[j, :] = [k_{j,1}^C … k_{j,H}^C (d_n each) ; v_{j,1} … v_{j,H} (d_v each)] = kv_b_proj · c_kv_j
       this.linear(rows, cache.row, this.w.layers[l].wkvB!, s.kvExp, H * kv, n);
       const phases = (j0 === 0 ? INIT : 0) | BLOCK | (j0 + n === S ? FINISH : 0);
       this.par.attention(phases, H, 1, q, qStride, T, pos, 1, dn, a.ropeDim,
-        s.kvExp, H * kv, rows + dc * F, cache.row, s.kvExp + dn * F, H * kv, dv,
-        n, j0, this.scale, s.attnM, s.attnL, s.o, H * dv, s.attnScratch, qHead * F, kv * F, kv * F, dv * F);
+        s.kvExp, H * kv, rows + dc * F, cache.row, s.kvExp + H * dn * F, H * kv, dv,
+        n, j0, this.scale, s.attnM, s.attnL, s.o, H * dv, s.attnScratch, qHead * F, dn * F, dv * F, dv * F);
     }
   }
 
@@ -289,10 +289,10 @@ export class Decoder {
   private mlaAbsorbed(a: MlaAttention, l: number, cache: KvCache, pos: number, T: number, q: number, qStride: number): void {
     const { s, par } = this;
     const H = a.heads, dc = a.kvLoraRank, dr = a.ropeDim, dn = a.nopeDim, dv = a.vDim;
-    const qHead = dn + dr, kv = dn + dv, lat = dc + dr;
-    const wkvB = this.w.layers[l].wkvB!.ptr;
+    const qHead = dn + dr, lat = dc + dr;
+    const wUK = this.w.layers[l].wkvB!.ptr, wUV = wUK + H * dn * dc * F; // W_UK_h: [d_n, d_c], W_UV_h: [d_v, d_c]
     // qAbs[t, h, :] = [q̃_{t,h} (d_c) ; q_{t,h}^R (d_r)]: for each head h, q̃_h = q_h^C · W_UK_h.
-    par.matmul(false, q, qStride, wkvB, dc, s.qAbs, H * lat, T, dn, dc, H, qHead * F, kv * dc * F, lat * F);
+    par.matmul(false, q, qStride, wUK, dc, s.qAbs, H * lat, T, dn, dc, H, qHead * F, dn * dc * F, lat * F);
     for (let h = 0; h < H; h++) {
       this.copyRows(q + (h * qHead + dn) * F, qStride, s.qAbs + (h * lat + dc) * F, H * lat, T, dr);
     }
@@ -301,7 +301,7 @@ export class Decoder {
     par.attention(INIT | BLOCK | FINISH, 1, 1, s.qAbs, lat, T * H, pos, H, dc, dr, rows, cache.row, rows + dc * F, cache.row,
       rows, cache.row, dc, pos + T, 0, this.scale, s.attnM, s.attnL, s.oLat, dc, s.attnScratch);
     // o[t, h, :] = W_UV_h · õ_{t,h}
-    par.matmul(true, s.oLat, H * dc, wkvB + dn * dc * F, dc, s.o, H * dv, T, dc, dv, H, dc * F, kv * dc * F, dv * F);
+    par.matmul(true, s.oLat, H * dc, wUV, dc, s.o, H * dv, T, dc, dv, H, dc * F, dv * dc * F, dv * F);
   }
 
   /** MHA / GQA / MQA (Llama layout): cache rows are [k of every KV head ; v of every KV head]. */

@@ -57,7 +57,12 @@ export interface LayerWeights {
   qNorm: number;
   wqB: Matrix | null;
   kvNorm: number;
-  /** kv_b_proj is always one panel: the absorbed path reads its heads' blocks in [out, in] layout. */
+  /**
+   * kv_b_proj, one panel, its rows grouped by kind: [W_UK of every head (heads·d_n rows) ; W_UV of
+   * every head (heads·d_v rows)] (Hugging Face interleaves them head by head). Decode reads all
+   * heads' W_UK, then all heads' W_UV, one head after another: grouped, each is one 4 MiB stream
+   * (V2-Lite dims), not 16 blocks of 256 KiB with a restart at each.
+   */
   wkvB: Matrix | null;
   wo: Matrix;
   /** Dense SwiGLU: [gate | up] (2·intermediate × hidden) and down (null in MoE layers). */
@@ -186,6 +191,16 @@ export function inputRows(c: ModelConfig): number {
 export const MATRIX_ALIGN = 4096;
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
+/** kv_b_proj's rows [h: d_n of W_UK_h, d_v of W_UV_h] regrouped as [W_UK of every head ; W_UV of every head]. */
+function groupHeadRows(w: Float32Array, heads: number, dn: number, dv: number, dc: number): void {
+  const hf = w.slice();
+  for (let h = 0; h < heads; h++) {
+    const head = h * (dn + dv) * dc;
+    w.set(hf.subarray(head, head + dn * dc), h * dn * dc);
+    w.set(hf.subarray(head + dn * dc, head + (dn + dv) * dc), heads * dn * dc + h * dv * dc);
+  }
+}
+
 /** Sums over the tensors the config implies (one layer of each FFN kind is counted, not every layer). */
 function tensorSums(c: ModelConfig): { numbers: number; matrixBytes: number; vectorBytes: number } {
   const sums = (s: Shapes) => {
@@ -295,6 +310,7 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
       }
       w.kvNorm = place(p + 'self_attn.kv_a_layernorm.weight');
       w.wkvB = placeMatrix(false, p + 'self_attn.kv_b_proj.weight');
+      groupHeadRows(heap.f32(w.wkvB.ptr, w.wkvB.rows * w.wkvB.cols), a.heads, a.nopeDim, a.vDim, a.kvLoraRank);
     } else {
       w.wIn = placeMatrix(true, p + 'self_attn.q_proj.weight', p + 'self_attn.k_proj.weight', p + 'self_attn.v_proj.weight');
       w.inRows = inputRows(c);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../src/config.js';
+import { parseConfig, type MlaAttention } from '../src/config.js';
 import { MlaError } from '../src/errors.js';
 import { Heap } from '../src/heap.js';
 import { CHUNK } from '../src/decoder.js';
@@ -216,6 +216,23 @@ describe('every kind of source places the same weights', () => {
       expect(got[64 * p0 + r * width + (c - p0)], `W[${r}, ${c}]`).toBe(want[r * 4100 + c]);
     }
     for (const m of [w.embed, w.layers[0].wkvB!, w.layers[0].wGateUp!]) expect(m.panelCols).toBe(m.cols);
+  });
+
+  it('kv_b_proj is stored with its rows grouped: W_UK of every head, then W_UV of every head', async () => {
+    const config = tinyMlaConfig({ num_hidden_layers: 1 });
+    const src = await openSource({ config, tensors: makeRandomCheckpoint(config, 6) });
+    const c = parseConfig(src.config), a = c.attention as MlaAttention;
+    const H = a.heads, dn = a.nopeDim, dv = a.vDim, dc = a.kvLoraRank;
+    const heap = new Heap();
+    const kvB = placeWeights(c, src.tensors, heap).layers[0].wkvB!;
+    const hf = new Float32Array(H * (dn + dv) * dc);
+    src.tensors.read('model.layers.0.self_attn.kv_b_proj.weight', hf);
+    const got = heap.f32(kvB.ptr, H * (dn + dv) * dc);
+    const row = (m: Float32Array, r: number) => Array.from(m.subarray(r * dc, (r + 1) * dc));
+    for (let h = 0; h < H; h++) {
+      for (const i of [0, dn - 1]) expect(row(got, h * dn + i), `W_UK head ${h} row ${i}`).toEqual(row(hf, h * (dn + dv) + i));
+      for (const i of [0, dv - 1]) expect(row(got, H * dn + h * dv + i), `W_UV head ${h} row ${i}`).toEqual(row(hf, h * (dn + dv) + dn + i));
+    }
   });
 
   it('loadModel takes a file map, a folder, and shards', async () => {
