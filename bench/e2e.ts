@@ -446,9 +446,12 @@ class WorkerProcess {
     return this.next<E2eBlock>();
   }
 
-  /** Why it ended, from its last error output. */
+  /** Why it ended: its exit status and its last line of error output. */
   get failure(): string {
-    return this.stderrTail.trim().split('\n').slice(-1)[0] || `exit code ${this.child.exitCode}`;
+    const { exitCode, signalCode } = this.child;
+    const status = signalCode ? `killed by ${signalCode}` : exitCode !== null ? `exit code ${exitCode}` : 'no answer';
+    const last = this.stderrTail.replace(/\x1b\[[0-9;]*m/g, '').trim().split('\n').slice(-1)[0];
+    return last ? `${status} (last error output: ${last.slice(0, 200)})` : status;
   }
 
   async close(): Promise<void> {
@@ -507,7 +510,7 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
 
   // Every side loaded in its own process, in turn (ours at 1 thread first: its logits are the ones
   // the others are checked against, and it writes the ONNX graph's inputs).
-  type Runner = { label: string; threads: number; proc: WorkerProcess; ready: E2eReady; times: number[]; probeGBs: number[] };
+  type Runner = { label: string; threads: number; proc: WorkerProcess; ready: E2eReady; times: number[]; probeGBs: number[]; stopped?: string };
   const runners: Runner[] = [];
   const failed: { label: string; threads: number; note: string }[] = [];
   let oursLogits: string | null = null;
@@ -538,10 +541,11 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
       runners.push({ label, threads: spec.threads, proc, ready, times: [], probeGBs: [] });
     }
     for (let round = 0; round < ROUNDS; round++) {
-      for (const r of runners) {
+      for (const r of runners.filter((x) => !x.stopped)) {
         const block = await r.proc.block(STEPS_PER_ROUND);
-        if (!block) throw new Error(`e2e: ${r.label} ${r.threads}t stopped: ${r.proc.failure}`);
-        r.times.push(...block.times); r.probeGBs.push(...block.probeGBs);
+        if (block) { r.times.push(...block.times); r.probeGBs.push(...block.probeGBs); continue; }
+        r.stopped = `its process stopped after ${r.times.length} timed steps: ${r.proc.failure}`;
+        log(`  ${r.label} ${r.threads}t: ${r.stopped}`);
       }
     }
   } finally {
@@ -555,13 +559,14 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
   const floorAt = (gbs: number) => (bytes.weights + bytes.cache) / (gbs * 1e6);
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   let verified = true;
-  const rows: E2eRow[] = runners.map((r) => {
+  for (const r of runners.filter((x) => x.times.length === 0)) failed.push({ label: r.label, threads: r.threads, note: r.stopped! });
+  const rows: E2eRow[] = runners.filter((r) => r.times.length > 0).map((r) => {
     const m = {
       msPerToken: median(r.times), msBest: Math.min(...r.times), probeGBs: median(r.probeGBs),
       ratioInterleaved: median(r.times.map((t, i) => floorAt(r.probeGBs[i]) / t)),
       steps: r.times.map((t, i) => ({ ms: +t.toFixed(3), probeGBs: +r.probeGBs[i].toFixed(2) })),
     };
-    let check = {};
+    let check: { maxAbsDiff?: number; note?: string } = {};
     if (r.ready.peer !== 'mla-wasm') {
       const theirs = logitsOf(r.ready.logits!);
       let maxAbsDiff = 0;
@@ -572,7 +577,8 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
     }
     log(`  ${r.label} ${r.threads}t: ${m.msPerToken.toFixed(2)} ms/token (best ${m.msBest.toFixed(2)}), probes ${m.probeGBs.toFixed(1)} GB/s, ` +
       `load ${(r.ready.loadMs! / 1000).toFixed(1)} s${r.ready.prefillMs ? `, prefill ${CONTEXT} tokens ${(r.ready.prefillMs / 1000).toFixed(1)} s` : ''}`);
-    return { runtime: r.label, threads: r.threads, ...m, floorMs: NaN, ratio: NaN, ...check };
+    const note = [check.note, r.stopped].filter(Boolean).join('; ');
+    return { runtime: r.label, threads: r.threads, ...m, floorMs: NaN, ratio: NaN, ...check, ...(note ? { note } : {}) };
   });
   for (const f of failed) rows.push({ runtime: f.label, threads: f.threads, msPerToken: NaN, msBest: NaN, floorMs: NaN, ratio: NaN, note: `skipped: ${f.note}` });
   // The run's floors: the highest bandwidth the run saw, the probes between the steps included.
