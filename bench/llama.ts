@@ -5,13 +5,14 @@
 // DRAM bandwidth of two readers at once (the higher of that and one reader's).
 //
 // (a) the default model, through the public API (loadModel, createSession, prefill, step): for tg64
-//     at context L it prefills L tokens, then times 64 steps. Its max_position_embeddings is 1024,
+//     at context L it prefills L tokens, then times 64 steps, 5 times (back to L each time; the
+//     median counts, as llama-bench repeats each test 5 times). Its max_position_embeddings is 1024,
 //     so for 4k and 16k the same weights are loaded with that limit raised (RoPE then runs past the
 //     positions it was trained on, which changes the text but not the work).
 // (b) a synthetic model with DeepSeek-V2-Lite attention dims (bench/decode.ts), run on the Decoder
-//     directly: pp by the same 64-token chunks as Session.prefill; tg64 at context L fills the cache
-//     with random rows up to L and times 64 steps from there (a step's work does not depend on the
-//     cached values, and prefilling 16k tokens of this model would take minutes).
+//     directly: pp by the same CHUNK-token chunks as Session.prefill; tg64 at context L fills the
+//     cache with random rows up to L and times 64 steps from there, 5 times (a step's work does not
+//     depend on the cached values, and prefilling 16k tokens of this model would take minutes).
 import { readFileSync } from 'node:fs';
 import { CHUNK, Decoder, type KvCache } from '../src/decoder.js';
 import { loadModel, type Model } from '../src/model.js';
@@ -77,6 +78,8 @@ function ids(n: number, vocab: number, seed = 3): number[] {
 export const PP = [128, 512];
 export const TG_CONTEXTS = [512, 4096, 16384];
 const TG = 64;
+/** Timed runs of each tg test (the median counts), as llama-bench repeats each test 5 times. */
+const TG_REPS = 5;
 
 /** (a) The default model through the public API. */
 async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, contexts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
@@ -123,9 +126,14 @@ async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, co
     s.prefill(ids(L - 3, vocab));
     for (let i = 0; i < 3; i++) s.step(i); // warm-up steps: the context reaches L
     const prefillMs = performance.now() - t0;
-    const t1 = performance.now();
-    for (let i = 0; i < TG; i++) s.step(i % vocab);
-    const ms = performance.now() - t1;
+    const times: number[] = [];
+    for (let r = 0; r < (quick ? 2 : TG_REPS); r++) {
+      const t1 = performance.now();
+      for (let i = 0; i < TG; i++) s.step(i % vocab);
+      times.push(performance.now() - t1);
+      s.truncate(L);
+    }
+    const ms = median(times);
     s.dispose();
     // The floor at the middle of the 64 steps' contexts.
     const f = decodeFloor(c, L + TG / 2, p, model.threads);
@@ -172,9 +180,13 @@ async function syntheticRows(build: SimdBuild, threads: number, p: Probes, conte
   for (const L of contexts) {
     decoder.setIds([1], 0, 1);
     for (let i = 0; i < 3; i++) decoder.runChunk(cache, L, 1, 'absorbed', false); // warm-up
-    const t0 = performance.now();
-    for (let i = 0; i < TG; i++) decoder.runChunk(cache, L + i, 1, 'absorbed', false);
-    const ms = performance.now() - t0;
+    const times: number[] = [];
+    for (let r = 0; r < (quick ? 2 : TG_REPS); r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < TG; i++) decoder.runChunk(cache, L + i, 1, 'absorbed', false);
+      times.push(performance.now() - t0);
+    }
+    const ms = median(times);
     const f = decodeFloor(c, L + TG / 2, p, used);
     rows.push(row(name, `tg${TG} @ ${L}`, used, TG, L, ms, f.ms, f.bound, 'cache filled with random rows'));
     log(`  synthetic ${used}t tg${TG} @ ${L}: ${(TG / ms * 1000).toFixed(1)} tokens/s`);
