@@ -20,6 +20,7 @@ import type { ModelConfig } from '../src/config.js';
 import { loadKernels, type SimdBuild } from '../src/wasm.js';
 import { placeWeights } from '../src/weights.js';
 import { syntheticConfig, randomSource, VARIANTS } from './decode.js';
+import { inProcessReader } from './probes.js';
 import { decodeBytes, decodeFlops, prefillFlops } from './roofline.js';
 
 export interface Probes {
@@ -45,6 +46,8 @@ export interface LlamaRow {
   ratio: number;
   /** for rows of more than one thread: the same test's 1-thread time / this one's */
   speedup?: number;
+  /** tg rows: the better of the in-process read probes just before and after the test, GB/s */
+  probeGBs?: number;
   note?: string;
 }
 
@@ -57,9 +60,13 @@ function prefillFloor(c: ModelConfig, T: number, p: Probes, threads: number): nu
   return prefillFlops(c, T) / (threads * p.peakGflops * 1e6) / T;
 }
 
-function decodeFloor(c: ModelConfig, S: number, p: Probes, threads: number): { ms: number; bound: LlamaRow['bound']; note?: string } {
+/**
+ * The decode floor at context S. The DRAM figure is the run's, or the read probe taken beside the
+ * test (`nearGBs`) when that is higher: this machine's bandwidth moves between minutes.
+ */
+function decodeFloor(c: ModelConfig, S: number, p: Probes, threads: number, nearGBs = 0): { ms: number; bound: LlamaRow['bound']; note?: string } {
   const b = decodeBytes(c, S);
-  const dram = threads > 1 ? Math.max(p.dramGBs, p.dramGBs2 ?? 0) : p.dramGBs;
+  const dram = Math.max(threads > 1 ? Math.max(p.dramGBs, p.dramGBs2 ?? 0) : p.dramGBs, nearGBs);
   const mem = (b.weights + b.cache) / (dram * 1e6);
   const comp = decodeFlops(c, S, 'absorbed') / (threads * p.peakGflops * 1e6);
   // A step that reads little can find it all in the caches, where DRAM bandwidth is no bound.
@@ -82,7 +89,7 @@ const TG = 64;
 const TG_REPS = 5;
 
 /** (a) The default model through the public API. */
-async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, contexts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
+async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, probe: () => number, contexts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
   const rows: LlamaRow[] = [];
   const name = 'fortune-mla (default)';
   const model = await loadModel(undefined, { simd: build, threads });
@@ -126,6 +133,7 @@ async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, co
     s.prefill(ids(L - 3, vocab));
     for (let i = 0; i < 3; i++) s.step(i); // warm-up steps: the context reaches L
     const prefillMs = performance.now() - t0;
+    const before = probe();
     const times: number[] = [];
     for (let r = 0; r < (quick ? 2 : TG_REPS); r++) {
       const t1 = performance.now();
@@ -134,10 +142,11 @@ async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, co
       s.truncate(L);
     }
     const ms = median(times);
+    const near = Math.max(before, probe());
     s.dispose();
     // The floor at the middle of the 64 steps' contexts.
-    const f = decodeFloor(c, L + TG / 2, p, model.threads);
-    rows.push(row(name, `tg${TG} @ ${L}`, model.threads, TG, L, ms, f.ms, f.bound, [note, f.note].filter(Boolean).join('; ') || undefined));
+    const f = decodeFloor(c, L + TG / 2, p, model.threads, near);
+    rows.push({ ...row(name, `tg${TG} @ ${L}`, model.threads, TG, L, ms, f.ms, f.bound, [note, f.note].filter(Boolean).join('; ') || undefined), probeGBs: near });
     log(`  ${name} ${t} tg${TG} @ ${L}: ${(TG / ms * 1000).toFixed(0)} tokens/s (prefill of ${L} took ${(prefillMs / 1000).toFixed(1)} s)`);
   }
   model.dispose();
@@ -146,7 +155,7 @@ async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, co
 }
 
 /** (b) The synthetic V2-Lite-dims model on the Decoder. */
-async function syntheticRows(build: SimdBuild, threads: number, p: Probes, contexts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
+async function syntheticRows(build: SimdBuild, threads: number, p: Probes, probe: () => number, contexts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
   const rows: LlamaRow[] = [];
   const v = VARIANTS[0]; // MLA, absorbed decode
   const c = syntheticConfig(v.attention);
@@ -180,6 +189,7 @@ async function syntheticRows(build: SimdBuild, threads: number, p: Probes, conte
   for (const L of contexts) {
     decoder.setIds([1], 0, 1);
     for (let i = 0; i < 3; i++) decoder.runChunk(cache, L, 1, 'absorbed', false); // warm-up
+    const before = probe();
     const times: number[] = [];
     for (let r = 0; r < (quick ? 2 : TG_REPS); r++) {
       const t0 = performance.now();
@@ -187,8 +197,9 @@ async function syntheticRows(build: SimdBuild, threads: number, p: Probes, conte
       times.push(performance.now() - t0);
     }
     const ms = median(times);
-    const f = decodeFloor(c, L + TG / 2, p, used);
-    rows.push(row(name, `tg${TG} @ ${L}`, used, TG, L, ms, f.ms, f.bound, 'cache filled with random rows'));
+    const near = Math.max(before, probe());
+    const f = decodeFloor(c, L + TG / 2, p, used, near);
+    rows.push({ ...row(name, `tg${TG} @ ${L}`, used, TG, L, ms, f.ms, f.bound, 'cache filled with random rows'), probeGBs: near });
     log(`  synthetic ${used}t tg${TG} @ ${L}: ${(TG / ms * 1000).toFixed(1)} tokens/s`);
   }
   pool?.dispose();
@@ -201,7 +212,12 @@ export async function benchLlama(build: SimdBuild, p: Probes, threadCounts: numb
   const contexts = quick ? TG_CONTEXTS.filter((L) => L <= 4096) : TG_CONTEXTS;
   const rows: LlamaRow[] = [];
   for (const threads of threadCounts) {
-    for (const r of [...await defaultModelRows(build, threads, p, contexts, quick, log), ...await syntheticRows(build, threads, p, contexts, quick, log)]) {
+    // A read probe on as many threads, in this process, just before and after each tg test.
+    const reader = await inProcessReader(build, threads);
+    const probe = () => reader.read();
+    const made = [...await defaultModelRows(build, threads, p, probe, contexts, quick, log), ...await syntheticRows(build, threads, p, probe, contexts, quick, log)];
+    reader.dispose();
+    for (const r of made) {
       if (r.threads !== threads) continue;
       const one = rows.find((x) => x.threads === 1 && x.model === r.model && x.test === r.test);
       if (one && threads > 1) r.speedup = one.msPerToken / r.msPerToken;

@@ -207,10 +207,12 @@ md.push(`**Probes** (floors use the highest of this run): compute peak ${f(p.pea
 if (llama.length) {
   md.push(`### Prefill and decode (llama-bench style), ${best} build, ${threadCounts.join(' and ')} thread${threadCounts.length > 1 ? 's' : ''}`, '');
   md.push('Floor: prefill = flops / peak; decode = max(bytes read / DRAM, flops / peak), at the middle of the 64 steps\' contexts; ' +
-    'for 2 threads, twice one core\'s peak and the DRAM bandwidth of two readers. floor/measured = 1 is the roofline; "× 1t" = the 1-thread time / this one.', '');
-  md.push('| model | test | threads | tokens/s | ms/token | floor ms/token | bound | floor/measured | × 1t | note |', '|---|---|---|---|---|---|---|---|---|---|');
+    'for 2 threads, twice one core\'s peak and the DRAM bandwidth of two readers; for decode, the run\'s DRAM figure or, when higher, ' +
+    'the read probe beside the test (256 MiB on as many threads in this process, just before and after it: the better of the two). ' +
+    'floor/measured = 1 is the roofline; "× 1t" = the 1-thread time / this one. Each tg64 test is the median of 5 runs.', '');
+  md.push('| model | test | threads | tokens/s | ms/token | floor ms/token | bound | floor/measured | × 1t | read probe beside, GB/s | note |', '|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of llama) {
-    md.push(`| ${r.model} | ${r.test} | ${r.threads} | ${f(r.tokensPerS)} | ${f(r.msPerToken, 3)} | ${f(r.floorMs, 3)} | ${r.bound} | ${f(r.ratio, 2)} | ${r.speedup ? f(r.speedup, 2) : ''} | ${r.note ?? ''} |`);
+    md.push(`| ${r.model} | ${r.test} | ${r.threads} | ${f(r.tokensPerS)} | ${f(r.msPerToken, 3)} | ${f(r.floorMs, 3)} | ${r.bound} | ${f(r.ratio, 2)} | ${r.speedup ? f(r.speedup, 2) : ''} | ${r.probeGBs ? f(r.probeGBs) : ''} | ${r.note ?? ''} |`);
   }
   md.push(busyNote('llama').trim(), '');
 }
