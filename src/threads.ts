@@ -48,6 +48,8 @@ const MAX_CHUNKS = 64;
 const MAX_TASKS = 192;
 // Control words (Int32 indices), each on a cache line of its own.
 const GEN = 0, STOP = 1, CLAIM = 16, DONE = 32, WAITING = 33, ERR = 48;
+/** Bytes after ERR's word: the message of the first trap in a worker (a length byte, then ASCII). */
+const ERR_TEXT = ERR * 4 + 4, ERR_TEXT_BYTES = 60;
 const HEADER = 256;               // bytes before the chunk table
 const CHUNKS_AT = HEADER / 8;     // f64 index: chunk c's tasks are [D[CHUNKS_AT + c], D[CHUNKS_AT + c + 1])
 const TASKS_AT = CHUNKS_AT + MAX_CHUNKS + 8;
@@ -115,7 +117,14 @@ function start(data, reply, close) {
         const w = Atomics.add(I, ${CLAIM}, 1);
         const c = w & 0xffff;
         if (c >= w >>> 16) break;
-        try { chunk(c); } catch (e) { Atomics.store(I, ${ERR}, 1); }
+        try { chunk(c); } catch (e) {
+          if (Atomics.compareExchange(I, ${ERR}, 0, 1) === 0) {
+            const text = String((e && e.message) || e).slice(0, ${ERR_TEXT_BYTES - 1});
+            const B = new Uint8Array(memory.buffer, ctl + ${ERR_TEXT}, ${ERR_TEXT_BYTES});
+            B[0] = text.length;
+            for (let x = 0; x < text.length; x++) B[x + 1] = text.charCodeAt(x) & 0x7f;
+          }
+        }
         Atomics.add(I, ${DONE}, 1);
         if (Atomics.load(I, ${WAITING}) !== 0) Atomics.notify(I, ${DONE});
       }
@@ -429,7 +438,8 @@ export class ThreadPool {
     }
     const workerFailed = Atomics.exchange(I, ERR, 0) !== 0;
     if (failed) throw failed;
-    if (workerFailed) throw new Error('a kernel failed in a worker thread');
+    // The error a trap throws on this thread, with the worker's message.
+    if (workerFailed) throw new WebAssembly.RuntimeError(`${this.workerTrapText()} (in a worker thread)`);
   }
 
   /**
@@ -456,6 +466,12 @@ export class ThreadPool {
     }
     Atomics.store(I, WAITING, 0);
     return ok;
+  }
+
+  /** The message a worker left for its trap (ASCII, at most ERR_TEXT_BYTES − 1 characters). */
+  private workerTrapText(): string {
+    const B = new Uint8Array(this.heap.memory.buffer, this.ctl + ERR_TEXT, ERR_TEXT_BYTES);
+    return String.fromCharCode(...B.subarray(1, 1 + Math.min(B[0], ERR_TEXT_BYTES - 1)));
   }
 
   /** Stop the workers and give up on them: the next dispatch reports it, later ones run alone. */

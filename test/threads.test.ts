@@ -250,6 +250,30 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
     await pool.exited;
   });
 
+  it('a trap in a worker throws the RuntimeError a trap on this thread would, with its message', async () => {
+    const k = await loadKernels({ threads: 2 });
+    const K = k.kernels, heap = k.heap;
+    const M = 128, Kd = 256, N = 2048; // the packed GEMM: every chunk packs into its thread's scratch
+    const packBytes = K.matmul_pack_bytes(Kd, N);
+    const a = heap.alloc(M * Kd * 4), b = heap.alloc(N * Kd * 4), c1 = heap.alloc(M * N * 4), c2 = heap.alloc(M * N * 4);
+    heap.f32(a, M * Kd).set(randomF32(M * Kd, 5));
+    heap.f32(b, N * Kd).set(randomF32(N * Kd, 6));
+    const pack = heap.alloc(packBytes);
+    // Thread 0's scratch is real; the worker's (pack + 1 · 3 GiB) is past the end of memory.
+    const bad = new Parallel(K, k.pool, pack, 3 * 2 ** 30);
+    bad.minChunkNs = 0;
+    let error: unknown = null;
+    try { bad.matmul(true, a, Kd, b, Kd, c2, N, M, Kd, N); } catch (e) { error = e; }
+    expect(error).toBeInstanceOf(WebAssembly.RuntimeError);
+    expect((error as Error).message).toMatch(/^memory access out of bounds.* \(in a worker thread\)$/);
+    // The pool goes on.
+    const good = new Parallel(K, k.pool, heap.alloc(2 * packBytes), packBytes);
+    K.matmul_nt(a, Kd, b, Kd, c1, N, M, Kd, N, pack, false);
+    good.matmul(true, a, Kd, b, Kd, c2, N, M, Kd, N);
+    expectIdenticalF32(heap.f32(c1, M * N), heap.f32(c2, M * N));
+    k.pool!.dispose();
+  });
+
   it('many dispatches in a row, with more threads than cores: the same result each time', async () => {
     const k = await loadKernels({ threads: 4 });
     const K = k.kernels, heap = k.heap;
