@@ -1,7 +1,7 @@
 // The kernel module: every export takes numbers only (byte offsets into the
 // host-owned memory, sizes, scalars). Kernels know nothing about models.
 export { build_is_relaxed } from "./simd";
-export { matmul_nt, matmul_nn, matmul_pack_bytes, matvec, vecmat } from "./matmul";
+export { matmul_nt, matmul_nn, matmul_pack_bytes, matvec, vecmat, matvec_batch, vecmat_batch } from "./matmul";
 export { probe_peak, probe_peak_chains, probe_read, probe_read_pairs } from "./probe";
 export { rmsnorm } from "./norm";
 export { rope_table, rope_apply } from "./rope";

@@ -515,6 +515,141 @@ function vecmatRows4(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32, acc
 }
 
 
+// Decode's per-head products (absorbed MLA: q̃_h = q_h^C · W_UK_h, o_h = W_UV_h · õ_h) are 16
+// small products (256 KiB each for V2-Lite), one stream each when run one by one: 34–35 GB/s
+// (scratch, one thread, 2026-11-24). Read two at a time, heads h and h + H/2 (2 MiB apart in
+// the decoder's layout) as two streams, they reach 40–41 GB/s. matvec pairs share x and so run
+// four accumulators a row; here each row has its own x, and two accumulators a row keep the loop
+// within V8's registers (four each read 32–34 GB/s).
+
+/**
+ * For i < count: y_i = W_i · x_i (W_i [n, k]) and, when far > 0, also item i + far, the two read
+ * side by side; item j is at w + j·wInc, x + j·xInc, y + j·yInc (bytes). y (+)= as matvec.
+ * Each row is summed in the same order whether it is read alone or beside its partner.
+ */
+export function matvec_batch(w: usize, ldw: i32, wInc: usize, x: usize, xInc: usize, y: usize, yInc: usize,
+                             n: i32, k: i32, count: i32, far: i32, acc: bool): void {
+  const ldw4 = <usize>ldw * 4;
+  const paired = far > 0 && k <= VEC_L1 && <usize>far * wInc >= PAIR_MIN_BYTES;
+  for (let i = 0; i < count; i++) {
+    const wa = w + <usize>i * wInc, xa = x + <usize>i * xInc, ya = y + <usize>i * yInc;
+    const wb = wa + <usize>far * wInc, xb = xa + <usize>far * xInc, yb = ya + <usize>far * yInc;
+    if (k > VEC_L1) { // four-row streaming, as matvec
+      matvecRows4(wa, ldw, xa, ya, n, k, acc);
+      if (far > 0) matvecRows4(wb, ldw, xb, yb, n, k, acc);
+      continue;
+    }
+    for (let r = 0; r < n; r++) {
+      const ra = wa + <usize>r * ldw4, rb = wb + <usize>r * ldw4;
+      if (paired) {
+        rowDotTwo(ra, xa, ya + <usize>r * 4, rb, xb, yb + <usize>r * 4, k, acc);
+      } else {
+        storeLane(ya + <usize>r * 4, rowDot2(ra, xa, k), acc);
+        if (far > 0) storeLane(yb + <usize>r * 4, rowDot2(rb, xb, k), acc);
+      }
+    }
+  }
+}
+
+/** row · x with two accumulators, 8 floats a step (rowDotTwo sums in this same order). */
+// @ts-ignore: decorator
+@inline function rowDot2(row: usize, x: usize, k: i32): f32 {
+  const o8 = <usize>(k & ~7) * 4;
+  const o4 = <usize>(k & ~3) * 4;
+  const o1 = <usize>k * 4;
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
+  let o: usize = 0;
+  for (; o < o8; o += 32) {
+    s0 = madd(v128.load(row + o), v128.load(x + o), s0);
+    s1 = madd(v128.load(row + o, 16), v128.load(x + o, 16), s1);
+  }
+  if (o < o4) s0 = madd(v128.load(row + o), v128.load(x + o), s0);
+  let r = hsum(f32x4.add(s0, s1));
+  for (o = o4; o < o1; o += 4) r += load<f32>(row + o) * load<f32>(x + o);
+  return r;
+}
+
+/** Two rows with their own vectors side by side, each summed as rowDot2 does. */
+// @ts-ignore: decorator
+@inline function rowDotTwo(ra: usize, xa: usize, ya: usize, rb: usize, xb: usize, yb: usize, k: i32, acc: bool): void {
+  const o8 = <usize>(k & ~7) * 4;
+  const o4 = <usize>(k & ~3) * 4;
+  const o1 = <usize>k * 4;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+  let o: usize = 0;
+  for (; o < o8; o += 32) {
+    a0 = madd(v128.load(ra + o), v128.load(xa + o), a0); b0 = madd(v128.load(rb + o), v128.load(xb + o), b0);
+    a1 = madd(v128.load(ra + o, 16), v128.load(xa + o, 16), a1); b1 = madd(v128.load(rb + o, 16), v128.load(xb + o, 16), b1);
+  }
+  if (o < o4) {
+    a0 = madd(v128.load(ra + o), v128.load(xa + o), a0); b0 = madd(v128.load(rb + o), v128.load(xb + o), b0);
+  }
+  let sa = hsum(f32x4.add(a0, a1)), sb = hsum(f32x4.add(b0, b1));
+  for (o = o4; o < o1; o += 4) {
+    sa += load<f32>(ra + o) * load<f32>(xa + o); sb += load<f32>(rb + o) * load<f32>(xb + o);
+  }
+  storeLane(ya, sa, acc);
+  storeLane(yb, sb, acc);
+}
+
+/**
+ * For i < count: y_i = x_i · W_i (W_i [k, n]) and, when far > 0, also item i + far, the two read
+ * side by side, row by row; items and `acc` as matvec_batch. Each y_i is summed as vecmat sums it.
+ */
+export function vecmat_batch(x: usize, xInc: usize, w: usize, ldw: i32, wInc: usize, y: usize, yInc: usize,
+                             k: i32, n: i32, count: i32, far: i32, acc: bool): void {
+  const paired = far > 0 && n <= VEC_L1 && k > 0 && <usize>far * wInc >= PAIR_MIN_BYTES;
+  const ldw4 = <usize>ldw * 4;
+  for (let i = 0; i < count; i++) {
+    const xa = x + <usize>i * xInc, wa = w + <usize>i * wInc, ya = y + <usize>i * yInc;
+    const xb = xa + <usize>far * xInc, wb = wa + <usize>far * wInc, yb = ya + <usize>far * yInc;
+    if (!paired) {
+      vecmat(xa, wa, ldw, ya, k, n, acc);
+      if (far > 0) vecmat(xb, wb, ldw, yb, k, n, acc);
+      continue;
+    }
+    for (let kk = 0; kk < k; kk++) {
+      const o = <usize>kk * 4;
+      vecmatRowTwo(load<f32>(xa + o), wa + <usize>kk * ldw4, ya, load<f32>(xb + o), wb + <usize>kk * ldw4, yb, n, acc || kk > 0);
+    }
+  }
+}
+
+/** vecmatRow for two rows with their own scalars and outputs, side by side. */
+// @ts-ignore: decorator
+@inline function vecmatRowTwo(xa: f32, ra: usize, ya: usize, xb: f32, rb: usize, yb: usize, n: i32, acc: bool): void {
+  const va = f32x4.splat(xa), vb = f32x4.splat(xb);
+  const o8 = <usize>(n & ~7) * 4;
+  const o4 = <usize>(n & ~3) * 4;
+  const o1 = <usize>n * 4;
+  let o: usize = 0;
+  if (acc) {
+    for (; o < o8; o += 32) {
+      v128.store(ya + o, madd(v128.load(ra + o), va, v128.load(ya + o)));
+      v128.store(yb + o, madd(v128.load(rb + o), vb, v128.load(yb + o)));
+      v128.store(ya + o, madd(v128.load(ra + o, 16), va, v128.load(ya + o, 16)), 16);
+      v128.store(yb + o, madd(v128.load(rb + o, 16), vb, v128.load(yb + o, 16)), 16);
+    }
+    if (o < o4) {
+      v128.store(ya + o, madd(v128.load(ra + o), va, v128.load(ya + o)));
+      v128.store(yb + o, madd(v128.load(rb + o), vb, v128.load(yb + o)));
+    }
+    for (o = o4; o < o1; o += 4) {
+      store<f32>(ya + o, load<f32>(ya + o) + xa * load<f32>(ra + o));
+      store<f32>(yb + o, load<f32>(yb + o) + xb * load<f32>(rb + o));
+    }
+  } else {
+    for (; o < o4; o += 16) {
+      v128.store(ya + o, f32x4.mul(v128.load(ra + o), va));
+      v128.store(yb + o, f32x4.mul(v128.load(rb + o), vb));
+    }
+    for (; o < o1; o += 4) {
+      store<f32>(ya + o, xa * load<f32>(ra + o));
+      store<f32>(yb + o, xb * load<f32>(rb + o));
+    }
+  }
+}
+
 // NT dot tiles: C[i, j] = A row i · B row j, DA rows of A × DB rows of B per tile. Packing B (a
 // transpose) costs about as much as computing 10 rows of C, so up to DOT_MAX_M rows the dot
 // tiles win: at M = 64 they reached 0.85–0.92 (relaxed) / 0.91–0.93 (plain) of the peak probe

@@ -35,8 +35,10 @@ import type { Kernels } from './wasm.js';
 import type { Matrix } from './weights.js';
 
 /** The kernel exports a chunk may call, by index; the workers receive this list. */
-const FNS = ['matmul_nt', 'matmul_nn', 'attn_init', 'attn_block', 'attn_finish', 'probe_read', 'probe_read_pairs'] as const;
-const MATMUL_NT = 0, MATMUL_NN = 1, ATTN_INIT = 2, ATTN_BLOCK = 3, ATTN_FINISH = 4, PROBE_READ = 5, PROBE_READ_PAIRS = 6;
+const FNS = ['matmul_nt', 'matmul_nn', 'attn_init', 'attn_block', 'attn_finish', 'probe_read', 'probe_read_pairs',
+  'matvec_batch', 'vecmat_batch'] as const;
+const MATMUL_NT = 0, MATMUL_NN = 1, ATTN_INIT = 2, ATTN_BLOCK = 3, ATTN_FINISH = 4, PROBE_READ = 5, PROBE_READ_PAIRS = 6,
+  MATVEC_BATCH = 7, VECMAT_BATCH = 8;
 /** Parallel.read: the least bytes a chunk reads, and the block probe_read_pairs reads whole. */
 const READ_CHUNK = 16 << 20, READ_BLOCK = 4 << 20;
 
@@ -642,6 +644,10 @@ export class Parallel {
   private product(nt: boolean, a: number, lda: number, b: number, ldb: number, panelCols: number, c: number, ldc: number,
                   m: number, k: number, n: number, batch: number, aInc: number, bInc: number, cInc: number): void {
     if (m <= 0 || n <= 0 || batch <= 0) return;
+    if (m === 1 && batch > 1 && panelCols >= k) {
+      this.gemvBatch(nt, a, aInc, b, ldb, bInc, c, cInc, k, n, batch);
+      return;
+    }
     // Panel p: columns k0 … k0 + width of A, at b + n·k0 floats, row stride width.
     const panels: { k0: number; width: number; b: number; ldb: number }[] = [];
     if (panelCols >= k) panels.push({ k0: 0, width: k, b, ldb });
@@ -686,6 +692,48 @@ export class Parallel {
       }
     }
     pool.run();
+  }
+
+  /**
+   * product() for one row of A and a batch (decode's per-head products): items i and i + ⌊batch/2⌋
+   * go to one call of matvec_batch / vecmat_batch, which reads the pair side by side; an odd
+   * batch's last item goes alone. Split by pairs, or by columns of C when there are too few.
+   */
+  private gemvBatch(nt: boolean, a: number, aInc: number, b: number, ldb: number, bInc: number, c: number, cInc: number,
+                    k: number, n: number, batch: number): void {
+    const half = batch >> 1, units = half + (batch & 1);
+    const byUnits = units >= 2 * this.threads;
+    const groups = !nt && n > VEC_L1 ? 1 : Math.ceil(n / MATMUL_COLS);
+    const chunks = this.chunks(batch * k * n / GEMV_RATE, byUnits ? units : groups, 2);
+    const pool = this.pool, fn = nt ? MATVEC_BATCH : VECMAT_BATCH;
+    // Units u0 … u1 − 1 (the pairs, then the odd item) for columns n0 … n1 − 1 of C, which are
+    // rows n0… of B (nt) or its columns n0… (nn).
+    const put = (u0: number, u1: number, n0: number, n1: number) => {
+      const parts: [number, number, number][] = []; // [first item, count, far]
+      if (u0 < half) parts.push([u0, Math.min(u1, half) - u0, half]);
+      if (u1 > half) parts.push([2 * half, 1, 0]);
+      for (const [i, count, far] of parts) {
+        const ai = a + i * aInc, bi = b + i * bInc + (nt ? n0 * ldb : n0) * 4, ci = c + i * cInc + n0 * 4;
+        if (chunks === 1) {
+          if (nt) this.k.matvec_batch(bi, ldb, bInc, ai, aInc, ci, cInc, n1 - n0, k, count, far, false);
+          else this.k.vecmat_batch(ai, aInc, bi, ldb, bInc, ci, cInc, k, n1 - n0, count, far, false);
+          continue;
+        }
+        const x = pool!.task(fn), D = pool!.args;
+        const args = nt ? [bi, ldb, bInc, ai, aInc, ci, cInc, n1 - n0, k] : [ai, aInc, bi, ldb, bInc, ci, cInc, k, n1 - n0];
+        for (const [j, v] of [...args, count, far, 0].entries()) D[x + j] = v;
+      }
+    };
+    if (chunks === 1) { put(0, units, 0, n); return; }
+    for (let s = 0; s < chunks; s++) {
+      pool!.chunk();
+      if (byUnits) put(Math.floor(units * s / chunks), Math.floor(units * (s + 1) / chunks), 0, n);
+      else {
+        const n0 = MATMUL_COLS * Math.floor(groups * s / chunks);
+        put(0, units, n0, Math.min(n, MATMUL_COLS * Math.floor(groups * (s + 1) / chunks)));
+      }
+    }
+    pool!.run();
   }
 
   /**

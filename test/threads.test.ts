@@ -15,7 +15,8 @@ import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/memory.js';
 import { CHUNK } from '../src/decoder.js';
 import { defaultThreads, Parallel, SMALL_MODEL_BYTES, ThreadPool, threadsAvailable } from '../src/threads.js';
 import { loadKernels, type SimdBuild } from '../src/wasm.js';
-import { randomF32 } from './helpers.js';
+import { expectClose, randomF32 } from './helpers.js';
+import { matmulNN, matmulNT } from './reference/ops.js';
 import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig, tinyMlaMoeV2Config } from './reference/model.js';
 
 const text = (s: string) => [256, ...new TextEncoder().encode(s)];
@@ -271,6 +272,39 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
     K.matmul_nt(a, Kd, b, Kd, c1, N, M, Kd, N, pack, false);
     good.matmul(true, a, Kd, b, Kd, c2, N, M, Kd, N);
     expectIdenticalF32(heap.f32(c1, M * N), heap.f32(c2, M * N));
+    k.pool!.dispose();
+  });
+
+  it('one row times a batch (decode\'s per-head products), split by item pairs or by columns: the bits of one thread', async () => {
+    const k = await loadKernels({ threads: 2 });
+    const K = k.kernels, heap = k.heap;
+    const par = new Parallel(K, k.pool, 0, 0), alone = new Parallel(K, null, 0, 0);
+    par.minChunkNs = 0;
+    // Items of [n, kd] (nt) or [kd, n] (nn); 16 heads of 128 × 512 (V2-Lite) pair 2 MiB apart.
+    for (const [batch, n, kd] of [[16, 128, 512], [9, 33, 70], [3, 50, 7], [2, 129, 5], [5, 4100, 3]]) {
+      for (const nt of [true, false]) {
+        const aInc = (kd + 3) * 4, bInc = n * kd * 4, cInc = (n + 1) * 4;
+        const a = heap.alloc(batch * aInc), b = heap.alloc(batch * bInc);
+        const c1 = heap.alloc(batch * cInc), c2 = heap.alloc(batch * cInc);
+        heap.f32(a, batch * aInc / 4).set(randomF32(batch * aInc / 4, batch));
+        heap.f32(b, batch * bInc / 4).set(randomF32(batch * bInc / 4, n));
+        heap.f32(c1, batch * cInc / 4).fill(-1);
+        heap.f32(c2, batch * cInc / 4).fill(-1);
+        const ld = nt ? kd : n;
+        alone.matmul(nt, a, kd, b, ld, c1, n, 1, kd, n, batch, aInc, bInc, cInc);
+        par.matmul(nt, a, kd, b, ld, c2, n, 1, kd, n, batch, aInc, bInc, cInc);
+        expectIdenticalF32(heap.f32(c1, batch * cInc / 4), heap.f32(c2, batch * cInc / 4));
+        // And close to the reference, item by item (the padding float after each y untouched).
+        for (let i = 0; i < batch; i++) {
+          const x = heap.f32(a + i * aInc, kd), w = heap.f32(b + i * bInc, n * kd), y = heap.f32(c2 + i * cInc, n + 1);
+          const ref = nt ? matmulNT(x, w, 1, kd, n) : matmulNN(x, w, 1, kd, n);
+          expectClose(y.subarray(0, n), ref, 1e-5, 1e-5 * Math.sqrt(kd), `${nt ? 'nt' : 'nn'} batch ${batch}, item ${i}`);
+          expect(y[n]).toBe(-1);
+        }
+        heap.release(c2, batch * cInc); heap.release(c1, batch * cInc);
+        heap.release(b, batch * bInc); heap.release(a, batch * aInc);
+      }
+    }
     k.pool!.dispose();
   });
 

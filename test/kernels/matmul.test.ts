@@ -136,6 +136,51 @@ function checkVecmat(k: LoadedKernels, kk: number, n: number, seed: number, acc 
   k.heap.release(wPtr, Math.max(1, (kk - 1) * ldw + n) * 4);
 }
 
+/**
+ * matvec_batch (nt: item j is W_j [n, k] · x_j) or vecmat_batch (nn: x_j · W_j [k, n]) over items
+ * i < count and, with far > 0, i + far, W items `wInc` bytes apart (the gap NaN), and y items with
+ * sentinels between them: every item against the reference, nothing else written. Returns each
+ * item's y.
+ */
+function checkBatch(k: LoadedKernels, op: Op, count: number, far: number, n: number, kk: number, wInc: number,
+                    seed: number, acc = false): Map<number, Float32Array> {
+  const items = count + far;
+  const ld = op === 'nt' ? kk : n, wLen = n * kk;
+  const wFloats = wInc / 4, xInc = kk + 5, yInc = n + 6;
+  const heapTop = k.heap.usedBytes;
+  const wAll = new Float32Array(items * wFloats).fill(NaN);
+  const ws: Float32Array[] = [], xs = randomF32(items * xInc, seed + 1);
+  for (let j = 0; j < items; j++) {
+    ws.push(randomF32(wLen, seed + 10 + j));
+    wAll.set(ws[j], j * wFloats);
+  }
+  const wPtr = putArray(k, wAll), xPtr = putArray(k, xs);
+  const yBlk = guarded(k, items * yInc, 8);
+  const earlier = randomF32(items * yInc, seed + 2);
+  const used = (j: number) => j < count || (far > 0 && j >= far && j < far + count);
+  if (acc) for (let j = 0; j < items; j++) if (used(j)) k.heap.f32(yBlk.ptr + j * yInc * 4, n).set(earlier.subarray(j * yInc, j * yInc + n));
+  if (op === 'nt') k.kernels.matvec_batch(wPtr, ld, wInc, xPtr, xInc * 4, yBlk.ptr, yInc * 4, n, kk, count, far, acc);
+  else k.kernels.vecmat_batch(xPtr, xInc * 4, wPtr, ld, wInc, yBlk.ptr, yInc * 4, kk, n, count, far, acc);
+  const all = k.heap.f32(yBlk.base, yBlk.total);
+  const out = new Map<number, Float32Array>();
+  const what = `${op === 'nt' ? 'matvec' : 'vecmat'}_batch ${count} + ${far} far, ${n}×${kk}, items ${wInc} B apart${acc ? ', acc' : ''}`;
+  for (let j = 0; j < items; j++) {
+    if (!used(j)) continue;
+    const x = xs.subarray(j * xInc, j * xInc + kk);
+    const ref = withEarlier(op === 'nt' ? matmulNT(x, ws[j], 1, kk, n) : matmulNN(x, ws[j], 1, kk, n),
+      acc ? earlier.subarray(j * yInc, j * yInc + n) : null);
+    const y = all.slice(8 + j * yInc, 8 + j * yInc + n);
+    expectClose(y, ref, 1e-5, 1e-5 * Math.sqrt(kk), `${what}, item ${j}`);
+    out.set(j, y);
+  }
+  expectSentinels(all, (i) => i >= 8 && used(Math.floor((i - 8) / yInc)) && (i - 8) % yInc < n, what);
+  k.heap.release(yBlk.base, yBlk.total * 4);
+  k.heap.release(xPtr, xs.length * 4);
+  k.heap.release(wPtr, wAll.length * 4);
+  expect(k.heap.usedBytes).toBe(heapTop);
+  return out;
+}
+
 describe.each(BUILDS)('matmul kernels, %s build', (build) => {
   for (const op of ['nt', 'nn'] as Op[]) {
     it(`matmul_${op} on every combination of m, k, n in {${SIZES.join(', ')}}, dense and strided`, async () => {
@@ -272,6 +317,39 @@ describe.each(BUILDS)('matmul kernels, %s build', (build) => {
     checkVecmat(k, 6, 4097, seed++);
     checkVecmat(k, 5, 4096, seed++);
     for (const [kk, n] of [[1, 1], [7, 17], [9, 130], [6, 4097], [5, 4096]]) checkVecmat(k, kk, n, seed++, true);
+  });
+
+  it('matvec_batch and vecmat_batch: paired items (512 KiB or more apart), unpaired, an odd item alone, every tail', async () => {
+    const k = await kernelsFor(build);
+    let seed = 400;
+    const PAIR = 512 << 10;
+    for (const op of ['nt', 'nn'] as const) {
+      // [n, k] of an item (nt: n rows of k; nn: k rows of n), count, far.
+      for (const [n, kk, count, far] of [[1, 1, 1, 0], [1, 1, 2, 2], [3, 7, 3, 3], [5, 9, 2, 3], [17, 13, 1, 1],
+        [128, 512, 8, 8], [4, 33, 3, 0], [7, 130, 2, 2]]) {
+        const bytes = n * kk * 4;
+        for (const apart of [bytes, Math.max(bytes, Math.ceil(PAIR / Math.max(far, 1) / 4) * 4)]) {
+          checkBatch(k, op, count, far, n, kk, apart, seed++);
+          checkBatch(k, op, count, far, n, kk, apart, seed++, true);
+        }
+      }
+    }
+    // Past VEC_L1 (4096): matvec streams four rows at a time, vecmat four rows of W; no pairing.
+    checkBatch(k, 'nt', 1, 1, 6, 4099, 6 * 4099 * 4, seed++);
+    checkBatch(k, 'nn', 1, 1, 4099, 5, 4099 * 5 * 4, seed++, true);
+  });
+
+  it('a batch item gives the same bits read beside its partner or alone', async () => {
+    const k = await kernelsFor(build);
+    for (const op of ['nt', 'nn'] as const) {
+      const [n, kk] = op === 'nt' ? [128, 515] : [515, 128];
+      // Items 1 MiB apart: 0–3 read beside 4–7, then all eight alone (the same seeds, the same numbers).
+      const paired = checkBatch(k, op, 4, 4, n, kk, n * kk * 4, 500);
+      const alone = checkBatch(k, op, 8, 0, n, kk, n * kk * 4, 500);
+      for (let j = 0; j < 8; j++) {
+        expect(alone.get(j)!.every((v, i) => Object.is(v, paired.get(j)![i])), `${op} item ${j}`).toBe(true);
+      }
+    }
   });
 
   it('matvec and vecmat with k = 0 write zeros, with n = 0 nothing', async () => {
