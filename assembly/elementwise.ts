@@ -86,3 +86,20 @@ export function embed(table: usize, dim: i32, ids: usize, count: i32, out: usize
     memory.copy(out + <usize>t * rowBytes, table + id * rowBytes, rowBytes);
   }
 }
+
+/** Index of the first NaN or ±inf among x[0..n), or −1 (the check of every step's logits). */
+export function first_nonfinite(x: usize, n: i32): i32 {
+  // x − x is 0 for a finite x and NaN otherwise; OR-ing four such differences keeps a NaN's bits.
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const o = <usize>i << 2;
+    let v = v128.load(x + o), w = v128.load(x + o, 16), y = v128.load(x + o, 32), z = v128.load(x + o, 48);
+    const d = v128.or(v128.or(f32x4.sub(v, v), f32x4.sub(w, w)), v128.or(f32x4.sub(y, y), f32x4.sub(z, z)));
+    if (v128.any_true(f32x4.ne(d, d))) break;
+  }
+  for (; i < n; i++) {
+    const v = load<f32>(x + (<usize>i << 2));
+    if (v - v != 0) return i;
+  }
+  return -1;
+}

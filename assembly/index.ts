@@ -6,4 +6,4 @@ export { probe_peak, probe_peak_chains, probe_read, probe_read_pairs } from "./p
 export { rmsnorm } from "./norm";
 export { rope_table, rope_apply } from "./rope";
 export { attn_init, attn_block, attn_merge, attn_finish, attn_scratch_bytes } from "./attention";
-export { swiglu, add, axpy, embed } from "./elementwise";
+export { swiglu, add, axpy, embed, first_nonfinite } from "./elementwise";

@@ -128,14 +128,15 @@ export class Session {
       const last = from + T === ids.length;
       d.setIds(ids, from, T);
       const logits = d.runChunk(cache, pos, T, attention, all);
-      if (all) out.set(d.heap.f32(logits, T * V), from * V);
-      else if (last) out.set(d.heap.f32(logits, V));
-      pos += T;
-    }
-    for (let i = 0; i < out.length; i++) {
-      if (!Number.isFinite(out[i])) {
-        throw new MlaError('NON_FINITE', `the logits hold ${out[i]} (row ${Math.floor(i / V)}): the weights or activations overflowed`);
+      if (all || last) {
+        const n = all ? T * V : V, at = all ? from * V : 0;
+        const bad = d.k.first_nonfinite(logits, n);
+        if (bad >= 0) {
+          throw new MlaError('NON_FINITE', `the logits hold ${d.heap.f32(logits + bad * 4, 1)[0]} (row ${Math.floor((at + bad) / V)}): the weights or activations overflowed`);
+        }
+        out.set(d.heap.f32(logits, n), at);
       }
+      pos += T;
     }
     this.pos = pos;
     return out;

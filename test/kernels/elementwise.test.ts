@@ -147,3 +147,25 @@ describe.each(BUILDS)('add, axpy, embed (%s build)', (build) => {
       expectGuard(k, outPtr, count * dim, 'out');
     });
 });
+
+describe.each(BUILDS)('first_nonfinite (%s build)', (build) => {
+  it.each(SIZES)('finds the first NaN, +inf or −inf wherever it is, n %i', async (n) => {
+    const k = await kernelsFor(build);
+    // Large but finite values (and the largest float, and −0) are not flagged; the float just past n is never read.
+    const x = randomF32(n, n + 7, -3e38, 3e38);
+    x[0] = 3.4028234663852886e38;
+    if (n > 1) x[n - 1] = -0;
+    const p = put(k, [...x, NaN]);
+    expect(k.kernels.first_nonfinite(p, n)).toBe(-1);
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      for (const at of new Set([0, n >> 1, n - 1, Math.max(0, n - 5)])) {
+        const y = k.heap.f32(p, n);
+        y[at] = bad;
+        if (at + 3 < n) y[at + 3] = -bad; // a later one does not count
+        expect(k.kernels.first_nonfinite(p, n), `${bad} at ${at}`).toBe(at);
+        y.set(x);
+      }
+    }
+    expect(k.kernels.first_nonfinite(p, 0)).toBe(-1);
+  });
+});
