@@ -548,6 +548,15 @@ export class ThreadPool {
 
 /** Multiply-adds per ns: GEMM (compute-bound) and GEMV (bound by reading 4 bytes per weight). */
 const GEMM_RATE = 20, GEMV_RATE = 4, ATTN_RATE = 8;
+/**
+ * GEMV chunks: each starts new streams, which the prefetchers take a while to follow, so a GEMV is
+ * split into as few chunks as keep every thread busy (a multiple of the threads), more only where
+ * each would still read GEMV_PIECE_BYTES of every panel. Measured on 2 threads (scratch,
+ * 2026-11-24, median calls): decode's per-head products (4 MiB, V2-Lite) 33–36 GB/s in 8 chunks,
+ * 51–56 in 2; down_proj 2048×10944 in 6 panels 70.7 in 8, 75.5 in 2; o_proj 2048×2048 69 in 8,
+ * 73 in 2; a 171 MiB matrix the same in 2 to 8.
+ */
+const GEMV_PIECE_BYTES = 8 << 20;
 /** Chunks per thread at most: enough to even out a late or slow thread, few enough to stay long. */
 const CHUNKS_PER_THREAD = 4;
 /**
@@ -611,12 +620,17 @@ export class Parallel {
     this.segmentsBytes = segmentsBytes;
   }
 
-  /** How many chunks for work of `ns` (estimated) made of `units` indivisible parts, `tasks` kernel calls each. */
-  private chunks(ns: number, units: number, tasks = 1): number {
+  /**
+   * How many chunks for work of `ns` (estimated) made of `units` indivisible parts, `tasks` kernel
+   * calls each; for a GEMV, `panelBytes` is the weight bytes of each of its panels (0 otherwise).
+   */
+  private chunks(ns: number, units: number, tasks = 1, panelBytes = 0): number {
     if (!this.pool || (this.minChunkNs > 0 && !this.pool.useful)) return 1;
     const byCost = this.minChunkNs > 0 ? Math.floor(ns / this.minChunkNs) : Infinity;
+    const T = this.threads;
+    const byBytes = this.minChunkNs > 0 && panelBytes > 0 ? Math.max(T, T * Math.floor(panelBytes / GEMV_PIECE_BYTES / T)) : Infinity;
     const most = Math.min(CHUNKS_PER_THREAD * this.threads, ThreadPool.MAX_CHUNKS, Math.floor(ThreadPool.MAX_TASKS / tasks));
-    return Math.max(1, Math.min(units, byCost, most));
+    return Math.max(1, Math.min(units, byCost, byBytes, most));
   }
 
   /**
@@ -661,7 +675,7 @@ export class Parallel {
     const byItems = batch >= 2 * this.threads;
     // vecmat picks its loop by n, so a column split must leave every chunk on the same side.
     const groups = !nt && m < 4 && n > VEC_L1 ? 1 : Math.ceil(n / MATMUL_COLS);
-    const chunks = this.chunks(ns, byItems ? batch : groups, panels.length);
+    const chunks = this.chunks(ns, byItems ? batch : groups, panels.length, m < 4 ? batch * Math.min(k, panelCols) * n * 4 : 0);
     if (chunks === 1) {
       const f = nt ? this.k.matmul_nt : this.k.matmul_nn;
       for (let i = 0; i < batch; i++) {
@@ -704,7 +718,7 @@ export class Parallel {
     const half = batch >> 1, units = half + (batch & 1);
     const byUnits = units >= 2 * this.threads;
     const groups = !nt && n > VEC_L1 ? 1 : Math.ceil(n / MATMUL_COLS);
-    const chunks = this.chunks(batch * k * n / GEMV_RATE, byUnits ? units : groups, 2);
+    const chunks = this.chunks(batch * k * n / GEMV_RATE, byUnits ? units : groups, 2, batch * k * n * 4);
     const pool = this.pool, fn = nt ? MATVEC_BATCH : VECMAT_BATCH;
     // Units u0 … u1 − 1 (the pairs, then the odd item) for columns n0 … n1 − 1 of C, which are
     // rows n0… of B (nt) or its columns n0… (nn).
