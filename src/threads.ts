@@ -851,10 +851,10 @@ export class Parallel {
     pool.run();
   }
 
-  /** Keys per segment to split one item's n keys into (a multiple of 64, the kernel's sub-block), or 0: no split. */
+  /** Keys per segment to split one item's n keys into (equal shares, rounded up to 4 keys), or 0: no split. */
   private segmentLength(n: number, nq: number, dv: number): number {
     const most = Math.min(MAX_SEGMENTS, Math.floor(n / this.minSegment), 1 + Math.floor(this.segmentsBytes / segmentBytes(this.k, nq, dv)));
-    return most < 2 ? 0 : 64 * Math.ceil(n / most / 64);
+    return most < 2 ? 0 : 4 * Math.ceil(n / most / 4);
   }
 
   /**
