@@ -586,6 +586,31 @@ export function attnSegmentBytes(k: Pick<Kernels, 'attn_scratch_bytes'>, nq: num
   return (MAX_SEGMENTS - 1) * segmentBytes(k, nq, dv);
 }
 
+/**
+ * Where to cut nq queries (`steps` runs of `step`) into `chunks` runs of steps doing equal work:
+ * query r, at position qPos0 + ⌊r / qGroup⌋, reads the keys up to its position (causal), so in a
+ * prefill the later queries cost more (even counts of queries gave the attention of a 128-token
+ * chunk 1.7–1.8× on 2 threads). Returns chunks + 1 step indices, from 0 to steps, each chunk ≥ 1 step.
+ */
+export function queryCuts(chunks: number, steps: number, step: number, nq: number, qPos0: number, qGroup: number,
+                   kPos0: number, n: number): number[] {
+  const work = (r: number) => Math.min(n, Math.max(0, qPos0 + Math.floor(r / qGroup) - kPos0 + 1)) + 1;
+  const upTo = [0]; // upTo[j]: work of steps 0 … j − 1
+  for (let j = 0; j < steps; j++) {
+    let w = 0;
+    for (let r = j * step; r < Math.min(nq, (j + 1) * step); r++) w += work(r);
+    upTo.push(upTo[j] + w);
+  }
+  const cuts = [0];
+  for (let c = 1; c < chunks; c++) {
+    let j = cuts[c - 1] + 1;
+    while (j < steps - (chunks - c) && upTo[j] < upTo[steps] * c / chunks) j++;
+    cuts.push(j);
+  }
+  cuts.push(steps);
+  return cuts;
+}
+
 /** Phases of attention(): attn_init, attn_block, attn_finish (in place), any combination. */
 export const INIT = 1, BLOCK = 2, FINISH = 4;
 
@@ -825,6 +850,7 @@ export class Parallel {
     }
     const pool = this.pool!, D = pool.args;
     const scratchPerQuery = this.k.attn_scratch_bytes(1);
+    const cuts = byItems ? [] : queryCuts(chunks, steps, step, nq, qPos0, qGroup, kPos0, n);
     for (let s = 0; s < chunks; s++) {
       pool.chunk();
       if (byItems) {
@@ -842,7 +868,7 @@ export class Parallel {
           i += groups * run;
         }
       } else {
-        const r0 = step * Math.floor(steps * s / chunks), r1 = Math.min(nq, step * Math.floor(steps * (s + 1) / chunks));
+        const r0 = step * cuts[s], r1 = Math.min(nq, step * cuts[s + 1]);
         this.putAttention(pool, D, phases, 1, 1, perGroup, q + r0 * qStride * 4, qStride, r1 - r0, qPos0 + Math.floor(r0 / qGroup),
           qGroup, dk1, dk2, k1, k1Stride, k2, k2Stride, v, vStride, dv, n, kPos0, scale,
           m + r0 * 4, l + r0 * 4, acc + r0 * accStride * 4, accStride, scratch + r0 * scratchPerQuery, 0, 0, 0, 0);

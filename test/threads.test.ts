@@ -13,7 +13,7 @@ import { Heap } from '../src/heap.js';
 import { loadModel, MlaError, type Model } from '../src/index.js';
 import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/memory.js';
 import { CHUNK } from '../src/decoder.js';
-import { defaultThreads, Parallel, SMALL_MODEL_BYTES, ThreadPool, threadsAvailable } from '../src/threads.js';
+import { defaultThreads, Parallel, queryCuts, SMALL_MODEL_BYTES, ThreadPool, threadsAvailable } from '../src/threads.js';
 import { loadKernels, type SimdBuild } from '../src/wasm.js';
 import { expectClose, randomF32 } from './helpers.js';
 import { matmulNN, matmulNT } from './reference/ops.js';
@@ -324,6 +324,22 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
       if (r % 100 === 0) expectIdenticalF32(heap.f32(y1, n), heap.f32(y2, n));
     }
     k.pool!.dispose();
+  });
+});
+
+describe('queryCuts (attention split by queries into equal work)', () => {
+  it('cuts a causal prefill chunk where the work halves, an equal-position batch evenly, every chunk a step or more', () => {
+    // 128 tokens × 16 heads from position 0, steps of 16 queries (one token): token t reads t + 1
+    // keys, so half the work is done at t ≈ 128/√2 ≈ 90.
+    const cut = queryCuts(2, 128, 16, 2048, 0, 16, 0, 128)[1];
+    expect(cut).toBeGreaterThanOrEqual(88);
+    expect(cut).toBeLessThanOrEqual(92);
+    // Far into the context the positions barely differ: close to even.
+    expect(queryCuts(2, 128, 16, 2048, 4000, 16, 0, 4128)[1]).toBe(65); // work 258144 at 64, 262211 at 65 of 520384
+    // One position for every query (decode's heads): even, ragged last step included.
+    expect(queryCuts(3, 5, 4, 18, 100, 18, 0, 101)).toEqual([0, 2, 3, 5]);
+    // More chunks than there is work for: still one step each, in order.
+    expect(queryCuts(4, 4, 4, 16, 0, 4, 0, 1)).toEqual([0, 1, 2, 3, 4]);
   });
 });
 
