@@ -349,19 +349,21 @@ async function oursSide(spec: E2eWorkerSpec): Promise<Side> {
   }
   const logits = session.step(STEP_ID);
   let id = 3;
+  // The timed steps write their logits into one buffer, as a decode loop would (generate() does).
+  const out = new Float32Array(c.vocabSize);
   return {
     ready: { ...base, ok: true, loadMs, prefillMs, logits: base64(logits) },
     warm: async () => {
       for (const until = performance.now() + WARM_MS; performance.now() < until;) {
-        session.step(1);
+        session.step(1, { out });
         if (session.position > CONTEXT + 64) session.truncate(CONTEXT + 1);
       }
       // Every block times the same steps: context CONTEXT + 3 … (the peers see CONTEXT + 1 rows).
       session.truncate(CONTEXT + 1);
-      for (let i = 0; i < 2; i++) session.step(i);
+      for (let i = 0; i < 2; i++) session.step(i, { out });
       id = 3;
     },
-    run: () => session.step(id++),
+    run: () => session.step(id++, { out }),
     dispose: () => model.dispose(),
   };
 }

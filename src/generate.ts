@@ -226,7 +226,9 @@ function run(model: Model, promptIds: number[], o: Resolved, reuse: boolean): Ge
         throw new MlaError('ABORTED', 'generation aborted');
       }
       let t0 = performance.now();
-      let logits = session.prefill(feed);
+      // One logits buffer for the whole generation: nothing allocated per token.
+      const out = new Float32Array(model.config.vocabSize);
+      let logits = session.prefill(feed, { out });
       stats.prefillMs = performance.now() - t0;
       cached = [...cached, ...feed];
       histories.set(session, { cached, pending: [] });
@@ -270,7 +272,7 @@ function run(model: Model, promptIds: number[], o: Resolved, reuse: boolean): Ge
           throw new MlaError('ABORTED', 'generation aborted');
         }
         t0 = performance.now();
-        logits = session.step(id);
+        logits = session.step(id, { out });
         stats.decodeMs += performance.now() - t0;
         stats.decodeSteps++;
         cached.push(id);

@@ -171,6 +171,32 @@ describe('running with bad input', () => {
     await expectCode(() => model.createSession().step(1, { attention: cyclic }), 'BAD_INPUT');
   });
 
+  it('an out buffer that is not a Float32Array, too short, or a view of the model\'s memory: BAD_INPUT, position unchanged', async () => {
+    const model = await loadModel({ config, tensors: good() });
+    const V = model.config.vocabSize;
+    const s = model.createSession();
+    s.prefill([1, 2]);
+    // @ts-expect-error not a Float32Array
+    expect((await expectCode(() => s.step(1, { out: new Array(V).fill(0) }), 'BAD_INPUT')).message).toContain('out must be a Float32Array');
+    // @ts-expect-error not a Float32Array
+    await expectCode(() => s.step(1, { out: new Float64Array(V) }), 'BAD_INPUT');
+    expect((await expectCode(() => s.step(1, { out: new Float32Array(V - 1) }), 'BAD_INPUT')).message).toContain(`got ${V - 1} floats`);
+    // @ts-expect-error reaching in for the model's memory
+    const inside = model.decoder.heap.f32(0, V);
+    expect((await expectCode(() => s.prefill([3], { out: inside }), 'BAD_INPUT')).message).toContain("got a view of the model's memory");
+    expect(s.position).toBe(2);
+    // A good one: the same logits, written into it, and it comes back as a view of it.
+    const out = new Float32Array(V + 5).fill(7);
+    const fresh = model.createSession();
+    fresh.prefill([1, 2]);
+    const want = fresh.step(3);
+    const got = s.step(3, { out });
+    expect(got.buffer).toBe(out.buffer);
+    expect(got.length).toBe(V);
+    expect(Array.from(got)).toEqual(Array.from(want));
+    expect(Array.from(out.subarray(V))).toEqual([7, 7, 7, 7, 7]);
+  });
+
   it('logits that overflow: NON_FINITE, position unchanged', async () => {
     const tensors = good();
     tensors['lm_head.weight'].data.fill(3e38);
@@ -178,6 +204,10 @@ describe('running with bad input', () => {
     const s = model.createSession();
     await expectCode(() => s.prefill([1, 2]), 'NON_FINITE');
     expect(s.position).toBe(0);
+    // An out buffer is left as it was.
+    const out = new Float32Array(model.config.vocabSize).fill(5);
+    await expectCode(() => s.prefill([1, 2], { out }), 'NON_FINITE');
+    expect(out.every((v) => v === 5)).toBe(true);
   });
 });
 
