@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 // @ts-expect-error: a plain .mjs script without declarations
-import { ensureDeno } from '../scripts/ensure-deno.mjs';
+import { ensureRuntime } from '../scripts/ensure-runtime.mjs';
 
 export type StartupRuntime = 'node' | 'deno' | 'bun';
 
@@ -64,7 +64,7 @@ function spawnTimed(file: string, args: string[]): Promise<{ out: string; ms: nu
 
 function command(runtime: StartupRuntime): [string, string[]] | undefined {
   if (runtime === 'node') return [process.execPath, [CHILD]];
-  if (runtime === 'deno') return [ensureDeno() as string, ['run', '--allow-read', CHILD]];
+  if (runtime === 'deno') return [ensureRuntime('deno') as string, ['run', '--allow-read', CHILD]];
   const bun = path.join(root, 'node_modules/.bin/bun');
   return existsSync(bun) ? [bun, [CHILD]] : undefined;
 }

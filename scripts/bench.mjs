@@ -5,16 +5,14 @@
 // Bundles bench/run.ts (which reaches into src/ for the kernels and the decoder, and includes
 // vega/vega-lite for the plot) into build/bench.mjs, then runs it:
 //   node: with --experimental-wasm-relaxed-simd, so that Node 20 measures both kernel builds;
-//   deno: `npx deno run -A build/bench.mjs`, Deno from npm (deno@2.9.6, installed with --no-save if
-//         missing: as a devDependency its lock entry would lack other platforms' binaries);
+//   deno: `deno run -A build/bench.mjs`, Deno from npm (scripts/ensure-runtime.mjs installs it);
 //   bun:  the `bun` devDependency;
 //   all:  the three in turn (each writes its own bench/results/latest[-runtime].*).
 // The peers (onnxruntime-web/-node, tfjs) are Node packages and are measured under Node only.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-
-const DENO = 'deno@2.9.6';
+import { ensureRuntime } from './ensure-runtime.mjs';
 
 const args = process.argv.slice(2);
 if (args.includes('--summary')) {
@@ -41,11 +39,13 @@ const i = args.indexOf('--runtime');
 const wanted = i >= 0 ? args[i + 1] : 'node';
 if (i >= 0) args.splice(i, 2);
 
-function ensureDeno() {
-  if (existsSync('node_modules/deno/package.json')) return true;
-  console.error(`installing ${DENO} (npm install --no-save) …`);
-  const r = spawnSync('npm', ['install', '--no-save', DENO], { stdio: 'inherit' });
-  return r.status === 0;
+function deno() {
+  try {
+    return ensureRuntime('deno');
+  } catch (e) {
+    console.error(`deno: could not be installed (${e.message}); skipped`);
+    return undefined;
+  }
 }
 
 function run(runtime) {
@@ -53,8 +53,9 @@ function run(runtime) {
     return spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', 'build/bench.mjs', ...args], { stdio: 'inherit' }).status;
   }
   if (runtime === 'deno') {
-    if (!ensureDeno()) { console.error('deno: could not be installed; skipped'); return 1; }
-    return spawnSync('npx', ['--no-install', 'deno', 'run', '-A', 'build/bench.mjs', ...args], { stdio: 'inherit' }).status;
+    const bin = deno();
+    if (!bin) return 1;
+    return spawnSync(bin, ['run', '-A', 'build/bench.mjs', ...args], { stdio: 'inherit' }).status;
   }
   if (runtime === 'bun') {
     const bin = 'node_modules/.bin/bun';

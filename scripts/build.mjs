@@ -1,10 +1,31 @@
-// Builds the JavaScript side: src/ bundled to ESM in dist/ by esbuild, declarations by tsc.
-// The kernel .wasm files stay in build/ and are found at run time relative to the module.
+// Builds what the package runs: the kernels (assembly/ → build/kernels-*.wasm, four targets of
+// asconfig.json) when an assembly/ file is newer than them, then src/ bundled to ESM in dist/ by
+// esbuild and the declarations by tsc. `--force` rebuilds the kernels regardless.
 // The library bundle is self-contained (its tokenizer and template packages are bundled in, so
 // it runs in browsers without a resolver); the CLI is for Node and imports its packages.
+// npm start and npm test run this first, so a fresh clone needs only `npm ci`.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+const TARGETS = ['simd', 'relaxed', 'simd-mt', 'relaxed-mt'];
+
+function newest(dir) {
+  return Math.max(0, ...readdirSync(dir, { recursive: true })
+    .map((f) => path.join(dir, f)).filter((f) => statSync(f).isFile()).map((f) => statSync(f).mtimeMs));
+}
+
+function kernelsStale() {
+  const sources = Math.max(newest('assembly'), statSync('asconfig.json').mtimeMs);
+  return TARGETS.some((t) => !existsSync(`build/kernels-${t}.wasm`) || statSync(`build/kernels-${t}.wasm`).mtimeMs < sources);
+}
+
+if (process.argv.includes('--force') || kernelsStale()) {
+  for (const target of TARGETS) {
+    execFileSync(process.execPath, ['node_modules/assemblyscript/bin/asc.js', 'assembly/index.ts', '--target', target], { stdio: 'inherit' });
+  }
+}
 
 const common = {
   outdir: 'dist',
@@ -21,7 +42,5 @@ await build({
   // Node-only modules are imported lazily inside functions; keep them as imports.
   external: ['node:*'],
 });
-if (existsSync('src/cli.ts')) {
-  await build({ ...common, entryPoints: ['src/cli.ts'], platform: 'node', packages: 'external' });
-}
+await build({ ...common, entryPoints: ['src/cli.ts'], platform: 'node', packages: 'external' });
 execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });

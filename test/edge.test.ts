@@ -28,7 +28,7 @@ function entry(worker: string): string {
 }
 
 function runEdge(runtime: Runtime, entryFile: string) {
-  const args = runtime === 'node'
+  const args = runtime === 'node' || runtime === 'node24'
     ? ['--import', pathToFileURL(path.join(root, 'test/runtimes/no-node-builtins.mjs')).href, entryFile]
     : runtime === 'deno' ? ['run', '--no-prompt', entryFile] : [entryFile];
   return run(binary(runtime), args, { cwd: dir, input });
@@ -49,7 +49,7 @@ beforeAll(async () => {
 });
 
 describe('edge style: no file system, no fetch, no SharedArrayBuffer, precompiled kernels, weights as bytes', () => {
-  it.each(['node', 'deno', 'bun'] as const)('the README edge function under %s gives Node\'s greedy text', async (runtime) => {
+  it.each(['node', 'node24', 'deno', 'bun'] as const)('the README edge function under %s gives Node\'s greedy text', async (runtime) => {
     const r = await runEdge(runtime, entry('worker.mjs'));
     expect(r.stderr).not.toMatch(/edge: refused/);
     expect(r.code, r.stderr).toBe(0);

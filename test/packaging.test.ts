@@ -28,6 +28,13 @@ describe('package.json', () => {
     expect(pkg.engines.node).toBe('>=20');
   });
 
+  it('installs into a project with no warning from npm (no install scripts, engines that fit)', () => {
+    expect(pkg.scripts).not.toHaveProperty('prepare');
+    expect(pkg.scripts).not.toHaveProperty('install');
+    expect(pkg.scripts).not.toHaveProperty('postinstall');
+    expect(inject('consumerInstallLog')).not.toMatch(/warn/i);
+  });
+
   it('every export points at a file the build made', () => {
     for (const [subpath, target] of Object.entries(pkg.exports as Record<string, string | Record<string, string>>)) {
       for (const file of typeof target === 'string' ? [target] : Object.values(target)) {

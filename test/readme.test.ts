@@ -21,7 +21,8 @@ beforeAll(async () => {
 
 /** A README command run by the shell in the consumer project, with Deno and Bun on the PATH. */
 function shell(command: string) {
-  const env = { ...process.env, PATH: `${path.join(root, 'node_modules/.bin')}${path.delimiter}${process.env.PATH}` };
+  const bins = [path.dirname(inject('deno')), path.join(root, 'node_modules/.bin')];
+  const env = { ...process.env, PATH: [...bins, process.env.PATH].join(path.delimiter) };
   return run('/bin/sh', ['-c', command], { cwd: dir, env });
 }
 

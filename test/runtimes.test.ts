@@ -1,4 +1,4 @@
-// The conformance smoke test under Node, Deno and Bun: test/runtimes/conformance.mjs, run by each
+// The conformance smoke test under Node (the tests' own, and 24), Deno and Bun: test/runtimes/conformance.mjs, run by each
 // runtime from a project that installed the packed package, must give Node's greedy ids exactly
 // and its first logits row to 1e-5, for the same kernel build (forced), and for each runtime's own
 // choice ('auto') against Node's run of that build. Every run asks for 2 threads: where
@@ -43,7 +43,7 @@ beforeAll(async () => {
   runs.forEach(([r, m], i) => results.set(key(r, m), out[i]));
 }, 120_000);
 
-describe('conformance: the same greedy output and logits under Node, Deno and Bun', () => {
+describe('conformance: the same greedy output and logits under Node 20 and 24, Deno and Bun', () => {
   it.each(RUNTIMES)('%s runs the build it is asked for, and picks relaxed SIMD by itself when it can compile it', (runtime) => {
     for (const mode of ['simd', 'relaxed'] as const) expect(results.get(key(runtime, mode))!.simd).toBe(mode);
     const auto = results.get(key(runtime, 'auto'))!;
@@ -51,6 +51,7 @@ describe('conformance: the same greedy output and logits under Node, Deno and Bu
     expect(auto.simd).toBe(auto.detected.relaxed ? 'relaxed' : 'simd');
     // Deno and Bun compile relaxed SIMD with no flag; so does Node from 22 on.
     if (runtime !== 'node' || Number(process.versions.node.split('.')[0]) >= 22) expect(auto.simd).toBe('relaxed');
+    if (runtime === 'node24') expect(auto.simd).toBe('relaxed');
   });
 
   it.each(RUNTIMES)('%s has SharedArrayBuffer and workers, and runs the model on 2 threads', (runtime) => {

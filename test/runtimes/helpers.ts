@@ -12,11 +12,17 @@ export const BUN = path.join(root, 'node_modules/.bin/bun');
 export const PROMPT = 'Q: What is the meaning of life?\nA:';
 export const TOKENS = 32;
 
-export type Runtime = 'node' | 'deno' | 'bun';
-export const RUNTIMES: Runtime[] = ['node', 'deno', 'bun'];
+/** `node` is the Node running the tests (20 here); `node24` the current LTS line, beside it. */
+export type Runtime = 'node' | 'node24' | 'deno' | 'bun';
+export const RUNTIMES: Runtime[] = ['node', 'node24', 'deno', 'bun'];
 
 export function binary(runtime: Runtime): string {
-  return runtime === 'node' ? process.execPath : runtime === 'deno' ? inject('deno') : BUN;
+  switch (runtime) {
+    case 'node': return process.execPath;
+    case 'node24': return inject('node24');
+    case 'deno': return inject('deno');
+    case 'bun': return BUN;
+  }
 }
 
 export interface Ran { code: number | null; stdout: string; stderr: string }
