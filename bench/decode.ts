@@ -3,12 +3,14 @@
 // at several context lengths: MLA absorbed vs MLA naive vs MHA vs GQA-4 vs MQA on the same kernels.
 // The cache is filled with random rows (a decode step's cost does not depend on the values),
 // then one step at that position is timed.
-import type { AttentionConfig, ModelConfig } from '../src/config.js';
-import { cacheNumbersPerTokenPerLayer } from '../src/config.js';
-import { Decoder, type AttentionPath } from '../src/decoder.js';
-import { Model } from '../src/model.js';
-import { loadKernels, type SimdBuild } from '../src/wasm.js';
-import { expectedTensors, placeWeights, type TensorSource } from '../src/weights.js';
+import type { AttentionConfig, ModelConfig } from '../src/formats/config.js';
+import { cacheNumbersPerTokenPerLayer } from '../src/formats/config.js';
+import { Decoder, type AttentionPath } from '../src/model/decoder.js';
+import { Model } from '../src/generate/model.js';
+import { loadKernels } from '../src/host/load.js';
+import { type SimdBuild } from '../src/host/kernels.js';
+import { expectedTensors, placeWeights } from '../src/model/weights.js';
+import type { TensorSource } from '../src/formats/tensor-source.js';
 
 export interface DecodeRow {
   variant: string;
@@ -65,7 +67,7 @@ export async function loadSyntheticModel(threads: number): Promise<Model> {
   const c = syntheticConfig(VARIANTS[0].attention);
   const { kernels, heap, build, pool } = await loadKernels({ threads });
   const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap), pool);
-  return new Model(c, decoder, build, pool);
+  return new Model({ config: c, decoder, simd: build, pool, tokenizer: null, generationConfig: null });
 }
 
 export async function benchDecode(build: SimdBuild, contexts: number[], log: (s: string) => void): Promise<DecodeRow[]> {

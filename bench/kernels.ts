@@ -6,8 +6,9 @@
 //   node --experimental-wasm-relaxed-simd build/bench-kernels.mjs [simd|relaxed]… [--quick]
 //
 // (The bundle must live in build/ so that src/wasm.ts finds ../build/kernels-*.wasm.)
-import { loadKernels, type LoadedKernels, type SimdBuild } from '../src/wasm.js';
-import { panelWidth } from '../src/weights.js';
+import { loadKernels, type LoadedKernels } from '../src/host/load.js';
+import { type SimdBuild } from '../src/host/kernels.js';
+import { panelWidth } from '../src/model/weights.js';
 
 export interface KernelBenchRow {
   kernel: string;

@@ -14,11 +14,12 @@
 //     cache with random rows up to L and times 64 steps from there, 5 times (a step's work does not
 //     depend on the cached values, and prefilling 16k tokens of this model would take minutes).
 import { readFileSync } from 'node:fs';
-import { CHUNK, Decoder, type KvCache } from '../src/decoder.js';
-import { loadModel, type Model } from '../src/model.js';
-import type { ModelConfig } from '../src/config.js';
-import { loadKernels, type SimdBuild } from '../src/wasm.js';
-import { placeWeights } from '../src/weights.js';
+import { CHUNK, Decoder, type KvCache } from '../src/model/decoder.js';
+import { loadModel, type Model } from '../src/generate/model.js';
+import type { ModelConfig } from '../src/formats/config.js';
+import { loadKernels } from '../src/host/load.js';
+import { type SimdBuild } from '../src/host/kernels.js';
+import { placeWeights } from '../src/model/weights.js';
 import { syntheticConfig, randomSource, VARIANTS } from './decode.js';
 import { inProcessReader } from './probes.js';
 import { decodeBytes, decodeFlops, prefillFlops } from './roofline.js';

@@ -13,8 +13,9 @@
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { matmulModel } from './onnx.js';
-import { Parallel } from '../src/threads.js';
-import { loadKernels, type SimdBuild } from '../src/wasm.js';
+import { Parallel } from '../src/model/parallel.js';
+import { loadKernels } from '../src/host/load.js';
+import { type SimdBuild } from '../src/host/kernels.js';
 
 export type PeerName = 'mla-wasm' | 'onnxruntime-web' | 'tfjs-backend-wasm' | 'onnxruntime-node';
 

@@ -3,8 +3,9 @@
 // once (the bound of a 2-thread decode). Each reads in both patterns the kernels' probes have,
 // one stream and two streams 2 MiB apart, and keeps the better.
 import { spawn } from 'node:child_process';
-import { Parallel } from '../src/threads.js';
-import { loadKernels, type Kernels, type SimdBuild } from '../src/wasm.js';
+import { Parallel } from '../src/model/parallel.js';
+import { loadKernels } from '../src/host/load.js';
+import { type Kernels, type SimdBuild } from '../src/host/kernels.js';
 
 const BYTES = 256 << 20;
 

@@ -1,9 +1,9 @@
 // What a forward pass must do at the least, from the config alone: the bytes a decode step reads
 // and the flops a step or a prefill computes. The bench divides them by same-run probes of this
 // machine (DRAM read bandwidth, compute peak) to get each row's floor.
-import type { ModelConfig } from '../src/config.js';
-import { cacheNumbersPerTokenPerLayer } from '../src/config.js';
-import { expectedTensors } from '../src/weights.js';
+import type { ModelConfig } from '../src/formats/config.js';
+import { cacheNumbersPerTokenPerLayer } from '../src/formats/config.js';
+import { expectedTensors } from '../src/model/weights.js';
 
 export type Path = 'absorbed' | 'naive';
 

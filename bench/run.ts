@@ -14,8 +14,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { threadsAvailable } from '../src/threads.js';
-import { chooseBuild, type SimdBuild } from '../src/wasm.js';
+import { threadsAvailable } from '../src/host/threads.js';
+import { chooseBuild, type SimdBuild } from '../src/host/kernels.js';
 import { benchDecode, type DecodeRow } from './decode.js';
 import { benchE2e, e2eWorker, type E2eResult } from './e2e.js';
 import { benchKernels, type KernelBenchResult } from './kernels.js';

@@ -6,8 +6,9 @@
 // npm start and npm test run this first, so a fresh clone needs only `npm ci`.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { packageUrls } from './package-urls.mjs';
 
 const TARGETS = ['simd', 'relaxed', 'simd-mt', 'relaxed-mt'];
 
@@ -27,6 +28,8 @@ if (process.argv.includes('--force') || kernelsStale()) {
   }
 }
 
+// dist/ is made anew: declarations of a moved or deleted source must not ship.
+rmSync('dist', { recursive: true, force: true });
 const common = {
   outdir: 'dist',
   bundle: true,
@@ -41,6 +44,7 @@ await build({
   platform: 'neutral',
   // Node-only modules are imported lazily inside functions; keep them as imports.
   external: ['node:*'],
+  plugins: [packageUrls],
 });
-await build({ ...common, entryPoints: ['src/cli.ts'], platform: 'node', packages: 'external' });
+await build({ ...common, entryPoints: ['src/cli.ts'], platform: 'node', packages: 'external', plugins: [packageUrls] });
 execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });

@@ -10,8 +10,8 @@
 // written to the temp folder by `npm run bench -- --e2e`).
 // Timing every call costs time of its own, shown in "the rest": the header gives the untimed step.
 import { loadSyntheticModel } from '../bench/decode.js';
-import type { Matrix } from '../src/weights.js';
-import { loadModel, type Model } from '../src/model.js';
+import type { Matrix } from '../src/model/weights.js';
+import { loadModel, type Model } from '../src/generate/model.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);

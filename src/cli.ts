@@ -11,11 +11,11 @@ import readline from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { MlaError } from './errors.js';
-import type { ChatOptions, GenerateOptions, Generation } from './generate.js';
-import { cacheEquivalents, parameterCount } from './info.js';
-import { loadModel, type Model } from './model.js';
-import type { ChatMessage } from './tokenizer.js';
-import type { SimdBuild } from './wasm.js';
+import type { ChatOptions, GenerateOptions, Generation } from './generate/generate.js';
+import { cacheEquivalents, parameterCount } from './model/info.js';
+import { loadModel, type Model } from './generate/model.js';
+import type { ChatMessage } from './formats/tokenizer.js';
+import type { SimdBuild } from './host/kernels.js';
 
 // Node 20 compiles relaxed SIMD only behind a V8 flag; a CLI may turn it on before the first
 // compile. The library itself still chooses the build by validating a tiny module.

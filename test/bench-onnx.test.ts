@@ -4,9 +4,9 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { buildStepGraph, latentCache, ropeInputs, tensorValues } from '../bench/e2e.js';
 import { concat, matmulModel } from '../bench/onnx.js';
-import { parseConfig, type MlaAttention } from '../src/config.js';
-import { loadModel } from '../src/model.js';
-import { expectedTensors } from '../src/weights.js';
+import { parseConfig, type MlaAttention } from '../src/formats/config.js';
+import { loadModel } from '../src/generate/model.js';
+import { expectedTensors } from '../src/model/weights.js';
 
 const ort = createRequire(import.meta.url)('onnxruntime-node');
 

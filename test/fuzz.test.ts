@@ -11,18 +11,19 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/formats/config.js';
 import { MlaError, type MlaErrorCode } from '../src/errors.js';
-import { Heap } from '../src/heap.js';
-import { checkMemory, memoryNeed } from '../src/memory.js';
+import { Heap } from '../src/host/heap.js';
+import { checkMemory, memoryNeed } from '../src/model/memory.js';
 import { kernelsFor } from './helpers.js';
 
 // The kernels answer how much scratch they need; the loader asks them before allocating.
 const { kernels: KERNELS } = await kernelsFor('simd');
-import { loadModel } from '../src/model.js';
-import { elementCount, parseSafetensorsHeader, readTensorF32At, dtypeBytes, type SafetensorsHeader } from '../src/safetensors.js';
-import { openSource, safetensorsFilesSource, type ByteFile, type ModelSource } from '../src/source.js';
-import { checkTensors, placeWeights, weightBytes, type TensorSource } from '../src/weights.js';
+import { loadModel } from '../src/generate/model.js';
+import { elementCount, parseSafetensorsHeader, readTensorF32At, dtypeBytes, type SafetensorsHeader } from '../src/formats/safetensors.js';
+import { openSource, safetensorsFilesSource, type ByteFile, type ModelSource } from '../src/formats/source.js';
+import { checkTensors, placeWeights, weightBytes } from '../src/model/weights.js';
+import type { TensorSource } from '../src/formats/tensor-source.js';
 import { makeRandomCheckpoint, tinyMlaConfig } from './reference/model.js';
 import { writeSafetensors, writeShardedSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
 

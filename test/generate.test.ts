@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, MlaError, type GenerateOptions, type Generation, type GenerationPiece, type Model } from '../src/index.js';
-import { argmax } from '../src/sampling.js';
+import { argmax } from '../src/generate/sampling.js';
 import { makeRandomCheckpoint, tinyLlamaConfig } from './reference/model.js';
 
 const fortuneDir = new URL('../models/fortune-mla/', import.meta.url);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { MlaError } from '../src/errors.js';
-import { Heap } from '../src/heap.js';
+import { Heap } from '../src/host/heap.js';
 
 describe('heap', () => {
   it('hands out 64-byte aligned, non-overlapping blocks above the reserved first page', () => {

@@ -1,7 +1,8 @@
 // Shared test utilities: both kernel builds, seeded random data, and a comparison that
 // reports the worst element.
 import { expect } from 'vitest';
-import { loadKernels, type LoadedKernels, type SimdBuild } from '../src/wasm.js';
+import { loadKernels, type LoadedKernels } from '../src/host/load.js';
+import { type SimdBuild } from '../src/host/kernels.js';
 
 export const BUILDS: SimdBuild[] = ['simd', 'relaxed'];
 

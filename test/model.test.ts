@@ -1,9 +1,9 @@
 // The whole decoder against the float64 reference, on the real default model and on small random
 // checkpoints with every attention feature, in both kernel builds.
 import { describe, expect, it } from 'vitest';
-import { CHUNK } from '../src/decoder.js';
+import { CHUNK } from '../src/model/decoder.js';
 import { loadModel, type Model } from '../src/index.js';
-import type { InMemoryModel } from '../src/source.js';
+import type { InMemoryModel } from '../src/formats/source.js';
 import { BUILDS, expectClose } from './helpers.js';
 import { makeRandomCheckpoint, referenceForward, tinyLlamaConfig, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config } from './reference/model.js';
 
@@ -141,7 +141,7 @@ describe('KV cache sizes', () => {
 
 async function realModel(name: string) {
   const { readFileSync } = await import('node:fs');
-  const { parseSafetensorsHeader, readTensorF32 } = await import('../src/safetensors.js');
+  const { parseSafetensorsHeader, readTensorF32 } = await import('../src/formats/safetensors.js');
   const dir = new URL(`../models/${name}/`, import.meta.url);
   const config = JSON.parse(readFileSync(new URL('config.json', dir), 'utf8'));
   const bytes = new Uint8Array(readFileSync(new URL('model.safetensors', dir)));

@@ -47,7 +47,7 @@ describe('package.json', () => {
   it('npm pack ships the build, the kernels beside it, their declarations and the default model, and no sources', () => {
     const out = execFileSync(npm, ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     const files = new Set<string>(JSON.parse(out)[0].files.map((f: { path: string }) => f.path));
-    for (const f of ['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/wasm.d.ts', 'dist/cli.js',
+    for (const f of ['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/host/kernels.d.ts', 'dist/cli.js',
       'build/kernels-simd.wasm', 'build/kernels-relaxed.wasm', 'build/kernels-simd.d.ts',
       'models/fortune-mla/config.json', 'models/fortune-mla/model.safetensors', 'examples/serve.mjs']) {
       expect(files, f).toContain(f);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { MlaError } from '../src/errors.js';
-import { elementCount, parseSafetensorsHeader, readTensorF32, readTensorF32At, safetensorsHeaderLength, type TensorInfo } from '../src/safetensors.js';
+import { elementCount, parseSafetensorsHeader, readTensorF32, readTensorF32At, safetensorsHeaderLength, type TensorInfo } from '../src/formats/safetensors.js';
 import { toBF16Bits, toF16Bits, writeSafetensors } from './reference/safetensors-writer.js';
 
 const MODEL_DIR = '/work/shared/models/fortune-mla';

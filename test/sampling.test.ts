@@ -1,7 +1,7 @@
 // Sampling: greedy is the argmax, and the seeded draws follow the distribution temperature, top-k,
 // top-p and the repetition penalty define.
 import { describe, expect, it } from 'vitest';
-import { applyRepetitionPenalty, argmax, candidates, createRng, sampleToken, type SamplingOptions } from '../src/sampling.js';
+import { applyRepetitionPenalty, argmax, candidates, createRng, sampleToken, type SamplingOptions } from '../src/generate/sampling.js';
 
 const opts = (o: Partial<SamplingOptions>): SamplingOptions => ({ temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, ...o });
 const logitsOf = (probs: number[]) => Float32Array.from(probs, Math.log);

@@ -8,18 +8,18 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseConfig, type MlaAttention } from '../src/config.js';
+import { parseConfig, type MlaAttention } from '../src/formats/config.js';
 import { MlaError } from '../src/errors.js';
-import { Heap } from '../src/heap.js';
-import { CHUNK } from '../src/decoder.js';
-import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/memory.js';
+import { Heap } from '../src/host/heap.js';
+import { CHUNK } from '../src/model/decoder.js';
+import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/model/memory.js';
 import { kernelsFor } from './helpers.js';
 
 // The kernels answer how much scratch they need; the loader asks them before allocating.
 const { kernels: KERNELS } = await kernelsFor('simd');
-import { loadModel } from '../src/model.js';
-import { openSource, type ModelSource } from '../src/source.js';
-import { expectedTensors, PANEL_COLS, panelWidth, placeWeights, weightBlockBytes, weightBytes } from '../src/weights.js';
+import { loadModel } from '../src/generate/model.js';
+import { openSource, type ModelSource } from '../src/formats/source.js';
+import { expectedTensors, PANEL_COLS, panelWidth, placeWeights, weightBlockBytes, weightBytes } from '../src/model/weights.js';
 import { makeRandomCheckpoint, tensorsFromSafetensors, tinyLlamaConfig, tinyMlaConfig, type Tensors } from './reference/model.js';
 import { toBF16Bits, toF16Bits, writeSafetensors, writeShardedSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
 

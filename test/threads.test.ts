@@ -8,13 +8,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../src/config.js';
-import { Heap } from '../src/heap.js';
+import { parseConfig } from '../src/formats/config.js';
+import { Heap } from '../src/host/heap.js';
 import { loadModel, MlaError, type Model } from '../src/index.js';
-import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/memory.js';
-import { CHUNK } from '../src/decoder.js';
-import { defaultThreads, Parallel, queryCuts, SMALL_MODEL_BYTES, ThreadPool, threadsAvailable } from '../src/threads.js';
-import { loadKernels, type SimdBuild } from '../src/wasm.js';
+import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/model/memory.js';
+import { CHUNK } from '../src/model/decoder.js';
+import { defaultThreads, SMALL_MODEL_BYTES, threadsAvailable } from '../src/host/threads.js';
+import { Parallel, queryCuts } from '../src/model/parallel.js';
+import { ThreadPool } from '../src/host/pool.js';
+import { loadKernels } from '../src/host/load.js';
+import { type SimdBuild } from '../src/host/kernels.js';
 import { expectClose, randomF32 } from './helpers.js';
 import { matmulNN, matmulNT } from './reference/ops.js';
 import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig, tinyMlaMoeV2Config } from './reference/model.js';
@@ -494,13 +497,15 @@ describe('in a separate Node process', () => {
   let dir = '';
   beforeAll(async () => {
     const { build } = await import('esbuild');
+    // @ts-expect-error: a plain .mjs script without declarations
+    const { packageUrls } = await import('../scripts/package-urls.mjs');
     dir = mkdtempSync(join(tmpdir(), 'mla-threads-'));
     // The bundle finds the kernels and the default model from itself, as dist/index.js does.
     for (const d of ['build', 'models']) symlinkSync(fileURLToPath(new URL(`../${d}`, import.meta.url)), join(dir, d));
     await build({
       entryPoints: [fileURLToPath(new URL('../src/index.ts', import.meta.url))],
       outfile: join(dir, 'dist', 'index.js'), bundle: true, format: 'esm', platform: 'neutral',
-      target: 'es2022', external: ['node:*'], logLevel: 'warning',
+      target: 'es2022', external: ['node:*'], logLevel: 'warning', plugins: [packageUrls],
     });
   });
   afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });

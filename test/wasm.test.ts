@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { chooseBuild, detectSimd, loadKernels } from '../src/wasm.js';
+import { chooseBuild, detectSimd } from '../src/host/kernels.js';
+import { loadKernels } from '../src/host/load.js';
 
 describe('kernel module loading', () => {
   it('detects SIMD and relaxed SIMD by validating tiny modules', () => {

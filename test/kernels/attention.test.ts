@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { BUILDS, expectClose, kernelsFor, rng } from '../helpers.js';
 import { attend } from '../reference/ops.js';
-import type { SimdBuild } from '../../src/wasm.js';
+import type { SimdBuild } from '../../src/host/kernels.js';
 
 type K = Awaited<ReturnType<typeof kernelsFor>>;
 

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { BUILDS, expectClose, kernelsFor, randomF32 } from '../helpers.js';
 import { matmulNN, matmulNT } from '../reference/ops.js';
-import type { LoadedKernels } from '../../src/wasm.js';
+import type { LoadedKernels } from '../../src/host/load.js';
 
 const SENTINEL = -12345.5;
 const SIZES = [1, 3, 7, 8, 9, 17, 33, 64, 65, 130];

@@ -6,7 +6,7 @@
 // Supported: DeepseekV2ForCausalLM / DeepseekV3ForCausalLM (MLA attention, dense or MoE FFN,
 // optional YaRN) and LlamaForCausalLM (MHA/GQA/MQA attention, dense FFN).
 
-import { elementCount, parseSafetensorsHeader, readTensorF32 } from '../../src/safetensors.js';
+import { elementCount, parseSafetensorsHeader, readTensorF32 } from '../../src/formats/safetensors.js';
 import { attend, matmulNT, rmsnorm, rope, ropeFreqs, silu } from './ops.js';
 
 export interface Tensor { shape: number[]; data: Float32Array }

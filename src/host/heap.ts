@@ -1,4 +1,4 @@
-import { MlaError } from './errors.js';
+import { MlaError } from '../errors.js';
 
 const PAGE = 65536;
 const MAX_PAGES = 65536; // 4 GiB: WebAssembly's limit for 32-bit memories

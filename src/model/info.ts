@@ -1,6 +1,6 @@
 // What `mla-wasm info` reports: parameter count, and the KV cache per token of this model beside
 // what MHA, GQA, MQA and MLA would cache with the same head dims (mla.md's table).
-import { cacheNumbersPerTokenPerLayer, type ModelConfig } from './config.js';
+import { cacheNumbersPerTokenPerLayer, type ModelConfig } from '../formats/config.js';
 import { expectedTensors } from './weights.js';
 
 /** Parameters the checkpoint holds (every tensor the config implies). */

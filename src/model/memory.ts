@@ -1,11 +1,11 @@
 // The WebAssembly memory a model needs, computed from its config alone, so that a model that
 // cannot fit in WebAssembly's 4 GiB is refused before anything big is allocated or read.
-import type { ModelConfig } from './config.js';
-import { cacheNumbersPerTokenPerLayer } from './config.js';
+import type { ModelConfig } from '../formats/config.js';
+import { cacheNumbersPerTokenPerLayer } from '../formats/config.js';
 import { CHUNK, scratchBytes, scratchSizes, type ScratchKernels } from './decoder.js';
-import { MlaError } from './errors.js';
-import { fmtBytes, heapBytesFor } from './heap.js';
-import { poolBytes } from './threads.js';
+import { MlaError } from '../errors.js';
+import { fmtBytes, heapBytesFor } from '../host/heap.js';
+import { poolBytes } from '../host/protocol.js';
 import { weightBlockBytes } from './weights.js';
 
 /** WebAssembly's limit for a 32-bit memory: 65536 pages of 64 KiB. */

@@ -1,5 +1,5 @@
 // DeepSeek MoE routing (mla.md), on the host: a few dozen router scores per token.
-import type { MoeFfn } from './config.js';
+import type { MoeFfn } from '../formats/config.js';
 
 /** Indices of the k largest values among those `allowed`, largest first (ties: lower index). */
 function topK(values: ArrayLike<number>, k: number, allowed: (i: number) => boolean = () => true): number[] {

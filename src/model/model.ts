@@ -1,17 +1,18 @@
-// The public model: config, weights in WebAssembly memory, forward() and sessions.
-import { cacheNumbersPerTokenPerLayer, mhaCacheNumbers, parseConfig, type ModelConfig } from './config.js';
+// A model over token ids: config, weights in WebAssembly memory, forward() and sessions.
+// Text generation and chat are added on top of it in generate/model.ts.
+import { cacheNumbersPerTokenPerLayer, mhaCacheNumbers, parseConfig, type ModelConfig } from '../formats/config.js';
 import { Decoder, type AttentionPath } from './decoder.js';
-import { MlaError } from './errors.js';
+import { MlaError } from '../errors.js';
 import { Session, type SessionOptions } from './session.js';
-import { openSource, type ModelSource } from './source.js';
-import { defaultThreads, type ThreadPool } from './threads.js';
-import { loadKernels, type KernelOptions, type SimdBuild } from './wasm.js';
+import { openSource, type ModelSource } from '../formats/source.js';
+import { defaultThreads } from '../host/threads.js';
+import { type ThreadPool } from '../host/pool.js';
+import { loadKernels } from '../host/load.js';
+import { type KernelOptions, type SimdBuild } from '../host/kernels.js';
 import { checkMemory } from './memory.js';
 import { checkTensors, placeWeights, weightBytes } from './weights.js';
-// Tokenizer, generation defaults and streaming generation (src/tokenizer.ts, src/generate.ts).
-import { chat, generate, type ChatOptions, type GenerateOptions, type Generation } from './generate.js';
-import { tokenizerFilesOf } from './model-files.js';
-import { loadTokenizerFiles, type ChatMessage, type GenerationConfig, type Tokenizer } from './tokenizer.js';
+import { tokenizerFilesOf } from '../formats/model-files.js';
+import { loadTokenizerFiles, type GenerationConfig, type Tokenizer } from '../formats/tokenizer.js';
 
 export interface LoadOptions extends KernelOptions {
   /** Called as weights are placed: bytes of WebAssembly memory filled so far, out of the total. */
@@ -23,7 +24,17 @@ export interface ForwardOptions {
   attention?: AttentionPath;
 }
 
-export class Model {
+/** What loading a model yields, before it is wrapped in a TokenModel (or a subclass). */
+export interface ModelParts {
+  config: ModelConfig;
+  decoder: Decoder;
+  simd: SimdBuild;
+  pool: ThreadPool | null;
+  tokenizer: Tokenizer | null;
+  generationConfig: GenerationConfig | null;
+}
+
+export class TokenModel {
   /** The parsed configuration (the numbers mla.md names). */
   readonly config: ModelConfig;
   /** Which kernel build runs: 'relaxed' (fused multiply-add) or 'simd'. */
@@ -40,15 +51,14 @@ export class Model {
   private isDisposed = false;
 
   /** @internal Use loadModel(). */
-  constructor(config: ModelConfig, decoder: Decoder, simd: SimdBuild, pool: ThreadPool | null,
-    extras: { tokenizer?: Tokenizer | null; generationConfig?: GenerationConfig | null } = {}) {
-    this.config = config;
-    this.decoder = decoder;
-    this.simd = simd;
-    this.weightBytes = decoder.w.bytes;
-    this.tokenizer = extras.tokenizer ?? null;
-    this.generationConfig = extras.generationConfig ?? null;
-    this.pool = pool;
+  constructor(parts: ModelParts) {
+    this.config = parts.config;
+    this.decoder = parts.decoder;
+    this.simd = parts.simd;
+    this.weightBytes = parts.decoder.w.bytes;
+    this.tokenizer = parts.tokenizer;
+    this.generationConfig = parts.generationConfig;
+    this.pool = parts.pool;
   }
 
   /**
@@ -97,21 +107,6 @@ export class Model {
     }
   }
 
-  /**
-   * Stream a continuation of `prompt` (text through the tokenizer, or token ids) as { id, text }
-   * pieces. Options default to generation_config.json; see GenerateOptions.
-   */
-  generate(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Generation {
-    this.alive();
-    return generate(this, prompt, options);
-  }
-
-  /** Stream the assistant's answer to a conversation, rendered by the tokenizer's chat template. */
-  chat(messages: ChatMessage[], options: ChatOptions = {}): Generation {
-    this.alive();
-    return chat(this, messages, options);
-  }
-
   /** @internal Whether `s` is a live session of this model. */
   ownsSession(s: Session): boolean {
     return this.sessions.has(s);
@@ -124,17 +119,18 @@ export class Model {
     this.isDisposed = true;
   }
 
-  private alive(): void {
+  protected alive(): void {
     if (this.isDisposed) throw new MlaError('DISPOSED', 'this model was disposed');
   }
 }
 
 /**
- * Load a model: a folder (path or URL) holding config.json and model.safetensors (or shards listed in
- * model.safetensors.index.json), a map of file name → bytes, or an in-memory { config, tensors }.
- * Without a source, the built-in default model (fortune-mla).
+ * Read a model's files, check them, start the kernels and place the weights (loadModel wraps the
+ * result). Source: a folder (path or URL) holding config.json and model.safetensors (or shards
+ * listed in model.safetensors.index.json), a map of file name → bytes, or an in-memory
+ * { config, tensors }. Without a source, the built-in default model (fortune-mla).
  */
-export async function loadModel(source?: ModelSource, options: LoadOptions = {}): Promise<Model> {
+export async function openModel(source?: ModelSource, options: LoadOptions = {}): Promise<ModelParts> {
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
     throw new MlaError('BAD_INPUT', 'onProgress must be a function');
   }
@@ -149,7 +145,7 @@ export async function loadModel(source?: ModelSource, options: LoadOptions = {})
     checkMemory(config, kernels, pool?.threads ?? 1);
     checkTensors(config, src.tensors);
     const weights = placeWeights(config, src.tensors, heap, options.onProgress);
-    return new Model(config, new Decoder(kernels, heap, config, weights, pool), build, pool, extras);
+    return { config, decoder: new Decoder(kernels, heap, config, weights, pool), simd: build, pool, ...extras };
   } catch (e) {
     pool?.dispose();
     throw e;

@@ -1,7 +1,7 @@
 // Rotary frequencies and the YaRN softmax factor, computed once per model on the host.
 // YaRN follows DeepSeek-V3's `precompute_freqs_cis` and Hugging Face's
 // `DeepseekV2YarnRotaryEmbedding` (the same blend): reproduced from the math, not copied.
-import type { ModelConfig, YarnScaling } from './config.js';
+import type { ModelConfig, YarnScaling } from '../formats/config.js';
 
 /** The dimension index whose wavelength makes `rotations` turns over `maxPositions`. */
 function correctionDim(rotations: number, dim: number, base: number, maxPositions: number): number {

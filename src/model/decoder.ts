@@ -2,12 +2,13 @@
 // embedding → layers of [RMSNorm → attention → residual → RMSNorm → SwiGLU → residual]
 // → final RMSNorm → lm_head. Every buffer is allocated once, in the constructor (the
 // "run state"); running a chunk allocates nothing.
-import type { GroupedAttention, MlaAttention, ModelConfig, MoeFfn } from './config.js';
-import { cacheNumbersPerTokenPerLayer } from './config.js';
-import type { Heap } from './heap.js';
+import type { GroupedAttention, MlaAttention, ModelConfig, MoeFfn } from '../formats/config.js';
+import { cacheNumbersPerTokenPerLayer } from '../formats/config.js';
+import type { Heap } from '../host/heap.js';
 import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
-import { attnSegmentBytes, BLOCK, FINISH, INIT, Parallel, type ThreadPool } from './threads.js';
-import type { Kernels } from './wasm.js';
+import { attnSegmentBytes, BLOCK, FINISH, INIT, Parallel } from './parallel.js';
+import { type ThreadPool } from '../host/pool.js';
+import type { Kernels } from '../host/kernels.js';
 import { routeToken } from './moe.js';
 import { inputRows, MATRIX_ALIGN, type LayerWeights, type Matrix, type Weights } from './weights.js';
 

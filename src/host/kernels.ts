@@ -1,10 +1,8 @@
 // Finding, compiling and instantiating the kernel module. Nothing here touches `fs` or
 // `process` at the top level: file URLs are read through a dynamic import of node:fs,
 // which exists in Node, Deno and Bun; anything else is fetched.
-import { instantiate } from '../build/kernels-simd.js';
-import { MlaError, showValue } from './errors.js';
-import { Heap } from './heap.js';
-import { ThreadPool, threadsAvailable } from './threads.js';
+import { instantiate } from '../../build/kernels-simd.js';
+import { MlaError, showValue } from '../errors.js';
 
 /** The kernel exports, typed by AssemblyScript's generated bindings. */
 export type Kernels = Awaited<ReturnType<typeof instantiate>>;
@@ -75,17 +73,18 @@ async function readUrl(url: URL): Promise<ArrayBuffer | Uint8Array> {
 }
 
 /** build/kernels-<build>.wasm, or kernels-<build>-mt.wasm: the same code over a shared memory. */
-function compileBuild(build: SimdBuild, shared: boolean): Promise<WebAssembly.Module> {
+export function compileBuild(build: SimdBuild, shared: boolean): Promise<WebAssembly.Module> {
   const name = `kernels-${build}${shared ? '-mt' : ''}`;
   let p = compiled.get(name);
   if (!p) {
     // Literal URLs (no template): bundlers that ship the files a module finds with
-    // new URL('…', import.meta.url) (webpack 5, Vite, Parcel) only follow literals.
+    // new URL('…', import.meta.url) (webpack 5, Vite, Parcel) only follow literals. They are
+    // relative to this source file; scripts/build.mjs makes them relative to dist/index.js.
     const url = {
-      'kernels-simd': new URL('../build/kernels-simd.wasm', import.meta.url),
-      'kernels-relaxed': new URL('../build/kernels-relaxed.wasm', import.meta.url),
-      'kernels-simd-mt': new URL('../build/kernels-simd-mt.wasm', import.meta.url),
-      'kernels-relaxed-mt': new URL('../build/kernels-relaxed-mt.wasm', import.meta.url),
+      'kernels-simd': new URL('../../build/kernels-simd.wasm', import.meta.url),
+      'kernels-relaxed': new URL('../../build/kernels-relaxed.wasm', import.meta.url),
+      'kernels-simd-mt': new URL('../../build/kernels-simd-mt.wasm', import.meta.url),
+      'kernels-relaxed-mt': new URL('../../build/kernels-relaxed-mt.wasm', import.meta.url),
     }[name]!;
     p = readUrl(url).then((bytes) => WebAssembly.compile(bytes as BufferSource));
     p.catch(() => compiled.delete(name));
@@ -94,56 +93,7 @@ function compileBuild(build: SimdBuild, shared: boolean): Promise<WebAssembly.Mo
   return p;
 }
 
-export interface LoadedKernels {
-  kernels: Kernels;
-  heap: Heap;
-  build: SimdBuild;
-  /** The worker pool, or null when the kernels run on the calling thread alone. */
-  pool: ThreadPool | null;
-}
-
-function checkThreads(threads: unknown): number {
-  if (threads === undefined) return 1;
-  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 256) {
-    throw new MlaError('BAD_INPUT', `threads must be an integer from 1 to 256, got ${showValue(threads)}`);
-  }
-  return threads;
-}
-
-/** A fresh heap with the kernel module instantiated over it, and a worker pool when asked and possible. */
-export async function loadKernels(options: KernelOptions = {}): Promise<LoadedKernels> {
-  const threads = checkThreads(options.threads);
-  const wantShared = threads > 1 && threadsAvailable();
-  let module: WebAssembly.Module;
-  let shared: boolean;
-  if (options.wasmModule || options.wasmBytes) {
-    module = options.wasmModule ?? await WebAssembly.compile(options.wasmBytes!);
-    // A given module imports a shared memory or not, whatever was asked.
-    shared = await importsSharedMemory(module);
-  } else {
-    const build = chooseBuild(options.simd);
-    shared = wantShared;
-    if (shared) {
-      // A deployment without the threaded files (or an engine that rejects them) runs single-threaded.
-      try { module = await compileBuild(build, true); } catch { shared = false; }
-    }
-    if (!shared) module = await compileBuild(build, false);
-  }
-  const heap = new Heap(undefined, { shared });
-  const kernels = await instantiate(module!, { env: { memory: heap.memory } } as any);
-  const build: SimdBuild = kernels.build_is_relaxed() ? 'relaxed' : 'simd';
-  const pool = shared && wantShared ? await ThreadPool.create(module!, heap, kernels, threads) : null;
-  return { kernels, heap, build, pool };
-}
-
-/** Whether a kernel module imports a shared memory (the -mt builds), found by trying a plain one. */
-async function importsSharedMemory(module: WebAssembly.Module): Promise<boolean> {
-  const plain = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
-  try {
-    await WebAssembly.instantiate(module, { env: { memory: plain } });
-    return false;
-  } catch (e) {
-    if (e instanceof WebAssembly.LinkError) return true;
-    throw e;
-  }
+/** The kernel exports over `memory`, typed by AssemblyScript's generated bindings. */
+export function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<Kernels> {
+  return instantiate(module, { env: { memory } } as any);
 }

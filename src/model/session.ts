@@ -1,6 +1,6 @@
 // A conversation's state: its own KV cache in the model's memory and a position.
 import { CHUNK, type AttentionPath, type Decoder, type KvCache } from './decoder.js';
-import { MlaError, showValue } from './errors.js';
+import { MlaError, showValue } from '../errors.js';
 
 export interface SessionOptions {
   /** Positions the cache holds (default: the model's max_position_embeddings, at most 4096). */

@@ -5,17 +5,11 @@
 //   Llama: [q_proj | k_proj | v_proj]
 //   MLP:   [gate_proj | up_proj]
 // Matrices wider than PANEL_COLS are stored in column panels (see Matrix).
-import type { ModelConfig } from './config.js';
-import { MlaError } from './errors.js';
-import type { Heap } from './heap.js';
+import type { ModelConfig } from '../formats/config.js';
+import { MlaError } from '../errors.js';
+import type { Heap } from '../host/heap.js';
+import type { TensorSource } from '../formats/tensor-source.js';
 
-/** Where a decoder reads its tensors from: an in-memory map or a safetensors file. */
-export interface TensorSource {
-  names(): Iterable<string>;
-  shape(name: string): readonly number[] | undefined;
-  /** Copy tensor `name` as f32 into `out` (whose length is its element count). */
-  read(name: string, out: Float32Array): void;
-}
 
 /**
  * A weight matrix W[rows, cols] (Hugging Face [out, in]) at byte offset `ptr`, stored as column

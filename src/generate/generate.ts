@@ -1,11 +1,11 @@
 // Streaming generation over a session: prefill the prompt, then sample, yield and step one token at
 // a time, giving the event loop a turn between tokens so that an AbortSignal (or anything else the
 // program has to do) gets in. Model.generate and Model.chat are thin wrappers around this.
-import { MlaError, showValue } from './errors.js';
-import type { Model } from './model.js';
+import { MlaError, showValue } from '../errors.js';
+import type { TokenModel } from '../model/model.js';
 import { createRng, sampleToken, type SamplingOptions } from './sampling.js';
-import { checkIds, type Session } from './session.js';
-import { checkMessages, type ChatMessage } from './tokenizer.js';
+import { checkIds, type Session } from '../model/session.js';
+import { checkMessages, type ChatMessage } from '../formats/tokenizer.js';
 
 export interface GenerateOptions {
   /** Tokens to generate at most (default: generation_config's max_new_tokens, else 256). */
@@ -85,7 +85,7 @@ function badOption(name: string, want: string, got: unknown): never {
 }
 
 /** Check every option and fill in the defaults (generation_config.json, then ours). */
-function resolveOptions(model: Model, options: GenerateOptions, allowed: Set<string>): Resolved {
+function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Set<string>): Resolved {
   if (options === null || typeof options !== 'object') throw new MlaError('BAD_INPUT', 'options must be an object');
   for (const key of Object.keys(options)) {
     if (!allowed.has(key)) throw new MlaError('BAD_INPUT', `unknown option ${JSON.stringify(key)} (known: ${[...allowed].join(', ')})`);
@@ -140,7 +140,7 @@ function resolveOptions(model: Model, options: GenerateOptions, allowed: Set<str
 }
 
 /** Model.generate: a text (encoded with the model's tokenizer) or token ids. */
-export function generate(model: Model, prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Generation {
+export function generate(model: TokenModel, prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Generation {
   const o = resolveOptions(model, options, KNOWN);
   let ids: number[];
   if (typeof prompt === 'string') {
@@ -161,7 +161,7 @@ export function generate(model: Model, prompt: string | ArrayLike<number>, optio
 const CHAT_KEYS = new Set([...KNOWN].filter((k) => k !== 'addSpecialTokens'));
 
 /** Model.chat: the conversation through the tokenizer's chat template, answered as the assistant. */
-export function chat(model: Model, messages: ChatMessage[], options: ChatOptions = {}): Generation {
+export function chat(model: TokenModel, messages: ChatMessage[], options: ChatOptions = {}): Generation {
   checkMessages(messages);
   const o = resolveOptions(model, options, CHAT_KEYS);
   const tok = model.tokenizer;
@@ -192,7 +192,7 @@ const commonPrefix = (a: number[], b: number[]) => {
   return n;
 };
 
-function run(model: Model, promptIds: number[], o: Resolved, reuse: boolean): Generation {
+function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean): Generation {
   const stats: GenerationStats = {
     promptTokens: 0, reusedTokens: 0, generatedTokens: 0, decodeSteps: 0, prefillMs: 0, decodeMs: 0, stopReason: null, seed: o.seed,
   };

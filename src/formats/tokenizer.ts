@@ -4,7 +4,7 @@
 // tokenizer takes the same path as DeepSeek-V3's.
 import { Template } from '@huggingface/jinja';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { MlaError } from './errors.js';
+import { MlaError } from '../errors.js';
 
 /** One message of a conversation, as chat templates expect it. */
 export interface ChatMessage {

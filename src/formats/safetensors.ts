@@ -12,7 +12,7 @@
 // and its size, then read each tensor's byte range with readTensorF32At straight into its
 // destination. F16 and BF16 are widened to f32 exactly as they are read.
 
-import { MlaError } from './errors.js';
+import { MlaError } from '../errors.js';
 
 /** The dtype names the format uses, with their element size in bytes. */
 const DTYPE_BYTES = {

@@ -9,12 +9,12 @@
 // checked when the source is opened; tensor data is read later, tensor by tensor, straight into its
 // destination. From a folder on disk only the headers are read up front: each tensor's byte range
 // is read from the file when it is placed, so the whole file is never held in memory.
-import { MlaError } from './errors.js';
+import { MlaError } from '../errors.js';
 import {
   parseSafetensorsHeader, READABLE_DTYPES, readTensorF32At, safetensorsHeaderLength,
   type SafetensorsHeader, type TensorInfo,
 } from './safetensors.js';
-import type { TensorSource } from './weights.js';
+import type { TensorSource } from './tensor-source.js';
 
 /** A tensor given in memory: its shape and its f32 values. */
 export interface InMemoryTensor { shape: number[]; data: Float32Array }
@@ -52,7 +52,7 @@ export interface ByteFile {
  */
 function defaultModelUrl(): URL {
   try {
-    return new URL('../models/fortune-mla/', import.meta.url);
+    return new URL('../../models/fortune-mla/', import.meta.url);
   } catch {
     throw badSource('this build of the package has no import.meta.url, so it cannot find its built-in model: pass a model source');
   }

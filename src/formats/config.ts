@@ -1,5 +1,5 @@
 // config.json → the few numbers the decoder needs, validated once. Names follow mla.md.
-import { MlaError, showValue } from './errors.js';
+import { MlaError, showValue } from '../errors.js';
 
 /** Multi-head Latent Attention (DeepSeek-V2/V3). */
 export interface MlaAttention {

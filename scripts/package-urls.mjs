@@ -1,0 +1,17 @@
+// An esbuild plugin for bundles of src/index.ts or src/cli.ts placed in dist/ (or any folder one
+// below the package root).
+import { readFile } from 'node:fs/promises';
+
+// Files the package finds beside itself (the kernels, the built-in model) are named by
+// new URL('../../…', import.meta.url) in src/<layer>/*.ts, two folders below the root, for the
+// tests, which run the sources; in the bundle they must be relative to dist/index.js.
+export const packageUrls = {
+  name: 'package-urls',
+  setup(b) {
+    b.onLoad({ filter: /src[\\/][a-z]+[\\/][^\\/]+\.ts$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      if (!text.includes("new URL('../../")) return undefined;
+      return { contents: text.replaceAll("new URL('../../", "new URL('../"), loader: 'ts' };
+    });
+  },
+};
