@@ -305,18 +305,5 @@ if (decode.length) {
   const svg = await decodePlot(decode, `${machineLine}, ${best} build, 1 thread, ${date.slice(0, 10)}`);
   writeFileSync(`bench/results/${svgName}`, svg);
 }
-// A full Node run also shows itself in the README, between its markers.
-if (!partial && runtime === 'node') {
-  const start = '<!-- bench:results:start -->', end = '<!-- bench:results:end -->';
-  try {
-    const readme = readFileSync('README.md', 'utf8');
-    const a = readme.indexOf(start), b = readme.indexOf(end);
-    if (a >= 0 && b > a) {
-      const body = table.replace(/\]\((decode[^)]*\.svg)\)/g, '](bench/results/$1)').replace(/^### /gm, '#### ');
-      writeFileSync('README.md', `${readme.slice(0, a + start.length)}\n${body}\n${readme.slice(b)}`);
-      log('updated the README\'s results block');
-    }
-  } catch { /* no README here */ }
-}
 console.log(table);
 log(`wrote ${base}.json and .md (${f(seconds, 0)} s)`);
