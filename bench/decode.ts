@@ -39,7 +39,7 @@ export function syntheticConfig(attention: AttentionConfig): ModelConfig {
 export const VARIANTS: { name: string; attention: AttentionConfig; path: AttentionPath }[] = [
   { name: 'MLA absorbed', path: 'absorbed', attention: { kind: 'mla', heads: HEADS, qLoraRank: null, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128 } },
   { name: 'MLA naive', path: 'naive', attention: { kind: 'mla', heads: HEADS, qLoraRank: null, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128 } },
-  // Ordinary attention with MLA's per-head dims: K = d_n + d_r = 192, V = 128 (mla.md's table).
+  // Ordinary attention with MLA's per-head dims: K = d_n + d_r = 192, V = 128 (docs/mla.md §4).
   { name: 'MHA', path: 'absorbed', attention: { kind: 'gqa', heads: HEADS, kvHeads: 16, headDim: 192, vDim: 128 } },
   { name: 'GQA-4', path: 'absorbed', attention: { kind: 'gqa', heads: HEADS, kvHeads: 4, headDim: 192, vDim: 128 } },
   { name: 'MQA', path: 'absorbed', attention: { kind: 'gqa', heads: HEADS, kvHeads: 1, headDim: 192, vDim: 128 } },

@@ -127,7 +127,7 @@ describe('KV cache sizes', () => {
     expect(s.kvCacheBytes).toBe(6 * 4 * (48 + 16) * 4);
     s.step(65);
     expect(s.kvCacheBytes).toBe(7 * 4 * (48 + 16) * 4);
-    // MHA with the same heads: 2·H·d_h numbers, K being d_n + d_r and V d_v (mla.md).
+    // MHA with the same heads: 2·H·d_h numbers, K being d_n + d_r and V d_v (docs/mla.md §4).
     expect(model.mhaCacheBytesPerToken).toBe(4 * 6 * (32 + 16 + 32) * 4);
   });
 

@@ -1,4 +1,4 @@
-// config.json → the few numbers the decoder needs, validated once. Names follow mla.md.
+// config.json → the few numbers the decoder needs, validated once. Names follow docs/mla.md §1.
 import { MlaError, showValue } from '../errors.js';
 
 /** Multi-head Latent Attention (DeepSeek-V2/V3). */
@@ -36,7 +36,7 @@ export interface YarnScaling {
 /** A feed-forward block: one dense SwiGLU, or a mixture of SwiGLU experts. */
 export interface DenseFfn { kind: 'dense'; intermediate: number }
 
-/** DeepSeek MoE (mla.md): routed experts chosen per token, plus always-on shared experts. */
+/** DeepSeek MoE (docs/mla.md §7): routed experts chosen per token, plus always-on shared experts. */
 export interface MoeFfn {
   kind: 'moe';
   experts: number;            // n_routed_experts
@@ -227,7 +227,7 @@ export function parseConfig(json: unknown): ModelConfig {
   };
 }
 
-/** Numbers cached per token per layer by an attention variant (mla.md's table). */
+/** Numbers cached per token per layer by an attention variant (docs/mla.md §4). */
 export function cacheNumbersPerTokenPerLayer(a: AttentionConfig): number {
   return a.kind === 'mla' ? a.kvLoraRank + a.ropeDim : a.kvHeads * (a.headDim + a.vDim);
 }

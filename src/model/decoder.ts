@@ -1,4 +1,4 @@
-// The decoder's forward pass over a chunk of tokens, in the order of mla.md:
+// The decoder's forward pass over a chunk of tokens, in the order of docs/mla.md §2 and §7:
 // embedding → layers of [RMSNorm → attention → residual → RMSNorm → SwiGLU → residual]
 // → final RMSNorm → lm_head. Every buffer is allocated once, in the constructor (the
 // "run state"); running a chunk allocates nothing.
@@ -235,7 +235,7 @@ export class Decoder {
     }
   }
 
-  /** MLA (mla.md steps 1–4): reads s.xn, appends [c_kv ; k^R] to the cache, writes o_proj's output to s.u. */
+  /** MLA (docs/mla.md §2 steps 1–4): reads s.xn, appends [c_kv ; k^R] to the cache, writes o_proj's output to s.u. */
   private mlaAttention(a: MlaAttention, l: number, cache: KvCache, pos: number, T: number, path: AttentionPath): void {
     const { k, s } = this;
     const lw = this.w.layers[l];

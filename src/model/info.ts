@@ -1,5 +1,5 @@
 // What `mla-wasm info` reports: parameter count, and the KV cache per token of this model beside
-// what MHA, GQA, MQA and MLA would cache with the same head dims (mla.md's table).
+// what MHA, GQA, MQA and MLA would cache with the same head dims (docs/mla.md §4).
 import { cacheNumbersPerTokenPerLayer, type ModelConfig } from '../formats/config.js';
 import { expectedTensors } from './weights.js';
 

@@ -35,7 +35,7 @@ export interface ModelParts {
 }
 
 export class TokenModel {
-  /** The parsed configuration (the numbers mla.md names). */
+  /** The parsed configuration (the numbers docs/mla.md §1 names). */
   readonly config: ModelConfig;
   /** Which kernel build runs: 'relaxed' (fused multiply-add) or 'simd'. */
   readonly simd: SimdBuild;

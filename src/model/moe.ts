@@ -1,4 +1,4 @@
-// DeepSeek MoE routing (mla.md), on the host: a few dozen router scores per token.
+// DeepSeek MoE routing (docs/mla.md §7), on the host: a few dozen router scores per token.
 import type { MoeFfn } from '../formats/config.js';
 
 /** Indices of the k largest values among those `allowed`, largest first (ties: lower index). */

@@ -36,7 +36,7 @@ export function yarnMscale(factor: number, mscale: number): number {
   return factor <= 1 ? 1 : 0.1 * mscale * Math.log(factor) + 1;
 }
 
-/** The softmax scale of one attention score: 1/sqrt(d_qk), times m² under YaRN (mla.md). */
+/** The softmax scale of one attention score: 1/sqrt(d_qk), times m² under YaRN (docs/mla.md §6). */
 export function softmaxScale(config: ModelConfig): number {
   const a = config.attention;
   const dqk = a.kind === 'mla' ? a.nopeDim + a.ropeDim : a.headDim;

@@ -193,7 +193,7 @@ describe('reference invariances on tiny random models', () => {
     expect(Object.keys(freq2).filter((k) => k.endsWith('mlp.gate.weight'))).toEqual(['model.layers.2.mlp.gate.weight']);
   });
 
-  // mla.md "Two ways to compute the same attention": the absorbed form, computed here on its own.
+  // docs/mla.md §3: the absorbed form, computed here on its own.
   function absorbedAttention(config: HfConfig, tensors: Tensors, layer: number, x: Float64Array, T: number): Float64Array {
     const d = config.hidden_size, H = config.num_attention_heads;
     const dn = config.qk_nope_head_dim, dr = config.qk_rope_head_dim, dv = config.v_head_dim, dc = config.kv_lora_rank;

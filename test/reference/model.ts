@@ -135,7 +135,7 @@ function columns(x: Float64Array, rows: number, cols: number, from: number, widt
 }
 
 // ---------------------------------------------------------------------------------------------
-// RoPE and YaRN (mla.md "RoPE convention" and "YaRN")
+// RoPE and YaRN (docs/mla.md §5 and §6)
 // ---------------------------------------------------------------------------------------------
 //
 // Sources: DeepSeek-V3 inference/model.py `precompute_freqs_cis` and MLA.__init__ (softmax_scale);
@@ -227,7 +227,7 @@ export function ropeSetup(config: HfConfig): RopeSetup {
   };
 }
 
-/** Softmax scale s of mla.md step 4 (or 1/sqrt(head_dim) for Llama). */
+/** Softmax scale s of docs/mla.md §2 step 4 and §6 (or 1/sqrt(head_dim) for Llama). */
 export function attentionScale(config: HfConfig): number {
   if (architectureOf(config) === 'llama') return 1 / Math.sqrt(llamaHeadDim(config));
   let s = 1 / Math.sqrt(config.qk_nope_head_dim + config.qk_rope_head_dim);
@@ -240,7 +240,7 @@ export function attentionScale(config: HfConfig): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// MLA attention (mla.md "One attention layer"), naive formulation
+// MLA attention (docs/mla.md §2), naive formulation (§3)
 // ---------------------------------------------------------------------------------------------
 
 /** Step 1. Query: q = q_b_proj · RMSNorm(q_a_proj · h), or q_proj · h. Returns [T, H·(d_n + d_r)], q^R not yet rotated. */
@@ -339,7 +339,7 @@ export function llamaAttention(config: HfConfig, tensors: Tensors, layer: number
 }
 
 // ---------------------------------------------------------------------------------------------
-// FFN: dense SwiGLU and mixture of experts (mla.md "The rest of a DeepSeek decoder layer")
+// FFN: dense SwiGLU and mixture of experts (docs/mla.md §7)
 // ---------------------------------------------------------------------------------------------
 
 /** down(silu(gate(x)) ⊙ up(x)) with weights `<prefix>.{gate,up,down}_proj`. */
@@ -361,14 +361,14 @@ function topK(values: ArrayLike<number>, k: number, allowed: (i: number) => bool
 export interface Route { experts: number[]; weights: number[] }
 
 /**
- * Routing of one token from its gate logits (mla.md MoE bullets).
+ * Routing of one token from its gate logits (docs/mla.md §7, MoE routing).
  * V2 (scoring_func softmax, topk_method greedy | group_limited_greedy): softmax scores; greedy top-k
  *   (group_limited_greedy first keeps the topk_group groups with the largest max score).
  * V3 (scoring_func sigmoid, topk_method noaux_tc): sigmoid scores; selection on scores +
  *   e_score_correction_bias: groups scored by the sum of their top-2 biased scores, topk_group
  *   groups kept, top-k experts among them; the weights are the unbiased scores.
  * Then: renormalise the k weights if norm_topk_prob (and k > 1), and multiply by
- * routed_scaling_factor (always, as mla.md, HF's V3 code and DeepSeek's inference code do; HF's
+ * routed_scaling_factor (always, as docs/mla.md §7, HF's V3 code and DeepSeek's inference code do; HF's
  * V2 code skips the factor when it renormalises — no released V2 config sets both).
  * Excluded groups are masked with −∞ as in DeepSeek's inference code (HF masks with 0.0, which
  * differs only when every allowed biased score is negative).

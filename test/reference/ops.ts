@@ -1,5 +1,5 @@
 // Plain float64 reference of every operation the kernels implement. Written from the math
-// in docs (mla.md), not from the kernels: slow, obvious, and the thing everything is checked against.
+// in docs/mla.md, not from the kernels: slow, obvious, and the thing everything is checked against.
 
 export type Vec = Float64Array | Float32Array | number[];
 
