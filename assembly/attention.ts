@@ -24,6 +24,14 @@ import { expSoftmax4 } from "./math";
 // @ts-ignore: decorator
 @inline const ROW_BYTES: usize = <usize>SUB << 2;
 
+/**
+ * Queries attn_block takes together (a tile): a split by queries in multiples of this leaves
+ * every query in the tile it has in one call, so results do not depend on the split.
+ */
+export function attn_query_tile(): i32 {
+  return 4;
+}
+
 /** Scratch bytes attn_block needs for nq queries. */
 export function attn_scratch_bytes(nq: i32): i32 {
   return nq > 0 ? nq * SUB * 4 : 0;

@@ -35,8 +35,13 @@ import { madd, hsum } from "./simd";
 
 // @ts-ignore: decorator
 @inline const MR: i32 = ASC_FEATURE_RELAXED_SIMD ? 3 : 4;  // rows of C per micro-kernel tile
+// Columns of C per tile (NR/4 v128), in each build: matmul_split_cols needs both.
 // @ts-ignore: decorator
-@inline const NR: i32 = ASC_FEATURE_RELAXED_SIMD ? 12 : 8; // columns of C per tile (NR/4 v128)
+@inline const NR_SIMD: i32 = 8;
+// @ts-ignore: decorator
+@inline const NR_RELAXED: i32 = 12;
+// @ts-ignore: decorator
+@inline const NR: i32 = ASC_FEATURE_RELAXED_SIMD ? NR_RELAXED : NR_SIMD;
 // @ts-ignore: decorator
 @inline const KC: i32 = 256; // k per packed block: a panel is KC·NR·4 = 8–12 KiB (L1)
 // Rows of A per block, a multiple of MR: MC·KC·4 ≈ 128 KiB (L2).
@@ -46,9 +51,33 @@ import { madd, hsum } from "./simd";
 // @ts-ignore: decorator
 @inline const NC: i32 = ASC_FEATURE_RELAXED_SIMD ? 504 : 512;
 // @ts-ignore: decorator
-@inline const GEMM_MIN_M: i32 = 4; // fewer rows of A: one matvec per row (src/model/parallel.ts assumes 4)
+@inline const GEMM_MIN_M: i32 = 4; // fewer rows of A: one matvec per row (matmul_gemm_min_rows)
 // @ts-ignore: decorator
 @inline const DOT_MAX_M: i32 = 64; // matmul_nt up to this many rows of A: unpacked dot tiles
+
+/**
+ * Rows of A from which matmul_nt / matmul_nn compute as a product rather than one matvec (vecmat)
+ * per row: the host estimates a call's cost, and picks its split, by which side it falls on.
+ */
+export function matmul_gemm_min_rows(): i32 {
+  return GEMM_MIN_M;
+}
+
+/**
+ * The columns of C a split of one product across threads keeps together: chunk edges at
+ * multiples of this cut no dot tile (DB), packed panel (NR) or matvec four-row group short, so
+ * each element is computed as in one call. A multiple of both builds' tiles, so a product splits
+ * the same way whichever build runs.
+ */
+export function matmul_split_cols(): i32 {
+  return lcm(lcm(lcm(NR_SIMD, NR_RELAXED), lcm(DB_SIMD, DB_RELAXED)), 4);
+}
+
+function lcm(a: i32, b: i32): i32 {
+  let x = a, y = b;
+  while (y) { const r = x % y; x = y; y = r; }
+  return a / x * b;
+}
 
 /** Bytes of scratch that matmul_nt / matmul_nn need in `pack` for these k, n. */
 export function matmul_pack_bytes(k: i32, n: i32): i32 {
@@ -296,26 +325,35 @@ function packNN(b: usize, ldb: i32, kc: i32, nc: i32, pack: usize): void {
   }
 }
 
-// GEMV is bound by the read of W, and one core reads two streams far apart (2 MiB or more) faster
-// than one stream, while two neighbouring rows side by side read much slower (bench/README.md has
-// the figures). So matvec reads W two rows at a time, rows PAIR_BYTES apart (row i with row i + d,
-// in blocks of 2d rows; the rows left pair at half their count, or go one at a time when that would
-// put them under PAIR_MIN_BYTES apart), each x vector loaded once from L1 for both rows. Each row is
-// summed in the same order on either path, so its result does not depend on the rows it is
-// computed with (threads split W by rows). vecmat reads W one row after another. That holds while
-// the vector fits in L1 next to the streams; beyond VEC_L1 floats it would come from L2 on every
-// row, and four rows at a time (each vector load shared by four rows) is faster; faster still is
-// not to have such rows: the decoder stores every matrix wider than 2048 columns as column panels
-// (src/model/weights.ts) and sums their matvecs (`acc`). Also keep the vector at a different offset
-// within 4 KiB than W's rows: at the same offset both compete for the same L1 sets. The loads of x
-// cost a few percent against the bare read probe, and nothing cheaper replaces them (x does not
-// fit in registers; sharing each x load among four streams reads slower).
+// GEMV is bound by the read of W. How fast one core reads depends on how many streams it reads
+// and how far apart they are: two streams 2 MiB or more apart read faster than one, and two
+// neighbouring rows side by side read much slower than one row at a time. So matvec reads W two
+// rows at a time, rows PAIR_BYTES apart (row i with row i + d, in blocks of 2d rows; the rows left
+// pair at half their count, or go one at a time when that would put them under PAIR_MIN_BYTES
+// apart), each x vector loaded once for both rows from L1. Each row is summed in the same order on
+// either path, so its result does not depend on the rows it is computed with (threads split W by
+// rows). vecmat reads W one row after another. That holds while the vector fits in L1 next to
+// the streams; beyond VEC_L1 floats it would come from L2 on every row, and four rows at a time
+// (each vector load shared by four rows) is faster; faster still is not to have such rows: the
+// decoder stores every matrix wider than 2048 columns as column panels (src/model/weights.ts) and
+// sums their matvecs (`acc`). Also keep the vector at a different offset within 4 KiB than W's
+// rows (e.g. 2 KiB apart): at the same offset both compete for the same L1 sets. The loads of x
+// are what is left between matvec and a plain read of W, and nothing cheaper replaces them (x
+// does not fit in registers; sharing each x load among four streams reads slower).
 // @ts-ignore: decorator
 @inline const PAIR_BYTES: usize = 2 << 20;
 // @ts-ignore: decorator
 @inline const PAIR_MIN_BYTES: usize = 512 << 10;
 // @ts-ignore: decorator
 @inline const VEC_L1: i32 = 4096;
+
+/**
+ * Floats of x beyond which matvec and vecmat read four rows at a time (see above): a split of
+ * one call keeps every chunk on the side the whole call is on.
+ */
+export function vec_l1_floats(): i32 {
+  return VEC_L1;
+}
 
 /** y[n] = W[n, k] · x[k], or y += W · x when `acc`   (decode path: one pass over W's rows). */
 export function matvec(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32, acc: bool): void {
@@ -509,11 +547,11 @@ function vecmatRows4(x: usize, w: usize, ldw: i32, y: usize, k: i32, n: i32, acc
 }
 
 
-// Decode's per-head products (absorbed MLA: q̃_h = q_h^C · W_UK_h, o_h = W_UV_h · õ_h) are H
-// small products, one stream each when run one by one. Read two at a time, heads h and h + H/2
-// (2 MiB apart in the decoder's layout for V2-Lite dims), they read as two streams, which is
-// faster. matvec pairs share x and so run four accumulators a row; here each row has its own x,
-// and two accumulators a row keep the loop within V8's registers (four read slower).
+// Decode's per-head products (absorbed MLA: q̃_h = q_h^C · W_UK_h, o_h = W_UV_h · õ_h) are many
+// small products, one short stream each when run one by one. Read two at a time, heads h and
+// h + H/2 (far apart in the decoder's layout), they read as two streams, which is faster. matvec
+// pairs share x and so run four accumulators a row; here each row has its own x, and two
+// accumulators a row keep the loop within V8's registers.
 
 /**
  * For i < count: y_i = W_i · x_i (W_i [n, k]) and, when far > 0, also item i + far, the two read
@@ -651,7 +689,11 @@ export function vecmat_batch(x: usize, xInc: usize, w: usize, ldw: i32, wInc: us
 // @ts-ignore: decorator
 @inline const DA: i32 = ASC_FEATURE_RELAXED_SIMD ? 3 : 2;
 // @ts-ignore: decorator
-@inline const DB: i32 = ASC_FEATURE_RELAXED_SIMD ? 3 : 4;
+@inline const DB_SIMD: i32 = 4;
+// @ts-ignore: decorator
+@inline const DB_RELAXED: i32 = 3;
+// @ts-ignore: decorator
+@inline const DB: i32 = ASC_FEATURE_RELAXED_SIMD ? DB_RELAXED : DB_SIMD;
 // k per block: DB rows of B (≤ 32 KiB) stay in L1, and A's DOT_MAX_M rows (≤ 512 KiB) in L2.
 // @ts-ignore: decorator
 @inline const KD: i32 = 2048;

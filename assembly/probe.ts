@@ -56,6 +56,19 @@ export function probe_peak(iters: i32): f32 {
     f32x4.extract_lane(t, 2) + f32x4.extract_lane(t, 3);
 }
 
+// @ts-ignore: decorator
+@inline const READ_STEP: i32 = 128;
+// @ts-ignore: decorator
+@inline const PAIR_HALF: i32 = 2 << 20;
+
+/**
+ * The bytes probe_read (pairs 0) or probe_read_pairs (1) reads whole: a tail shorter than this is
+ * skipped, so a split into chunks of whole blocks reads what one call would.
+ */
+export function probe_read_block(pairs: i32): i32 {
+  return pairs ? 2 * PAIR_HALF : READ_STEP;
+}
+
 /**
  * Read bandwidth: `reps` passes of v128.load over [ptr, ptr + bytes), summed into four
  * independent accumulators (128 bytes a step; a tail shorter than 128 bytes is skipped).
@@ -63,9 +76,9 @@ export function probe_peak(iters: i32): f32 {
  */
 export function probe_read(ptr: usize, bytes: i32, reps: i32): f32 {
   let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-  const end = ptr + (<usize>(bytes & ~127));
+  const end = ptr + (<usize>(bytes & ~(READ_STEP - 1)));
   for (let r = 0; r < reps; r++) {
-    for (let p = ptr; p < end; p += 128) {
+    for (let p = ptr; p < end; p += <usize>READ_STEP) {
       s0 = f32x4.add(s0, f32x4.add(v128.load(p), v128.load(p, 16)));
       s1 = f32x4.add(s1, f32x4.add(v128.load(p, 32), v128.load(p, 48)));
       s2 = f32x4.add(s2, f32x4.add(v128.load(p, 64), v128.load(p, 80)));
@@ -83,7 +96,7 @@ export function probe_read(ptr: usize, bytes: i32, reps: i32): f32 {
  * Bytes read = reps · (bytes rounded down to 4 MiB).
  */
 export function probe_read_pairs(ptr: usize, bytes: i32, reps: i32): f32 {
-  const half: usize = 2 << 20;
+  const half: usize = <usize>PAIR_HALF;
   const blocks = <usize>bytes / (2 * half);
   let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
   for (let r = 0; r < reps; r++) {

@@ -3,14 +3,8 @@
 // at several context lengths: MLA absorbed vs MLA naive vs MHA vs GQA-4 vs MQA on the same kernels.
 // The cache is filled with random rows (a decode step's cost does not depend on the values),
 // then one step at that position is timed.
-import type { AttentionConfig, ModelConfig } from '../src/formats/config.js';
-import { cacheNumbersPerTokenPerLayer } from '../src/formats/config.js';
-import { Decoder, type AttentionPath } from '../src/model/decoder.js';
-import { Model } from '../src/generate/model.js';
-import { loadKernels } from '../src/host/load.js';
-import { type SimdBuild } from '../src/host/kernels.js';
-import { expectedTensors, placeWeights } from '../src/model/weights.js';
-import type { TensorSource } from '../src/formats/tensor-source.js';
+import { Decoder, expectedTensors, KvCache, loadKernels, Model, placeWeights, type AttentionConfig, type AttentionPath,
+  type ModelConfig, type SimdBuild, type TensorSource } from '../src/internal.js';
 
 export interface DecodeRow {
   variant: string;
@@ -62,45 +56,50 @@ export function randomSource(c: ModelConfig): TensorSource {
   };
 }
 
-/** The MLA-absorbed synthetic model as a Model (npm run bench:threads, npm run bench:profile). */
-export async function loadSyntheticModel(threads: number): Promise<Model> {
-  const c = syntheticConfig(VARIANTS[0].attention);
-  const { kernels, heap, build, pool } = await loadKernels({ threads });
+/** The synthetic model with this attention as a Model, on kernels of its own. */
+export async function syntheticModel(attention: AttentionConfig, options: { simd?: SimdBuild; threads?: number } = {}): Promise<Model> {
+  const c = syntheticConfig(attention);
+  const { kernels, heap, build, pool } = await loadKernels(options);
   const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap), pool);
   return new Model({ config: c, decoder, simd: build, pool, tokenizer: null, generationConfig: null });
+}
+
+/** The MLA-absorbed synthetic model as a Model (npm run bench:threads, npm run bench:profile). */
+export function loadSyntheticModel(threads: number): Promise<Model> {
+  return syntheticModel(VARIANTS[0].attention, { threads });
 }
 
 export async function benchDecode(build: SimdBuild, contexts: number[], log: (s: string) => void): Promise<DecodeRow[]> {
   const rows: DecodeRow[] = [];
   for (const v of VARIANTS) {
-    const c = syntheticConfig(v.attention);
-    const { kernels, heap } = await loadKernels({ simd: build });
-    const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap));
-    const rowNumbers = cacheNumbersPerTokenPerLayer(v.attention);
-    const capacity = Math.max(...contexts) + 1;
-    const cache = { ptr: heap.alloc(capacity * LAYERS * rowNumbers * 4, 'cache'), capacity, row: rowNumbers };
-    const mem = heap.f32(cache.ptr, capacity * LAYERS * rowNumbers);
+    const model = await syntheticModel(v.attention, { simd: build });
+    const c = model.config;
+    const session = model.createSession({ contextLength: Math.max(...contexts) + 1 });
+    const mem = session.kvCache.all();
     for (let i = 0; i < mem.length; i++) mem[i] = Math.sin(i) * 0.5;
+    const out = new Float32Array(c.vocabSize);
     for (const context of contexts) {
-      decoder.setIds([1], 0, 1);
+      // One step at `context`, over the random rows before it.
+      const step = () => { session.skipTo(context); session.step(1, { attention: v.path, out }); };
       // Naive decode re-expands the whole cache every step: few repetitions at long context.
       const reps = v.path === 'naive' ? Math.max(2, Math.min(8, Math.round(4096 / context))) : 10;
       const warm = v.path === 'naive' && context > 4096 ? 1 : 3;
-      for (let i = 0; i < warm; i++) decoder.runChunk(cache, context, 1, v.path, false); // warm-up (V8 tier-up)
+      for (let i = 0; i < warm; i++) step(); // warm-up (V8 tier-up)
       const times: number[] = [];
       for (let i = 0; i < reps; i++) {
         const t0 = performance.now();
-        decoder.runChunk(cache, context, 1, v.path, false);
+        step();
         times.push(performance.now() - t0);
       }
       times.sort((a, b) => a - b);
       const row: DecodeRow = {
-        variant: v.name, context, cacheBytesPerToken: LAYERS * rowNumbers * 4,
-        cacheBytes: context * LAYERS * rowNumbers * 4, msPerToken: times[Math.floor(times.length / 2)],
+        variant: v.name, context, cacheBytesPerToken: KvCache.bytes(c, 1),
+        cacheBytes: KvCache.bytes(c, context), msPerToken: times[Math.floor(times.length / 2)],
       };
       log(`  ${v.name.padEnd(13)} ctx ${String(context).padStart(6)}: ${row.msPerToken.toFixed(2)} ms/token`);
       rows.push(row);
     }
+    model.dispose();
   }
   return rows;
 }

@@ -27,12 +27,8 @@ import os from 'node:os';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { parseConfig, type MlaAttention, type ModelConfig } from '../src/formats/config.js';
-import { loadModel, type Model } from '../src/generate/model.js';
-import type { Session } from '../src/model/session.js';
-import { ropeFrequencies, softmaxScale } from '../src/model/rope.js';
-import type { SimdBuild } from '../src/host/kernels.js';
-import { expectedTensors } from '../src/model/weights.js';
+import { expectedTensors, loadModel, parseConfig, ropeFrequencies, softmaxScale, type MlaAttention, type Model, type ModelConfig,
+  type Session, type SimdBuild } from '../src/internal.js';
 import { encodeModel, FLOAT, GraphBuilder, INT64, type Encoded } from './onnx.js';
 import { decodeBytes } from './roofline.js';
 import { inProcessReader, selfCommand, type InProcessReader } from './probes.js';
@@ -250,16 +246,11 @@ export function ropeInputs(c: ModelConfig, pos: number): { cos: Float32Array; si
   return { cos, sin };
 }
 
-/**
- * The latent cache rows 0 … S−1 of every layer, copied out of a session's memory (for the ONNX
- * graph's input). Reaches into Session/Model internals: the public API has no cache accessor.
- */
+/** The latent cache rows 0 … S−1 of every layer, copied out of a session's memory (for the ONNX graph's input). */
 export function latentCache(model: Model, session: Session, S: number): Float32Array[] {
-  const c = model.config, a = c.attention as MlaAttention, row = a.kvLoraRank + a.ropeDim;
-  const kv = (session as unknown as { cache?: { ptr: number; capacity: number; row: number } }).cache;
-  const heap = (model as unknown as { decoder?: { heap: { f32(p: number, n: number): Float32Array } } }).decoder?.heap;
-  if (!kv || !heap || kv.row !== row) throw new Error('e2e: cannot read the session cache (Session/Model internals changed)');
-  return Array.from({ length: c.layers }, (_, l) => heap.f32(kv.ptr + l * kv.capacity * row * 4, S * row).slice());
+  const a = model.config.attention as MlaAttention, kv = session.kvCache;
+  if (kv.row !== a.kvLoraRank + a.ropeDim) throw new Error('e2e: the session caches something else than latent rows');
+  return Array.from({ length: kv.layers }, (_, l) => kv.rows(l, 0, S).slice());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,9 +6,7 @@
 //   node --experimental-wasm-relaxed-simd build/bench-kernels.mjs [simd|relaxed]… [--quick]
 //
 // (The bundle must live in build/ so that src/wasm.ts finds ../build/kernels-*.wasm.)
-import { loadKernels, type LoadedKernels } from '../src/host/load.js';
-import { type SimdBuild } from '../src/host/kernels.js';
-import { panelWidth } from '../src/model/weights.js';
+import { loadKernels, panelWidth, type LoadedKernels, type SimdBuild } from '../src/internal.js';
 
 export interface KernelBenchRow {
   kernel: string;

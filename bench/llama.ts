@@ -9,18 +9,13 @@
 //     median counts, as llama-bench repeats each test 5 times). Its max_position_embeddings is 1024,
 //     so for 4k and 16k the same weights are loaded with that limit raised (RoPE then runs past the
 //     positions it was trained on, which changes the text but not the work).
-// (b) a synthetic model with DeepSeek-V2-Lite attention dims (bench/decode.ts), run on the Decoder
-//     directly: pp by the same CHUNK-token chunks as Session.prefill; tg64 at context L fills the
-//     cache with random rows up to L and times 64 steps from there, 5 times (a step's work does not
-//     depend on the cached values, and prefilling 16k tokens of this model would take minutes).
+// (b) a synthetic model with DeepSeek-V2-Lite attention dims (bench/decode.ts), through a session
+//     of its own: pp by Session.prefill; tg64 at context L fills the cache with random rows up to L
+//     and times 64 steps from there, 5 times (a step's work does not depend on the cached values,
+//     and prefilling 16k tokens of this model would take minutes).
 import { readFileSync } from 'node:fs';
-import { CHUNK, Decoder, type KvCache } from '../src/model/decoder.js';
-import { loadModel, type Model } from '../src/generate/model.js';
-import type { ModelConfig } from '../src/formats/config.js';
-import { loadKernels } from '../src/host/load.js';
-import { type SimdBuild } from '../src/host/kernels.js';
-import { placeWeights } from '../src/model/weights.js';
-import { syntheticConfig, randomSource, VARIANTS } from './decode.js';
+import { loadModel, type Model, type ModelConfig, type SimdBuild } from '../src/internal.js';
+import { syntheticModel, VARIANTS } from './decode.js';
 import { inProcessReader } from './probes.js';
 import { decodeBytes, decodeFlops, prefillFlops } from './roofline.js';
 
@@ -155,24 +150,17 @@ async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, pr
   return rows;
 }
 
-/** (b) The synthetic V2-Lite-dims model on the Decoder. */
+/** (b) The synthetic V2-Lite-dims model, its cache filled with random rows for tg. */
 async function syntheticRows(build: SimdBuild, threads: number, p: Probes, probe: () => number, contexts: number[], quick: boolean, log: (s: string) => void): Promise<LlamaRow[]> {
   const rows: LlamaRow[] = [];
   const v = VARIANTS[0]; // MLA, absorbed decode
-  const c = syntheticConfig(v.attention);
+  const model = await syntheticModel(v.attention, { simd: build, threads });
+  const c = model.config;
   const name = `V2-Lite attention dims, ${c.layers} layers (synthetic)`;
-  const { kernels, heap, pool } = await loadKernels({ simd: build, threads });
-  const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap), pool);
-  const used = pool?.threads ?? 1;
-  const capacity = Math.max(...contexts) + TG + 1;
-  const cache: KvCache = { ptr: heap.alloc(capacity * c.layers * decoder.cacheRow * 4, 'cache'), capacity, row: decoder.cacheRow };
-  const prefill = (prompt: number[]) => {
-    for (let from = 0; from < prompt.length; from += CHUNK) {
-      const T = Math.min(CHUNK, prompt.length - from);
-      decoder.setIds(prompt, from, T);
-      decoder.runChunk(cache, from, T, 'absorbed', false);
-    }
-  };
+  const used = model.threads;
+  const s = model.createSession({ contextLength: Math.max(...contexts) + TG + 1 });
+  const out = new Float32Array(c.vocabSize);
+  const prefill = (prompt: number[]) => { s.truncate(0); s.prefill(prompt, { out }); };
   for (const T of PP) {
     const prompt = ids(T, c.vocabSize);
     prefill(prompt); // warm-up
@@ -185,16 +173,16 @@ async function syntheticRows(build: SimdBuild, threads: number, p: Probes, probe
     rows.push(row(name, `pp${T}`, used, T, T, median(times), prefillFloor(c, T, p, used), 'compute'));
     log(`  synthetic ${used}t pp${T}: ${(T / median(times) * 1000).toFixed(1)} tokens/s`);
   }
-  const mem = heap.f32(cache.ptr, capacity * c.layers * decoder.cacheRow);
+  const mem = s.kvCache.all();
   for (let i = 0; i < mem.length; i++) mem[i] = Math.sin(i) * 0.5;
   for (const L of contexts) {
-    decoder.setIds([1], 0, 1);
-    for (let i = 0; i < 3; i++) decoder.runChunk(cache, L, 1, 'absorbed', false); // warm-up
+    for (let i = 0; i < 3; i++) { s.skipTo(L); s.step(1, { out }); } // warm-up
     const before = probe();
     const times: number[] = [];
     for (let r = 0; r < (quick ? 2 : TG_REPS); r++) {
+      s.skipTo(L); // the steps run over the random rows before L
       const t0 = performance.now();
-      for (let i = 0; i < TG; i++) decoder.runChunk(cache, L + i, 1, 'absorbed', false);
+      for (let i = 0; i < TG; i++) s.step(1, { out });
       times.push(performance.now() - t0);
     }
     const ms = median(times);
@@ -203,7 +191,7 @@ async function syntheticRows(build: SimdBuild, threads: number, p: Probes, probe
     rows.push({ ...row(name, `tg${TG} @ ${L}`, used, TG, L, ms, f.ms, f.bound, 'cache filled with random rows'), probeGBs: near });
     log(`  synthetic ${used}t tg${TG} @ ${L}: ${(TG / ms * 1000).toFixed(1)} tokens/s`);
   }
-  pool?.dispose();
+  model.dispose();
   return rows;
 }
 

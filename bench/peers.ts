@@ -13,9 +13,7 @@
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { matmulModel } from './onnx.js';
-import { Parallel } from '../src/model/parallel.js';
-import { loadKernels } from '../src/host/load.js';
-import { type SimdBuild } from '../src/host/kernels.js';
+import { loadKernels, Ops, type SimdBuild } from '../src/internal.js';
 
 export type PeerName = 'mla-wasm' | 'onnxruntime-web' | 'tfjs-backend-wasm' | 'onnxruntime-node';
 
@@ -146,7 +144,7 @@ async function tfjsRunner(threads: number): Promise<Runner> {
   };
 }
 
-/** Ours as the decoder calls it: through Parallel, which splits a call across the worker pool. */
+/** Ours as the decoder calls it: through Ops, which splits a call across the worker pool. */
 async function oursRunner(build: SimdBuild, threads: number): Promise<Runner> {
   const { kernels: K, heap, build: got, pool } = await loadKernels({ simd: build, threads });
   const fill = (ptr: number, len: number, seed: number) => heap.f32(ptr, len).set(random(len, seed));
@@ -160,8 +158,8 @@ async function oursRunner(build: SimdBuild, threads: number): Promise<Runner> {
       const x = a + ((bs[0] + 2048 - a) & 4095), y = c + ((bs[0] + 2048 - c) & 4095);
       fill(x, m * k, 5);
       const packBytes = K.matmul_pack_bytes(k, n);
-      const par = new Parallel(K, pool, heap.alloc(threads * packBytes), packBytes);
-      return rotate(bs.map((b) => () => par.matmul(true, x, k, b, k, y, n, m, k, n)));
+      const ops = new Ops(K, pool, heap.alloc(threads * packBytes), packBytes);
+      return rotate(bs.map((b) => () => ops.matmul({ nt: true, a: { ptr: x, stride: k }, b: { ptr: b, stride: k }, c: { ptr: y, stride: n }, m, k, n })));
     },
   };
 }

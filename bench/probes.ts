@@ -3,9 +3,7 @@
 // once (the bound of a 2-thread decode). Each reads in both patterns the kernels' probes have,
 // one stream and two streams 2 MiB apart, and keeps the better.
 import { spawn } from 'node:child_process';
-import { Parallel } from '../src/model/parallel.js';
-import { loadKernels } from '../src/host/load.js';
-import { type Kernels, type SimdBuild } from '../src/host/kernels.js';
+import { loadKernels, Ops, type Kernels, type SimdBuild } from '../src/internal.js';
 
 const BYTES = 256 << 20;
 
@@ -51,10 +49,10 @@ export async function inProcessReader(build: SimdBuild, threads: number): Promis
   const ptr = heap.alloc(BYTES);
   const v = heap.f32(ptr, BYTES / 4);
   for (let i = 0; i < v.length; i += 1024) v[i] = i;
-  const par = new Parallel(K, pool, 0, 0);
+  const ops = new Ops(K, pool, 0, 0);
   const pass = (pairs: boolean) => {
     const t = performance.now();
-    const bytes = par.read(ptr, BYTES, pairs);
+    const bytes = ops.read(ptr, BYTES, pairs);
     return bytes / (performance.now() - t) / 1e6;
   };
   for (let i = 0; i < 2; i++) { pass(false); pass(true); }

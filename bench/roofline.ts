@@ -1,9 +1,7 @@
 // What a forward pass must do at the least, from the config alone: the bytes a decode step reads
 // and the flops a step or a prefill computes. The bench divides them by same-run probes of this
 // machine (DRAM read bandwidth, compute peak) to get each row's floor.
-import type { ModelConfig } from '../src/formats/config.js';
-import { cacheNumbersPerTokenPerLayer } from '../src/formats/config.js';
-import { expectedTensors } from '../src/model/weights.js';
+import { expectedTensors, KvCache, type ModelConfig } from '../src/internal.js';
 
 export type Path = 'absorbed' | 'naive';
 
@@ -35,7 +33,7 @@ function vectorNumbers(c: ModelConfig): number {
 /** Bytes a decode step must read at context S (f32): its weights once, one embedding row, every layer's cache. */
 export function decodeBytes(c: ModelConfig, S: number): { weights: number; cache: number } {
   const weights = (matrixNumbers(c) + vectorNumbers(c) + c.hidden) * 4;
-  const cache = S * c.layers * cacheNumbersPerTokenPerLayer(c.attention) * 4;
+  const cache = KvCache.bytes(c, S);
   return { weights, cache };
 }
 

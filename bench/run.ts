@@ -14,8 +14,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { threadsAvailable } from '../src/host/threads.js';
-import { chooseBuild, type SimdBuild } from '../src/host/kernels.js';
+import { chooseBuild, threadsAvailable, type SimdBuild } from '../src/internal.js';
 import { benchDecode, type DecodeRow } from './decode.js';
 import { benchE2e, e2eWorker, type E2eResult } from './e2e.js';
 import { benchKernels, type KernelBenchResult } from './kernels.js';

@@ -8,7 +8,7 @@
 // rope 64, nope 128, v 128, no query compression), 2 layers, dense MLP 1408, vocab 1024, random
 // weights. Default model: the built-in fortune-mla.
 import { readFileSync } from 'node:fs';
-import { loadModel, type Model } from '../src/generate/model.js';
+import { loadModel, type Model } from '../src/index.js';
 import { loadSyntheticModel } from '../bench/decode.js';
 
 const arg = (name: string, dflt: string) => {

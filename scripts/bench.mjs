@@ -13,6 +13,7 @@ import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { ensureRuntime } from './ensure-runtime.mjs';
+import { packageUrls } from './package-urls.mjs';
 
 const args = process.argv.slice(2);
 if (args.includes('--summary')) {
@@ -31,6 +32,8 @@ await build({
   logLevel: 'warning',
   // vega's optional canvas renderer: absent, and not used (SVG renderer only).
   external: ['canvas'],
+  // src/ finds the kernels and the built-in model relative to itself; so must the bundle in build/.
+  plugins: [packageUrls],
   // esbuild's ESM output for platform node: give bundled CommonJS a `require`.
   banner: { js: "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);" },
 });

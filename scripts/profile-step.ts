@@ -9,9 +9,9 @@
 // V2-Lite-dims model of the bench, or a checkpoint folder (e.g. the bench's end-to-end checkpoint,
 // written to the temp folder by `npm run bench -- --e2e`).
 // Timing every call costs time of its own, shown in "the rest": the header gives the untimed step.
+// The calls are timed by the model's kernel door (Ops), which tells an observer about each.
 import { loadSyntheticModel } from '../bench/decode.js';
-import type { Matrix } from '../src/model/weights.js';
-import { loadModel, type Model } from '../src/generate/model.js';
+import { loadModel, type Model, type OpEvent } from '../src/internal.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -28,48 +28,37 @@ const model: Model = which === 'synthetic' ? await loadSyntheticModel(threads)
 
 interface Entry { calls: number; ms: number; work: number; unit: 'GB/s' | 'GFLOP/s' | '' }
 const table = new Map<string, Entry>();
-let timing = false;
 
-/** Replace obj[name] by a timed call adding to table[label(args)]. */
-function time(obj: Record<string, unknown>, name: string, label: (a: any[]) => [string, number, Entry['unit']]) {
-  const f = (obj[name] as (...a: unknown[]) => unknown).bind(obj);
-  obj[name] = (...a: any[]) => {
-    if (!timing) return f(...a);
-    const t0 = performance.now();
-    const r = f(...a);
-    const ms = performance.now() - t0;
-    const [key, work, unit] = label(a);
-    const e = table.get(key) ?? { calls: 0, ms: 0, work: 0, unit };
-    e.calls++; e.ms += ms; e.work += work;
-    table.set(key, e);
-    return r;
-  };
+/** What an op is (its table row) and what it did: bytes streamed (GEMV) or flops. */
+function label(e: OpEvent): [string, number, Entry['unit']] {
+  switch (e.op) {
+    case 'linear': {
+      const { w, rows: T } = e.call;
+      const key = `linear ${w.rows}×${w.cols}${w.panelCols < w.cols ? ` (${Math.ceil(w.cols / w.panelCols)} panels)` : ''}, ${T} row${T > 1 ? 's' : ''}`;
+      return T > 1 ? [key, 2 * T * w.rows * w.cols, 'GFLOP/s'] : [key, w.rows * w.cols * 4, 'GB/s'];
+    }
+    case 'matmul': {
+      const { nt, m, k, n, batch = 1 } = e.call;
+      const key = `matmul_${nt ? 'nt' : 'nn'} ${batch} × ${m}×${k}×${n} (kv_b_proj per head)`;
+      return m > 1 ? [key, 2 * batch * m * k * n, 'GFLOP/s'] : [key, batch * k * n * 4, 'GB/s'];
+    }
+    case 'attention': {
+      const { items, queries, keys, sharedKeys, values } = e.call;
+      const nq = items * queries.count;
+      return [`attention, ${nq} queries`, 2 * nq * keys.count * (keys.dim + (sharedKeys?.dim ?? 0) + values.dim), 'GFLOP/s'];
+    }
+    default:
+      return [e.op, 0, ''];
+  }
 }
 
-// Reaching into the decoder: its split calls, and the kernels it calls itself (a copy, so that the
-// calls Parallel makes inside a split call are not counted twice).
-const decoder = (model as unknown as { decoder: { par: Record<string, unknown>; k: Record<string, unknown> } }).decoder;
-time(decoder.par, 'linear', (a) => {
-  const w = a[2] as Matrix, T = a[5] as number;
-  const key = `linear ${w.rows}×${w.cols}${w.panelCols < w.cols ? ` (${Math.ceil(w.cols / w.panelCols)} panels)` : ''}, ${T} row${T > 1 ? 's' : ''}`;
-  return T > 1 ? [key, 2 * T * w.rows * w.cols, 'GFLOP/s'] : [key, w.rows * w.cols * 4, 'GB/s'];
-});
-time(decoder.par, 'matmul', (a) => {
-  const [nt, , , , , , , m, k, n, batch = 1] = a;
-  const key = `matmul_${nt ? 'nt' : 'nn'} ${batch} × ${m}×${k}×${n} (kv_b_proj per head)`;
-  return m > 1 ? [key, 2 * batch * m * k * n, 'GFLOP/s'] : [key, batch * k * n * 4, 'GB/s'];
-});
-time(decoder.par, 'attention', (a) => {
-  const [, count, , , , nq, , , dk1, dk2, , , , , , , dv, n] = a;
-  return [`attention, ${count * nq} queries`, 2 * count * nq * n * (dk1 + dk2 + dv), 'GFLOP/s'];
-});
-const kernels = decoder.k;
-const own: Record<string, unknown> = {};
-for (let o: object | null = kernels; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
-  for (const name of Object.keys(o)) if (!(name in own) && typeof kernels[name] === 'function') own[name] = (kernels[name] as () => unknown).bind(kernels);
+/** Add an op's time to its row. */
+function record(e: OpEvent): void {
+  const [key, work, unit] = label(e);
+  const entry = table.get(key) ?? { calls: 0, ms: 0, work: 0, unit };
+  entry.calls++; entry.ms += e.ms; entry.work += work;
+  table.set(key, entry);
 }
-for (const name of Object.keys(own)) time(own, name, () => [`${name}`, 0, '']);
-decoder.k = own;
 
 const vocab = model.config.vocabSize;
 const WARM_UP = 32; // steps before anything is timed: V8 compiles the hot code meanwhile
@@ -90,9 +79,9 @@ else {
   for (let i = 0; i < WARM_UP; i++) session.step(i % vocab);
 }
 const untimedMs = run();
-timing = true;
+model.ops.observer = record;
 const stepMs = run();
-timing = false;
+model.ops.observer = null;
 
 const rows = [...table].sort((a, b) => b[1].ms - a[1].ms);
 const counted = rows.reduce((s, [, e]) => s + e.ms, 0) / steps;

@@ -102,6 +102,27 @@ function sources(): Map<string, string> {
   return new Map(filesUnder(SRC, /\.ts$/).map((f) => [f, readFileSync(f, 'utf8')]));
 }
 
+/** The files of bench/ and scripts/ (TypeScript and JavaScript). */
+function outsiders(): Map<string, string> {
+  const files = ['bench', 'scripts'].flatMap((d) => filesUnder(path.join(root, d), /\.(ts|mjs|js)$/));
+  return new Map(files.map((f) => [f, readFileSync(f, 'utf8')]));
+}
+
+/** The entries of src/ that bench/ and scripts/ may import. */
+const ENTRIES = new Set(['index.ts', 'internal.ts']);
+
+/** Imports from outside src/ that reach into it other than through an entry, as "from → spec". */
+export function backDoors(files: Map<string, string>): string[] {
+  const bad: string[] = [];
+  for (const [file, text] of files) {
+    for (const spec of importsOf(text)) {
+      const target = resolve(file, spec);
+      if (target.startsWith(SRC + path.sep) && !ENTRIES.has(path.relative(SRC, target))) bad.push(`${path.relative(root, file)} → ${spec}`);
+    }
+  }
+  return bad;
+}
+
 describe('layers', () => {
   it('every folder of src/ states what it may import, and only lower layers', () => {
     const rules = layerRules();
@@ -137,6 +158,21 @@ describe('layers', () => {
     const dynamic = new Map(files);
     dynamic.set(pool, `${files.get(pool)}\nconst later = () => import('../generate/model.js');`);
     expect(badArrows(dynamic, layerRules())).toHaveLength(1);
+  });
+
+  it('bench/ and scripts/ reach src/ only through index.ts or internal.ts', () => {
+    const files = outsiders();
+    expect(files.size).toBeGreaterThan(10);
+    expect(backDoors(files)).toEqual([]);
+  });
+
+  it('the check catches a back door into src/', () => {
+    const files = outsiders();
+    const decode = path.join(root, 'bench/decode.ts'), profile = path.join(root, 'scripts/profile-step.ts');
+    const bad = new Map(files);
+    bad.set(decode, `import { Decoder } from '../src/model/decoder.js';\n${files.get(decode)}`);
+    bad.set(profile, `${files.get(profile)}\nconst later = () => import('../src/host/pool.js');`);
+    expect(backDoors(bad)).toEqual(['bench/decode.ts → ../src/model/decoder.js', 'scripts/profile-step.ts → ../src/host/pool.js']);
   });
 
   it('assembly/ imports nothing of src/', () => {

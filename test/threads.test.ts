@@ -14,7 +14,7 @@ import { loadModel, MlaError, type Model } from '../src/index.js';
 import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/model/memory.js';
 import { CHUNK } from '../src/model/decoder.js';
 import { defaultThreads, SMALL_MODEL_BYTES, threadsAvailable } from '../src/host/threads.js';
-import { Parallel, queryCuts } from '../src/model/parallel.js';
+import { Ops, queryCuts } from '../src/model/ops.js';
 import { ThreadPool } from '../src/host/pool.js';
 import { loadKernels } from '../src/host/load.js';
 import { type SimdBuild } from '../src/host/kernels.js';
@@ -32,9 +32,15 @@ const sab = typeof SharedArrayBuffer !== 'undefined';
 
 /** Internals the tests reach into. */
 const inside = (m: Model) => m as unknown as {
-  decoder: { par: Parallel; heap: Heap; k: Parameters<typeof memoryNeed>[1] };
+  decoder: { ops: Ops; heap: Heap };
   pool: ThreadPool | null;
 };
+/** ops.matmul with its arguments in the kernels' order (strides in floats, item steps in bytes). */
+function matmul(ops: Ops, nt: boolean, a: number, lda: number, b: number, ldb: number, c: number, ldc: number,
+                m: number, k: number, n: number, batch = 1, aStep = 0, bStep = 0, cStep = 0): void {
+  ops.matmul({ nt, a: { ptr: a, stride: lda, step: aStep }, b: { ptr: b, stride: ldb, step: bStep }, c: { ptr: c, stride: ldc, step: cStep },
+    m, k, n, batch });
+}
 /** A pool's workers, to end one as its runtime might. */
 const workersOf = (pool: ThreadPool) => (pool as unknown as { workers: { terminate(): void; exited: Promise<string> }[] }).workers;
 
@@ -150,7 +156,7 @@ describe.skipIf(!sab)('threads', () => {
       for (const threads of [2, 3]) {
         const many = await loadModel(source, { simd, threads });
         expect(many.threads).toBe(threads);
-        inside(many).decoder.par.minChunkNs = 0; // split every matmul and attention call
+        inside(many).decoder.ops.minChunkNs = 0; // split every matmul and attention call
         const b = outputs(many, ids);
         a.forEach((x, i) => expectIdentical(x, b[i], `${threads} threads, output ${i}`));
         many.dispose();
@@ -170,8 +176,8 @@ describe.skipIf(!sab)('threads', () => {
     let a: Float32Array[] | null = null;
     for (const threads of [1, 2, 3]) {
       const m = await loadModel(source, { threads });
-      inside(m).decoder.par.minSegment = 16;
-      if (threads > 1) inside(m).decoder.par.minChunkNs = 0;
+      inside(m).decoder.ops.minSegment = 16;
+      if (threads > 1) inside(m).decoder.ops.minChunkNs = 0;
       const b = outputs(m, ids);
       if (!a) {
         a = b;
@@ -195,7 +201,7 @@ describe.skipIf(!sab)('threads', () => {
     const m = await loadModel(undefined, { threads: 2 });
     const pool = inside(m).pool!;
     expect(pool.threads).toBe(2);
-    inside(m).decoder.par.minChunkNs = 0;
+    inside(m).decoder.ops.minChunkNs = 0;
     const s1 = m.createSession(), s2 = m.createSession();
     s1.prefill(text('one'));
     s1.dispose();
@@ -234,7 +240,7 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
     const K = k.kernels, heap = k.heap, pool = k.pool!;
     const M = 16, Kd = 300, N = 1000;
     const packBytes = K.matmul_pack_bytes(Kd, N);
-    const par = new Parallel(K, pool, heap.alloc(2 * packBytes), packBytes);
+    const par = new Ops(K, pool, heap.alloc(2 * packBytes), packBytes);
     par.minChunkNs = 0;
     const before = heap.byteLength;
     heap.alloc(64 << 20); // grow by 64 MiB, then place everything above the old end
@@ -243,12 +249,12 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
     heap.f32(a, M * Kd).set(randomF32(M * Kd, 1));
     heap.f32(b, N * Kd).set(randomF32(N * Kd, 2));
     K.matmul_nt(a, Kd, b, Kd, c1, N, M, Kd, N, heap.alloc(packBytes), false);
-    par.matmul(true, a, Kd, b, Kd, c2, N, M, Kd, N);
+    matmul(par, true, a, Kd, b, Kd, c2, N, M, Kd, N);
     expectIdenticalF32(heap.f32(c1, M * N), heap.f32(c2, M * N));
     // An output past the end of memory traps in whichever thread runs each chunk.
-    expect(() => par.matmul(true, a, Kd, b, Kd, 0xfff00000, N, M, Kd, N)).toThrow();
+    expect(() => matmul(par, true, a, Kd, b, Kd, 0xfff00000, N, M, Kd, N)).toThrow();
     heap.f32(c2, M * N).fill(0);
-    par.matmul(true, a, Kd, b, Kd, c2, N, M, Kd, N);
+    matmul(par, true, a, Kd, b, Kd, c2, N, M, Kd, N);
     expectIdenticalF32(heap.f32(c1, M * N), heap.f32(c2, M * N));
     pool.dispose();
     await pool.exited;
@@ -264,16 +270,16 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
     heap.f32(b, N * Kd).set(randomF32(N * Kd, 6));
     const pack = heap.alloc(packBytes);
     // Thread 0's scratch is real; the worker's (pack + 1 · 3 GiB) is past the end of memory.
-    const bad = new Parallel(K, k.pool, pack, 3 * 2 ** 30);
+    const bad = new Ops(K, k.pool, pack, 3 * 2 ** 30);
     bad.minChunkNs = 0;
     let error: unknown = null;
-    try { bad.matmul(true, a, Kd, b, Kd, c2, N, M, Kd, N); } catch (e) { error = e; }
+    try { matmul(bad, true, a, Kd, b, Kd, c2, N, M, Kd, N); } catch (e) { error = e; }
     expect(error).toBeInstanceOf(WebAssembly.RuntimeError);
     expect((error as Error).message).toMatch(/^memory access out of bounds.* \(in a worker thread\)$/);
     // The pool goes on.
-    const good = new Parallel(K, k.pool, heap.alloc(2 * packBytes), packBytes);
+    const good = new Ops(K, k.pool, heap.alloc(2 * packBytes), packBytes);
     K.matmul_nt(a, Kd, b, Kd, c1, N, M, Kd, N, pack, false);
-    good.matmul(true, a, Kd, b, Kd, c2, N, M, Kd, N);
+    matmul(good, true, a, Kd, b, Kd, c2, N, M, Kd, N);
     expectIdenticalF32(heap.f32(c1, M * N), heap.f32(c2, M * N));
     k.pool!.dispose();
   });
@@ -281,7 +287,7 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
   it('one row times a batch (decode\'s per-head products), split by item pairs or by columns: the bits of one thread', async () => {
     const k = await loadKernels({ threads: 2 });
     const K = k.kernels, heap = k.heap;
-    const par = new Parallel(K, k.pool, 0, 0), alone = new Parallel(K, null, 0, 0);
+    const par = new Ops(K, k.pool, 0, 0), alone = new Ops(K, null, 0, 0);
     par.minChunkNs = 0;
     // Items of [n, kd] (nt) or [kd, n] (nn); 16 heads of 128 × 512 (V2-Lite) pair 2 MiB apart.
     for (const [batch, n, kd] of [[16, 128, 512], [9, 33, 70], [3, 50, 7], [2, 129, 5], [5, 4100, 3]]) {
@@ -294,8 +300,8 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
         heap.f32(c1, batch * cInc / 4).fill(-1);
         heap.f32(c2, batch * cInc / 4).fill(-1);
         const ld = nt ? kd : n;
-        alone.matmul(nt, a, kd, b, ld, c1, n, 1, kd, n, batch, aInc, bInc, cInc);
-        par.matmul(nt, a, kd, b, ld, c2, n, 1, kd, n, batch, aInc, bInc, cInc);
+        matmul(alone, nt, a, kd, b, ld, c1, n, 1, kd, n, batch, aInc, bInc, cInc);
+        matmul(par, nt, a, kd, b, ld, c2, n, 1, kd, n, batch, aInc, bInc, cInc);
         expectIdenticalF32(heap.f32(c1, batch * cInc / 4), heap.f32(c2, batch * cInc / 4));
         // And close to the reference, item by item (the padding float after each y untouched).
         for (let i = 0; i < batch; i++) {
@@ -316,14 +322,14 @@ describe.skipIf(!sab)('the pool under the kernels', () => {
     const K = k.kernels, heap = k.heap;
     const n = 4096, kd = 256;
     const packBytes = K.matmul_pack_bytes(kd, n);
-    const par = new Parallel(K, k.pool, heap.alloc(4 * packBytes), packBytes);
+    const par = new Ops(K, k.pool, heap.alloc(4 * packBytes), packBytes);
     par.minChunkNs = 0;
     const x = heap.alloc(kd * 4), w = heap.alloc(n * kd * 4), y1 = heap.alloc(n * 4), y2 = heap.alloc(n * 4);
     heap.f32(x, kd).set(randomF32(kd, 3));
     heap.f32(w, n * kd).set(randomF32(n * kd, 4));
     K.matvec(w, kd, x, y1, n, kd, false);
     for (let r = 0; r < 500; r++) {
-      par.matmul(true, x, kd, w, kd, y2, n, 1, kd, n);
+      matmul(par, true, x, kd, w, kd, y2, n, 1, kd, n);
       if (r % 100 === 0) expectIdenticalF32(heap.f32(y1, n), heap.f32(y2, n));
     }
     k.pool!.dispose();
@@ -346,10 +352,10 @@ describe('queryCuts (attention split by queries into equal work)', () => {
   });
 });
 
-describe.skipIf(!sab)('Parallel.read (the benchmarks\' in-process read probe)', () => {
+describe.skipIf(!sab)('Ops.read (the benchmarks\' in-process read probe)', () => {
   it('reads in chunks of 16 MiB or more on every thread, in either pattern, and says how many bytes', async () => {
     const k = await loadKernels({ threads: 2 });
-    const par = new Parallel(k.kernels, k.pool, 0, 0), alone = new Parallel(k.kernels, null, 0, 0);
+    const par = new Ops(k.kernels, k.pool, 0, 0), alone = new Ops(k.kernels, null, 0, 0);
     const bytes = 70 << 20, ptr = k.heap.alloc(bytes);
     // 4 chunks of 17.5 MiB, rounded down to the 4 MiB blocks probe_read_pairs reads whole.
     expect(par.read(ptr, bytes, false)).toBe(64 << 20);
@@ -370,7 +376,8 @@ describe.skipIf(!sab)('the memory a pool takes', () => {
     for (const threads of [1, 2]) {
       const m = await loadModel(undefined, { threads });
       expect(m.threads).toBe(threads);
-      const { heap, k } = inside(m).decoder;
+      const { heap } = inside(m).decoder;
+      const k = (await loadKernels()).kernels; // the same build: the same scratch sizes
       const s = m.createSession();
       s.prefill(text('Q: What is the meaning of life?\nA:'));
       s.step(32);
@@ -466,7 +473,7 @@ describe.skipIf(!sab)('a worker that dies', () => {
 
     const m = await loadModel(undefined, { threads: 2 });
     const pool = inside(m).pool!;
-    inside(m).decoder.par.minChunkNs = 0; // every call dispatches
+    inside(m).decoder.ops.minChunkNs = 0; // every call dispatches
     const s = m.createSession();
     s.prefill(ids);
     const worker = workersOf(pool)[0];
@@ -479,7 +486,7 @@ describe.skipIf(!sab)('a worker that dies', () => {
     expect(e.message).toMatch(/^worker thread 1 exited with code/);
     expect(s.position).toBe(ids.length); // the abandoned step left the session as it was
     await within(pool.exited, 10_000, 'the other workers exit');
-    expect(pool.useful).toBe(false); // reported and stopped: Parallel splits nothing any more
+    expect(pool.useful).toBe(false); // reported and stopped: Ops splits nothing any more
     expectIdentical(ref[0], s.step(32), 'first step after');
     expectIdentical(ref[1], s.step(33), 'second step after');
     m.dispose();

@@ -21,12 +21,12 @@
 // its event loop; a caller already waiting in run() gives up instead when no chunk has been
 // finished for `stallMs`. Either way the pool fails: it stops and terminates every worker, the
 // dispatch (or the next one) throws MlaError WORKER_FAILED, and once every worker has exited the
-// pool runs dispatches on the calling thread alone (Parallel then stops splitting). A chunk counts as done only once its thread
+// pool runs dispatches on the calling thread alone (model/ops.ts then stops splitting). A chunk counts as done only once its thread
 // has finished it, so a dispatch never returns with a chunk missing.
 //
 // Chunks keep every output element on the code path it takes in one thread, so results are
 // bit-identical to one thread, whoever runs which chunk: matmul by output columns (N) in multiples
-// of 24 (MATMUL_COLS), attention by queries in multiples of 4 (its query tiles), or whole items
+// of the kernels' matmul_split_cols, attention by queries in whole tiles (attn_query_tile), or whole items
 // of a batch (heads) at a time; decode attention by segments of keys that depend on the context
 // length alone, merged in a fixed order.
 import { MlaError } from '../errors.js';

@@ -3,12 +3,12 @@
 // → final RMSNorm → lm_head. Every buffer is allocated once, in the constructor (the
 // "run state"); running a chunk allocates nothing.
 import type { GroupedAttention, MlaAttention, ModelConfig, MoeFfn } from '../formats/config.js';
-import { cacheNumbersPerTokenPerLayer } from '../formats/config.js';
 import type { Heap } from '../host/heap.js';
 import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
-import { attnSegmentBytes, BLOCK, FINISH, INIT, Parallel } from './parallel.js';
+import { attnScratchBytes, attnSegmentBytes, BLOCK, FINISH, INIT, matmulPackBytes, Ops, type RopeStyle, type ScratchKernels } from './ops.js';
 import { type ThreadPool } from '../host/pool.js';
 import type { Kernels } from '../host/kernels.js';
+import type { KvCache } from './kv-cache.js';
 import { routeToken } from './moe.js';
 import { inputRows, MATRIX_ALIGN, type LayerWeights, type Matrix, type Weights } from './weights.js';
 
@@ -17,28 +17,19 @@ export type AttentionPath = 'naive' | 'absorbed';
 
 /**
  * Tokens per forward chunk: prompts longer than this are run in several chunks. 128 rows put the
- * projections on the packed GEMM (matmul_nt uses unpacked dot tiles up to 64 rows), for 5–8% more
- * prefill than 64 (measured 2026-11-24: V2-Lite dims pp512 168 → 178–181 tokens/s on 1 thread,
- * 320 → 337–341 on 2; the built-in model +3–5% on 1, +6–15% on 2); scratch doubles (24 → 45 MiB
- * for the bench's 2-layer V2-Lite-dims model).
+ * projections on the packed GEMM (matmul_nt uses unpacked dot tiles up to 64 rows), which prefills
+ * faster than 64 for twice the scratch.
  */
 export const CHUNK = 128;
 /** Cached positions expanded at a time by naive MLA attention. */
 const KEY_BLOCK = 64;
 const F = 4; // bytes per f32
 
-/** A KV cache: `capacity` positions × `layers` rows of `row` numbers. */
-export interface KvCache {
-  ptr: number;
-  capacity: number;
-  row: number;
-}
+/** RoPE's pairing by attention kind: DeepSeek rotates adjacent pairs, Llama the two halves of a head. */
+const MLA_ROPE: RopeStyle = 'adjacent', LLAMA_ROPE: RopeStyle = 'half';
 
 type ScratchName = 'ids' | 'x' | 'xn' | 'u' | 'proj' | 'q' | 'o' | 'gu' | 'logits' | 'cos' | 'sin' | 'freqs' |
   'attnM' | 'attnL' | 'attnScratch' | 'attnSeg' | 'kvExp' | 'qAbs' | 'oLat' | 'pack' | 'router' | 'xe' | 'ye';
-
-/** The kernels' answers to "how much scratch do you need". */
-export type ScratchKernels = Pick<Kernels, 'matmul_pack_bytes' | 'attn_scratch_bytes'>;
 
 /** Bytes of matmul packing scratch one thread needs (a 64-byte multiple). */
 export function packBytes(c: ModelConfig, k: ScratchKernels): number {
@@ -52,7 +43,7 @@ export function packBytes(c: ModelConfig, k: ScratchKernels): number {
     shapes.push([mla.qLoraRank ?? 1, H * (mla.nopeDim + mla.ropeDim)], [mla.kvLoraRank, H * (mla.nopeDim + mla.vDim)],
       [mla.nopeDim, mla.kvLoraRank], [mla.kvLoraRank, mla.vDim]);
   }
-  return Math.ceil(Math.max(64, ...shapes.map(([kk, n]) => k.matmul_pack_bytes(kk, n))) / 64) * 64;
+  return Math.ceil(Math.max(64, ...shapes.map(([kk, n]) => matmulPackBytes(k, kk, n))) / 64) * 64;
 }
 
 /**
@@ -71,7 +62,7 @@ export function scratchSizes(c: ModelConfig, k: ScratchKernels, threads = 1): Re
   return {
     ids: T, x: T * d, xn: T * d, u: T * d, proj: T * inRows, q: T * qWidth, o: T * H * a.vDim,
     gu: T * 2 * maxInter, logits: T * c.vocabSize, cos: T * ropeDim / 2, sin: T * ropeDim / 2,
-    freqs: ropeDim / 2, attnM: T * H, attnL: T * H, attnScratch: Math.ceil(k.attn_scratch_bytes(T * H) / F),
+    freqs: ropeDim / 2, attnM: T * H, attnL: T * H, attnScratch: Math.ceil(attnScratchBytes(k, T * H) / F),
     // Decode's split by keys: H queries (absorbed MLA: one token's heads; MQA: the heads of the group).
     attnSeg: attnSegmentBytes(k, H, mla ? mla.kvLoraRank : a.vDim) / F,
     kvExp: mla ? KEY_BLOCK * H * (mla.nopeDim + mla.vDim) : 0,
@@ -95,14 +86,11 @@ export function scratchBytes(sizes: Record<ScratchName, number>): number {
 }
 
 export class Decoder {
-  readonly k: Kernels;
-  /** The kernel calls worth splitting, split across threads when there is a pool. */
-  readonly par: Parallel;
+  /** Every kernel call, split across threads when there is a pool and the work is worth it. */
+  readonly ops: Ops;
   readonly heap: Heap;
   readonly config: ModelConfig;
   readonly w: Weights;
-  /** Numbers cached per token per layer. */
-  readonly cacheRow: number;
   private readonly scale: number;
   private readonly ropeDim: number;
   private readonly ropeAmp: number;
@@ -115,9 +103,8 @@ export class Decoder {
   private view: Float32Array | null = null;
 
   constructor(k: Kernels, heap: Heap, config: ModelConfig, weights: Weights, pool: ThreadPool | null = null) {
-    this.k = k; this.heap = heap; this.config = config; this.w = weights;
+    this.heap = heap; this.config = config; this.w = weights;
     const c = config, a = c.attention, T = CHUNK;
-    this.cacheRow = cacheNumbersPerTokenPerLayer(a);
     this.scale = softmaxScale(c);
     this.ropeDim = a.kind === 'mla' ? a.ropeDim : a.headDim;
     this.ropeAmp = ropeAmplitude(c.yarn);
@@ -135,7 +122,7 @@ export class Decoder {
       this.s[name as ScratchName] = next;
       next += Math.ceil(Math.max(1, n) * F / MATRIX_ALIGN) * MATRIX_ALIGN;
     }
-    this.par = new Parallel(k, pool, this.s.pack, packBytes(c, k), this.s.attnSeg, sizes.attnSeg * F);
+    this.ops = new Ops(k, pool, this.s.pack, packBytes(c, k), this.s.attnSeg, sizes.attnSeg * F);
     heap.f32(this.s.freqs, this.ropeDim / 2).set(ropeFrequencies(this.ropeDim, c.ropeTheta, c.yarn));
   }
 
@@ -146,14 +133,20 @@ export class Decoder {
     return this.view;
   }
 
-  /** Byte offset of cache row (layer, position). */
-  private cacheAt(cache: KvCache, layer: number, pos: number): number {
-    return cache.ptr + ((layer * cache.capacity + pos) * cache.row) * F;
-  }
-
   /** y[T, W.rows] = x[T, W.cols] · Wᵀ, with row strides of x and y. */
   private linear(x: number, ldx: number, w: Matrix, y: number, ldy: number, T: number): void {
-    this.par.linear(x, ldx, w, y, ldy, T);
+    this.ops.linear({ x: { ptr: x, stride: ldx }, w, y: { ptr: y, stride: ldy }, rows: T });
+  }
+
+  /** y = RMSNorm(x) · weight over the first `dim` values of T rows (row strides of x and y). */
+  private rmsnorm(x: number, ldx: number, weight: number, y: number, ldy: number, T: number, dim: number): void {
+    this.ops.rmsnorm({ x: { ptr: x, stride: ldx }, weight, y: { ptr: y, stride: ldy }, rows: T, dim, eps: this.config.rmsEps });
+  }
+
+  /** Rotate, in place, `heads` vectors of `dim` values (headStride floats apart) in each of T rows. */
+  private rope(x: number, stride: number, T: number, heads: number, headStride: number, dim: number, style: RopeStyle): void {
+    const s = this.s;
+    this.ops.rope({ x: { ptr: x, stride }, rows: T, heads, headStride, dim, table: { cos: s.cos, sin: s.sin }, style });
   }
 
   /** Copy `n` floats from each of `rows` rows (strides in floats). */
@@ -171,38 +164,38 @@ export class Decoder {
    * one only; returns the byte offset of the first logits row computed.
    */
   runChunk(cache: KvCache, pos: number, T: number, path: AttentionPath, allLogits: boolean): number {
-    const { k, s, config: c } = this;
+    const { ops, s, config: c } = this;
     const d = c.hidden;
-    k.embed(this.w.embed.ptr, d, s.ids, T, s.x);
-    k.rope_table(s.freqs, this.ropeDim / 2, pos, T, this.ropeAmp, s.cos, s.sin);
+    ops.embed(this.w.embed.ptr, d, s.ids, T, s.x);
+    ops.ropeTable({ freqs: s.freqs, half: this.ropeDim / 2, pos0: pos, count: T, scale: this.ropeAmp, cos: s.cos, sin: s.sin });
     for (let l = 0; l < c.layers; l++) {
       const lw = this.w.layers[l];
       // h += Attn(RMSNorm(h))
-      k.rmsnorm(s.x, d, lw.inputNorm, s.xn, d, T, d, c.rmsEps);
+      this.rmsnorm(s.x, d, lw.inputNorm, s.xn, d, T, d);
       if (c.attention.kind === 'mla') this.mlaAttention(c.attention, l, cache, pos, T, path);
       else this.groupedAttention(c.attention, l, cache, pos, T);
-      k.add(s.x, s.u, T * d);
+      ops.add(s.x, s.u, T * d);
       // h += FFN(RMSNorm(h))
-      k.rmsnorm(s.x, d, lw.postNorm, s.xn, d, T, d, c.rmsEps);
+      this.rmsnorm(s.x, d, lw.postNorm, s.xn, d, T, d);
       const f = c.ffn[l];
       if (f.kind === 'dense') this.swiglu(s.xn, lw.wGateUp!, lw.wDown!, f.intermediate, s.u, T);
       else this.moe(f, lw, T);
-      k.add(s.x, s.u, T * d);
+      ops.add(s.x, s.u, T * d);
     }
     // Final RMSNorm and lm_head, for the rows whose logits are wanted.
     const first = allLogits ? 0 : T - 1;
     const rows = T - first;
-    k.rmsnorm(s.x + first * d * F, d, this.w.finalNorm, s.xn, d, rows, d, c.rmsEps);
+    this.rmsnorm(s.x + first * d * F, d, this.w.finalNorm, s.xn, d, rows, d);
     this.linear(s.xn, d, this.w.lmHead, s.logits, c.vocabSize, rows);
     return s.logits;
   }
 
   /** out[T, d] = down(silu(gate(x)) ⊙ up(x)), with [gate | up] stored as one matrix. */
   private swiglu(x: number, wGateUp: Matrix, wDown: Matrix, inter: number, out: number, T: number): void {
-    const { k, s } = this;
+    const { ops, s } = this;
     const d = this.config.hidden;
     this.linear(x, d, wGateUp, s.gu, 2 * inter, T);
-    k.swiglu(s.gu, 2 * inter, s.gu, 2 * inter, T, inter);
+    ops.swiglu({ gu: { ptr: s.gu, stride: 2 * inter }, out: { ptr: s.gu, stride: 2 * inter }, rows: T, n: inter });
     this.linear(s.gu, 2 * inter, wDown, out, d, T);
   }
 
@@ -211,7 +204,7 @@ export class Decoder {
    * gathered into one batch, so each chosen expert's weights are read once per chunk.
    */
   private moe(f: MoeFfn, lw: LayerWeights, T: number): void {
-    const { k, s } = this;
+    const { ops, s } = this;
     const d = this.config.hidden, m = lw.moe!, E = f.experts, K = f.topK;
     if (m.sharedGateUp) this.swiglu(s.xn, m.sharedGateUp, m.sharedDown!, f.sharedIntermediate, s.u, T);
     else this.heap.f32(s.u, T * d).fill(0);
@@ -230,14 +223,14 @@ export class Decoder {
       this.swiglu(s.xe, m.experts[e].gateUp, m.experts[e].down, f.intermediate, s.ye, n);
       n = 0;
       for (let i = 0; i < T * K; i++) {
-        if (this.routeExperts[i] === e) k.axpy(s.u + Math.floor(i / K) * d * F, s.ye + n++ * d * F, this.routeWeights[i], d);
+        if (this.routeExperts[i] === e) ops.axpy(s.u + Math.floor(i / K) * d * F, s.ye + n++ * d * F, this.routeWeights[i], d);
       }
     }
   }
 
   /** MLA (docs/mla.md §2 steps 1–4): reads s.xn, appends [c_kv ; k^R] to the cache, writes o_proj's output to s.u. */
   private mlaAttention(a: MlaAttention, l: number, cache: KvCache, pos: number, T: number, path: AttentionPath): void {
-    const { k, s } = this;
+    const { s } = this;
     const lw = this.w.layers[l];
     const d = this.config.hidden, H = a.heads, dc = a.kvLoraRank, dr = a.ropeDim, dn = a.nopeDim;
     const qHead = dn + dr, inRows = lw.inRows;
@@ -247,16 +240,16 @@ export class Decoder {
     // 1. Query: q = q_b_proj · RMSNorm(c_q), or q straight from q_proj.
     let q = s.proj, qStride = inRows;
     if (a.qLoraRank) {
-      k.rmsnorm(s.proj, inRows, lw.qNorm, s.proj, inRows, T, a.qLoraRank, this.config.rmsEps);
+      this.rmsnorm(s.proj, inRows, lw.qNorm, s.proj, inRows, T, a.qLoraRank);
       this.linear(s.proj, inRows, lw.wqB!, s.q, H * qHead, T);
       q = s.q; qStride = H * qHead;
     }
-    k.rope_apply(q + dn * F, T, qStride, H, qHead, dr, s.cos, s.sin, 0);
+    this.rope(q + dn * F, qStride, T, H, qHead, dr, MLA_ROPE);
     // 2. Cache row of each token: [RMSNorm(c_kv) ; RoPE(k_r)], the only thing MLA keeps.
-    const row0 = this.cacheAt(cache, l, pos);
-    k.rmsnorm(s.proj + qIn * F, inRows, lw.kvNorm, row0, cache.row, T, dc, this.config.rmsEps);
+    const row0 = cache.at(l, pos);
+    this.rmsnorm(s.proj + qIn * F, inRows, lw.kvNorm, row0, cache.row, T, dc);
     this.copyRows(s.proj + (qIn + dc) * F, inRows, row0 + dc * F, cache.row, T, dr);
-    k.rope_apply(row0 + dc * F, T, cache.row, 1, dr, dr, s.cos, s.sin, 0);
+    this.rope(row0 + dc * F, cache.row, T, 1, dr, dr, MLA_ROPE);
     // 3–4. Attention over positions 0 … pos+T−1, then u = o_proj · [o_1; …; o_H].
     if (path === 'naive') this.mlaNaive(a, l, cache, pos, T, q, qStride);
     else this.mlaAbsorbed(a, l, cache, pos, T, q, qStride);
@@ -273,13 +266,18 @@ export class Decoder {
     // finished (o = acc / l) with the last.
     for (let j0 = 0; j0 < S; j0 += KEY_BLOCK) {
       const n = Math.min(KEY_BLOCK, S - j0);
-      const rows = this.cacheAt(cache, l, j0);
+      const rows = cache.at(l, j0);
       // kvExp[j, :] = [k_{j,1}^C … k_{j,H}^C (d_n each) ; v_{j,1} … v_{j,H} (d_v each)] = kv_b_proj · c_kv_j
       this.linear(rows, cache.row, this.w.layers[l].wkvB!, s.kvExp, H * kv, n);
-      const phases = (j0 === 0 ? INIT : 0) | BLOCK | (j0 + n === S ? FINISH : 0);
-      this.par.attention(phases, H, 1, q, qStride, T, pos, 1, dn, a.ropeDim,
-        s.kvExp, H * kv, rows + dc * F, cache.row, s.kvExp + H * dn * F, H * kv, dv,
-        n, j0, this.scale, s.attnM, s.attnL, s.o, H * dv, s.attnScratch, qHead * F, dn * F, dv * F, dv * F);
+      this.ops.attention({
+        phases: (j0 === 0 ? INIT : 0) | BLOCK | (j0 + n === S ? FINISH : 0), items: H, perGroup: 1,
+        queries: { ptr: q, stride: qStride, count: T, pos0: pos, group: 1, step: qHead * F },
+        keys: { ptr: s.kvExp, stride: H * kv, dim: dn, count: n, pos0: j0, step: dn * F },
+        sharedKeys: { ptr: rows + dc * F, stride: cache.row, dim: a.ropeDim },
+        values: { ptr: s.kvExp + H * dn * F, stride: H * kv, dim: dv, step: dv * F },
+        scale: this.scale,
+        state: { m: s.attnM, l: s.attnL, acc: { ptr: s.o, stride: H * dv, step: dv * F }, scratch: s.attnScratch },
+      });
     }
   }
 
@@ -288,46 +286,63 @@ export class Decoder {
    * (score = q̃_i · c_kv_j + q_i^R · k_j^R, all heads sharing each row), o_i = W_UV_i · õ_i.
    */
   private mlaAbsorbed(a: MlaAttention, l: number, cache: KvCache, pos: number, T: number, q: number, qStride: number): void {
-    const { s, par } = this;
+    const { s, ops } = this;
     const H = a.heads, dc = a.kvLoraRank, dr = a.ropeDim, dn = a.nopeDim, dv = a.vDim;
     const qHead = dn + dr, lat = dc + dr;
-    const wUK = this.w.layers[l].wkvB!.ptr, wUV = wUK + H * dn * dc * F; // W_UK_h: [d_n, d_c], W_UV_h: [d_v, d_c]
+    const { wUK, wUV } = this.w.layers[l]; // W_UK_h: [d_n, d_c], W_UV_h: [d_v, d_c], head after head
     // qAbs[t, h, :] = [q̃_{t,h} (d_c) ; q_{t,h}^R (d_r)]: for each head h, q̃_h = q_h^C · W_UK_h.
-    par.matmul(false, q, qStride, wUK, dc, s.qAbs, H * lat, T, dn, dc, H, qHead * F, dn * dc * F, lat * F);
+    ops.matmul({ nt: false, m: T, k: dn, n: dc, batch: H, a: { ptr: q, stride: qStride, step: qHead * F },
+      b: { ptr: wUK!.ptr, stride: dc, step: dn * dc * F }, c: { ptr: s.qAbs, stride: H * lat, step: lat * F } });
     for (let h = 0; h < H; h++) {
       this.copyRows(q + (h * qHead + dn) * F, qStride, s.qAbs + (h * lat + dc) * F, H * lat, T, dr);
     }
     // All T·H queries (query t·H + h at position pos + t) over the latent rows 0 … pos+T−1.
-    const rows = this.cacheAt(cache, l, 0);
-    par.attention(INIT | BLOCK | FINISH, 1, 1, s.qAbs, lat, T * H, pos, H, dc, dr, rows, cache.row, rows + dc * F, cache.row,
-      rows, cache.row, dc, pos + T, 0, this.scale, s.attnM, s.attnL, s.oLat, dc, s.attnScratch);
+    // The latent part of each row is both key and value.
+    const rows = cache.at(l, 0);
+    ops.attention({
+      phases: INIT | BLOCK | FINISH, items: 1, perGroup: 1,
+      queries: { ptr: s.qAbs, stride: lat, count: T * H, pos0: pos, group: H },
+      keys: { ptr: rows, stride: cache.row, dim: dc, count: pos + T, pos0: 0 },
+      sharedKeys: { ptr: rows + dc * F, stride: cache.row, dim: dr },
+      values: { ptr: rows, stride: cache.row, dim: dc },
+      scale: this.scale,
+      state: { m: s.attnM, l: s.attnL, acc: { ptr: s.oLat, stride: dc }, scratch: s.attnScratch },
+    });
     // o[t, h, :] = W_UV_h · õ_{t,h}
-    par.matmul(true, s.oLat, H * dc, wUV, dc, s.o, H * dv, T, dc, dv, H, dc * F, dv * dc * F, dv * F);
+    ops.matmul({ nt: true, m: T, k: dc, n: dv, batch: H, a: { ptr: s.oLat, stride: H * dc, step: dc * F },
+      b: { ptr: wUV!.ptr, stride: dc, step: dv * dc * F }, c: { ptr: s.o, stride: H * dv, step: dv * F } });
   }
 
   /** MHA / GQA / MQA (Llama layout): cache rows are [k of every KV head ; v of every KV head]. */
   private groupedAttention(a: GroupedAttention, l: number, cache: KvCache, pos: number, T: number): void {
-    const { k, s } = this;
+    const { s } = this;
     const lw = this.w.layers[l];
     const d = this.config.hidden, H = a.heads, G = a.kvHeads, hd = a.headDim, dv = a.vDim;
     const inRows = lw.inRows, perGroup = H / G;
     this.linear(s.xn, d, lw.wIn, s.proj, inRows, T); // [q | k | v]
-    k.rope_apply(s.proj, T, inRows, H, hd, hd, s.cos, s.sin, 1);
-    k.rope_apply(s.proj + H * hd * F, T, inRows, G, hd, hd, s.cos, s.sin, 1);
-    const row0 = this.cacheAt(cache, l, pos);
+    this.rope(s.proj, inRows, T, H, hd, hd, LLAMA_ROPE);
+    this.rope(s.proj + H * hd * F, inRows, T, G, hd, hd, LLAMA_ROPE);
+    const row0 = cache.at(l, pos);
     this.copyRows(s.proj + H * hd * F, inRows, row0, cache.row, T, G * (hd + dv));
     // Keys of group g at rows + g·hd, its values at rows + (G·hd + g·dv).
-    const rows = this.cacheAt(cache, l, 0), S = pos + T;
-    const k0 = rows, v0 = rows + G * hd * F;
+    const rows = cache.at(l, 0), S = pos + T;
+    const keys = { ptr: rows, stride: cache.row, dim: hd, count: S, pos0: 0, step: hd * F };
+    const values = { ptr: rows + G * hd * F, stride: cache.row, dim: dv, step: dv * F };
+    const state = { m: s.attnM, l: s.attnL, scratch: s.attnScratch };
     if (T === 1) {
       // Decode: the heads of a group are its queries, reading their shared K/V rows together.
-      this.par.attention(INIT | BLOCK | FINISH, G, 1, s.proj, hd, perGroup, pos, perGroup, hd, 0, k0, cache.row, 0, 0,
-        v0, cache.row, dv, S, 0, this.scale, s.attnM, s.attnL, s.o, dv, s.attnScratch,
-        perGroup * hd * F, hd * F, dv * F, perGroup * dv * F);
+      this.ops.attention({
+        phases: INIT | BLOCK | FINISH, items: G, perGroup: 1, keys, sharedKeys: null, values, scale: this.scale,
+        queries: { ptr: s.proj, stride: hd, count: perGroup, pos0: pos, group: perGroup, step: perGroup * hd * F },
+        state: { ...state, acc: { ptr: s.o, stride: dv, step: perGroup * dv * F } },
+      });
     } else {
       // Head h: its T queries against group ⌊h / perGroup⌋'s keys and values.
-      this.par.attention(INIT | BLOCK | FINISH, H, perGroup, s.proj, inRows, T, pos, 1, hd, 0, k0, cache.row, 0, 0,
-        v0, cache.row, dv, S, 0, this.scale, s.attnM, s.attnL, s.o, H * dv, s.attnScratch, hd * F, hd * F, dv * F, dv * F);
+      this.ops.attention({
+        phases: INIT | BLOCK | FINISH, items: H, perGroup, keys, sharedKeys: null, values, scale: this.scale,
+        queries: { ptr: s.proj, stride: inRows, count: T, pos0: pos, group: 1, step: hd * F },
+        state: { ...state, acc: { ptr: s.o, stride: H * dv, step: dv * F } },
+      });
     }
     this.linear(s.o, H * dv, lw.wo, s.u, d, T);
   }

@@ -1,6 +1,7 @@
 // What `mla-wasm info` reports: parameter count, and the KV cache per token of this model beside
 // what MHA, GQA, MQA and MLA would cache with the same head dims (docs/mla.md §4).
-import { cacheNumbersPerTokenPerLayer, type ModelConfig } from '../formats/config.js';
+import type { ModelConfig } from '../formats/config.js';
+import { KvCache } from './kv-cache.js';
 import { expectedTensors } from './weights.js';
 
 /** Parameters the checkpoint holds (every tensor the config implies). */
@@ -34,7 +35,7 @@ export function cacheEquivalents(c: ModelConfig): CacheRow[] {
   const vDim = a.vDim;
   const kv = `(${kDim} + ${vDim})`;
   const row = (label: string, formula: string, numbers: number, isThisModel: boolean): CacheRow =>
-    ({ label, formula, numbers, bytesPerToken: numbers * c.layers * 4, isThisModel });
+    ({ label, formula, numbers, bytesPerToken: KvCache.bytesFor(1, c.layers, numbers), isThisModel });
   const thisKvHeads = a.kind === 'gqa' ? a.kvHeads : -1;
   const name = (g: number) => (g === H ? 'MHA' : g === 1 ? 'MQA' : `GQA, ${g} groups`);
   const rows: CacheRow[] = [];
@@ -44,7 +45,7 @@ export function cacheEquivalents(c: ModelConfig): CacheRow[] {
     rows.push(row(name(g) + (g === thisKvHeads ? ' (this model)' : ''), f, g * (kDim + vDim), g === thisKvHeads));
   }
   if (a.kind === 'mla') {
-    rows.push(row('MLA (this model)', `d_c + d_r = ${a.kvLoraRank} + ${a.ropeDim}`, cacheNumbersPerTokenPerLayer(a), true));
+    rows.push(row('MLA (this model)', `d_c + d_r = ${a.kvLoraRank} + ${a.ropeDim}`, KvCache.rowNumbers(a), true));
   } else {
     const dc = 4 * a.headDim, dr = a.headDim / 2;
     rows.push(row('MLA (DeepSeek-V2 ratios)', `d_c + d_r = 4·d_h + d_h/2 = ${dc} + ${dr}`, dc + dr, false));

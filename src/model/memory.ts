@@ -1,8 +1,9 @@
 // The WebAssembly memory a model needs, computed from its config alone, so that a model that
 // cannot fit in WebAssembly's 4 GiB is refused before anything big is allocated or read.
 import type { ModelConfig } from '../formats/config.js';
-import { cacheNumbersPerTokenPerLayer } from '../formats/config.js';
-import { CHUNK, scratchBytes, scratchSizes, type ScratchKernels } from './decoder.js';
+import { CHUNK, scratchBytes, scratchSizes } from './decoder.js';
+import { KvCache } from './kv-cache.js';
+import type { ScratchKernels } from './ops.js';
 import { MlaError } from '../errors.js';
 import { fmtBytes, heapBytesFor } from '../host/heap.js';
 import { poolBytes } from '../host/protocol.js';
@@ -43,7 +44,7 @@ export function memoryNeed(c: ModelConfig, kernels: ScratchKernels, options: Nee
   const cachePositions = options.cachePositions ?? Math.min(c.maxPositions, CHUNK);
   const weights = weightBlockBytes(c);
   const scratch = scratchBytes(scratchSizes(c, kernels, threads));
-  const cache = cachePositions * c.layers * cacheNumbersPerTokenPerLayer(c.attention) * 4;
+  const cache = KvCache.bytes(c, cachePositions);
   const pool = poolBytes(threads);
   // In the order loadModel allocates: the pool's control block, weights, scratch, then a session's cache.
   const total = heapBytesFor([...(pool ? [pool] : []), weights, scratch, cache]);

@@ -1,7 +1,9 @@
 // A model over token ids: config, weights in WebAssembly memory, forward() and sessions.
 // Text generation and chat are added on top of it in generate/model.ts.
-import { cacheNumbersPerTokenPerLayer, mhaCacheNumbers, parseConfig, type ModelConfig } from '../formats/config.js';
+import { mhaCacheNumbers, parseConfig, type ModelConfig } from '../formats/config.js';
 import { Decoder, type AttentionPath } from './decoder.js';
+import { KvCache } from './kv-cache.js';
+import type { Ops } from './ops.js';
 import { MlaError } from '../errors.js';
 import { Session, type SessionOptions } from './session.js';
 import { openSource, type ModelSource } from '../formats/source.js';
@@ -71,12 +73,12 @@ export class TokenModel {
 
   /** Bytes of KV cache one token takes over all layers. */
   get kvCacheBytesPerToken(): number {
-    return this.config.layers * cacheNumbersPerTokenPerLayer(this.config.attention) * 4;
+    return KvCache.bytes(this.config, 1);
   }
 
   /** What multi-head attention with the same head dims would cache per token, in bytes. */
   get mhaCacheBytesPerToken(): number {
-    return this.config.layers * mhaCacheNumbers(this.config.attention) * 4;
+    return KvCache.bytesFor(1, this.config.layers, mhaCacheNumbers(this.config.attention));
   }
 
   /** Bytes of WebAssembly memory in use: weights, scratch and every live session's cache. */
@@ -105,6 +107,11 @@ export class TokenModel {
     } finally {
       s.dispose();
     }
+  }
+
+  /** @internal The door to the kernels (for bench/ and scripts/: its profiling observer, thread settings). */
+  get ops(): Ops {
+    return this.decoder.ops;
   }
 
   /** @internal Whether `s` is a live session of this model. */

@@ -1,5 +1,6 @@
 // A conversation's state: its own KV cache in the model's memory and a position.
-import { CHUNK, type AttentionPath, type Decoder, type KvCache } from './decoder.js';
+import { CHUNK, type AttentionPath, type Decoder } from './decoder.js';
+import { KvCache } from './kv-cache.js';
 import { MlaError, showValue } from '../errors.js';
 
 export interface SessionOptions {
@@ -55,9 +56,7 @@ export class Session {
     }
     this.decoder = decoder;
     this.onDispose = onDispose;
-    const row = decoder.cacheRow;
-    const bytes = capacity * decoder.config.layers * row * 4;
-    this.cache = { ptr: decoder.heap.alloc(bytes, `a KV cache of ${capacity} positions`), capacity, row };
+    this.cache = new KvCache(decoder.heap, decoder.config, capacity);
   }
 
   /** Tokens in the cache: the position the next token gets. */
@@ -67,7 +66,7 @@ export class Session {
   get capacity(): number { return this.live().capacity; }
 
   /** Bytes of KV cache holding the tokens so far (layers × cached numbers × 4 per token). */
-  get kvCacheBytes(): number { return this.pos * this.decoder.config.layers * this.decoder.cacheRow * 4; }
+  get kvCacheBytes(): number { return KvCache.bytes(this.decoder.config, this.pos); }
 
   get disposed(): boolean { return this.cache === null; }
 
@@ -107,10 +106,26 @@ export class Session {
   /** Give the cache's memory back. Using the session afterwards throws DISPOSED. */
   dispose(): void {
     if (!this.cache) return;
-    const c = this.cache;
-    this.decoder.heap.release(c.ptr, c.capacity * this.decoder.config.layers * c.row * 4);
+    this.cache.release();
     this.cache = null;
     this.onDispose(this);
+  }
+
+  /** @internal The cache (for bench/ and scripts/: reading or filling its rows). */
+  get kvCache(): KvCache {
+    return this.live();
+  }
+
+  /**
+   * @internal Take the first `position` cache rows as they are, as if their tokens had been run
+   * (benchmarks fill the cache with random rows instead of a long prefill).
+   */
+  skipTo(position: number): void {
+    const cache = this.live();
+    if (!Number.isInteger(position) || position < 0 || position > cache.capacity) {
+      throw new MlaError('BAD_INPUT', `position must be an integer in [0, ${cache.capacity}], got ${position}`);
+    }
+    this.pos = position;
   }
 
   private live(): KvCache {
@@ -143,7 +158,7 @@ export class Session {
       const logits = d.runChunk(cache, pos, T, attention, all);
       if (all || last) {
         const n = all ? T * V : V, at = all ? from * V : 0;
-        const bad = d.k.first_nonfinite(logits, n);
+        const bad = d.ops.firstNonfinite(logits, n);
         if (bad >= 0) {
           throw new MlaError('NON_FINITE', `the logits hold ${d.heap.f32(logits + bad * 4, 1)[0]} (row ${Math.floor((at + bad) / V)}): the weights or activations overflowed`);
         }

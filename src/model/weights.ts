@@ -58,6 +58,12 @@ export interface LayerWeights {
    * (V2-Lite dims), not 16 blocks of 256 KiB with a restart at each.
    */
   wkvB: Matrix | null;
+  /**
+   * The two halves of wkvB, for absorbed attention: W_UK of every head ([heads·d_n, d_c], head h's
+   * d_n rows at + h·d_n·d_c floats) and W_UV of every head ([heads·d_v, d_c], likewise).
+   */
+  wUK: Matrix | null;
+  wUV: Matrix | null;
   wo: Matrix;
   /** Dense SwiGLU: [gate | up] (2·intermediate × hidden) and down (null in MoE layers). */
   wGateUp: Matrix | null;
@@ -293,7 +299,7 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
     w.inputNorm = place(p + 'input_layernorm.weight');
     w.postNorm = place(p + 'post_attention_layernorm.weight');
     w.qNorm = w.kvNorm = 0;
-    w.wqB = w.wkvB = null;
+    w.wqB = w.wkvB = w.wUK = w.wUV = null;
     if (a.kind === 'mla') {
       const qFirst = a.qLoraRank ? 'self_attn.q_a_proj.weight' : 'self_attn.q_proj.weight';
       w.wIn = placeMatrix(true, p + qFirst, p + 'self_attn.kv_a_proj_with_mqa.weight');
@@ -305,6 +311,9 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
       w.kvNorm = place(p + 'self_attn.kv_a_layernorm.weight');
       w.wkvB = placeMatrix(false, p + 'self_attn.kv_b_proj.weight');
       groupHeadRows(heap.f32(w.wkvB.ptr, w.wkvB.rows * w.wkvB.cols), a.heads, a.nopeDim, a.vDim, a.kvLoraRank);
+      const dc = a.kvLoraRank, ukRows = a.heads * a.nopeDim;
+      w.wUK = { ptr: w.wkvB.ptr, rows: ukRows, cols: dc, panelCols: dc };
+      w.wUV = { ptr: w.wkvB.ptr + ukRows * dc * 4, rows: a.heads * a.vDim, cols: dc, panelCols: dc };
     } else {
       w.wIn = placeMatrix(true, p + 'self_attn.q_proj.weight', p + 'self_attn.k_proj.weight', p + 'self_attn.v_proj.weight');
       w.inRows = inputRows(c);

@@ -1,0 +1,16 @@
+// The way into the package's insides for bench/ and scripts/ (not in package.json's exports, so
+// not part of the public API): the kernels, the one door to them (Ops, with its profiling
+// observer), the decoder and its KV cache, weight placement and the config's numbers. bench/ and
+// scripts/ import src/ through this file or index.ts only (test/layers.test.ts checks it).
+export * from './index.js';
+export { loadKernels, type LoadedKernels } from './host/load.js';
+export { chooseBuild, type Kernels } from './host/kernels.js';
+export { threadsAvailable } from './host/threads.js';
+export { Ops, INIT, BLOCK, FINISH, type OpEvent, type LinearCall, type MatmulCall, type AttentionCall, type Rows,
+  type BatchRows } from './model/ops.js';
+export { Decoder, CHUNK, packBytes } from './model/decoder.js';
+export { KvCache } from './model/kv-cache.js';
+export { expectedTensors, placeWeights, panelWidth, type Matrix, type Weights } from './model/weights.js';
+export { ropeFrequencies, softmaxScale } from './model/rope.js';
+export { parseConfig } from './formats/config.js';
+export type { TensorSource } from './formats/tensor-source.js';
