@@ -1,9 +1,10 @@
 // The worker pool: results bit-identical to one thread (every split path forced on small models),
 // the fallback to one thread without SharedArrayBuffer, errors from workers, memory growth while
 // workers live, dispose() ending the workers (also: a process with a pool exits by itself), the
-// memory a pool takes (memoryNeed exact for any thread count), and a worker dying mid-dispatch.
+// memory a pool takes (memoryNeed exact for any thread count), a worker dying mid-dispatch, and
+// the worker's own source: type-checked, and in build/ as a fresh bundle of it.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -497,6 +498,39 @@ describe.skipIf(!sab)('a worker that dies', () => {
 function expectIdenticalF32(a: Float32Array, b: Float32Array): void {
   expectIdentical(a.slice(), b.slice(), 'matmul');
 }
+
+// The worker is a typed module (src/host/worker.ts and its two entries); workers.ts starts it from
+// the text of its bundle in build/worker-source.js, which must be the bundle of today's source.
+describe('the worker\'s source', () => {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const entries = ['src/host/worker.ts', 'src/host/worker-node.ts', 'src/host/worker-web.ts'];
+
+  it('is type-checked with the library (tsconfig.json), without errors', async () => {
+    const ts = (await import('typescript')).default;
+    const config = ts.getParsedCommandLineOfConfigFile(join(root, 'tsconfig.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} })!;
+    expect(config.fileNames).toEqual(expect.arrayContaining(entries.map((f) => join(root, f).replaceAll('\\', '/'))));
+    const program = ts.createProgram(entries.map((f) => join(root, f)), { ...config.options, noEmit: true });
+    const errors = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+    expect(errors).toEqual([]);
+  });
+
+  it('is in build/ as a fresh bundle of src/host/worker.ts (a stale build cannot ship)', async () => {
+    // @ts-expect-error: a plain .mjs script without declarations
+    const { workerFiles } = await import('../scripts/worker-source.mjs');
+    const files: Record<string, string> = await workerFiles();
+    expect(Object.keys(files).sort()).toEqual(['worker-node.cjs', 'worker-source.d.ts', 'worker-source.js', 'worker-web.js']);
+    for (const [name, text] of Object.entries(files)) {
+      expect(readFileSync(join(root, 'build', name), 'utf8'), `build/${name}: run node scripts/build.mjs`).toBe(text);
+    }
+    const { NODE_WORKER, WEB_WORKER } = await import('../build/worker-source.js');
+    expect(NODE_WORKER).toBe(files['worker-node.cjs']);
+    expect(WEB_WORKER).toBe(files['worker-web.js']);
+    // Node evaluates its worker as CommonJS: no import statement; the web one needs nothing of Node.
+    expect(NODE_WORKER).not.toMatch(/^\s*(import|export)\b/m);
+    expect(NODE_WORKER).toContain('require("node:worker_threads")');
+    expect(WEB_WORKER).not.toMatch(/^\s*(import|export)\b|\brequire\(|node:/m);
+  });
+});
 
 // A plain Node process (no vitest), from a bundle of src/: without SharedArrayBuffer it runs on one
 // thread; with a pool it exits by itself, after dispose() and also when the model is never disposed.

@@ -33,8 +33,8 @@ import { MlaError } from '../errors.js';
 import type { Heap } from './heap.js';
 import type { Kernels } from './kernels.js';
 import { arg, ARGS, BACKOFF_MS, CALLER_SPIN_MS, CHUNKS_AT, CLAIM, CONTROL_BYTES, DONE, ERR, ERR_TEXT, ERR_TEXT_BYTES, FNS, GEN, HEADER,
-  MAX_CHUNKS, MAX_TASKS, SPIN_MS, STOP, TASK, TASKS_AT, WAITING } from './protocol.js';
-import { startWorker, workerApis, type StartData, type WorkerApi, type WorkerHandle } from './workers.js';
+  MAX_CHUNKS, MAX_TASKS, SPIN_MS, STOP, TASK, TASKS_AT, WAITING, type StartData } from './protocol.js';
+import { startWorker, workerApis, type WorkerApi, type WorkerHandle } from './workers.js';
 
 /**
  * A pool of `threads − 1` workers plus the calling thread, over one shared memory. Build a

@@ -1,5 +1,5 @@
 // The pool's control block: the layout shared by the calling thread (pool.ts) and the workers
-// (workers.ts). A dispatch is a list of chunks; a chunk is a list of tasks; a task is one kernel
+// (worker.ts), and the messages that start a worker. A dispatch is a list of chunks; a chunk is a list of tasks; a task is one kernel
 // export called n1 × n2 times with arguments that step by inc1 and inc2 (f64s, so byte offsets
 // up to 4 GiB are exact).
 
@@ -38,6 +38,21 @@ export const CALLER_SPIN_MS = 0.05;
  * are, the pool stands aside (the caller runs everything) for this long, then tries again.
  */
 export const BACKOFF_MS = 100;
+
+/** What a worker is started with (workers.ts → worker.ts): it instantiates `module` over `memory`. */
+export type StartData = {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  /** Byte offset of the control block in `memory`. */
+  ctl: number;
+  /** The worker's thread index (the caller is 0): it offsets tasks' per-thread arguments. */
+  index: number;
+  /** The kernel exports a task's fn indexes (FNS). */
+  fns: readonly string[];
+  spinMs: number;
+};
+/** A worker's one message: 'ready' once it serves dispatches, or why it could not start. */
+export type WorkerReply = 'ready' | { error: string };
 
 /** Argument x of call (i, j) of the task whose arguments start at D[a]. */
 export function arg(D: Float64Array, a: number, x: number, i: number, j: number): number {

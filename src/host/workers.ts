@@ -1,72 +1,10 @@
 // Starting the pool's worker threads, whichever worker API the runtime has. Each worker
 // instantiates the kernel module over the shared memory and then serves dispatches (pool.ts).
-import { ARGS, CHUNKS_AT, CLAIM, CONTROL_BYTES, DONE, ERR, ERR_TEXT, ERR_TEXT_BYTES, GEN, HEADER, STOP, TASK, TASKS_AT, WAITING } from './protocol.js';
-
-// The worker: plain JavaScript, the same for every runtime except how it gets its start message.
-const CALL_ARGS = Array.from({ length: ARGS }, (_, x) => `D[a+${x}]+i*D[a+${ARGS + x}]+j*D[a+${2 * ARGS + x}]`).join(',');
-const WORKER_BODY = `
-function start(data, reply, close) {
-  const { module, memory, ctl, index, fns, spinMs } = data;
-  WebAssembly.instantiate(module, { env: { memory } }).then((instance) => {
-    const ex = instance.exports;
-    if (ex._initialize) ex._initialize();
-    const F = fns.map((n) => ex[n]);
-    const I = new Int32Array(memory.buffer, ctl, ${HEADER / 4});
-    const D = new Float64Array(memory.buffer, ctl, ${CONTROL_BYTES / 8});
-    function chunk(c) {
-      const end = D[${CHUNKS_AT} + c + 1];
-      for (let t = D[${CHUNKS_AT} + c]; t < end; t++) {
-        const o = ${TASKS_AT} + t * ${TASK};
-        const f = F[D[o]], n1 = D[o + 1], n2 = D[o + 2], ta = D[o + 3], a = o + 5;
-        if (ta >= 0) D[a + ta] += index * D[o + 4];
-        for (let i = 0; i < n1; i++) for (let j = 0; j < n2; j++) f(${CALL_ARGS});
-        if (ta >= 0) D[a + ta] -= index * D[o + 4];
-      }
-    }
-    let seen = Atomics.load(I, ${GEN});
-    reply('ready');
-    for (;;) {
-      let g = Atomics.load(I, ${GEN});
-      if (g === seen) {
-        const t0 = performance.now();
-        spin: for (;;) {
-          for (let s = 0; s < 256; s++) { g = Atomics.load(I, ${GEN}); if (g !== seen) break spin; }
-          if (performance.now() - t0 > spinMs) {
-            Atomics.wait(I, ${GEN}, seen);
-            g = Atomics.load(I, ${GEN});
-            if (g !== seen) break;
-          }
-        }
-      }
-      seen = g;
-      if (Atomics.load(I, ${STOP}) !== 0) break;
-      for (;;) {
-        const w = Atomics.add(I, ${CLAIM}, 1);
-        const c = w & 0xffff;
-        if (c >= w >>> 16) break;
-        try { chunk(c); } catch (e) {
-          if (Atomics.compareExchange(I, ${ERR}, 0, 1) === 0) {
-            const text = String((e && e.message) || e).slice(0, ${ERR_TEXT_BYTES - 1});
-            const B = new Uint8Array(memory.buffer, ctl + ${ERR_TEXT}, ${ERR_TEXT_BYTES});
-            B[0] = text.length;
-            for (let x = 0; x < text.length; x++) B[x + 1] = text.charCodeAt(x) & 0x7f;
-          }
-        }
-        Atomics.add(I, ${DONE}, 1);
-        if (Atomics.load(I, ${WAITING}) !== 0) Atomics.notify(I, ${DONE});
-      }
-    }
-    close();
-  }, (e) => reply({ error: String((e && e.message) || e) }));
-}
-`;
-const NODE_WORKER = `${WORKER_BODY}
-const { parentPort, workerData } = require('node:worker_threads');
-start(workerData, (m) => parentPort.postMessage(m), () => {});
-`;
-const WEB_WORKER = `${WORKER_BODY}
-self.onmessage = (e) => { self.onmessage = null; start(e.data, (m) => self.postMessage(m), () => self.close()); };
-`;
+// The worker itself is src/host/worker.ts, a typed module; scripts/build.mjs bundles it into
+// two self-contained scripts whose text this imports, so a worker starts from a string (Node's
+// `eval: true`, a web Blob URL) and bundlers and edge runtimes need no separate worker file.
+import { NODE_WORKER, WEB_WORKER } from '../../build/worker-source.js';
+import type { StartData, WorkerReply } from './protocol.js';
 
 /** A started worker, whichever API made it. */
 export interface WorkerHandle {
@@ -76,8 +14,6 @@ export interface WorkerHandle {
   /** Resolves when the worker has stopped, saying how ('exited with code 1', 'threw: …'). */
   exited: Promise<string>;
 }
-
-export type StartData = { module: WebAssembly.Module; memory: WebAssembly.Memory; ctl: number; index: number; fns: readonly string[]; spinMs: number };
 
 export type WorkerApi = 'node' | 'web';
 
@@ -110,7 +46,7 @@ export async function startWorker(data: StartData, api: WorkerApi): Promise<Work
     w.on('error', (e) => { error = String(e?.message ?? e); });
     const exited = new Promise<string>((resolve) => w.once('exit', (code) => resolve(error ? `threw: ${error}` : `exited with code ${code}`)));
     ready = new Promise<void>((resolve, reject) => {
-      w.once('message', (m) => (m === 'ready' ? resolve() : reject(new Error(m?.error ?? 'worker failed to start'))));
+      w.once('message', (m: WorkerReply) => (m === 'ready' ? resolve() : reject(new Error(m?.error ?? 'worker failed to start'))));
       w.once('error', reject);
       w.once('exit', () => reject(new Error('worker exited before it started')));
     });
@@ -130,7 +66,7 @@ export async function startWorker(data: StartData, api: WorkerApi): Promise<Work
     let exit!: (why: string) => void;
     const exited = new Promise<string>((resolve) => { exit = resolve; });
     ready = new Promise<void>((resolve, reject) => {
-      w.onmessage = (e) => (e.data === 'ready' ? resolve() : reject(new Error(e.data?.error ?? 'worker failed to start')));
+      w.onmessage = (e: MessageEvent<WorkerReply>) => (e.data === 'ready' ? resolve() : reject(new Error(e.data?.error ?? 'worker failed to start')));
       w.onerror = (e) => {
         e.preventDefault?.();
         reject(new Error(e.message || 'worker failed to start'));
