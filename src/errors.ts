@@ -26,11 +26,43 @@ export class MlaError extends Error {
   }
 }
 
-/** A value as an error message shows it; never throws (BigInts, cycles and prototype-less objects are no JSON). */
+const PREVIEW = 60;
+
+/**
+ * A value as an error message shows it: short, and never the insides of an object (a session
+ * passed where another model's was wanted once put 4 KB of its state in a message). Strings and
+ * plain data show as JSON cut at PREVIEW characters; instances by their class name. Never throws
+ * (BigInts, cycles and prototype-less objects are no JSON).
+ */
 export function showValue(v: unknown): string {
   try {
-    return JSON.stringify(v) ?? String(v);
+    if (typeof v === 'bigint') return `${v}n`;
+    if (typeof v === 'function') return v.name ? `a function ${v.name}` : 'a function';
+    if (typeof v === 'symbol') return v.toString();
+    if (typeof v !== 'object' || v === null) return cut(JSON.stringify(v) ?? String(v));
+    if (Array.isArray(v)) return isSmallData(v) ? cut(JSON.stringify(v)) : `an array of ${v.length}`;
+    if (ArrayBuffer.isView(v)) return `${article(v.constructor.name)} of ${(v as unknown as ArrayLike<unknown>).length ?? v.byteLength}`;
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) {
+      const name = typeof proto?.constructor === 'function' ? proto.constructor.name : '';
+      return name ? article(name) : 'an object';
+    }
+    return isSmallData(v) ? cut(JSON.stringify(v)) : `an object with keys ${cut(Object.keys(v).join(', '))}`;
   } catch {
-    try { return String(v); } catch { return Object.prototype.toString.call(v); }
+    return typeof v === 'object' ? 'an object' : typeof v;
   }
+}
+
+const cut = (s: string) => (s.length <= PREVIEW ? s : `${s.slice(0, PREVIEW - 1)}…`);
+const article = (name: string) => `${/^[AEIOU]/i.test(name) ? 'an' : 'a'} ${name}`;
+
+/** Plain data worth showing as JSON: few keys or items, nested at most two deep, no instances. */
+function isSmallData(v: unknown, depth = 0): boolean {
+  if (typeof v === 'bigint' || typeof v === 'function' || typeof v === 'symbol') return false;
+  if (typeof v !== 'object' || v === null) return true;
+  if (depth >= 2) return false;
+  const proto = Object.getPrototypeOf(v);
+  if (!Array.isArray(v) && proto !== Object.prototype && proto !== null) return false;
+  const values = Object.values(v);
+  return values.length <= 8 && values.every((x) => isSmallData(x, depth + 1));
 }

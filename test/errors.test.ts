@@ -232,3 +232,50 @@ describe('steady state', () => {
     expect(model.memoryBytes).toBe(used);
   });
 });
+
+describe('error messages name the problem, never dump objects', () => {
+  const internals = /decoder|cache|heap|ptr|"par"|onDispose|\{"/;
+  it('a session of another model, a disposed one, and odd values: short messages without internal fields', async () => {
+    const a = await loadModel({ config, tensors: good() });
+    const b = await loadModel({ config, tensors: good() });
+    const theirs = b.createSession();
+    theirs.prefill([1, 2, 3]);
+    const disposed = a.createSession();
+    disposed.dispose();
+    const big = { layers: { k: {}, rows: new Array(500).fill(1) }, extra: { n: 4096 } };
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const messages: string[] = [];
+    const record = async (f: () => unknown) => messages.push((await expectCode(f, 'BAD_INPUT')).message);
+    await record(() => a.generate([1, 2], { session: theirs }));
+    await record(() => a.generate([1, 2], { session: disposed }));
+    // @ts-expect-error not a session
+    await record(() => a.generate([1, 2], { session: big }));
+    // @ts-expect-error not a stop list
+    await record(() => a.generate([1, 2], { stop: [big] }));
+    // @ts-expect-error not a signal
+    await record(() => a.generate([1, 2], { signal: theirs }));
+    // @ts-expect-error not a number
+    await record(() => a.generate([1, 2], { temperature: new Array(1000).fill(0.5) }));
+    // @ts-expect-error not a path
+    await record(() => a.createSession().step(1, { attention: big }));
+    // @ts-expect-error not a path
+    await record(() => a.createSession().step(1, { attention: cyclic }));
+    // @ts-expect-error not a string
+    await record(() => a.createSession().step(1, { attention: 'x'.repeat(500) }));
+    // @ts-expect-error not a build
+    await record(() => loadModel({ config, tensors: good() }, { simd: theirs }));
+    // @ts-expect-error not a count
+    await record(() => loadModel({ config, tensors: good() }, { threads: big }));
+    expect(messages[0]).toContain('got a session of another model');
+    expect(messages[1]).toContain('got a disposed session');
+    for (const m of messages) {
+      expect(m.length, m).toBeLessThan(180);
+      expect(m, m).not.toMatch(internals);
+    }
+    // The session from the other model is untouched and still works.
+    expect(theirs.position).toBe(3);
+    theirs.step(4);
+    expect(theirs.position).toBe(4);
+  });
+});

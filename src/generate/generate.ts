@@ -129,7 +129,9 @@ function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Se
   }
   const session = o.session;
   if (session !== undefined && !model.ownsSession(session as Session)) {
-    badOption('session', 'a live session made by this model\'s createSession()', session);
+    const what = typeof session === 'object' && session !== null && typeof (session as Session).prefill === 'function'
+      ? ((session as Session).disposed ? 'a disposed session' : 'a session of another model') : showValue(session);
+    throw new MlaError('BAD_INPUT', `option session must be a live session made by this model's createSession(), got ${what}`);
   }
   const addSpecialTokens = o.addSpecialTokens;
   if (addSpecialTokens !== undefined && typeof addSpecialTokens !== 'boolean') badOption('addSpecialTokens', 'a boolean', addSpecialTokens);
