@@ -66,3 +66,44 @@ function isSmallData(v: unknown, depth = 0): boolean {
   const values = Object.values(v);
   return values.length <= 8 && values.every((x) => isSmallData(x, depth + 1));
 }
+
+/**
+ * Refuse an options object that is not an object or has a key outside `known` (BAD_INPUT naming
+ * the key, the closest known one when it looks like a typo, and all the known ones): a misspelt
+ * option would otherwise be ignored without a word. `undefined` is no options at all.
+ */
+export function checkOptions(options: unknown, known: Iterable<string>, what = 'options'): void {
+  if (options === undefined) return;
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new MlaError('BAD_INPUT', `${what} must be an object, got ${showValue(options)}`);
+  }
+  const names = [...known];
+  for (const key of Object.keys(options)) {
+    if (names.includes(key)) continue;
+    const close = closest(key, names);
+    throw new MlaError('BAD_INPUT', `unknown option ${showValue(key)} in ${what}` +
+      `${close ? ` (did you mean ${JSON.stringify(close)}?)` : ''}; known: ${names.join(', ')}`);
+  }
+}
+
+/** The known name nearest to `key` by edit distance (case ignored), when it is near enough to be a typo. */
+function closest(key: string, names: string[]): string | null {
+  let best: string | null = null, bestD = Infinity;
+  for (const n of names) {
+    const d = editDistance(key.toLowerCase(), n.toLowerCase());
+    if (d < bestD) { best = n; bestD = d; }
+  }
+  return best !== null && bestD <= Math.max(1, Math.floor(best.length / 3)) ? best : null;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length];
+}

@@ -279,3 +279,42 @@ describe('error messages name the problem, never dump objects', () => {
     expect(theirs.position).toBe(4);
   });
 });
+
+describe('unknown options are refused everywhere, the same way', () => {
+  it('loadModel, createSession, prefill, step, forward and generate: BAD_INPUT naming the key and the known ones', async () => {
+    // @ts-expect-error a typo
+    let e = await expectCode(loadModel({ config, tensors: good() }, { thread: 2 }), 'BAD_INPUT');
+    expect(e.message).toBe('unknown option "thread" in loadModel() options (did you mean "threads"?); known: simd, threads, wasmModule, wasmBytes, onProgress');
+    // @ts-expect-error a typo
+    e = await expectCode(loadModel({ config, tensors: good() }, { simdd: 'simd' }), 'BAD_INPUT');
+    expect(e.message).toContain('"simdd"');
+    expect(e.message).toContain('did you mean "simd"?');
+    // @ts-expect-error not an object
+    await expectCode(loadModel({ config, tensors: good() }, 'simd'), 'BAD_INPUT');
+
+    const model = await loadModel({ config, tensors: good() });
+    // @ts-expect-error a typo
+    e = await expectCode(() => model.createSession({ contextLen: 8 }), 'BAD_INPUT');
+    expect(e.message).toBe('unknown option "contextLen" in createSession() options (did you mean "contextLength"?); known: contextLength');
+    const s = model.createSession();
+    s.prefill([1, 2]);
+    // @ts-expect-error a typo
+    e = await expectCode(() => s.prefill([3], { atention: 'naive' }), 'BAD_INPUT');
+    expect(e.message).toBe('unknown option "atention" in prefill() options (did you mean "attention"?); known: attention, out');
+    // @ts-expect-error a typo
+    e = await expectCode(() => s.step(3, { output: new Float32Array(50) }), 'BAD_INPUT');
+    expect(e.message).toContain('unknown option "output" in step() options; known: attention, out');
+    // @ts-expect-error not an object
+    await expectCode(() => s.step(3, null), 'BAD_INPUT');
+    // @ts-expect-error a typo
+    e = await expectCode(() => model.forward([1, 2], { attn: 'naive' }), 'BAD_INPUT');
+    expect(e.message).toContain('unknown option "attn" in forward() options; known: attention');
+    // @ts-expect-error a typo
+    e = await expectCode(() => model.generate([1, 2], { maxNewToken: 3 }), 'BAD_INPUT');
+    expect(e.message).toContain('unknown option "maxNewToken" in generate() options (did you mean "maxNewTokens"?); known: maxNewTokens,');
+    // Nothing ran: the session is where it was, and goes on.
+    expect(s.position).toBe(2);
+    s.step(3);
+    expect(s.position).toBe(3);
+  });
+});

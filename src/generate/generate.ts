@@ -1,7 +1,7 @@
 // Streaming generation over a session: prefill the prompt, then sample, yield and step one token at
 // a time, giving the event loop a turn between tokens so that an AbortSignal (or anything else the
 // program has to do) gets in. Model.generate and Model.chat are thin wrappers around this.
-import { MlaError, showValue } from '../errors.js';
+import { checkOptions, MlaError, showValue } from '../errors.js';
 import type { TokenModel } from '../model/model.js';
 import { createRng, sampleToken, type SamplingOptions } from './sampling.js';
 import { checkIds, type Session } from '../model/session.js';
@@ -86,10 +86,7 @@ function badOption(name: string, want: string, got: unknown): never {
 
 /** Check every option and fill in the defaults (generation_config.json, then ours). */
 function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Set<string>): Resolved {
-  if (options === null || typeof options !== 'object') throw new MlaError('BAD_INPUT', 'options must be an object');
-  for (const key of Object.keys(options)) {
-    if (!allowed.has(key)) throw new MlaError('BAD_INPUT', `unknown option ${JSON.stringify(key)} (known: ${[...allowed].join(', ')})`);
-  }
+  checkOptions(options, allowed, allowed === KNOWN ? 'generate() options' : 'chat() options');
   const o = options as Record<string, unknown>;
   const gc = model.generationConfig;
   const number = (name: string, ok: (v: number) => boolean, want: string): number | undefined => {

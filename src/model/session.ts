@@ -1,6 +1,6 @@
 // A conversation's state: its own KV cache in the model's memory and a position.
 import { CHUNK, type AttentionPath, type Decoder, type KvCache } from './decoder.js';
-import { MlaError, showValue } from '../errors.js';
+import { checkOptions, MlaError, showValue } from '../errors.js';
 
 export interface SessionOptions {
   /** Positions the cache holds (default: the model's max_position_embeddings, at most 4096). */
@@ -25,6 +25,9 @@ export interface RunOptions {
 }
 
 const DEFAULT_CONTEXT = 4096;
+// Every option's name, checked against the interfaces: a new option cannot be forgotten here.
+const SESSION_OPTIONS = Object.keys({ contextLength: 1 } satisfies Record<keyof SessionOptions, 1>);
+const RUN_OPTIONS = Object.keys({ attention: 1, out: 1 } satisfies Record<keyof RunOptions, 1>);
 
 /** Throw BAD_INPUT / BAD_TOKEN unless `ids` is a non-empty list of integers in [0, vocab). */
 export function checkIds(ids: ArrayLike<number>, vocab: number): void {
@@ -48,6 +51,7 @@ export class Session {
 
   /** @internal Made by Model.createSession(). */
   constructor(decoder: Decoder, options: SessionOptions, onDispose: (s: Session) => void) {
+    checkOptions(options, SESSION_OPTIONS, 'createSession() options');
     const max = decoder.config.maxPositions;
     const capacity = options.contextLength ?? Math.min(max, DEFAULT_CONTEXT);
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > max) {
@@ -73,11 +77,13 @@ export class Session {
 
   /** Run a prompt (or its continuation); returns the logits of its last position. */
   prefill(ids: ArrayLike<number>, options: RunOptions = {}): Float32Array {
+    checkOptions(options, RUN_OPTIONS, 'prefill() options');
     return this.run(ids, options.attention ?? 'absorbed', false, options.out);
   }
 
   /** Feed one token; returns the logits for the next position. */
   step(id: number, options: RunOptions = {}): Float32Array {
+    checkOptions(options, RUN_OPTIONS, 'step() options');
     return this.run([id], options.attention ?? 'absorbed', false, options.out);
   }
 
