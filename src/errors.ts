@@ -13,6 +13,7 @@ export type MlaErrorCode =
   | 'CACHE_FULL'        // the session's KV cache has no room for more positions
   | 'OUT_OF_MEMORY'     // the model does not fit WebAssembly's 4 GiB
   | 'DISPOSED'          // a session or model used after dispose()
+  | 'BUSY'              // a session a generate() or chat() stream is still running on: one caller at a time
   | 'NO_SIMD'           // the runtime cannot compile the WebAssembly SIMD kernels
   | 'WORKER_FAILED'     // a worker thread died or stalled: the call was abandoned, the model goes on on one thread
   | 'ABORTED';          // generation stopped by an AbortSignal

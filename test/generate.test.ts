@@ -321,3 +321,53 @@ describe('invalid options are BAD_INPUT naming the option', () => {
     s.dispose();
   });
 });
+
+describe('one stream at a time per session (BUSY)', () => {
+  const prompt = 'Q: What is the answer?\nA:';
+  const opts = { temperature: 0, maxNewTokens: 30 };
+
+  it('two streams at once on one session: the second gets BUSY, the first is right, the session works afterwards', async () => {
+    const want = await collect(model.generate(prompt, opts));
+    const session = model.createSession({ contextLength: 128 });
+    const a = model.generate(prompt, { ...opts, session });
+    const b = model.generate('Q: Why?\nA:', { ...opts, session });
+    const [ra, rb] = await Promise.allSettled([collect(a), collect(b)]);
+    expect(rb.status).toBe('rejected');
+    expect((rb as PromiseRejectedResult).reason).toBeInstanceOf(MlaError);
+    expect((rb as PromiseRejectedResult).reason.code).toBe('BUSY');
+    expect(ra.status).toBe('fulfilled');
+    expect((ra as PromiseFulfilledResult<GenerationPiece[]>).value).toEqual(want);
+    expect(session.busy).toBe(false);
+    // Afterwards the session goes on: the same text again after a reset, as on a fresh session.
+    session.reset();
+    expect(await collect(model.generate(prompt, { ...opts, session }))).toEqual(want);
+    session.dispose();
+  });
+
+  it('while a stream runs: generate, chat, prefill, step, reset and truncate on its session throw BUSY; break releases it', async () => {
+    const want = await collect(model.generate(prompt, opts));
+    const session = model.createSession({ contextLength: 128 });
+    const got: GenerationPiece[] = [];
+    for await (const p of model.generate(prompt, { ...opts, session })) {
+      got.push(p);
+      if (got.length !== 3) continue;
+      expect(session.busy).toBe(true);
+      const at = session.position;
+      await expectCode(() => model.generate('x', { session }), 'BUSY');
+      await expectCode(() => model.chat([{ role: 'user', content: 'hi' }], { session }), 'BUSY');
+      await expectCode(() => session.prefill([65]), 'BUSY');
+      await expectCode(() => session.step(65), 'BUSY');
+      await expectCode(() => session.reset(), 'BUSY');
+      await expectCode(() => session.truncate(0), 'BUSY');
+      expect(session.position).toBe(at);
+      // Other sessions of the model are not held.
+      model.createSession({ contextLength: 8 }).prefill([65]);
+    }
+    expect(got).toEqual(want);
+    // Leaving a stream early (for-await break calls return()) lets go of the session too.
+    for await (const _ of model.generate(prompt, { ...opts, session })) break;
+    expect(session.busy).toBe(false);
+    session.prefill([65]);
+    session.dispose();
+  });
+});

@@ -125,6 +125,10 @@ function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Se
     badOption('signal', 'an AbortSignal', signal);
   }
   const session = o.session;
+  if (session !== undefined && model.ownsSession(session as Session) && (session as Session).busy) {
+    throw new MlaError('BUSY', 'option session: this session is in use by a generate() or chat() stream that has not ended: ' +
+      'wait for it to finish (or stop it) first, or use another session');
+  }
   if (session !== undefined && !model.ownsSession(session as Session)) {
     const what = typeof session === 'object' && session !== null && typeof (session as Session).prefill === 'function'
       ? ((session as Session).disposed ? 'a disposed session' : 'a session of another model') : showValue(session);
@@ -200,6 +204,10 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
     const session = o.session ?? model.createSession({
       contextLength: Math.min(model.config.maxPositions, Math.max(1, promptIds.length + o.maxNewTokens)),
     });
+    // Held from the first token to the end (done, thrown, or return() as a for-await break calls):
+    // another stream, prefill, step, reset or truncate on it meanwhile throws BUSY.
+    const key = session.hold();
+    const use = <T>(f: () => T): T => session.asHolder(key, f);
     try {
       // What the session holds (when we know), and what to run now.
       const known = session.position === 0 ? { cached: [], pending: [] } : histories.get(session);
@@ -210,7 +218,7 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
         const all = history ? [...history.cached, ...history.pending] : [];
         let keep = Math.min(commonPrefix(all, promptIds), history?.cached.length ?? 0);
         if (keep === promptIds.length) keep--; // run at least one token, for the logits
-        session.truncate(keep);
+        use(() => session.truncate(keep));
         cached = promptIds.slice(0, keep);
         feed = promptIds.slice(keep);
       } else {
@@ -227,7 +235,7 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
       let t0 = performance.now();
       // One logits buffer for the whole generation: nothing allocated per token.
       const out = new Float32Array(model.config.vocabSize);
-      let logits = session.prefill(feed, { out });
+      let logits = use(() => session.prefill(feed, { out }));
       stats.prefillMs = performance.now() - t0;
       cached = [...cached, ...feed];
       histories.set(session, { cached, pending: [] });
@@ -271,13 +279,14 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
           throw new MlaError('ABORTED', 'generation aborted');
         }
         t0 = performance.now();
-        logits = session.step(id, { out });
+        logits = use(() => session.step(id, { out }));
         stats.decodeMs += performance.now() - t0;
         stats.decodeSteps++;
         cached.push(id);
         histories.set(session, { cached, pending: [] });
       }
     } finally {
+      session.release(key);
       if (owned) session.dispose();
     }
   }
