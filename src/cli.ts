@@ -14,6 +14,7 @@ import { MlaError } from './errors.js';
 import type { ChatOptions, GenerateOptions, Generation } from './generate/generate.js';
 import { cacheEquivalents, parameterCount } from './model/info.js';
 import { loadModel, type Model } from './generate/model.js';
+import { formatRate } from './generate/rate.js';
 import type { ChatMessage } from './formats/tokenizer.js';
 import type { SimdBuild } from './host/kernels.js';
 
@@ -104,7 +105,6 @@ async function load(flags: ModelFlags): Promise<Model> {
 
 const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
 const int = (n: number) => n.toLocaleString('en-US');
-const rate = (n: number, ms: number) => (ms > 0 ? (n / ms * 1000).toFixed(0) : '–');
 /** The kernels a model runs: its SIMD build and thread count. */
 const kernelsRun = (m: Model) => `${m.simd} SIMD, ${m.threads} thread${m.threads > 1 ? 's' : ''}`;
 
@@ -139,8 +139,8 @@ async function generateCommand(flags: ModelFlags & SamplingFlags & { prompt: str
   process.stdout.write('\n\n');
   const s = g.stats;
   console.log(
-    `prefill ${s.promptTokens} tok in ${s.prefillMs.toFixed(1)} ms (${rate(s.promptTokens, s.prefillMs)} tok/s), ` +
-    `decode ${s.decodeSteps} tok in ${s.decodeMs.toFixed(1)} ms (${rate(s.decodeSteps, s.decodeMs)} tok/s), ${kernelsRun(model)}, ` +
+    `prefill ${s.promptTokens} tok in ${s.prefillMs.toFixed(1)} ms (${formatRate(s.promptTokens, s.prefillMs)}), ` +
+    `decode ${s.decodeSteps} tok in ${s.decodeMs.toFixed(1)} ms (${formatRate(s.decodeSteps, s.decodeMs)}), ${kernelsRun(model)}, ` +
     `${samplingSummary(model, g, options)}, stopped by ${s.stopReason}`);
   console.log(
     `KV cache: ${kib(session.kvCacheBytes)} for ${session.position} tokens ` +
@@ -333,7 +333,7 @@ async function perplexityCommand(flags: ModelFlags & { file: string; window?: nu
   console.log(`file        ${flags.file}: ${int(bytes)} bytes scored, ${int(scored)} tokens, ${starts.length} window(s) of ${W} positions${bos === null ? '' : ' (BOS first)'}`);
   console.log(`loss        ${perToken.toFixed(4)} nats/token, ${perByte.toFixed(4)} nats/byte (${(perByte / Math.LN2).toFixed(4)} bits/byte)`);
   console.log(`perplexity  ${Math.exp(perToken).toFixed(3)} per token, ${Math.exp(perByte).toFixed(3)} per byte`);
-  console.log(`time        ${(ms / 1000).toFixed(1)} s (${rate(scored, ms)} tok/s), ${kernelsRun(model)}`);
+  console.log(`time        ${(ms / 1000).toFixed(1)} s (${formatRate(scored, ms)}), ${kernelsRun(model)}`);
   model.dispose();
 }
 
