@@ -203,22 +203,16 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
       answering = new AbortController();
       let answer = '';
       try {
-        for (let attempt = 0; ; attempt++) {
-          try {
-            const g = model.chat(messages, { ...options, session, signal: answering.signal });
-            for await (const piece of g) { answer += piece.text; process.stdout.write(piece.text); }
-            break;
-          } catch (e) {
-            // The conversation outgrew the context: keep the system prompt and the last question.
-            if (e instanceof MlaError && e.code === 'CACHE_FULL' && attempt === 0 && messages.length > 1) {
-              process.stderr.write('(the conversation no longer fits the context: starting over from this question)\n');
-              messages.splice(0, messages.length, ...messages.filter((m) => m.role === 'system'), messages[messages.length - 1]);
-              session.reset();
-              continue;
-            }
-            throw e;
-          }
+        const g = model.chat(messages, { ...options, session, signal: answering.signal });
+        // chat() leaves out the oldest turns that do not fit the context; forget them here too.
+        const dropped = g.stats.droppedMessages;
+        if (dropped > 0) {
+          const system = messages.findIndex((m) => m.role !== 'system');
+          messages.splice(system, dropped);
+          process.stderr.write(`(the conversation outgrew the ${int(session.capacity)}-position context: ` +
+            `dropped its ${dropped} oldest message${dropped > 1 ? 's' : ''})\n`);
         }
+        for await (const piece of g) { answer += piece.text; process.stdout.write(piece.text); }
       } catch (e) {
         if (!(e instanceof MlaError && e.code === 'ABORTED')) throw e;
         process.stdout.write(' [stopped]');
@@ -352,7 +346,7 @@ function program(): Command {
   samplingOptions(modelOptions(p.command('chat'), false))
     .description('talk to the model through its chat template (history stays in the KV cache)')
     .option('--system <text>', 'a system message first')
-    .option('--context <n>', 'positions the conversation keeps (default: the model\'s context, at most 4096); past it, it starts over from the last question', integer(1))
+    .option('--context <n>', 'positions the conversation keeps (default: the model\'s context, at most 4096); past it, its oldest turns are dropped', integer(1))
     .action(chatCommand);
   modelOptions(p.command('info'), false)
     .description('architecture, parameters, weight bytes, KV cache per token beside MHA/GQA/MQA/MLA')

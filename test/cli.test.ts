@@ -114,7 +114,7 @@ describe('bad input: one line on stderr, a non-zero exit, no stack trace', () =>
     ['a file that does not exist', ['perplexity', '--file', '/no/such/file.txt'], /cannot read \/no\/such\/file\.txt: ENOENT/],
     ['a bad number', ['generate', '--temperature', 'warm'], /--temperature .*'warm' is invalid/],
     ['top-p out of range', ['generate', '--top-p', '1.5'], /--top-p/],
-    ['a window past the context', ['perplexity', '--file', '/dev/null', '--window', '5000'], /--window 5000 is more than the model's context \(1024\)/],
+    ['a window past the context', ['perplexity', '--file', '/dev/null', '--window', '5000'], /--window 5000 is more than the model's context \(192\)/],
     ['a bad --simd', ['info', '--simd', 'avx'], /--simd/],
     ['zero threads', ['generate', '--threads', '0'], /--threads .*'0' is invalid.*integer ≥ 1/],
     ['too many threads', ['generate', '--threads', '1000', '--max-new-tokens', '1'], /threads must be an integer from 1 to 256, got 1000/],
@@ -141,6 +141,19 @@ describe('chat', () => {
     const answers = r.stdout.split('> ').slice(1, 3);
     for (const a of answers) expect(a.trim().length).toBeGreaterThan(0);
     expect(r.stderr).toMatch(/^mla-wasm chat: DeepseekV2ForCausalLM/);
+  });
+
+  it('a conversation longer than the 192-position context drops its oldest turns, says so on stderr, and goes on', () => {
+    const questions = ['What is the meaning of life, the universe and everything?', 'Why is the sky blue on a sunny day?',
+      'What did the computer say to the programmer?', 'Why do cats always land on their feet?', 'What is a limerick?'];
+    const r = run(['chat', '--temperature', '0', '--max-new-tokens', '60'], questions.join('\n') + '\n');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^mla-wasm chat: DeepseekV2ForCausalLM, 192 positions of context/);
+    expect(r.stderr).toMatch(/\(the conversation outgrew the 192-position context: dropped its \d+ oldest messages\)/);
+    expect(r.stderr).not.toMatch(/mla-wasm: /);
+    const answers = r.stdout.split('> ').slice(1, 6);
+    expect(answers).toHaveLength(5);
+    for (const a of answers) expect(a.trim().length).toBeGreaterThan(0);
   });
 
   it('Ctrl-C at the prompt warns; a second one quits', async () => {

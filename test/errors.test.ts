@@ -214,7 +214,7 @@ describe('running with bad input', () => {
 describe('steady state', () => {
   it('decoding allocates no WebAssembly memory per token', async () => {
     const model = await loadModel();
-    const s = model.createSession({ contextLength: 256 });
+    const s = model.createSession({ contextLength: 128 });
     s.prefill([256, 72, 105]);
     const used = model.memoryBytes;
     // @ts-expect-error reaching in for the test
@@ -228,7 +228,7 @@ describe('steady state', () => {
   it('disposed sessions give their cache back', async () => {
     const model = await loadModel();
     const used = model.memoryBytes;
-    for (let i = 0; i < 5; i++) model.createSession({ contextLength: 1024 }).dispose();
+    for (let i = 0; i < 5; i++) model.createSession({ contextLength: 192 }).dispose();
     expect(model.memoryBytes).toBe(used);
   });
 });

@@ -49,6 +49,11 @@ export interface GenerationStats {
   promptTokens: number;
   /** Tokens of the prompt already in the session's cache (chat with a session). */
   reusedTokens: number;
+  /**
+   * chat(): messages left out from the start of the conversation (the oldest turns; a system
+   * message is kept) so that it fits the context with room for the answer. 0 for generate().
+   */
+  droppedMessages: number;
   /** Tokens sampled (each yielded once). */
   generatedTokens: number;
   /** Single-token decode steps run. */
@@ -170,9 +175,35 @@ export function chat(model: TokenModel, messages: ChatMessage[], options: ChatOp
   const tok = model.tokenizer;
   if (!tok) throw new MlaError('BAD_INPUT', 'this model has no tokenizer (tokenizer.json), so it cannot chat');
   if (tok.chatTemplate === null) throw new MlaError('BAD_INPUT', 'this model\'s tokenizer_config.json has no chat template; use generate()');
-  const ids = tok.encodeChat(messages, { addGenerationPrompt: true });
+  // A conversation longer than the context loses its oldest turns (the model never saw positions
+  // past it): the rendered prompt leaves room for maxNewTokens, or half the context if that is less.
+  const capacity = o.session?.capacity ?? model.config.maxPositions;
+  const room = Math.min(o.maxNewTokens, Math.floor(capacity / 2));
+  let kept = messages;
+  let ids = tok.encodeChat(kept, { addGenerationPrompt: true });
+  for (let fewer = withoutOldestTurn(kept); ids.length + room > capacity && fewer; fewer = withoutOldestTurn(kept)) {
+    kept = fewer;
+    ids = tok.encodeChat(kept, { addGenerationPrompt: true });
+  }
   if (ids.length === 0) throw new MlaError('BAD_INPUT', 'the chat template rendered these messages as no tokens');
-  return run(model, ids, o, true);
+  if (ids.length > capacity) {
+    throw new MlaError('CACHE_FULL', `the last message${kept.length > 1 ? ' (with the system message)' : ''} takes ${ids.length} tokens, ` +
+      `more than the ${capacity} positions of the ${o.session ? 'session' : 'model\'s context'}`);
+  }
+  return run(model, ids, o, true, messages.length - kept.length);
+}
+
+/**
+ * The conversation without its oldest turn: the first message after any system messages goes, and
+ * with it any assistant messages that would then come first. Null when only the last is left.
+ */
+function withoutOldestTurn(messages: ChatMessage[]): ChatMessage[] | null {
+  let first = 0;
+  while (first < messages.length && messages[first].role === 'system') first++;
+  if (messages.length - first <= 1) return null;
+  let from = first + 1;
+  while (from < messages.length - 1 && messages[from].role !== 'user') from++;
+  return [...messages.slice(0, first), ...messages.slice(from)];
 }
 
 /** Give the event loop a turn (timers, I/O, abort events), in Node, Deno, Bun and browsers alike. */
@@ -195,9 +226,9 @@ const commonPrefix = (a: number[], b: number[]) => {
   return n;
 };
 
-function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean): Generation {
+function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean, dropped = 0): Generation {
   const stats: GenerationStats = {
-    promptTokens: 0, reusedTokens: 0, generatedTokens: 0, decodeSteps: 0, prefillMs: 0, decodeMs: 0, stopReason: null, seed: o.seed,
+    promptTokens: 0, reusedTokens: 0, droppedMessages: dropped, generatedTokens: 0, decodeSteps: 0, prefillMs: 0, decodeMs: 0, stopReason: null, seed: o.seed,
   };
   async function* stream(): AsyncGenerator<GenerationPiece, void, undefined> {
     const owned = !o.session;
