@@ -125,11 +125,14 @@ function samplingSummary(model: Model, g: Generation, o: GenerateOptions): strin
 
 // ---- generate ----
 
-async function generateCommand(flags: ModelFlags & SamplingFlags & { prompt: string }): Promise<void> {
+async function generateCommand(positional: string | undefined, flags: ModelFlags & SamplingFlags & { prompt?: string }): Promise<void> {
+  if (positional !== undefined && flags.prompt !== undefined) {
+    throw new UsageError('give the prompt once: as an argument or with --prompt, not both');
+  }
   const model = await load(flags);
   if (!model.tokenizer) throw new UsageError(`${flags.model} has no tokenizer.json, so it cannot take a text prompt`);
   const options = generationOptions(flags);
-  const prompt = unescape(flags.prompt);
+  const prompt = unescape(positional ?? flags.prompt ?? DEFAULT_PROMPT);
   const promptLength = model.tokenizer.encode(prompt).length;
   const maxNew = options.maxNewTokens ?? model.generationConfig?.maxNewTokens ?? 256;
   const session = model.createSession({ contextLength: Math.min(model.config.maxPositions, promptLength + maxNew) });
@@ -333,15 +336,22 @@ async function perplexityCommand(flags: ModelFlags & { file: string; window?: nu
 
 // ---- main ----
 
+/** The version in package.json, beside dist/ (and src/) in the package. */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 function program(): Command {
   const p = new Command('mla-wasm')
     .description('Run DeepSeek-style MLA (and Llama-layout) language models on WebAssembly SIMD kernels.')
     .showHelpAfterError(false)
     .exitOverride()
-    .configureOutput({ outputError: () => {} });
+    .configureOutput({ outputError: () => {} })
+    .version(packageVersion(), '-V, --version', 'print the version');
   samplingOptions(modelOptions(p.command('generate'), false))
     .description('stream a continuation of a prompt, then speed and KV cache size')
-    .option('--prompt <text>', 'the prompt (\\n for a newline)', DEFAULT_PROMPT)
+    .argument('[prompt]', `the prompt (\\n for a newline; default: ${JSON.stringify(DEFAULT_PROMPT)})`)
+    .option('-p, --prompt <text>', 'the prompt, as a flag')
     .action(generateCommand);
   samplingOptions(modelOptions(p.command('chat'), false))
     .description('talk to the model through its chat template (history stays in the KV cache)')

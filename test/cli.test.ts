@@ -43,6 +43,29 @@ describe('generate', () => {
     expect(r.stdout).toMatch(/KV cache: [\d.]+ KiB for \d+ tokens \(1024 B\/token; MHA with the same heads would need 7680 B\/token, 7.5× more\)/);
   });
 
+  it('takes the prompt as an argument, with -p or with --prompt: the same text', () => {
+    const body = (r: Result) => r.stdout.split('\n\nprefill')[0];
+    const args = ['--max-new-tokens', '20', '--seed', '5'];
+    const positional = run(['generate', 'Q: Why?\\nA:', ...args]);
+    expect(positional.stderr).toBe('');
+    expect(positional.code).toBe(0);
+    expect(positional.stdout.startsWith('Q: Why?\nA:')).toBe(true);
+    expect(body(run(['generate', '-p', 'Q: Why?\\nA:', ...args]))).toBe(body(positional));
+    expect(body(run(['generate', '--prompt', 'Q: Why?\\nA:', ...args]))).toBe(body(positional));
+    const both = run(['generate', 'Q: Why?', '--prompt', 'Q: How?']);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toBe('mla-wasm: give the prompt once: as an argument or with --prompt, not both\n');
+  });
+
+  it('--version prints package.json\'s version', () => {
+    const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+    for (const flag of ['--version', '-V']) {
+      const r = run([flag]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe(`${version}\n`);
+    }
+  });
+
   it('--threads sets the kernel threads, shown in the summary; the text is the same on 1 and 2', () => {
     const body = (r: Result) => r.stdout.split('\n\nprefill')[0];
     const one = run(['generate', '--max-new-tokens', '40', '--seed', '4', '--threads', '1']);
