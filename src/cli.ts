@@ -125,18 +125,34 @@ function samplingSummary(model: Model, g: Generation, o: GenerateOptions): strin
 
 // ---- generate ----
 
-async function generateCommand(positional: string | undefined, flags: ModelFlags & SamplingFlags & { prompt?: string }): Promise<void> {
+async function generateCommand(positional: string | undefined, flags: ModelFlags & SamplingFlags & { prompt?: string; truncatePrompt?: boolean }): Promise<void> {
   if (positional !== undefined && flags.prompt !== undefined) {
     throw new UsageError('give the prompt once: as an argument or with --prompt, not both');
   }
   const model = await load(flags);
   if (!model.tokenizer) throw new UsageError(`${flags.model} has no tokenizer.json, so it cannot take a text prompt`);
   const options = generationOptions(flags);
-  const prompt = unescape(positional ?? flags.prompt ?? DEFAULT_PROMPT);
-  const promptLength = model.tokenizer.encode(prompt).length;
+  const tok = model.tokenizer;
+  let prompt = unescape(positional ?? flags.prompt ?? DEFAULT_PROMPT);
+  let ids = tok.encode(prompt);
   const maxNew = options.maxNewTokens ?? model.generationConfig?.maxNewTokens ?? 256;
-  const session = model.createSession({ contextLength: Math.min(model.config.maxPositions, promptLength + maxNew) });
-  const g = model.generate(prompt, { ...options, session });
+  const context = model.config.maxPositions;
+  // Checked before anything is printed: a prompt the context cannot hold is refused, or with
+  // --truncate-prompt cut to its last tokens, leaving room for max-new-tokens (at most half the context).
+  if (ids.length > context) {
+    if (!flags.truncatePrompt) {
+      throw new UsageError(`the prompt is ${int(ids.length)} tokens, more than the model's context of ${int(context)}; ` +
+        '--truncate-prompt keeps its last tokens');
+    }
+    const bos = tok.bosTokenId !== null && ids[0] === tok.bosTokenId ? [ids[0]] : [];
+    const keep = context - Math.min(maxNew, Math.floor(context / 2)) - bos.length;
+    process.stderr.write(`(the prompt is ${int(ids.length)} tokens, more than the model's context of ${int(context)}: ` +
+      `kept its last ${int(keep)})\n`);
+    ids = [...bos, ...ids.slice(ids.length - keep)];
+    prompt = tok.decode(ids, { skipSpecialTokens: true });
+  }
+  const session = model.createSession({ contextLength: Math.min(context, ids.length + maxNew) });
+  const g = model.generate(ids, { ...options, session });
   process.stdout.write(prompt);
   for await (const piece of g) process.stdout.write(piece.text);
   process.stdout.write('\n\n');
@@ -352,6 +368,7 @@ function program(): Command {
     .description('stream a continuation of a prompt, then speed and KV cache size')
     .argument('[prompt]', `the prompt (\\n for a newline; default: ${JSON.stringify(DEFAULT_PROMPT)})`)
     .option('-p, --prompt <text>', 'the prompt, as a flag')
+    .option('--truncate-prompt', 'a prompt longer than the model\'s context keeps its last tokens (leaving room for --max-new-tokens, at most half the context) instead of an error')
     .action(generateCommand);
   samplingOptions(modelOptions(p.command('chat'), false))
     .description('talk to the model through its chat template (history stays in the KV cache)')

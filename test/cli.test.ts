@@ -57,6 +57,20 @@ describe('generate', () => {
     expect(both.stderr).toBe('mla-wasm: give the prompt once: as an argument or with --prompt, not both\n');
   });
 
+  it('a prompt longer than the context: an error before anything is printed, or its tail with --truncate-prompt', () => {
+    const long = 'Q: ' + 'abcdefghij'.repeat(30) + ' Why?\\nA:';
+    const r = run(['generate', long]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe("mla-wasm: the prompt is 312 tokens, more than the model's context of 192; --truncate-prompt keeps its last tokens\n");
+    const t = run(['generate', long, '--truncate-prompt', '--max-new-tokens', '20', '--seed', '1']);
+    expect(t.code).toBe(0);
+    expect(t.stderr).toBe("(the prompt is 312 tokens, more than the model's context of 192: kept its last 171)\n");
+    // BOS and the prompt's last 171 bytes, echoed as such, then the continuation.
+    expect(t.stdout.startsWith(long.replace('\\n', '\n').slice(-171))).toBe(true);
+    expect(t.stdout).toMatch(/prefill 172 tok in /);
+  });
+
   it('--version prints package.json\'s version', () => {
     const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
     for (const flag of ['--version', '-V']) {
