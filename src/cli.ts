@@ -6,6 +6,7 @@
 //   perplexity  loss per token and per byte of a text file
 // Every failure a user can cause ends as one line `mla-wasm: …` on stderr and exit code 1.
 import v8 from 'node:v8';
+import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
 import readline from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -51,7 +52,7 @@ function modelOptions(cmd: Command, required: boolean): Command {
   if (required) model.makeOptionMandatory();
   return cmd.addOption(model)
     .addOption(new Option('--simd <build>', 'kernel build').choices(['auto', 'simd', 'relaxed']).default('auto'))
-    .option('--threads <n>', 'kernel threads (default: the cores, at most 4, or 1 for a model under 48 MiB; 1 = no worker threads)', integer(1));
+    .option('--threads <n>', 'kernel threads (default: the cores, at most 4, or 1 for a model under 48 MiB; 1 = no worker threads; more than the cores warns)', integer(1));
 }
 
 function samplingOptions(cmd: Command): Command {
@@ -96,11 +97,20 @@ async function load(flags: ModelFlags): Promise<Model> {
     }
     bar.update(done, { mib: (done / 2 ** 20).toFixed(1) });
   };
+  let model: Model;
   try {
-    return await loadModel(flags.model, { simd: flags.simd, threads: flags.threads, onProgress });
+    model = await loadModel(flags.model, { simd: flags.simd, threads: flags.threads, onProgress });
   } finally {
     (bar as cliProgress.SingleBar | null)?.stop();
   }
+  // More threads than cores runs, but slower than as many as the cores: say so, do not refuse
+  // (a container may report fewer cores than it gets, and it is a way to test the threads).
+  const cores = availableParallelism();
+  if (flags.threads !== undefined && flags.threads > cores) {
+    process.stderr.write(`mla-wasm: warning: --threads ${flags.threads} is more than the ${cores} core${cores > 1 ? 's' : ''} here: ` +
+      'the extra threads share cores, which is slower\n');
+  }
+  return model;
 }
 
 const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;

@@ -2,7 +2,7 @@
 // (pretest); run directly, this file rebuilds dist/ when it is older than src/.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -88,6 +88,17 @@ describe('generate', () => {
     expect(one.stdout).toMatch(/ SIMD, 1 thread, /);
     expect(two.stdout).toMatch(/ SIMD, 2 threads, /);
     expect(body(two)).toBe(body(one));
+  });
+
+  it('--threads above the cores here runs, with a warning on stderr; up to the cores, none', () => {
+    const cores = availableParallelism();
+    const over = run(['generate', '--max-new-tokens', '2', '--threads', String(cores + 1)]);
+    expect(over.code).toBe(0);
+    expect(over.stderr).toBe(`mla-wasm: warning: --threads ${cores + 1} is more than the ${cores} core${cores > 1 ? 's' : ''} here: the extra threads share cores, which is slower\n`);
+    expect(over.stdout).toMatch(new RegExp(` SIMD, ${cores + 1} threads, `));
+    const fits = run(['generate', '--max-new-tokens', '2', '--threads', String(cores)]);
+    expect(fits.code).toBe(0);
+    expect(fits.stderr).toBe('');
   });
 
   it('is reproducible with a seed, and greedy with --temperature 0', () => {
