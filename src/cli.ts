@@ -12,7 +12,7 @@ import readline from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { MlaError } from './errors.js';
-import type { ChatOptions, GenerateOptions, Generation } from './generate/generate.js';
+import type { ChatOptions, GenerateOptions, Generation, StopReason } from './generate/generate.js';
 import { cacheEquivalents, parameterCount } from './model/info.js';
 import { loadModel, type Model } from './generate/model.js';
 import { formatRate } from './generate/rate.js';
@@ -116,7 +116,19 @@ async function load(flags: ModelFlags): Promise<Model> {
 const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
 const int = (n: number) => n.toLocaleString('en-US');
 /** The kernels a model runs: its SIMD build and thread count. */
-const kernelsRun = (m: Model) => `${m.simd} SIMD, ${m.threads} thread${m.threads > 1 ? 's' : ''}`;
+const kernelsRun = (m: Model) => `${m.simd === 'relaxed' ? 'relaxed' : 'plain'} SIMD, ${m.threads} thread${m.threads > 1 ? 's' : ''}`;
+
+/** Why a generation ended, as the summary says it. */
+function stoppedAt(reason: StopReason | null, maxNew: number, context: number): string {
+  switch (reason) {
+    case 'eos': return 'stopped at the end-of-text token';
+    case 'stop': return 'stopped at a stop string';
+    case 'length': return `stopped at --max-new-tokens (${int(maxNew)})`;
+    case 'context': return `stopped at the end of the context (${int(context)} positions)`;
+    case 'aborted': return 'aborted';
+    default: return 'not finished';
+  }
+}
 
 function samplingSummary(model: Model, g: Generation, o: GenerateOptions): string {
   if (g.stats.seed === null) return 'greedy';
@@ -170,7 +182,7 @@ async function generateCommand(positional: string | undefined, flags: ModelFlags
   console.log(
     `prefill ${s.promptTokens} tok in ${s.prefillMs.toFixed(1)} ms (${formatRate(s.promptTokens, s.prefillMs)}), ` +
     `decode ${s.decodeSteps} tok in ${s.decodeMs.toFixed(1)} ms (${formatRate(s.decodeSteps, s.decodeMs)}), ${kernelsRun(model)}, ` +
-    `${samplingSummary(model, g, options)}, stopped by ${s.stopReason}`);
+    `${samplingSummary(model, g, options)}, ${stoppedAt(s.stopReason, maxNew, session.capacity)}`);
   console.log(
     `KV cache: ${kib(session.kvCacheBytes)} for ${session.position} tokens ` +
     `(${model.kvCacheBytesPerToken} B/token; MHA with the same heads would need ${model.mhaCacheBytesPerToken} B/token, ` +

@@ -39,7 +39,7 @@ describe('generate', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.startsWith('Q: Why?\nA:')).toBe(true);
-    expect(r.stdout).toMatch(/prefill \d+ tok in [\d.]+ ms \(\d+ tok\/s\), decode \d+ tok in [\d.]+ ms \(\d+ tok\/s\), (relaxed|simd) SIMD, \d+ threads?, sampled \(temperature 0.8, top-k 50, top-p 0.95, seed 3\)/);
+    expect(r.stdout).toMatch(/prefill \d+ tok in [\d.]+ ms \(\d+ tok\/s\), decode \d+ tok in [\d.]+ ms \(\d+ tok\/s\), (relaxed|plain) SIMD, \d+ threads?, sampled \(temperature 0.8, top-k 50, top-p 0.95, seed 3\), stopped at --max-new-tokens \(30\)\n/);
     expect(r.stdout).toMatch(/KV cache: [\d.]+ KiB for \d+ tokens \(1024 B\/token; MHA with the same heads would need 7680 B\/token, 7.5× more\)/);
   });
 
@@ -78,6 +78,17 @@ describe('generate', () => {
       expect(r.code).toBe(0);
       expect(r.stdout).toBe(`${version}\n`);
     }
+  });
+
+  it('the summary says why it stopped, in words', () => {
+    const eos = run(['generate', '--seed', '1']);
+    expect(eos.stdout).toMatch(/, stopped at the end-of-text token\n/);
+    const stop = run(['generate', '--seed', '1', '--stop', 'the']);
+    expect(stop.stdout).toMatch(/, stopped at a stop string\n/);
+    const context = run(['generate', '--seed', '1', '--temperature', '0', '--stop', 'no such text', '--max-new-tokens', '500']);
+    expect(context.stdout).toMatch(/, greedy, stopped at the end of the context \(192 positions\)\n/);
+    for (const r of [eos, stop, context]) expect(r.stdout).toMatch(/, (relaxed|plain) SIMD, /);
+    expect(run(['generate', '--max-new-tokens', '2', '--simd', 'simd']).stdout).toMatch(/\), plain SIMD, 1 thread, /);
   });
 
   it('--threads sets the kernel threads, shown in the summary; the text is the same on 1 and 2', () => {
