@@ -326,7 +326,9 @@ async function perplexityCommand(flags: ModelFlags & { file: string; window?: nu
   if (!tok) throw new UsageError(`${flags.model ?? 'the model'} has no tokenizer.json`);
   const ids = tok.encode(text, { addSpecialTokens: false });
   const bos = tok.bosTokenId ?? model.config.bosTokenId;
-  const W = flags.window ?? Math.min(model.config.maxPositions, 1024);
+  // By default the windows the model was made for (its context), capped as sessions are: a
+  // 160k-position window would not fit memory, and 4096 positions score every token well.
+  const W = flags.window ?? Math.min(model.config.maxPositions, 4096);
   if (W > model.config.maxPositions) throw new UsageError(`--window ${W} is more than the model's context (${model.config.maxPositions})`);
   if (W < 2) throw new UsageError('--window must be at least 2');
   // Windows of W positions. With a BOS, each window is BOS + W − 1 new tokens and every token is
@@ -403,7 +405,7 @@ function program(): Command {
   modelOptions(p.command('perplexity'), false)
     .description('loss per token and per byte, and perplexity, over a text file')
     .requiredOption('--file <path>', 'UTF-8 text to score')
-    .option('--window <n>', 'positions per window (default: the model\'s context, at most 1024)', integer(2))
+    .option('--window <n>', 'positions per window (default: the model\'s context, max_position_embeddings, at most 4096)', integer(2))
     .action(perplexityCommand);
   for (const c of p.commands) c.exitOverride().configureOutput({ outputError: () => {} });
   return p;

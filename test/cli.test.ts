@@ -1,7 +1,7 @@
 // The built CLI (dist/cli.js) run as a user runs it. `npm test` builds the JavaScript first
 // (pretest); run directly, this file rebuilds dist/ when it is older than src/.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -160,6 +160,22 @@ describe('perplexity', () => {
     const perToken = Number(/([\d.]+) nats\/token/.exec(r.stdout)?.[1]);
     expect(perToken).toBeCloseTo(x, 3);
     expect(Number(/perplexity\s+([\d.]+) per token/.exec(r.stdout)?.[1])).toBeCloseTo(Math.exp(perToken), 1);
+  });
+});
+
+describe('perplexity windows', () => {
+  it('default to the model\'s context (192 for the built-in model; 1500 for one that says 1500)', () => {
+    const r = run(['perplexity', '--file', textFile]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/window\(s\) of 192 positions \(BOS first\)/);
+    // The same weights under a config that claims a longer context.
+    const dir = mkdtempSync(join(tmpdir(), 'mla-wasm-long-'));
+    for (const f of ['model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) symlinkSync(join(mla, f), join(dir, f));
+    const config = JSON.parse(readFileSync(join(mla, 'config.json'), 'utf8'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 1500 }));
+    const long = run(['perplexity', '--model', dir, '--file', textFile]);
+    expect(long.code).toBe(0);
+    expect(long.stdout).toMatch(/window\(s\) of 1500 positions \(BOS first\)/);
   });
 });
 
