@@ -12,7 +12,7 @@ import readline from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { MlaError } from './errors.js';
-import type { ChatOptions, GenerateOptions, Generation, StopReason } from './generate/generate.js';
+import type { ChatOptions, GenerateOptions, Generation, GenerationStats, StopReason } from './generate/generate.js';
 import { cacheEquivalents, parameterCount } from './model/info.js';
 import { loadModel, type Model } from './generate/model.js';
 import { formatRate } from './generate/rate.js';
@@ -118,6 +118,11 @@ const int = (n: number) => n.toLocaleString('en-US');
 /** The kernels a model runs: its SIMD build and thread count. */
 const kernelsRun = (m: Model) => `${m.simd === 'relaxed' ? 'relaxed' : 'plain'} SIMD, ${m.threads} thread${m.threads > 1 ? 's' : ''}`;
 
+/** A generation's prefill and decode: tokens, time and rate. */
+const speeds = (s: GenerationStats) =>
+  `prefill ${s.promptTokens} tok in ${s.prefillMs.toFixed(1)} ms (${formatRate(s.promptTokens, s.prefillMs)}), ` +
+  `decode ${s.decodeSteps} tok in ${s.decodeMs.toFixed(1)} ms (${formatRate(s.decodeSteps, s.decodeMs)})`;
+
 /** Why a generation ended, as the summary says it. */
 function stoppedAt(reason: StopReason | null, maxNew: number, context: number): string {
   switch (reason) {
@@ -179,10 +184,7 @@ async function generateCommand(positional: string | undefined, flags: ModelFlags
   for await (const piece of g) process.stdout.write(piece.text);
   process.stdout.write('\n\n');
   const s = g.stats;
-  console.log(
-    `prefill ${s.promptTokens} tok in ${s.prefillMs.toFixed(1)} ms (${formatRate(s.promptTokens, s.prefillMs)}), ` +
-    `decode ${s.decodeSteps} tok in ${s.decodeMs.toFixed(1)} ms (${formatRate(s.decodeSteps, s.decodeMs)}), ${kernelsRun(model)}, ` +
-    `${samplingSummary(model, g, options)}, ${stoppedAt(s.stopReason, maxNew, session.capacity)}`);
+  console.log(`${speeds(s)}, ${kernelsRun(model)}, ${samplingSummary(model, g, options)}, ${stoppedAt(s.stopReason, maxNew, session.capacity)}`);
   console.log(
     `KV cache: ${kib(session.kvCacheBytes)} for ${session.position} tokens ` +
     `(${model.kvCacheBytesPerToken} B/token; MHA with the same heads would need ${model.mhaCacheBytesPerToken} B/token, ` +
@@ -213,7 +215,11 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
   const lines: string[] = [];
   let closed = false;
   let wake: (() => void) | null = null;
-  rl.on('line', (l) => { lines.push(l); wake?.(); });
+  // At the prompt, or answering: `answering` is the answer in progress or about to start. A line
+  // makes it so at once, in its event, so a Ctrl-C right behind Enter (a terminal can deliver both
+  // in one chunk, before the loop below wakes up) stops that answer instead of counting as at the prompt.
+  let answering: AbortController | null = null;
+  rl.on('line', (l) => { lines.push(l); answering ??= new AbortController(); wake?.(); });
   rl.on('close', () => { closed = true; wake?.(); });
   const nextLine = async (): Promise<string | null> => {
     while (lines.length === 0 && !closed) await new Promise<void>((r) => { wake = r; });
@@ -221,7 +227,6 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
     return lines.shift() ?? null;
   };
 
-  let answering: AbortController | null = null;
   let interrupted = false;
   const onInterrupt = () => {
     if (answering) { answering.abort(); return; }
@@ -239,12 +244,16 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
       const line = await nextLine();
       if (line === null) break;
       interrupted = false;
-      if (line.trim() === '') continue;
+      const signal = (answering ??= new AbortController()).signal;
+      if (line.trim() === '') {
+        answering = lines.length > 0 ? new AbortController() : null;
+        continue;
+      }
       messages.push({ role: 'user', content: line });
-      answering = new AbortController();
       let answer = '';
+      let g: Generation | null = null;
       try {
-        const g = model.chat(messages, { ...options, session, signal: answering.signal });
+        g = model.chat(messages, { ...options, session, signal });
         // chat() leaves out the oldest turns that do not fit the context; forget them here too.
         const dropped = g.stats.droppedMessages;
         if (dropped > 0) {
@@ -258,9 +267,11 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
         if (!(e instanceof MlaError && e.code === 'ABORTED')) throw e;
         process.stdout.write(' [stopped]');
       } finally {
-        answering = null;
+        // Lines already typed are answers about to start: a Ctrl-C now stops the next one.
+        answering = lines.length > 0 ? new AbortController() : null;
       }
       process.stdout.write('\n');
+      if (g && g.stats.generatedTokens > 0) process.stderr.write(`${speeds(g.stats)}\n`);
       messages.push({ role: 'assistant', content: answer.trim() });
     }
   } finally {

@@ -231,6 +231,74 @@ describe('chat', () => {
     for (const a of answers) expect(a.trim().length).toBeGreaterThan(0);
   });
 
+  it('Ctrl-C right after a line stops that answer, and only it; each answer\'s speed follows on stderr', async () => {
+    const child = spawn(process.execPath, [cli, 'chat', '--temperature', '0', '--max-new-tokens', '150'], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    const seen = (test: () => boolean) => new Promise<void>((resolve) => {
+      const check = () => { if (test()) { child.stdout.off('data', onData); resolve(); } };
+      const onData = (d: Buffer) => { out += d; check(); };
+      child.stdout.on('data', onData);
+      check();
+    });
+    const prompts = () => out.split('> ').length - 1;
+    await seen(() => prompts() === 1);
+    // The line and the interrupt together, as when Ctrl-C follows Enter at once.
+    child.stdin.write('What is the meaning of life?\n');
+    child.kill('SIGINT');
+    await seen(() => prompts() === 2);
+    child.stdin.write('Why?\n');
+    await seen(() => prompts() === 3);
+    child.stdin.end();
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).toBe(0);
+    const turns = out.split('> ');
+    expect(out).not.toContain('Ctrl-C again');
+    // The first answer stopped before the next prompt; the second ran to its end.
+    expect(turns[1]).toMatch(/ \[stopped\]\n$/);
+    expect(turns[2]).not.toContain('[stopped]');
+    expect(turns[2].trim().length).toBeGreaterThan(0);
+    const speeds = err.split('\n').filter((l) => l.startsWith('prefill '));
+    expect(speeds.length, err).toBeGreaterThanOrEqual(1);
+    for (const l of speeds) expect(l).toMatch(/^prefill \d+ tok in [\d.]+ ms \((\d+(\.\d)?|–) tok\/s\), decode \d+ tok in [\d.]+ ms \((\d+(\.\d)?|–) tok\/s\)$/);
+    // The second answer's line: its decode is the tokens it wrote.
+    expect(speeds[speeds.length - 1]).toMatch(/decode [1-9]\d* tok/);
+  });
+
+  // A terminal (util-linux `script` gives the CLI a pseudo-terminal): Enter and Ctrl-C typed at once
+  // reach readline as one chunk, and it emits the line and the interrupt back to back.
+  it.skipIf(!existsSync('/usr/bin/script'))('in a terminal, Ctrl-C typed right after Enter stops that answer, not the prompt', async () => {
+    const command = `${process.execPath} ${cli} chat --temperature 0 --max-new-tokens 150`;
+    const child = spawn('/usr/bin/script', ['-qfec', command, '/dev/null'], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+    let raw = '';
+    // Without the terminal's escape sequences and carriage returns.
+    const text = () => raw.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[78]/g, '').replace(/\r/g, '');
+    const seen = (test: () => boolean) => new Promise<void>((resolve) => {
+      const check = () => { if (test()) { child.stdout.off('data', onData); resolve(); } };
+      const onData = (d: Buffer) => { raw += d; check(); };
+      child.stdout.on('data', onData);
+      check();
+    });
+    const prompts = () => text().split('> ').length - 1;
+    await seen(() => prompts() === 1);
+    child.stdin.write('What is the meaning of life?\r\x03');
+    await seen(() => /\[stopped\]|Ctrl-C again/.test(text()));
+    if (text().includes('Ctrl-C again')) child.kill();
+    expect(text(), 'the Ctrl-C was taken as one at the prompt').not.toContain('Ctrl-C again');
+    await seen(() => prompts() === 2);
+    child.stdin.write('Why?\r');
+    await seen(() => prompts() === 3);
+    child.stdin.write('\x04');
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).toBe(0);
+    const turns = text().split('> ');
+    expect(text()).not.toContain('Ctrl-C again');
+    expect(turns[1]).toMatch(/^What is the meaning of life\?\n.*\[stopped\]\n/s);
+    // The next question's answer comes after its own prompt, whole.
+    expect(turns[2]).toMatch(/^Why\?\n\s*\w/);
+    expect(turns[2]).not.toContain('[stopped]');
+  });
+
   it('Ctrl-C at the prompt warns; a second one quits', async () => {
     const child = spawn(process.execPath, [cli, 'chat'], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
