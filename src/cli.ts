@@ -6,14 +6,16 @@
 //   perplexity  loss per token and per byte of a text file
 // Every failure a user can cause ends as one line `mla-wasm: …` on stderr and exit code 1.
 import v8 from 'node:v8';
+import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
 import readline from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { MlaError } from './errors.js';
-import type { ChatOptions, GenerateOptions, Generation } from './generate/generate.js';
+import type { ChatOptions, GenerateOptions, Generation, GenerationStats, StopReason } from './generate/generate.js';
 import { cacheEquivalents, parameterCount } from './model/info.js';
 import { loadModel, type Model } from './generate/model.js';
+import { formatRate } from './generate/rate.js';
 import type { ChatMessage } from './formats/tokenizer.js';
 import type { SimdBuild } from './host/kernels.js';
 
@@ -50,7 +52,7 @@ function modelOptions(cmd: Command, required: boolean): Command {
   if (required) model.makeOptionMandatory();
   return cmd.addOption(model)
     .addOption(new Option('--simd <build>', 'kernel build').choices(['auto', 'simd', 'relaxed']).default('auto'))
-    .option('--threads <n>', 'kernel threads (default: the cores, at most 4, or 1 for a model under 48 MiB; 1 = no worker threads)', integer(1));
+    .option('--threads <n>', 'kernel threads (default: the cores, at most 4, or 1 for a model under 48 MiB; 1 = no worker threads; more than the cores warns)', integer(1));
 }
 
 function samplingOptions(cmd: Command): Command {
@@ -95,18 +97,43 @@ async function load(flags: ModelFlags): Promise<Model> {
     }
     bar.update(done, { mib: (done / 2 ** 20).toFixed(1) });
   };
+  let model: Model;
   try {
-    return await loadModel(flags.model, { simd: flags.simd, threads: flags.threads, onProgress });
+    model = await loadModel(flags.model, { simd: flags.simd, threads: flags.threads, onProgress });
   } finally {
     (bar as cliProgress.SingleBar | null)?.stop();
   }
+  // More threads than cores runs, but slower than as many as the cores: say so, do not refuse
+  // (a container may report fewer cores than it gets, and it is a way to test the threads).
+  const cores = availableParallelism();
+  if (flags.threads !== undefined && flags.threads > cores) {
+    process.stderr.write(`mla-wasm: warning: --threads ${flags.threads} is more than the ${cores} core${cores > 1 ? 's' : ''} here: ` +
+      'the extra threads share cores, which is slower\n');
+  }
+  return model;
 }
 
 const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
 const int = (n: number) => n.toLocaleString('en-US');
-const rate = (n: number, ms: number) => (ms > 0 ? (n / ms * 1000).toFixed(0) : '–');
 /** The kernels a model runs: its SIMD build and thread count. */
-const kernelsRun = (m: Model) => `${m.simd} SIMD, ${m.threads} thread${m.threads > 1 ? 's' : ''}`;
+const kernelsRun = (m: Model) => `${m.simd === 'relaxed' ? 'relaxed' : 'plain'} SIMD, ${m.threads} thread${m.threads > 1 ? 's' : ''}`;
+
+/** A generation's prefill and decode: tokens, time and rate. */
+const speeds = (s: GenerationStats) =>
+  `prefill ${s.promptTokens} tok in ${s.prefillMs.toFixed(1)} ms (${formatRate(s.promptTokens, s.prefillMs)}), ` +
+  `decode ${s.decodeSteps} tok in ${s.decodeMs.toFixed(1)} ms (${formatRate(s.decodeSteps, s.decodeMs)})`;
+
+/** Why a generation ended, as the summary says it. */
+function stoppedAt(reason: StopReason | null, maxNew: number, context: number): string {
+  switch (reason) {
+    case 'eos': return 'stopped at the end-of-text token';
+    case 'stop': return 'stopped at a stop string';
+    case 'length': return `stopped at --max-new-tokens (${int(maxNew)})`;
+    case 'context': return `stopped at the end of the context (${int(context)} positions)`;
+    case 'aborted': return 'aborted';
+    default: return 'not finished';
+  }
+}
 
 function samplingSummary(model: Model, g: Generation, o: GenerateOptions): string {
   if (g.stats.seed === null) return 'greedy';
@@ -125,23 +152,39 @@ function samplingSummary(model: Model, g: Generation, o: GenerateOptions): strin
 
 // ---- generate ----
 
-async function generateCommand(flags: ModelFlags & SamplingFlags & { prompt: string }): Promise<void> {
+async function generateCommand(positional: string | undefined, flags: ModelFlags & SamplingFlags & { prompt?: string; truncatePrompt?: boolean }): Promise<void> {
+  if (positional !== undefined && flags.prompt !== undefined) {
+    throw new UsageError('give the prompt once: as an argument or with --prompt, not both');
+  }
   const model = await load(flags);
   if (!model.tokenizer) throw new UsageError(`${flags.model} has no tokenizer.json, so it cannot take a text prompt`);
   const options = generationOptions(flags);
-  const prompt = unescape(flags.prompt);
-  const promptLength = model.tokenizer.encode(prompt).length;
+  const tok = model.tokenizer;
+  let prompt = unescape(positional ?? flags.prompt ?? DEFAULT_PROMPT);
+  let ids = tok.encode(prompt);
   const maxNew = options.maxNewTokens ?? model.generationConfig?.maxNewTokens ?? 256;
-  const session = model.createSession({ contextLength: Math.min(model.config.maxPositions, promptLength + maxNew) });
-  const g = model.generate(prompt, { ...options, session });
+  const context = model.config.maxPositions;
+  // Checked before anything is printed: a prompt the context cannot hold is refused, or with
+  // --truncate-prompt cut to its last tokens, leaving room for max-new-tokens (at most half the context).
+  if (ids.length > context) {
+    if (!flags.truncatePrompt) {
+      throw new UsageError(`the prompt is ${int(ids.length)} tokens, more than the model's context of ${int(context)}; ` +
+        '--truncate-prompt keeps its last tokens');
+    }
+    const bos = tok.bosTokenId !== null && ids[0] === tok.bosTokenId ? [ids[0]] : [];
+    const keep = context - Math.min(maxNew, Math.floor(context / 2)) - bos.length;
+    process.stderr.write(`(the prompt is ${int(ids.length)} tokens, more than the model's context of ${int(context)}: ` +
+      `kept its last ${int(keep)})\n`);
+    ids = [...bos, ...ids.slice(ids.length - keep)];
+    prompt = tok.decode(ids, { skipSpecialTokens: true });
+  }
+  const session = model.createSession({ contextLength: Math.min(context, ids.length + maxNew) });
+  const g = model.generate(ids, { ...options, session });
   process.stdout.write(prompt);
   for await (const piece of g) process.stdout.write(piece.text);
   process.stdout.write('\n\n');
   const s = g.stats;
-  console.log(
-    `prefill ${s.promptTokens} tok in ${s.prefillMs.toFixed(1)} ms (${rate(s.promptTokens, s.prefillMs)} tok/s), ` +
-    `decode ${s.decodeSteps} tok in ${s.decodeMs.toFixed(1)} ms (${rate(s.decodeSteps, s.decodeMs)} tok/s), ${kernelsRun(model)}, ` +
-    `${samplingSummary(model, g, options)}, stopped by ${s.stopReason}`);
+  console.log(`${speeds(s)}, ${kernelsRun(model)}, ${samplingSummary(model, g, options)}, ${stoppedAt(s.stopReason, maxNew, session.capacity)}`);
   console.log(
     `KV cache: ${kib(session.kvCacheBytes)} for ${session.position} tokens ` +
     `(${model.kvCacheBytesPerToken} B/token; MHA with the same heads would need ${model.mhaCacheBytesPerToken} B/token, ` +
@@ -172,7 +215,11 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
   const lines: string[] = [];
   let closed = false;
   let wake: (() => void) | null = null;
-  rl.on('line', (l) => { lines.push(l); wake?.(); });
+  // At the prompt, or answering: `answering` is the answer in progress or about to start. A line
+  // makes it so at once, in its event, so a Ctrl-C right behind Enter (a terminal can deliver both
+  // in one chunk, before the loop below wakes up) stops that answer instead of counting as at the prompt.
+  let answering: AbortController | null = null;
+  rl.on('line', (l) => { lines.push(l); answering ??= new AbortController(); wake?.(); });
   rl.on('close', () => { closed = true; wake?.(); });
   const nextLine = async (): Promise<string | null> => {
     while (lines.length === 0 && !closed) await new Promise<void>((r) => { wake = r; });
@@ -180,7 +227,6 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
     return lines.shift() ?? null;
   };
 
-  let answering: AbortController | null = null;
   let interrupted = false;
   const onInterrupt = () => {
     if (answering) { answering.abort(); return; }
@@ -198,34 +244,34 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
       const line = await nextLine();
       if (line === null) break;
       interrupted = false;
-      if (line.trim() === '') continue;
+      const signal = (answering ??= new AbortController()).signal;
+      if (line.trim() === '') {
+        answering = lines.length > 0 ? new AbortController() : null;
+        continue;
+      }
       messages.push({ role: 'user', content: line });
-      answering = new AbortController();
       let answer = '';
+      let g: Generation | null = null;
       try {
-        for (let attempt = 0; ; attempt++) {
-          try {
-            const g = model.chat(messages, { ...options, session, signal: answering.signal });
-            for await (const piece of g) { answer += piece.text; process.stdout.write(piece.text); }
-            break;
-          } catch (e) {
-            // The conversation outgrew the context: keep the system prompt and the last question.
-            if (e instanceof MlaError && e.code === 'CACHE_FULL' && attempt === 0 && messages.length > 1) {
-              process.stderr.write('(the conversation no longer fits the context: starting over from this question)\n');
-              messages.splice(0, messages.length, ...messages.filter((m) => m.role === 'system'), messages[messages.length - 1]);
-              session.reset();
-              continue;
-            }
-            throw e;
-          }
+        g = model.chat(messages, { ...options, session, signal });
+        // chat() leaves out the oldest turns that do not fit the context; forget them here too.
+        const dropped = g.stats.droppedMessages;
+        if (dropped > 0) {
+          const system = messages.findIndex((m) => m.role !== 'system');
+          messages.splice(system, dropped);
+          process.stderr.write(`(the conversation outgrew the ${int(session.capacity)}-position context: ` +
+            `dropped its ${dropped} oldest message${dropped > 1 ? 's' : ''})\n`);
         }
+        for await (const piece of g) { answer += piece.text; process.stdout.write(piece.text); }
       } catch (e) {
         if (!(e instanceof MlaError && e.code === 'ABORTED')) throw e;
         process.stdout.write(' [stopped]');
       } finally {
-        answering = null;
+        // Lines already typed are answers about to start: a Ctrl-C now stops the next one.
+        answering = lines.length > 0 ? new AbortController() : null;
       }
       process.stdout.write('\n');
+      if (g && g.stats.generatedTokens > 0) process.stderr.write(`${speeds(g.stats)}\n`);
       messages.push({ role: 'assistant', content: answer.trim() });
     }
   } finally {
@@ -291,7 +337,9 @@ async function perplexityCommand(flags: ModelFlags & { file: string; window?: nu
   if (!tok) throw new UsageError(`${flags.model ?? 'the model'} has no tokenizer.json`);
   const ids = tok.encode(text, { addSpecialTokens: false });
   const bos = tok.bosTokenId ?? model.config.bosTokenId;
-  const W = flags.window ?? Math.min(model.config.maxPositions, 1024);
+  // By default the windows the model was made for (its context), capped as sessions are: a
+  // 160k-position window would not fit memory, and 4096 positions score every token well.
+  const W = flags.window ?? Math.min(model.config.maxPositions, 4096);
   if (W > model.config.maxPositions) throw new UsageError(`--window ${W} is more than the model's context (${model.config.maxPositions})`);
   if (W < 2) throw new UsageError('--window must be at least 2');
   // Windows of W positions. With a BOS, each window is BOS + W − 1 new tokens and every token is
@@ -333,26 +381,34 @@ async function perplexityCommand(flags: ModelFlags & { file: string; window?: nu
   console.log(`file        ${flags.file}: ${int(bytes)} bytes scored, ${int(scored)} tokens, ${starts.length} window(s) of ${W} positions${bos === null ? '' : ' (BOS first)'}`);
   console.log(`loss        ${perToken.toFixed(4)} nats/token, ${perByte.toFixed(4)} nats/byte (${(perByte / Math.LN2).toFixed(4)} bits/byte)`);
   console.log(`perplexity  ${Math.exp(perToken).toFixed(3)} per token, ${Math.exp(perByte).toFixed(3)} per byte`);
-  console.log(`time        ${(ms / 1000).toFixed(1)} s (${rate(scored, ms)} tok/s), ${kernelsRun(model)}`);
+  console.log(`time        ${(ms / 1000).toFixed(1)} s (${formatRate(scored, ms)}), ${kernelsRun(model)}`);
   model.dispose();
 }
 
 // ---- main ----
+
+/** The version in package.json, beside dist/ (and src/) in the package. */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
 
 function program(): Command {
   const p = new Command('mla-wasm')
     .description('Run DeepSeek-style MLA (and Llama-layout) language models on WebAssembly SIMD kernels.')
     .showHelpAfterError(false)
     .exitOverride()
-    .configureOutput({ outputError: () => {} });
+    .configureOutput({ outputError: () => {} })
+    .version(packageVersion(), '-V, --version', 'print the version');
   samplingOptions(modelOptions(p.command('generate'), false))
     .description('stream a continuation of a prompt, then speed and KV cache size')
-    .option('--prompt <text>', 'the prompt (\\n for a newline)', DEFAULT_PROMPT)
+    .argument('[prompt]', `the prompt (\\n for a newline; default: ${JSON.stringify(DEFAULT_PROMPT)})`)
+    .option('-p, --prompt <text>', 'the prompt, as a flag')
+    .option('--truncate-prompt', 'a prompt longer than the model\'s context keeps its last tokens (leaving room for --max-new-tokens, at most half the context) instead of an error')
     .action(generateCommand);
   samplingOptions(modelOptions(p.command('chat'), false))
     .description('talk to the model through its chat template (history stays in the KV cache)')
     .option('--system <text>', 'a system message first')
-    .option('--context <n>', 'positions the conversation keeps (default: the model\'s context, at most 4096); past it, it starts over from the last question', integer(1))
+    .option('--context <n>', 'positions the conversation keeps (default: the model\'s context, at most 4096); past it, its oldest turns are dropped', integer(1))
     .action(chatCommand);
   modelOptions(p.command('info'), false)
     .description('architecture, parameters, weight bytes, KV cache per token beside MHA/GQA/MQA/MLA')
@@ -360,7 +416,7 @@ function program(): Command {
   modelOptions(p.command('perplexity'), false)
     .description('loss per token and per byte, and perplexity, over a text file')
     .requiredOption('--file <path>', 'UTF-8 text to score')
-    .option('--window <n>', 'positions per window (default: the model\'s context, at most 1024)', integer(2))
+    .option('--window <n>', 'positions per window (default: the model\'s context, max_position_embeddings, at most 4096)', integer(2))
     .action(perplexityCommand);
   for (const c of p.commands) c.exitOverride().configureOutput({ outputError: () => {} });
   return p;

@@ -102,6 +102,29 @@ describe.skipIf(!haveChromium)('browser (headless Chromium)', () => {
     await page.close();
   });
 
+  it('a clock too coarse to time a token shows a dash for the speed, never Infinity (every update)', async () => {
+    const page = await browser.newPage();
+    // Time stands still: every span the page measures is 0 ms.
+    await page.addInitScript(() => {
+      const w = window as unknown as { rates: string[] };
+      w.rates = [];
+      performance.now = () => 1000;
+      document.addEventListener('DOMContentLoaded', () => {
+        for (const id of ['prefill', 'decode']) {
+          const el = document.getElementById(id)!;
+          new MutationObserver(() => w.rates.push(el.textContent ?? '')).observe(el, { characterData: true, childList: true, subtree: true });
+        }
+      });
+    });
+    await page.goto(`${base}/examples/browser/?tokens=8&threads=1&prompt=${encodeURIComponent(PROMPT)}`);
+    await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });
+    expect(await page.textContent('#status')).toBe('Done: 8 tokens.');
+    const rates = await page.evaluate(() => (window as unknown as { rates: string[] }).rates);
+    expect(rates.length).toBeGreaterThanOrEqual(8);
+    for (const r of rates) expect(r).toMatch(/^\d+ tokens in 0\.0 ms, – tokens\/s$/);
+    await page.close();
+  });
+
   it('by default the built-in model runs on one thread, and the page says why', async () => {
     const page = await open(`${base}/examples/browser/?tokens=4&prompt=${encodeURIComponent(PROMPT)}`);
     await page.waitForSelector('#status[data-state="done"], #status[data-state="error"]', { timeout: 60_000 });

@@ -1,8 +1,8 @@
 // The built CLI (dist/cli.js) run as a user runs it. `npm test` builds the JavaScript first
 // (pretest); run directly, this file rebuilds dist/ when it is older than src/.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -39,8 +39,56 @@ describe('generate', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.startsWith('Q: Why?\nA:')).toBe(true);
-    expect(r.stdout).toMatch(/prefill \d+ tok in [\d.]+ ms \(\d+ tok\/s\), decode \d+ tok in [\d.]+ ms \(\d+ tok\/s\), (relaxed|simd) SIMD, \d+ threads?, sampled \(temperature 0.8, top-k 50, top-p 0.95, seed 3\)/);
+    expect(r.stdout).toMatch(/prefill \d+ tok in [\d.]+ ms \(\d+ tok\/s\), decode \d+ tok in [\d.]+ ms \(\d+ tok\/s\), (relaxed|plain) SIMD, \d+ threads?, sampled \(temperature 0.8, top-k 50, top-p 0.95, seed 3\), stopped at --max-new-tokens \(30\)\n/);
     expect(r.stdout).toMatch(/KV cache: [\d.]+ KiB for \d+ tokens \(1024 B\/token; MHA with the same heads would need 7680 B\/token, 7.5× more\)/);
+  });
+
+  it('takes the prompt as an argument, with -p or with --prompt: the same text', () => {
+    const body = (r: Result) => r.stdout.split('\n\nprefill')[0];
+    const args = ['--max-new-tokens', '20', '--seed', '5'];
+    const positional = run(['generate', 'Q: Why?\\nA:', ...args]);
+    expect(positional.stderr).toBe('');
+    expect(positional.code).toBe(0);
+    expect(positional.stdout.startsWith('Q: Why?\nA:')).toBe(true);
+    expect(body(run(['generate', '-p', 'Q: Why?\\nA:', ...args]))).toBe(body(positional));
+    expect(body(run(['generate', '--prompt', 'Q: Why?\\nA:', ...args]))).toBe(body(positional));
+    const both = run(['generate', 'Q: Why?', '--prompt', 'Q: How?']);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toBe('mla-wasm: give the prompt once: as an argument or with --prompt, not both\n');
+  });
+
+  it('a prompt longer than the context: an error before anything is printed, or its tail with --truncate-prompt', () => {
+    const long = 'Q: ' + 'abcdefghij'.repeat(30) + ' Why?\\nA:';
+    const r = run(['generate', long]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe("mla-wasm: the prompt is 312 tokens, more than the model's context of 192; --truncate-prompt keeps its last tokens\n");
+    const t = run(['generate', long, '--truncate-prompt', '--max-new-tokens', '20', '--seed', '1']);
+    expect(t.code).toBe(0);
+    expect(t.stderr).toBe("(the prompt is 312 tokens, more than the model's context of 192: kept its last 171)\n");
+    // BOS and the prompt's last 171 bytes, echoed as such, then the continuation.
+    expect(t.stdout.startsWith(long.replace('\\n', '\n').slice(-171))).toBe(true);
+    expect(t.stdout).toMatch(/prefill 172 tok in /);
+  });
+
+  it('--version prints package.json\'s version', () => {
+    const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+    for (const flag of ['--version', '-V']) {
+      const r = run([flag]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe(`${version}\n`);
+    }
+  });
+
+  it('the summary says why it stopped, in words', () => {
+    const eos = run(['generate', '--seed', '1']);
+    expect(eos.stdout).toMatch(/, stopped at the end-of-text token\n/);
+    const stop = run(['generate', '--seed', '1', '--stop', 'the']);
+    expect(stop.stdout).toMatch(/, stopped at a stop string\n/);
+    const context = run(['generate', '--seed', '1', '--temperature', '0', '--stop', 'no such text', '--max-new-tokens', '500']);
+    expect(context.stdout).toMatch(/, greedy, stopped at the end of the context \(192 positions\)\n/);
+    for (const r of [eos, stop, context]) expect(r.stdout).toMatch(/, (relaxed|plain) SIMD, /);
+    expect(run(['generate', '--max-new-tokens', '2', '--simd', 'simd']).stdout).toMatch(/\), plain SIMD, 1 thread, /);
   });
 
   it('--threads sets the kernel threads, shown in the summary; the text is the same on 1 and 2', () => {
@@ -51,6 +99,17 @@ describe('generate', () => {
     expect(one.stdout).toMatch(/ SIMD, 1 thread, /);
     expect(two.stdout).toMatch(/ SIMD, 2 threads, /);
     expect(body(two)).toBe(body(one));
+  });
+
+  it('--threads above the cores here runs, with a warning on stderr; up to the cores, none', () => {
+    const cores = availableParallelism();
+    const over = run(['generate', '--max-new-tokens', '2', '--threads', String(cores + 1)]);
+    expect(over.code).toBe(0);
+    expect(over.stderr).toBe(`mla-wasm: warning: --threads ${cores + 1} is more than the ${cores} core${cores > 1 ? 's' : ''} here: the extra threads share cores, which is slower\n`);
+    expect(over.stdout).toMatch(new RegExp(` SIMD, ${cores + 1} threads, `));
+    const fits = run(['generate', '--max-new-tokens', '2', '--threads', String(cores)]);
+    expect(fits.code).toBe(0);
+    expect(fits.stderr).toBe('');
   });
 
   it('is reproducible with a seed, and greedy with --temperature 0', () => {
@@ -104,6 +163,22 @@ describe('perplexity', () => {
   });
 });
 
+describe('perplexity windows', () => {
+  it('default to the model\'s context (192 for the built-in model; 1500 for one that says 1500)', () => {
+    const r = run(['perplexity', '--file', textFile]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/window\(s\) of 192 positions \(BOS first\)/);
+    // The same weights under a config that claims a longer context.
+    const dir = mkdtempSync(join(tmpdir(), 'mla-wasm-long-'));
+    for (const f of ['model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) symlinkSync(join(mla, f), join(dir, f));
+    const config = JSON.parse(readFileSync(join(mla, 'config.json'), 'utf8'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 1500 }));
+    const long = run(['perplexity', '--model', dir, '--file', textFile]);
+    expect(long.code).toBe(0);
+    expect(long.stdout).toMatch(/window\(s\) of 1500 positions \(BOS first\)/);
+  });
+});
+
 describe('bad input: one line on stderr, a non-zero exit, no stack trace', () => {
   const cases: [string, string[], RegExp][] = [
     ['a missing model folder', ['generate', '--model', '/no/such/model'], /the folder \/no\/such\/model does not exist/],
@@ -114,7 +189,7 @@ describe('bad input: one line on stderr, a non-zero exit, no stack trace', () =>
     ['a file that does not exist', ['perplexity', '--file', '/no/such/file.txt'], /cannot read \/no\/such\/file\.txt: ENOENT/],
     ['a bad number', ['generate', '--temperature', 'warm'], /--temperature .*'warm' is invalid/],
     ['top-p out of range', ['generate', '--top-p', '1.5'], /--top-p/],
-    ['a window past the context', ['perplexity', '--file', '/dev/null', '--window', '5000'], /--window 5000 is more than the model's context \(1024\)/],
+    ['a window past the context', ['perplexity', '--file', '/dev/null', '--window', '5000'], /--window 5000 is more than the model's context \(192\)/],
     ['a bad --simd', ['info', '--simd', 'avx'], /--simd/],
     ['zero threads', ['generate', '--threads', '0'], /--threads .*'0' is invalid.*integer ≥ 1/],
     ['too many threads', ['generate', '--threads', '1000', '--max-new-tokens', '1'], /threads must be an integer from 1 to 256, got 1000/],
@@ -141,6 +216,87 @@ describe('chat', () => {
     const answers = r.stdout.split('> ').slice(1, 3);
     for (const a of answers) expect(a.trim().length).toBeGreaterThan(0);
     expect(r.stderr).toMatch(/^mla-wasm chat: DeepseekV2ForCausalLM/);
+  });
+
+  it('a conversation longer than the 192-position context drops its oldest turns, says so on stderr, and goes on', () => {
+    const questions = ['What is the meaning of life, the universe and everything?', 'Why is the sky blue on a sunny day?',
+      'What did the computer say to the programmer?', 'Why do cats always land on their feet?', 'What is a limerick?'];
+    const r = run(['chat', '--temperature', '0', '--max-new-tokens', '60'], questions.join('\n') + '\n');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^mla-wasm chat: DeepseekV2ForCausalLM, 192 positions of context/);
+    expect(r.stderr).toMatch(/\(the conversation outgrew the 192-position context: dropped its \d+ oldest messages\)/);
+    expect(r.stderr).not.toMatch(/mla-wasm: /);
+    const answers = r.stdout.split('> ').slice(1, 6);
+    expect(answers).toHaveLength(5);
+    for (const a of answers) expect(a.trim().length).toBeGreaterThan(0);
+  });
+
+  it('Ctrl-C right after a line stops that answer, and only it; each answer\'s speed follows on stderr', async () => {
+    const child = spawn(process.execPath, [cli, 'chat', '--temperature', '0', '--max-new-tokens', '150'], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    const seen = (test: () => boolean) => new Promise<void>((resolve) => {
+      const check = () => { if (test()) { child.stdout.off('data', onData); resolve(); } };
+      const onData = (d: Buffer) => { out += d; check(); };
+      child.stdout.on('data', onData);
+      check();
+    });
+    const prompts = () => out.split('> ').length - 1;
+    await seen(() => prompts() === 1);
+    // The line and the interrupt together, as when Ctrl-C follows Enter at once.
+    child.stdin.write('What is the meaning of life?\n');
+    child.kill('SIGINT');
+    await seen(() => prompts() === 2);
+    child.stdin.write('Why?\n');
+    await seen(() => prompts() === 3);
+    child.stdin.end();
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).toBe(0);
+    const turns = out.split('> ');
+    expect(out).not.toContain('Ctrl-C again');
+    // The first answer stopped before the next prompt; the second ran to its end.
+    expect(turns[1]).toMatch(/ \[stopped\]\n$/);
+    expect(turns[2]).not.toContain('[stopped]');
+    expect(turns[2].trim().length).toBeGreaterThan(0);
+    const speeds = err.split('\n').filter((l) => l.startsWith('prefill '));
+    expect(speeds.length, err).toBeGreaterThanOrEqual(1);
+    for (const l of speeds) expect(l).toMatch(/^prefill \d+ tok in [\d.]+ ms \((\d+(\.\d)?|–) tok\/s\), decode \d+ tok in [\d.]+ ms \((\d+(\.\d)?|–) tok\/s\)$/);
+    // The second answer's line: its decode is the tokens it wrote.
+    expect(speeds[speeds.length - 1]).toMatch(/decode [1-9]\d* tok/);
+  });
+
+  // A terminal (util-linux `script` gives the CLI a pseudo-terminal): Enter and Ctrl-C typed at once
+  // reach readline as one chunk, and it emits the line and the interrupt back to back.
+  it.skipIf(!existsSync('/usr/bin/script'))('in a terminal, Ctrl-C typed right after Enter stops that answer, not the prompt', async () => {
+    const command = `${process.execPath} ${cli} chat --temperature 0 --max-new-tokens 150`;
+    const child = spawn('/usr/bin/script', ['-qfec', command, '/dev/null'], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+    let raw = '';
+    // Without the terminal's escape sequences and carriage returns.
+    const text = () => raw.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[78]/g, '').replace(/\r/g, '');
+    const seen = (test: () => boolean) => new Promise<void>((resolve) => {
+      const check = () => { if (test()) { child.stdout.off('data', onData); resolve(); } };
+      const onData = (d: Buffer) => { raw += d; check(); };
+      child.stdout.on('data', onData);
+      check();
+    });
+    const prompts = () => text().split('> ').length - 1;
+    await seen(() => prompts() === 1);
+    child.stdin.write('What is the meaning of life?\r\x03');
+    await seen(() => /\[stopped\]|Ctrl-C again/.test(text()));
+    if (text().includes('Ctrl-C again')) child.kill();
+    expect(text(), 'the Ctrl-C was taken as one at the prompt').not.toContain('Ctrl-C again');
+    await seen(() => prompts() === 2);
+    child.stdin.write('Why?\r');
+    await seen(() => prompts() === 3);
+    child.stdin.write('\x04');
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).toBe(0);
+    const turns = text().split('> ');
+    expect(text()).not.toContain('Ctrl-C again');
+    expect(turns[1]).toMatch(/^What is the meaning of life\?\n.*\[stopped\]\n/s);
+    // The next question's answer comes after its own prompt, whole.
+    expect(turns[2]).toMatch(/^Why\?\n\s*\w/);
+    expect(turns[2]).not.toContain('[stopped]');
   });
 
   it('Ctrl-C at the prompt warns; a second one quits', async () => {

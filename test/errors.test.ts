@@ -214,7 +214,7 @@ describe('running with bad input', () => {
 describe('steady state', () => {
   it('decoding allocates no WebAssembly memory per token', async () => {
     const model = await loadModel();
-    const s = model.createSession({ contextLength: 256 });
+    const s = model.createSession({ contextLength: 128 });
     s.prefill([256, 72, 105]);
     const used = model.memoryBytes;
     // @ts-expect-error reaching in for the test
@@ -228,7 +228,93 @@ describe('steady state', () => {
   it('disposed sessions give their cache back', async () => {
     const model = await loadModel();
     const used = model.memoryBytes;
-    for (let i = 0; i < 5; i++) model.createSession({ contextLength: 1024 }).dispose();
+    for (let i = 0; i < 5; i++) model.createSession({ contextLength: 192 }).dispose();
     expect(model.memoryBytes).toBe(used);
+  });
+});
+
+describe('error messages name the problem, never dump objects', () => {
+  const internals = /decoder|cache|heap|ptr|"par"|onDispose|\{"/;
+  it('a session of another model, a disposed one, and odd values: short messages without internal fields', async () => {
+    const a = await loadModel({ config, tensors: good() });
+    const b = await loadModel({ config, tensors: good() });
+    const theirs = b.createSession();
+    theirs.prefill([1, 2, 3]);
+    const disposed = a.createSession();
+    disposed.dispose();
+    const big = { layers: { k: {}, rows: new Array(500).fill(1) }, extra: { n: 4096 } };
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const messages: string[] = [];
+    const record = async (f: () => unknown) => messages.push((await expectCode(f, 'BAD_INPUT')).message);
+    await record(() => a.generate([1, 2], { session: theirs }));
+    await record(() => a.generate([1, 2], { session: disposed }));
+    // @ts-expect-error not a session
+    await record(() => a.generate([1, 2], { session: big }));
+    // @ts-expect-error not a stop list
+    await record(() => a.generate([1, 2], { stop: [big] }));
+    // @ts-expect-error not a signal
+    await record(() => a.generate([1, 2], { signal: theirs }));
+    // @ts-expect-error not a number
+    await record(() => a.generate([1, 2], { temperature: new Array(1000).fill(0.5) }));
+    // @ts-expect-error not a path
+    await record(() => a.createSession().step(1, { attention: big }));
+    // @ts-expect-error not a path
+    await record(() => a.createSession().step(1, { attention: cyclic }));
+    // @ts-expect-error not a string
+    await record(() => a.createSession().step(1, { attention: 'x'.repeat(500) }));
+    // @ts-expect-error not a build
+    await record(() => loadModel({ config, tensors: good() }, { simd: theirs }));
+    // @ts-expect-error not a count
+    await record(() => loadModel({ config, tensors: good() }, { threads: big }));
+    expect(messages[0]).toContain('got a session of another model');
+    expect(messages[1]).toContain('got a disposed session');
+    for (const m of messages) {
+      expect(m.length, m).toBeLessThan(180);
+      expect(m, m).not.toMatch(internals);
+    }
+    // The session from the other model is untouched and still works.
+    expect(theirs.position).toBe(3);
+    theirs.step(4);
+    expect(theirs.position).toBe(4);
+  });
+});
+
+describe('unknown options are refused everywhere, the same way', () => {
+  it('loadModel, createSession, prefill, step, forward and generate: BAD_INPUT naming the key and the known ones', async () => {
+    // @ts-expect-error a typo
+    let e = await expectCode(loadModel({ config, tensors: good() }, { thread: 2 }), 'BAD_INPUT');
+    expect(e.message).toBe('unknown option "thread" in loadModel() options (did you mean "threads"?); known: simd, threads, wasmModule, wasmBytes, onProgress');
+    // @ts-expect-error a typo
+    e = await expectCode(loadModel({ config, tensors: good() }, { simdd: 'simd' }), 'BAD_INPUT');
+    expect(e.message).toContain('"simdd"');
+    expect(e.message).toContain('did you mean "simd"?');
+    // @ts-expect-error not an object
+    await expectCode(loadModel({ config, tensors: good() }, 'simd'), 'BAD_INPUT');
+
+    const model = await loadModel({ config, tensors: good() });
+    // @ts-expect-error a typo
+    e = await expectCode(() => model.createSession({ contextLen: 8 }), 'BAD_INPUT');
+    expect(e.message).toBe('unknown option "contextLen" in createSession() options (did you mean "contextLength"?); known: contextLength');
+    const s = model.createSession();
+    s.prefill([1, 2]);
+    // @ts-expect-error a typo
+    e = await expectCode(() => s.prefill([3], { atention: 'naive' }), 'BAD_INPUT');
+    expect(e.message).toBe('unknown option "atention" in prefill() options (did you mean "attention"?); known: attention, out');
+    // @ts-expect-error a typo
+    e = await expectCode(() => s.step(3, { output: new Float32Array(50) }), 'BAD_INPUT');
+    expect(e.message).toContain('unknown option "output" in step() options; known: attention, out');
+    // @ts-expect-error not an object
+    await expectCode(() => s.step(3, null), 'BAD_INPUT');
+    // @ts-expect-error a typo
+    e = await expectCode(() => model.forward([1, 2], { attn: 'naive' }), 'BAD_INPUT');
+    expect(e.message).toContain('unknown option "attn" in forward() options; known: attention');
+    // @ts-expect-error a typo
+    e = await expectCode(() => model.generate([1, 2], { maxNewToken: 3 }), 'BAD_INPUT');
+    expect(e.message).toContain('unknown option "maxNewToken" in generate() options (did you mean "maxNewTokens"?); known: maxNewTokens,');
+    // Nothing ran: the session is where it was, and goes on.
+    expect(s.position).toBe(2);
+    s.step(3);
+    expect(s.position).toBe(3);
   });
 });

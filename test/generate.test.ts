@@ -2,7 +2,7 @@
 // strings and ids, AbortSignal, sessions that carry a conversation, UTF-8 split across tokens.
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, MlaError, type GenerateOptions, type Generation, type GenerationPiece, type Model } from '../src/index.js';
+import { loadModel, MlaError, type ChatMessage, type GenerateOptions, type Generation, type GenerationPiece, type Model } from '../src/index.js';
 import { argmax } from '../src/generate/sampling.js';
 import { makeRandomCheckpoint, tinyLlamaConfig } from './reference/model.js';
 
@@ -180,7 +180,7 @@ describe('abort', () => {
   const prompt = 'Q: What is the answer?\nA:';
 
   it('stops at once when aborted between tokens; the session stays usable and consistent', async () => {
-    const session = model.createSession({ contextLength: 256 });
+    const session = model.createSession({ contextLength: 160 });
     const ctrl = new AbortController();
     const got: GenerationPiece[] = [];
     await expectCode(async () => {
@@ -319,5 +319,101 @@ describe('invalid options are BAD_INPUT naming the option', () => {
     expect(s.position).toBe(0);
     expect((await collect(model.generate('Q:', { session: s, temperature: 0 }))).length).toBeGreaterThan(0);
     s.dispose();
+  });
+});
+
+describe('one stream at a time per session (BUSY)', () => {
+  const prompt = 'Q: What is the answer?\nA:';
+  const opts = { temperature: 0, maxNewTokens: 30 };
+
+  it('two streams at once on one session: the second gets BUSY, the first is right, the session works afterwards', async () => {
+    const want = await collect(model.generate(prompt, opts));
+    const session = model.createSession({ contextLength: 128 });
+    const a = model.generate(prompt, { ...opts, session });
+    const b = model.generate('Q: Why?\nA:', { ...opts, session });
+    const [ra, rb] = await Promise.allSettled([collect(a), collect(b)]);
+    expect(rb.status).toBe('rejected');
+    expect((rb as PromiseRejectedResult).reason).toBeInstanceOf(MlaError);
+    expect((rb as PromiseRejectedResult).reason.code).toBe('BUSY');
+    expect(ra.status).toBe('fulfilled');
+    expect((ra as PromiseFulfilledResult<GenerationPiece[]>).value).toEqual(want);
+    expect(session.busy).toBe(false);
+    // Afterwards the session goes on: the same text again after a reset, as on a fresh session.
+    session.reset();
+    expect(await collect(model.generate(prompt, { ...opts, session }))).toEqual(want);
+    session.dispose();
+  });
+
+  it('while a stream runs: generate, chat, prefill, step, reset and truncate on its session throw BUSY; break releases it', async () => {
+    const want = await collect(model.generate(prompt, opts));
+    const session = model.createSession({ contextLength: 128 });
+    const got: GenerationPiece[] = [];
+    for await (const p of model.generate(prompt, { ...opts, session })) {
+      got.push(p);
+      if (got.length !== 3) continue;
+      expect(session.busy).toBe(true);
+      const at = session.position;
+      await expectCode(() => model.generate('x', { session }), 'BUSY');
+      await expectCode(() => model.chat([{ role: 'user', content: 'hi' }], { session }), 'BUSY');
+      await expectCode(() => session.prefill([65]), 'BUSY');
+      await expectCode(() => session.step(65), 'BUSY');
+      await expectCode(() => session.reset(), 'BUSY');
+      await expectCode(() => session.truncate(0), 'BUSY');
+      expect(session.position).toBe(at);
+      // Other sessions of the model are not held.
+      model.createSession({ contextLength: 8 }).prefill([65]);
+    }
+    expect(got).toEqual(want);
+    // Leaving a stream early (for-await break calls return()) lets go of the session too.
+    for await (const _ of model.generate(prompt, { ...opts, session })) break;
+    expect(session.busy).toBe(false);
+    session.prefill([65]);
+    session.dispose();
+  });
+});
+
+describe('chat keeps a conversation inside the context', () => {
+  it('the built-in model\'s context is the 192 positions it was trained on', () => {
+    expect(model.config.maxPositions).toBe(192);
+  });
+
+  it('drops the oldest turns (never the system message) so the prompt leaves room for the answer, and says how many', async () => {
+    const opts = { temperature: 0, maxNewTokens: 60 };
+    const session = model.createSession();
+    expect(session.capacity).toBe(192);
+    const messages: ChatMessage[] = [{ role: 'system', content: 'Be brief.' }];
+    for (let i = 0; i < 4; i++) {
+      messages.push({ role: 'user', content: `Question number ${i}: what is the meaning of it all?` },
+        { role: 'assistant', content: `Answer number ${i}: nobody knows, and nobody will.` });
+    }
+    messages.push({ role: 'user', content: 'And why?' });
+    expect(model.tokenizer!.encodeChat(messages, { addGenerationPrompt: true }).length).toBeGreaterThan(192);
+    const g = model.chat(messages, { ...opts, session });
+    const answer = await collect(g);
+    const dropped = g.stats.droppedMessages;
+    expect(dropped).toBeGreaterThan(0);
+    const kept = [messages[0], ...messages.slice(1 + dropped)];
+    // No more than needed: with the turn before them, the prompt would leave no room for 60 tokens.
+    const oneMore = [messages[0], ...messages.slice(1 + dropped - 2)];
+    expect(model.tokenizer!.encodeChat(oneMore, { addGenerationPrompt: true }).length + opts.maxNewTokens).toBeGreaterThan(192);
+    expect(kept[1].role).toBe('user');
+    const keptIds = model.tokenizer!.encodeChat(kept, { addGenerationPrompt: true });
+    expect(keptIds.length + opts.maxNewTokens).toBeLessThanOrEqual(192);
+    expect(g.stats.promptTokens).toBe(keptIds.length);
+    // The same answer as chatting over just the kept messages.
+    expect(answer).toEqual(await collect(model.chat(kept, opts)));
+    // A conversation that fits loses nothing.
+    const short = model.chat(messages.slice(-1), opts);
+    await collect(short);
+    expect(short.stats.droppedMessages).toBe(0);
+    session.dispose();
+  });
+
+  it('a last message that alone exceeds the context: CACHE_FULL saying so, the session unchanged', async () => {
+    const session = model.createSession({ contextLength: 64 });
+    session.prefill([256, 65]);
+    await expectCode(() => model.chat([{ role: 'user', content: 'x'.repeat(100) }], { session }), 'CACHE_FULL', 'the last message takes 107 tokens, more than the 64 positions of the session');
+    expect(session.position).toBe(2);
+    session.dispose();
   });
 });

@@ -2,6 +2,7 @@
 // top-p and the repetition penalty define.
 import { describe, expect, it } from 'vitest';
 import { applyRepetitionPenalty, argmax, candidates, createRng, sampleToken, type SamplingOptions } from '../src/generate/sampling.js';
+import { formatRate } from '../src/index.js';
 
 const opts = (o: Partial<SamplingOptions>): SamplingOptions => ({ temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, ...o });
 const logitsOf = (probs: number[]) => Float32Array.from(probs, Math.log);
@@ -109,5 +110,17 @@ describe('repetition penalty', () => {
     const l = Float32Array.from([3, 2.5, 0]);
     expect(sampleToken(l.slice(), opts({ temperature: 0, repetitionPenalty: 1.5 }), createRng(1), [0])).toBe(1);
     expect(sampleToken(l.slice(), opts({ temperature: 0 }), createRng(1), [0])).toBe(0);
+  });
+});
+
+describe('formatRate', () => {
+  it('a speed with its unit; a dash, never Infinity or NaN, when the time is zero or not a time', () => {
+    expect(formatRate(35, 1000)).toBe('35 tok/s');
+    expect(formatRate(2, 800)).toBe('2.5 tok/s');
+    expect(formatRate(1234, 100, 'tokens/s')).toBe('12340 tokens/s');
+    expect(formatRate(0, 50)).toBe('0.0 tok/s');
+    for (const [n, ms] of [[35, 0], [0, 0], [5, -1], [5, NaN], [5, Infinity], [NaN, 10], [Infinity, 10]]) {
+      expect(formatRate(n, ms, 'tokens/s'), `${n} in ${ms} ms`).toBe('– tokens/s');
+    }
   });
 });

@@ -1,13 +1,13 @@
 // The browser example: load the built-in model over HTTP, stream a greedy continuation into the
 // page as it decodes, and show speed, cache size and whether threads are on.
 // URL parameters (for tests): ?prompt=…&tokens=N&simd=auto|simd|relaxed&threads=N starts at once.
-import { loadModel } from 'mla-wasm';
+import { formatRate, loadModel } from 'mla-wasm';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const status = (text, state) => { $('status').textContent = text; if (state) $('status').dataset.state = state; };
 const bytes = (n) => (n < 1024 ? `${n} B` : n < 2 ** 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 2 ** 20).toFixed(1)} MiB`);
-const rate = (n, ms) => `${n} tokens in ${ms.toFixed(1)} ms, ${(n / ms * 1000).toFixed(0)} tokens/s`;
+const rate = (n, ms) => `${n} tokens in ${ms.toFixed(1)} ms, ${formatRate(n, ms, 'tokens/s')}`;
 const argmax = (v) => v.reduce((best, x, i) => (x > v[best] ? i : best), 0);
 const nextFrame = () => new Promise((ok) => requestAnimationFrame(() => ok()));
 

@@ -1,7 +1,7 @@
 // Streaming generation over a session: prefill the prompt, then sample, yield and step one token at
 // a time, giving the event loop a turn between tokens so that an AbortSignal (or anything else the
 // program has to do) gets in. Model.generate and Model.chat are thin wrappers around this.
-import { MlaError, showValue } from '../errors.js';
+import { checkOptions, MlaError, showValue } from '../errors.js';
 import type { TokenModel } from '../model/model.js';
 import { createRng, sampleToken, type SamplingOptions } from './sampling.js';
 import { checkIds, type Session } from '../model/session.js';
@@ -49,6 +49,11 @@ export interface GenerationStats {
   promptTokens: number;
   /** Tokens of the prompt already in the session's cache (chat with a session). */
   reusedTokens: number;
+  /**
+   * chat(): messages left out from the start of the conversation (the oldest turns; a system
+   * message is kept) so that it fits the context with room for the answer. 0 for generate().
+   */
+  droppedMessages: number;
   /** Tokens sampled (each yielded once). */
   generatedTokens: number;
   /** Single-token decode steps run. */
@@ -86,10 +91,7 @@ function badOption(name: string, want: string, got: unknown): never {
 
 /** Check every option and fill in the defaults (generation_config.json, then ours). */
 function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Set<string>): Resolved {
-  if (options === null || typeof options !== 'object') throw new MlaError('BAD_INPUT', 'options must be an object');
-  for (const key of Object.keys(options)) {
-    if (!allowed.has(key)) throw new MlaError('BAD_INPUT', `unknown option ${JSON.stringify(key)} (known: ${[...allowed].join(', ')})`);
-  }
+  checkOptions(options, allowed, allowed === KNOWN ? 'generate() options' : 'chat() options');
   const o = options as Record<string, unknown>;
   const gc = model.generationConfig;
   const number = (name: string, ok: (v: number) => boolean, want: string): number | undefined => {
@@ -128,8 +130,14 @@ function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Se
     badOption('signal', 'an AbortSignal', signal);
   }
   const session = o.session;
+  if (session !== undefined && model.ownsSession(session as Session) && (session as Session).busy) {
+    throw new MlaError('BUSY', 'option session: this session is in use by a generate() or chat() stream that has not ended: ' +
+      'wait for it to finish (or stop it) first, or use another session');
+  }
   if (session !== undefined && !model.ownsSession(session as Session)) {
-    badOption('session', 'a live session made by this model\'s createSession()', session);
+    const what = typeof session === 'object' && session !== null && typeof (session as Session).prefill === 'function'
+      ? ((session as Session).disposed ? 'a disposed session' : 'a session of another model') : showValue(session);
+    throw new MlaError('BAD_INPUT', `option session must be a live session made by this model's createSession(), got ${what}`);
   }
   const addSpecialTokens = o.addSpecialTokens;
   if (addSpecialTokens !== undefined && typeof addSpecialTokens !== 'boolean') badOption('addSpecialTokens', 'a boolean', addSpecialTokens);
@@ -167,9 +175,35 @@ export function chat(model: TokenModel, messages: ChatMessage[], options: ChatOp
   const tok = model.tokenizer;
   if (!tok) throw new MlaError('BAD_INPUT', 'this model has no tokenizer (tokenizer.json), so it cannot chat');
   if (tok.chatTemplate === null) throw new MlaError('BAD_INPUT', 'this model\'s tokenizer_config.json has no chat template; use generate()');
-  const ids = tok.encodeChat(messages, { addGenerationPrompt: true });
+  // A conversation longer than the context loses its oldest turns (the model never saw positions
+  // past it): the rendered prompt leaves room for maxNewTokens, or half the context if that is less.
+  const capacity = o.session?.capacity ?? model.config.maxPositions;
+  const room = Math.min(o.maxNewTokens, Math.floor(capacity / 2));
+  let kept = messages;
+  let ids = tok.encodeChat(kept, { addGenerationPrompt: true });
+  for (let fewer = withoutOldestTurn(kept); ids.length + room > capacity && fewer; fewer = withoutOldestTurn(kept)) {
+    kept = fewer;
+    ids = tok.encodeChat(kept, { addGenerationPrompt: true });
+  }
   if (ids.length === 0) throw new MlaError('BAD_INPUT', 'the chat template rendered these messages as no tokens');
-  return run(model, ids, o, true);
+  if (ids.length > capacity) {
+    throw new MlaError('CACHE_FULL', `the last message${kept.length > 1 ? ' (with the system message)' : ''} takes ${ids.length} tokens, ` +
+      `more than the ${capacity} positions of the ${o.session ? 'session' : 'model\'s context'}`);
+  }
+  return run(model, ids, o, true, messages.length - kept.length);
+}
+
+/**
+ * The conversation without its oldest turn: the first message after any system messages goes, and
+ * with it any assistant messages that would then come first. Null when only the last is left.
+ */
+function withoutOldestTurn(messages: ChatMessage[]): ChatMessage[] | null {
+  let first = 0;
+  while (first < messages.length && messages[first].role === 'system') first++;
+  if (messages.length - first <= 1) return null;
+  let from = first + 1;
+  while (from < messages.length - 1 && messages[from].role !== 'user') from++;
+  return [...messages.slice(0, first), ...messages.slice(from)];
 }
 
 /** Give the event loop a turn (timers, I/O, abort events), in Node, Deno, Bun and browsers alike. */
@@ -192,15 +226,19 @@ const commonPrefix = (a: number[], b: number[]) => {
   return n;
 };
 
-function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean): Generation {
+function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean, dropped = 0): Generation {
   const stats: GenerationStats = {
-    promptTokens: 0, reusedTokens: 0, generatedTokens: 0, decodeSteps: 0, prefillMs: 0, decodeMs: 0, stopReason: null, seed: o.seed,
+    promptTokens: 0, reusedTokens: 0, droppedMessages: dropped, generatedTokens: 0, decodeSteps: 0, prefillMs: 0, decodeMs: 0, stopReason: null, seed: o.seed,
   };
   async function* stream(): AsyncGenerator<GenerationPiece, void, undefined> {
     const owned = !o.session;
     const session = o.session ?? model.createSession({
       contextLength: Math.min(model.config.maxPositions, Math.max(1, promptIds.length + o.maxNewTokens)),
     });
+    // Held from the first token to the end (done, thrown, or return() as a for-await break calls):
+    // another stream, prefill, step, reset or truncate on it meanwhile throws BUSY.
+    const key = session.hold();
+    const use = <T>(f: () => T): T => session.asHolder(key, f);
     try {
       // What the session holds (when we know), and what to run now.
       const known = session.position === 0 ? { cached: [], pending: [] } : histories.get(session);
@@ -211,7 +249,7 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
         const all = history ? [...history.cached, ...history.pending] : [];
         let keep = Math.min(commonPrefix(all, promptIds), history?.cached.length ?? 0);
         if (keep === promptIds.length) keep--; // run at least one token, for the logits
-        session.truncate(keep);
+        use(() => session.truncate(keep));
         cached = promptIds.slice(0, keep);
         feed = promptIds.slice(keep);
       } else {
@@ -228,7 +266,7 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
       let t0 = performance.now();
       // One logits buffer for the whole generation: nothing allocated per token.
       const out = new Float32Array(model.config.vocabSize);
-      let logits = session.prefill(feed, { out });
+      let logits = use(() => session.prefill(feed, { out }));
       stats.prefillMs = performance.now() - t0;
       cached = [...cached, ...feed];
       histories.set(session, { cached, pending: [] });
@@ -272,13 +310,14 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
           throw new MlaError('ABORTED', 'generation aborted');
         }
         t0 = performance.now();
-        logits = session.step(id, { out });
+        logits = use(() => session.step(id, { out }));
         stats.decodeMs += performance.now() - t0;
         stats.decodeSteps++;
         cached.push(id);
         histories.set(session, { cached, pending: [] });
       }
     } finally {
+      session.release(key);
       if (owned) session.dispose();
     }
   }

@@ -15,7 +15,7 @@ export class KvCache {
   readonly row: number;
   private readonly heap: Heap;
 
-  /** Numbers one token caches per layer (mla.md's table): MLA's [c_kv ; k^R], else k and v of every KV head. */
+  /** Numbers one token caches per layer (docs/mla.md §4): MLA's [c_kv ; k^R], else k and v of every KV head. */
   static rowNumbers(a: AttentionConfig): number {
     return cacheNumbersPerTokenPerLayer(a);
   }

@@ -4,7 +4,7 @@ import { mhaCacheNumbers, parseConfig, type ModelConfig } from '../formats/confi
 import { Decoder, type AttentionPath } from './decoder.js';
 import { KvCache } from './kv-cache.js';
 import type { Ops } from './ops.js';
-import { MlaError } from '../errors.js';
+import { checkOptions, MlaError } from '../errors.js';
 import { Session, type SessionOptions } from './session.js';
 import { openSource, type ModelSource } from '../formats/source.js';
 import { defaultThreads } from '../host/threads.js';
@@ -20,6 +20,10 @@ export interface LoadOptions extends KernelOptions {
   /** Called as weights are placed: bytes of WebAssembly memory filled so far, out of the total. */
   onProgress?: (done: number, total: number) => void;
 }
+
+// Every option's name, checked against the interfaces: a new option cannot be forgotten here.
+const LOAD_OPTIONS = Object.keys({ simd: 1, threads: 1, wasmModule: 1, wasmBytes: 1, onProgress: 1 } satisfies Record<keyof LoadOptions, 1>);
+const FORWARD_OPTIONS = Object.keys({ attention: 1 } satisfies Record<keyof ForwardOptions, 1>);
 
 export interface ForwardOptions {
   /** MLA attention path for the whole sequence (default 'absorbed', as Session.prefill). */
@@ -96,6 +100,7 @@ export class TokenModel {
   /** Logits for every position of `ids`, row-major [T, vocab]. */
   forward(ids: ArrayLike<number>, options: ForwardOptions = {}): Float32Array {
     this.alive();
+    checkOptions(options, FORWARD_OPTIONS, 'forward() options');
     const length = ids?.length;
     if (typeof length !== 'number' || length < 1) throw new MlaError('BAD_INPUT', 'token ids must be a non-empty array');
     if (length > this.config.maxPositions) {
@@ -138,6 +143,7 @@ export class TokenModel {
  * { config, tensors }. Without a source, the built-in default model (fortune-mla).
  */
 export async function openModel(source?: ModelSource, options: LoadOptions = {}): Promise<ModelParts> {
+  checkOptions(options, LOAD_OPTIONS, 'loadModel() options');
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
     throw new MlaError('BAD_INPUT', 'onProgress must be a function');
   }

@@ -1,7 +1,7 @@
 // A conversation's state: its own KV cache in the model's memory and a position.
 import { CHUNK, type AttentionPath, type Decoder } from './decoder.js';
 import { KvCache } from './kv-cache.js';
-import { MlaError, showValue } from '../errors.js';
+import { checkOptions, MlaError, showValue } from '../errors.js';
 
 export interface SessionOptions {
   /** Positions the cache holds (default: the model's max_position_embeddings, at most 4096). */
@@ -26,6 +26,9 @@ export interface RunOptions {
 }
 
 const DEFAULT_CONTEXT = 4096;
+// Every option's name, checked against the interfaces: a new option cannot be forgotten here.
+const SESSION_OPTIONS = Object.keys({ contextLength: 1 } satisfies Record<keyof SessionOptions, 1>);
+const RUN_OPTIONS = Object.keys({ attention: 1, out: 1 } satisfies Record<keyof RunOptions, 1>);
 
 /** Throw BAD_INPUT / BAD_TOKEN unless `ids` is a non-empty list of integers in [0, vocab). */
 export function checkIds(ids: ArrayLike<number>, vocab: number): void {
@@ -46,9 +49,14 @@ export class Session {
   private readonly onDispose: (s: Session) => void;
   private cache: KvCache | null;
   private pos = 0;
+  // A generate()/chat() stream holds the session from its first token to its end: any other call
+  // that runs or moves the cache then throws BUSY, as two streams would write into one cache.
+  private holder: symbol | null = null;
+  private asHolderNow = false;
 
   /** @internal Made by Model.createSession(). */
   constructor(decoder: Decoder, options: SessionOptions, onDispose: (s: Session) => void) {
+    checkOptions(options, SESSION_OPTIONS, 'createSession() options');
     const max = decoder.config.maxPositions;
     const capacity = options.contextLength ?? Math.min(max, DEFAULT_CONTEXT);
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > max) {
@@ -70,13 +78,45 @@ export class Session {
 
   get disposed(): boolean { return this.cache === null; }
 
+  /** Whether a generate() or chat() stream is running on this session (other calls then throw BUSY). */
+  get busy(): boolean { return this.holder !== null; }
+
+  /** @internal Hold the session for a stream; BUSY when another holds it. Release with release(key). */
+  hold(): symbol {
+    this.live();
+    this.notBusy();
+    this.holder = Symbol('generation');
+    return this.holder;
+  }
+
+  /** @internal Let go of the session (a no-op unless `key` holds it). */
+  release(key: symbol): void {
+    if (this.holder === key) this.holder = null;
+  }
+
+  /** @internal Run `f` (synchronous calls on this session) as the stream holding it. */
+  asHolder<T>(key: symbol, f: () => T): T {
+    if (this.holder !== key) this.notBusy();
+    this.asHolderNow = true;
+    try { return f(); } finally { this.asHolderNow = false; }
+  }
+
+  private notBusy(): void {
+    if (this.holder !== null && !this.asHolderNow) {
+      throw new MlaError('BUSY', 'this session is in use by a generate() or chat() stream that has not ended: ' +
+        'wait for it to finish (or stop it) first, or use another session');
+    }
+  }
+
   /** Run a prompt (or its continuation); returns the logits of its last position. */
   prefill(ids: ArrayLike<number>, options: RunOptions = {}): Float32Array {
+    checkOptions(options, RUN_OPTIONS, 'prefill() options');
     return this.run(ids, options.attention ?? 'absorbed', false, options.out);
   }
 
   /** Feed one token; returns the logits for the next position. */
   step(id: number, options: RunOptions = {}): Float32Array {
+    checkOptions(options, RUN_OPTIONS, 'step() options');
     return this.run([id], options.attention ?? 'absorbed', false, options.out);
   }
 
@@ -88,6 +128,7 @@ export class Session {
   /** Forget every token; the cache is kept for reuse. */
   reset(): void {
     this.live();
+    this.notBusy();
     this.pos = 0;
   }
 
@@ -97,13 +138,17 @@ export class Session {
    */
   truncate(position: number): void {
     this.live();
+    this.notBusy();
     if (!Number.isInteger(position) || position < 0 || position > this.pos) {
       throw new MlaError('BAD_INPUT', `truncate position must be an integer in [0, ${this.pos}], got ${position}`);
     }
     this.pos = position;
   }
 
-  /** Give the cache's memory back. Using the session afterwards throws DISPOSED. */
+  /**
+   * Give the cache's memory back. Using the session afterwards throws DISPOSED (a stream running
+   * on it stops with DISPOSED at its next token).
+   */
   dispose(): void {
     if (!this.cache) return;
     this.cache.release();
@@ -135,6 +180,7 @@ export class Session {
 
   private run(ids: ArrayLike<number>, attention: AttentionPath, all: boolean, into?: Float32Array): Float32Array {
     const cache = this.live();
+    this.notBusy();
     const d = this.decoder, V = d.config.vocabSize;
     if (attention !== 'naive' && attention !== 'absorbed') {
       throw new MlaError('BAD_INPUT', `attention must be 'naive' or 'absorbed', got ${showValue(attention)}`);
