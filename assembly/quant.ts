@@ -1,0 +1,545 @@
+// Narrow weights: matrix products that read bf16, f16, int8 ("q8") or int4 ("q4") weights as
+// they are stored and widen them in registers, never into a copy of the matrix.
+// Pointers are byte offsets; ldw / lda / ldc are in elements of their own type (u16 for bf16 and
+// f16 weights, f32 for activations and outputs), as in matmul.ts; `acc` adds into y / C.
+//
+// Formats (W is [n, k], the Hugging Face [out, in] layout):
+//   bf16  u16 per weight, the top half of an f32: widened by a shift (an unpack with zero).
+//   f16   u16 per weight (IEEE half): widened by bit arithmetic, subnormals, ±inf and NaN exact.
+//   q8    k a multiple of 32. wq: n rows of k int8, contiguous; wd: f32 scales [n, k/32], one per
+//         block of 32 along k; weight = q · d. llama.cpp's Q8_0 (f16 d + 32 int8) repacks into
+//         this by copying the bytes and widening d (exact).
+//   q4    k a multiple of 32. wq: n rows of k/2 bytes, 16 per block: element j of a block in the
+//         low nibble of byte j, element j + 16 in the high nibble (Q4_0's order, so a Q4_0 block's
+//         bytes copy straight in); wd as for q8; weight = (q − 8) · d.
+// q8 and q4 products take their activations quantised too (quantize_q8_act): int8 per block of 32,
+// d_x = max|x| / 127, as llama.cpp's Q8_0 activations, so each block's dot product is exact in
+// i32 and only y += d_w·d_x·Σ q_w·q_x rounds (in f32). Activation precision is therefore ~8 bits
+// (relative error ≤ 1/254 of a block's largest |x| per element), the same as llama.cpp's.
+//
+// Integer dot products:
+//   plain build   i8 → i16 (i16x8.extend_low/high_i8x16_s), then i32x4.dot_i16x8_s (pmaddwd).
+//   relaxed build i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw), whose second operand must be 7-bit
+//     (0..127), then i32x4.extadd_pairwise_i16x8_s. Not i32x4.relaxed_dot_i8x16_i7x16_add_s: under
+//     Node 20 (V8 11.3) on x64 it returns twice the dot product and drops the addend.
+//     q4: the unbiased nibble q (0..15) is the 7-bit operand and x the signed one; Σ(q − 8)·x =
+//         Σ q·x − 8·Σ x, the second term computed once per block for both rows of a pair.
+//     q8: neither w (−127..127) nor x is 7-bit, so x is split into max(x, 0) and max(−x, 0)
+//         (both 0..127, shared by both rows of a pair): Σ w·x = Σ w·x⁺ − Σ w·x⁻.
+// Nibbles unpack with v128.and 0x0F and a 16-bit shift right by 4 (then and 0x0F): Q4_0's codes
+// are linear, so masking yields the integer itself; an i8x16.swizzle table would only add a
+// pshufb after the same masking (it pays for non-linear codebooks such as IQ4_NL).
+//
+// matvec streams W two rows at a time, rows ~PAIR_BYTES apart, each x vector loaded (and for q8/q4
+// prepared) once for both, as matmul.ts's f32 matvec does; a row is summed in the same order
+// alone or in a pair. matmul_nt_* (prefill) run one weight row against all M activation rows
+// while it is in L1, re-widening it for each: correct, but compute-bound (see the commit body).
+import { madd, hsum } from "./simd";
+
+// @ts-ignore: decorator
+@inline const PAIR_BYTES: usize = 2 << 20;
+// @ts-ignore: decorator
+@inline const PAIR_MIN_BYTES: usize = 512 << 10;
+
+// @ts-ignore: decorator
+@inline const BF16: i32 = 0;
+// @ts-ignore: decorator
+@inline const F16: i32 = 1;
+// @ts-ignore: decorator
+@inline const Q8: i32 = 2;
+// @ts-ignore: decorator
+@inline const Q4: i32 = 3;
+
+// ---------------------------------------------------------------------------------------------
+// Widening bf16 and f16
+
+/** Lanes 0–3 (lo) or 4–7 (hi) of eight u16 as the high halves of four u32: bf16 → f32 bits. */
+// @ts-ignore: decorator
+@inline function unpackLo(h: v128): v128 {
+  return v128.shuffle<i16>(i32x4.splat(0), h, 0, 8, 1, 9, 2, 10, 3, 11);
+}
+// @ts-ignore: decorator
+@inline function unpackHi(h: v128): v128 {
+  return v128.shuffle<i16>(i32x4.splat(0), h, 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+// f16 → f32 without a table: |h| << 13 read as an f32 is |h|·2⁻¹¹² for normals and subnormals
+// alike (an f16 subnormal lands on an f32 subnormal), so one multiply by 2¹¹² is exact; ±inf/NaN
+// (exponent 31) get the f32 exponent 255 ORed in, which keeps NaN payloads; the sign is ORed last.
+// @ts-ignore: decorator
+@inline const F16_SCALE: f32 = 5.192296858534828e+33; // 2^112
+
+/** Per eight f16: the bits to OR into each widened lane's top half (sign, and 0x7F80 for inf/NaN). */
+// @ts-ignore: decorator
+@inline function f16Top(h: v128, em: v128): v128 {
+  const special = v128.and(i16x8.gt_s(em, i16x8.splat(0x7BFF)), i16x8.splat(0x7F80));
+  return v128.or(v128.xor(h, em), special);
+}
+
+/** Four f16 → f32: em = |h| lanes unpacked to the top halves, top = f16Top unpacked likewise. */
+// @ts-ignore: decorator
+@inline function f16Widen(emUp: v128, topUp: v128): v128 {
+  return v128.or(f32x4.mul(i32x4.shr_u(emUp, 3), f32x4.splat(F16_SCALE)), topUp);
+}
+
+// @ts-ignore: decorator
+@inline function f16Lo(h: v128): v128 {
+  const em = v128.and(h, i16x8.splat(0x7FFF));
+  return f16Widen(unpackLo(em), unpackLo(f16Top(h, em)));
+}
+// @ts-ignore: decorator
+@inline function f16Hi(h: v128): v128 {
+  const em = v128.and(h, i16x8.splat(0x7FFF));
+  return f16Widen(unpackHi(em), unpackHi(f16Top(h, em)));
+}
+
+/** One f16 (low 16 bits of h) → f32, the same arithmetic as the vector path. */
+// @ts-ignore: decorator
+@inline function f16Scalar(h: u32): f32 {
+  const em = h & 0x7FFF;
+  let bits = reinterpret<u32>(reinterpret<f32>(em << 13) * F16_SCALE);
+  if (em > 0x7BFF) bits |= 0x7F800000;
+  return reinterpret<f32>(bits | ((h & 0x8000) << 16));
+}
+
+// @ts-ignore: decorator
+@inline function bf16Scalar(h: u32): f32 {
+  return reinterpret<f32>(h << 16);
+}
+
+/** Eight u16 weights → two f32x4: lanes 0–3, 4–7. */
+// @ts-ignore: decorator
+@inline function wideLo(fmt: i32, h: v128): v128 {
+  return fmt == BF16 ? unpackLo(h) : f16Lo(h);
+}
+// @ts-ignore: decorator
+@inline function wideHi(fmt: i32, h: v128): v128 {
+  return fmt == BF16 ? unpackHi(h) : f16Hi(h);
+}
+// @ts-ignore: decorator
+@inline function wideScalar(fmt: i32, h: u32): f32 {
+  return fmt == BF16 ? bf16Scalar(h) : f16Scalar(h);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row dot products. `two` (a constant at every call site) adds a second weight row rb against the
+// same x, loaded once; row a's arithmetic is the same either way.
+
+/**
+ * bf16 / f16 row(s) · x (f32): 16 weights a step in four f32x4 accumulators, then one step of 8,
+ * then scalars.
+ */
+// @ts-ignore: decorator
+@inline function dotWide(fmt: i32, two: bool, ra: usize, rb: usize, x: usize, k: i32,
+                         ya: usize, yb: usize, acc: bool): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  let pa = ra, pb = rb, q = x;
+  const end = ra + <usize>(k & ~15) * 2;
+  while (pa < end) {
+    const wa0 = v128.load(pa), wa1 = v128.load(pa, 16);
+    let xv = v128.load(q);
+    a0 = madd(wideLo(fmt, wa0), xv, a0);
+    if (two) b0 = madd(wideLo(fmt, v128.load(pb)), xv, b0);
+    xv = v128.load(q, 16);
+    a1 = madd(wideHi(fmt, wa0), xv, a1);
+    if (two) b1 = madd(wideHi(fmt, v128.load(pb)), xv, b1);
+    xv = v128.load(q, 32);
+    a2 = madd(wideLo(fmt, wa1), xv, a2);
+    if (two) b2 = madd(wideLo(fmt, v128.load(pb, 16)), xv, b2);
+    xv = v128.load(q, 48);
+    a3 = madd(wideHi(fmt, wa1), xv, a3);
+    if (two) b3 = madd(wideHi(fmt, v128.load(pb, 16)), xv, b3);
+    pa += 32; pb += 32; q += 64;
+  }
+  if (k & 8) {
+    const wa = v128.load(pa);
+    let xv = v128.load(q);
+    a0 = madd(wideLo(fmt, wa), xv, a0);
+    if (two) b0 = madd(wideLo(fmt, v128.load(pb)), xv, b0);
+    xv = v128.load(q, 16);
+    a1 = madd(wideHi(fmt, wa), xv, a1);
+    if (two) b1 = madd(wideHi(fmt, v128.load(pb)), xv, b1);
+    pa += 16; pb += 16; q += 32;
+  }
+  let sa = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  let sb: f32 = 0;
+  if (two) sb = hsum(f32x4.add(f32x4.add(b0, b1), f32x4.add(b2, b3)));
+  for (let t = k & 7; t > 0; t--) {
+    const xs = load<f32>(q);
+    sa += wideScalar(fmt, <u32>load<u16>(pa)) * xs;
+    if (two) sb += wideScalar(fmt, <u32>load<u16>(pb)) * xs;
+    pa += 2; pb += 2; q += 4;
+  }
+  storeLane(ya, sa, acc);
+  if (two) storeLane(yb, sb, acc);
+}
+
+/**
+ * q8 / q4 row(s) · quantised x, nb blocks of 32: per block an exact i32x4 dot product, then
+ * f32 acc += f32(Σ) · (d_w·d_x) lane-wise, one hsum at the end.
+ */
+// @ts-ignore: decorator
+@inline function dotQuant(fmt: i32, two: bool, ra: usize, sa: usize, rb: usize, sb: usize,
+                          xq: usize, xd: usize, nb: i32, ya: usize, yb: usize, acc: bool): void {
+  const zero = i32x4.splat(0);
+  let fa = f32x4.splat(0), fb = f32x4.splat(0);
+  for (let blk = 0; blk < nb; blk++) {
+    const xv0 = v128.load(xq), xv1 = v128.load(xq, 16);
+    let ia: v128, ib: v128 = zero;
+    if (fmt == Q8) {
+      if (ASC_FEATURE_RELAXED_SIMD) {
+        // x⁺ and x⁻ are never both nonzero, so each pair's w·x⁺ − w·x⁻ is the pair's true
+        // w·x (|·| ≤ 2·127²): exact in i16.
+        const xp0 = i8x16.max_s(xv0, zero), xp1 = i8x16.max_s(xv1, zero);
+        const xn0 = i8x16.sub(xp0, xv0), xn1 = i8x16.sub(xp1, xv1);
+        ia = dotSplit(v128.load(ra), v128.load(ra, 16), xp0, xn0, xp1, xn1);
+        if (two) ib = dotSplit(v128.load(rb), v128.load(rb, 16), xp0, xn0, xp1, xn1);
+      } else {
+        const x0l = i16x8.extend_low_i8x16_s(xv0), x0h = i16x8.extend_high_i8x16_s(xv0);
+        const x1l = i16x8.extend_low_i8x16_s(xv1), x1h = i16x8.extend_high_i8x16_s(xv1);
+        ia = dot32(v128.load(ra), v128.load(ra, 16), x0l, x0h, x1l, x1h);
+        if (two) ib = dot32(v128.load(rb), v128.load(rb, 16), x0l, x0h, x1l, x1h);
+      }
+    } else { // Q4
+      const m = i8x16.splat(0x0F);
+      if (ASC_FEATURE_RELAXED_SIMD) {
+        // i16 lanes: Σ of 4 nibble·x products ≤ 4·15·127, minus 8·Σ of 4 x (≤ 4·8·127): exact.
+        const eight = i8x16.splat(8);
+        const u = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv1, eight));
+        ia = dotNibbles(v128.load(ra), xv0, xv1, u);
+        if (two) ib = dotNibbles(v128.load(rb), xv0, xv1, u);
+      } else {
+        const eight = i8x16.splat(8);
+        const x0l = i16x8.extend_low_i8x16_s(xv0), x0h = i16x8.extend_high_i8x16_s(xv0);
+        const x1l = i16x8.extend_low_i8x16_s(xv1), x1h = i16x8.extend_high_i8x16_s(xv1);
+        const wa = v128.load(ra);
+        ia = dot32(i8x16.sub(v128.and(wa, m), eight), i8x16.sub(v128.and(i16x8.shr_u(wa, 4), m), eight),
+          x0l, x0h, x1l, x1h);
+        if (two) {
+          const wb = v128.load(rb);
+          ib = dot32(i8x16.sub(v128.and(wb, m), eight), i8x16.sub(v128.and(i16x8.shr_u(wb, 4), m), eight),
+            x0l, x0h, x1l, x1h);
+        }
+      }
+    }
+    const dx = load<f32>(xd);
+    fa = madd(f32x4.convert_i32x4_s(ia), f32x4.splat(load<f32>(sa) * dx), fa);
+    if (two) fb = madd(f32x4.convert_i32x4_s(ib), f32x4.splat(load<f32>(sb) * dx), fb);
+    const wStep: usize = fmt == Q8 ? 32 : 16;
+    xq += 32; xd += 4; ra += wStep; sa += 4; rb += wStep; sb += 4;
+  }
+  storeLane(ya, hsum(fa), acc);
+  if (two) storeLane(yb, hsum(fb), acc);
+}
+
+/** Σ of 32 products, i32x4: int8 weights w0 (elements 0–15), w1 (16–31) · x widened to i16. */
+// @ts-ignore: decorator
+@inline function dot32(w0: v128, w1: v128, x0l: v128, x0h: v128, x1l: v128, x1h: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w0), x0l), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w0), x0h)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w1), x1l), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w1), x1h)));
+}
+
+/** Σ of 32 products, i32x4 (relaxed q8): w0, w1 int8 · (x⁺ − x⁻), the pairs' differences in i16. */
+// @ts-ignore: decorator
+@inline function dotSplit(w0: v128, w1: v128, xp0: v128, xn0: v128, xp1: v128, xn1: v128): v128 {
+  return i32x4.add(
+    i32x4.extadd_pairwise_i16x8_s(i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w0, xp0), i16x8.relaxed_dot_i8x16_i7x16_s(w0, xn0))),
+    i32x4.extadd_pairwise_i16x8_s(i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w1, xp1), i16x8.relaxed_dot_i8x16_i7x16_s(w1, xn1))));
+}
+
+/** Σ of 32 (q − 8)·x, i32x4 (relaxed q4): the 16 code bytes w, x as two int8 vectors, u = 8·Σx in i16 pairs. */
+// @ts-ignore: decorator
+@inline function dotNibbles(w: v128, xv0: v128, xv1: v128, u: v128): v128 {
+  const m = i8x16.splat(0x0F);
+  const t = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, v128.and(w, m)),
+    i16x8.relaxed_dot_i8x16_i7x16_s(xv1, v128.and(i16x8.shr_u(w, 4), m)));
+  return i32x4.extadd_pairwise_i16x8_s(i16x8.sub(t, u));
+}
+
+// @ts-ignore: decorator
+@inline function storeLane(p: usize, v: f32, acc: bool): void {
+  store<f32>(p, acc ? load<f32>(p) + v : v);
+}
+
+/**
+ * One or two rows of any format: w/s are the row's weights and scales, x/xs the activation and
+ * (q8/q4) its scales, k the row length.
+ */
+// @ts-ignore: decorator
+@inline function rows(fmt: i32, two: bool, wa: usize, sa: usize, wb: usize, sb: usize,
+                      x: usize, xs: usize, k: i32, ya: usize, yb: usize, acc: bool): void {
+  if (fmt == BF16 || fmt == F16) dotWide(fmt, two, wa, wb, x, k, ya, yb, acc);
+  else dotQuant(fmt, two, wa, sa, wb, sb, x, xs, k >> 5, ya, yb, acc);
+}
+
+/**
+ * y[n] (+)= W · x for one format: rows i and i + d side by side (d·wStride ≈ PAIR_BYTES, the
+ * rows left paired at half their count while that keeps them PAIR_MIN_BYTES apart), then single
+ * rows. wStride / sStride: bytes between rows of weights / scales.
+ */
+// @ts-ignore: decorator
+@inline function matvecAny(fmt: i32, w: usize, wStride: usize, s: usize, sStride: usize,
+                           x: usize, xs: usize, y: usize, n: i32, k: i32, acc: bool): void {
+  let i = 0;
+  if (wStride > 0) {
+    let d = <i32>((PAIR_BYTES + wStride - 1) / wStride);
+    for (;;) {
+      if (n - i < 2 * d) {
+        d = (n - i) >> 1;
+        if (<usize>d * wStride < PAIR_MIN_BYTES) break;
+      }
+      const far = <usize>d;
+      for (let r = i; r < i + d; r++) {
+        const ur = <usize>r;
+        rows(fmt, true, w + ur * wStride, s + ur * sStride, w + (ur + far) * wStride, s + (ur + far) * sStride,
+          x, xs, k, y + ur * 4, y + (ur + far) * 4, acc);
+      }
+      i += 2 * d;
+    }
+  }
+  for (; i < n; i++) {
+    const ui = <usize>i;
+    rows(fmt, false, w + ui * wStride, s + ui * sStride, 0, 0, x, xs, k, y + ui * 4, 0, acc);
+  }
+}
+
+/**
+ * C[m, n] (+)= A · Wᵀ for one format, m ≥ 2: each weight row against all m activation rows
+ * while it is in L1 (A, m·k f32 or m·k int8, from L2). aStride / asStride: bytes between rows of
+ * A / its scales.
+ */
+// @ts-ignore: decorator
+@inline function matmulAny(fmt: i32, a: usize, aStride: usize, as: usize, asStride: usize,
+                           w: usize, wStride: usize, s: usize, sStride: usize,
+                           c: usize, ldc: i32, m: i32, k: i32, n: i32, acc: bool): void {
+  const cStride = <usize>ldc * 4;
+  for (let j = 0; j < n; j++) {
+    const uj = <usize>j;
+    const wj = w + uj * wStride, sj = s + uj * sStride;
+    for (let i = 0; i < m; i++) {
+      const ui = <usize>i;
+      rows(fmt, false, wj, sj, 0, 0, a + ui * aStride, as + ui * asStride, k, c + ui * cStride + uj * 4, 0, acc);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exports: products
+
+/** y[n] (+)= W[n, k] · x[k], W bf16 with row stride ldw (u16 elements), x and y f32. */
+export function matvec_bf16(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32, acc: bool): void {
+  if (n <= 0) return;
+  matvecAny(BF16, w, <usize>ldw * 2, 0, 0, x, 0, y, n, max(k, 0), acc);
+}
+
+/** y[n] (+)= W[n, k] · x[k], W f16 with row stride ldw (u16 elements), x and y f32. */
+export function matvec_f16(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32, acc: bool): void {
+  if (n <= 0) return;
+  matvecAny(F16, w, <usize>ldw * 2, 0, 0, x, 0, y, n, max(k, 0), acc);
+}
+
+/**
+ * y[n] (+)= W[n, k] · x, W q8 (wq rows of k bytes, wd scales [n, k/32]), x quantised by
+ * quantize_q8_act into xq (k int8) and xd (k/32 f32); k a multiple of 32.
+ */
+export function matvec_q8(wq: usize, wd: usize, xq: usize, xd: usize, y: usize, n: i32, k: i32, acc: bool): void {
+  if (n <= 0) return;
+  matvecAny(Q8, wq, <usize>max(k, 0), wd, <usize>(max(k, 0) >> 5) * 4, xq, xd, y, n, max(k, 0), acc);
+}
+
+/** As matvec_q8 for q4 weights: wq rows of k/2 bytes (16 per block), wd scales [n, k/32]. */
+export function matvec_q4(wq: usize, wd: usize, xq: usize, xd: usize, y: usize, n: i32, k: i32, acc: bool): void {
+  if (n <= 0) return;
+  matvecAny(Q4, wq, <usize>(max(k, 0) >> 1), wd, <usize>(max(k, 0) >> 5) * 4, xq, xd, y, n, max(k, 0), acc);
+}
+
+/** C[m, n] (+)= A[m, k] · W[n, k]ᵀ, A f32 (stride lda), W bf16 (stride ldw, u16), C f32 (stride ldc). */
+export function matmul_nt_bf16(a: usize, lda: i32, w: usize, ldw: i32, c: usize, ldc: i32,
+                               m: i32, k: i32, n: i32, acc: bool): void {
+  if (m <= 0 || n <= 0) return;
+  if (m == 1) { matvec_bf16(w, ldw, a, c, n, k, acc); return; }
+  matmulAny(BF16, a, <usize>lda * 4, 0, 0, w, <usize>ldw * 2, 0, 0, c, ldc, m, max(k, 0), n, acc);
+}
+
+/** As matmul_nt_bf16 with f16 weights. */
+export function matmul_nt_f16(a: usize, lda: i32, w: usize, ldw: i32, c: usize, ldc: i32,
+                              m: i32, k: i32, n: i32, acc: bool): void {
+  if (m <= 0 || n <= 0) return;
+  if (m == 1) { matvec_f16(w, ldw, a, c, n, k, acc); return; }
+  matmulAny(F16, a, <usize>lda * 4, 0, 0, w, <usize>ldw * 2, 0, 0, c, ldc, m, max(k, 0), n, acc);
+}
+
+/**
+ * C[m, n] (+)= A · Wᵀ, A as m rows quantised by quantize_q8_act (aq: rows of k int8, ad: rows of
+ * k/32 f32, both contiguous), W q8 as for matvec_q8, C f32 (stride ldc).
+ */
+export function matmul_nt_q8(aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
+                             m: i32, k: i32, n: i32, acc: bool): void {
+  if (m <= 0 || n <= 0) return;
+  if (m == 1) { matvec_q8(wq, wd, aq, ad, c, n, k, acc); return; }
+  const kk = max(k, 0), sb = <usize>(kk >> 5) * 4;
+  matmulAny(Q8, aq, <usize>kk, ad, sb, wq, <usize>kk, wd, sb, c, ldc, m, kk, n, acc);
+}
+
+/** As matmul_nt_q8 with q4 weights. */
+export function matmul_nt_q4(aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
+                             m: i32, k: i32, n: i32, acc: bool): void {
+  if (m <= 0 || n <= 0) return;
+  if (m == 1) { matvec_q4(wq, wd, aq, ad, c, n, k, acc); return; }
+  const kk = max(k, 0), sb = <usize>(kk >> 5) * 4;
+  matmulAny(Q4, aq, <usize>kk, ad, sb, wq, <usize>(kk >> 1), wd, sb, c, ldc, m, kk, n, acc);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exports: quantising and widening
+
+/**
+ * Q8_0's rule on one block of 32 f32 at p: d = max|v| / 127, q = round(v · (1/d)), half away
+ * from zero (llama.cpp's roundf), q = 0 when d = 0. Stores 32 int8 at q and d at dp.
+ */
+// @ts-ignore: decorator
+@inline function q8Block(p: usize, q: usize, dp: usize): void {
+  const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
+  const v4 = v128.load(p, 64), v5 = v128.load(p, 80), v6 = v128.load(p, 96), v7 = v128.load(p, 112);
+  const m = f32x4.max(
+    f32x4.max(f32x4.max(f32x4.abs(v0), f32x4.abs(v1)), f32x4.max(f32x4.abs(v2), f32x4.abs(v3))),
+    f32x4.max(f32x4.max(f32x4.abs(v4), f32x4.abs(v5)), f32x4.max(f32x4.abs(v6), f32x4.abs(v7))));
+  const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)),
+    max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+  const d: f32 = amax / 127;
+  const id: f32 = d != 0 ? <f32>1 / d : 0;
+  const idv = f32x4.splat(id);
+  const a = i16x8.narrow_i32x4_s(roundAway(v0, idv), roundAway(v1, idv));
+  const b = i16x8.narrow_i32x4_s(roundAway(v2, idv), roundAway(v3, idv));
+  const c = i16x8.narrow_i32x4_s(roundAway(v4, idv), roundAway(v5, idv));
+  const e = i16x8.narrow_i32x4_s(roundAway(v6, idv), roundAway(v7, idv));
+  v128.store(q, i8x16.narrow_i16x8_s(a, b));
+  v128.store(q, i8x16.narrow_i16x8_s(c, e), 16);
+  store<f32>(dp, d);
+}
+
+/** i32x4 of roundf(v · id): trunc, then one more away from zero where the dropped part is ≥ ½. */
+// @ts-ignore: decorator
+@inline function roundAway(v: v128, id: v128): v128 {
+  const s = f32x4.mul(v, id);
+  const t = f32x4.trunc(s);
+  const up = f32x4.ge(f32x4.abs(f32x4.sub(s, t)), f32x4.splat(0.5));
+  const one = v128.or(f32x4.splat(1), v128.and(s, i32x4.splat(0x80000000)));
+  return i32x4.trunc_sat_f32x4_s(f32x4.add(t, v128.and(up, one)));
+}
+
+/**
+ * Activations for matvec_q8 / matvec_q4 / matmul_nt_q8 / matmul_nt_q4: x[k] f32 (k a multiple
+ * of 32) → xq (k int8), xd (k/32 f32), Q8_0's rule per block of 32. Run once per activation row.
+ */
+export function quantize_q8_act(x: usize, k: i32, xq: usize, xd: usize): void {
+  const nb = max(k, 0) >> 5;
+  for (let b = 0; b < nb; b++) {
+    const ub = <usize>b;
+    q8Block(x + ub * 128, xq + ub * 32, xd + ub * 4);
+  }
+}
+
+/**
+ * W[n, k] f32 (row stride ldw floats, k a multiple of 32) → q8: wq (n rows of k int8), wd
+ * (f32 [n, k/32]), Q8_0's rule per block, d kept in f32 (Q8_0 rounds it to f16 afterwards).
+ */
+export function quantize_q8_rows(w: usize, ldw: i32, n: i32, k: i32, wq: usize, wd: usize): void {
+  const nb = max(k, 0) >> 5;
+  for (let i = 0; i < n; i++) {
+    const row = w + <usize>i * <usize>ldw * 4;
+    const qr = wq + <usize>i * <usize>(nb * 32), dr = wd + <usize>i * <usize>(nb * 4);
+    for (let b = 0; b < nb; b++) {
+      const ub = <usize>b;
+      q8Block(row + ub * 128, qr + ub * 32, dr + ub * 4);
+    }
+  }
+}
+
+/**
+ * W[n, k] f32 → q4 (wq: n rows of k/2 bytes, wd: f32 [n, k/32]) by Q4_0's rule per block: the
+ * value of largest magnitude `mx` (the first, if tied) gives d = mx / −8, q = min(15,
+ * trunc(v · (1/d) + 8.5)), q = 8 when d = 0; d kept in f32. Element j in byte j's low nibble,
+ * j + 16 in its high nibble. Load-time code: scalar, in llama.cpp's order of operations.
+ */
+export function quantize_q4_rows(w: usize, ldw: i32, n: i32, k: i32, wq: usize, wd: usize): void {
+  const nb = max(k, 0) >> 5;
+  for (let i = 0; i < n; i++) {
+    const row = w + <usize>i * <usize>ldw * 4;
+    const qr = wq + <usize>i * <usize>(nb * 16), dr = wd + <usize>i * <usize>(nb * 4);
+    for (let b = 0; b < nb; b++) {
+      const p = row + <usize>b * 128;
+      let amax: f32 = 0, mx: f32 = 0;
+      for (let j = 0; j < 32; j++) {
+        const v = load<f32>(p + <usize>j * 4);
+        if (amax < abs(v)) { amax = abs(v); mx = v; }
+      }
+      const d: f32 = mx / -8;
+      const id: f32 = d != 0 ? <f32>1 / d : 0;
+      const qb = qr + <usize>b * 16;
+      for (let j = 0; j < 16; j++) {
+        const lo = min(15, <i32>(load<f32>(p + <usize>j * 4) * id + <f32>8.5));
+        const hi = min(15, <i32>(load<f32>(p + <usize>(j + 16) * 4) * id + <f32>8.5));
+        store<u8>(qb + <usize>j, <u8>(lo | (hi << 4)));
+      }
+      store<f32>(dr + <usize>b * 4, d);
+    }
+  }
+}
+
+/** out[32·nb] = q · d for nb q8 blocks (wq: 32 int8 each, wd: one f32 each): tests and tools. */
+export function dequantize_q8(wq: usize, wd: usize, out: usize, nb: i32): void {
+  for (let b = 0; b < nb; b++) {
+    const q = wq + <usize>b * 32, o = out + <usize>b * 128;
+    const d = v128.load32_splat(wd + <usize>b * 4);
+    const v0 = v128.load(q), v1 = v128.load(q, 16);
+    widenStore(o, i16x8.extend_low_i8x16_s(v0), d, 0);
+    widenStore(o, i16x8.extend_high_i8x16_s(v0), d, 32);
+    widenStore(o, i16x8.extend_low_i8x16_s(v1), d, 64);
+    widenStore(o, i16x8.extend_high_i8x16_s(v1), d, 96);
+  }
+}
+
+/** out[32·nb] = (q − 8) · d for nb q4 blocks (wq: 16 bytes each, wd: one f32 each). */
+export function dequantize_q4(wq: usize, wd: usize, out: usize, nb: i32): void {
+  const m = i8x16.splat(0x0F), eight = i8x16.splat(8);
+  for (let b = 0; b < nb; b++) {
+    const v = v128.load(wq + <usize>b * 16), o = out + <usize>b * 128;
+    const d = v128.load32_splat(wd + <usize>b * 4);
+    const lo = i8x16.sub(v128.and(v, m), eight), hi = i8x16.sub(v128.and(i16x8.shr_u(v, 4), m), eight);
+    widenStore(o, i16x8.extend_low_i8x16_s(lo), d, 0);
+    widenStore(o, i16x8.extend_high_i8x16_s(lo), d, 32);
+    widenStore(o, i16x8.extend_low_i8x16_s(hi), d, 64);
+    widenStore(o, i16x8.extend_high_i8x16_s(hi), d, 96);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function widenStore(o: usize, v16: v128, d: v128, off: usize): void {
+  v128.store(o + off, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v16)), d));
+  v128.store(o + off, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v16)), d), 16);
+}
+
+/** dst[count] f32 = src[count] f16, with the matvec_f16 widening (loading, tests). */
+export function widen_f16(src: usize, dst: usize, count: i32): void {
+  let i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const h = v128.load(src + <usize>i * 2), o = dst + <usize>i * 4;
+    v128.store(o, f16Lo(h));
+    v128.store(o, f16Hi(h), 16);
+  }
+  for (; i < count; i++) store<f32>(dst + <usize>i * 4, f16Scalar(<u32>load<u16>(src + <usize>i * 2)));
+}
+
+/** dst[count] f32 = src[count] bf16 (a shift). */
+export function widen_bf16(src: usize, dst: usize, count: i32): void {
+  let i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const h = v128.load(src + <usize>i * 2), o = dst + <usize>i * 4;
+    v128.store(o, unpackLo(h));
+    v128.store(o, unpackHi(h), 16);
+  }
+  for (; i < count; i++) store<f32>(dst + <usize>i * 4, bf16Scalar(<u32>load<u16>(src + <usize>i * 2)));
+}

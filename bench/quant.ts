@@ -1,0 +1,100 @@
+// Narrow-weight matvec micro-benchmark: f32 (matmul.ts's matvec) against bf16, f16, q8 and q4
+// (quant.ts) on the same shapes, one thread, both builds, in one process:
+//
+//   npx esbuild bench/quant.ts --bundle --platform=node --format=esm --outfile=build/bench/quant.mjs
+//   node --experimental-wasm-relaxed-simd build/bench/quant.mjs [--rounds 7] [--shapes 2048x2048,…]
+//
+// (The bundle lives two levels under the package root, as src/host/kernels.ts finds
+// ../../build/kernels-*.wasm from itself; scripts/run-ts.mjs bundles one level deep.)
+//
+// Every kernel of every build runs once per round, in turn, so a burst of someone else's work on
+// this shared machine spoils one sample of each, not one kernel; each figure is the median of the
+// rounds, each round the median of REPS calls. GB/s counts the weight bytes a call reads (codes
+// and scales); "× f32" is the f32 matvec's time over this one's, in the same build and run.
+// q8 / q4 time the product alone; quantising the activation (once per token and input) is timed
+// on its own line.
+import { loadKernels, type LoadedKernels } from '../src/host/load.js';
+import type { SimdBuild } from '../src/host/kernels.js';
+
+const arg = (name: string, dflt: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : dflt;
+};
+const ROUNDS = Number(arg('rounds', '7'));
+const REPS = 5;
+const SHAPES = arg('shapes', '2048x2048,2048x10944,10944x2048').split(',').map((s) => s.split('x').map(Number) as [number, number]);
+const BUILDS: SimdBuild[] = ['simd', 'relaxed'];
+const FORMATS = ['f32', 'bf16', 'f16', 'q8', 'q4', 'act'] as const;
+type Format = typeof FORMATS[number];
+
+interface Case { build: SimdBuild; fmt: Format; bytes: number; run: () => void; samples: number[] }
+
+function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 2147483648 - 1; };
+}
+
+/** The matrices of one shape in every format on one build's heap, and a closure per kernel. */
+function setup(k: LoadedKernels, build: SimdBuild, n: number, kk: number): { cases: Case[]; free: () => void } {
+  const H = k.heap, K = k.kernels, nb = kk / 32;
+  const blocks: [number, number][] = [];
+  const alloc = (bytes: number) => { const p = H.alloc(bytes); blocks.push([p, bytes]); return p; };
+  const w = alloc(n * kk * 4);
+  const wv = H.f32(w, n * kk), r = lcg(n + kk);
+  for (let i = 0; i < wv.length; i++) wv[i] = r();
+  const wb = alloc(n * kk * 2), wh = alloc(n * kk * 2);
+  const b16 = new Uint16Array(H.memory.buffer, wb, n * kk), h16 = new Uint16Array(H.memory.buffer, wh, n * kk);
+  const u32 = new Uint32Array(H.memory.buffer, w, n * kk);
+  for (let i = 0; i < b16.length; i++) {
+    b16[i] = u32[i] >>> 16;
+    h16[i] = (u32[i] >>> 16 & 0x8000) | (0x3000 + (u32[i] >>> 13 & 0x0fff)); // finite normals near ±0.1–1
+  }
+  const q8 = alloc(n * kk), d8 = alloc(n * nb * 4), q4 = alloc(n * kk / 2), d4 = alloc(n * nb * 4);
+  K.quantize_q8_rows(w, kk, n, kk, q8, d8);
+  K.quantize_q4_rows(w, kk, n, kk, q4, d4);
+  const x = alloc(kk * 4), y = alloc(n * 4), xq = alloc(kk), xd = alloc(nb * 4);
+  const xv = H.f32(x, kk);
+  for (let i = 0; i < kk; i++) xv[i] = r();
+  K.quantize_q8_act(x, kk, xq, xd);
+  const scales = n * nb * 4;
+  const mk = (fmt: Format, bytes: number, run: () => void): Case => ({ build, fmt, bytes, run, samples: [] });
+  const cases = [
+    mk('f32', n * kk * 4, () => K.matvec(w, kk, x, y, n, kk, false)),
+    mk('bf16', n * kk * 2, () => K.matvec_bf16(wb, kk, x, y, n, kk, false)),
+    mk('f16', n * kk * 2, () => K.matvec_f16(wh, kk, x, y, n, kk, false)),
+    mk('q8', n * kk + scales, () => K.matvec_q8(q8, d8, xq, xd, y, n, kk, false)),
+    mk('q4', n * kk / 2 + scales, () => K.matvec_q4(q4, d4, xq, xd, y, n, kk, false)),
+    mk('act', kk * 4, () => K.quantize_q8_act(x, kk, xq, xd)),
+  ];
+  return { cases, free: () => { for (const [p, b] of blocks.reverse()) H.release(p, b); } };
+}
+
+const median = (a: number[]) => { const s = [...a].sort((p, q) => p - q); return s[s.length >> 1]; };
+
+const kernels = new Map<SimdBuild, LoadedKernels>();
+for (const b of BUILDS) kernels.set(b, await loadKernels({ simd: b, threads: 1 }));
+console.log(`node ${process.version}, ${ROUNDS} rounds × ${REPS} calls, medians; one thread`);
+for (const [n, kk] of SHAPES) {
+  const sets = BUILDS.map((b) => setup(kernels.get(b)!, b, n, kk));
+  const cases = sets.flatMap((s) => s.cases);
+  for (const c of cases) for (let i = 0; i < 10; i++) c.run(); // past Liftoff
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const c of cases) {
+      const t: number[] = [];
+      for (let i = 0; i < REPS; i++) { const t0 = performance.now(); c.run(); t.push(performance.now() - t0); }
+      c.samples.push(median(t));
+    }
+  }
+  console.log(`\nW ${n}×${kk} (n × k): f32 ${(n * kk * 4 / 2 ** 20).toFixed(0)} MiB`);
+  console.log('build    format    ms       GB/s    × f32');
+  for (const b of BUILDS) {
+    const f32ms = median(cases.find((c) => c.build === b && c.fmt === 'f32')!.samples);
+    for (const c of cases.filter((c) => c.build === b)) {
+      const ms = median(c.samples);
+      const gbs = c.bytes / ms / 1e6;
+      const note = c.fmt === 'act' ? `(quantize_q8_act of x: ${(ms * 1000).toFixed(1)} µs)` : (f32ms / ms).toFixed(2);
+      console.log(`${b.padEnd(9)}${c.fmt.padEnd(10)}${ms.toFixed(3).padStart(7)}  ${c.fmt === 'act' ? '     ' : gbs.toFixed(1).padStart(6)}   ${note}`);
+    }
+  }
+  for (const s of sets) s.free();
+}
