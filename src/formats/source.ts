@@ -14,7 +14,7 @@ import {
   parseSafetensorsHeader, READABLE_DTYPES, readTensorF32At, safetensorsHeaderLength,
   type SafetensorsHeader, type TensorInfo,
 } from './safetensors.js';
-import type { TensorSource } from './tensor-source.js';
+import type { StoredType, TensorSource } from './tensor-source.js';
 
 /** A tensor given in memory: its shape and its f32 values. */
 export interface InMemoryTensor { shape: number[]; data: Float32Array }
@@ -145,6 +145,19 @@ export function safetensorsFilesSource(files: ByteFile[], weightMap?: Map<string
       const t = where.get(name);
       if (!t) throw new MlaError('MISSING_TENSOR', `no tensor "${name}" in the checkpoint`);
       readTensorF32At((position, into) => t.file.read(position, into), t.info, out, t.file.name);
+    },
+    stored: (name) => where.get(name)?.info.dtype as StoredType | undefined,
+    read16: (name, out) => {
+      const t = where.get(name);
+      if (!t) throw new MlaError('MISSING_TENSOR', `no tensor "${name}" in the checkpoint`);
+      if (t.info.dtype !== 'F16' && t.info.dtype !== 'BF16') {
+        throw new MlaError('UNSUPPORTED_DTYPE', `${t.file.name}: tensor "${name}" is ${t.info.dtype}, not 16-bit`);
+      }
+      if (t.info.end - t.info.begin !== out.length * 2) {
+        throw new MlaError('BAD_INPUT', `read16: tensor "${name}" has ${(t.info.end - t.info.begin) / 2} elements, output buffer has ${out.length}`);
+      }
+      // Safetensors is little-endian, as is WebAssembly and every host this runs on.
+      t.file.read(t.info.begin, new Uint8Array(out.buffer, out.byteOffset, out.length * 2));
     },
   };
 }
