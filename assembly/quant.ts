@@ -543,3 +543,40 @@ export function widen_bf16(src: usize, dst: usize, count: i32): void {
   }
   for (; i < count; i++) store<f32>(dst + <usize>i * 4, bf16Scalar(<u32>load<u16>(src + <usize>i * 2)));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Exports: embedding rows of a narrow table (one row per token, widened into out)
+
+/** out[t, :] = row ids[t] of a bf16 table [*, dim] for t < count (ids: i32). */
+export function embed_bf16(table: usize, dim: i32, ids: usize, count: i32, out: usize): void {
+  for (let t = 0; t < count; t++) {
+    const id = <usize>load<i32>(ids + (<usize>t << 2));
+    widen_bf16(table + id * <usize>dim * 2, out + <usize>t * <usize>dim * 4, dim);
+  }
+}
+
+/** As embed_bf16 for an f16 table. */
+export function embed_f16(table: usize, dim: i32, ids: usize, count: i32, out: usize): void {
+  for (let t = 0; t < count; t++) {
+    const id = <usize>load<i32>(ids + (<usize>t << 2));
+    widen_f16(table + id * <usize>dim * 2, out + <usize>t * <usize>dim * 4, dim);
+  }
+}
+
+/** As embed_bf16 for a q8 table (wq rows of dim bytes, wd [*, dim/32] f32); dim a multiple of 32. */
+export function embed_q8(wq: usize, wd: usize, dim: i32, ids: usize, count: i32, out: usize): void {
+  const nb = dim >> 5;
+  for (let t = 0; t < count; t++) {
+    const id = <usize>load<i32>(ids + (<usize>t << 2));
+    dequantize_q8(wq + id * <usize>dim, wd + id * <usize>nb * 4, out + <usize>t * <usize>dim * 4, nb);
+  }
+}
+
+/** As embed_q8 for a q4 table (wq rows of dim/2 bytes). */
+export function embed_q4(wq: usize, wd: usize, dim: i32, ids: usize, count: i32, out: usize): void {
+  const nb = dim >> 5;
+  for (let t = 0; t < count; t++) {
+    const id = <usize>load<i32>(ids + (<usize>t << 2));
+    dequantize_q4(wq + id * <usize>(dim >> 1), wd + id * <usize>nb * 4, out + <usize>t * <usize>dim * 4, nb);
+  }
+}

@@ -61,7 +61,7 @@ export async function syntheticModel(attention: AttentionConfig, options: { simd
   const c = syntheticConfig(attention);
   const { kernels, heap, build, pool } = await loadKernels(options);
   const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap), pool);
-  return new Model({ config: c, decoder, simd: build, pool, tokenizer: null, generationConfig: null });
+  return new Model({ config: c, decoder, simd: build, pool, tokenizer: null, generationConfig: null, weights: 'f32', scratchKernels: kernels });
 }
 
 /** The MLA-absorbed synthetic model as a Model (npm run bench:threads, npm run bench:profile). */

@@ -18,6 +18,7 @@ import { loadModel, type Model } from './generate/model.js';
 import { formatRate } from './generate/rate.js';
 import type { ChatMessage } from './formats/tokenizer.js';
 import type { SimdBuild } from './host/kernels.js';
+import type { WeightsOption } from './model/weights.js';
 
 // Node 20 compiles relaxed SIMD only behind a V8 flag; a CLI may turn it on before the first
 // compile. The library itself still chooses the build by validating a tiny module.
@@ -41,7 +42,7 @@ const number = (ok: (n: number) => boolean, want: string) => (v: string): number
   return n;
 };
 
-interface ModelFlags { model?: string; simd: 'auto' | SimdBuild; threads?: number }
+interface ModelFlags { model?: string; simd: 'auto' | SimdBuild; threads?: number; weights: WeightsOption }
 interface SamplingFlags {
   maxNewTokens?: number; maxTokens?: number; temperature?: number; topK?: number; topP?: number;
   repetitionPenalty?: number; seed?: number; stop?: string[];
@@ -52,7 +53,9 @@ function modelOptions(cmd: Command, required: boolean): Command {
   if (required) model.makeOptionMandatory();
   return cmd.addOption(model)
     .addOption(new Option('--simd <build>', 'kernel build').choices(['auto', 'simd', 'relaxed']).default('auto'))
-    .option('--threads <n>', 'kernel threads (default: the cores, at most 4, or 1 for a model under 48 MiB; 1 = no worker threads; more than the cores warns)', integer(1));
+    .option('--threads <n>', 'kernel threads (default: the cores, at most 4, or 1 for a model under 48 MiB; 1 = no worker threads; more than the cores warns)', integer(1))
+    .addOption(new Option('--weights <format>', 'weights in memory: auto keeps the file\'s types (f32, f16, bf16, Q8_0, Q4_0); the others convert at load')
+      .choices(['auto', 'f32', 'bf16', 'int8', 'int4']).default('auto'));
 }
 
 function samplingOptions(cmd: Command): Command {
@@ -99,7 +102,7 @@ async function load(flags: ModelFlags): Promise<Model> {
   };
   let model: Model;
   try {
-    model = await loadModel(flags.model, { simd: flags.simd, threads: flags.threads, onProgress });
+    model = await loadModel(flags.model, { simd: flags.simd, threads: flags.threads, weights: flags.weights, onProgress });
   } finally {
     (bar as cliProgress.SingleBar | null)?.stop();
   }
@@ -116,7 +119,9 @@ async function load(flags: ModelFlags): Promise<Model> {
 const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
 const int = (n: number) => n.toLocaleString('en-US');
 /** The kernels a model runs: its SIMD build and thread count. */
-const kernelsRun = (m: Model) => `${m.simd === 'relaxed' ? 'relaxed' : 'plain'} SIMD, ${m.threads} thread${m.threads > 1 ? 's' : ''}`;
+const kernelsRun = (m: Model) => `${m.simd === 'relaxed' ? 'relaxed' : 'plain'} SIMD, ${m.threads} thread${m.threads > 1 ? 's' : ''}, ` +
+  `weights ${m.weightFormat} (${mib(m.weightBytes)})`;
+const mib = (n: number) => `${(n / 2 ** 20).toFixed(n < 10 * 2 ** 20 ? 2 : 1)} MiB`;
 
 /** A generation's prefill and decode: tokens, time and rate. */
 const speeds = (s: GenerationStats) =>
@@ -297,7 +302,7 @@ async function infoCommand(flags: ModelFlags): Promise<void> {
   const ffn = c.ffn[0];
   rows.push(['feed-forward', `SwiGLU, intermediate ${ffn.intermediate}`]);
   rows.push(['parameters', int(parameterCount(c))]);
-  rows.push(['weight bytes', `${int(model.weightBytes)} (${(model.weightBytes / 2 ** 20).toFixed(2)} MiB, f32 in memory)`]);
+  rows.push(['weight bytes', `${int(model.weightBytes)} (${mib(model.weightBytes)}, weights ${model.weightFormat})`]);
   const t = model.tokenizer;
   rows.push(['tokenizer', t ? `${int(t.vocabSize)} tokens, BOS ${t.bosToken ?? 'none'}, EOS ${t.eosToken ?? 'none'}, chat template ${t.chatTemplate ? 'yes' : 'no'}` : 'none (no tokenizer.json)']);
   const gc = model.generationConfig;
@@ -312,6 +317,12 @@ async function infoCommand(flags: ModelFlags): Promise<void> {
   rows.push(['simd', model.simd]);
   const w = Math.max(...rows.map(([k]) => k.length)) + 2;
   for (const [k, v] of rows) console.log(k.padEnd(w) + v);
+
+  console.log('\nWeights in each format (bytes; WebAssembly memory with a chunk\'s cache; fits in 4 GiB?):');
+  for (const f of ['f32', 'bf16', 'int8', 'int4'] as const) {
+    const need = model.memoryFor(f);
+    console.log(`  ${f.padEnd(6)}${int(need.weights).padStart(16)} B weights ${int(need.total).padStart(16)} B memory  ${need.fits ? 'fits' : 'does not fit'}`);
+  }
 
   console.log(`\nKV cache per token (numbers per layer; bytes over ${c.layers} layers in f32):`);
   const table = cacheEquivalents(c);

@@ -21,8 +21,8 @@ import { kernelsFor } from './helpers.js';
 const { kernels: KERNELS } = await kernelsFor('simd');
 import { loadModel } from '../src/generate/model.js';
 import { elementCount, parseSafetensorsHeader, readTensorF32At, dtypeBytes, type SafetensorsHeader } from '../src/formats/safetensors.js';
-import { openSource, safetensorsFilesSource, type ByteFile, type ModelSource } from '../src/formats/source.js';
-import { checkTensors, placeWeights, weightBytes } from '../src/model/weights.js';
+import { openSource, safetensorsFilesSource, safetensorsSource, type ByteFile, type ModelSource } from '../src/formats/source.js';
+import { checkTensors, placeWeights, weightBytes, weightPlan } from '../src/model/weights.js';
 import type { TensorSource } from '../src/formats/tensor-source.js';
 import { makeRandomCheckpoint, tinyMlaConfig } from './reference/model.js';
 import { writeSafetensors, writeShardedSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
@@ -527,8 +527,10 @@ describe('fuzzing loadModel itself', () => {
     await fc.assert(fc.asyncProperty(input, async (files) => {
       const got = await outcomeAsync(async () => {
         const m = await loadModel(files, { simd: 'simd' });
-        expect(m.weightBytes).toBe(weightBytes(m.config));
-        expect(m.weightBytes).toBeLessThanOrEqual(memoryNeed(m.config, KERNELS).weights);
+        // weights 'auto': matrices stored all in F16 (or BF16) stay so, the rest are f32.
+        const plan = weightPlan('auto', safetensorsSource(files['model.safetensors'], 'model.safetensors'));
+        expect(m.weightBytes).toBe(weightBytes(m.config, plan));
+        expect(m.weightBytes).toBeLessThanOrEqual(memoryNeed(m.config, KERNELS, { plan }).weights);
         m.dispose();
       });
       seen.set(got, (seen.get(got) ?? 0) + 1);

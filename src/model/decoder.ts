@@ -5,7 +5,7 @@
 import type { GroupedAttention, MlaAttention, ModelConfig, MoeFfn } from '../formats/config.js';
 import type { Heap } from '../host/heap.js';
 import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
-import { attnScratchBytes, attnSegmentBytes, BLOCK, FINISH, INIT, matmulPackBytes, Ops, type RopeStyle, type ScratchKernels } from './ops.js';
+import { actQuantBytes, attnScratchBytes, attnSegmentBytes, BLOCK, FINISH, INIT, matmulPackBytes, Ops, type RopeStyle, type ScratchKernels } from './ops.js';
 import { type ThreadPool } from '../host/pool.js';
 import type { Kernels } from '../host/kernels.js';
 import type { KvCache } from './kv-cache.js';
@@ -29,7 +29,7 @@ const F = 4; // bytes per f32
 const MLA_ROPE: RopeStyle = 'adjacent', LLAMA_ROPE: RopeStyle = 'half';
 
 type ScratchName = 'ids' | 'x' | 'xn' | 'u' | 'proj' | 'q' | 'o' | 'gu' | 'logits' | 'cos' | 'sin' | 'freqs' |
-  'attnM' | 'attnL' | 'attnScratch' | 'attnSeg' | 'kvExp' | 'qAbs' | 'oLat' | 'pack' | 'router' | 'xe' | 'ye';
+  'attnM' | 'attnL' | 'attnScratch' | 'attnSeg' | 'kvExp' | 'qAbs' | 'oLat' | 'pack' | 'router' | 'xe' | 'ye' | 'act';
 
 /** Bytes of matmul packing scratch one thread needs (a 64-byte multiple). */
 export function packBytes(c: ModelConfig, k: ScratchKernels): number {
@@ -70,7 +70,15 @@ export function scratchSizes(c: ModelConfig, k: ScratchKernels, threads = 1): Re
     oLat: mla ? T * H * mla.kvLoraRank : 0,
     pack: threads * packBytes(c, k) / F,
     router: T * maxExperts, xe: moes.length ? T * d : 0, ye: moes.length ? T * d : 0,
+    act: Math.ceil(actQuantBytes(T, maxLinearCols(c)) / F),
   };
+}
+
+/** The longest input row of any linear layer: the activations q8 / q4 products quantise. */
+export function maxLinearCols(c: ModelConfig): number {
+  const a = c.attention;
+  const maxInter = Math.max(...c.ffn.map((f) => f.kind === 'dense' ? f.intermediate : Math.max(f.intermediate, f.sharedIntermediate)));
+  return Math.max(c.hidden, a.heads * a.vDim, maxInter, a.kind === 'mla' ? a.qLoraRank ?? 0 : 0);
 }
 
 /**
@@ -122,7 +130,7 @@ export class Decoder {
       this.s[name as ScratchName] = next;
       next += Math.ceil(Math.max(1, n) * F / MATRIX_ALIGN) * MATRIX_ALIGN;
     }
-    this.ops = new Ops(k, pool, this.s.pack, packBytes(c, k), this.s.attnSeg, sizes.attnSeg * F);
+    this.ops = new Ops(k, pool, this.s.pack, packBytes(c, k), this.s.attnSeg, sizes.attnSeg * F, this.s.act, sizes.act * F);
     heap.f32(this.s.freqs, this.ropeDim / 2).set(ropeFrequencies(this.ropeDim, c.ropeTheta, c.yarn));
   }
 
@@ -166,7 +174,7 @@ export class Decoder {
   runChunk(cache: KvCache, pos: number, T: number, path: AttentionPath, allLogits: boolean): number {
     const { ops, s, config: c } = this;
     const d = c.hidden;
-    ops.embed(this.w.embed.ptr, d, s.ids, T, s.x);
+    ops.embed(this.w.embed, s.ids, T, s.x);
     ops.ropeTable({ freqs: s.freqs, half: this.ropeDim / 2, pos0: pos, count: T, scale: this.ropeAmp, cos: s.cos, sin: s.sin });
     for (let l = 0; l < c.layers; l++) {
       const lw = this.w.layers[l];

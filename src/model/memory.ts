@@ -7,13 +7,13 @@ import type { ScratchKernels } from './ops.js';
 import { MlaError } from '../errors.js';
 import { fmtBytes, heapBytesFor } from '../host/heap.js';
 import { poolBytes } from '../host/protocol.js';
-import { weightBlockBytes } from './weights.js';
+import { weightBlockBytes, weightPlan, type WeightPlan, type WeightsOption } from './weights.js';
 
 /** WebAssembly's limit for a 32-bit memory: 65536 pages of 64 KiB. */
 export const WASM_MEMORY_LIMIT = 2 ** 32;
 
 export interface MemoryNeed {
-  /** The weights as f32 (F16 and BF16 files are widened at load), with their alignment. */
+  /** The weights in the formats of the plan (default all f32), with their alignment. */
   weights: number;
   /** The decoder's scratch buffers (its run state) for one chunk of tokens, with matmul packing scratch per thread. */
   scratch: number;
@@ -33,6 +33,8 @@ export interface NeedOptions {
   threads?: number;
   /** Positions of the one KV cache counted (default: a chunk's, or the model's max if less). */
   cachePositions?: number;
+  /** Each matrix's format (default: all f32). */
+  plan?: WeightPlan;
 }
 
 /**
@@ -42,7 +44,7 @@ export interface NeedOptions {
 export function memoryNeed(c: ModelConfig, kernels: ScratchKernels, options: NeedOptions = {}): MemoryNeed {
   const threads = options.threads ?? 1;
   const cachePositions = options.cachePositions ?? Math.min(c.maxPositions, CHUNK);
-  const weights = weightBlockBytes(c);
+  const weights = weightBlockBytes(c, options.plan ?? weightPlan('f32'));
   const scratch = scratchBytes(scratchSizes(c, kernels, threads));
   const cache = KvCache.bytes(c, cachePositions);
   const pool = poolBytes(threads);
@@ -52,13 +54,14 @@ export function memoryNeed(c: ModelConfig, kernels: ScratchKernels, options: Nee
 }
 
 /** Throws OUT_OF_MEMORY, naming the need, when the model cannot fit in WebAssembly memory on `threads` threads. */
-export function checkMemory(c: ModelConfig, kernels: ScratchKernels, threads = 1): MemoryNeed {
-  const need = memoryNeed(c, kernels, { threads });
+export function checkMemory(c: ModelConfig, kernels: ScratchKernels, threads = 1,
+  weights: { option: WeightsOption; plan: WeightPlan } = { option: 'f32', plan: weightPlan('f32') }): MemoryNeed {
+  const need = memoryNeed(c, kernels, { threads, plan: weights.plan });
   if (!(need.total <= WASM_MEMORY_LIMIT)) {
     const perThread = threads > 1 ? ` (with matmul packing for ${threads} threads)` : '';
     throw new MlaError('OUT_OF_MEMORY',
       `the model needs ${fmtBytes(need.total)} (${need.total} bytes) of WebAssembly memory: ${fmtBytes(need.weights)} of weights ` +
-      `as f32, ${fmtBytes(need.scratch)} of scratch${perThread} and ${fmtBytes(need.cache)} for a ${need.cachePositions}-position KV cache; ` +
+      `(weights '${weights.option}'), ${fmtBytes(need.scratch)} of scratch${perThread} and ${fmtBytes(need.cache)} for a ${need.cachePositions}-position KV cache; ` +
       `WebAssembly memory stops at 4 GiB`);
   }
   return need;

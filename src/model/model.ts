@@ -3,7 +3,7 @@
 import { mhaCacheNumbers, parseConfig, type ModelConfig } from '../formats/config.js';
 import { Decoder, type AttentionPath } from './decoder.js';
 import { KvCache } from './kv-cache.js';
-import type { Ops } from './ops.js';
+import type { Ops, ScratchKernels } from './ops.js';
 import { checkOptions, MlaError } from '../errors.js';
 import { Session, type SessionOptions } from './session.js';
 import { openSource, type ModelSource } from '../formats/source.js';
@@ -11,18 +11,26 @@ import { defaultThreads } from '../host/threads.js';
 import { type ThreadPool } from '../host/pool.js';
 import { loadKernels } from '../host/load.js';
 import { type KernelOptions, type SimdBuild } from '../host/kernels.js';
-import { checkMemory } from './memory.js';
-import { checkTensors, placeWeights, weightBytes } from './weights.js';
+import { checkMemory, memoryNeed, WASM_MEMORY_LIMIT, type MemoryNeed } from './memory.js';
+import { checkTensors, checkWeightsOption, placeWeights, weightBytes, weightPlan, type WeightsOption } from './weights.js';
+import { loadQuantizer } from './ops.js';
+import { maxLinearCols, scratchBytes, scratchSizes } from './decoder.js';
 import { tokenizerFilesOf } from '../formats/model-files.js';
 import { loadTokenizerFiles, type GenerationConfig, type Tokenizer } from '../formats/tokenizer.js';
 
 export interface LoadOptions extends KernelOptions {
+  /**
+   * How weights are kept in memory: 'auto' (default) as the file stores them (F32, F16, BF16,
+   * Q8_0, Q4_0), or all made 'f32', 'bf16', 'int8' or 'int4' at load (see formatChooser for what
+   * stays wider).
+   */
+  weights?: WeightsOption;
   /** Called as weights are placed: bytes of WebAssembly memory filled so far, out of the total. */
   onProgress?: (done: number, total: number) => void;
 }
 
 // Every option's name, checked against the interfaces: a new option cannot be forgotten here.
-const LOAD_OPTIONS = Object.keys({ simd: 1, threads: 1, wasmModule: 1, wasmBytes: 1, onProgress: 1 } satisfies Record<keyof LoadOptions, 1>);
+const LOAD_OPTIONS = Object.keys({ simd: 1, threads: 1, wasmModule: 1, wasmBytes: 1, onProgress: 1, weights: 1 } satisfies Record<keyof LoadOptions, 1>);
 const FORWARD_OPTIONS = Object.keys({ attention: 1 } satisfies Record<keyof ForwardOptions, 1>);
 
 export interface ForwardOptions {
@@ -38,6 +46,9 @@ export interface ModelParts {
   pool: ThreadPool | null;
   tokenizer: Tokenizer | null;
   generationConfig: GenerationConfig | null;
+  /** The `weights` option the model was loaded with, and the kernels' scratch sizing (memoryFor). */
+  weights: WeightsOption;
+  scratchKernels: ScratchKernels;
 }
 
 export class TokenModel {
@@ -47,11 +58,14 @@ export class TokenModel {
   readonly simd: SimdBuild;
   /** Bytes of weights in WebAssembly memory. */
   readonly weightBytes: number;
+  /** How the weights are kept: the `weights` option it was loaded with ('auto': as the file stores them). */
+  readonly weightFormat: WeightsOption;
   /** The tokenizer from tokenizer.json (+ tokenizer_config.json), or null when the folder has none. */
   readonly tokenizer: Tokenizer | null;
   /** generation_config.json: the defaults generate() and chat() use, or null. */
   readonly generationConfig: GenerationConfig | null;
   private readonly decoder: Decoder;
+  private readonly scratchKernels: ScratchKernels;
   private readonly pool: ThreadPool | null;
   private readonly sessions = new Set<Session>();
   private isDisposed = false;
@@ -62,6 +76,8 @@ export class TokenModel {
     this.decoder = parts.decoder;
     this.simd = parts.simd;
     this.weightBytes = parts.decoder.w.bytes;
+    this.weightFormat = parts.weights;
+    this.scratchKernels = parts.scratchKernels;
     this.tokenizer = parts.tokenizer;
     this.generationConfig = parts.generationConfig;
     this.pool = parts.pool;
@@ -83,6 +99,15 @@ export class TokenModel {
   /** What multi-head attention with the same head dims would cache per token, in bytes. */
   get mhaCacheBytesPerToken(): number {
     return KvCache.bytesFor(1, this.config.layers, mhaCacheNumbers(this.config.attention));
+  }
+
+  /**
+   * The WebAssembly memory this model's config would need with all weights in another format
+   * (f32, bf16, int8, int4; the threads as now, a chunk's cache): does it fit in 4 GiB?
+   */
+  memoryFor(weights: Exclude<WeightsOption, 'auto'>): MemoryNeed & { fits: boolean } {
+    const need = memoryNeed(this.config, this.scratchKernels, { threads: this.threads, plan: weightPlan(checkWeightsOption(weights)) });
+    return { ...need, fits: need.total <= WASM_MEMORY_LIMIT };
   }
 
   /** Bytes of WebAssembly memory in use: weights, scratch and every live session's cache. */
@@ -147,18 +172,24 @@ export async function openModel(source?: ModelSource, options: LoadOptions = {})
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
     throw new MlaError('BAD_INPUT', 'onProgress must be a function');
   }
+  const format = checkWeightsOption(options.weights ?? 'auto');
   const src = await openSource(source);
   const config = parseConfig(src.config);
   const extras = loadTokenizerFiles(tokenizerFilesOf(src, source));
-  const threads = options.threads ?? await defaultThreads(weightBytes(config));
-  const { kernels, heap, build, pool } = await loadKernels({ ...options, threads });
+  const plan = weightPlan(format, src.tensors);
+  const threads = options.threads ?? await defaultThreads(weightBytes(config, plan));
+  const { weights: _, ...kernelOptions } = options;
+  const { kernels, heap, build, pool } = await loadKernels({ ...kernelOptions, threads });
   try {
     // Before anything big is allocated: does it fit (arithmetic on the config alone, so an absurd
     // config is refused before its tensor list is built), and does the checkpoint match the config?
-    checkMemory(config, kernels, pool?.threads ?? 1);
+    const T = pool?.threads ?? 1;
+    checkMemory(config, kernels, T, { option: format, plan });
     checkTensors(config, src.tensors);
-    const weights = placeWeights(config, src.tensors, heap, options.onProgress);
-    return { config, decoder: new Decoder(kernels, heap, config, weights, pool), simd: build, pool, ...extras };
+    const quantizer = loadQuantizer(kernels, maxLinearCols(config), scratchBytes(scratchSizes(config, kernels, T)));
+    const weights = placeWeights(config, src.tensors, heap, options.onProgress, plan, quantizer);
+    return { config, decoder: new Decoder(kernels, heap, config, weights, pool), simd: build, pool, ...extras, weights: format,
+      scratchKernels: kernels };
   } catch (e) {
     pool?.dispose();
     throw e;

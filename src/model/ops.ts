@@ -11,9 +11,9 @@
 // splitting runs the very same task on this thread.
 import type { Kernels } from '../host/kernels.js';
 import type { ThreadPool } from '../host/pool.js';
-import { arg, ARGS, ATTN_BLOCK, ATTN_FINISH, ATTN_INIT, MATMUL_NN, MATMUL_NT, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ,
-  PROBE_READ_PAIRS, VECMAT_BATCH } from '../host/protocol.js';
-import type { Matrix } from './weights.js';
+import { arg, ARGS, ATTN_BLOCK, ATTN_FINISH, ATTN_INIT, MATMUL_NN, MATMUL_NT, MATMUL_NT_BF16, MATMUL_NT_F16, MATMUL_NT_Q4,
+  MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, VECMAT_BATCH } from '../host/protocol.js';
+import { matrixBytes, type Matrix, type Quantizer } from './weights.js';
 
 /** read(): the least bytes a chunk reads. */
 const READ_CHUNK = 16 << 20;
@@ -37,6 +37,31 @@ const CHUNKS_PER_THREAD = 4;
  */
 const MAX_SEGMENTS = 8, MIN_SEGMENT = 256;
 const F = 4; // bytes per f32
+/** Narrow weights: rows of W a chunk holds are a multiple of this; and a rough GEMM rate (they re-widen W per row of A). */
+const NARROW_ROWS = 8, NARROW_GEMM_RATE = 6;
+/** Bytes of WebAssembly memory quantising weights at load stages f32 rows in (a row at least). */
+const QUANTIZE_STAGING_BYTES = 1 << 20;
+
+/** Bytes of quantised activations (codes and scales) for `rows` rows of `k` values. */
+export function actQuantBytes(rows: number, k: number): number {
+  return rows * (k + Math.ceil(k / 32) * 4);
+}
+
+/**
+ * The quantizer placeWeights uses to make q8 / q4 weights from wider ones at load: rows of at most
+ * `maxCols` floats staged in a block of stagingBytes, then the kernels' Q8_0 / Q4_0 rules
+ * (quantize_q8_rows / quantize_q4_rows).
+ */
+export function loadQuantizer(k: Kernels, maxCols: number, scratchBytes: number): Quantizer {
+  return {
+    // No more than the decoder's scratch, which takes the block's place once loading is done.
+    stagingBytes: Math.max(maxCols * F, Math.min(QUANTIZE_STAGING_BYTES, scratchBytes)),
+    quantize(format, staging, rows, cols, q, d) {
+      if (format === 'q8') k.quantize_q8_rows(staging, cols, rows, cols, q, d);
+      else k.quantize_q4_rows(staging, cols, rows, cols, q, d);
+    },
+  };
+}
 
 /** The kernels' answers to "how much scratch do you need" (all that sizing memory asks of them). */
 export type ScratchKernels = Pick<Kernels, 'matmul_pack_bytes' | 'attn_scratch_bytes'>;
@@ -234,6 +259,12 @@ function putGemv(D: Float64Array, x: number, p: Gemv): void {
   D[x + 9] = p.count; D[x + 10] = p.far; D[x + 11] = 0; // acc: false
 }
 
+/** matmul_nt_bf16 / _f16 (a, lda, w, ldw, c, ldc, m, k, n) and _q8 / _q4 (aq, ad, wq, wd, c, ldc, m, k, n); acc false. */
+function putNarrow(D: Float64Array, x: number, args: number[]): void {
+  for (let i = 0; i < 9; i++) D[x + i] = args[i];
+  D[x + 9] = 0;
+}
+
 /** attn_block's arguments; attn_init and attn_finish take some of them. */
 interface Attn {
   q: number; qStride: number; nq: number; qPos0: number; qGroup: number; dk1: number; dk2: number;
@@ -299,6 +330,13 @@ class Here implements Tasks {
       a(6, i, j), a(7, i, j), a(8, i, j), a(9, i, j), a(10, i, j), a(11, i, j), a(12, i, j), a(13, i, j), a(14, i, j),
       a(15, i, j), arg(D, 0, 16, i, j), a(17, i, j), a(18, i, j), a(19, i, j), a(20, i, j), a(21, i, j));
     calls[ATTN_FINISH] = (i, j) => k.attn_finish(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j), a(6, i, j));
+    const narrow = (f: (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, a6: number, a7: number, a8: number,
+      acc: boolean) => void) => (i: number, j: number) => f(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j),
+      a(6, i, j), a(7, i, j), a(8, i, j), a(9, i, j) !== 0);
+    calls[MATMUL_NT_BF16] = narrow(k.matmul_nt_bf16);
+    calls[MATMUL_NT_F16] = narrow(k.matmul_nt_f16);
+    calls[MATMUL_NT_Q8] = narrow(k.matmul_nt_q8);
+    calls[MATMUL_NT_Q4] = narrow(k.matmul_nt_q4);
     calls[PROBE_READ] = (i, j) => k.probe_read(a(0, i, j), a(1, i, j), a(2, i, j));
     calls[PROBE_READ_PAIRS] = (i, j) => k.probe_read_pairs(a(0, i, j), a(1, i, j), a(2, i, j));
     this.calls = calls;
@@ -341,6 +379,9 @@ export class Ops {
   private readonly packBytes: number;
   private readonly segments: number;
   private readonly segmentsBytes: number;
+  /** Activations quantised for q8/q4 products: actBytes at act (actQuantBytes of the largest). */
+  private readonly act: number;
+  private readonly actBytes: number;
   // The kernels' tiling, read from the build that runs (see assembly/matmul.ts, attention.ts).
   private readonly splitCols: number;
   private readonly vecL1: number;
@@ -351,8 +392,11 @@ export class Ops {
    * `pack` holds `threads` blocks of `packBytes` (the largest product's packing scratch);
    * `segments` holds `segmentsBytes` (attnSegmentBytes of the largest split by keys), or none.
    */
-  constructor(k: Kernels, pool: ThreadPool | null, pack: number, packBytes: number, segments = 0, segmentsBytes = 0) {
+  constructor(k: Kernels, pool: ThreadPool | null, pack: number, packBytes: number, segments = 0, segmentsBytes = 0,
+              act = 0, actBytes = 0) {
     this.k = k;
+    this.act = act;
+    this.actBytes = actBytes;
     this.here = new Here(k);
     this.pool = pool;
     this.threads = pool?.threads ?? 1;
@@ -377,10 +421,17 @@ export class Ops {
   // -------------------------------------------------------------------------------------------
   // Calls that run on this thread.
 
-  /** out[t, :] = row ids[t] of `table` (dim floats a row) for t < count; ids are i32 at `ids`. */
-  embed(table: number, dim: number, ids: number, count: number, out: number): void {
+  /** out[t, :] = row ids[t] of `table`, widened to f32, for t < count; ids are i32 at `ids`. */
+  embed(table: Matrix, ids: number, count: number, out: number): void {
     const t0 = this.start();
-    this.k.embed(table, dim, ids, count, out);
+    const k = this.k, dim = table.cols;
+    switch (table.format) {
+      case 'f32': k.embed(table.ptr, dim, ids, count, out); break;
+      case 'bf16': k.embed_bf16(table.ptr, dim, ids, count, out); break;
+      case 'f16': k.embed_f16(table.ptr, dim, ids, count, out); break;
+      case 'q8': k.embed_q8(table.ptr, table.scales, dim, ids, count, out); break;
+      case 'q4': k.embed_q4(table.ptr, table.scales, dim, ids, count, out); break;
+    }
     if (this.observer) this.done({ op: 'embed', ms: performance.now() - t0 });
   }
 
@@ -464,8 +515,43 @@ export class Ops {
   linear(c: LinearCall): void {
     const t0 = this.start();
     const w = c.w;
-    this.product(true, c.x.ptr, c.x.stride, w.ptr, w.cols, w.panelCols, c.y.ptr, c.y.stride, c.rows, w.cols, w.rows, 1, 0, 0, 0);
+    if (w.format !== 'f32') this.narrowLinear(c);
+    else this.product(true, c.x.ptr, c.x.stride, w.ptr, w.cols, w.panelCols, c.y.ptr, c.y.stride, c.rows, w.cols, w.rows, 1, 0, 0, 0);
     if (this.observer) this.done({ op: 'linear', ms: performance.now() - t0, call: c });
+  }
+
+  /**
+   * linear() for bf16 / f16 / q8 / q4 weights (one panel): for q8 / q4 the activation rows are
+   * quantised here first (quantize_q8_act), once for every chunk. Split by rows of W, in runs of
+   * NARROW_ROWS; each output is computed the same way whichever chunk holds it.
+   */
+  private narrowLinear(c: LinearCall): void {
+    const w = c.w, k = w.cols, n = w.rows, m = c.rows;
+    if (m <= 0 || n <= 0) return;
+    const quant = w.format === 'q8' || w.format === 'q4';
+    const codeBytes = w.format === 'q8' ? k : w.format === 'q4' ? k / 2 : 2 * k;
+    const scaleBytes = k / 8; // one f32 per 32 weights
+    if (quant) {
+      if (m * (k + scaleBytes) > this.actBytes) throw new Error(`Ops: ${m} rows of ${k} activations exceed the act scratch`);
+      for (let r = 0; r < m; r++) this.k.quantize_q8_act(c.x.ptr + r * c.x.stride * F, k, this.act + r * k, this.act + m * k + r * scaleBytes);
+    }
+    const gemv = m === 1;
+    const ns = m * k * n / (gemv ? GEMV_RATE : NARROW_GEMM_RATE);
+    const units = Math.ceil(n / NARROW_ROWS);
+    const chunks = this.chunks(ns, units, 1, gemv ? matrixBytes(w.format, n, k) : 0);
+    const out = this.tasks(chunks), D = out.args;
+    const fn = { bf16: MATMUL_NT_BF16, f16: MATMUL_NT_F16, q8: MATMUL_NT_Q8, q4: MATMUL_NT_Q4 }[w.format as 'bf16'];
+    for (let s = 0; s < chunks; s++) {
+      if (chunks > 1) this.pool!.chunk();
+      const n0 = NARROW_ROWS * Math.floor(units * s / chunks), n1 = Math.min(n, NARROW_ROWS * Math.floor(units * (s + 1) / chunks));
+      const x = out.task(fn);
+      if (quant) {
+        putNarrow(D, x, [this.act, this.act + m * k, w.ptr + n0 * codeBytes, w.scales + n0 * scaleBytes, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0]);
+      } else {
+        putNarrow(D, x, [c.x.ptr, c.x.stride, w.ptr + n0 * codeBytes, k, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0]);
+      }
+    }
+    this.run(chunks);
   }
 
   matmul(c: MatmulCall): void {

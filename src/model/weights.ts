@@ -6,9 +6,9 @@
 //   MLP:   [gate_proj | up_proj]
 // Matrices wider than PANEL_COLS are stored in column panels (see Matrix).
 import type { ModelConfig } from '../formats/config.js';
-import { MlaError } from '../errors.js';
+import { MlaError, showValue } from '../errors.js';
 import type { Heap } from '../host/heap.js';
-import type { TensorSource } from '../formats/tensor-source.js';
+import type { StoredType, TensorSource } from '../formats/tensor-source.js';
 
 
 /**
@@ -29,6 +29,69 @@ export interface Matrix {
   rows: number;
   cols: number;
   panelCols: number;
+  /** How the weights are stored (MatrixFormat); narrow formats are one panel (panelCols = cols). */
+  format: MatrixFormat;
+  /** q8 / q4: byte offset of the scales, f32 [rows, cols/32]; 0 otherwise. */
+  scales: number;
+}
+
+/**
+ * A matrix's storage: f32; bf16 or f16 (u16 a weight); q8 or q4, symmetric blocks of 32 along a
+ * row with an f32 scale each (assembly/quant.ts), into which llama.cpp's Q8_0 and Q4_0 copy.
+ */
+export type MatrixFormat = 'f32' | 'bf16' | 'f16' | 'q8' | 'q4';
+
+/** What loadModel's `weights` option asks for; 'auto' keeps each tensor as its file stores it. */
+export type WeightsOption = 'auto' | 'f32' | 'bf16' | 'int8' | 'int4';
+export const WEIGHTS_OPTIONS: readonly WeightsOption[] = ['auto', 'f32', 'bf16', 'int8', 'int4'];
+
+/** What a matrix is for, which decides whether it may be narrow. */
+export type MatrixRole = 'embed' | 'lmHead' | 'router' | 'kvB' | 'linear';
+
+/** The format each matrix gets: `stored` lists its tensors' types in the file (absent: F32). */
+export type FormatChooser = (role: MatrixRole, cols: number, stored: readonly (StoredType | undefined)[]) => MatrixFormat;
+
+/** Bytes of a rows × cols matrix in `format` (q8/q4: codes, then scales). */
+export function matrixBytes(format: MatrixFormat, rows: number, cols: number): number {
+  const n = rows * cols;
+  switch (format) {
+    case 'f32': return 4 * n;
+    case 'bf16': case 'f16': return 2 * n;
+    case 'q8': return n + n / 8;
+    case 'q4': return n / 2 + n / 8;
+  }
+}
+
+/**
+ * The formats for a `weights` option. Stay f32 always: the MoE router (its scores pick experts, a
+ * discrete choice a rounding can flip) and kv_b_proj (absorbed attention multiplies by W_UK from
+ * the other side, which only the f32 kernels do). Norms are vectors, always f32. Rows whose length
+ * is not a multiple of 32 cannot be blocks of 32: int8/int4 keep them in bf16. int4 keeps lm_head
+ * in int8, as llama.cpp keeps its output matrix wider than Q4_0.
+ */
+export function formatChooser(option: WeightsOption): FormatChooser {
+  return (role, cols, stored) => {
+    if (role === 'router' || role === 'kvB' || option === 'f32') return 'f32';
+    if (option === 'bf16') return 'bf16';
+    if (option === 'int8' || option === 'int4') {
+      if (cols % 32 !== 0) return 'bf16';
+      return option === 'int8' || role === 'lmHead' ? 'q8' : 'q4';
+    }
+    // auto: as stored, when every part of the matrix is stored alike (Q4_0 widens exactly to q8).
+    if (stored.every((t) => t === 'F16')) return 'f16';
+    if (stored.every((t) => t === 'BF16')) return 'bf16';
+    if (cols % 32 === 0 && stored.every((t) => t === 'Q4_0')) return 'q4';
+    if (cols % 32 === 0 && stored.every((t) => t === 'Q8_0' || t === 'Q4_0')) return 'q8';
+    return 'f32';
+  };
+}
+
+/** Checks a `weights` option: BAD_INPUT naming the choices. */
+export function checkWeightsOption(option: unknown): WeightsOption {
+  if (!WEIGHTS_OPTIONS.includes(option as WeightsOption)) {
+    throw new MlaError('BAD_INPUT', `weights must be one of ${WEIGHTS_OPTIONS.map((o) => `'${o}'`).join(', ')}, got ${showValue(option)}`);
+  }
+  return option as WeightsOption;
 }
 
 /** The widest panel: 2048 floats of x (8 KiB) stay in L1 next to the two streams of W. */
@@ -87,7 +150,7 @@ export interface Weights {
   finalNorm: number;
   lmHead: Matrix;
   layers: LayerWeights[];
-  /** Bytes of the weights as f32 (weightBytes). */
+  /** Bytes of the weights in their formats (weightBytes). */
   bytes: number;
   /** Where the weights' block starts (its size is weightBlockBytes). */
   block: number;
@@ -201,149 +264,278 @@ function groupHeadRows(w: Float32Array, heads: number, dn: number, dv: number, d
   }
 }
 
-/** Sums over the tensors the config implies (one layer of each FFN kind is counted, not every layer). */
-function tensorSums(c: ModelConfig): { numbers: number; matrixBytes: number; vectorBytes: number } {
-  const sums = (s: Shapes) => {
-    let numbers = 0, matrixBytes = 0, vectorBytes = 0;
-    for (const shape of s.values()) {
-      const n = count(shape);
-      numbers += n;
-      if (shape.length > 1) matrixBytes += alignUp(n * 4, MATRIX_ALIGN);
-      else vectorBytes += n * 4;
-    }
-    return { numbers, matrixBytes, vectorBytes };
-  };
-  const g: Shapes = new Map();
-  globalTensors(c, g);
-  const total = sums(g);
-  const perFfn = new Map<object, ReturnType<typeof sums>>();
-  for (let l = 0; l < c.layers; l++) {
-    const f = c.ffn[l];
-    if (!perFfn.has(f)) { const s: Shapes = new Map(); layerTensors(c, l, s); perFfn.set(f, sums(s)); }
-    const x = perFfn.get(f)!;
-    total.numbers += x.numbers; total.matrixBytes += x.matrixBytes; total.vectorBytes += x.vectorBytes;
-  }
-  return total;
+/** Picks each matrix's format from its tensors' names (placed side by side), role and row length. */
+export type WeightPlan = (names: readonly string[], role: MatrixRole, cols: number) => MatrixFormat;
+
+/** The plan for a `weights` option (default 'auto') over a checkpoint's stored types (none: all F32). */
+export function weightPlan(option: WeightsOption = 'auto', src?: TensorSource): WeightPlan {
+  const choose = formatChooser(option);
+  return (names, role, cols) => choose(role, cols, names.map((n) => src?.stored?.(n)));
 }
 
-/** Bytes of the weights as f32. */
-export function weightBytes(c: ModelConfig): number {
-  return tensorSums(c).numbers * 4;
+/** A matrix of the model: its tensors (stacked by rows, in order), what it is for, whether it is in panels. */
+interface MatrixGroup { names: string[]; role: MatrixRole; panels: boolean }
+
+/** Every matrix of one layer, in the order placeWeights places them. */
+function layerMatrices(c: ModelConfig, l: number): MatrixGroup[] {
+  const p = `model.layers.${l}.`, a = c.attention, f = c.ffn[l];
+  const g = (role: MatrixRole, panels: boolean, ...names: string[]) => ({ names: names.map((n) => p + n), role, panels });
+  const out: MatrixGroup[] = [];
+  if (a.kind === 'mla') {
+    out.push(g('linear', true, a.qLoraRank ? 'self_attn.q_a_proj.weight' : 'self_attn.q_proj.weight', 'self_attn.kv_a_proj_with_mqa.weight'));
+    if (a.qLoraRank) out.push(g('linear', true, 'self_attn.q_b_proj.weight'));
+    out.push(g('kvB', false, 'self_attn.kv_b_proj.weight'));
+  } else {
+    out.push(g('linear', true, 'self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight'));
+  }
+  out.push(g('linear', true, 'self_attn.o_proj.weight'));
+  const swiglu = (prefix: string) => [g('linear', true, prefix + 'gate_proj.weight', prefix + 'up_proj.weight'), g('linear', true, prefix + 'down_proj.weight')];
+  if (f.kind === 'dense') out.push(...swiglu('mlp.'));
+  else {
+    out.push(g('router', true, 'mlp.gate.weight'));
+    for (let e = 0; e < f.experts; e++) out.push(...swiglu(`mlp.experts.${e}.`));
+    if (f.sharedIntermediate) out.push(...swiglu('mlp.shared_experts.'));
+  }
+  return out;
+}
+
+/** Sums over the model's tensors: numbers, bytes of the matrices (each aligned) and of the vectors. */
+function tensorSums(c: ModelConfig, plan: WeightPlan): { numbers: number; bytes: number; matrixBytes: number; vectorBytes: number } {
+  const shapes = expectedTensors(c);
+  const t = { numbers: 0, bytes: 0, matrixBytes: 0, vectorBytes: 0 };
+  for (const shape of shapes.values()) {
+    t.numbers += count(shape);
+    if (shape.length === 1) t.vectorBytes += count(shape) * 4;
+  }
+  t.bytes = t.vectorBytes;
+  // e_score_correction_bias is read into the host, not placed.
+  for (const [name, shape] of shapes) if (name.endsWith('.e_score_correction_bias')) t.vectorBytes -= count(shape) * 4;
+  const matrix = (m: MatrixGroup) => {
+    const cols = shapes.get(m.names[0])![1], rows = m.names.reduce((r, n) => r + shapes.get(n)![0], 0);
+    const bytes = matrixBytes(plan(m.names, m.role, cols), rows, cols);
+    t.bytes += bytes;
+    t.matrixBytes += alignUp(bytes, MATRIX_ALIGN);
+  };
+  matrix({ names: ['model.embed_tokens.weight'], role: 'embed', panels: false });
+  if (!c.tieEmbeddings) matrix({ names: ['lm_head.weight'], role: 'lmHead', panels: true });
+  for (let l = 0; l < c.layers; l++) layerMatrices(c, l).forEach(matrix);
+  return t;
+}
+
+/** Bytes of the weights in memory, in the formats `plan` picks (default: all f32). */
+export function weightBytes(c: ModelConfig, plan: WeightPlan = weightPlan('f32')): number {
+  return tensorSums(c, plan).bytes;
 }
 
 /** Bytes of WebAssembly memory placeWeights allocates: the weights, their alignment, at most. */
-export function weightBlockBytes(c: ModelConfig): number {
-  const t = tensorSums(c);
+export function weightBlockBytes(c: ModelConfig, plan: WeightPlan = weightPlan('f32')): number {
+  const t = tensorSums(c, plan);
   return MATRIX_ALIGN + t.matrixBytes + t.vectorBytes;
+}
+
+/** How placeWeights makes q8/q4 blocks from f32 rows (the kernels' quantize_q8_rows / quantize_q4_rows, through ops). */
+export interface Quantizer {
+  /** Bytes of WebAssembly memory `quantize` needs at `staging` for rows of `cols` floats (a row at least). */
+  stagingBytes: number;
+  /** Rows × cols f32 at `staging` → codes at `q` and scales at `d`. */
+  quantize(format: 'q8' | 'q4', staging: number, rows: number, cols: number, q: number, d: number): void;
+}
+
+/** f32 → bf16 bits, rounding to nearest even (NaN kept a NaN). */
+function toBf16(v: Float32Array, out: Uint16Array): void {
+  const u = new Uint32Array(v.buffer, v.byteOffset, v.length);
+  for (let i = 0; i < u.length; i++) {
+    const x = u[i];
+    out[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+}
+
+/** First index of a NaN or ±Inf among 16-bit floats whose exponent field is `expMask`, or −1. */
+function firstNonfinite16(v: Uint16Array, expMask: number): number {
+  for (let i = 0; i < v.length; i++) if ((v[i] & expMask) === expMask) return i;
+  return -1;
 }
 
 /**
  * Check, allocate and fill. Throws before allocating anything if the checkpoint does not match.
- * `onProgress(done, total)` is called with 0 and then after each tensor, with bytes placed so far.
+ * `plan` picks each matrix's format (default: all f32); q8/q4 made from wider tensors need a
+ * `quantizer`. `onProgress(done, total)` is called with 0 and then after each tensor, with bytes
+ * placed so far.
  */
 export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
-  onProgress?: (done: number, total: number) => void): Weights {
+  onProgress?: (done: number, total: number) => void, plan: WeightPlan = weightPlan('f32'), quantizer?: Quantizer): Weights {
   const shapes = checkTensors(c, src);
-  const bytes = weightBytes(c);
-  const block = heap.alloc(weightBlockBytes(c), 'the weights');
-  // Matrices from the first 4 KiB boundary on, each on a boundary; vectors after all of them.
-  let nextMatrix = alignUp(block, MATRIX_ALIGN);
-  let nextVector = nextMatrix + tensorSums(c).matrixBytes;
-  let done = 0;
-  onProgress?.(0, bytes);
-  // Consecutive tensors listed together land side by side: one fused matrix.
-  const place = (...names: string[]): number => {
-    const matrix = shapes.get(names[0])!.length > 1;
-    const ptr = matrix ? nextMatrix : nextVector;
-    let next = ptr;
-    for (const name of names) {
-      const n = count(shapes.get(name)!);
-      const view = heap.f32(next, n);
-      src.read(name, view);
-      for (let i = 0; i < n; i++) {
-        if (!Number.isFinite(view[i])) throw new MlaError('NON_FINITE', `tensor ${name} holds ${view[i]} at element ${i}`);
-      }
-      next += n * 4;
+  const sums = tensorSums(c, plan);
+  const bytes = sums.bytes;
+  const block = heap.alloc(MATRIX_ALIGN + sums.matrixBytes + sums.vectorBytes, 'the weights');
+  try {
+    return fill();
+  } catch (e) {
+    heap.release(block, MATRIX_ALIGN + sums.matrixBytes + sums.vectorBytes);
+    throw e;
+  }
+
+  function fill(): Weights {
+    // Matrices from the first 4 KiB boundary on, each on a boundary; vectors after all of them.
+    let nextMatrix = alignUp(block, MATRIX_ALIGN);
+    let nextVector = nextMatrix + sums.matrixBytes;
+    let done = 0;
+    let staging = 0;
+    onProgress?.(0, bytes);
+    const nonFinite = (name: string, i: number, v: number | string) => new MlaError('NON_FINITE', `tensor ${name} holds ${v} at element ${i}`);
+    const readF32 = (name: string, out: Float32Array) => {
+      src.read(name, out);
+      for (let i = 0; i < out.length; i++) if (!Number.isFinite(out[i])) throw nonFinite(name, i, out[i]);
+    };
+    const place = (name: string): number => {
+      const n = count(shapes.get(name)!), ptr = nextVector;
+      readF32(name, heap.f32(ptr, n));
+      nextVector += n * 4;
       done += n * 4;
       onProgress?.(done, bytes);
-    }
-    if (matrix) nextMatrix = alignUp(next, MATRIX_ALIGN);
-    else nextVector = next;
-    return ptr;
-  };
-  // Place a (fused) matrix, then rearrange it into column panels when it is wider than PANEL_COLS.
-  const placeMatrix = (panels: boolean, ...names: string[]): Matrix => {
-    const ptr = place(...names);
-    const cols = shapes.get(names[0])![1];
-    const rows = names.reduce((r, name) => r + shapes.get(name)![0], 0);
-    const panelCols = panels ? panelWidth(cols) : cols;
-    if (panelCols < cols) {
-      const rowMajor = heap.f32(ptr, rows * cols).slice();
-      const out = heap.f32(ptr, rows * cols);
-      let o = 0;
-      for (let c0 = 0; c0 < cols; c0 += panelCols) {
-        const width = Math.min(panelCols, cols - c0);
-        for (let r = 0; r < rows; r++, o += width) out.set(rowMajor.subarray(r * cols + c0, r * cols + c0 + width), o);
+      return ptr;
+    };
+    // One tensor's rows of a matrix in `format`, at row `r0` of a matrix of `rows` rows at ptr.
+    const fillRows = (name: string, format: MatrixFormat, ptr: number, rows: number, r0: number, cols: number) => {
+      const n = count(shapes.get(name)!), r = n / cols, stored = src.stored?.(name);
+      if (format === 'f32') {
+        readF32(name, heap.f32(ptr + r0 * cols * 4, n));
+      } else if (format === 'bf16' || format === 'f16') {
+        const out = new Uint16Array(heap.memory.buffer, ptr + r0 * cols * 2, n);
+        if (stored === (format === 'f16' ? 'F16' : 'BF16')) {
+          src.read16!(name, out);
+          const i = firstNonfinite16(out, format === 'f16' ? 0x7c00 : 0x7f80);
+          if (i >= 0) throw nonFinite(name, i, 'a NaN or infinity');
+        } else {
+          const v = new Float32Array(n);
+          readF32(name, v);
+          toBf16(v, out);
+        }
+      } else {
+        const codeBytes = format === 'q8' ? cols : cols / 2, nb = cols / 32;
+        const q = ptr + r0 * codeBytes, d = ptr + rows * codeBytes + r0 * nb * 4;
+        if (stored === 'Q8_0' && format === 'q8' || stored === 'Q4_0' && format === 'q4') {
+          src.readBlocks!(name, heap.u8(q, r * codeBytes), heap.f32(d, r * nb));
+        } else if (stored === 'Q4_0' && format === 'q8') {
+          // Exact: a Q4_0 code c stands for (c − 8)·d, an int8 code of the same block scale.
+          const packed = new Uint8Array(r * cols / 2);
+          src.readBlocks!(name, packed, heap.f32(d, r * nb));
+          const out = new Int8Array(heap.memory.buffer, q, r * cols);
+          for (let b = 0; b < r * nb; b++) {
+            for (let j = 0; j < 16; j++) {
+              const byte = packed[b * 16 + j];
+              out[b * 32 + j] = (byte & 15) - 8;
+              out[b * 32 + j + 16] = (byte >> 4) - 8;
+            }
+          }
+        } else {
+          if (!quantizer) throw new Error('placeWeights: q8/q4 from wider tensors needs a quantizer');
+          const v = new Float32Array(n);
+          readF32(name, v);
+          const per = Math.max(1, Math.floor(quantizer.stagingBytes / (cols * 4)));
+          if (!staging) staging = heap.alloc(quantizer.stagingBytes, 'quantising the weights');
+          for (let i = 0; i < r; i += per) {
+            const m = Math.min(per, r - i);
+            heap.f32(staging, m * cols).set(v.subarray(i * cols, (i + m) * cols));
+            quantizer.quantize(format, staging, m, cols, q + i * codeBytes, d + i * nb * 4);
+          }
+        }
+        const scales = heap.f32(d, r * nb);
+        for (let i = 0; i < scales.length; i++) if (!Number.isFinite(scales[i])) throw nonFinite(name, i * 32, `a block scale of ${scales[i]}`);
       }
-    }
-    return { ptr, rows, cols, panelCols };
-  };
-  const embed = placeMatrix(false, 'model.embed_tokens.weight');
-  const finalNorm = place('model.norm.weight');
-  const lmHead = c.tieEmbeddings ? embed : placeMatrix(true, 'lm_head.weight');
-  const a = c.attention;
-  const layers: LayerWeights[] = [];
-  for (let l = 0; l < c.layers; l++) {
-    const p = `model.layers.${l}.`;
-    const w = {} as LayerWeights;
-    w.inputNorm = place(p + 'input_layernorm.weight');
-    w.postNorm = place(p + 'post_attention_layernorm.weight');
-    w.qNorm = w.kvNorm = 0;
-    w.wqB = w.wkvB = w.wUK = w.wUV = null;
-    if (a.kind === 'mla') {
-      const qFirst = a.qLoraRank ? 'self_attn.q_a_proj.weight' : 'self_attn.q_proj.weight';
-      w.wIn = placeMatrix(true, p + qFirst, p + 'self_attn.kv_a_proj_with_mqa.weight');
-      w.inRows = inputRows(c);
-      if (a.qLoraRank) {
-        w.qNorm = place(p + 'self_attn.q_a_layernorm.weight');
-        w.wqB = placeMatrix(true, p + 'self_attn.q_b_proj.weight');
+      done += matrixBytes(format, r, cols);
+      onProgress?.(done, bytes);
+    };
+    // Place a (fused) matrix, then rearrange it into column panels when f32 and wider than PANEL_COLS.
+    const placeMatrix = (role: MatrixRole, panels: boolean, ...names: string[]): Matrix => {
+      const cols = shapes.get(names[0])![1];
+      const rows = names.reduce((r, name) => r + shapes.get(name)![0], 0);
+      const format = plan(names, role, cols);
+      const ptr = nextMatrix;
+      let r0 = 0;
+      for (const name of names) {
+        fillRows(name, format, ptr, rows, r0, cols);
+        r0 += shapes.get(name)![0];
       }
-      w.kvNorm = place(p + 'self_attn.kv_a_layernorm.weight');
-      w.wkvB = placeMatrix(false, p + 'self_attn.kv_b_proj.weight');
-      groupHeadRows(heap.f32(w.wkvB.ptr, w.wkvB.rows * w.wkvB.cols), a.heads, a.nopeDim, a.vDim, a.kvLoraRank);
-      const dc = a.kvLoraRank, ukRows = a.heads * a.nopeDim;
-      w.wUK = { ptr: w.wkvB.ptr, rows: ukRows, cols: dc, panelCols: dc };
-      w.wUV = { ptr: w.wkvB.ptr + ukRows * dc * 4, rows: a.heads * a.vDim, cols: dc, panelCols: dc };
-    } else {
-      w.wIn = placeMatrix(true, p + 'self_attn.q_proj.weight', p + 'self_attn.k_proj.weight', p + 'self_attn.v_proj.weight');
-      w.inRows = inputRows(c);
-    }
-    w.wo = placeMatrix(true, p + 'self_attn.o_proj.weight');
-    const f = c.ffn[l];
-    w.wGateUp = w.wDown = null;
-    w.moe = null;
-    if (f.kind === 'dense') {
-      w.wGateUp = placeMatrix(true, p + 'mlp.gate_proj.weight', p + 'mlp.up_proj.weight');
-      w.wDown = placeMatrix(true, p + 'mlp.down_proj.weight');
-    } else {
-      const router = placeMatrix(true, p + 'mlp.gate.weight');
-      let bias: Float32Array | null = null;
-      if (f.method === 'noaux_tc') {
-        const name = p + 'mlp.gate.e_score_correction_bias';
-        bias = new Float32Array(f.experts);
-        src.read(name, bias);
-        if (!bias.every(Number.isFinite)) throw new MlaError('NON_FINITE', `tensor ${name} holds a non-finite value`);
+      nextMatrix = alignUp(ptr + matrixBytes(format, rows, cols), MATRIX_ALIGN);
+      const panelCols = panels && format === 'f32' ? panelWidth(cols) : cols;
+      if (panelCols < cols) {
+        const rowMajor = heap.f32(ptr, rows * cols).slice();
+        const out = heap.f32(ptr, rows * cols);
+        let o = 0;
+        for (let c0 = 0; c0 < cols; c0 += panelCols) {
+          const width = Math.min(panelCols, cols - c0);
+          for (let r = 0; r < rows; r++, o += width) out.set(rowMajor.subarray(r * cols + c0, r * cols + c0 + width), o);
+        }
       }
-      const experts = Array.from({ length: f.experts }, (_, e) => ({
-        gateUp: placeMatrix(true, `${p}mlp.experts.${e}.gate_proj.weight`, `${p}mlp.experts.${e}.up_proj.weight`),
-        down: placeMatrix(true, `${p}mlp.experts.${e}.down_proj.weight`),
-      }));
-      const shared = f.sharedIntermediate > 0;
-      const sharedGateUp = shared ? placeMatrix(true, p + 'mlp.shared_experts.gate_proj.weight', p + 'mlp.shared_experts.up_proj.weight') : null;
-      const sharedDown = shared ? placeMatrix(true, p + 'mlp.shared_experts.down_proj.weight') : null;
-      w.moe = { router, bias, experts, sharedGateUp, sharedDown };
+      const codeBytes = format === 'q8' ? cols : format === 'q4' ? cols / 2 : 0;
+      return { ptr, rows, cols, panelCols, format, scales: codeBytes ? ptr + rows * codeBytes : 0 };
+    };
+    try {
+      return placeAll();
+    } finally {
+      if (staging) heap.release(staging, quantizer!.stagingBytes);
     }
-    layers.push(w);
+
+    function placeAll(): Weights {
+      const embed = placeMatrix('embed', false, 'model.embed_tokens.weight');
+      const finalNorm = place('model.norm.weight');
+      const lmHead = c.tieEmbeddings ? embed : placeMatrix('lmHead', true, 'lm_head.weight');
+      const a = c.attention;
+      const layers: LayerWeights[] = [];
+      for (let l = 0; l < c.layers; l++) {
+        const p = `model.layers.${l}.`;
+        const w = {} as LayerWeights;
+        w.inputNorm = place(p + 'input_layernorm.weight');
+        w.postNorm = place(p + 'post_attention_layernorm.weight');
+        w.qNorm = w.kvNorm = 0;
+        w.wqB = w.wkvB = w.wUK = w.wUV = null;
+        if (a.kind === 'mla') {
+          const qFirst = a.qLoraRank ? 'self_attn.q_a_proj.weight' : 'self_attn.q_proj.weight';
+          w.wIn = placeMatrix('linear', true, p + qFirst, p + 'self_attn.kv_a_proj_with_mqa.weight');
+          w.inRows = inputRows(c);
+          if (a.qLoraRank) {
+            w.qNorm = place(p + 'self_attn.q_a_layernorm.weight');
+            w.wqB = placeMatrix('linear', true, p + 'self_attn.q_b_proj.weight');
+          }
+          w.kvNorm = place(p + 'self_attn.kv_a_layernorm.weight');
+          w.wkvB = placeMatrix('kvB', false, p + 'self_attn.kv_b_proj.weight');
+          groupHeadRows(heap.f32(w.wkvB.ptr, w.wkvB.rows * w.wkvB.cols), a.heads, a.nopeDim, a.vDim, a.kvLoraRank);
+          const dc = a.kvLoraRank, ukRows = a.heads * a.nopeDim;
+          w.wUK = { ptr: w.wkvB.ptr, rows: ukRows, cols: dc, panelCols: dc, format: 'f32', scales: 0 };
+          w.wUV = { ptr: w.wkvB.ptr + ukRows * dc * 4, rows: a.heads * a.vDim, cols: dc, panelCols: dc, format: 'f32', scales: 0 };
+        } else {
+          w.wIn = placeMatrix('linear', true, p + 'self_attn.q_proj.weight', p + 'self_attn.k_proj.weight', p + 'self_attn.v_proj.weight');
+          w.inRows = inputRows(c);
+        }
+        w.wo = placeMatrix('linear', true, p + 'self_attn.o_proj.weight');
+        const f = c.ffn[l];
+        w.wGateUp = w.wDown = null;
+        w.moe = null;
+        if (f.kind === 'dense') {
+          w.wGateUp = placeMatrix('linear', true, p + 'mlp.gate_proj.weight', p + 'mlp.up_proj.weight');
+          w.wDown = placeMatrix('linear', true, p + 'mlp.down_proj.weight');
+        } else {
+          const router = placeMatrix('router', true, p + 'mlp.gate.weight');
+          let bias: Float32Array | null = null;
+          if (f.method === 'noaux_tc') {
+            const name = p + 'mlp.gate.e_score_correction_bias';
+            bias = new Float32Array(f.experts);
+            src.read(name, bias);
+            if (!bias.every(Number.isFinite)) throw new MlaError('NON_FINITE', `tensor ${name} holds a non-finite value`);
+          }
+          const experts = Array.from({ length: f.experts }, (_, e) => ({
+            gateUp: placeMatrix('linear', true, `${p}mlp.experts.${e}.gate_proj.weight`, `${p}mlp.experts.${e}.up_proj.weight`),
+            down: placeMatrix('linear', true, `${p}mlp.experts.${e}.down_proj.weight`),
+          }));
+          const shared = f.sharedIntermediate > 0;
+          const sharedGateUp = shared ? placeMatrix('linear', true, p + 'mlp.shared_experts.gate_proj.weight', p + 'mlp.shared_experts.up_proj.weight') : null;
+          const sharedDown = shared ? placeMatrix('linear', true, p + 'mlp.shared_experts.down_proj.weight') : null;
+          w.moe = { router, bias, experts, sharedGateUp, sharedDown };
+        }
+        layers.push(w);
+      }
+      return { embed, finalNorm, lmHead, layers, bytes, block };
+    }
   }
-  return { embed, finalNorm, lmHead, layers, bytes, block };
 }
