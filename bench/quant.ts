@@ -13,8 +13,7 @@
 // and scales); "× f32" is the f32 matvec's time over this one's, in the same build and run.
 // q8 / q4 time the product alone; quantising the activation (once per token and input) is timed
 // on its own line.
-import { loadKernels, type LoadedKernels } from '../src/host/load.js';
-import type { SimdBuild } from '../src/host/kernels.js';
+import { loadKernels, type LoadedKernels, type SimdBuild } from '../src/internal.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
