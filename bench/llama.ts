@@ -6,9 +6,10 @@
 //
 // (a) the default model, through the public API (loadModel, createSession, prefill, step): for tg64
 //     at context L it prefills L tokens, then times 64 steps, 5 times (back to L each time; the
-//     median counts, as llama-bench repeats each test 5 times). Its max_position_embeddings is 1024,
-//     so for 4k and 16k the same weights are loaded with that limit raised (RoPE then runs past the
-//     positions it was trained on, which changes the text but not the work).
+//     median counts, as llama-bench repeats each test 5 times). Its max_position_embeddings is 192
+//     (its training windows), so for pp512 and every tg context the same weights are loaded with
+//     that limit raised (RoPE then runs past the positions it was trained on, which changes the
+//     text but not the work).
 // (b) a synthetic model with DeepSeek-V2-Lite attention dims (bench/decode.ts), through a session
 //     of its own: pp by Session.prefill; tg64 at context L fills the cache with random rows up to L
 //     and times 64 steps from there, 5 times (a step's work does not depend on the cached values,
@@ -92,8 +93,24 @@ async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, pr
   const t = `${model.threads}t`;
   const c = model.config;
   const vocab = c.vocabSize;
+  // Tests past max_position_embeddings: the same checkpoint with the limit raised, loaded once.
+  const raised: { model?: Model } = {};
+  const modelFor = async (length: number): Promise<{ m: Model; note?: string }> => {
+    if (length <= c.maxPositions) return { m: model };
+    if (!raised.model) {
+      const dir = new URL('../models/fortune-mla/', import.meta.url);
+      const cfg = JSON.parse(readFileSync(new URL('config.json', dir), 'utf8'));
+      cfg.max_position_embeddings = Math.max(...PP, ...contexts.map((L) => L + TG));
+      raised.model = await loadModel({
+        'config.json': new TextEncoder().encode(JSON.stringify(cfg)),
+        'model.safetensors': readFileSync(new URL('model.safetensors', dir)),
+      }, { simd: build, threads });
+    }
+    return { m: raised.model, note: `max_position_embeddings ${c.maxPositions} raised to ${raised.model.config.maxPositions} for timing` };
+  };
   for (const T of PP) {
-    const s = model.createSession({ contextLength: T });
+    const { m, note } = await modelFor(T);
+    const s = m.createSession({ contextLength: T });
     const prompt = ids(T, vocab);
     s.prefill(prompt); // warm-up
     const times: number[] = [];
@@ -104,26 +121,11 @@ async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, pr
       times.push(performance.now() - t0);
     }
     s.dispose();
-    rows.push(row(name, `pp${T}`, model.threads, T, T, median(times), prefillFloor(c, T, p, model.threads), 'compute'));
+    rows.push(row(name, `pp${T}`, model.threads, T, T, median(times), prefillFloor(c, T, p, model.threads), 'compute', note));
     log(`  ${name} ${t} pp${T}: ${(T / median(times) * 1000).toFixed(0)} tokens/s`);
   }
-  // Contexts past max_position_embeddings: the same checkpoint with the limit raised.
-  let raised: Model | null = null;
   for (const L of contexts) {
-    let m = model, note: string | undefined;
-    if (L + TG > c.maxPositions) {
-      if (!raised) {
-        const dir = new URL('../models/fortune-mla/', import.meta.url);
-        const cfg = JSON.parse(readFileSync(new URL('config.json', dir), 'utf8'));
-        cfg.max_position_embeddings = Math.max(...contexts) + TG;
-        raised = await loadModel({
-          'config.json': new TextEncoder().encode(JSON.stringify(cfg)),
-          'model.safetensors': readFileSync(new URL('model.safetensors', dir)),
-        }, { simd: build, threads });
-      }
-      m = raised;
-      note = `max_position_embeddings ${c.maxPositions} raised to ${m.config.maxPositions} for timing`;
-    }
+    const { m, note } = await modelFor(L + TG);
     const s = m.createSession({ contextLength: L + TG });
     const t0 = performance.now();
     s.prefill(ids(L - 3, vocab));
@@ -146,7 +148,7 @@ async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, pr
     log(`  ${name} ${t} tg${TG} @ ${L}: ${(TG / ms * 1000).toFixed(0)} tokens/s (prefill of ${L} took ${(prefillMs / 1000).toFixed(1)} s)`);
   }
   model.dispose();
-  raised?.dispose();
+  raised.model?.dispose();
   return rows;
 }
 

@@ -1,8 +1,9 @@
-// The bench's ONNX models (bench/onnx.ts, bench/e2e.ts) run under onnxruntime-node and compute what
+// The bench's ONNX models (bench/onnx.ts, bench/e2e/onnx-step.ts) run under onnxruntime-node and compute what
 // they claim: a MatMul, and our absorbed MLA decode step (on a tiny config, against our decoder).
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { buildStepGraph, latentCache, ropeInputs, tensorValues } from '../bench/e2e.js';
+import { tensorValues } from '../bench/e2e/checkpoint.js';
+import { buildStepGraph, latentCache, ropeInputs } from '../bench/e2e/onnx-step.js';
 import { concat, matmulModel } from '../bench/onnx.js';
 import { parseConfig, type MlaAttention } from '../src/formats/config.js';
 import { loadModel } from '../src/generate/model.js';

@@ -398,7 +398,9 @@ const configEdit: fc.Arbitrary<ConfigEdit> = fc.oneof(
 
 function applyConfigEdits(base: Record<string, unknown>, edits: ConfigEdit[]): Record<string, unknown> {
   const c: Record<string, any> = structuredClone(base);
-  for (const m of edits) {
+  // Each edit's own copy, as in rebuild(): the rope edits change rope_scaling in place, and it may
+  // hold a value fast-check shares between runs.
+  for (const m of edits.map((e) => structuredClone(e))) {
     if (m.k === 'set') Object.defineProperty(c, m.key, { value: m.v, enumerable: true, configurable: true, writable: true });
     else if (m.k === 'delete') delete c[m.key];
     else if (m.k === 'nudge') { if (typeof c[m.key] === 'number') c[m.key] += m.by; }
@@ -411,6 +413,16 @@ function applyConfigEdits(base: Record<string, unknown>, edits: ConfigEdit[]): R
 }
 
 describe('fuzzing config.json', () => {
+  it('config edits copy the values they write: a shared fast-check constant is never mutated', () => {
+    // fast-check hands out one object for a constant such as `{}` to every run. Written into
+    // rope_scaling and then edited in place, it once became { type: itself }, and a later run's
+    // JSON.stringify of a config holding it threw "Converting circular structure to JSON".
+    const shared = {};
+    const config = applyConfigEdits(fortuneConfig, [{ k: 'set', key: 'rope_scaling', v: shared }, { k: 'rope', key: 'type', v: shared }]);
+    expect(shared).toEqual({});
+    expect(JSON.parse(JSON.stringify(config)).rope_scaling).toEqual({ type: {} });
+  });
+
   it('mutated config objects (JSON and non-JSON values) at parseConfig + checkTensors against the real header', () => {
     const header = fortuneHeader;
     const src: TensorSource = {
@@ -478,7 +490,7 @@ describe('fuzzing shard indexes', () => {
     await fc.assert(fc.asyncProperty(fc.array(indexEdit, { minLength: 1, maxLength: 3 }), async (edits) => {
       const files: Record<string, Uint8Array> = { ...shards, 'config.json': tinyConfigBytes };
       let index: any = structuredClone(baseIndex);
-      for (const m of edits) {
+      for (const m of edits.map((e) => structuredClone(e))) {
         const wm = index && typeof index === 'object' && index.weight_map && typeof index.weight_map === 'object' ? index.weight_map : null;
         if (m.k === 'remap' && wm) wm[tensorNames[m.t % tensorNames.length]] = m.to;
         if (m.k === 'unlist' && wm) delete wm[tensorNames[m.t % tensorNames.length]];

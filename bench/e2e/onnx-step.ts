@@ -1,0 +1,146 @@
+// The end-to-end bench's peer: our absorbed MLA decode step written as an ONNX graph, built here
+// in TypeScript from the checkpoint's weights (no Python, no PyTorch export), so that every op can
+// be read beside src/model/decoder.ts. It computes our absorbed decode step exactly:
+//   x = embed[id]; per layer: RMSNorm → q = x·W_qᵀ (no query compression) → [q_nope | q_rope],
+//   RoPE on q_rope (DeepSeek's adjacent pairs); [c_kv | k_rope] = x·W_kv_aᵀ, RMSNorm(c_kv), RoPE(k_rope)
+//   = the new latent cache row (an output); the cache of S rows is an input. Absorbed attention:
+//   q̃_h = q_nope_h · W_UK_h, scores = [q̃ | q_rope] · [cache; new row]ᵀ · scale, softmax,
+//   õ_h = p_h · C, o_h = õ_h · W_UV_hᵀ, o_proj; residual; RMSNorm; SwiGLU; residual;
+//   final RMSNorm; lm_head.
+// RoPE's cos/sin for the position are graph inputs (a host computes them, as ours does, with
+// angle = f32(pos · f_k)), expanded to pairs: rope(x) = x ⊙ cos2 + (x · P) ⊙ sin2, P swapping the
+// elements of each pair. The runner checks its logits against ours before anything is timed.
+import { closeSync, existsSync, openSync, renameSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { expectedTensors, ropeFrequencies, softmaxScale, type MlaAttention, type Model, type ModelConfig,
+  type Session } from '../../src/internal.js';
+import { encodeModel, FLOAT, GraphBuilder, INT64, type Encoded } from '../onnx.js';
+import { tensorValues } from './checkpoint.js';
+
+/** [rows, cols] → [cols, rows]. */
+function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(a.length);
+  const B = 64;
+  for (let i0 = 0; i0 < rows; i0 += B) {
+    for (let j0 = 0; j0 < cols; j0 += B) {
+      const i1 = Math.min(rows, i0 + B), j1 = Math.min(cols, j0 + B);
+      for (let i = i0; i < i1; i++) for (let j = j0; j < j1; j++) t[j * rows + i] = a[i * cols + j];
+    }
+  }
+  return t;
+}
+
+/** The absorbed decode step as an ONNX graph (see the top of this file). */
+export function buildStepGraph(c: ModelConfig): Encoded {
+  const a = c.attention as MlaAttention;
+  const H = a.heads, dn = a.nopeDim, dr = a.ropeDim, dc = a.kvLoraRank, dv = a.vDim, d = c.hidden;
+  const row = dc + dr;
+  const g = new GraphBuilder();
+  const W = (name: string) => { const s = expectedTensors(c).get(name)!; return { v: tensorValues(name, s), s }; };
+  /** y = x · Wᵀ with W stored [out, in]: the initializer is Wᵀ, [in, out]. */
+  const linear = (x: string, name: string) => {
+    const w = W(name);
+    return g.op('MatMul', [x, g.f32(name + '.T', [w.s[1], w.s[0]], transpose(w.v, w.s[0], w.s[1]))]);
+  };
+  const eps = g.scalar('eps', c.rmsEps);
+  const rms = (x: string, wName: string) => {
+    const ms = g.op('ReduceMean', [g.op('Mul', [x, x])], { axes: [-1], keepdims: 1 });
+    const r = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [ms, eps])])]);
+    const w = W(wName);
+    return g.op('Mul', [g.op('Mul', [x, r]), g.f32(wName, w.s, w.v)]);
+  };
+  // P: (x·P)[2i] = x[2i+1], (x·P)[2i+1] = x[2i]
+  const P = new Float32Array(dr * dr);
+  for (let k = 0; k < dr; k++) P[(k ^ 1) * dr + k] = 1;
+  const pairSwap = g.f32('rope.pair_swap', [dr, dr], P);
+  const rope = (x: string) => g.op('Add', [g.op('Mul', [x, 'cos']), g.op('Mul', [g.op('MatMul', [x, pairSwap]), 'sin'])]);
+  const i64 = (name: string, v: number[]) => g.i64(name, v);
+  const qShape = i64('shape.q', [H, dn + dr]), oShape = i64('shape.o', [1, H * dv]), qaShape = i64('shape.qa', [H, dc]);
+  const splitQ = i64('split.q', [dn, dr]), splitKv = i64('split.kv', [dc, dr]);
+  const ax1 = i64('axes.1', [1]), zero = i64('zero', [0]), dcEnd = i64('dc', [dc]);
+
+  let x = g.op('Gather', ['model.embed_tokens.weight', 'ids'], { axis: 0 }); // [1, d]
+  { const e = W('model.embed_tokens.weight'); g.f32('model.embed_tokens.weight', e.s, e.v); }
+  for (let l = 0; l < c.layers; l++) {
+    const p = `model.layers.${l}.`;
+    let xn = rms(x, p + 'input_layernorm.weight');
+    const q = g.op('Reshape', [linear(xn, p + 'self_attn.q_proj.weight'), qShape]); // [H, dn + dr]
+    const [qNope, qRope0] = g.opN('Split', [q, splitQ], 2, { axis: 1 });
+    const qRope = rope(qRope0); // [H, dr]
+    const kv = linear(xn, p + 'self_attn.kv_a_proj_with_mqa.weight'); // [1, dc + dr]
+    const [cKv0, kRope0] = g.opN('Split', [kv, splitKv], 2, { axis: 1 });
+    const cKv = rms(cKv0, p + 'self_attn.kv_a_layernorm.weight');
+    g.op('Concat', [cKv, rope(kRope0)], { axis: 1 }, `new_row_${l}`); // [1, dc + dr]
+    const full = g.op('Concat', [`cache_${l}`, `new_row_${l}`], { axis: 0 }); // [S + 1, dc + dr]
+    // W_UK_h = kv_b rows [h(dn+dv), h(dn+dv)+dn) as [dn, dc]; W_UV_hᵀ = rows [h(dn+dv)+dn, (h+1)(dn+dv)) transposed, [dc, dv]
+    const kvb = W(p + 'self_attn.kv_b_proj.weight').v;
+    const wuk = new Float32Array(H * dn * dc), wuvT = new Float32Array(H * dc * dv);
+    for (let h = 0; h < H; h++) {
+      wuk.set(kvb.subarray(h * (dn + dv) * dc, (h * (dn + dv) + dn) * dc), h * dn * dc);
+      wuvT.set(transpose(kvb.subarray((h * (dn + dv) + dn) * dc, (h + 1) * (dn + dv) * dc), dv, dc), h * dc * dv);
+    }
+    const qAbs = g.op('Reshape', [g.op('MatMul', [g.op('Unsqueeze', [qNope, ax1]), g.f32(p + 'W_UK', [H, dn, dc], wuk)]), qaShape]); // [H, dc]
+    const qFull = g.op('Concat', [qAbs, qRope], { axis: 1 }); // [H, dc + dr]
+    const scores = g.op('Gemm', [qFull, full], { transB: 1, alpha: { float: softmaxScale(c) } }); // [H, S + 1]
+    const probs = g.op('Softmax', [scores], { axis: 1 });
+    const latent = g.op('Slice', [full, zero, dcEnd, ax1]); // [S + 1, dc]
+    const oLat = g.op('MatMul', [probs, latent]); // [H, dc]
+    const o = g.op('Reshape', [g.op('MatMul', [g.op('Unsqueeze', [oLat, ax1]), g.f32(p + 'W_UV.T', [H, dc, dv], wuvT)]), oShape]); // [1, H·dv]
+    x = g.op('Add', [x, linear(o, p + 'self_attn.o_proj.weight')]);
+    xn = rms(x, p + 'post_attention_layernorm.weight');
+    const gate = linear(xn, p + 'mlp.gate_proj.weight'), up = linear(xn, p + 'mlp.up_proj.weight');
+    const hAct = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+    x = g.op('Add', [x, linear(hAct, p + 'mlp.down_proj.weight')]);
+  }
+  const xn = rms(x, 'model.norm.weight');
+  g.op('MatMul', [xn, g.f32('lm_head.weight.T', [d, c.vocabSize], transpose(W('lm_head.weight').v, c.vocabSize, d))], undefined, 'logits');
+  return encodeModel({
+    name: 'mla_absorbed_decode_step',
+    nodes: g.nodes,
+    initializers: g.initializers,
+    inputs: [
+      { name: 'ids', type: INT64, shape: [1] },
+      { name: 'cos', type: FLOAT, shape: [1, dr] },
+      { name: 'sin', type: FLOAT, shape: [1, dr] },
+      ...Array.from({ length: c.layers }, (_, l) => ({ name: `cache_${l}`, type: FLOAT, shape: ['S', row] })),
+    ],
+    outputs: [
+      { name: 'logits', type: FLOAT, shape: [1, c.vocabSize] },
+      ...Array.from({ length: c.layers }, (_, l) => ({ name: `new_row_${l}`, type: FLOAT, shape: [1, row] })),
+    ],
+  });
+}
+
+/** Write step.onnx into `dir` unless it is there; its path. */
+export function writeOnnx(dir: string, c: ModelConfig, log: (s: string) => void): string {
+  const file = path.join(dir, 'step.onnx');
+  if (existsSync(file)) return file;
+  log('  building the ONNX graph of the step …');
+  const e = buildStepGraph(c);
+  const fd = openSync(file + '.tmp', 'w');
+  for (const part of e.parts) writeSync(fd, part);
+  closeSync(fd);
+  renameSync(file + '.tmp', file);
+  return file;
+}
+
+/** RoPE inputs at `pos`, exactly as rope_table computes them, expanded to pairs: cos2 = [c, c], sin2 = [−s, s]. */
+export function ropeInputs(c: ModelConfig, pos: number): { cos: Float32Array; sin: Float32Array } {
+  const dr = (c.attention as MlaAttention).ropeDim;
+  const f = ropeFrequencies(dr, c.ropeTheta, c.yarn);
+  const cos = new Float32Array(dr), sin = new Float32Array(dr);
+  for (let k = 0; k < dr / 2; k++) {
+    const angle = Math.fround(Math.fround(pos) * f[k]);
+    const co = Math.fround(Math.cos(angle)), si = Math.fround(Math.sin(angle));
+    cos[2 * k] = cos[2 * k + 1] = co;
+    sin[2 * k] = -si; sin[2 * k + 1] = si;
+  }
+  return { cos, sin };
+}
+
+/** The latent cache rows 0 … S−1 of every layer, copied out of a session's memory (for the ONNX graph's input). */
+export function latentCache(model: Model, session: Session, S: number): Float32Array[] {
+  const a = model.config.attention as MlaAttention, kv = session.kvCache;
+  if (kv.row !== a.kvLoraRank + a.ropeDim) throw new Error('e2e: the session caches something else than latent rows');
+  return Array.from({ length: kv.layers }, (_, l) => kv.rows(l, 0, S).slice());
+}

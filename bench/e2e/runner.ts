@@ -1,0 +1,152 @@
+// End to end: one decode step of a DeepSeek-V2-Lite-dims checkpoint (checkpoint.ts: 2 dense
+// layers, F32, random weights as safetensors) at 512 context, ours (loadModel, prefill 512 tokens,
+// step) beside the same step as an ONNX graph (onnx-step.ts) under onnxruntime-web (wasm) and
+// onnxruntime-node (native), at 1 and 2 threads, each side in a process of its own (protocol.ts).
+//
+// The per-token floor is (weight bytes read + cache bytes) / same-run DRAM bandwidth, two ways: the
+// run's (the highest read figure of the whole run at that thread count) and, step by step, a read
+// probe on as many threads in the same process taken just before the step (the median of the
+// ratios is reported), since this machine's bandwidth moves between minutes.
+import { parseConfig, type SimdBuild } from '../../src/internal.js';
+import { decodeBytes } from '../roofline.js';
+import { E2E_CONFIG, e2eDir, writeCheckpoint } from './checkpoint.js';
+import { writeOnnx } from './onnx-step.js';
+import { CONTEXT, decodeLogits, WARM_MS, type E2eReady, type E2eWorkerSpec } from './protocol.js';
+import { WorkerProcess } from './worker-process.js';
+
+/** Rounds in which every side times STEPS_PER_ROUND runs. */
+const ROUNDS = 4, STEPS_PER_ROUND = 4;
+
+export interface E2eRow {
+  runtime: string;
+  threads: number;
+  msPerToken: number;
+  msBest: number;
+  floorMs: number;
+  /** floor / measured */
+  ratio: number;
+  /** The median of the in-process read probes taken between the timed steps, GB/s. */
+  probeGBs?: number;
+  /** The median over the timed steps of floor / step time, each floor from the probe just before that step. */
+  ratioInterleaved?: number;
+  /** Every timed step (ms) and the probe before it (GB/s), in order. */
+  steps?: { ms: number; probeGBs: number }[];
+  /** ours / this row's time: > 1 means ours is faster */
+  oursSpeedup?: number;
+  maxAbsDiff?: number;
+  note?: string;
+}
+
+export interface E2eResult {
+  config: typeof E2E_CONFIG;
+  context: number;
+  weightBytesRead: number;
+  cacheBytes: number;
+  dramGBs1: number;
+  dramGBs2: number | null;
+  prefillTokensPerS: number;
+  rows: E2eRow[];
+  rounds: number;
+  stepsPerRound: number;
+  warmMs: number;
+  maxAbsLogit: number;
+  verified: boolean;
+}
+
+export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadCounts: number[]; dramGBs1: number; dramGBs2: number | null; nodePeers: boolean; log: (s: string) => void }): Promise<E2eResult> {
+  const { log } = opts;
+  const c = parseConfig(E2E_CONFIG);
+  const dir = e2eDir();
+  writeCheckpoint(dir, c, log);
+  if (opts.nodePeers) writeOnnx(dir, c, log);
+
+  // Every side loaded in its own process, in turn (ours at 1 thread first: its logits are the ones
+  // the others are checked against, and it writes the ONNX graph's inputs).
+  type Runner = { label: string; threads: number; proc: WorkerProcess; ready: E2eReady; times: number[]; probeGBs: number[]; stopped?: string };
+  const runners: Runner[] = [];
+  const failed: { label: string; threads: number; note: string }[] = [];
+  let oursLogits: string | null = null;
+  const sides: E2eWorkerSpec[] = [
+    ...opts.threadCounts.map((threads) => ({ peer: 'mla-wasm' as const, threads, dir, build: opts.build })),
+    ...(opts.nodePeers ? (['onnxruntime-web', 'onnxruntime-node'] as const).flatMap((peer) => [1, 2].map((threads) => ({ peer, threads, dir, build: opts.build }))) : []),
+  ];
+  try {
+    for (const spec of sides) {
+      const ours = spec.peer === 'mla-wasm';
+      log(`  ${spec.peer} ${spec.threads}t: loading …`);
+      const proc: WorkerProcess = new WorkerProcess(opts.bundle, { ...spec, writeInputs: ours && oursLogits === null });
+      const ready: E2eReady | null = await proc.next<E2eReady>();
+      const label = ours ? `mla-wasm (${opts.build} build)` : `${spec.peer} ${ready?.version ?? '?'}`;
+      if (!ready?.ok) {
+        const note = ready?.note ?? `process failed: ${proc.failure}`;
+        await proc.close();
+        if (ours && oursLogits === null) throw new Error(`e2e: ours at ${spec.threads} threads failed: ${note}`);
+        failed.push({ label, threads: spec.threads, note });
+        log(`  ${label} ${spec.threads}t: skipped (${note})`);
+        continue;
+      }
+      if (ours) {
+        // The pool's split keeps every output on one thread's code path: the same logits, bit for bit.
+        if (oursLogits !== null && ready.logits !== oursLogits) throw new Error(`e2e: ${spec.threads} threads gave other logits than ${opts.threadCounts[0]}`);
+        oursLogits ??= ready.logits!;
+      }
+      runners.push({ label, threads: spec.threads, proc, ready, times: [], probeGBs: [] });
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const r of runners.filter((x) => !x.stopped)) {
+        const block = await r.proc.block(STEPS_PER_ROUND);
+        if (block) { r.times.push(...block.times); r.probeGBs.push(...block.probeGBs); continue; }
+        r.stopped = `its process stopped after ${r.times.length} timed steps: ${r.proc.failure}`;
+        log(`  ${r.label} ${r.threads}t: ${r.stopped}`);
+      }
+    }
+  } finally {
+    await Promise.all(runners.map((r) => r.proc.close()));
+  }
+
+    const reference = decodeLogits(oursLogits!);
+  const maxAbsLogit = reference.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  const bytes = decodeBytes(c, CONTEXT);
+  const floorAt = (gbs: number) => (bytes.weights + bytes.cache) / (gbs * 1e6);
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+  let verified = true;
+  for (const r of runners.filter((x) => x.times.length === 0)) failed.push({ label: r.label, threads: r.threads, note: r.stopped! });
+  const rows: E2eRow[] = runners.filter((r) => r.times.length > 0).map((r) => {
+    const m = {
+      msPerToken: median(r.times), msBest: Math.min(...r.times), probeGBs: median(r.probeGBs),
+      ratioInterleaved: median(r.times.map((t, i) => floorAt(r.probeGBs[i]) / t)),
+      steps: r.times.map((t, i) => ({ ms: +t.toFixed(3), probeGBs: +r.probeGBs[i].toFixed(2) })),
+    };
+    let check: { maxAbsDiff?: number; note?: string } = {};
+    if (r.ready.peer !== 'mla-wasm') {
+      const theirs = decodeLogits(r.ready.logits!);
+      let maxAbsDiff = 0;
+      for (let i = 0; i < theirs.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(theirs[i] - reference[i]));
+      const ok = theirs.length === reference.length && maxAbsDiff <= 1e-4 * Math.max(1, maxAbsLogit);
+      if (!ok) verified = false;
+      check = { maxAbsDiff, ...(ok ? {} : { note: `logits differ from ours by ${maxAbsDiff.toExponential(2)}: not comparable` }) };
+    }
+    log(`  ${r.label} ${r.threads}t: ${m.msPerToken.toFixed(2)} ms/token (best ${m.msBest.toFixed(2)}), probes ${m.probeGBs.toFixed(1)} GB/s, ` +
+      `load ${(r.ready.loadMs! / 1000).toFixed(1)} s${r.ready.prefillMs ? `, prefill ${CONTEXT} tokens ${(r.ready.prefillMs / 1000).toFixed(1)} s` : ''}`);
+    const note = [check.note, r.stopped].filter(Boolean).join('; ');
+    return { runtime: r.label, threads: r.threads, ...m, floorMs: NaN, ratio: NaN, ...check, ...(note ? { note } : {}) };
+  });
+  for (const f of failed) rows.push({ runtime: f.label, threads: f.threads, msPerToken: NaN, msBest: NaN, floorMs: NaN, ratio: NaN, note: `skipped: ${f.note}` });
+  // The run's floors: the highest bandwidth the run saw, the probes between the steps included.
+  // Two threads read at least as fast as one: the 2-thread figure is never below the 1-thread one.
+  const seen = (t: number) => runners.filter((r) => r.threads === t).flatMap((r) => r.probeGBs);
+  const dram1 = Math.max(opts.dramGBs1, ...seen(1));
+  const dram2 = Math.max(dram1, opts.dramGBs2 ?? 0, ...seen(2));
+  const oursRows = rows.filter((r) => r.runtime.startsWith('mla-wasm'));
+  for (const r of rows) {
+    r.floorMs = floorAt(r.threads === 1 ? dram1 : dram2);
+    r.ratio = r.floorMs / r.msPerToken;
+    const o = oursRows.find((x) => x.threads === r.threads);
+    if (o && o !== r && Number.isFinite(r.msPerToken)) r.oursSpeedup = r.msPerToken / o.msPerToken;
+  }
+  return {
+    config: E2E_CONFIG, context: CONTEXT, weightBytesRead: bytes.weights, cacheBytes: bytes.cache,
+    dramGBs1: dram1, dramGBs2: dram2, prefillTokensPerS: CONTEXT / runners[0].ready.prefillMs! * 1000,
+    rows, rounds: ROUNDS, stepsPerRound: STEPS_PER_ROUND, warmMs: WARM_MS, maxAbsLogit, verified,
+  };
+}
