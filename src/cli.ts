@@ -12,11 +12,11 @@ import readline from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { MlaError } from './errors.js';
-import type { ChatOptions, GenerateOptions, Generation, GenerationStats, StopReason } from './generate/generate.js';
+import { MAX_TOP_LOGPROBS, type ChatOptions, type GenerateOptions, type Generation, type GenerationPiece, type GenerationStats, type StopReason } from './generate/generate.js';
 import { cacheEquivalents, parameterCount } from './model/info.js';
 import { loadModel, type Model } from './generate/model.js';
 import { formatRate } from './generate/rate.js';
-import type { ChatMessage } from './formats/tokenizer.js';
+import type { ChatMessage, Tokenizer } from './formats/tokenizer.js';
 import type { SimdBuild } from './host/kernels.js';
 
 // Node 20 compiles relaxed SIMD only behind a V8 flag; a CLI may turn it on before the first
@@ -35,6 +35,11 @@ const integer = (min: number) => (v: string): number => {
   if (v.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}`);
   return n;
 };
+const integerIn = (min: number, max: number) => (v: string): number => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer in [${min}, ${max}]`);
+  return n;
+};
 const number = (ok: (n: number) => boolean, want: string) => (v: string): number => {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new InvalidArgumentError(`expected ${want}`);
@@ -44,7 +49,7 @@ const number = (ok: (n: number) => boolean, want: string) => (v: string): number
 interface ModelFlags { model?: string; simd: 'auto' | SimdBuild; threads?: number }
 interface SamplingFlags {
   maxNewTokens?: number; maxTokens?: number; temperature?: number; topK?: number; topP?: number;
-  repetitionPenalty?: number; seed?: number; stop?: string[];
+  minP?: number; repetitionPenalty?: number; seed?: number; stop?: string[];
 }
 
 function modelOptions(cmd: Command, required: boolean): Command {
@@ -62,6 +67,7 @@ function samplingOptions(cmd: Command): Command {
     .option('--temperature <t>', '0 = greedy (default: generation_config.json)', number((n) => n >= 0, 'a number ≥ 0'))
     .option('--top-k <k>', 'sample among the k most likely tokens, 0 = all', integer(0))
     .option('--top-p <p>', 'nucleus sampling mass, in (0, 1]', number((n) => n > 0 && n <= 1, 'a number in (0, 1]'))
+    .option('--min-p <p>', 'keep tokens at least p times as likely as the most likely, in [0, 1]; 0 = off', number((n) => n >= 0 && n <= 1, 'a number in [0, 1]'))
     .option('--repetition-penalty <r>', '> 1 discourages repeats', number((n) => n > 0, 'a number > 0'))
     .option('--seed <n>', 'sampler seed (default: random, printed in the summary)', integer(0))
     .option('--stop <text...>', 'stop strings (besides the end-of-text token)');
@@ -74,6 +80,7 @@ function generationOptions(f: SamplingFlags): GenerateOptions & ChatOptions {
   if (f.temperature !== undefined) o.temperature = f.temperature;
   if (f.topK !== undefined) o.topK = f.topK;
   if (f.topP !== undefined) o.topP = f.topP;
+  if (f.minP !== undefined) o.minP = f.minP;
   if (f.repetitionPenalty !== undefined) o.repetitionPenalty = f.repetitionPenalty;
   if (f.seed !== undefined) o.seed = f.seed;
   if (f.stop?.length) o.stop = f.stop.map(unescape);
@@ -144,6 +151,7 @@ function samplingSummary(model: Model, g: Generation, o: GenerateOptions): strin
   if (k > 0) parts.push(`top-k ${k}`);
   const p = o.topP ?? gc?.topP ?? 1;
   if (p < 1) parts.push(`top-p ${p}`);
+  if (o.minP) parts.push(`min-p ${o.minP}`);
   const r = o.repetitionPenalty ?? gc?.repetitionPenalty ?? 1;
   if (r !== 1) parts.push(`repetition penalty ${r}`);
   parts.push(`seed ${g.stats.seed}`);
@@ -152,7 +160,7 @@ function samplingSummary(model: Model, g: Generation, o: GenerateOptions): strin
 
 // ---- generate ----
 
-async function generateCommand(positional: string | undefined, flags: ModelFlags & SamplingFlags & { prompt?: string; truncatePrompt?: boolean }): Promise<void> {
+async function generateCommand(positional: string | undefined, flags: ModelFlags & SamplingFlags & { prompt?: string; truncatePrompt?: boolean; logprobs?: number }): Promise<void> {
   if (positional !== undefined && flags.prompt !== undefined) {
     throw new UsageError('give the prompt once: as an argument or with --prompt, not both');
   }
@@ -179,10 +187,15 @@ async function generateCommand(positional: string | undefined, flags: ModelFlags
     prompt = tok.decode(ids, { skipSpecialTokens: true });
   }
   const session = model.createSession({ contextLength: Math.min(context, ids.length + maxNew) });
-  const g = model.generate(ids, { ...options, session });
+  const g = model.generate(ids, { ...options, session, ...(flags.logprobs !== undefined ? { logprobs: flags.logprobs } : {}) });
   process.stdout.write(prompt);
-  for await (const piece of g) process.stdout.write(piece.text);
+  const pieces: GenerationPiece[] = [];
+  for await (const piece of g) {
+    process.stdout.write(piece.text);
+    pieces.push(piece);
+  }
   process.stdout.write('\n\n');
+  if (flags.logprobs !== undefined) process.stdout.write(logprobTable(tok, pieces) + '\n');
   const s = g.stats;
   console.log(`${speeds(s)}, ${kernelsRun(model)}, ${samplingSummary(model, g, options)}, ${stoppedAt(s.stopReason, maxNew, session.capacity)}`);
   console.log(
@@ -190,6 +203,18 @@ async function generateCommand(positional: string | undefined, flags: ModelFlags
     `(${model.kvCacheBytesPerToken} B/token; MHA with the same heads would need ${model.mhaCacheBytesPerToken} B/token, ` +
     `${(model.mhaCacheBytesPerToken / model.kvCacheBytesPerToken).toFixed(1)}× more)`);
   session.dispose();
+}
+
+/** --logprobs: a line per token: its text, its log-probability, and the alternatives with theirs. */
+function logprobTable(tok: Tokenizer, pieces: GenerationPiece[]): string {
+  const show = (id: number) => JSON.stringify(tok.decode([id]));
+  const width = Math.max(5, ...pieces.map((p) => show(p.id).length));
+  const lines = [`${'token'.padEnd(width)}  logprob   most likely`];
+  for (const p of pieces) {
+    const alts = (p.topLogprobs ?? []).map((t) => `${show(t.id)} ${t.logprob.toFixed(4)}`).join('  ');
+    lines.push(`${show(p.id).padEnd(width)}  ${p.logprob!.toFixed(4).padStart(8)}  ${alts}`.trimEnd());
+  }
+  return lines.join('\n') + '\n';
 }
 
 // ---- chat ----
@@ -404,6 +429,7 @@ function program(): Command {
     .argument('[prompt]', `the prompt (\\n for a newline; default: ${JSON.stringify(DEFAULT_PROMPT)})`)
     .option('-p, --prompt <text>', 'the prompt, as a flag')
     .option('--truncate-prompt', 'a prompt longer than the model\'s context keeps its last tokens (leaving room for --max-new-tokens, at most half the context) instead of an error')
+    .option('--logprobs <n>', `after the text, each token's log-probability and its n most likely alternatives (0 to ${MAX_TOP_LOGPROBS})`, integerIn(0, MAX_TOP_LOGPROBS))
     .action(generateCommand);
   samplingOptions(modelOptions(p.command('chat'), false))
     .description('talk to the model through its chat template (history stays in the KV cache)')
