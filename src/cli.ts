@@ -4,6 +4,7 @@
 //   chat        an interactive conversation through the model's chat template
 //   info        architecture, parameters, and the KV cache beside MHA/GQA/MQA/MLA equivalents
 //   perplexity  loss per token and per byte of a text file
+//   serve       an OpenAI-compatible HTTP server
 // Every failure a user can cause ends as one line `mla-wasm: …` on stderr and exit code 1.
 import v8 from 'node:v8';
 import { availableParallelism } from 'node:os';
@@ -16,6 +17,8 @@ import { MAX_TOP_LOGPROBS, type ChatOptions, type GenerateOptions, type Generati
 import { cacheEquivalents, parameterCount } from './model/info.js';
 import { loadModel, type Model } from './generate/model.js';
 import { formatRate } from './generate/rate.js';
+import { createServer } from './serve/app.js';
+import { listen } from './serve/node.js';
 import type { ChatMessage, Tokenizer } from './formats/tokenizer.js';
 import type { SimdBuild } from './host/kernels.js';
 
@@ -307,6 +310,36 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
   if (tty) process.stdout.write('\n');
 }
 
+// ---- serve ----
+
+interface ServeFlags extends ModelFlags { port: number; host: string; maxSessions?: number; maxQueued?: number; apiKey?: string }
+
+async function serveCommand(flags: ServeFlags): Promise<void> {
+  const model = await load(flags);
+  if (!model.tokenizer) throw new UsageError(`${flags.model} has no tokenizer.json, and the server speaks text`);
+  // The name clients give as `model`: the folder's, as they would say it.
+  const modelId = flags.model ? flags.model.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || 'mla-wasm' : 'fortune-mla';
+  const server = createServer(model, { modelId, apiKey: flags.apiKey, maxSessions: flags.maxSessions, maxQueued: flags.maxQueued });
+  let http;
+  try {
+    http = await listen(server, { port: flags.port, host: flags.host });
+  } catch (e) {
+    model.dispose();
+    const code = (e as { code?: string }).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') throw new UsageError(`cannot listen on ${flags.host}:${flags.port} (${code})`);
+    throw e;
+  }
+  const host = flags.host.includes(':') ? `[${flags.host}]` : flags.host;
+  console.log(`serving ${modelId} at http://${host}:${http.port}/v1 (${kernelsRun(model)}, ` +
+    `${flags.maxSessions ?? 4} at once${flags.apiKey ? ', API key required' : ''}); Ctrl-C stops`);
+  const stop = async () => {
+    await http.close();
+    model.dispose();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
 // ---- info ----
 
 async function infoCommand(flags: ModelFlags): Promise<void> {
@@ -436,6 +469,14 @@ function program(): Command {
     .option('--system <text>', 'a system message first')
     .option('--context <n>', 'positions the conversation keeps (default: the model\'s context, at most 4096); past it, its oldest turns are dropped', integer(1))
     .action(chatCommand);
+  modelOptions(p.command('serve'), false)
+    .description('an OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, /v1/models, /health')
+    .option('--port <n>', 'port (0: any free one)', integerIn(0, 65535), 8080)
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .option('--max-sessions <n>', 'generations at once, each with its own KV cache (default 4)', integer(1))
+    .option('--max-queued <n>', 'requests that wait for a free session; more get 429 (default 4 × --max-sessions)', integer(0))
+    .option('--api-key <key>', 'require Authorization: Bearer KEY on /v1/ requests')
+    .action(serveCommand);
   modelOptions(p.command('info'), false)
     .description('architecture, parameters, weight bytes, KV cache per token beside MHA/GQA/MQA/MLA')
     .action(infoCommand);

@@ -226,7 +226,7 @@ function withoutOldestTurn(messages: ChatMessage[]): ChatMessage[] | null {
 }
 
 /** Give the event loop a turn (timers, I/O, abort events), in Node, Deno, Bun and browsers alike. */
-function yieldToEventLoop(): Promise<void> {
+export function yieldToEventLoop(): Promise<void> {
   const g = globalThis as { setImmediate?: (f: () => void) => void };
   if (typeof g.setImmediate === 'function') return new Promise((r) => g.setImmediate!(r));
   if (typeof MessageChannel === 'function') {
