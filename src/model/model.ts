@@ -12,6 +12,7 @@ import { type ThreadPool } from '../host/pool.js';
 import { loadKernels } from '../host/load.js';
 import { type KernelOptions, type SimdBuild } from '../host/kernels.js';
 import { checkMemory } from './memory.js';
+import { modelFingerprint, readSnapshot } from './snapshot.js';
 import { checkTensors, placeWeights, weightBytes } from './weights.js';
 import { tokenizerFilesOf } from '../formats/model-files.js';
 import { loadTokenizerFiles, type GenerationConfig, type Tokenizer } from '../formats/tokenizer.js';
@@ -94,6 +95,20 @@ export class TokenModel {
     this.alive();
     const s = new Session(this.decoder, options, (x) => this.sessions.delete(x));
     this.sessions.add(s);
+    return s;
+  }
+
+  /**
+   * A session from session.snapshot()'s bytes, taken with this model (in any process or runtime):
+   * its next logits are those the snapshot's session would give. A snapshot of another model or
+   * cache format, of a future version, or truncated or altered is BAD_SNAPSHOT, and nothing is made.
+   */
+  restoreSession(bytes: Uint8Array): Session {
+    this.alive();
+    const d = this.decoder;
+    const { header, rows } = readSnapshot(bytes, this.config, modelFingerprint(d.config, d.w, d.heap));
+    const s = this.createSession({ contextLength: header.capacity });
+    s.restore(header, rows);
     return s;
   }
 
