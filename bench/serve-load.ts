@@ -3,7 +3,7 @@
 // Reports aggregate tokens/s, p50/p99 time to first token and per-token latency, memory before
 // and after; and checks that nothing is lost: every request not hung up gets its whole completion,
 // the same text a lone request with its seed gets, and every session is freed.
-//   node scripts/run-ts.mjs bench/serve-load.ts [--requests 64] [--max-sessions 8] [--tokens 64] [--model DIR]
+//   node scripts/run-ts.mjs bench/serve-load.ts [--requests 64] [--max-sessions 8] [--tokens 64] [--prefix-cache-mib 128] [--model DIR]
 import OpenAI from 'openai';
 import { createServer, listen, loadModel } from '../src/internal.js';
 
@@ -15,12 +15,13 @@ const REQUESTS = Number(arg('requests', '64'));
 const SESSIONS = Number(arg('max-sessions', '8'));
 const TOKENS = Number(arg('tokens', '64'));
 const MODEL = arg('model', '');
+const PREFIX_MIB = Number(arg('prefix-cache-mib', '128'));
 const HANG_UP_EVERY = 8;
 const DEADLINE_MS = 300_000;
 const PROMPT = 'Q: What is the meaning of life?\nA:';
 
 const model = await loadModel(MODEL || undefined, { threads: 1 });
-const server = createServer(model, { maxSessions: SESSIONS, maxQueued: REQUESTS });
+const server = createServer(model, { maxSessions: SESSIONS, maxQueued: REQUESTS, prefixCacheBytes: PREFIX_MIB * 2 ** 20 });
 const http = await listen(server, { port: 0, host: '127.0.0.1' });
 const client = new OpenAI({ baseURL: `http://127.0.0.1:${http.port}/v1`, apiKey: 'unused', maxRetries: 0, timeout: DEADLINE_MS });
 const wasmBefore = model.memoryBytes, rssBefore = process.memoryUsage().rss;
@@ -70,9 +71,9 @@ const chunks = outcomes.reduce((a, o) => a + o.chunks, 0);
 const gaps = outcomes.flatMap((o) => o.gaps), ttfts = outcomes.map((o) => o.ttft);
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const lines = [
-  `| requests | hung up | max sessions | tokens each | wall | chunks/s (all streams) | TTFT p50 / p99 | per-token p50 / p99 | wasm memory before → after | RSS before → after | complete and equal to a lone run |`,
-  '|---|---|---|---|---|---|---|---|---|---|---|',
-  `| ${REQUESTS} | ${outcomes.length - finished.length} | ${SESSIONS} | ${TOKENS} | ${(wall / 1000).toFixed(2)} s | ${(chunks / (wall / 1000)).toFixed(0)} | ` +
+  `| requests | hung up | max sessions | prefix cache | tokens each | wall | chunks/s (all streams) | TTFT p50 / p99 | per-token p50 / p99 | wasm memory before → after | RSS before → after | complete and equal to a lone run |`,
+  '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  `| ${REQUESTS} | ${outcomes.length - finished.length} | ${SESSIONS} | ${PREFIX_MIB} MiB | ${TOKENS} | ${(wall / 1000).toFixed(2)} s | ${(chunks / (wall / 1000)).toFixed(0)} | ` +
   `${pct(ttfts, 0.5).toFixed(0)} / ${pct(ttfts, 0.99).toFixed(0)} ms | ${pct(gaps, 0.5).toFixed(1)} / ${pct(gaps, 0.99).toFixed(1)} ms | ` +
   `${mib(wasmBefore)} → ${mib(wasmAfter)} | ${mib(rssBefore)} → ${mib(rssAfter)} | ${finished.length - wrong.length} / ${finished.length} |`,
 ];

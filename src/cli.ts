@@ -312,14 +312,17 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
 
 // ---- serve ----
 
-interface ServeFlags extends ModelFlags { port: number; host: string; maxSessions?: number; maxQueued?: number; apiKey?: string }
+interface ServeFlags extends ModelFlags { port: number; host: string; maxSessions?: number; maxQueued?: number; apiKey?: string; prefixCacheMib?: number }
 
 async function serveCommand(flags: ServeFlags): Promise<void> {
   const model = await load(flags);
   if (!model.tokenizer) throw new UsageError(`${flags.model} has no tokenizer.json, and the server speaks text`);
   // The name clients give as `model`: the folder's, as they would say it.
   const modelId = flags.model ? flags.model.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || 'mla-wasm' : 'fortune-mla';
-  const server = createServer(model, { modelId, apiKey: flags.apiKey, maxSessions: flags.maxSessions, maxQueued: flags.maxQueued });
+  const server = createServer(model, {
+    modelId, apiKey: flags.apiKey, maxSessions: flags.maxSessions, maxQueued: flags.maxQueued,
+    prefixCacheBytes: flags.prefixCacheMib === undefined ? undefined : Math.round(flags.prefixCacheMib * 2 ** 20),
+  });
   let http;
   try {
     http = await listen(server, { port: flags.port, host: flags.host });
@@ -476,6 +479,7 @@ function program(): Command {
     .option('--max-sessions <n>', 'generations at once, each with its own KV cache (default 4)', integer(1))
     .option('--max-queued <n>', 'requests that wait for a free session; more get 429 (default 4 × --max-sessions)', integer(0))
     .option('--api-key <key>', 'require Authorization: Bearer KEY on /v1/ requests')
+    .option('--prefix-cache-mib <n>', 'MiB of finished conversations kept as snapshots, so a request extending one runs only what is new (default 128; 0 = off)', number((n) => n >= 0, 'a number ≥ 0'))
     .action(serveCommand);
   modelOptions(p.command('info'), false)
     .description('architecture, parameters, weight bytes, KV cache per token beside MHA/GQA/MQA/MLA')

@@ -1,9 +1,10 @@
-// The server's scheduler over stand-in generations: one token for every running generation per
+// The server's scheduler (and its prefix cache) over stand-in generations: one token for every running generation per
 // round, in turn; joining and leaving only between rounds; a queue in front, BUSY past it; a
 // cancelled job leaves the queue or stops before its next token.
 import { describe, expect, it } from 'vitest';
 import type { Generation, GenerationPiece, GenerationStats } from '../src/generate/generate.js';
 import { MlaError } from '../src/errors.js';
+import { PrefixCache } from '../src/serve/prefix-cache.js';
 import { Scheduler } from '../src/serve/scheduler.js';
 
 /** A generation of `n` tokens named `name`, writing "name:i" to `log` as each is made. */
@@ -82,5 +83,26 @@ describe('scheduler', () => {
     await expect(textOf(a.pieces())).rejects.toMatchObject({ code: 'ABORTED' });
     await expect(textOf(b.pieces())).rejects.toMatchObject({ code: 'ABORTED' });
     expect(() => s.submit((sig) => fake('c', 1, [], sig))).toThrow(expect.objectContaining({ code: 'DISPOSED' }));
+  });
+});
+
+describe('prefix cache', () => {
+  const ids = (n: number, first = 0) => Array.from({ length: n }, (_, i) => first + i);
+  it('finds the longest shared prefix (16 tokens at least), and drops the least recently used past its budget', () => {
+    const c = new PrefixCache(250);
+    c.put(ids(20), new Uint8Array(100));           // A
+    c.put(ids(30, 100), new Uint8Array(100));      // B
+    expect(c.take([...ids(18), 999])).toMatchObject({ common: 18, position: 20 }); // A, now the most recent
+    expect(c.take(ids(15))).toBeNull();            // too short a prefix to be worth a restore
+    c.put(ids(40, 500), new Uint8Array(100));      // C: over budget, B (least recently used) goes
+    expect(c.size).toBe(2);
+    expect(c.bytes).toBe(200);
+    expect(c.take(ids(30, 100))).toBeNull();
+    expect(c.take(ids(20))).toMatchObject({ common: 20 });
+    expect([c.hits, c.misses]).toEqual([2, 2]);
+    c.put(ids(20), new Uint8Array(60));            // the same ids: replaced, not added
+    expect([c.size, c.bytes]).toEqual([2, 160]);
+    c.put(ids(50, 900), new Uint8Array(300));      // larger than the budget: not kept
+    expect(c.size).toBe(2);
   });
 });

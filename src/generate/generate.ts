@@ -260,7 +260,9 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
     const use = <T>(f: () => T): T => session.asHolder(key, f);
     try {
       // What the session holds (when we know), and what to run now.
-      const known = session.position === 0 ? { cached: [], pending: [] } : histories.get(session);
+      // A session no stream has run (restored from a snapshot, or fed by prefill/step) still knows its ids.
+      const own = session.tokenIds;
+      const known = session.position === 0 ? { cached: [], pending: [] } : histories.get(session) ?? (own ? { cached: [...own], pending: [] } : undefined);
       const history = known && known.cached.length === session.position ? known : null;
       let cached: number[];
       let feed: number[];

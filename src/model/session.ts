@@ -148,6 +148,11 @@ export class Session {
     return writeSnapshot(modelFingerprint(d.config, d.w, d.heap), cache, this.ids);
   }
 
+  /** @internal The ids in the cache, in order (null when unknown, after skipTo). */
+  get tokenIds(): readonly number[] | null {
+    return this.ids;
+  }
+
   /** @internal Fill a fresh session from a checked snapshot (TokenModel.restoreSession). */
   restore(header: SnapshotHeader, rows: Uint8Array): void {
     const cache = this.live();

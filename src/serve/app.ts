@@ -8,10 +8,11 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
 import { checkOptions, MlaError, showValue } from '../errors.js';
-import type { GenerationPiece } from '../generate/generate.js';
+import type { Generation, GenerationPiece } from '../generate/generate.js';
 import type { Model } from '../generate/model.js';
 import { ApiError, toApiError } from './api-error.js';
-import { parseJson, parseRequest, type RequestKind } from './requests.js';
+import { PrefixCache } from './prefix-cache.js';
+import { parseJson, parseRequest, type ParsedRequest, type RequestKind } from './requests.js';
 import { ResponseShaper } from './responses.js';
 import { Scheduler } from './scheduler.js';
 
@@ -26,6 +27,11 @@ export interface ServerOptions {
   maxQueued?: number;
   /** The largest request body taken, in bytes; larger is 413 (default 1 MiB). */
   maxBodyBytes?: number;
+  /**
+   * Bytes of finished conversations' snapshots kept, so that a request extending one runs only
+   * what is new (default 128 MiB; 0 = none). Kept outside the model's memory, least recently used dropped first.
+   */
+  prefixCacheBytes?: number;
 }
 
 export interface Server {
@@ -38,7 +44,7 @@ export interface Server {
   close(): Promise<void>;
 }
 
-const OPTIONS = Object.keys({ modelId: 1, apiKey: 1, maxSessions: 1, maxQueued: 1, maxBodyBytes: 1 } satisfies Record<keyof ServerOptions, 1>);
+const OPTIONS = Object.keys({ modelId: 1, apiKey: 1, maxSessions: 1, maxQueued: 1, maxBodyBytes: 1, prefixCacheBytes: 1 } satisfies Record<keyof ServerOptions, 1>);
 
 /** An OpenAI-compatible server over `model` (which needs a tokenizer). */
 export function createServer(model: Model, options: ServerOptions = {}): Server {
@@ -58,6 +64,8 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
   const maxSessions = int('maxSessions', 4, 1);
   const maxQueued = int('maxQueued', 4 * maxSessions, 0);
   const maxBodyBytes = int('maxBodyBytes', 1 << 20, 1);
+  const prefixCacheBytes = int('prefixCacheBytes', 128 << 20, 0);
+  const prefix = prefixCacheBytes > 0 ? new PrefixCache(prefixCacheBytes) : null;
   const tok = model.tokenizer;
   if (!tok) throw new MlaError('BAD_INPUT', 'createServer: this model has no tokenizer (tokenizer.json), and the API speaks text');
 
@@ -75,7 +83,10 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
     return c.json(api.body, 404);
   });
 
-  app.get('/health', (c) => c.json({ status: 'ok', model: modelId, active: scheduler.active, queued: scheduler.queued, max_sessions: maxSessions }));
+  app.get('/health', (c) => c.json({
+    status: 'ok', model: modelId, active: scheduler.active, queued: scheduler.queued, max_sessions: maxSessions,
+    prefix_cache: prefix && { entries: prefix.size, bytes: prefix.bytes, budget: prefix.budgetBytes, hits: prefix.hits, misses: prefix.misses },
+  }));
 
   app.use('/v1/*', async (c, next) => {
     if (apiKey !== undefined) {
@@ -102,9 +113,7 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
 
   async function answer(c: Context, kind: RequestKind): Promise<Response> {
     const req = parseRequest(kind, parseJson(await c.req.text()), model, modelId);
-    const job = scheduler.submit((signal) => kind === 'chat'
-      ? model.chat(req.messages!, { ...req.options, signal })
-      : model.generate(req.promptIds, { ...req.options, signal }));
+    const job = scheduler.submit((signal) => start(req, signal));
     // A client that goes away stops its generation (queued: it leaves the queue).
     const signal = c.req.raw.signal;
     const cancel = () => job.cancel();
@@ -146,6 +155,42 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
     } finally {
       if (!streaming) release();
     }
+  }
+
+  /**
+   * A request's generation, in a session of its own: restored from the prefix cache when a kept
+   * conversation shares the prompt's start (only the rest is run), else new. At the end its
+   * snapshot is kept for the next request, and the session freed.
+   */
+  function start(req: ParsedRequest, signal: AbortSignal): Generation {
+    const need = Math.min(model.config.maxPositions, req.promptIds.length + req.options.maxNewTokens);
+    const hit = prefix?.take(req.promptIds) ?? null;
+    const session = hit ? model.restoreSession(hit.bytes, { contextLength: Math.max(need, hit.position) }) : model.createSession({ contextLength: need });
+    let generation: Generation;
+    try {
+      if (req.kind === 'chat') {
+        // chat() keeps the longest common prefix of the session's conversation itself.
+        generation = model.chat(req.messages!, { ...req.options, signal, session });
+      } else {
+        const keep = Math.min(hit?.common ?? 0, req.promptIds.length - 1); // run at least one token, for the logits
+        session.truncate(keep);
+        generation = model.generate(req.promptIds.slice(keep), { ...req.options, signal, session });
+      }
+    } catch (e) {
+      session.dispose();
+      throw e;
+    }
+    async function* run(): AsyncGenerator<GenerationPiece, void, undefined> {
+      let finished = false;
+      try {
+        for await (const piece of generation) yield piece;
+        finished = true;
+      } finally {
+        if (finished && prefix && session.tokenIds) prefix.put(session.tokenIds, session.snapshot());
+        session.dispose();
+      }
+    }
+    return Object.assign(run(), { stats: generation.stats });
   }
 
   return {
