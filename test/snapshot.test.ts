@@ -3,6 +3,7 @@
 // leaves nothing allocated.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, MlaError, type Model } from '../src/index.js';
+import { checksum } from '../src/model/snapshot.js';
 
 let model: Model;
 let other: Model;
@@ -34,7 +35,8 @@ function withHeader(bytes: Uint8Array, edit: (h: Record<string, unknown>) => voi
   const length = view.getUint32(8, true);
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(HEADER_AT, HEADER_AT + length)));
   edit(header);
-  const json = new TextEncoder().encode(JSON.stringify(header));
+  let json = new TextEncoder().encode(JSON.stringify(header));
+  json = new TextEncoder().encode(JSON.stringify(header) + ' '.repeat((4 - ((HEADER_AT + json.length) % 4)) % 4));
   const rows = bytes.subarray(HEADER_AT + length, bytes.length - 4);
   const out = new Uint8Array(HEADER_AT + json.length + rows.length + 4);
   out.set(bytes.subarray(0, 8));
@@ -43,17 +45,8 @@ function withHeader(bytes: Uint8Array, edit: (h: Record<string, unknown>) => voi
   v.setUint32(8, json.length, true);
   out.set(json, HEADER_AT);
   out.set(rows, HEADER_AT + json.length);
-  v.setUint32(out.length - 4, crc32(out.subarray(0, out.length - 4)), true);
+  v.setUint32(out.length - 4, checksum(out.subarray(0, out.length - 4)), true);
   return out;
-}
-
-function crc32(x: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const byte of x) {
-    c ^= byte;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  }
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 describe('snapshot and restore', () => {

@@ -1,5 +1,7 @@
 // A session as bytes, to carry a conversation to another process, runtime or request:
-//   "MLAS" | u32 version | u32 header length | header (JSON) | cache rows | u32 CRC-32 of all before
+//   "MLAS" | u32 version | u32 header length | header (JSON, space-padded so the rows start on a
+//   4-byte boundary) | cache rows | u32 checksum of all before (a word-wise hash: any one altered
+//   word changes it, and it reads 4 bytes a step, unlike a CRC-32 at a byte a step)
 // The header holds a fingerprint of the model (its config and a sample of its weights), the cache
 // format, the cache's shape, the position, the capacity and the token ids; the rows are those in
 // use, layer after layer, as the cache stores them (little-endian, as WebAssembly's memory is).
@@ -54,7 +56,8 @@ export function writeSnapshot(fingerprint: string, cache: KvCache, ids: number[]
   const header: SnapshotHeader = {
     fingerprint, cacheFormat: CACHE_FORMAT, layers: cache.layers, rowNumbers: cache.row, position: ids.length, capacity: cache.capacity, ids,
   };
-  const json = new TextEncoder().encode(JSON.stringify(header));
+  const text = JSON.stringify(header);
+  const json = new TextEncoder().encode(text + ' '.repeat((4 - ((12 + new TextEncoder().encode(text).length) % 4)) % 4));
   const rowsBytes = KvCache.bytesFor(ids.length, cache.layers, cache.row);
   const out = new Uint8Array(12 + json.length + rowsBytes + 4);
   const view = new DataView(out.buffer);
@@ -68,7 +71,7 @@ export function writeSnapshot(fingerprint: string, cache: KvCache, ids: number[]
     out.set(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength), at);
     at += rows.byteLength;
   }
-  view.setUint32(at, crc32(out.subarray(0, at)), true);
+  view.setUint32(at, checksum(out.subarray(0, at)), true);
   return out;
 }
 
@@ -87,6 +90,7 @@ export function readSnapshot(bytes: unknown, config: ModelConfig, fingerprint: s
   if (version !== SNAPSHOT_VERSION) bad(`it is version ${version}, which this library does not read (${SNAPSHOT_VERSION})`);
   const jsonLength = view.getUint32(8, true);
   if (12 + jsonLength + 4 > bytes.length) bad(`it is truncated (${bytes.length} bytes, the header alone needs ${12 + jsonLength + 4})`);
+  if ((12 + jsonLength) % 4 !== 0) bad('its header is corrupt');
   let header: SnapshotHeader;
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(12, 12 + jsonLength)));
@@ -102,7 +106,7 @@ export function readSnapshot(bytes: unknown, config: ModelConfig, fingerprint: s
   const total = 12 + jsonLength + rowsBytes + 4;
   if (bytes.length < total) bad(`it is truncated (${bytes.length} of ${total} bytes)`);
   if (bytes.length > total) bad(`it has ${bytes.length - total} bytes after its end`);
-  if (view.getUint32(total - 4, true) !== crc32(bytes.subarray(0, total - 4))) bad('its checksum does not match: the bytes were altered');
+  if (view.getUint32(total - 4, true) !== checksum(bytes.subarray(0, total - 4))) bad('its checksum does not match: the bytes were altered');
   if (header.fingerprint !== fingerprint) bad(`it was taken with another model (fingerprint ${header.fingerprint}, this model's is ${fingerprint})`);
   if (header.cacheFormat !== CACHE_FORMAT) bad(`its cache format is '${header.cacheFormat}'; this model's sessions hold '${CACHE_FORMAT}'`);
   const row = KvCache.rowNumbers(config.attention);
@@ -136,18 +140,17 @@ class Fnv {
   }
 }
 
-let crcTable: Uint32Array | null = null;
-
-function crc32(x: Uint8Array): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
+/**
+ * A 32-bit hash of `x` (its length a multiple of 4) read as little-endian words. Each step is a
+ * bijection of the state for a given word, so changing any one word always changes the result.
+ */
+export function checksum(x: Uint8Array): number {
+  const aligned = x.byteOffset % 4 === 0 ? x : x.slice();
+  const words = new Uint32Array(aligned.buffer, aligned.byteOffset, x.length >>> 2);
+  let h = (0x811c9dc5 ^ x.length) | 0;
+  for (let i = 0; i < words.length; i++) {
+    h = Math.imul(h ^ words[i], 0x9e3779b1);
+    h ^= h >>> 15;
   }
-  let c = 0xffffffff;
-  for (let i = 0; i < x.length; i++) c = crcTable[(c ^ x[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+  return h >>> 0;
 }
