@@ -4,6 +4,7 @@
 //   chat        an interactive conversation through the model's chat template
 //   info        architecture, parameters, and the KV cache beside MHA/GQA/MQA/MLA equivalents
 //   perplexity  loss per token and per byte of a text file
+//   serve       an OpenAI-compatible HTTP server
 // Every failure a user can cause ends as one line `mla-wasm: …` on stderr and exit code 1.
 import v8 from 'node:v8';
 import { availableParallelism } from 'node:os';
@@ -12,11 +13,13 @@ import readline from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { MlaError } from './errors.js';
-import type { ChatOptions, GenerateOptions, Generation, GenerationStats, StopReason } from './generate/generate.js';
+import { MAX_TOP_LOGPROBS, type ChatOptions, type GenerateOptions, type Generation, type GenerationPiece, type GenerationStats, type StopReason } from './generate/generate.js';
 import { cacheEquivalents, parameterCount } from './model/info.js';
 import { loadModel, type Model } from './generate/model.js';
 import { formatRate } from './generate/rate.js';
-import type { ChatMessage } from './formats/tokenizer.js';
+import { createServer } from './serve/app.js';
+import { listen } from './serve/node.js';
+import type { ChatMessage, Tokenizer } from './formats/tokenizer.js';
 import type { SimdBuild } from './host/kernels.js';
 import type { WeightsOption } from './model/weights.js';
 
@@ -36,6 +39,11 @@ const integer = (min: number) => (v: string): number => {
   if (v.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}`);
   return n;
 };
+const integerIn = (min: number, max: number) => (v: string): number => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer in [${min}, ${max}]`);
+  return n;
+};
 const number = (ok: (n: number) => boolean, want: string) => (v: string): number => {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new InvalidArgumentError(`expected ${want}`);
@@ -45,7 +53,7 @@ const number = (ok: (n: number) => boolean, want: string) => (v: string): number
 interface ModelFlags { model?: string; simd: 'auto' | SimdBuild; threads?: number; weights: WeightsOption }
 interface SamplingFlags {
   maxNewTokens?: number; maxTokens?: number; temperature?: number; topK?: number; topP?: number;
-  repetitionPenalty?: number; seed?: number; stop?: string[];
+  minP?: number; repetitionPenalty?: number; seed?: number; stop?: string[];
 }
 
 function modelOptions(cmd: Command, required: boolean): Command {
@@ -65,6 +73,7 @@ function samplingOptions(cmd: Command): Command {
     .option('--temperature <t>', '0 = greedy (default: generation_config.json)', number((n) => n >= 0, 'a number ≥ 0'))
     .option('--top-k <k>', 'sample among the k most likely tokens, 0 = all', integer(0))
     .option('--top-p <p>', 'nucleus sampling mass, in (0, 1]', number((n) => n > 0 && n <= 1, 'a number in (0, 1]'))
+    .option('--min-p <p>', 'keep tokens at least p times as likely as the most likely, in [0, 1]; 0 = off', number((n) => n >= 0 && n <= 1, 'a number in [0, 1]'))
     .option('--repetition-penalty <r>', '> 1 discourages repeats', number((n) => n > 0, 'a number > 0'))
     .option('--seed <n>', 'sampler seed (default: random, printed in the summary)', integer(0))
     .option('--stop <text...>', 'stop strings (besides the end-of-text token)');
@@ -77,6 +86,7 @@ function generationOptions(f: SamplingFlags): GenerateOptions & ChatOptions {
   if (f.temperature !== undefined) o.temperature = f.temperature;
   if (f.topK !== undefined) o.topK = f.topK;
   if (f.topP !== undefined) o.topP = f.topP;
+  if (f.minP !== undefined) o.minP = f.minP;
   if (f.repetitionPenalty !== undefined) o.repetitionPenalty = f.repetitionPenalty;
   if (f.seed !== undefined) o.seed = f.seed;
   if (f.stop?.length) o.stop = f.stop.map(unescape);
@@ -149,6 +159,7 @@ function samplingSummary(model: Model, g: Generation, o: GenerateOptions): strin
   if (k > 0) parts.push(`top-k ${k}`);
   const p = o.topP ?? gc?.topP ?? 1;
   if (p < 1) parts.push(`top-p ${p}`);
+  if (o.minP) parts.push(`min-p ${o.minP}`);
   const r = o.repetitionPenalty ?? gc?.repetitionPenalty ?? 1;
   if (r !== 1) parts.push(`repetition penalty ${r}`);
   parts.push(`seed ${g.stats.seed}`);
@@ -157,7 +168,7 @@ function samplingSummary(model: Model, g: Generation, o: GenerateOptions): strin
 
 // ---- generate ----
 
-async function generateCommand(positional: string | undefined, flags: ModelFlags & SamplingFlags & { prompt?: string; truncatePrompt?: boolean }): Promise<void> {
+async function generateCommand(positional: string | undefined, flags: ModelFlags & SamplingFlags & { prompt?: string; truncatePrompt?: boolean; logprobs?: number }): Promise<void> {
   if (positional !== undefined && flags.prompt !== undefined) {
     throw new UsageError('give the prompt once: as an argument or with --prompt, not both');
   }
@@ -184,10 +195,15 @@ async function generateCommand(positional: string | undefined, flags: ModelFlags
     prompt = tok.decode(ids, { skipSpecialTokens: true });
   }
   const session = model.createSession({ contextLength: Math.min(context, ids.length + maxNew) });
-  const g = model.generate(ids, { ...options, session });
+  const g = model.generate(ids, { ...options, session, ...(flags.logprobs !== undefined ? { logprobs: flags.logprobs } : {}) });
   process.stdout.write(prompt);
-  for await (const piece of g) process.stdout.write(piece.text);
+  const pieces: GenerationPiece[] = [];
+  for await (const piece of g) {
+    process.stdout.write(piece.text);
+    pieces.push(piece);
+  }
   process.stdout.write('\n\n');
+  if (flags.logprobs !== undefined) process.stdout.write(logprobTable(tok, pieces) + '\n');
   const s = g.stats;
   console.log(`${speeds(s)}, ${kernelsRun(model)}, ${samplingSummary(model, g, options)}, ${stoppedAt(s.stopReason, maxNew, session.capacity)}`);
   console.log(
@@ -195,6 +211,18 @@ async function generateCommand(positional: string | undefined, flags: ModelFlags
     `(${model.kvCacheBytesPerToken} B/token; MHA with the same heads would need ${model.mhaCacheBytesPerToken} B/token, ` +
     `${(model.mhaCacheBytesPerToken / model.kvCacheBytesPerToken).toFixed(1)}× more)`);
   session.dispose();
+}
+
+/** --logprobs: a line per token: its text, its log-probability, and the alternatives with theirs. */
+function logprobTable(tok: Tokenizer, pieces: GenerationPiece[]): string {
+  const show = (id: number) => JSON.stringify(tok.decode([id]));
+  const width = Math.max(5, ...pieces.map((p) => show(p.id).length));
+  const lines = [`${'token'.padEnd(width)}  logprob   most likely`];
+  for (const p of pieces) {
+    const alts = (p.topLogprobs ?? []).map((t) => `${show(t.id)} ${t.logprob.toFixed(4)}`).join('  ');
+    lines.push(`${show(p.id).padEnd(width)}  ${p.logprob!.toFixed(4).padStart(8)}  ${alts}`.trimEnd());
+  }
+  return lines.join('\n') + '\n';
 }
 
 // ---- chat ----
@@ -285,6 +313,39 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
     session.dispose();
   }
   if (tty) process.stdout.write('\n');
+}
+
+// ---- serve ----
+
+interface ServeFlags extends ModelFlags { port: number; host: string; maxSessions?: number; maxQueued?: number; apiKey?: string; prefixCacheMib?: number }
+
+async function serveCommand(flags: ServeFlags): Promise<void> {
+  const model = await load(flags);
+  if (!model.tokenizer) throw new UsageError(`${flags.model} has no tokenizer.json, and the server speaks text`);
+  // The name clients give as `model`: the folder's, as they would say it.
+  const modelId = flags.model ? flags.model.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || 'mla-wasm' : 'fortune-mla';
+  const server = createServer(model, {
+    modelId, apiKey: flags.apiKey, maxSessions: flags.maxSessions, maxQueued: flags.maxQueued,
+    prefixCacheBytes: flags.prefixCacheMib === undefined ? undefined : Math.round(flags.prefixCacheMib * 2 ** 20),
+  });
+  let http;
+  try {
+    http = await listen(server, { port: flags.port, host: flags.host });
+  } catch (e) {
+    model.dispose();
+    const code = (e as { code?: string }).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') throw new UsageError(`cannot listen on ${flags.host}:${flags.port} (${code})`);
+    throw e;
+  }
+  const host = flags.host.includes(':') ? `[${flags.host}]` : flags.host;
+  console.log(`serving ${modelId} at http://${host}:${http.port}/v1 (${kernelsRun(model)}, ` +
+    `${flags.maxSessions ?? 4} at once${flags.apiKey ? ', API key required' : ''}); Ctrl-C stops`);
+  const stop = async () => {
+    await http.close();
+    model.dispose();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
 }
 
 // ---- info ----
@@ -415,12 +476,22 @@ function program(): Command {
     .argument('[prompt]', `the prompt (\\n for a newline; default: ${JSON.stringify(DEFAULT_PROMPT)})`)
     .option('-p, --prompt <text>', 'the prompt, as a flag')
     .option('--truncate-prompt', 'a prompt longer than the model\'s context keeps its last tokens (leaving room for --max-new-tokens, at most half the context) instead of an error')
+    .option('--logprobs <n>', `after the text, each token's log-probability and its n most likely alternatives (0 to ${MAX_TOP_LOGPROBS})`, integerIn(0, MAX_TOP_LOGPROBS))
     .action(generateCommand);
   samplingOptions(modelOptions(p.command('chat'), false))
     .description('talk to the model through its chat template (history stays in the KV cache)')
     .option('--system <text>', 'a system message first')
     .option('--context <n>', 'positions the conversation keeps (default: the model\'s context, at most 4096); past it, its oldest turns are dropped', integer(1))
     .action(chatCommand);
+  modelOptions(p.command('serve'), false)
+    .description('an OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, /v1/models, /health')
+    .option('--port <n>', 'port (0: any free one)', integerIn(0, 65535), 8080)
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .option('--max-sessions <n>', 'generations at once, each with its own KV cache (default 4)', integer(1))
+    .option('--max-queued <n>', 'requests that wait for a free session; more get 429 (default 4 × --max-sessions)', integer(0))
+    .option('--api-key <key>', 'require Authorization: Bearer KEY on /v1/ requests')
+    .option('--prefix-cache-mib <n>', 'MiB of finished conversations kept as snapshots, so a request extending one runs only what is new (default 128; 0 = off)', number((n) => n >= 0, 'a number ≥ 0'))
+    .action(serveCommand);
   modelOptions(p.command('info'), false)
     .description('architecture, parameters, weight bytes, KV cache per token beside MHA/GQA/MQA/MLA')
     .action(infoCommand);

@@ -16,6 +16,7 @@ export type MlaErrorCode =
   | 'BUSY'              // a session a generate() or chat() stream is still running on: one caller at a time
   | 'NO_SIMD'           // the runtime cannot compile the WebAssembly SIMD kernels
   | 'WORKER_FAILED'     // a worker thread died or stalled: the call was abandoned, the model goes on on one thread
+  | 'BAD_SNAPSHOT'      // a session snapshot of another model or cache format, a future version, or truncated or altered
   | 'ABORTED';          // generation stopped by an AbortSignal
 
 export class MlaError extends Error {

@@ -14,3 +14,4 @@ export { expectedTensors, placeWeights, panelWidth, type Matrix, type Weights } 
 export { ropeFrequencies, softmaxScale } from './model/rope.js';
 export { parseConfig } from './formats/config.js';
 export type { TensorSource } from './formats/tensor-source.js';
+export { listen, type Listening } from './serve/node.js';

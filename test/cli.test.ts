@@ -124,6 +124,29 @@ describe('generate', () => {
   });
 });
 
+describe('generate --logprobs and --min-p', () => {
+  it('prints a line per token: its log-probability and the n most likely, the sampled token among them when greedy', () => {
+    const r = run(['generate', '--max-new-tokens', '5', '--temperature', '0', '--logprobs', '2']);
+    expect(r.code, r.stderr).toBe(0);
+    const table = r.stdout.split('\n\n')[1].split('\n');
+    expect(table[0]).toMatch(/^token\s+logprob\s+most likely$/);
+    const rows = table.slice(1).filter((l) => l.trim());
+    expect(rows).toHaveLength(5);
+    for (const row of rows) {
+      const [, token, lp, alts] = row.match(/^(".*?")\s+(-?\d+\.\d{4})\s+(.*)$/)!;
+      const pairs = [...alts.matchAll(/(".*?") (-?\d+\.\d{4})/g)].map((m) => [m[1], Number(m[2])] as const);
+      expect(pairs).toHaveLength(2);
+      expect(pairs[0]).toEqual([token, Number(lp)]); // greedy: the most likely is the one taken
+      expect(pairs[0][1]).toBeGreaterThanOrEqual(pairs[1][1]);
+      expect(Number(lp)).toBeLessThanOrEqual(0);
+    }
+    const s = run(['generate', '--max-new-tokens', '5', '--seed', '2', '--min-p', '0.2']);
+    expect(s.stdout).toContain('min-p 0.2');
+    expect(run(['generate', '--logprobs', '21']).stderr).toContain('expected an integer in [0, 20]');
+    expect(run(['generate', '--min-p', '2']).stderr).toContain('expected a number in [0, 1]');
+  });
+});
+
 describe('info', () => {
   it('fortune-mla: 64 cached numbers per token per layer, beside MHA/GQA/MQA', () => {
     const r = run(['info', '--model', mla]);

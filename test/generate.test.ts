@@ -98,6 +98,37 @@ describe('greedy', () => {
     expect(again).toEqual(pieces);
   });
 
+  it('logprobs: each piece carries ln p of its token and the top alternatives, from the model\'s logits in float64', async () => {
+    const N = 12, TOP = 3;
+    // Sampled with a penalty and min-p: the log-probabilities are the model's own all the same.
+    const pieces = await collect(model.generate(prompt, { temperature: 0.8, minP: 0.05, repetitionPenalty: 1.3, seed: 5, maxNewTokens: N, logprobs: TOP }));
+    const s = model.createSession();
+    let logits = s.prefill(model.tokenizer!.encode(prompt));
+    for (const p of pieces) {
+      const x = Array.from(logits, Number), m = Math.max(...x);
+      const lse = m + Math.log(x.reduce((a, v) => a + Math.exp(v - m), 0));
+      expect(Math.abs(p.logprob! - (x[p.id] - lse))).toBeLessThan(1e-9);
+      const order = Array.from(x.keys()).sort((a, b) => x[b] - x[a] || a - b).slice(0, TOP);
+      expect(p.topLogprobs!.map((t) => t.id)).toEqual(order);
+      for (const t of p.topLogprobs!) expect(Math.abs(t.logprob - (x[t.id] - lse))).toBeLessThan(1e-9);
+      if (p !== pieces[pieces.length - 1]) logits = s.step(p.id);
+    }
+    s.dispose();
+    // Without the option, pieces are { id, text } only; logprobs 0 gives the token's alone.
+    const plain = await collect(model.generate(prompt, { temperature: 0, maxNewTokens: 2 }));
+    expect(Object.keys(plain[0]).sort()).toEqual(['id', 'text']);
+    const bare = await collect(model.generate(prompt, { temperature: 0, maxNewTokens: 2, logprobs: 0 }));
+    expect(bare[0].topLogprobs).toEqual([]);
+    expect(bare[0].logprob).toBeLessThanOrEqual(0);
+  });
+
+  it('bad minP and logprobs are BAD_INPUT naming the option', async () => {
+    await expectCode(() => model.generate(prompt, { minP: 1.5 }), 'BAD_INPUT', 'minP');
+    await expectCode(() => model.generate(prompt, { minP: -0.1 }), 'BAD_INPUT', 'minP');
+    await expectCode(() => model.generate(prompt, { logprobs: 21 }), 'BAD_INPUT', 'logprobs');
+    await expectCode(() => model.generate(prompt, { logprobs: 1.5 }), 'BAD_INPUT', 'logprobs');
+  });
+
   it('maxNewTokens bounds the stream; the model\'s EOS ends it', async () => {
     const g = model.generate(prompt, { temperature: 0, maxNewTokens: 7 });
     expect(await collect(g)).toHaveLength(7);

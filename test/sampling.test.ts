@@ -1,7 +1,7 @@
 // Sampling: greedy is the argmax, and the seeded draws follow the distribution temperature, top-k,
 // top-p and the repetition penalty define.
 import { describe, expect, it } from 'vitest';
-import { applyRepetitionPenalty, argmax, candidates, createRng, sampleToken, type SamplingOptions } from '../src/generate/sampling.js';
+import { applyRepetitionPenalty, argmax, candidates, createRng, sampleToken, tokenLogprobs, type SamplingOptions } from '../src/generate/sampling.js';
 import { formatRate } from '../src/index.js';
 
 const opts = (o: Partial<SamplingOptions>): SamplingOptions => ({ temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, ...o });
@@ -85,6 +85,21 @@ describe('distributions', () => {
     expect(candidates(logits, opts({ topK: 3, topP: 0.7 })).ids).toEqual([0, 1]);
   });
 
+  it('min-p keeps the tokens at least p times as likely as the best, renormalised', () => {
+    // 0.25 and 0.15 are at least 0.25 × 0.5 = 0.125; 0.07 and 0.03 are not.
+    expectDistribution(frequencies(logits, opts({ minP: 0.25 }), n), [0.5 / 0.9, 0.25 / 0.9, 0.15 / 0.9, 0, 0], n);
+    expect(candidates(logits, opts({ minP: 0.51 })).ids).toEqual([0]);
+    expect(candidates(logits, opts({ minP: 1 })).ids).toEqual([0]);
+    expect(candidates(logits, opts({ minP: 0 })).ids).toEqual([0, 1, 2, 3, 4]);
+    // Relative to the best after temperature: at T = 2 the ratios are square roots (0.07/0.5 → 0.374).
+    expect(candidates(logits, opts({ minP: 0.3, temperature: 2 })).ids).toEqual([0, 1, 2, 3]);
+  });
+
+  it('min-p after top-k and top-p', () => {
+    expect(candidates(logits, opts({ topK: 4, minP: 0.1 })).ids).toEqual([0, 1, 2, 3]);
+    expect(candidates(logits, opts({ topP: 0.7, minP: 0.1 })).ids).toEqual([0, 1]);
+  });
+
   it('a seed reproduces the draws', () => {
     const draw = (seed: number) => { const r = createRng(seed); return Array.from({ length: 200 }, () => sampleToken(logits.slice(), opts({}), r)); };
     expect(draw(9)).toEqual(draw(9));
@@ -96,6 +111,41 @@ describe('distributions', () => {
     const sorted = Array.from(v.keys()).sort((a, b) => v[b] - v[a]);
     expect(candidates(v, opts({ topK: 7 })).ids).toEqual(sorted.slice(0, 7));
     expect(candidates(v, opts({ topP: 0.5 })).ids).toEqual(sorted.slice(0, candidates(v, opts({ topP: 0.5 })).ids.length));
+  });
+});
+
+describe('log-probabilities', () => {
+  /** log-softmax the long way, in float64: log(exp(x_i) / Σ exp(x_j)), shifted only to stay finite. */
+  function reference(l: ArrayLike<number>): number[] {
+    const x = Array.from(l, Number), m = Math.max(...x);
+    const e = x.map((v) => Math.exp(v - m)), s = e.reduce((a, b) => a + b, 0);
+    return e.map((v) => Math.log(v / s));
+  }
+
+  it('equal a float64 log-softmax; the top alternatives are the most likely ids in order', () => {
+    for (const V of [1, 2, 7, 33, 1000]) {
+      const l = Float32Array.from({ length: V }, (_, i) => Math.sin(i * 7.31 + V) * 9);
+      const ref = reference(l);
+      const order = Array.from(ref.keys()).sort((a, b) => ref[b] - ref[a] || a - b);
+      for (const id of [0, V - 1, Math.floor(V / 2)]) {
+        for (const top of [0, 1, 5, 20]) {
+          const got = tokenLogprobs(l, id, top);
+          expect(Math.abs(got.logprob - ref[id])).toBeLessThan(1e-12);
+          expect(got.top.map((t) => t.id)).toEqual(order.slice(0, Math.min(top, V)));
+          for (const t of got.top) expect(Math.abs(t.logprob - ref[t.id])).toBeLessThan(1e-12);
+        }
+      }
+    }
+  });
+
+  it('stay finite and right for far-apart logits, and ties keep the lower id first', () => {
+    const l = Float32Array.from([1000, -1000, 0, 0]);
+    const got = tokenLogprobs(l, 1, 4);
+    expect(got.logprob).toBeCloseTo(-2000, 9);
+    expect(got.top.map((t) => t.id)).toEqual([0, 2, 3, 1]);
+    expect(got.top[0].logprob).toBeCloseTo(0, 12);
+    expect(tokenLogprobs(Float32Array.from([2, 2, 2]), 1, 3).top.map((t) => t.id)).toEqual([0, 1, 2]);
+    expect(tokenLogprobs(Float32Array.from([2, 2, 2]), 1, 0).logprob).toBeCloseTo(-Math.log(3), 14);
   });
 });
 

@@ -3,7 +3,7 @@
 // program has to do) gets in. Model.generate and Model.chat are thin wrappers around this.
 import { checkOptions, MlaError, showValue } from '../errors.js';
 import type { TokenModel } from '../model/model.js';
-import { createRng, sampleToken, type SamplingOptions } from './sampling.js';
+import { createRng, sampleToken, tokenLogprobs, type SamplingOptions } from './sampling.js';
 import { checkIds, type Session } from '../model/session.js';
 import { checkMessages, type ChatMessage } from '../formats/tokenizer.js';
 
@@ -16,8 +16,16 @@ export interface GenerateOptions {
   topK?: number;
   /** Nucleus sampling: the smallest set of tokens whose probability reaches p (default generation_config's, else 1). */
   topP?: number;
+  /** Min-p sampling: keep the tokens at least minP times as likely as the most likely one; 0 = off (the default). */
+  minP?: number;
   /** > 1 discourages tokens already in the context (default generation_config's, else 1). */
   repetitionPenalty?: number;
+  /**
+   * Give every piece its token's log-probability and this many most likely alternatives (0 to 20):
+   * the model's own distribution (log-softmax of the logits), before penalty, temperature and
+   * truncation. Default: none.
+   */
+  logprobs?: number;
   /** Seed of the sampler's generator: the same seed, prompt and options give the same tokens. */
   seed?: number;
   /** Strings and token ids that end the generation, besides the model's EOS ids. Stop strings are not part of the text. */
@@ -40,6 +48,10 @@ export type ChatOptions = Omit<GenerateOptions, 'addSpecialTokens'>;
 export interface GenerationPiece {
   id: number;
   text: string;
+  /** With the logprobs option: ln p(id) under the model's distribution at this step. */
+  logprob?: number;
+  /** With the logprobs option: the most likely ids at this step, most likely first. */
+  topLogprobs?: Array<{ id: number; logprob: number }>;
 }
 
 export type StopReason = 'eos' | 'stop' | 'length' | 'context' | 'aborted';
@@ -71,6 +83,7 @@ export type Generation = AsyncGenerator<GenerationPiece, void, undefined> & { re
 
 interface Resolved extends SamplingOptions {
   maxNewTokens: number;
+  logprobs: number | null;
   seed: number | null;
   stopIds: Set<number>;
   stopStrings: string[];
@@ -83,7 +96,10 @@ interface Resolved extends SamplingOptions {
 interface History { cached: number[]; pending: number[] }
 const histories = new WeakMap<Session, History>();
 
-const KNOWN = new Set(['maxNewTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'stop', 'signal', 'session', 'addSpecialTokens']);
+/** The most alternatives a piece can carry (OpenAI's top_logprobs limit). */
+export const MAX_TOP_LOGPROBS = 20;
+
+const KNOWN = new Set(['maxNewTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'logprobs', 'seed', 'stop', 'signal', 'session', 'addSpecialTokens']);
 
 function badOption(name: string, want: string, got: unknown): never {
   throw new MlaError('BAD_INPUT', `option ${name} must be ${want}, got ${showValue(got)}`);
@@ -106,6 +122,9 @@ function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Se
     ?? (sampleByDefault ? gc?.temperature ?? 1 : 0);
   const topK = number('topK', (v) => Number.isInteger(v) && v >= 0, 'an integer ≥ 0 (0 = no limit)') ?? gc?.topK ?? 50;
   const topP = number('topP', (v) => v > 0 && v <= 1, 'a number in (0, 1]') ?? gc?.topP ?? 1;
+  const minP = number('minP', (v) => v >= 0 && v <= 1, 'a number in [0, 1] (0 = off)') ?? 0;
+  const logprobs = number('logprobs', (v) => Number.isInteger(v) && v >= 0 && v <= MAX_TOP_LOGPROBS,
+    `an integer in [0, ${MAX_TOP_LOGPROBS}] (the alternatives per token)`) ?? null;
   const repetitionPenalty = number('repetitionPenalty', (v) => v > 0, 'a number > 0 (1 = none)') ?? gc?.repetitionPenalty ?? 1;
   let seed = number('seed', (v) => Number.isSafeInteger(v), 'a safe integer') ?? null;
   const greedy = temperature === 0 || topK === 1;
@@ -142,7 +161,7 @@ function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Se
   const addSpecialTokens = o.addSpecialTokens;
   if (addSpecialTokens !== undefined && typeof addSpecialTokens !== 'boolean') badOption('addSpecialTokens', 'a boolean', addSpecialTokens);
   return {
-    maxNewTokens, temperature, topK, topP, repetitionPenalty, seed, stopIds, stopStrings,
+    maxNewTokens, logprobs, temperature, topK, topP, minP, repetitionPenalty, seed, stopIds, stopStrings,
     signal: signal as AbortSignal | undefined, session: session as Session | undefined, addSpecialTokens: addSpecialTokens as boolean | undefined,
   };
 }
@@ -207,7 +226,7 @@ function withoutOldestTurn(messages: ChatMessage[]): ChatMessage[] | null {
 }
 
 /** Give the event loop a turn (timers, I/O, abort events), in Node, Deno, Bun and browsers alike. */
-function yieldToEventLoop(): Promise<void> {
+export function yieldToEventLoop(): Promise<void> {
   const g = globalThis as { setImmediate?: (f: () => void) => void };
   if (typeof g.setImmediate === 'function') return new Promise((r) => g.setImmediate!(r));
   if (typeof MessageChannel === 'function') {
@@ -241,7 +260,9 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
     const use = <T>(f: () => T): T => session.asHolder(key, f);
     try {
       // What the session holds (when we know), and what to run now.
-      const known = session.position === 0 ? { cached: [], pending: [] } : histories.get(session);
+      // A session no stream has run (restored from a snapshot, or fed by prefill/step) still knows its ids.
+      const own = session.tokenIds;
+      const known = session.position === 0 ? { cached: [], pending: [] } : histories.get(session) ?? (own ? { cached: [...own], pending: [] } : undefined);
       const history = known && known.cached.length === session.position ? known : null;
       let cached: number[];
       let feed: number[];
@@ -277,7 +298,11 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
       const stops = new StopStrings(o.stopStrings);
       for (let n = 0; ; n++) {
         t0 = performance.now();
+        // The penalty changes the logits in place: logprobs are of the model's own, so kept aside.
+        const raw = o.logprobs !== null && o.repetitionPenalty !== 1 ? logits.slice() : logits;
         const id = sampleToken(logits, o, rng, context);
+        const lp = o.logprobs === null ? null : tokenLogprobs(raw, id, o.logprobs);
+        const scored = lp ? { logprob: lp.logprob, topLogprobs: lp.top } : {};
         stats.decodeMs += performance.now() - t0;
         stats.generatedTokens++;
         histories.set(session, { cached, pending: [id] });
@@ -285,7 +310,7 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
           stats.stopReason = model.config.eosTokenIds.includes(id) || model.generationConfig?.eosTokenIds.includes(id) ? 'eos' : 'stop';
           // The stop token's own text is left out; what was held back comes out with it.
           const tail = stops.push(detok ? detok.flush() : '');
-          yield { id, text: tail.stopped ? tail.text : tail.text + stops.flush() };
+          yield { id, text: tail.stopped ? tail.text : tail.text + stops.flush(), ...scored };
           return;
         }
         const last = n + 1 >= o.maxNewTokens || session.position >= session.capacity;
@@ -294,15 +319,15 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
         const { text, stopped } = stops.push(piece);
         if (stopped) {
           stats.stopReason = 'stop';
-          yield { id, text };
+          yield { id, text, ...scored };
           return;
         }
         if (last) {
           stats.stopReason = n + 1 >= o.maxNewTokens ? 'length' : 'context';
-          yield { id, text: text + stops.flush() };
+          yield { id, text: text + stops.flush(), ...scored };
           return;
         }
-        yield { id, text };
+        yield { id, text, ...scored };
         if (o.repetitionPenalty !== 1) context.add(id);
         await yieldToEventLoop();
         if (o.signal?.aborted) {

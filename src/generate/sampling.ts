@@ -1,6 +1,7 @@
-// Choosing the next token from logits: repetition penalty, then temperature, top-k and top-p
-// (the order of transformers' logits processors), then a draw from a seeded generator.
-// Temperature 0 is greedy: the argmax, no randomness.
+// Choosing the next token from logits: repetition penalty, then temperature, top-k, top-p and
+// min-p (the order of transformers' logits processors), then a draw from a seeded generator.
+// Temperature 0 is greedy: the argmax, no randomness. Also the model's log-probabilities of a
+// token and of its most likely alternatives, for the stream to report.
 
 export interface SamplingOptions {
   /** 0: greedy. Otherwise logits are divided by it before the softmax. */
@@ -9,6 +10,8 @@ export interface SamplingOptions {
   topK: number;
   /** Keep the smallest set of most likely tokens whose probability reaches p; 1 keeps all. */
   topP: number;
+  /** Keep the tokens at least minP times as likely as the most likely one; 0 (the default) keeps all. */
+  minP?: number;
   /** > 1 makes tokens already in the context less likely (transformers' rule: divide a positive logit, multiply a negative one). */
   repetitionPenalty: number;
 }
@@ -62,17 +65,18 @@ export function applyRepetitionPenalty(logits: Float32Array, context: Iterable<n
 
 /**
  * The distribution sampling draws from, as (ids, probabilities) in decreasing probability:
- * temperature, then top-k, then top-p (which always keeps the most likely token).
+ * temperature, then top-k, then top-p, then min-p (top-p and min-p always keep the most likely token).
  */
-export function candidates(logits: ArrayLike<number>, o: Pick<SamplingOptions, 'temperature' | 'topK' | 'topP'>): { ids: number[]; probs: number[] } {
+export function candidates(logits: ArrayLike<number>, o: Pick<SamplingOptions, 'temperature' | 'topK' | 'topP' | 'minP'>): { ids: number[]; probs: number[] } {
   const V = logits.length;
+  const minP = o.minP ?? 0;
   const k = o.topK > 0 && o.topK < V ? o.topK : V;
   let ids: number[];
   if (k < V) {
     ids = topKIndices(logits, k);
   } else {
     ids = Array.from({ length: V }, (_, i) => i);
-    if (o.topP < 1) ids.sort((x, y) => logits[y] - logits[x] || x - y);
+    if (o.topP < 1 || minP > 0) ids.sort((x, y) => logits[y] - logits[x] || x - y);
   }
   let max = -Infinity;
   for (const i of ids) if (logits[i] > max) max = logits[i];
@@ -90,11 +94,19 @@ export function candidates(logits: ArrayLike<number>, o: Pick<SamplingOptions, '
     probs = probs.slice(0, keep);
     sum = probs.reduce((a, b) => a + b, 0);
   }
+  if (minP > 0) {
+    // Sorted, and probs[0] is the largest: keep the prefix at least minP times as likely.
+    let keep = 1;
+    while (keep < ids.length && probs[keep] >= minP * probs[0]) keep++;
+    ids = ids.slice(0, keep);
+    probs = probs.slice(0, keep);
+    sum = probs.reduce((a, b) => a + b, 0);
+  }
   return { ids, probs: probs.map((p) => p / sum) };
 }
 
 /** The k largest entries' indices, largest first (ties: lower index first). */
-function topKIndices(v: ArrayLike<number>, k: number): number[] {
+export function topKIndices(v: ArrayLike<number>, k: number): number[] {
   const better = (x: number, y: number) => v[x] > v[y] || (v[x] === v[y] && x < y);
   // A min-heap of the best k seen so far: O(V log k).
   const heap: number[] = [];
@@ -141,4 +153,27 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, 
     if (u < acc) return ids[i];
   }
   return ids[ids.length - 1];
+}
+
+/** A token's log-probability under the model, and its most likely alternatives. */
+export interface TokenLogprobs {
+  /** log p(id) under softmax(logits), natural log. */
+  logprob: number;
+  /** The `top` most likely ids with their log-probabilities, most likely first (ties: lower id first). */
+  top: Array<{ id: number; logprob: number }>;
+}
+
+/**
+ * The model's own distribution at a step: log-softmax of the raw logits in float64, before the
+ * penalty, temperature and truncation that sampling applies (as OpenAI's API and vLLM report
+ * them), so the numbers do not change with the sampling options.
+ */
+export function tokenLogprobs(logits: ArrayLike<number>, id: number, top: number): TokenLogprobs {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  const lse = max + Math.log(sum);
+  const ids = top > 0 ? topKIndices(logits, Math.min(top, logits.length)) : [];
+  return { logprob: logits[id] - lse, top: ids.map((i) => ({ id: i, logprob: logits[i] - lse })) };
 }

@@ -12,6 +12,7 @@ import { type ThreadPool } from '../host/pool.js';
 import { loadKernels } from '../host/load.js';
 import { type KernelOptions, type SimdBuild } from '../host/kernels.js';
 import { checkMemory, memoryNeed, WASM_MEMORY_LIMIT, type MemoryNeed } from './memory.js';
+import { modelFingerprint, readSnapshot } from './snapshot.js';
 import { checkTensors, checkWeightsOption, placeWeights, weightBytes, weightPlan, type WeightsOption } from './weights.js';
 import { loadQuantizer } from './ops.js';
 import { maxLinearCols, scratchBytes, scratchSizes } from './decoder.js';
@@ -119,6 +120,26 @@ export class TokenModel {
     this.alive();
     const s = new Session(this.decoder, options, (x) => this.sessions.delete(x));
     this.sessions.add(s);
+    return s;
+  }
+
+  /**
+   * A session from session.snapshot()'s bytes, taken with this model (in any process or runtime):
+   * its next logits are those the snapshot's session would give. `contextLength` defaults to the
+   * snapshot's session's capacity. A snapshot of another model or
+   * cache format, of a future version, or truncated or altered is BAD_SNAPSHOT, and nothing is made.
+   */
+  restoreSession(bytes: Uint8Array, options: SessionOptions = {}): Session {
+    this.alive();
+    checkOptions(options, ['contextLength'], 'restoreSession() options');
+    const d = this.decoder;
+    const { header, rows } = readSnapshot(bytes, this.config, modelFingerprint(d.config, d.w, d.heap));
+    const contextLength = options.contextLength ?? header.capacity;
+    if (!Number.isInteger(contextLength) || contextLength < header.position) {
+      throw new MlaError('BAD_INPUT', `contextLength must be an integer ≥ the snapshot's ${header.position} positions, got ${contextLength}`);
+    }
+    const s = this.createSession({ contextLength });
+    s.restore(header, rows);
     return s;
   }
 

@@ -2,6 +2,7 @@
 import { CHUNK, type AttentionPath, type Decoder } from './decoder.js';
 import { KvCache } from './kv-cache.js';
 import { checkOptions, MlaError, showValue } from '../errors.js';
+import { modelFingerprint, writeSnapshot, type SnapshotHeader } from './snapshot.js';
 
 export interface SessionOptions {
   /** Positions the cache holds (default: the model's max_position_embeddings, at most 4096). */
@@ -49,6 +50,8 @@ export class Session {
   private readonly onDispose: (s: Session) => void;
   private cache: KvCache | null;
   private pos = 0;
+  // The ids in the cache, for snapshots; null after skipTo() (rows taken as they were, ids unknown).
+  private ids: number[] | null = [];
   // A generate()/chat() stream holds the session from its first token to its end: any other call
   // that runs or moves the cache then throws BUSY, as two streams would write into one cache.
   private holder: symbol | null = null;
@@ -130,6 +133,36 @@ export class Session {
     this.live();
     this.notBusy();
     this.pos = 0;
+    this.ids = [];
+  }
+
+  /**
+   * The session as bytes (its token ids and the cache rows in use, with the model's fingerprint):
+   * model.restoreSession(bytes) makes a session that goes on exactly where this one is, in this
+   * process or another, under any runtime.
+   */
+  snapshot(): Uint8Array {
+    const cache = this.live();
+    if (this.ids === null) throw new MlaError('BAD_INPUT', 'this session\'s token ids are unknown (its rows were taken with skipTo), so it cannot be snapshot');
+    const d = this.decoder;
+    return writeSnapshot(modelFingerprint(d.config, d.w, d.heap), cache, this.ids);
+  }
+
+  /** @internal The ids in the cache, in order (null when unknown, after skipTo). */
+  get tokenIds(): readonly number[] | null {
+    return this.ids;
+  }
+
+  /** @internal Fill a fresh session from a checked snapshot (TokenModel.restoreSession). */
+  restore(header: SnapshotHeader, rows: Uint8Array): void {
+    const cache = this.live();
+    const perLayer = KvCache.bytesFor(header.position, 1, cache.row);
+    for (let l = 0; l < cache.layers; l++) {
+      const into = cache.rows(l, 0, header.position);
+      new Uint8Array(into.buffer, into.byteOffset, into.byteLength).set(rows.subarray(l * perLayer, (l + 1) * perLayer));
+    }
+    this.pos = header.position;
+    this.ids = [...header.ids];
   }
 
   /**
@@ -143,6 +176,7 @@ export class Session {
       throw new MlaError('BAD_INPUT', `truncate position must be an integer in [0, ${this.pos}], got ${position}`);
     }
     this.pos = position;
+    if (this.ids) this.ids.length = position;
   }
 
   /**
@@ -171,6 +205,7 @@ export class Session {
       throw new MlaError('BAD_INPUT', `position must be an integer in [0, ${cache.capacity}], got ${position}`);
     }
     this.pos = position;
+    this.ids = null;
   }
 
   private live(): KvCache {
@@ -213,6 +248,7 @@ export class Session {
       pos += T;
     }
     this.pos = pos;
+    if (this.ids) for (let i = 0; i < ids.length; i++) this.ids.push(ids[i]);
     return out;
   }
 }

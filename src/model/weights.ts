@@ -152,8 +152,9 @@ export interface Weights {
   layers: LayerWeights[];
   /** Bytes of the weights in their formats (weightBytes). */
   bytes: number;
-  /** Where the weights' block starts (its size is weightBlockBytes). */
+  /** Where the weights' block starts, and its bytes (weightBlockBytes of the plan it was placed with). */
   block: number;
+  blockBytes: number;
 }
 
 type Shapes = Map<string, number[]>;
@@ -535,7 +536,7 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
         }
         layers.push(w);
       }
-      return { embed, finalNorm, lmHead, layers, bytes, block };
+      return { embed, finalNorm, lmHead, layers, bytes, block, blockBytes: MATRIX_ALIGN + sums.matrixBytes + sums.vectorBytes };
     }
   }
 }

@@ -1,0 +1,156 @@
+// A session as bytes, to carry a conversation to another process, runtime or request:
+//   "MLAS" | u32 version | u32 header length | header (JSON, space-padded so the rows start on a
+//   4-byte boundary) | cache rows | u32 checksum of all before (a word-wise hash: any one altered
+//   word changes it, and it reads 4 bytes a step, unlike a CRC-32 at a byte a step)
+// The header holds a fingerprint of the model (its config and a sample of its weights), the cache
+// format, the cache's shape, the position, the capacity and the token ids; the rows are those in
+// use, layer after layer, as the cache stores them (little-endian, as WebAssembly's memory is).
+// Reading checks everything before a session is made: a snapshot of another model, another cache
+// format, a future version, or one truncated or altered is BAD_SNAPSHOT naming what is wrong.
+//
+// Cache formats: only 'f32' exists today. When KvCache gains its narrow formats, the header's
+// cacheFormat comes from the cache, rowBytes replaces rowNumbers × 4, and restore takes the
+// format from the snapshot when creating the session (or refuses a format the model cannot use).
+import { MlaError } from '../errors.js';
+import type { ModelConfig } from '../formats/config.js';
+import type { Heap } from '../host/heap.js';
+import { KvCache } from './kv-cache.js';
+import type { Weights } from './weights.js';
+
+export const SNAPSHOT_VERSION = 1;
+const MAGIC = [0x4d, 0x4c, 0x41, 0x53]; // "MLAS"
+const CACHE_FORMAT = 'f32';
+
+export interface SnapshotHeader {
+  fingerprint: string;
+  cacheFormat: string;
+  layers: number;
+  rowNumbers: number;
+  position: number;
+  capacity: number;
+  ids: number[];
+}
+
+const fingerprints = new WeakMap<Weights, string>();
+
+/**
+ * What identifies a model: its config, and its weights sampled at 4096 places (hashing every byte
+ * of gigabytes would take seconds; a different checkpoint differs nearly everywhere). Computed once.
+ */
+export function modelFingerprint(config: ModelConfig, w: Weights, heap: Heap): string {
+  const known = fingerprints.get(w);
+  if (known) return known;
+  const h = new Fnv();
+  h.bytes(new TextEncoder().encode(JSON.stringify(config)));
+  const size = w.blockBytes;
+  const WINDOW = 64, SAMPLES = 4096;
+  if (size <= WINDOW * SAMPLES) h.bytes(heap.u8(w.block, size));
+  else for (let i = 0; i < SAMPLES; i++) h.bytes(heap.u8(w.block + Math.floor((i * (size - WINDOW)) / (SAMPLES - 1)), WINDOW));
+  const fp = h.hex();
+  fingerprints.set(w, fp);
+  return fp;
+}
+
+/** The bytes of a session: its header and the first `ids.length` rows of every layer of `cache`. */
+export function writeSnapshot(fingerprint: string, cache: KvCache, ids: number[]): Uint8Array {
+  const header: SnapshotHeader = {
+    fingerprint, cacheFormat: CACHE_FORMAT, layers: cache.layers, rowNumbers: cache.row, position: ids.length, capacity: cache.capacity, ids,
+  };
+  const text = JSON.stringify(header);
+  const json = new TextEncoder().encode(text + ' '.repeat((4 - ((12 + new TextEncoder().encode(text).length) % 4)) % 4));
+  const rowsBytes = KvCache.bytesFor(ids.length, cache.layers, cache.row);
+  const out = new Uint8Array(12 + json.length + rowsBytes + 4);
+  const view = new DataView(out.buffer);
+  out.set(MAGIC, 0);
+  view.setUint32(4, SNAPSHOT_VERSION, true);
+  view.setUint32(8, json.length, true);
+  out.set(json, 12);
+  let at = 12 + json.length;
+  for (let l = 0; l < cache.layers; l++) {
+    const rows = cache.rows(l, 0, ids.length);
+    out.set(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength), at);
+    at += rows.byteLength;
+  }
+  view.setUint32(at, checksum(out.subarray(0, at)), true);
+  return out;
+}
+
+const bad = (why: string): never => { throw new MlaError('BAD_SNAPSHOT', `cannot restore this snapshot: ${why}`); };
+
+/**
+ * Check a snapshot against the model that would restore it; returns its header and where its rows
+ * start. Throws BAD_SNAPSHOT (or BAD_INPUT for what is not bytes) and allocates nothing.
+ */
+export function readSnapshot(bytes: unknown, config: ModelConfig, fingerprint: string): { header: SnapshotHeader; rows: Uint8Array } {
+  if (!(bytes instanceof Uint8Array)) throw new MlaError('BAD_INPUT', 'restoreSession takes the Uint8Array session.snapshot() made');
+  if (bytes.length < 16 || MAGIC.some((b, i) => bytes[i] !== b)) bad('it does not start like a snapshot (too short, or not one)');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const version = view.getUint32(4, true);
+  if (version > SNAPSHOT_VERSION) bad(`it is version ${version}, newer than this library reads (${SNAPSHOT_VERSION}): update mla-wasm`);
+  if (version !== SNAPSHOT_VERSION) bad(`it is version ${version}, which this library does not read (${SNAPSHOT_VERSION})`);
+  const jsonLength = view.getUint32(8, true);
+  if (12 + jsonLength + 4 > bytes.length) bad(`it is truncated (${bytes.length} bytes, the header alone needs ${12 + jsonLength + 4})`);
+  if ((12 + jsonLength) % 4 !== 0) bad('its header is corrupt');
+  let header: SnapshotHeader;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(12, 12 + jsonLength)));
+  } catch {
+    return bad('its header is corrupt');
+  }
+  const int = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  if (typeof header !== 'object' || header === null || typeof header.fingerprint !== 'string' || typeof header.cacheFormat !== 'string' ||
+    !int(header.layers) || !int(header.rowNumbers) || !int(header.position) || !int(header.capacity) || !Array.isArray(header.ids)) {
+    bad('its header is corrupt');
+  }
+  const rowsBytes = KvCache.bytesFor(header.position, header.layers, header.rowNumbers);
+  const total = 12 + jsonLength + rowsBytes + 4;
+  if (bytes.length < total) bad(`it is truncated (${bytes.length} of ${total} bytes)`);
+  if (bytes.length > total) bad(`it has ${bytes.length - total} bytes after its end`);
+  if (view.getUint32(total - 4, true) !== checksum(bytes.subarray(0, total - 4))) bad('its checksum does not match: the bytes were altered');
+  if (header.fingerprint !== fingerprint) bad(`it was taken with another model (fingerprint ${header.fingerprint}, this model's is ${fingerprint})`);
+  if (header.cacheFormat !== CACHE_FORMAT) bad(`its cache format is '${header.cacheFormat}'; this model's sessions hold '${CACHE_FORMAT}'`);
+  const row = KvCache.rowNumbers(config.attention);
+  if (header.layers !== config.layers || header.rowNumbers !== row) {
+    bad(`its cache has ${header.layers} layers of ${header.rowNumbers} numbers, this model's ${config.layers} of ${row}`);
+  }
+  if (header.capacity < 1 || header.capacity > config.maxPositions || header.position > header.capacity) {
+    bad(`position ${header.position} in a capacity of ${header.capacity} does not fit this model's ${config.maxPositions} positions`);
+  }
+  if (header.ids.length !== header.position || !header.ids.every((id) => Number.isInteger(id) && id >= 0 && id < config.vocabSize)) {
+    bad(`its token ids are not ${header.position} ids in [0, ${config.vocabSize})`);
+  }
+  return { header, rows: bytes.subarray(12 + jsonLength, total - 4) };
+}
+
+/** 64 bits of FNV-1a, as two 32-bit lanes with different offsets. */
+class Fnv {
+  private a = 0x811c9dc5;
+  private b = 0x050c5d1f;
+  bytes(x: Uint8Array): void {
+    let a = this.a, b = this.b;
+    for (let i = 0; i < x.length; i++) {
+      a = Math.imul(a ^ x[i], 0x01000193);
+      b = Math.imul(b ^ x[i], 0x01000193) ^ (a >>> 15);
+    }
+    this.a = a;
+    this.b = b;
+  }
+  hex(): string {
+    return (this.a >>> 0).toString(16).padStart(8, '0') + (this.b >>> 0).toString(16).padStart(8, '0');
+  }
+}
+
+/**
+ * A 32-bit hash of `x` (its length a multiple of 4) read as little-endian words. Each step is a
+ * bijection of the state for a given word, so changing any one word always changes the result.
+ */
+export function checksum(x: Uint8Array): number {
+  const aligned = x.byteOffset % 4 === 0 ? x : x.slice();
+  const words = new Uint32Array(aligned.buffer, aligned.byteOffset, x.length >>> 2);
+  let h = (0x811c9dc5 ^ x.length) | 0;
+  for (let i = 0; i < words.length; i++) {
+    h = Math.imul(h ^ words[i], 0x9e3779b1);
+    h ^= h >>> 15;
+  }
+  return h >>> 0;
+}

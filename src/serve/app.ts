@@ -1,0 +1,209 @@
+// The OpenAI-compatible server as one fetch handler, `(Request) => Promise<Response>`, built on
+// Hono: Node (through node.ts), Deno.serve, Bun.serve and edge platforms all run it as it is.
+//   POST /v1/completions, POST /v1/chat/completions   (stream: true → server-sent events)
+//   GET  /v1/models, /v1/models/:id, /health
+// Bodies are checked before anything runs (requests.ts); generations go through the scheduler;
+// every failure is an OpenAI-style error body with its status, and touches only its own request.
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { streamSSE } from 'hono/streaming';
+import { checkOptions, MlaError, showValue } from '../errors.js';
+import type { Generation, GenerationPiece } from '../generate/generate.js';
+import type { Model } from '../generate/model.js';
+import { ApiError, toApiError } from './api-error.js';
+import { PrefixCache } from './prefix-cache.js';
+import { parseJson, parseRequest, type ParsedRequest, type RequestKind } from './requests.js';
+import { ResponseShaper } from './responses.js';
+import { Scheduler } from './scheduler.js';
+
+export interface ServerOptions {
+  /** The model's name: what /v1/models lists and what requests must give as `model` (default 'mla-wasm'). */
+  modelId?: string;
+  /** When set, /v1/ requests need `Authorization: Bearer <apiKey>` (else 401). /health stays open. */
+  apiKey?: string;
+  /** Generations running at once, each with its own KV cache (default 4). */
+  maxSessions?: number;
+  /** Requests that wait for a running one to end; past that, 429 (default 4 × maxSessions). */
+  maxQueued?: number;
+  /** The largest request body taken, in bytes; larger is 413 (default 1 MiB). */
+  maxBodyBytes?: number;
+  /**
+   * Bytes of finished conversations' snapshots kept, so that a request extending one runs only
+   * what is new (default 128 MiB; 0 = none). Kept outside the model's memory, least recently used dropped first.
+   */
+  prefixCacheBytes?: number;
+}
+
+export interface Server {
+  /** Answer one HTTP request: hand it to Deno.serve, Bun.serve, a worker's fetch, or serveNode(). */
+  fetch: (request: Request) => Promise<Response>;
+  /** Generations running now, and requests waiting. */
+  readonly active: number;
+  readonly queued: number;
+  /** Stop every generation (their streams end) and refuse new ones. The model is not disposed. */
+  close(): Promise<void>;
+}
+
+const OPTIONS = Object.keys({ modelId: 1, apiKey: 1, maxSessions: 1, maxQueued: 1, maxBodyBytes: 1, prefixCacheBytes: 1 } satisfies Record<keyof ServerOptions, 1>);
+
+/** An OpenAI-compatible server over `model` (which needs a tokenizer). */
+export function createServer(model: Model, options: ServerOptions = {}): Server {
+  checkOptions(options, OPTIONS, 'createServer() options');
+  const int = (name: keyof ServerOptions, fallback: number, min: number): number => {
+    const v = options[name] ?? fallback;
+    if (!Number.isSafeInteger(v) || (v as number) < min) throw new MlaError('BAD_INPUT', `option ${name} must be an integer ≥ ${min}, got ${showValue(v)}`);
+    return v as number;
+  };
+  const str = (name: 'modelId' | 'apiKey'): string | undefined => {
+    const v = options[name];
+    if (v !== undefined && (typeof v !== 'string' || v.length === 0)) throw new MlaError('BAD_INPUT', `option ${name} must be a non-empty string, got ${showValue(v)}`);
+    return v;
+  };
+  const modelId = str('modelId') ?? 'mla-wasm';
+  const apiKey = str('apiKey');
+  const maxSessions = int('maxSessions', 4, 1);
+  const maxQueued = int('maxQueued', 4 * maxSessions, 0);
+  const maxBodyBytes = int('maxBodyBytes', 1 << 20, 1);
+  const prefixCacheBytes = int('prefixCacheBytes', 128 << 20, 0);
+  const prefix = prefixCacheBytes > 0 ? new PrefixCache(prefixCacheBytes) : null;
+  const tok = model.tokenizer;
+  if (!tok) throw new MlaError('BAD_INPUT', 'createServer: this model has no tokenizer (tokenizer.json), and the API speaks text');
+
+  const scheduler = new Scheduler({ maxActive: maxSessions, maxQueued });
+  const created = Math.floor(Date.now() / 1000);
+  const modelCard = { id: modelId, object: 'model', created, owned_by: 'mla-wasm' };
+  const app = new Hono();
+
+  app.onError((e, c) => {
+    const api = toApiError(e);
+    return c.json(api.body, api.status as 400);
+  });
+  app.notFound((c) => {
+    const api = new ApiError(404, `no route ${c.req.method} ${new URL(c.req.url).pathname}`, 'not_found_error', null, 'unknown_url');
+    return c.json(api.body, 404);
+  });
+
+  app.get('/health', (c) => c.json({
+    status: 'ok', model: modelId, active: scheduler.active, queued: scheduler.queued, max_sessions: maxSessions,
+    prefix_cache: prefix && { entries: prefix.size, bytes: prefix.bytes, budget: prefix.budgetBytes, hits: prefix.hits, misses: prefix.misses },
+  }));
+
+  app.use('/v1/*', async (c, next) => {
+    if (apiKey !== undefined) {
+      const header = c.req.header('authorization') ?? '';
+      const given = /^Bearer\s+(.+)$/i.exec(header)?.[1] ?? '';
+      if (!sameKey(given, apiKey)) {
+        throw new ApiError(401, header ? 'incorrect API key' : 'missing API key: send Authorization: Bearer <key>', 'invalid_request_error', null, 'invalid_api_key');
+      }
+    }
+    await next();
+  });
+  app.use('/v1/*', bodyLimit({
+    maxSize: maxBodyBytes,
+    onError: () => { throw new ApiError(413, `the request body is larger than ${maxBodyBytes} bytes`, 'invalid_request_error', null, 'request_too_large'); },
+  }));
+
+  app.get('/v1/models', (c) => c.json({ object: 'list', data: [modelCard] }));
+  app.get('/v1/models/:id', (c) => {
+    if (c.req.param('id') !== modelId) throw new ApiError(404, `the model '${c.req.param('id')}' does not exist`, 'invalid_request_error', 'model', 'model_not_found');
+    return c.json(modelCard);
+  });
+  app.post('/v1/completions', (c) => answer(c, 'completion'));
+  app.post('/v1/chat/completions', (c) => answer(c, 'chat'));
+
+  async function answer(c: Context, kind: RequestKind): Promise<Response> {
+    const req = parseRequest(kind, parseJson(await c.req.text()), model, modelId);
+    const job = scheduler.submit((signal) => start(req, signal));
+    // A client that goes away stops its generation (queued: it leaves the queue).
+    const signal = c.req.raw.signal;
+    const cancel = () => job.cancel();
+    signal.addEventListener('abort', cancel);
+    const shaper = new ResponseShaper(kind, modelId, tok!, req.logprobs);
+    const pieces = job.pieces();
+    const release = () => {
+      signal.removeEventListener('abort', cancel);
+      job.cancel(); // a no-op once the generation has ended
+    };
+    let streaming = false;
+    try {
+      // The first piece (or the failure) before any byte is sent: an error at the start still
+      // gets its own status.
+      const first = await pieces.next();
+      if (!req.stream) {
+        const all: GenerationPiece[] = first.done ? [] : [first.value];
+        for await (const p of pieces) all.push(p);
+        return c.json(shaper.complete(all, job.stats!));
+      }
+      streaming = true;
+      return streamSSE(c, async (sse) => {
+        sse.onAbort(cancel);
+        const send = (x: object | null) => (x === null ? Promise.resolve() : sse.writeSSE({ data: JSON.stringify(x) }));
+        try {
+          await send(shaper.first());
+          if (!first.done) await send(shaper.piece(first.value));
+          for await (const p of pieces) await send(shaper.piece(p));
+          await send(shaper.last(job.stats!));
+          if (req.includeUsage) await send(shaper.usage(job.stats!));
+          await sse.writeSSE({ data: '[DONE]' });
+        } catch (e) {
+          // Mid-stream the status is sent: the error goes as an event, and the stream ends.
+          if (!sse.aborted) await send(toApiError(e).body);
+        } finally {
+          release();
+        }
+      });
+    } finally {
+      if (!streaming) release();
+    }
+  }
+
+  /**
+   * A request's generation, in a session of its own: restored from the prefix cache when a kept
+   * conversation shares the prompt's start (only the rest is run), else new. At the end its
+   * snapshot is kept for the next request, and the session freed.
+   */
+  function start(req: ParsedRequest, signal: AbortSignal): Generation {
+    const need = Math.min(model.config.maxPositions, req.promptIds.length + req.options.maxNewTokens);
+    const hit = prefix?.take(req.promptIds) ?? null;
+    const session = hit ? model.restoreSession(hit.bytes, { contextLength: Math.max(need, hit.position) }) : model.createSession({ contextLength: need });
+    let generation: Generation;
+    try {
+      if (req.kind === 'chat') {
+        // chat() keeps the longest common prefix of the session's conversation itself.
+        generation = model.chat(req.messages!, { ...req.options, signal, session });
+      } else {
+        const keep = Math.min(hit?.common ?? 0, req.promptIds.length - 1); // run at least one token, for the logits
+        session.truncate(keep);
+        generation = model.generate(req.promptIds.slice(keep), { ...req.options, signal, session });
+      }
+    } catch (e) {
+      session.dispose();
+      throw e;
+    }
+    async function* run(): AsyncGenerator<GenerationPiece, void, undefined> {
+      let finished = false;
+      try {
+        for await (const piece of generation) yield piece;
+        finished = true;
+      } finally {
+        if (finished && prefix && session.tokenIds) prefix.put(session.tokenIds, session.snapshot());
+        session.dispose();
+      }
+    }
+    return Object.assign(run(), { stats: generation.stats });
+  }
+
+  return {
+    fetch: async (request: Request) => app.fetch(request),
+    get active() { return scheduler.active; },
+    get queued() { return scheduler.queued; },
+    close: () => scheduler.close(),
+  };
+}
+
+/** Compare keys in time that does not depend on where they differ. */
+function sameKey(given: string, key: string): boolean {
+  let diff = given.length ^ key.length;
+  for (let i = 0; i < key.length; i++) diff |= (given.charCodeAt(i) | 0) ^ key.charCodeAt(i);
+  return diff === 0;
+}

@@ -1,0 +1,154 @@
+// Runs the server's generations: at most `maxActive` at once, each in its own session; more wait
+// in a queue of at most `maxQueued`, and past that a request is refused (BUSY, a 429). Work goes in
+// rounds: a round advances every running generation by one token, in turn, so a long answer does
+// not hold up a short one. Generations join and leave only between rounds, at token boundaries.
+//
+// The seam for batched decode: round() is the one place that steps the running generations. With
+// model.stepBatch it becomes one batched step over the round's sessions (each sampled token fed
+// together, the weights read once), instead of one step per generation; joining and leaving stay
+// as they are. The pieces each generation yields go into its job's buffer, and the round never
+// waits for a client to read them: a slow reader cannot stall the others.
+import { MlaError } from '../errors.js';
+import { yieldToEventLoop, type Generation, type GenerationPiece, type GenerationStats } from '../generate/generate.js';
+
+export interface SchedulerOptions {
+  /** Generations running at once (each holds a session's KV cache). */
+  maxActive: number;
+  /** Requests waiting for a slot; past that, submit() throws BUSY. */
+  maxQueued: number;
+}
+
+/** One request's generation, as the HTTP side sees it. */
+export interface Job {
+  /** The pieces in order; ends with the generation, or throws what stopped it (ABORTED after cancel()). */
+  pieces(): AsyncGenerator<GenerationPiece, void, undefined>;
+  /** The generation's stats, once it has started (null while queued). */
+  readonly stats: GenerationStats | null;
+  /** Stop it: a queued job leaves the queue; a running one stops before its next token, and its session is freed. */
+  cancel(): void;
+}
+
+type Start = (signal: AbortSignal) => Generation;
+
+class Entry implements Job {
+  readonly controller = new AbortController();
+  generation: Generation | null = null;
+  private readonly buffer: GenerationPiece[] = [];
+  private ended = false;
+  private failure: unknown = null;
+  private wake: (() => void) | null = null;
+
+  constructor(readonly start: Start, private readonly onCancel: (e: Entry) => void) {}
+
+  get stats(): GenerationStats | null { return this.generation?.stats ?? null; }
+
+  push(piece: GenerationPiece): void {
+    this.buffer.push(piece);
+    this.wake?.();
+  }
+
+  end(failure: unknown = null): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.failure = failure;
+    this.wake?.();
+  }
+
+  async *pieces(): AsyncGenerator<GenerationPiece, void, undefined> {
+    for (let i = 0; ; ) {
+      if (i < this.buffer.length) yield this.buffer[i++];
+      else if (this.ended) {
+        if (this.failure !== null) throw this.failure;
+        return;
+      } else await new Promise<void>((r) => { this.wake = r; });
+    }
+  }
+
+  cancel(): void {
+    this.controller.abort();
+    this.onCancel(this);
+  }
+}
+
+export class Scheduler {
+  private readonly running: Entry[] = [];
+  private readonly queue: Entry[] = [];
+  private loop: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(private readonly o: SchedulerOptions) {}
+
+  /** Generations running now. */
+  get active(): number { return this.running.length; }
+
+  /** Requests waiting for a slot. */
+  get queued(): number { return this.queue.length; }
+
+  /**
+   * Queue a generation; `start` is called when a slot frees (with the signal that cancel() aborts)
+   * and must not have run anything yet. BUSY when the queue is full.
+   */
+  submit(start: Start): Job {
+    if (this.closed) throw new MlaError('DISPOSED', 'the server is shutting down');
+    if (this.running.length + this.queue.length >= this.o.maxActive + this.o.maxQueued) {
+      throw new MlaError('BUSY', `the server is busy: ${this.running.length} generation(s) running and ` +
+        `${this.queue.length} waiting, the most it takes; try again shortly`);
+    }
+    const job = new Entry(start, (e) => this.dequeue(e));
+    this.queue.push(job);
+    // Started on a microtask: requests submitted together join the same first round.
+    this.loop ??= Promise.resolve().then(() => this.run()).finally(() => { this.loop = null; });
+    return job;
+  }
+
+  /** Cancel everything and wait until every generation has stopped. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const j of [...this.queue, ...this.running]) j.cancel();
+    await this.loop;
+  }
+
+  private dequeue(e: Entry): void {
+    const i = this.queue.indexOf(e);
+    if (i < 0) return;
+    this.queue.splice(i, 1);
+    e.end(new MlaError('ABORTED', 'generation aborted'));
+  }
+
+  private async run(): Promise<void> {
+    while (this.running.length || this.queue.length) {
+      while (this.running.length < this.o.maxActive && this.queue.length) {
+        const job = this.queue.shift()!;
+        try {
+          job.generation = job.start(job.controller.signal);
+          this.running.push(job);
+        } catch (e) {
+          job.end(e);
+        }
+      }
+      await this.round();
+      // Whatever the round did, the event loop gets a turn: aborts and new requests get in.
+      await yieldToEventLoop();
+    }
+  }
+
+  /** One token for every running generation, in the order they joined. */
+  private async round(): Promise<void> {
+    for (const job of [...this.running]) {
+      let r: IteratorResult<GenerationPiece, void>;
+      try {
+        r = await job.generation!.next();
+      } catch (e) {
+        this.leave(job, e);
+        continue;
+      }
+      if (r.done) this.leave(job, null);
+      else job.push(r.value);
+    }
+  }
+
+  private leave(job: Entry, failure: unknown): void {
+    this.running.splice(this.running.indexOf(job), 1);
+    job.end(failure);
+  }
+}

@@ -1,0 +1,294 @@
+// The OpenAI-compatible server (src/serve) on 127.0.0.1, driven by the official `openai` client as
+// a user would: completions and chat, streamed and not, stop strings, seeds, log-probabilities;
+// then every kind of bad request, each a typed OpenAI-style error with its 4xx status while the
+// server keeps answering; a client that hangs up mid-stream frees its session; a full server says 429.
+import { readFileSync } from 'node:fs';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, loadModel, type GenerateOptions, type Model, type Server } from '../src/index.js';
+import { listen, type Listening } from '../src/serve/node.js';
+import { makeRandomCheckpoint, tinyLlamaConfig } from './reference/model.js';
+
+const KEY = 'test-key';
+const PROMPT = 'Q: What is the meaning of life?\nA:';
+let model: Model;
+let server: Server;
+let http: Listening;
+let base: string;
+let client: OpenAI;
+/** WebAssembly memory in use with no session alive. */
+let idleBytes: number;
+
+beforeAll(async () => {
+  model = await loadModel();
+  idleBytes = model.memoryBytes;
+  server = createServer(model, { modelId: 'fortune-mla', apiKey: KEY, maxSessions: 2, maxQueued: 2, maxBodyBytes: 64 * 1024 });
+  http = await listen(server, { port: 0, host: '127.0.0.1' });
+  base = `http://127.0.0.1:${http.port}`;
+  client = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
+});
+afterAll(async () => {
+  await http?.close();
+  model?.dispose();
+});
+
+/** What the library itself gives for the same request (OpenAI's defaults: temperature 1, top-p 1, no top-k). */
+async function lone(prompt: string | number[], o: GenerateOptions): Promise<{ text: string; ids: number[]; logprobs: number[] }> {
+  const out = { text: '', ids: [] as number[], logprobs: [] as number[] };
+  for await (const p of model.generate(prompt, { temperature: 1, topP: 1, topK: 0, ...o })) {
+    out.text += p.text;
+    out.ids.push(p.id);
+    if (p.logprob !== undefined) out.logprobs.push(p.logprob);
+  }
+  return out;
+}
+
+async function waitFor(what: string, ok: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('serve: the openai client against the server', () => {
+  it('lists the model; /health answers without the key', async () => {
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toEqual(['fortune-mla']);
+    const health = await (await fetch(`${base}/health`)).json();
+    expect(health).toMatchObject({ status: 'ok', model: 'fortune-mla', active: 0, queued: 0, max_sessions: 2 });
+  });
+
+  it('a completion: the text and usage a lone generate() gives, finish_reason length', async () => {
+    const r = await client.completions.create({ model: 'fortune-mla', prompt: PROMPT, max_tokens: 24, temperature: 0 });
+    const ref = await lone(PROMPT, { temperature: 0, maxNewTokens: 24 });
+    expect(r.object).toBe('text_completion');
+    expect(r.choices[0].text).toBe(ref.text);
+    expect(r.choices[0].finish_reason).toBe(ref.ids.length === 24 ? 'length' : 'stop');
+    expect(r.usage).toEqual({ prompt_tokens: model.tokenizer!.encode(PROMPT).length, completion_tokens: ref.ids.length,
+      total_tokens: model.tokenizer!.encode(PROMPT).length + ref.ids.length });
+  });
+
+  it('a seed gives the same sampled text every time, and the same as the library', async () => {
+    const ask = () => client.completions.create({ model: 'fortune-mla', prompt: PROMPT, max_tokens: 30, temperature: 0.9, seed: 11 });
+    const [a, b] = await Promise.all([ask(), ask()]);
+    expect(a.choices[0].text).toBe(b.choices[0].text);
+    expect(a.choices[0].text).toBe((await lone(PROMPT, { temperature: 0.9, seed: 11, maxNewTokens: 30 })).text);
+  });
+
+  it('a streamed chat: the role first, then text equal to the whole answer, finish_reason last, usage on request', async () => {
+    const messages = [{ role: 'user' as const, content: 'Why is the sky blue?' }];
+    const whole = await client.chat.completions.create({ model: 'fortune-mla', messages, max_tokens: 40, temperature: 0 });
+    const stream = await client.chat.completions.create({ model: 'fortune-mla', messages, max_tokens: 40, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
+    for await (const ch of stream) chunks.push(ch);
+    expect(chunks[0].choices[0].delta).toEqual({ role: 'assistant', content: '' });
+    const text = chunks.map((ch) => ch.choices[0]?.delta.content ?? '').join('');
+    expect(text).toBe(whole.choices[0].message.content);
+    let ref = '';
+    for await (const p of model.chat(messages, { temperature: 0, maxNewTokens: 40 })) ref += p.text;
+    expect(text).toBe(ref);
+    const finishes = chunks.filter((ch) => ch.choices[0]?.finish_reason);
+    expect(finishes).toHaveLength(1);
+    expect(finishes[0].choices[0].finish_reason).toBe(whole.choices[0].finish_reason);
+    expect(chunks[chunks.length - 1].choices).toEqual([]);
+    expect(chunks[chunks.length - 1].usage).toEqual(whole.usage);
+    expect(new Set(chunks.map((ch) => ch.id)).size).toBe(1);
+  });
+
+  it('stop: the text ends before the stop string, finish_reason stop', async () => {
+    const free = await client.completions.create({ model: 'fortune-mla', prompt: PROMPT, max_tokens: 60, temperature: 0 });
+    const text = free.choices[0].text;
+    const cut = text.indexOf(' ', 3);
+    expect(cut).toBeGreaterThan(0); // the greedy answer has a space to stop at
+    const r = await client.completions.create({ model: 'fortune-mla', prompt: PROMPT, max_tokens: 60, temperature: 0, stop: [' '] });
+    expect(r.choices[0].text).toBe(text.slice(0, text.indexOf(' ')));
+    expect(r.choices[0].finish_reason).toBe('stop');
+  });
+
+  it('logprobs: completions and chat carry the library\'s log-probabilities and the top alternatives', async () => {
+    const r = await client.completions.create({ model: 'fortune-mla', prompt: PROMPT, max_tokens: 8, temperature: 0, logprobs: 3 });
+    const ref = await lone(PROMPT, { temperature: 0, maxNewTokens: 8, logprobs: 3 });
+    const lp = r.choices[0].logprobs!;
+    // The same prompt ran before, so the prefix cache served its rows and only the last token ran
+    // again, on the one-token path: equal to float rounding, not bit for bit.
+    expect(lp.token_logprobs).toHaveLength(ref.logprobs.length);
+    lp.token_logprobs!.forEach((x, i) => expect(Math.abs(x - ref.logprobs[i])).toBeLessThan(1e-5));
+    expect(lp.tokens).toEqual(ref.ids.map((id) => model.tokenizer!.decode([id])));
+    for (const [i, top] of lp.top_logprobs!.entries()) {
+      const entries = Object.entries(top);
+      expect(entries.length).toBeGreaterThanOrEqual(1);
+      expect(entries.length).toBeLessThanOrEqual(3);
+      expect(Math.max(...entries.map(([, v]) => v))).toBe(lp.token_logprobs![i]); // greedy took the likeliest
+    }
+    expect(lp.text_offset![0]).toBe(0);
+
+    const stream = await client.chat.completions.create({
+      model: 'fortune-mla', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 2, stream: true,
+    });
+    const content: OpenAI.Chat.Completions.ChatCompletionTokenLogprob[] = [];
+    for await (const ch of stream) content.push(...(ch.choices[0]?.logprobs?.content ?? []));
+    expect(content).toHaveLength(6);
+    for (const t of content) {
+      expect(t.top_logprobs).toHaveLength(2);
+      expect(t.top_logprobs[0]).toEqual({ token: t.token, logprob: t.logprob, bytes: t.bytes });
+      expect(t.top_logprobs[0].logprob).toBeGreaterThanOrEqual(t.top_logprobs[1].logprob);
+    }
+  });
+});
+
+describe('serve: the prefix cache', () => {
+  it('a chat that goes on, and a prompt that extends an earlier one, restore the kept rows and run only what is new', async () => {
+    const health = async () => (await (await fetch(`${base}/health`)).json()).prefix_cache;
+    const before = await health();
+    const turn1 = [{ role: 'user' as const, content: 'What is a prefix cache for?' }];
+    const a = await client.chat.completions.create({ model: 'fortune-mla', messages: turn1, max_tokens: 20, temperature: 0 });
+    const turn2 = [...turn1, { role: 'assistant' as const, content: a.choices[0].message.content! }, { role: 'user' as const, content: 'And why?' }];
+    const b = await client.chat.completions.create({ model: 'fortune-mla', messages: turn2, max_tokens: 20, temperature: 0 });
+    const after = await health();
+    expect(after.hits).toBe(before.hits + 1);
+    expect(after.entries).toBeGreaterThan(before.entries);
+    expect(after.bytes).toBeLessThanOrEqual(after.budget);
+    // Greedy text as a fresh run of the whole conversation gives it.
+    let fresh = '';
+    for await (const p of model.chat(turn2, { temperature: 0, maxNewTokens: 20 })) fresh += p.text;
+    expect(b.choices[0].message.content).toBe(fresh);
+    expect(b.usage!.prompt_tokens).toBe(model.tokenizer!.encodeChat(turn2, { addGenerationPrompt: true }).length);
+
+    const c1 = await client.completions.create({ model: 'fortune-mla', prompt: 'Q: Why do cats purr?\nA:', max_tokens: 12, temperature: 0 });
+    const longer = `Q: Why do cats purr?\nA:${c1.choices[0].text}\nQ: And dogs?\nA:`;
+    const hits = (await health()).hits;
+    const c2 = await client.completions.create({ model: 'fortune-mla', prompt: longer, max_tokens: 12, temperature: 0 });
+    expect((await health()).hits).toBe(hits + 1);
+    expect(c2.choices[0].text).toBe((await lone(longer, { temperature: 0, maxNewTokens: 12 })).text);
+    expect(model.memoryBytes).toBe(idleBytes); // snapshots live outside the model's memory
+  });
+});
+
+describe('serve: bad requests are OpenAI-style errors with a 4xx, and the server keeps working', () => {
+  const raw = (path: string, body: string | object, headers: Record<string, string> = {}) => fetch(`${base}${path}`, {
+    method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body),
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}`, ...headers },
+  });
+  async function expectError(res: Response, status: number, code: string | null, param?: string): Promise<void> {
+    expect(res.status).toBe(status);
+    const body = await res.json();
+    expect(body.error, JSON.stringify(body)).toMatchObject({ code, type: expect.any(String), message: expect.any(String) });
+    if (param !== undefined) expect(body.error.param).toBe(param);
+  }
+  const ok = { model: 'fortune-mla', prompt: 'Q: Hi\nA:', max_tokens: 4, temperature: 0 };
+
+  it('each mistake gets its status and code, and a good request right after still works', async () => {
+    // A stream in flight all along: the errors must not disturb it.
+    const inFlight = client.completions.create({ model: 'fortune-mla', prompt: PROMPT, max_tokens: 50, temperature: 0.7, seed: 3, stream: true });
+    const cases: Array<[string, () => Promise<Response>, number, string | null, string?]> = [
+      ['not JSON', () => raw('/v1/completions', '{"model": "fortune-mla", '), 400, 'invalid_json'],
+      ['not an object', () => raw('/v1/completions', '[1, 2]'), 400, 'invalid_json'],
+      ['a wrong type', () => raw('/v1/completions', { ...ok, temperature: 'hot' }), 400, 'invalid_value', 'temperature'],
+      ['max_tokens 0', () => raw('/v1/completions', { ...ok, max_tokens: 0 }), 400, 'invalid_value', 'max_tokens'],
+      ['max_tokens not an integer', () => raw('/v1/chat/completions', { model: 'fortune-mla', messages: [{ role: 'user', content: 'x' }], max_tokens: 2.5 }), 400, 'invalid_value', 'max_tokens'],
+      ['no prompt', () => raw('/v1/completions', { model: 'fortune-mla' }), 400, 'missing_required_parameter', 'prompt'],
+      ['no messages', () => raw('/v1/chat/completions', { model: 'fortune-mla' }), 400, 'missing_required_parameter', 'messages'],
+      ['a bad message', () => raw('/v1/chat/completions', { model: 'fortune-mla', messages: [{ role: 'robot', content: 'x' }] }), 400, 'invalid_value', 'messages[0].role'],
+      ['an unknown field', () => raw('/v1/completions', { ...ok, temprature: 0.5 }), 400, 'unknown_parameter', 'temprature'],
+      ['an unknown model', () => raw('/v1/completions', { ...ok, model: 'gpt-4' }), 404, 'model_not_found', 'model'],
+      ['too many tokens', () => raw('/v1/completions', { ...ok, max_tokens: 500 }), 400, 'context_length_exceeded', 'max_tokens'],
+      ['a prompt past the context', () => raw('/v1/completions', { ...ok, prompt: 'x'.repeat(400), max_tokens: undefined }), 400, 'context_length_exceeded', 'prompt'],
+      ['logprobs past 20', () => raw('/v1/completions', { ...ok, logprobs: 21 }), 400, 'invalid_value', 'logprobs'],
+      ['top_logprobs without logprobs', () => raw('/v1/chat/completions', { model: 'fortune-mla', messages: [{ role: 'user', content: 'x' }], top_logprobs: 2 }), 400, 'invalid_value', 'top_logprobs'],
+      ['no API key', () => raw('/v1/completions', ok, { authorization: '' }), 401, 'invalid_api_key'],
+      ['a wrong API key', () => raw('/v1/completions', ok, { authorization: 'Bearer nope' }), 401, 'invalid_api_key'],
+      ['an oversized body', () => raw('/v1/completions', { ...ok, prompt: 'x'.repeat(70 * 1024) }), 413, 'request_too_large'],
+      ['an unknown route', () => raw('/v1/embeddings', ok), 404, 'unknown_url'],
+    ];
+    for (const [what, send, status, code, param] of cases) {
+      await expectError(await send(), status, code, param).catch((e) => { throw new Error(`${what}: ${(e as Error).message}`); });
+      const good = await raw('/v1/completions', ok);
+      expect(good.status, `after ${what}`).toBe(200);
+    }
+    let streamed = '';
+    for await (const ch of await inFlight) streamed += ch.choices[0]?.text ?? '';
+    expect(streamed).toBe((await lone(PROMPT, { temperature: 0.7, seed: 3, maxNewTokens: 50 })).text);
+  });
+
+  it('the openai client raises its typed errors for them', async () => {
+    await expect(client.completions.create({ ...ok, model: 'nope' })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(client.completions.create({ ...ok, max_tokens: 0 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    const keyless = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'wrong', maxRetries: 0 });
+    await expect(keyless.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+});
+
+/**
+ * A random model with the built-in model's tokenizer, big enough that a long answer takes a good
+ * fraction of a second (the built-in one finishes 150 tokens in tens of milliseconds): long enough
+ * to see requests running and waiting.
+ */
+async function slowModel(): Promise<Model> {
+  const json = (name: string) => JSON.parse(readFileSync(new URL(`../models/fortune-mla/${name}`, import.meta.url), 'utf8'));
+  const config = tinyLlamaConfig({
+    vocab_size: 264, hidden_size: 512, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 64,
+    intermediate_size: 2048, max_position_embeddings: 256, bos_token_id: 256, eos_token_id: 257,
+  });
+  return loadModel({ config, tensors: makeRandomCheckpoint(config, 5), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') } as Parameters<typeof loadModel>[0], { threads: 1 });
+}
+
+describe('serve: sessions', () => {
+  let slow: Model;
+  let slowServer: Server;
+  let slowHttp: Listening;
+  let slowClient: OpenAI;
+  let slowIdle: number;
+  beforeAll(async () => {
+    slow = await slowModel();
+    slowIdle = slow.memoryBytes;
+    slowServer = createServer(slow, { maxSessions: 2, maxQueued: 2 });
+    slowHttp = await listen(slowServer, { port: 0, host: '127.0.0.1' });
+    slowClient = new OpenAI({ baseURL: `http://127.0.0.1:${slowHttp.port}/v1`, apiKey: 'unused', maxRetries: 0 });
+  }, 60_000);
+  afterAll(async () => {
+    await slowHttp?.close();
+    slow?.dispose();
+  });
+  const long = (seed: number, signal?: AbortSignal) => slowClient.completions.create(
+    { model: 'mla-wasm', prompt: PROMPT, max_tokens: 100, temperature: 0.8, seed, stream: true }, { signal });
+
+  it('a client that disconnects mid-stream stops its generation and frees its session', async () => {
+    const abort = new AbortController();
+    const stream = await long(1, abort.signal);
+    let n = 0;
+    for await (const _ of stream) {
+      if (++n < 3) continue;
+      abort.abort(); // hang up after three chunks
+      break;
+    }
+    expect(slowServer.active).toBe(1); // 100 tokens take far longer than three
+    await waitFor('the generation to stop', () => slowServer.active === 0);
+    expect(slow.memoryBytes).toBe(slowIdle);
+    const after = await slowClient.completions.create({ model: 'mla-wasm', prompt: PROMPT, max_tokens: 5, temperature: 0 });
+    expect(after.choices[0].text.length).toBeGreaterThan(0);
+  });
+
+  it('past the sessions and the queue, a request is 429; queued ones run when a slot frees, with the text a lone request gets', async () => {
+    const texts = (seed: number) => long(seed).then(async (s) => {
+      let t = '';
+      for await (const ch of s) t += ch.choices[0]?.text ?? '';
+      return t;
+    });
+    const four = [texts(1), texts(2), texts(1), texts(2)];
+    await waitFor('two running and two queued', () => slowServer.active === 2 && slowServer.queued === 2);
+    const refused = slowClient.completions.create({ model: 'mla-wasm', prompt: PROMPT, max_tokens: 5 });
+    await expect(refused).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+    await expect(refused).rejects.toMatchObject({ status: 429, code: 'busy' });
+    const got = await Promise.all(four);
+    const lone = async (seed: number) => {
+      let t = '';
+      for await (const p of slow.generate(PROMPT, { temperature: 0.8, topP: 1, topK: 0, seed, maxNewTokens: 100 })) t += p.text;
+      return t;
+    };
+    const [one, two] = [await lone(1), await lone(2)];
+    expect(got).toEqual([one, two, one, two]);
+    expect(slowServer.active + slowServer.queued).toBe(0);
+    expect(slow.memoryBytes).toBe(slowIdle);
+  }, 60_000);
+});

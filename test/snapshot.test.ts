@@ -1,0 +1,114 @@
+// Session snapshots: restored, a session gives the next logits of the one it was taken from, bit for
+// bit, and goes on like it; every kind of wrong snapshot is BAD_SNAPSHOT naming what is wrong, and
+// leaves nothing allocated.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadModel, MlaError, type Model } from '../src/index.js';
+import { checksum } from '../src/model/snapshot.js';
+
+let model: Model;
+let other: Model;
+beforeAll(async () => {
+  model = await loadModel();
+  other = await loadModel(new URL('../models/fortune-gqa/', import.meta.url).pathname);
+});
+afterAll(() => {
+  model?.dispose();
+  other?.dispose();
+});
+
+const ids = (text: string) => model.tokenizer!.encode(text);
+const HEADER_AT = 12;
+
+function expectBad(f: () => unknown, mention: string): void {
+  const before = model.memoryBytes;
+  let err: unknown;
+  try { f(); } catch (e) { err = e; }
+  expect(err, `expected BAD_SNAPSHOT about ${mention}`).toBeInstanceOf(MlaError);
+  expect((err as MlaError).code, (err as Error).message).toBe('BAD_SNAPSHOT');
+  expect((err as Error).message).toContain(mention);
+  expect(model.memoryBytes).toBe(before); // no session half-made
+}
+
+/** A snapshot with its JSON header changed by `edit` and its checksum made right again. */
+function withHeader(bytes: Uint8Array, edit: (h: Record<string, unknown>) => void, version?: number): Uint8Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset);
+  const length = view.getUint32(8, true);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(HEADER_AT, HEADER_AT + length)));
+  edit(header);
+  let json = new TextEncoder().encode(JSON.stringify(header));
+  json = new TextEncoder().encode(JSON.stringify(header) + ' '.repeat((4 - ((HEADER_AT + json.length) % 4)) % 4));
+  const rows = bytes.subarray(HEADER_AT + length, bytes.length - 4);
+  const out = new Uint8Array(HEADER_AT + json.length + rows.length + 4);
+  out.set(bytes.subarray(0, 8));
+  const v = new DataView(out.buffer);
+  if (version !== undefined) v.setUint32(4, version, true);
+  v.setUint32(8, json.length, true);
+  out.set(json, HEADER_AT);
+  out.set(rows, HEADER_AT + json.length);
+  v.setUint32(out.length - 4, checksum(out.subarray(0, out.length - 4)), true);
+  return out;
+}
+
+describe('snapshot and restore', () => {
+  it('the restored session gives the same next logits bit for bit, and goes on identically', () => {
+    const s = model.createSession({ contextLength: 100 });
+    s.prefill(ids('Q: Why is the sky blue?\nA:'));
+    s.step(32);
+    const bytes = s.snapshot();
+    // Header, the rows in use (not the whole capacity), the checksum.
+    const rowBytes = model.kvCacheBytesPerToken * s.position;
+    expect(bytes.length).toBeGreaterThan(rowBytes);
+    expect(bytes.length).toBeLessThan(rowBytes + 1024);
+    const r = model.restoreSession(bytes);
+    expect(r.position).toBe(s.position);
+    expect(r.capacity).toBe(100);
+    for (const id of [84, 104, 101]) expect(r.step(id)).toEqual(s.step(id));
+    // A snapshot of the restored session is the same bytes as one of the original at the same point.
+    expect(r.snapshot()).toEqual(s.snapshot());
+    s.dispose();
+    r.dispose();
+  });
+
+  it('an empty session and one rewound by truncate round-trip too', () => {
+    const s = model.createSession({ contextLength: 40 });
+    const empty = model.restoreSession(s.snapshot());
+    expect(empty.position).toBe(0);
+    s.prefill(ids('Q: Hi\nA: Hello'));
+    s.truncate(4);
+    const r = model.restoreSession(s.snapshot());
+    expect(r.position).toBe(4);
+    expect(r.step(65)).toEqual(s.step(65));
+    for (const x of [s, empty, r]) x.dispose();
+  });
+
+  it('refuses another model, a truncated or altered snapshot, a future version, another cache format', () => {
+    const s = model.createSession({ contextLength: 64 });
+    s.prefill(ids('Q: What?\nA:'));
+    const bytes = s.snapshot();
+    s.dispose();
+    const o = other.createSession({ contextLength: 64 });
+    o.prefill(other.tokenizer!.encode('Q: What?\nA:'));
+    const theirs = o.snapshot();
+    o.dispose();
+    expectBad(() => model.restoreSession(theirs), 'another model');
+    expectBad(() => model.restoreSession(bytes.subarray(0, bytes.length - 100)), 'truncated');
+    expectBad(() => model.restoreSession(bytes.subarray(0, 10)), 'does not start like a snapshot');
+    const altered = bytes.slice();
+    altered[altered.length - 50] ^= 1;
+    expectBad(() => model.restoreSession(altered), 'altered');
+    expectBad(() => model.restoreSession(withHeader(bytes, () => {}, 2)), 'version 2, newer than this library reads (1)');
+    expectBad(() => model.restoreSession(withHeader(bytes, (h) => { h.cacheFormat = 'int8'; })), "cache format is 'int8'");
+    expectBad(() => model.restoreSession(withHeader(bytes, (h) => { h.ids = (h.ids as number[]).slice(1); })), 'token ids');
+    expectBad(() => model.restoreSession(withHeader(bytes, (h) => { h.capacity = 10_000; })), 'does not fit');
+    expect(() => model.restoreSession('bytes' as unknown as Uint8Array)).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }));
+    // The original still restores after all that.
+    model.restoreSession(bytes).dispose();
+  });
+
+  it('a session whose rows came from skipTo has no ids to save: BAD_INPUT', () => {
+    const s = model.createSession({ contextLength: 16 });
+    s.skipTo(5);
+    expect(() => s.snapshot()).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }));
+    s.dispose();
+  });
+});
