@@ -122,6 +122,8 @@ export function ggufTokenizer(gguf: GgufFile, fileName: string): TokenizerJsons 
   const config: Record<string, unknown> = {
     add_bos_token: m.bool('tokenizer.ggml.add_bos_token') ?? model === 'llama',
     add_eos_token: m.bool('tokenizer.ggml.add_eos_token') ?? false,
+    // llama.cpp detokenizes without transformers' clean-up of spaces before punctuation.
+    clean_up_tokenization_spaces: false,
   };
   if (bos !== undefined) config.bos_token = tokens[bos];
   if (eos !== undefined) config.eos_token = tokens[eos];

@@ -89,12 +89,13 @@ class Bytes {
     this.length += n;
     return at;
   }
-  u32(v: number) { this.view.setUint32(this.room(4), v, true); }
-  i32(v: number) { this.view.setInt32(this.room(4), v, true); }
+  // room() may replace buf and view: take the offset first, then the (new) view.
+  u32(v: number) { const at = this.room(4); this.view.setUint32(at, v, true); }
+  i32(v: number) { const at = this.room(4); this.view.setInt32(at, v, true); }
   u64(v: number) { const at = this.room(8); this.view.setUint32(at, v % 2 ** 32, true); this.view.setUint32(at + 4, Math.floor(v / 2 ** 32), true); }
-  f32(v: number) { this.view.setFloat32(this.room(4), v, true); }
-  u8(v: number) { this.view.setUint8(this.room(1), v); }
-  str(s: string) { const b = new TextEncoder().encode(s); this.u64(b.length); this.buf.set(b, this.room(b.length)); }
+  f32(v: number) { const at = this.room(4); this.view.setFloat32(at, v, true); }
+  u8(v: number) { const at = this.room(1); this.view.setUint8(at, v); }
+  str(s: string) { const b = new TextEncoder().encode(s); this.u64(b.length); const at = this.room(b.length); this.buf.set(b, at); }
   pad() { this.room(alignUp(this.length) - this.length); }
   bytes() { return this.buf.slice(0, this.length); }
 }
