@@ -161,6 +161,29 @@ export function ggufTensorSource(file: ByteFile, gguf: GgufFile, layout: GgufLay
     return x;
   };
 
+  /**
+   * Tensor `name` into `out`, piece by piece: a transposed head from `head` (its d_c × d_n values in
+   * file order), a run of rows through `rows` (at element `base`, rows of `c` values).
+   */
+  const fill = (name: string, out: Float32Array | Uint16Array,
+    head: (p: Extract<Piece, { kind: 'transposed' }>) => ArrayLike<number>,
+    rows: (p: Extract<Piece, { kind: 'rows' }>, base: number, c: number) => void) => {
+    const v = get(name);
+    checkOut(name, v, out.length);
+    const c = v.shape[v.shape.length - 1];
+    let base = 0;
+    for (const p of v.pieces) {
+      if (p.kind === 'transposed') {
+        const [dn, dc] = p.t.ne, x = head(p);
+        for (let i = 0; i < dn; i++) for (let j = 0; j < dc; j++) out[base + i * dc + j] = x[j * dn + i];
+        base += dn * dc;
+      } else {
+        rows(p, base, c);
+        base += p.rows * c;
+      }
+    }
+  };
+
   return {
     names: () => map.keys(),
     shape: (name) => map.get(name)?.shape,
@@ -172,48 +195,30 @@ export function ggufTensorSource(file: ByteFile, gguf: GgufFile, layout: GgufLay
       if (types.size > 1 || (isQuant(type) && v.pieces.some((p) => p.kind === 'transposed'))) return 'F32';
       return type as StoredType;
     },
-    read: (name, out) => {
-      const v = get(name);
-      checkOut(name, v, out.length);
-      const c = v.shape[v.shape.length - 1];
-      let base = 0;
-      for (const p of v.pieces) {
-        if (p.kind === 'transposed') {
-          const [dn, dc] = p.t.ne, x = headF32(p.t, p.head);
-          for (let i = 0; i < dn; i++) for (let j = 0; j < dc; j++) out[base + i * dc + j] = x[j * dn + i];
-          base += dn * dc;
-          continue;
-        }
-        const rb = rowBytes(p.t);
-        eachChunk(p, (raw, n, hfRow) => {
-          for (let i = 0; i < n; i++) decodeRow(p.t.type, raw, i * rb, c, out, base + hfRow(i) * c);
-        });
-        base += p.rows * c;
-      }
-    },
+    read: (name, out) => fill(name, out, (p) => headF32(p.t, p.head), (p, base, c) => {
+      const rb = rowBytes(p.t);
+      eachChunk(p, (raw, n, hfRow) => {
+        for (let i = 0; i < n; i++) decodeRow(p.t.type, raw, i * rb, c, out, base + hfRow(i) * c);
+      });
+    }),
     read16: (name, out) => {
-      const v = get(name);
-      checkOut(name, v, out.length);
-      const c = v.shape[v.shape.length - 1];
-      let base = 0;
-      for (const p of v.pieces) {
+      const check = (p: Piece) => {
         if (p.t.type !== 'F16' && p.t.type !== 'BF16') {
           throw new MlaError('UNSUPPORTED_DTYPE', `${file.name}: tensor "${name}" is read from ${p.t.name}, which is ${p.t.type}, not 16-bit`);
         }
-        if (p.kind === 'transposed') {
-          const [dn, dc] = p.t.ne;
-          const raw = new Uint16Array(dn * dc);
-          file.read(p.t.begin + p.head * dn * dc * 2, new Uint8Array(raw.buffer));
-          for (let i = 0; i < dn; i++) for (let j = 0; j < dc; j++) out[base + i * dc + j] = raw[j * dn + i];
-          base += dn * dc;
-          continue;
-        }
+      };
+      fill(name, out, (p) => {
+        check(p);
+        const [dn, dc] = p.t.ne, raw = new Uint16Array(dn * dc);
+        file.read(p.t.begin + p.head * dn * dc * 2, new Uint8Array(raw.buffer));
+        return raw;
+      }, (p, base, c) => {
+        check(p);
         eachChunk(p, (raw, n, hfRow) => {
           const u16 = new Uint16Array(raw.buffer, raw.byteOffset, n * c);
           for (let i = 0; i < n; i++) out.set(u16.subarray(i * c, (i + 1) * c), base + hfRow(i) * c);
         });
-        base += p.rows * c;
-      }
+      });
     },
     readBlocks: (name, q, d) => {
       const v = get(name);
