@@ -4,6 +4,7 @@
 //   chat        an interactive conversation through the model's chat template
 //   info        architecture, parameters, and the KV cache beside MHA/GQA/MQA/MLA equivalents
 //   perplexity  loss per token and per byte of a text file
+//   quantize    write a model as a GGUF file (F32, F16, BF16, Q8_0, Q4_0) that llama.cpp loads
 //   serve       an OpenAI-compatible HTTP server
 // Every failure a user can cause ends as one line `mla-wasm: …` on stderr and exit code 1.
 import v8 from 'node:v8';
@@ -16,6 +17,7 @@ import { MlaError } from './errors.js';
 import { MAX_TOP_LOGPROBS, type ChatOptions, type GenerateOptions, type Generation, type GenerationPiece, type GenerationStats, type StopReason } from './generate/generate.js';
 import { cacheEquivalents, parameterCount } from './model/info.js';
 import { loadModel, type Model } from './generate/model.js';
+import { quantizeToFile } from './formats/gguf-quantize.js';
 import { formatRate } from './generate/rate.js';
 import { createServer } from './serve/app.js';
 import { listen } from './serve/node.js';
@@ -457,6 +459,31 @@ async function perplexityCommand(flags: ModelFlags & { file: string; window?: nu
   model.dispose();
 }
 
+interface QuantizeFlags { model: string; type: string; keep?: string[]; out: string }
+
+async function quantizeCommand(flags: QuantizeFlags): Promise<void> {
+  if (!/\.gguf$/i.test(flags.out)) throw new UsageError(`--out ${flags.out}: the file name should end in .gguf`);
+  const bar = process.stderr.isTTY
+    ? new cliProgress.SingleBar({ format: 'writing {bar} {percentage}% | {eta_formatted} left', stream: process.stderr, clearOnComplete: true },
+      cliProgress.Presets.shades_classic)
+    : null;
+  const t0 = performance.now();
+  let total = 0;
+  try {
+    await quantizeToFile(flags.model, flags.out, {
+      type: flags.type, keep: flags.keep,
+      onProgress: (done, all) => {
+        if (total === 0) { total = all; bar?.start(all, 0); }
+        bar?.update(done);
+      },
+    });
+  } finally {
+    bar?.stop();
+  }
+  const mb = (total / 2 ** 20).toFixed(1);
+  console.log(`wrote ${flags.out}: ${mb} MiB, ${flags.type.toUpperCase()} matrices, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
 // ---- main ----
 
 /** The version in package.json, beside dist/ (and src/) in the package. */
@@ -500,6 +527,13 @@ function program(): Command {
     .requiredOption('--file <path>', 'UTF-8 text to score')
     .option('--window <n>', 'positions per window (default: the model\'s context, max_position_embeddings, at most 4096)', integer(2))
     .action(perplexityCommand);
+  p.command('quantize')
+    .description('write a model as a GGUF file (llama.cpp\'s format): vectors F32, matrices in --type')
+    .requiredOption('--model <dir|file>', 'model folder, .gguf file or URL to convert')
+    .addOption(new Option('--type <type>', 'type of the matrices').choices(['f32', 'f16', 'bf16', 'q8_0', 'q4_0']).default('q8_0'))
+    .option('--keep <name...>', 'tensors (Hugging Face names) kept F32')
+    .requiredOption('--out <file.gguf>', 'the file to write (written under a temporary name, renamed when complete)')
+    .action(quantizeCommand);
   for (const c of p.commands) c.exitOverride().configureOutput({ outputError: () => {} });
   return p;
 }

@@ -16,6 +16,7 @@ export function tokenizerFilesOf(src: LoadedSource, source: ModelSource | undefi
       chatTemplate: typeof s.chatTemplate === 'string' ? s.chatTemplate : undefined,
     };
   }
+  if (src.tokenizerFiles) return src.tokenizerFiles;
   const e = src.extras;
   const json = (name: 'tokenizer.json' | 'tokenizer_config.json' | 'generation_config.json') =>
     e[name] && parseJson(e[name]!, name);

@@ -223,7 +223,7 @@ export function readTensorF32(bytes: Uint8Array, info: TensorInfo, out: Float32A
 let f16Table: Uint32Array | undefined;
 
 /** f32 bit patterns of all 65536 half-precision values (every one is exactly representable). */
-function halfToFloatBits(): Uint32Array {
+export function halfToFloatBits(): Uint32Array {
   if (f16Table) return f16Table;
   const t = new Uint32Array(65536);
   for (let h = 0; h < 65536; h++) {

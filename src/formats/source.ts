@@ -15,6 +15,11 @@ import {
   type SafetensorsHeader, type TensorInfo,
 } from './safetensors.js';
 import type { StoredType, TensorSource } from './tensor-source.js';
+import { checkRange, memoryFile, type ByteFile } from './byte-file.js';
+import { openGguf } from './gguf-model.js';
+import type { TokenizerFiles } from './tokenizer.js';
+
+export { memoryFile, type ByteFile };
 
 /** A tensor given in memory: its shape and its f32 values. */
 export interface InMemoryTensor { shape: number[]; data: Float32Array }
@@ -35,15 +40,8 @@ export interface LoadedSource {
   name: string;
   /** Raw bytes of those EXTRA_FILES the source has (a key is absent when its file is). */
   extras: Partial<Record<ExtraFile, Uint8Array>>;
-}
-
-/** A file read by byte ranges: held in memory, or on disk and read on demand. */
-export interface ByteFile {
-  /** File name, for messages. */
-  readonly name: string;
-  readonly size: number;
-  /** Fill all of `into` with the file's bytes from `position` on. Throws BAD_CHECKPOINT past the end. */
-  read(position: number, into: Uint8Array): void;
+  /** The tokenizer files already parsed, from a GGUF file's metadata (instead of extras). */
+  tokenizerFiles?: TokenizerFiles;
 }
 
 /**
@@ -67,25 +65,6 @@ function badSource(msg: string): MlaError {
 
 function badCheckpoint(msg: string): MlaError {
   return new MlaError('BAD_CHECKPOINT', msg);
-}
-
-function checkRange(file: { name: string; size: number }, position: number, length: number): void {
-  if (!(Number.isSafeInteger(position) && position >= 0 && position + length <= file.size)) {
-    throw badCheckpoint(`${file.name}: read of bytes [${position}, ${position + length}) is outside the file's ${file.size} bytes`);
-  }
-}
-
-/** A file held in memory. */
-export function memoryFile(name: string, bytes: Uint8Array): ByteFile {
-  const file: ByteFile = {
-    name,
-    size: bytes.length,
-    read(position, into) {
-      checkRange(file, position, into.length);
-      into.set(bytes.subarray(position, position + into.length));
-    },
-  };
-  return file;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,6 +181,8 @@ interface Folder {
   readAll(file: string): Promise<Uint8Array | undefined>;
   /** The file for range reads, or undefined when the folder has no such file. */
   open(file: string): Promise<ByteFile | undefined>;
+  /** The file names in the folder, where they can be listed (not over HTTP). */
+  list?(): Promise<string[]>;
 }
 
 function mapFolder(source: FileMap): Folder {
@@ -216,6 +197,7 @@ function mapFolder(source: FileMap): Folder {
   }
   return {
     name: 'the file map',
+    list: async () => [...files.keys()],
     readAll: async (file) => files.get(file),
     open: async (file) => {
       const bytes = files.get(file);
@@ -245,6 +227,13 @@ async function diskFolder(dir: string | URL): Promise<Folder> {
   }
   return {
     name: shown,
+    async list() {
+      try {
+        return await fs.promises.readdir(dir);
+      } catch (e) {
+        throw badSource(`cannot list the folder ${shown}: ${(e as Error).message}`);
+      }
+    },
     async readAll(file) {
       try {
         return new Uint8Array(await fs.promises.readFile(pathOf(file)));
@@ -298,6 +287,27 @@ function diskFile(fs: NodeFs, path: string | URL, name: string, size: number): B
     },
   };
   return file;
+}
+
+/** One GGUF file on disk, read by ranges. */
+async function openGgufPath(path: string | URL): Promise<LoadedSource> {
+  let fs: NodeFs;
+  try {
+    fs = await import('node:fs');
+  } catch {
+    throw badSource(`cannot read ${String(path)}: this runtime has no node:fs (use a URL or a file map)`);
+  }
+  const shown = path instanceof URL ? decodeURIComponent(path.pathname) : path;
+  let size: number;
+  try {
+    const st = await fs.promises.stat(path);
+    if (!st.isFile()) throw badSource(`${shown} is not a file`);
+    size = st.size;
+  } catch (e) {
+    if (e instanceof MlaError) throw e;
+    throw badSource(isNotFound(e) ? `the file ${shown} does not exist` : `cannot read ${shown}: ${(e as Error).message}`);
+  }
+  return ggufSource(diskFile(fs, path, shown.split(/[/\\]/).pop()!, size), shown);
 }
 
 function httpFolder(base: URL): Folder {
@@ -358,9 +368,26 @@ function hasChatTemplate(tokenizerConfig: Uint8Array | undefined): boolean {
   }
 }
 
+/** A GGUF file as a source: config and tokenizer from its metadata. */
+function ggufSource(file: ByteFile, name: string): LoadedSource {
+  const g = openGguf(file);
+  return { config: g.config, tensors: g.tensors, name, extras: {}, tokenizerFiles: g.tokenizerFiles };
+}
+
+const isGgufName = (name: string) => /\.gguf$/i.test(name);
+
 async function openFolder(folder: Folder): Promise<LoadedSource> {
   const configBytes = await folder.readAll('config.json');
-  if (!configBytes) throw badSource(`${folder.name} has no config.json`);
+  if (!configBytes) {
+    // A folder without config.json may hold one GGUF file, which carries its own config.
+    const ggufs = (await folder.list?.() ?? []).filter(isGgufName).sort();
+    if (ggufs.length > 1) throw badSource(`${folder.name} holds ${ggufs.length} GGUF files (${list(ggufs)}): name the one to load`);
+    if (ggufs.length === 1) {
+      const file = await folder.open(ggufs[0]);
+      if (file) return ggufSource(file, `${folder.name}/${ggufs[0]}`);
+    }
+    throw badSource(`${folder.name} has no config.json${folder.list ? ' and no .gguf file' : ''}`);
+  }
   const config = parseJson(configBytes, 'config.json');
   const tensors = await openWeights(folder);
   const extras: LoadedSource['extras'] = {};
@@ -414,12 +441,20 @@ export async function openSource(source: ModelSource | undefined): Promise<Loade
       try { source = new URL(source); } catch { throw badSource(`${source} is not a valid URL`); }
     } else {
       if (source === '') throw badSource('a model folder path is empty');
+      if (isGgufName(source)) return openGgufPath(source);
       return openFolder(await diskFolder(source));
     }
   }
   if (source instanceof URL) {
-    if (source.protocol === 'file:') return openFolder(await diskFolder(source));
-    if (source.protocol === 'http:' || source.protocol === 'https:') return openFolder(httpFolder(source));
+    const gguf = isGgufName(source.pathname);
+    if (source.protocol === 'file:') return gguf ? openGgufPath(source) : openFolder(await diskFolder(source));
+    if (source.protocol === 'http:' || source.protocol === 'https:') {
+      if (!gguf) return openFolder(httpFolder(source));
+      const name = decodeURIComponent(source.pathname.split('/').pop()!);
+      const bytes = await httpFolder(new URL('.', source)).readAll(name);
+      if (!bytes) throw badSource(`cannot fetch ${source}: HTTP 404`);
+      return ggufSource(memoryFile(name, bytes), source.href);
+    }
     throw badSource(`cannot read a model from a ${source.protocol} URL (use file:, http: or https:)`);
   }
   if (typeof source !== 'object' || source === null || Array.isArray(source)) {

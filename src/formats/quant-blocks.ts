@@ -1,0 +1,116 @@
+// ggml's block formats in plain TypeScript, for reading and writing GGUF files:
+//   Q8_0  32 values per 34-byte block: f16 scale d, then 32 int8 codes; x = q·d.
+//   Q4_0  32 values per 18-byte block: f16 scale d, then 16 bytes; value j in the low nibble of
+//         byte j, value j + 16 in the high nibble; x = (nibble − 8)·d.
+// Quantising follows ggml's reference rounding (quantize_row_q8_0_ref / _q4_0_ref, and gguf-py's
+// numpy twins) operation by operation in f32, so a block comes out byte for byte as llama.cpp's.
+import { halfToFloatBits } from './safetensors.js';
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** The f16 bit pattern nearest to the f32 value x (ties to even, overflow to ±Inf, NaN → 0x7e00). */
+export function f32ToF16Bits(x: number): number {
+  f32[0] = x;
+  const bits = u32[0];
+  const sign = (bits >>> 16) & 0x8000;
+  const a = bits & 0x7fffffff;
+  if (a > 0x7f800000) return sign | 0x7e00;
+  if (a >= 0x477ff000) return sign | 0x7c00; // 65520 and above round to infinity
+  if (a < 0x38800000) {
+    // Below the least normal half: a multiple of 2^-24, rounded half to even (exact in a double).
+    f32[0] = Math.abs(x);
+    const v = f32[0] * 2 ** 24, fl = Math.floor(v), diff = v - fl;
+    return sign | (diff > 0.5 || (diff === 0.5 && fl % 2 === 1) ? fl + 1 : fl);
+  }
+  let h = ((((a >>> 23) - 127 + 15) << 10) | ((a & 0x7fffff) >>> 13)) >>> 0;
+  const rest = a & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++;
+  return sign | h;
+}
+
+/** The bf16 bit pattern nearest to the f32 value x (ties to even; NaN stays a quiet NaN), as ggml. */
+export function f32ToBf16Bits(x: number): number {
+  f32[0] = x;
+  const u = u32[0];
+  if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 64) & 0xffff;
+  return ((u + (0x7fff + ((u >>> 16) & 1))) >>> 16) & 0xffff;
+}
+
+export function f16BitsToF32(h: number): number {
+  u32[0] = halfToFloatBits()[h];
+  return f32[0];
+}
+
+/** round() of C: half away from zero. */
+const roundAway = (v: number) => (v < 0 ? -Math.floor(-v + 0.5) : Math.floor(v + 0.5));
+
+/** Quantise n values (n a multiple of 32) of `x` into Q8_0 blocks at `out[at…]`. */
+export function quantizeQ8_0(x: ArrayLike<number>, out: Uint8Array, at = 0): void {
+  const view = new DataView(out.buffer, out.byteOffset);
+  for (let b = 0; b < x.length / 32; b++, at += 34) {
+    let amax = 0;
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b * 32 + j]));
+    const d = Math.fround(amax / 127);
+    const id = d ? Math.fround(1 / d) : 0;
+    view.setUint16(at, f32ToF16Bits(d), true);
+    for (let j = 0; j < 32; j++) view.setInt8(at + 2 + j, roundAway(Math.fround(x[b * 32 + j] * id)));
+  }
+}
+
+/** Quantise n values (n a multiple of 32) of `x` into Q4_0 blocks at `out[at…]`. */
+export function quantizeQ4_0(x: ArrayLike<number>, out: Uint8Array, at = 0): void {
+  const view = new DataView(out.buffer, out.byteOffset);
+  for (let b = 0; b < x.length / 32; b++, at += 18) {
+    // The value of largest magnitude, with its sign (the first one on a tie).
+    let amax = 0, max = 0;
+    for (let j = 0; j < 32; j++) {
+      const v = x[b * 32 + j];
+      if (amax < Math.abs(v)) { amax = Math.abs(v); max = v; }
+    }
+    const d = Math.fround(max / -8);
+    const id = d ? Math.fround(1 / d) : 0;
+    view.setUint16(at, f32ToF16Bits(d), true);
+    const code = (v: number) => Math.min(15, Math.trunc(Math.fround(Math.fround(v * id) + 8.5)));
+    for (let j = 0; j < 16; j++) out[at + 2 + j] = code(x[b * 32 + j]) | (code(x[b * 32 + 16 + j]) << 4);
+  }
+}
+
+/**
+ * Decode n values of a row stored as type `type` from `src` (at byte `at`) into out[o…o+n), as
+ * f32 exactly as ggml's dequantize_row_* computes them (each product rounds once to f32).
+ */
+export function decodeRow(type: string, src: Uint8Array, at: number, n: number, out: Float32Array, o: number): void {
+  const view = new DataView(src.buffer, src.byteOffset);
+  const half = halfToFloatBits();
+  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  switch (type) {
+    case 'F32':
+      for (let i = 0; i < n; i++) out[o + i] = view.getFloat32(at + 4 * i, true);
+      return;
+    case 'F16':
+      for (let i = 0; i < n; i++) bits[o + i] = half[view.getUint16(at + 2 * i, true)];
+      return;
+    case 'BF16':
+      for (let i = 0; i < n; i++) bits[o + i] = view.getUint16(at + 2 * i, true) << 16;
+      return;
+    case 'Q8_0':
+      for (let b = 0; b < n / 32; b++, at += 34) {
+        const d = f16BitsToF32(view.getUint16(at, true));
+        for (let j = 0; j < 32; j++) out[o + b * 32 + j] = view.getInt8(at + 2 + j) * d;
+      }
+      return;
+    case 'Q4_0':
+      for (let b = 0; b < n / 32; b++, at += 18) {
+        const d = f16BitsToF32(view.getUint16(at, true));
+        for (let j = 0; j < 16; j++) {
+          const q = src[at + 2 + j];
+          out[o + b * 32 + j] = ((q & 15) - 8) * d;
+          out[o + b * 32 + 16 + j] = ((q >> 4) - 8) * d;
+        }
+      }
+      return;
+    default:
+      throw new Error(`decodeRow: type ${type} is not decoded`);
+  }
+}

@@ -1,0 +1,198 @@
+// Property-based tests (fast-check) of the GGUF reader, as test/fuzz.test.ts does for safetensors:
+// thousands of GGUF files with bytes of the header overwritten (counts, lengths, dimensions, types
+// and offsets hit among them), truncated or cut and spliced, thrown at the parser and at the loader
+// up to the kernels. Every outcome is success or an MlaError with a known code: never another
+// exception, never a read outside the file, never an allocation beyond what the config states.
+// Set FC_SEED to replay a failure.
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { MlaError, type MlaErrorCode } from '../src/errors.js';
+import { parseConfig } from '../src/formats/config.js';
+import { parseGguf, type GgufFile } from '../src/formats/gguf.js';
+import { writeGguf } from '../src/formats/gguf-write.js';
+import { openSource, type ByteFile } from '../src/formats/source.js';
+import { Heap } from '../src/host/heap.js';
+import { checkMemory, memoryNeed } from '../src/model/memory.js';
+import { checkTensors, placeWeights } from '../src/model/weights.js';
+import { kernelsFor } from './helpers.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaMoeV2Config } from './reference/model.js';
+
+const { kernels: KERNELS } = await kernelsFor('simd');
+const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined;
+const params = (numRuns: number) => ({ numRuns, seed, endOnFailure: true });
+const CODES: MlaErrorCode[] = ['BAD_SOURCE', 'BAD_CONFIG', 'BAD_CHECKPOINT', 'UNSUPPORTED_DTYPE', 'MISSING_TENSOR',
+  'UNEXPECTED_TENSOR', 'BAD_SHAPE', 'NON_FINITE', 'OUT_OF_MEMORY'];
+const MAX_RUN_MS = 2000;
+
+function guarded(bytes: Uint8Array): ByteFile {
+  return {
+    name: 'f.gguf', size: bytes.length,
+    read(position, into) {
+      if (!(Number.isSafeInteger(position) && position >= 0 && position + into.length <= bytes.length)) {
+        throw new Error(`read of [${position}, ${position + into.length}) outside the file (${bytes.length} bytes)`);
+      }
+      into.set(bytes.subarray(position, position + into.length));
+    },
+  };
+}
+
+async function outcome(f: () => unknown, codes: readonly MlaErrorCode[]): Promise<string> {
+  const t0 = performance.now();
+  let got = 'ok';
+  try {
+    await f();
+  } catch (e) {
+    if (!(e instanceof MlaError)) throw e;
+    if (!codes.includes(e.code)) throw new Error(`unexpected MlaError code ${e.code}: ${e.message}`);
+    if (!e.message) throw new Error(`MlaError ${e.code} without a message`);
+    got = e.code;
+  }
+  const ms = performance.now() - t0;
+  if (ms > MAX_RUN_MS) throw new Error(`one case took ${ms.toFixed(0)} ms`);
+  return got;
+}
+
+/** Independent check of every claim a header that parsed makes. */
+function expectHonest(g: GgufFile, size: number): void {
+  expect(g.dataStart % g.alignment).toBe(0);
+  expect(g.dataStart).toBeLessThanOrEqual(size);
+  const ranges = [...g.tensors.values()].map((t) => {
+    expect(t.begin).toBeGreaterThanOrEqual(g.dataStart);
+    expect((t.begin - g.dataStart) % g.alignment).toBe(0);
+    expect(t.begin + t.bytes).toBeLessThanOrEqual(size);
+    return [t.begin, t.begin + t.bytes] as const;
+  }).filter(([b, e]) => e > b).sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < ranges.length; i++) expect(ranges[i][0]).toBeGreaterThanOrEqual(ranges[i - 1][1]);
+}
+
+class TrackingHeap extends Heap {
+  blocks: [number, number][] = [];
+  allocated = 0;
+  override alloc(bytes: number, what?: string): number {
+    const ptr = super.alloc(bytes, what);
+    this.blocks.push([ptr, bytes]);
+    this.allocated += bytes;
+    return ptr;
+  }
+  reset(): void {
+    for (const [p, b] of this.blocks) this.release(p, b);
+    this.blocks = [];
+    this.allocated = 0;
+  }
+}
+const heap = new TrackingHeap();
+
+/** loadModel up to the kernels on a GGUF file map; a load may allocate only the weights the config states. */
+async function loadWithoutKernels(bytes: Uint8Array): Promise<void> {
+  const src = await openSource({ 'f.gguf': bytes });
+  const config = parseConfig(src.config);
+  checkMemory(config, KERNELS);
+  checkTensors(config, src.tensors);
+  const need = memoryNeed(config, KERNELS);
+  heap.reset();
+  try {
+    placeWeights(config, src.tensors, heap);
+    expect(heap.allocated).toBe(need.weights);
+  } finally {
+    if (heap.allocated > need.weights) throw new Error(`allocated ${heap.allocated} bytes, the stated need is ${need.weights}`);
+    heap.reset();
+  }
+}
+
+// Fixtures: a MoE MLA model (split layout, Q8_0 with F16 and F32 tensors among it) with the
+// fortune-mla tokenizer, and a llama model as Q4_0.
+const FORTUNE = new URL('../models/fortune-mla/', import.meta.url);
+const tokenizer = {
+  tokenizerJson: JSON.parse(readFileSync(new URL('tokenizer.json', FORTUNE), 'utf8')),
+  tokenizerConfig: JSON.parse(readFileSync(new URL('tokenizer_config.json', FORTUNE), 'utf8')),
+};
+async function fixture(config: Record<string, unknown>, type: 'Q8_0' | 'Q4_0'): Promise<Uint8Array> {
+  const src = await openSource({ config, tensors: makeRandomCheckpoint(config, 3) });
+  return writeGguf(parseConfig(src.config), src.tensors, tokenizer, { type });
+}
+const FILES = [
+  await fixture(tinyMlaMoeV2Config({ vocab_size: 264, num_hidden_layers: 2, max_position_embeddings: 16, kv_lora_rank: 32, qk_nope_head_dim: 32 }), 'Q8_0'),
+  await fixture(tinyLlamaConfig({ vocab_size: 264, hidden_size: 64, head_dim: 32, max_position_embeddings: 16 }), 'Q4_0'),
+];
+const headerEnd = (bytes: Uint8Array) => parseGguf(guarded(bytes)).dataStart;
+
+type Edit =
+  | { k: 'byte'; at: number; v: number }
+  | { k: 'u32'; at: number; v: number }
+  | { k: 'u64'; at: number; v: bigint };
+
+const hostile64 = fc.oneof(
+  fc.constantFrom(0n, 1n, 2n, 3n, 4n, 5n, 32n, 2n ** 31n, 2n ** 32n, 2n ** 32n - 1n, 2n ** 53n, 2n ** 53n + 1n, 2n ** 63n, 2n ** 64n - 1n),
+  fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+  fc.bigInt({ min: 0n, max: 100000n }),
+);
+const edit = (span: number): fc.Arbitrary<Edit> => fc.oneof(
+  fc.record({ k: fc.constant('byte' as const), at: fc.nat(span - 1), v: fc.nat(255) }),
+  fc.record({ k: fc.constant('u32' as const), at: fc.nat(span - 4), v: fc.oneof(fc.constantFrom(0, 1, 2, 4, 5, 8, 9, 12, 13, 14, 30, 99, 0xffffffff), fc.nat()) }),
+  fc.record({ k: fc.constant('u64' as const), at: fc.nat(span - 8), v: hostile64 }),
+);
+
+function applyEdits(file: Uint8Array, edits: Edit[]): Uint8Array {
+  const out = file.slice();
+  const view = new DataView(out.buffer);
+  for (const e of edits) {
+    if (e.k === 'byte') out[e.at] = e.v;
+    else if (e.k === 'u32') view.setUint32(e.at, e.v, true);
+    else view.setBigUint64(e.at, e.v, true);
+  }
+  return out;
+}
+
+describe('GGUF fuzz', () => {
+  it('header bytes overwritten: the parser succeeds honestly or throws BAD_CHECKPOINT, reading only inside the file', async () => {
+    const seen = new Set<string>();
+    for (const file of FILES) {
+      const span = headerEnd(file);
+      await fc.assert(fc.asyncProperty(fc.array(edit(span), { minLength: 1, maxLength: 4 }), async (edits) => {
+        const bytes = applyEdits(file, edits);
+        let g: GgufFile | undefined;
+        const got = await outcome(() => { g = parseGguf(guarded(bytes)); }, ['BAD_CHECKPOINT']);
+        seen.add(got);
+        if (got === 'ok') expectHonest(g!, bytes.length);
+      }), params(1500));
+    }
+    expect([...seen].sort()).toEqual(['BAD_CHECKPOINT', 'ok']);
+  });
+
+  it('header bytes overwritten: the loader (up to the kernels) succeeds or throws a known code, allocating no more than stated', async () => {
+    const seen = new Set<string>();
+    for (const file of FILES) {
+      const span = headerEnd(file);
+      await fc.assert(fc.asyncProperty(fc.array(edit(span), { minLength: 1, maxLength: 3 }), async (edits) => {
+        seen.add(await outcome(() => loadWithoutKernels(applyEdits(file, edits)), CODES));
+      }), params(400));
+    }
+    // The edits reach past the parser: config, tokenizer and shape checks are exercised too.
+    expect(seen.size).toBeGreaterThanOrEqual(4);
+  });
+
+  it('truncated, cut and spliced, or extended files', async () => {
+    for (const file of FILES) {
+      await fc.assert(fc.asyncProperty(fc.nat(file.length), fc.nat(file.length), fc.nat(64), async (a, b, extra) => {
+        const [lo, hi] = a < b ? [a, b] : [b, a];
+        const cases = [file.subarray(0, lo), new Uint8Array([...file.subarray(0, lo), ...file.subarray(hi)]),
+          new Uint8Array([...file, ...new Uint8Array(extra).fill(0xab)])];
+        for (const bytes of cases) {
+          const got = await outcome(() => parseGguf(guarded(bytes)), ['BAD_CHECKPOINT']);
+          if (got === 'ok') expectHonest(parseGguf(guarded(bytes)), bytes.length);
+          await outcome(() => loadWithoutKernels(bytes), CODES);
+        }
+      }), params(60));
+    }
+  });
+
+  it('bit flips anywhere: data flips load (finite or NON_FINITE), header flips are caught', async () => {
+    const file = FILES[0];
+    await fc.assert(fc.asyncProperty(fc.array(fc.tuple(fc.nat(file.length * 8 - 1)), { minLength: 1, maxLength: 8 }), async (flips) => {
+      const bytes = file.slice();
+      for (const [bit] of flips) bytes[bit >> 3] ^= 1 << (bit & 7);
+      await outcome(() => loadWithoutKernels(bytes), CODES);
+    }), params(150));
+  });
+});

@@ -1,0 +1,136 @@
+// GGUF written by gguf-write.ts and read back by the GGUF source gives the model it was written
+// from: the same logits, bit for bit, as the safetensors checkpoint of the same values (F32, F16,
+// BF16), and as the dequantised values loaded as f32 (Q8_0, Q4_0). Every architecture and layout
+// the reader maps: deepseek2 with and without query compression, MoE V2 and V3 (experts stacked),
+// both MLA layouts (attn_kv_b, attn_k_b/attn_v_b), llama with its q/k permutation, tied embeddings.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { loadModel } from '../src/index.js';
+import { parseConfig } from '../src/formats/config.js';
+import { openSource, type InMemoryModel } from '../src/formats/source.js';
+import { writeGguf, type GgufWriteOptions } from '../src/formats/gguf-write.js';
+import { decodeRow, quantizeQ4_0, quantizeQ8_0 } from '../src/formats/quant-blocks.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config } from './reference/model.js';
+import { writeSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
+
+const FORTUNE = new URL('../models/fortune-mla/', import.meta.url);
+const ids = (n: number, vocab: number) => Array.from({ length: n }, (_, i) => (i * 7919 + 13 * ((i * i) % 11)) % vocab);
+
+async function ggufOf(source: InMemoryModel | URL, options: GgufWriteOptions, tokenizer = null): Promise<Uint8Array> {
+  const src = await openSource(source);
+  return writeGguf(parseConfig(src.config), src.tensors, tokenizer, options);
+}
+
+/** A safetensors checkpoint with the matrices in `dtype` and, as GGUF keeps them, vectors and the router in F32. */
+function safetensorsMap(m: InMemoryModel, dtype: FloatDtype): Record<string, Uint8Array> {
+  const config = new TextEncoder().encode(JSON.stringify(m.config));
+  const tensors = Object.fromEntries(Object.entries(m.tensors).map(([name, t]) =>
+    [name, { ...t, dtype: t.shape.length === 1 || /mlp\.gate\.weight$/.test(name) ? 'F32' as const : dtype }]));
+  return { 'config.json': config, 'model.safetensors': writeSafetensors(tensors) };
+}
+
+/** What Q8_0/Q4_0 holds for a matrix: each row quantised and decoded (rows not a multiple of 32 as F16). */
+function dequantised(m: InMemoryModel, type: 'Q8_0' | 'Q4_0', f16Names: (name: string) => boolean): InMemoryModel {
+  const tensors: InMemoryModel['tensors'] = {};
+  for (const [name, t] of Object.entries(m.tensors)) {
+    const cols = t.shape[t.shape.length - 1];
+    if (t.shape.length === 1 || /mlp\.gate\.(weight|e_score)/.test(name)) { tensors[name] = t; continue; }
+    const out = new Float32Array(t.data.length);
+    const q = type === 'Q8_0' ? 'F16' : 'F16';
+    if (cols % 32 || f16Names(name)) {
+      const buf = new Uint8Array(t.data.length * 2), v = new DataView(buf.buffer);
+      for (let i = 0; i < t.data.length; i++) v.setUint16(2 * i, f16(t.data[i]), true);
+      decodeRow(q, buf, 0, t.data.length, out, 0);
+    } else {
+      const block = type === 'Q8_0' ? 34 : 18;
+      const buf = new Uint8Array((t.data.length / 32) * block);
+      (type === 'Q8_0' ? quantizeQ8_0 : quantizeQ4_0)(t.data, buf);
+      decodeRow(type, buf, 0, t.data.length, out, 0);
+    }
+    tensors[name] = { shape: t.shape, data: out };
+  }
+  return { config: m.config, tensors };
+}
+import { f32ToF16Bits as f16 } from '../src/formats/quant-blocks.js';
+
+const cases: [string, Record<string, unknown>][] = [
+  ['MLA, query compression', tinyMlaConfig({ hidden_size: 64, intermediate_size: 96, kv_lora_rank: 32, qk_nope_head_dim: 32, v_head_dim: 32 })],
+  ['MLA, no query compression, odd dims', tinyMlaConfig({ q_lora_rank: null })],
+  ['MLA, tied embeddings', tinyMlaConfig({ tie_word_embeddings: true })],
+  ['DeepSeek-V2 MoE', tinyMlaMoeV2Config({})],
+  ['DeepSeek-V3 MoE and YaRN', tinyMlaMoeV3Config({})],
+  ['Llama GQA', tinyLlamaConfig({})],
+  ['Llama MHA, tied', tinyLlamaConfig({ num_key_value_heads: 4, tie_word_embeddings: true })],
+];
+
+describe.each(cases)('GGUF round trip: %s', (_name, config) => {
+  const m: InMemoryModel = { config, tensors: makeRandomCheckpoint(config, 11) };
+  const vocab = config.vocab_size as number;
+  const x = ids(13, vocab);
+  const layouts: ('split' | 'kv_b')[] = String(config.architectures).includes('Deepseek') ? ['split', 'kv_b'] : ['split'];
+
+  it.each(['F32', 'F16', 'BF16'] as const)('%s: the same logits as safetensors, bit for bit', async (type) => {
+    const ref = await loadModel(safetensorsMap(m, type), { simd: 'simd', threads: 1 });
+    const want = ref.forward(x);
+    for (const mlaLayout of layouts) {
+      const model = await loadModel({ 'model.gguf': await ggufOf(m, { type, mlaLayout }) }, { simd: 'simd', threads: 1 });
+      // GGUF keeps rms_norm_eps as an f32, which is what the kernels use.
+      expect(model.config).toEqual({ ...ref.config, rmsEps: Math.fround(ref.config.rmsEps) });
+      expect(model.forward(x)).toEqual(want);
+      model.dispose();
+    }
+    ref.dispose();
+  });
+
+  it.each(['Q8_0', 'Q4_0'] as const)('%s: the same logits as the dequantised values loaded as f32', async (type) => {
+    // attn_k_b stays F16 in the split layout; kv_b_proj is then W_UK at F16 and W_UV quantised.
+    for (const mlaLayout of layouts) {
+      const isKb = (name: string) => mlaLayout === 'split' && name.endsWith('kv_b_proj.weight');
+      const deq = dequantised(m, type, isKb);
+      if (mlaLayout === 'split') {
+        // Rebuild kv_b_proj: W_UK rows at F16, W_UV rows quantised (d_c a multiple of 32 or F16).
+        const c = config as Record<string, number>;
+        for (const [name, t] of Object.entries(m.tensors)) {
+          if (!name.endsWith('kv_b_proj.weight')) continue;
+          const dc = c.kv_lora_rank, dn = c.qk_nope_head_dim, dv = c.v_head_dim;
+          const out = deq.tensors[name].data; // all F16 so far
+          const block = type === 'Q8_0' ? 34 : 18;
+          for (let h = 0; h < c.num_attention_heads; h++) {
+            if (dc % 32) continue;
+            const rows = t.data.subarray((h * (dn + dv) + dn) * dc, (h + 1) * (dn + dv) * dc);
+            const buf = new Uint8Array((rows.length / 32) * block);
+            (type === 'Q8_0' ? quantizeQ8_0 : quantizeQ4_0)(rows, buf);
+            decodeRow(type, buf, 0, rows.length, out, (h * (dn + dv) + dn) * dc);
+          }
+        }
+      }
+      const ref = await loadModel(deq, { simd: 'simd', threads: 1 });
+      const model = await loadModel({ 'model.gguf': await ggufOf(m, { type, mlaLayout }) }, { simd: 'simd', threads: 1 });
+      expect(model.forward(x)).toEqual(ref.forward(x));
+      model.dispose();
+      ref.dispose();
+    }
+  });
+});
+
+describe('GGUF round trip: fortune-mla (the built-in model)', () => {
+  it.each(['F32', 'F16', 'BF16'] as const)('%s: the same logits as from safetensors', async (type) => {
+    const src = await openSource(FORTUNE);
+    const config = parseConfig(src.config);
+    const tensors: InMemoryModel['tensors'] = {};
+    for (const name of src.tensors.names()) {
+      const shape = [...src.tensors.shape(name)!];
+      const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      src.tensors.read(name, data);
+      tensors[name] = { shape, data };
+    }
+    const ref = await loadModel(safetensorsMap({ config: src.config, tensors }, type), { simd: 'simd', threads: 1 });
+    const tokenizer = {
+      tokenizerJson: JSON.parse(readFileSync(new URL('tokenizer.json', FORTUNE), 'utf8')),
+      tokenizerConfig: JSON.parse(readFileSync(new URL('tokenizer_config.json', FORTUNE), 'utf8')),
+    };
+    const model = await loadModel({ 'fortune.gguf': writeGguf(config, src.tensors, tokenizer, { type }) }, { simd: 'simd', threads: 1 });
+    const x = [256, ...new TextEncoder().encode('Q: Why did the chicken cross the road?\nA:')];
+    expect(model.forward(x)).toEqual(ref.forward(x));
+  });
+});

@@ -1,0 +1,230 @@
+// GGUF files against llama.cpp itself, through node-llama-cpp (3.21.1, its prebuilt CPU binary):
+//   1. files this package writes (the built-in fortune-mla and a checkpoint with DeepSeek-V2-Lite's
+//      attention dims, as Q8_0 and Q4_0) load in llama.cpp, which tokenizes the prompt as we do and
+//      picks the same greedy tokens; its log-probabilities at every prompt position are within the
+//      stated tolerance of ours;
+//   2. files llama.cpp's own quantizer writes (llama_model_quantize, what llama-quantize runs, from
+//      the libllama node-llama-cpp ships, called through Python's ctypes) load here: every tensor
+//      both quantize to the same type has the same bytes, and the greedy tokens are llama.cpp's.
+// Skipped, with the reason printed, only where node-llama-cpp cannot be imported or its native
+// binary cannot load (and part 2 where python3 is missing).
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadModel, type Model } from '../src/index.js';
+import { parseGguf } from '../src/formats/gguf.js';
+import { quantizeToFile } from '../src/formats/gguf-quantize.js';
+import { memoryFile } from '../src/formats/source.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaMoeV2Config } from './reference/model.js';
+
+type Nlc = typeof import('node-llama-cpp');
+type Llama = Awaited<ReturnType<Nlc['getLlama']>>;
+type LlamaModel = Awaited<ReturnType<Llama['loadModel']>>;
+
+let nlc: Nlc | undefined, llama: Llama | undefined, reason = '';
+try {
+  nlc = await import('node-llama-cpp');
+  llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error });
+} catch (e) {
+  reason = nlc ? `node-llama-cpp cannot load its native binary here: ${(e as Error).message}` : `node-llama-cpp cannot be imported: ${(e as Error).message}`;
+}
+if (reason) console.log(`llama-cpp.test: skipped: ${reason}`);
+
+const FORTUNE = new URL('../models/fortune-mla/', import.meta.url);
+const json = (name: string) => JSON.parse(readFileSync(new URL(name, FORTUNE), 'utf8'));
+const dir = mkdtempSync(join(tmpdir(), 'mla-llama-cpp-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/**
+ * DeepSeek-V2-Lite's layout and per-head MLA dims (27 layers, the first dense and the rest MoE with 2
+ * shared experts; d_c 512, d_n 128, d_r 64, d_v 128; no query compression; YaRN ×40 over 4096
+ * positions, mscale 0.707), narrower: hidden 256, 4 heads, 8 experts of 64 (top 2), 264 tokens;
+ * random weights. 27 layers because llama.cpp 3.21.1 reads a deepseek2 file without q_lora_rank
+ * only when it has 27 (or 26) layers, as V2-Lite does.
+ */
+const V2_LITE_DIMS = tinyMlaMoeV2Config({
+  vocab_size: 264, hidden_size: 256, num_hidden_layers: 27, num_attention_heads: 4, num_key_value_heads: 4,
+  q_lora_rank: null, kv_lora_rank: 512, qk_nope_head_dim: 128, qk_rope_head_dim: 64, v_head_dim: 128,
+  intermediate_size: 512, moe_intermediate_size: 64, n_routed_experts: 8, num_experts_per_tok: 2, n_shared_experts: 2,
+  first_k_dense_replace: 1, routed_scaling_factor: 1, max_position_embeddings: 163840, bos_token_id: 256, eos_token_id: 257,
+  rope_scaling: { type: 'yarn', factor: 40, original_max_position_embeddings: 4096, beta_fast: 32, beta_slow: 1, mscale: 0.707, mscale_all_dim: 0.707 },
+});
+/** A Llama with grouped-query attention (8 query heads, 2 KV heads of 32): llama.cpp's rope on its permuted q/k rows against ours. */
+const LLAMA_GQA = tinyLlamaConfig({ vocab_size: 264, hidden_size: 256, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 32,
+  intermediate_size: 512, num_hidden_layers: 4, max_position_embeddings: 256, bos_token_id: 256, eos_token_id: 257 });
+const MODELS = {
+  'fortune-mla': FORTUNE as URL | object,
+  'V2-Lite dims': { config: V2_LITE_DIMS, tensors: makeRandomCheckpoint(V2_LITE_DIMS, 17), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
+  'Llama GQA': { config: LLAMA_GQA, tensors: makeRandomCheckpoint(LLAMA_GQA, 19), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
+};
+const PROMPT = 'Q: What do you call a programmer who never sleeps?\nA:';
+const NEW_TOKENS = 24;
+/**
+ * Largest |log p| difference allowed at the prompt's positions, for tokens llama.cpp gives p ≥ 1e-3
+ * (llama.cpp's KV cache set to F32 and flash attention off, whose CPU path rounds through f16).
+ * F32: the same arithmetic up to summation order.
+ * Q8_0/Q4_0: llama.cpp also quantises the activations to 8 bits per block of 32, which this
+ * package's f32 path does not; the random 27-layer checkpoint amplifies that more than the trained
+ * fortune-mla. About twice the largest differences measured (see the commit body).
+ */
+const TOLERANCE: Record<string, Record<'F32' | 'Q8_0' | 'Q4_0', number>> = {
+  'fortune-mla': { F32: 1e-4, Q8_0: 0.3, Q4_0: 0.3 },
+  'V2-Lite dims': { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
+  'Llama GQA': { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
+};
+
+function logSoftmax(row: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (const x of row) max = Math.max(max, x);
+  let sum = 0;
+  for (const x of row) sum += Math.exp(x - max);
+  const lse = max + Math.log(sum);
+  return Float64Array.from(row, (x) => x - lse);
+}
+
+/** Greedy tokens from `ids`, following `forced` where given (to score llama.cpp's choice at a step). */
+function oursGreedy(m: Model, ids: number[], n: number): { tokens: number[]; logProbs: Float64Array[] } {
+  const s = m.createSession({ contextLength: ids.length + n + 1 });
+  let logits = s.prefill(ids);
+  const tokens: number[] = [], logProbs: Float64Array[] = [];
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
+    tokens.push(best);
+    logProbs.push(logSoftmax(logits));
+    logits = s.step(best);
+  }
+  s.dispose();
+  return { tokens, logProbs };
+}
+
+/**
+ * The greedy continuations agree, or part only where ours ranks llama.cpp's choice within
+ * `tolerance` (in log-probability) of its own: a near-tie that the arithmetic of quantised
+ * activations may break either way. Returns where they part (n when they never do).
+ */
+function expectSameGreedy(ours: { tokens: number[]; logProbs: Float64Array[] }, theirs: number[], tolerance: number): number {
+  const i = ours.tokens.findIndex((t, k) => t !== theirs[k]);
+  if (i < 0) return ours.tokens.length;
+  const lp = ours.logProbs[i];
+  expect(lp[ours.tokens[i]] - lp[theirs[i]], `greedy tokens part at step ${i}: ours ${ours.tokens[i]}, llama.cpp ${theirs[i]}`).toBeLessThanOrEqual(tolerance);
+  return i;
+}
+
+async function theirsGreedy(model: LlamaModel, ids: number[], n: number): Promise<number[]> {
+  const ctx = await model.createContext({ contextSize: 256, threads: 1, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32', flashAttention: false });
+  try {
+    const out: number[] = [];
+    for await (const t of ctx.getSequence().evaluate(ids as never, { temperature: 0 })) {
+      out.push(t as number);
+      if (out.length >= n) break;
+    }
+    return out;
+  } finally {
+    await ctx.dispose();
+  }
+}
+
+/** The largest |log p| difference at every prompt position, over tokens llama.cpp gives p ≥ 1e-3. */
+async function logProbGap(ours: Model, model: LlamaModel, ids: number[]): Promise<number> {
+  const ctx = await model.createContext({ contextSize: 256, threads: 1, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32', flashAttention: false });
+  try {
+    const res = await ctx.getSequence().controlledEvaluate(ids.map((t) => [t, { generateNext: { probabilities: true } }]) as never);
+    const V = ours.config.vocabSize, logits = ours.forward(ids);
+    let gap = 0;
+    res.forEach((r, t) => {
+      const mine = logSoftmax(logits.subarray(t * V, (t + 1) * V));
+      for (const [token, p] of r!.next.probabilities!) {
+        if (p >= 1e-3) gap = Math.max(gap, Math.abs(Math.log(p) - mine[token as number]));
+      }
+    });
+    return gap;
+  } finally {
+    await ctx.dispose();
+  }
+}
+
+describe.skipIf(!llama).each(Object.entries(MODELS))('llama.cpp loads what we write: %s', (name, source) => {
+  it.each(['F32', 'Q8_0', 'Q4_0'] as const)('%s: same prompt tokens, greedy tokens and log-probs within tolerance', async (type) => {
+    const file = join(dir, `${name.replace(/\W+/g, '-')}-${type}.gguf`);
+    await quantizeToFile(source as never, file, { type });
+    const ours = await loadModel(file, { threads: 1 });
+    const theirs = await llama!.loadModel({ modelPath: file });
+    try {
+      const tok = ours.tokenizer!;
+      expect(Array.from(theirs.tokenize(PROMPT))).toEqual(tok.encode(PROMPT, { addSpecialTokens: false }));
+      expect(theirs.tokens.bos).toBe(tok.bosTokenId);
+      const ids = tok.encode(PROMPT);
+      const gap = await logProbGap(ours, theirs, ids);
+      console.log(`${name} ${type}: largest |Δ log p| over the prompt ${gap.toExponential(2)}`);
+      expect(gap).toBeLessThanOrEqual(TOLERANCE[name][type]);
+      const mine = oursGreedy(ours, ids, NEW_TOKENS), theirsTokens = await theirsGreedy(theirs, ids, NEW_TOKENS);
+      if (type === 'F32') expect(mine.tokens).toEqual(theirsTokens);
+      const agree = expectSameGreedy(mine, theirsTokens, TOLERANCE[name][type]);
+      console.log(`${name} ${type}: greedy tokens agree for ${agree} of ${NEW_TOKENS}`);
+    } finally {
+      ours.dispose();
+      await theirs.dispose();
+    }
+  }, 120_000);
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** The prebuilt binary package's library folder, beside node-llama-cpp in node_modules. */
+function libDir(): string | null {
+  try {
+    const main = createRequire(import.meta.url).resolve('node-llama-cpp');
+    const modules = main.slice(0, main.lastIndexOf('/node-llama-cpp/'));
+    const dir = join(modules, '@node-llama-cpp', 'linux-x64', 'bins', 'linux-x64');
+    return existsSync(dir) ? dir : null;
+  } catch {
+    return null;
+  }
+}
+const lib = llama ? libDir() : null;
+const python = spawnSync('python3', ['--version']);
+const quantizeReason = !llama ? reason : !lib ? 'no @node-llama-cpp/linux-x64 libllama here' : python.error ? `no python3: ${python.error.message}` : '';
+if (llama && quantizeReason) console.log(`llama-cpp.test: llama.cpp's quantizer skipped: ${quantizeReason}`);
+
+describe.skipIf(!!quantizeReason)('we load what llama.cpp\'s quantizer writes', () => {
+  it.each([['Q8_0', 7], ['Q4_0', 2]] as const)('%s: tensors byte for byte as our writer makes them; llama.cpp\'s greedy tokens', async (type, ftype) => {
+    const f32 = join(dir, 'fortune-F32.gguf'), theirsFile = join(dir, `fortune-llama-${type}.gguf`), oursFile = join(dir, `fortune-ours-${type}.gguf`);
+    await quantizeToFile(FORTUNE, f32, { type: 'F32' });
+    await quantizeToFile(FORTUNE, oursFile, { type });
+    const r = spawnSync('python3', [fileURLToPath(new URL('./reference/llama-quantize.py', import.meta.url)), lib!, f32, theirsFile, String(ftype)], { encoding: 'utf8' });
+    expect(r.status, r.stderr.slice(-2000)).toBe(0);
+
+    const a = new Uint8Array(readFileSync(theirsFile)), b = new Uint8Array(readFileSync(oursFile));
+    const ta = parseGguf(memoryFile('theirs', a)).tensors, tb = parseGguf(memoryFile('ours', b)).tensors;
+    let same = 0;
+    for (const [name, t] of ta) {
+      const u = tb.get(name)!;
+      expect(u.ne).toEqual(t.ne);
+      // Our writer keeps attn_k_b F16; llama.cpp quantizes it. Every other tensor has one type.
+      if (name.includes('attn_k_b')) continue;
+      expect(u.type, name).toBe(t.type);
+      expect(a.subarray(t.begin, t.begin + t.bytes), name).toEqual(b.subarray(u.begin, u.begin + u.bytes));
+      if (t.type === type) same++;
+    }
+    expect(same).toBeGreaterThan(20);
+
+    const ours = await loadModel(theirsFile, { threads: 1 });
+    const theirs = await llama!.loadModel({ modelPath: theirsFile });
+    try {
+      const ids = ours.tokenizer!.encode(PROMPT);
+      const gap = await logProbGap(ours, theirs, ids);
+      console.log(`llama.cpp's ${type} fortune-mla: largest |Δ log p| over the prompt ${gap.toExponential(2)}`);
+      expect(gap).toBeLessThanOrEqual(TOLERANCE['fortune-mla'][type]);
+      const agree = expectSameGreedy(oursGreedy(ours, ids, NEW_TOKENS), await theirsGreedy(theirs, ids, NEW_TOKENS), TOLERANCE['fortune-mla'][type]);
+      console.log(`llama.cpp's ${type} fortune-mla: greedy tokens agree for ${agree} of ${NEW_TOKENS}`);
+    } finally {
+      ours.dispose();
+      await theirs.dispose();
+    }
+  }, 120_000);
+});
