@@ -5,6 +5,7 @@ import { checkOptions, MlaError, showValue } from '../errors.js';
 import type { TokenModel } from '../model/model.js';
 import { createRng, sampleToken, type SamplingOptions } from './sampling.js';
 import { checkIds, type Session } from '../model/session.js';
+import { checkCacheFormat, type CacheFormat } from '../model/kv-cache.js';
 import { checkMessages, type ChatMessage } from '../formats/tokenizer.js';
 
 export interface GenerateOptions {
@@ -32,6 +33,11 @@ export interface GenerateOptions {
   session?: Session;
   /** Text prompts: add the tokenizer's special tokens (BOS). Default: when the session starts empty. */
   addSpecialTokens?: boolean;
+  /**
+   * The cache format of the session made for the call (default 'f32'; see SessionOptions.cache).
+   * With `session`, that session's format runs, and a different `cache` is BAD_INPUT.
+   */
+  cache?: CacheFormat;
 }
 
 export type ChatOptions = Omit<GenerateOptions, 'addSpecialTokens'>;
@@ -77,13 +83,14 @@ interface Resolved extends SamplingOptions {
   signal: AbortSignal | undefined;
   session: Session | undefined;
   addSpecialTokens: boolean | undefined;
+  cache: CacheFormat;
 }
 
 /** What a session holds, when generation put it there: ids in the cache, and sampled ids not yet fed. */
 interface History { cached: number[]; pending: number[] }
 const histories = new WeakMap<Session, History>();
 
-const KNOWN = new Set(['maxNewTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'stop', 'signal', 'session', 'addSpecialTokens']);
+const KNOWN = new Set(['maxNewTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'seed', 'stop', 'signal', 'session', 'addSpecialTokens', 'cache']);
 
 function badOption(name: string, want: string, got: unknown): never {
   throw new MlaError('BAD_INPUT', `option ${name} must be ${want}, got ${showValue(got)}`);
@@ -141,9 +148,14 @@ function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Se
   }
   const addSpecialTokens = o.addSpecialTokens;
   if (addSpecialTokens !== undefined && typeof addSpecialTokens !== 'boolean') badOption('addSpecialTokens', 'a boolean', addSpecialTokens);
+  const cache = o.cache ?? (session as Session | undefined)?.cacheFormat ?? 'f32';
+  checkCacheFormat(model.config, cache);
+  if (session !== undefined && cache !== (session as Session).cacheFormat) {
+    throw new MlaError('BAD_INPUT', `option cache is '${cache}', but the session given keeps a '${(session as Session).cacheFormat}' cache`);
+  }
   return {
     maxNewTokens, temperature, topK, topP, repetitionPenalty, seed, stopIds, stopStrings,
-    signal: signal as AbortSignal | undefined, session: session as Session | undefined, addSpecialTokens: addSpecialTokens as boolean | undefined,
+    signal: signal as AbortSignal | undefined, session: session as Session | undefined, addSpecialTokens: addSpecialTokens as boolean | undefined, cache,
   };
 }
 
@@ -233,7 +245,7 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
   async function* stream(): AsyncGenerator<GenerationPiece, void, undefined> {
     const owned = !o.session;
     const session = o.session ?? model.createSession({
-      contextLength: Math.min(model.config.maxPositions, Math.max(1, promptIds.length + o.maxNewTokens)),
+      contextLength: Math.min(model.config.maxPositions, Math.max(1, promptIds.length + o.maxNewTokens)), cache: o.cache,
     });
     // Held from the first token to the end (done, thrown, or return() as a for-await break calls):
     // another stream, prefill, step, reset or truncate on it meanwhile throws BUSY.

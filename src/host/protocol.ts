@@ -5,9 +5,9 @@
 
 /** The kernel exports a chunk may call, by index; the workers receive this list. */
 export const FNS = ['matmul_nt', 'matmul_nn', 'attn_init', 'attn_block', 'attn_finish', 'probe_read', 'probe_read_pairs',
-  'matvec_batch', 'vecmat_batch'] as const;
+  'matvec_batch', 'vecmat_batch', 'attn_block_latent'] as const;
 export const MATMUL_NT = 0, MATMUL_NN = 1, ATTN_INIT = 2, ATTN_BLOCK = 3, ATTN_FINISH = 4, PROBE_READ = 5, PROBE_READ_PAIRS = 6,
-  MATVEC_BATCH = 7, VECMAT_BATCH = 8;
+  MATVEC_BATCH = 7, VECMAT_BATCH = 8, ATTN_BLOCK_LATENT = 9;
 
 // A task: call FNS[fn] n1 × n2 times, call (i, j) with args + i·inc1 + j·inc2, and argument
 // `threadArg` (if ≥ 0) further + (running thread's index)·threadStride: per-thread scratch.
