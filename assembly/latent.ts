@@ -216,8 +216,7 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
   let i = 0;
   for (; i + 8 <= n; i += 8) {
     const h = v128.load(k + (<usize>i << 1)), x = q + (<usize>i << 2);
-    a = madd(v128.load(x), bf16Lo(h), a);
-    a = madd(v128.load(x, 16), bf16Hi(h), a);
+    a = madd(v128.load(x, 16), bf16Hi(h), madd(v128.load(x), bf16Lo(h), a));
   }
   let s = hsum(a);
   for (; i < n; i++) s += load<f32>(q + (<usize>i << 2)) * fromBf16(<u32>load<u16>(k + (<usize>i << 1)));
@@ -239,19 +238,16 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
 }
 
 /**
- * Scores of 4 queries (q0 + j·qs) against rows ka and kb, to outA / outB + j·ROW_BYTES. The integer
- * part shares each row's widened codes among the 4 queries and each query's codes between the
- * two rows; the k^R part (and bf16's whole dot) is score1's arithmetic per pair.
+ * Scores of 4 queries (q0 + j·qs) against rows ka and kb, to outA / outB + j·ROW_BYTES. Each row's
+ * widened codes (or bf16 values) are shared by the 4 queries and each query's values by the two
+ * rows; per (query, row) the arithmetic is score1's, so a key scores the same in any tile.
  */
 // @ts-ignore: decorator
 @inline function scores4x2(fmt: i32, q0: usize, qs: usize, ka: usize, kb: usize, dc: i32, dr: i32,
                            scale: f32, outA: usize, outB: usize): void {
   if (fmt == BF16) {
-    for (let j = 0; j < 4; j++) {
-      const q = q0 + <usize>j * qs, o = <usize>j * ROW_BYTES;
-      store<f32>(outA + o, score1(fmt, q, ka, dc, dr) * scale);
-      store<f32>(outB + o, score1(fmt, q, kb, dc, dr) * scale);
-    }
+    dotsBf16(q0, qs, ka, kb, dc, scale, outA, outB, false);
+    dotsBf16(q0 + (<usize>dc << 2), qs, ka + (<usize>dc << 1), kb + (<usize>dc << 1), dr, scale, outA, outB, true);
     return;
   }
   const q1 = q0 + qs, q2 = q1 + qs, q3 = q2 + qs;
@@ -270,36 +266,57 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
   }
   const cb = <usize>codeBytes(fmt, dc), qo = <usize>n << 1;
   const da = load<f32>(ka + cb), db = load<f32>(kb + cb);
-  const ra = ka + cb + 4, rb = kb + cb + 4;
-  scorePair(q0 + qo, a0, b0, da, db, ra, rb, dr, scale, outA, outB);
-  scorePair(q1 + qo, a1, b1, da, db, ra, rb, dr, scale, outA + ROW_BYTES, outB + ROW_BYTES);
-  scorePair(q2 + qo, a2, b2, da, db, ra, rb, dr, scale, outA + 2 * ROW_BYTES, outB + 2 * ROW_BYTES);
-  scorePair(q3 + qo, a3, b3, da, db, ra, rb, dr, scale, outA + 3 * ROW_BYTES, outB + 3 * ROW_BYTES);
+  // The integer part first, then the k^R part added (and the scale) by dotsBf16.
+  let dq = load<f32>(q0 + qo);
+  store<f32>(outA, <f32>isum(a0) * (dq * da)); store<f32>(outB, <f32>isum(b0) * (dq * db));
+  dq = load<f32>(q1 + qo);
+  store<f32>(outA + ROW_BYTES, <f32>isum(a1) * (dq * da)); store<f32>(outB + ROW_BYTES, <f32>isum(b1) * (dq * db));
+  dq = load<f32>(q2 + qo);
+  store<f32>(outA + 2 * ROW_BYTES, <f32>isum(a2) * (dq * da)); store<f32>(outB + 2 * ROW_BYTES, <f32>isum(b2) * (dq * db));
+  dq = load<f32>(q3 + qo);
+  store<f32>(outA + 3 * ROW_BYTES, <f32>isum(a3) * (dq * da)); store<f32>(outB + 3 * ROW_BYTES, <f32>isum(b3) * (dq * db));
+  dotsBf16(q0 + qo + 4, qs, ka + cb + 4, kb + cb + 4, dr, scale, outA, outB, true);
 }
 
-/** Finish a query's scores against two rows: qd → [d_q ; q^R], ia/ib the integer sums. */
+/**
+ * dotBf16 of 4 queries (f32, q0 + j·qs) against two bf16 rows ka, kb (n values each), the rows
+ * widened once for the 4 queries. Stores t into outA / outB + j·ROW_BYTES, or with `add`
+ * (what is there + t) · scale.
+ */
 // @ts-ignore: decorator
-@inline function scorePair(qd: usize, ia: v128, ib: v128, da: f32, db: f32, ra: usize, rb: usize, dr: i32,
-                           scale: f32, outA: usize, outB: usize): void {
-  const dq = load<f32>(qd);
-  store<f32>(outA, (<f32>isum(ia) * (dq * da) + dotBf16(qd + 4, ra, dr)) * scale);
-  store<f32>(outB, (<f32>isum(ib) * (dq * db) + dotBf16(qd + 4, rb, dr)) * scale);
+@inline function dotsBf16(q0: usize, qs: usize, ka: usize, kb: usize, n: i32, scale: f32, outA: usize, outB: usize, add: bool): void {
+  const q1 = q0 + qs, q2 = q1 + qs, q3 = q2 + qs;
+  const zero = f32x4.splat(0);
+  let a0 = zero, a1 = zero, a2 = zero, a3 = zero, b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const ha = v128.load(ka + (<usize>i << 1)), hb = v128.load(kb + (<usize>i << 1));
+    const al = bf16Lo(ha), ah = bf16Hi(ha), bl = bf16Lo(hb), bh = bf16Hi(hb);
+    const o = <usize>i << 2;
+    let x = v128.load(q0 + o), y = v128.load(q0 + o, 16);
+    a0 = madd(y, ah, madd(x, al, a0)); b0 = madd(y, bh, madd(x, bl, b0));
+    x = v128.load(q1 + o); y = v128.load(q1 + o, 16);
+    a1 = madd(y, ah, madd(x, al, a1)); b1 = madd(y, bh, madd(x, bl, b1));
+    x = v128.load(q2 + o); y = v128.load(q2 + o, 16);
+    a2 = madd(y, ah, madd(x, al, a2)); b2 = madd(y, bh, madd(x, bl, b2));
+    x = v128.load(q3 + o); y = v128.load(q3 + o, 16);
+    a3 = madd(y, ah, madd(x, al, a3)); b3 = madd(y, bh, madd(x, bl, b3));
+  }
+  finishBf16(q0, ka, i, n, hsum(a0), scale, outA, add); finishBf16(q0, kb, i, n, hsum(b0), scale, outB, add);
+  finishBf16(q1, ka, i, n, hsum(a1), scale, outA + ROW_BYTES, add); finishBf16(q1, kb, i, n, hsum(b1), scale, outB + ROW_BYTES, add);
+  finishBf16(q2, ka, i, n, hsum(a2), scale, outA + 2 * ROW_BYTES, add); finishBf16(q2, kb, i, n, hsum(b2), scale, outB + 2 * ROW_BYTES, add);
+  finishBf16(q3, ka, i, n, hsum(a3), scale, outA + 3 * ROW_BYTES, add); finishBf16(q3, kb, i, n, hsum(b3), scale, outB + 3 * ROW_BYTES, add);
+}
+
+/** The tail of dotBf16 (values i … n − 1) after its vector part s; then store as dotsBf16 says. */
+// @ts-ignore: decorator
+@inline function finishBf16(q: usize, k: usize, i: i32, n: i32, s: f32, scale: f32, out: usize, add: bool): void {
+  for (; i < n; i++) s += load<f32>(q + (<usize>i << 2)) * fromBf16(<u32>load<u16>(k + (<usize>i << 1)));
+  store<f32>(out, add ? (load<f32>(out) + s) * scale : s);
 }
 
 // ---------------------------------------------------------------------------------------------
 // acc += P · V, the values widened in registers. For int8/int4 the p rows already hold p_j·d_j.
-
-/** Values c … c + 7 of a row as f32: lanes c…c+3 (lo), c+4…c+7 (hi). */
-// @ts-ignore: decorator
-@inline function wideLo(fmt: i32, row: usize, c: i32): v128 {
-  if (fmt == BF16) return bf16Lo(v128.load(row + (<usize>c << 1)));
-  return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(codes8(fmt, row, c))));
-}
-// @ts-ignore: decorator
-@inline function wideHi(fmt: i32, row: usize, c: i32): v128 {
-  if (fmt == BF16) return bf16Hi(v128.load(row + (<usize>c << 1)));
-  return f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(i16x8.extend_low_i8x16_s(codes8(fmt, row, c))));
-}
 
 /** Codes c … c + 7 (c a multiple of 8) as signed int8 in lanes 0–7. */
 // @ts-ignore: decorator
@@ -338,7 +355,14 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
     }
     let vp = vb;
     for (let k: usize = 0; k < kEnd; k += 4, vp += vs) {
-      const v0 = wideLo(fmt, vp, c), v1 = wideHi(fmt, vp, c);
+      let v0: v128, v1: v128;
+      if (fmt == BF16) {
+        const h = v128.load(vp + (<usize>c << 1));
+        v0 = bf16Lo(h); v1 = bf16Hi(h);
+      } else {
+        const w = i16x8.extend_low_i8x16_s(codes8(fmt, vp, c));
+        v0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(w)); v1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(w));
+      }
       let p = v128.load32_splat(s0 + k); a0 = madd(p, v0, a0); b0 = madd(p, v1, b0);
       if (four) {
         p = v128.load32_splat(s1 + k); a1 = madd(p, v0, a1); b1 = madd(p, v1, b1);

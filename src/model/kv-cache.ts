@@ -100,6 +100,11 @@ export class KvCache {
     return this.heap.f32(this.ptr, this.bytes / F);
   }
 
+  /** Every byte of every row, in any format: a view of the memory, valid until it grows (bench/ fills caches with it). */
+  bytesView(): Uint8Array {
+    return new Uint8Array(this.heap.memory.buffer, this.ptr, this.bytes);
+  }
+
   /** Give the memory back; the cache must not be used afterwards. */
   release(): void {
     this.heap.release(this.ptr, this.bytes);
