@@ -15,8 +15,11 @@
 // For int8 and int4 the queries are records too (latent_query): q̃ quantised to int8 per query
 // (one f32 scale, stored widened to i16 so the dot products take them as they are), then q^R as
 // f32. A score is then an exact integer dot product Σ code_q·code_k, times d_q·d_k, plus the
-// f32 dot product with the widened k^R. The values are summed as Σ_j (p_j·d_j)·code_j, the codes
-// widened to f32 in registers. bf16 rows take f32 queries ([q̃ ; q^R], as attn_block's).
+// f32 dot product with the widened k^R. The values are summed as Σ_j w_j·code_j, w_j = p_j·d_j
+// rounded to i16 per query and block of keys (step max w / 32767), two keys at a time by
+// i32x4.dot_i16x8_s, exact in i32, scaled into f32 once per block: summing widened f32 codes
+// took more instructions than f32 rows (the loop is compute-bound); this takes about half.
+// bf16 rows take f32 queries ([q̃ ; q^R], as attn_block's) and are widened in registers.
 //
 // attn_block_latent has attn_block's online softmax and its tiles (4 queries; keys b and b + h in
 // pairs), so that a split by queries in multiples of attn_query_tile, or by segments of keys, gives
@@ -316,7 +319,7 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
 }
 
 // ---------------------------------------------------------------------------------------------
-// acc += P · V, the values widened in registers. For int8/int4 the p rows already hold p_j·d_j.
+// acc += P · V: bf16 values widened in registers (pv); int8/int4 codes in exact integer sums (pvInt).
 
 /** Codes c … c + 7 (c a multiple of 8) as signed int8 in lanes 0–7. */
 // @ts-ignore: decorator
@@ -337,7 +340,7 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
   return <f32>(((w < 16 ? byte : byte >> 4) & 15) - 8);
 }
 
-/** acc rows of `nqt` (4 or 1) queries += Σ_b p[j][b] · value_b, for nk rows from vb (vs bytes apart). */
+/** bf16 rows: acc rows of 4 (or 1) queries += Σ_b p[j][b] · value_b, for nk rows from vb (vs bytes apart). */
 // @ts-ignore: decorator
 @inline function pv(fmt: i32, four: bool, s0: usize, acc0: usize, accS: usize, vb: usize, vs: usize, dc: i32, nk: i32): void {
   const s1 = s0 + ROW_BYTES, s2 = s1 + ROW_BYTES, s3 = s2 + ROW_BYTES;
@@ -355,14 +358,8 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
     }
     let vp = vb;
     for (let k: usize = 0; k < kEnd; k += 4, vp += vs) {
-      let v0: v128, v1: v128;
-      if (fmt == BF16) {
-        const h = v128.load(vp + (<usize>c << 1));
-        v0 = bf16Lo(h); v1 = bf16Hi(h);
-      } else {
-        const w = i16x8.extend_low_i8x16_s(codes8(fmt, vp, c));
-        v0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(w)); v1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(w));
-      }
+      const h = v128.load(vp + (<usize>c << 1));
+      const v0 = bf16Lo(h), v1 = bf16Hi(h);
       let p = v128.load32_splat(s0 + k); a0 = madd(p, v0, a0); b0 = madd(p, v1, b0);
       if (four) {
         p = v128.load32_splat(s1 + k); a1 = madd(p, v0, a1); b1 = madd(p, v1, b1);
@@ -390,18 +387,80 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
   }
 }
 
-/** For int8/int4: p[b] *= d_b (the row's scale) for b < nk, in `count` p rows from s0. */
+/**
+ * For int8/int4 rows: a p row's weights w_b = p_b·d_b (b < nk) as i16 codes in place (row + 2b;
+ * code nk = 0 when nk is odd, so keys go in pairs), w_b ≈ code_b·s, s = max w / 32767; returns s.
+ * The weights' rounding (≤ 2⁻¹⁶ of the block's largest) is far below the int8 codes'.
+ */
 // @ts-ignore: decorator
-@inline function scaleP(fmt: i32, s0: usize, count: i32, vb: usize, vs: usize, dc: i32, nk: i32): void {
-  if (fmt == BF16) return;
+@inline function weights16(fmt: i32, row: usize, vb: usize, vs: usize, dc: i32, nk: i32): f32 {
   const cb = <usize>codeBytes(fmt, dc);
+  let wmax: f32 = 0;
   for (let b = 0; b < nk; b++) {
-    const d = load<f32>(vb + <usize>b * vs + cb), o = <usize>b << 2;
-    for (let j = 0; j < count; j++) {
-      const p = s0 + <usize>j * ROW_BYTES + o;
-      store<f32>(p, load<f32>(p) * d);
+    const o = row + (<usize>b << 2);
+    const w = load<f32>(o) * load<f32>(vb + <usize>b * vs + cb);
+    store<f32>(o, w);
+    wmax = max(wmax, w);
+  }
+  const inv: f32 = wmax > 0 ? 32767 / wmax : 0;
+  // In place: i16 code b goes to row + 2b, at or before the f32 weight b it comes from.
+  for (let b = 0; b < nk; b++) store<i16>(row + (<usize>b << 1), <i16>nearest(load<f32>(row + (<usize>b << 2)) * inv));
+  if (nk & 1) store<i16>(row + (<usize>nk << 1), 0);
+  return wmax / 32767;
+}
+
+/**
+ * acc rows of 4 (or 1) queries += Σ_b w_b · code_b for int8/int4 rows: the weights as i16 codes
+ * (weights16), keys in pairs, each pair's codes interleaved so that i32x4.dot_i16x8_s sums
+ * w_b·code_b + w_{b+1}·code_{b+1} per column exactly; the i32 sums (≤ 64·32767·127) are scaled
+ * into the f32 accumulators once per block.
+ */
+// @ts-ignore: decorator
+@inline function pvInt(fmt: i32, four: bool, s0: usize, acc0: usize, accS: usize, vb: usize, vs: usize, dc: i32, nk: i32): void {
+  const s1 = s0 + ROW_BYTES, s2 = s1 + ROW_BYTES, s3 = s2 + ROW_BYTES;
+  const c1 = acc0 + accS, c2 = c1 + accS, c3 = c2 + accS;
+  const w0 = weights16(fmt, s0, vb, vs, dc, nk);
+  let w1: f32 = 0, w2: f32 = 0, w3: f32 = 0;
+  if (four) { w1 = weights16(fmt, s1, vb, vs, dc, nk); w2 = weights16(fmt, s2, vb, vs, dc, nk); w3 = weights16(fmt, s3, vb, vs, dc, nk); }
+  const zero = i32x4.splat(0);
+  let c = 0;
+  for (; c + 8 <= dc; c += 8) {
+    let a0 = zero, b0 = zero, a1 = zero, b1 = zero, a2 = zero, b2 = zero, a3 = zero, b3 = zero;
+    for (let b = 0; b < nk; b += 2) {
+      const ra = vb + <usize>b * vs, rb = b + 1 < nk ? ra + vs : ra;
+      const x = v128.shuffle<u8>(codes8(fmt, ra, c), codes8(fmt, rb, c), 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      const lo = i16x8.extend_low_i8x16_s(x), hi = i16x8.extend_high_i8x16_s(x);
+      const o = <usize>b << 1;
+      let w = v128.load32_splat(s0 + o); a0 = i32x4.add(a0, i32x4.dot_i16x8_s(lo, w)); b0 = i32x4.add(b0, i32x4.dot_i16x8_s(hi, w));
+      if (four) {
+        w = v128.load32_splat(s1 + o); a1 = i32x4.add(a1, i32x4.dot_i16x8_s(lo, w)); b1 = i32x4.add(b1, i32x4.dot_i16x8_s(hi, w));
+        w = v128.load32_splat(s2 + o); a2 = i32x4.add(a2, i32x4.dot_i16x8_s(lo, w)); b2 = i32x4.add(b2, i32x4.dot_i16x8_s(hi, w));
+        w = v128.load32_splat(s3 + o); a3 = i32x4.add(a3, i32x4.dot_i16x8_s(lo, w)); b3 = i32x4.add(b3, i32x4.dot_i16x8_s(hi, w));
+      }
+    }
+    const o = <usize>c << 2;
+    addScaled(acc0 + o, a0, b0, w0);
+    if (four) { addScaled(c1 + o, a1, b1, w1); addScaled(c2 + o, a2, b2, w2); addScaled(c3 + o, a3, b3, w3); }
+  }
+  // Columns left (dc mod 8), one at a time, with the same exact sums.
+  for (; c < dc; c++) {
+    const nqt = four ? 4 : 1;
+    for (let j = 0; j < nqt; j++) {
+      const sr = s0 + <usize>j * ROW_BYTES;
+      let t = 0;
+      for (let b = 0; b < nk; b++) t += <i32>load<i16>(sr + (<usize>b << 1)) * <i32>rawValue(fmt, vb + <usize>b * vs, c);
+      const ar = acc0 + <usize>j * accS + (<usize>c << 2);
+      store<f32>(ar, <f32>t * (j == 0 ? w0 : j == 1 ? w1 : j == 2 ? w2 : w3) + load<f32>(ar));
     }
   }
+}
+
+/** acc[0..8) += f32(lo, hi) · s. */
+// @ts-ignore: decorator
+@inline function addScaled(acc: usize, lo: v128, hi: v128, s: f32): void {
+  const sv = f32x4.splat(s);
+  v128.store(acc, madd(f32x4.convert_i32x4_s(lo), sv, v128.load(acc)));
+  v128.store(acc, madd(f32x4.convert_i32x4_s(hi), sv, v128.load(acc, 16)), 16);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,8 +496,8 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
       }
       const acc0 = acc + <usize>r * accS;
       softmaxTile(s0, nv0, nv1, nv2, nv3, (nk + 3) & ~3, m + (<usize>r << 2), l + (<usize>r << 2), acc0, accS, dc);
-      scaleP(fmt, s0, 4, kb, ks, dc, nk);
-      pv(fmt, true, s0, acc0, accS, kb, ks, dc, nk);
+      if (fmt == BF16) pv(fmt, true, s0, acc0, accS, kb, ks, dc, nk);
+      else pvInt(fmt, true, s0, acc0, accS, kb, ks, dc, nk);
     }
     for (; r < nq; r++) {
       const nv = visible(r, qPos0, qGroup, kpos, nb);
@@ -447,8 +506,8 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
       for (let b = 0; b < nv; b++) store<f32>(s0 + (<usize>b << 2), score1(fmt, q0, kb + <usize>b * ks, dc, dr) * scale);
       const acc0 = acc + <usize>r * accS;
       softmaxRow(s0, nv, (nv + 3) & ~3, m + (<usize>r << 2), l + (<usize>r << 2), acc0, dc);
-      scaleP(fmt, s0, 1, kb, ks, dc, nv);
-      pv(fmt, false, s0, acc0, accS, kb, ks, dc, nv);
+      if (fmt == BF16) pv(fmt, false, s0, acc0, accS, kb, ks, dc, nv);
+      else pvInt(fmt, false, s0, acc0, accS, kb, ks, dc, nv);
     }
   }
 }

@@ -178,8 +178,32 @@ describe.each(BUILDS)('latent cache kernels, %s build', (build) => {
             const got = k.heap.f32(acc, nq * (dc + 1));
             const g = new Float32Array(nq * dc), e = new Float64Array(nq * dc);
             for (let q = 0; q < nq; q++) { g.set(got.subarray(q * (dc + 1), q * (dc + 1) + dc), q * dc); e.set(expected[q], q * dc); }
-            // f32 products and sums over ≤ 131 keys of values |v| ≤ max|c_kv|: as attn_block's tolerance.
-            expectClose(g, e, 1e-5, 5e-7, `${f} nq ${nq} dc ${dc} dr ${dr} n ${n} blocks [${bl}]`);
+            const what = `${f} nq ${nq} dc ${dc} dr ${dr} n ${n} blocks [${bl}]`;
+            if (f === 'bf16') {
+              // f32 products and sums over ≤ 131 keys of values |v| ≤ 1: as attn_block's tolerance.
+              expectClose(g, e, 1e-5, 5e-7, what);
+            } else {
+              // int8/int4 rows sum the values with their weights p_b·d_b rounded to i16 (per query and
+              // block of keys, step max(p·d) / 32767 ≤ max d / 32767, p ≤ 1 and l ≥ 1 once finished):
+              // |error| ≤ Σ_b (max d / 65534)·|code_b| per column, on top of attn_block's tolerance.
+              const d = kd.map((_, b) => new DataView(mem().buffer, rows + b * R).getFloat32(codeBytes(f, dc), true));
+              const maxD = Math.max(...d);
+              const bound = new Float64Array(nq * dc);
+              for (let q = 0; q < nq; q++) {
+                for (let b = 0; b < n; b++) {
+                  if (kPos0 + b > qPos0 + Math.floor(q / qGroup) || d[b] === 0) continue;
+                  for (let c = 0; c < dc; c++) bound[q * dc + c] += maxD / 65534 * Math.abs(kd[b][c] / d[b]);
+                }
+              }
+              for (let i = 0; i < g.length; i++) {
+                const tol = 5e-7 + 1e-5 * Math.abs(e[i]) + bound[i];
+                if (!(Math.abs(g[i] - e[i]) <= tol)) expect.fail(`${what}: index ${i} is ${g[i]}, expected ${e[i]} ± ${tol}`);
+              }
+              // The rounding is unbiased: on average far inside the bound (a wrong index or scale is O(1)).
+              let sum = 0;
+              for (let i = 0; i < g.length; i++) sum += Math.abs(g[i] - e[i]);
+              expect(sum / g.length, what).toBeLessThan(2e-5);
+            }
           }
         } finally {
           for (const [p, b] of alloc) k.heap.release(p, b);
