@@ -288,7 +288,7 @@ export function attn_init(m: usize, l: usize, acc: usize, nq: i32, dv: i32, accS
 // rescales the accumulator row.
 
 // @ts-ignore: decorator
-@inline function softmaxRow(row: usize, nv: i32, pEnd: i32, mp: usize, lp: usize,
+@inline export function softmaxRow(row: usize, nv: i32, pEnd: i32, mp: usize, lp: usize,
                             accRow: usize, dv: i32): void {
   const iota = i32x4(0, 1, 2, 3);
   const ninf = f32x4.splat(-Infinity);
@@ -471,9 +471,23 @@ export function attn_init(m: usize, l: usize, acc: usize, nq: i32, dv: i32, accS
   }
 }
 
+/** softmaxRow for a tile of 4 queries (row j at s0 + j·ROW_BYTES sees nv_j keys); a row that sees none gets p = 0. */
+// @ts-ignore: decorator
+@inline export function softmaxTile(s0: usize, nv0: i32, nv1: i32, nv2: i32, nv3: i32, pEnd: i32, mp: usize, lp: usize,
+                                   acc0: usize, accS: usize, dv: i32): void {
+  if (nv0 > 0) softmaxRow(s0, nv0, pEnd, mp, lp, acc0, dv);
+  else memory.fill(s0, 0, <usize>pEnd << 2);
+  if (nv1 > 0) softmaxRow(s0 + ROW_BYTES, nv1, pEnd, mp + 4, lp + 4, acc0 + accS, dv);
+  else memory.fill(s0 + ROW_BYTES, 0, <usize>pEnd << 2);
+  if (nv2 > 0) softmaxRow(s0 + 2 * ROW_BYTES, nv2, pEnd, mp + 8, lp + 8, acc0 + 2 * accS, dv);
+  else memory.fill(s0 + 2 * ROW_BYTES, 0, <usize>pEnd << 2);
+  if (nv3 > 0) softmaxRow(s0 + 3 * ROW_BYTES, nv3, pEnd, mp + 12, lp + 12, acc0 + 3 * accS, dv);
+  else memory.fill(s0 + 3 * ROW_BYTES, 0, <usize>pEnd << 2);
+}
+
 /** How many keys of a sub-block (positions kpos, kpos+1, …; nb keys) query row r sees. */
 // @ts-ignore: decorator
-@inline function visible(r: i32, qPos0: i32, qGroup: i32, kpos: i32, nb: i32): i32 {
+@inline export function visible(r: i32, qPos0: i32, qGroup: i32, kpos: i32, nb: i32): i32 {
   const d = <i64>qPos0 + <i64>(r / qGroup) - <i64>kpos + 1;
   return d <= 0 ? 0 : (d >= <i64>nb ? nb : <i32>d);
 }
@@ -530,17 +544,8 @@ export function attn_block(q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: 
         const b = nk - 1;
         scores4x1(q0, qs, k1b + <usize>b * k1s, k2b + <usize>b * k2s, dk1, dk2, scale, s0 + (<usize>b << 2));
       }
-      const pEnd = (nk + 3) & ~3;
       const acc0 = acc + <usize>r * accS;
-      const mp = m + (<usize>r << 2), lp = l + (<usize>r << 2);
-      if (nv0 > 0) softmaxRow(s0, nv0, pEnd, mp, lp, acc0, dv);
-      else memory.fill(s0, 0, <usize>pEnd << 2);
-      if (nv1 > 0) softmaxRow(s0 + ROW_BYTES, nv1, pEnd, mp + 4, lp + 4, acc0 + accS, dv);
-      else memory.fill(s0 + ROW_BYTES, 0, <usize>pEnd << 2);
-      if (nv2 > 0) softmaxRow(s0 + 2 * ROW_BYTES, nv2, pEnd, mp + 8, lp + 8, acc0 + 2 * accS, dv);
-      else memory.fill(s0 + 2 * ROW_BYTES, 0, <usize>pEnd << 2);
-      if (nv3 > 0) softmaxRow(s0 + 3 * ROW_BYTES, nv3, pEnd, mp + 12, lp + 12, acc0 + 3 * accS, dv);
-      else memory.fill(s0 + 3 * ROW_BYTES, 0, <usize>pEnd << 2);
+      softmaxTile(s0, nv0, nv1, nv2, nv3, (nk + 3) & ~3, m + (<usize>r << 2), l + (<usize>r << 2), acc0, accS, dv);
       pv4(s0, acc0, accS, vb, vs, dv, nk);
     }
     // Two queries left over (nq mod 4 ≥ 2): a tile of two.

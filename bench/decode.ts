@@ -4,7 +4,7 @@
 // The cache is filled with random rows (a decode step's cost does not depend on the values),
 // then one step at that position is timed.
 import { Decoder, expectedTensors, KvCache, loadKernels, Model, placeWeights, type AttentionConfig, type AttentionPath,
-  type ModelConfig, type SimdBuild, type TensorSource } from '../src/internal.js';
+  type CacheFormat, type ModelConfig, type SimdBuild, type TensorSource } from '../src/internal.js';
 
 export interface DecodeRow {
   variant: string;
@@ -30,8 +30,12 @@ export function syntheticConfig(attention: AttentionConfig): ModelConfig {
   };
 }
 
-export const VARIANTS: { name: string; attention: AttentionConfig; path: AttentionPath }[] = [
-  { name: 'MLA absorbed', path: 'absorbed', attention: { kind: 'mla', heads: HEADS, qLoraRank: null, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128 } },
+const V2_LITE_MLA: AttentionConfig = { kind: 'mla', heads: HEADS, qLoraRank: null, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128 };
+
+export const VARIANTS: { name: string; attention: AttentionConfig; path: AttentionPath; cache?: CacheFormat }[] = [
+  { name: 'MLA absorbed', path: 'absorbed', attention: V2_LITE_MLA },
+  // The latent rows in int8 (one scale per row, k^R bf16), read as stored.
+  { name: 'MLA, int8 cache', path: 'absorbed', attention: V2_LITE_MLA, cache: 'int8' },
   { name: 'MLA naive', path: 'naive', attention: { kind: 'mla', heads: HEADS, qLoraRank: null, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128 } },
   // Ordinary attention with MLA's per-head dims: K = d_n + d_r = 192, V = 128 (docs/mla.md §4).
   { name: 'MHA', path: 'absorbed', attention: { kind: 'gqa', heads: HEADS, kvHeads: 16, headDim: 192, vDim: 128 } },
@@ -74,9 +78,15 @@ export async function benchDecode(build: SimdBuild, contexts: number[], log: (s:
   for (const v of VARIANTS) {
     const model = await syntheticModel(v.attention, { simd: build });
     const c = model.config;
-    const session = model.createSession({ contextLength: Math.max(...contexts) + 1 });
-    const mem = session.kvCache.all();
-    for (let i = 0; i < mem.length; i++) mem[i] = Math.sin(i) * 0.5;
+    const session = model.createSession({ contextLength: Math.max(...contexts) + 1, cache: v.cache });
+    if (session.cacheFormat === 'f32') {
+      const mem = session.kvCache.all();
+      for (let i = 0; i < mem.length; i++) mem[i] = Math.sin(i) * 0.5;
+    } else {
+      // Any bytes in 0x30…0x3F read as finite, small f32/bf16 (scales, k^R) and as int8 codes.
+      const mem = session.kvCache.bytesView();
+      for (let i = 0; i < mem.length; i++) mem[i] = 0x30 + ((i * 7) & 15);
+    }
     const out = new Float32Array(c.vocabSize);
     for (const context of contexts) {
       // One step at `context`, over the random rows before it.
@@ -93,8 +103,8 @@ export async function benchDecode(build: SimdBuild, contexts: number[], log: (s:
       }
       times.sort((a, b) => a - b);
       const row: DecodeRow = {
-        variant: v.name, context, cacheBytesPerToken: KvCache.bytes(c, 1),
-        cacheBytes: KvCache.bytes(c, context), msPerToken: times[Math.floor(times.length / 2)],
+        variant: v.name, context, cacheBytesPerToken: KvCache.bytes(c, 1, v.cache),
+        cacheBytes: KvCache.bytes(c, context, v.cache), msPerToken: times[Math.floor(times.length / 2)],
       };
       log(`  ${v.name.padEnd(13)} ctx ${String(context).padStart(6)}: ${row.msPerToken.toFixed(2)} ms/token`);
       rows.push(row);

@@ -24,6 +24,7 @@ import { listen } from './serve/node.js';
 import type { ChatMessage, Tokenizer } from './formats/tokenizer.js';
 import type { SimdBuild } from './host/kernels.js';
 import type { WeightsOption } from './model/weights.js';
+import { CACHE_FORMATS, type CacheFormat } from './model/kv-cache.js';
 
 // Node 20 compiles relaxed SIMD only behind a V8 flag; a CLI may turn it on before the first
 // compile. The library itself still chooses the build by validating a tiny module.
@@ -52,7 +53,7 @@ const number = (ok: (n: number) => boolean, want: string) => (v: string): number
   return n;
 };
 
-interface ModelFlags { model?: string; simd: 'auto' | SimdBuild; threads?: number; weights: WeightsOption }
+interface ModelFlags { model?: string; simd: 'auto' | SimdBuild; threads?: number; weights: WeightsOption; cache: CacheFormat }
 interface SamplingFlags {
   maxNewTokens?: number; maxTokens?: number; temperature?: number; topK?: number; topP?: number;
   minP?: number; repetitionPenalty?: number; seed?: number; stop?: string[];
@@ -65,7 +66,8 @@ function modelOptions(cmd: Command, required: boolean): Command {
     .addOption(new Option('--simd <build>', 'kernel build').choices(['auto', 'simd', 'relaxed']).default('auto'))
     .option('--threads <n>', 'kernel threads (default: the cores, at most 4, or 1 for a model under 48 MiB; 1 = no worker threads; more than the cores warns)', integer(1))
     .addOption(new Option('--weights <format>', 'weights in memory: auto keeps the file\'s types (f32, f16, bf16, Q8_0, Q4_0); the others convert at load')
-      .choices(['auto', 'f32', 'bf16', 'int8', 'int4']).default('auto'));
+      .choices(['auto', 'f32', 'bf16', 'int8', 'int4']).default('auto'))
+    .addOption(new Option('--cache <format>', 'KV cache format: bf16, int8 and int4 narrow an MLA model\'s latent rows').choices([...CACHE_FORMATS]).default('f32'));
 }
 
 function samplingOptions(cmd: Command): Command {
@@ -196,7 +198,7 @@ async function generateCommand(positional: string | undefined, flags: ModelFlags
     ids = [...bos, ...ids.slice(ids.length - keep)];
     prompt = tok.decode(ids, { skipSpecialTokens: true });
   }
-  const session = model.createSession({ contextLength: Math.min(context, ids.length + maxNew) });
+  const session = model.createSession({ contextLength: Math.min(context, ids.length + maxNew), cache: flags.cache });
   const g = model.generate(ids, { ...options, session, ...(flags.logprobs !== undefined ? { logprobs: flags.logprobs } : {}) });
   process.stdout.write(prompt);
   const pieces: GenerationPiece[] = [];
@@ -209,9 +211,9 @@ async function generateCommand(positional: string | undefined, flags: ModelFlags
   const s = g.stats;
   console.log(`${speeds(s)}, ${kernelsRun(model)}, ${samplingSummary(model, g, options)}, ${stoppedAt(s.stopReason, maxNew, session.capacity)}`);
   console.log(
-    `KV cache: ${kib(session.kvCacheBytes)} for ${session.position} tokens ` +
-    `(${model.kvCacheBytesPerToken} B/token; MHA with the same heads would need ${model.mhaCacheBytesPerToken} B/token, ` +
-    `${(model.mhaCacheBytesPerToken / model.kvCacheBytesPerToken).toFixed(1)}× more)`);
+    `KV cache: ${kib(session.kvCacheBytes)} for ${session.position} tokens in ${session.cacheFormat} ` +
+    `(${session.kvCacheBytesPerToken} B/token; MHA with the same heads would need ${model.mhaCacheBytesPerToken} B/token in f32, ` +
+    `${(model.mhaCacheBytesPerToken / session.kvCacheBytesPerToken).toFixed(1)}× more)`);
   session.dispose();
 }
 
@@ -238,12 +240,13 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
   if (flags.context !== undefined && flags.context > model.config.maxPositions) {
     throw new UsageError(`--context ${flags.context} is more than the model's context (${model.config.maxPositions})`);
   }
-  const session = model.createSession(flags.context === undefined ? {} : { contextLength: flags.context });
+  const session = model.createSession(flags.context === undefined ? { cache: flags.cache } : { contextLength: flags.context, cache: flags.cache });
   const messages: ChatMessage[] = flags.system ? [{ role: 'system', content: flags.system }] : [];
   const tty = process.stdin.isTTY === true;
   const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: tty });
   rl.setPrompt('> ');
-  process.stderr.write(`mla-wasm chat: ${model.config.architecture}, ${int(session.capacity)} positions of context. ` +
+  process.stderr.write(`mla-wasm chat: ${model.config.architecture}, ${int(session.capacity)} positions of context, ` +
+    `${session.cacheFormat} KV cache (${int(session.kvCacheBytesPerToken)} B/token). ` +
     `Ctrl-C stops an answer; Ctrl-C twice at the prompt or Ctrl-D quits.\n`);
 
   // Lines arrive by event (piped input may all arrive at once); answers are produced one at a time.
@@ -394,6 +397,14 @@ async function infoCommand(flags: ModelFlags): Promise<void> {
   for (const r of table) {
     console.log(`  ${r.label.padEnd(lw)}${r.formula.padEnd(fw)}${String(r.numbers).padStart(6)} numbers ${int(r.bytesPerToken).padStart(9)} B/token`);
   }
+  // This model's own cache in each format it can keep (--cache marks the one asked for).
+  const chosen = model.cacheBytesPerToken(flags.cache);
+  const formats = a.kind === 'mla' ? CACHE_FORMATS : ['f32' as const];
+  console.log(`\nThis model's KV cache per token by format (--cache ${flags.cache}: ${int(chosen)} B/token):`);
+  for (const f of formats) {
+    const b = model.cacheBytesPerToken(f);
+    console.log(`  ${f.padEnd(6)}${int(b).padStart(9)} B/token${f === flags.cache ? '  <' : ''}`);
+  }
   model.dispose();
 }
 
@@ -409,6 +420,7 @@ async function perplexityCommand(flags: ModelFlags & { file: string; window?: nu
   const model = await load(flags);
   const tok = model.tokenizer;
   if (!tok) throw new UsageError(`${flags.model ?? 'the model'} has no tokenizer.json`);
+  const cacheBytes = model.cacheBytesPerToken(flags.cache); // BAD_INPUT before scoring, for a format the model cannot keep
   const ids = tok.encode(text, { addSpecialTokens: false });
   const bos = tok.bosTokenId ?? model.config.bosTokenId;
   // By default the windows the model was made for (its context), capped as sessions are: a
@@ -434,7 +446,7 @@ async function perplexityCommand(flags: ModelFlags & { file: string; window?: nu
   const t0 = performance.now();
   for (const s of starts) {
     const window = bos === null ? ids.slice(s, s + W) : [bos, ...ids.slice(s, s + step)];
-    const logits = model.forward(window);
+    const logits = model.forward(window, { cache: flags.cache });
     for (let t = 0; t + 1 < window.length; t++) {
       const row = logits.subarray(t * V, (t + 1) * V);
       let max = -Infinity;
@@ -455,6 +467,7 @@ async function perplexityCommand(flags: ModelFlags & { file: string; window?: nu
   console.log(`file        ${flags.file}: ${int(bytes)} bytes scored, ${int(scored)} tokens, ${starts.length} window(s) of ${W} positions${bos === null ? '' : ' (BOS first)'}`);
   console.log(`loss        ${perToken.toFixed(4)} nats/token, ${perByte.toFixed(4)} nats/byte (${(perByte / Math.LN2).toFixed(4)} bits/byte)`);
   console.log(`perplexity  ${Math.exp(perToken).toFixed(3)} per token, ${Math.exp(perByte).toFixed(3)} per byte`);
+  console.log(`KV cache    ${flags.cache}, ${int(cacheBytes)} B/token`);
   console.log(`time        ${(ms / 1000).toFixed(1)} s (${formatRate(scored, ms)}), ${kernelsRun(model)}`);
   model.dispose();
 }

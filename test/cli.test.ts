@@ -40,7 +40,15 @@ describe('generate', () => {
     expect(r.code).toBe(0);
     expect(r.stdout.startsWith('Q: Why?\nA:')).toBe(true);
     expect(r.stdout).toMatch(/prefill \d+ tok in [\d.]+ ms \(\d+ tok\/s\), decode \d+ tok in [\d.]+ ms \(\d+ tok\/s\), (relaxed|plain) SIMD, \d+ threads?, sampled \(temperature 0.8, top-k 50, top-p 0.95, seed 3\), stopped at --max-new-tokens \(30\)\n/);
-    expect(r.stdout).toMatch(/KV cache: [\d.]+ KiB for \d+ tokens \(1024 B\/token; MHA with the same heads would need 7680 B\/token, 7.5× more\)/);
+    expect(r.stdout).toMatch(/KV cache: [\d.]+ KiB for \d+ tokens in f32 \(1024 B\/token; MHA with the same heads would need 7680 B\/token in f32, 7.5× more\)/);
+  });
+
+  it('--cache int8 keeps the latent rows in int8: the summary says so, with its bytes', () => {
+    const r = run(['generate', '--prompt', 'Q: Why?\\nA:', '--max-new-tokens', '10', '--seed', '3', '--cache', 'int8']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // 4 layers × (64 int8 codes, a scale and 16 bf16 of k^R, in 16-byte rows) = 4 × 112.
+    expect(r.stdout).toMatch(/KV cache: [\d.]+ KiB for \d+ tokens in int8 \(448 B\/token; MHA with the same heads would need 7680 B\/token in f32, 17.1× more\)/);
   });
 
   it('takes the prompt as an argument, with -p or with --prompt: the same text', () => {
@@ -158,6 +166,9 @@ describe('info', () => {
     expect(r.stdout).toMatch(/MHA\s+H·\(d_k \+ d_v\) = 6·\(48 \+ 32\)\s+480 numbers\s+7,680 B\/token/);
     expect(r.stdout).toMatch(/GQA, 2 groups\s.*160 numbers/);
     expect(r.stdout).toMatch(/MQA\s.*80 numbers/);
+    expect(r.stdout).toMatch(/KV cache per token by format \(--cache f32: 1,024 B\/token\)/);
+    expect(r.stdout).toMatch(/ f32\s+1,024 B\/token  <\n\s+bf16\s+512 B\/token\n\s+int8\s+448 B\/token\n\s+int4\s+320 B\/token\n/);
+    expect(run(['info', '--model', mla, '--cache', 'int4']).stdout).toMatch(/int4\s+320 B\/token  </);
   });
 
   it('fortune-gqa: 128 numbers per token per layer', () => {
@@ -183,6 +194,20 @@ describe('perplexity', () => {
     const perToken = Number(/([\d.]+) nats\/token/.exec(r.stdout)?.[1]);
     expect(perToken).toBeCloseTo(x, 3);
     expect(Number(/perplexity\s+([\d.]+) per token/.exec(r.stdout)?.[1])).toBeCloseTo(Math.exp(perToken), 1);
+  });
+});
+
+describe('perplexity with a narrow cache', () => {
+  it('--cache int8 and int4 score the held-out text close to f32 and say which cache ran', () => {
+    const f32 = run(['perplexity', '--file', textFile, '--window', '192']);
+    const nats = (r: Result) => Number(/([\d.]+) nats\/byte/.exec(r.stdout)?.[1]);
+    for (const [cache, bytes, within] of [['int8', '448', 0.003], ['int4', '320', 0.02]] as const) {
+      const r = run(['perplexity', '--file', textFile, '--window', '192', '--cache', cache]);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toMatch(new RegExp(`KV cache\\s+${cache}, ${bytes} B/token`));
+      // The issue's quality targets: int8 within 0.3% of f32, int4 within 2%.
+      expect(nats(r) / nats(f32) - 1).toBeLessThan(within);
+    }
   });
 });
 
@@ -217,6 +242,8 @@ describe('bad input: one line on stderr, a non-zero exit, no stack trace', () =>
     ['zero threads', ['generate', '--threads', '0'], /--threads .*'0' is invalid.*integer ≥ 1/],
     ['too many threads', ['generate', '--threads', '1000', '--max-new-tokens', '1'], /threads must be an integer from 1 to 256, got 1000/],
     ['info without --model', ['info', '--model'], /--model/],
+    ['an unknown cache format', ['generate', '--cache', 'fp8'], /--cache .*'fp8' is invalid.*f32, bf16, int8, int4/],
+    ['a narrow cache on a GQA model', ['generate', '--model', gqa, '--cache', 'int8'], /cache 'int8' needs an MLA model .*GQA\/MQA attention: use cache 'f32'/],
   ];
   it.each(cases)('%s', (_name, args, message) => {
     const r = run(args);

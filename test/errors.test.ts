@@ -295,7 +295,7 @@ describe('unknown options are refused everywhere, the same way', () => {
     const model = await loadModel({ config, tensors: good() });
     // @ts-expect-error a typo
     e = await expectCode(() => model.createSession({ contextLen: 8 }), 'BAD_INPUT');
-    expect(e.message).toBe('unknown option "contextLen" in createSession() options (did you mean "contextLength"?); known: contextLength');
+    expect(e.message).toBe('unknown option "contextLen" in createSession() options (did you mean "contextLength"?); known: contextLength, cache');
     const s = model.createSession();
     s.prefill([1, 2]);
     // @ts-expect-error a typo

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/formats/config.js';
 import { Heap } from '../src/host/heap.js';
-import { loadModel, MlaError, type Model } from '../src/index.js';
+import { loadModel, MlaError, type CacheFormat, type Model } from '../src/index.js';
 import { memoryNeed, WASM_MEMORY_LIMIT } from '../src/model/memory.js';
 import { CHUNK } from '../src/model/decoder.js';
 import { defaultThreads, SMALL_MODEL_BYTES, threadsAvailable } from '../src/host/threads.js';
@@ -68,10 +68,10 @@ function expectIdentical(a: Float32Array, b: Float32Array, what: string): void {
 }
 
 /** Every output the model gives for `ids`: forward on both paths, and prefill + steps on both. */
-function outputs(m: Model, ids: number[]): Float32Array[] {
-  const out = [m.forward(ids, { attention: 'naive' }), m.forward(ids, { attention: 'absorbed' })];
+function outputs(m: Model, ids: number[], cache: CacheFormat = 'f32'): Float32Array[] {
+  const out = [m.forward(ids, { attention: 'naive', cache }), m.forward(ids, { attention: 'absorbed', cache })];
   for (const attention of ['naive', 'absorbed'] as const) {
-    const s = m.createSession({ contextLength: ids.length });
+    const s = m.createSession({ contextLength: ids.length, cache });
     const split = Math.min(ids.length - 3, CHUNK + 6); // past a chunk when there are enough ids
     out.push(s.prefill(ids.slice(0, split), { attention }));
     for (let t = split; t < ids.length; t++) out.push(s.step(ids[t], { attention }));
@@ -164,6 +164,26 @@ describe.skipIf(!sab)('threads', () => {
       }
       one.dispose();
     });
+  });
+
+  // A narrow latent cache: attn_block_latent split by queries (prefill) and by segments of keys
+  // (decode) as the f32 attention is, so the same bits on any thread count.
+  it.each(['bf16', 'int8', 'int4'] as const)('MLA with a %s cache: every split forced, and split by keys, 2 and 3 threads give the bits of 1', async (cache) => {
+    const config = configs[1][1];
+    const source = { config, tensors: makeRandomCheckpoint(config, 15) };
+    const ids = randomIds(CHUNK + 36, config.vocab_size as number, 6);
+    for (const simd of ['relaxed', 'simd'] as SimdBuild[]) {
+      let a: Float32Array[] | null = null;
+      for (const threads of [1, 2, 3]) {
+        const m = await loadModel(source, { simd, threads });
+        inside(m).decoder.ops.minSegment = 16;
+        if (threads > 1) inside(m).decoder.ops.minChunkNs = 0;
+        const b = outputs(m, ids, cache);
+        if (!a) a = b;
+        else a.forEach((x, i) => expectIdentical(x, b[i], `${simd}, ${threads} threads, output ${i}`));
+        m.dispose();
+      }
+    }
   });
 
   // Decode attention split by keys (flash-decoding segments), forced on short contexts: the same

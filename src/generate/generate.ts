@@ -5,6 +5,7 @@ import { checkOptions, MlaError, showValue } from '../errors.js';
 import type { TokenModel } from '../model/model.js';
 import { createRng, sampleToken, tokenLogprobs, type SamplingOptions } from './sampling.js';
 import { checkIds, type Session } from '../model/session.js';
+import { checkCacheFormat, type CacheFormat } from '../model/kv-cache.js';
 import { checkMessages, type ChatMessage } from '../formats/tokenizer.js';
 
 export interface GenerateOptions {
@@ -40,6 +41,11 @@ export interface GenerateOptions {
   session?: Session;
   /** Text prompts: add the tokenizer's special tokens (BOS). Default: when the session starts empty. */
   addSpecialTokens?: boolean;
+  /**
+   * The cache format of the session made for the call (default 'f32'; see SessionOptions.cache).
+   * With `session`, that session's format runs, and a different `cache` is BAD_INPUT.
+   */
+  cache?: CacheFormat;
 }
 
 export type ChatOptions = Omit<GenerateOptions, 'addSpecialTokens'>;
@@ -90,6 +96,7 @@ interface Resolved extends SamplingOptions {
   signal: AbortSignal | undefined;
   session: Session | undefined;
   addSpecialTokens: boolean | undefined;
+  cache: CacheFormat;
 }
 
 /** What a session holds, when generation put it there: ids in the cache, and sampled ids not yet fed. */
@@ -99,7 +106,7 @@ const histories = new WeakMap<Session, History>();
 /** The most alternatives a piece can carry (OpenAI's top_logprobs limit). */
 export const MAX_TOP_LOGPROBS = 20;
 
-const KNOWN = new Set(['maxNewTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'logprobs', 'seed', 'stop', 'signal', 'session', 'addSpecialTokens']);
+const KNOWN = new Set(['maxNewTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'logprobs', 'seed', 'stop', 'signal', 'session', 'addSpecialTokens', 'cache']);
 
 function badOption(name: string, want: string, got: unknown): never {
   throw new MlaError('BAD_INPUT', `option ${name} must be ${want}, got ${showValue(got)}`);
@@ -160,9 +167,14 @@ function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Se
   }
   const addSpecialTokens = o.addSpecialTokens;
   if (addSpecialTokens !== undefined && typeof addSpecialTokens !== 'boolean') badOption('addSpecialTokens', 'a boolean', addSpecialTokens);
+  const cache = o.cache ?? (session as Session | undefined)?.cacheFormat ?? 'f32';
+  checkCacheFormat(model.config, cache);
+  if (session !== undefined && cache !== (session as Session).cacheFormat) {
+    throw new MlaError('BAD_INPUT', `option cache is '${cache}', but the session given keeps a '${(session as Session).cacheFormat}' cache`);
+  }
   return {
     maxNewTokens, logprobs, temperature, topK, topP, minP, repetitionPenalty, seed, stopIds, stopStrings,
-    signal: signal as AbortSignal | undefined, session: session as Session | undefined, addSpecialTokens: addSpecialTokens as boolean | undefined,
+    signal: signal as AbortSignal | undefined, session: session as Session | undefined, addSpecialTokens: addSpecialTokens as boolean | undefined, cache,
   };
 }
 
@@ -252,7 +264,7 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
   async function* stream(): AsyncGenerator<GenerationPiece, void, undefined> {
     const owned = !o.session;
     const session = o.session ?? model.createSession({
-      contextLength: Math.min(model.config.maxPositions, Math.max(1, promptIds.length + o.maxNewTokens)),
+      contextLength: Math.min(model.config.maxPositions, Math.max(1, promptIds.length + o.maxNewTokens)), cache: o.cache,
     });
     // Held from the first token to the end (done, thrown, or return() as a for-await break calls):
     // another stream, prefill, step, reset or truncate on it meanwhile throws BUSY.

@@ -29,7 +29,8 @@ const F = 4; // bytes per f32
 const MLA_ROPE: RopeStyle = 'adjacent', LLAMA_ROPE: RopeStyle = 'half';
 
 type ScratchName = 'ids' | 'x' | 'xn' | 'u' | 'proj' | 'q' | 'o' | 'gu' | 'logits' | 'cos' | 'sin' | 'freqs' |
-  'attnM' | 'attnL' | 'attnScratch' | 'attnSeg' | 'kvExp' | 'qAbs' | 'oLat' | 'pack' | 'router' | 'xe' | 'ye' | 'act';
+  'attnM' | 'attnL' | 'attnScratch' | 'attnSeg' | 'kvExp' | 'qAbs' | 'oLat' | 'pack' | 'router' | 'xe' | 'ye' | 'act' |
+  'kvNew' | 'kvWide' | 'qLat';
 
 /** Bytes of matmul packing scratch one thread needs (a 64-byte multiple). */
 export function packBytes(c: ModelConfig, k: ScratchKernels): number {
@@ -71,6 +72,11 @@ export function scratchSizes(c: ModelConfig, k: ScratchKernels, threads = 1): Re
     pack: threads * packBytes(c, k) / F,
     router: T * maxExperts, xe: moes.length ? T * d : 0, ye: moes.length ? T * d : 0,
     act: Math.ceil(actQuantBytes(T, maxLinearCols(c)) / F),
+    // A narrow cache: new rows in f32 before they are stored, a block of rows widened for naive
+    // attention, and the absorbed queries as int8 records (the largest record, int4's or int8's).
+    kvNew: mla ? T * (mla.kvLoraRank + mla.ropeDim) : 0,
+    kvWide: mla ? KEY_BLOCK * (mla.kvLoraRank + mla.ropeDim) : 0,
+    qLat: mla ? T * H * k.latent_query_bytes(2, mla.kvLoraRank, mla.ropeDim) / F : 0,
   };
 }
 
@@ -253,11 +259,17 @@ export class Decoder {
       q = s.q; qStride = H * qHead;
     }
     this.rope(q + dn * F, qStride, T, H, qHead, dr, MLA_ROPE);
-    // 2. Cache row of each token: [RMSNorm(c_kv) ; RoPE(k_r)], the only thing MLA keeps.
-    const row0 = cache.at(l, pos);
-    this.rmsnorm(s.proj + qIn * F, inRows, lw.kvNorm, row0, cache.row, T, dc);
-    this.copyRows(s.proj + (qIn + dc) * F, inRows, row0 + dc * F, cache.row, T, dr);
-    this.rope(row0 + dc * F, cache.row, T, 1, dr, dr, MLA_ROPE);
+    // 2. Cache row of each token: [RMSNorm(c_kv) ; RoPE(k_r)], the only thing MLA keeps (a narrow
+    // cache: made in f32, then stored narrow).
+    const narrow = cache.format !== 'f32';
+    const row0 = narrow ? s.kvNew : cache.at(l, pos), rowStride = narrow ? dc + dr : cache.row;
+    this.rmsnorm(s.proj + qIn * F, inRows, lw.kvNorm, row0, rowStride, T, dc);
+    this.copyRows(s.proj + (qIn + dc) * F, inRows, row0 + dc * F, rowStride, T, dr);
+    this.rope(row0 + dc * F, rowStride, T, 1, dr, dr, MLA_ROPE);
+    if (cache.format !== 'f32') {
+      this.ops.latentStore({ format: cache.format, f32: { ptr: s.kvNew, stride: dc + dr },
+        narrow: { ptr: cache.at(l, pos), stride: cache.rowBytes }, rows: T, dc, dr });
+    }
     // 3–4. Attention over positions 0 … pos+T−1, then u = o_proj · [o_1; …; o_H].
     if (path === 'naive') this.mlaNaive(a, l, cache, pos, T, q, qStride);
     else this.mlaAbsorbed(a, l, cache, pos, T, q, qStride);
@@ -272,16 +284,23 @@ export class Decoder {
     // State of (head h, query t): m, l at [h·T + t]; accumulator = o[t, h, :]. Head h: queries at
     // q + h·qHead, keys [k_{j,h}^C ; k^R_j], values v_{j,h}. Initialised with the first key block,
     // finished (o = acc / l) with the last.
+    const lat = dc + a.ropeDim;
     for (let j0 = 0; j0 < S; j0 += KEY_BLOCK) {
       const n = Math.min(KEY_BLOCK, S - j0);
-      const rows = cache.at(l, j0);
+      // A narrow cache's block of rows is widened to f32 first.
+      let rows = cache.at(l, j0), stride = cache.row;
+      if (cache.format !== 'f32') {
+        this.ops.latentWiden({ format: cache.format, f32: { ptr: s.kvWide, stride: lat }, narrow: { ptr: rows, stride: cache.rowBytes },
+          rows: n, dc, dr: a.ropeDim });
+        rows = s.kvWide; stride = lat;
+      }
       // kvExp[j, :] = [k_{j,1}^C … k_{j,H}^C (d_n each) ; v_{j,1} … v_{j,H} (d_v each)] = kv_b_proj · c_kv_j
-      this.linear(rows, cache.row, this.w.layers[l].wkvB!, s.kvExp, H * kv, n);
+      this.linear(rows, stride, this.w.layers[l].wkvB!, s.kvExp, H * kv, n);
       this.ops.attention({
         phases: (j0 === 0 ? INIT : 0) | BLOCK | (j0 + n === S ? FINISH : 0), items: H, perGroup: 1,
         queries: { ptr: q, stride: qStride, count: T, pos0: pos, group: 1, step: qHead * F },
         keys: { ptr: s.kvExp, stride: H * kv, dim: dn, count: n, pos0: j0, step: dn * F },
-        sharedKeys: { ptr: rows + dc * F, stride: cache.row, dim: a.ropeDim },
+        sharedKeys: { ptr: rows + dc * F, stride, dim: a.ropeDim },
         values: { ptr: s.kvExp + H * dn * F, stride: H * kv, dim: dv, step: dv * F },
         scale: this.scale,
         state: { m: s.attnM, l: s.attnL, acc: { ptr: s.o, stride: H * dv, step: dv * F }, scratch: s.attnScratch },
@@ -305,14 +324,23 @@ export class Decoder {
       this.copyRows(q + (h * qHead + dn) * F, qStride, s.qAbs + (h * lat + dc) * F, H * lat, T, dr);
     }
     // All T·H queries (query t·H + h at position pos + t) over the latent rows 0 … pos+T−1.
-    // The latent part of each row is both key and value.
-    const rows = cache.at(l, 0);
+    // The latent part of each row is both key and value. An int8/int4 cache takes the queries
+    // quantised too (latentQuery), a bf16 one the f32 queries.
+    const rows = cache.at(l, 0), f = cache.format;
+    let queries = s.qAbs, recordStride = lat;
+    if (f === 'int8' || f === 'int4') {
+      const bytes = ops.latentBytes(f, dc, dr).query;
+      ops.latentQuery({ format: f, f32: { ptr: s.qAbs, stride: lat }, narrow: { ptr: s.qLat, stride: bytes }, rows: T * H, dc, dr });
+      queries = s.qLat; recordStride = bytes / F;
+    }
+    const stride = cache.rowBytes / F; // in 4-byte units, whatever the format
     ops.attention({
       phases: INIT | BLOCK | FINISH, items: 1, perGroup: 1,
-      queries: { ptr: s.qAbs, stride: lat, count: T * H, pos0: pos, group: H },
-      keys: { ptr: rows, stride: cache.row, dim: dc, count: pos + T, pos0: 0 },
-      sharedKeys: { ptr: rows + dc * F, stride: cache.row, dim: dr },
-      values: { ptr: rows, stride: cache.row, dim: dc },
+      queries: { ptr: queries, stride: recordStride, count: T * H, pos0: pos, group: H },
+      keys: { ptr: rows, stride, dim: dc, count: pos + T, pos0: 0 },
+      sharedKeys: { ptr: rows + dc * F, stride, dim: dr },
+      values: { ptr: rows, stride, dim: dc },
+      latent: f === 'f32' ? undefined : f,
       scale: this.scale,
       state: { m: s.attnM, l: s.attnL, acc: { ptr: s.oLat, stride: dc }, scratch: s.attnScratch },
     });

@@ -2,7 +2,7 @@
 // Text generation and chat are added on top of it in generate/model.ts.
 import { mhaCacheNumbers, parseConfig, type ModelConfig } from '../formats/config.js';
 import { Decoder, type AttentionPath } from './decoder.js';
-import { KvCache } from './kv-cache.js';
+import { checkCacheFormat, KvCache, type CacheFormat } from './kv-cache.js';
 import type { Ops, ScratchKernels } from './ops.js';
 import { checkOptions, MlaError } from '../errors.js';
 import { Session, type SessionOptions } from './session.js';
@@ -32,11 +32,13 @@ export interface LoadOptions extends KernelOptions {
 
 // Every option's name, checked against the interfaces: a new option cannot be forgotten here.
 const LOAD_OPTIONS = Object.keys({ simd: 1, threads: 1, wasmModule: 1, wasmBytes: 1, onProgress: 1, weights: 1 } satisfies Record<keyof LoadOptions, 1>);
-const FORWARD_OPTIONS = Object.keys({ attention: 1 } satisfies Record<keyof ForwardOptions, 1>);
+const FORWARD_OPTIONS = Object.keys({ attention: 1, cache: 1 } satisfies Record<keyof ForwardOptions, 1>);
 
 export interface ForwardOptions {
   /** MLA attention path for the whole sequence (default 'absorbed', as Session.prefill). */
   attention?: AttentionPath;
+  /** The cache format of the session it runs in (default 'f32'; see SessionOptions.cache). */
+  cache?: CacheFormat;
 }
 
 /** What loading a model yields, before it is wrapped in a TokenModel (or a subclass). */
@@ -92,9 +94,15 @@ export class TokenModel {
     return this.pool && !this.pool.failed ? this.pool.threads : 1;
   }
 
-  /** Bytes of KV cache one token takes over all layers. */
+  /** Bytes of KV cache one token takes over all layers, in an f32 cache (the default; a session's own: its kvCacheBytesPerToken). */
   get kvCacheBytesPerToken(): number {
     return KvCache.bytes(this.config, 1);
+  }
+
+  /** Bytes of KV cache one token takes over all layers in `format` (BAD_INPUT for a format this model cannot keep). */
+  cacheBytesPerToken(format: CacheFormat): number {
+    checkCacheFormat(this.config, format);
+    return KvCache.bytes(this.config, 1, format);
   }
 
   /** What multi-head attention with the same head dims would cache per token, in bytes. */
@@ -152,7 +160,7 @@ export class TokenModel {
     if (length > this.config.maxPositions) {
       throw new MlaError('CACHE_FULL', `${length} tokens exceed max_position_embeddings (${this.config.maxPositions})`);
     }
-    const s = this.createSession({ contextLength: length });
+    const s = this.createSession({ contextLength: length, cache: options.cache });
     try {
       return s.runAll(ids, options.attention ?? 'absorbed');
     } finally {

@@ -11,8 +11,8 @@
 // splitting runs the very same task on this thread.
 import type { Kernels } from '../host/kernels.js';
 import type { ThreadPool } from '../host/pool.js';
-import { arg, ARGS, ATTN_BLOCK, ATTN_FINISH, ATTN_INIT, MATMUL_NN, MATMUL_NT, MATMUL_NT_BF16, MATMUL_NT_F16, MATMUL_NT_Q4,
-  MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, VECMAT_BATCH } from '../host/protocol.js';
+import { arg, ARGS, ATTN_BLOCK, ATTN_BLOCK_LATENT, ATTN_FINISH, ATTN_INIT, MATMUL_NN, MATMUL_NT, MATMUL_NT_BF16, MATMUL_NT_F16,
+  MATMUL_NT_Q4, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, VECMAT_BATCH } from '../host/protocol.js';
 import { matrixBytes, type Matrix, type Quantizer } from './weights.js';
 
 /** read(): the least bytes a chunk reads. */
@@ -64,7 +64,7 @@ export function loadQuantizer(k: Kernels, maxCols: number, scratchBytes: number)
 }
 
 /** The kernels' answers to "how much scratch do you need" (all that sizing memory asks of them). */
-export type ScratchKernels = Pick<Kernels, 'matmul_pack_bytes' | 'attn_scratch_bytes'>;
+export type ScratchKernels = Pick<Kernels, 'matmul_pack_bytes' | 'attn_scratch_bytes' | 'latent_query_bytes'>;
 
 /** Bytes of packing scratch matmul_nt / matmul_nn need for a product of depth k and n columns. */
 export function matmulPackBytes(kernels: ScratchKernels, k: number, n: number): number {
@@ -173,11 +173,33 @@ export interface AttentionCall {
   /** Softmax scale of a score. */
   scale: number;
   /**
+   * Keys and values are MLA latent cache rows in this narrow format (assembly/latent.ts): keys.ptr
+   * and keys.stride (in 4-byte units) locate the rows, keys.dim is d_c, sharedKeys.dim d_r and
+   * values.dim d_c; the queries are records as latentQuery (int8, int4) writes them, or f32 (bf16).
+   */
+  latent?: LatentFormat;
+  /**
    * The state: running max `m` and sum `l` (count floats per item, item i's at + i·count·4), the
    * accumulator rows `acc` (item i's at + i·step; the output once finished), and `scratch` of
    * attnScratchBytes(items · count) bytes.
    */
   state: { m: number; l: number; acc: BatchRows; scratch: number };
+}
+
+/** A narrow latent cache row's format (KvCache's, f32 aside). */
+export type LatentFormat = 'bf16' | 'int8' | 'int4';
+const LATENT_CODES: Record<LatentFormat, number> = { bf16: 1, int8: 2, int4: 3 };
+
+/** Narrow latent rows (assembly/latent.ts): write them from f32, widen them back, or quantise queries for them. */
+export interface LatentCall {
+  format: LatentFormat;
+  /** f32 [c_kv ; k^R] rows (store, query: the input; widen: the output), stride in floats. */
+  f32: Rows;
+  /** The narrow rows (or, for query, the records), stride in bytes. */
+  narrow: Rows;
+  rows: number;
+  dc: number;
+  dr: number;
 }
 
 /** Which values of a head RoPE rotates together: DeepSeek's adjacent pairs (x[2i], x[2i+1]) or Llama's halves (x[i], x[i + dim/2]). */
@@ -270,8 +292,10 @@ interface Attn {
   q: number; qStride: number; nq: number; qPos0: number; qGroup: number; dk1: number; dk2: number;
   k1: number; k1Stride: number; k2: number; k2Stride: number; v: number; vStride: number; dv: number;
   n: number; kPos0: number; scale: number; m: number; l: number; acc: number; accStride: number; scratch: number;
+  /** 0: attn_block; else attn_block_latent's format code. */
+  fmt: number;
 }
-const ATTN_STEPS: Attn = { q: 0, qStride: 0, nq: 0, qPos0: 0, qGroup: 0, dk1: 0, dk2: 0, k1: 0, k1Stride: 0, k2: 0, k2Stride: 0,
+const ATTN_STEPS: Attn = { fmt: 0, q: 0, qStride: 0, nq: 0, qPos0: 0, qGroup: 0, dk1: 0, dk2: 0, k1: 0, k1Stride: 0, k2: 0, k2Stride: 0,
   v: 0, vStride: 0, dv: 0, n: 0, kPos0: 0, scale: 0, m: 0, l: 0, acc: 0, accStride: 0, scratch: 0 };
 function putAttnInit(D: Float64Array, x: number, a: Attn): void {
   D[x] = a.m; D[x + 1] = a.l; D[x + 2] = a.acc; D[x + 3] = a.nq; D[x + 4] = a.dv; D[x + 5] = a.accStride;
@@ -281,6 +305,12 @@ function putAttnBlock(D: Float64Array, x: number, a: Attn): void {
   D[x + 7] = a.k1; D[x + 8] = a.k1Stride; D[x + 9] = a.k2; D[x + 10] = a.k2Stride; D[x + 11] = a.v; D[x + 12] = a.vStride;
   D[x + 13] = a.dv; D[x + 14] = a.n; D[x + 15] = a.kPos0; D[x + 16] = a.scale; D[x + 17] = a.m; D[x + 18] = a.l;
   D[x + 19] = a.acc; D[x + 20] = a.accStride; D[x + 21] = a.scratch;
+}
+/** attn_block_latent: latent rows at k1 (k1Stride 4-byte units apart), d_c = dk1, d_r = dk2. */
+function putAttnBlockLatent(D: Float64Array, x: number, a: Attn): void {
+  D[x] = a.fmt; D[x + 1] = a.q; D[x + 2] = a.qStride; D[x + 3] = a.nq; D[x + 4] = a.qPos0; D[x + 5] = a.qGroup; D[x + 6] = a.dk1;
+  D[x + 7] = a.dk2; D[x + 8] = a.k1; D[x + 9] = a.k1Stride; D[x + 10] = a.n; D[x + 11] = a.kPos0; D[x + 12] = a.scale;
+  D[x + 13] = a.m; D[x + 14] = a.l; D[x + 15] = a.acc; D[x + 16] = a.accStride; D[x + 17] = a.scratch;
 }
 /** attn_finish in place: acc / l back into acc. */
 function putAttnFinish(D: Float64Array, x: number, a: Attn): void {
@@ -329,6 +359,9 @@ class Here implements Tasks {
     calls[ATTN_BLOCK] = (i, j) => k.attn_block(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j),
       a(6, i, j), a(7, i, j), a(8, i, j), a(9, i, j), a(10, i, j), a(11, i, j), a(12, i, j), a(13, i, j), a(14, i, j),
       a(15, i, j), arg(D, 0, 16, i, j), a(17, i, j), a(18, i, j), a(19, i, j), a(20, i, j), a(21, i, j));
+    calls[ATTN_BLOCK_LATENT] = (i, j) => k.attn_block_latent(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j),
+      a(5, i, j), a(6, i, j), a(7, i, j), a(8, i, j), a(9, i, j), a(10, i, j), a(11, i, j), arg(D, 0, 12, i, j), a(13, i, j),
+      a(14, i, j), a(15, i, j), a(16, i, j), a(17, i, j));
     calls[ATTN_FINISH] = (i, j) => k.attn_finish(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j), a(6, i, j));
     const narrow = (f: (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, a6: number, a7: number, a8: number,
       acc: boolean) => void) => (i: number, j: number) => f(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j),
@@ -479,6 +512,27 @@ export class Ops {
     const i = this.k.first_nonfinite(x, n);
     if (this.observer) this.done({ op: 'firstNonfinite', ms: performance.now() - t0 });
     return i;
+  }
+
+  /** Narrow latent rows from f32 ones (a new token's cache rows). */
+  latentStore(c: LatentCall): void {
+    this.k.latent_store(LATENT_CODES[c.format], c.f32.ptr, c.f32.stride, c.rows, c.dc, c.dr, c.narrow.ptr, c.narrow.stride);
+  }
+
+  /** f32 rows from narrow latent ones (naive attention's block of keys). */
+  latentWiden(c: LatentCall): void {
+    this.k.latent_widen(LATENT_CODES[c.format], c.narrow.ptr, c.narrow.stride, c.rows, c.dc, c.dr, c.f32.ptr, c.f32.stride);
+  }
+
+  /** Query records for int8/int4 rows from f32 [q̃ ; q^R] queries. */
+  latentQuery(c: LatentCall): void {
+    this.k.latent_query(c.f32.ptr, c.f32.stride, c.rows, c.dc, c.dr, c.narrow.ptr, c.narrow.stride);
+  }
+
+  /** Bytes of one row, and of one query record, in a narrow format (the kernels' own layout). */
+  latentBytes(format: LatentFormat, dc: number, dr: number): { row: number; query: number } {
+    const f = LATENT_CODES[format];
+    return { row: this.k.latent_row_bytes(f, dc, dr), query: this.k.latent_query_bytes(f, dc, dr) };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -681,7 +735,7 @@ export class Ops {
     const a: Attn = { q: q.ptr, qStride: q.stride, nq: q.count, qPos0: q.pos0, qGroup: q.group, dk1: kk.dim,
       dk2: c.sharedKeys?.dim ?? 0, k1: kk.ptr, k1Stride: kk.stride, k2: c.sharedKeys?.ptr ?? 0, k2Stride: c.sharedKeys?.stride ?? 0,
       v: v.ptr, vStride: v.stride, dv: v.dim, n: kk.count, kPos0: kk.pos0, scale: c.scale, m: st.m, l: st.l,
-      acc: st.acc.ptr, accStride: st.acc.stride, scratch: st.scratch };
+      acc: st.acc.ptr, accStride: st.acc.stride, scratch: st.scratch, fmt: c.latent ? LATENT_CODES[c.latent] : 0 };
     this.attend(c.phases, c.items, c.perGroup, a, { q: q.step ?? 0, k1: kk.step ?? 0, v: v.step ?? 0, acc: st.acc.step ?? 0 });
     if (this.observer) this.done({ op: 'attention', ms: performance.now() - t0, call: c });
   }
@@ -793,8 +847,9 @@ export class Ops {
     const byGroup: Attn | null = groups > 1
       ? { ...ATTN_STEPS, q: perGroup * inc.q, k1: inc.k1, v: inc.v, m: perGroup * ml, l: perGroup * ml, acc: perGroup * inc.acc } : null;
     const byItem: Attn | null = run > 1 ? { ...ATTN_STEPS, q: inc.q, m: ml, l: ml, acc: inc.acc } : null;
-    for (const [phase, fn, layout] of PHASES) {
+    for (const [phase, f32Fn, f32Layout] of PHASES) {
       if (!(phases & phase)) continue;
+      const [fn, layout] = phase === BLOCK && a.fmt ? [ATTN_BLOCK_LATENT, putAttnBlockLatent] : [f32Fn, f32Layout];
       const x = out.task(fn, groups, run);
       layout(D, x, a);
       if (byGroup) layout(D, x + ARGS, byGroup);

@@ -1,0 +1,529 @@
+// The narrow latent cache of absorbed MLA: rows stored as bf16, int8 or int4, and attention that
+// reads them as they are, widening in registers, never into a copy of the cache.
+//
+// Formats (fmt): 1 = bf16, 2 = int8, 3 = int4 (0, f32, is attention.ts's attn_block). A row holds
+// one token's [c_kv (dc values) ; k^R (dr values)]:
+//   bf16  dc + dr bf16 (u16), padded to 16 bytes.
+//   int8  ceil32(dc) int8 codes (zeros past dc), one f32 scale d, then k^R as dr bf16; padded to
+//         16 bytes. c_kv ≈ code · d, d = max|c_kv| / 127: one scale per row (scripts/cache-grouping.ts
+//         measured groups of 32 against it).
+//   int4  codes as for int8 but 4-bit, d = max|c_kv| / 7, code + 8 (1…15) in a nibble: in each
+//         block of 32 values, value j in the low nibble of byte j, value j + 16 in its high nibble
+//         (16 bytes a block, padding nibbles 8, i.e. 0).
+// k^R stays at 16 bits (bf16) because it carries position: it is rounded, never quantised.
+//
+// For int8 and int4 the queries are records too (latent_query): q̃ quantised to int8 per query
+// (one f32 scale, stored widened to i16 so the dot products take them as they are), then q^R as
+// f32. A score is then an exact integer dot product Σ code_q·code_k, times d_q·d_k, plus the
+// f32 dot product with the widened k^R. The values are summed as Σ_j w_j·code_j, w_j = p_j·d_j
+// rounded to i16 per query and block of keys (step max w / 32767), two keys at a time by
+// i32x4.dot_i16x8_s, exact in i32, scaled into f32 once per block: summing widened f32 codes
+// took more instructions than f32 rows (the loop is compute-bound); this takes about half.
+// bf16 rows take f32 queries ([q̃ ; q^R], as attn_block's) and are widened in registers.
+//
+// attn_block_latent has attn_block's online softmax and its tiles (4 queries; keys b and b + h in
+// pairs), so that a split by queries in multiples of attn_query_tile, or by segments of keys, gives
+// the same numbers as one call. Queries left over (nq mod 4) go one at a time through the same
+// per-(query, key) arithmetic.
+import { madd, hsum } from "./simd";
+import { softmaxRow, softmaxTile, visible } from "./attention";
+
+// @ts-ignore: decorator
+@inline const BF16: i32 = 1;
+// @ts-ignore: decorator
+@inline const INT8: i32 = 2;
+// @ts-ignore: decorator
+@inline const INT4: i32 = 3;
+// @ts-ignore: decorator
+@inline const SUB: i32 = 64;
+// @ts-ignore: decorator
+@inline const ROW_BYTES: usize = <usize>SUB << 2;
+
+// ---------------------------------------------------------------------------------------------
+// Layout
+
+// @ts-ignore: decorator
+@inline function ceil32(n: i32): i32 { return (n + 31) & ~31; }
+// @ts-ignore: decorator
+@inline function ceil16(n: i32): i32 { return (n + 15) & ~15; }
+
+/** Bytes of the codes (int8, int4) or of c_kv (bf16): where the scale (int) or k^R (bf16) starts. */
+// @ts-ignore: decorator
+@inline function codeBytes(fmt: i32, dc: i32): i32 {
+  return fmt == BF16 ? dc << 1 : fmt == INT8 ? ceil32(dc) : ceil32(dc) >> 1;
+}
+
+/** Where k^R (dr bf16) starts in a row. */
+// @ts-ignore: decorator
+@inline function ropeAt(fmt: i32, dc: i32): usize {
+  return <usize>(codeBytes(fmt, dc) + (fmt == BF16 ? 0 : 4));
+}
+
+/** Bytes of one cache row in format fmt (1 bf16, 2 int8, 3 int4), a multiple of 16. */
+export function latent_row_bytes(fmt: i32, dc: i32, dr: i32): i32 {
+  return ceil16(<i32>ropeAt(fmt, dc) + (dr << 1));
+}
+
+/** Bytes of one query record attn_block_latent reads (int8, int4: latent_query's; bf16: f32 [q̃ ; q^R]). */
+export function latent_query_bytes(fmt: i32, dc: i32, dr: i32): i32 {
+  return fmt == BF16 ? (dc + dr) << 2 : ceil16((ceil32(dc) << 1) + 4 + (dr << 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rounding
+
+/** f32 → bf16 bits, round to nearest even (finite inputs). */
+// @ts-ignore: decorator
+@inline function toBf16(x: f32): u16 {
+  const u = reinterpret<u32>(x);
+  return <u16>((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
+}
+
+// @ts-ignore: decorator
+@inline function fromBf16(h: u32): f32 {
+  return reinterpret<f32>(h << 16);
+}
+
+/** max |x[i]| for i < n (f32 at x). */
+function absMax(x: usize, n: i32): f32 {
+  let v = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) v = f32x4.max(v, f32x4.abs(v128.load(x + (<usize>i << 2))));
+  let m = max(max(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), max(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
+  for (; i < n; i++) m = max(m, abs(load<f32>(x + (<usize>i << 2))));
+  return m;
+}
+
+/** x · inv rounded to the nearest integer (ties to even), clamped to ±qmax. */
+// @ts-ignore: decorator
+@inline function code(x: f32, inv: f32, qmax: f32): i32 {
+  return <i32>min(max(nearest(x * inv), -qmax), qmax);
+}
+
+/**
+ * Write `rows` cache rows in format fmt: row r from the f32 [c_kv (dc) ; k^R (dr)] at
+ * src + r·srcStride·4, to dst + r·dstStride bytes (latent_row_bytes apart or more).
+ */
+export function latent_store(fmt: i32, src: usize, srcStride: i32, rows: i32, dc: i32, dr: i32,
+                             dst: usize, dstStride: i32): void {
+  const kr = ropeAt(fmt, dc);
+  for (let r = 0; r < rows; r++) {
+    const x = src + ((<usize>r * <usize>srcStride) << 2);
+    const o = dst + <usize>r * <usize>dstStride;
+    if (fmt == BF16) {
+      for (let i = 0; i < dc; i++) store<u16>(o + (<usize>i << 1), toBf16(load<f32>(x + (<usize>i << 2))));
+    } else {
+      const qmax: f32 = fmt == INT8 ? 127 : 7;
+      const amax = absMax(x, dc);
+      const d = amax / qmax, inv: f32 = amax > 0 ? qmax / amax : 0;
+      const n = ceil32(dc);
+      if (fmt == INT8) {
+        for (let i = 0; i < n; i++) store<i8>(o + <usize>i, i < dc ? <i8>code(load<f32>(x + (<usize>i << 2)), inv, qmax) : 0);
+      } else {
+        for (let i = 0; i < n; i += 32) {
+          for (let j = 0; j < 16; j++) {
+            const a = i + j, b = a + 16;
+            const lo = a < dc ? code(load<f32>(x + (<usize>a << 2)), inv, qmax) : 0;
+            const hi = b < dc ? code(load<f32>(x + (<usize>b << 2)), inv, qmax) : 0;
+            store<u8>(o + <usize>(i >> 1) + <usize>j, <u8>((lo + 8) | ((hi + 8) << 4)));
+          }
+        }
+      }
+      store<f32>(o + <usize>codeBytes(fmt, dc), d);
+    }
+    const xr = x + (<usize>dc << 2);
+    for (let i = 0; i < dr; i++) store<u16>(o + kr + (<usize>i << 1), toBf16(load<f32>(xr + (<usize>i << 2))));
+  }
+}
+
+/** c_kv value i of a row, widened (for latent_widen and the column tails). */
+// @ts-ignore: decorator
+@inline function latentValue(fmt: i32, row: usize, i: i32, dc: i32): f32 {
+  if (fmt == BF16) return fromBf16(<u32>load<u16>(row + (<usize>i << 1)));
+  const d = load<f32>(row + <usize>codeBytes(fmt, dc));
+  if (fmt == INT8) return <f32>load<i8>(row + <usize>i) * d;
+  const w = i & 31, byte = <i32>load<u8>(row + <usize>(((i >> 5) << 4) + (w & 15)));
+  return <f32>(((w < 16 ? byte : byte >> 4) & 15) - 8) * d;
+}
+
+/**
+ * Widen `rows` cache rows (src + r·srcStride bytes) to f32 [c_kv ; k^R] at dst + r·dstStride·4:
+ * naive attention expands a block of keys at a time from these.
+ */
+export function latent_widen(fmt: i32, src: usize, srcStride: i32, rows: i32, dc: i32, dr: i32,
+                             dst: usize, dstStride: i32): void {
+  const kr = ropeAt(fmt, dc);
+  for (let r = 0; r < rows; r++) {
+    const row = src + <usize>r * <usize>srcStride;
+    const y = dst + ((<usize>r * <usize>dstStride) << 2);
+    for (let i = 0; i < dc; i++) store<f32>(y + (<usize>i << 2), latentValue(fmt, row, i, dc));
+    for (let i = 0; i < dr; i++) store<f32>(y + (<usize>(dc + i) << 2), fromBf16(<u32>load<u16>(row + kr + (<usize>i << 1))));
+  }
+}
+
+/**
+ * Query records for int8/int4 rows: query r, f32 [q̃ (dc) ; q^R (dr)] at src + r·srcStride·4, to
+ * dst + r·dstStride bytes: ceil32(dc) i16 codes of q̃ (d = max|q̃| / 127, zeros past dc), d as
+ * f32, then q^R as f32.
+ */
+export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst: usize, dstStride: i32): void {
+  const n = ceil32(dc);
+  for (let r = 0; r < nq; r++) {
+    const x = src + ((<usize>r * <usize>srcStride) << 2);
+    const o = dst + <usize>r * <usize>dstStride;
+    const amax = absMax(x, dc);
+    const inv: f32 = amax > 0 ? 127 / amax : 0;
+    for (let i = 0; i < n; i++) store<i16>(o + (<usize>i << 1), i < dc ? <i16>code(load<f32>(x + (<usize>i << 2)), inv, 127) : 0);
+    store<f32>(o + (<usize>n << 1), amax / 127);
+    memory.copy(o + (<usize>n << 1) + 4, x + (<usize>dc << 2), <usize>dr << 2);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scores
+
+/** Codes c·16 … c·16 + 15 of an int8 / int4 row as signed int8 lanes. */
+// @ts-ignore: decorator
+@inline function codes16(fmt: i32, row: usize, c: i32): v128 {
+  if (fmt == INT8) return v128.load(row + (<usize>c << 4));
+  const b = v128.load(row + (<usize>(c >> 1) << 4));
+  const nib = c & 1 ? i8x16.shr_u(b, 4) : v128.and(b, i8x16.splat(0x0F));
+  return i8x16.sub(nib, i8x16.splat(8));
+}
+
+/** Σ of 16 code products: query i16 codes at q (two vectors) · row codes x (int8 lanes). */
+// @ts-ignore: decorator
+@inline function idot16(q: usize, xl: v128, xh: v128, a: v128): v128 {
+  return i32x4.add(a, i32x4.add(i32x4.dot_i16x8_s(v128.load(q), xl), i32x4.dot_i16x8_s(v128.load(q, 16), xh)));
+}
+
+// @ts-ignore: decorator
+@inline function isum(v: v128): i32 {
+  return i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3);
+}
+
+/** Eight bf16 → f32 lanes 0–3 (lo) and 4–7 (hi). */
+// @ts-ignore: decorator
+@inline function bf16Lo(h: v128): v128 {
+  return v128.shuffle<i16>(i32x4.splat(0), h, 0, 8, 1, 9, 2, 10, 3, 11);
+}
+// @ts-ignore: decorator
+@inline function bf16Hi(h: v128): v128 {
+  return v128.shuffle<i16>(i32x4.splat(0), h, 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+/** f32 q (n values) · bf16 k (n values): 8 at a time into one accumulator, then the tail in order. */
+// @ts-ignore: decorator
+@inline function dotBf16(q: usize, k: usize, n: i32): f32 {
+  let a = f32x4.splat(0);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const h = v128.load(k + (<usize>i << 1)), x = q + (<usize>i << 2);
+    a = madd(v128.load(x, 16), bf16Hi(h), madd(v128.load(x), bf16Lo(h), a));
+  }
+  let s = hsum(a);
+  for (; i < n; i++) s += load<f32>(q + (<usize>i << 2)) * fromBf16(<u32>load<u16>(k + (<usize>i << 1)));
+  return s;
+}
+
+/** Unscaled score of one query record against one row: the arithmetic every path does per pair. */
+// @ts-ignore: decorator
+@inline function score1(fmt: i32, q: usize, k: usize, dc: i32, dr: i32): f32 {
+  if (fmt == BF16) return dotBf16(q, k, dc) + dotBf16(q + (<usize>dc << 2), k + (<usize>dc << 1), dr);
+  const n = ceil32(dc), qd = q + (<usize>n << 1);
+  let a = i32x4.splat(0);
+  for (let c = 0; c < (n >> 4); c++) {
+    const x = codes16(fmt, k, c);
+    a = idot16(q + (<usize>c << 5), i16x8.extend_low_i8x16_s(x), i16x8.extend_high_i8x16_s(x), a);
+  }
+  const kd = k + <usize>codeBytes(fmt, dc);
+  return <f32>isum(a) * (load<f32>(qd) * load<f32>(kd)) + dotBf16(qd + 4, kd + 4, dr);
+}
+
+/**
+ * Scores of 4 queries (q0 + j·qs) against rows ka and kb, to outA / outB + j·ROW_BYTES. Each row's
+ * widened codes (or bf16 values) are shared by the 4 queries and each query's values by the two
+ * rows; per (query, row) the arithmetic is score1's, so a key scores the same in any tile.
+ */
+// @ts-ignore: decorator
+@inline function scores4x2(fmt: i32, q0: usize, qs: usize, ka: usize, kb: usize, dc: i32, dr: i32,
+                           scale: f32, outA: usize, outB: usize): void {
+  if (fmt == BF16) {
+    dotsBf16(q0, qs, ka, kb, dc, scale, outA, outB, false);
+    dotsBf16(q0 + (<usize>dc << 2), qs, ka + (<usize>dc << 1), kb + (<usize>dc << 1), dr, scale, outA, outB, true);
+    return;
+  }
+  const q1 = q0 + qs, q2 = q1 + qs, q3 = q2 + qs;
+  const zero = i32x4.splat(0);
+  let a0 = zero, a1 = zero, a2 = zero, a3 = zero, b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+  const n = ceil32(dc);
+  for (let c = 0; c < (n >> 4); c++) {
+    const xa = codes16(fmt, ka, c), xb = codes16(fmt, kb, c);
+    const al = i16x8.extend_low_i8x16_s(xa), ah = i16x8.extend_high_i8x16_s(xa);
+    const bl = i16x8.extend_low_i8x16_s(xb), bh = i16x8.extend_high_i8x16_s(xb);
+    const o = <usize>c << 5;
+    a0 = idot16(q0 + o, al, ah, a0); b0 = idot16(q0 + o, bl, bh, b0);
+    a1 = idot16(q1 + o, al, ah, a1); b1 = idot16(q1 + o, bl, bh, b1);
+    a2 = idot16(q2 + o, al, ah, a2); b2 = idot16(q2 + o, bl, bh, b2);
+    a3 = idot16(q3 + o, al, ah, a3); b3 = idot16(q3 + o, bl, bh, b3);
+  }
+  const cb = <usize>codeBytes(fmt, dc), qo = <usize>n << 1;
+  const da = load<f32>(ka + cb), db = load<f32>(kb + cb);
+  // The integer part first, then the k^R part added (and the scale) by dotsBf16.
+  let dq = load<f32>(q0 + qo);
+  store<f32>(outA, <f32>isum(a0) * (dq * da)); store<f32>(outB, <f32>isum(b0) * (dq * db));
+  dq = load<f32>(q1 + qo);
+  store<f32>(outA + ROW_BYTES, <f32>isum(a1) * (dq * da)); store<f32>(outB + ROW_BYTES, <f32>isum(b1) * (dq * db));
+  dq = load<f32>(q2 + qo);
+  store<f32>(outA + 2 * ROW_BYTES, <f32>isum(a2) * (dq * da)); store<f32>(outB + 2 * ROW_BYTES, <f32>isum(b2) * (dq * db));
+  dq = load<f32>(q3 + qo);
+  store<f32>(outA + 3 * ROW_BYTES, <f32>isum(a3) * (dq * da)); store<f32>(outB + 3 * ROW_BYTES, <f32>isum(b3) * (dq * db));
+  dotsBf16(q0 + qo + 4, qs, ka + cb + 4, kb + cb + 4, dr, scale, outA, outB, true);
+}
+
+/**
+ * dotBf16 of 4 queries (f32, q0 + j·qs) against two bf16 rows ka, kb (n values each), the rows
+ * widened once for the 4 queries. Stores t into outA / outB + j·ROW_BYTES, or with `add`
+ * (what is there + t) · scale.
+ */
+// @ts-ignore: decorator
+@inline function dotsBf16(q0: usize, qs: usize, ka: usize, kb: usize, n: i32, scale: f32, outA: usize, outB: usize, add: bool): void {
+  const q1 = q0 + qs, q2 = q1 + qs, q3 = q2 + qs;
+  const zero = f32x4.splat(0);
+  let a0 = zero, a1 = zero, a2 = zero, a3 = zero, b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const ha = v128.load(ka + (<usize>i << 1)), hb = v128.load(kb + (<usize>i << 1));
+    const al = bf16Lo(ha), ah = bf16Hi(ha), bl = bf16Lo(hb), bh = bf16Hi(hb);
+    const o = <usize>i << 2;
+    let x = v128.load(q0 + o), y = v128.load(q0 + o, 16);
+    a0 = madd(y, ah, madd(x, al, a0)); b0 = madd(y, bh, madd(x, bl, b0));
+    x = v128.load(q1 + o); y = v128.load(q1 + o, 16);
+    a1 = madd(y, ah, madd(x, al, a1)); b1 = madd(y, bh, madd(x, bl, b1));
+    x = v128.load(q2 + o); y = v128.load(q2 + o, 16);
+    a2 = madd(y, ah, madd(x, al, a2)); b2 = madd(y, bh, madd(x, bl, b2));
+    x = v128.load(q3 + o); y = v128.load(q3 + o, 16);
+    a3 = madd(y, ah, madd(x, al, a3)); b3 = madd(y, bh, madd(x, bl, b3));
+  }
+  finishBf16(q0, ka, i, n, hsum(a0), scale, outA, add); finishBf16(q0, kb, i, n, hsum(b0), scale, outB, add);
+  finishBf16(q1, ka, i, n, hsum(a1), scale, outA + ROW_BYTES, add); finishBf16(q1, kb, i, n, hsum(b1), scale, outB + ROW_BYTES, add);
+  finishBf16(q2, ka, i, n, hsum(a2), scale, outA + 2 * ROW_BYTES, add); finishBf16(q2, kb, i, n, hsum(b2), scale, outB + 2 * ROW_BYTES, add);
+  finishBf16(q3, ka, i, n, hsum(a3), scale, outA + 3 * ROW_BYTES, add); finishBf16(q3, kb, i, n, hsum(b3), scale, outB + 3 * ROW_BYTES, add);
+}
+
+/** The tail of dotBf16 (values i … n − 1) after its vector part s; then store as dotsBf16 says. */
+// @ts-ignore: decorator
+@inline function finishBf16(q: usize, k: usize, i: i32, n: i32, s: f32, scale: f32, out: usize, add: bool): void {
+  for (; i < n; i++) s += load<f32>(q + (<usize>i << 2)) * fromBf16(<u32>load<u16>(k + (<usize>i << 1)));
+  store<f32>(out, add ? (load<f32>(out) + s) * scale : s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// acc += P · V: bf16 values widened in registers (pv); int8/int4 codes in exact integer sums (pvInt).
+
+/** Codes c … c + 7 (c a multiple of 8) as signed int8 in lanes 0–7. */
+// @ts-ignore: decorator
+@inline function codes8(fmt: i32, row: usize, c: i32): v128 {
+  if (fmt == INT8) return v128.load64_zero(row + <usize>c);
+  const w = c & 31;
+  const b = v128.load64_zero(row + <usize>(((c >> 5) << 4) + (w & 15)));
+  const nib = w >= 16 ? i8x16.shr_u(b, 4) : v128.and(b, i8x16.splat(0x0F));
+  return i8x16.sub(nib, i8x16.splat(8));
+}
+
+/** The unscaled value (the code, or the bf16 value) of column c of a row. */
+// @ts-ignore: decorator
+@inline function rawValue(fmt: i32, row: usize, c: i32): f32 {
+  if (fmt == BF16) return fromBf16(<u32>load<u16>(row + (<usize>c << 1)));
+  if (fmt == INT8) return <f32>load<i8>(row + <usize>c);
+  const w = c & 31, byte = <i32>load<u8>(row + <usize>(((c >> 5) << 4) + (w & 15)));
+  return <f32>(((w < 16 ? byte : byte >> 4) & 15) - 8);
+}
+
+/** bf16 rows: acc rows of 4 (or 1) queries += Σ_b p[j][b] · value_b, for nk rows from vb (vs bytes apart). */
+// @ts-ignore: decorator
+@inline function pv(fmt: i32, four: bool, s0: usize, acc0: usize, accS: usize, vb: usize, vs: usize, dc: i32, nk: i32): void {
+  const s1 = s0 + ROW_BYTES, s2 = s1 + ROW_BYTES, s3 = s2 + ROW_BYTES;
+  const c1 = acc0 + accS, c2 = c1 + accS, c3 = c2 + accS;
+  const kEnd = <usize>nk << 2;
+  let c = 0;
+  for (; c + 8 <= dc; c += 8) {
+    const o = <usize>c << 2;
+    let a0 = v128.load(acc0 + o), b0 = v128.load(acc0 + o, 16);
+    let a1 = a0, b1 = b0, a2 = a0, b2 = b0, a3 = a0, b3 = b0;
+    if (four) {
+      a1 = v128.load(c1 + o); b1 = v128.load(c1 + o, 16);
+      a2 = v128.load(c2 + o); b2 = v128.load(c2 + o, 16);
+      a3 = v128.load(c3 + o); b3 = v128.load(c3 + o, 16);
+    }
+    let vp = vb;
+    for (let k: usize = 0; k < kEnd; k += 4, vp += vs) {
+      const h = v128.load(vp + (<usize>c << 1));
+      const v0 = bf16Lo(h), v1 = bf16Hi(h);
+      let p = v128.load32_splat(s0 + k); a0 = madd(p, v0, a0); b0 = madd(p, v1, b0);
+      if (four) {
+        p = v128.load32_splat(s1 + k); a1 = madd(p, v0, a1); b1 = madd(p, v1, b1);
+        p = v128.load32_splat(s2 + k); a2 = madd(p, v0, a2); b2 = madd(p, v1, b2);
+        p = v128.load32_splat(s3 + k); a3 = madd(p, v0, a3); b3 = madd(p, v1, b3);
+      }
+    }
+    v128.store(acc0 + o, a0); v128.store(acc0 + o, b0, 16);
+    if (four) {
+      v128.store(c1 + o, a1); v128.store(c1 + o, b1, 16);
+      v128.store(c2 + o, a2); v128.store(c2 + o, b2, 16);
+      v128.store(c3 + o, a3); v128.store(c3 + o, b3, 16);
+    }
+  }
+  // Columns left (dc mod 8), one at a time, in the same order per query.
+  for (; c < dc; c++) {
+    const o = <usize>c << 2, nqt = four ? 4 : 1;
+    for (let j = 0; j < nqt; j++) {
+      const ar = acc0 + <usize>j * accS + o, sr = s0 + <usize>j * ROW_BYTES;
+      let a = load<f32>(ar);
+      let vp = vb;
+      for (let k: usize = 0; k < kEnd; k += 4, vp += vs) a += load<f32>(sr + k) * rawValue(fmt, vp, c);
+      store<f32>(ar, a);
+    }
+  }
+}
+
+/**
+ * For int8/int4 rows: a p row's weights w_b = p_b·d_b (b < nk) as i16 codes in place (row + 2b;
+ * code nk = 0 when nk is odd, so keys go in pairs), w_b ≈ code_b·s, s = max w / 32767; returns s.
+ * The weights' rounding (≤ 2⁻¹⁶ of the block's largest) is far below the int8 codes'.
+ */
+// @ts-ignore: decorator
+@inline function weights16(fmt: i32, row: usize, vb: usize, vs: usize, dc: i32, nk: i32): f32 {
+  const cb = <usize>codeBytes(fmt, dc);
+  let wmax: f32 = 0;
+  for (let b = 0; b < nk; b++) {
+    const o = row + (<usize>b << 2);
+    const w = load<f32>(o) * load<f32>(vb + <usize>b * vs + cb);
+    store<f32>(o, w);
+    wmax = max(wmax, w);
+  }
+  const inv: f32 = wmax > 0 ? 32767 / wmax : 0;
+  // In place: i16 code b goes to row + 2b, at or before the f32 weight b it comes from.
+  for (let b = 0; b < nk; b++) store<i16>(row + (<usize>b << 1), <i16>nearest(load<f32>(row + (<usize>b << 2)) * inv));
+  if (nk & 1) store<i16>(row + (<usize>nk << 1), 0);
+  return wmax / 32767;
+}
+
+/**
+ * acc rows of 4 (or 1) queries += Σ_b w_b · code_b for int8/int4 rows: the weights as i16 codes
+ * (weights16), keys in pairs, each pair's codes interleaved so that i32x4.dot_i16x8_s sums
+ * w_b·code_b + w_{b+1}·code_{b+1} per column exactly; the i32 sums (≤ 64·32767·127) are scaled
+ * into the f32 accumulators once per block.
+ */
+// @ts-ignore: decorator
+@inline function pvInt(fmt: i32, four: bool, s0: usize, acc0: usize, accS: usize, vb: usize, vs: usize, dc: i32, nk: i32): void {
+  const s1 = s0 + ROW_BYTES, s2 = s1 + ROW_BYTES, s3 = s2 + ROW_BYTES;
+  const c1 = acc0 + accS, c2 = c1 + accS, c3 = c2 + accS;
+  const w0 = weights16(fmt, s0, vb, vs, dc, nk);
+  let w1: f32 = 0, w2: f32 = 0, w3: f32 = 0;
+  if (four) { w1 = weights16(fmt, s1, vb, vs, dc, nk); w2 = weights16(fmt, s2, vb, vs, dc, nk); w3 = weights16(fmt, s3, vb, vs, dc, nk); }
+  const zero = i32x4.splat(0);
+  let c = 0;
+  for (; c + 8 <= dc; c += 8) {
+    let a0 = zero, b0 = zero, a1 = zero, b1 = zero, a2 = zero, b2 = zero, a3 = zero, b3 = zero;
+    for (let b = 0; b < nk; b += 2) {
+      const ra = vb + <usize>b * vs, rb = b + 1 < nk ? ra + vs : ra;
+      const x = v128.shuffle<u8>(codes8(fmt, ra, c), codes8(fmt, rb, c), 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      const lo = i16x8.extend_low_i8x16_s(x), hi = i16x8.extend_high_i8x16_s(x);
+      const o = <usize>b << 1;
+      let w = v128.load32_splat(s0 + o); a0 = i32x4.add(a0, i32x4.dot_i16x8_s(lo, w)); b0 = i32x4.add(b0, i32x4.dot_i16x8_s(hi, w));
+      if (four) {
+        w = v128.load32_splat(s1 + o); a1 = i32x4.add(a1, i32x4.dot_i16x8_s(lo, w)); b1 = i32x4.add(b1, i32x4.dot_i16x8_s(hi, w));
+        w = v128.load32_splat(s2 + o); a2 = i32x4.add(a2, i32x4.dot_i16x8_s(lo, w)); b2 = i32x4.add(b2, i32x4.dot_i16x8_s(hi, w));
+        w = v128.load32_splat(s3 + o); a3 = i32x4.add(a3, i32x4.dot_i16x8_s(lo, w)); b3 = i32x4.add(b3, i32x4.dot_i16x8_s(hi, w));
+      }
+    }
+    const o = <usize>c << 2;
+    addScaled(acc0 + o, a0, b0, w0);
+    if (four) { addScaled(c1 + o, a1, b1, w1); addScaled(c2 + o, a2, b2, w2); addScaled(c3 + o, a3, b3, w3); }
+  }
+  // Columns left (dc mod 8), one at a time, with the same exact sums.
+  for (; c < dc; c++) {
+    const nqt = four ? 4 : 1;
+    for (let j = 0; j < nqt; j++) {
+      const sr = s0 + <usize>j * ROW_BYTES;
+      let t = 0;
+      for (let b = 0; b < nk; b++) t += <i32>load<i16>(sr + (<usize>b << 1)) * <i32>rawValue(fmt, vb + <usize>b * vs, c);
+      const ar = acc0 + <usize>j * accS + (<usize>c << 2);
+      store<f32>(ar, <f32>t * (j == 0 ? w0 : j == 1 ? w1 : j == 2 ? w2 : w3) + load<f32>(ar));
+    }
+  }
+}
+
+/** acc[0..8) += f32(lo, hi) · s. */
+// @ts-ignore: decorator
+@inline function addScaled(acc: usize, lo: v128, hi: v128, s: f32): void {
+  const sv = f32x4.splat(s);
+  v128.store(acc, madd(f32x4.convert_i32x4_s(lo), sv, v128.load(acc)));
+  v128.store(acc, madd(f32x4.convert_i32x4_s(hi), sv, v128.load(acc, 16)), 16);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+// @ts-ignore: decorator
+@inline function block(fmt: i32, q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: i32, dc: i32, dr: i32,
+                       k: usize, kStride: i32, n: i32, kPos0: i32, scale: f32,
+                       m: usize, l: usize, acc: usize, accStride: i32, scratch: usize): void {
+  const qs = <usize>qStride << 2, ks = <usize>kStride << 2, accS = <usize>accStride << 2;
+  for (let b0 = 0; b0 < n; b0 += SUB) {
+    const nb = min(SUB, n - b0);
+    const kpos = kPos0 + b0;
+    const kb = k + <usize>b0 * ks;
+    let r = 0;
+    for (; r + 4 <= nq; r += 4) {
+      const nv0 = visible(r, qPos0, qGroup, kpos, nb), nv1 = visible(r + 1, qPos0, qGroup, kpos, nb);
+      const nv2 = visible(r + 2, qPos0, qGroup, kpos, nb), nv3 = visible(r + 3, qPos0, qGroup, kpos, nb);
+      const nk = max(max(nv0, nv1), max(nv2, nv3));
+      if (nk == 0) continue;
+      const q0 = q + <usize>r * qs;
+      const s0 = scratch + <usize>r * ROW_BYTES;
+      // Rows b and b + h together: two streams, as attn_block reads them.
+      const h = nk >> 1, hs = <usize>h << 2;
+      for (let b = 0; b < h; b++) {
+        const ka = kb + <usize>b * ks, out = s0 + (<usize>b << 2);
+        scores4x2(fmt, q0, qs, ka, ka + <usize>h * ks, dc, dr, scale, out, out + hs);
+      }
+      if (nk & 1) {
+        const b = nk - 1, ka = kb + <usize>b * ks;
+        for (let j = 0; j < 4; j++) {
+          store<f32>(s0 + <usize>j * ROW_BYTES + (<usize>b << 2), score1(fmt, q0 + <usize>j * qs, ka, dc, dr) * scale);
+        }
+      }
+      const acc0 = acc + <usize>r * accS;
+      softmaxTile(s0, nv0, nv1, nv2, nv3, (nk + 3) & ~3, m + (<usize>r << 2), l + (<usize>r << 2), acc0, accS, dc);
+      if (fmt == BF16) pv(fmt, true, s0, acc0, accS, kb, ks, dc, nk);
+      else pvInt(fmt, true, s0, acc0, accS, kb, ks, dc, nk);
+    }
+    for (; r < nq; r++) {
+      const nv = visible(r, qPos0, qGroup, kpos, nb);
+      if (nv == 0) continue;
+      const q0 = q + <usize>r * qs, s0 = scratch + <usize>r * ROW_BYTES;
+      for (let b = 0; b < nv; b++) store<f32>(s0 + (<usize>b << 2), score1(fmt, q0, kb + <usize>b * ks, dc, dr) * scale);
+      const acc0 = acc + <usize>r * accS;
+      softmaxRow(s0, nv, (nv + 3) & ~3, m + (<usize>r << 2), l + (<usize>r << 2), acc0, dc);
+      if (fmt == BF16) pv(fmt, false, s0, acc0, accS, kb, ks, dc, nv);
+      else pvInt(fmt, false, s0, acc0, accS, kb, ks, dc, nv);
+    }
+  }
+}
+
+/**
+ * attn_block over latent cache rows in format fmt (1 bf16, 2 int8, 3 int4): fold n rows from k
+ * (kStride·4 bytes apart, at positions kPos0 …) into the state of nq queries, each row both key
+ * ([c_kv ; k^R]) and value (c_kv, dc values). Query r: the record at q + r·qStride·4 (int8/int4:
+ * latent_query's; bf16: f32 [q̃ ; q^R]), at position qPos0 + ⌊r / qGroup⌋ (causal). m, l, acc and
+ * scratch as attn_block's, with dv = dc.
+ */
+export function attn_block_latent(fmt: i32, q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: i32, dc: i32, dr: i32,
+                                  k: usize, kStride: i32, n: i32, kPos0: i32, scale: f32,
+                                  m: usize, l: usize, acc: usize, accStride: i32, scratch: usize): void {
+  if (n <= 0 || nq <= 0) return;
+  if (fmt == INT8) block(INT8, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+  else if (fmt == INT4) block(INT4, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+  else if (fmt == BF16) block(BF16, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+}
