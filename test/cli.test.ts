@@ -33,13 +33,33 @@ beforeAll(() => {
   writeFileSync(textFile, records.slice(0, 60).join('\n\n') + '\n');
 }, 120_000);
 
+describe('--weights', () => {
+  it('generate and perplexity say which weights ran and their bytes; info lists every format', () => {
+    const g = run(['generate', '--prompt', 'Q: Why?\\nA:', '--max-new-tokens', '5', '--seed', '3', '--weights', 'int8']);
+    expect(g.code).toBe(0);
+    expect(g.stdout).toMatch(/weights int8 \(1\.91 MiB\)/);
+    const p = run(['perplexity', '--file', textFile, '--weights', 'int4']);
+    expect(p.code).toBe(0);
+    expect(p.stdout).toMatch(/weights int4 \(1\.22 MiB\)/);
+    const i = run(['info', '--weights', 'bf16']);
+    expect(i.stdout).toMatch(/weight bytes +3,333,120 \(3\.18 MiB, weights bf16\)/);
+    for (const f of ['f32', 'bf16', 'int8', 'int4']) expect(i.stdout).toMatch(new RegExp(`  ${f} +[\\d,]+ B weights +[\\d,]+ B memory  fits`));
+  });
+
+  it('an unknown format is a usage error naming the choices', () => {
+    const r = run(['generate', 'hi', '--weights', 'int3']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("'--weights <format>' argument 'int3' is invalid");
+  });
+});
+
 describe('generate', () => {
   it('streams the prompt and its continuation, then the speed and cache summary', () => {
     const r = run(['generate', '--prompt', 'Q: Why?\\nA:', '--max-new-tokens', '30', '--seed', '3']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.startsWith('Q: Why?\nA:')).toBe(true);
-    expect(r.stdout).toMatch(/prefill \d+ tok in [\d.]+ ms \(\d+ tok\/s\), decode \d+ tok in [\d.]+ ms \(\d+ tok\/s\), (relaxed|plain) SIMD, \d+ threads?, sampled \(temperature 0.8, top-k 50, top-p 0.95, seed 3\), stopped at --max-new-tokens \(30\)\n/);
+    expect(r.stdout).toMatch(/prefill \d+ tok in [\d.]+ ms \(\d+ tok\/s\), decode \d+ tok in [\d.]+ ms \(\d+ tok\/s\), (relaxed|plain) SIMD, \d+ threads?, weights auto \(6.07 MiB\), sampled \(temperature 0.8, top-k 50, top-p 0.95, seed 3\), stopped at --max-new-tokens \(30\)\n/);
     expect(r.stdout).toMatch(/KV cache: [\d.]+ KiB for \d+ tokens in f32 \(1024 B\/token; MHA with the same heads would need 7680 B\/token in f32, 7.5× more\)/);
   });
 

@@ -82,7 +82,7 @@ describe.each(cases)('GGUF round trip: %s', (_name, config) => {
     ref.dispose();
   });
 
-  it.each(['Q8_0', 'Q4_0'] as const)('%s: the same logits as the dequantised values loaded as f32', async (type) => {
+  it.each(['Q8_0', 'Q4_0'] as const)('%s read as f32: the same logits as the dequantised values', async (type) => {
     // attn_k_b stays F16 in the split layout; kv_b_proj is then W_UK at F16 and W_UV quantised.
     for (const mlaLayout of layouts) {
       const isKb = (name: string) => mlaLayout === 'split' && name.endsWith('kv_b_proj.weight');
@@ -105,7 +105,8 @@ describe.each(cases)('GGUF round trip: %s', (_name, config) => {
         }
       }
       const ref = await loadModel(deq, { simd: 'simd', threads: 1 });
-      const model = await loadModel({ 'model.gguf': await ggufOf(m, { type, mlaLayout }) }, { simd: 'simd', threads: 1 });
+      // weights 'f32' widens each block (q·d) as it is read; 'auto' would keep the blocks for the q8/q4 kernels.
+      const model = await loadModel({ 'model.gguf': await ggufOf(m, { type, mlaLayout }) }, { simd: 'simd', threads: 1, weights: 'f32' });
       expect(model.forward(x)).toEqual(ref.forward(x));
       model.dispose();
       ref.dispose();

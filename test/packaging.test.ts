@@ -136,7 +136,8 @@ describe('the kernels', () => {
 
   it.each(wasm)('%s stays small, and the README states its size to within a tenth', (file) => {
     const bytes = statSync(path.join(root, file)).size;
-    expect(bytes).toBeLessThan(48 * 1024);
+    // Every kernel family in both builds (f32, narrow weights, latent cache): about 22 KB gzipped.
+    expect(bytes).toBeLessThan(112 * 1024);
     const row = new RegExp('\\| `' + file.replace(/[.]/g, '\\.') + '` \\| ([\\d,]+) \\|').exec(readme);
     expect(row, `README.md has a size row for ${file}`).not.toBeNull();
     const stated = Number(row![1].replace(/,/g, ''));
