@@ -36,7 +36,7 @@ describe('mla-wasm quantize', () => {
     const r = run(['quantize', '--model', fortune, '--type', 'q4_0', '--out', out]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^wrote .*fortune\.q4_0\.gguf: 1\.0 MiB, Q4_0 matrices, in \d+\.\d s\n$/);
+    expect(r.stdout).toMatch(/^wrote .*fortune\.q4_0\.gguf: 1\.1 MiB, Q4_0 matrices, in \d+\.\d s\n$/);
     expect(new Uint8Array(readFileSync(out))).toEqual(bytes);
     expect(readdirSync(dir)).toEqual(['fortune.q4_0.gguf']);
     const g = run(['generate', '--model', out, '--prompt', 'Q: Why?\\nA:', '--max-new-tokens', '8', '--temperature', '0']);

@@ -29,23 +29,26 @@ function safetensorsMap(m: InMemoryModel, dtype: FloatDtype): Record<string, Uin
   return { 'config.json': config, 'model.safetensors': writeSafetensors(tensors) };
 }
 
-/** What Q8_0/Q4_0 holds for a matrix: each row quantised and decoded (rows not a multiple of 32 as F16). */
-function dequantised(m: InMemoryModel, type: 'Q8_0' | 'Q4_0', f16Names: (name: string) => boolean): InMemoryModel {
+/**
+ * What a Q8_0/Q4_0 file holds for a matrix: each row quantised and decoded; rows not a multiple of
+ * 32 as F16; kv_b_proj exact (F32); with Q4_0, lm_head as Q8_0.
+ */
+function dequantised(m: InMemoryModel, type: 'Q8_0' | 'Q4_0'): InMemoryModel {
   const tensors: InMemoryModel['tensors'] = {};
   for (const [name, t] of Object.entries(m.tensors)) {
     const cols = t.shape[t.shape.length - 1];
-    if (t.shape.length === 1 || /mlp\.gate\.(weight|e_score)/.test(name)) { tensors[name] = t; continue; }
+    if (t.shape.length === 1 || /mlp\.gate\.(weight|e_score)|kv_b_proj/.test(name)) { tensors[name] = t; continue; }
     const out = new Float32Array(t.data.length);
-    const q = type === 'Q8_0' ? 'F16' : 'F16';
-    if (cols % 32 || f16Names(name)) {
+    if (cols % 32) {
       const buf = new Uint8Array(t.data.length * 2), v = new DataView(buf.buffer);
       for (let i = 0; i < t.data.length; i++) v.setUint16(2 * i, f16(t.data[i]), true);
-      decodeRow(q, buf, 0, t.data.length, out, 0);
+      decodeRow('F16', buf, 0, t.data.length, out, 0);
     } else {
-      const block = type === 'Q8_0' ? 34 : 18;
+      const rowType = type === 'Q4_0' && name === 'lm_head.weight' ? 'Q8_0' : type;
+      const block = rowType === 'Q8_0' ? 34 : 18;
       const buf = new Uint8Array((t.data.length / 32) * block);
-      (type === 'Q8_0' ? quantizeQ8_0 : quantizeQ4_0)(t.data, buf);
-      decodeRow(type, buf, 0, t.data.length, out, 0);
+      (rowType === 'Q8_0' ? quantizeQ8_0 : quantizeQ4_0)(t.data, buf);
+      decodeRow(rowType, buf, 0, t.data.length, out, 0);
     }
     tensors[name] = { shape: t.shape, data: out };
   }
@@ -83,32 +86,25 @@ describe.each(cases)('GGUF round trip: %s', (_name, config) => {
   });
 
   it.each(['Q8_0', 'Q4_0'] as const)('%s read as f32: the same logits as the dequantised values', async (type) => {
-    // attn_k_b stays F16 in the split layout; kv_b_proj is then W_UK at F16 and W_UV quantised.
+    const ref = await loadModel(dequantised(m, type), { simd: 'simd', threads: 1 });
     for (const mlaLayout of layouts) {
-      const isKb = (name: string) => mlaLayout === 'split' && name.endsWith('kv_b_proj.weight');
-      const deq = dequantised(m, type, isKb);
-      if (mlaLayout === 'split') {
-        // Rebuild kv_b_proj: W_UK rows at F16, W_UV rows quantised (d_c a multiple of 32 or F16).
-        const c = config as Record<string, number>;
-        for (const [name, t] of Object.entries(m.tensors)) {
-          if (!name.endsWith('kv_b_proj.weight')) continue;
-          const dc = c.kv_lora_rank, dn = c.qk_nope_head_dim, dv = c.v_head_dim;
-          const out = deq.tensors[name].data; // all F16 so far
-          const block = type === 'Q8_0' ? 34 : 18;
-          for (let h = 0; h < c.num_attention_heads; h++) {
-            if (dc % 32) continue;
-            const rows = t.data.subarray((h * (dn + dv) + dn) * dc, (h + 1) * (dn + dv) * dc);
-            const buf = new Uint8Array((rows.length / 32) * block);
-            (type === 'Q8_0' ? quantizeQ8_0 : quantizeQ4_0)(rows, buf);
-            decodeRow(type, buf, 0, rows.length, out, (h * (dn + dv) + dn) * dc);
-          }
-        }
-      }
-      const ref = await loadModel(deq, { simd: 'simd', threads: 1 });
-      // weights 'f32' widens each block (q·d) as it is read; 'auto' would keep the blocks for the q8/q4 kernels.
+      // weights 'f32' widens each block (q·d) as it is read; 'auto' keeps the blocks for the q8/q4 kernels.
       const model = await loadModel({ 'model.gguf': await ggufOf(m, { type, mlaLayout }) }, { simd: 'simd', threads: 1, weights: 'f32' });
       expect(model.forward(x)).toEqual(ref.forward(x));
       model.dispose();
+    }
+    ref.dispose();
+  });
+
+  it.each([['Q8_0', 'int8'], ['Q4_0', 'int4']] as const)('%s written and read back: the logits of the model quantised at load (%s), bit for bit', async (type, weights) => {
+    for (const simd of ['simd', 'relaxed'] as const) {
+      const ref = await loadModel(m, { simd, threads: 1, weights });
+      for (const mlaLayout of layouts) {
+        const model = await loadModel({ 'model.gguf': await ggufOf(m, { type, mlaLayout }) }, { simd, threads: 1 });
+        expect(model.weightBytes).toBe(ref.weightBytes);
+        expect(model.forward(x)).toEqual(ref.forward(x));
+        model.dispose();
+      }
       ref.dispose();
     }
   });

@@ -250,14 +250,16 @@ describe('GGUF tensor source: stored types and raw reads', () => {
     // A matrix whose rows are not a multiple of 32 stays F16.
     const odd = tinyMlaConfig();
     const oddSrc = await opened(await written({ config: odd, tensors: makeRandomCheckpoint(odd, 1) }, { type }));
-    expect(oddSrc.stored!('model.layers.0.self_attn.kv_b_proj.weight')).toBe('F16'); // kv_lora_rank 24
+    expect(oddSrc.stored!('model.layers.0.self_attn.o_proj.weight')).toBe('F16'); // rows of 48
+    expect(oddSrc.stored!('model.layers.0.self_attn.kv_b_proj.weight')).toBe('F32'); // kept whole in quantised files
     expect(oddSrc.stored!('model.layers.0.mlp.down_proj.weight')).toBe(type);      // rows of 96
   });
 
   it('--keep: named tensors stay F32', async () => {
     const src = await opened(await written(mlaModel, { type: 'Q4_0', keep: ['model.embed_tokens.weight'] }));
     expect(src.stored!('model.embed_tokens.weight')).toBe('F32');
-    expect(src.stored!('lm_head.weight')).toBe('Q4_0');
+    expect(src.stored!('lm_head.weight')).toBe('Q8_0'); // with Q4_0, the output matrix is Q8_0
+    expect(src.stored!('model.layers.0.mlp.gate_proj.weight')).toBe('Q4_0');
   });
 });
 

@@ -7,8 +7,9 @@
 //   - llama: q_proj and k_proj rows permuted per head for llama.cpp's rope (adjacent pairs).
 // Types: vectors, the MoE router and its bias stay F32 (as llama.cpp's converter keeps them);
 // matrices whose rows are not a multiple of 32 cannot be Q8_0/Q4_0 and become F16 (the converter's
-// fallback); attn_k_b stays F16 in quantised files (llama.cpp 3.21.1 via node-llama-cpp aborts on a
-// quantised one); names in `keep` stay F32.
+// fallback); in quantised files kv_b_proj (attn_kv_b, or attn_k_b and attn_v_b) stays F32, as
+// loadModel keeps it (and llama.cpp 3.21.1 aborts on a quantised attn_k_b), and with Q4_0 the output
+// matrix is Q8_0; names in `keep` stay F32.
 import { MlaError } from '../errors.js';
 import type { ModelConfig } from './config.js';
 import { TYPE_ID } from './ggml-types.js';
@@ -304,11 +305,15 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
     return out;
   };
   const tensors: Planned[] = [];
+  // In quantised files, what loadModel's int8/int4 keep wider stays so here too (model/weights.ts
+  // formatChooser): kv_b_proj F32 (attn_k_b may not be quantised for llama.cpp either), rows not a
+  // multiple of 32 F16, and with Q4_0 the output matrix Q8_0.
   const add = (name: string, ne: number[], from: string[], values: () => Float32Array, opts: { f32?: boolean; kb?: boolean } = {}) => {
     let t: StoredType = type;
     const quant = t === 'Q8_0' || t === 'Q4_0';
-    if (ne.length === 1 || opts.f32 || from.some((n) => keep.has(n))) t = 'F32';
-    else if (quant && (opts.kb || ne[0] % 32 !== 0)) t = 'F16';
+    if (ne.length === 1 || opts.f32 || from.some((n) => keep.has(n)) || (quant && opts.kb)) t = 'F32';
+    else if (quant && ne[0] % 32 !== 0) t = 'F16';
+    else if (t === 'Q4_0' && name === 'output.weight') t = 'Q8_0';
     const n = ne.reduce((x, y) => x * y, 1);
     tensors.push({ name, ne, type: t, values, offset: 0, bytes: bytesOf(t, n) });
   };
@@ -334,7 +339,7 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
       plain(b + 'attn_kv_a_norm.weight', p + 'self_attn.kv_a_layernorm.weight');
       const kvb = p + 'self_attn.kv_b_proj.weight';
       if (!split) {
-        plain(b + 'attn_kv_b.weight', kvb);
+        add(b + 'attn_kv_b.weight', [...shapeOf(kvb)].reverse(), [kvb], () => read(kvb), { kb: true });
       } else {
         const { heads: H, nopeDim: dn, vDim: dv, kvLoraRank: dc } = a;
         add(b + 'attn_k_b.weight', [dn, dc, H], [kvb], () => {
@@ -348,7 +353,7 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
           const w = read(kvb), out = new Float32Array(H * dv * dc);
           for (let h = 0; h < H; h++) out.set(w.subarray((h * (dn + dv) + dn) * dc, (h + 1) * (dn + dv) * dc), h * dv * dc);
           return out;
-        });
+        }, { kb: true });
       }
     } else {
       const q = p + 'self_attn.q_proj.weight', k = p + 'self_attn.k_proj.weight';

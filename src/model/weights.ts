@@ -9,6 +9,7 @@ import type { ModelConfig } from '../formats/config.js';
 import { MlaError, showValue } from '../errors.js';
 import type { Heap } from '../host/heap.js';
 import type { StoredType, TensorSource } from '../formats/tensor-source.js';
+import { f16BitsToF32, f32ToF16Bits } from '../formats/quant-blocks.js';
 
 
 /**
@@ -66,15 +67,16 @@ export function matrixBytes(format: MatrixFormat, rows: number, cols: number): n
  * The formats for a `weights` option. Stay f32 always: the MoE router (its scores pick experts, a
  * discrete choice a rounding can flip) and kv_b_proj (absorbed attention multiplies by W_UK from
  * the other side, which only the f32 kernels do). Norms are vectors, always f32. Rows whose length
- * is not a multiple of 32 cannot be blocks of 32: int8/int4 keep them in bf16. int4 keeps lm_head
- * in int8, as llama.cpp keeps its output matrix wider than Q4_0.
+ * is not a multiple of 32 cannot be blocks of 32: int8/int4 keep them in f16. int4 keeps lm_head
+ * in int8, as llama.cpp keeps its output matrix wider than Q4_0. These are the choices of our GGUF
+ * writer too, so that a file written and read back is the model quantised at load, bit for bit.
  */
 export function formatChooser(option: WeightsOption): FormatChooser {
   return (role, cols, stored) => {
     if (role === 'router' || role === 'kvB' || option === 'f32') return 'f32';
     if (option === 'bf16') return 'bf16';
     if (option === 'int8' || option === 'int4') {
-      if (cols % 32 !== 0) return 'bf16';
+      if (cols % 32 !== 0) return 'f16';
       return option === 'int8' || role === 'lmHead' ? 'q8' : 'q4';
     }
     // auto: as stored, when every part of the matrix is stored alike (Q4_0 widens exactly to q8).
@@ -410,7 +412,8 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
         } else {
           const v = new Float32Array(n);
           readF32(name, v);
-          toBf16(v, out);
+          if (format === 'bf16') toBf16(v, out);
+          else for (let i = 0; i < n; i++) out[i] = f32ToF16Bits(v[i]);
         }
       } else {
         const codeBytes = format === 'q8' ? cols : cols / 2, nb = cols / 32;
@@ -440,6 +443,9 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
             heap.f32(staging, m * cols).set(v.subarray(i * cols, (i + m) * cols));
             quantizer.quantize(format, staging, m, cols, q + i * codeBytes, d + i * nb * 4);
           }
+          // Q8_0 and Q4_0 keep each scale as f16 (the codes come from the f32 scale): the same here.
+          const sc = heap.f32(d, r * nb);
+          for (let i = 0; i < sc.length; i++) sc[i] = f16BitsToF32(f32ToF16Bits(sc[i]));
         }
         const scales = heap.f32(d, r * nb);
         for (let i = 0; i < scales.length; i++) if (!Number.isFinite(scales[i])) throw nonFinite(name, i * 32, `a block scale of ${scales[i]}`);
