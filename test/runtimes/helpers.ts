@@ -111,11 +111,11 @@ export interface Snippet {
   commands: string[];
 }
 
-/** The README's "## Use it from …" section, one entry per ### heading. */
+/** docs/runtimes.md's "## Use it from …" section, one entry per ### heading. */
 export function readmeSnippets(): Snippet[] {
-  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const readme = readFileSync(path.join(root, 'docs', 'runtimes.md'), 'utf8');
   const start = readme.indexOf('\n## Use it from');
-  if (start < 0) throw new Error('README.md has no "## Use it from" section');
+  if (start < 0) throw new Error('docs/runtimes.md has no "## Use it from" section');
   const end = readme.indexOf('\n## ', start + 1);
   const section = readme.slice(start, end < 0 ? undefined : end);
   const snippets: Snippet[] = [];
@@ -129,7 +129,7 @@ export function readmeSnippets(): Snippet[] {
         continue;
       }
       const name = /^(?:\/\/|<!--)\s*([\w.-]+)/.exec(body)?.[1];
-      if (!name) throw new Error(`README "${title}": a ${lang} block does not start with its file name`);
+      if (!name) throw new Error(`docs/runtimes.md "${title}": a ${lang} block does not start with its file name`);
       snippet.files[name] = body;
     }
     snippets.push(snippet);
@@ -139,6 +139,6 @@ export function readmeSnippets(): Snippet[] {
 
 export function snippet(titleStart: string): Snippet {
   const s = readmeSnippets().find((x) => x.title.startsWith(titleStart));
-  if (!s) throw new Error(`README.md has no "### ${titleStart}…" under "## Use it from"`);
+  if (!s) throw new Error(`docs/runtimes.md has no "### ${titleStart}…" under "## Use it from"`);
   return s;
 }
