@@ -10,6 +10,7 @@
 import { describe, expect, it } from 'vitest';
 import { BUILDS, kernelsFor, randomF32, rng } from '../helpers.js';
 import type { LoadedKernels } from '../../src/host/load.js';
+import { decodeRow } from '../../src/formats/quant-blocks.js';
 
 type KFmt = 'q4k' | 'q6k';
 const BYTES = { q4k: 144, q6k: 210 };
@@ -81,6 +82,10 @@ describe.each(BUILDS)('K-quant kernels (%s build)', (build) => {
       (fmt === 'q4k' ? K.dequantize_q4k : K.dequantize_q6k)(wp, op, count);
       const got = k.heap.f32(op, count * 256);
       for (let i = 0; i < ref.length; i++) expect(got[i], `${fmt} value ${i}`).toBe(Math.fround(ref[i]));
+      // The GGUF reader's decoding (what loading widens K-quant tensors with) is the same, bit for bit.
+      const host = new Float32Array(count * 256);
+      decodeRow(fmt === 'q4k' ? 'Q4_K' : 'Q6_K', b, 0, count * 256, host, 0);
+      expect(Array.from(host)).toEqual(Array.from(got));
       // embed: two tokens of the one row.
       const idp = alloc(k, 8), ep = alloc(k, 2 * count * 1024);
       k.heap.i32(idp, 2).set([0, 0]);
