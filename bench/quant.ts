@@ -23,7 +23,7 @@ const ROUNDS = Number(arg('rounds', '7'));
 const REPS = 5;
 const SHAPES = arg('shapes', '2048x2048,2048x10944,10944x2048').split(',').map((s) => s.split('x').map(Number) as [number, number]);
 const BUILDS: SimdBuild[] = ['simd', 'relaxed'];
-const FORMATS = ['f32', 'bf16', 'f16', 'q8', 'q4', 'act'] as const;
+const FORMATS = ['f32', 'bf16', 'f16', 'q8', 'q4', 'q4k', 'q6k', 'act'] as const;
 type Format = typeof FORMATS[number];
 
 interface Case { build: SimdBuild; fmt: Format; bytes: number; run: () => void; samples: number[] }
@@ -51,6 +51,17 @@ function setup(k: LoadedKernels, build: SimdBuild, n: number, kk: number): { cas
   const q8 = alloc(n * kk), d8 = alloc(n * nb * 4), q4 = alloc(n * kk / 2), d4 = alloc(n * nb * 4);
   K.quantize_q8_rows(w, kk, n, kk, q8, d8);
   K.quantize_q4_rows(w, kk, n, kk, q4, d4);
+  // Q4_K / Q6_K rows (k a multiple of 256): random codes, f16 scales near 2^-10 (finite values).
+  const kBlocks = kk % 256 ? 0 : n * kk / 256;
+  const q4k = kBlocks ? alloc(kBlocks * 144) : 0, q6k = kBlocks ? alloc(kBlocks * 210) : 0;
+  if (kBlocks) {
+    const b4 = H.u8(q4k, kBlocks * 144), b6 = H.u8(q6k, kBlocks * 210);
+    for (let i = 0; i < b4.length; i++) b4[i] = (r() * 128 + 128) & 255;
+    for (let i = 0; i < b6.length; i++) b6[i] = (r() * 128 + 128) & 255;
+    for (let b = 0; b < kBlocks; b++) {
+      b4[b * 144 + 1] = 0x18; b4[b * 144 + 3] = 0x18; b6[b * 210 + 209] = 0x18;
+    }
+  }
   const x = alloc(kk * 4), y = alloc(n * 4), xq = alloc(kk), xd = alloc(nb * 4);
   const xv = H.f32(x, kk);
   for (let i = 0; i < kk; i++) xv[i] = r();
@@ -63,6 +74,10 @@ function setup(k: LoadedKernels, build: SimdBuild, n: number, kk: number): { cas
     mk('f16', n * kk * 2, () => K.matvec_f16(wh, kk, x, y, n, kk, false)),
     mk('q8', n * kk + scales, () => K.matvec_q8(q8, d8, xq, xd, y, n, kk, false)),
     mk('q4', n * kk / 2 + scales, () => K.matvec_q4(q4, d4, xq, xd, y, n, kk, false)),
+    ...(kBlocks ? [
+      mk('q4k', kBlocks * 144, () => K.matmul_nt_q4k(xq, xd, q4k, y, n, 1, kk, n, false)),
+      mk('q6k', kBlocks * 210, () => K.matmul_nt_q6k(xq, xd, q6k, y, n, 1, kk, n, false)),
+    ] : []),
     mk('act', kk * 4, () => K.quantize_q8_act(x, kk, xq, xd)),
   ];
   return { cases, free: () => { for (const [p, b] of blocks.reverse()) H.release(p, b); } };

@@ -123,7 +123,7 @@ export function ggufTensorSource(file: ByteFile, gguf: GgufFile, layout: GgufLay
     .filter((t) => !READ_TYPES.includes(t.type)).map((t) => `"${t.name}" is ${t.type}`);
   if (unread.length) {
     throw new MlaError('UNSUPPORTED_DTYPE', `${file.name}: ${unread.length} tensor(s) have a type that is not read ` +
-      `(only ${READ_TYPES.join(', ')}; Q4_K and Q6_K are not yet): ${unread.slice(0, 8).join(', ')}${unread.length > 8 ? ' …' : ''}`);
+      `(only ${READ_TYPES.join(', ')}): ${unread.slice(0, 8).join(', ')}${unread.length > 8 ? ' …' : ''}`);
   }
   const get = (name: string): Virtual => {
     const v = map.get(name);
@@ -192,7 +192,8 @@ export function ggufTensorSource(file: ByteFile, gguf: GgufFile, layout: GgufLay
       if (!v) return undefined;
       const types = new Set(v.pieces.map((p) => p.t.type));
       const [type] = types;
-      if (types.size > 1 || (isQuant(type) && v.pieces.some((p) => p.kind === 'transposed'))) return 'F32';
+      // K-quants are widened to f32 as they are read (exact) until the model keeps them as stored.
+      if (types.size > 1 || type === 'Q4_K' || type === 'Q6_K' || (isQuant(type) && v.pieces.some((p) => p.kind === 'transposed'))) return 'F32';
       return type as StoredType;
     },
     read: (name, out) => fill(name, out, (p) => headF32(p.t, p.head), (p, base, c) => {

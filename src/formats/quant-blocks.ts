@@ -110,6 +110,34 @@ export function decodeRow(type: string, src: Uint8Array, at: number, n: number, 
         }
       }
       return;
+    case 'Q4_K':
+      // 144 bytes per 256: d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 bytes of nibbles.
+      for (let b = 0; b < n / 256; b++, at += 144) {
+        const d = f16BitsToF32(view.getUint16(at, true)), dmin = f16BitsToF32(view.getUint16(at + 2, true));
+        for (let j = 0; j < 8; j++) {
+          const s = at + 4;
+          const sc = j < 4 ? src[s + j] & 63 : (src[s + j + 4] & 15) | ((src[s + j - 4] >> 6) << 4);
+          const mn = j < 4 ? src[s + j + 4] & 63 : (src[s + j + 4] >> 4) | ((src[s + j] >> 6) << 4);
+          const d1 = Math.fround(d * sc), m1 = Math.fround(dmin * mn);
+          for (let l = 0; l < 32; l++) {
+            const byte = src[at + 16 + 32 * (j >> 1) + l];
+            out[o + b * 256 + 32 * j + l] = d1 * (j & 1 ? byte >> 4 : byte & 15) - m1;
+          }
+        }
+      }
+      return;
+    case 'Q6_K':
+      // 210 bytes per 256: 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 int8 scales, d (f16).
+      for (let b = 0; b < n / 256; b++, at += 210) {
+        const d = f16BitsToF32(view.getUint16(at + 208, true));
+        for (let i = 0; i < 256; i++) {
+          const h = i >> 7, g = (i >> 5) & 3, l = i & 31;
+          const ql = src[at + 64 * h + 32 * (g & 1) + l], qh = src[at + 128 + 32 * h + l];
+          const q = ((g < 2 ? ql & 15 : ql >> 4) | (((qh >> (2 * g)) & 3) << 4)) - 32;
+          out[o + b * 256 + i] = Math.fround(d * view.getInt8(at + 192 + 8 * h + 2 * g + (l >> 4))) * q;
+        }
+      }
+      return;
     default:
       throw new Error(`decodeRow: type ${type} is not decoded`);
   }

@@ -1,0 +1,151 @@
+// Q4_K and Q6_K kernels (assembly/kquants.ts) against a float64 reference written here from the
+// documented block layouts (llama.cpp's block_q4_K / block_q6_K, get_scale_min_k4,
+// dequantize_row_q4_K / _q6_K), in both builds:
+//   - dequantize_q4k / _q6k equal the reference rounded once to f32, bit for bit (ggml's own
+//     dequantisation rounds each value once: its products are exact in f32);
+//   - matmul_nt_q4k / _q6k (m = 1 is the decode matvec) against Σ w·(x_q·d_x) in float64 over the
+//     activations as quantize_q8_act quantised them, within an f32 accumulation bound;
+//   - a split by rows (what Ops gives each thread) is bit-identical to one call, whatever the
+//     parity of the split (a row alone or in a pair computes alike).
+import { describe, expect, it } from 'vitest';
+import { BUILDS, kernelsFor, randomF32, rng } from '../helpers.js';
+import type { LoadedKernels } from '../../src/host/load.js';
+import { decodeRow } from '../../src/formats/quant-blocks.js';
+
+type KFmt = 'q4k' | 'q6k';
+const BYTES = { q4k: 144, q6k: 210 };
+
+function f16Value(h: number): number {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** Random blocks: random code bytes, finite f16 super-block scales of varied size (some subnormal, some zero). */
+function randomBlocks(fmt: KFmt, count: number, seed: number): Uint8Array {
+  const r = rng(seed), b = new Uint8Array(count * BYTES[fmt]), v = new DataView(b.buffer);
+  const scale = (i: number) => {
+    if (i % 7 === 3) return 0x0001 | (r() < 0 ? 0x8000 : 0); // a subnormal
+    if (i % 11 === 5) return 0;
+    return ((Math.floor(r(5, 14)) << 10) | Math.floor(r(0, 1024))) | (r() < 0 ? 0x8000 : 0);
+  };
+  for (let i = 0; i < b.length; i++) b[i] = Math.floor(r(0, 256));
+  for (let blk = 0; blk < count; blk++) {
+    const at = blk * BYTES[fmt];
+    if (fmt === 'q4k') { v.setUint16(at, scale(blk) & 0x7fff, true); v.setUint16(at + 2, scale(blk + 1) & 0x7fff, true); }
+    else v.setUint16(at + 208, scale(blk), true);
+  }
+  return b;
+}
+
+/** The reference: the values of `count` blocks, in float64, from the documented layout. */
+function reference(fmt: KFmt, b: Uint8Array, count: number): Float64Array {
+  const out = new Float64Array(count * 256), v = new DataView(b.buffer, b.byteOffset);
+  for (let blk = 0; blk < count; blk++) {
+    const at = blk * BYTES[fmt], o = blk * 256;
+    if (fmt === 'q4k') {
+      const d = f16Value(v.getUint16(at, true)), dmin = f16Value(v.getUint16(at + 2, true)), s = b.subarray(at + 4, at + 16);
+      for (let j = 0; j < 8; j++) {
+        // 6-bit scale and min of sub-block j: 0–3 in the low 6 bits of s[j], s[j + 4]; 4–7 split
+        // between the nibbles of s[j + 4] and the top 2 bits of s[j − 4], s[j].
+        const sc = j < 4 ? s[j] & 63 : (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+        const mn = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        for (let l = 0; l < 32; l++) {
+          const byte = b[at + 16 + 32 * (j >> 1) + l];
+          const q = j & 1 ? byte >> 4 : byte & 15;
+          out[o + 32 * j + l] = d * sc * q - dmin * mn;
+        }
+      }
+    } else {
+      const d = f16Value(v.getUint16(at + 208, true));
+      for (let i = 0; i < 256; i++) {
+        const h = i >> 7, g = (i >> 5) & 3, l = i & 31;
+        const ql = b[at + 64 * h + 32 * (g & 1) + l], qh = b[at + 128 + 32 * h + l];
+        const q = ((g < 2 ? ql & 15 : ql >> 4) | (((qh >> (2 * g)) & 3) << 4)) - 32;
+        out[o + i] = d * v.getInt8(at + 192 + 8 * h + 2 * g + (l >> 4)) * q;
+      }
+    }
+  }
+  return out;
+}
+
+function alloc(k: LoadedKernels, bytes: number): number { return k.heap.alloc(Math.max(16, bytes)); }
+
+describe.each(BUILDS)('K-quant kernels (%s build)', (build) => {
+  it.each(['q4k', 'q6k'] as KFmt[])('%s: dequantize and embed equal the reference rounded once to f32', async (fmt) => {
+    const k = await kernelsFor(build), K = k.kernels;
+    const top = k.heap.usedBytes;
+    for (const count of [1, 3]) {
+      const b = randomBlocks(fmt, count, 17 + count), ref = reference(fmt, b, count);
+      const wp = alloc(k, b.length), op = alloc(k, count * 1024);
+      k.heap.u8(wp, b.length).set(b);
+      (fmt === 'q4k' ? K.dequantize_q4k : K.dequantize_q6k)(wp, op, count);
+      const got = k.heap.f32(op, count * 256);
+      for (let i = 0; i < ref.length; i++) expect(got[i], `${fmt} value ${i}`).toBe(Math.fround(ref[i]));
+      // The GGUF reader's decoding (what loading widens K-quant tensors with) is the same, bit for bit.
+      const host = new Float32Array(count * 256);
+      decodeRow(fmt === 'q4k' ? 'Q4_K' : 'Q6_K', b, 0, count * 256, host, 0);
+      expect(Array.from(host)).toEqual(Array.from(got));
+      // embed: two tokens of the one row.
+      const idp = alloc(k, 8), ep = alloc(k, 2 * count * 1024);
+      k.heap.i32(idp, 2).set([0, 0]);
+      (fmt === 'q4k' ? K.embed_q4k : K.embed_q6k)(wp, count * 256, idp, 2, ep);
+      const e = k.heap.f32(ep, 2 * count * 256);
+      for (let i = 0; i < count * 256; i++) { expect(e[i]).toBe(got[i]); expect(e[count * 256 + i]).toBe(got[i]); }
+      for (const [p, n] of [[wp, b.length], [op, count * 1024], [idp, 8], [ep, 2 * count * 1024]]) k.heap.release(p, Math.max(16, n));
+    }
+    expect(k.heap.usedBytes).toBe(top);
+  });
+
+  const shapes: [number, number, number][] = [[1, 1, 256], [1, 5, 512], [3, 2, 256], [2, 7, 768], [5, 3, 256]];
+  it.each(['q4k', 'q6k'] as KFmt[])('%s: matmul_nt (m = 1: matvec) against float64, and row splits bit-identical', async (fmt) => {
+    const k = await kernelsFor(build), K = k.kernels;
+    const top = k.heap.usedBytes;
+    const fn = fmt === 'q4k' ? K.matmul_nt_q4k : K.matmul_nt_q6k;
+    for (const [m, n, kk] of shapes) {
+      for (const acc of [false, true]) {
+        const nsb = kk / 256, seed = m * 1000 + n * 10 + kk;
+        const b = randomBlocks(fmt, n * nsb, seed), w = reference(fmt, b, n * nsb);
+        const x = randomF32(m * kk, seed + 1, -3, 3);
+        if (kk >= 512) { x.fill(0, 0, 32); x[300] = 1e-3; }
+        const wp = alloc(k, b.length), xp = alloc(k, m * kk * 4), aq = alloc(k, m * kk), ad = alloc(k, m * kk / 8);
+        k.heap.u8(wp, b.length).set(b);
+        k.heap.f32(xp, m * kk).set(x);
+        for (let i = 0; i < m; i++) K.quantize_q8_act(xp + i * kk * 4, kk, aq + i * kk, ad + i * kk / 8);
+        const xq = new Int8Array(k.heap.memory.buffer, aq, m * kk).slice(), xd = k.heap.f32(ad, m * kk / 32).slice();
+        const ldc = n + 3, cp = alloc(k, m * ldc * 4), c2 = alloc(k, m * ldc * 4);
+        const earlier = randomF32(m * ldc, seed + 2, -4, 4);
+        k.heap.f32(cp, m * ldc).set(earlier);
+        k.heap.f32(c2, m * ldc).set(earlier);
+        fn(aq, ad, wp, cp, ldc, m, kk, n, acc);
+        const got = k.heap.f32(cp, m * ldc).slice();
+        for (let i = 0; i < m; i++) {
+          for (let j = 0; j < n; j++) {
+            let s = 0, mag = 0;
+            for (let t = 0; t < kk; t++) {
+              const p = w[j * kk + t] * xq[i * kk + t] * xd[i * (kk / 32) + (t >> 5)];
+              s += p; mag += Math.abs(p);
+            }
+            const want = (acc ? earlier[i * ldc + j] : 0) + s;
+            // Per block: exact i32 sums, one or two f32 products for the scales, one f32 add each; then a 4-lane hsum.
+            const tol = 2 ** -24 * (kk / 32 + 8) * 4 * (mag + (acc ? Math.abs(earlier[i * ldc + j]) : 0)) + 1e-30;
+            expect(Math.abs(got[i * ldc + j] - want), `${fmt} m${m} n${n} k${kk} [${i},${j}]`).toBeLessThanOrEqual(tol);
+          }
+          for (let j = n; j < ldc; j++) expect(got[i * ldc + j]).toBe(earlier[i * ldc + j]); // untouched
+        }
+        // Rows split at an odd and an even point, as Ops splits them over threads.
+        for (const cut of [1, 2, 3]) {
+          if (cut >= n) continue;
+          k.heap.f32(c2, m * ldc).set(earlier);
+          fn(aq, ad, wp, c2, ldc, m, kk, cut, acc);
+          fn(aq, ad, wp + cut * nsb * BYTES[fmt], c2 + cut * 4, ldc, m, kk, n - cut, acc);
+          expect(Array.from(k.heap.f32(c2, m * ldc)), `${fmt} split at ${cut}`).toEqual(Array.from(got));
+        }
+        for (const [p, nb] of [[wp, b.length], [xp, m * kk * 4], [aq, m * kk], [ad, m * kk / 8], [cp, m * ldc * 4], [c2, m * ldc * 4]]) {
+          k.heap.release(p, Math.max(16, nb));
+        }
+      }
+    }
+    expect(k.heap.usedBytes).toBe(top);
+  });
+});
