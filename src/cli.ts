@@ -60,7 +60,7 @@ interface SamplingFlags {
 }
 
 function modelOptions(cmd: Command, required: boolean): Command {
-  const model = new Option('--model <dir>', 'model folder (config.json, model.safetensors, tokenizer files) or URL' + (required ? '' : '; default: the built-in fortune-mla'));
+  const model = new Option('--model <dir>', 'model folder (config.json, model.safetensors, tokenizer files), .gguf file, URL, or hub name (org/name, org/name:Q4_0)' + (required ? '' : '; default: the built-in fortune-mla'));
   if (required) model.makeOptionMandatory();
   return cmd.addOption(model)
     .addOption(new Option('--simd <build>', 'kernel build').choices(['auto', 'simd', 'relaxed']).default('auto'))

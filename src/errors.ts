@@ -17,6 +17,7 @@ export type MlaErrorCode =
   | 'NO_SIMD'           // the runtime cannot compile the WebAssembly SIMD kernels
   | 'WORKER_FAILED'     // a worker thread died or stalled: the call was abandoned, the model goes on on one thread
   | 'BAD_SNAPSHOT'      // a session snapshot of another model or cache format, a future version, or truncated or altered
+  | 'FETCH_FAILED'      // a download from the hub failed: the message names the URL and the HTTP status or break
   | 'ABORTED';          // generation stopped by an AbortSignal
 
 export class MlaError extends Error {

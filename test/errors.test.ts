@@ -284,7 +284,7 @@ describe('unknown options are refused everywhere, the same way', () => {
   it('loadModel, createSession, prefill, step, forward and generate: BAD_INPUT naming the key and the known ones', async () => {
     // @ts-expect-error a typo
     let e = await expectCode(loadModel({ config, tensors: good() }, { thread: 2 }), 'BAD_INPUT');
-    expect(e.message).toBe('unknown option "thread" in loadModel() options (did you mean "threads"?); known: simd, threads, wasmModule, wasmBytes, onProgress, weights');
+    expect(e.message).toBe('unknown option "thread" in loadModel() options (did you mean "threads"?); known: simd, threads, wasmModule, wasmBytes, onProgress, weights, file, revision, hubUrl, cacheDir, onDownload');
     // @ts-expect-error a typo
     e = await expectCode(loadModel({ config, tensors: good() }, { simdd: 'simd' }), 'BAD_INPUT');
     expect(e.message).toContain('"simdd"');

@@ -18,6 +18,7 @@ import type { StoredType, TensorSource } from './tensor-source.js';
 import { checkRange, memoryFile, type ByteFile } from './byte-file.js';
 import { openGguf } from './gguf-model.js';
 import type { TokenizerFiles } from './tokenizer.js';
+import { openHubRepo, parseHubId, type HubOptions, type HubRepo } from './hub.js';
 
 export { memoryFile, type ByteFile };
 
@@ -336,6 +337,52 @@ function httpFolder(base: URL): Folder {
   };
 }
 
+/** A hub repository as a folder: only the files the loader asks for are downloaded (or read from the cache). */
+async function hubFolder(repo: HubRepo): Promise<Folder> {
+  const fs = await import('node:fs').catch(() => undefined);
+  const open = async (file: string): Promise<ByteFile | undefined> => {
+    const got = await repo.get(file);
+    if (!got) return undefined;
+    return 'bytes' in got ? memoryFile(file, got.bytes) : diskFile(fs!, got.path, file, got.size);
+  };
+  return {
+    name: repo.name,
+    list: () => repo.list(),
+    open,
+    async readAll(file) {
+      const got = await repo.get(file);
+      if (!got) return undefined;
+      return 'bytes' in got ? got.bytes : new Uint8Array(await fs!.promises.readFile(got.path));
+    },
+  };
+}
+
+/** Does `path` exist on this machine? False where there is no node:fs. */
+async function existsLocally(path: string): Promise<boolean> {
+  try {
+    const fs = await import('node:fs');
+    await fs.promises.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * 'org/name' (a safetensors folder, or the one GGUF file it holds), 'org/name:TAG' or
+ * 'org/name' with options.file (one GGUF file), from the hub.
+ */
+async function openHub(id: string, hub: HubOptions): Promise<LoadedSource> {
+  const parsed = parseHubId(id)!;
+  const repo = await openHubRepo(parsed, hub);
+  const folder = await hubFolder(repo);
+  const gguf = await repo.gguf();
+  if (gguf === undefined) return openFolder(folder);
+  const file = await folder.open(gguf);
+  if (!file) throw badSource(`${repo.name} has no file ${gguf}`);
+  return ggufSource(file, `${parsed.repo}/${gguf}`);
+}
+
 export function parseJson(bytes: Uint8Array, what: string): unknown {
   try {
     return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
@@ -433,8 +480,14 @@ function inMemorySource(tensors: Record<string, InMemoryTensor>): TensorSource {
  * Opens a source: reads config.json, the extra files and every safetensors header (checking them
  * all), but no tensor data. Without a source, the built-in default model.
  */
-export async function openSource(source: ModelSource | undefined): Promise<LoadedSource> {
+export async function openSource(source: ModelSource | undefined, hub: HubOptions = {}): Promise<LoadedSource> {
   if (source === undefined) source = defaultModelUrl();
+  // 'org/name' is a hub name unless a file or folder of that path exists here (a local path wins).
+  // hubUrl, cacheDir and onDownload are settings a local load ignores; file and revision would
+  // change what is loaded, so they are refused there.
+  const hubOnly = (['file', 'revision'] as const).find((k) => hub[k] !== undefined);
+  if (typeof source === 'string' && parseHubId(source) && !(await existsLocally(source))) return openHub(source, hub);
+  if (hubOnly) throw new MlaError('BAD_INPUT', `the ${hubOnly} option is for a hub name ('org/name'), not ${typeof source === 'string' ? `the local path ${source}` : 'this source'}`);
   if (typeof source === 'string') {
     // "scheme://…" is a URL; anything else (including C:\…) is a path on this machine.
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) {

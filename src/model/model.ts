@@ -7,6 +7,7 @@ import type { Ops, ScratchKernels } from './ops.js';
 import { checkOptions, MlaError } from '../errors.js';
 import { Session, type SessionOptions } from './session.js';
 import { openSource, type ModelSource } from '../formats/source.js';
+import type { HubOptions } from '../formats/hub.js';
 import { defaultThreads } from '../host/threads.js';
 import { type ThreadPool } from '../host/pool.js';
 import { loadKernels } from '../host/load.js';
@@ -19,7 +20,7 @@ import { maxLinearCols, scratchBytes, scratchSizes } from './decoder.js';
 import { tokenizerFilesOf } from '../formats/model-files.js';
 import { loadTokenizerFiles, type GenerationConfig, type Tokenizer } from '../formats/tokenizer.js';
 
-export interface LoadOptions extends KernelOptions {
+export interface LoadOptions extends KernelOptions, HubOptions {
   /**
    * How weights are kept in memory: 'auto' (default) as the file stores them (F32, F16, BF16,
    * Q8_0, Q4_0), or all made 'f32', 'bf16', 'int8' or 'int4' at load (see formatChooser for what
@@ -31,7 +32,8 @@ export interface LoadOptions extends KernelOptions {
 }
 
 // Every option's name, checked against the interfaces: a new option cannot be forgotten here.
-const LOAD_OPTIONS = Object.keys({ simd: 1, threads: 1, wasmModule: 1, wasmBytes: 1, onProgress: 1, weights: 1 } satisfies Record<keyof LoadOptions, 1>);
+const LOAD_OPTIONS = Object.keys({ simd: 1, threads: 1, wasmModule: 1, wasmBytes: 1, onProgress: 1, weights: 1,
+  file: 1, revision: 1, hubUrl: 1, cacheDir: 1, onDownload: 1 } satisfies Record<keyof LoadOptions, 1>);
 const FORWARD_OPTIONS = Object.keys({ attention: 1, cache: 1 } satisfies Record<keyof ForwardOptions, 1>);
 
 export interface ForwardOptions {
@@ -202,12 +204,13 @@ export async function openModel(source?: ModelSource, options: LoadOptions = {})
     throw new MlaError('BAD_INPUT', 'onProgress must be a function');
   }
   const format = checkWeightsOption(options.weights ?? 'auto');
-  const src = await openSource(source);
+  const { file, revision, hubUrl, cacheDir, onDownload, ...rest } = options;
+  const src = await openSource(source, { file, revision, hubUrl, cacheDir, onDownload });
   const config = parseConfig(src.config);
   const extras = loadTokenizerFiles(tokenizerFilesOf(src, source));
   const plan = weightPlan(format, src.tensors);
   const threads = options.threads ?? await defaultThreads(weightBytes(config, plan));
-  const { weights: _, ...kernelOptions } = options;
+  const { weights: _, ...kernelOptions } = rest;
   const { kernels, heap, build, pool } = await loadKernels({ ...kernelOptions, threads });
   try {
     // Before anything big is allocated: does it fit (arithmetic on the config alone, so an absurd
