@@ -1,7 +1,8 @@
 // What a forward pass must do at the least, from the config alone: the bytes a decode step reads
 // and the flops a step or a prefill computes. The bench divides them by same-run probes of this
 // machine (DRAM read bandwidth, compute peak) to get each row's floor.
-import { expectedTensors, KvCache, type ModelConfig } from '../src/internal.js';
+import { expectedTensors, formatChooser, KvCache, matrixBytes, weightBytes, weightPlan, type CacheFormat, type ModelConfig,
+  type WeightsOption } from '../src/internal.js';
 
 export type Path = 'absorbed' | 'naive';
 
@@ -35,6 +36,16 @@ export function decodeBytes(c: ModelConfig, S: number): { weights: number; cache
   const weights = (matrixNumbers(c) + vectorNumbers(c) + c.hidden) * 4;
   const cache = KvCache.bytes(c, S);
   return { weights, cache };
+}
+
+/**
+ * Bytes a decode step reads at context S with weights in `weights` (the formats loadModel picks for
+ * it, scales included) and a `cache`-format cache: every matrix once, the norms, one embedding row.
+ */
+export function decodeBytesFor(c: ModelConfig, S: number, weights: Exclude<WeightsOption, 'auto'>, cache: CacheFormat = 'f32'): { weights: number; cache: number } {
+  const embed = formatChooser(weights)('embed', c.hidden, []);
+  const table = c.tieEmbeddings ? 0 : matrixBytes(embed, c.vocabSize, c.hidden) - matrixBytes(embed, 1, c.hidden);
+  return { weights: weightBytes(c, weightPlan(weights)) - table, cache: KvCache.bytes(c, S, cache) };
 }
 
 /** Flops of attention for one query over S keys, one layer, by path. */

@@ -1,4 +1,5 @@
 // npm run bench [-- --quick] [-- --e2e] [-- --runtime node|deno|bun|all] [-- --only kernels,llama,decode,peers,e2e]
+//   [-- --weights f32,bf16,int8,int4] [-- --cache f32|bf16|int8|int4] [-- --builds simd,relaxed]  (the e2e rows of ours)
 //
 // One run measures, side by side: same-run probes of this machine (compute peak, DRAM read
 // bandwidth of one and of two processes); our kernels against them; llama-bench style prefill and
@@ -14,9 +15,9 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { chooseBuild, threadsAvailable, type SimdBuild } from '../src/internal.js';
+import { CACHE_FORMATS, chooseBuild, threadsAvailable, type CacheFormat, type SimdBuild } from '../src/internal.js';
 import { benchDecode, type DecodeRow } from './decode.js';
-import { benchE2e, type E2eResult } from './e2e/runner.js';
+import { benchE2e, type E2eResult, type E2eWeights } from './e2e/runner.js';
 import { e2eWorker } from './e2e/worker.js';
 import { benchKernels, type KernelBenchResult } from './kernels.js';
 import { benchLlama, type LlamaRow } from './llama.js';
@@ -79,8 +80,18 @@ const machine = {
   runtime: `${runtime} ${runtimeVersion}`,
 };
 const machineLine = `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, ${runtime === 'node' ? 'Node' : runtime === 'deno' ? 'Deno' : 'Bun'} ${runtimeVersion}`;
+// End to end: ours in each weights format (f32 always, as the baseline), with this cache, in these builds.
+const WEIGHTS_FORMATS = ['f32', 'bf16', 'int8', 'int4'] as const;
+const e2eWeights = (arg('--weights')?.split(',') ?? ['f32']) as E2eWeights[];
+const e2eCache = (arg('--cache') ?? 'f32') as CacheFormat;
+const e2eBuilds = arg('--builds')?.split(',') as SimdBuild[] | undefined;
+for (const w of e2eWeights) if (!(WEIGHTS_FORMATS as readonly string[]).includes(w)) throw new Error(`--weights: ${w} is not one of ${WEIGHTS_FORMATS.join(', ')}`);
+if (!(CACHE_FORMATS as readonly string[]).includes(e2eCache)) throw new Error(`--cache: ${e2eCache} is not one of ${CACHE_FORMATS.join(', ')}`);
+for (const b of e2eBuilds ?? []) if (b !== 'simd' && b !== 'relaxed') throw new Error(`--builds: ${b} is not simd or relaxed`);
 const flags = [...(runtime === 'node' ? [] : ['--runtime', runtime]), ...(quick ? ['--quick'] : []),
-  ...(only ? ['--only', only.join(',')] : sections.has('e2e') ? ['--e2e'] : [])];
+  ...(only ? ['--only', only.join(',')] : sections.has('e2e') ? ['--e2e'] : []),
+  ...(arg('--weights') ? ['--weights', e2eWeights.join(',')] : []), ...(arg('--cache') ? ['--cache', e2eCache] : []),
+  ...(e2eBuilds ? ['--builds', e2eBuilds.join(',')] : [])];
 const command = `npm run bench${flags.length ? ` -- ${flags.join(' ')}` : ''}`;
 log(`mla-wasm bench on ${machineLine}${quick ? ' (quick)' : ''}; sections: ${[...sections].join(', ')}`);
 
@@ -174,7 +185,8 @@ if (sections.has('e2e')) {
   const fresh = await probeDram(best);
   p = { ...p, dramGBs: Math.max(p.dramGBs, fresh) };
   await probe2();
-  e2e = await benchE2e({ bundle, build: best, threadCounts, dramGBs1: p.dramGBs, dramGBs2: dram2, nodePeers: nodeOnly, log });
+  e2e = await benchE2e({ bundle, build: best, threadCounts, dramGBs1: p.dramGBs, dramGBs2: dram2, nodePeers: nodeOnly && !argv.includes('--no-peers'), log,
+    weights: e2eWeights, cache: e2eCache, builds: e2eBuilds?.filter((b) => b === 'simd' || best === 'relaxed') });
 }
 
 noteLoad('end');
@@ -224,10 +236,12 @@ if (e2e) {
     `Floor = those bytes / the highest DRAM figure of the run for that thread count, the probes between these steps included (${f(e2e.dramGBs1)} GB/s one thread, ${f(e2e.dramGBs2 ?? NaN)} GB/s two). ` +
     `The ONNX graph (built in TypeScript from the same weights) is checked first: its logits against ours, max |Δ| / max |logit| ≤ 1e-4 ` +
     `(${e2e.verified ? 'passed' : '**FAILED**'}; max |logit| ${f(e2e.maxAbsLogit, 2)}). Ours: loadModel + prefill(${e2e.context}) at ${f(e2e.prefillTokensPerS)} tokens/s, then step.`, '');
-  md.push('| runtime | threads | ms/token (median) | best | floor ms | floor/measured | read probes between the steps, GB/s | floor/measured, step by step | their ms / our ms | max abs Δ logit | note |', '|---|---|---|---|---|---|---|---|---|---|---|');
+  md.push('| runtime | threads | MB read/token | ms/token (median) | best | × f32 weights | floor ms | floor/measured | read probes between the steps, GB/s | floor/measured, step by step | their ms / our ms | max abs Δ logit | note |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of e2e.rows) {
-    md.push(`| ${r.runtime} | ${r.threads} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${f(r.floorMs, 2)} | ${f(r.ratio, 2)} | ${f(r.probeGBs ?? NaN)} | ${f(r.ratioInterleaved ?? NaN, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? r.maxAbsDiff.toExponential(1) : ''} | ${r.note ?? ''} |`);
+    md.push(`| ${r.runtime} | ${r.threads} | ${f((r.bytesRead ?? NaN) / 1e6, 0)} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${r.vsF32 ? f(r.vsF32, 2) : ''} | ${f(r.floorMs, 2)} | ${f(r.ratio, 2)} | ${f(r.probeGBs ?? NaN)} | ${f(r.ratioInterleaved ?? NaN, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? r.maxAbsDiff.toExponential(1) : ''} | ${r.note ?? ''} |`);
   }
+  if (e2e.weights.length > 1) md.push('', '"× f32 weights" = the f32-weights row\'s time (same build, same threads, same run, interleaved) / this row\'s; ' +
+    'MB read/token = the weights in that format (scales included, one embedding row) and the cache; the floor = those bytes / the run\'s DRAM figure.');
   md.push('', 'Each side (ours, and each peer at each thread count) runs in a process of its own, all loaded at once; the run asks them in turn ' +
     `for ${e2e.stepsPerRound} timed steps (after ${e2e.warmMs} ms of untimed ones), ${e2e.rounds} rounds, so every side is sampled across the same minutes. ` +
     '"their ms / our ms" compares a peer with ours at the same thread count; > 1 means ours is faster. ' +

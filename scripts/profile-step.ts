@@ -1,4 +1,4 @@
-// npm run bench:profile [-- --model default|synthetic|<folder>] [-- --threads 1] [-- --context 512] [-- --steps 32] [-- --prefill]
+// npm run bench:profile [-- --model default|synthetic|<folder>] [-- --weights f32|bf16|int8|int4] [-- --simd simd|relaxed] [-- --threads 1] [-- --context 512] [-- --steps 32] [-- --prefill]
 //
 // Where a decode step's time goes: every kernel call of `steps` steps after a prompt of `context`
 // (+ 32 warm-up) tokens is timed, and the calls are summed by kind and shape, with what each streams (GB/s of the
@@ -11,7 +11,7 @@
 // Timing every call costs time of its own, shown in "the rest": the header gives the untimed step.
 // The calls are timed by the model's kernel door (Ops), which tells an observer about each.
 import { loadSyntheticModel } from '../bench/decode.js';
-import { loadModel, type Model, type OpEvent } from '../src/internal.js';
+import { loadModel, matrixBytes, type Model, type OpEvent, type SimdBuild, type WeightsOption } from '../src/internal.js';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -22,9 +22,11 @@ const threads = Number(arg('threads', '1'));
 const context = Number(arg('context', '512'));
 const steps = Number(arg('steps', '64'));
 const prefill = process.argv.includes('--prefill');
+const weights = arg('weights', 'auto') as WeightsOption;
+const simd = arg('simd', 'auto') as SimdBuild | 'auto';
 
 const model: Model = which === 'synthetic' ? await loadSyntheticModel(threads)
-  : await loadModel(which === 'default' ? undefined : which, { threads });
+  : await loadModel(which === 'default' ? undefined : which, { threads, weights, simd });
 
 interface Entry { calls: number; ms: number; work: number; unit: 'GB/s' | 'GFLOP/s' | '' }
 const table = new Map<string, Entry>();
@@ -34,8 +36,8 @@ function label(e: OpEvent): [string, number, Entry['unit']] {
   switch (e.op) {
     case 'linear': {
       const { w, rows: T } = e.call;
-      const key = `linear ${w.rows}×${w.cols}${w.panelCols < w.cols ? ` (${Math.ceil(w.cols / w.panelCols)} panels)` : ''}, ${T} row${T > 1 ? 's' : ''}`;
-      return T > 1 ? [key, 2 * T * w.rows * w.cols, 'GFLOP/s'] : [key, w.rows * w.cols * 4, 'GB/s'];
+      const key = `linear ${w.format} ${w.rows}×${w.cols}${w.panelCols < w.cols ? ` (${Math.ceil(w.cols / w.panelCols)} panels)` : ''}, ${T} row${T > 1 ? 's' : ''}`;
+      return T > 1 ? [key, 2 * T * w.rows * w.cols, 'GFLOP/s'] : [key, matrixBytes(w.format, w.rows, w.cols), 'GB/s'];
     }
     case 'matmul': {
       const { nt, m, k, n, batch = 1 } = e.call;
@@ -88,7 +90,7 @@ const counted = rows.reduce((s, [, e]) => s + e.ms, 0) / steps;
 const what = prefill ? `prefill of ${context} tokens: ${untimedMs.toFixed(3)} ms over ${steps} prefills`
   : `decode steps after ${context} + ${WARM_UP} tokens: ${untimedMs.toFixed(3)} ms a step over ${steps} steps`;
 const per = prefill ? 'prefill' : 'step';
-console.log(`${which} model, ${model.threads} thread${model.threads > 1 ? 's' : ''}, ${model.simd} build, ${what}, then ${stepMs.toFixed(3)} ms with every call timed (below)\n`);
+console.log(`${which} model, ${model.weightFormat} weights, ${model.threads} thread${model.threads > 1 ? 's' : ''}, ${model.simd} build, ${what}, then ${stepMs.toFixed(3)} ms with every call timed (below)\n`);
 console.log(`| call | calls a ${per} | ms a ${per} | share | rate |\n|---|---|---|---|---|`);
 for (const [key, e] of rows) {
   const ms = e.ms / steps;

@@ -181,4 +181,27 @@ describe('the weights option', () => {
     expect(() => m.memoryFor('int2' as 'int8')).toThrow(MlaError);
     m.dispose();
   });
+
+  it('memoryFor counts the cache at its own format and length', async () => {
+    const m = await loadModel(undefined, { threads: 1 });
+    const L = 160;
+    const f32 = m.memoryFor('int8', { contextLength: L });
+    expect(f32.cacheFormat).toBe('f32');
+    expect(f32.cache).toBe(m.cacheBytesPerToken('f32') * L);
+    for (const cache of ['bf16', 'int8', 'int4'] as const) {
+      const need = m.memoryFor('int8', { cache, contextLength: L });
+      expect(need.cacheFormat).toBe(cache);
+      expect(need.cache).toBe(m.cacheBytesPerToken(cache) * L);
+      expect(need.cache).toBeLessThan(f32.cache);
+      expect(need.weights).toBe(f32.weights);
+      // What a session of that format and length really takes.
+      const s = m.createSession({ cache, contextLength: L });
+      expect(s.kvCacheBytesPerToken * L).toBe(need.cache);
+      s.dispose();
+    }
+    const code = (f: () => unknown) => { try { f(); return 'none'; } catch (e) { return (e as MlaError).code; } };
+    expect(code(() => m.memoryFor('int8', { cache: 'int3' as 'int8' }))).toBe('BAD_INPUT');
+    expect(code(() => m.memoryFor('int8', { contextLength: 0 }))).toBe('BAD_INPUT');
+    m.dispose();
+  });
 });

@@ -12,13 +12,13 @@ export async function oursSide(spec: E2eWorkerSpec): Promise<Side> {
   const base = { peer: spec.peer, threads: spec.threads, version: '' };
   const c = parseConfig(E2E_CONFIG);
   const t0 = performance.now();
-  const model = await loadModel(spec.dir, { simd: spec.build, threads: spec.threads });
+  const model = await loadModel(spec.dir, { simd: spec.build, threads: spec.threads, weights: spec.weights ?? 'f32' });
   const loadMs = performance.now() - t0;
   if (model.threads !== spec.threads) {
     model.dispose();
     return { ready: { ...base, ok: false, note: `${spec.threads} threads asked, ${model.threads} available` } };
   }
-  const session = model.createSession({ contextLength: CONTEXT + 128 });
+  const session = model.createSession({ contextLength: CONTEXT + 128, cache: spec.cache ?? 'f32' });
   const t1 = performance.now();
   session.prefill(e2ePrompt(c));
   const prefillMs = performance.now() - t1;

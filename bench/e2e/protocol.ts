@@ -7,7 +7,7 @@
 //
 // The child prints one JSON line when ready (E2eReady), then for each line `n` on its stdin times
 // n runs and prints one line (E2eBlock); an empty line or the end of stdin ends it.
-import type { ModelConfig, SimdBuild } from '../../src/internal.js';
+import type { CacheFormat, ModelConfig, SimdBuild, WeightsOption } from '../../src/internal.js';
 
 /** The context every side steps at: ours prefills this many tokens, the peers get this many cache rows. */
 export const CONTEXT = 512;
@@ -24,6 +24,9 @@ export function e2ePrompt(c: ModelConfig): number[] {
 
 export interface E2eWorkerSpec {
   peer: 'mla-wasm' | 'onnxruntime-web' | 'onnxruntime-node'; threads: number; dir: string; build: SimdBuild;
+  /** mla-wasm only: the weights' format in memory (default f32) and the latent cache's (default f32). */
+  weights?: Exclude<WeightsOption, 'auto'>;
+  cache?: CacheFormat;
   /** mla-wasm only: also write inputs.bin/json (the cache and RoPE inputs of the ONNX graph). */
   writeInputs?: boolean;
 }

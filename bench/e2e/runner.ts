@@ -7,8 +7,8 @@
 // run's (the highest read figure of the whole run at that thread count) and, step by step, a read
 // probe on as many threads in the same process taken just before the step (the median of the
 // ratios is reported), since this machine's bandwidth moves between minutes.
-import { parseConfig, type SimdBuild } from '../../src/internal.js';
-import { decodeBytes } from '../roofline.js';
+import { parseConfig, type CacheFormat, type SimdBuild, type WeightsOption } from '../../src/internal.js';
+import { decodeBytesFor } from '../roofline.js';
 import { E2E_CONFIG, e2eDir, writeCheckpoint } from './checkpoint.js';
 import { writeOnnx } from './onnx-step.js';
 import { CONTEXT, decodeLogits, WARM_MS, type E2eReady, type E2eWorkerSpec } from './protocol.js';
@@ -17,9 +17,20 @@ import { WorkerProcess } from './worker-process.js';
 /** Rounds in which every side times STEPS_PER_ROUND runs. */
 const ROUNDS = 4, STEPS_PER_ROUND = 4;
 
+/** A weights format the e2e bench can load ours in. */
+export type E2eWeights = Exclude<WeightsOption, 'auto'>;
+
 export interface E2eRow {
   runtime: string;
   threads: number;
+  /** Ours: the build, weights and cache formats it ran. */
+  build?: SimdBuild;
+  weights?: E2eWeights;
+  cache?: CacheFormat;
+  /** Bytes this row's step reads (weights in its format, cache), and its floor from the same-run probes. */
+  bytesRead?: number;
+  /** Ours: the f32-weights row's time (same build, threads) / this one's; > 1: faster than f32. */
+  vsF32?: number;
   msPerToken: number;
   msBest: number;
   floorMs: number;
@@ -42,6 +53,9 @@ export interface E2eResult {
   context: number;
   weightBytesRead: number;
   cacheBytes: number;
+  weights: E2eWeights[];
+  cache: CacheFormat;
+  builds: SimdBuild[];
   dramGBs1: number;
   dramGBs2: number | null;
   prefillTokensPerS: number;
@@ -53,44 +67,58 @@ export interface E2eResult {
   verified: boolean;
 }
 
-export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadCounts: number[]; dramGBs1: number; dramGBs2: number | null; nodePeers: boolean; log: (s: string) => void }): Promise<E2eResult> {
+export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadCounts: number[]; dramGBs1: number; dramGBs2: number | null; nodePeers: boolean;
+  log: (s: string) => void; weights?: E2eWeights[]; cache?: CacheFormat; builds?: SimdBuild[] }): Promise<E2eResult> {
   const { log } = opts;
+  // f32 weights always run, first: every other format's ratio is to it, and its logits are the peers' reference.
+  const formats: E2eWeights[] = ['f32', ...(opts.weights ?? []).filter((w) => w !== 'f32')];
+  const cache = opts.cache ?? 'f32';
+  const builds = opts.builds ?? [opts.build];
+  // The ONNX graph reads an f32 cache: the peers run only beside an f32 cache.
+  const nodePeers = opts.nodePeers && cache === 'f32';
   const c = parseConfig(E2E_CONFIG);
   const dir = e2eDir();
   writeCheckpoint(dir, c, log);
-  if (opts.nodePeers) writeOnnx(dir, c, log);
+  if (nodePeers) writeOnnx(dir, c, log);
 
   // Every side loaded in its own process, in turn (ours at 1 thread first: its logits are the ones
   // the others are checked against, and it writes the ONNX graph's inputs).
-  type Runner = { label: string; threads: number; proc: WorkerProcess; ready: E2eReady; times: number[]; probeGBs: number[]; stopped?: string };
+  type Runner = { label: string; spec: E2eWorkerSpec; threads: number; proc: WorkerProcess; ready: E2eReady; times: number[]; probeGBs: number[]; stopped?: string };
   const runners: Runner[] = [];
-  const failed: { label: string; threads: number; note: string }[] = [];
+  const failed: { label: string; spec: E2eWorkerSpec; threads: number; note: string }[] = [];
   let oursLogits: string | null = null;
+  // Each build and weights format's logits at its first thread count: the others must match them bit for bit.
+  const firstLogits = new Map<string, string>();
   const sides: E2eWorkerSpec[] = [
-    ...opts.threadCounts.map((threads) => ({ peer: 'mla-wasm' as const, threads, dir, build: opts.build })),
-    ...(opts.nodePeers ? (['onnxruntime-web', 'onnxruntime-node'] as const).flatMap((peer) => [1, 2].map((threads) => ({ peer, threads, dir, build: opts.build }))) : []),
+    ...builds.flatMap((build) => formats.flatMap((weights) => opts.threadCounts.map((threads) => ({ peer: 'mla-wasm' as const, threads, dir, build, weights, cache })))),
+    ...(nodePeers ? (['onnxruntime-web', 'onnxruntime-node'] as const).flatMap((peer) => [1, 2].map((threads) => ({ peer, threads, dir, build: opts.build }))) : []),
   ];
+  const oursLabel = (s: E2eWorkerSpec) => `mla-wasm (${s.build} build, ${s.weights} weights${cache !== 'f32' ? `, ${cache} cache` : ''})`;
   try {
     for (const spec of sides) {
       const ours = spec.peer === 'mla-wasm';
       log(`  ${spec.peer} ${spec.threads}t: loading …`);
-      const proc: WorkerProcess = new WorkerProcess(opts.bundle, { ...spec, writeInputs: ours && oursLogits === null });
+      // The inputs of the ONNX graph come from the first side: f32 weights, f32 cache.
+      const writeInputs = ours && oursLogits === null && nodePeers;
+      const proc: WorkerProcess = new WorkerProcess(opts.bundle, { ...spec, writeInputs });
       const ready: E2eReady | null = await proc.next<E2eReady>();
-      const label = ours ? `mla-wasm (${opts.build} build)` : `${spec.peer} ${ready?.version ?? '?'}`;
+      const label = ours ? oursLabel(spec) : `${spec.peer} ${ready?.version ?? '?'}`;
       if (!ready?.ok) {
         const note = ready?.note ?? `process failed: ${proc.failure}`;
         await proc.close();
         if (ours && oursLogits === null) throw new Error(`e2e: ours at ${spec.threads} threads failed: ${note}`);
-        failed.push({ label, threads: spec.threads, note });
+        failed.push({ label, spec, threads: spec.threads, note });
         log(`  ${label} ${spec.threads}t: skipped (${note})`);
         continue;
       }
       if (ours) {
         // The pool's split keeps every output on one thread's code path: the same logits, bit for bit.
-        if (oursLogits !== null && ready.logits !== oursLogits) throw new Error(`e2e: ${spec.threads} threads gave other logits than ${opts.threadCounts[0]}`);
-        oursLogits ??= ready.logits!;
+        const key = `${spec.build} ${spec.weights}`, first = firstLogits.get(key);
+        if (first !== undefined && ready.logits !== first) throw new Error(`e2e: ${key}: ${spec.threads} threads gave other logits than ${opts.threadCounts[0]}`);
+        if (first === undefined) firstLogits.set(key, ready.logits!);
+        if (spec.build === opts.build && spec.weights === 'f32') oursLogits ??= ready.logits!;
       }
-      runners.push({ label, threads: spec.threads, proc, ready, times: [], probeGBs: [] });
+      runners.push({ label, spec, threads: spec.threads, proc, ready, times: [], probeGBs: [] });
     }
     for (let round = 0; round < ROUNDS; round++) {
       for (const r of runners.filter((x) => !x.stopped)) {
@@ -104,21 +132,25 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
     await Promise.all(runners.map((r) => r.proc.close()));
   }
 
-    const reference = decodeLogits(oursLogits!);
+  const reference = decodeLogits(oursLogits ?? [...firstLogits.values()][0]);
   const maxAbsLogit = reference.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  const bytes = decodeBytes(c, CONTEXT);
-  const floorAt = (gbs: number) => (bytes.weights + bytes.cache) / (gbs * 1e6);
+  const bytesOf = (s: E2eWorkerSpec) => {
+    const b = decodeBytesFor(c, CONTEXT, s.peer === 'mla-wasm' ? s.weights ?? 'f32' : 'f32', s.peer === 'mla-wasm' ? cache : 'f32');
+    return b.weights + b.cache;
+  };
+  const bytes = decodeBytesFor(c, CONTEXT, 'f32', 'f32');
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   let verified = true;
-  for (const r of runners.filter((x) => x.times.length === 0)) failed.push({ label: r.label, threads: r.threads, note: r.stopped! });
+  for (const r of runners.filter((x) => x.times.length === 0)) failed.push({ label: r.label, spec: r.spec, threads: r.threads, note: r.stopped! });
   const rows: E2eRow[] = runners.filter((r) => r.times.length > 0).map((r) => {
+    const read = bytesOf(r.spec), floorAt = (gbs: number) => read / (gbs * 1e6);
     const m = {
       msPerToken: median(r.times), msBest: Math.min(...r.times), probeGBs: median(r.probeGBs),
       ratioInterleaved: median(r.times.map((t, i) => floorAt(r.probeGBs[i]) / t)),
       steps: r.times.map((t, i) => ({ ms: +t.toFixed(3), probeGBs: +r.probeGBs[i].toFixed(2) })),
     };
     let check: { maxAbsDiff?: number; note?: string } = {};
-    if (r.ready.peer !== 'mla-wasm') {
+    if (r.ready.peer !== 'mla-wasm' && oursLogits !== null) {
       const theirs = decodeLogits(r.ready.logits!);
       let maxAbsDiff = 0;
       for (let i = 0; i < theirs.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(theirs[i] - reference[i]));
@@ -129,23 +161,29 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
     log(`  ${r.label} ${r.threads}t: ${m.msPerToken.toFixed(2)} ms/token (best ${m.msBest.toFixed(2)}), probes ${m.probeGBs.toFixed(1)} GB/s, ` +
       `load ${(r.ready.loadMs! / 1000).toFixed(1)} s${r.ready.prefillMs ? `, prefill ${CONTEXT} tokens ${(r.ready.prefillMs / 1000).toFixed(1)} s` : ''}`);
     const note = [check.note, r.stopped].filter(Boolean).join('; ');
-    return { runtime: r.label, threads: r.threads, ...m, floorMs: NaN, ratio: NaN, ...check, ...(note ? { note } : {}) };
+    const ours = r.spec.peer === 'mla-wasm' ? { build: r.spec.build, weights: r.spec.weights, cache } : {};
+    return { runtime: r.label, threads: r.threads, ...ours, bytesRead: read, ...m, floorMs: NaN, ratio: NaN, ...check, ...(note ? { note } : {}) };
   });
-  for (const f of failed) rows.push({ runtime: f.label, threads: f.threads, msPerToken: NaN, msBest: NaN, floorMs: NaN, ratio: NaN, note: `skipped: ${f.note}` });
+  for (const f of failed) rows.push({ runtime: f.label, threads: f.threads, bytesRead: bytesOf(f.spec), msPerToken: NaN, msBest: NaN, floorMs: NaN, ratio: NaN, note: `skipped: ${f.note}` });
   // The run's floors: the highest bandwidth the run saw, the probes between the steps included.
   // Two threads read at least as fast as one: the 2-thread figure is never below the 1-thread one.
   const seen = (t: number) => runners.filter((r) => r.threads === t).flatMap((r) => r.probeGBs);
   const dram1 = Math.max(opts.dramGBs1, ...seen(1));
   const dram2 = Math.max(dram1, opts.dramGBs2 ?? 0, ...seen(2));
-  const oursRows = rows.filter((r) => r.runtime.startsWith('mla-wasm'));
+  const f32Rows = rows.filter((r) => r.weights === 'f32');
   for (const r of rows) {
-    r.floorMs = floorAt(r.threads === 1 ? dram1 : dram2);
+    r.floorMs = r.bytesRead! / ((r.threads === 1 ? dram1 : dram2) * 1e6);
     r.ratio = r.floorMs / r.msPerToken;
-    const o = oursRows.find((x) => x.threads === r.threads);
-    if (o && o !== r && Number.isFinite(r.msPerToken)) r.oursSpeedup = r.msPerToken / o.msPerToken;
+    if (r.weights) {
+      const base = f32Rows.find((x) => x.threads === r.threads && x.build === r.build);
+      if (base && base !== r) r.vsF32 = base.msPerToken / r.msPerToken;
+    } else {
+      const o = f32Rows.find((x) => x.threads === r.threads && x.build === opts.build);
+      if (o && Number.isFinite(r.msPerToken)) r.oursSpeedup = r.msPerToken / o.msPerToken;
+    }
   }
   return {
-    config: E2E_CONFIG, context: CONTEXT, weightBytesRead: bytes.weights, cacheBytes: bytes.cache,
+    config: E2E_CONFIG, context: CONTEXT, weightBytesRead: bytes.weights, cacheBytes: bytes.cache, weights: formats, cache, builds,
     dramGBs1: dram1, dramGBs2: dram2, prefillTokensPerS: CONTEXT / runners[0].ready.prefillMs! * 1000,
     rows, rounds: ROUNDS, stepsPerRound: STEPS_PER_ROUND, warmMs: WARM_MS, maxAbsLogit, verified,
   };

@@ -2,7 +2,7 @@
 // cannot fit in WebAssembly's 4 GiB is refused before anything big is allocated or read.
 import type { ModelConfig } from '../formats/config.js';
 import { CHUNK, scratchBytes, scratchSizes } from './decoder.js';
-import { KvCache } from './kv-cache.js';
+import { KvCache, type CacheFormat } from './kv-cache.js';
 import type { ScratchKernels } from './ops.js';
 import { MlaError } from '../errors.js';
 import { fmtBytes, heapBytesFor } from '../host/heap.js';
@@ -17,9 +17,10 @@ export interface MemoryNeed {
   weights: number;
   /** The decoder's scratch buffers (its run state) for one chunk of tokens, with matmul packing scratch per thread. */
   scratch: number;
-  /** A KV cache of `cachePositions` positions. */
+  /** A KV cache of `cachePositions` positions in format `cacheFormat`. */
   cache: number;
   cachePositions: number;
+  cacheFormat: CacheFormat;
   /** Threads the kernels run on, and the worker pool's control block (0 for one thread). */
   threads: number;
   pool: number;
@@ -35,6 +36,8 @@ export interface NeedOptions {
   cachePositions?: number;
   /** Each matrix's format (default: all f32). */
   plan?: WeightPlan;
+  /** The KV cache's format (default f32): a narrow latent cache counts at its own bytes. */
+  cache?: CacheFormat;
 }
 
 /**
@@ -46,11 +49,12 @@ export function memoryNeed(c: ModelConfig, kernels: ScratchKernels, options: Nee
   const cachePositions = options.cachePositions ?? Math.min(c.maxPositions, CHUNK);
   const weights = weightBlockBytes(c, options.plan ?? weightPlan('f32'));
   const scratch = scratchBytes(scratchSizes(c, kernels, threads));
-  const cache = KvCache.bytes(c, cachePositions);
+  const cacheFormat = options.cache ?? 'f32';
+  const cache = KvCache.bytes(c, cachePositions, cacheFormat);
   const pool = poolBytes(threads);
   // In the order loadModel allocates: the pool's control block, weights, scratch, then a session's cache.
   const total = heapBytesFor([...(pool ? [pool] : []), weights, scratch, cache]);
-  return { weights, scratch, cache, cachePositions, threads, pool, total };
+  return { weights, scratch, cache, cachePositions, cacheFormat, threads, pool, total };
 }
 
 /** Throws OUT_OF_MEMORY, naming the need, when the model cannot fit in WebAssembly memory on `threads` threads. */

@@ -114,10 +114,18 @@ export class TokenModel {
 
   /**
    * The WebAssembly memory this model's config would need with all weights in another format
-   * (f32, bf16, int8, int4; the threads as now, a chunk's cache): does it fit in 4 GiB?
+   * (f32, bf16, int8, int4; the threads as now) and one session's cache of `contextLength`
+   * positions (default a chunk's) in `cache` format (default f32): does it fit in 4 GiB?
    */
-  memoryFor(weights: Exclude<WeightsOption, 'auto'>): MemoryNeed & { fits: boolean } {
-    const need = memoryNeed(this.config, this.scratchKernels, { threads: this.threads, plan: weightPlan(checkWeightsOption(weights)) });
+  memoryFor(weights: Exclude<WeightsOption, 'auto'>, options: { cache?: CacheFormat; contextLength?: number } = {}): MemoryNeed & { fits: boolean } {
+    const plan = weightPlan(checkWeightsOption(weights));
+    const cache = options.cache ?? 'f32';
+    checkCacheFormat(this.config, cache);
+    const positions = options.contextLength;
+    if (positions !== undefined && !(Number.isInteger(positions) && positions > 0)) {
+      throw new MlaError('BAD_INPUT', `contextLength must be a positive integer, got ${positions}`);
+    }
+    const need = memoryNeed(this.config, this.scratchKernels, { threads: this.threads, plan, cache, cachePositions: positions });
     return { ...need, fits: need.total <= WASM_MEMORY_LIMIT };
   }
 
