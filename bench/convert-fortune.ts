@@ -8,7 +8,7 @@ import { convertToMla, loadModel, type InMemoryModel, type Model } from '../src/
 const GQA = '/work/shared/models/fortune-gqa', TWIN = '/work/shared/models/fortune-mla';
 const CAL = 100;
 const records: string[] = JSON.parse(readFileSync(`${GQA}/val_records.json`, 'utf8'));
-const calibration = records.slice(0, CAL).join('\n\n');
+const calibration = records.slice(0, 30).join('\n\n'); // of the CAL records set aside
 const evalText = records.slice(CAL).join('\n\n');
 
 const gqaModel = await loadModel(GQA);
@@ -47,16 +47,17 @@ const twin = await score(TWIN);
 console.log(`source GQA (128): ${base.toFixed(4)} nats/byte; MLA twin (64): ${twin.toFixed(4)}`);
 const configs = (process.env.CONFIGS ?? '96:64:32,96:80:16,80:64:16,80:56:24,64:48:16,64:56:8,64:40:24')
   .split(',').map((s) => s.split(':').map(Number));
-for (const [cache, kvRank, ropeDim] of configs) {
-  for (const method of ['calibrated', 'weights'] as const) {
+const methods = (process.env.METHODS ?? 'calibrated,weights').split(',') as ('calibrated' | 'weights')[];
+for (const [cache, kvRank, ropeDim, ropeSpacing = 1] of configs) {
+  for (const method of methods) {
     const t0 = performance.now();
-    const mla = await convertToMla(GQA, { kvRank, ropeDim, calibration: method === 'calibrated' ? calibration : undefined });
+    const mla = await convertToMla(GQA, { kvRank, ropeDim, ropeSpacing, calibration: method === 'calibrated' ? calibration : undefined });
     const secs = (performance.now() - t0) / 1000;
     const src: InMemoryModel = { config: mla.config, tensors: Object.fromEntries(mla.tensors) };
     const loss = await score(src);
     const rel = (loss / base - 1) * 100;
-    rows.push({ cache, kvRank, ropeDim, method, loss, rel, secs });
-    console.log(`cache ${cache} (kv ${kvRank} + rope ${ropeDim}) ${method}: ${loss.toFixed(4)} nats/byte (${rel >= 0 ? '+' : ''}${rel.toFixed(1)}%), ${secs.toFixed(1)} s`);
+    rows.push({ cache, kvRank, ropeDim, ropeSpacing, method, loss, rel, secs });
+    console.log(`cache ${cache} (kv ${kvRank} + rope ${ropeDim}, spacing ${ropeSpacing}) ${method}: ${loss.toFixed(4)} nats/byte (${rel >= 0 ? '+' : ''}${rel.toFixed(1)}%), ${secs.toFixed(1)} s`);
   }
 }
 const i = process.argv.indexOf('--write');

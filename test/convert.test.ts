@@ -82,7 +82,7 @@ describe('convertToMla', () => {
       ['already MLA', () => convertToMla(inMemory(tinyMlaConfig(), 1), { kvRank: 8, ropeDim: 8 }), 'BAD_CONFIG', /already MLA/],
       ['rope scaling', () => convertToMla({ config: tinyLlamaConfig({ rope_scaling: { type: 'linear', factor: 2 } }), tensors: {} }, { kvRank: 8, ropeDim: 8 }), 'BAD_CONFIG', /rope_scaling/],
       ['odd ropeDim', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 7 }), 'BAD_INPUT', /ropeDim/],
-      ['ropeDim > head_dim', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 18 }), 'BAD_INPUT', /ropeDim 18/],
+      ['ropeDim > kvHeads·head_dim', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 34 }), 'BAD_INPUT', /ropeDim 34/],
       ['kvRank too large', () => convertToMla(gqa(), { kvRank: 65, ropeDim: 8 }), 'BAD_INPUT', /kvRank 65/],
       ['calibration too short', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, calibration: [1, 2, 3] }), 'BAD_INPUT', /calibration text too short/],
     ];

@@ -24,13 +24,15 @@ export interface ConvertOptions {
   /** Calibration window (positions per sequence), default 192. */
   window?: number;
   onProgress?: (done: number, total: number) => void;
+  /** Rotary rungs per source frequency step; default kvHeads, a rung near its frequency for each head's component (1: one rung per frequency). */
+  ropeSpacing?: number;
 }
 
 export interface LayerSummary {
   /** Key components (pairs) that keep a rotation, out of kvHeads · headDim/2. */
   rotaryPairs: number;
   sourcePairs: number;
-  /** Share of the rotated key energy at the kept frequencies that the shared rotary key carries. */
+  /** Share of the key energy (all frequencies, all KV heads) on rotary rungs. */
   rotaryEnergy: number;
   /** Share of the balanced nope-K/V energy the latent keeps. */
   latentEnergy: number;
@@ -66,10 +68,12 @@ export function checkConvertible(raw: unknown, options: ConvertOptions): ModelCo
   const a = c.attention;
   const { kvRank, ropeDim } = options;
   if (!Number.isInteger(ropeDim) || ropeDim < 2 || ropeDim % 2) bad(`ropeDim must be an even integer ≥ 2, got ${ropeDim}`);
-  if (ropeDim > a.headDim) bad(`ropeDim ${ropeDim} is larger than the source's head_dim ${a.headDim}`);
+  if (ropeDim > a.kvHeads * a.headDim) bad(`ropeDim ${ropeDim} is larger than the source's key width kvHeads·head_dim = ${a.kvHeads * a.headDim}`);
   const maxRank = Math.min(2 * a.kvHeads * a.headDim, c.hidden);
   if (!Number.isInteger(kvRank) || kvRank < 1) bad(`kvRank must be a positive integer, got ${kvRank}`);
   if (kvRank > maxRank) bad(`kvRank ${kvRank} is larger than possible (${maxRank}: min of 2·kvHeads·head_dim and hidden_size)`);
+  const m = options.ropeSpacing ?? a.kvHeads;
+  if (!Number.isInteger(m) || m < 1 || m > 16) bad(`ropeSpacing must be an integer in [1, 16], got ${m}`);
   if (options.latentNorm && options.calibration === undefined) bad('latentNorm needs a calibration text to fit the norm\'s weight');
   return c;
 }
@@ -80,6 +84,7 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
   const a = c.attention as GroupedAttention;
   const { kvRank: r, ropeDim: dr } = options;
   const d = c.hidden, hd = a.headDim, H = a.heads, G = a.kvHeads, half = hd / 2, R = dr / 2;
+  const m = options.ropeSpacing ?? G;
   const read: Read = (name) => {
     const shape = src.tensors.shape(name);
     if (!shape) throw new MlaError('MISSING_TENSOR', `convertToMla: ${name} is not in ${src.name}`);
@@ -143,27 +148,40 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     const K = Float64Array.from(Wk);
     const KS = SW(K, G * hd);
     const kRope = new Float64Array(dr * d);
-    const qRopeCoef = new Float64Array(G * R); // u_g for rung j
-    let kept = 0, all = 0;
-    for (let j = 0; j < R; j++) {
+    // Per source frequency i: PCA across the G heads' 2-D key pairs (rotation commutes with mixing heads).
+    const comps: { i: number; c: number; energy: number }[] = [];
+    const U: Float64Array[] = [];
+    let all = 0;
+    for (let i = 0; i < half; i++) {
       const C = new Float64Array(G * G);
       for (let g = 0; g < G; g++) for (let g2 = 0; g2 < G; g2++) {
-        C[g * G + g2] = dot(K, g * hd + j, KS, g2 * hd + j) + dot(K, g * hd + j + half, KS, g2 * hd + j + half);
+        C[g * G + g2] = dot(K, g * hd + i, KS, g2 * hd + i) + dot(K, g * hd + i + half, KS, g2 * hd + i + half);
       }
       const { values, vectors } = symmetricEigen(C, G);
-      kept += Math.max(values[0], 0);
-      for (let g = 0; g < G; g++) all += C[g * G + g];
-      for (let g = 0; g < G; g++) qRopeCoef[g * R + j] = vectors[g * G];
-      for (const [row, off] of [[2 * j, j], [2 * j + 1, j + half]] as const) {
-        for (let g = 0; g < G; g++) {
-          const u = vectors[g * G];
-          for (let k = 0; k < d; k++) kRope[row * d + k] += u * Wk[(g * hd + off) * d + k];
-        }
-        // What each head's key keeps outside the principal component: k_g − u_g · k'.
-        for (let g = 0; g < G; g++) {
-          const u = vectors[g * G];
-          for (let k = 0; k < d; k++) K[(g * hd + off) * d + k] -= u * kRope[row * d + k];
-        }
+      U.push(vectors);
+      for (let c2 = 0; c2 < G; c2++) comps.push({ i, c: c2, energy: Math.max(values[c2], 0) });
+    }
+    // Rungs: rung j turns at θ^(−2j/(hd·m)) = source frequency j/m (m rungs per source step).
+    // Components, largest first, take the free rung nearest their frequency, within half a step.
+    const rungOf = new Int32Array(half * G).fill(-1), taken = new Uint8Array(R);
+    let kept = 0;
+    for (const cp of [...comps].sort((x, y) => y.energy - x.energy)) {
+      all += cp.energy;
+      let best = -1;
+      for (let j = 0; j < R; j++) if (!taken[j] && Math.abs(j / m - cp.i) <= 0.5 && (best < 0 || Math.abs(j / m - cp.i) < Math.abs(best / m - cp.i))) best = j;
+      if (best < 0) continue;
+      taken[best] = 1; rungOf[cp.i * G + cp.c] = best; kept += cp.energy;
+    }
+    const qRope: { j: number; i: number; coef: Float64Array }[] = [];
+    for (let i = 0; i < half; i++) for (let c2 = 0; c2 < G; c2++) {
+      const j = rungOf[i * G + c2];
+      if (j < 0) continue;
+      const coef = Float64Array.from({ length: G }, (_, g) => U[i][g * G + c2]);
+      qRope.push({ j, i, coef });
+      for (const [row, off] of [[2 * j, i], [2 * j + 1, i + half]] as const) {
+        for (let g = 0; g < G; g++) for (let k = 0; k < d; k++) kRope[row * d + k] += coef[g] * Wk[(g * hd + off) * d + k];
+        // What each head's key keeps outside the placed components: k_g − Σ u_cg · k'_c.
+        for (let g = 0; g < G; g++) for (let k = 0; k < d; k++) K[(g * hd + off) * d + k] -= coef[g] * kRope[row * d + k];
       }
     }
     // BKV-PCA over [α·K_nope ; V] (2·G·hd features).
@@ -206,11 +224,11 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     for (let hh = 0; hh < H; hh++) {
       const g = Math.floor(hh / (H / G)), o = hh * (hd + dr);
       for (let e = 0; e < hd; e++) for (let k = 0; k < d; k++) q[(o + e) * d + k] = Wq[(hh * hd + e) * d + k] * qScale;
-      for (let j = 0; j < R; j++) {
-        const u = qRopeCoef[g * R + j] * qScale;
+      for (const { j, i, coef } of qRope) {
+        const u = coef[g] * qScale;
         for (let k = 0; k < d; k++) {
-          q[(o + hd + 2 * j) * d + k] = u * Wq[(hh * hd + j) * d + k];
-          q[(o + hd + 2 * j + 1) * d + k] = u * Wq[(hh * hd + j + half) * d + k];
+          q[(o + hd + 2 * j) * d + k] = u * Wq[(hh * hd + i) * d + k];
+          q[(o + hd + 2 * j + 1) * d + k] = u * Wq[(hh * hd + i + half) * d + k];
         }
       }
     }
@@ -220,7 +238,7 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     if (options.latentNorm) tensors.set(p + 'self_attn.kv_a_layernorm.weight', { shape: [r], data: fitLatentNorm(kvA, r, d, x!, c.rmsEps) });
     for (const name of ['self_attn.o_proj.weight', 'input_layernorm.weight', 'post_attention_layernorm.weight',
       'mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight']) copy(p + name);
-    layers.push({ rotaryPairs: R, sourcePairs: G * half, rotaryEnergy: all > 0 ? kept / all : 1, latentEnergy: eAll > 0 ? eKept / eAll : 1 });
+    layers.push({ rotaryPairs: qRope.length, sourcePairs: G * half, rotaryEnergy: all > 0 ? kept / all : 1, latentEnergy: eAll > 0 ? eKept / eAll : 1 });
     options.onProgress?.(l + 1, total);
     await new Promise<void>((res) => setTimeout(res, 0));
   }
@@ -234,7 +252,7 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     num_hidden_layers: c.layers, num_attention_heads: H, num_key_value_heads: H,
     q_lora_rank: null, kv_lora_rank: r, qk_nope_head_dim: hd, qk_rope_head_dim: dr, v_head_dim: hd,
     qk_latent_layernorm: options.latentNorm === true,
-    rms_norm_eps: c.rmsEps, rope_theta: Math.pow(c.ropeTheta, dr / hd), rope_scaling: null,
+    rms_norm_eps: c.rmsEps, rope_theta: Math.pow(c.ropeTheta, dr / (hd * m)), rope_scaling: null,
     max_position_embeddings: c.maxPositions, tie_word_embeddings: c.tieEmbeddings,
     bos_token_id: raw.bos_token_id ?? null, eos_token_id: raw.eos_token_id ?? null,
     hidden_act: 'silu', attention_bias: false, torch_dtype: 'float32',
