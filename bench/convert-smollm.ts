@@ -5,8 +5,8 @@
 import { existsSync, mkdirSync, openSync, writeSync, closeSync, writeFileSync, rmSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { convertToMla } from '../src/convert/convert.js';
-import { writeConvertedFolder } from '../src/convert/write-folder.js';
+import { convertToMla } from '../src/index.js';
+import { writeConvertedFolder } from '../src/internal.js';
 
 const DIR = '/tmp/mla-wasm-smollm-135m';
 const config = {
