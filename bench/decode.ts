@@ -30,13 +30,13 @@ export function syntheticConfig(attention: AttentionConfig): ModelConfig {
   };
 }
 
-const V2_LITE_MLA: AttentionConfig = { kind: 'mla', heads: HEADS, qLoraRank: null, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128 };
+const V2_LITE_MLA: AttentionConfig = { kind: 'mla', heads: HEADS, qLoraRank: null, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128, latentNorm: true };
 
 export const VARIANTS: { name: string; attention: AttentionConfig; path: AttentionPath; cache?: CacheFormat }[] = [
   { name: 'MLA absorbed', path: 'absorbed', attention: V2_LITE_MLA },
   // The latent rows in int8 (one scale per row, k^R bf16), read as stored.
   { name: 'MLA, int8 cache', path: 'absorbed', attention: V2_LITE_MLA, cache: 'int8' },
-  { name: 'MLA naive', path: 'naive', attention: { kind: 'mla', heads: HEADS, qLoraRank: null, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128 } },
+  { name: 'MLA naive', path: 'naive', attention: { kind: 'mla', heads: HEADS, qLoraRank: null, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128, latentNorm: true } },
   // Ordinary attention with MLA's per-head dims: K = d_n + d_r = 192, V = 128 (docs/mla.md §4).
   { name: 'MHA', path: 'absorbed', attention: { kind: 'gqa', heads: HEADS, kvHeads: 16, headDim: 192, vDim: 128 } },
   { name: 'GQA-4', path: 'absorbed', attention: { kind: 'gqa', heads: HEADS, kvHeads: 4, headDim: 192, vDim: 128 } },

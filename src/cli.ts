@@ -5,6 +5,7 @@
 //   info        architecture, parameters, and the KV cache beside MHA/GQA/MQA/MLA equivalents
 //   perplexity  loss per token and per byte of a text file
 //   quantize    write a model as a GGUF file (F32, F16, BF16, Q8_0, Q4_0) that llama.cpp loads
+//   convert     turn an MHA/GQA model into MLA (DeepseekV2ForCausalLM) without training
 //   serve       an OpenAI-compatible HTTP server
 // Every failure a user can cause ends as one line `mla-wasm: …` on stderr and exit code 1.
 import v8 from 'node:v8';
@@ -18,6 +19,7 @@ import { MAX_TOP_LOGPROBS, type ChatOptions, type GenerateOptions, type Generati
 import { cacheEquivalents, parameterCount } from './model/info.js';
 import { loadModel, type Model } from './generate/model.js';
 import { quantizeToFile } from './formats/gguf-quantize.js';
+import { convertToMla, writeConvertedFolder } from './convert/index.js';
 import { formatRate } from './generate/rate.js';
 import { createServer } from './serve/app.js';
 import { listen } from './serve/node.js';
@@ -497,6 +499,68 @@ async function quantizeCommand(flags: QuantizeFlags): Promise<void> {
   console.log(`wrote ${flags.out}: ${mb} MiB, ${flags.type.toUpperCase()} matrices, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
+// ---- convert ----
+
+interface ConvertFlags { model: string; kvRank: number; ropeDim: number; calibration?: string; eval?: string; latentNorm?: boolean; out: string }
+
+/** Held-out loss in nats/byte, windows of 192 with BOS first, as `perplexity --window 192` scores. */
+function lossPerByte(model: Model, text: string, W = 192): number {
+  const tok = model.tokenizer;
+  if (!tok) throw new UsageError('the model has no tokenizer.json to score --eval');
+  const ids = tok.encode(text, { addSpecialTokens: false });
+  const bos = tok.bosTokenId ?? model.config.bosTokenId ?? ids[0];
+  const V = model.config.vocabSize;
+  let nll = 0;
+  for (let s = 0; s < ids.length; s += W - 1) {
+    const win = [bos, ...ids.slice(s, s + W - 1)];
+    const logits = model.forward(win);
+    for (let t = 0; t + 1 < win.length; t++) {
+      const row = logits.subarray(t * V, (t + 1) * V);
+      let max = -Infinity, sum = 0;
+      for (let i = 0; i < V; i++) if (row[i] > max) max = row[i];
+      for (let i = 0; i < V; i++) sum += Math.exp(row[i] - max);
+      nll += max + Math.log(sum) - row[win[t + 1]];
+    }
+  }
+  return nll / new TextEncoder().encode(text).length;
+}
+
+async function convertCommand(flags: ConvertFlags): Promise<void> {
+  const readText = (f: string): string => {
+    try { return readFileSync(f, 'utf8'); } catch (e) { throw new UsageError(`cannot read ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
+  };
+  const calibration = flags.calibration === undefined ? undefined : readText(flags.calibration);
+  const evalText = flags.eval === undefined ? undefined : readText(flags.eval);
+  const bar = process.stderr.isTTY
+    ? new cliProgress.SingleBar({ format: 'converting {bar} {value}/{total} layers | {eta_formatted} left', stream: process.stderr, clearOnComplete: true },
+      cliProgress.Presets.shades_classic)
+    : null;
+  const t0 = performance.now();
+  let mla;
+  try {
+    mla = await convertToMla(flags.model, {
+      kvRank: flags.kvRank, ropeDim: flags.ropeDim, calibration, latentNorm: flags.latentNorm,
+      onProgress: (done, all) => { if (done === 1) bar?.start(all, 0); bar?.update(done); },
+    });
+  } finally {
+    bar?.stop();
+  }
+  await writeConvertedFolder(mla, flags.out);
+  const s = mla.summary;
+  console.log(`wrote ${flags.out} (DeepseekV2ForCausalLM, ${s.method === 'calibrated' ? `calibrated on ${int(s.calibrationTokens)} tokens` : 'plain weight SVD'}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`cache       ${s.cacheBefore} → ${s.cacheAfter} numbers per token per layer (${(s.cacheBefore / s.cacheAfter).toFixed(2)}× smaller): kv_rank ${flags.kvRank} + rope ${flags.ropeDim}`);
+  s.layers.forEach((l, i) => console.log(`layer ${String(i).padEnd(5)} ${l.rotaryPairs}/${l.sourcePairs} key pairs keep a rotation, carrying ${(100 * l.rotaryEnergy).toFixed(1)}% of the key energy; latent keeps ${(100 * l.latentEnergy).toFixed(1)}% of K/V energy`));
+  if (evalText !== undefined) {
+    const before = await loadModel(flags.model);
+    const a = lossPerByte(before, evalText);
+    before.dispose();
+    const after = await loadModel(flags.out);
+    const b = lossPerByte(after, evalText);
+    after.dispose();
+    console.log(`held-out    ${a.toFixed(4)} → ${b.toFixed(4)} nats/byte (${b >= a ? '+' : ''}${((b / a - 1) * 100).toFixed(1)}%)`);
+  }
+}
+
 // ---- main ----
 
 /** The version in package.json, beside dist/ (and src/) in the package. */
@@ -547,6 +611,16 @@ function program(): Command {
     .option('--keep <name...>', 'tensors (Hugging Face names) kept F32')
     .requiredOption('--out <file.gguf>', 'the file to write (written under a temporary name, renamed when complete)')
     .action(quantizeCommand);
+  p.command('convert')
+    .description('convert an MHA/GQA (Llama-layout) model to MLA without training: a DeepseekV2ForCausalLM folder')
+    .requiredOption('--model <dir>', 'the source model folder')
+    .requiredOption('--kv-rank <n>', 'latent rank (kv_lora_rank)', integer(1))
+    .requiredOption('--rope-dim <n>', 'shared rotary key dims (qk_rope_head_dim, even)', integer(2))
+    .option('--calibration <file>', 'text whose activations weight the PCA (default: plain weight SVD)')
+    .option('--eval <file>', 'text to score source and result on (nats/byte, windows of 192)')
+    .option('--latent-norm', 'keep DeepSeek\'s RMSNorm on the latent, weight fitted on --calibration')
+    .requiredOption('--out <dir>', 'the folder to write (written under a temporary name, renamed when complete)')
+    .action(convertCommand);
   for (const c of p.commands) c.exitOverride().configureOutput({ outputError: () => {} });
   return p;
 }

@@ -14,3 +14,4 @@ export { formatRate } from './generate/rate.js';
 export { quantize, quantizeToFile, type QuantizeOptions } from './formats/gguf-quantize.js';
 export { createRng, argmax, sampleToken, candidates, applyRepetitionPenalty, tokenLogprobs, type SamplingOptions, type Rng, type TokenLogprobs } from './generate/sampling.js';
 export { createServer, type Server, type ServerOptions } from './serve/app.js';
+export { convertToMla, type ConvertOptions, type ConvertedModel, type ConvertSummary, type LayerSummary } from './convert/convert.js';

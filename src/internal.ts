@@ -17,3 +17,4 @@ export { ropeFrequencies, softmaxScale } from './model/rope.js';
 export { parseConfig } from './formats/config.js';
 export type { TensorSource } from './formats/tensor-source.js';
 export { listen, type Listening } from './serve/node.js';
+export { writeConvertedFolder } from './convert/write-folder.js';

@@ -10,6 +10,8 @@ export interface MlaAttention {
   nopeDim: number;        // d_n
   ropeDim: number;        // d_r
   vDim: number;           // d_v
+  /** RMSNorm on c_kv (kv_a_layernorm); false when config.json says "qk_latent_layernorm": false (converted models). */
+  latentNorm: boolean;
 }
 
 /** Ordinary attention with kvHeads K/V heads: MHA (kvHeads = heads), GQA, MQA (kvHeads = 1). */
@@ -192,6 +194,7 @@ export function parseConfig(json: unknown): ModelConfig {
       nopeDim: int(raw, 'qk_nope_head_dim'),
       ropeDim,
       vDim: int(raw, 'v_head_dim'),
+      latentNorm: raw.qk_latent_layernorm !== false,
     };
     ropeStyle = 'adjacent';
   } else if (GQA_ARCHS.includes(architecture)) {

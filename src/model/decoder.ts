@@ -263,7 +263,8 @@ export class Decoder {
     // cache: made in f32, then stored narrow).
     const narrow = cache.format !== 'f32';
     const row0 = narrow ? s.kvNew : cache.at(l, pos), rowStride = narrow ? dc + dr : cache.row;
-    this.rmsnorm(s.proj + qIn * F, inRows, lw.kvNorm, row0, rowStride, T, dc);
+    if (a.latentNorm) this.rmsnorm(s.proj + qIn * F, inRows, lw.kvNorm, row0, rowStride, T, dc);
+    else this.copyRows(s.proj + qIn * F, inRows, row0, rowStride, T, dc); // "qk_latent_layernorm": false
     this.copyRows(s.proj + (qIn + dc) * F, inRows, row0 + dc * F, rowStride, T, dr);
     this.rope(row0 + dc * F, rowStride, T, 1, dr, dr, MLA_ROPE);
     if (cache.format !== 'f32') {

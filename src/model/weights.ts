@@ -191,7 +191,7 @@ function layerTensors(c: ModelConfig, l: number, s: Shapes): void {
         s.set(p + 'self_attn.q_proj.weight', [qRows, d]);
       }
       s.set(p + 'self_attn.kv_a_proj_with_mqa.weight', [a.kvLoraRank + a.ropeDim, d]);
-      s.set(p + 'self_attn.kv_a_layernorm.weight', [a.kvLoraRank]);
+      if (a.latentNorm) s.set(p + 'self_attn.kv_a_layernorm.weight', [a.kvLoraRank]);
       s.set(p + 'self_attn.kv_b_proj.weight', [a.heads * (a.nopeDim + a.vDim), a.kvLoraRank]);
       s.set(p + 'self_attn.o_proj.weight', [d, a.heads * a.vDim]);
     } else {
@@ -505,7 +505,7 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
             w.qNorm = place(p + 'self_attn.q_a_layernorm.weight');
             w.wqB = placeMatrix('linear', true, p + 'self_attn.q_b_proj.weight');
           }
-          w.kvNorm = place(p + 'self_attn.kv_a_layernorm.weight');
+          w.kvNorm = a.latentNorm ? place(p + 'self_attn.kv_a_layernorm.weight') : 0;
           w.wkvB = placeMatrix('kvB', false, p + 'self_attn.kv_b_proj.weight');
           groupHeadRows(heap.f32(w.wkvB.ptr, w.wkvB.rows * w.wkvB.cols), a.heads, a.nopeDim, a.vDim, a.kvLoraRank);
           const dc = a.kvLoraRank, ukRows = a.heads * a.nopeDim;

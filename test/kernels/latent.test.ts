@@ -52,7 +52,7 @@ describe.each(BUILDS)('latent cache kernels, %s build', (build) => {
     const k = await kernelsFor(build);
     for (const dc of [1, 15, 16, 31, 32, 33, 48, 64, 100, 512]) {
       for (const dr of [1, 7, 8, 16, 64]) {
-        const a: MlaAttention = { kind: 'mla', heads: 1, qLoraRank: null, kvLoraRank: dc, nopeDim: 8, ropeDim: dr, vDim: 8 };
+        const a: MlaAttention = { kind: 'mla', heads: 1, qLoraRank: null, kvLoraRank: dc, nopeDim: 8, ropeDim: dr, vDim: 8, latentNorm: true };
         for (const f of Object.keys(FORMATS) as Fmt[]) expect(KvCache.rowBytesOf(a, f)).toBe(k.kernels.latent_row_bytes(FORMATS[f], dc, dr));
       }
     }

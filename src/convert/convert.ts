@@ -1,0 +1,283 @@
+// MHA/GQA → MLA, training-free (TransMLA-style). Per layer, in float64:
+//   rotary key: for each of the ropeDim/2 highest source frequencies, PCA across the KV heads (the
+//     2-D rotation commutes with mixing heads), the principal component becomes the shared rotary
+//     key on that rung; the new rope_theta = θ^(ropeDim/headDim) makes the DeepSeek ladder hit
+//     exactly those frequencies. What is left of each head's key goes, unrotated, to the nope part.
+//   nope keys and values: a joint rank-kvRank PCA (K scaled to V's norm first, BKV-PCA), weighted
+//     by the calibration inputs' second moment (or the identity: plain weight SVD).
+// Queries: the same per-head combination on the rotary rungs, the original rows for the nope part,
+// scaled for the new softmax scale 1/sqrt(headDim + ropeDim). Everything else is copied.
+import { MlaError } from '../errors.js';
+import { parseConfig, type GroupedAttention, type ModelConfig } from '../formats/config.js';
+import { openSource, type ModelSource, type ExtraFile } from '../formats/source.js';
+import { loadTokenizerFiles } from '../formats/tokenizer.js';
+import { symmetricEigen } from './eigen.js';
+import { embed, llamaLayer, secondMoment, type Read } from './calibrate.js';
+
+export interface ConvertOptions {
+  kvRank: number;
+  ropeDim: number;
+  /** Calibration text (or token ids); without it the latent is a plain weight SVD. */
+  calibration?: string | number[];
+  /** Keep DeepSeek's RMSNorm on the latent, with its weight fitted on the calibration (needs calibration). */
+  latentNorm?: boolean;
+  /** Calibration window (positions per sequence), default 192. */
+  window?: number;
+  onProgress?: (done: number, total: number) => void;
+  /** Rotary rungs per source frequency step; default kvHeads, a rung near its frequency for each head's component (1: one rung per frequency). */
+  ropeSpacing?: number;
+}
+
+export interface LayerSummary {
+  /** Key components (pairs) that keep a rotation, out of kvHeads · headDim/2. */
+  rotaryPairs: number;
+  sourcePairs: number;
+  /** Share of the key energy (all frequencies, all KV heads) on rotary rungs. */
+  rotaryEnergy: number;
+  /** Share of the balanced nope-K/V energy the latent keeps. */
+  latentEnergy: number;
+}
+
+export interface ConvertSummary {
+  method: 'calibrated' | 'weights';
+  cacheBefore: number;
+  cacheAfter: number;
+  ropeTheta: number;
+  calibrationTokens: number;
+  layers: LayerSummary[];
+}
+
+export interface ConvertedModel {
+  config: Record<string, unknown>;
+  tensors: Map<string, { shape: number[]; data: Float32Array }>;
+  extras: Partial<Record<ExtraFile, Uint8Array>>;
+  summary: ConvertSummary;
+}
+
+const bad = (msg: string): never => { throw new MlaError('BAD_INPUT', `convertToMla: ${msg}`); };
+
+/** Checks the source and the ranks; returns the parsed config. */
+export function checkConvertible(raw: unknown, options: ConvertOptions): ModelConfig {
+  const r = (raw ?? {}) as Record<string, unknown>;
+  if (r.rope_scaling !== undefined && r.rope_scaling !== null) {
+    throw new MlaError('BAD_CONFIG', `convertToMla: the source uses rope_scaling ${JSON.stringify(r.rope_scaling)}, which conversion does not support`);
+  }
+  const c = parseConfig(raw);
+  if (c.attention.kind === 'mla') throw new MlaError('BAD_CONFIG', 'convertToMla: the source is already MLA (DeepSeek); nothing to convert');
+  if (c.ffn.some((f) => f.kind !== 'dense')) throw new MlaError('BAD_CONFIG', 'convertToMla: the source is a mixture of experts (MoE); only dense MHA/GQA models convert');
+  const a = c.attention;
+  const { kvRank, ropeDim } = options;
+  if (!Number.isInteger(ropeDim) || ropeDim < 2 || ropeDim % 2) bad(`ropeDim must be an even integer ≥ 2, got ${ropeDim}`);
+  if (ropeDim > a.kvHeads * a.headDim) bad(`ropeDim ${ropeDim} is larger than the source's key width kvHeads·head_dim = ${a.kvHeads * a.headDim}`);
+  const maxRank = Math.min(2 * a.kvHeads * a.headDim, c.hidden);
+  if (!Number.isInteger(kvRank) || kvRank < 1) bad(`kvRank must be a positive integer, got ${kvRank}`);
+  if (kvRank > maxRank) bad(`kvRank ${kvRank} is larger than possible (${maxRank}: min of 2·kvHeads·head_dim and hidden_size)`);
+  const m = options.ropeSpacing ?? a.kvHeads;
+  if (!Number.isInteger(m) || m < 1 || m > 16) bad(`ropeSpacing must be an integer in [1, 16], got ${m}`);
+  if (options.latentNorm && options.calibration === undefined) bad('latentNorm needs a calibration text to fit the norm\'s weight');
+  return c;
+}
+
+export async function convertToMla(source: ModelSource, options: ConvertOptions): Promise<ConvertedModel> {
+  const src = await openSource(source);
+  const c = checkConvertible(src.config, options);
+  const a = c.attention as GroupedAttention;
+  const { kvRank: r, ropeDim: dr } = options;
+  const d = c.hidden, hd = a.headDim, H = a.heads, G = a.kvHeads, half = hd / 2, R = dr / 2;
+  const m = options.ropeSpacing ?? G;
+  const read: Read = (name) => {
+    const shape = src.tensors.shape(name);
+    if (!shape) throw new MlaError('MISSING_TENSOR', `convertToMla: ${name} is not in ${src.name}`);
+    const out = new Float32Array(shape.reduce((x, y) => x * y, 1));
+    src.tensors.read(name, out);
+    return out;
+  };
+
+  // Calibration: token windows, then the forward pass layer by layer.
+  const W = options.window ?? 192;
+  let seqs: number[][] = [];
+  let h: Float64Array | null = null;
+  if (options.calibration !== undefined) {
+    let ids: number[];
+    if (typeof options.calibration === 'string') {
+      const tj = src.extras['tokenizer.json'];
+      if (!tj) bad(`${src.name} has no tokenizer.json to encode the calibration text`);
+      const dec = new TextDecoder();
+      const tc = src.extras['tokenizer_config.json'];
+      const tok = loadTokenizerFiles({ tokenizerJson: JSON.parse(dec.decode(tj)), tokenizerConfig: tc ? JSON.parse(dec.decode(tc)) : undefined }).tokenizer!;
+      ids = tok.encode(options.calibration, { addSpecialTokens: false });
+    } else ids = options.calibration;
+    // A stable d×d second moment needs more samples than dimensions.
+    const need = 2 * d;
+    if (ids.length < need) bad(`calibration text too short: ${ids.length} tokens, a stable PCA needs at least ${need} (2 × hidden_size)`);
+    for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new MlaError('BAD_TOKEN', `convertToMla: calibration token ${id} is not in [0, ${c.vocabSize})`);
+    const bos = c.bosTokenId;
+    for (let s = 0; s < ids.length; s += W - 1) seqs.push(bos === null ? ids.slice(s, s + W) : [bos, ...ids.slice(s, s + W - 1)]);
+    h = embed(read, c, seqs);
+  }
+  const calibrationTokens = seqs.reduce((n, s) => n + s.length, 0);
+
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  const copy = (name: string): void => { tensors.set(name, { shape: [...src.tensors.shape(name)!], data: read(name) }); };
+  copy('model.embed_tokens.weight');
+  const qScale = Math.sqrt((hd + dr) / hd);
+  const layers: LayerSummary[] = [];
+  const total = c.layers;
+  for (let l = 0; l < c.layers; l++) {
+    const p = `model.layers.${l}.`;
+    const x = h ? llamaLayer(read, c, l, h, seqs) : null;
+    const S = x ? secondMoment(x, d) : null;
+    const Wq = read(p + 'self_attn.q_proj.weight'), Wk = read(p + 'self_attn.k_proj.weight'), Wv = read(p + 'self_attn.v_proj.weight');
+    // Σ-weighted inner products of weight rows: <u, v>_Σ = uᵀ Σ v (Σ = I for plain SVD).
+    const SW = (rows: Float64Array, n: number): Float64Array => {
+      if (!S) return rows;
+      const out = new Float64Array(n * d);
+      for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) {
+        let s = 0;
+        for (let k = 0; k < d; k++) s += rows[i * d + k] * S[k * d + j];
+        out[i * d + j] = s;
+      }
+      return out;
+    };
+    const dot = (a1: Float64Array, i: number, b: Float64Array, j: number): number => {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += a1[i * d + k] * b[j * d + k];
+      return s;
+    };
+    // Nope key rows, per group: start from the source key rows.
+    const K = Float64Array.from(Wk);
+    const KS = SW(K, G * hd);
+    const kRope = new Float64Array(dr * d);
+    // Per source frequency i: PCA across the G heads' 2-D key pairs (rotation commutes with mixing heads).
+    const comps: { i: number; c: number; energy: number }[] = [];
+    const U: Float64Array[] = [];
+    let all = 0;
+    for (let i = 0; i < half; i++) {
+      const C = new Float64Array(G * G);
+      for (let g = 0; g < G; g++) for (let g2 = 0; g2 < G; g2++) {
+        C[g * G + g2] = dot(K, g * hd + i, KS, g2 * hd + i) + dot(K, g * hd + i + half, KS, g2 * hd + i + half);
+      }
+      const { values, vectors } = symmetricEigen(C, G);
+      U.push(vectors);
+      for (let c2 = 0; c2 < G; c2++) comps.push({ i, c: c2, energy: Math.max(values[c2], 0) });
+    }
+    // Rungs: rung j turns at θ^(−2j/(hd·m)) = source frequency j/m (m rungs per source step).
+    // Components, largest first, take the free rung nearest their frequency, within half a step.
+    const rungOf = new Int32Array(half * G).fill(-1), taken = new Uint8Array(R);
+    let kept = 0;
+    for (const cp of [...comps].sort((x, y) => y.energy - x.energy)) {
+      all += cp.energy;
+      let best = -1;
+      for (let j = 0; j < R; j++) if (!taken[j] && Math.abs(j / m - cp.i) <= 0.5 && (best < 0 || Math.abs(j / m - cp.i) < Math.abs(best / m - cp.i))) best = j;
+      if (best < 0) continue;
+      taken[best] = 1; rungOf[cp.i * G + cp.c] = best; kept += cp.energy;
+    }
+    const qRope: { j: number; i: number; coef: Float64Array }[] = [];
+    for (let i = 0; i < half; i++) for (let c2 = 0; c2 < G; c2++) {
+      const j = rungOf[i * G + c2];
+      if (j < 0) continue;
+      const coef = Float64Array.from({ length: G }, (_, g) => U[i][g * G + c2]);
+      qRope.push({ j, i, coef });
+      for (const [row, off] of [[2 * j, i], [2 * j + 1, i + half]] as const) {
+        for (let g = 0; g < G; g++) for (let k = 0; k < d; k++) kRope[row * d + k] += coef[g] * Wk[(g * hd + off) * d + k];
+        // What each head's key keeps outside the placed components: k_g − Σ u_cg · k'_c.
+        for (let g = 0; g < G; g++) for (let k = 0; k < d; k++) K[(g * hd + off) * d + k] -= coef[g] * kRope[row * d + k];
+      }
+    }
+    // BKV-PCA over [α·K_nope ; V] (2·G·hd features).
+    const V = Float64Array.from(Wv);
+    const n = 2 * G * hd;
+    const F = new Float64Array(n * d);
+    F.set(K, 0); F.set(V, G * hd * d);
+    const FS = SW(F, n);
+    let eK = 0, eV = 0;
+    for (let i = 0; i < G * hd; i++) { eK += dot(F, i, FS, i); eV += dot(F, G * hd + i, FS, G * hd + i); }
+    const alpha = eK > 0 ? Math.sqrt(eV / eK) : 1;
+    const scaleOf = (i: number): number => (i < G * hd ? alpha : 1);
+    const M = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) for (let j = i; j < n; j++) {
+      const m = dot(F, i, FS, j) * scaleOf(i) * scaleOf(j);
+      M[i * n + j] = m; M[j * n + i] = m;
+    }
+    const { values, vectors: E } = symmetricEigen(M, n);
+    let eKept = 0, eAll = 0;
+    for (let i = 0; i < n; i++) { eAll += Math.max(values[i], 0); if (i < r) eKept += Math.max(values[i], 0); }
+    // kv_a: [latent rows = Eᵀ·diag(scale)·F ; rotary key rows].
+    const kvA = new Float32Array((r + dr) * d);
+    for (let k = 0; k < r; k++) for (let i = 0; i < n; i++) {
+      const e = E[i * n + k] * scaleOf(i);
+      if (e === 0) continue;
+      for (let c2 = 0; c2 < d; c2++) kvA[k * d + c2] += e * F[i * d + c2];
+    }
+    for (let i = 0; i < dr * d; i++) kvA[r * d + i] = kRope[i];
+    // kv_b: per head [hd nope-K rows ; hd V rows] from E (K rows divided by α again).
+    const kvB = new Float32Array(H * 2 * hd * r);
+    for (let hh = 0; hh < H; hh++) {
+      const g = Math.floor(hh / (H / G));
+      for (let e = 0; e < hd; e++) for (let k = 0; k < r; k++) {
+        kvB[(hh * 2 * hd + e) * r + k] = E[(g * hd + e) * n + k] / alpha;
+        kvB[(hh * 2 * hd + hd + e) * r + k] = E[(G * hd + g * hd + e) * n + k];
+      }
+    }
+    // q: per head [hd nope rows (source order) ; dr rotary rows on the rungs], scaled.
+    const q = new Float32Array(H * (hd + dr) * d);
+    for (let hh = 0; hh < H; hh++) {
+      const g = Math.floor(hh / (H / G)), o = hh * (hd + dr);
+      for (let e = 0; e < hd; e++) for (let k = 0; k < d; k++) q[(o + e) * d + k] = Wq[(hh * hd + e) * d + k] * qScale;
+      for (const { j, i, coef } of qRope) {
+        const u = coef[g] * qScale;
+        for (let k = 0; k < d; k++) {
+          q[(o + hd + 2 * j) * d + k] = u * Wq[(hh * hd + i) * d + k];
+          q[(o + hd + 2 * j + 1) * d + k] = u * Wq[(hh * hd + i + half) * d + k];
+        }
+      }
+    }
+    tensors.set(p + 'self_attn.q_proj.weight', { shape: [H * (hd + dr), d], data: q });
+    tensors.set(p + 'self_attn.kv_a_proj_with_mqa.weight', { shape: [r + dr, d], data: kvA });
+    tensors.set(p + 'self_attn.kv_b_proj.weight', { shape: [H * 2 * hd, r], data: kvB });
+    if (options.latentNorm) tensors.set(p + 'self_attn.kv_a_layernorm.weight', { shape: [r], data: fitLatentNorm(kvA, r, d, x!, c.rmsEps) });
+    for (const name of ['self_attn.o_proj.weight', 'input_layernorm.weight', 'post_attention_layernorm.weight',
+      'mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight']) copy(p + name);
+    layers.push({ rotaryPairs: qRope.length, sourcePairs: G * half, rotaryEnergy: all > 0 ? kept / all : 1, latentEnergy: eAll > 0 ? eKept / eAll : 1 });
+    options.onProgress?.(l + 1, total);
+    await new Promise<void>((res) => setTimeout(res, 0));
+  }
+  copy('model.norm.weight');
+  if (!c.tieEmbeddings) copy('lm_head.weight');
+
+  const raw = src.config as Record<string, unknown>;
+  const config: Record<string, unknown> = {
+    architectures: ['DeepseekV2ForCausalLM'], model_type: 'deepseek_v2',
+    vocab_size: c.vocabSize, hidden_size: d, intermediate_size: (c.ffn[0] as { intermediate: number }).intermediate,
+    num_hidden_layers: c.layers, num_attention_heads: H, num_key_value_heads: H,
+    q_lora_rank: null, kv_lora_rank: r, qk_nope_head_dim: hd, qk_rope_head_dim: dr, v_head_dim: hd,
+    qk_latent_layernorm: options.latentNorm === true,
+    rms_norm_eps: c.rmsEps, rope_theta: Math.pow(c.ropeTheta, dr / (hd * m)), rope_scaling: null,
+    max_position_embeddings: c.maxPositions, tie_word_embeddings: c.tieEmbeddings,
+    bos_token_id: raw.bos_token_id ?? null, eos_token_id: raw.eos_token_id ?? null,
+    hidden_act: 'silu', attention_bias: false, torch_dtype: 'float32',
+  };
+  return {
+    config, tensors, extras: src.extras,
+    summary: {
+      method: h ? 'calibrated' : 'weights', cacheBefore: 2 * G * hd, cacheAfter: r + dr,
+      ropeTheta: config.rope_theta as number, calibrationTokens, layers,
+    },
+  };
+}
+
+/** Per latent dim, the w minimising Σ_t (c_tk / rms(c_t) · w_k − c_tk)² over the calibration tokens. */
+function fitLatentNorm(kvA: Float32Array, r: number, d: number, x: Float64Array, eps: number): Float32Array {
+  const T = x.length / d, num = new Float64Array(r), den = new Float64Array(r), c = new Float64Array(r);
+  for (let t = 0; t < T; t++) {
+    let ss = 0;
+    for (let k = 0; k < r; k++) {
+      let s = 0;
+      for (let j = 0; j < d; j++) s += kvA[k * d + j] * x[t * d + j];
+      c[k] = s; ss += s * s;
+    }
+    const inv = 1 / Math.sqrt(ss / r + eps);
+    for (let k = 0; k < r; k++) { num[k] += c[k] * c[k] * inv; den[k] += c[k] * c[k] * inv * inv; }
+  }
+  return Float32Array.from(num, (v, k) => (den[k] > 0 ? v / den[k] : 1));
+}

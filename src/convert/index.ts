@@ -1,0 +1,2 @@
+export { convertToMla, checkConvertible, type ConvertOptions, type ConvertedModel, type ConvertSummary, type LayerSummary } from './convert.js';
+export { writeConvertedFolder } from './write-folder.js';

@@ -1,0 +1,46 @@
+// A converted model as a Hugging Face folder: config.json, model.safetensors (F32) and the source's
+// tokenizer files. Written under a temporary name beside `out` and renamed at the end, so a
+// failure leaves no half-written folder.
+import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, basename, join } from 'node:path';
+import { MlaError } from '../errors.js';
+import type { ConvertedModel } from './convert.js';
+
+export async function writeConvertedFolder(model: ConvertedModel, out: string): Promise<void> {
+  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
+  try {
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+    await writeFile(join(tmp, 'config.json'), JSON.stringify(model.config, null, 2) + '\n');
+    for (const [name, bytes] of Object.entries(model.extras)) if (bytes) await writeFile(join(tmp, name), bytes);
+    await writeSafetensorsFile(join(tmp, 'model.safetensors'), model.tensors);
+    await rm(out, { recursive: true, force: true });
+    await rename(tmp, out);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    if (e instanceof MlaError) throw e;
+    throw new MlaError('BAD_INPUT', `cannot write ${out}: ${(e as Error).message}`);
+  }
+}
+
+/** F32 safetensors, header padded to 8 bytes, tensors in insertion order, written one at a time. */
+async function writeSafetensorsFile(path: string, tensors: ConvertedModel['tensors']): Promise<void> {
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const [name, t] of tensors) {
+    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + 4 * t.data.length] };
+    offset += 4 * t.data.length;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - ((8 + json.length) % 8)) % 8);
+  const head = new Uint8Array(8 + json.length);
+  new DataView(head.buffer).setBigUint64(0, BigInt(json.length), true);
+  head.set(new TextEncoder().encode(json), 8);
+  const f = await open(path, 'w');
+  try {
+    await f.write(head);
+    for (const t of tensors.values()) await f.write(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  } finally {
+    await f.close();
+  }
+}

@@ -1,0 +1,49 @@
+// `mla-wasm convert` run as a user runs it (dist/cli.js, rebuilt when older than src/).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cli = join(root, 'dist', 'cli.js');
+const gqa = join(root, 'models', 'fortune-gqa');
+const run = (args: string[]) => {
+  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+};
+
+beforeAll(() => {
+  const newest = (dir: string): number => Math.max(...readdirSync(dir, { recursive: true }).map((f) => statSync(join(dir, String(f))).mtimeMs));
+  if (!existsSync(cli) || statSync(cli).mtimeMs < newest(join(root, 'src'))) {
+    execFileSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, stdio: 'inherit' });
+  }
+});
+
+describe('mla-wasm convert', () => {
+  it('converts fortune-gqa into a DeepSeek-V2 folder, prints the summary and the held-out losses', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mla-wasm-convert-'));
+    const records: string[] = JSON.parse(readFileSync(join(gqa, 'val_records.json'), 'utf8'));
+    writeFileSync(join(dir, 'eval.txt'), records.slice(100, 130).join('\n\n'));
+    const out = join(dir, 'out');
+    const r = run(['convert', '--model', gqa, '--kv-rank', '56', '--rope-dim', '40', '--eval', join(dir, 'eval.txt'), '--out', out]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/128 → 96 numbers per token per layer/);
+    expect(r.stdout).toMatch(/layer 3 +20\/32 key pairs keep a rotation/);
+    const [, before, after] = r.stdout.match(/held-out +([\d.]+) → ([\d.]+) nats\/byte/)!;
+    expect(Number(after)).toBeGreaterThan(Number(before));
+    expect(Number(after)).toBeLessThan(Number(before) * 1.1);
+    expect(readdirSync(out).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).qk_latent_layernorm).toBe(false);
+  });
+
+  it('a bad rank is one line on stderr, exit 1, and no folder', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mla-wasm-convert-'));
+    const r = run(['convert', '--model', gqa, '--kv-rank', '56', '--rope-dim', '7', '--out', join(dir, 'out')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^mla-wasm: convertToMla: ropeDim must be an even integer/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});

@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readdirSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadModel } from '../src/index.js';
+import { convertToMla, writeConvertedFolder, type ConvertedModel } from '../src/convert/index.js';
+import { MlaError } from '../src/errors.js';
+import type { InMemoryModel } from '../src/formats/source.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig } from './reference/model.js';
+import { writeSafetensors } from './reference/safetensors-writer.js';
+
+const inMemory = (config: Record<string, unknown>, seed: number): InMemoryModel => ({ config, tensors: makeRandomCheckpoint(config, seed) });
+const asSource = (m: ConvertedModel): InMemoryModel => ({ config: m.config, tensors: Object.fromEntries(m.tensors) });
+const ids = Array.from({ length: 40 }, (_, i) => (i * 7919 + (i * i) % 13) % 50);
+const maxAbs = (x: ArrayLike<number>) => { let m = 0; for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i])); return m; };
+
+async function logits(source: InMemoryModel): Promise<Float32Array> {
+  const model = await loadModel(source, { threads: 1 });
+  try { return model.forward(ids); } finally { model.dispose(); }
+}
+
+describe('convertToMla', () => {
+  it('MQA with ropeDim = kvRank = head_dim converts exactly (logits to f32 rounding)', async () => {
+    const src = inMemory(tinyLlamaConfig({ num_key_value_heads: 1 }), 3);
+    for (const calibration of [undefined, Array.from({ length: 160 }, (_, i) => (i * 31 + 7) % 50)]) {
+      const mla = await convertToMla(src, { kvRank: 16, ropeDim: 16, calibration });
+      expect(mla.config.architectures).toEqual(['DeepseekV2ForCausalLM']);
+      expect(mla.summary.cacheBefore).toBe(32);
+      expect(mla.summary.cacheAfter).toBe(32);
+      const [a, b] = [await logits(src), await logits(asSource(mla))];
+      // Both are f32 decoders over the same math in different orders: 1e-4 of the logits' range.
+      const tol = 1e-4 * Math.max(1, maxAbs(a));
+      let worst = 0;
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+      expect(worst).toBeLessThan(tol);
+    }
+  });
+
+  it('GQA converts inexactly but close at a generous rank; a cut rank is worse', async () => {
+    const src = inMemory(tinyLlamaConfig(), 5); // 2 KV heads × 16
+    const ref = await logits(src);
+    const err = async (kvRank: number, ropeDim: number) => {
+      const b = await logits(asSource(await convertToMla(src, { kvRank, ropeDim })));
+      let s = 0, n = 0;
+      for (let i = 0; i < ref.length; i++) { s += (ref[i] - b[i]) ** 2; n += ref[i] ** 2; }
+      return Math.sqrt(s / n);
+    };
+    const full = await err(48, 16), cut = await err(8, 4);
+    expect(full).toBeLessThan(cut);
+    expect(cut).toBeGreaterThan(1e-3); // not exact: each ladder rung holds one head's component
+  });
+
+  it('honours qk_latent_layernorm for --latent-norm (a strict DeepSeek-V2 folder loads)', async () => {
+    const src = inMemory(tinyLlamaConfig({ num_key_value_heads: 1 }), 7);
+    const mla = await convertToMla(src, { kvRank: 16, ropeDim: 16, latentNorm: true, calibration: Array.from({ length: 160 }, (_, i) => (i * 13) % 50) });
+    expect(mla.config.qk_latent_layernorm).toBe(true);
+    expect(mla.tensors.has('model.layers.0.self_attn.kv_a_layernorm.weight')).toBe(true);
+    const out = await logits(asSource(mla));
+    expect(out.every(Number.isFinite)).toBe(true);
+  });
+
+  it('writes a folder loadModel loads, via a temporary name', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'conv-'));
+    const srcDir = join(dir, 'src');
+    mkdirSync(srcDir);
+    const config = tinyLlamaConfig({ num_key_value_heads: 1 });
+    writeFileSync(join(srcDir, 'config.json'), JSON.stringify(config));
+    writeFileSync(join(srcDir, 'model.safetensors'), writeSafetensors(makeRandomCheckpoint(config, 9)));
+    const mla = await convertToMla(srcDir, { kvRank: 16, ropeDim: 16 });
+    await writeConvertedFolder(mla, join(dir, 'out'));
+    expect(readdirSync(dir).sort()).toEqual(['out', 'src']);
+    const model = await loadModel(join(dir, 'out'), { threads: 1 });
+    const viaFolder = model.forward(ids);
+    model.dispose();
+    const direct = await logits(asSource(mla));
+    expect(viaFolder).toEqual(direct);
+  });
+
+  describe('bad input: a typed MlaError naming it', () => {
+    const gqa = () => inMemory(tinyLlamaConfig(), 1);
+    const cases: [string, () => Promise<unknown>, string, RegExp][] = [
+      ['already MLA', () => convertToMla(inMemory(tinyMlaConfig(), 1), { kvRank: 8, ropeDim: 8 }), 'BAD_CONFIG', /already MLA/],
+      ['rope scaling', () => convertToMla({ config: tinyLlamaConfig({ rope_scaling: { type: 'linear', factor: 2 } }), tensors: {} }, { kvRank: 8, ropeDim: 8 }), 'BAD_CONFIG', /rope_scaling/],
+      ['odd ropeDim', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 7 }), 'BAD_INPUT', /ropeDim/],
+      ['ropeDim > kvHeads·head_dim', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 34 }), 'BAD_INPUT', /ropeDim 34/],
+      ['kvRank too large', () => convertToMla(gqa(), { kvRank: 65, ropeDim: 8 }), 'BAD_INPUT', /kvRank 65/],
+      ['calibration too short', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, calibration: [1, 2, 3] }), 'BAD_INPUT', /calibration text too short/],
+    ];
+    it.each(cases)('%s', async (_, run, code, msg) => {
+      const e = await run().then(() => null, (x: unknown) => x);
+      expect(e).toBeInstanceOf(MlaError);
+      expect((e as MlaError).code).toBe(code);
+      expect((e as MlaError).message).toMatch(msg);
+    });
+
+    it('MoE source', async () => {
+      const e = await convertToMla({ config: tinyMlaConfig({ n_routed_experts: 4 }), tensors: {} }, { kvRank: 8, ropeDim: 8 }).catch((x) => x);
+      expect(e).toBeInstanceOf(MlaError);
+    });
+
+    it('a failed write leaves no folder behind', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'conv-'));
+      const mla = await convertToMla(inMemory(tinyLlamaConfig({ num_key_value_heads: 1 }), 2), { kvRank: 16, ropeDim: 16 });
+      mla.tensors.set('bad', { shape: [1], data: null as unknown as Float32Array });
+      await expect(writeConvertedFolder(mla, join(dir, 'out'))).rejects.toBeInstanceOf(MlaError);
+      expect(existsSync(join(dir, 'out'))).toBe(false);
+      expect(readdirSync(dir)).toEqual([]);
+    });
+  });
+});
