@@ -5,7 +5,7 @@ import { Decoder, type AttentionPath } from './decoder.js';
 import { checkCacheFormat, KvCache, type CacheFormat } from './kv-cache.js';
 import type { Ops, ScratchKernels } from './ops.js';
 import { checkOptions, MlaError } from '../errors.js';
-import { Session, type SessionOptions } from './session.js';
+import { Session, type BatchStep, type SessionOptions } from './session.js';
 import { openSource, type ModelSource } from '../formats/source.js';
 import { defaultThreads } from '../host/threads.js';
 import { type ThreadPool } from '../host/pool.js';
@@ -149,6 +149,29 @@ export class TokenModel {
     const s = this.createSession({ contextLength });
     s.restore(header, rows);
     return s;
+  }
+
+  /**
+   * One decode step for several sessions of this model, each at its own position: feed steps[i].id
+   * to steps[i].session and return its next logits as out[i], as session.step would to float
+   * rounding. The linear layers run once over all the tokens, so the weights are read once a step
+   * instead of once a session. Everything is checked first (a session of another model, twice in
+   * the batch, busy, full, a bad id: a typed error), and on any error no session has moved.
+   */
+  stepBatch(steps: readonly BatchStep[]): Float32Array[] {
+    this.alive();
+    if (!Array.isArray(steps) || steps.length === 0) throw new MlaError('BAD_INPUT', 'stepBatch takes a non-empty array of { session, id }');
+    steps.forEach((x, i) => {
+      const s = (x as BatchStep | null)?.session;
+      if (typeof x !== 'object' || x === null || !(s instanceof Session)) {
+        throw new MlaError('BAD_INPUT', `stepBatch: entry ${i} is not a { session, id } with a session made by createSession()`);
+      }
+      if (!this.sessions.has(s)) {
+        if (s.disposed) throw new MlaError('DISPOSED', `stepBatch: the session at index ${i} was disposed`);
+        throw new MlaError('BAD_INPUT', `stepBatch: the session at index ${i} belongs to another model`);
+      }
+    });
+    return Session.stepBatch(this.decoder, steps);
   }
 
   /** Logits for every position of `ids`, row-major [T, vocab]. */
