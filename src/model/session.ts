@@ -175,11 +175,8 @@ export class Session {
   /** @internal Fill a fresh session from a checked snapshot (TokenModel.restoreSession). */
   restore(header: SnapshotHeader, rows: Uint8Array): void {
     const cache = this.live();
-    const perLayer = KvCache.bytesFor(header.position, 1, cache.row);
-    for (let l = 0; l < cache.layers; l++) {
-      const into = cache.rows(l, 0, header.position);
-      new Uint8Array(into.buffer, into.byteOffset, into.byteLength).set(rows.subarray(l * perLayer, (l + 1) * perLayer));
-    }
+    const perLayer = header.position * cache.rowBytes, all = cache.bytesView();
+    for (let l = 0; l < cache.layers; l++) all.set(rows.subarray(l * perLayer, (l + 1) * perLayer), cache.at(l, 0) - cache.ptr);
     this.pos = header.position;
     this.ids = [...header.ids];
   }
