@@ -1,7 +1,7 @@
 export { loadModel, Model } from './generate/model.js';
 export { TokenModel, type LoadOptions, type ForwardOptions } from './model/model.js';
 export type { WeightsOption } from './model/weights.js';
-export { Session, type SessionOptions, type RunOptions } from './model/session.js';
+export { Session, type SessionOptions, type RunOptions, type BatchStep } from './model/session.js';
 export { CACHE_FORMATS, type CacheFormat } from './model/kv-cache.js';
 export type { ModelConfig, AttentionConfig, MlaAttention, GroupedAttention, YarnScaling, FfnConfig } from './formats/config.js';
 export type { AttentionPath } from './model/decoder.js';

@@ -49,6 +49,27 @@ function withHeader(bytes: Uint8Array, edit: (h: Record<string, unknown>) => voi
   return out;
 }
 
+describe('snapshot and restore with a narrow cache', () => {
+  it.each(['bf16', 'int8', 'int4'] as const)('%s: rows kept as stored, restored in that format, the same next logits bit for bit', (cache) => {
+    const s = model.createSession({ contextLength: 100, cache });
+    s.prefill(ids('Q: Why is the sky blue?\nA:'));
+    s.step(32);
+    const bytes = s.snapshot();
+    // The rows in the cache's own format: fewer bytes than f32's.
+    expect(bytes.length).toBeGreaterThan(s.kvCacheBytes);
+    expect(bytes.length).toBeLessThan(s.kvCacheBytes + 2048);
+    const r = model.restoreSession(bytes);
+    expect(r.cacheFormat).toBe(cache);
+    expect(r.position).toBe(s.position);
+    for (const id of [7, 99, 3]) expect(Array.from(r.step(id))).toEqual(Array.from(s.step(id)));
+    expectBad(() => model.restoreSession(bytes, { cache: 'f32' }), `cache format is '${cache}', not the 'f32' asked for`);
+    // A header claiming a wider format than its rows: they are too few.
+    expectBad(() => model.restoreSession(withHeader(bytes, (h) => { h.cacheFormat = cache === 'bf16' ? 'f32' : 'bf16'; })), 'truncated');
+    r.dispose();
+    s.dispose();
+  });
+});
+
 describe('snapshot and restore', () => {
   it('the restored session gives the same next logits bit for bit, and goes on identically', () => {
     const s = model.createSession({ contextLength: 100 });
@@ -97,7 +118,8 @@ describe('snapshot and restore', () => {
     altered[altered.length - 50] ^= 1;
     expectBad(() => model.restoreSession(altered), 'altered');
     expectBad(() => model.restoreSession(withHeader(bytes, () => {}, 2)), 'version 2, newer than this library reads (1)');
-    expectBad(() => model.restoreSession(withHeader(bytes, (h) => { h.cacheFormat = 'int8'; })), "cache format is 'int8'");
+    expectBad(() => model.restoreSession(withHeader(bytes, (h) => { h.cacheFormat = 'int3'; })), "cache format 'int3' is not one");
+    expectBad(() => model.restoreSession(bytes, { cache: 'int8' }), "cache format is 'f32', not the 'int8' asked for");
     expectBad(() => model.restoreSession(withHeader(bytes, (h) => { h.ids = (h.ids as number[]).slice(1); })), 'token ids');
     expectBad(() => model.restoreSession(withHeader(bytes, (h) => { h.capacity = 10_000; })), 'does not fit');
     expect(() => model.restoreSession('bytes' as unknown as Uint8Array)).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }));

@@ -5,7 +5,7 @@
 import type { GroupedAttention, MlaAttention, ModelConfig, MoeFfn } from '../formats/config.js';
 import type { Heap } from '../host/heap.js';
 import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
-import { actQuantBytes, attnScratchBytes, attnSegmentBytes, BLOCK, FINISH, INIT, matmulPackBytes, Ops, type RopeStyle, type ScratchKernels } from './ops.js';
+import { actQuantBytes, attnScratchBytes, attnSegmentBytes, BLOCK, FINISH, INIT, matmulPackBytes, Ops, type LatentFormat, type RopeStyle, type ScratchKernels } from './ops.js';
 import { type ThreadPool } from '../host/pool.js';
 import type { Kernels } from '../host/kernels.js';
 import type { KvCache } from './kv-cache.js';
@@ -14,6 +14,9 @@ import { inputRows, MATRIX_ALIGN, type LayerWeights, type Matrix, type Weights }
 
 /** How MLA attention is computed: expand per-head K/V from the latent, or absorb W_UK/W_UV. */
 export type AttentionPath = 'naive' | 'absorbed';
+
+/** `count` rows of a forward pass, from row `row` on, at positions pos … of one cache. */
+interface Part { cache: KvCache; pos: number; row: number; count: number }
 
 /**
  * Tokens per forward chunk: prompts longer than this are run in several chunks. 128 rows put the
@@ -157,10 +160,10 @@ export class Decoder {
     this.ops.rmsnorm({ x: { ptr: x, stride: ldx }, weight, y: { ptr: y, stride: ldy }, rows: T, dim, eps: this.config.rmsEps });
   }
 
-  /** Rotate, in place, `heads` vectors of `dim` values (headStride floats apart) in each of T rows. */
-  private rope(x: number, stride: number, T: number, heads: number, headStride: number, dim: number, style: RopeStyle): void {
+  /** Rotate, in place, `heads` vectors of `dim` values (headStride floats apart) in each of T rows, from table float `at` on. */
+  private rope(x: number, stride: number, T: number, heads: number, headStride: number, dim: number, style: RopeStyle, at: number): void {
     const s = this.s;
-    this.ops.rope({ x: { ptr: x, stride }, rows: T, heads, headStride, dim, table: { cos: s.cos, sin: s.sin }, style });
+    this.ops.rope({ x: { ptr: x, stride }, rows: T, heads, headStride, dim, table: { cos: s.cos + at * F, sin: s.sin + at * F }, style });
   }
 
   /** Copy `n` floats from each of `rows` rows (strides in floats). */
@@ -178,27 +181,43 @@ export class Decoder {
    * one only; returns the byte offset of the first logits row computed.
    */
   runChunk(cache: KvCache, pos: number, T: number, path: AttentionPath, allLogits: boolean): number {
+    return this.runRows([{ cache, pos, row: 0, count: T }], T, path, allLogits ? 0 : T - 1);
+  }
+
+  /**
+   * One decode step for several sessions at once (ids written at s.ids, validated): row b is the
+   * token of items[b] at its own position, appended to its own cache. Every linear layer runs once
+   * over the B ≤ CHUNK rows, attention per item; returns the byte offset of the B logits rows.
+   */
+  runBatch(items: readonly { cache: KvCache; pos: number }[], path: AttentionPath): number {
+    return this.runRows(items.map(({ cache, pos }, row) => ({ cache, pos, row, count: 1 })), items.length, path, 0);
+  }
+
+  /** The forward pass over R rows made of `parts` (each a run of one cache's positions); logits from row `first` on. */
+  private runRows(parts: readonly Part[], R: number, path: AttentionPath, first: number): number {
     const { ops, s, config: c } = this;
-    const d = c.hidden;
-    ops.embed(this.w.embed, s.ids, T, s.x);
-    ops.ropeTable({ freqs: s.freqs, half: this.ropeDim / 2, pos0: pos, count: T, scale: this.ropeAmp, cos: s.cos, sin: s.sin });
+    const d = c.hidden, half = this.ropeDim / 2;
+    ops.embed(this.w.embed, s.ids, R, s.x);
+    for (const p of parts) {
+      ops.ropeTable({ freqs: s.freqs, half, pos0: p.pos, count: p.count, scale: this.ropeAmp,
+        cos: s.cos + p.row * half * F, sin: s.sin + p.row * half * F });
+    }
     for (let l = 0; l < c.layers; l++) {
       const lw = this.w.layers[l];
       // h += Attn(RMSNorm(h))
-      this.rmsnorm(s.x, d, lw.inputNorm, s.xn, d, T, d);
-      if (c.attention.kind === 'mla') this.mlaAttention(c.attention, l, cache, pos, T, path);
-      else this.groupedAttention(c.attention, l, cache, pos, T);
-      ops.add(s.x, s.u, T * d);
+      this.rmsnorm(s.x, d, lw.inputNorm, s.xn, d, R, d);
+      if (c.attention.kind === 'mla') this.mlaAttention(c.attention, l, parts, R, path);
+      else this.groupedAttention(c.attention, l, parts, R);
+      ops.add(s.x, s.u, R * d);
       // h += FFN(RMSNorm(h))
-      this.rmsnorm(s.x, d, lw.postNorm, s.xn, d, T, d);
+      this.rmsnorm(s.x, d, lw.postNorm, s.xn, d, R, d);
       const f = c.ffn[l];
-      if (f.kind === 'dense') this.swiglu(s.xn, lw.wGateUp!, lw.wDown!, f.intermediate, s.u, T);
-      else this.moe(f, lw, T);
-      ops.add(s.x, s.u, T * d);
+      if (f.kind === 'dense') this.swiglu(s.xn, lw.wGateUp!, lw.wDown!, f.intermediate, s.u, R);
+      else this.moe(f, lw, R);
+      ops.add(s.x, s.u, R * d);
     }
     // Final RMSNorm and lm_head, for the rows whose logits are wanted.
-    const first = allLogits ? 0 : T - 1;
-    const rows = T - first;
+    const rows = R - first;
     this.rmsnorm(s.x + first * d * F, d, this.w.finalNorm, s.xn, d, rows, d);
     this.linear(s.xn, d, this.w.lmHead, s.logits, c.vocabSize, rows);
     return s.logits;
@@ -242,43 +261,46 @@ export class Decoder {
     }
   }
 
-  /** MLA (docs/mla.md §2 steps 1–4): reads s.xn, appends [c_kv ; k^R] to the cache, writes o_proj's output to s.u. */
-  private mlaAttention(a: MlaAttention, l: number, cache: KvCache, pos: number, T: number, path: AttentionPath): void {
+  /** MLA (docs/mla.md §2 steps 1–4): reads s.xn, appends [c_kv ; k^R] to each part's cache, writes o_proj's output to s.u. */
+  private mlaAttention(a: MlaAttention, l: number, parts: readonly Part[], R: number, path: AttentionPath): void {
     const { s } = this;
     const lw = this.w.layers[l];
     const d = this.config.hidden, H = a.heads, dc = a.kvLoraRank, dr = a.ropeDim, dn = a.nopeDim;
-    const qHead = dn + dr, inRows = lw.inRows;
+    const qHead = dn + dr, inRows = lw.inRows, half = dr / 2;
     const qIn = a.qLoraRank ?? H * qHead; // columns of the fused projection before [c_kv ; k_r]
     // One matmul: [c_q | c_kv | k_r] (or [q | c_kv | k_r] without query compression).
-    this.linear(s.xn, d, lw.wIn, s.proj, inRows, T);
+    this.linear(s.xn, d, lw.wIn, s.proj, inRows, R);
     // 1. Query: q = q_b_proj · RMSNorm(c_q), or q straight from q_proj.
     let q = s.proj, qStride = inRows;
     if (a.qLoraRank) {
-      this.rmsnorm(s.proj, inRows, lw.qNorm, s.proj, inRows, T, a.qLoraRank);
-      this.linear(s.proj, inRows, lw.wqB!, s.q, H * qHead, T);
+      this.rmsnorm(s.proj, inRows, lw.qNorm, s.proj, inRows, R, a.qLoraRank);
+      this.linear(s.proj, inRows, lw.wqB!, s.q, H * qHead, R);
       q = s.q; qStride = H * qHead;
     }
-    this.rope(q + dn * F, qStride, T, H, qHead, dr, MLA_ROPE);
+    this.rope(q + dn * F, qStride, R, H, qHead, dr, MLA_ROPE, 0);
     // 2. Cache row of each token: [RMSNorm(c_kv) ; RoPE(k_r)], the only thing MLA keeps (a narrow
     // cache: made in f32, then stored narrow).
-    const narrow = cache.format !== 'f32';
-    const row0 = narrow ? s.kvNew : cache.at(l, pos), rowStride = narrow ? dc + dr : cache.row;
-    if (a.latentNorm) this.rmsnorm(s.proj + qIn * F, inRows, lw.kvNorm, row0, rowStride, T, dc);
-    else this.copyRows(s.proj + qIn * F, inRows, row0, rowStride, T, dc); // "qk_latent_layernorm": false
-    this.copyRows(s.proj + (qIn + dc) * F, inRows, row0 + dc * F, rowStride, T, dr);
-    this.rope(row0 + dc * F, rowStride, T, 1, dr, dr, MLA_ROPE);
-    if (cache.format !== 'f32') {
-      this.ops.latentStore({ format: cache.format, f32: { ptr: s.kvNew, stride: dc + dr },
-        narrow: { ptr: cache.at(l, pos), stride: cache.rowBytes }, rows: T, dc, dr });
+    for (const { cache, pos, row, count } of parts) {
+      const narrow = cache.format !== 'f32';
+      const row0 = narrow ? s.kvNew + row * (dc + dr) * F : cache.at(l, pos), rowStride = narrow ? dc + dr : cache.row;
+      const proj = s.proj + row * inRows * F;
+      if (a.latentNorm) this.rmsnorm(proj + qIn * F, inRows, lw.kvNorm, row0, rowStride, count, dc);
+      else this.copyRows(proj + qIn * F, inRows, row0, rowStride, count, dc); // "qk_latent_layernorm": false
+      this.copyRows(proj + (qIn + dc) * F, inRows, row0 + dc * F, rowStride, count, dr);
+      this.rope(row0 + dc * F, rowStride, count, 1, dr, dr, MLA_ROPE, row * half);
+      if (narrow) {
+        this.ops.latentStore({ format: cache.format as LatentFormat, f32: { ptr: row0, stride: dc + dr },
+          narrow: { ptr: cache.at(l, pos), stride: cache.rowBytes }, rows: count, dc, dr });
+      }
     }
-    // 3–4. Attention over positions 0 … pos+T−1, then u = o_proj · [o_1; …; o_H].
-    if (path === 'naive') this.mlaNaive(a, l, cache, pos, T, q, qStride);
-    else this.mlaAbsorbed(a, l, cache, pos, T, q, qStride);
-    this.linear(s.o, H * a.vDim, lw.wo, s.u, d, T);
+    // 3–4. Attention over each part's positions 0 … pos+count−1, then u = o_proj · [o_1; …; o_H].
+    if (path === 'naive') for (const p of parts) this.mlaNaive(a, l, p, q + p.row * qStride * F, qStride);
+    else this.mlaAbsorbed(a, l, parts, R, q, qStride);
+    this.linear(s.o, H * a.vDim, lw.wo, s.u, d, R);
   }
 
   /** Naive: expand k_i^C = W_UK_i · c_kv and v_i = W_UV_i · c_kv block by block, then ordinary attention. */
-  private mlaNaive(a: MlaAttention, l: number, cache: KvCache, pos: number, T: number, q: number, qStride: number): void {
+  private mlaNaive(a: MlaAttention, l: number, { cache, pos, row, count: T }: Part, q: number, qStride: number): void {
     const { s } = this;
     const H = a.heads, dc = a.kvLoraRank, dn = a.nopeDim, dv = a.vDim, kv = dn + dv;
     const qHead = dn + a.ropeDim, S = pos + T;
@@ -304,7 +326,7 @@ export class Decoder {
         sharedKeys: { ptr: rows + dc * F, stride, dim: a.ropeDim },
         values: { ptr: s.kvExp + H * dn * F, stride: H * kv, dim: dv, step: dv * F },
         scale: this.scale,
-        state: { m: s.attnM, l: s.attnL, acc: { ptr: s.o, stride: H * dv, step: dv * F }, scratch: s.attnScratch },
+        state: { m: s.attnM, l: s.attnL, acc: { ptr: s.o + row * H * dv * F, stride: H * dv, step: dv * F }, scratch: s.attnScratch },
       });
     }
   }
@@ -312,76 +334,82 @@ export class Decoder {
   /**
    * Absorbed: q̃_i = W_UK_iᵀ · q_i^C, attention straight over the latent cache rows
    * (score = q̃_i · c_kv_j + q_i^R · k_j^R, all heads sharing each row), o_i = W_UV_i · õ_i.
+   * The two per-head products run once over all R rows; attention once per part, over its cache.
    */
-  private mlaAbsorbed(a: MlaAttention, l: number, cache: KvCache, pos: number, T: number, q: number, qStride: number): void {
+  private mlaAbsorbed(a: MlaAttention, l: number, parts: readonly Part[], R: number, q: number, qStride: number): void {
     const { s, ops } = this;
     const H = a.heads, dc = a.kvLoraRank, dr = a.ropeDim, dn = a.nopeDim, dv = a.vDim;
     const qHead = dn + dr, lat = dc + dr;
     const { wUK, wUV } = this.w.layers[l]; // W_UK_h: [d_n, d_c], W_UV_h: [d_v, d_c], head after head
     // qAbs[t, h, :] = [q̃_{t,h} (d_c) ; q_{t,h}^R (d_r)]: for each head h, q̃_h = q_h^C · W_UK_h.
-    ops.matmul({ nt: false, m: T, k: dn, n: dc, batch: H, a: { ptr: q, stride: qStride, step: qHead * F },
+    ops.matmul({ nt: false, m: R, k: dn, n: dc, batch: H, a: { ptr: q, stride: qStride, step: qHead * F },
       b: { ptr: wUK!.ptr, stride: dc, step: dn * dc * F }, c: { ptr: s.qAbs, stride: H * lat, step: lat * F } });
     for (let h = 0; h < H; h++) {
-      this.copyRows(q + (h * qHead + dn) * F, qStride, s.qAbs + (h * lat + dc) * F, H * lat, T, dr);
+      this.copyRows(q + (h * qHead + dn) * F, qStride, s.qAbs + (h * lat + dc) * F, H * lat, R, dr);
     }
-    // All T·H queries (query t·H + h at position pos + t) over the latent rows 0 … pos+T−1.
+    // A part's T·H queries (query t·H + h at position pos + t) over its latent rows 0 … pos+T−1.
     // The latent part of each row is both key and value. An int8/int4 cache takes the queries
     // quantised too (latentQuery), a bf16 one the f32 queries.
-    const rows = cache.at(l, 0), f = cache.format;
-    let queries = s.qAbs, recordStride = lat;
-    if (f === 'int8' || f === 'int4') {
-      const bytes = ops.latentBytes(f, dc, dr).query;
-      ops.latentQuery({ format: f, f32: { ptr: s.qAbs, stride: lat }, narrow: { ptr: s.qLat, stride: bytes }, rows: T * H, dc, dr });
-      queries = s.qLat; recordStride = bytes / F;
+    for (const { cache, pos, row, count: T } of parts) {
+      const rows = cache.at(l, 0), f = cache.format;
+      let queries = s.qAbs + row * H * lat * F, recordStride = lat;
+      if (f === 'int8' || f === 'int4') {
+        const bytes = ops.latentBytes(f, dc, dr).query;
+        const records = s.qLat + row * H * bytes;
+        ops.latentQuery({ format: f, f32: { ptr: queries, stride: lat }, narrow: { ptr: records, stride: bytes }, rows: T * H, dc, dr });
+        queries = records; recordStride = bytes / F;
+      }
+      const stride = cache.rowBytes / F; // in 4-byte units, whatever the format
+      ops.attention({
+        phases: INIT | BLOCK | FINISH, items: 1, perGroup: 1,
+        queries: { ptr: queries, stride: recordStride, count: T * H, pos0: pos, group: H },
+        keys: { ptr: rows, stride, dim: dc, count: pos + T, pos0: 0 },
+        sharedKeys: { ptr: rows + dc * F, stride, dim: dr },
+        values: { ptr: rows, stride, dim: dc },
+        latent: f === 'f32' ? undefined : f,
+        scale: this.scale,
+        state: { m: s.attnM, l: s.attnL, acc: { ptr: s.oLat + row * H * dc * F, stride: dc }, scratch: s.attnScratch },
+      });
     }
-    const stride = cache.rowBytes / F; // in 4-byte units, whatever the format
-    ops.attention({
-      phases: INIT | BLOCK | FINISH, items: 1, perGroup: 1,
-      queries: { ptr: queries, stride: recordStride, count: T * H, pos0: pos, group: H },
-      keys: { ptr: rows, stride, dim: dc, count: pos + T, pos0: 0 },
-      sharedKeys: { ptr: rows + dc * F, stride, dim: dr },
-      values: { ptr: rows, stride, dim: dc },
-      latent: f === 'f32' ? undefined : f,
-      scale: this.scale,
-      state: { m: s.attnM, l: s.attnL, acc: { ptr: s.oLat, stride: dc }, scratch: s.attnScratch },
-    });
     // o[t, h, :] = W_UV_h · õ_{t,h}
-    ops.matmul({ nt: true, m: T, k: dc, n: dv, batch: H, a: { ptr: s.oLat, stride: H * dc, step: dc * F },
+    ops.matmul({ nt: true, m: R, k: dc, n: dv, batch: H, a: { ptr: s.oLat, stride: H * dc, step: dc * F },
       b: { ptr: wUV!.ptr, stride: dc, step: dv * dc * F }, c: { ptr: s.o, stride: H * dv, step: dv * F } });
   }
 
   /** MHA / GQA / MQA (Llama layout): cache rows are [k of every KV head ; v of every KV head]. */
-  private groupedAttention(a: GroupedAttention, l: number, cache: KvCache, pos: number, T: number): void {
+  private groupedAttention(a: GroupedAttention, l: number, parts: readonly Part[], R: number): void {
     const { s } = this;
     const lw = this.w.layers[l];
     const d = this.config.hidden, H = a.heads, G = a.kvHeads, hd = a.headDim, dv = a.vDim;
     const inRows = lw.inRows, perGroup = H / G;
-    this.linear(s.xn, d, lw.wIn, s.proj, inRows, T); // [q | k | v]
-    this.rope(s.proj, inRows, T, H, hd, hd, LLAMA_ROPE);
-    this.rope(s.proj + H * hd * F, inRows, T, G, hd, hd, LLAMA_ROPE);
-    const row0 = cache.at(l, pos);
-    this.copyRows(s.proj + H * hd * F, inRows, row0, cache.row, T, G * (hd + dv));
-    // Keys of group g at rows + g·hd, its values at rows + (G·hd + g·dv).
-    const rows = cache.at(l, 0), S = pos + T;
-    const keys = { ptr: rows, stride: cache.row, dim: hd, count: S, pos0: 0, step: hd * F };
-    const values = { ptr: rows + G * hd * F, stride: cache.row, dim: dv, step: dv * F };
-    const state = { m: s.attnM, l: s.attnL, scratch: s.attnScratch };
-    if (T === 1) {
-      // Decode: the heads of a group are its queries, reading their shared K/V rows together.
-      this.ops.attention({
-        phases: INIT | BLOCK | FINISH, items: G, perGroup: 1, keys, sharedKeys: null, values, scale: this.scale,
-        queries: { ptr: s.proj, stride: hd, count: perGroup, pos0: pos, group: perGroup, step: perGroup * hd * F },
-        state: { ...state, acc: { ptr: s.o, stride: dv, step: perGroup * dv * F } },
-      });
-    } else {
-      // Head h: its T queries against group ⌊h / perGroup⌋'s keys and values.
-      this.ops.attention({
-        phases: INIT | BLOCK | FINISH, items: H, perGroup, keys, sharedKeys: null, values, scale: this.scale,
-        queries: { ptr: s.proj, stride: inRows, count: T, pos0: pos, group: 1, step: hd * F },
-        state: { ...state, acc: { ptr: s.o, stride: H * dv, step: dv * F } },
-      });
+    this.linear(s.xn, d, lw.wIn, s.proj, inRows, R); // [q | k | v]
+    this.rope(s.proj, inRows, R, H, hd, hd, LLAMA_ROPE, 0);
+    this.rope(s.proj + H * hd * F, inRows, R, G, hd, hd, LLAMA_ROPE, 0);
+    for (const { cache, pos, row, count: T } of parts) {
+      const proj = s.proj + row * inRows * F, o = s.o + row * H * dv * F;
+      this.copyRows(proj + H * hd * F, inRows, cache.at(l, pos), cache.row, T, G * (hd + dv));
+      // Keys of group g at rows + g·hd, its values at rows + (G·hd + g·dv).
+      const rows = cache.at(l, 0), S = pos + T;
+      const keys = { ptr: rows, stride: cache.row, dim: hd, count: S, pos0: 0, step: hd * F };
+      const values = { ptr: rows + G * hd * F, stride: cache.row, dim: dv, step: dv * F };
+      const state = { m: s.attnM, l: s.attnL, scratch: s.attnScratch };
+      if (T === 1) {
+        // Decode: the heads of a group are its queries, reading their shared K/V rows together.
+        this.ops.attention({
+          phases: INIT | BLOCK | FINISH, items: G, perGroup: 1, keys, sharedKeys: null, values, scale: this.scale,
+          queries: { ptr: proj, stride: hd, count: perGroup, pos0: pos, group: perGroup, step: perGroup * hd * F },
+          state: { ...state, acc: { ptr: o, stride: dv, step: perGroup * dv * F } },
+        });
+      } else {
+        // Head h: its T queries against group ⌊h / perGroup⌋'s keys and values.
+        this.ops.attention({
+          phases: INIT | BLOCK | FINISH, items: H, perGroup, keys, sharedKeys: null, values, scale: this.scale,
+          queries: { ptr: proj, stride: inRows, count: T, pos0: pos, group: 1, step: hd * F },
+          state: { ...state, acc: { ptr: o, stride: H * dv, step: dv * F } },
+        });
+      }
     }
-    this.linear(s.o, H * dv, lw.wo, s.u, d, T);
+    this.linear(s.o, H * dv, lw.wo, s.u, d, R);
   }
 
   /** Write ids into the ids buffer (already validated). */

@@ -5,7 +5,7 @@ import { Decoder, type AttentionPath } from './decoder.js';
 import { checkCacheFormat, KvCache, type CacheFormat } from './kv-cache.js';
 import type { Ops, ScratchKernels } from './ops.js';
 import { checkOptions, MlaError } from '../errors.js';
-import { Session, type SessionOptions } from './session.js';
+import { Session, type BatchStep, type SessionOptions } from './session.js';
 import { openSource, type ModelSource } from '../formats/source.js';
 import type { HubOptions } from '../formats/hub.js';
 import { defaultThreads } from '../host/threads.js';
@@ -144,21 +144,45 @@ export class TokenModel {
   /**
    * A session from session.snapshot()'s bytes, taken with this model (in any process or runtime):
    * its next logits are those the snapshot's session would give. `contextLength` defaults to the
-   * snapshot's session's capacity. A snapshot of another model or
-   * cache format, of a future version, or truncated or altered is BAD_SNAPSHOT, and nothing is made.
+   * snapshot's session's capacity, and the cache format is the snapshot's (`cache`, if given, must
+   * name it). A snapshot of another model or cache format, of a future version, or truncated or
+   * altered is BAD_SNAPSHOT, and nothing is made.
    */
   restoreSession(bytes: Uint8Array, options: SessionOptions = {}): Session {
     this.alive();
-    checkOptions(options, ['contextLength'], 'restoreSession() options');
+    checkOptions(options, ['contextLength', 'cache'], 'restoreSession() options');
     const d = this.decoder;
-    const { header, rows } = readSnapshot(bytes, this.config, modelFingerprint(d.config, d.w, d.heap));
+    const { header, rows } = readSnapshot(bytes, this.config, modelFingerprint(d.config, d.w, d.heap), options.cache);
     const contextLength = options.contextLength ?? header.capacity;
     if (!Number.isInteger(contextLength) || contextLength < header.position) {
       throw new MlaError('BAD_INPUT', `contextLength must be an integer ≥ the snapshot's ${header.position} positions, got ${contextLength}`);
     }
-    const s = this.createSession({ contextLength });
+    const s = this.createSession({ contextLength, cache: header.cacheFormat });
     s.restore(header, rows);
     return s;
+  }
+
+  /**
+   * One decode step for several sessions of this model, each at its own position: feed steps[i].id
+   * to steps[i].session and return its next logits as out[i], as session.step would to float
+   * rounding. The linear layers run once over all the tokens, so the weights are read once a step
+   * instead of once a session. Everything is checked first (a session of another model, twice in
+   * the batch, busy, full, a bad id: a typed error), and on any error no session has moved.
+   */
+  stepBatch(steps: readonly BatchStep[]): Float32Array[] {
+    this.alive();
+    if (!Array.isArray(steps) || steps.length === 0) throw new MlaError('BAD_INPUT', 'stepBatch takes a non-empty array of { session, id }');
+    steps.forEach((x, i) => {
+      const s = (x as BatchStep | null)?.session;
+      if (typeof x !== 'object' || x === null || !(s instanceof Session)) {
+        throw new MlaError('BAD_INPUT', `stepBatch: entry ${i} is not a { session, id } with a session made by createSession()`);
+      }
+      if (!this.sessions.has(s)) {
+        if (s.disposed) throw new MlaError('DISPOSED', `stepBatch: the session at index ${i} was disposed`);
+        throw new MlaError('BAD_INPUT', `stepBatch: the session at index ${i} belongs to another model`);
+      }
+    });
+    return Session.stepBatch(this.decoder, steps);
   }
 
   /** Logits for every position of `ids`, row-major [T, vocab]. */

@@ -33,6 +33,12 @@ export interface RunOptions {
   out?: Float32Array;
 }
 
+/** One session's token in Model.stepBatch. */
+export interface BatchStep {
+  session: Session;
+  id: number;
+}
+
 const DEFAULT_CONTEXT = 4096;
 // Every option's name, checked against the interfaces: a new option cannot be forgotten here.
 const SESSION_OPTIONS = Object.keys({ contextLength: 1, cache: 1 } satisfies Record<keyof SessionOptions, 1>);
@@ -169,11 +175,8 @@ export class Session {
   /** @internal Fill a fresh session from a checked snapshot (TokenModel.restoreSession). */
   restore(header: SnapshotHeader, rows: Uint8Array): void {
     const cache = this.live();
-    const perLayer = KvCache.bytesFor(header.position, 1, cache.row);
-    for (let l = 0; l < cache.layers; l++) {
-      const into = cache.rows(l, 0, header.position);
-      new Uint8Array(into.buffer, into.byteOffset, into.byteLength).set(rows.subarray(l * perLayer, (l + 1) * perLayer));
-    }
+    const perLayer = header.position * cache.rowBytes, all = cache.bytesView();
+    for (let l = 0; l < cache.layers; l++) all.set(rows.subarray(l * perLayer, (l + 1) * perLayer), cache.at(l, 0) - cache.ptr);
     this.pos = header.position;
     this.ids = [...header.ids];
   }
@@ -219,6 +222,48 @@ export class Session {
     }
     this.pos = position;
     this.ids = null;
+  }
+
+  /**
+   * @internal Model.stepBatch, once it has checked that every session is this decoder's: validate
+   * every step (live, not busy, not twice, id in range, room in the cache) before anything runs,
+   * then one batched decode step per CHUNK sessions; no session moves unless all logits are finite.
+   */
+  static stepBatch(decoder: Decoder, steps: readonly BatchStep[]): Float32Array[] {
+    const V = decoder.config.vocabSize;
+    const seen = new Set<Session>();
+    const items = steps.map(({ session: s, id }, i) => {
+      if (seen.has(s)) throw new MlaError('BAD_INPUT', `stepBatch: the session at index ${i} is already in the batch (one token per session a step)`);
+      seen.add(s);
+      const cache = s.live();
+      s.notBusy();
+      if (!Number.isInteger(id) || id < 0 || id >= V) {
+        throw new MlaError('BAD_TOKEN', `stepBatch: token id ${showValue(id)} at index ${i} is not an integer in [0, ${V})`);
+      }
+      if (s.pos + 1 > cache.capacity) {
+        throw new MlaError('CACHE_FULL', `stepBatch: the session at index ${i} is full (${cache.capacity} positions)`);
+      }
+      return { cache, pos: s.pos };
+    });
+    const out: Float32Array[] = [];
+    for (let from = 0; from < steps.length; from += CHUNK) {
+      const part = items.slice(from, from + CHUNK), B = part.length;
+      decoder.setIds(steps.map((x) => x.id), from, B);
+      const logits = decoder.runBatch(part, 'absorbed');
+      const bad = decoder.ops.firstNonfinite(logits, B * V);
+      if (bad >= 0) {
+        throw new MlaError('NON_FINITE', `stepBatch: the logits of the session at index ${from + Math.floor(bad / V)} hold ` +
+          `${decoder.heap.f32(logits + bad * 4, 1)[0]}: the weights or activations overflowed`);
+      }
+      const all = decoder.heap.f32(logits, B * V);
+      for (let b = 0; b < B; b++) out.push(all.slice(b * V, (b + 1) * V));
+    }
+    // Rows past a session's position are not read until written again, so a throw above left every session as it was.
+    steps.forEach(({ session: s, id }) => {
+      s.pos++;
+      s.ids?.push(id);
+    });
+    return out;
   }
 
   private live(): KvCache {

@@ -8,22 +8,21 @@
 // Reading checks everything before a session is made: a snapshot of another model, another cache
 // format, a future version, or one truncated or altered is BAD_SNAPSHOT naming what is wrong.
 //
-// Cache formats: only 'f32' exists today. When KvCache gains its narrow formats, the header's
-// cacheFormat comes from the cache, rowBytes replaces rowNumbers × 4, and restore takes the
-// format from the snapshot when creating the session (or refuses a format the model cannot use).
+// Cache formats: the rows are kept as the session's cache stores them (f32, bf16, int8, int4; the
+// header names it), so a restored session has the same format; asking restore for another is
+// BAD_SNAPSHOT. An f32 snapshot is the same bytes as before the narrow formats existed.
 import { MlaError } from '../errors.js';
 import type { ModelConfig } from '../formats/config.js';
 import type { Heap } from '../host/heap.js';
-import { KvCache } from './kv-cache.js';
+import { CACHE_FORMATS, KvCache, type CacheFormat } from './kv-cache.js';
 import type { Weights } from './weights.js';
 
 export const SNAPSHOT_VERSION = 1;
 const MAGIC = [0x4d, 0x4c, 0x41, 0x53]; // "MLAS"
-const CACHE_FORMAT = 'f32';
 
 export interface SnapshotHeader {
   fingerprint: string;
-  cacheFormat: string;
+  cacheFormat: CacheFormat;
   layers: number;
   rowNumbers: number;
   position: number;
@@ -54,11 +53,11 @@ export function modelFingerprint(config: ModelConfig, w: Weights, heap: Heap): s
 /** The bytes of a session: its header and the first `ids.length` rows of every layer of `cache`. */
 export function writeSnapshot(fingerprint: string, cache: KvCache, ids: number[]): Uint8Array {
   const header: SnapshotHeader = {
-    fingerprint, cacheFormat: CACHE_FORMAT, layers: cache.layers, rowNumbers: cache.row, position: ids.length, capacity: cache.capacity, ids,
+    fingerprint, cacheFormat: cache.format, layers: cache.layers, rowNumbers: cache.row, position: ids.length, capacity: cache.capacity, ids,
   };
   const text = JSON.stringify(header);
   const json = new TextEncoder().encode(text + ' '.repeat((4 - ((12 + new TextEncoder().encode(text).length) % 4)) % 4));
-  const rowsBytes = KvCache.bytesFor(ids.length, cache.layers, cache.row);
+  const perLayer = ids.length * cache.rowBytes, rowsBytes = cache.layers * perLayer;
   const out = new Uint8Array(12 + json.length + rowsBytes + 4);
   const view = new DataView(out.buffer);
   out.set(MAGIC, 0);
@@ -67,9 +66,8 @@ export function writeSnapshot(fingerprint: string, cache: KvCache, ids: number[]
   out.set(json, 12);
   let at = 12 + json.length;
   for (let l = 0; l < cache.layers; l++) {
-    const rows = cache.rows(l, 0, ids.length);
-    out.set(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength), at);
-    at += rows.byteLength;
+    out.set(cache.bytesView().subarray(cache.at(l, 0) - cache.ptr, cache.at(l, 0) - cache.ptr + perLayer), at);
+    at += perLayer;
   }
   view.setUint32(at, checksum(out.subarray(0, at)), true);
   return out;
@@ -81,7 +79,7 @@ const bad = (why: string): never => { throw new MlaError('BAD_SNAPSHOT', `cannot
  * Check a snapshot against the model that would restore it; returns its header and where its rows
  * start. Throws BAD_SNAPSHOT (or BAD_INPUT for what is not bytes) and allocates nothing.
  */
-export function readSnapshot(bytes: unknown, config: ModelConfig, fingerprint: string): { header: SnapshotHeader; rows: Uint8Array } {
+export function readSnapshot(bytes: unknown, config: ModelConfig, fingerprint: string, want?: CacheFormat): { header: SnapshotHeader; rows: Uint8Array } {
   if (!(bytes instanceof Uint8Array)) throw new MlaError('BAD_INPUT', 'restoreSession takes the Uint8Array session.snapshot() made');
   if (bytes.length < 16 || MAGIC.some((b, i) => bytes[i] !== b)) bad('it does not start like a snapshot (too short, or not one)');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -102,13 +100,17 @@ export function readSnapshot(bytes: unknown, config: ModelConfig, fingerprint: s
     !int(header.layers) || !int(header.rowNumbers) || !int(header.position) || !int(header.capacity) || !Array.isArray(header.ids)) {
     bad('its header is corrupt');
   }
-  const rowsBytes = KvCache.bytesFor(header.position, header.layers, header.rowNumbers);
+  if (!CACHE_FORMATS.includes(header.cacheFormat) || (header.cacheFormat !== 'f32' && config.attention.kind !== 'mla')) {
+    bad(`its cache format '${header.cacheFormat}' is not one this model's sessions can hold`);
+  }
+  const rowBytes = header.cacheFormat === 'f32' ? header.rowNumbers * 4 : KvCache.rowBytesOf(config.attention, header.cacheFormat);
+  const rowsBytes = header.position * header.layers * rowBytes;
   const total = 12 + jsonLength + rowsBytes + 4;
   if (bytes.length < total) bad(`it is truncated (${bytes.length} of ${total} bytes)`);
   if (bytes.length > total) bad(`it has ${bytes.length - total} bytes after its end`);
   if (view.getUint32(total - 4, true) !== checksum(bytes.subarray(0, total - 4))) bad('its checksum does not match: the bytes were altered');
   if (header.fingerprint !== fingerprint) bad(`it was taken with another model (fingerprint ${header.fingerprint}, this model's is ${fingerprint})`);
-  if (header.cacheFormat !== CACHE_FORMAT) bad(`its cache format is '${header.cacheFormat}'; this model's sessions hold '${CACHE_FORMAT}'`);
+  if (want !== undefined && header.cacheFormat !== want) bad(`its cache format is '${header.cacheFormat}', not the '${want}' asked for`);
   const row = KvCache.rowNumbers(config.attention);
   if (header.layers !== config.layers || header.rowNumbers !== row) {
     bad(`its cache has ${header.layers} layers of ${header.rowNumbers} numbers, this model's ${config.layers} of ${row}`);
