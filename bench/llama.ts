@@ -14,7 +14,6 @@
 //     of its own: pp by Session.prefill; tg64 at context L fills the cache with random rows up to L
 //     and times 64 steps from there, 5 times (a step's work does not depend on the cached values,
 //     and prefilling 16k tokens of this model would take minutes).
-import { readFileSync } from 'node:fs';
 import { loadModel, type Model, type ModelConfig, type SimdBuild } from '../src/internal.js';
 import { syntheticModel, VARIANTS } from './decode.js';
 import { inProcessReader } from './probes.js';
@@ -72,6 +71,12 @@ function decodeFloor(c: ModelConfig, S: number, p: Probes, threads: number, near
   return mem >= comp ? { ms: mem, bound: 'DRAM', note: small } : { ms: comp, bound: 'compute' };
 }
 
+/** A file beside the bench: read from disk under Node, Deno and Bun, fetched in a browser page. */
+async function readBytes(url: URL): Promise<Uint8Array> {
+  if (url.protocol === 'file:') return (await import('node:fs')).readFileSync(url);
+  return new Uint8Array(await (await fetch(url)).arrayBuffer());
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function ids(n: number, vocab: number, seed = 3): number[] {
@@ -99,11 +104,11 @@ async function defaultModelRows(build: SimdBuild, threads: number, p: Probes, pr
     if (length <= c.maxPositions) return { m: model };
     if (!raised.model) {
       const dir = new URL('../models/fortune-mla/', import.meta.url);
-      const cfg = JSON.parse(readFileSync(new URL('config.json', dir), 'utf8'));
+      const cfg = JSON.parse(new TextDecoder().decode(await readBytes(new URL('config.json', dir))));
       cfg.max_position_embeddings = Math.max(...PP, ...contexts.map((L) => L + TG));
       raised.model = await loadModel({
         'config.json': new TextEncoder().encode(JSON.stringify(cfg)),
-        'model.safetensors': readFileSync(new URL('model.safetensors', dir)),
+        'model.safetensors': await readBytes(new URL('model.safetensors', dir)),
       }, { simd: build, threads });
     }
     return { m: raised.model, note: `max_position_embeddings ${c.maxPositions} raised to ${raised.model.config.maxPositions} for timing` };

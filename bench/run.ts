@@ -16,6 +16,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { CACHE_FORMATS, chooseBuild, threadsAvailable, type CacheFormat, type SimdBuild } from '../src/internal.js';
+import { benchInChromium } from './chromium.js';
 import { benchDecode, type DecodeRow } from './decode.js';
 import { benchE2e, type E2eResult, type E2eWeights } from './e2e/runner.js';
 import { e2eWorker } from './e2e/worker.js';
@@ -46,8 +47,9 @@ if (argv.includes('--replot')) {
 }
 
 // --- the bench ----------------------------------------------------------------------------------
-const runtime: 'node' | 'deno' | 'bun' = (globalThis as any).Deno ? 'deno' : (process.versions as any).bun ? 'bun' : 'node';
-const runtimeVersion = runtime === 'deno' ? (globalThis as any).Deno.version.deno : runtime === 'bun' ? (process.versions as any).bun : process.version.slice(1);
+// --chromium: this Node process serves the page that runs the kernels in headless Chromium.
+const runtime: 'node' | 'deno' | 'bun' | 'chromium' = argv.includes('--chromium') ? 'chromium'
+  : (globalThis as any).Deno ? 'deno' : (process.versions as any).bun ? 'bun' : 'node';
 const quick = argv.includes('--quick');
 const ALL = ['kernels', 'llama', 'decode', 'peers'];
 const only = arg('--only')?.split(',');
@@ -55,6 +57,11 @@ const sections = new Set(only ?? [...ALL, ...(argv.includes('--e2e') ? ['e2e'] :
 const nodeOnly = runtime === 'node';
 const log = (s: string) => console.error(s);
 const t0 = performance.now();
+const contexts = quick ? [512, 2048] : [512, 1024, 2048, 4096, 8192, 16384];
+const inChromium = runtime === 'chromium'
+  ? await benchInChromium({ quick, sections: ['kernels', 'llama', 'decode'].filter((x) => sections.has(x)), contexts, log }) : null;
+const runtimeVersion = runtime === 'deno' ? (globalThis as any).Deno.version.deno : runtime === 'bun' ? (process.versions as any).bun
+  : inChromium ? inChromium.version : process.version.slice(1);
 // The 1-minute load average at each stage: this machine is shared, and others' work shows here.
 const load: Record<string, number> = {};
 const noteLoad = (stage: string) => { load[stage] = Math.round(os.loadavg()[0] * 100) / 100; };
@@ -79,7 +86,8 @@ const machine = {
   os: `${os.platform()} ${os.arch()}`,
   runtime: `${runtime} ${runtimeVersion}`,
 };
-const machineLine = `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, ${runtime === 'node' ? 'Node' : runtime === 'deno' ? 'Deno' : 'Bun'} ${runtimeVersion}`;
+const RUNTIME_NAMES = { node: 'Node', deno: 'Deno', bun: 'Bun', chromium: 'headless Chromium' };
+const machineLine = `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, ${RUNTIME_NAMES[runtime]} ${runtimeVersion}`;
 // End to end: ours in each weights format (f32 always, as the baseline), with this cache, in these builds.
 const WEIGHTS_FORMATS = ['f32', 'bf16', 'int8', 'int4'] as const;
 const e2eWeights = (arg('--weights')?.split(',') ?? ['f32']) as E2eWeights[];
@@ -95,14 +103,14 @@ const flags = [...(runtime === 'node' ? [] : ['--runtime', runtime]), ...(quick 
 const command = `npm run bench${flags.length ? ` -- ${flags.join(' ')}` : ''}`;
 log(`mla-wasm bench on ${machineLine}${quick ? ' (quick)' : ''}; sections: ${[...sections].join(', ')}`);
 
-const best = chooseBuild('auto');
+const best = inChromium?.build ?? chooseBuild('auto');
 // Ours runs at 1 thread and, where a worker pool is possible, at 2 (this machine's cores).
-const threadCounts = machine.cores >= 2 && threadsAvailable() ? [1, 2] : [1];
+const threadCounts = inChromium?.threadCounts ?? (machine.cores >= 2 && threadsAvailable() ? [1, 2] : [1]);
 const builds: SimdBuild[] = ['simd', 'relaxed'].filter((b) => b === 'simd' || best === 'relaxed') as SimdBuild[];
 
 // 1. Kernels and their probes.
-const kernels: KernelBenchResult[] = [];
-if (sections.has('kernels')) {
+const kernels: KernelBenchResult[] = [...inChromium?.kernels ?? []];
+if (sections.has('kernels') && !inChromium) {
   for (const build of builds) {
     log(`kernels, ${build} build:`);
     kernels.push(await benchKernels({ build, quick }));
@@ -114,6 +122,7 @@ if (sections.has('kernels')) {
 // the build in use; DRAM: one process's read probes (one stream, two streams), raised below by the
 // two-process probe and by the peer table's GEMVs.
 async function probes() {
+  if (inChromium) return inChromium.probes;
   const peaks: number[] = [], drams: number[] = [];
   for (const k of kernels) {
     peaks.push(k.peakGflops);
@@ -135,7 +144,7 @@ async function probe2(): Promise<void> {
   if (v !== null) dram2 = Math.max(dram2 ?? 0, v);
   log(`probes: DRAM ${v ? v.toFixed(1) + ' GB/s' : 'n/a'} (two processes at once)`);
 }
-if (sections.has('e2e') || sections.has('peers') || (sections.has('llama') && threadCounts.length > 1)) await probe2();
+if (!inChromium && (sections.has('e2e') || sections.has('peers') || (sections.has('llama') && threadCounts.length > 1))) await probe2();
 
 // 2. Peers (first, so that their GEMV figures can raise the DRAM figures of the floors below).
 let peers: PeerResult[] = [];
@@ -160,25 +169,25 @@ p = { ...p, dramGBs: Math.max(p.dramGBs, gemvBest(1)) };
 if (gemvBest(2) > 0) dram2 = Math.max(dram2 ?? 0, gemvBest(2));
 
 // 3. llama-bench rows.
-let llama: LlamaRow[] = [];
+let llama: LlamaRow[] = inChromium?.llama ?? [];
 noteLoad('llama');
-if (sections.has('llama')) {
+if (sections.has('llama') && !inChromium) {
   log(`llama-bench rows, ${best} build, threads ${threadCounts.join(' and ')}:`);
   llama = await benchLlama(best, { ...p, dramGBs2: dram2 }, threadCounts, quick, log);
 }
 
 // 4. Decode variants.
-const contexts = quick ? [512, 2048] : [512, 1024, 2048, 4096, 8192, 16384];
-let decode: DecodeRow[] = [];
+let decode: DecodeRow[] = inChromium?.decode ?? [];
 noteLoad('decode');
-if (sections.has('decode')) {
+if (sections.has('decode') && !inChromium) {
   log(`decode variants, ${best} build, contexts ${contexts.join(', ')}:`);
   decode = await benchDecode(best, contexts, log);
 }
 
 // 5. End to end.
 let e2e: E2eResult | null = null;
-if (sections.has('e2e')) {
+if (sections.has('e2e') && inChromium) log('end to end: not run in Chromium (its sides are Node processes)');
+else if (sections.has('e2e')) {
   log('end to end, V2-Lite dims, 2 layers, F32, 512 context:');
   // A fresh DRAM probe just before (minutes after the kernel bench); the floor takes the higher.
   noteLoad('e2e');

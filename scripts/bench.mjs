@@ -7,7 +7,9 @@
 //   node: with --experimental-wasm-relaxed-simd, so that Node 20 measures both kernel builds;
 //   deno: `deno run -A build/bench.mjs`, Deno from npm (scripts/ensure-runtime.mjs installs it);
 //   bun:  the `bun` devDependency;
-//   all:  the three in turn (each writes its own bench/results/latest[-runtime].*).
+//   chromium: Node serves bench/chromium.html, whose bundle (build/bench-chromium.mjs, from
+//         bench/chromium-page.ts) runs the kernels, llama and decode rows in headless Chromium;
+//   all:  the four in turn (each writes its own bench/results/latest[-runtime].*).
 // The peers (onnxruntime-web/-node, tfjs) are Node packages and are measured under Node only.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
@@ -30,12 +32,34 @@ await build({
   platform: 'node',
   target: 'es2022',
   logLevel: 'warning',
-  // vega's optional canvas renderer: absent, and not used (SVG renderer only).
-  external: ['canvas'],
+  // vega's optional canvas renderer: absent, and not used (SVG renderer only); playwright-core
+  // (--runtime chromium) finds its own files relative to itself, so it stays a package, and
+  // examples/serve.mjs (the same path from build/) runs as a command when it is the entry.
+  external: ['canvas', 'playwright-core', '../examples/serve.mjs'],
   // src/ finds the kernels and the built-in model relative to itself; so must the bundle in build/.
   plugins: [packageUrls],
   // esbuild's ESM output for platform node: give bundled CommonJS a `require`.
   banner: { js: "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);" },
+});
+
+// The page side of --runtime chromium: node: imports there are the Node-only paths src/ and bench/
+// take at run time (never in a page), so they resolve to an empty module.
+const nodeBuiltinsAbsent = {
+  name: 'node-builtins-absent',
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, (a) => ({ path: a.path, namespace: 'absent' }));
+    b.onLoad({ filter: /.*/, namespace: 'absent' }, () => ({ contents: 'module.exports = {};', loader: 'js' }));
+  },
+};
+await build({
+  entryPoints: ['bench/chromium-page.ts'],
+  outfile: 'build/bench-chromium.mjs',
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: 'es2022',
+  logLevel: 'warning',
+  plugins: [packageUrls, nodeBuiltinsAbsent],
 });
 
 const i = args.indexOf('--runtime');
@@ -60,16 +84,19 @@ function run(runtime) {
     if (!bin) return 1;
     return spawnSync(bin, ['run', '-A', 'build/bench.mjs', ...args], { stdio: 'inherit' }).status;
   }
+  if (runtime === 'chromium') {
+    return spawnSync(process.execPath, ['build/bench.mjs', '--chromium', ...args], { stdio: 'inherit' }).status;
+  }
   if (runtime === 'bun') {
     const bin = 'node_modules/.bin/bun';
     if (!existsSync(bin)) { console.error('bun: node_modules/.bin/bun is missing (npm ci installs it); skipped'); return 1; }
     return spawnSync(bin, ['build/bench.mjs', ...args], { stdio: 'inherit' }).status;
   }
-  console.error(`unknown runtime ${runtime} (node, deno, bun or all)`);
+  console.error(`unknown runtime ${runtime} (node, deno, bun, chromium or all)`);
   return 2;
 }
 
-const runtimes = wanted === 'all' ? ['node', 'deno', 'bun'] : wanted.split(',');
+const runtimes = wanted === 'all' ? ['node', 'deno', 'bun', 'chromium'] : wanted.split(',');
 let status = 0;
 for (const r of runtimes) {
   if (runtimes.length > 1) console.error(`\n=== ${r} ===`);
@@ -87,7 +114,7 @@ function summarize() {
   const partial = args.includes('--quick') || args.includes('--only') ? '.partial' : '';
   const runs = [];
   // Every runtime's latest results that are there (a run of some runtimes keeps the others' files).
-  for (const r of ['node', 'deno', 'bun']) {
+  for (const r of ['node', 'deno', 'bun', 'chromium']) {
     const file = `bench/results/latest${r === 'node' ? '' : `-${r}`}${partial}.json`;
     if (existsSync(file)) runs.push(JSON.parse(readFileSync(file, 'utf8')));
   }

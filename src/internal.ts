@@ -18,3 +18,4 @@ export { parseConfig } from './formats/config.js';
 export type { TensorSource } from './formats/tensor-source.js';
 export { listen, type Listening } from './serve/node.js';
 export { writeConvertedFolder } from './convert/write-folder.js';
+export { planGguf, ggufChunks } from './formats/gguf-write.js';
