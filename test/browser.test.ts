@@ -6,9 +6,9 @@
 // waits for the streamed text, and checks it is Node's greedy output for the same prompt and
 // length: on 2 threads (Web Workers over the shared memory) where the page is cross-origin
 // isolated, and on 1 when the same page comes without the isolation headers. A screenshot of the
-// example goes to test-results/browser.png.
+// example goes to test-results/browser.png. And a model by hub name, kept in the Cache API.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -16,6 +16,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 // @ts-expect-error: a plain .mjs script without declarations
 import { serve } from '../examples/serve.mjs';
+import { loadModel } from '../src/index.js';
 import { nodeGreedy, PROMPT, root, snippet, TOKENS } from './runtimes/helpers.js';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -147,6 +148,62 @@ describe.skipIf(!haveChromium)('browser (headless Chromium)', () => {
     expect(got.ids).toEqual(ref.ids);
     expect(await page.textContent('#text')).toBe(PROMPT + ref.text);
     expect((page as Page & { errors: string[] }).errors, JSON.stringify((page as Page & { errors: string[] }).errors)).toEqual([]);
+    await page.close();
+  });
+
+  it('loads a model by hub name through the Cache API: a failed download caches nothing, a reload fetches nothing', async () => {
+    // The hub is this origin's /hub/, answered by the test (Playwright's routing) from models/fortune-mla.
+    const files = Object.fromEntries(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']
+      .map((f) => [f, readFileSync(path.join(root, 'models/fortune-mla', f))]));
+    const requests: string[] = [];
+    let fail500 = true;
+    const page = await browser.newPage();
+    await page.route(`${base}/hub/**`, async (route) => {
+      const p = decodeURIComponent(new URL(route.request().url()).pathname).slice('/hub'.length);
+      requests.push(p);
+      if (p === '/api/models/org/fortune/tree/main') {
+        return route.fulfill({ contentType: 'application/json',
+          body: JSON.stringify(Object.entries(files).map(([f, b]) => ({ type: 'file', path: f, size: b.length, oid: 'x' }))) });
+      }
+      const file = /^\/org\/fortune\/resolve\/main\/(.+)$/.exec(p)?.[1];
+      if (!file || !files[file]) return route.fulfill({ status: 404, body: 'Entry not found' });
+      if (file === 'model.safetensors' && fail500) { fail500 = false; return route.fulfill({ status: 500, body: 'Internal Error' }); }
+      return route.fulfill({ contentType: 'application/octet-stream', body: files[file] });
+    });
+    await page.goto(`${base}/package.json`); // any page of this origin: http://127.0.0.1 is a secure context, with `caches`
+    const IDS = [1, 5, 9, 2];
+    // A string, not a function: vitest would rewrite a function's import() for Node.
+    const load = () => page.evaluate(`(async () => {
+      const { loadModel } = await import('/dist/index.js');
+      try {
+        const model = await loadModel('org/fortune', { hubUrl: ${JSON.stringify(`${base}/hub`)}, threads: 1, simd: 'simd' });
+        const logits = Array.from(model.forward(${JSON.stringify(IDS)}));
+        model.dispose();
+        return { logits };
+      } catch (e) {
+        return { code: e.code, message: e.message };
+      }
+    })()`) as Promise<{ logits?: number[]; code?: string; message?: string }>;
+    const cachedUrls = () => page.evaluate(async () => (await (await caches.open('mla-wasm-hub')).keys()).map((r) => r.url));
+
+    const failed = await load();
+    expect(failed.code).toBe('FETCH_FAILED');
+    expect(failed.message).toContain(`${base}/hub/org/fortune/resolve/main/model.safetensors`);
+    expect(failed.message).toContain('500');
+    expect((await cachedUrls()).filter((u) => u.endsWith('model.safetensors'))).toEqual([]);
+
+    requests.length = 0;
+    const first = await load();
+    expect(requests).toContain('/org/fortune/resolve/main/model.safetensors');
+    const model = await loadModel(path.join(root, 'models/fortune-mla'), { threads: 1, simd: 'simd' });
+    expect(first.logits).toEqual(Array.from(model.forward(IDS)));
+    model.dispose();
+
+    requests.length = 0;
+    await page.reload();
+    const second = await load();
+    expect(second.logits).toEqual(first.logits);
+    expect(requests).toEqual([]);
     await page.close();
   });
 
