@@ -272,7 +272,8 @@ export interface StepRequest {
 
 /**
  * @internal How a generation runs its decode steps: alone (generate(), chat()) or batched with
- * others' (the server's scheduler). Resolves with the step's milliseconds once `out` holds the logits.
+ * others' (the server's scheduler). Resolves with the step's milliseconds (a batch's, for each in it)
+ * once `out` holds the logits.
  */
 export type Stepper = (request: StepRequest) => Promise<number>;
 

@@ -3,10 +3,10 @@
 // rounds: a round advances every running generation by one token, so a long answer does not hold
 // up a short one. Generations join and leave only between rounds, at token boundaries.
 //
-// Continuous batching: a round starts every running generation's turn at once. A newcomer runs its
-// prompt; the others ask the scheduler's stepper for their decode step, and once every turn still
-// going is waiting for one, all those steps run as one model.stepBatch (batch-steps.ts): the
-// weights are read once a round, not once a generation. The pieces each generation yields go into
+// Continuous batching: a round starts the turns of every generation already going at once; each
+// asks the scheduler's stepper for its decode step, and once every turn still going waits for one,
+// all those steps run as one model.stepBatch (batch-steps.ts): the weights are read once a round,
+// not once a generation. Then the newcomers run their prompts and make their first tokens. The pieces each generation yields go into
 // its job's buffer, and the round never waits for a client to read them: a slow reader cannot
 // stall the others.
 import { MlaError } from '../errors.js';
@@ -39,6 +39,8 @@ type Start = (signal: AbortSignal, step: Stepper) => Generation;
 class Entry implements Job {
   readonly controller = new AbortController();
   generation: Generation | null = null;
+  /** Whether it has had its first turn (run its prompt). */
+  started = false;
   private readonly buffer: GenerationPiece[] = [];
   private ended = false;
   private failure: unknown = null;
@@ -142,24 +144,34 @@ export class Scheduler {
   }
 
   /**
-   * One token for every running generation: each turn starts in the order they joined, and the
-   * round ends when all have (their decode steps run together in between).
+   * One token for every running generation: the turns of those already going start at once, in
+   * the order they joined, and their decode steps run together; then each newcomer runs its
+   * prompt, one at a time with a turn of the event loop before each, so that the first tokens
+   * already made reach their clients before the next prompt holds the thread.
    */
   private async round(): Promise<void> {
-    const jobs = [...this.running];
-    this.turns = jobs.length;
-    await Promise.all(jobs.map(async (job) => {
-      try {
-        const r = await job.generation!.next();
-        if (r.done) this.leave(job, null);
-        else job.push(r.value);
-      } catch (e) {
-        this.leave(job, e);
-      } finally {
-        this.turns--;
-        this.stepWhenAllAsked();
-      }
-    }));
+    const going = this.running.filter((j) => j.started), joining = this.running.filter((j) => !j.started);
+    this.turns = going.length;
+    await Promise.all(going.map((job) => this.turn(job)));
+    for (const job of joining) {
+      await yieldToEventLoop();
+      job.started = true;
+      this.turns = 1;
+      await this.turn(job);
+    }
+  }
+
+  private async turn(job: Entry): Promise<void> {
+    try {
+      const r = await job.generation!.next();
+      if (r.done) this.leave(job, null);
+      else job.push(r.value);
+    } catch (e) {
+      this.leave(job, e);
+    } finally {
+      this.turns--;
+      this.stepWhenAllAsked();
+    }
   }
 
   /** The stepper every generation gets: its step waits for the round's batch. */
