@@ -65,7 +65,7 @@ describe('memory digest', () => {
   it.each(['plain', 'shared', 'no compiling'])('%s: the definition\'s value at awkward lengths and offsets; any one changed word changes it', (kind) => {
     const heap = new Heap(1 << 20, { shared: kind === 'shared' });
     if (kind === 'no compiling') {
-      vi.spyOn(WebAssembly, 'Module').mockImplementation(() => { throw new WebAssembly.CompileError('refused by the embedder'); });
+      vi.spyOn(WebAssembly, 'Module').mockImplementation(function () { throw new WebAssembly.CompileError('refused by the embedder'); });
     }
     const digest = memoryDigest(heap);
     const ptr = heap.alloc(4096);
