@@ -1,9 +1,11 @@
 // Load test of the OpenAI-compatible server, on 127.0.0.1 only, bounded in count and time:
 // N concurrent streaming completions (the openai client), every 8th hung up after 5 chunks.
 // Reports aggregate tokens/s, p50/p99 time to first token and per-token latency, memory before
-// and after; and checks that nothing is lost: every request not hung up gets its whole completion,
+// and after, and how the decode steps were batched (stepBatch calls and their mean size); and
+// checks that nothing is lost: every request not hung up gets its whole completion,
 // the same text a lone request with its seed gets, and every session is freed.
 //   node scripts/run-ts.mjs bench/serve-load.ts [--requests 64] [--max-sessions 8] [--tokens 64] [--prefix-cache-mib 128] [--model DIR]
+import { loadavg } from 'node:os';
 import OpenAI from 'openai';
 import { createServer, listen, loadModel } from '../src/internal.js';
 
@@ -21,6 +23,14 @@ const DEADLINE_MS = 300_000;
 const PROMPT = 'Q: What is the meaning of life?\nA:';
 
 const model = await loadModel(MODEL || undefined, { threads: 1 });
+// Seen from outside: how many stepBatch calls the server made, over how many sessions in all.
+let batches = 0, batchedSteps = 0;
+const stepBatch = model.stepBatch.bind(model);
+model.stepBatch = (steps) => {
+  batches++;
+  batchedSteps += steps.length;
+  return stepBatch(steps);
+};
 const server = createServer(model, { maxSessions: SESSIONS, maxQueued: REQUESTS, prefixCacheBytes: PREFIX_MIB * 2 ** 20 });
 const http = await listen(server, { port: 0, host: '127.0.0.1' });
 const client = new OpenAI({ baseURL: `http://127.0.0.1:${http.port}/v1`, apiKey: 'unused', maxRetries: 0, timeout: DEADLINE_MS });
@@ -71,11 +81,13 @@ const chunks = outcomes.reduce((a, o) => a + o.chunks, 0);
 const gaps = outcomes.flatMap((o) => o.gaps), ttfts = outcomes.map((o) => o.ttft);
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const lines = [
-  `| requests | hung up | max sessions | prefix cache | tokens each | wall | chunks/s (all streams) | TTFT p50 / p99 | per-token p50 / p99 | wasm memory before → after | RSS before → after | complete and equal to a lone run |`,
-  '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  `| requests | hung up | max sessions | prefix cache | tokens each | wall | chunks/s (all streams) | TTFT p50 / p99 | per-token p50 / p99 | ` +
+  `stepBatch calls, mean size | wasm memory before → after | RSS before → after | complete and equal to a lone run | load average |`,
+  '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   `| ${REQUESTS} | ${outcomes.length - finished.length} | ${SESSIONS} | ${PREFIX_MIB} MiB | ${TOKENS} | ${(wall / 1000).toFixed(2)} s | ${(chunks / (wall / 1000)).toFixed(0)} | ` +
   `${pct(ttfts, 0.5).toFixed(0)} / ${pct(ttfts, 0.99).toFixed(0)} ms | ${pct(gaps, 0.5).toFixed(1)} / ${pct(gaps, 0.99).toFixed(1)} ms | ` +
-  `${mib(wasmBefore)} → ${mib(wasmAfter)} | ${mib(rssBefore)} → ${mib(rssAfter)} | ${finished.length - wrong.length} / ${finished.length} |`,
+  `${batches}, ${batches ? (batchedSteps / batches).toFixed(1) : '—'} | ` +
+  `${mib(wasmBefore)} → ${mib(wasmAfter)} | ${mib(rssBefore)} → ${mib(rssAfter)} | ${finished.length - wrong.length} / ${finished.length} | ${loadavg()[0].toFixed(1)} |`,
 ];
 console.log(lines.join('\n'));
 model.dispose();

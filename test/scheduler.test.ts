@@ -1,9 +1,12 @@
 // The server's scheduler (and its prefix cache) over stand-in generations: one token for every running generation per
 // round, in turn; joining and leaving only between rounds; a queue in front, BUSY past it; a
-// cancelled job leaves the queue or stops before its next token.
-import { describe, expect, it } from 'vitest';
-import type { Generation, GenerationPiece, GenerationStats } from '../src/generate/generate.js';
+// cancelled job leaves the queue or stops before its next token. Then over a model: the running
+// generations' decode steps go as one stepBatch a round, and each gets the text it gets alone,
+// whoever joins or leaves meanwhile.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generate, type Generation, type GenerationPiece, type GenerationStats } from '../src/generate/generate.js';
 import { MlaError } from '../src/errors.js';
+import { loadModel, type Model } from '../src/index.js';
 import { PrefixCache } from '../src/serve/prefix-cache.js';
 import { Scheduler } from '../src/serve/scheduler.js';
 
@@ -21,6 +24,9 @@ function fake(name: string, n: number, log: string[], signal?: AbortSignal): Gen
   return Object.assign(run(), { stats });
 }
 
+/** The stand-ins never step a session. */
+const noSteps = () => { throw new Error('a stand-in generation asked for a decode step'); };
+
 const textOf = async (pieces: AsyncIterable<GenerationPiece>) => {
   let t = '';
   for await (const p of pieces) t += p.text;
@@ -30,7 +36,7 @@ const textOf = async (pieces: AsyncIterable<GenerationPiece>) => {
 describe('scheduler', () => {
   it('steps the running generations one token each in turn; a queued one joins when a slot frees', async () => {
     const log: string[] = [];
-    const s = new Scheduler({ maxActive: 2, maxQueued: 1 });
+    const s = new Scheduler({ maxActive: 2, maxQueued: 1, stepBatch: noSteps });
     const a = s.submit((sig) => fake('a', 3, log, sig));
     const b = s.submit((sig) => fake('b', 1, log, sig));
     const c = s.submit((sig) => fake('c', 2, log, sig));
@@ -45,7 +51,7 @@ describe('scheduler', () => {
 
   it('cancel: a queued job never starts; a running one stops before its next token; the others go on', async () => {
     const log: string[] = [];
-    const s = new Scheduler({ maxActive: 1, maxQueued: 2 });
+    const s = new Scheduler({ maxActive: 1, maxQueued: 2, stepBatch: noSteps });
     const a = s.submit((sig) => fake('a', 4, log, sig));
     const b = s.submit((sig) => fake('b', 2, log, sig));
     const c = s.submit((sig) => fake('c', 2, log, sig));
@@ -63,7 +69,7 @@ describe('scheduler', () => {
 
   it('a generation that fails ends only its own job; one that cannot start is refused with its error', async () => {
     const log: string[] = [];
-    const s = new Scheduler({ maxActive: 2, maxQueued: 2 });
+    const s = new Scheduler({ maxActive: 2, maxQueued: 2, stepBatch: noSteps });
     const bad = s.submit(() => { throw new MlaError('OUT_OF_MEMORY', 'no room'); });
     const broken = s.submit(() => Object.assign((async function* () {
       yield { id: 0, text: 'x' };
@@ -76,13 +82,94 @@ describe('scheduler', () => {
   });
 
   it('close() stops everything and refuses new work', async () => {
-    const s = new Scheduler({ maxActive: 1, maxQueued: 1 });
+    const s = new Scheduler({ maxActive: 1, maxQueued: 1, stepBatch: noSteps });
     const a = s.submit((sig) => fake('a', 1000, [], sig));
     const b = s.submit((sig) => fake('b', 1, [], sig));
     await s.close();
     await expect(textOf(a.pieces())).rejects.toMatchObject({ code: 'ABORTED' });
     await expect(textOf(b.pieces())).rejects.toMatchObject({ code: 'ABORTED' });
     expect(() => s.submit((sig) => fake('c', 1, [], sig))).toThrow(expect.objectContaining({ code: 'DISPOSED' }));
+  });
+});
+
+describe('scheduler: continuous batching over a model', () => {
+  let model: Model;
+  beforeAll(async () => { model = await loadModel(); });
+  afterAll(() => model?.dispose());
+
+  const PROMPTS = ['Q: Why is the sky blue?\nA:', 'Hello there', 'Q: What is the meaning of life?\nA:', 'Once upon a time'];
+  const options = (i: number) => ({ temperature: 0.8, topK: 0, topP: 1, seed: 100 + i, maxNewTokens: 24 });
+  const alone = (i: number) => textOf(model.generate(PROMPTS[i], options(i)));
+
+  /** A scheduler over the model whose stepBatch calls are seen: the size of each, in order. */
+  function batching(maxActive: number) {
+    const sizes: number[] = [];
+    const scheduler = new Scheduler({ maxActive, maxQueued: 8, stepBatch: (steps) => { sizes.push(steps.length); return model.stepBatch(steps); } });
+    const submit = (i: number) => scheduler.submit((signal, step) => generate(model, PROMPTS[i], { ...options(i), signal }, step));
+    return { scheduler, sizes, submit };
+  }
+
+  /**
+   * The stepBatch calls that generations taking `steps[i]` decode steps make, all running from the
+   * start: in round k, those with k steps or more step together (a lone one steps on its own).
+   */
+  const expectedSizes = (steps: number[]) => Array.from({ length: Math.max(...steps) }, (_, k) => steps.filter((d) => d > k).length).filter((n) => n >= 2);
+
+  it('four generations at once: one stepBatch a round over all still running, each with its lone text', async () => {
+    const { scheduler, sizes, submit } = batching(4);
+    const jobs = PROMPTS.map((_, i) => submit(i));
+    const texts = await Promise.all(jobs.map((j) => textOf(j.pieces())));
+    for (let i = 0; i < PROMPTS.length; i++) expect(texts[i], `generation ${i}`).toBe(await alone(i));
+    const steps = jobs.map((j) => j.stats!.decodeSteps);
+    expect(Math.min(...steps)).toBeGreaterThan(2); // all four go on for a while
+    expect(sizes[0]).toBe(4);
+    expect(sizes).toEqual(expectedSizes(steps));
+    expect(scheduler.active + scheduler.queued).toBe(0);
+  });
+
+  it('one joining mid-way and one cancelled leave the others\' text as it is alone', async () => {
+    const { sizes, submit } = batching(4);
+    const before = model.memoryBytes;
+    const a = submit(0), b = submit(1);
+    let c: ReturnType<typeof submit> | null = null;
+    const read = async (job: ReturnType<typeof submit>, each: (n: number) => void) => {
+      let t = '', n = 0;
+      for await (const p of job.pieces()) { t += p.text; each(++n); }
+      return t;
+    };
+    const ta = read(a, (n) => { if (n === 4) c = submit(2); });
+    const tb = read(b, (n) => { if (n === 8) b.cancel(); });
+    await expect(tb).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(await ta).toBe(await alone(0));
+    expect(await textOf(c!.pieces())).toBe(await alone(2));
+    expect(b.stats!.stopReason).toBe('aborted');
+    expect(b.stats!.generatedTokens).toBeLessThan(12); // stopped soon after the cancel, not at the end
+    // Two stepped together, then three (c's prompt ran in a round of theirs), then two once b left.
+    expect(sizes[0]).toBe(2);
+    expect(sizes).toContain(3);
+    expect(sizes.lastIndexOf(3)).toBeLessThan(sizes.length - 1);
+    expect(sizes.slice(sizes.indexOf(3)).every((n) => n <= 3)).toBe(true);
+    const all = [a, b, c!].reduce((s, j) => s + j.stats!.decodeSteps, 0);
+    expect(sizes.reduce((s, n) => s + n, 0)).toBeLessThanOrEqual(all);
+    expect(model.memoryBytes).toBe(before); // every session freed, the cancelled one too
+  });
+
+  it('a batch that fails (a session disposed under it) fails only that generation', async () => {
+    const sessions: Array<{ dispose(): void }> = [];
+    const s = new Scheduler({ maxActive: 3, maxQueued: 0, stepBatch: (steps) => model.stepBatch(steps) });
+    const jobs = [0, 1, 2].map((i) => s.submit((signal, step) => {
+      const session = model.createSession({ contextLength: 64 });
+      sessions.push(session);
+      const g = generate(model, PROMPTS[i], { ...options(i), signal, session }, step);
+      return Object.assign((async function* () { try { yield* g; } finally { session.dispose(); } })(), { stats: g.stats });
+    }));
+    const first = jobs[1].pieces();
+    await first.next();
+    sessions[1].dispose();
+    const [t0, t2] = await Promise.all([textOf(jobs[0].pieces()), textOf(jobs[2].pieces())]);
+    await expect(textOf(first)).rejects.toMatchObject({ code: 'DISPOSED' });
+    expect(t0).toBe(await alone(0));
+    expect(t2).toBe(await alone(2));
   });
 });
 

@@ -1,10 +1,11 @@
 // The OpenAI-compatible server (src/serve) on 127.0.0.1, driven by the official `openai` client as
 // a user would: completions and chat, streamed and not, stop strings, seeds, log-probabilities;
 // then every kind of bad request, each a typed OpenAI-style error with its 4xx status while the
-// server keeps answering; a client that hangs up mid-stream frees its session; a full server says 429.
+// server keeps answering; concurrent streams are decoded together, one stepBatch a token; a client
+// that hangs up mid-stream frees its session; a full server says 429.
 import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createServer, loadModel, type GenerateOptions, type Model, type Server } from '../src/index.js';
 import { listen, type Listening } from '../src/serve/node.js';
 import { makeRandomCheckpoint, tinyLlamaConfig } from './reference/model.js';
@@ -74,6 +75,26 @@ describe('serve: the openai client against the server', () => {
     const [a, b] = await Promise.all([ask(), ask()]);
     expect(a.choices[0].text).toBe(b.choices[0].text);
     expect(a.choices[0].text).toBe((await lone(PROMPT, { temperature: 0.9, seed: 11, maxNewTokens: 30 })).text);
+  });
+
+  it('two streams at once are decoded together, one stepBatch a token for both, each with its lone text', async () => {
+    const spy = vi.spyOn(model, 'stepBatch');
+    try {
+      const stream = async (seed: number) => {
+        let t = '';
+        const s = await client.completions.create({ model: 'fortune-mla', prompt: PROMPT, max_tokens: 30, temperature: 0.9, seed, stream: true });
+        for await (const ch of s) t += ch.choices[0]?.text ?? '';
+        return t;
+      };
+      const [a, b] = await Promise.all([stream(21), stream(22)]);
+      expect(a).toBe((await lone(PROMPT, { temperature: 0.9, seed: 21, maxNewTokens: 30 })).text);
+      expect(b).toBe((await lone(PROMPT, { temperature: 0.9, seed: 22, maxNewTokens: 30 })).text);
+      // lone() runs one session and never batches: every call was the server's, with both streams in it.
+      expect(spy.mock.calls.length).toBeGreaterThan(3);
+      for (const [steps] of spy.mock.calls) expect(steps).toHaveLength(2);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('a streamed chat: the role first, then text equal to the whole answer, finish_reason last, usage on request', async () => {
@@ -280,7 +301,13 @@ describe('serve: sessions', () => {
     const refused = slowClient.completions.create({ model: 'mla-wasm', prompt: PROMPT, max_tokens: 5 });
     await expect(refused).rejects.toBeInstanceOf(OpenAI.RateLimitError);
     await expect(refused).rejects.toMatchObject({ status: 429, code: 'busy' });
+    const spy = vi.spyOn(slow, 'stepBatch');
     const got = await Promise.all(four);
+    const batches = spy.mock.calls.map(([steps]) => steps.length);
+    spy.mockRestore();
+    // Two at a time, stepped together: the 4 × 99 decode steps in about 2 × 99 batches of two.
+    expect(batches.every((n) => n === 2)).toBe(true);
+    expect(batches.length).toBeGreaterThan(150);
     const lone = async (seed: number) => {
       let t = '';
       for await (const p of slow.generate(PROMPT, { temperature: 0.8, topP: 1, topK: 0, seed, maxNewTokens: 100 })) t += p.text;

@@ -1,9 +1,11 @@
 // Session snapshots: restored, a session gives the next logits of the one it was taken from, bit for
 // bit, and goes on like it; every kind of wrong snapshot is BAD_SNAPSHOT naming what is wrong, and
-// leaves nothing allocated.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// leaves nothing allocated. The memory digest the checksum uses agrees with its definition.
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadModel, MlaError, type Model } from '../src/index.js';
-import { checksum } from '../src/model/snapshot.js';
+import { digestBytes, memoryDigest } from '../src/host/digest.js';
+import { Heap } from '../src/host/heap.js';
+import { foldChecksum } from '../src/model/snapshot.js';
 
 let model: Model;
 let other: Model;
@@ -29,6 +31,14 @@ function expectBad(f: () => unknown, mention: string): void {
   expect(model.memoryBytes).toBe(before); // no session half-made
 }
 
+/** The checksum a snapshot's last 4 bytes should hold, from its bytes alone. */
+function snapshotChecksum(bytes: Uint8Array): number {
+  const headLength = HEADER_AT + new DataView(bytes.buffer, bytes.byteOffset).getUint32(8, true);
+  const layers = JSON.parse(new TextDecoder().decode(bytes.subarray(HEADER_AT, headLength))).layers;
+  const rows = bytes.subarray(headLength, bytes.length - 4), perLayer = rows.length / layers;
+  return foldChecksum(bytes.subarray(0, headLength), Array.from({ length: layers }, (_, l) => digestBytes(rows.subarray(l * perLayer, (l + 1) * perLayer))));
+}
+
 /** A snapshot with its JSON header changed by `edit` and its checksum made right again. */
 function withHeader(bytes: Uint8Array, edit: (h: Record<string, unknown>) => void, version?: number): Uint8Array {
   const view = new DataView(bytes.buffer, bytes.byteOffset);
@@ -45,9 +55,35 @@ function withHeader(bytes: Uint8Array, edit: (h: Record<string, unknown>) => voi
   v.setUint32(8, json.length, true);
   out.set(json, HEADER_AT);
   out.set(rows, HEADER_AT + json.length);
-  v.setUint32(out.length - 4, checksum(out.subarray(0, out.length - 4)), true);
+  v.setUint32(out.length - 4, snapshotChecksum(out), true);
   return out;
 }
+
+describe('memory digest', () => {
+  afterEach(() => { vi.restoreAllMocks(); });
+  // SIMD over a plain and a shared memory, and the JavaScript one an edge platform (no compiling at run time) gets.
+  it.each(['plain', 'shared', 'no compiling'])('%s: the definition\'s value at awkward lengths and offsets; any one changed word changes it', (kind) => {
+    const heap = new Heap(1 << 20, { shared: kind === 'shared' });
+    if (kind === 'no compiling') {
+      vi.spyOn(WebAssembly, 'Module').mockImplementation(function () { throw new WebAssembly.CompileError('refused by the embedder'); });
+    }
+    const digest = memoryDigest(heap);
+    const ptr = heap.alloc(4096);
+    const bytes = heap.u8(ptr, 4096);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 2654435761) >>> 24;
+    for (const [at, n] of [[0, 0], [4, 4], [0, 60], [8, 64], [12, 68], [4, 1020], [0, 4096]]) {
+      expect(digest(ptr + at, n), `${n} bytes at ${at}`).toBe(digestBytes(bytes.slice(at, at + n)));
+    }
+    // Every word of a length with whole blocks and a tail: flipping one bit anywhere changes the digest.
+    const n = 64 * 3 + 12, base = digest(ptr, n);
+    for (let i = 0; i < n; i += 4) {
+      bytes[i + (i % 3)] ^= 0x10;
+      expect(digest(ptr, n), `word ${i / 4}`).not.toBe(base);
+      bytes[i + (i % 3)] ^= 0x10;
+    }
+    expect(digest(ptr, n)).toBe(base);
+  });
+});
 
 describe('snapshot and restore with a narrow cache', () => {
   it.each(['bf16', 'int8', 'int4'] as const)('%s: rows kept as stored, restored in that format, the same next logits bit for bit', (cache) => {
@@ -114,10 +150,18 @@ describe('snapshot and restore', () => {
     expectBad(() => model.restoreSession(theirs), 'another model');
     expectBad(() => model.restoreSession(bytes.subarray(0, bytes.length - 100)), 'truncated');
     expectBad(() => model.restoreSession(bytes.subarray(0, 10)), 'does not start like a snapshot');
-    const altered = bytes.slice();
-    altered[altered.length - 50] ^= 1;
-    expectBad(() => model.restoreSession(altered), 'altered');
-    expectBad(() => model.restoreSession(withHeader(bytes, () => {}, 2)), 'version 2, newer than this library reads (1)');
+    // A bit flipped in the last layer's rows, in the first's, and a token id changed in the header.
+    const rowsAt = HEADER_AT + new DataView(bytes.buffer, bytes.byteOffset).getUint32(8, true);
+    for (const at of [bytes.length - 50, rowsAt + 5]) {
+      const altered = bytes.slice();
+      altered[at] ^= 1;
+      expectBad(() => model.restoreSession(altered), 'altered');
+    }
+    const otherId = withHeader(bytes, (h) => { (h.ids as number[])[3] ^= 1; });
+    otherId.set(bytes.subarray(bytes.length - 4), otherId.length - 4);
+    expectBad(() => model.restoreSession(otherId), 'altered');
+    expectBad(() => model.restoreSession(withHeader(bytes, () => {}, 3)), 'version 3, newer than this library reads (2)');
+    expectBad(() => model.restoreSession(withHeader(bytes, () => {}, 1)), 'version 1, an older format this library no longer reads');
     expectBad(() => model.restoreSession(withHeader(bytes, (h) => { h.cacheFormat = 'int3'; })), "cache format 'int3' is not one");
     expectBad(() => model.restoreSession(bytes, { cache: 'int8' }), "cache format is 'f32', not the 'int8' asked for");
     expectBad(() => model.restoreSession(withHeader(bytes, (h) => { h.ids = (h.ids as number[]).slice(1); })), 'token ids');

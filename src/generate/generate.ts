@@ -179,7 +179,7 @@ function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Se
 }
 
 /** Model.generate: a text (encoded with the model's tokenizer) or token ids. */
-export function generate(model: TokenModel, prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Generation {
+export function generate(model: TokenModel, prompt: string | ArrayLike<number>, options: GenerateOptions = {}, stepper = stepAlone): Generation {
   const o = resolveOptions(model, options, KNOWN);
   let ids: number[];
   if (typeof prompt === 'string') {
@@ -194,13 +194,13 @@ export function generate(model: TokenModel, prompt: string | ArrayLike<number>, 
   if (ids.length === 0 && !(o.session && histories.get(o.session)?.pending.length)) {
     throw new MlaError('BAD_INPUT', 'the prompt is empty (no tokens to start from)');
   }
-  return run(model, ids, o, false);
+  return run(model, ids, o, stepper, false);
 }
 
 const CHAT_KEYS = new Set([...KNOWN].filter((k) => k !== 'addSpecialTokens'));
 
 /** Model.chat: the conversation through the tokenizer's chat template, answered as the assistant. */
-export function chat(model: TokenModel, messages: ChatMessage[], options: ChatOptions = {}): Generation {
+export function chat(model: TokenModel, messages: ChatMessage[], options: ChatOptions = {}, stepper = stepAlone): Generation {
   checkMessages(messages);
   const o = resolveOptions(model, options, CHAT_KEYS);
   const tok = model.tokenizer;
@@ -221,7 +221,7 @@ export function chat(model: TokenModel, messages: ChatMessage[], options: ChatOp
     throw new MlaError('CACHE_FULL', `the last message${kept.length > 1 ? ' (with the system message)' : ''} takes ${ids.length} tokens, ` +
       `more than the ${capacity} positions of the ${o.session ? 'session' : 'model\'s context'}`);
   }
-  return run(model, ids, o, true, messages.length - kept.length);
+  return run(model, ids, o, stepper, true, messages.length - kept.length);
 }
 
 /**
@@ -257,7 +257,36 @@ const commonPrefix = (a: number[], b: number[]) => {
   return n;
 };
 
-function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean, dropped = 0): Generation {
+/**
+ * @internal One decode step a generation asks for: feed `id` to `session` and write the next
+ * logits into `out`. The generation holds the session: calls on it go through `use`.
+ */
+export interface StepRequest {
+  session: Session;
+  id: number;
+  out: Float32Array;
+  use<T>(f: () => T): T;
+  /** Throws (ABORTED) when the generation is to stop instead: called right before the step. */
+  check(): void;
+}
+
+/**
+ * @internal How a generation runs its decode steps: alone (generate(), chat()) or batched with
+ * others' (the server's scheduler). Resolves with the step's milliseconds (a batch's, for each in it)
+ * once `out` holds the logits.
+ */
+export type Stepper = (request: StepRequest) => Promise<number>;
+
+/** One session's step on its own, after a turn of the event loop (where an abort gets in). */
+export const stepAlone: Stepper = async (r) => {
+  await yieldToEventLoop();
+  r.check();
+  const t0 = performance.now();
+  r.use(() => r.session.step(r.id, { out: r.out }));
+  return performance.now() - t0;
+};
+
+function run(model: TokenModel, promptIds: number[], o: Resolved, stepper: Stepper, reuse: boolean, dropped = 0): Generation {
   const stats: GenerationStats = {
     promptTokens: 0, reusedTokens: 0, droppedMessages: dropped, generatedTokens: 0, decodeSteps: 0, prefillMs: 0, decodeMs: 0, stopReason: null, seed: o.seed,
   };
@@ -270,6 +299,11 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
     // another stream, prefill, step, reset or truncate on it meanwhile throws BUSY.
     const key = session.hold();
     const use = <T>(f: () => T): T => session.asHolder(key, f);
+    const check = () => {
+      if (!o.signal?.aborted) return;
+      stats.stopReason = 'aborted';
+      throw new MlaError('ABORTED', 'generation aborted');
+    };
     try {
       // What the session holds (when we know), and what to run now.
       // A session no stream has run (restored from a snapshot, or fed by prefill/step) still knows its ids.
@@ -292,14 +326,11 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
       histories.set(session, { cached, pending: [] });
       stats.reusedTokens = cached.length;
       stats.promptTokens = feed.length;
-      if (o.signal?.aborted) {
-        stats.stopReason = 'aborted';
-        throw new MlaError('ABORTED', 'generation aborted');
-      }
+      check();
       let t0 = performance.now();
       // One logits buffer for the whole generation: nothing allocated per token.
       const out = new Float32Array(model.config.vocabSize);
-      let logits = use(() => session.prefill(feed, { out }));
+      const logits = use(() => session.prefill(feed, { out }));
       stats.prefillMs = performance.now() - t0;
       cached = [...cached, ...feed];
       histories.set(session, { cached, pending: [] });
@@ -341,14 +372,8 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, reuse: boolean
         }
         yield { id, text, ...scored };
         if (o.repetitionPenalty !== 1) context.add(id);
-        await yieldToEventLoop();
-        if (o.signal?.aborted) {
-          stats.stopReason = 'aborted';
-          throw new MlaError('ABORTED', 'generation aborted');
-        }
-        t0 = performance.now();
-        logits = use(() => session.step(id, { out }));
-        stats.decodeMs += performance.now() - t0;
+        // The step writes the next logits into `out`, which `logits` views.
+        stats.decodeMs += await stepper({ session, id, out, use, check });
         stats.decodeSteps++;
         cached.push(id);
         histories.set(session, { cached, pending: [] });

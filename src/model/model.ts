@@ -145,20 +145,26 @@ export class TokenModel {
    * A session from session.snapshot()'s bytes, taken with this model (in any process or runtime):
    * its next logits are those the snapshot's session would give. `contextLength` defaults to the
    * snapshot's session's capacity, and the cache format is the snapshot's (`cache`, if given, must
-   * name it). A snapshot of another model or cache format, of a future version, or truncated or
+   * name it). A snapshot of another model or cache format, of another version, or truncated or
    * altered is BAD_SNAPSHOT, and nothing is made.
    */
   restoreSession(bytes: Uint8Array, options: SessionOptions = {}): Session {
     this.alive();
     checkOptions(options, ['contextLength', 'cache'], 'restoreSession() options');
     const d = this.decoder;
-    const { header, rows } = readSnapshot(bytes, this.config, modelFingerprint(d.config, d.w, d.heap), options.cache);
+    const read = readSnapshot(bytes, this.config, modelFingerprint(d.config, d.w, d.heap), options.cache);
+    const { header } = read;
     const contextLength = options.contextLength ?? header.capacity;
     if (!Number.isInteger(contextLength) || contextLength < header.position) {
       throw new MlaError('BAD_INPUT', `contextLength must be an integer ≥ the snapshot's ${header.position} positions, got ${contextLength}`);
     }
     const s = this.createSession({ contextLength, cache: header.cacheFormat });
-    s.restore(header, rows);
+    try {
+      s.restore(read);
+    } catch (e) {
+      s.dispose();
+      throw e;
+    }
     return s;
   }
 

@@ -2,7 +2,8 @@
 import { CHUNK, type AttentionPath, type Decoder } from './decoder.js';
 import { KvCache, type CacheFormat } from './kv-cache.js';
 import { checkOptions, MlaError, showValue } from '../errors.js';
-import { modelFingerprint, writeSnapshot, type SnapshotHeader } from './snapshot.js';
+import { checkRows, modelFingerprint, writeSnapshot, type ReadSnapshot } from './snapshot.js';
+import { memoryDigest } from '../host/digest.js';
 
 export interface SessionOptions {
   /** Positions the cache holds (default: the model's max_position_embeddings, at most 4096). */
@@ -164,7 +165,7 @@ export class Session {
     const cache = this.live();
     if (this.ids === null) throw new MlaError('BAD_INPUT', 'this session\'s token ids are unknown (its rows were taken with skipTo), so it cannot be snapshot');
     const d = this.decoder;
-    return writeSnapshot(modelFingerprint(d.config, d.w, d.heap), cache, this.ids);
+    return writeSnapshot(modelFingerprint(d.config, d.w, d.heap), cache, this.ids, memoryDigest(d.heap));
   }
 
   /** @internal The ids in the cache, in order (null when unknown, after skipTo). */
@@ -172,11 +173,16 @@ export class Session {
     return this.ids;
   }
 
-  /** @internal Fill a fresh session from a checked snapshot (TokenModel.restoreSession). */
-  restore(header: SnapshotHeader, rows: Uint8Array): void {
+  /**
+   * @internal Fill a fresh session from a read snapshot (TokenModel.restoreSession), checking its
+   * checksum on the rows once in the cache: BAD_SNAPSHOT, the session left empty, if they do not match.
+   */
+  restore(read: ReadSnapshot): void {
     const cache = this.live();
+    const { header, rows } = read;
     const perLayer = header.position * cache.rowBytes, all = cache.bytesView();
     for (let l = 0; l < cache.layers; l++) all.set(rows.subarray(l * perLayer, (l + 1) * perLayer), cache.at(l, 0) - cache.ptr);
+    checkRows(read, cache, memoryDigest(this.decoder.heap));
     this.pos = header.position;
     this.ids = [...header.ids];
   }

@@ -1,12 +1,16 @@
 // A session as bytes, to carry a conversation to another process, runtime or request:
 //   "MLAS" | u32 version | u32 header length | header (JSON, space-padded so the rows start on a
-//   4-byte boundary) | cache rows | u32 checksum of all before (a word-wise hash: any one altered
-//   word changes it, and it reads 4 bytes a step, unlike a CRC-32 at a byte a step)
+//   4-byte boundary) | cache rows | u32 checksum of all before
+// The checksum folds the words before the rows, then each layer's rows through their digest
+// (host/digest.ts: WebAssembly SIMD over the cache itself, where version 1's JavaScript loop over
+// every word was most of a restore's time): any one altered word changes it.
 // The header holds a fingerprint of the model (its config and a sample of its weights), the cache
 // format, the cache's shape, the position, the capacity and the token ids; the rows are those in
 // use, layer after layer, as the cache stores them (little-endian, as WebAssembly's memory is).
-// Reading checks everything before a session is made: a snapshot of another model, another cache
-// format, a future version, or one truncated or altered is BAD_SNAPSHOT naming what is wrong.
+// Reading checks everything but the checksum before a session is made; the checksum is checked on
+// the rows once copied into the new session's cache (which is then freed if it does not match).
+// A snapshot of another model, another cache format, another version, or one truncated or altered
+// is BAD_SNAPSHOT naming what is wrong.
 //
 // Cache formats: the rows are kept as the session's cache stores them (f32, bf16, int8, int4; the
 // header names it), so a restored session has the same format; asking restore for another is
@@ -14,10 +18,11 @@
 import { MlaError } from '../errors.js';
 import type { ModelConfig } from '../formats/config.js';
 import type { Heap } from '../host/heap.js';
+import type { MemoryDigest } from '../host/digest.js';
 import { CACHE_FORMATS, KvCache, type CacheFormat } from './kv-cache.js';
 import type { Weights } from './weights.js';
 
-export const SNAPSHOT_VERSION = 1;
+export const SNAPSHOT_VERSION = 2;
 const MAGIC = [0x4d, 0x4c, 0x41, 0x53]; // "MLAS"
 
 export interface SnapshotHeader {
@@ -50,8 +55,17 @@ export function modelFingerprint(config: ModelConfig, w: Weights, heap: Heap): s
   return fp;
 }
 
+/** A snapshot read and checked, but for its checksum (checkRows, once the rows are in a cache). */
+export interface ReadSnapshot {
+  header: SnapshotHeader;
+  /** The bytes before the rows: magic, version, header. */
+  head: Uint8Array;
+  rows: Uint8Array;
+  checksum: number;
+}
+
 /** The bytes of a session: its header and the first `ids.length` rows of every layer of `cache`. */
-export function writeSnapshot(fingerprint: string, cache: KvCache, ids: number[]): Uint8Array {
+export function writeSnapshot(fingerprint: string, cache: KvCache, ids: number[], digest: MemoryDigest): Uint8Array {
   const header: SnapshotHeader = {
     fingerprint, cacheFormat: cache.format, layers: cache.layers, rowNumbers: cache.row, position: ids.length, capacity: cache.capacity, ids,
   };
@@ -69,23 +83,37 @@ export function writeSnapshot(fingerprint: string, cache: KvCache, ids: number[]
     out.set(cache.bytesView().subarray(cache.at(l, 0) - cache.ptr, cache.at(l, 0) - cache.ptr + perLayer), at);
     at += perLayer;
   }
-  view.setUint32(at, checksum(out.subarray(0, at)), true);
+  view.setUint32(at, rowsChecksum(out.subarray(0, 12 + json.length), cache, ids.length, digest), true);
   return out;
+}
+
+/** The checksum of a snapshot whose head is `head` and whose rows are the first `position` of `cache`. */
+function rowsChecksum(head: Uint8Array, cache: KvCache, position: number, digest: MemoryDigest): number {
+  const perLayer = position * cache.rowBytes;
+  return foldChecksum(head, Array.from({ length: cache.layers }, (_, l) => digest(cache.at(l, 0), perLayer)));
+}
+
+/** BAD_SNAPSHOT unless the rows `read` put into `cache` (and its head) give its checksum. */
+export function checkRows(read: ReadSnapshot, cache: KvCache, digest: MemoryDigest): void {
+  if (rowsChecksum(read.head, cache, read.header.position, digest) !== read.checksum) bad('its checksum does not match: the bytes were altered');
 }
 
 const bad = (why: string): never => { throw new MlaError('BAD_SNAPSHOT', `cannot restore this snapshot: ${why}`); };
 
 /**
- * Check a snapshot against the model that would restore it; returns its header and where its rows
- * start. Throws BAD_SNAPSHOT (or BAD_INPUT for what is not bytes) and allocates nothing.
+ * Check a snapshot against the model that would restore it, all but its checksum (checkRows does
+ * that on the restored rows); returns its header and its parts. Throws BAD_SNAPSHOT (or BAD_INPUT
+ * for what is not bytes) and allocates nothing.
  */
-export function readSnapshot(bytes: unknown, config: ModelConfig, fingerprint: string, want?: CacheFormat): { header: SnapshotHeader; rows: Uint8Array } {
+export function readSnapshot(bytes: unknown, config: ModelConfig, fingerprint: string, want?: CacheFormat): ReadSnapshot {
   if (!(bytes instanceof Uint8Array)) throw new MlaError('BAD_INPUT', 'restoreSession takes the Uint8Array session.snapshot() made');
   if (bytes.length < 16 || MAGIC.some((b, i) => bytes[i] !== b)) bad('it does not start like a snapshot (too short, or not one)');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const version = view.getUint32(4, true);
   if (version > SNAPSHOT_VERSION) bad(`it is version ${version}, newer than this library reads (${SNAPSHOT_VERSION}): update mla-wasm`);
-  if (version !== SNAPSHOT_VERSION) bad(`it is version ${version}, which this library does not read (${SNAPSHOT_VERSION})`);
+  if (version !== SNAPSHOT_VERSION) {
+    bad(`it is version ${version}, an older format this library no longer reads (it reads ${SNAPSHOT_VERSION}): take the snapshot again with this version`);
+  }
   const jsonLength = view.getUint32(8, true);
   if (12 + jsonLength + 4 > bytes.length) bad(`it is truncated (${bytes.length} bytes, the header alone needs ${12 + jsonLength + 4})`);
   if ((12 + jsonLength) % 4 !== 0) bad('its header is corrupt');
@@ -108,7 +136,6 @@ export function readSnapshot(bytes: unknown, config: ModelConfig, fingerprint: s
   const total = 12 + jsonLength + rowsBytes + 4;
   if (bytes.length < total) bad(`it is truncated (${bytes.length} of ${total} bytes)`);
   if (bytes.length > total) bad(`it has ${bytes.length - total} bytes after its end`);
-  if (view.getUint32(total - 4, true) !== checksum(bytes.subarray(0, total - 4))) bad('its checksum does not match: the bytes were altered');
   if (header.fingerprint !== fingerprint) bad(`it was taken with another model (fingerprint ${header.fingerprint}, this model's is ${fingerprint})`);
   if (want !== undefined && header.cacheFormat !== want) bad(`its cache format is '${header.cacheFormat}', not the '${want}' asked for`);
   const row = KvCache.rowNumbers(config.attention);
@@ -121,7 +148,7 @@ export function readSnapshot(bytes: unknown, config: ModelConfig, fingerprint: s
   if (header.ids.length !== header.position || !header.ids.every((id) => Number.isInteger(id) && id >= 0 && id < config.vocabSize)) {
     bad(`its token ids are not ${header.position} ids in [0, ${config.vocabSize})`);
   }
-  return { header, rows: bytes.subarray(12 + jsonLength, total - 4) };
+  return { header, head: bytes.subarray(0, 12 + jsonLength), rows: bytes.subarray(12 + jsonLength, total - 4), checksum: view.getUint32(total - 4, true) };
 }
 
 /** 64 bits of FNV-1a, as two 32-bit lanes with different offsets. */
@@ -143,16 +170,18 @@ class Fnv {
 }
 
 /**
- * A 32-bit hash of `x` (its length a multiple of 4) read as little-endian words. Each step is a
- * bijection of the state for a given word, so changing any one word always changes the result.
+ * A snapshot's checksum from its head (a multiple of 4 bytes, read as little-endian words) and the
+ * digests of its layers' rows, each folded in by a bijection of the state: one changed word, or
+ * one changed digest, always changes it.
  */
-export function checksum(x: Uint8Array): number {
-  const aligned = x.byteOffset % 4 === 0 ? x : x.slice();
-  const words = new Uint32Array(aligned.buffer, aligned.byteOffset, x.length >>> 2);
-  let h = (0x811c9dc5 ^ x.length) | 0;
-  for (let i = 0; i < words.length; i++) {
-    h = Math.imul(h ^ words[i], 0x9e3779b1);
+export function foldChecksum(head: Uint8Array, layerDigests: readonly number[]): number {
+  const words = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  let h = 0x811c9dc5 ^ head.length;
+  const fold = (x: number) => {
+    h = Math.imul(h ^ x, 0x9e3779b1);
     h ^= h >>> 15;
-  }
+  };
+  for (let i = 0; i + 4 <= head.length; i += 4) fold(words.getUint32(i, true));
+  layerDigests.forEach(fold);
   return h >>> 0;
 }

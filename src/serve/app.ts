@@ -8,7 +8,7 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
 import { checkOptions, MlaError, showValue } from '../errors.js';
-import type { Generation, GenerationPiece } from '../generate/generate.js';
+import { chat, generate, type Generation, type GenerationPiece, type Stepper } from '../generate/generate.js';
 import type { Model } from '../generate/model.js';
 import { ApiError, toApiError } from './api-error.js';
 import { PrefixCache } from './prefix-cache.js';
@@ -69,7 +69,7 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
   const tok = model.tokenizer;
   if (!tok) throw new MlaError('BAD_INPUT', 'createServer: this model has no tokenizer (tokenizer.json), and the API speaks text');
 
-  const scheduler = new Scheduler({ maxActive: maxSessions, maxQueued });
+  const scheduler = new Scheduler({ maxActive: maxSessions, maxQueued, stepBatch: (steps) => model.stepBatch(steps) });
   const created = Math.floor(Date.now() / 1000);
   const modelCard = { id: modelId, object: 'model', created, owned_by: 'mla-wasm' };
   const app = new Hono();
@@ -113,7 +113,7 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
 
   async function answer(c: Context, kind: RequestKind): Promise<Response> {
     const req = parseRequest(kind, parseJson(await c.req.text()), model, modelId);
-    const job = scheduler.submit((signal) => start(req, signal));
+    const job = scheduler.submit((signal, step) => start(req, signal, step));
     // A client that goes away stops its generation (queued: it leaves the queue).
     const signal = c.req.raw.signal;
     const cancel = () => job.cancel();
@@ -160,9 +160,10 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
   /**
    * A request's generation, in a session of its own: restored from the prefix cache when a kept
    * conversation shares the prompt's start (only the rest is run), else new. At the end its
-   * snapshot is kept for the next request, and the session freed.
+   * snapshot is kept for the next request, and the session freed. Its decode steps go through
+   * `step`, the scheduler's, which batches them with the other generations'.
    */
-  function start(req: ParsedRequest, signal: AbortSignal): Generation {
+  function start(req: ParsedRequest, signal: AbortSignal, step: Stepper): Generation {
     const need = Math.min(model.config.maxPositions, req.promptIds.length + req.options.maxNewTokens);
     const hit = prefix?.take(req.promptIds) ?? null;
     const session = hit ? model.restoreSession(hit.bytes, { contextLength: Math.max(need, hit.position) }) : model.createSession({ contextLength: need });
@@ -170,11 +171,11 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
     try {
       if (req.kind === 'chat') {
         // chat() keeps the longest common prefix of the session's conversation itself.
-        generation = model.chat(req.messages!, { ...req.options, signal, session });
+        generation = chat(model, req.messages!, { ...req.options, signal, session }, step);
       } else {
         const keep = Math.min(hit?.common ?? 0, req.promptIds.length - 1); // run at least one token, for the logits
         session.truncate(keep);
-        generation = model.generate(req.promptIds.slice(keep), { ...req.options, signal, session });
+        generation = generate(model, req.promptIds.slice(keep), { ...req.options, signal, session }, step);
       }
     } catch (e) {
       session.dispose();

@@ -1,21 +1,26 @@
 // Runs the server's generations: at most `maxActive` at once, each in its own session; more wait
 // in a queue of at most `maxQueued`, and past that a request is refused (BUSY, a 429). Work goes in
-// rounds: a round advances every running generation by one token, in turn, so a long answer does
-// not hold up a short one. Generations join and leave only between rounds, at token boundaries.
+// rounds: a round advances every running generation by one token, so a long answer does not hold
+// up a short one. Generations join and leave only between rounds, at token boundaries.
 //
-// The seam for batched decode: round() is the one place that steps the running generations. With
-// model.stepBatch it becomes one batched step over the round's sessions (each sampled token fed
-// together, the weights read once), instead of one step per generation; joining and leaving stay
-// as they are. The pieces each generation yields go into its job's buffer, and the round never
-// waits for a client to read them: a slow reader cannot stall the others.
+// Continuous batching: a round starts the turns of every generation already going at once; each
+// asks the scheduler's stepper for its decode step, and once every turn still going waits for one,
+// all those steps run as one model.stepBatch (batch-steps.ts): the weights are read once a round,
+// not once a generation. Then the newcomers run their prompts and make their first tokens. The pieces each generation yields go into
+// its job's buffer, and the round never waits for a client to read them: a slow reader cannot
+// stall the others.
 import { MlaError } from '../errors.js';
-import { yieldToEventLoop, type Generation, type GenerationPiece, type GenerationStats } from '../generate/generate.js';
+import { yieldToEventLoop, type Generation, type GenerationPiece, type GenerationStats, type Stepper } from '../generate/generate.js';
+import type { BatchStep } from '../model/session.js';
+import { runSteps, type AskedStep } from './batch-steps.js';
 
 export interface SchedulerOptions {
   /** Generations running at once (each holds a session's KV cache). */
   maxActive: number;
   /** Requests waiting for a slot; past that, submit() throws BUSY. */
   maxQueued: number;
+  /** One decode step for several sessions at once: the model's stepBatch. */
+  stepBatch: (steps: readonly BatchStep[]) => Float32Array[];
 }
 
 /** One request's generation, as the HTTP side sees it. */
@@ -28,11 +33,14 @@ export interface Job {
   cancel(): void;
 }
 
-type Start = (signal: AbortSignal) => Generation;
+/** Makes a job's generation: `signal` is what cancel() aborts, `step` the stepper that batches its decode steps. */
+type Start = (signal: AbortSignal, step: Stepper) => Generation;
 
 class Entry implements Job {
   readonly controller = new AbortController();
   generation: Generation | null = null;
+  /** Whether it has had its first turn (run its prompt). */
+  started = false;
   private readonly buffer: GenerationPiece[] = [];
   private ended = false;
   private failure: unknown = null;
@@ -75,6 +83,9 @@ export class Scheduler {
   private readonly queue: Entry[] = [];
   private loop: Promise<void> | null = null;
   private closed = false;
+  // Turns of this round not yet ended, and the steps asked for and not yet run.
+  private turns = 0;
+  private asked: AskedStep[] = [];
 
   constructor(private readonly o: SchedulerOptions) {}
 
@@ -85,8 +96,8 @@ export class Scheduler {
   get queued(): number { return this.queue.length; }
 
   /**
-   * Queue a generation; `start` is called when a slot frees (with the signal that cancel() aborts)
-   * and must not have run anything yet. BUSY when the queue is full.
+   * Queue a generation; `start` is called when a slot frees and must not have run anything yet.
+   * BUSY when the queue is full.
    */
   submit(start: Start): Job {
     if (this.closed) throw new MlaError('DISPOSED', 'the server is shutting down');
@@ -120,7 +131,7 @@ export class Scheduler {
       while (this.running.length < this.o.maxActive && this.queue.length) {
         const job = this.queue.shift()!;
         try {
-          job.generation = job.start(job.controller.signal);
+          job.generation = job.start(job.controller.signal, this.step);
           this.running.push(job);
         } catch (e) {
           job.end(e);
@@ -132,19 +143,49 @@ export class Scheduler {
     }
   }
 
-  /** One token for every running generation, in the order they joined. */
+  /**
+   * One token for every running generation: the turns of those already going start at once, in
+   * the order they joined, and their decode steps run together; then each newcomer runs its
+   * prompt, one at a time with a turn of the event loop before each, so that the first tokens
+   * already made reach their clients before the next prompt holds the thread.
+   */
   private async round(): Promise<void> {
-    for (const job of [...this.running]) {
-      let r: IteratorResult<GenerationPiece, void>;
-      try {
-        r = await job.generation!.next();
-      } catch (e) {
-        this.leave(job, e);
-        continue;
-      }
+    const going = this.running.filter((j) => j.started), joining = this.running.filter((j) => !j.started);
+    this.turns = going.length;
+    await Promise.all(going.map((job) => this.turn(job)));
+    for (const job of joining) {
+      await yieldToEventLoop();
+      job.started = true;
+      this.turns = 1;
+      await this.turn(job);
+    }
+  }
+
+  private async turn(job: Entry): Promise<void> {
+    try {
+      const r = await job.generation!.next();
       if (r.done) this.leave(job, null);
       else job.push(r.value);
+    } catch (e) {
+      this.leave(job, e);
+    } finally {
+      this.turns--;
+      this.stepWhenAllAsked();
     }
+  }
+
+  /** The stepper every generation gets: its step waits for the round's batch. */
+  private readonly step: Stepper = (request) => new Promise<number>((resolve, reject) => {
+    this.asked.push({ request, resolve, reject });
+    this.stepWhenAllAsked();
+  });
+
+  /** Once every turn still going waits for its step, run them all as one batch. */
+  private stepWhenAllAsked(): void {
+    if (this.asked.length === 0 || this.asked.length < this.turns) return;
+    const asked = this.asked;
+    this.asked = [];
+    runSteps(this.o.stepBatch, asked);
   }
 
   private leave(job: Entry, failure: unknown): void {
