@@ -36,6 +36,31 @@ describe('convertToMla', () => {
     }
   });
 
+  it('GQA whose second KV head is the first turned by a phase per frequency converts exactly (complex PCA)', async () => {
+    const config = tinyLlamaConfig(); // 2 KV heads × 16
+    const tensors = makeRandomCheckpoint(config, 4);
+    const hd = 16, half = 8, d = 64;
+    for (let l = 0; l < 2; l++) {
+      const Wk = tensors[`model.layers.${l}.self_attn.k_proj.weight`].data as Float32Array;
+      for (let i = 0; i < half; i++) {
+        const phi = 0.7 + 1.3 * i, cs = Math.cos(phi), sn = Math.sin(phi);
+        for (let k = 0; k < d; k++) {
+          const re = Wk[i * d + k], im = Wk[(i + half) * d + k];
+          Wk[(hd + i) * d + k] = 1.5 * (re * cs - im * sn);
+          Wk[(hd + i + half) * d + k] = 1.5 * (im * cs + re * sn);
+        }
+      }
+    }
+    const src: InMemoryModel = { config, tensors };
+    const mla = await convertToMla(src, { kvRank: 32, ropeDim: 16 });
+    expect(mla.summary.ropeSpacing).toBe(1);
+    const [a, b] = [await logits(src), await logits(asSource(mla))];
+    const tol = 1e-4 * Math.max(1, maxAbs(a));
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    expect(worst).toBeLessThan(tol);
+  });
+
   it('GQA converts inexactly but close at a generous rank; a cut rank is worse', async () => {
     const src = inMemory(tinyLlamaConfig(), 5); // 2 KV heads × 16
     const ref = await logits(src);
