@@ -2,6 +2,7 @@
 // scored as `mla-wasm perplexity --window 192` scores: held-out nats/byte. Calibration uses the
 // first CAL val records; every model is scored on the rest (the same text for all).
 // Run: node scripts/run-ts.mjs bench/convert-fortune.ts [--write bench/results/convert-fortune.json]
+// (CONFIGS=cache:kvRank:ropeDim[:ropeSpacing],… METHODS=calibrated,weights LATENT_NORM=1: calibrated with the latent RMSNorm)
 import { readFileSync, writeFileSync } from 'node:fs';
 import { convertToMla, loadModel, type InMemoryModel, type Model } from '../src/index.js';
 
@@ -51,7 +52,7 @@ const methods = (process.env.METHODS ?? 'calibrated,weights').split(',') as ('ca
 for (const [cache, kvRank, ropeDim, ropeSpacing] of configs) {
   for (const method of methods) {
     const t0 = performance.now();
-    const mla = await convertToMla(GQA, { kvRank, ropeDim, ropeSpacing, calibration: method === 'calibrated' ? calibration : undefined });
+    const mla = await convertToMla(GQA, { kvRank, ropeDim, ropeSpacing, calibration: method === 'calibrated' ? calibration : undefined, latentNorm: method === 'calibrated' && process.env.LATENT_NORM === '1' });
     const secs = (performance.now() - t0) / 1000;
     const src: InMemoryModel = { config: mla.config, tensors: Object.fromEntries(mla.tensors) };
     const loss = await score(src);
