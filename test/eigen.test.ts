@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { symmetricEigen } from '../src/convert/eigen.js';
 import { assignMinCost } from '../src/convert/assign.js';
+import { driftCost } from '../src/convert/rope.js';
 
 // Deterministic pseudo-random numbers in [-1, 1).
 const rand = (seed: number) => () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 1073741824 - 1; };
@@ -124,5 +125,15 @@ describe('assignMinCost', () => {
 
   it('more rows than columns is a RangeError', () => {
     expect(() => assignMinCost(new Float64Array(6), 3, 2)).toThrow(RangeError);
+  });
+});
+
+describe('driftCost (closed form)', () => {
+  it.each([1, 2, 7, 192])('W = %i: the direct mean of 1 − cos(δΔ) weighted by W − Δ', (W) => {
+    for (const delta of [0, 1e-7, 1e-3, 0.3, 1, Math.PI, 2 * Math.PI, 7]) {
+      let s = 0, n = 0;
+      for (let D = 0; D < W; D++) { s += (W - D) * (1 - Math.cos(delta * D)); n += W - D; }
+      expect(driftCost(delta, W)).toBeCloseTo(s / n, 9);
+    }
   });
 });

@@ -73,11 +73,14 @@ export function rotaryComponents(x: RotaryInput): Component[] {
   return out;
 }
 
-/** Mean of 1 − cos(δΔ) over a window's query–key pairs (distance Δ occurs W − Δ times). */
-function driftCost(delta: number, W: number): number {
-  let s = 0, n = 0;
-  for (let D = 0; D < W; D++) { s += (W - D) * (1 - Math.cos(delta * D)); n += W - D; }
-  return s / n;
+/**
+ * Mean of 1 − cos(δΔ) over a window's query–key pairs (distance Δ occurs W − Δ times), in closed
+ * form: Σ (W − Δ) cos(δΔ) over Δ < W is (W + F)/2 with F = sin²(Wδ/2)/sin²(δ/2), Fejér's kernel.
+ */
+export function driftCost(delta: number, W: number): number {
+  const s = Math.sin(delta / 2);
+  const F = Math.abs(s) < 1e-9 ? W * W : (Math.sin((W * delta) / 2) / s) ** 2;
+  return 1 - (W + F) / (W * (W + 1));
 }
 
 /** Rung j of a ladder with `spacing` rungs per source frequency step sits at source index j/spacing. */
