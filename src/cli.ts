@@ -552,6 +552,7 @@ async function convertCommand(flags: ConvertFlags): Promise<void> {
   const s = mla.summary;
   console.log(`wrote ${flags.out} (${flags.gguf ? `deepseek2 GGUF, ${flags.type ?? 'f32'}` : 'DeepseekV2ForCausalLM'}, ${s.method === 'calibrated' ? `calibrated on ${int(s.calibrationTokens)} tokens` : 'plain weight SVD'}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   console.log(`cache       ${s.cacheBefore} → ${s.cacheAfter} numbers per token per layer (${(s.cacheBefore / s.cacheAfter).toFixed(2)}× smaller): kv_rank ${flags.kvRank} + rope ${flags.ropeDim}`);
+  console.log(`rope        ${s.ropeSpacing} rungs per source frequency step (rope_theta ${Number(s.ropeTheta.toPrecision(6))})${s.method === 'weights' ? '; --calibration TEXT usually does better' : ''}`);
   s.layers.forEach((l, i) => console.log(`layer ${String(i).padEnd(5)} ${l.rotaryPairs}/${l.sourcePairs} key pairs keep a rotation, carrying ${(100 * l.rotaryEnergy).toFixed(1)}% of the key energy; latent keeps ${(100 * l.latentEnergy).toFixed(1)}% of K/V energy`));
   if (evalText !== undefined) {
     const before = await loadModel(flags.model);
