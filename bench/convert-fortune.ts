@@ -2,6 +2,7 @@
 // scored as `mla-wasm perplexity --window 192` scores: held-out nats/byte. Calibration uses the
 // first CAL val records; every model is scored on the rest (the same text for all).
 // Run: node scripts/run-ts.mjs bench/convert-fortune.ts [--write bench/results/convert-fortune.json]
+// (CONFIGS=cache:kvRank:ropeDim[:ropeSpacing],… METHODS=calibrated,weights LATENT_NORM=1: calibrated with the latent RMSNorm)
 import { readFileSync, writeFileSync } from 'node:fs';
 import { convertToMla, loadModel, type InMemoryModel, type Model } from '../src/index.js';
 
@@ -48,16 +49,16 @@ console.log(`source GQA (128): ${base.toFixed(4)} nats/byte; MLA twin (64): ${tw
 const configs = (process.env.CONFIGS ?? '96:64:32,96:80:16,80:64:16,80:56:24,64:48:16,64:56:8,64:40:24')
   .split(',').map((s) => s.split(':').map(Number));
 const methods = (process.env.METHODS ?? 'calibrated,weights').split(',') as ('calibrated' | 'weights')[];
-for (const [cache, kvRank, ropeDim, ropeSpacing = 1] of configs) {
+for (const [cache, kvRank, ropeDim, ropeSpacing] of configs) {
   for (const method of methods) {
     const t0 = performance.now();
-    const mla = await convertToMla(GQA, { kvRank, ropeDim, ropeSpacing, calibration: method === 'calibrated' ? calibration : undefined });
+    const mla = await convertToMla(GQA, { kvRank, ropeDim, ropeSpacing, calibration: method === 'calibrated' ? calibration : undefined, latentNorm: method === 'calibrated' && process.env.LATENT_NORM === '1' });
     const secs = (performance.now() - t0) / 1000;
     const src: InMemoryModel = { config: mla.config, tensors: Object.fromEntries(mla.tensors) };
     const loss = await score(src);
     const rel = (loss / base - 1) * 100;
-    rows.push({ cache, kvRank, ropeDim, ropeSpacing, method, loss, rel, secs });
-    console.log(`cache ${cache} (kv ${kvRank} + rope ${ropeDim}, spacing ${ropeSpacing}) ${method}: ${loss.toFixed(4)} nats/byte (${rel >= 0 ? '+' : ''}${rel.toFixed(1)}%), ${secs.toFixed(1)} s`);
+    rows.push({ cache, kvRank, ropeDim, ropeSpacing: mla.summary.ropeSpacing, method, loss, rel, secs });
+    console.log(`cache ${cache} (kv ${kvRank} + rope ${ropeDim}, spacing ${mla.summary.ropeSpacing}) ${method}: ${loss.toFixed(4)} nats/byte (${rel >= 0 ? '+' : ''}${rel.toFixed(1)}%), ${secs.toFixed(1)} s`);
   }
 }
 const i = process.argv.indexOf('--write');

@@ -19,7 +19,7 @@ import { MAX_TOP_LOGPROBS, type ChatOptions, type GenerateOptions, type Generati
 import { cacheEquivalents, parameterCount } from './model/info.js';
 import { loadModel, type Model } from './generate/model.js';
 import { quantizeToFile } from './formats/gguf-quantize.js';
-import { convertToMla, writeConvertedFolder } from './convert/index.js';
+import { convertToMla, writeConvertedFolder, writeConvertedGguf } from './convert/index.js';
 import { formatRate } from './generate/rate.js';
 import { createServer } from './serve/app.js';
 import { listen } from './serve/node.js';
@@ -501,7 +501,7 @@ async function quantizeCommand(flags: QuantizeFlags): Promise<void> {
 
 // ---- convert ----
 
-interface ConvertFlags { model: string; kvRank: number; ropeDim: number; calibration?: string; eval?: string; latentNorm?: boolean; out: string }
+interface ConvertFlags { model: string; kvRank: number; ropeDim: number; calibration?: string; eval?: string; latentNorm?: boolean; gguf?: boolean; type?: string; out: string }
 
 /** Held-out loss in nats/byte, windows of 192 with BOS first, as `perplexity --window 192` scores. */
 function lossPerByte(model: Model, text: string, W = 192): number {
@@ -529,6 +529,8 @@ async function convertCommand(flags: ConvertFlags): Promise<void> {
   const readText = (f: string): string => {
     try { return readFileSync(f, 'utf8'); } catch (e) { throw new UsageError(`cannot read ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
   };
+  if (flags.gguf && !flags.latentNorm) throw new UsageError('--gguf needs --latent-norm (and --calibration): llama.cpp\'s deepseek2 always applies the latent RMSNorm');
+  if (flags.type !== undefined && !flags.gguf) throw new UsageError('--type is for --gguf output');
   const calibration = flags.calibration === undefined ? undefined : readText(flags.calibration);
   const evalText = flags.eval === undefined ? undefined : readText(flags.eval);
   const bar = process.stderr.isTTY
@@ -545,10 +547,12 @@ async function convertCommand(flags: ConvertFlags): Promise<void> {
   } finally {
     bar?.stop();
   }
-  await writeConvertedFolder(mla, flags.out);
+  if (flags.gguf) await writeConvertedGguf(mla, flags.out, { type: flags.type });
+  else await writeConvertedFolder(mla, flags.out);
   const s = mla.summary;
-  console.log(`wrote ${flags.out} (DeepseekV2ForCausalLM, ${s.method === 'calibrated' ? `calibrated on ${int(s.calibrationTokens)} tokens` : 'plain weight SVD'}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`wrote ${flags.out} (${flags.gguf ? `deepseek2 GGUF, ${flags.type ?? 'f32'}` : 'DeepseekV2ForCausalLM'}, ${s.method === 'calibrated' ? `calibrated on ${int(s.calibrationTokens)} tokens` : 'plain weight SVD'}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   console.log(`cache       ${s.cacheBefore} → ${s.cacheAfter} numbers per token per layer (${(s.cacheBefore / s.cacheAfter).toFixed(2)}× smaller): kv_rank ${flags.kvRank} + rope ${flags.ropeDim}`);
+  console.log(`rope        ${s.ropeSpacing} rungs per source frequency step (rope_theta ${Number(s.ropeTheta.toPrecision(6))})${s.method === 'weights' ? '; --calibration TEXT usually does better' : ''}`);
   s.layers.forEach((l, i) => console.log(`layer ${String(i).padEnd(5)} ${l.rotaryPairs}/${l.sourcePairs} key pairs keep a rotation, carrying ${(100 * l.rotaryEnergy).toFixed(1)}% of the key energy; latent keeps ${(100 * l.latentEnergy).toFixed(1)}% of K/V energy`));
   if (evalText !== undefined) {
     const before = await loadModel(flags.model);
@@ -619,7 +623,9 @@ function program(): Command {
     .option('--calibration <file>', 'text whose activations weight the PCA (default: plain weight SVD)')
     .option('--eval <file>', 'text to score source and result on (nats/byte, windows of 192)')
     .option('--latent-norm', 'keep DeepSeek\'s RMSNorm on the latent, weight fitted on --calibration')
-    .requiredOption('--out <dir>', 'the folder to write (written under a temporary name, renamed when complete)')
+    .option('--gguf', 'write a deepseek2 GGUF file (llama.cpp) instead of a folder; needs --latent-norm')
+    .addOption(new Option('--type <type>', 'with --gguf: type of the matrices (default f32)').choices(['f32', 'f16', 'bf16', 'q8_0', 'q4_0']))
+    .requiredOption('--out <dir|file.gguf>', 'the folder (or with --gguf the file) to write, under a temporary name renamed when complete')
     .action(convertCommand);
   for (const c of p.commands) c.exitOverride().configureOutput({ outputError: () => {} });
   return p;

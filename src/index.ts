@@ -15,3 +15,4 @@ export { quantize, quantizeToFile, type QuantizeOptions } from './formats/gguf-q
 export { createRng, argmax, sampleToken, candidates, applyRepetitionPenalty, tokenLogprobs, type SamplingOptions, type Rng, type TokenLogprobs } from './generate/sampling.js';
 export { createServer, type Server, type ServerOptions } from './serve/app.js';
 export { convertToMla, type ConvertOptions, type ConvertedModel, type ConvertSummary, type LayerSummary } from './convert/convert.js';
+export { writeConvertedFolder, writeConvertedGguf, type ConvertedGgufOptions } from './convert/index.js';

@@ -39,6 +39,25 @@ describe('mla-wasm convert', () => {
     expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).qk_latent_layernorm).toBe(false);
   });
 
+  it('--gguf --latent-norm writes a deepseek2 GGUF that scores like the folder; without --latent-norm it refuses', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mla-wasm-convert-'));
+    const records: string[] = JSON.parse(readFileSync(join(gqa, 'val_records.json'), 'utf8'));
+    writeFileSync(join(dir, 'cal.txt'), records.slice(0, 6).join('\n\n'));
+    writeFileSync(join(dir, 'eval.txt'), records.slice(100, 115).join('\n\n'));
+    const common = ['convert', '--model', gqa, '--kv-rank', '48', '--rope-dim', '48', '--calibration', join(dir, 'cal.txt'), '--latent-norm', '--eval', join(dir, 'eval.txt')];
+    const folder = run([...common, '--out', join(dir, 'out')]);
+    const gguf = run([...common, '--gguf', '--out', join(dir, 'out.gguf')]);
+    expect(gguf.stderr).toBe('');
+    expect(gguf.code).toBe(0);
+    expect(gguf.stdout).toMatch(/wrote .*out\.gguf \(deepseek2 GGUF, f32/);
+    const score = (out: string) => out.match(/held-out +[\d.]+ → ([\d.]+) nats\/byte/)![1];
+    expect(score(gguf.stdout)).toBe(score(folder.stdout));
+    const refused = run(['convert', '--model', gqa, '--kv-rank', '48', '--rope-dim', '48', '--gguf', '--out', join(dir, 'x.gguf')]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^mla-wasm: --gguf needs --latent-norm/);
+    expect(existsSync(join(dir, 'x.gguf'))).toBe(false);
+  }, 240_000);
+
   it('a bad rank is one line on stderr, exit 1, and no folder', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mla-wasm-convert-'));
     const r = run(['convert', '--model', gqa, '--kv-rank', '56', '--rope-dim', '7', '--out', join(dir, 'out')]);

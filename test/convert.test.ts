@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, existsSync, writeFileSync, mkdirSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../src/index.js';
-import { convertToMla, writeConvertedFolder, type ConvertedModel } from '../src/convert/index.js';
+import { convertToMla, writeConvertedFolder, writeConvertedGguf, type ConvertedModel } from '../src/convert/index.js';
 import { MlaError } from '../src/errors.js';
 import type { InMemoryModel } from '../src/formats/source.js';
 import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig } from './reference/model.js';
@@ -34,6 +34,31 @@ describe('convertToMla', () => {
       for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
       expect(worst).toBeLessThan(tol);
     }
+  });
+
+  it('GQA whose second KV head is the first turned by a phase per frequency converts exactly (complex PCA)', async () => {
+    const config = tinyLlamaConfig(); // 2 KV heads × 16
+    const tensors = makeRandomCheckpoint(config, 4);
+    const hd = 16, half = 8, d = 64;
+    for (let l = 0; l < 2; l++) {
+      const Wk = tensors[`model.layers.${l}.self_attn.k_proj.weight`].data as Float32Array;
+      for (let i = 0; i < half; i++) {
+        const phi = 0.7 + 1.3 * i, cs = Math.cos(phi), sn = Math.sin(phi);
+        for (let k = 0; k < d; k++) {
+          const re = Wk[i * d + k], im = Wk[(i + half) * d + k];
+          Wk[(hd + i) * d + k] = 1.5 * (re * cs - im * sn);
+          Wk[(hd + i + half) * d + k] = 1.5 * (im * cs + re * sn);
+        }
+      }
+    }
+    const src: InMemoryModel = { config, tensors };
+    const mla = await convertToMla(src, { kvRank: 32, ropeDim: 16 });
+    expect(mla.summary.ropeSpacing).toBe(1);
+    const [a, b] = [await logits(src), await logits(asSource(mla))];
+    const tol = 1e-4 * Math.max(1, maxAbs(a));
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    expect(worst).toBeLessThan(tol);
   });
 
   it('GQA converts inexactly but close at a generous rank; a cut rank is worse', async () => {
@@ -74,6 +99,37 @@ describe('convertToMla', () => {
     model.dispose();
     const direct = await logits(asSource(mla));
     expect(viaFolder).toEqual(direct);
+  });
+
+  it('writes a deepseek2 GGUF (latent norm) that loads with the folder\'s logits, bit for bit in f32', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'conv-'));
+    const src = inMemory(tinyLlamaConfig(), 6);
+    const calibration = Array.from({ length: 200 }, (_, i) => (i * 17 + 3) % 50);
+    const mla = await convertToMla(src, { kvRank: 24, ropeDim: 12, latentNorm: true, calibration });
+    const direct = await logits(asSource(mla));
+    await writeConvertedGguf(mla, join(dir, 'f32.gguf'));
+    await writeConvertedGguf(mla, join(dir, 'q8.gguf'), { type: 'q8_0' });
+    expect(readdirSync(dir).sort()).toEqual(['f32.gguf', 'q8.gguf']);
+    const run = async (file: string) => {
+      const model = await loadModel(join(dir, file), { threads: 1 });
+      try { expect(model.config.architecture).toMatch(/deepseek/i); return model.forward(ids); } finally { model.dispose(); }
+    };
+    expect(await run('f32.gguf')).toEqual(direct);
+    const q8 = await run('q8.gguf');
+    let worst = 0;
+    for (let i = 0; i < q8.length; i++) worst = Math.max(worst, Math.abs(q8[i] - direct[i]));
+    expect(worst).toBeGreaterThan(0);
+    expect(worst).toBeLessThan(0.05 * maxAbs(direct));
+  });
+
+  it('a GGUF without the latent norm is a BAD_INPUT error that names it, and no file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'conv-'));
+    const mla = await convertToMla(inMemory(tinyLlamaConfig(), 6), { kvRank: 24, ropeDim: 12 });
+    const e = await writeConvertedGguf(mla, join(dir, 'x.gguf')).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(MlaError);
+    expect((e as MlaError).code).toBe('BAD_INPUT');
+    expect((e as MlaError).message).toMatch(/latent RMSNorm.*--latent-norm/);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   describe('bad input: a typed MlaError naming it', () => {

@@ -13,6 +13,7 @@ import { openSource, type ModelSource, type ExtraFile } from '../formats/source.
 import { loadTokenizerFiles } from '../formats/tokenizer.js';
 import { symmetricEigen } from './eigen.js';
 import { embed, llamaLayer, secondMoment, type Read } from './calibrate.js';
+import { placeRotary, placementCost, rotaryComponents, type RotaryInput } from './rope.js';
 
 export interface ConvertOptions {
   kvRank: number;
@@ -24,7 +25,7 @@ export interface ConvertOptions {
   /** Calibration window (positions per sequence), default 192. */
   window?: number;
   onProgress?: (done: number, total: number) => void;
-  /** Rotary rungs per source frequency step; default kvHeads, a rung near its frequency for each head's component (1: one rung per frequency). */
+  /** Rotary rungs per source frequency step (1: one rung per frequency); default: the spacing with the least placement cost. */
   ropeSpacing?: number;
 }
 
@@ -43,6 +44,8 @@ export interface ConvertSummary {
   cacheBefore: number;
   cacheAfter: number;
   ropeTheta: number;
+  /** Rungs of the new ladder per source frequency step. */
+  ropeSpacing: number;
   calibrationTokens: number;
   layers: LayerSummary[];
 }
@@ -53,6 +56,9 @@ export interface ConvertedModel {
   extras: Partial<Record<ExtraFile, Uint8Array>>;
   summary: ConvertSummary;
 }
+
+/** Ladder spacings (rungs per source frequency step) the automatic choice tries. */
+const SPACINGS = [1, 1.25, 1.5, 2, 2.5, 3, 4];
 
 const bad = (msg: string): never => { throw new MlaError('BAD_INPUT', `convertToMla: ${msg}`); };
 
@@ -72,8 +78,8 @@ export function checkConvertible(raw: unknown, options: ConvertOptions): ModelCo
   const maxRank = Math.min(2 * a.kvHeads * a.headDim, c.hidden);
   if (!Number.isInteger(kvRank) || kvRank < 1) bad(`kvRank must be a positive integer, got ${kvRank}`);
   if (kvRank > maxRank) bad(`kvRank ${kvRank} is larger than possible (${maxRank}: min of 2·kvHeads·head_dim and hidden_size)`);
-  const m = options.ropeSpacing ?? a.kvHeads;
-  if (!Number.isInteger(m) || m < 1 || m > 16) bad(`ropeSpacing must be an integer in [1, 16], got ${m}`);
+  const m = options.ropeSpacing;
+  if (m !== undefined && !(m >= 1 && m <= 16)) bad(`ropeSpacing must be a number in [1, 16], got ${m}`);
   if (options.latentNorm && options.calibration === undefined) bad('latentNorm needs a calibration text to fit the norm\'s weight');
   return c;
 }
@@ -83,8 +89,7 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
   const c = checkConvertible(src.config, options);
   const a = c.attention as GroupedAttention;
   const { kvRank: r, ropeDim: dr } = options;
-  const d = c.hidden, hd = a.headDim, H = a.heads, G = a.kvHeads, half = hd / 2, R = dr / 2;
-  const m = options.ropeSpacing ?? G;
+  const d = c.hidden, hd = a.headDim, H = a.heads, G = a.kvHeads, half = hd / 2;
   const read: Read = (name) => {
     const shape = src.tensors.shape(name);
     if (!shape) throw new MlaError('MISSING_TENSOR', `convertToMla: ${name} is not in ${src.name}`);
@@ -93,8 +98,22 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     return out;
   };
 
-  // Calibration: token windows, then the forward pass layer by layer.
   const W = options.window ?? 192;
+  // One rope_theta serves every layer: the ladder spacing with the least placement cost over all
+  // layers (weights only, before any calibration pass).
+  let m = options.ropeSpacing ?? 0;
+  if (!m) {
+    const costs = SPACINGS.map(() => 0);
+    for (let l = 0; l < c.layers; l++) {
+      const Wk = read(`model.layers.${l}.self_attn.k_proj.weight`);
+      const rot: RotaryInput = { Wk, KS: Float64Array.from(Wk), d, headDim: hd, kvHeads: G, theta: c.ropeTheta, window: W };
+      const comps = rotaryComponents(rot);
+      SPACINGS.forEach((sp, k) => { costs[k] += placementCost(comps, dr / 2, sp, rot).cost; });
+    }
+    m = SPACINGS[costs.indexOf(Math.min(...costs))];
+  }
+
+  // Calibration: token windows, then the forward pass layer by layer.
   let seqs: number[][] = [];
   let h: Float64Array | null = null;
   if (options.calibration !== undefined) {
@@ -144,46 +163,10 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
       for (let k = 0; k < d; k++) s += a1[i * d + k] * b[j * d + k];
       return s;
     };
-    // Nope key rows, per group: start from the source key rows.
+    // Nope key rows start as the source key rows; the rotary plan takes its components out.
     const K = Float64Array.from(Wk);
-    const KS = SW(K, G * hd);
-    const kRope = new Float64Array(dr * d);
-    // Per source frequency i: PCA across the G heads' 2-D key pairs (rotation commutes with mixing heads).
-    const comps: { i: number; c: number; energy: number }[] = [];
-    const U: Float64Array[] = [];
-    let all = 0;
-    for (let i = 0; i < half; i++) {
-      const C = new Float64Array(G * G);
-      for (let g = 0; g < G; g++) for (let g2 = 0; g2 < G; g2++) {
-        C[g * G + g2] = dot(K, g * hd + i, KS, g2 * hd + i) + dot(K, g * hd + i + half, KS, g2 * hd + i + half);
-      }
-      const { values, vectors } = symmetricEigen(C, G);
-      U.push(vectors);
-      for (let c2 = 0; c2 < G; c2++) comps.push({ i, c: c2, energy: Math.max(values[c2], 0) });
-    }
-    // Rungs: rung j turns at θ^(−2j/(hd·m)) = source frequency j/m (m rungs per source step).
-    // Components, largest first, take the free rung nearest their frequency, within half a step.
-    const rungOf = new Int32Array(half * G).fill(-1), taken = new Uint8Array(R);
-    let kept = 0;
-    for (const cp of [...comps].sort((x, y) => y.energy - x.energy)) {
-      all += cp.energy;
-      let best = -1;
-      for (let j = 0; j < R; j++) if (!taken[j] && Math.abs(j / m - cp.i) <= 0.5 && (best < 0 || Math.abs(j / m - cp.i) < Math.abs(best / m - cp.i))) best = j;
-      if (best < 0) continue;
-      taken[best] = 1; rungOf[cp.i * G + cp.c] = best; kept += cp.energy;
-    }
-    const qRope: { j: number; i: number; coef: Float64Array }[] = [];
-    for (let i = 0; i < half; i++) for (let c2 = 0; c2 < G; c2++) {
-      const j = rungOf[i * G + c2];
-      if (j < 0) continue;
-      const coef = Float64Array.from({ length: G }, (_, g) => U[i][g * G + c2]);
-      qRope.push({ j, i, coef });
-      for (const [row, off] of [[2 * j, i], [2 * j + 1, i + half]] as const) {
-        for (let g = 0; g < G; g++) for (let k = 0; k < d; k++) kRope[row * d + k] += coef[g] * Wk[(g * hd + off) * d + k];
-        // What each head's key keeps outside the placed components: k_g − Σ u_cg · k'_c.
-        for (let g = 0; g < G; g++) for (let k = 0; k < d; k++) K[(g * hd + off) * d + k] -= coef[g] * kRope[row * d + k];
-      }
-    }
+    const rot: RotaryInput = { Wk, KS: SW(K, G * hd), d, headDim: hd, kvHeads: G, theta: c.ropeTheta, window: W };
+    const plan = placeRotary(rot, rotaryComponents(rot), dr, m, K);
     // BKV-PCA over [α·K_nope ; V] (2·G·hd features).
     const V = Float64Array.from(Wv);
     const n = 2 * G * hd;
@@ -192,7 +175,8 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     const FS = SW(F, n);
     let eK = 0, eV = 0;
     for (let i = 0; i < G * hd; i++) { eK += dot(F, i, FS, i); eV += dot(F, G * hd + i, FS, G * hd + i); }
-    const alpha = eK > 0 ? Math.sqrt(eV / eK) : 1;
+    // A nope key that is rounding noise (every component on a rung) must not be blown up to V's size.
+    const alpha = eK > 1e-12 * eV ? Math.sqrt(eV / eK) : 1;
     const scaleOf = (i: number): number => (i < G * hd ? alpha : 1);
     const M = new Float64Array(n * n);
     for (let i = 0; i < n; i++) for (let j = i; j < n; j++) {
@@ -209,7 +193,7 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
       if (e === 0) continue;
       for (let c2 = 0; c2 < d; c2++) kvA[k * d + c2] += e * F[i * d + c2];
     }
-    for (let i = 0; i < dr * d; i++) kvA[r * d + i] = kRope[i];
+    for (let i = 0; i < dr * d; i++) kvA[r * d + i] = plan.kRope[i];
     // kv_b: per head [hd nope-K rows ; hd V rows] from E (K rows divided by α again).
     const kvB = new Float32Array(H * 2 * hd * r);
     for (let hh = 0; hh < H; hh++) {
@@ -224,11 +208,13 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     for (let hh = 0; hh < H; hh++) {
       const g = Math.floor(hh / (H / G)), o = hh * (hd + dr);
       for (let e = 0; e < hd; e++) for (let k = 0; k < d; k++) q[(o + e) * d + k] = Wq[(hh * hd + e) * d + k] * qScale;
-      for (const { j, i, coef } of qRope) {
-        const u = coef[g] * qScale;
+      for (const { j, i, a: ca, b: cb } of plan.placed) {
+        // The query pair turned by the component's complex weight for this head's group.
+        const u = ca[g] * qScale, v = cb[g] * qScale;
         for (let k = 0; k < d; k++) {
-          q[(o + hd + 2 * j) * d + k] = u * Wq[(hh * hd + i) * d + k];
-          q[(o + hd + 2 * j + 1) * d + k] = u * Wq[(hh * hd + i + half) * d + k];
+          const re = Wq[(hh * hd + i) * d + k], im = Wq[(hh * hd + i + half) * d + k];
+          q[(o + hd + 2 * j) * d + k] = u * re + v * im;
+          q[(o + hd + 2 * j + 1) * d + k] = -v * re + u * im;
         }
       }
     }
@@ -238,7 +224,7 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     if (options.latentNorm) tensors.set(p + 'self_attn.kv_a_layernorm.weight', { shape: [r], data: fitLatentNorm(kvA, r, d, x!, c.rmsEps) });
     for (const name of ['self_attn.o_proj.weight', 'input_layernorm.weight', 'post_attention_layernorm.weight',
       'mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight']) copy(p + name);
-    layers.push({ rotaryPairs: qRope.length, sourcePairs: G * half, rotaryEnergy: all > 0 ? kept / all : 1, latentEnergy: eAll > 0 ? eKept / eAll : 1 });
+    layers.push({ rotaryPairs: plan.placed.length, sourcePairs: G * half, rotaryEnergy: plan.energy > 0 ? plan.keptEnergy / plan.energy : 1, latentEnergy: eAll > 0 ? eKept / eAll : 1 });
     options.onProgress?.(l + 1, total);
     await new Promise<void>((res) => setTimeout(res, 0));
   }
@@ -261,7 +247,7 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     config, tensors, extras: src.extras,
     summary: {
       method: h ? 'calibrated' : 'weights', cacheBefore: 2 * G * hd, cacheAfter: r + dr,
-      ropeTheta: config.rope_theta as number, calibrationTokens, layers,
+      ropeTheta: config.rope_theta as number, ropeSpacing: m, calibrationTokens, layers,
     },
   };
 }

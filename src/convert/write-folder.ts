@@ -23,8 +23,8 @@ export async function writeConvertedFolder(model: ConvertedModel, out: string): 
   }
 }
 
-/** F32 safetensors, header padded to 8 bytes, tensors in insertion order, written one at a time. */
-async function writeSafetensorsFile(path: string, tensors: ConvertedModel['tensors']): Promise<void> {
+/** The F32 safetensors header (padded to 8 bytes) for the tensors in insertion order. */
+export function safetensorsHeader(tensors: ConvertedModel['tensors']): Uint8Array {
   const header: Record<string, unknown> = {};
   let offset = 0;
   for (const [name, t] of tensors) {
@@ -36,10 +36,17 @@ async function writeSafetensorsFile(path: string, tensors: ConvertedModel['tenso
   const head = new Uint8Array(8 + json.length);
   new DataView(head.buffer).setBigUint64(0, BigInt(json.length), true);
   head.set(new TextEncoder().encode(json), 8);
+  return head;
+}
+
+export const tensorBytes = (t: Float32Array): Uint8Array => new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
+
+/** Written one tensor at a time. */
+async function writeSafetensorsFile(path: string, tensors: ConvertedModel['tensors']): Promise<void> {
   const f = await open(path, 'w');
   try {
-    await f.write(head);
-    for (const t of tensors.values()) await f.write(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    await f.write(safetensorsHeader(tensors));
+    for (const t of tensors.values()) await f.write(tensorBytes(t.data));
   } finally {
     await f.close();
   }
