@@ -137,14 +137,29 @@ import { roundAway } from "./quant";
   if (two) storeLane(yb, hsum(fb), acc);
 }
 
-/** Q6_K's 6-bit codes (0..63) of 16 values: 4 low bits `lo` (nibbles in place), 2 high bits of qh >> 2g. */
+/**
+ * Adds half a Q6_K block's Σ_b sc_b·Σ_{16} q·x to `acc`: row r, its low nibbles at r + lo (64
+ * bytes), high bit pairs at r + hi (32), scales at r + sc (8), activations at xo (128). Group g's
+ * code = (nibble) | (bits 2g, 2g + 1 of qh moved to bits 4, 5); 16-bit shifts, masks drop what crossed bytes.
+ */
 // @ts-ignore: decorator
-@inline function q6Codes(ql: v128, qh: v128, g: i32): v128 {
+@inline function q6Half(r: usize, lo: usize, hi: usize, sc: usize, xo: usize, acc: v128): v128 {
   const m4 = i8x16.splat(0x0F), m30 = i8x16.splat(0x30);
-  const lo = g < 2 ? v128.and(ql, m4) : v128.and(i16x8.shr_u(ql, 4), m4);
-  // Bits 2g, 2g + 1 of each qh byte moved to bits 4, 5 (16-bit shifts; the mask drops what crossed bytes).
-  const hi = g == 3 ? v128.and(i16x8.shr_u(qh, 2), m30) : v128.and(i16x8.shl(qh, 4 - 2 * g), m30);
-  return v128.or(lo, hi);
+  const l0 = v128.load(r + lo), l1 = v128.load(r + lo, 16), l2 = v128.load(r + lo, 32), l3 = v128.load(r + lo, 48);
+  const h0 = v128.load(r + hi), h1 = v128.load(r + hi, 16);
+  acc = q6Group(v128.or(v128.and(l0, m4), v128.and(i16x8.shl(h0, 4), m30)), v128.or(v128.and(l1, m4), v128.and(i16x8.shl(h1, 4), m30)), r + sc, xo, acc);
+  acc = q6Group(v128.or(v128.and(l2, m4), v128.and(i16x8.shl(h0, 2), m30)), v128.or(v128.and(l3, m4), v128.and(i16x8.shl(h1, 2), m30)), r + sc + 2, xo + 32, acc);
+  acc = q6Group(v128.or(v128.and(i16x8.shr_u(l0, 4), m4), v128.and(h0, m30)), v128.or(v128.and(i16x8.shr_u(l1, 4), m4), v128.and(h1, m30)), r + sc + 4, xo + 64, acc);
+  return q6Group(v128.or(v128.and(i16x8.shr_u(l2, 4), m4), v128.and(i16x8.shr_u(h0, 2), m30)),
+    v128.or(v128.and(i16x8.shr_u(l3, 4), m4), v128.and(i16x8.shr_u(h1, 2), m30)), r + sc + 6, xo + 96, acc);
+}
+
+/** acc + the 32 codes c0, c1 (two scales at s) · the 32 activations at xo. */
+// @ts-ignore: decorator
+@inline function q6Group(c0: v128, c1: v128, s: usize, xo: usize, acc: v128): v128 {
+  const x0 = v128.load(xo), x1 = v128.load(xo, 16);
+  acc = i32x4.add(acc, scaled(pairs16(c0, x0, lo16(x0), hi16(x0)), <u32>load<i8>(s)));
+  return i32x4.add(acc, scaled(pairs16(c1, x1, lo16(x1), hi16(x1)), <u32>load<i8>(s, 1)));
 }
 
 /** Σ_b sc_b·Σ_{16} x of a Q6_K block (its 16 int8 scales at s) against a record's 16 sums (s0, s1), in i32 lanes. */
@@ -166,19 +181,10 @@ import { roundAway } from "./quant";
     if (two) ib = i32x4.shl(scaledSums(rb + 192, s0, s1), 5);
     ia = i32x4.neg(ia); ib = i32x4.neg(ib);
     for (let h = 0; h < 2; h++) {
-      const uh = <usize>h;
-      for (let g = 0; g < 4; g++) {
-        const xo = xq + (uh << 7) + (<usize>g << 5);
-        const x0 = v128.load(xo), x1 = v128.load(xo, 16);
-        const x0l = lo16(x0), x0h = hi16(x0), x1l = lo16(x1), x1h = hi16(x1);
-        const lOff = uh * 64 + <usize>((g & 1) << 5), hOff = uh * 32 + 128, sc = uh * 8 + <usize>(2 * g) + 192;
-        ia = i32x4.add(ia, scaled(pairs16(q6Codes(v128.load(ra + lOff), v128.load(ra + hOff), g), x0, x0l, x0h), <u32>load<i8>(ra + sc)));
-        ia = i32x4.add(ia, scaled(pairs16(q6Codes(v128.load(ra + lOff, 16), v128.load(ra + hOff, 16), g), x1, x1l, x1h), <u32>load<i8>(ra + sc + 1)));
-        if (two) {
-          ib = i32x4.add(ib, scaled(pairs16(q6Codes(v128.load(rb + lOff), v128.load(rb + hOff), g), x0, x0l, x0h), <u32>load<i8>(rb + sc)));
-          ib = i32x4.add(ib, scaled(pairs16(q6Codes(v128.load(rb + lOff, 16), v128.load(rb + hOff, 16), g), x1, x1l, x1h), <u32>load<i8>(rb + sc + 1)));
-        }
-      }
+      // Half h: groups g = 0..3 of 32 values, unrolled so that every shift is a constant.
+      const uh = <usize>h, xo = xq + (uh << 7), lo = uh * 64, hi = uh * 32 + 128, sc = uh * 8 + 192;
+      ia = q6Half(ra, lo, hi, sc, xo, ia);
+      if (two) ib = q6Half(rb, lo, hi, sc, xo, ib);
     }
     fa = madd(f32x4.convert_i32x4_s(ia), f32x4.splat(half(ra + 208) * dx), fa);
     if (two) fb = madd(f32x4.convert_i32x4_s(ib), f32x4.splat(half(rb + 208) * dx), fb);
