@@ -14,7 +14,7 @@ import { parseConfig } from '../src/formats/config.js';
 import { openSource } from '../src/formats/source.js';
 import type { Ops } from '../src/model/ops.js';
 import type { Weights } from '../src/model/weights.js';
-import { BUILDS } from './helpers.js';
+import { BUILDS, relativeError } from './helpers.js';
 import { makeRandomCheckpoint, tinyMlaConfig } from './reference/model.js';
 
 const Q4_K = 12, Q6_K = 14;
@@ -122,15 +122,6 @@ const file = async () => {
 
 const randomIds = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i * 7919 + seed * 104729 + ((i * i) % 13)) % 64);
 const inside = (m: Model) => m as unknown as { decoder: { ops: Ops; w: Weights } };
-
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  let err = 0, max = 0;
-  for (let i = 0; i < expected.length; i++) {
-    err = Math.max(err, Math.abs(actual[i] - expected[i]));
-    max = Math.max(max, Math.abs(expected[i]));
-  }
-  return err / max;
-}
 
 /** Prefill logits, then greedy decode steps: every step's logits and the tokens chosen. */
 function run(m: Model, ids: number[], steps: number): { logits: Float32Array[]; tokens: number[] } {
