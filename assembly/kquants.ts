@@ -4,7 +4,7 @@
 // scale per 16 values; both would need rounding again.
 //
 //   Q4_K, 144 bytes: d (f16) @0, dmin (f16) @2, scales[12] @4, qs[128] @16. Sub-block s (0..7)
-//     of 32 values has a 6-bit scale sc_s and min m_s packed in scales[] (scaleMin below); its
+//     of 32 values has a 6-bit scale sc_s and min m_s packed in scales[] (sixBits below); its
 //     values are the low (s even) or high (s odd) nibbles of qs[32·(s>>1) .. +32], in order;
 //     value = (d·sc_s)·q − (dmin·m_s), each product exact in f32.
 //   Q6_K, 210 bytes: ql[128] @0, qh[64] @128, scales (int8)[16] @192, d (f16) @208. Half h
@@ -12,19 +12,32 @@
 //     values, l = 0..31: low 4 bits from ql[32·(g&1) + l] (low nibble for g < 2, high for g ≥ 2),
 //     high 2 bits from qh[l] >> 2g; value = (d·scales[8h + 2g + (l ≥ 16)])·(q − 32).
 //
-// Products take activations quantised by quantize_q8_act (int8 per block of 32 with an f32
-// scale), as the q8/q4 products do, so every 32-value block of a super-block lines up with one
-// activation block. Per block the integer sums are exact in i32; the scales multiply in f32:
-//   Q4_K: y += (d·sc·d_x)·Σ q·x_q − (dmin·m·d_x)·Σ x_q
-//   Q6_K: y += (d·sc_lo·d_x)·Σ_{16} (q − 32)·x_q + (d·sc_hi·d_x)·Σ_{16} (q − 32)·x_q
-// Rows are taken two at a time (adjacent rows: one stream), sharing the activations' widening;
-// a row's arithmetic is the same alone or in a pair, so splits by rows are bit-identical.
+// Products take activations quantised per super-block as llama.cpp's Q8_K (quantize_q8k_act):
+// 256 int8 codes with one f32 scale d_x = max|x| / 127, and the sum of every 16 codes. A
+// super-block's weights then meet its activations in integers alone, and only its total is
+// scaled in f32 (the math of ggml's vec_dot_q4_K_q8_K / _q6_K_q8_K):
+//   Q4_K: y += (d·d_x)·Σ_s sc_s·Σ_{32} q·x − (dmin·d_x)·Σ_s m_s·Σ_{32} x
+//   Q6_K: y += (d·d_x)·(Σ_b sc_b·Σ_{16} q·x − 32·Σ_b sc_b·Σ_{16} x)      (q the code 0..63)
+// The inner sums (≤ 4·15·127 for Q4_K's lanes, ≤ 2·63·127 for Q6_K's) stay in i16 lanes, a
+// scale multiplies them into i32 by i32x4.dot_i16x8_s; a super-block's i32 total is at most
+// 256·63·127·128 < 2³¹. Per super-block and row that is one or two f32 products, where the
+// per-32-activation-block form needs eight to sixteen. Activation precision is one scale per
+// 256 values instead of per 32 (as llama.cpp's for K-quants).
+// Integer dot products, as quant.ts: relaxed i16x8.relaxed_dot_i8x16_i7x16_s with the code
+// (Q4_K's nibble 0..15, Q6_K's 0..63) as the 7-bit operand; plain i16x8.mul of the widened
+// values (products ≤ 63·127, pairs summed in i16).
+// Rows are taken two at a time (adjacent rows: one stream), sharing the activations' loads; a
+// row's arithmetic is the same alone or in a pair, so splits by rows are bit-identical.
 import { madd, hsum } from "./simd";
+import { roundAway } from "./quant";
 
 // @ts-ignore: decorator
 @inline const Q4K_BYTES: usize = 144;
 // @ts-ignore: decorator
 @inline const Q6K_BYTES: usize = 210;
+/** Bytes of a Q8_K activation super-block's record: 16 i16 sums of 16 codes, then d_x (f32). */
+// @ts-ignore: decorator
+@inline const ACT_RECORD: usize = 36;
 
 /** One f16 → f32 (the scales), exact: subnormals by the 2¹¹² multiply, as quant.ts's f16Scalar. */
 // @ts-ignore: decorator
@@ -36,28 +49,36 @@ import { madd, hsum } from "./simd";
   return reinterpret<f32>(bits | ((h & 0x8000) << 16));
 }
 
-/** Q4_K's 6-bit scale (low 16 bits) and min (high 16 bits) of sub-block j, from scales[12] at q. */
-// @ts-ignore: decorator
-@inline function scaleMin(q: usize, j: i32): u32 {
-  const uj = <usize>j;
-  if (j < 4) return (<u32>load<u8>(q + uj) & 63) | ((<u32>load<u8>(q + uj + 4) & 63) << 16);
-  const a = <u32>load<u8>(q + uj + 4), lo = <u32>load<u8>(q + uj - 4), hi = <u32>load<u8>(q + uj);
-  return ((a & 0xF) | ((lo >> 6) << 4)) | (((a >> 4) | ((hi >> 6) << 4)) << 16);
-}
-
-/** Σ of 16 products as i32x4: 16 int8 weights w (any sign) · x already widened to i16 (xl, xh). */
-// @ts-ignore: decorator
-@inline function dot16(w: v128, xl: v128, xh: v128): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), xl), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), xh));
-}
-
 /**
- * Σ q·x over 16 values as i32x4, q in 0..63 (7-bit): relaxed dot (x signed, q the 7-bit
- * operand; pairs ≤ 2·63·127, exact in i16), minus `sub` (i16 pairs to take away, e.g. 32·Σx).
+ * Q4_K's eight 6-bit scales (`mins` false) or mins (true) of the block at q (its scales[12]), one
+ * a byte, sub-block j in byte j. From the layout: scales 0–3 are the low 6 bits of bytes 0–3,
+ * mins 0–3 of bytes 4–7; scale 4 + i is byte 8 + i's low nibble with byte i's top 2 bits above
+ * it, min 4 + i byte 8 + i's high nibble with byte 4 + i's top 2 bits.
  */
 // @ts-ignore: decorator
-@inline function dotU7(q: v128, x: v128, sub: v128): v128 {
-  return i32x4.extadd_pairwise_i16x8_s(i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(x, q), sub));
+@inline function sixBits(q: usize, mins: bool): u64 {
+  const lo = load<u32>(q + (mins ? 4 : 0)), b8 = load<u32>(q, 8);
+  const hi = ((mins ? b8 >> 4 : b8) & 0x0F0F0F0F) | ((lo >> 2) & 0x30303030);
+  return <u64>(lo & 0x3F3F3F3F) | (<u64>hi << 32);
+}
+
+/** Σ of 16 products code·x in i16 lanes (pairs): codes c 0..63, x int8 (x16 its i16 halves, plain build). */
+// @ts-ignore: decorator
+@inline function pairs16(c: v128, x: v128, xl: v128, xh: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(x, c);
+  return i16x8.add(i16x8.mul(i16x8.extend_low_i8x16_u(c), xl), i16x8.mul(i16x8.extend_high_i8x16_u(c), xh));
+}
+
+/** An int8 vector's i16 halves for pairs16 (the plain build; unused by the relaxed one). */
+// @ts-ignore: decorator
+@inline function lo16(x: v128): v128 { return ASC_FEATURE_RELAXED_SIMD ? x : i16x8.extend_low_i8x16_s(x); }
+// @ts-ignore: decorator
+@inline function hi16(x: v128): v128 { return ASC_FEATURE_RELAXED_SIMD ? x : i16x8.extend_high_i8x16_s(x); }
+
+/** i16 lanes s times the scale sc, summed in pairs into i32 lanes. */
+// @ts-ignore: decorator
+@inline function scaled(s: v128, sc: u32): v128 {
+  return i32x4.dot_i16x8_s(s, i16x8.splat(<i16>sc));
 }
 
 // @ts-ignore: decorator
@@ -65,113 +86,109 @@ import { madd, hsum } from "./simd";
   store<f32>(p, acc ? load<f32>(p) + v : v);
 }
 
-/** Q4_K row(s) ra (and rb) · quantised x: nsb super-blocks. */
+/** Q4_K row(s) ra (and rb) · Q8_K activations (codes xq, records xr): nsb super-blocks. */
 // @ts-ignore: decorator
-@inline function dotQ4K(two: bool, ra: usize, rb: usize, xq: usize, xd: usize, nsb: i32,
+@inline function dotQ4K(two: bool, ra: usize, rb: usize, xq: usize, xr: usize, nsb: i32,
                         ya: usize, yb: usize, acc: bool): void {
-  const m4 = i8x16.splat(0x0F), ones = i16x8.splat(1);
+  const m4 = i8x16.splat(0x0F);
   let fa = f32x4.splat(0), fb = f32x4.splat(0);
   for (let sb = 0; sb < nsb; sb++) {
-    const da = half(ra), ma = half(ra + 2);
-    let db: f32 = 0, mb: f32 = 0;
-    if (two) { db = half(rb); mb = half(rb + 2); }
-    for (let j = 0; j < 8; j++) {
-      // Sub-block j: 32 activations at xq, the nibbles (low for even j, high for odd) of 32 bytes.
-      const x0 = v128.load(xq), x1 = v128.load(xq, 16);
-      const off = <usize>(16 + ((j >> 1) << 5)), shift = (j & 1) << 2;
-      const wa0 = v128.and(i16x8.shr_u(v128.load(ra + off), shift), m4);
-      const wa1 = v128.and(i16x8.shr_u(v128.load(ra + off, 16), shift), m4);
-      let wb0 = wa0, wb1 = wa1;
-      if (two) {
-        wb0 = v128.and(i16x8.shr_u(v128.load(rb + off), shift), m4);
-        wb1 = v128.and(i16x8.shr_u(v128.load(rb + off, 16), shift), m4);
-      }
-      let ia: v128, ib: v128 = i32x4.splat(0), sx: v128;
-      if (ASC_FEATURE_RELAXED_SIMD) {
-        // Nibbles ≤ 15: the pairs of two relaxed dots sum to ≤ 4·15·127, exact in i16.
-        ia = i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, wa0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, wa1)));
-        if (two) ib = i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, wb0), i16x8.relaxed_dot_i8x16_i7x16_s(x1, wb1)));
-        sx = i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.extadd_pairwise_i8x16_s(x0), i16x8.extadd_pairwise_i8x16_s(x1)));
-      } else {
-        const x0l = i16x8.extend_low_i8x16_s(x0), x0h = i16x8.extend_high_i8x16_s(x0);
-        const x1l = i16x8.extend_low_i8x16_s(x1), x1h = i16x8.extend_high_i8x16_s(x1);
-        ia = i32x4.add(dot16(wa0, x0l, x0h), dot16(wa1, x1l, x1h));
-        if (two) ib = i32x4.add(dot16(wb0, x0l, x0h), dot16(wb1, x1l, x1h));
-        sx = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(x0l, ones), i32x4.dot_i16x8_s(x0h, ones)),
-          i32x4.add(i32x4.dot_i16x8_s(x1l, ones), i32x4.dot_i16x8_s(x1h, ones)));
-      }
-      const dx = load<f32>(xd), sxf = f32x4.convert_i32x4_s(sx);
-      const sma = scaleMin(ra + 4, j);
-      fa = madd(f32x4.convert_i32x4_s(ia), f32x4.splat(da * <f32>(sma & 0xFFFF) * dx), fa);
-      fa = madd(sxf, f32x4.splat(-(ma * <f32>(sma >> 16)) * dx), fa);
-      if (two) {
-        const smb = scaleMin(rb + 4, j);
-        fb = madd(f32x4.convert_i32x4_s(ib), f32x4.splat(db * <f32>(smb & 0xFFFF) * dx), fb);
-        fb = madd(sxf, f32x4.splat(-(mb * <f32>(smb >> 16)) * dx), fb);
-      }
-      xq += 32; xd += 4;
+    // Σx of each 32 (sub-block): the records' sums of 16, added in pairs.
+    const s0 = v128.load(xr), s1 = v128.load(xr, 16);
+    const sum32 = i16x8.add(v128.shuffle<i16>(s0, s1, 0, 2, 4, 6, 8, 10, 12, 14), v128.shuffle<i16>(s0, s1, 1, 3, 5, 7, 9, 11, 13, 15));
+    const dx = load<f32>(xr, 32);
+    const sca = sixBits(ra + 4, false);
+    const minA = i32x4.dot_i16x8_s(sum32, i16x8.extend_low_i8x16_u(i64x2.splat(<i64>sixBits(ra + 4, true))));
+    let scb: u64 = 0, minB = minA;
+    if (two) {
+      scb = sixBits(rb + 4, false);
+      minB = i32x4.dot_i16x8_s(sum32, i16x8.extend_low_i8x16_u(i64x2.splat(<i64>sixBits(rb + 4, true))));
     }
-    ra += Q4K_BYTES; rb += Q4K_BYTES;
+    let ia = i32x4.splat(0), ib = i32x4.splat(0);
+    for (let p = 0; p < 4; p++) {
+      // Sub-blocks 2p (low nibbles of 32 bytes) and 2p + 1 (high nibbles), 64 activations.
+      const up = <usize>p, off: usize = (up << 5) + 16, xo = xq + (up << 6);
+      const x0 = v128.load(xo), x1 = v128.load(xo, 16), x2 = v128.load(xo, 32), x3 = v128.load(xo, 48);
+      const x0l = lo16(x0), x0h = hi16(x0), x1l = lo16(x1), x1h = hi16(x1);
+      const x2l = lo16(x2), x2h = hi16(x2), x3l = lo16(x3), x3h = hi16(x3);
+      const shift = <u64>(p << 4);
+      const qa0 = v128.load(ra + off), qa1 = v128.load(ra + off, 16);
+      ia = i32x4.add(ia, scaled(i16x8.add(pairs16(v128.and(qa0, m4), x0, x0l, x0h), pairs16(v128.and(qa1, m4), x1, x1l, x1h)),
+        <u32>(sca >> shift) & 0xFF));
+      ia = i32x4.add(ia, scaled(i16x8.add(pairs16(v128.and(i16x8.shr_u(qa0, 4), m4), x2, x2l, x2h),
+        pairs16(v128.and(i16x8.shr_u(qa1, 4), m4), x3, x3l, x3h)), <u32>(sca >> (shift + 8)) & 0xFF));
+      if (two) {
+        const qb0 = v128.load(rb + off), qb1 = v128.load(rb + off, 16);
+        ib = i32x4.add(ib, scaled(i16x8.add(pairs16(v128.and(qb0, m4), x0, x0l, x0h), pairs16(v128.and(qb1, m4), x1, x1l, x1h)),
+          <u32>(scb >> shift) & 0xFF));
+        ib = i32x4.add(ib, scaled(i16x8.add(pairs16(v128.and(i16x8.shr_u(qb0, 4), m4), x2, x2l, x2h),
+          pairs16(v128.and(i16x8.shr_u(qb1, 4), m4), x3, x3l, x3h)), <u32>(scb >> (shift + 8)) & 0xFF));
+      }
+    }
+    fa = madd(f32x4.convert_i32x4_s(ia), f32x4.splat(half(ra) * dx), fa);
+    fa = madd(f32x4.convert_i32x4_s(minA), f32x4.splat(-(half(ra + 2) * dx)), fa);
+    if (two) {
+      fb = madd(f32x4.convert_i32x4_s(ib), f32x4.splat(half(rb) * dx), fb);
+      fb = madd(f32x4.convert_i32x4_s(minB), f32x4.splat(-(half(rb + 2) * dx)), fb);
+    }
+    ra += Q4K_BYTES; rb += Q4K_BYTES; xq += 256; xr += ACT_RECORD;
   }
   storeLane(ya, hsum(fa), acc);
   if (two) storeLane(yb, hsum(fb), acc);
 }
 
-/** Q6_K's 6-bit codes (0..63) of 16 values: 4 low bits `lo` (nibbles in place), 2 high bits of qh >> 2g. */
+/**
+ * Adds half a Q6_K block's Σ_b sc_b·Σ_{16} q·x to `acc`: row r, its low nibbles at r + lo (64
+ * bytes), high bit pairs at r + hi (32), scales at r + sc (8), activations at xo (128). Group g's
+ * code = (nibble) | (bits 2g, 2g + 1 of qh moved to bits 4, 5); 16-bit shifts, masks drop what crossed bytes.
+ */
 // @ts-ignore: decorator
-@inline function q6Codes(ql: v128, qh: v128, g: i32): v128 {
+@inline function q6Half(r: usize, lo: usize, hi: usize, sc: usize, xo: usize, acc: v128): v128 {
   const m4 = i8x16.splat(0x0F), m30 = i8x16.splat(0x30);
-  const lo = g < 2 ? v128.and(ql, m4) : v128.and(i16x8.shr_u(ql, 4), m4);
-  // Bits 2g, 2g + 1 of each qh byte moved to bits 4, 5 (16-bit shifts; the mask drops what crossed bytes).
-  const hi = g == 3 ? v128.and(i16x8.shr_u(qh, 2), m30) : v128.and(i16x8.shl(qh, 4 - 2 * g), m30);
-  return v128.or(lo, hi);
+  const l0 = v128.load(r + lo), l1 = v128.load(r + lo, 16), l2 = v128.load(r + lo, 32), l3 = v128.load(r + lo, 48);
+  const h0 = v128.load(r + hi), h1 = v128.load(r + hi, 16);
+  acc = q6Group(v128.or(v128.and(l0, m4), v128.and(i16x8.shl(h0, 4), m30)), v128.or(v128.and(l1, m4), v128.and(i16x8.shl(h1, 4), m30)), r + sc, xo, acc);
+  acc = q6Group(v128.or(v128.and(l2, m4), v128.and(i16x8.shl(h0, 2), m30)), v128.or(v128.and(l3, m4), v128.and(i16x8.shl(h1, 2), m30)), r + sc + 2, xo + 32, acc);
+  acc = q6Group(v128.or(v128.and(i16x8.shr_u(l0, 4), m4), v128.and(h0, m30)), v128.or(v128.and(i16x8.shr_u(l1, 4), m4), v128.and(h1, m30)), r + sc + 4, xo + 64, acc);
+  return q6Group(v128.or(v128.and(i16x8.shr_u(l2, 4), m4), v128.and(i16x8.shr_u(h0, 2), m30)),
+    v128.or(v128.and(i16x8.shr_u(l3, 4), m4), v128.and(i16x8.shr_u(h1, 2), m30)), r + sc + 6, xo + 96, acc);
 }
 
-/** Q6_K row(s) ra (and rb) · quantised x: nsb super-blocks. */
+/** acc + the 32 codes c0, c1 (two scales at s) · the 32 activations at xo. */
 // @ts-ignore: decorator
-@inline function dotQ6K(two: bool, ra: usize, rb: usize, xq: usize, xd: usize, nsb: i32,
+@inline function q6Group(c0: v128, c1: v128, s: usize, xo: usize, acc: v128): v128 {
+  const x0 = v128.load(xo), x1 = v128.load(xo, 16);
+  acc = i32x4.add(acc, scaled(pairs16(c0, x0, lo16(x0), hi16(x0)), <u32>load<i8>(s)));
+  return i32x4.add(acc, scaled(pairs16(c1, x1, lo16(x1), hi16(x1)), <u32>load<i8>(s, 1)));
+}
+
+/** Σ_b sc_b·Σ_{16} x of a Q6_K block (its 16 int8 scales at s) against a record's 16 sums (s0, s1), in i32 lanes. */
+// @ts-ignore: decorator
+@inline function scaledSums(s: usize, s0: v128, s1: v128): v128 {
+  const sc = v128.load(s);
+  return i32x4.add(i32x4.dot_i16x8_s(s0, i16x8.extend_low_i8x16_s(sc)), i32x4.dot_i16x8_s(s1, i16x8.extend_high_i8x16_s(sc)));
+}
+
+/** Q6_K row(s) ra (and rb) · Q8_K activations (codes xq, records xr): nsb super-blocks. */
+// @ts-ignore: decorator
+@inline function dotQ6K(two: bool, ra: usize, rb: usize, xq: usize, xr: usize, nsb: i32,
                         ya: usize, yb: usize, acc: bool): void {
-  const b32 = i8x16.splat(32);
   let fa = f32x4.splat(0), fb = f32x4.splat(0);
   for (let sb = 0; sb < nsb; sb++) {
-    const da = half(ra + 208);
-    let db: f32 = 0;
-    if (two) db = half(rb + 208);
+    const s0 = v128.load(xr), s1 = v128.load(xr, 16), dx = load<f32>(xr, 32);
+    // The codes' offset of 32: Σ_b sc_b·32·Σx taken away at the end.
+    let ia = i32x4.shl(scaledSums(ra + 192, s0, s1), 5), ib = ia;
+    if (two) ib = i32x4.shl(scaledSums(rb + 192, s0, s1), 5);
+    ia = i32x4.neg(ia); ib = i32x4.neg(ib);
     for (let h = 0; h < 2; h++) {
-      const uh = <usize>h;
-      for (let g = 0; g < 4; g++) {
-        const x0 = v128.load(xq), x1 = v128.load(xq, 16);
-        const lOff = uh * 64 + <usize>((g & 1) << 5), hOff = 128 + uh * 32;
-        const qa0 = q6Codes(v128.load(ra + lOff), v128.load(ra + hOff), g);
-        const qa1 = q6Codes(v128.load(ra + lOff, 16), v128.load(ra + hOff, 16), g);
-        let qb0 = qa0, qb1 = qa1;
-        if (two) {
-          qb0 = q6Codes(v128.load(rb + lOff), v128.load(rb + hOff), g);
-          qb1 = q6Codes(v128.load(rb + lOff, 16), v128.load(rb + hOff, 16), g);
-        }
-        let ia0: v128, ia1: v128, ib0: v128 = i32x4.splat(0), ib1: v128 = i32x4.splat(0);
-        if (ASC_FEATURE_RELAXED_SIMD) {
-          // Σ q·x − 32·Σx per pair: |·| ≤ 2·32·127, exact in i16.
-          const s0 = i16x8.relaxed_dot_i8x16_i7x16_s(x0, b32), s1 = i16x8.relaxed_dot_i8x16_i7x16_s(x1, b32);
-          ia0 = dotU7(qa0, x0, s0); ia1 = dotU7(qa1, x1, s1);
-          if (two) { ib0 = dotU7(qb0, x0, s0); ib1 = dotU7(qb1, x1, s1); }
-        } else {
-          const x0l = i16x8.extend_low_i8x16_s(x0), x0h = i16x8.extend_high_i8x16_s(x0);
-          const x1l = i16x8.extend_low_i8x16_s(x1), x1h = i16x8.extend_high_i8x16_s(x1);
-          ia0 = dot16(i8x16.sub(qa0, b32), x0l, x0h); ia1 = dot16(i8x16.sub(qa1, b32), x1l, x1h);
-          if (two) { ib0 = dot16(i8x16.sub(qb0, b32), x0l, x0h); ib1 = dot16(i8x16.sub(qb1, b32), x1l, x1h); }
-        }
-        const dx = load<f32>(xd), sc = uh * 8 + <usize>(2 * g) + 192;
-        fa = madd(f32x4.convert_i32x4_s(ia0), f32x4.splat(da * <f32>load<i8>(ra + sc) * dx), fa);
-        fa = madd(f32x4.convert_i32x4_s(ia1), f32x4.splat(da * <f32>load<i8>(ra + sc + 1) * dx), fa);
-        if (two) {
-          fb = madd(f32x4.convert_i32x4_s(ib0), f32x4.splat(db * <f32>load<i8>(rb + sc) * dx), fb);
-          fb = madd(f32x4.convert_i32x4_s(ib1), f32x4.splat(db * <f32>load<i8>(rb + sc + 1) * dx), fb);
-        }
-        xq += 32; xd += 4;
-      }
+      // Half h: groups g = 0..3 of 32 values, unrolled so that every shift is a constant.
+      const uh = <usize>h, xo = xq + (uh << 7), lo = uh * 64, hi = uh * 32 + 128, sc = uh * 8 + 192;
+      ia = q6Half(ra, lo, hi, sc, xo, ia);
+      if (two) ib = q6Half(rb, lo, hi, sc, xo, ib);
     }
-    ra += Q6K_BYTES; rb += Q6K_BYTES;
+    fa = madd(f32x4.convert_i32x4_s(ia), f32x4.splat(half(ra + 208) * dx), fa);
+    if (two) fb = madd(f32x4.convert_i32x4_s(ib), f32x4.splat(half(rb + 208) * dx), fb);
+    ra += Q6K_BYTES; rb += Q6K_BYTES; xq += 256; xr += ACT_RECORD;
   }
   storeLane(ya, hsum(fa), acc);
   if (two) storeLane(yb, hsum(fb), acc);
@@ -184,51 +201,78 @@ import { madd, hsum } from "./simd";
 
 /** C[m, n] (+)= A · Wᵀ: each pair of weight rows against every activation row (m = 1: a matvec). */
 // @ts-ignore: decorator
-@inline function product(fmt: i32, aq: usize, ad: usize, w: usize, c: usize, ldc: i32, m: i32, k: i32, n: i32, acc: bool): void {
+@inline function product(fmt: i32, aq: usize, ar: usize, w: usize, c: usize, ldc: i32, m: i32, k: i32, n: i32, acc: bool): void {
   if (m <= 0 || n <= 0) return;
   const kk = max(k, 0), nsb = kk >> 8;
   const rowBytes = <usize>nsb * (fmt == Q4K ? Q4K_BYTES : Q6K_BYTES);
-  const aStride = <usize>kk, adStride = <usize>(kk >> 5) * 4, cStride = <usize>ldc * 4;
+  const aStride = <usize>kk, arStride = <usize>nsb * ACT_RECORD, cStride = <usize>ldc * 4;
   let j = 0;
   for (; j + 2 <= n; j += 2) {
     const wa = w + <usize>j * rowBytes, y = c + <usize>j * 4;
     for (let i = 0; i < m; i++) {
       const ui = <usize>i;
-      if (fmt == Q4K) dotQ4K(true, wa, wa + rowBytes, aq + ui * aStride, ad + ui * adStride, nsb, y + ui * cStride, y + ui * cStride + 4, acc);
-      else dotQ6K(true, wa, wa + rowBytes, aq + ui * aStride, ad + ui * adStride, nsb, y + ui * cStride, y + ui * cStride + 4, acc);
+      if (fmt == Q4K) dotQ4K(true, wa, wa + rowBytes, aq + ui * aStride, ar + ui * arStride, nsb, y + ui * cStride, y + ui * cStride + 4, acc);
+      else dotQ6K(true, wa, wa + rowBytes, aq + ui * aStride, ar + ui * arStride, nsb, y + ui * cStride, y + ui * cStride + 4, acc);
     }
   }
   if (j < n) {
     const wa = w + <usize>j * rowBytes, y = c + <usize>j * 4;
     for (let i = 0; i < m; i++) {
       const ui = <usize>i;
-      if (fmt == Q4K) dotQ4K(false, wa, 0, aq + ui * aStride, ad + ui * adStride, nsb, y + ui * cStride, 0, acc);
-      else dotQ6K(false, wa, 0, aq + ui * aStride, ad + ui * adStride, nsb, y + ui * cStride, 0, acc);
+      if (fmt == Q4K) dotQ4K(false, wa, 0, aq + ui * aStride, ar + ui * arStride, nsb, y + ui * cStride, 0, acc);
+      else dotQ6K(false, wa, 0, aq + ui * aStride, ar + ui * arStride, nsb, y + ui * cStride, 0, acc);
     }
   }
 }
 
 /**
- * C[m, n] (+)= A · Wᵀ, A as m rows quantised by quantize_q8_act (aq: rows of k int8, ad: rows of
- * k/32 f32, contiguous), W Q4_K rows (k a multiple of 256, k/256 blocks a row), C f32 (stride ldc).
- * m = 1 is the decode matvec.
+ * C[m, n] (+)= A · Wᵀ, A as m rows quantised by quantize_q8k_act (aq: rows of k int8, ar: rows of
+ * k/256 records, contiguous), W Q4_K rows (k a multiple of 256, k/256 blocks a row), C f32
+ * (stride ldc). m = 1 is the decode matvec.
  */
-export function matmul_nt_q4k(aq: usize, ad: usize, w: usize, c: usize, ldc: i32, m: i32, k: i32, n: i32, acc: bool): void {
-  product(Q4K, aq, ad, w, c, ldc, m, k, n, acc);
+export function matmul_nt_q4k(aq: usize, ar: usize, w: usize, c: usize, ldc: i32, m: i32, k: i32, n: i32, acc: bool): void {
+  product(Q4K, aq, ar, w, c, ldc, m, k, n, acc);
 }
 
 /** As matmul_nt_q4k with Q6_K rows. */
-export function matmul_nt_q6k(aq: usize, ad: usize, w: usize, c: usize, ldc: i32, m: i32, k: i32, n: i32, acc: bool): void {
-  product(Q6K, aq, ad, w, c, ldc, m, k, n, acc);
+export function matmul_nt_q6k(aq: usize, ar: usize, w: usize, c: usize, ldc: i32, m: i32, k: i32, n: i32, acc: bool): void {
+  product(Q6K, aq, ar, w, c, ldc, m, k, n, acc);
+}
+
+/**
+ * Activations for matmul_nt_q4k / _q6k, llama.cpp's Q8_K rule: x[k] f32 (k a multiple of 256) →
+ * xq (k int8) and xr (k/256 records of ACT_RECORD bytes: the i16 sum of each 16 codes, then d).
+ * Per super-block d = max|x| / 127, q = round(x / d) half away from zero (quantize_q8_act's
+ * rounding; ggml's Q8_K takes the signed extreme and gives −128 at it, we stay within ±127).
+ */
+export function quantize_q8k_act(x: usize, k: i32, xq: usize, xr: usize): void {
+  const nsb = max(k, 0) >> 8;
+  for (let sb = 0; sb < nsb; sb++) {
+    let m = f32x4.splat(0);
+    for (let i: usize = 0; i < 1024; i += 16) m = f32x4.max(m, f32x4.abs(v128.load(x + i)));
+    const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+    const d: f32 = amax / 127;
+    const idv = f32x4.splat(d != 0 ? <f32>1 / d : 0);
+    for (let b: usize = 0; b < 16; b++) {
+      const p = x + (b << 6);
+      const lo = i16x8.narrow_i32x4_s(roundAway(v128.load(p), idv), roundAway(v128.load(p, 16), idv));
+      const hi = i16x8.narrow_i32x4_s(roundAway(v128.load(p, 32), idv), roundAway(v128.load(p, 48), idv));
+      v128.store(xq + (b << 4), i8x16.narrow_i16x8_s(lo, hi));
+      const s = i32x4.extadd_pairwise_i16x8_s(i16x8.add(lo, hi));
+      store<i16>(xr + (b << 1), i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3));
+    }
+    store<f32>(xr, d, 32);
+    x += 1024; xq += 256; xr += ACT_RECORD;
+  }
 }
 
 /** out[256·nsb] f32 = a Q4_K row of nsb blocks at w, as ggml's dequantize_row_q4_K (each value rounds once). */
 export function dequantize_q4k(w: usize, out: usize, nsb: i32): void {
   for (let sb = 0; sb < nsb; sb++) {
-    const d = half(w), dmin = half(w + 2);
+    const d = half(w), dmin = half(w + 2), scales = sixBits(w + 4, false), mins = sixBits(w + 4, true);
     for (let j = 0; j < 8; j++) {
-      const sm = scaleMin(w + 4, j);
-      const d1 = d * <f32>(sm & 0xFFFF), m1 = dmin * <f32>(sm >> 16);
+      const at = <u64>(j << 3);
+      const d1 = d * <f32>(<u32>(scales >> at) & 0xFF), m1 = dmin * <f32>(<u32>(mins >> at) & 0xFF);
       const q = w + 16 + <usize>((j >> 1) << 5), shift = <u32>((j & 1) << 2);
       for (let l = 0; l < 32; l++) {
         const ul = <usize>l;

@@ -422,7 +422,7 @@ export function matmul_nt_q4(aq: usize, ad: usize, wq: usize, wd: usize, c: usiz
 
 /** i32x4 of roundf(v · id): trunc, then one more away from zero where the dropped part is ≥ ½. */
 // @ts-ignore: decorator
-@inline function roundAway(v: v128, id: v128): v128 {
+@inline export function roundAway(v: v128, id: v128): v128 {
   const s = f32x4.mul(v, id);
   const t = f32x4.trunc(s);
   const up = f32x4.ge(f32x4.abs(f32x4.sub(s, t)), f32x4.splat(0.5));

@@ -11,8 +11,8 @@
 // this shared machine spoils one sample of each, not one kernel; each figure is the median of the
 // rounds, each round the median of REPS calls. GB/s counts the weight bytes a call reads (codes
 // and scales); "× f32" is the f32 matvec's time over this one's, in the same build and run.
-// q8 / q4 time the product alone; quantising the activation (once per token and input) is timed
-// on its own line.
+// q8 / q4 / q4k / q6k time the product alone; quantising the activation (once per token and
+// input: Q8_0-style for q8/q4, Q8_K-style for q4k/q6k) is timed on its own line.
 import { loadKernels, type LoadedKernels, type SimdBuild } from '../src/internal.js';
 
 const arg = (name: string, dflt: string) => {
@@ -23,7 +23,7 @@ const ROUNDS = Number(arg('rounds', '7'));
 const REPS = 5;
 const SHAPES = arg('shapes', '2048x2048,2048x10944,10944x2048').split(',').map((s) => s.split('x').map(Number) as [number, number]);
 const BUILDS: SimdBuild[] = ['simd', 'relaxed'];
-const FORMATS = ['f32', 'bf16', 'f16', 'q8', 'q4', 'q4k', 'q6k', 'act'] as const;
+const FORMATS = ['f32', 'bf16', 'f16', 'q8', 'q4', 'q4k', 'q6k', 'act', 'actk'] as const;
 type Format = typeof FORMATS[number];
 
 interface Case { build: SimdBuild; fmt: Format; bytes: number; run: () => void; samples: number[] }
@@ -62,10 +62,11 @@ function setup(k: LoadedKernels, build: SimdBuild, n: number, kk: number): { cas
       b4[b * 144 + 1] = 0x18; b4[b * 144 + 3] = 0x18; b6[b * 210 + 209] = 0x18;
     }
   }
-  const x = alloc(kk * 4), y = alloc(n * 4), xq = alloc(kk), xd = alloc(nb * 4);
+  const x = alloc(kk * 4), y = alloc(n * 4), xq = alloc(kk), xd = alloc(nb * 4), kq = alloc(kk), kr = alloc(Math.max(16, kk / 256 * 36));
   const xv = H.f32(x, kk);
   for (let i = 0; i < kk; i++) xv[i] = r();
   K.quantize_q8_act(x, kk, xq, xd);
+  if (kBlocks) K.quantize_q8k_act(x, kk, kq, kr);
   const scales = n * nb * 4;
   const mk = (fmt: Format, bytes: number, run: () => void): Case => ({ build, fmt, bytes, run, samples: [] });
   const cases = [
@@ -75,10 +76,11 @@ function setup(k: LoadedKernels, build: SimdBuild, n: number, kk: number): { cas
     mk('q8', n * kk + scales, () => K.matvec_q8(q8, d8, xq, xd, y, n, kk, false)),
     mk('q4', n * kk / 2 + scales, () => K.matvec_q4(q4, d4, xq, xd, y, n, kk, false)),
     ...(kBlocks ? [
-      mk('q4k', kBlocks * 144, () => K.matmul_nt_q4k(xq, xd, q4k, y, n, 1, kk, n, false)),
-      mk('q6k', kBlocks * 210, () => K.matmul_nt_q6k(xq, xd, q6k, y, n, 1, kk, n, false)),
+      mk('q4k', kBlocks * 144, () => K.matmul_nt_q4k(kq, kr, q4k, y, n, 1, kk, n, false)),
+      mk('q6k', kBlocks * 210, () => K.matmul_nt_q6k(kq, kr, q6k, y, n, 1, kk, n, false)),
     ] : []),
     mk('act', kk * 4, () => K.quantize_q8_act(x, kk, xq, xd)),
+    ...(kBlocks ? [mk('actk', kk * 4, () => K.quantize_q8k_act(x, kk, kq, kr))] : []),
   ];
   return { cases, free: () => { for (const [p, b] of blocks.reverse()) H.release(p, b); } };
 }
@@ -100,14 +102,16 @@ for (const [n, kk] of SHAPES) {
     }
   }
   console.log(`\nW ${n}×${kk} (n × k): f32 ${(n * kk * 4 / 2 ** 20).toFixed(0)} MiB`);
-  console.log('build    format    ms       GB/s    × f32');
+  console.log('build    format    ms       GB/s    × f32   (q4k/q6k: × q4)');
   for (const b of BUILDS) {
     const f32ms = median(cases.find((c) => c.build === b && c.fmt === 'f32')!.samples);
+    const q4ms = median(cases.find((c) => c.build === b && c.fmt === 'q4')!.samples);
     for (const c of cases.filter((c) => c.build === b)) {
       const ms = median(c.samples);
       const gbs = c.bytes / ms / 1e6;
-      const note = c.fmt === 'act' ? `(quantize_q8_act of x: ${(ms * 1000).toFixed(1)} µs)` : (f32ms / ms).toFixed(2);
-      console.log(`${b.padEnd(9)}${c.fmt.padEnd(10)}${ms.toFixed(3).padStart(7)}  ${c.fmt === 'act' ? '     ' : gbs.toFixed(1).padStart(6)}   ${note}`);
+      const isAct = c.fmt === 'act' || c.fmt === 'actk';
+      const note = isAct ? `(${c.fmt === 'act' ? 'quantize_q8_act' : 'quantize_q8k_act'} of x: ${(ms * 1000).toFixed(1)} µs)` : (f32ms / ms).toFixed(2) + (c.fmt === 'q4k' || c.fmt === 'q6k' ? `   ${(q4ms / ms).toFixed(2)}` : '');
+      console.log(`${b.padEnd(9)}${c.fmt.padEnd(10)}${ms.toFixed(3).padStart(7)}  ${isAct ? '     ' : gbs.toFixed(1).padStart(6)}   ${note}`);
     }
   }
   for (const s of sets) s.free();

@@ -59,3 +59,13 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
       `worst abs error ${worst} at ${worstAt}`);
   }
 }
+
+/** Largest |actual − expected| as a fraction of the largest |expected| (logits of a narrow format against f32). */
+export function relativeError(actual: Float32Array, expected: Float32Array): number {
+  let err = 0, max = 0;
+  for (let i = 0; i < expected.length; i++) {
+    err = Math.max(err, Math.abs(actual[i] - expected[i]));
+    max = Math.max(max, Math.abs(expected[i]));
+  }
+  return err / max;
+}

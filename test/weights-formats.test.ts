@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadModel, MlaError, type Model, type WeightsOption } from '../src/index.js';
 import type { Ops } from '../src/model/ops.js';
-import { BUILDS } from './helpers.js';
+import { BUILDS, relativeError } from './helpers.js';
 import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config } from './reference/model.js';
 
 const text = (s: string) => [256, ...new TextEncoder().encode(s)];
@@ -21,15 +21,6 @@ const BOUND: Record<Exclude<WeightsOption, 'auto' | 'f32'>, number> = { bf16: 0.
 
 /** The same for weights held exactly: bf16 is f32 arithmetic in another order; int8 / int4 round the activations. */
 const EXACT_BOUND: Record<Exclude<WeightsOption, 'auto' | 'f32'>, number> = { bf16: 1e-5, int8: 0.03, int4: 0.03 };
-
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  let err = 0, max = 0;
-  for (let i = 0; i < expected.length; i++) {
-    err = Math.max(err, Math.abs(actual[i] - expected[i]));
-    max = Math.max(max, Math.abs(expected[i]));
-  }
-  return err / max;
-}
 
 function expectIdentical(a: Float32Array, b: Float32Array, what: string): void {
   const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);

@@ -18,7 +18,7 @@ import type { GgufFile, GgufTensorInfo } from './gguf.js';
 import { decodeRow } from './quant-blocks.js';
 import { halfToFloatBits as halfTable } from './safetensors.js';
 import type { ByteFile } from './byte-file.js';
-import type { StoredType, TensorSource } from './tensor-source.js';
+import type { StoredType, SuperBlockType, TensorSource } from './tensor-source.js';
 
 /** Rows [row0, row0 + rows) of a tensor seen as a matrix of ne[0] columns, or one head of attn_k_b transposed. */
 type Piece =
@@ -37,6 +37,7 @@ const cols = (t: GgufTensorInfo) => t.ne[0];
 const rowsOf = (t: GgufTensorInfo) => t.ne.slice(1).reduce((a, b) => a * b, 1);
 const rowBytes = (t: GgufTensorInfo) => t.bytes / Math.max(1, rowsOf(t));
 const isQuant = (type: string) => type === 'Q8_0' || type === 'Q4_0';
+const isSuperBlock = (type: string) => type === 'Q4_K' || type === 'Q6_K';
 
 /** ggml suffix → Hugging Face suffix, for the tensors that only change name. */
 const COMMON: Record<string, string> = {
@@ -192,9 +193,9 @@ export function ggufTensorSource(file: ByteFile, gguf: GgufFile, layout: GgufLay
       if (!v) return undefined;
       const types = new Set(v.pieces.map((p) => p.t.type));
       const [type] = types;
-      // K-quants are widened to f32 as they are read (exact) until the model keeps them as stored.
-      if (types.size > 1 || type === 'Q4_K' || type === 'Q6_K' || (isQuant(type) && v.pieces.some((p) => p.kind === 'transposed'))) return 'F32';
-      return type as StoredType;
+      // Blocks run along a file row: a transposed head (attn_k_b) can only be read widened.
+      if (types.size > 1 || ((isQuant(type) || isSuperBlock(type)) && v.pieces.some((p) => p.kind === 'transposed'))) return 'F32';
+      return type as StoredType | SuperBlockType;
     },
     read: (name, out) => fill(name, out, (p) => headF32(p.t, p.head), (p, base, c) => {
       const rb = rowBytes(p.t);
@@ -220,6 +221,25 @@ export function ggufTensorSource(file: ByteFile, gguf: GgufFile, layout: GgufLay
           for (let i = 0; i < n; i++) out.set(u16.subarray(i * c, (i + 1) * c), base + hfRow(i) * c);
         });
       });
+    },
+    readSuperBlocks: (name, out) => {
+      const v = get(name);
+      const c = v.shape[v.shape.length - 1], type = v.pieces[0].t.type;
+      if (v.shape.length !== 2 || !isSuperBlock(type) || c % 256 || v.pieces.some((p) => p.t.type !== type || p.kind !== 'rows')) {
+        throw new MlaError('UNSUPPORTED_DTYPE', `${file.name}: tensor "${name}" is not stored as Q4_K or Q6_K rows`);
+      }
+      const rb = (c / 256) * (type === 'Q4_K' ? 144 : 210);
+      if (out.length !== v.shape[0] * rb) {
+        throw new MlaError('BAD_INPUT', `readSuperBlocks: tensor "${name}" needs ${v.shape[0] * rb} bytes, got ${out.length}`);
+      }
+      let base = 0;
+      for (const p of v.pieces) {
+        if (p.kind !== 'rows') continue;
+        eachChunk(p, (raw, rows, hfRow) => {
+          for (let i = 0; i < rows; i++) out.set(raw.subarray(i * rb, (i + 1) * rb), (base + hfRow(i)) * rb);
+        });
+        base += p.rows;
+      }
     },
     readBlocks: (name, q, d) => {
       const v = get(name);

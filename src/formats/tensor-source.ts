@@ -6,6 +6,9 @@
  */
 export type StoredType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
 
+/** llama.cpp's K-quants the model keeps in their super-blocks of 256 (assembly/kquants.ts reads them). */
+export type SuperBlockType = 'Q4_K' | 'Q6_K';
+
 /** Where a decoder reads its tensors from: an in-memory map, a safetensors or a GGUF file. */
 export interface TensorSource {
   names(): Iterable<string>;
@@ -13,7 +16,7 @@ export interface TensorSource {
   /** Copy tensor `name` as f32 into `out` (whose length is its element count). */
   read(name: string, out: Float32Array): void;
   /** How tensor `name` is stored; absent (or undefined for a name): F32. */
-  stored?(name: string): StoredType | undefined;
+  stored?(name: string): StoredType | SuperBlockType | undefined;
   /** An F16 or BF16 tensor's raw 16-bit values, row-major, into `out` (its element count long). */
   read16?(name: string, out: Uint16Array): void;
   /**
@@ -22,4 +25,9 @@ export interface TensorSource {
    * llama.cpp's order within a block) and each block's scale widened to f32 into `d` (rows·cols/32).
    */
   readBlocks?(name: string, q: Uint8Array, d: Float32Array): void;
+  /**
+   * A Q4_K or Q6_K matrix [rows, cols] (cols a multiple of 256) as the file stores it: each row's
+   * super-blocks (144 or 210 bytes per 256 values), rows in order, into `out`.
+   */
+  readSuperBlocks?(name: string, out: Uint8Array): void;
 }

@@ -12,8 +12,8 @@
 import type { Kernels } from '../host/kernels.js';
 import type { ThreadPool } from '../host/pool.js';
 import { arg, ARGS, ATTN_BLOCK, ATTN_BLOCK_LATENT, ATTN_FINISH, ATTN_INIT, MATMUL_NN, MATMUL_NT, MATMUL_NT_BF16, MATMUL_NT_F16,
-  MATMUL_NT_Q4, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, VECMAT_BATCH } from '../host/protocol.js';
-import { matrixBytes, type Matrix, type Quantizer } from './weights.js';
+  MATMUL_NT_Q4, MATMUL_NT_Q4K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, VECMAT_BATCH } from '../host/protocol.js';
+import { matrixBytes, SUPER_BLOCK_BYTES, type Matrix, type Quantizer } from './weights.js';
 
 /** read(): the least bytes a chunk reads. */
 const READ_CHUNK = 16 << 20;
@@ -42,9 +42,12 @@ const NARROW_ROWS = 8, NARROW_GEMM_RATE = 6;
 /** Bytes of WebAssembly memory quantising weights at load stages f32 rows in (a row at least). */
 const QUANTIZE_STAGING_BYTES = 1 << 20;
 
-/** Bytes of quantised activations (codes and scales) for `rows` rows of `k` values. */
+/** Bytes of a Q8_K activation record per 256 values (quantize_q8k_act): 16 i16 sums and the f32 scale. */
+const ACT_RECORD = 36;
+
+/** Bytes of quantised activations (codes and scales: per 32, or Q8_K records per 256) for `rows` rows of `k` values. */
 export function actQuantBytes(rows: number, k: number): number {
-  return rows * (k + Math.ceil(k / 32) * 4);
+  return rows * (k + Math.max(Math.ceil(k / 32) * 4, Math.ceil(k / 256) * ACT_RECORD));
 }
 
 /**
@@ -281,7 +284,10 @@ function putGemv(D: Float64Array, x: number, p: Gemv): void {
   D[x + 9] = p.count; D[x + 10] = p.far; D[x + 11] = 0; // acc: false
 }
 
-/** matmul_nt_bf16 / _f16 (a, lda, w, ldw, c, ldc, m, k, n) and _q8 / _q4 (aq, ad, wq, wd, c, ldc, m, k, n); acc false. */
+/**
+ * matmul_nt_bf16 / _f16 (a, lda, w, ldw, c, ldc, m, k, n) and _q8 / _q4 (aq, ad, wq, wd, c, ldc, m, k, n); acc false.
+ * _q4k / _q6k take one argument fewer (aq, ar, w, c, ldc, m, k, n, acc): their acc is the 9th, given as 0.
+ */
 function putNarrow(D: Float64Array, x: number, args: number[]): void {
   for (let i = 0; i < 9; i++) D[x + i] = args[i];
   D[x + 9] = 0;
@@ -370,6 +376,11 @@ class Here implements Tasks {
     calls[MATMUL_NT_F16] = narrow(k.matmul_nt_f16);
     calls[MATMUL_NT_Q8] = narrow(k.matmul_nt_q8);
     calls[MATMUL_NT_Q4] = narrow(k.matmul_nt_q4);
+    const superBlocks = (f: (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, a6: number, a7: number,
+      acc: boolean) => void) => (i: number, j: number) => f(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j),
+      a(6, i, j), a(7, i, j), a(8, i, j) !== 0);
+    calls[MATMUL_NT_Q4K] = superBlocks(k.matmul_nt_q4k);
+    calls[MATMUL_NT_Q6K] = superBlocks(k.matmul_nt_q6k);
     calls[PROBE_READ] = (i, j) => k.probe_read(a(0, i, j), a(1, i, j), a(2, i, j));
     calls[PROBE_READ_PAIRS] = (i, j) => k.probe_read_pairs(a(0, i, j), a(1, i, j), a(2, i, j));
     this.calls = calls;
@@ -464,6 +475,8 @@ export class Ops {
       case 'f16': k.embed_f16(table.ptr, dim, ids, count, out); break;
       case 'q8': k.embed_q8(table.ptr, table.scales, dim, ids, count, out); break;
       case 'q4': k.embed_q4(table.ptr, table.scales, dim, ids, count, out); break;
+      case 'q4k': k.embed_q4k(table.ptr, dim, ids, count, out); break;
+      case 'q6k': k.embed_q6k(table.ptr, dim, ids, count, out); break;
     }
     if (this.observer) this.done({ op: 'embed', ms: performance.now() - t0 });
   }
@@ -575,16 +588,23 @@ export class Ops {
   }
 
   /**
-   * linear() for bf16 / f16 / q8 / q4 weights (one panel): for q8 / q4 the activation rows are
-   * quantised here first (quantize_q8_act), once for every chunk. Split by rows of W, in runs of
+   * linear() for bf16 / f16 / q8 / q4 / q4k / q6k weights (one panel): for q8 / q4 the activation
+   * rows are quantised here first (quantize_q8_act; q4k / q6k: quantize_q8k_act), once for every chunk. Split by rows of W, in runs of
    * NARROW_ROWS; each output is computed the same way whichever chunk holds it.
    */
   private narrowLinear(c: LinearCall): void {
     const w = c.w, k = w.cols, n = w.rows, m = c.rows;
     if (m <= 0 || n <= 0) return;
     const quant = w.format === 'q8' || w.format === 'q4';
-    const codeBytes = w.format === 'q8' ? k : w.format === 'q4' ? k / 2 : 2 * k;
+    const superBlocks = w.format === 'q4k' || w.format === 'q6k';
+    const codeBytes = w.format === 'q8' ? k : w.format === 'q4' ? k / 2
+      : superBlocks ? (k / 256) * SUPER_BLOCK_BYTES[w.format as 'q4k'] : 2 * k;
     const scaleBytes = k / 8; // one f32 per 32 weights
+    const records = (k / 256) * ACT_RECORD;
+    if (superBlocks) {
+      if (m * (k + records) > this.actBytes) throw new Error(`Ops: ${m} rows of ${k} activations exceed the act scratch`);
+      for (let r = 0; r < m; r++) this.k.quantize_q8k_act(c.x.ptr + r * c.x.stride * F, k, this.act + r * k, this.act + m * k + r * records);
+    }
     if (quant) {
       if (m * (k + scaleBytes) > this.actBytes) throw new Error(`Ops: ${m} rows of ${k} activations exceed the act scratch`);
       for (let r = 0; r < m; r++) this.k.quantize_q8_act(c.x.ptr + r * c.x.stride * F, k, this.act + r * k, this.act + m * k + r * scaleBytes);
@@ -594,12 +614,14 @@ export class Ops {
     const units = Math.ceil(n / NARROW_ROWS);
     const chunks = this.chunks(ns, units, 1, gemv ? matrixBytes(w.format, n, k) : 0);
     const out = this.tasks(chunks), D = out.args;
-    const fn = { bf16: MATMUL_NT_BF16, f16: MATMUL_NT_F16, q8: MATMUL_NT_Q8, q4: MATMUL_NT_Q4 }[w.format as 'bf16'];
+    const fn = { bf16: MATMUL_NT_BF16, f16: MATMUL_NT_F16, q8: MATMUL_NT_Q8, q4: MATMUL_NT_Q4, q4k: MATMUL_NT_Q4K, q6k: MATMUL_NT_Q6K }[w.format as 'bf16'];
     for (let s = 0; s < chunks; s++) {
       if (chunks > 1) this.pool!.chunk();
       const n0 = NARROW_ROWS * Math.floor(units * s / chunks), n1 = Math.min(n, NARROW_ROWS * Math.floor(units * (s + 1) / chunks));
       const x = out.task(fn);
-      if (quant) {
+      if (superBlocks) {
+        putNarrow(D, x, [this.act, this.act + m * k, w.ptr + n0 * codeBytes, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0, 0]);
+      } else if (quant) {
         putNarrow(D, x, [this.act, this.act + m * k, w.ptr + n0 * codeBytes, w.scales + n0 * scaleBytes, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0]);
       } else {
         putNarrow(D, x, [c.x.ptr, c.x.stride, w.ptr + n0 * codeBytes, k, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0]);

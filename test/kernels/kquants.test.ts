@@ -3,8 +3,11 @@
 // dequantize_row_q4_K / _q6_K), in both builds:
 //   - dequantize_q4k / _q6k equal the reference rounded once to f32, bit for bit (ggml's own
 //     dequantisation rounds each value once: its products are exact in f32);
+//   - quantize_q8k_act (the products' activations, llama.cpp's Q8_K: int8 per 256 with one scale,
+//     and the sum of every 16 codes) equals a reference of the same rule, code for code;
 //   - matmul_nt_q4k / _q6k (m = 1 is the decode matvec) against Σ w·(x_q·d_x) in float64 over the
-//     activations as quantize_q8_act quantised them, within an f32 accumulation bound;
+//     activations as quantize_q8k_act quantised them, within an f32 bound of the few roundings
+//     a super-block's integer total goes through;
 //   - a split by rows (what Ops gives each thread) is bit-identical to one call, whatever the
 //     parity of the split (a row alone or in a pair computes alike).
 import { describe, expect, it } from 'vitest';
@@ -69,7 +72,67 @@ function reference(fmt: KFmt, b: Uint8Array, count: number): Float64Array {
   return out;
 }
 
+/**
+ * Per weight, the magnitude of the terms the products sum it from: |d·sc·q| + |dmin·m| for Q4_K
+ * (its two sums can cancel), |d·sc·(q − 32)| for Q6_K (the weight itself, and its −32 part).
+ */
+function magnitudes(fmt: KFmt, b: Uint8Array, count: number): Float64Array {
+  if (fmt === 'q6k') {
+    const out = new Float64Array(count * 256), v = new DataView(b.buffer, b.byteOffset);
+    const w = reference(fmt, b, count);
+    for (let blk = 0; blk < count; blk++) {
+      const d = Math.abs(f16Value(v.getUint16(blk * 210 + 208, true)));
+      for (let i = 0; i < 256; i++) {
+        const sc = Math.abs(v.getInt8(blk * 210 + 192 + (i >> 4)));
+        out[blk * 256 + i] = Math.abs(w[blk * 256 + i]) + 32 * d * sc;
+      }
+    }
+    return out;
+  }
+  // Q4_K: the reference with every sign made positive: |d·sc·q| + |dmin·m|.
+  const pos = b.slice();
+  for (let blk = 0; blk < count; blk++) { pos[blk * 144 + 1] &= 0x7f; pos[blk * 144 + 3] &= 0x7f; }
+  const parts = reference(fmt, pos, count), out = new Float64Array(count * 256), v = new DataView(pos.buffer);
+  for (let blk = 0; blk < count; blk++) {
+    const dmin = f16Value(v.getUint16(blk * 144 + 2, true)), s = pos.subarray(blk * 144 + 4, blk * 144 + 16);
+    for (let j = 0; j < 8; j++) {
+      const mn = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+      for (let l = 0; l < 32; l++) out[blk * 256 + 32 * j + l] = parts[blk * 256 + 32 * j + l] + 2 * dmin * mn;
+    }
+  }
+  return out;
+}
+
 function alloc(k: LoadedKernels, bytes: number): number { return k.heap.alloc(Math.max(16, bytes)); }
+
+/** Bytes of a Q8_K activation record (per 256 values): 16 i16 sums, then the f32 scale. */
+const RECORD = 36;
+
+/** The Q8_K activation rule in f32 steps: d = max|x|/127, q = round(x·(1/d)) half away from zero, sums of 16. */
+function q8kReference(x: Float32Array): { q: Int8Array; d: Float32Array; sums: Int16Array } {
+  const nsb = x.length / 256, q = new Int8Array(x.length), d = new Float32Array(nsb), sums = new Int16Array(nsb * 16);
+  for (let sb = 0; sb < nsb; sb++) {
+    let amax = 0;
+    for (let i = 0; i < 256; i++) amax = Math.max(amax, Math.abs(x[sb * 256 + i]));
+    d[sb] = Math.fround(amax / 127);
+    const id = d[sb] ? Math.fround(1 / d[sb]) : 0;
+    for (let i = 0; i < 256; i++) {
+      const v = Math.fround(x[sb * 256 + i] * id);
+      q[sb * 256 + i] = v < 0 ? -Math.floor(-v + 0.5) : Math.floor(v + 0.5);
+      sums[sb * 16 + (i >> 4)] += q[sb * 256 + i];
+    }
+  }
+  return { q, d, sums };
+}
+
+/** Activation rows quantised by quantize_q8k_act: codes at aq, records at ar (m rows of k). */
+function quantizeRows(k: LoadedKernels, xp: number, m: number, kk: number, aq: number, ar: number): { q: Int8Array; d: Float32Array } {
+  for (let i = 0; i < m; i++) k.kernels.quantize_q8k_act(xp + i * kk * 4, kk, aq + i * kk, ar + i * (kk / 256) * RECORD);
+  const q = new Int8Array(k.heap.memory.buffer, aq, m * kk).slice();
+  const d = new Float32Array(m * kk / 256), view = new DataView(k.heap.memory.buffer);
+  for (let b = 0; b < d.length; b++) d[b] = view.getFloat32(ar + b * RECORD + 32, true);
+  return { q, d };
+}
 
 describe.each(BUILDS)('K-quant kernels (%s build)', (build) => {
   it.each(['q4k', 'q6k'] as KFmt[])('%s: dequantize and embed equal the reference rounded once to f32', async (fmt) => {
@@ -97,7 +160,28 @@ describe.each(BUILDS)('K-quant kernels (%s build)', (build) => {
     expect(k.heap.usedBytes).toBe(top);
   });
 
-  const shapes: [number, number, number][] = [[1, 1, 256], [1, 5, 512], [3, 2, 256], [2, 7, 768], [5, 3, 256]];
+  it('quantize_q8k_act: codes, scales and sums of 16 as the reference (zeros, tiny and huge values too)', async () => {
+    const k = await kernelsFor(build), K = k.kernels;
+    const top = k.heap.usedBytes;
+    const kk = 1024, x = randomF32(kk, 5, -3, 3);
+    x.fill(0, 256, 512);                                  // a super-block of zeros: d = 0, codes 0
+    for (let i = 512; i < 768; i++) x[i] = (i % 3 - 1) * 1e-30;
+    x[800] = 6e4; x[801] = -6e4; x[802] = 0.5 * 6e4 / 127; // an exact half step rounds away from zero
+    const ref = q8kReference(x);
+    const xp = alloc(k, kk * 4), aq = alloc(k, kk), ar = alloc(k, 4 * RECORD);
+    k.heap.f32(xp, kk).set(x);
+    const got = quantizeRows(k, xp, 1, kk, aq, ar);
+    expect(Array.from(got.q)).toEqual(Array.from(ref.q));
+    expect(Array.from(got.d)).toEqual(Array.from(ref.d));
+    for (let sb = 0; sb < 4; sb++) {
+      expect(Array.from(new Int16Array(k.heap.memory.buffer.slice(ar + sb * RECORD, ar + sb * RECORD + 32))), `sums of block ${sb}`)
+        .toEqual(Array.from(ref.sums.subarray(sb * 16, sb * 16 + 16)));
+    }
+    for (const [p, n] of [[xp, kk * 4], [aq, kk], [ar, 4 * RECORD]]) k.heap.release(p, Math.max(16, n));
+    expect(k.heap.usedBytes).toBe(top);
+  });
+
+  const shapes: [number, number, number][] = [[1, 1, 256], [1, 5, 512], [3, 2, 256], [2, 7, 768], [5, 3, 256], [1, 9, 1280]];
   it.each(['q4k', 'q6k'] as KFmt[])('%s: matmul_nt (m = 1: matvec) against float64, and row splits bit-identical', async (fmt) => {
     const k = await kernelsFor(build), K = k.kernels;
     const top = k.heap.usedBytes;
@@ -105,30 +189,32 @@ describe.each(BUILDS)('K-quant kernels (%s build)', (build) => {
     for (const [m, n, kk] of shapes) {
       for (const acc of [false, true]) {
         const nsb = kk / 256, seed = m * 1000 + n * 10 + kk;
-        const b = randomBlocks(fmt, n * nsb, seed), w = reference(fmt, b, n * nsb);
+        const b = randomBlocks(fmt, n * nsb, seed), w = reference(fmt, b, n * nsb), parts = magnitudes(fmt, b, n * nsb);
         const x = randomF32(m * kk, seed + 1, -3, 3);
-        if (kk >= 512) { x.fill(0, 0, 32); x[300] = 1e-3; }
-        const wp = alloc(k, b.length), xp = alloc(k, m * kk * 4), aq = alloc(k, m * kk), ad = alloc(k, m * kk / 8);
+        if (kk >= 512) { x.fill(0, 0, 256); x[300] = 1e-3; }
+        const wp = alloc(k, b.length), xp = alloc(k, m * kk * 4), aq = alloc(k, m * kk), ar = alloc(k, m * nsb * RECORD);
         k.heap.u8(wp, b.length).set(b);
         k.heap.f32(xp, m * kk).set(x);
-        for (let i = 0; i < m; i++) K.quantize_q8_act(xp + i * kk * 4, kk, aq + i * kk, ad + i * kk / 8);
-        const xq = new Int8Array(k.heap.memory.buffer, aq, m * kk).slice(), xd = k.heap.f32(ad, m * kk / 32).slice();
+        const { q: xq, d: xd } = quantizeRows(k, xp, m, kk, aq, ar);
         const ldc = n + 3, cp = alloc(k, m * ldc * 4), c2 = alloc(k, m * ldc * 4);
         const earlier = randomF32(m * ldc, seed + 2, -4, 4);
         k.heap.f32(cp, m * ldc).set(earlier);
         k.heap.f32(c2, m * ldc).set(earlier);
-        fn(aq, ad, wp, cp, ldc, m, kk, n, acc);
+        fn(aq, ar, wp, cp, ldc, m, kk, n, acc);
         const got = k.heap.f32(cp, m * ldc).slice();
         for (let i = 0; i < m; i++) {
           for (let j = 0; j < n; j++) {
             let s = 0, mag = 0;
             for (let t = 0; t < kk; t++) {
-              const p = w[j * kk + t] * xq[i * kk + t] * xd[i * (kk / 32) + (t >> 5)];
-              s += p; mag += Math.abs(p);
+              const xv = xq[i * kk + t] * xd[i * nsb + (t >> 8)];
+              s += w[j * kk + t] * xv;
+              mag += parts[j * kk + t] * Math.abs(xv);
             }
+            const earlierMag = acc ? Math.abs(earlier[i * ldc + j]) : 0;
             const want = (acc ? earlier[i * ldc + j] : 0) + s;
-            // Per block: exact i32 sums, one or two f32 products for the scales, one f32 add each; then a 4-lane hsum.
-            const tol = 2 ** -24 * (kk / 32 + 8) * 4 * (mag + (acc ? Math.abs(earlier[i * ldc + j]) : 0)) + 1e-30;
+            // Per super-block: the i32 total to f32, d·d_x, the product, the lane's running sum
+            // (2 terms a super-block for Q4_K); then a 4-lane hsum and the add into C.
+            const tol = 2 ** -24 * (4 * nsb + 8) * (mag + earlierMag) + 1e-30;
             expect(Math.abs(got[i * ldc + j] - want), `${fmt} m${m} n${n} k${kk} [${i},${j}]`).toBeLessThanOrEqual(tol);
           }
           for (let j = n; j < ldc; j++) expect(got[i * ldc + j]).toBe(earlier[i * ldc + j]); // untouched
@@ -137,11 +223,11 @@ describe.each(BUILDS)('K-quant kernels (%s build)', (build) => {
         for (const cut of [1, 2, 3]) {
           if (cut >= n) continue;
           k.heap.f32(c2, m * ldc).set(earlier);
-          fn(aq, ad, wp, c2, ldc, m, kk, cut, acc);
-          fn(aq, ad, wp + cut * nsb * BYTES[fmt], c2 + cut * 4, ldc, m, kk, n - cut, acc);
+          fn(aq, ar, wp, c2, ldc, m, kk, cut, acc);
+          fn(aq, ar, wp + cut * nsb * BYTES[fmt], c2 + cut * 4, ldc, m, kk, n - cut, acc);
           expect(Array.from(k.heap.f32(c2, m * ldc)), `${fmt} split at ${cut}`).toEqual(Array.from(got));
         }
-        for (const [p, nb] of [[wp, b.length], [xp, m * kk * 4], [aq, m * kk], [ad, m * kk / 8], [cp, m * ldc * 4], [c2, m * ldc * 4]]) {
+        for (const [p, nb] of [[wp, b.length], [xp, m * kk * 4], [aq, m * kk], [ar, m * nsb * RECORD], [cp, m * ldc * 4], [c2, m * ldc * 4]]) {
           k.heap.release(p, Math.max(16, nb));
         }
       }
