@@ -42,13 +42,13 @@ import { madd, hsum } from "./simd";
 @inline const PAIR_MIN_BYTES: usize = 512 << 10;
 
 // @ts-ignore: decorator
-@inline const BF16: i32 = 0;
+@inline export const BF16: i32 = 0;
 // @ts-ignore: decorator
-@inline const F16: i32 = 1;
+@inline export const F16: i32 = 1;
 // @ts-ignore: decorator
-@inline const Q8: i32 = 2;
+@inline export const Q8: i32 = 2;
 // @ts-ignore: decorator
-@inline const Q4: i32 = 3;
+@inline export const Q4: i32 = 3;
 
 // ---------------------------------------------------------------------------------------------
 // Widening bf16 and f16
@@ -268,7 +268,7 @@ import { madd, hsum } from "./simd";
  * (q8/q4) its scales, k the row length.
  */
 // @ts-ignore: decorator
-@inline function rows(fmt: i32, two: bool, wa: usize, sa: usize, wb: usize, sb: usize,
+@inline export function rows(fmt: i32, two: bool, wa: usize, sa: usize, wb: usize, sb: usize,
                       x: usize, xs: usize, k: i32, ya: usize, yb: usize, acc: bool): void {
   if (fmt == BF16 || fmt == F16) dotWide(fmt, two, wa, wb, x, k, ya, yb, acc);
   else dotQuant(fmt, two, wa, sa, wb, sb, x, xs, k >> 5, ya, yb, acc);
