@@ -124,9 +124,11 @@ export type DecodeFormat = keyof typeof MATVEC_CODES;
 /**
  * The compute side of a decode GEMV, per weights format: GB/s of weights (codes and scales) one
  * core decodes when they come from L1 (probe_matvec: the matvec pair loop on one pair of rows of
- * 2048), best of `rounds`. A decode step's compute floor is each format's bytes / its rate.
+ * 2048). The best of many short timings (about 2 ms each, formats taken in turn): on a shared
+ * machine a short one is likelier to run undisturbed, and a ceiling wants the undisturbed figure.
+ * A decode step's compute floor is each format's bytes / its rate.
  */
-export async function probeDecodeRates(build: SimdBuild, rounds = 5): Promise<Record<DecodeFormat, number>> {
+export async function probeDecodeRates(build: SimdBuild, rounds = 40): Promise<Record<DecodeFormat, number>> {
   const { kernels: K, heap } = await loadKernels({ simd: build });
   const n = 2, k = 2048;
   let seed = 7;
@@ -134,13 +136,16 @@ export async function probeDecodeRates(build: SimdBuild, rounds = 5): Promise<Re
   const x = heap.alloc(k * 4), xq = heap.alloc(k), xs = heap.alloc(k / 8), y = heap.alloc(n * 4);
   heap.f32(x, k).forEach((_, i, v) => { v[i] = random(); });
   K.quantize_q8_act(x, k, xq, xs);
-  const wf = heap.alloc(n * k * 4), w = heap.alloc(n * k * 2), s = heap.alloc(n * k / 8);
+  const wf = heap.alloc(n * k * 4);
   const values = heap.f32(wf, n * k);
   values.forEach((_, i, v) => { v[i] = random() * 0.05; });
   const out: Partial<Record<DecodeFormat, number>> = {};
-  for (const format of Object.keys(MATVEC_CODES) as DecodeFormat[]) {
-    // Weights as the loader keeps them (normal numbers only: a subnormal would time the FPU's slow path).
-    let ptr = w, vx = x, bytes = matrixBytes(format, n, k);
+  const formats = Object.keys(MATVEC_CODES) as DecodeFormat[];
+  const runs = formats.map((format) => {
+    // Weights as the loader keeps them (normal numbers only: a subnormal would time the FPU's slow
+    // path), each format in its own buffer so that the formats can take turns.
+    const w = heap.alloc(n * k * 2), s = heap.alloc(n * k / 8);
+    let ptr = w, vx = x;
     if (format === 'f32') ptr = wf;
     else if (format === 'bf16') new Uint16Array(heap.memory.buffer, w, n * k).forEach((_, i, v) => { v[i] = new Uint32Array(values.buffer, values.byteOffset + i * 4, 1)[0] >>> 16; });
     else if (format === 'f16') new Uint16Array(heap.memory.buffer, w, n * k).forEach((_, i, v) => { v[i] = (random() < 0 ? 0x8000 : 0) | ((10 + (i % 5)) << 10) | ((i * 97) & 0x3ff); });
@@ -148,16 +153,18 @@ export async function probeDecodeRates(build: SimdBuild, rounds = 5): Promise<Re
     else K.quantize_q4_rows(wf, k, n, k, w, s);
     if (format === 'q8' || format === 'q4') vx = xq;
     const run = (reps: number) => K.probe_matvec(MATVEC_CODES[format], ptr, s, vx, xs, y, n, k, reps);
-    let reps = 64;
+    let reps = 16;
     for (const until = performance.now() + 100; performance.now() < until;) run(reps);
-    for (let t = 0; t < 2; reps *= 2) { const t0 = performance.now(); run(reps); t = performance.now() - t0; if (t > 10) break; }
-    let best = Infinity;
-    for (let i = 0; i < rounds; i++) {
+    for (;; reps *= 2) { const t0 = performance.now(); run(reps); if (performance.now() - t0 > 2) break; }
+    return { format, run, reps, bytes: matrixBytes(format, n, k), best: Infinity };
+  });
+  for (let i = 0; i < rounds; i++) {
+    for (const r of runs) {
       const t0 = performance.now();
-      run(reps);
-      best = Math.min(best, (performance.now() - t0) / reps);
+      r.run(r.reps);
+      r.best = Math.min(r.best, (performance.now() - t0) / r.reps);
     }
-    out[format] = bytes / best / 1e6;
   }
+  for (const r of runs) out[r.format] = r.bytes / r.best / 1e6;
   return out as Record<DecodeFormat, number>;
 }
