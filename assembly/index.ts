@@ -3,7 +3,7 @@
 export { build_is_relaxed } from "./simd";
 export { matmul_nt, matmul_nn, matmul_pack_bytes, matvec, vecmat, matvec_batch, vecmat_batch,
   matmul_gemm_min_rows, matmul_split_cols, vec_l1_floats } from "./matmul";
-export { probe_peak, probe_peak_chains, probe_read, probe_read_pairs, probe_read_block } from "./probe";
+export { probe_peak, probe_peak_chains, probe_read, probe_read_pairs, probe_read_block, probe_matvec } from "./probe";
 export { rmsnorm } from "./norm";
 export { rope_table, rope_apply } from "./rope";
 export { attn_init, attn_block, attn_merge, attn_finish, attn_scratch_bytes, attn_query_tile } from "./attention";

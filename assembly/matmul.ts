@@ -403,7 +403,7 @@ function matvecRows1(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i32, acc
 }
 
 /** y[j] and y[j + d] for j < d: rows j and j + d of W side by side, each summed as rowDot does. */
-function matvecPairs(w: usize, ldw: i32, x: usize, y: usize, d: i32, k: i32, acc: bool): void {
+export function matvecPairs(w: usize, ldw: i32, x: usize, y: usize, d: i32, k: i32, acc: bool): void {
   const ldw4 = <usize>ldw * 4;
   const far = <usize>d * ldw4;
   const o16 = <usize>(k & ~15) * 4;

@@ -1,6 +1,8 @@
 // Same-run probes of this machine's limits, so that benchmarks can report kernels as a
 // ratio to what this build can do here and now (absolute figures move 20% run to run).
 import { madd } from "./simd";
+import { matvecPairs } from "./matmul";
+import { rows, BF16, F16, Q8, Q4 } from "./quant";
 
 // Independent multiply-add chains in probe_peak. Neither compiler may be able to share or
 // hoist a product, or the probe measures adds alone and overstates the peak:
@@ -114,4 +116,36 @@ export function probe_read_pairs(ptr: usize, bytes: i32, reps: i32): f32 {
   const t = f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3));
   return f32x4.extract_lane(t, 0) + f32x4.extract_lane(t, 1) +
     f32x4.extract_lane(t, 2) + f32x4.extract_lane(t, 3);
+}
+
+// @ts-ignore: decorator
+@inline const F32: i32 = 4;
+
+/**
+ * Compute rate of the decode GEMVs: `reps` passes of the matvec pair loop of one weights format
+ * (0 bf16, 1 f16, 2 q8, 3 q4 as in quant.ts, 4 f32) over n rows of k, row j beside row j + n/2 as
+ * matvec pairs rows far apart, but small enough to stay in L1: the same instructions without
+ * DRAM. w/s: weights and (q8, q4) scales as matvec_* take them; x/xs: x in f32, or int8 and
+ * scales from quantize_q8_act; y: n floats. n even, k a multiple of 32.
+ */
+export function probe_matvec(fmt: i32, w: usize, s: usize, x: usize, xs: usize, y: usize, n: i32, k: i32, reps: i32): void {
+  const half = n >> 1;
+  for (let r = 0; r < reps; r++) {
+    if (fmt == F32) matvecPairs(w, k, x, y, half, k, false);
+    else if (fmt == BF16) pairsInL1(BF16, w, <usize>k * 2, s, 0, x, xs, y, half, k);
+    else if (fmt == F16) pairsInL1(F16, w, <usize>k * 2, s, 0, x, xs, y, half, k);
+    else if (fmt == Q8) pairsInL1(Q8, w, <usize>k, s, <usize>(k >> 5) * 4, x, xs, y, half, k);
+    else pairsInL1(Q4, w, <usize>(k >> 1), s, <usize>(k >> 5) * 4, x, xs, y, half, k);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function pairsInL1(fmt: i32, w: usize, wStride: usize, s: usize, sStride: usize,
+                           x: usize, xs: usize, y: usize, half: i32, k: i32): void {
+  const far = <usize>half;
+  for (let i = 0; i < half; i++) {
+    const ui = <usize>i;
+    rows(fmt, true, w + ui * wStride, s + ui * sStride, w + (ui + far) * wStride, s + (ui + far) * sStride,
+      x, xs, k, y + ui * 4, y + (ui + far) * 4, false);
+  }
 }

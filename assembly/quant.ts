@@ -24,8 +24,12 @@
 //     Node 20 (V8 11.3) on x64 it returns twice the dot product and drops the addend.
 //     q4: the unbiased nibble q (0..15) is the 7-bit operand and x the signed one; Σ(q − 8)·x =
 //         Σ q·x − 8·Σ x, the second term computed once per block for both rows of a pair.
-//     q8: neither w (−127..127) nor x is 7-bit, so x is split into max(x, 0) and max(−x, 0)
-//         (both 0..127, shared by both rows of a pair): Σ w·x = Σ w·x⁺ − Σ w·x⁻.
+//     q8: neither w nor x is 7-bit, so |x| (0..127, as quantize_q8_act makes x) is the 7-bit
+//         operand and x's sign moves onto w: (w ^ s) − s with s = all ones where x < 0 (an i8x16
+//         compare; x64 has no 8-bit shift), shared by both rows of a pair. One pmaddubsw per 16
+//         weights, where splitting x into x⁺ and x⁻ took two. It needs w ≥ −127 (−(−128) does not
+//         fit in i8): Q8_0 quantisers never write −128, and the loader reads a −128 as −127.
+//         llama.cpp's x86 kernels move the sign the same way (_mm256_sign_epi8).
 // Nibbles unpack with v128.and 0x0F and a 16-bit shift right by 4 (then and 0x0F): Q4_0's codes
 // are linear, so masking yields the integer itself; an i8x16.swizzle table would only add a
 // pshufb after the same masking (it pays for non-linear codebooks such as IQ4_NL).
@@ -42,13 +46,13 @@ import { madd, hsum } from "./simd";
 @inline const PAIR_MIN_BYTES: usize = 512 << 10;
 
 // @ts-ignore: decorator
-@inline const BF16: i32 = 0;
+@inline export const BF16: i32 = 0;
 // @ts-ignore: decorator
-@inline const F16: i32 = 1;
+@inline export const F16: i32 = 1;
 // @ts-ignore: decorator
-@inline const Q8: i32 = 2;
+@inline export const Q8: i32 = 2;
 // @ts-ignore: decorator
-@inline const Q4: i32 = 3;
+@inline export const Q4: i32 = 3;
 
 // ---------------------------------------------------------------------------------------------
 // Widening bf16 and f16
@@ -184,17 +188,31 @@ import { madd, hsum } from "./simd";
                           xq: usize, xd: usize, nb: i32, ya: usize, yb: usize, acc: bool): void {
   const zero = i32x4.splat(0);
   let fa = f32x4.splat(0), fb = f32x4.splat(0);
-  for (let blk = 0; blk < nb; blk++) {
+  let blk = 0;
+  if (ASC_FEATURE_RELAXED_SIMD) if (fmt == Q4) {
+    // Two blocks a step: their i16 lanes (|·| ≤ 4·8·127) interleaved and added in pairs, exactly,
+    // then one widening, conversion and multiply-add for both, with [d0, d1, d0, d1] scales.
+    const eight = i8x16.splat(8);
+    for (; blk + 2 <= nb; blk += 2) {
+      const xv0 = v128.load(xq), xv1 = v128.load(xq, 16), xv2 = v128.load(xq, 32), xv3 = v128.load(xq, 48);
+      const u0 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv1, eight));
+      const u1 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv2, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv3, eight));
+      const dx = v128.load64_splat(xd);
+      fa = madd(f32x4.mul(f32x4.convert_i32x4_s(nibblePair(ra, xv0, xv1, u0, xv2, xv3, u1)), dx), v128.load64_splat(sa), fa);
+      if (two) fb = madd(f32x4.mul(f32x4.convert_i32x4_s(nibblePair(rb, xv0, xv1, u0, xv2, xv3, u1)), dx), v128.load64_splat(sb), fb);
+      xq += 64; xd += 8; ra += 32; sa += 8; rb += 32; sb += 8;
+    }
+  }
+  for (; blk < nb; blk++) {
     const xv0 = v128.load(xq), xv1 = v128.load(xq, 16);
     let ia: v128, ib: v128 = zero;
     if (fmt == Q8) {
       if (ASC_FEATURE_RELAXED_SIMD) {
-        // x⁺ and x⁻ are never both nonzero, so each pair's w·x⁺ − w·x⁻ is the pair's true
-        // w·x (|·| ≤ 2·127²): exact in i16.
-        const xp0 = i8x16.max_s(xv0, zero), xp1 = i8x16.max_s(xv1, zero);
-        const xn0 = i8x16.sub(xp0, xv0), xn1 = i8x16.sub(xp1, xv1);
-        ia = dotSplit(v128.load(ra), v128.load(ra, 16), xp0, xn0, xp1, xn1);
-        if (two) ib = dotSplit(v128.load(rb), v128.load(rb, 16), xp0, xn0, xp1, xn1);
+        // Each pair's w·x with x's sign on w, |·| ≤ 2·127²: exact in i16 (dotSigned).
+        const ax0 = i8x16.abs(xv0), ax1 = i8x16.abs(xv1);
+        const s0 = i8x16.lt_s(xv0, zero), s1 = i8x16.lt_s(xv1, zero);
+        ia = dotSigned(v128.load(ra), v128.load(ra, 16), ax0, s0, ax1, s1);
+        if (two) ib = dotSigned(v128.load(rb), v128.load(rb, 16), ax0, s0, ax1, s1);
       } else {
         const x0l = i16x8.extend_low_i8x16_s(xv0), x0h = i16x8.extend_high_i8x16_s(xv0);
         const x1l = i16x8.extend_low_i8x16_s(xv1), x1h = i16x8.extend_high_i8x16_s(xv1);
@@ -223,9 +241,9 @@ import { madd, hsum } from "./simd";
         }
       }
     }
-    const dx = load<f32>(xd);
-    fa = madd(f32x4.convert_i32x4_s(ia), f32x4.splat(load<f32>(sa) * dx), fa);
-    if (two) fb = madd(f32x4.convert_i32x4_s(ib), f32x4.splat(load<f32>(sb) * dx), fb);
+    const dx = v128.load32_splat(xd);
+    fa = madd(f32x4.mul(f32x4.convert_i32x4_s(ia), dx), v128.load32_splat(sa), fa);
+    if (two) fb = madd(f32x4.mul(f32x4.convert_i32x4_s(ib), dx), v128.load32_splat(sb), fb);
     const wStep: usize = fmt == Q8 ? 32 : 16;
     xq += 32; xd += 4; ra += wStep; sa += 4; rb += wStep; sb += 4;
   }
@@ -241,12 +259,15 @@ import { madd, hsum } from "./simd";
     i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w1), x1l), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w1), x1h)));
 }
 
-/** Σ of 32 products, i32x4 (relaxed q8): w0, w1 int8 · (x⁺ − x⁻), the pairs' differences in i16. */
+/**
+ * Σ of 32 products, i32x4 (relaxed q8): w0, w1 int8 with x's sign moved onto them ((w ^ s) − s,
+ * s all ones where x < 0) · |x| (ax, the 7-bit operand). Exact for w ≠ −128 (see the top).
+ */
 // @ts-ignore: decorator
-@inline function dotSplit(w0: v128, w1: v128, xp0: v128, xn0: v128, xp1: v128, xn1: v128): v128 {
+@inline function dotSigned(w0: v128, w1: v128, ax0: v128, s0: v128, ax1: v128, s1: v128): v128 {
   return i32x4.add(
-    i32x4.extadd_pairwise_i16x8_s(i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w0, xp0), i16x8.relaxed_dot_i8x16_i7x16_s(w0, xn0))),
-    i32x4.extadd_pairwise_i16x8_s(i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w1, xp1), i16x8.relaxed_dot_i8x16_i7x16_s(w1, xn1))));
+    i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(w0, s0), s0), ax0)),
+    i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(w1, s1), s1), ax1)));
 }
 
 /** Σ of 32 (q − 8)·x, i32x4 (relaxed q4): the 16 code bytes w, x as two int8 vectors, u = 8·Σx in i16 pairs. */
@@ -256,6 +277,21 @@ import { madd, hsum } from "./simd";
   const t = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, v128.and(w, m)),
     i16x8.relaxed_dot_i8x16_i7x16_s(xv1, v128.and(i16x8.shr_u(w, 4), m)));
   return i32x4.extadd_pairwise_i16x8_s(i16x8.sub(t, u));
+}
+
+/**
+ * Two q4 blocks (32 code bytes at w) · x (xv0, xv1 and xv2, xv3; u0, u1 = 8·Σ x per i16 lane):
+ * i32x4 whose lanes 0 and 2 sum to the first block's dot product, 1 and 3 to the second's.
+ */
+// @ts-ignore: decorator
+@inline function nibblePair(w: usize, xv0: v128, xv1: v128, u0: v128, xv2: v128, xv3: v128, u1: v128): v128 {
+  const m = i8x16.splat(0x0F);
+  const w0 = v128.load(w), w1 = v128.load(w, 16);
+  const t0 = i16x8.sub(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, v128.and(w0, m)),
+    i16x8.relaxed_dot_i8x16_i7x16_s(xv1, v128.and(i16x8.shr_u(w0, 4), m))), u0);
+  const t1 = i16x8.sub(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv2, v128.and(w1, m)),
+    i16x8.relaxed_dot_i8x16_i7x16_s(xv3, v128.and(i16x8.shr_u(w1, 4), m))), u1);
+  return i32x4.extadd_pairwise_i16x8_s(i16x8.add(v128.shuffle<i32>(t0, t1, 0, 4, 1, 5), v128.shuffle<i32>(t0, t1, 2, 6, 3, 7)));
 }
 
 // @ts-ignore: decorator
@@ -268,7 +304,7 @@ import { madd, hsum } from "./simd";
  * (q8/q4) its scales, k the row length.
  */
 // @ts-ignore: decorator
-@inline function rows(fmt: i32, two: bool, wa: usize, sa: usize, wb: usize, sb: usize,
+@inline export function rows(fmt: i32, two: bool, wa: usize, sa: usize, wb: usize, sb: usize,
                       x: usize, xs: usize, k: i32, ya: usize, yb: usize, acc: bool): void {
   if (fmt == BF16 || fmt == F16) dotWide(fmt, two, wa, wb, x, k, ya, yb, acc);
   else dotQuant(fmt, two, wa, sa, wb, sb, x, xs, k >> 5, ya, yb, acc);

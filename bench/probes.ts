@@ -1,9 +1,10 @@
 // Same-run probes of this machine beyond those in bench/kernels.ts: DRAM read bandwidth of one
 // process on its own (for stages run long after the kernel bench) and of two processes reading at
 // once (the bound of a 2-thread decode). Each reads in both patterns the kernels' probes have,
-// one stream and two streams 2 MiB apart, and keeps the better.
+// one stream and two streams 2 MiB apart, and keeps the better. And the rate at which each
+// weights format's decode GEMV computes when DRAM is out of the way (probeDecodeRates).
 import { spawn } from 'node:child_process';
-import { loadKernels, Ops, type Kernels, type SimdBuild } from '../src/internal.js';
+import { loadKernels, matrixBytes, Ops, type Kernels, type SimdBuild } from '../src/internal.js';
 
 const BYTES = 256 << 20;
 
@@ -114,4 +115,56 @@ export async function probePeak(build: SimdBuild, rounds = 5): Promise<number> {
     best = Math.min(best, performance.now() - t);
   }
   return (iters * chains * 4 * 2) / best / 1e6;
+}
+
+/** probe_matvec's code for each weights format. */
+const MATVEC_CODES = { bf16: 0, f16: 1, q8: 2, q4: 3, f32: 4 } as const;
+export type DecodeFormat = keyof typeof MATVEC_CODES;
+
+/**
+ * The compute side of a decode GEMV, per weights format: GB/s of weights (codes and scales) one
+ * core decodes when they come from L1 (probe_matvec: the matvec pair loop on one pair of rows of
+ * 2048). The best of many short timings (about 2 ms each, formats taken in turn): on a shared
+ * machine a short one is likelier to run undisturbed, and a ceiling wants the undisturbed figure.
+ * A decode step's compute floor is each format's bytes / its rate.
+ */
+export async function probeDecodeRates(build: SimdBuild, rounds = 40): Promise<Record<DecodeFormat, number>> {
+  const { kernels: K, heap } = await loadKernels({ simd: build });
+  const n = 2, k = 2048;
+  let seed = 7;
+  const random = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 31 - 1;
+  const x = heap.alloc(k * 4), xq = heap.alloc(k), xs = heap.alloc(k / 8), y = heap.alloc(n * 4);
+  heap.f32(x, k).forEach((_, i, v) => { v[i] = random(); });
+  K.quantize_q8_act(x, k, xq, xs);
+  const wf = heap.alloc(n * k * 4);
+  const values = heap.f32(wf, n * k);
+  values.forEach((_, i, v) => { v[i] = random() * 0.05; });
+  const out: Partial<Record<DecodeFormat, number>> = {};
+  const formats = Object.keys(MATVEC_CODES) as DecodeFormat[];
+  const runs = formats.map((format) => {
+    // Weights as the loader keeps them (normal numbers only: a subnormal would time the FPU's slow
+    // path), each format in its own buffer so that the formats can take turns.
+    const w = heap.alloc(n * k * 2), s = heap.alloc(n * k / 8);
+    let ptr = w, vx = x;
+    if (format === 'f32') ptr = wf;
+    else if (format === 'bf16') new Uint16Array(heap.memory.buffer, w, n * k).forEach((_, i, v) => { v[i] = new Uint32Array(values.buffer, values.byteOffset + i * 4, 1)[0] >>> 16; });
+    else if (format === 'f16') new Uint16Array(heap.memory.buffer, w, n * k).forEach((_, i, v) => { v[i] = (random() < 0 ? 0x8000 : 0) | ((10 + (i % 5)) << 10) | ((i * 97) & 0x3ff); });
+    else if (format === 'q8') K.quantize_q8_rows(wf, k, n, k, w, s);
+    else K.quantize_q4_rows(wf, k, n, k, w, s);
+    if (format === 'q8' || format === 'q4') vx = xq;
+    const run = (reps: number) => K.probe_matvec(MATVEC_CODES[format], ptr, s, vx, xs, y, n, k, reps);
+    let reps = 16;
+    for (const until = performance.now() + 100; performance.now() < until;) run(reps);
+    for (;; reps *= 2) { const t0 = performance.now(); run(reps); if (performance.now() - t0 > 2) break; }
+    return { format, run, reps, bytes: matrixBytes(format, n, k), best: Infinity };
+  });
+  for (let i = 0; i < rounds; i++) {
+    for (const r of runs) {
+      const t0 = performance.now();
+      r.run(r.reps);
+      r.best = Math.min(r.best, (performance.now() - t0) / r.reps);
+    }
+  }
+  for (const r of runs) out[r.format] = r.bytes / r.best / 1e6;
+  return out as Record<DecodeFormat, number>;
 }

@@ -1,8 +1,8 @@
 // What a forward pass must do at the least, from the config alone: the bytes a decode step reads
 // and the flops a step or a prefill computes. The bench divides them by same-run probes of this
 // machine (DRAM read bandwidth, compute peak) to get each row's floor.
-import { expectedTensors, formatChooser, KvCache, matrixBytes, weightBytes, weightPlan, type CacheFormat, type ModelConfig,
-  type WeightsOption } from '../src/internal.js';
+import { expectedTensors, formatChooser, KvCache, matrixBytes, weightBytes, weightPlan, type CacheFormat, type MatrixFormat, type ModelConfig,
+  type WeightPlan, type WeightsOption } from '../src/internal.js';
 
 export type Path = 'absorbed' | 'naive';
 
@@ -42,6 +42,22 @@ export function decodeBytes(c: ModelConfig, S: number): { weights: number; cache
  * Bytes a decode step reads at context S with weights in `weights` (the formats loadModel picks for
  * it, scales included) and a `cache`-format cache: every matrix once, the norms, one embedding row.
  */
+/**
+ * decodeBytesFor's weight bytes split by the format each matrix is kept in (the embedding counted
+ * as one row), for the compute floor: each format's bytes / the rate its kernel decodes them at.
+ */
+export function decodeBytesByFormat(c: ModelConfig, weights: Exclude<WeightsOption, 'auto'>): Map<MatrixFormat, number> {
+  const shapes = expectedTensors(c), base = weightPlan(weights), out = new Map<MatrixFormat, number>();
+  const plan: WeightPlan = (names, role, cols) => {
+    const format = base(names, role, cols);
+    const rows = role === 'embed' ? 1 : names.reduce((r, n) => r + shapes.get(n)![0], 0);
+    out.set(format, (out.get(format) ?? 0) + matrixBytes(format, rows, cols));
+    return format;
+  };
+  weightBytes(c, plan);
+  return out;
+}
+
 export function decodeBytesFor(c: ModelConfig, S: number, weights: Exclude<WeightsOption, 'auto'>, cache: CacheFormat = 'f32'): { weights: number; cache: number } {
   const embed = formatChooser(weights)('embed', c.hidden, []);
   const table = c.tieEmbeddings ? 0 : matrixBytes(embed, c.vocabSize, c.hidden) - matrixBytes(embed, 1, c.hidden);

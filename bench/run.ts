@@ -24,7 +24,7 @@ import { benchKernels, type KernelBenchResult } from './kernels.js';
 import { benchLlama, type LlamaRow } from './llama.js';
 import { benchPeers, peerWorker, SHAPES, type PeerResult } from './peers.js';
 import { decodePlot } from './plot.js';
-import { probeDram, probeDramTwoProcesses, probePeak, readWorker } from './probes.js';
+import { probeDecodeRates, probeDram, probeDramTwoProcesses, probePeak, readWorker, type DecodeFormat } from './probes.js';
 
 const argv: string[] = (globalThis as any).process?.argv ?? [];
 const arg = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
@@ -194,8 +194,13 @@ else if (sections.has('e2e')) {
   const fresh = await probeDram(best);
   p = { ...p, dramGBs: Math.max(p.dramGBs, fresh) };
   await probe2();
+  const e2eBuildList = e2eBuilds?.filter((b) => b === 'simd' || best === 'relaxed') ?? [best];
+  // Each build's GEMV compute rate per weights format, for the rows' compute floors.
+  const decodeRates: Partial<Record<SimdBuild, Record<DecodeFormat, number>>> = {};
+  for (const b of e2eBuildList) decodeRates[b] = await probeDecodeRates(b);
+  log(`  GEMV compute rates from L1, GB/s of weights: ${e2eBuildList.map((b) => `${b} ${Object.entries(decodeRates[b]!).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`).join('; ')}`);
   e2e = await benchE2e({ bundle, build: best, threadCounts, dramGBs1: p.dramGBs, dramGBs2: dram2, nodePeers: nodeOnly && !argv.includes('--no-peers'), log,
-    weights: e2eWeights, cache: e2eCache, builds: e2eBuilds?.filter((b) => b === 'simd' || best === 'relaxed') });
+    weights: e2eWeights, cache: e2eCache, builds: e2eBuildList, decodeRates });
 }
 
 noteLoad('end');
@@ -245,12 +250,19 @@ if (e2e) {
     `Floor = those bytes / the highest DRAM figure of the run for that thread count, the probes between these steps included (${f(e2e.dramGBs1)} GB/s one thread, ${f(e2e.dramGBs2 ?? NaN)} GB/s two). ` +
     `The ONNX graph (built in TypeScript from the same weights) is checked first: its logits against ours, max |Δ| / max |logit| ≤ 1e-4 ` +
     `(${e2e.verified ? 'passed' : '**FAILED**'}; max |logit| ${f(e2e.maxAbsLogit, 2)}). Ours: loadModel + prefill(${e2e.context}) at ${f(e2e.prefillTokensPerS)} tokens/s, then step.`, '');
-  md.push('| runtime | threads | MB read/token | ms/token (median) | best | × f32 weights | floor ms | floor/measured | read probes between the steps, GB/s | floor/measured, step by step | their ms / our ms | max abs Δ logit | note |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  const rates = Object.entries(e2e.decodeRates);
+  if (rates.length) {
+    md.push(`GEMV compute rates (probe_matvec: each format's matvec pair loop on one pair of 2048-long rows in L1, the same instructions without DRAM; GB/s of weights, codes and scales, one core): ` +
+      rates.map(([b, r]) => `${b} build ${Object.entries(r!).map(([k, v]) => `${k} ${f(v)}`).join(', ')}`).join('; ') + '.', '');
+  }
+  md.push('| runtime | threads | MB read/token | ms/token (median) | best | × f32 weights | memory floor ms | compute floor ms | bound | floor/measured | read probes between the steps, GB/s | floor/measured, step by step | their ms / our ms | max abs Δ logit | note |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of e2e.rows) {
-    md.push(`| ${r.runtime} | ${r.threads} | ${f((r.bytesRead ?? NaN) / 1e6, 0)} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${r.vsF32 ? f(r.vsF32, 2) : ''} | ${f(r.floorMs, 2)} | ${f(r.ratio, 2)} | ${f(r.probeGBs ?? NaN)} | ${f(r.ratioInterleaved ?? NaN, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? r.maxAbsDiff.toExponential(1) : ''} | ${r.note ?? ''} |`);
+    md.push(`| ${r.runtime} | ${r.threads} | ${f((r.bytesRead ?? NaN) / 1e6, 0)} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${r.vsF32 ? f(r.vsF32, 2) : ''} | ${f(r.memoryFloorMs ?? NaN, 2)} | ${r.computeFloorMs !== undefined ? f(r.computeFloorMs, 2) : ''} | ${r.bound ?? ''} | ${f(r.ratio, 2)} | ${f(r.probeGBs ?? NaN)} | ${f(r.ratioInterleaved ?? NaN, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? r.maxAbsDiff.toExponential(1) : ''} | ${r.note ?? ''} |`);
   }
   if (e2e.weights.length > 1) md.push('', '"× f32 weights" = the f32-weights row\'s time (same build, same threads, same run, interleaved) / this row\'s; ' +
-    'MB read/token = the weights in that format (scales included, one embedding row) and the cache; the floor = those bytes / the run\'s DRAM figure.');
+    'MB read/token = the weights in that format (scales included, one embedding row) and the cache; memory floor = those bytes / the run\'s DRAM figure; ' +
+    'compute floor = each format\'s weight bytes (int4 keeps lm_head in int8, kv_b_proj stays f32) / that format\'s GEMV compute rate above × threads; ' +
+    'floor/measured uses the higher of the two ("bound"). The compute floor counts the GEMVs alone, at L1 speed: attention, norms and the rest of the step come on top.');
   md.push('', 'Each side (ours, and each peer at each thread count) runs in a process of its own, all loaded at once; the run asks them in turn ' +
     `for ${e2e.stepsPerRound} timed steps (after ${e2e.warmMs} ms of untimed ones), ${e2e.rounds} rounds, so every side is sampled across the same minutes. ` +
     '"their ms / our ms" compares a peer with ours at the same thread count; > 1 means ours is faster. ' +

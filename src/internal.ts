@@ -10,7 +10,8 @@ export { Ops, INIT, BLOCK, FINISH, type OpEvent, type LinearCall, type MatmulCal
   type BatchRows } from './model/ops.js';
 export { Decoder, CHUNK, packBytes } from './model/decoder.js';
 export { KvCache } from './model/kv-cache.js';
-export { expectedTensors, formatChooser, matrixBytes, placeWeights, panelWidth, weightBytes, weightPlan, type Matrix, type Weights,
+export { expectedTensors, formatChooser, matrixBytes, placeWeights, panelWidth, weightBytes, weightPlan, type Matrix, type MatrixFormat,
+  type WeightPlan, type Weights,
   type WeightsOption } from './model/weights.js';
 export { memoryNeed, WASM_MEMORY_LIMIT } from './model/memory.js';
 export { ropeFrequencies, softmaxScale } from './model/rope.js';

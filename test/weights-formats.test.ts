@@ -5,6 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { loadModel, MlaError, type Model, type WeightsOption } from '../src/index.js';
 import type { Ops } from '../src/model/ops.js';
 import { BUILDS, relativeError } from './helpers.js';
+import { parseConfig } from '../src/formats/config.js';
+import type { TensorSource } from '../src/formats/tensor-source.js';
+import { Heap } from '../src/host/heap.js';
+import { placeWeights, weightPlan } from '../src/model/weights.js';
 import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config } from './reference/model.js';
 
 const text = (s: string) => [256, ...new TextEncoder().encode(s)];
@@ -194,5 +198,32 @@ describe('the weights option', () => {
     expect(code(() => m.memoryFor('int8', { cache: 'int3' as 'int8' }))).toBe('BAD_INPUT');
     expect(code(() => m.memoryFor('int8', { contextLength: 0 }))).toBe('BAD_INPUT');
     m.dispose();
+  });
+});
+
+describe('Q8_0 codes of −128', () => {
+  // The q8 kernels take codes −127..127 (assembly/quant.ts moves x's sign onto w); no Q8_0
+  // quantiser writes −128, and the loader reads one as −127.
+  it('are placed as −127', () => {
+    const m = { config: tinyMlaConfig(), tensors: makeRandomCheckpoint(tinyMlaConfig(), 5) };
+    const config = parseConfig(m.config);
+    const blocksOf = (minus128: number): TensorSource => ({
+      names: () => Object.keys(m.tensors),
+      shape: (name) => m.tensors[name]?.shape,
+      read: (name, out) => out.set(m.tensors[name].data),
+      stored: (name) => (m.tensors[name].shape.length === 2 && m.tensors[name].shape[1] % 32 === 0 ? 'Q8_0' : 'F32'),
+      readBlocks: (_name, q, d) => {
+        for (let i = 0; i < q.length; i++) q[i] = i % 5 === 0 ? minus128 : (i * 37) & 0x7f;
+        d.fill(0.01);
+      },
+    });
+    const placed = (minus128: number) => {
+      const heap = new Heap();
+      const src = blocksOf(minus128);
+      const w = placeWeights(config, src, heap, undefined, weightPlan('auto', src));
+      expect(w.layers[0].wDown!.format).toBe('q8');
+      return heap.u8(w.block, w.blockBytes).slice();
+    };
+    expect(placed(0x80)).toEqual(placed(0x81));
   });
 });

@@ -6,9 +6,12 @@
 // The per-token floor is (weight bytes read + cache bytes) / same-run DRAM bandwidth, two ways: the
 // run's (the highest read figure of the whole run at that thread count) and, step by step, a read
 // probe on as many threads in the same process taken just before the step (the median of the
-// ratios is reported), since this machine's bandwidth moves between minutes.
+// ratios is reported), since this machine's bandwidth moves between minutes. Ours also has a
+// compute floor: each weights format's bytes / the rate its GEMV decodes them from L1 (same run);
+// the floor is the higher of the two.
 import { parseConfig, type CacheFormat, type SimdBuild, type WeightsOption } from '../../src/internal.js';
-import { decodeBytesFor } from '../roofline.js';
+import type { DecodeFormat } from '../probes.js';
+import { decodeBytesByFormat, decodeBytesFor } from '../roofline.js';
 import { E2E_CONFIG, e2eDir, writeCheckpoint } from './checkpoint.js';
 import { writeOnnx } from './onnx-step.js';
 import { CONTEXT, decodeLogits, WARM_MS, type E2eReady, type E2eWorkerSpec } from './protocol.js';
@@ -33,7 +36,17 @@ export interface E2eRow {
   vsF32?: number;
   msPerToken: number;
   msBest: number;
+  /** The memory floor: bytesRead / the run's DRAM figure for this thread count. */
+  memoryFloorMs?: number;
+  /**
+   * Ours: the compute floor, each format's weight bytes / the rate its GEMV decodes them at from
+   * L1 (probeDecodeRates of this build, times the threads).
+   */
+  computeFloorMs?: number;
+  /** max(memory, compute): for the peers the memory floor. */
   floorMs: number;
+  /** Which floor floorMs is. */
+  bound?: 'memory' | 'compute';
   /** floor / measured */
   ratio: number;
   /** The median of the in-process read probes taken between the timed steps, GB/s. */
@@ -56,6 +69,8 @@ export interface E2eResult {
   weights: E2eWeights[];
   cache: CacheFormat;
   builds: SimdBuild[];
+  /** probeDecodeRates per build, GB/s of weights one core decodes from L1. */
+  decodeRates: Partial<Record<SimdBuild, Record<DecodeFormat, number>>>;
   dramGBs1: number;
   dramGBs2: number | null;
   prefillTokensPerS: number;
@@ -68,7 +83,8 @@ export interface E2eResult {
 }
 
 export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadCounts: number[]; dramGBs1: number; dramGBs2: number | null; nodePeers: boolean;
-  log: (s: string) => void; weights?: E2eWeights[]; cache?: CacheFormat; builds?: SimdBuild[] }): Promise<E2eResult> {
+  log: (s: string) => void; weights?: E2eWeights[]; cache?: CacheFormat; builds?: SimdBuild[];
+  decodeRates?: Partial<Record<SimdBuild, Record<DecodeFormat, number>>> }): Promise<E2eResult> {
   const { log } = opts;
   // f32 weights always run, first: every other format's ratio is to it, and its logits are the peers' reference.
   const formats: E2eWeights[] = ['f32', ...(opts.weights ?? []).filter((w) => w !== 'f32')];
@@ -171,8 +187,17 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
   const dram1 = Math.max(opts.dramGBs1, ...seen(1));
   const dram2 = Math.max(dram1, opts.dramGBs2 ?? 0, ...seen(2));
   const f32Rows = rows.filter((r) => r.weights === 'f32');
+  const rates = opts.decodeRates ?? {};
   for (const r of rows) {
-    r.floorMs = r.bytesRead! / ((r.threads === 1 ? dram1 : dram2) * 1e6);
+    r.memoryFloorMs = r.bytesRead! / ((r.threads === 1 ? dram1 : dram2) * 1e6);
+    const rate = r.build ? rates[r.build] : undefined;
+    if (rate && r.weights) {
+      let ms = 0;
+      for (const [format, b] of decodeBytesByFormat(c, r.weights)) ms += b / (rate[format] * r.threads * 1e6);
+      r.computeFloorMs = ms;
+    }
+    r.floorMs = Math.max(r.memoryFloorMs, r.computeFloorMs ?? 0);
+    r.bound = (r.computeFloorMs ?? 0) > r.memoryFloorMs ? 'compute' : 'memory';
     r.ratio = r.floorMs / r.msPerToken;
     if (r.weights) {
       const base = f32Rows.find((x) => x.threads === r.threads && x.build === r.build);
@@ -183,7 +208,7 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
     }
   }
   return {
-    config: E2E_CONFIG, context: CONTEXT, weightBytesRead: bytes.weights, cacheBytes: bytes.cache, weights: formats, cache, builds,
+    config: E2E_CONFIG, context: CONTEXT, weightBytesRead: bytes.weights, cacheBytes: bytes.cache, weights: formats, cache, builds, decodeRates: rates,
     dramGBs1: dram1, dramGBs2: dram2, prefillTokensPerS: CONTEXT / runners[0].ready.prefillMs! * 1000,
     rows, rounds: ROUNDS, stepsPerRound: STEPS_PER_ROUND, warmMs: WARM_MS, maxAbsLogit, verified,
   };

@@ -440,6 +440,8 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
         const q = ptr + r0 * codeBytes, d = ptr + rows * codeBytes + r0 * nb * 4;
         if (stored === 'Q8_0' && format === 'q8' || stored === 'Q4_0' && format === 'q4') {
           src.readBlocks!(name, heap.u8(q, r * codeBytes), heap.f32(d, r * nb));
+          // The q8 kernels take codes −127..127 (assembly/quant.ts); no Q8_0 quantiser writes −128.
+          if (format === 'q8') heap.u8(q, r * codeBytes).forEach((b, i, v) => { if (b === 0x80) v[i] = 0x81; });
         } else if (stored === 'Q4_0' && format === 'q8') {
           // Exact: a Q4_0 code c stands for (c − 8)·d, an int8 code of the same block scale.
           const packed = new Uint8Array(r * cols / 2);

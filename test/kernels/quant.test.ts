@@ -524,6 +524,36 @@ describe.each(BUILDS)('narrow-weight kernels, %s build', (build) => {
     });
   }
 
+  it('probe_matvec runs the products matvec runs: the same y, bit for bit, every format', async () => {
+    const k = await kernelsFor(build);
+    const K = k.kernels, top = k.heap.usedBytes;
+    const n = 2, kk = 96, reps = 3;
+    const w = randomF32(n * kk, 41, -1, 1), x = activations(kk, 42);
+    const A = quantiseAct(k, x, 1, kk);
+    const xp = alloc(k, kk * 4); f32(k, xp, kk).set(x);
+    const wp = alloc(k, n * kk * 4); f32(k, wp, n * kk).set(w);
+    const hp = alloc(k, n * kk * 2);
+    const bits = new Uint32Array(w.buffer);
+    u16(k, hp, n * kk).set(Array.from(bits, (b) => b >>> 16));
+    const yp = alloc(k, n * 4), yq = alloc(k, n * 4);
+    const same = (what: string) => expect(Array.from(f32(k, yq, n)), what).toEqual(Array.from(f32(k, yp, n)));
+    K.matvec(wp, kk, xp, yp, n, kk, false);
+    K.probe_matvec(4, wp, 0, xp, 0, yq, n, kk, reps); same('f32');
+    K.matvec_bf16(hp, kk, xp, yp, n, kk, false);
+    K.probe_matvec(0, hp, 0, xp, 0, yq, n, kk, reps); same('bf16');
+    K.matvec_f16(hp, kk, xp, yp, n, kk, false);
+    K.probe_matvec(1, hp, 0, xp, 0, yq, n, kk, reps); same('f16');
+    for (const [code, fmt] of [[2, 'q8'], [3, 'q4']] as const) {
+      const W = quantiseRows(k, fmt, w, n, kk);
+      (fmt === 'q8' ? K.matvec_q8 : K.matvec_q4)(W.ptrQ, W.ptrD, A.ptrQ, A.ptrD, yp, n, kk, false);
+      K.probe_matvec(code, W.ptrQ, W.ptrD, A.ptrQ, A.ptrD, yq, n, kk, reps); same(fmt);
+      freeQ(k, W, n * kk / 32);
+    }
+    k.heap.release(yq, 16); k.heap.release(yp, 16); k.heap.release(hp, n * kk * 2);
+    k.heap.release(wp, n * kk * 4); k.heap.release(xp, kk * 4); freeQ(k, A, kk / 32);
+    expect(k.heap.usedBytes).toBe(top);
+  });
+
   it('n = 0 writes nothing; k = 0 writes zeros, or with acc leaves y', async () => {
     const k = await kernelsFor(build);
     const K = k.kernels;
