@@ -3,8 +3,9 @@
 // at several context lengths: MLA absorbed vs MLA naive vs MHA vs GQA-4 vs MQA on the same kernels.
 // The cache is filled with random rows (a decode step's cost does not depend on the values),
 // then one step at that position is timed.
-import { Decoder, expectedTensors, KvCache, loadKernels, Model, placeWeights, type AttentionConfig, type AttentionPath,
-  type CacheFormat, type ModelConfig, type SimdBuild, type TensorSource } from '../src/internal.js';
+import { Decoder, expectedTensors, KvCache, loadKernels, loadQuantizer, maxLinearCols, Model, placeWeights, scratchBytes, scratchSizes,
+  weightPlan, type AttentionConfig, type AttentionPath, type CacheFormat, type ModelConfig, type SimdBuild, type TensorSource,
+  type WeightsOption } from '../src/internal.js';
 
 export interface DecodeRow {
   variant: string;
@@ -61,11 +62,16 @@ export function randomSource(c: ModelConfig): TensorSource {
 }
 
 /** The synthetic model with this attention as a Model, on kernels of its own. */
-export async function syntheticModel(attention: AttentionConfig, options: { simd?: SimdBuild; threads?: number } = {}): Promise<Model> {
+export async function syntheticModel(attention: AttentionConfig,
+  options: { simd?: SimdBuild; threads?: number; weights?: Exclude<WeightsOption, 'auto'> } = {}): Promise<Model> {
   const c = syntheticConfig(attention);
-  const { kernels, heap, build, pool } = await loadKernels(options);
-  const decoder = new Decoder(kernels, heap, c, placeWeights(c, randomSource(c), heap), pool);
-  return new Model({ config: c, decoder, simd: build, pool, tokenizer: null, generationConfig: null, weights: 'f32', scratchKernels: kernels });
+  const { weights: format = 'f32', ...kernelOptions } = options;
+  const { kernels, heap, build, pool } = await loadKernels(kernelOptions);
+  // Narrow weights are made at load as loadModel makes them (weights.ts's plan, the kernels' quantisers).
+  const quantizer = loadQuantizer(kernels, maxLinearCols(c), scratchBytes(scratchSizes(c, kernels, pool?.threads ?? 1)));
+  const weights = placeWeights(c, randomSource(c), heap, undefined, weightPlan(format), quantizer);
+  const decoder = new Decoder(kernels, heap, c, weights, pool);
+  return new Model({ config: c, decoder, simd: build, pool, tokenizer: null, generationConfig: null, weights: format, scratchKernels: kernels });
 }
 
 /** The MLA-absorbed synthetic model as a Model (npm run bench:threads, npm run bench:profile). */

@@ -6,9 +6,9 @@ export * from './index.js';
 export { loadKernels, type LoadedKernels } from './host/load.js';
 export { chooseBuild, type Kernels } from './host/kernels.js';
 export { threadsAvailable } from './host/threads.js';
-export { Ops, INIT, BLOCK, FINISH, type OpEvent, type LinearCall, type MatmulCall, type AttentionCall, type Rows,
+export { Ops, INIT, BLOCK, FINISH, loadQuantizer, type OpEvent, type LinearCall, type MatmulCall, type AttentionCall, type Rows,
   type BatchRows } from './model/ops.js';
-export { Decoder, CHUNK, packBytes } from './model/decoder.js';
+export { Decoder, CHUNK, packBytes, maxLinearCols, scratchBytes, scratchSizes } from './model/decoder.js';
 export { KvCache } from './model/kv-cache.js';
 export { expectedTensors, formatChooser, matrixBytes, placeWeights, panelWidth, weightBytes, weightPlan, type Matrix, type MatrixFormat,
   type WeightPlan, type Weights,

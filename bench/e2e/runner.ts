@@ -193,7 +193,8 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
     const rate = r.build ? rates[r.build] : undefined;
     if (rate && r.weights) {
       let ms = 0;
-      for (const [format, b] of decodeBytesByFormat(c, r.weights)) ms += b / (rate[format] * r.threads * 1e6);
+      // The e2e checkpoint's formats all have a probe (K-quants come only from GGUF files).
+      for (const [format, b] of decodeBytesByFormat(c, r.weights)) ms += b / (rate[format as keyof typeof rate] * r.threads * 1e6);
       r.computeFloorMs = ms;
     }
     r.floorMs = Math.max(r.memoryFloorMs, r.computeFloorMs ?? 0);

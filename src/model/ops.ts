@@ -12,7 +12,8 @@
 import type { Kernels } from '../host/kernels.js';
 import type { ThreadPool } from '../host/pool.js';
 import { arg, ARGS, ATTN_BLOCK, ATTN_BLOCK_LATENT, ATTN_FINISH, ATTN_INIT, MATMUL_NN, MATMUL_NT, MATMUL_NT_BF16, MATMUL_NT_F16,
-  MATMUL_NT_Q4, MATMUL_NT_Q4K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, VECMAT_BATCH } from '../host/protocol.js';
+  MATMUL_NT_Q4, MATMUL_NT_Q4K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, QGEMM_Q4,
+  QGEMM_Q8, VECMAT_BATCH } from '../host/protocol.js';
 import { matrixBytes, SUPER_BLOCK_BYTES, type Matrix, type Quantizer } from './weights.js';
 
 /** read(): the least bytes a chunk reads. */
@@ -39,6 +40,8 @@ const MAX_SEGMENTS = 8, MIN_SEGMENT = 256;
 const F = 4; // bytes per f32
 /** Narrow weights: rows of W a chunk holds are a multiple of this; and a rough GEMM rate (they re-widen W per row of A). */
 const NARROW_ROWS = 8, NARROW_GEMM_RATE = 6;
+/** qgemm_q8 / qgemm_q4's arguments (aq, ad, wq, wd, c, ldc, m, k, n, pack): the per-thread one. */
+const QGEMM_PACK = 9;
 /** Bytes of WebAssembly memory quantising weights at load stages f32 rows in (a row at least). */
 const QUANTIZE_STAGING_BYTES = 1 << 20;
 
@@ -67,11 +70,14 @@ export function loadQuantizer(k: Kernels, maxCols: number, scratchBytes: number)
 }
 
 /** The kernels' answers to "how much scratch do you need" (all that sizing memory asks of them). */
-export type ScratchKernels = Pick<Kernels, 'matmul_pack_bytes' | 'attn_scratch_bytes' | 'latent_query_bytes'>;
+export type ScratchKernels = Pick<Kernels, 'matmul_pack_bytes' | 'qgemm_pack_bytes' | 'attn_scratch_bytes' | 'latent_query_bytes'>;
 
-/** Bytes of packing scratch matmul_nt / matmul_nn need for a product of depth k and n columns. */
+/**
+ * Bytes of packing scratch a product of depth k and n columns needs: matmul_nt / matmul_nn's,
+ * or qgemm's (q8 / q4 weights) when k is a whole number of blocks and that is more.
+ */
 export function matmulPackBytes(kernels: ScratchKernels, k: number, n: number): number {
-  return kernels.matmul_pack_bytes(k, n);
+  return Math.max(kernels.matmul_pack_bytes(k, n), k % 32 === 0 ? kernels.qgemm_pack_bytes(k) : 0);
 }
 
 /** Bytes of scratch attention needs for `queries` queries at once. */
@@ -381,6 +387,10 @@ class Here implements Tasks {
       a(6, i, j), a(7, i, j), a(8, i, j) !== 0);
     calls[MATMUL_NT_Q4K] = superBlocks(k.matmul_nt_q4k);
     calls[MATMUL_NT_Q6K] = superBlocks(k.matmul_nt_q6k);
+    calls[QGEMM_Q8] = (i, j) => k.qgemm_q8(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j), a(6, i, j),
+      a(7, i, j), a(8, i, j), a(9, i, j));
+    calls[QGEMM_Q4] = (i, j) => k.qgemm_q4(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j), a(6, i, j),
+      a(7, i, j), a(8, i, j), a(9, i, j));
     calls[PROBE_READ] = (i, j) => k.probe_read(a(0, i, j), a(1, i, j), a(2, i, j));
     calls[PROBE_READ_PAIRS] = (i, j) => k.probe_read_pairs(a(0, i, j), a(1, i, j), a(2, i, j));
     this.calls = calls;
@@ -589,8 +599,10 @@ export class Ops {
 
   /**
    * linear() for bf16 / f16 / q8 / q4 / q4k / q6k weights (one panel): for q8 / q4 the activation
-   * rows are quantised here first (quantize_q8_act; q4k / q6k: quantize_q8k_act), once for every chunk. Split by rows of W, in runs of
-   * NARROW_ROWS; each output is computed the same way whichever chunk holds it.
+   * rows are quantised here first (quantize_q8_act; q4k / q6k: quantize_q8k_act), once for every
+   * chunk; q8 / q4 from gemmRows rows on run as a packed GEMM (assembly/qgemm.ts, each thread
+   * packing into its own scratch). Split by rows of W, in runs of NARROW_ROWS (and of whole qgemm
+   * panels); each output is computed the same way whichever chunk holds it.
    */
   private narrowLinear(c: LinearCall): void {
     const w = c.w, k = w.cols, n = w.rows, m = c.rows;
@@ -609,20 +621,25 @@ export class Ops {
       if (m * (k + scaleBytes) > this.actBytes) throw new Error(`Ops: ${m} rows of ${k} activations exceed the act scratch`);
       for (let r = 0; r < m; r++) this.k.quantize_q8_act(c.x.ptr + r * c.x.stride * F, k, this.act + r * k, this.act + m * k + r * scaleBytes);
     }
+    // q8 / q4 with enough rows, and a pack scratch that holds a panel: the packed GEMM.
+    const packed = quant && m >= this.gemmRows && this.k.qgemm_pack_bytes(k) <= this.packBytes;
     const gemv = m === 1;
-    const ns = m * k * n / (gemv ? GEMV_RATE : NARROW_GEMM_RATE);
-    const units = Math.ceil(n / NARROW_ROWS);
+    const ns = m * k * n / (gemv ? GEMV_RATE : packed ? GEMM_RATE : NARROW_GEMM_RATE);
+    const unit = packed ? lcm(NARROW_ROWS, this.k.qgemm_split_cols()) : NARROW_ROWS;
+    const units = Math.ceil(n / unit);
     const chunks = this.chunks(ns, units, 1, gemv ? matrixBytes(w.format, n, k) : 0);
     const out = this.tasks(chunks), D = out.args;
-    const fn = { bf16: MATMUL_NT_BF16, f16: MATMUL_NT_F16, q8: MATMUL_NT_Q8, q4: MATMUL_NT_Q4, q4k: MATMUL_NT_Q4K, q6k: MATMUL_NT_Q6K }[w.format as 'bf16'];
+    const fn = packed ? (w.format === 'q8' ? QGEMM_Q8 : QGEMM_Q4)
+      : { bf16: MATMUL_NT_BF16, f16: MATMUL_NT_F16, q8: MATMUL_NT_Q8, q4: MATMUL_NT_Q4, q4k: MATMUL_NT_Q4K, q6k: MATMUL_NT_Q6K }[w.format as 'bf16'];
     for (let s = 0; s < chunks; s++) {
       if (chunks > 1) this.pool!.chunk();
-      const n0 = NARROW_ROWS * Math.floor(units * s / chunks), n1 = Math.min(n, NARROW_ROWS * Math.floor(units * (s + 1) / chunks));
-      const x = out.task(fn);
+      const n0 = unit * Math.floor(units * s / chunks), n1 = Math.min(n, unit * Math.floor(units * (s + 1) / chunks));
+      const x = packed ? out.task(fn, 1, 1, QGEMM_PACK, this.packBytes) : out.task(fn);
       if (superBlocks) {
         putNarrow(D, x, [this.act, this.act + m * k, w.ptr + n0 * codeBytes, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0, 0]);
       } else if (quant) {
         putNarrow(D, x, [this.act, this.act + m * k, w.ptr + n0 * codeBytes, w.scales + n0 * scaleBytes, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0]);
+        if (packed) D[x + QGEMM_PACK] = this.pack;
       } else {
         putNarrow(D, x, [c.x.ptr, c.x.stride, w.ptr + n0 * codeBytes, k, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0]);
       }

@@ -1,0 +1,201 @@
+// Prefill products with q8 / q4 weights (quant.ts formats) as a packed, register-blocked GEMM:
+// C[m, n] = A · Wᵀ, A quantised by quantize_q8_act (int8 per block of 32, one f32 scale each).
+//
+// For each panel of NR = 8 weight rows (columns of C) the codes are widened once to i16 —
+// q4 as q − 8 — and packed in k pairs: pair p of the panel is 32 bytes, [column c: w[c, 2p],
+// w[c, 2p + 1]] for c = 0..7, with the panel's scales as [block][8] f32 after the codes. Every
+// activation row then runs against the packed panel (from L1/L2) instead of re-widening the row
+// per activation row as matmul_nt_q8/q4 do. The micro-kernel, MR rows × 8 columns: per k pair,
+// one activation pair broadcast and widened (v128.load16_splat + extend), two i32x4.dot_i16x8_s
+// (pmaddwd: 8 multiply-adds each) into i32 accumulators; after each block of 32 the exact block
+// sums become f32 and are added as acc += f32(Σ) · (d_w·d_x).
+//
+// Both builds use the i16 dot: relaxed_dot_i8x16_i7x16_s needs a 7-bit operand, and for q8 the
+// x⁺/x⁻ split (quant.ts) costs more instructions per multiply-add than pmaddwd + add.
+// Each output's arithmetic depends on its column and row alone (not on the tile or chunk it
+// falls in), so a split of the columns at multiples of NR gives the one-thread bits.
+import { madd } from "./simd";
+
+// @ts-ignore: decorator
+@inline const NR: i32 = 8;
+// @ts-ignore: decorator
+@inline const MR: i32 = 2;
+
+/** Bytes of `pack` scratch qgemm_q8 / qgemm_q4 need for rows of k (a multiple of 32). */
+export function qgemm_pack_bytes(k: i32): i32 {
+  return max(k, 0) * NR * 2 + (max(k, 0) >> 5) * NR * 4;
+}
+
+/** Columns of C a split of qgemm across threads keeps together (one packed panel). */
+export function qgemm_split_cols(): i32 {
+  return NR;
+}
+
+/**
+ * C[m, n] = A · Wᵀ, A quantised rows (aq: m rows of k int8, ad: m rows of k/32 f32), W q8 (wq: n
+ * rows of k int8, wd: [n, k/32] f32), C f32 (stride ldc); k a multiple of 32; `pack` scratch of
+ * qgemm_pack_bytes(k) bytes.
+ */
+export function qgemm_q8(aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
+                         m: i32, k: i32, n: i32, pack: usize): void {
+  gemm(false, aq, ad, wq, wd, c, ldc, m, k, n, pack);
+}
+
+/** As qgemm_q8 with q4 weights (wq: n rows of k/2 bytes, quant.ts's nibble order). */
+export function qgemm_q4(aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
+                         m: i32, k: i32, n: i32, pack: usize): void {
+  gemm(true, aq, ad, wq, wd, c, ldc, m, k, n, pack);
+}
+
+// @ts-ignore: decorator
+@inline function gemm(q4: bool, aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
+                      m: i32, k: i32, n: i32, pack: usize): void {
+  if (m <= 0 || n <= 0 || k < 32) return;
+  const nb = k >> 5;
+  const uk = <usize>k, rowBytes: usize = q4 ? uk >> 1 : uk, sBytes = <usize>nb * 4;
+  const scales = pack + uk * (NR * 2);
+  const cStride = <usize>ldc * 4;
+  const mFull = m - m % MR;
+  for (let j = 0; j < n; j += NR) {
+    const cols = min(NR, n - j);
+    packPanel(q4, wq + <usize>j * rowBytes, rowBytes, wd + <usize>j * sBytes, sBytes, cols, nb, pack, scales);
+    const cj = c + <usize>j * 4;
+    let i = 0;
+    for (; i < mFull; i += MR) {
+      tile(MR, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
+    }
+    if (m - i == 1) tile(1, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
+  }
+}
+
+/**
+ * The micro-kernel: rows (1..MR, a constant at each call site) of A against the packed panel,
+ * storing the first `cols` columns of each row.
+ */
+// @ts-ignore: decorator
+@inline function tile(rows: i32, a: usize, aStride: usize, ad: usize, adStride: usize, panel: usize, scales: usize,
+                      nb: i32, c: usize, cStride: usize, cols: i32): void {
+  const zero = i32x4.splat(0);
+  let f00 = f32x4.splat(0), f01 = f32x4.splat(0), f10 = f32x4.splat(0), f11 = f32x4.splat(0);
+  let a0 = a, a1 = a + aStride;
+  let d0 = ad, d1 = ad + adStride;
+  let pw = panel, ps = scales;
+  for (let b = 0; b < nb; b++) {
+    let i00 = zero, i01 = zero, i10 = zero, i11 = zero;
+    const end = pw + 16 * 32;
+    while (pw < end) {
+      const w0 = v128.load(pw), w1 = v128.load(pw, 16);
+      const w2 = v128.load(pw, 32), w3 = v128.load(pw, 48);
+      let x = i16x8.extend_low_i8x16_s(v128.load16_splat(a0));
+      i00 = i32x4.add(i00, i32x4.dot_i16x8_s(x, w0)); i01 = i32x4.add(i01, i32x4.dot_i16x8_s(x, w1));
+      if (rows > 1) {
+        x = i16x8.extend_low_i8x16_s(v128.load16_splat(a1));
+        i10 = i32x4.add(i10, i32x4.dot_i16x8_s(x, w0)); i11 = i32x4.add(i11, i32x4.dot_i16x8_s(x, w1));
+      }
+      x = i16x8.extend_low_i8x16_s(v128.load16_splat(a0, 2));
+      i00 = i32x4.add(i00, i32x4.dot_i16x8_s(x, w2)); i01 = i32x4.add(i01, i32x4.dot_i16x8_s(x, w3));
+      if (rows > 1) {
+        x = i16x8.extend_low_i8x16_s(v128.load16_splat(a1, 2));
+        i10 = i32x4.add(i10, i32x4.dot_i16x8_s(x, w2)); i11 = i32x4.add(i11, i32x4.dot_i16x8_s(x, w3));
+      }
+      a0 += 4; a1 += 4; pw += 64;
+    }
+    const s0 = v128.load(ps), s1 = v128.load(ps, 16);
+    let dx = f32x4.splat(load<f32>(d0));
+    f00 = madd(f32x4.convert_i32x4_s(i00), f32x4.mul(s0, dx), f00);
+    f01 = madd(f32x4.convert_i32x4_s(i01), f32x4.mul(s1, dx), f01);
+    if (rows > 1) {
+      dx = f32x4.splat(load<f32>(d1));
+      f10 = madd(f32x4.convert_i32x4_s(i10), f32x4.mul(s0, dx), f10);
+      f11 = madd(f32x4.convert_i32x4_s(i11), f32x4.mul(s1, dx), f11);
+    }
+    ps += 32; d0 += 4; d1 += 4;
+  }
+  storeRow(c, f00, f01, cols);
+  if (rows > 1) storeRow(c + cStride, f10, f11, cols);
+}
+
+// @ts-ignore: decorator
+@inline function storeRow(c: usize, v0: v128, v1: v128, cols: i32): void {
+  if (cols == NR) {
+    v128.store(c, v0);
+    v128.store(c, v1, 16);
+  } else {
+    storePartial(c, v0, v1, cols);
+  }
+}
+
+// Not inlined: the n edge is rare.
+function storePartial(c: usize, v0: v128, v1: v128, cols: i32): void {
+  if (cols >= 4) { v128.store(c, v0); c += 16; cols -= 4; v0 = v1; }
+  if (cols > 0) store<f32>(c, f32x4.extract_lane(v0, 0));
+  if (cols > 1) store<f32>(c, f32x4.extract_lane(v0, 1), 4);
+  if (cols > 2) store<f32>(c, f32x4.extract_lane(v0, 2), 8);
+}
+
+/**
+ * Pack `cols` (≤ NR) weight rows from w (rowBytes apart; scales at wd, sBytes apart) into the
+ * panel: codes as i16 k pairs, column-interleaved, then the scales as [block][NR]. Missing
+ * columns repeat the last real row (computed, never stored).
+ */
+function packPanel(q4: bool, w: usize, rowBytes: usize, wd: usize, sBytes: usize, cols: i32, nb: i32,
+                   panel: usize, scales: usize): void {
+  const last = <usize>(cols - 1);
+  for (let g: usize = 0; g < <usize>NR; g += 4) {
+    const r0 = w + min(g, last) * rowBytes, r1 = w + min(g + 1, last) * rowBytes;
+    const r2 = w + min(g + 2, last) * rowBytes, r3 = w + min(g + 3, last) * rowBytes;
+    let dst = panel + g * 4;
+    for (let b = 0; b < nb; b++) {
+      if (q4) {
+        const o = <usize>b * 16;
+        const v0 = v128.load(r0 + o), v1 = v128.load(r1 + o), v2 = v128.load(r2 + o), v3 = v128.load(r3 + o);
+        pack16(dst, lowNibbles(v0), lowNibbles(v1), lowNibbles(v2), lowNibbles(v3));
+        pack16(dst + 8 * 32, highNibbles(v0), highNibbles(v1), highNibbles(v2), highNibbles(v3));
+      } else {
+        const o = <usize>b * 32;
+        pack16(dst, v128.load(r0 + o), v128.load(r1 + o), v128.load(r2 + o), v128.load(r3 + o));
+        pack16(dst + 8 * 32, v128.load(r0 + o, 16), v128.load(r1 + o, 16), v128.load(r2 + o, 16), v128.load(r3 + o, 16));
+      }
+      dst += 16 * 32;
+    }
+  }
+  for (let c = 0; c < NR; c++) {
+    const src = wd + min(<usize>c, last) * sBytes;
+    for (let b = 0; b < nb; b++) store<f32>(scales + (<usize>b * NR + <usize>c) * 4, load<f32>(src + <usize>b * 4));
+  }
+}
+
+// @ts-ignore: decorator
+@inline function lowNibbles(v: v128): v128 {
+  return i8x16.sub(v128.and(v, i8x16.splat(0x0F)), i8x16.splat(8));
+}
+// @ts-ignore: decorator
+@inline function highNibbles(v: v128): v128 {
+  return i8x16.sub(v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0F)), i8x16.splat(8));
+}
+
+/**
+ * Sixteen int8 codes (k values kk..kk + 15) of four columns → eight k pairs of those columns:
+ * pair t of column q at dst + t·32 + q·4 (i16, i16).
+ */
+// @ts-ignore: decorator
+@inline function pack16(dst: usize, c0: v128, c1: v128, c2: v128, c3: v128): void {
+  transposeStore(dst, i16x8.extend_low_i8x16_s(c0), i16x8.extend_low_i8x16_s(c1),
+    i16x8.extend_low_i8x16_s(c2), i16x8.extend_low_i8x16_s(c3));
+  transposeStore(dst + 4 * 32, i16x8.extend_high_i8x16_s(c0), i16x8.extend_high_i8x16_s(c1),
+    i16x8.extend_high_i8x16_s(c2), i16x8.extend_high_i8x16_s(c3));
+}
+
+/** Rows x, y, z, w of four 32-bit lanes, transposed: lane t of each as one vector at d + t·32. */
+// @ts-ignore: decorator
+@inline function transposeStore(d: usize, x: v128, y: v128, z: v128, w: v128): void {
+  const t0 = v128.shuffle<i32>(x, y, 0, 4, 1, 5);
+  const t1 = v128.shuffle<i32>(x, y, 2, 6, 3, 7);
+  const t2 = v128.shuffle<i32>(z, w, 0, 4, 1, 5);
+  const t3 = v128.shuffle<i32>(z, w, 2, 6, 3, 7);
+  v128.store(d, v128.shuffle<i32>(t0, t2, 0, 1, 4, 5));
+  v128.store(d, v128.shuffle<i32>(t0, t2, 2, 3, 6, 7), 32);
+  v128.store(d, v128.shuffle<i32>(t1, t3, 0, 1, 4, 5), 64);
+  v128.store(d, v128.shuffle<i32>(t1, t3, 2, 3, 6, 7), 96);
+}
+
