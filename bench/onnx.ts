@@ -1,6 +1,8 @@
 // A minimal writer of ONNX models (ModelProto, protobuf wire format) for the bench's peer
-// comparisons: a graph of nodes over named inputs, outputs and f32 initializers. Only the fields
-// the bench needs are written; the field numbers are those of onnx/onnx.proto.
+// comparisons: a graph of nodes over named inputs, outputs and initializers (f32, int64, uint8,
+// int8), nodes of the default domain or of onnxruntime's contrib ops (com.microsoft, e.g.
+// MatMulNBits). Only the fields the bench needs are written; the field numbers are those of
+// onnx/onnx.proto.
 //
 // The encoding is kept as a list of byte parts (a 1 GB initializer is one part, never copied
 // until the whole model is written out), so a model of any size up to protobuf's 2 GiB limit
@@ -52,13 +54,24 @@ class Msg {
 
 /** ONNX TensorProto.DataType values the bench uses. */
 export const FLOAT = 1;
+export const UINT8 = 2;
+export const INT8 = 3;
 export const INT64 = 7;
+
+/** onnxruntime's contrib operators' domain (MatMulNBits, …). */
+export const MS_DOMAIN = 'com.microsoft';
 
 export type Dim = number | string;
 export interface ValueInfo { name: string; type: number; shape: Dim[] }
 export type AttrValue = number | number[] | string | { floats: number[] } | { float: number };
-export interface NodeSpec { op: string; inputs: string[]; outputs: string[]; attrs?: Record<string, AttrValue>; name?: string }
-export interface Initializer { name: string; dims: number[]; data: Float32Array | BigInt64Array }
+export interface NodeSpec { op: string; inputs: string[]; outputs: string[]; attrs?: Record<string, AttrValue>; name?: string; domain?: string }
+export interface Initializer { name: string; dims: number[]; data: Float32Array | BigInt64Array | Uint8Array | Int8Array }
+
+function dataType(data: Initializer['data']): number {
+  if (data instanceof Float32Array) return FLOAT;
+  if (data instanceof BigInt64Array) return INT64;
+  return data instanceof Uint8Array ? UINT8 : INT8;
+}
 
 function valueInfo(v: ValueInfo): Msg {
   const shape = new Msg();
@@ -70,7 +83,7 @@ function valueInfo(v: ValueInfo): Msg {
 function tensor(t: Initializer): Msg {
   const m = new Msg();
   for (const d of t.dims) m.int(1, d);
-  m.int(2, t.data instanceof Float32Array ? FLOAT : INT64);
+  m.int(2, dataType(t.data));
   m.str(8, t.name);
   // raw_data: little-endian bytes (every platform the bench runs on is little-endian).
   m.bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
@@ -93,6 +106,7 @@ function node(n: NodeSpec, i: number): Msg {
   for (const x of n.inputs) m.str(1, x);
   for (const x of n.outputs) m.str(2, x);
   m.str(3, n.name ?? `${n.op}_${i}`).str(4, n.op);
+  if (n.domain) m.str(7, n.domain);
   for (const [k, v] of Object.entries(n.attrs ?? {})) m.msg(5, attribute(k, v));
   return m;
 }
@@ -107,7 +121,7 @@ export interface GraphSpec {
   opset?: number;
 }
 
-/** Encode a ModelProto (IR version 8). */
+/** Encode a ModelProto (IR version 8), importing com.microsoft (version 1) when a node uses it. */
 export function encodeModel(g: GraphSpec): Encoded {
   const graph = new Msg();
   g.nodes.forEach((n, i) => graph.msg(1, node(n, i)));
@@ -115,12 +129,13 @@ export function encodeModel(g: GraphSpec): Encoded {
   for (const t of g.initializers) graph.msg(5, tensor(t));
   for (const v of g.inputs) graph.msg(11, valueInfo(v));
   for (const v of g.outputs) graph.msg(12, valueInfo(v));
-  return new Msg()
+  const model = new Msg()
     .int(1, 8)
     .str(2, 'mla-wasm bench')
     .msg(7, graph)
-    .msg(8, new Msg().str(1, '').int(2, g.opset ?? 17))
-    .done();
+    .msg(8, new Msg().str(1, '').int(2, g.opset ?? 17));
+  if (g.nodes.some((n) => n.domain === MS_DOMAIN)) model.msg(8, new Msg().str(1, MS_DOMAIN).int(2, 1));
+  return model.done();
 }
 
 /** The model's bytes in one buffer. */
@@ -140,9 +155,9 @@ export class GraphBuilder {
   readonly initializers: Initializer[] = [];
   private n = 0;
 
-  op(op: string, inputs: string[], attrs?: Record<string, AttrValue>, outputName?: string): string {
+  op(op: string, inputs: string[], attrs?: Record<string, AttrValue>, outputName?: string, domain?: string): string {
     const out = outputName ?? `${op.toLowerCase()}_${this.n++}`;
-    this.nodes.push({ op, inputs, outputs: [out], attrs });
+    this.nodes.push({ op, inputs, outputs: [out], attrs, ...(domain ? { domain } : {}) });
     return out;
   }
 
@@ -155,6 +170,12 @@ export class GraphBuilder {
   }
 
   f32(name: string, dims: number[], data: Float32Array): string {
+    this.initializers.push({ name, dims, data });
+    return name;
+  }
+
+  /** A uint8 or int8 initializer (quantised codes). */
+  bytes(name: string, dims: number[], data: Uint8Array | Int8Array): string {
     this.initializers.push({ name, dims, data });
     return name;
   }

@@ -1,5 +1,6 @@
 // npm run bench [-- --quick] [-- --e2e] [-- --runtime node|deno|bun|all] [-- --only kernels,llama,decode,peers,e2e]
 //   [-- --weights f32,bf16,int8,int4] [-- --cache f32|bf16|int8|int4] [-- --builds simd,relaxed]  (the e2e rows of ours)
+//   [-- --peer-graphs f32,nbits4,nbits8,mmi8]  (the ONNX graphs the e2e peers run; default: one per weights format)
 //
 // One run measures, side by side: same-run probes of this machine (compute peak, DRAM read
 // bandwidth of one and of two processes); our kernels against them; llama-bench style prefill and
@@ -20,6 +21,7 @@ import { benchInChromium } from './chromium.js';
 import { benchDecode, type DecodeRow } from './decode.js';
 import { benchE2e, type E2eResult, type E2eWeights } from './e2e/runner.js';
 import { e2eWorker } from './e2e/worker.js';
+import { NARROW_TOL, STEP_GRAPHS, type StepGraph } from './e2e/onnx-step.js';
 import { benchKernels, type KernelBenchResult } from './kernels.js';
 import { benchLlama, type LlamaRow } from './llama.js';
 import { benchPeers, peerWorker, SHAPES, type PeerResult } from './peers.js';
@@ -93,13 +95,15 @@ const WEIGHTS_FORMATS = ['f32', 'bf16', 'int8', 'int4'] as const;
 const e2eWeights = (arg('--weights')?.split(',') ?? ['f32']) as E2eWeights[];
 const e2eCache = (arg('--cache') ?? 'f32') as CacheFormat;
 const e2eBuilds = arg('--builds')?.split(',') as SimdBuild[] | undefined;
+const peerGraphs = arg('--peer-graphs')?.split(',') as StepGraph[] | undefined;
+for (const g of peerGraphs ?? []) if (!STEP_GRAPHS.includes(g)) throw new Error(`--peer-graphs: ${g} is not one of ${STEP_GRAPHS.join(', ')}`);
 for (const w of e2eWeights) if (!(WEIGHTS_FORMATS as readonly string[]).includes(w)) throw new Error(`--weights: ${w} is not one of ${WEIGHTS_FORMATS.join(', ')}`);
 if (!(CACHE_FORMATS as readonly string[]).includes(e2eCache)) throw new Error(`--cache: ${e2eCache} is not one of ${CACHE_FORMATS.join(', ')}`);
 for (const b of e2eBuilds ?? []) if (b !== 'simd' && b !== 'relaxed') throw new Error(`--builds: ${b} is not simd or relaxed`);
 const flags = [...(runtime === 'node' ? [] : ['--runtime', runtime]), ...(quick ? ['--quick'] : []),
   ...(only ? ['--only', only.join(',')] : sections.has('e2e') ? ['--e2e'] : []),
   ...(arg('--weights') ? ['--weights', e2eWeights.join(',')] : []), ...(arg('--cache') ? ['--cache', e2eCache] : []),
-  ...(e2eBuilds ? ['--builds', e2eBuilds.join(',')] : [])];
+  ...(e2eBuilds ? ['--builds', e2eBuilds.join(',')] : []), ...(peerGraphs ? ['--peer-graphs', peerGraphs.join(',')] : [])];
 const command = `npm run bench${flags.length ? ` -- ${flags.join(' ')}` : ''}`;
 log(`mla-wasm bench on ${machineLine}${quick ? ' (quick)' : ''}; sections: ${[...sections].join(', ')}`);
 
@@ -200,7 +204,7 @@ else if (sections.has('e2e')) {
   for (const b of e2eBuildList) decodeRates[b] = await probeDecodeRates(b);
   log(`  GEMV compute rates from L1, GB/s of weights: ${e2eBuildList.map((b) => `${b} ${Object.entries(decodeRates[b]!).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`).join('; ')}`);
   e2e = await benchE2e({ bundle, build: best, threadCounts, dramGBs1: p.dramGBs, dramGBs2: dram2, nodePeers: nodeOnly && !argv.includes('--no-peers'), log,
-    weights: e2eWeights, cache: e2eCache, builds: e2eBuildList, decodeRates });
+    weights: e2eWeights, cache: e2eCache, builds: e2eBuildList, decodeRates, peerGraphs });
 }
 
 noteLoad('end');
@@ -248,8 +252,9 @@ if (e2e) {
   md.push(`### End to end: one decode step, ${c.num_hidden_layers}-layer V2-Lite-dims checkpoint (F32, hidden ${c.hidden_size}, MLP ${c.intermediate_size}, vocab ${c.vocab_size}), ${e2e.context} context`, '');
   md.push(`Reads ${f(e2e.weightBytesRead / 1e9, 3)} GB of weights and ${f(e2e.cacheBytes / 1e6, 2)} MB of cache per token. ` +
     `Floor = those bytes / the highest DRAM figure of the run for that thread count, the probes between these steps included (${f(e2e.dramGBs1)} GB/s one thread, ${f(e2e.dramGBs2 ?? NaN)} GB/s two). ` +
-    `The ONNX graph (built in TypeScript from the same weights) is checked first: its logits against ours, max |Δ| / max |logit| ≤ 1e-4 ` +
-    `(${e2e.verified ? 'passed' : '**FAILED**'}; max |logit| ${f(e2e.maxAbsLogit, 2)}). Ours: loadModel + prefill(${e2e.context}) at ${f(e2e.prefillTokensPerS)} tokens/s, then step.`, '');
+    `Each ONNX graph (built in TypeScript from the same weights) is checked first: its logits against ours in the same weights format, max |Δ| / max |logit| ≤ 1e-4 ` +
+    `for f32, ≤ ${NARROW_TOL} for the int8 / int4 graphs (both sides quantise the activations to int8, each its own way) ` +
+    `(${e2e.verified ? 'passed' : '**FAILED**'}; max |logit| ${f(e2e.maxAbsLogit, 2)} with f32 weights). Ours: loadModel + prefill(${e2e.context}) at ${f(e2e.prefillTokensPerS)} tokens/s, then step.`, '');
   const rates = Object.entries(e2e.decodeRates);
   if (rates.length) {
     md.push(`GEMV compute rates (probe_matvec: each format's matvec pair loop on one pair of 2048-long rows in L1, the same instructions without DRAM; GB/s of weights, codes and scales, one core): ` +
@@ -257,7 +262,7 @@ if (e2e) {
   }
   md.push('| runtime | threads | MB read/token | ms/token (median) | best | × f32 weights | memory floor ms | compute floor ms | bound | floor/measured | read probes between the steps, GB/s | floor/measured, step by step | their ms / our ms | max abs Δ logit | note |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of e2e.rows) {
-    md.push(`| ${r.runtime} | ${r.threads} | ${f((r.bytesRead ?? NaN) / 1e6, 0)} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${r.vsF32 ? f(r.vsF32, 2) : ''} | ${f(r.memoryFloorMs ?? NaN, 2)} | ${r.computeFloorMs !== undefined ? f(r.computeFloorMs, 2) : ''} | ${r.bound ?? ''} | ${f(r.ratio, 2)} | ${f(r.probeGBs ?? NaN)} | ${f(r.ratioInterleaved ?? NaN, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? r.maxAbsDiff.toExponential(1) : ''} | ${r.note ?? ''} |`);
+    md.push(`| ${r.runtime} | ${r.threads} | ${f((r.bytesRead ?? NaN) / 1e6, 0)} | ${f(r.msPerToken, 2)} | ${f(r.msBest, 2)} | ${r.vsF32 ? f(r.vsF32, 2) : ''} | ${f(r.memoryFloorMs ?? NaN, 2)} | ${r.computeFloorMs !== undefined ? f(r.computeFloorMs, 2) : ''} | ${r.bound ?? ''} | ${f(r.ratio, 2)} | ${f(r.probeGBs ?? NaN)} | ${f(r.ratioInterleaved ?? NaN, 2)} | ${r.oursSpeedup ? f(r.oursSpeedup, 2) : ''} | ${r.maxAbsDiff !== undefined ? `${r.maxAbsDiff.toExponential(1)} (${r.relDiff!.toExponential(1)} of max)` : ''} | ${r.note ?? ''} |`);
   }
   if (e2e.weights.length > 1) md.push('', '"× f32 weights" = the f32-weights row\'s time (same build, same threads, same run, interleaved) / this row\'s; ' +
     'MB read/token = the weights in that format (scales included, one embedding row) and the cache; memory floor = those bytes / the run\'s DRAM figure; ' +
@@ -265,7 +270,7 @@ if (e2e) {
     'floor/measured uses the higher of the two ("bound"). The compute floor counts the GEMVs alone, at L1 speed: attention, norms and the rest of the step come on top.');
   md.push('', 'Each side (ours, and each peer at each thread count) runs in a process of its own, all loaded at once; the run asks them in turn ' +
     `for ${e2e.stepsPerRound} timed steps (after ${e2e.warmMs} ms of untimed ones), ${e2e.rounds} rounds, so every side is sampled across the same minutes. ` +
-    '"their ms / our ms" compares a peer with ours at the same thread count; > 1 means ours is faster. ' +
+    '"their ms / our ms" compares a peer with ours in the same weights format (the graph\'s: int4 for MatMulNBits 4-bit, int8 for the 8-bit forms) at the same thread count; > 1 means ours is faster. ' +
     '"Step by step": before every second timed step, the process that times it (ours, or the peer\'s) reads 256 MiB on as many threads, ' +
     'as one stream and as two per thread (the better counts); each step\'s floor comes from the probe just before it, and the column is ' +
     'the median of floor / step time (the probes column: their median). This machine\'s bandwidth moves within minutes, ' +

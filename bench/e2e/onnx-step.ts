@@ -10,12 +10,32 @@
 // RoPE's cos/sin for the position are graph inputs (a host computes them, as ours does, with
 // angle = f32(pos · f_k)), expanded to pairs: rope(x) = x ⊙ cos2 + (x · P) ⊙ sin2, P swapping the
 // elements of each pair. The runner checks its logits against ours before anything is timed.
+//
+// Narrow variants multiply by the weights ours holds in its int8 / int4 formats: 'nbits4' and
+// 'nbits8' store every projection as onnxruntime's MatMulNBits (com.microsoft; blocks of 32,
+// accuracy_level 4: the activations quantised to int8 per block, as ours does), int4 keeping
+// lm_head in 8 bits as ours does; 'mmi8' quantises them per output column instead, run as
+// DynamicQuantizeLinear + MatMulInteger (ONNX's own int8 ops, quantize_dynamic's form). The
+// embedding holds ours' rounded rows as f32 (a step gathers one row). kv_b_proj stays f32, as ours.
 import { closeSync, existsSync, openSync, renameSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { expectedTensors, ropeFrequencies, softmaxScale, type MlaAttention, type Model, type ModelConfig,
   type Session } from '../../src/internal.js';
-import { encodeModel, FLOAT, GraphBuilder, INT64, type Encoded } from '../onnx.js';
+import { encodeModel, FLOAT, GraphBuilder, INT64, MS_DOMAIN, type Encoded } from '../onnx.js';
 import { tensorValues } from './checkpoint.js';
+import { dequantizeNBits, quantizeNBits } from './onnx-quant.js';
+
+/** How the graph stores its projections (see the top of this file). */
+export type StepGraph = 'f32' | 'nbits4' | 'nbits8' | 'mmi8';
+export const STEP_GRAPHS: readonly StepGraph[] = ['f32', 'nbits4', 'nbits8', 'mmi8'];
+
+/**
+ * How far a narrow graph's logits may be from ours (same weights format), as a fraction of the
+ * largest |logit|: both quantise the activations to int8, each rounding its own way (~1% apart on
+ * test/bench-onnx.test.ts's config, where a graph of another weights format is ~7% away).
+ * The f32 graph is held to 1e-4.
+ */
+export const NARROW_TOL = 2e-2;
 
 /** [rows, cols] → [cols, rows]. */
 function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
@@ -30,17 +50,40 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
   return t;
 }
 
+/** W [rows, cols] quantised per row to int8, symmetric (scale max|row| / 127): codes [cols, rows] as MatMulInteger's B, and the scales. */
+function quantizePerColumn(w: Float32Array, rows: number, cols: number): { codes: Int8Array; scales: Float32Array } {
+  const codes = new Int8Array(rows * cols), scales = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let amax = 0;
+    for (let k = 0; k < cols; k++) amax = Math.max(amax, Math.abs(w[r * cols + k]));
+    const s = Math.fround(amax / 127);
+    scales[r] = s;
+    for (let k = 0; k < cols; k++) codes[k * rows + r] = s === 0 ? 0 : Math.round(w[r * cols + k] / s);
+  }
+  return { codes, scales };
+}
+
 /** The absorbed decode step as an ONNX graph (see the top of this file). */
-export function buildStepGraph(c: ModelConfig): Encoded {
+export function buildStepGraph(c: ModelConfig, graph: StepGraph = 'f32'): Encoded {
   const a = c.attention as MlaAttention;
-  const H = a.heads, dn = a.nopeDim, dr = a.ropeDim, dc = a.kvLoraRank, dv = a.vDim, d = c.hidden;
+  const H = a.heads, dn = a.nopeDim, dr = a.ropeDim, dc = a.kvLoraRank, dv = a.vDim;
   const row = dc + dr;
   const g = new GraphBuilder();
   const W = (name: string) => { const s = expectedTensors(c).get(name)!; return { v: tensorValues(name, s), s }; };
-  /** y = x · Wᵀ with W stored [out, in]: the initializer is Wᵀ, [in, out]. */
-  const linear = (x: string, name: string) => {
-    const w = W(name);
-    return g.op('MatMul', [x, g.f32(name + '.T', [w.s[1], w.s[0]], transpose(w.v, w.s[0], w.s[1]))]);
+  /** y = x · Wᵀ with W stored [out, in]: f32, the initializer is Wᵀ, [in, out]; MatMulNBits takes W as it is. */
+  const linear = (x: string, name: string, out?: string) => {
+    const { v, s: [N, K] } = W(name);
+    if (graph === 'f32') return g.op('MatMul', [x, g.f32(name + '.T', [K, N], transpose(v, N, K))], undefined, out);
+    if (graph === 'mmi8') {
+      const q = quantizePerColumn(v, N, K);
+      const [xq, xScale, xZero] = g.opN('DynamicQuantizeLinear', [x], 3);
+      const acc = g.op('MatMulInteger', [xq, g.bytes(name + '.q', [K, N], q.codes), xZero]);
+      return g.op('Mul', [g.op('Mul', [g.op('Cast', [acc], { to: FLOAT }), xScale]), g.f32(name + '.scales', [N], q.scales)], undefined, out);
+    }
+    const bits = graph === 'nbits8' || name === 'lm_head.weight' ? 8 : 4;
+    const q = quantizeNBits(v, N, K, bits);
+    return g.op('MatMulNBits', [x, g.bytes(name + '.q', [N, K / 32, bits * 4], q.codes), g.f32(name + '.scales', [N, K / 32], q.scales)],
+      { K, N, bits, block_size: 32, accuracy_level: 4 }, out, MS_DOMAIN);
   };
   const eps = g.scalar('eps', c.rmsEps);
   const rms = (x: string, wName: string) => {
@@ -60,7 +103,11 @@ export function buildStepGraph(c: ModelConfig): Encoded {
   const ax1 = i64('axes.1', [1]), zero = i64('zero', [0]), dcEnd = i64('dc', [dc]);
 
   let x = g.op('Gather', ['model.embed_tokens.weight', 'ids'], { axis: 0 }); // [1, d]
-  { const e = W('model.embed_tokens.weight'); g.f32('model.embed_tokens.weight', e.s, e.v); }
+  {
+    const e = W('model.embed_tokens.weight'), [V, D] = e.s;
+    const rows = graph === 'f32' ? e.v : dequantizeNBits(quantizeNBits(e.v, V, D, graph === 'nbits4' ? 4 : 8), V, D);
+    g.f32('model.embed_tokens.weight', e.s, rows);
+  }
   for (let l = 0; l < c.layers; l++) {
     const p = `model.layers.${l}.`;
     let xn = rms(x, p + 'input_layernorm.weight');
@@ -93,9 +140,9 @@ export function buildStepGraph(c: ModelConfig): Encoded {
     x = g.op('Add', [x, linear(hAct, p + 'mlp.down_proj.weight')]);
   }
   const xn = rms(x, 'model.norm.weight');
-  g.op('MatMul', [xn, g.f32('lm_head.weight.T', [d, c.vocabSize], transpose(W('lm_head.weight').v, c.vocabSize, d))], undefined, 'logits');
+  linear(xn, 'lm_head.weight', 'logits');
   return encodeModel({
-    name: 'mla_absorbed_decode_step',
+    name: `mla_absorbed_decode_step_${graph}`,
     nodes: g.nodes,
     initializers: g.initializers,
     inputs: [
@@ -111,12 +158,39 @@ export function buildStepGraph(c: ModelConfig): Encoded {
   });
 }
 
-/** Write step.onnx into `dir` unless it is there; its path. */
-export function writeOnnx(dir: string, c: ModelConfig, log: (s: string) => void): string {
-  const file = path.join(dir, 'step.onnx');
+/** The weights format of ours that each graph computes (its logits are checked against that side's). */
+export const GRAPH_WEIGHTS: Record<StepGraph, 'f32' | 'int8' | 'int4'> = { f32: 'f32', nbits4: 'int4', nbits8: 'int8', mmi8: 'int8' };
+
+/** What the runner calls each graph. */
+export const GRAPH_LABELS: Record<StepGraph, string> = {
+  f32: 'f32', nbits4: 'MatMulNBits 4-bit', nbits8: 'MatMulNBits 8-bit', mmi8: 'DynamicQuantizeLinear + MatMulInteger',
+};
+
+/**
+ * Bytes of weights one step of the graph reads: every projection in its graph's format, kv_b_proj
+ * and the norms in f32, one f32 row of the embedding.
+ */
+export function stepGraphWeightBytes(c: ModelConfig, graph: StepGraph): number {
+  let bytes = 0;
+  for (const [name, shape] of expectedTensors(c)) {
+    const n = shape.reduce((x, y) => x * y, 1);
+    if (name === 'model.embed_tokens.weight') bytes += 4 * shape[1];
+    else if (shape.length === 1 || name.endsWith('kv_b_proj.weight') || graph === 'f32') bytes += 4 * n;
+    else if (graph === 'mmi8') bytes += n + 4 * shape[0];
+    else bytes += (graph === 'nbits8' || name === 'lm_head.weight' ? n : n / 2) + n / 8;
+  }
+  return bytes;
+}
+
+/** The file of a graph in the e2e folder. */
+export const stepGraphFile = (graph: StepGraph): string => (graph === 'f32' ? 'step.onnx' : `step-${graph}.onnx`);
+
+/** Write the graph's file into `dir` unless it is there; its path. */
+export function writeOnnx(dir: string, c: ModelConfig, log: (s: string) => void, graph: StepGraph = 'f32'): string {
+  const file = path.join(dir, stepGraphFile(graph));
   if (existsSync(file)) return file;
-  log('  building the ONNX graph of the step …');
-  const e = buildStepGraph(c);
+  log(`  building the ONNX graph of the step (${graph}) …`);
+  const e = buildStepGraph(c, graph);
   const fd = openSync(file + '.tmp', 'w');
   for (const part of e.parts) writeSync(fd, part);
   closeSync(fd);

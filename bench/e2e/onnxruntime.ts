@@ -1,11 +1,12 @@
-// onnxruntime-web (wasm) or onnxruntime-node (native) as an end-to-end side: the ONNX graph of
-// the step (onnx-step.ts) on the cache and RoPE inputs ours wrote (inputs.bin, inputs.json).
+// onnxruntime-web (wasm) or onnxruntime-node (native) as an end-to-end side: an ONNX graph of
+// the step (onnx-step.ts) on the cache and RoPE inputs ours wrote with the graph's weights format.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { encodeLogits, WARM_MS, type E2eWorkerSpec, type Side } from './protocol.js';
+import { GRAPH_WEIGHTS, stepGraphFile } from './onnx-step.js';
+import { encodeLogits, inputsFile, WARM_MS, type E2eWorkerSpec, type Side } from './protocol.js';
 
-/** onnxruntime-web or -node running step.onnx on inputs.bin. */
+/** onnxruntime-web or -node running the spec's graph on its weights' inputs. */
 export async function onnxruntimeSide(spec: E2eWorkerSpec): Promise<Side> {
   const base = { peer: spec.peer, threads: spec.threads };
   const req = createRequire(import.meta.url);
@@ -23,10 +24,12 @@ export async function onnxruntimeSide(spec: E2eWorkerSpec): Promise<Side> {
     const options: Record<string, unknown> = { executionProviders: [web ? 'wasm' : 'cpu'], graphOptimizationLevel: 'all' };
     if (!web) Object.assign(options, { intraOpNumThreads: spec.threads, interOpNumThreads: 1, executionMode: 'sequential' });
     const t0 = performance.now();
-    const session = await ort.InferenceSession.create(readFileSync(path.join(spec.dir, 'step.onnx')), options);
+    const graph = spec.graph ?? 'f32';
+    const session = await ort.InferenceSession.create(readFileSync(path.join(spec.dir, stepGraphFile(graph))), options);
     const loadMs = performance.now() - t0;
-    const inputs = JSON.parse(readFileSync(path.join(spec.dir, 'inputs.json'), 'utf8'));
-    const bin = readFileSync(path.join(spec.dir, 'inputs.bin'));
+    const inputsName = inputsFile(GRAPH_WEIGHTS[graph]);
+    const inputs = JSON.parse(readFileSync(path.join(spec.dir, `${inputsName}.json`), 'utf8'));
+    const bin = readFileSync(path.join(spec.dir, `${inputsName}.bin`));
     const f32 = (off: number, n: number) => new Float32Array(bin.buffer.slice(bin.byteOffset + off * 4, bin.byteOffset + (off + n) * 4));
     const feeds: Record<string, unknown> = {
       ids: new ort.Tensor('int64', BigInt64Array.of(BigInt(inputs.id)), [1]),

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { loadModel, parseConfig, type MlaAttention } from '../../src/internal.js';
 import { E2E_CONFIG } from './checkpoint.js';
 import { latentCache, ropeInputs } from './onnx-step.js';
-import { CONTEXT, e2ePrompt, encodeLogits, STEP_ID, WARM_MS, type E2eWorkerSpec, type Side } from './protocol.js';
+import { CONTEXT, e2ePrompt, encodeLogits, inputsFile, STEP_ID, WARM_MS, type E2eWorkerSpec, type Side } from './protocol.js';
 
 /** Ours: load, prefill CONTEXT tokens, the checked step; each block then steps at CONTEXT + 3 … */
 export async function oursSide(spec: E2eWorkerSpec): Promise<Side> {
@@ -28,8 +28,9 @@ export async function oursSide(spec: E2eWorkerSpec): Promise<Side> {
     const bin = new Float32Array(2 * a.ropeDim + c.layers * CONTEXT * row);
     bin.set(rope.cos, 0); bin.set(rope.sin, a.ropeDim);
     latentCache(model, session, CONTEXT).forEach((layer, l) => bin.set(layer, 2 * a.ropeDim + l * CONTEXT * row));
-    writeFileSync(path.join(spec.dir, 'inputs.bin'), new Uint8Array(bin.buffer));
-    writeFileSync(path.join(spec.dir, 'inputs.json'), JSON.stringify({ id: STEP_ID, dr: a.ropeDim, layers: c.layers, S: CONTEXT, row }));
+    const name = inputsFile(spec.weights ?? 'f32');
+    writeFileSync(path.join(spec.dir, `${name}.bin`), new Uint8Array(bin.buffer));
+    writeFileSync(path.join(spec.dir, `${name}.json`), JSON.stringify({ id: STEP_ID, dr: a.ropeDim, layers: c.layers, S: CONTEXT, row }));
   }
   const logits = session.step(STEP_ID);
   let id = 3;

@@ -8,6 +8,7 @@
 // The child prints one JSON line when ready (E2eReady), then for each line `n` on its stdin times
 // n runs and prints one line (E2eBlock); an empty line or the end of stdin ends it.
 import type { CacheFormat, ModelConfig, SimdBuild, WeightsOption } from '../../src/internal.js';
+import type { StepGraph } from './onnx-step.js';
 
 /** The context every side steps at: ours prefills this many tokens, the peers get this many cache rows. */
 export const CONTEXT = 512;
@@ -27,9 +28,14 @@ export interface E2eWorkerSpec {
   /** mla-wasm only: the weights' format in memory (default f32) and the latent cache's (default f32). */
   weights?: Exclude<WeightsOption, 'auto'>;
   cache?: CacheFormat;
-  /** mla-wasm only: also write inputs.bin/json (the cache and RoPE inputs of the ONNX graph). */
+  /** mla-wasm only: also write inputsFile(weights) .bin/.json (the cache and RoPE inputs of the ONNX graphs of its weights). */
   writeInputs?: boolean;
+  /** onnxruntime only: the graph it runs (default f32). */
+  graph?: StepGraph;
 }
+
+/** The ONNX graphs' inputs as ours with these weights made them (its cache after the prefill): `${name}.bin`, `${name}.json`. */
+export const inputsFile = (weights: string): string => (weights === 'f32' ? 'inputs' : `inputs-${weights}`);
 export interface E2eReady {
   peer: string; version: string; threads: number; ok: boolean; note?: string;
   loadMs?: number; logits?: string /* base64 f32 */;

@@ -2,6 +2,8 @@
 // layers, F32, random weights as safetensors) at 512 context, ours (loadModel, prefill 512 tokens,
 // step) beside the same step as an ONNX graph (onnx-step.ts) under onnxruntime-web (wasm) and
 // onnxruntime-node (native), at 1 and 2 threads, each side in a process of its own (protocol.ts).
+// Ours in int8 / int4 weights has narrow graphs beside it: MatMulNBits on ours' very blocks, or
+// MatMulInteger on per-column int8 (PEER_GRAPHS), each checked against ours in that format.
 //
 // The per-token floor is (weight bytes read + cache bytes) / same-run DRAM bandwidth, two ways: the
 // run's (the highest read figure of the whole run at that thread count) and, step by step, a read
@@ -13,7 +15,7 @@ import { parseConfig, type CacheFormat, type SimdBuild, type WeightsOption } fro
 import type { DecodeFormat } from '../probes.js';
 import { decodeBytesByFormat, decodeBytesFor } from '../roofline.js';
 import { E2E_CONFIG, e2eDir, writeCheckpoint } from './checkpoint.js';
-import { writeOnnx } from './onnx-step.js';
+import { GRAPH_LABELS, GRAPH_WEIGHTS, NARROW_TOL, stepGraphWeightBytes, writeOnnx, type StepGraph } from './onnx-step.js';
 import { CONTEXT, decodeLogits, WARM_MS, type E2eReady, type E2eWorkerSpec } from './protocol.js';
 import { WorkerProcess } from './worker-process.js';
 
@@ -22,6 +24,19 @@ const ROUNDS = 4, STEPS_PER_ROUND = 4;
 
 /** A weights format the e2e bench can load ours in. */
 export type E2eWeights = Exclude<WeightsOption, 'auto'>;
+
+type OrtPeer = 'onnxruntime-web' | 'onnxruntime-node';
+/**
+ * The graph each peer runs beside ours in a weights format, by default: the faster of the forms
+ * tried on one 2048 → 21888 product (2026-12-06, 1 thread). int8: MatMulNBits 8-bit ran 1.8 ms
+ * native against MatMulInteger's 6.5, but under onnxruntime-web 250 ms against 62 (its wasm build
+ * has no MatMulNBits kernel; it widens the whole matrix each run). int4 has only MatMulNBits.
+ */
+const PEER_GRAPHS: Record<'f32' | 'int8' | 'int4', Record<OrtPeer, StepGraph>> = {
+  f32: { 'onnxruntime-web': 'f32', 'onnxruntime-node': 'f32' },
+  int8: { 'onnxruntime-web': 'mmi8', 'onnxruntime-node': 'nbits8' },
+  int4: { 'onnxruntime-web': 'nbits4', 'onnxruntime-node': 'nbits4' },
+};
 
 export interface E2eRow {
   runtime: string;
@@ -34,6 +49,12 @@ export interface E2eRow {
   bytesRead?: number;
   /** Ours: the f32-weights row's time (same build, threads) / this one's; > 1: faster than f32. */
   vsF32?: number;
+  /** A peer: the graph it ran, and the weights format of ours it is compared with. */
+  graph?: StepGraph;
+  oursWeights?: E2eWeights;
+  /** A peer: max |Δ logit| / max |logit| against ours in that format, and the bound it was held to. */
+  relDiff?: number;
+  tolerance?: number;
   msPerToken: number;
   msBest: number;
   /** The memory floor: bytesRead / the run's DRAM figure for this thread count. */
@@ -84,7 +105,9 @@ export interface E2eResult {
 
 export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadCounts: number[]; dramGBs1: number; dramGBs2: number | null; nodePeers: boolean;
   log: (s: string) => void; weights?: E2eWeights[]; cache?: CacheFormat; builds?: SimdBuild[];
-  decodeRates?: Partial<Record<SimdBuild, Record<DecodeFormat, number>>> }): Promise<E2eResult> {
+  decodeRates?: Partial<Record<SimdBuild, Record<DecodeFormat, number>>>;
+  /** The graphs the peers run (each under both); default: PEER_GRAPHS for each weights format of ours but bf16. */
+  peerGraphs?: StepGraph[] }): Promise<E2eResult> {
   const { log } = opts;
   // f32 weights always run, first: every other format's ratio is to it, and its logits are the peers' reference.
   const formats: E2eWeights[] = ['f32', ...(opts.weights ?? []).filter((w) => w !== 'f32')];
@@ -95,7 +118,13 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
   const c = parseConfig(E2E_CONFIG);
   const dir = e2eDir();
   writeCheckpoint(dir, c, log);
-  if (nodePeers) writeOnnx(dir, c, log);
+  const ortPeers: OrtPeer[] = ['onnxruntime-web', 'onnxruntime-node'];
+  // Each peer's graphs, in the order of ours' formats; a graph whose format ours does not run has no reference.
+  const peerSides: { peer: OrtPeer; graph: StepGraph }[] = !nodePeers ? [] : opts.peerGraphs
+    ? ortPeers.flatMap((peer) => opts.peerGraphs!.filter((g) => formats.includes(GRAPH_WEIGHTS[g])).map((graph) => ({ peer, graph })))
+    : ortPeers.flatMap((peer) => formats.filter((w): w is 'f32' | 'int8' | 'int4' => w !== 'bf16').map((w) => ({ peer, graph: PEER_GRAPHS[w][peer] })));
+  for (const graph of new Set(peerSides.map((x) => x.graph))) writeOnnx(dir, c, log, graph);
+  const peerWeights = new Set(peerSides.map((x) => GRAPH_WEIGHTS[x.graph]));
 
   // Every side loaded in its own process, in turn (ours at 1 thread first: its logits are the ones
   // the others are checked against, and it writes the ONNX graph's inputs).
@@ -107,18 +136,20 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
   const firstLogits = new Map<string, string>();
   const sides: E2eWorkerSpec[] = [
     ...builds.flatMap((build) => formats.flatMap((weights) => opts.threadCounts.map((threads) => ({ peer: 'mla-wasm' as const, threads, dir, build, weights, cache })))),
-    ...(nodePeers ? (['onnxruntime-web', 'onnxruntime-node'] as const).flatMap((peer) => [1, 2].map((threads) => ({ peer, threads, dir, build: opts.build }))) : []),
+    ...peerSides.flatMap(({ peer, graph }) => [1, 2].map((threads) => ({ peer, threads, dir, build: opts.build, graph }))),
   ];
+  const written = new Set<string>();
   const oursLabel = (s: E2eWorkerSpec) => `mla-wasm (${s.build} build, ${s.weights} weights${cache !== 'f32' ? `, ${cache} cache` : ''})`;
   try {
     for (const spec of sides) {
       const ours = spec.peer === 'mla-wasm';
       log(`  ${spec.peer} ${spec.threads}t: loading …`);
-      // The inputs of the ONNX graph come from the first side: f32 weights, f32 cache.
-      const writeInputs = ours && oursLogits === null && nodePeers;
+      // Each graph's inputs come from ours in its weights format (the run's build, first thread count), f32 cache.
+      const writeInputs = ours && spec.build === opts.build && peerWeights.has(spec.weights as 'f32') && !written.has(spec.weights!);
+      if (writeInputs) written.add(spec.weights!);
       const proc: WorkerProcess = new WorkerProcess(opts.bundle, { ...spec, writeInputs });
       const ready: E2eReady | null = await proc.next<E2eReady>();
-      const label = ours ? oursLabel(spec) : `${spec.peer} ${ready?.version ?? '?'}`;
+      const label = ours ? oursLabel(spec) : `${spec.peer} ${ready?.version ?? '?'} (${GRAPH_LABELS[spec.graph ?? 'f32']})`;
       if (!ready?.ok) {
         const note = ready?.note ?? `process failed: ${proc.failure}`;
         await proc.close();
@@ -151,7 +182,8 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
   const reference = decodeLogits(oursLogits ?? [...firstLogits.values()][0]);
   const maxAbsLogit = reference.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   const bytesOf = (s: E2eWorkerSpec) => {
-    const b = decodeBytesFor(c, CONTEXT, s.peer === 'mla-wasm' ? s.weights ?? 'f32' : 'f32', s.peer === 'mla-wasm' ? cache : 'f32');
+    if (s.peer !== 'mla-wasm') return stepGraphWeightBytes(c, s.graph ?? 'f32') + decodeBytesFor(c, CONTEXT, 'f32', 'f32').cache;
+    const b = decodeBytesFor(c, CONTEXT, s.weights ?? 'f32', cache);
     return b.weights + b.cache;
   };
   const bytes = decodeBytesFor(c, CONTEXT, 'f32', 'f32');
@@ -165,14 +197,25 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
       ratioInterleaved: median(r.times.map((t, i) => floorAt(r.probeGBs[i]) / t)),
       steps: r.times.map((t, i) => ({ ms: +t.toFixed(3), probeGBs: +r.probeGBs[i].toFixed(2) })),
     };
-    let check: { maxAbsDiff?: number; note?: string } = {};
-    if (r.ready.peer !== 'mla-wasm' && oursLogits !== null) {
-      const theirs = decodeLogits(r.ready.logits!);
-      let maxAbsDiff = 0;
-      for (let i = 0; i < theirs.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(theirs[i] - reference[i]));
-      const ok = theirs.length === reference.length && maxAbsDiff <= 1e-4 * Math.max(1, maxAbsLogit);
-      if (!ok) verified = false;
-      check = { maxAbsDiff, ...(ok ? {} : { note: `logits differ from ours by ${maxAbsDiff.toExponential(2)}: not comparable` }) };
+    let check: { maxAbsDiff?: number; relDiff?: number; tolerance?: number; graph?: StepGraph; oursWeights?: E2eWeights; note?: string } = {};
+    if (r.ready.peer !== 'mla-wasm') {
+      // Against ours in the graph's weights format (the run's build, first thread count).
+      const graph = r.spec.graph ?? 'f32', oursWeights = GRAPH_WEIGHTS[graph];
+      const ref = firstLogits.get(`${opts.build} ${oursWeights}`);
+      const tolerance = graph === 'f32' ? 1e-4 : NARROW_TOL;
+      if (ref === undefined) {
+        verified = false;
+        check = { graph, oursWeights, note: `no logits of ours in ${oursWeights} to check against: not comparable` };
+      } else {
+        const theirs = decodeLogits(r.ready.logits!), mine = decodeLogits(ref);
+        let maxAbsDiff = 0;
+        for (let i = 0; i < theirs.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(theirs[i] - mine[i]));
+        const scale = Math.max(1, mine.reduce((m, v) => Math.max(m, Math.abs(v)), 0));
+        const ok = theirs.length === mine.length && maxAbsDiff <= tolerance * scale;
+        if (!ok) verified = false;
+        check = { graph, oursWeights, maxAbsDiff, relDiff: maxAbsDiff / scale, tolerance,
+          ...(ok ? {} : { note: `logits differ from ours (${oursWeights}) by ${maxAbsDiff.toExponential(2)}: not comparable` }) };
+      }
     }
     log(`  ${r.label} ${r.threads}t: ${m.msPerToken.toFixed(2)} ms/token (best ${m.msBest.toFixed(2)}), probes ${m.probeGBs.toFixed(1)} GB/s, ` +
       `load ${(r.ready.loadMs! / 1000).toFixed(1)} s${r.ready.prefillMs ? `, prefill ${CONTEXT} tokens ${(r.ready.prefillMs / 1000).toFixed(1)} s` : ''}`);
@@ -204,7 +247,7 @@ export async function benchE2e(opts: { bundle: string; build: SimdBuild; threadC
       const base = f32Rows.find((x) => x.threads === r.threads && x.build === r.build);
       if (base && base !== r) r.vsF32 = base.msPerToken / r.msPerToken;
     } else {
-      const o = f32Rows.find((x) => x.threads === r.threads && x.build === opts.build);
+      const o = rows.find((x) => x.threads === r.threads && x.build === opts.build && x.weights === (r.oursWeights ?? 'f32'));
       if (o && Number.isFinite(r.msPerToken)) r.oursSpeedup = r.msPerToken / o.msPerToken;
     }
   }
