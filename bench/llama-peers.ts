@@ -15,8 +15,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { quantizeToFile } from '../src/formats/gguf-quantize.js';
-import { expectedTensors, loadModel, parseConfig } from '../src/internal.js';
+import { expectedTensors, loadModel, parseConfig, quantizeToFile } from '../src/internal.js';
 import { E2E_CONFIG, tensorValues } from './e2e/checkpoint.js';
 
 const CONTEXT = 512;

@@ -1,12 +1,13 @@
 // A converted model as a Hugging Face folder: config.json, model.safetensors (F32) and the source's
 // tokenizer files. Written under a temporary name beside `out` and renamed at the end, so a
 // failure leaves no half-written folder.
-import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, basename, join } from 'node:path';
 import { MlaError } from '../errors.js';
 import type { ConvertedModel } from './convert.js';
 
 export async function writeConvertedFolder(model: ConvertedModel, out: string): Promise<void> {
+  // Imported here, not at the top: index.ts exports this, and the package must load in a browser.
+  const { mkdir, rename, rm, writeFile } = await import('node:fs/promises');
+  const { dirname, basename, join } = await import('node:path');
   const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
   try {
     await rm(tmp, { recursive: true, force: true });
@@ -43,7 +44,7 @@ export const tensorBytes = (t: Float32Array): Uint8Array => new Uint8Array(t.buf
 
 /** Written one tensor at a time. */
 async function writeSafetensorsFile(path: string, tensors: ConvertedModel['tensors']): Promise<void> {
-  const f = await open(path, 'w');
+  const f = await (await import('node:fs/promises')).open(path, 'w');
   try {
     await f.write(safetensorsHeader(tensors));
     for (const t of tensors.values()) await f.write(tensorBytes(t.data));

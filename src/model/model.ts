@@ -5,7 +5,7 @@ import { Decoder, type AttentionPath } from './decoder.js';
 import { checkCacheFormat, KvCache, type CacheFormat } from './kv-cache.js';
 import type { Ops, ScratchKernels } from './ops.js';
 import { checkOptions, MlaError } from '../errors.js';
-import { Session, type BatchStep, type SessionOptions } from './session.js';
+import { checkIds, Session, type BatchStep, type SessionOptions } from './session.js';
 import { openSource, type ModelSource } from '../formats/source.js';
 import type { HubOptions } from '../formats/hub.js';
 import { defaultThreads } from '../host/threads.js';
@@ -200,6 +200,7 @@ export class TokenModel {
     if (length > this.config.maxPositions) {
       throw new MlaError('CACHE_FULL', `${length} tokens exceed max_position_embeddings (${this.config.maxPositions})`);
     }
+    checkIds(ids, this.config.vocabSize); // before the session's cache is allocated: bad ids touch no memory
     const s = this.createSession({ contextLength: length, cache: options.cache });
     try {
       return s.runAll(ids, options.attention ?? 'absorbed');
