@@ -69,9 +69,10 @@ export async function syntheticModel(attention: AttentionConfig,
   const { kernels, heap, build, pool } = await loadKernels(kernelOptions);
   // Narrow weights are made at load as loadModel makes them (weights.ts's plan, the kernels' quantisers).
   const quantizer = loadQuantizer(kernels, maxLinearCols(c), scratchBytes(scratchSizes(c, kernels, pool?.threads ?? 1)));
-  const weights = placeWeights(c, randomSource(c), heap, undefined, weightPlan(format), quantizer);
+  const plan = weightPlan(format);
+  const weights = placeWeights(c, randomSource(c), heap, undefined, plan, quantizer);
   const decoder = new Decoder(kernels, heap, c, weights, pool);
-  return new Model({ config: c, decoder, simd: build, pool, tokenizer: null, generationConfig: null, weights: format, scratchKernels: kernels });
+  return new Model({ config: c, decoder, simd: build, pool, tokenizer: null, generationConfig: null, weights: format, plan, scratchKernels: kernels });
 }
 
 /** The MLA-absorbed synthetic model as a Model (npm run bench:threads, npm run bench:profile). */

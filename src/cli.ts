@@ -387,9 +387,10 @@ async function infoCommand(flags: ModelFlags): Promise<void> {
   for (const [k, v] of rows) console.log(k.padEnd(w) + v);
 
   console.log('\nWeights in each format (bytes; WebAssembly memory with a chunk\'s cache; fits in 4 GiB?):');
-  for (const f of ['f32', 'bf16', 'int8', 'int4'] as const) {
+  for (const f of ['auto', 'f32', 'bf16', 'int8', 'int4'] as const) {
     const need = model.memoryFor(f);
-    console.log(`  ${f.padEnd(6)}${int(need.weights).padStart(16)} B weights ${int(need.total).padStart(16)} B memory  ${need.fits ? 'fits' : 'does not fit'}`);
+    const label = f === 'auto' ? 'loaded' : f;
+    console.log(`  ${label.padEnd(6)}${int(need.weights).padStart(16)} B weights ${int(need.total).padStart(16)} B memory  ${need.fits ? 'fits' : 'does not fit'}`);
   }
 
   console.log(`\nKV cache per token (numbers per layer; bytes over ${c.layers} layers in f32):`);

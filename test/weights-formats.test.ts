@@ -174,7 +174,14 @@ describe('the weights option', () => {
     expect(int8.weights).toBeLessThan(f32.weights / 2.5);
     expect(int4.weights).toBeLessThan(int8.weights);
     expect(() => m.memoryFor('int2' as 'int8')).toThrow(MlaError);
+    // 'auto': the matrices as this model holds them (the built-in model is F32 on disk).
+    expect(m.memoryFor('auto')).toEqual(f32);
     m.dispose();
+    // Loaded narrow, 'auto' replays that load's choices, after its source is gone.
+    const m8 = await loadModel(undefined, { threads: 1, weights: 'int8' });
+    expect(m8.memoryFor('auto')).toEqual(m8.memoryFor('int8'));
+    expect(m8.memoryFor('auto').weights).toBe(int8.weights);
+    m8.dispose();
   });
 
   it('memoryFor counts the cache at its own format and length', async () => {

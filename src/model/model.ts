@@ -14,7 +14,7 @@ import { loadKernels } from '../host/load.js';
 import { type KernelOptions, type SimdBuild } from '../host/kernels.js';
 import { checkMemory, memoryNeed, WASM_MEMORY_LIMIT, type MemoryNeed } from './memory.js';
 import { modelFingerprint, readSnapshot } from './snapshot.js';
-import { checkTensors, checkWeightsOption, placeWeights, weightBytes, weightPlan, type WeightsOption } from './weights.js';
+import { checkTensors, checkWeightsOption, placeWeights, recordedPlan, weightBytes, weightPlan, type WeightPlan, type WeightsOption } from './weights.js';
 import { loadQuantizer } from './ops.js';
 import { maxLinearCols, scratchBytes, scratchSizes } from './decoder.js';
 import { tokenizerFilesOf } from '../formats/model-files.js';
@@ -53,6 +53,8 @@ export interface ModelParts {
   generationConfig: GenerationConfig | null;
   /** The `weights` option the model was loaded with, and the kernels' scratch sizing (memoryFor). */
   weights: WeightsOption;
+  /** Each matrix's format as placed (memoryFor('auto') replays it). */
+  plan: WeightPlan;
   scratchKernels: ScratchKernels;
 }
 
@@ -71,6 +73,7 @@ export class TokenModel {
   readonly generationConfig: GenerationConfig | null;
   private readonly decoder: Decoder;
   private readonly scratchKernels: ScratchKernels;
+  private readonly plan: WeightPlan;
   private readonly pool: ThreadPool | null;
   private readonly sessions = new Set<Session>();
   private isDisposed = false;
@@ -83,6 +86,7 @@ export class TokenModel {
     this.weightBytes = parts.decoder.w.bytes;
     this.weightFormat = parts.weights;
     this.scratchKernels = parts.scratchKernels;
+    this.plan = parts.plan;
     this.tokenizer = parts.tokenizer;
     this.generationConfig = parts.generationConfig;
     this.pool = parts.pool;
@@ -114,11 +118,11 @@ export class TokenModel {
 
   /**
    * The WebAssembly memory this model's config would need with all weights in another format
-   * (f32, bf16, int8, int4; the threads as now) and one session's cache of `contextLength`
+   * (f32, bf16, int8, int4; 'auto': each matrix as this model holds it; the threads as now) and one session's cache of `contextLength`
    * positions (default a chunk's) in `cache` format (default f32): does it fit in 4 GiB?
    */
-  memoryFor(weights: Exclude<WeightsOption, 'auto'>, options: { cache?: CacheFormat; contextLength?: number } = {}): MemoryNeed & { fits: boolean } {
-    const plan = weightPlan(checkWeightsOption(weights));
+  memoryFor(weights: WeightsOption, options: { cache?: CacheFormat; contextLength?: number } = {}): MemoryNeed & { fits: boolean } {
+    const plan = checkWeightsOption(weights) === 'auto' ? this.plan : weightPlan(weights);
     const cache = options.cache ?? 'f32';
     checkCacheFormat(this.config, cache);
     const positions = options.contextLength;
@@ -247,7 +251,9 @@ export async function openModel(source?: ModelSource, options: LoadOptions = {})
   const src = await openSource(source, { file, revision, hubUrl, cacheDir, onDownload });
   const config = parseConfig(src.config);
   const extras = loadTokenizerFiles(tokenizerFilesOf(src, source));
-  const plan = weightPlan(format, src.tensors);
+  // Recorded: memoryFor('auto') replays the choices once the source (and its file types) is released.
+  const recorded = recordedPlan(weightPlan(format, src.tensors));
+  const plan = recorded.plan;
   const threads = options.threads ?? await defaultThreads(weightBytes(config, plan));
   const { weights: _, ...kernelOptions } = rest;
   const { kernels, heap, build, pool } = await loadKernels({ ...kernelOptions, threads });
@@ -260,7 +266,7 @@ export async function openModel(source?: ModelSource, options: LoadOptions = {})
     const quantizer = loadQuantizer(kernels, maxLinearCols(config), scratchBytes(scratchSizes(config, kernels, T)));
     const weights = placeWeights(config, src.tensors, heap, options.onProgress, plan, quantizer);
     return { config, decoder: new Decoder(kernels, heap, config, weights, pool), simd: build, pool, ...extras, weights: format,
-      scratchKernels: kernels };
+      plan: recorded.settle(), scratchKernels: kernels };
   } catch (e) {
     pool?.dispose();
     throw e;

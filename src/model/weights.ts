@@ -284,6 +284,27 @@ export function weightPlan(option: WeightsOption = 'auto', src?: TensorSource): 
   return (names, role, cols) => choose(role, cols, names.map((n) => src?.stored?.(n)));
 }
 
+/**
+ * `plan` with each matrix's choice remembered. `settle()` lets go of `plan` (and the source whose
+ * stored types it reads) and returns a plan that replays the choices made so far.
+ */
+export function recordedPlan(plan: WeightPlan): { plan: WeightPlan; settle(): WeightPlan } {
+  const chosen = new Map<string, MatrixFormat>();
+  const key = (names: readonly string[]) => names.join('\n');
+  let source: WeightPlan | null = plan;
+  return {
+    plan: (names, role, cols) => {
+      let f = chosen.get(key(names));
+      if (f === undefined) {
+        if (!source) throw new Error(`no recorded format for ${names.join(', ')}`);
+        chosen.set(key(names), f = source(names, role, cols));
+      }
+      return f;
+    },
+    settle() { source = null; return this.plan; },
+  };
+}
+
 /** A matrix of the model: its tensors (stacked by rows, in order), what it is for, whether it is in panels. */
 interface MatrixGroup { names: string[]; role: MatrixRole; panels: boolean }
 
