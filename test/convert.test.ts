@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readdirSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../src/index.js';
 import { convertToMla, writeConvertedFolder, writeConvertedGguf, type ConvertedModel } from '../src/convert/index.js';
 import { MlaError } from '../src/errors.js';
+import { parseGguf } from '../src/formats/gguf.js';
+import { memoryFile } from '../src/formats/source.js';
 import type { InMemoryModel } from '../src/formats/source.js';
 import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig } from './reference/model.js';
 import { writeSafetensors } from './reference/safetensors-writer.js';
@@ -101,25 +103,49 @@ describe('convertToMla', () => {
     expect(viaFolder).toEqual(direct);
   });
 
-  it('writes a deepseek2 GGUF (latent norm) that loads with the folder\'s logits, bit for bit in f32', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'conv-'));
-    const src = inMemory(tinyLlamaConfig(), 6);
+  describe('writes a deepseek2 GGUF (latent norm) that loads with the folder\'s logits', () => {
     const calibration = Array.from({ length: 200 }, (_, i) => (i * 17 + 3) % 50);
-    const mla = await convertToMla(src, { kvRank: 24, ropeDim: 12, latentNorm: true, calibration });
-    const direct = await logits(asSource(mla));
-    await writeConvertedGguf(mla, join(dir, 'f32.gguf'));
-    await writeConvertedGguf(mla, join(dir, 'q8.gguf'), { type: 'q8_0' });
-    expect(readdirSync(dir).sort()).toEqual(['f32.gguf', 'q8.gguf']);
-    const run = async (file: string) => {
-      const model = await loadModel(join(dir, file), { threads: 1 });
-      try { expect(model.config.architecture).toMatch(/deepseek/i); return model.forward(ids); } finally { model.dispose(); }
+    const worstOf = (a: Float32Array, b: Float32Array) => { let w = 0; for (let i = 0; i < a.length; i++) w = Math.max(w, Math.abs(a[i] - b[i])); return w; };
+    const written = async (mla: ConvertedModel, type?: string) => {
+      const dir = mkdtempSync(join(tmpdir(), 'conv-')), file = join(dir, `${type ?? 'f32'}.gguf`);
+      await writeConvertedGguf(mla, file, { type });
+      expect(readdirSync(dir)).toEqual([`${type ?? 'f32'}.gguf`]);
+      const gguf = parseGguf(memoryFile(file, new Uint8Array(readFileSync(file))));
+      const model = await loadModel(file, { threads: 1 });
+      try {
+        expect(model.config.architecture).toMatch(/deepseek/i);
+        return { logits: model.forward(ids), qLoraRank: gguf.metadata.get('deepseek2.attention.q_lora_rank'), names: [...gguf.tensors.keys()] };
+      } finally { model.dispose(); }
     };
-    expect(await run('f32.gguf')).toEqual(direct);
-    const q8 = await run('q8.gguf');
-    let worst = 0;
-    for (let i = 0; i < q8.length; i++) worst = Math.max(worst, Math.abs(q8[i] - direct[i]));
-    expect(worst).toBeGreaterThan(0);
-    expect(worst).toBeLessThan(0.05 * maxAbs(direct));
+
+    it('26/27 layers (what llama.cpp reads as V2-Lite): q as attn_q, bit for bit in f32', async () => {
+      const mla = await convertToMla(inMemory(tinyLlamaConfig({ num_hidden_layers: 27 }), 6), { kvRank: 24, ropeDim: 12, latentNorm: true, calibration });
+      const f32 = await written(mla);
+      expect(f32.qLoraRank).toBeUndefined();
+      expect(f32.names).toContain('blk.26.attn_q.weight');
+      expect(f32.logits).toEqual(await logits(asSource(mla)));
+    });
+
+    // Any other layer count: q as the pair q_a = I, q_a_norm = 1, q_b = q_proj·diag(w_in), with
+    // w_in folded into kv_a too: exact but for the second RMSNorm's rescaling by about 1 + ε/(2m),
+    // m the mean square of the layer's input (measured 5e-6 here; llama-cpp.test.ts has a trained
+    // model with small embeddings). A zero in w_in needs nothing special.
+    it('other layer counts: q as the pair q_a = I, q_b = q_proj·diag(w_in), to f32 rounding; Q8_0 close', async () => {
+      const src = inMemory(tinyLlamaConfig(), 6);
+      src.tensors['model.layers.1.input_layernorm.weight'].data[5] = 0;
+      const mla = await convertToMla(src, { kvRank: 24, ropeDim: 12, latentNorm: true, calibration });
+      const direct = await logits(asSource(mla));
+      const f32 = await written(mla);
+      expect(f32.qLoraRank).toBe(64);
+      expect(f32.names).not.toContain('blk.0.attn_q.weight');
+      expect(f32.names).toEqual(expect.arrayContaining(['blk.1.attn_q_a.weight', 'blk.1.attn_q_a_norm.weight', 'blk.1.attn_q_b.weight']));
+      const worst = worstOf(f32.logits, direct);
+      console.log(`converted GGUF (query pair): largest |Δ logit| ${worst.toExponential(2)} of ${maxAbs(direct).toFixed(2)}`);
+      expect(worst).toBeLessThan(1e-4 * Math.max(1, maxAbs(direct))); // two f32 decoders, as above
+      const q8 = worstOf((await written(mla, 'q8_0')).logits, direct);
+      expect(q8).toBeGreaterThan(0);
+      expect(q8).toBeLessThan(0.05 * maxAbs(direct));
+    });
   });
 
   it('a GGUF without the latent norm is a BAD_INPUT error that names it, and no file', async () => {

@@ -25,12 +25,13 @@ export async function writeConvertedFolder(model: ConvertedModel, out: string): 
 }
 
 /** The F32 safetensors header (padded to 8 bytes) for the tensors in insertion order. */
-export function safetensorsHeader(tensors: ConvertedModel['tensors']): Uint8Array {
+export function safetensorsHeader(tensors: Map<string, { shape: number[] }>): Uint8Array {
   const header: Record<string, unknown> = {};
   let offset = 0;
   for (const [name, t] of tensors) {
-    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + 4 * t.data.length] };
-    offset += 4 * t.data.length;
+    const bytes = 4 * t.shape.reduce((a, b) => a * b, 1);
+    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((8 + json.length) % 8)) % 8);
