@@ -1,11 +1,12 @@
 // The built CLI (dist/cli.js) run as a user runs it. `npm test` builds the JavaScript first
 // (pretest); run directly, this file rebuilds dist/ when it is older than src/.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { BUILD_TIMEOUT_MS, buildDistIfStale } from './build-dist.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'dist', 'cli.js');
@@ -22,16 +23,13 @@ function run(args: string[], input?: string): Result {
 let textFile: string;
 
 beforeAll(() => {
-  const newest = (dir: string): number => Math.max(...readdirSync(dir).map((f) => statSync(join(dir, f)).mtimeMs));
-  if (!existsSync(cli) || statSync(cli).mtimeMs < newest(join(root, 'src'))) {
-    execFileSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, stdio: 'inherit' });
-  }
+  buildDistIfStale();
   // Held-out fortunes (never trained on), as one text.
   const records: string[] = JSON.parse(readFileSync(join(mla, 'val_records.json'), 'utf8'));
   const dir = mkdtempSync(join(tmpdir(), 'mla-wasm-cli-'));
   textFile = join(dir, 'held-out.txt');
   writeFileSync(textFile, records.slice(0, 60).join('\n\n') + '\n');
-}, 120_000);
+}, BUILD_TIMEOUT_MS);
 
 describe('--weights', () => {
   it('generate and perplexity say which weights ran and their bytes; info lists every format', () => {

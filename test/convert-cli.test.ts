@@ -1,10 +1,11 @@
 // `mla-wasm convert` run as a user runs it (dist/cli.js, rebuilt when older than src/).
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { BUILD_TIMEOUT_MS, buildDistIfStale } from './build-dist.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'dist', 'cli.js');
@@ -14,12 +15,7 @@ const run = (args: string[]) => {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 };
 
-beforeAll(() => {
-  const newest = (dir: string): number => Math.max(...readdirSync(dir, { recursive: true }).map((f) => statSync(join(dir, String(f))).mtimeMs));
-  if (!existsSync(cli) || statSync(cli).mtimeMs < newest(join(root, 'src'))) {
-    execFileSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, stdio: 'inherit' });
-  }
-});
+beforeAll(buildDistIfStale, BUILD_TIMEOUT_MS);
 
 describe('mla-wasm convert', () => {
   it('converts fortune-gqa into a DeepSeek-V2 folder, prints the summary and the held-out losses', () => {

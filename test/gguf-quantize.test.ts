@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUILD_TIMEOUT_MS, buildDistIfStale } from './build-dist.js';
 import { MlaError, loadModel } from '../src/index.js';
 import { quantize, quantizeToFile } from '../src/formats/gguf-quantize.js';
 import { parseGguf } from '../src/formats/gguf.js';
@@ -22,9 +23,7 @@ const run = (args: string[]) => {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 };
 
-beforeAll(() => {
-  spawnSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, stdio: 'inherit' });
-}, 120_000);
+beforeAll(buildDistIfStale, BUILD_TIMEOUT_MS);
 
 describe('mla-wasm quantize', () => {
   it('writes the GGUF quantize() makes, under its name only once complete, and it generates', async () => {
