@@ -612,21 +612,26 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
 }
 
 /**
- * A p row's weights w_b = p_b·d_b (b < pEnd, d at dks) as codes in [0, 127] in place (byte b of
- * the row), step max w / 127 stored at row + ROW_BYTES − 4 (the codes take ≤ SUB bytes).
+ * A p row's weights w_b = p_b·d_b (b < pEnd, a multiple of 4; d at dks) as codes in [0, 127] in
+ * place (byte b of the row), step max w / 127 stored at row + ROW_BYTES − 4 (codes take ≤ SUB bytes).
  */
 // @ts-ignore: decorator
 @inline function weights7(row: usize, dks: usize, pEnd: i32): void {
-  let wmax: f32 = 0;
-  for (let b = 0; b < pEnd; b++) {
+  let vmax = f32x4.splat(0);
+  for (let b = 0; b < pEnd; b += 4) {
     const o = row + (<usize>b << 2);
-    const w = load<f32>(o) * load<f32>(dks + (<usize>b << 2));
-    store<f32>(o, w);
-    wmax = max(wmax, w);
+    const w = f32x4.mul(v128.load(o), v128.load(dks + (<usize>b << 2)));
+    v128.store(o, w);
+    vmax = f32x4.max(vmax, w);
   }
-  const inv: f32 = wmax > 0 ? 127 / wmax : 0;
-  // Byte b is written after f32 b is read, and lies at or before it.
-  for (let b = 0; b < pEnd; b++) store<u8>(row + <usize>b, <u8>nearest(load<f32>(row + (<usize>b << 2)) * inv));
+  const wmax = max(max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
+  const inv = f32x4.splat(wmax > 0 ? <f32>127 / wmax : 0);
+  // Bytes b … b + 3 are written after f32 b … b + 3 are read, and lie at or before them.
+  for (let b = 0; b < pEnd; b += 4) {
+    const c = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(row + (<usize>b << 2)), inv)));
+    const h = i16x8.narrow_i32x4_s(c, c);
+    v128.store32_lane(row + <usize>b, i8x16.narrow_i16x8_u(h, h), 0);
+  }
   store<f32>(row + ROW_BYTES - 4, wmax / 127);
 }
 
