@@ -12,9 +12,10 @@
 //         (16 bytes a block, padding nibbles 8, i.e. 0).
 // k^R stays at 16 bits (bf16) because it carries position: it is rounded, never quantised.
 //
-// For int8 and int4 the queries are records too (latent_query): q̃ quantised to int8 per query
-// (one f32 scale, stored widened to i16 so the dot products take them as they are), then q^R as
-// f32. A score is then an exact integer dot product Σ code_q·code_k, times d_q·d_k, plus the
+// For int8 and int4 the queries are records too (latent_query). Plain build (this paragraph): q̃
+// quantised to int8 per query (one f32 scale, stored widened to i16 so the dot products take
+// them as they are), then q^R as f32. The relaxed build has 7-bit records and its own loop
+// (blockDot, at the end of this file). A score is then an exact integer dot product Σ code_q·code_k, times d_q·d_k, plus the
 // f32 dot product with the widened k^R. The values are summed as Σ_j w_j·code_j, w_j = p_j·d_j
 // rounded to i16 per query and block of keys (step max w / 32767), two keys at a time by
 // i32x4.dot_i16x8_s, exact in i32, scaled into f32 once per block: summing widened f32 codes
