@@ -32,9 +32,17 @@ export function attn_query_tile(): i32 {
   return 4;
 }
 
-/** Scratch bytes attn_block needs for nq queries. */
+/**
+ * Bytes per query beyond its score row that attn_block_latent's relaxed int8/int4 path takes:
+ * per key of a sub-block its query-bias sum and scale, and a value tile of SUB keys × 16 columns.
+ * Per query, so that a split by queries keeps scratch proportional to the queries.
+ */
+// @ts-ignore: decorator
+@inline export const LATENT_SCRATCH: i32 = SUB * 4 * 2 + SUB * 16;
+
+/** Scratch bytes attn_block (and attn_block_latent) needs for nq queries. */
 export function attn_scratch_bytes(nq: i32): i32 {
-  return nq > 0 ? nq * SUB * 4 : 0;
+  return nq > 0 ? nq * (SUB * 4 + (ASC_FEATURE_RELAXED_SIMD ? LATENT_SCRATCH : 0)) : 0;
 }
 
 /** m[r] = -inf, l[r] = 0, acc row r (dv values at acc + r·accStride·4) = 0, for r < nq. */

@@ -12,9 +12,10 @@
 //         (16 bytes a block, padding nibbles 8, i.e. 0).
 // k^R stays at 16 bits (bf16) because it carries position: it is rounded, never quantised.
 //
-// For int8 and int4 the queries are records too (latent_query): q̃ quantised to int8 per query
-// (one f32 scale, stored widened to i16 so the dot products take them as they are), then q^R as
-// f32. A score is then an exact integer dot product Σ code_q·code_k, times d_q·d_k, plus the
+// For int8 and int4 the queries are records too (latent_query). Plain build (this paragraph): q̃
+// quantised to int8 per query (one f32 scale, stored widened to i16 so the dot products take
+// them as they are), then q^R as f32. The relaxed build has 7-bit records and its own loop
+// (blockDot, at the end of this file). A score is then an exact integer dot product Σ code_q·code_k, times d_q·d_k, plus the
 // f32 dot product with the widened k^R. The values are summed as Σ_j w_j·code_j, w_j = p_j·d_j
 // rounded to i16 per query and block of keys (step max w / 32767), two keys at a time by
 // i32x4.dot_i16x8_s, exact in i32, scaled into f32 once per block: summing widened f32 codes
@@ -26,7 +27,7 @@
 // the same numbers as one call. Queries left over (nq mod 4) go one at a time through the same
 // per-(query, key) arithmetic.
 import { madd, hsum } from "./simd";
-import { softmaxRow, softmaxTile, visible } from "./attention";
+import { softmaxRow, softmaxTile, visible, LATENT_SCRATCH } from "./attention";
 
 // @ts-ignore: decorator
 @inline const BF16: i32 = 1;
@@ -66,7 +67,8 @@ export function latent_row_bytes(fmt: i32, dc: i32, dr: i32): i32 {
 
 /** Bytes of one query record attn_block_latent reads (int8, int4: latent_query's; bf16: f32 [q̃ ; q^R]). */
 export function latent_query_bytes(fmt: i32, dc: i32, dr: i32): i32 {
-  return fmt == BF16 ? (dc + dr) << 2 : ceil16((ceil32(dc) << 1) + 4 + (dr << 2));
+  if (fmt == BF16) return (dc + dr) << 2;
+  return ceil16((ASC_FEATURE_RELAXED_SIMD ? ceil32(dc) : ceil32(dc) << 1) + 4 + (dr << 2));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,6 +169,7 @@ export function latent_widen(fmt: i32, src: usize, srcStride: i32, rows: i32, dc
  * f32, then q^R as f32.
  */
 export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst: usize, dstStride: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD) { latentQuery7(src, srcStride, nq, dc, dr, dst, dstStride); return; }
   const n = ceil32(dc);
   for (let r = 0; r < nq; r++) {
     const x = src + ((<usize>r * <usize>srcStride) << 2);
@@ -523,7 +526,234 @@ export function attn_block_latent(fmt: i32, q: usize, qStride: i32, nq: i32, qPo
                                   k: usize, kStride: i32, n: i32, kPos0: i32, scale: f32,
                                   m: usize, l: usize, acc: usize, accStride: i32, scratch: usize): void {
   if (n <= 0 || nq <= 0) return;
-  if (fmt == INT8) block(INT8, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    // A constant: the other build's int paths are not compiled in.
+    if (fmt == INT8) blockDot(INT8, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+    else if (fmt == INT4) blockDot(INT4, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+    else if (fmt == BF16) block(BF16, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+  } else if (fmt == INT8) block(INT8, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
   else if (fmt == INT4) block(INT4, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
   else if (fmt == BF16) block(BF16, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relaxed build, int8/int4 rows: both halves as integer dot products on 7-bit operands
+// (dot7: 16 multiply-adds, exact, since the second operand is in [0, 127]). All queries of a call (the heads of a token) read the same rows, so what is laid out
+// per key (bias sums, scales, the value tile) is laid out once per sub-block for all of them.
+//   Scores: queries quantised to 7 bits (|code| ≤ 63) stored + QBIAS, so Σ (code_q + 64)·code_k
+//   − 64·Σ code_k is the exact integer dot product; 2 queries × 4 rows a tile, one lane per 4
+//   columns, the lanes summed once per (query, row) at the end.
+//   Values: w_b = p_b·d_b ≥ 0 rounded to [0, 127] (step max w / 127) per query and sub-block;
+//   the rows' codes transposed once per 16 columns so 4 bytes are 4 keys of one column: one
+//   dot per 4 keys × 4 columns against the 4 keys' weights, exact in i32, scaled once per block.
+
+// @ts-ignore: decorator
+@inline const QBIAS: i32 = 64;
+// @ts-ignore: decorator
+@inline const QMAX7: f32 = 63;
+
+/** latent_query for the relaxed build: ceil32(dc) bytes code + QBIAS (|code| ≤ 63), d = max|q̃| / 63, then q^R as f32. */
+function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst: usize, dstStride: i32): void {
+  const n = ceil32(dc);
+  for (let r = 0; r < nq; r++) {
+    const x = src + ((<usize>r * <usize>srcStride) << 2);
+    const o = dst + <usize>r * <usize>dstStride;
+    const amax = absMax(x, dc);
+    const inv: f32 = amax > 0 ? QMAX7 / amax : 0;
+    for (let i = 0; i < n; i++) store<u8>(o + <usize>i, (i < dc ? code(load<f32>(x + (<usize>i << 2)), inv, QMAX7) : 0) + QBIAS);
+    store<f32>(o + <usize>n, amax / QMAX7);
+    memory.copy(o + <usize>n + 4, x + (<usize>dc << 2), <usize>dr << 2);
+  }
+}
+
+/**
+ * c + the 4-byte dot products of a (i8) and b (0…127), exact (a pair ≤ 2·127·127 fits i16). Not
+ * i32x4.relaxed_dot_i8x16_i7x16_add_s: Node 20's V8 summed one accumulator into another with it
+ * (two dots from the same zero); on x86 both lower to pmaddubsw, pmaddwd, paddd.
+ */
+// @ts-ignore: decorator
+@inline function dot7(a: v128, b: v128, c: v128): v128 {
+  return i32x4.add(c, i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, b)));
+}
+
+/** [Σ lanes of a0, … of a3]. */
+// @ts-ignore: decorator
+@inline function sums4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const t0 = i32x4.add(v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), v128.shuffle<i32>(a0, a1, 2, 6, 3, 7));
+  const t1 = i32x4.add(v128.shuffle<i32>(a2, a3, 0, 4, 1, 5), v128.shuffle<i32>(a2, a3, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<i32>(t0, t1, 0, 1, 4, 5), v128.shuffle<i32>(t0, t1, 2, 3, 6, 7));
+}
+
+/**
+ * Integer parts of the scores of queries qa, qb (7-bit records) against rows r0 … r3, times
+ * d_q·d_k, to outA / outB (4 consecutive f32). bias: the rows' 64·Σ code, dk: their scales.
+ */
+// @ts-ignore: decorator
+@inline function dotScores(fmt: i32, qa: usize, qb: usize, r0: usize, r1: usize, r2: usize, r3: usize, n32: i32,
+                           bias: v128, dk: v128, outA: usize, outB: usize): void {
+  const zero = i32x4.splat(0);
+  let a0 = zero, a1 = zero, a2 = zero, a3 = zero, b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+  for (let c = 0; c < (n32 >> 4); c++) {
+    const o = <usize>c << 4;
+    const ua = v128.load(qa + o), ub = v128.load(qb + o);
+    let x = codes16(fmt, r0, c); a0 = dot7(x, ua, a0); b0 = dot7(x, ub, b0);
+    x = codes16(fmt, r1, c); a1 = dot7(x, ua, a1); b1 = dot7(x, ub, b1);
+    x = codes16(fmt, r2, c); a2 = dot7(x, ua, a2); b2 = dot7(x, ub, b2);
+    x = codes16(fmt, r3, c); a3 = dot7(x, ua, a3); b3 = dot7(x, ub, b3);
+  }
+  const dq = <usize>n32;
+  v128.store(outA, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(sums4(a0, a1, a2, a3), bias)), f32x4.mul(f32x4.splat(load<f32>(qa + dq)), dk)));
+  v128.store(outB, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(sums4(b0, b1, b2, b3), bias)), f32x4.mul(f32x4.splat(load<f32>(qb + dq)), dk)));
+}
+
+/** Row b of a sub-block, rows past the last one (≥ last) read as the last: groups of 4 stay in bounds. */
+// @ts-ignore: decorator
+@inline function rowOf(kb: usize, ks: usize, b: i32, last: i32): usize {
+  return kb + <usize>min(b, last) * ks;
+}
+
+/**
+ * A p row's weights w_b = p_b·d_b (b < pEnd, a multiple of 4; d at dks) as codes in [0, 127] in
+ * place (byte b of the row), step max w / 127 stored at row + ROW_BYTES − 4 (codes take ≤ SUB bytes).
+ */
+// @ts-ignore: decorator
+@inline function weights7(row: usize, dks: usize, pEnd: i32): void {
+  let vmax = f32x4.splat(0);
+  for (let b = 0; b < pEnd; b += 4) {
+    const o = row + (<usize>b << 2);
+    const w = f32x4.mul(v128.load(o), v128.load(dks + (<usize>b << 2)));
+    v128.store(o, w);
+    vmax = f32x4.max(vmax, w);
+  }
+  const wmax = max(max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
+  const inv = f32x4.splat(wmax > 0 ? <f32>127 / wmax : 0);
+  // Bytes b … b + 3 are written after f32 b … b + 3 are read, and lie at or before them.
+  for (let b = 0; b < pEnd; b += 4) {
+    const c = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(row + (<usize>b << 2)), inv)));
+    const h = i16x8.narrow_i32x4_s(c, c);
+    v128.store32_lane(row + <usize>b, i8x16.narrow_i16x8_u(h, h), 0);
+  }
+  store<f32>(row + ROW_BYTES - 4, wmax / 127);
+}
+
+/** acc[0..cols) += f32(a0 … a3 lanes) · s (16 columns, or the first cols of them one by one). */
+// @ts-ignore: decorator
+@inline function addScaled16(acc: usize, a0: v128, a1: v128, a2: v128, a3: v128, s: f32, cols: i32): void {
+  if (cols == 16) {
+    addScaled(acc, a0, a1, s);
+    addScaled(acc + 32, a2, a3, s);
+    return;
+  }
+  // A column tail (dc mod 16), lane by lane: f32(sum)·s, then added.
+  const sv = f32x4.splat(s);
+  for (let v = 0; v < (cols + 3) >> 2; v++) {
+    const x = madd(f32x4.convert_i32x4_s(v == 0 ? a0 : v == 1 ? a1 : v == 2 ? a2 : a3), sv, f32x4.splat(0));
+    for (let i = 0; i < min(4, cols - (v << 2)); i++) {
+      const o = acc + (<usize>((v << 2) + i) << 2);
+      store<f32>(o, load<f32>(o) + (i == 0 ? f32x4.extract_lane(x, 0) : i == 1 ? f32x4.extract_lane(x, 1) : i == 2 ? f32x4.extract_lane(x, 2) : f32x4.extract_lane(x, 3)));
+    }
+  }
+}
+
+/** acc rows (16 columns from accA / accB) of queries with weight rows sa, sb += Σ_b w_b·code_b over the tile's first g4 keys. */
+// @ts-ignore: decorator
+@inline function dotValues(sa: usize, sb: usize, tile: usize, g4: i32, accA: usize, accB: usize, cols: i32, two: bool): void {
+  const zero = i32x4.splat(0);
+  let a0 = zero, a1 = zero, a2 = zero, a3 = zero, b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+  for (let g = 0; g < g4; g += 4) {
+    const t = tile + (<usize>g << 4);
+    const t0 = v128.load(t), t1 = v128.load(t, 16), t2 = v128.load(t, 32), t3 = v128.load(t, 48);
+    const wa = v128.load32_splat(sa + <usize>g);
+    a0 = dot7(t0, wa, a0); a1 = dot7(t1, wa, a1); a2 = dot7(t2, wa, a2); a3 = dot7(t3, wa, a3);
+    if (two) {
+      const wb = v128.load32_splat(sb + <usize>g);
+      b0 = dot7(t0, wb, b0); b1 = dot7(t1, wb, b1); b2 = dot7(t2, wb, b2); b3 = dot7(t3, wb, b3);
+    }
+  }
+  addScaled16(accA, a0, a1, a2, a3, load<f32>(sa + ROW_BYTES - 4), cols);
+  if (two) addScaled16(accB, b0, b1, b2, b3, load<f32>(sb + ROW_BYTES - 4), cols);
+}
+
+/** block() for int8/int4 rows in the relaxed build (see the section's comment). */
+function blockDot(fmt: i32, q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: i32, dc: i32, dr: i32,
+                  k: usize, kStride: i32, n: i32, kPos0: i32, scale: f32,
+                  m: usize, l: usize, acc: usize, accStride: i32, scratch: usize): void {
+  const qs = <usize>qStride << 2, ks = <usize>kStride << 2, accS = <usize>accStride << 2;
+  const n32 = ceil32(dc), cb = <usize>codeBytes(fmt, dc), kr = ropeAt(fmt, dc), qr = <usize>n32 + 4;
+  // Past the score rows: per key 64·Σ code and d, then the value tile (LATENT_SCRATCH bytes).
+  const bias = scratch + <usize>nq * ROW_BYTES, dks = bias + ROW_BYTES, tile = dks + ROW_BYTES;
+  const qbias = i8x16.splat(<i8>QBIAS);
+  for (let b0 = 0; b0 < n; b0 += SUB) {
+    const nb = min(SUB, n - b0), kpos = kPos0 + b0, kb = k + <usize>b0 * ks;
+    // The last query sees the most keys.
+    const nAll = visible(nq - 1, qPos0, qGroup, kpos, nb);
+    if (nAll == 0) continue;
+    const last = nAll - 1, nAll4 = (nAll + 3) & ~3;
+    for (let b = 0; b < nAll4; b++) {
+      const row = rowOf(kb, ks, b, last);
+      let s = i32x4.splat(0);
+      for (let c = 0; c < (n32 >> 4); c++) s = dot7(codes16(fmt, row, c), qbias, s);
+      store<i32>(bias + (<usize>b << 2), isum(s));
+      store<f32>(dks + (<usize>b << 2), load<f32>(row + cb));
+    }
+    // Scores, softmax and weight codes, 4 queries at a time (t of them in the last tile).
+    for (let r = 0; r < nq; r += 4) {
+      const t = min(4, nq - r);
+      const nk = visible(r + t - 1, qPos0, qGroup, kpos, nb);
+      if (nk == 0) continue;
+      const q0 = q + <usize>r * qs, q1 = t > 1 ? q0 + qs : q0, q2 = t > 2 ? q0 + 2 * qs : q0, q3 = t > 3 ? q0 + 3 * qs : q2;
+      const s0 = scratch + <usize>r * ROW_BYTES, s1 = t > 1 ? s0 + ROW_BYTES : s0;
+      const s2 = t > 2 ? s0 + 2 * ROW_BYTES : s0, s3 = t > 3 ? s0 + 3 * ROW_BYTES : s2;
+      for (let b = 0; b < nk; b += 4) {
+        const r0 = rowOf(kb, ks, b, last), r1 = rowOf(kb, ks, b + 1, last), r2 = rowOf(kb, ks, b + 2, last), r3 = rowOf(kb, ks, b + 3, last);
+        const bv = v128.load(bias + (<usize>b << 2)), dk = v128.load(dks + (<usize>b << 2)), o = <usize>b << 2;
+        dotScores(fmt, q0, q1, r0, r1, r2, r3, n32, bv, dk, s0 + o, s1 + o);
+        if (t > 2) dotScores(fmt, q2, q3, r0, r1, r2, r3, n32, bv, dk, s2 + o, s3 + o);
+        // k^R: the same per-(query, row) arithmetic in the 4-query tile as one by one.
+        if (t == 4) {
+          dotsBf16(q0 + qr, qs, r0 + kr, r1 + kr, dr, scale, s0 + o, s0 + o + 4, true);
+          dotsBf16(q0 + qr, qs, r2 + kr, r3 + kr, dr, scale, s0 + o + 8, s0 + o + 12, true);
+        } else {
+          for (let j = 0; j < t; j++) {
+            const qj = q0 + <usize>j * qs + qr, sj = s0 + <usize>j * ROW_BYTES + o;
+            for (let i = 0; i < 4; i++) {
+              const out = sj + (<usize>i << 2);
+              store<f32>(out, (load<f32>(out) + dotBf16(qj, rowOf(kb, ks, b + i, last) + kr, dr)) * scale);
+            }
+          }
+        }
+      }
+      const pEnd = (nk + 3) & ~3;
+      for (let j = 0; j < t; j++) {
+        const nv = visible(r + j, qPos0, qGroup, kpos, nb), row = s0 + <usize>j * ROW_BYTES;
+        if (nv > 0) softmaxRow(row, nv, pEnd, m + (<usize>(r + j) << 2), l + (<usize>(r + j) << 2), acc + <usize>(r + j) * accS, dc);
+        else memory.fill(row, 0, <usize>pEnd << 2);
+        weights7(row, dks, pEnd);
+      }
+    }
+    // Values, 16 columns at a time: the tile once, then every query's sums from it.
+    for (let c = 0; c < dc; c += 16) {
+      for (let g = 0; g < nAll4; g += 4) {
+        const x0 = codes16(fmt, rowOf(kb, ks, g, last), c >> 4), x1 = codes16(fmt, rowOf(kb, ks, g + 1, last), c >> 4);
+        const x2 = codes16(fmt, rowOf(kb, ks, g + 2, last), c >> 4), x3 = codes16(fmt, rowOf(kb, ks, g + 3, last), c >> 4);
+        const lo01 = v128.shuffle<u8>(x0, x1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        const hi01 = v128.shuffle<u8>(x0, x1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        const lo23 = v128.shuffle<u8>(x2, x3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        const hi23 = v128.shuffle<u8>(x2, x3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        const t = tile + (<usize>g << 4);
+        v128.store(t, v128.shuffle<u16>(lo01, lo23, 0, 8, 1, 9, 2, 10, 3, 11));
+        v128.store(t, v128.shuffle<u16>(lo01, lo23, 4, 12, 5, 13, 6, 14, 7, 15), 16);
+        v128.store(t, v128.shuffle<u16>(hi01, hi23, 0, 8, 1, 9, 2, 10, 3, 11), 32);
+        v128.store(t, v128.shuffle<u16>(hi01, hi23, 4, 12, 5, 13, 6, 14, 7, 15), 48);
+      }
+      const cols = min(16, dc - c), co = <usize>c << 2;
+      for (let r = 0; r < nq; r += 2) {
+        const two = r + 1 < nq;
+        const nk = visible(two ? r + 1 : r, qPos0, qGroup, kpos, nb);
+        if (nk == 0) continue;
+        const sa = scratch + <usize>r * ROW_BYTES, acc0 = acc + <usize>r * accS + co;
+        dotValues(sa, sa + ROW_BYTES, tile, (nk + 3) & ~3, acc0, acc0 + accS, cols, two);
+      }
+    }
+  }
 }

@@ -20,6 +20,15 @@ const worst = (a: ArrayLike<number>, b: ArrayLike<number>) => { let w = 0; for (
  */
 const TOLERANCE: Record<Exclude<CacheFormat, 'f32'>, number> = { bf16: 0.007, int8: 0.02, int4: 0.3 };
 
+/**
+ * Prefill and steps against forward, relaxed build, int rows, absorbed: the value weights are
+ * 7-bit codes (step max w / 127 per query and block), so a weight within the last bits of a
+ * rounding boundary (batch and one-token projections differ in those) can round either way and
+ * move a logit by about 1/127 of a block's share. Measured with seeds 5, 9, 21 on both configs:
+ * ≤ 6e-7 of the range, once 3.3e-4 (one such flip); 1e-4 holds for the others.
+ */
+const STEP_7BIT = 1e-3;
+
 describe.each(BUILDS)('narrow latent cache, %s build', (simd) => {
   const configs: [string, Record<string, unknown>][] = [
     ['query compression, d_c 24', tinyMlaConfig({})],
@@ -41,9 +50,10 @@ describe.each(BUILDS)('narrow latent cache, %s build', (simd) => {
         const s = model.createSession({ cache });
         expect(s.cacheFormat).toBe(cache);
         const first = s.prefill(ids.slice(0, 9), { attention });
-        expect(worst(first, full.subarray(8 * V, 9 * V))).toBeLessThan(1e-4 * range);
+        const same = (simd === 'relaxed' && cache !== 'bf16' && attention === 'absorbed' ? STEP_7BIT : 1e-4) * range;
+        expect(worst(first, full.subarray(8 * V, 9 * V))).toBeLessThan(same);
         for (let t = 9; t < ids.length; t++) {
-          expect(worst(s.step(ids[t], { attention }), full.subarray(t * V, (t + 1) * V)), `${cache} ${attention} step ${t}`).toBeLessThan(1e-4 * range);
+          expect(worst(s.step(ids[t], { attention }), full.subarray(t * V, (t + 1) * V)), `${cache} ${attention} step ${t}`).toBeLessThan(same);
         }
         s.dispose();
       }
