@@ -446,8 +446,11 @@ export class Ops {
   private readonly splitCols: number;
   private readonly vecL1: number;
   private readonly gemmRows: number;
-  /** Rows of A from 2 up to which a product with one weight matrix takes the multi-row GEMV kernels (gemv-rows.ts). */
-  private readonly rowsMax: number;
+  /**
+   * Rows of A from 2 up to which a product with one weight matrix takes the multi-row GEMV kernels
+   * (gemv-rows.ts; the kernels' gemv_rows_max). bench/batch.ts sets 1 to time the paths without them beside.
+   */
+  rowsMax: number;
   private readonly queryTile: number;
 
   /**
