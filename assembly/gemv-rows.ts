@@ -11,15 +11,15 @@
 // is widened once (bf16: a widening load and a shift; f16: bit arithmetic, exact) for all rows.
 // The two weight rows are read PAIR_BYTES apart where there are enough rows, as matvec reads
 // them. q8 / q4: one weight row × up to four activation rows, activations quantised per block of
-// 32 by quantize_q8_act; per block an exact i32 dot product (i32x4.dot_i16x8_s on sign-extending
-// loads, both builds), then acc += f32(Σ) · (d_w·d_x) lane-wise, as quant.ts's plain build does.
+// 32 by quantize_q8_act; per block an exact i32 dot product (plain build: i32x4.dot_i16x8_s on
+// sign-extending loads; relaxed: the 7-bit relaxed dot, as quant.ts), then acc += f32(Σ) · (d_w·d_x)
+// lane-wise, as quant.ts does.
 //
 // Every output is one accumulator chain over k in steps of 4 (blocks of 32 for q8 / q4), reduced
 // by hsum, then (f32 / bf16 / f16) the k % 4 tail added in order. That does not depend on the tile
 // or pass an output falls in, on m, or on which rows a thread's chunk holds: a split across
 // threads by weight rows gives the one-thread result bit for bit. It is not the single-row
-// matvec's order (four chains of 16), so a row's result differs from matvec's by rounding; for
-// q8 / q4 in the plain build it is quant.ts's order, and equal to matvec_q8 / matvec_q4's.
+// matvec's order (four chains of 16), so a row's result may differ from matvec's by rounding.
 import { madd, hsum } from "./simd";
 
 // @ts-ignore: decorator
@@ -251,14 +251,36 @@ export function gemv_rows_f16(x: usize, ldx: i32, w: usize, ldw: i32, y: usize, 
 // q8, q4
 
 /**
- * acc + f32(Σ of 32 products) · (dw · x's scale), lane-wise: w0…w3 the block's weights as i16x8
- * (elements 0–7, 8–15, 16–23, 24–31), q the activation row's 32 int8 codes, d its scale.
+ * acc + f32(Σ of the block's 32 products) · (dw · x's scale), lane-wise: w0 … w3 the block's
+ * weights as quantTile loads them, q the activation row's 32 int8 codes, d its scale. The i32 sum is exact. Plain build: i32x4.dot_i16x8_s on sign-extending
+ * loads. Relaxed build, as quant.ts: i16x8.relaxed_dot_i8x16_i7x16_s, whose second operand must be
+ * 0…127 (not the _add_s form: broken under Node 20, see quant.ts), then pairwise to i32:
+ *   q8: x split into max(x, 0) and max(−x, 0); each i16 pair sum w·x⁺ − w·x⁻ is exact (≤ 2·127²).
+ *   q4: the nibble n (0…15) is the 7-bit operand: Σ (n − 8)·x = Σ n·x − 8·Σ x, exact in i16.
  */
 // @ts-ignore: decorator
-@inline function blockDot(w0: v128, w1: v128, w2: v128, w3: v128, q: usize, d: usize, dw: f32, f: v128): v128 {
-  const s = i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(w0, v128.load8x8_s(q)), i32x4.dot_i16x8_s(w1, v128.load8x8_s(q, 8))),
-    i32x4.add(i32x4.dot_i16x8_s(w2, v128.load8x8_s(q, 16)), i32x4.dot_i16x8_s(w3, v128.load8x8_s(q, 24))));
+@inline function blockDot(fmt: i32, w0: v128, w1: v128, w2: v128, w3: v128, q: usize, d: usize, dw: f32, f: v128): v128 {
+  let s: v128;
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const xv0 = v128.load(q), xv1 = v128.load(q, 16);
+    if (fmt == Q8) {
+      const zero = i32x4.splat(0);
+      const xp0 = i8x16.max_s(xv0, zero), xp1 = i8x16.max_s(xv1, zero);
+      const xn0 = i8x16.sub(xp0, xv0), xn1 = i8x16.sub(xp1, xv1);
+      s = i32x4.add(
+        i32x4.extadd_pairwise_i16x8_s(i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w0, xp0), i16x8.relaxed_dot_i8x16_i7x16_s(w0, xn0))),
+        i32x4.extadd_pairwise_i16x8_s(i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w1, xp1), i16x8.relaxed_dot_i8x16_i7x16_s(w1, xn1))));
+    } else {
+      const eight = i8x16.splat(8);
+      const u = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv1, eight));
+      const t = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, w0), i16x8.relaxed_dot_i8x16_i7x16_s(xv1, w1));
+      s = i32x4.extadd_pairwise_i16x8_s(i16x8.sub(t, u));
+    }
+  } else {
+    s = i32x4.add(
+      i32x4.add(i32x4.dot_i16x8_s(w0, v128.load8x8_s(q)), i32x4.dot_i16x8_s(w1, v128.load8x8_s(q, 8))),
+      i32x4.add(i32x4.dot_i16x8_s(w2, v128.load8x8_s(q, 16)), i32x4.dot_i16x8_s(w3, v128.load8x8_s(q, 24))));
+  }
   return madd(f32x4.convert_i32x4_s(s), f32x4.splat(dw * load<f32>(d)), f);
 }
 
@@ -274,22 +296,29 @@ export function gemv_rows_f16(x: usize, ldx: i32, w: usize, ldw: i32, y: usize, 
   let d0 = xd, d1 = xd + dStride, d2 = xd + dStride * 2, d3 = xd + dStride * 3;
   let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
   let pw = w, ps = s;
-  for (let b = 0; b < nb; b++) {
-    let w0: v128, w1: v128, w2: v128, w3: v128;
-    if (fmt == Q8) {
+  const m = i8x16.splat(0x0F), zero = i32x4.splat(0);
+  for (let i = 0; i < nb; i++) {
+    // The block's weights, once for every activation row: relaxed q8 as stored (two int8x16),
+    // relaxed q4 as unbiased nibbles (elements 0–15, 16–31); plain build as i16x8 of elements
+    // 0–7, 8–15, 16–23, 24–31 (q4: code − 8). Element j of a q4 block is in byte j's low nibble,
+    // j + 16 in its high nibble.
+    let w0 = zero, w1 = zero, w2 = zero, w3 = zero;
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      if (fmt == Q8) { w0 = v128.load(pw); w1 = v128.load(pw, 16); }
+      else { const v = v128.load(pw); w0 = v128.and(v, m); w1 = v128.and(i16x8.shr_u(v, 4), m); }
+    } else if (fmt == Q8) {
       w0 = v128.load8x8_s(pw); w1 = v128.load8x8_s(pw, 8); w2 = v128.load8x8_s(pw, 16); w3 = v128.load8x8_s(pw, 24);
     } else {
-      // Element j of the block in byte j's low nibble, j + 16 in its high nibble; code − 8.
-      const m = i8x16.splat(0x0F), eight = i8x16.splat(8), v = v128.load(pw);
+      const eight = i8x16.splat(8), v = v128.load(pw);
       const lo = i8x16.sub(v128.and(v, m), eight), hi = i8x16.sub(v128.and(i16x8.shr_u(v, 4), m), eight);
       w0 = i16x8.extend_low_i8x16_s(lo); w1 = i16x8.extend_high_i8x16_s(lo);
       w2 = i16x8.extend_low_i8x16_s(hi); w3 = i16x8.extend_high_i8x16_s(hi);
     }
     const dw = load<f32>(ps);
-    f0 = blockDot(w0, w1, w2, w3, q0, d0, dw, f0);
-    if (rows > 1) f1 = blockDot(w0, w1, w2, w3, q1, d1, dw, f1);
-    if (rows > 2) f2 = blockDot(w0, w1, w2, w3, q2, d2, dw, f2);
-    if (rows > 3) f3 = blockDot(w0, w1, w2, w3, q3, d3, dw, f3);
+    f0 = blockDot(fmt, w0, w1, w2, w3, q0, d0, dw, f0);
+    if (rows > 1) f1 = blockDot(fmt, w0, w1, w2, w3, q1, d1, dw, f1);
+    if (rows > 2) f2 = blockDot(fmt, w0, w1, w2, w3, q2, d2, dw, f2);
+    if (rows > 3) f3 = blockDot(fmt, w0, w1, w2, w3, q3, d3, dw, f3);
     pw += fmt == Q8 ? 32 : 16; ps += 4;
     q0 += 32; q1 += 32; q2 += 32; q3 += 32;
     d0 += 4; d1 += 4; d2 += 4; d3 += 4;
