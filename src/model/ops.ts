@@ -11,9 +11,8 @@
 // splitting runs the very same task on this thread.
 import type { Kernels } from '../host/kernels.js';
 import type { ThreadPool } from '../host/pool.js';
-import { arg, ARGS, ATTN_BLOCK, ATTN_BLOCK_LATENT, ATTN_FINISH, ATTN_INIT, GEMV_ROWS_BF16, GEMV_ROWS_F16, GEMV_ROWS_F32, GEMV_ROWS_Q4,
-  GEMV_ROWS_Q8, MATMUL_NN, MATMUL_NT, MATMUL_NT_BF16, MATMUL_NT_F16, MATMUL_NT_Q4, MATMUL_NT_Q4K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH,
-  MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, QGEMM_Q4, QGEMM_Q8, VECMAT_BATCH } from '../host/protocol.js';
+import { arg, ARGS, ATTN_BLOCK, ATTN_BLOCK_LATENT, ATTN_FINISH, ATTN_INIT, GEMV_ROWS_BF16, GEMV_ROWS_F32, MATMUL_NN, MATMUL_NT,
+  MATMUL_NT_BF16, MATMUL_NT_F16, MATMUL_NT_Q4, MATMUL_NT_Q4K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, QGEMM_Q4, QGEMM_Q8, VECMAT_BATCH } from '../host/protocol.js';
 import { matrixBytes, SUPER_BLOCK_BYTES, type Matrix, type Quantizer } from './weights.js';
 
 /** read(): the least bytes a chunk reads. */
@@ -291,8 +290,8 @@ function putGemv(D: Float64Array, x: number, p: Gemv): void {
 }
 
 /**
- * matmul_nt_bf16 / _f16 and gemv_rows_f32 / _bf16 / _f16 (a, lda, w, ldw, c, ldc, m, k, n), matmul_nt_q8 / _q4 and
- * gemv_rows_q8 / _q4 (aq, ad, wq, wd, c, ldc, m, k, n); then acc (default false).
+ * matmul_nt_bf16 / _f16 and gemv_rows_f32 / _bf16 (a, lda, w, ldw, c, ldc, m, k, n), matmul_nt_q8 / _q4
+ * (aq, ad, wq, wd, c, ldc, m, k, n); then acc (default false).
  * _q4k / _q6k take one argument fewer (aq, ar, w, c, ldc, m, k, n, acc): their acc is the 9th, given as 0.
  */
 function putNarrow(D: Float64Array, x: number, args: number[], acc = false): void {
@@ -394,9 +393,6 @@ class Here implements Tasks {
       a(7, i, j), a(8, i, j), a(9, i, j));
     calls[GEMV_ROWS_F32] = narrow(k.gemv_rows_f32);
     calls[GEMV_ROWS_BF16] = narrow(k.gemv_rows_bf16);
-    calls[GEMV_ROWS_F16] = narrow(k.gemv_rows_f16);
-    calls[GEMV_ROWS_Q8] = narrow(k.gemv_rows_q8);
-    calls[GEMV_ROWS_Q4] = narrow(k.gemv_rows_q4);
     calls[PROBE_READ] = (i, j) => k.probe_read(a(0, i, j), a(1, i, j), a(2, i, j));
     calls[PROBE_READ_PAIRS] = (i, j) => k.probe_read_pairs(a(0, i, j), a(1, i, j), a(2, i, j));
     this.calls = calls;
@@ -633,9 +629,9 @@ export class Ops {
       if (m * (k + scaleBytes) > this.actBytes) throw new Error(`Ops: ${m} rows of ${k} activations exceed the act scratch`);
       for (let r = 0; r < m; r++) this.k.quantize_q8_act(c.x.ptr + r * c.x.stride * F, k, this.act + r * k, this.act + m * k + r * scaleBytes);
     }
-    // One row: matvec (inside matmul_nt_*); a few: the multi-row GEMV, which also streams W once;
-    // q8 / q4 with more rows, and a pack scratch that holds a panel: the packed GEMM.
-    const rowsKernel = !superBlocks && m >= 2 && m <= this.rowsMax;
+    // One row: matvec (inside matmul_nt_*); bf16 with a few: the multi-row GEMV, which also streams W
+    // once; q8 / q4 with more rows, and a pack scratch that holds a panel: the packed GEMM.
+    const rowsKernel = w.format === 'bf16' && m >= 2 && m <= this.rowsMax;
     const packed = !rowsKernel && quant && m >= this.gemmRows && this.k.qgemm_pack_bytes(k) <= this.packBytes;
     const gemv = m === 1 || rowsKernel;
     const ns = m * k * n / (gemv ? GEMV_RATE : packed ? GEMM_RATE : NARROW_GEMM_RATE);
@@ -643,8 +639,7 @@ export class Ops {
     const units = Math.ceil(n / unit);
     const chunks = this.chunks(ns, units, 1, gemv ? matrixBytes(w.format, n, k) : 0);
     const out = this.tasks(chunks), D = out.args;
-    const fn = rowsKernel ? { bf16: GEMV_ROWS_BF16, f16: GEMV_ROWS_F16, q8: GEMV_ROWS_Q8, q4: GEMV_ROWS_Q4 }[w.format as 'bf16']
-      : packed ? (w.format === 'q8' ? QGEMM_Q8 : QGEMM_Q4)
+    const fn = rowsKernel ? GEMV_ROWS_BF16 : packed ? (w.format === 'q8' ? QGEMM_Q8 : QGEMM_Q4)
       : { bf16: MATMUL_NT_BF16, f16: MATMUL_NT_F16, q8: MATMUL_NT_Q8, q4: MATMUL_NT_Q4, q4k: MATMUL_NT_Q4K, q6k: MATMUL_NT_Q6K }[w.format as 'bf16'];
     for (let s = 0; s < chunks; s++) {
       if (chunks > 1) this.pool!.chunk();

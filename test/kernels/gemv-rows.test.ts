@@ -1,7 +1,7 @@
 // Multi-row GEMV kernels (assembly/gemv-rows.ts) in both builds against float64 references, for
-// f32, bf16, f16, q8 and q4 weights, on awkward shapes: rows 2, 3, 7, 8, 9, 16 (whole tiles of 4
-// and every partial one), n = 1, odd, and enough rows to pair them 2 MiB apart; k not a multiple
-// of 4 (wide formats), k = 32, 64, 96 and 4096 + 32; strides wider than the rows (padded with
+// f32 and bf16 weights, on awkward shapes: rows 1, 2, 3, 5, 6, 7, 8, 9, 16 (whole tiles of 4 and
+// every partial group), n = 1, odd, and enough rows to pair them 2 MiB apart; k = 1, 3, not a
+// multiple of 4, 96 and 4096 + 32; strides wider than the rows (padded with
 // NaN) and sentinels around every output; with and without `acc`. Then: a row's result does not
 // depend on the rows beside it (the same bits as a call for that row alone), and Ops.linear over
 // these kernels, split across 2 threads by weight rows (f32 in column panels too), gives the bits
@@ -9,13 +9,11 @@
 //
 // Tolerances are rounding-error bounds (u = 2⁻²⁴), not fitted: |fl(Σ t) − Σ t| ≤ γ_D · Σ|t|,
 // γ_D = D·u / (1 − D·u).
-//   f32 / bf16 / f16: a product (1 rounding, 0 when fused), ⌊k/4⌋ adds in its lane, 3 in the lane
-//   sum, at most 3 tail products and adds: D = ⌊k/4⌋ + 8; widening is exact.
-//   q8 / q4: per block an exact i32 lane sum, times d_w·d_x (2 roundings), nb adds in the lane, 3 in
-//   the lane sum: D = nb + 5, over the terms d_w·d_x·q_w·q_x (activations as the kernel quantised them).
-//   With acc, one more rounding adds y's earlier contents: γ_{D+1}·(Σ|t| + |y_old|).
+//   a term of the vector loop: its product (1 rounding, 0 when fused), ⌊k/4⌋ adds in its lane, 3
+//   in the lane sum, 1 adding the tail's sum; a tail term: its product, 2 adds in the tail's sum, 1:
+//   D = ⌊k/4⌋ + 5; bf16 widening is exact. With acc, y's earlier contents are added before the tail:
+//   one more rounding for every term, γ_{D+1}·(Σ|t| + |y_old|).
 import { describe, expect, it } from 'vitest';
-import { f16BitsToF32, f32ToF16Bits } from '../../src/formats/quant-blocks.js';
 import { loadKernels, type LoadedKernels } from '../../src/host/load.js';
 import { Ops } from '../../src/model/ops.js';
 import type { Matrix, MatrixFormat } from '../../src/model/weights.js';
@@ -24,99 +22,63 @@ import { BUILDS, kernelsFor, randomF32, rng } from '../helpers.js';
 const U = 2 ** -24;
 const SENTINEL = -12345.5;
 const gamma = (d: number) => (d * U) / (1 - d * U);
-const FORMATS: MatrixFormat[] = ['f32', 'bf16', 'f16', 'q8', 'q4'];
-const ROWS = [2, 3, 7, 8, 9, 16];
+const FORMATS: MatrixFormat[] = ['f32', 'bf16'];
+const ROWS = [1, 2, 3, 5, 6, 7, 8, 9, 16];
 
 const f32buf = new Float32Array(1), u32buf = new Uint32Array(f32buf.buffer);
 const bf16Bits = (v: number) => { f32buf[0] = v; return (u32buf[0] + 0x7fff + ((u32buf[0] >>> 16) & 1)) >>> 16; };
 const bf16Value = (h: number) => { u32buf[0] = h << 16; return f32buf[0]; };
 
-/** W [n, k] in `fmt` on the heap: its bytes (row stride ldw elements; q8 / q4 contiguous) and exact values. */
-interface Weights { ptr: number; scales: number; bytes: number; scaleBytes: number; ldw: number; val: Float64Array }
+/** W [n, k] in `fmt` on the heap: its bytes (row stride ldw elements) and exact values. */
+interface Weights { ptr: number; bytes: number; ldw: number; val: Float64Array }
 
 function placeWeights(k: LoadedKernels, fmt: MatrixFormat, n: number, kk: number, seed: number, padded = true): Weights {
   const heap = k.heap, r = rng(seed), val = new Float64Array(n * kk);
-  if (fmt === 'q8' || fmt === 'q4') {
-    const nb = kk / 32, bytes = fmt === 'q8' ? n * kk : n * kk / 2;
-    const src = heap.alloc(n * kk * 4);
-    const w = randomF32(n * kk, seed, -2, 2);
-    // Some blocks all zero, some with one large value: scales 0 and codes at the ends.
-    if (n * kk >= 64) { w.fill(0, 0, 32); w[40] = 50; }
-    heap.f32(src, n * kk).set(w);
-    const ptr = heap.alloc(bytes), scales = heap.alloc(n * nb * 4);
-    (fmt === 'q8' ? k.kernels.quantize_q8_rows : k.kernels.quantize_q4_rows)(src, kk, n, kk, ptr, scales);
-    heap.release(src, n * kk * 4);
-    const d = heap.f32(scales, n * nb), codes = new Uint8Array(heap.memory.buffer, ptr, bytes);
-    for (let i = 0; i < n * kk; i++) {
-      const blk = Math.floor(i / 32), j = i % 32;
-      const q = fmt === 'q8' ? (codes[i] << 24) >> 24 : (codes[blk * 16 + (j % 16)] >> (j < 16 ? 0 : 4) & 15) - 8;
-      val[i] = q * d[blk];
-    }
-    return { ptr, scales, bytes, scaleBytes: n * nb * 4, ldw: kk, val };
-  }
   const ldw = !padded ? kk : fmt === 'f32' ? kk + 3 : kk + 5; // Ops reads contiguous rows
   const size = fmt === 'f32' ? 4 : 2, bytes = Math.max(1, (n - 1) * ldw + kk) * size;
   const ptr = heap.alloc(bytes);
   const f = heap.f32(ptr, fmt === 'f32' ? bytes / 4 : 0), h = new Uint16Array(heap.memory.buffer, ptr, bytes / 2);
-  (fmt === 'f32' ? f : h).fill(fmt === 'f32' ? NaN : 0x7e00);
+  (fmt === 'f32' ? f : h).fill(fmt === 'f32' ? NaN : 0x7fc0);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < kk; j++) {
       let v = r(-2, 2);
       if (fmt === 'f32') { f[i * ldw + j] = v; v = f[i * ldw + j]; }
-      else if (fmt === 'bf16') { h[i * ldw + j] = bf16Bits(v); v = bf16Value(h[i * ldw + j]); }
-      else {
-        // Any finite f16: every exponent (subnormals and zeros too), sign and mantissa.
-        const bits = (r() < 0 ? 0x8000 : 0) | (Math.floor(r(0, 31)) << 10) | Math.floor(r(0, 1024));
-        h[i * ldw + j] = bits; v = f16BitsToF32(bits);
-      }
+      else { h[i * ldw + j] = bf16Bits(v); v = bf16Value(h[i * ldw + j]); }
       val[i * kk + j] = v;
     }
   }
-  return { ptr, scales: 0, bytes, scaleBytes: 0, ldw, val };
+  return { ptr, bytes, ldw, val };
 }
 
-/** m activation rows (row stride ldx, padded with NaN) and, for q8 / q4, their quantised codes (exact values in `val`). */
-interface Acts { ptr: number; ldx: number; q: number; d: number; val: Float64Array }
+/** m activation rows (row stride ldx, padded with NaN). */
+interface Acts { ptr: number; ldx: number; val: Float64Array }
 
-function placeActs(k: LoadedKernels, fmt: MatrixFormat, m: number, kk: number, seed: number): Acts {
+function placeActs(k: LoadedKernels, m: number, kk: number, seed: number): Acts {
   const heap = k.heap, ldx = kk + 5, x = randomF32(m * kk, seed, -3, 3);
   if (kk >= 96) for (let j = 64; j < 96; j++) x[j] *= 10 ** ((j % 7) - 3); // a block of very different magnitudes
   const ptr = heap.alloc(m * ldx * 4), X = heap.f32(ptr, m * ldx);
   X.fill(NaN);
   for (let i = 0; i < m; i++) X.set(x.subarray(i * kk, (i + 1) * kk), i * ldx);
-  const val = Float64Array.from(x);
-  if (fmt !== 'q8' && fmt !== 'q4') return { ptr, ldx, q: 0, d: 0, val };
-  const nb = kk / 32, q = heap.alloc(m * kk), d = heap.alloc(m * nb * 4);
-  for (let i = 0; i < m; i++) k.kernels.quantize_q8_act(ptr + i * ldx * 4, kk, q + i * kk, d + i * nb * 4);
-  const codes = new Int8Array(heap.memory.buffer, q, m * kk), ds = heap.f32(d, m * nb);
-  for (let i = 0; i < m * kk; i++) val[i] = codes[i] * ds[Math.floor(i / 32)];
-  return { ptr, ldx, q, d, val };
+  return { ptr, ldx, val: Float64Array.from(x) };
 }
 
 /** The kernel of `fmt` on m rows: y (row stride ldy) (+)= X · Wᵀ. */
 function gemvRows(k: LoadedKernels, fmt: MatrixFormat, a: Acts, w: Weights, y: number, ldy: number, m: number, kk: number, n: number,
                   acc: boolean, row0 = 0): void {
-  const K = k.kernels;
-  if (fmt === 'q8' || fmt === 'q4') {
-    const nb = kk / 32;
-    (fmt === 'q8' ? K.gemv_rows_q8 : K.gemv_rows_q4)(a.q + row0 * kk, a.d + row0 * nb * 4, w.ptr, w.scales, y, ldy, m, kk, n, acc);
-  } else {
-    const f = { f32: K.gemv_rows_f32, bf16: K.gemv_rows_bf16, f16: K.gemv_rows_f16 }[fmt];
-    f(a.ptr + row0 * a.ldx * 4, a.ldx, w.ptr, w.ldw, y, ldy, m, kk, n, acc);
-  }
+  const f = fmt === 'f32' ? k.kernels.gemv_rows_f32 : k.kernels.gemv_rows_bf16;
+  f(a.ptr + row0 * a.ldx * 4, a.ldx, w.ptr, w.ldw, y, ldy, m, kk, n, acc);
 }
 
 function check(k: LoadedKernels, fmt: MatrixFormat, m: number, n: number, kk: number, seed: number, acc: boolean): void {
   const heap = k.heap, top = heap.usedBytes;
-  const w = placeWeights(k, fmt, n, kk, seed), a = placeActs(k, fmt, m, kk, seed + 1);
+  const w = placeWeights(k, fmt, n, kk, seed), a = placeActs(k, m, kk, seed + 1);
   const ldy = n + 3, guard = 8, total = m * ldy + 2 * guard;
   const base = heap.alloc(total * 4), y = base + guard * 4;
   const earlier = randomF32(m * n, seed + 2, -4, 4);
   heap.f32(base, total).fill(SENTINEL);
   if (acc) for (let i = 0; i < m; i++) heap.f32(y + i * ldy * 4, n).set(earlier.subarray(i * n, (i + 1) * n));
   gemvRows(k, fmt, a, w, y, ldy, m, kk, n, acc);
-  const quant = fmt === 'q8' || fmt === 'q4';
-  const D = (quant ? kk / 32 + 5 : Math.floor(kk / 4) + 8) + (acc ? 1 : 0);
+  const D = Math.floor(kk / 4) + 5 + (acc ? 1 : 0);
   const all = heap.f32(base, total);
   const what = `${fmt} m ${m} n ${n} k ${kk}${acc ? ' acc' : ''}`;
   for (let p = 0; p < total; p++) {
@@ -143,9 +105,7 @@ function check(k: LoadedKernels, fmt: MatrixFormat, m: number, n: number, kk: nu
   }
   heap.release(alone, n * 4);
   heap.release(base, total * 4);
-  if (a.q) { heap.release(a.d, m * kk / 8); heap.release(a.q, m * kk); }
   heap.release(a.ptr, m * a.ldx * 4);
-  if (w.scales) heap.release(w.scales, w.scaleBytes);
   heap.release(w.ptr, w.bytes);
   expect(heap.usedBytes).toBe(top);
 }
@@ -153,8 +113,7 @@ function check(k: LoadedKernels, fmt: MatrixFormat, m: number, n: number, kk: nu
 describe.each(BUILDS)('gemv_rows, %s build', (build) => {
   it.each(FORMATS)('%s: every row count against float64, small and odd shapes', async (fmt) => {
     const k = await kernelsFor(build);
-    const quant = fmt === 'q8' || fmt === 'q4';
-    const shapes: [number, number][] = quant ? [[1, 32], [7, 64], [33, 96], [2, 32]] : [[1, 1], [7, 37], [33, 96], [2, 70], [5, 3]];
+    const shapes: [number, number][] = [[1, 1], [7, 37], [33, 96], [2, 70], [5, 3], [4, 8]];
     for (const m of ROWS) for (const [n, kk] of shapes) for (const acc of [false, true]) check(k, fmt, m, n, kk, m * 131 + n + kk, acc);
   });
 
@@ -172,7 +131,7 @@ describe.each(BUILDS)('Ops.linear over gemv_rows, %s build', (build) => {
     const par = await loadKernels({ threads: 2, simd: build }), one = await kernelsFor(build);
     for (const fmt of FORMATS) {
       for (const [m, n, kk, panelCols] of [[2, 999, 96, 96], [7, 1001, 128, 128], [16, 517, 64, 64], [9, 301, 130, 48]] as const) {
-        if (fmt !== 'f32' && (panelCols < kk || kk % 32)) continue; // narrow weights: one panel, k a multiple of 32
+        if (fmt !== 'f32' && (panelCols < kk || kk % 32)) continue; // bf16 weights: one panel, k a multiple of 32
         const out: Uint32Array[] = [];
         for (const k of [one, par]) {
           const heap = k.heap, top = heap.usedBytes;
@@ -180,9 +139,9 @@ describe.each(BUILDS)('Ops.linear over gemv_rows, %s build', (build) => {
           const act = heap.alloc(actBytes);
           const ops = new Ops(k.kernels, k.pool, 0, 0, 0, 0, act, actBytes);
           ops.minChunkNs = 0; // split everything
-          const a = placeActs(k, fmt, m, kk, 3); // for q8 / q4, val holds the activations as Ops will quantise them
+          const a = placeActs(k, m, kk, 3);
           const w = panelCols < kk ? placePanels(k, n, kk, panelCols, 5) : placeWeights(k, fmt, n, kk, 5, false);
-          const matrix: Matrix = { ptr: w.ptr, rows: n, cols: kk, panelCols, format: fmt, scales: w.scales };
+          const matrix: Matrix = { ptr: w.ptr, rows: n, cols: kk, panelCols, format: fmt, scales: 0 };
           const y = heap.alloc(m * n * 4);
           ops.linear({ x: { ptr: a.ptr, stride: a.ldx }, w: matrix, y: { ptr: y, stride: n }, rows: m });
           out.push(new Uint32Array(heap.f32(y, m * n).slice().buffer));
@@ -196,9 +155,7 @@ describe.each(BUILDS)('Ops.linear over gemv_rows, %s build', (build) => {
             }
           }
           heap.release(y, m * n * 4);
-          if (w.scales) heap.release(w.scales, w.scaleBytes);
           heap.release(w.ptr, w.bytes);
-          if (a.q) { heap.release(a.d, m * kk / 8); heap.release(a.q, m * kk); }
           heap.release(a.ptr, m * a.ldx * 4);
           heap.release(act, actBytes);
           expect(heap.usedBytes).toBe(top);
@@ -219,5 +176,5 @@ function placePanels(k: LoadedKernels, n: number, kk: number, panelCols: number,
     const width = Math.min(panelCols, kk - c0);
     for (let i = 0; i < n; i++) for (let j = 0; j < width; j++) P[at++] = val[i * kk + c0 + j];
   }
-  return { ptr, scales: 0, bytes: n * kk * 4, scaleBytes: 0, ldw: kk, val };
+  return { ptr, bytes: n * kk * 4, ldw: kk, val };
 }
