@@ -8,7 +8,7 @@
 //     [--json bench/results/batch.json]   (adds this run's rows to that file, for bench/batch-plot.ts)
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { loadKernels, Ops, type Matrix, type WeightsOption } from '../src/internal.js';
+import { expectedTensors, loadKernels, Ops, type Matrix, type WeightsOption } from '../src/internal.js';
 import { loadSyntheticModel } from './decode.js';
 
 const arg = (name: string, fallback: string) => {
@@ -22,8 +22,6 @@ const CONTEXT = Number(arg('context', '256'));
 const WEIGHTS = arg('weights', 'f32') as Exclude<WeightsOption, 'auto'>;
 const JSON_FILE = arg('json', '');
 const SIZES = [1, 2, 4, 8, 16];
-/** Bytes a weight takes in each format (int8 / int4: codes and one f32 scale per 32). */
-const WEIGHT_BYTES = { f32: 4, bf16: 2, f16: 2, int8: 1 + 4 / 32, int4: 0.5 + 4 / 32 } as const;
 
 const load0 = loadavg()[0];
 const model = await loadSyntheticModel(THREADS, WEIGHTS);
@@ -91,7 +89,11 @@ const rows = SIZES.map((B, k) => {
 // flops a weight (attention left out), ≥ 2·weights / the GEMM rate a token. So tokens/s at B over
 // B = 1 is at most (B = 1's step) / (2·weights / the GEMM rate): with B = 1 at its read floor, and
 // with B = 1 as measured.
-const weights = model.weightBytes / WEIGHT_BYTES[WEIGHTS];
+// The weights a token multiplies: every matrix but the embedding table (unless it is the head too).
+let weights = 0;
+for (const [name, shape] of expectedTensors(model.config)) {
+  if (shape.length === 2 && (name !== 'model.embed_tokens.weight' || model.config.tieEmbeddings)) weights += shape[0] * shape[1];
+}
 const readFloorMs = model.weightBytes / rates.matvecGBs / 1e6, b1Ms = median(stepMs[0]);
 const computeFloorMs = (rate: number) => 2 * weights / rate / 1e6;
 const ceiling = (rate: number) => `${(readFloorMs / computeFloorMs(rate)).toFixed(2)}× / ${(b1Ms / computeFloorMs(rate)).toFixed(2)}×`;
