@@ -3,22 +3,23 @@
 // Each weight vector is loaded from memory once and used for every activation row of a tile
 // while it is in registers; a row group past the first re-reads the weight rows from L1. So W is
 // read from DRAM once for any m, as matvec reads it for one row, and the multiply-adds per byte of
-// W grow with m. (q8 / q4 need no kernel here: matmul_nt_q8 / _q4 already read a weight row once
-// for all rows, and qgemm takes 4 rows on; bench/results/batch.md.)
+// W grow with m. (q8 / q4 have none: qgemm from 4 rows on measured level with one, and at 2–3
+// rows its gain did not pay for its 2.5 KB; bench/results/batch.md.)
 //
 // Tile: two weight rows × four activation rows, one f32x4 accumulator per pair (8): with the
 // loaded vectors that is 14 of V8's 15 xmm registers (15 in the plain build, whose product is a
 // register of its own), the budget of matmul.ts's tiles. A bf16 weight is widened once (a widening
-// load and a shift, exact) for all rows. A tile of two activation rows serves groups of one or
-// two; a group of three runs the four-row tile. Rows of a group past the real ones re-read the
+// load and a shift, exact) for all rows. Rows of a group past the real ones (m % 4) re-read the
 // last real row and are not stored, as matmul.ts's dot tiles do, so one tile body serves every
-// row count. The two weight rows are read PAIR_BYTES apart where there are enough rows, as matvec
-// reads them; a lone last weight row runs as both rows of a pair.
+// row count. (A second body for groups of 1–2 rows, 0.9 KB, measured 0–20% faster at m = 2 only,
+// where bf16 goes to matmul_nt_bf16 as fast; bench/results/batch.md.) The two weight rows are read
+// PAIR_BYTES apart where there are enough rows, as matvec reads them; a lone last weight row runs
+// as both rows of a pair.
 //
 // Every output is one accumulator chain over k in steps of 4, reduced by hsum and stored (or added),
-// then the k % 4 tail's products summed in order and added. That does not depend on the tile or pass an output falls in, on m, or on which
-// rows a thread's chunk holds: a split across threads by weight rows gives the one-thread result
-// bit for bit. It is not the single-row matvec's order (four chains of 16), so a row's result may
+// then the k % 4 tail's products summed in order and added. That does not depend on the pass an
+// output falls in, on m, or on which rows a thread's chunk holds: a split across threads by weight
+// rows gives the one-thread result bit for bit. It is not the single-row matvec's order (four chains of 16), so a row's result may
 // differ from matvec's by rounding.
 import { madd, hsum } from "./simd";
 
@@ -86,11 +87,11 @@ function storeTile(a0: v128, a1: v128, a2: v128, a3: v128, b0: v128, b1: v128, b
 }
 
 /**
- * Weight rows wa, wb × activation rows x … x + (real − 1)·ldx4 over k (real ≤ rows, `rows` 2 or 4,
- * a constant at each call site): outputs ya + r·ldy4, yb + r·ldy4.
+ * Weight rows wa, wb × activation rows x … x + (real − 1)·ldx4 over k (real ≤ 4): outputs
+ * ya + r·ldy4, yb + r·ldy4.
  */
 // @ts-ignore: decorator
-@inline function tile(fmt: i32, rows: i32, real: i32, wa: usize, wb: usize, x: usize, ldx4: usize, k: i32,
+@inline function tile(fmt: i32, real: i32, wa: usize, wb: usize, x: usize, ldx4: usize, k: i32,
                       ya: usize, yb: usize, ldy4: usize, acc: bool): void {
   const step = wBytes(fmt) * 4;
   let x0 = x;
@@ -107,12 +108,10 @@ function storeTile(a0: v128, a1: v128, a2: v128, a3: v128, b0: v128, b1: v128, b
     a0 = madd(va, xv, a0); b0 = madd(vb, xv, b0);
     xv = v128.load(x1);
     a1 = madd(va, xv, a1); b1 = madd(vb, xv, b1);
-    if (rows > 2) {
-      xv = v128.load(x2);
-      a2 = madd(va, xv, a2); b2 = madd(vb, xv, b2);
-      xv = v128.load(x3);
-      a3 = madd(va, xv, a3); b3 = madd(vb, xv, b3);
-    }
+    xv = v128.load(x2);
+    a2 = madd(va, xv, a2); b2 = madd(vb, xv, b2);
+    xv = v128.load(x3);
+    a3 = madd(va, xv, a3); b3 = madd(vb, xv, b3);
     pa += step; pb += step;
     x0 += 16; x1 += 16; x2 += 16; x3 += 16;
   }
@@ -124,9 +123,8 @@ function storeTile(a0: v128, a1: v128, a2: v128, a3: v128, b0: v128, b1: v128, b
 @inline function pairRows(fmt: i32, wa: usize, wb: usize, x: usize, ldx4: usize, m: i32, k: i32,
                           ya: usize, yb: usize, ldy4: usize, acc: bool): void {
   for (let i = 0; i < m; i += 4) {
-    const o = <usize>i, real = min(4, m - i);
-    if (real > 2) tile(fmt, 4, real, wa, wb, x + o * ldx4, ldx4, k, ya + o * ldy4, yb + o * ldy4, ldy4, acc);
-    else tile(fmt, 2, real, wa, wb, x + o * ldx4, ldx4, k, ya + o * ldy4, yb + o * ldy4, ldy4, acc);
+    const o = <usize>i;
+    tile(fmt, min(4, m - i), wa, wb, x + o * ldx4, ldx4, k, ya + o * ldy4, yb + o * ldy4, ldy4, acc);
   }
 }
 
