@@ -14,12 +14,12 @@ const values = rows.flatMap((r) => [
   { threads: `${r.threads} thread${r.threads > 1 ? 's' : ''}`, weights: r.weights, kernels: 'gemv-rows', B: r.B, tps: r.tokensPerSecond },
   { threads: `${r.threads} thread${r.threads > 1 ? 's' : ''}`, weights: r.weights, kernels: 'without gemv-rows', B: r.B, tps: (1000 * r.B) / r.msWithout },
 ]);
-const loads = [...new Set(rows.map((r) => r.load))];
+const loads = rows.flatMap((r) => r.load.split(' → ').map(Number));
 const spec = {
   $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
   title: {
     text: 'Batched decode (model.stepBatch), synthetic V2-Lite-dims model (2 layers), 256 positions each',
-    subtitle: `${rows[0]?.simd ?? ''} build; shared 2-core machine, 1-minute load ${loads[0]?.split(' → ')[0]} … ${loads.at(-1)?.split(' → ')[1]}`,
+    subtitle: `${rows[0]?.simd ?? ''} build; shared 2-core machine, 1-minute load ${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)}`,
     fontSize: 13,
   },
   data: { values },
