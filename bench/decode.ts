@@ -75,9 +75,9 @@ export async function syntheticModel(attention: AttentionConfig,
   return new Model({ config: c, decoder, simd: build, pool, tokenizer: null, generationConfig: null, weights: format, plan, scratchKernels: kernels });
 }
 
-/** The MLA-absorbed synthetic model as a Model (npm run bench:threads, npm run bench:profile). */
-export function loadSyntheticModel(threads: number): Promise<Model> {
-  return syntheticModel(VARIANTS[0].attention, { threads });
+/** The MLA-absorbed synthetic model as a Model (npm run bench:threads, npm run bench:profile, bench/batch.ts). */
+export function loadSyntheticModel(threads: number, weights: Exclude<WeightsOption, 'auto'> = 'f32'): Promise<Model> {
+  return syntheticModel(VARIANTS[0].attention, { threads, weights });
 }
 
 export async function benchDecode(build: SimdBuild, contexts: number[], log: (s: string) => void): Promise<DecodeRow[]> {

@@ -1,4 +1,4 @@
-// npm run bench:profile [-- --model default|synthetic|<folder>] [-- --weights f32|bf16|int8|int4] [-- --simd simd|relaxed] [-- --threads 1] [-- --context 512] [-- --steps 32] [-- --prefill]
+// npm run bench:profile [-- --model default|synthetic|<folder>] [-- --weights f32|bf16|int8|int4] [-- --simd simd|relaxed] [-- --threads 1] [-- --context 512] [-- --steps 32] [-- --prefill] [-- --batch B]
 //
 // Where a decode step's time goes: every kernel call of `steps` steps after a prompt of `context`
 // (+ 32 warm-up) tokens is timed, and the calls are summed by kind and shape, with what each streams (GB/s of the
@@ -8,6 +8,7 @@
 // every key of each block a query's keys come in, the causally masked ones too. Models: the built-in fortune-mla (default), the synthetic
 // V2-Lite-dims model of the bench, or a checkpoint folder (e.g. the bench's end-to-end checkpoint,
 // written to the temp folder by `npm run bench -- --e2e`).
+// With --batch B, each step is one model.stepBatch over B sessions at the same position.
 // Timing every call costs time of its own, shown in "the rest": the header gives the untimed step.
 // The calls are timed by the model's kernel door (Ops), which tells an observer about each.
 import { loadSyntheticModel } from '../bench/decode.js';
@@ -24,6 +25,7 @@ const steps = Number(arg('steps', '64'));
 const prefill = process.argv.includes('--prefill');
 const weights = arg('weights', 'auto') as WeightsOption;
 const simd = arg('simd', 'auto') as SimdBuild | 'auto';
+const batch = Number(arg('batch', '1'));
 
 const model: Model = which === 'synthetic' ? await loadSyntheticModel(threads)
   : await loadModel(which === 'default' ? undefined : which, { threads, weights, simd });
@@ -65,20 +67,25 @@ function record(e: OpEvent): void {
 const vocab = model.config.vocabSize;
 const WARM_UP = 32; // steps before anything is timed: V8 compiles the hot code meanwhile
 const prompt = Array.from({ length: context }, (_, i) => (i * 7919 + 13) % vocab);
-const session = model.createSession({ contextLength: context + (prefill ? 0 : WARM_UP + 2 * steps) });
+const sessions = Array.from({ length: batch }, () => model.createSession({ contextLength: context + (prefill ? 0 : WARM_UP + 2 * steps) }));
+const session = sessions[0];
+const decode = (id: number) => {
+  if (batch === 1) session.step(id);
+  else model.stepBatch(sessions.map((s, b) => ({ session: s, id: (id + b) % vocab })));
+};
 const run = prefill ? () => {
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) { session.truncate(0); session.prefill(prompt); }
   return (performance.now() - t0) / steps;
 } : () => {
   const t0 = performance.now();
-  for (let i = 0; i < steps; i++) session.step((i * 31) % vocab);
+  for (let i = 0; i < steps; i++) decode((i * 31) % vocab);
   return (performance.now() - t0) / steps;
 };
 if (prefill) for (let i = 0; i < 2; i++) { session.truncate(0); session.prefill(prompt); }
 else {
-  session.prefill(prompt);
-  for (let i = 0; i < WARM_UP; i++) session.step(i % vocab);
+  for (const s of sessions) s.prefill(prompt);
+  for (let i = 0; i < WARM_UP; i++) decode(i % vocab);
 }
 const untimedMs = run();
 model.ops.observer = record;
@@ -88,7 +95,7 @@ model.ops.observer = null;
 const rows = [...table].sort((a, b) => b[1].ms - a[1].ms);
 const counted = rows.reduce((s, [, e]) => s + e.ms, 0) / steps;
 const what = prefill ? `prefill of ${context} tokens: ${untimedMs.toFixed(3)} ms over ${steps} prefills`
-  : `decode steps after ${context} + ${WARM_UP} tokens: ${untimedMs.toFixed(3)} ms a step over ${steps} steps`;
+  : `decode steps${batch > 1 ? ` of ${batch} sessions (stepBatch)` : ''} after ${context} + ${WARM_UP} tokens: ${untimedMs.toFixed(3)} ms a step over ${steps} steps`;
 const per = prefill ? 'prefill' : 'step';
 console.log(`${which} model, ${model.weightFormat} weights, ${model.threads} thread${model.threads > 1 ? 's' : ''}, ${model.simd} build, ${what}, then ${stepMs.toFixed(3)} ms with every call timed (below)\n`);
 console.log(`| call | calls a ${per} | ms a ${per} | share | rate |\n|---|---|---|---|---|`);
@@ -99,5 +106,5 @@ for (const [key, e] of rows) {
   console.log(`| ${key} | ${+(e.calls / steps).toFixed(2)} | ${ms.toFixed(3)} | ${(100 * ms / stepMs).toFixed(1)}% | ${rate} |`);
 }
 console.log(`| the rest (copies, JavaScript) | | ${(stepMs - counted).toFixed(3)} | ${(100 * (stepMs - counted) / stepMs).toFixed(1)}% | |`);
-session.dispose();
+for (const s of sessions) s.dispose();
 model.dispose();

@@ -11,9 +11,8 @@
 // splitting runs the very same task on this thread.
 import type { Kernels } from '../host/kernels.js';
 import type { ThreadPool } from '../host/pool.js';
-import { arg, ARGS, ATTN_BLOCK, ATTN_BLOCK_LATENT, ATTN_FINISH, ATTN_INIT, MATMUL_NN, MATMUL_NT, MATMUL_NT_BF16, MATMUL_NT_F16,
-  MATMUL_NT_Q4, MATMUL_NT_Q4K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, QGEMM_Q4,
-  QGEMM_Q8, VECMAT_BATCH } from '../host/protocol.js';
+import { arg, ARGS, ATTN_BLOCK, ATTN_BLOCK_LATENT, ATTN_FINISH, ATTN_INIT, GEMV_ROWS_BF16, GEMV_ROWS_F32, MATMUL_NN, MATMUL_NT,
+  MATMUL_NT_BF16, MATMUL_NT_F16, MATMUL_NT_Q4, MATMUL_NT_Q4K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, QGEMM_Q4, QGEMM_Q8, VECMAT_BATCH } from '../host/protocol.js';
 import { matrixBytes, SUPER_BLOCK_BYTES, type Matrix, type Quantizer } from './weights.js';
 
 /** read(): the least bytes a chunk reads. */
@@ -291,12 +290,13 @@ function putGemv(D: Float64Array, x: number, p: Gemv): void {
 }
 
 /**
- * matmul_nt_bf16 / _f16 (a, lda, w, ldw, c, ldc, m, k, n) and _q8 / _q4 (aq, ad, wq, wd, c, ldc, m, k, n); acc false.
+ * matmul_nt_bf16 / _f16 and gemv_rows_f32 / _bf16 (a, lda, w, ldw, c, ldc, m, k, n), matmul_nt_q8 / _q4
+ * (aq, ad, wq, wd, c, ldc, m, k, n); then acc (default false).
  * _q4k / _q6k take one argument fewer (aq, ar, w, c, ldc, m, k, n, acc): their acc is the 9th, given as 0.
  */
-function putNarrow(D: Float64Array, x: number, args: number[]): void {
+function putNarrow(D: Float64Array, x: number, args: number[], acc = false): void {
   for (let i = 0; i < 9; i++) D[x + i] = args[i];
-  D[x + 9] = 0;
+  D[x + 9] = acc ? 1 : 0;
 }
 
 /** attn_block's arguments; attn_init and attn_finish take some of them. */
@@ -391,6 +391,8 @@ class Here implements Tasks {
       a(7, i, j), a(8, i, j), a(9, i, j));
     calls[QGEMM_Q4] = (i, j) => k.qgemm_q4(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j), a(6, i, j),
       a(7, i, j), a(8, i, j), a(9, i, j));
+    calls[GEMV_ROWS_F32] = narrow(k.gemv_rows_f32);
+    calls[GEMV_ROWS_BF16] = narrow(k.gemv_rows_bf16);
     calls[PROBE_READ] = (i, j) => k.probe_read(a(0, i, j), a(1, i, j), a(2, i, j));
     calls[PROBE_READ_PAIRS] = (i, j) => k.probe_read_pairs(a(0, i, j), a(1, i, j), a(2, i, j));
     this.calls = calls;
@@ -440,6 +442,11 @@ export class Ops {
   private readonly splitCols: number;
   private readonly vecL1: number;
   private readonly gemmRows: number;
+  /**
+   * Rows of A from 2 up to which a product with one weight matrix takes the multi-row GEMV kernels
+   * (gemv-rows.ts; the kernels' gemv_rows_max). bench/batch.ts sets 1 to time the paths without them beside.
+   */
+  rowsMax: number;
   private readonly queryTile: number;
 
   /**
@@ -461,6 +468,7 @@ export class Ops {
     this.splitCols = k.matmul_split_cols();
     this.vecL1 = k.vec_l1_floats();
     this.gemmRows = k.matmul_gemm_min_rows();
+    this.rowsMax = k.gemv_rows_max();
     this.queryTile = k.attn_query_tile();
   }
 
@@ -621,15 +629,18 @@ export class Ops {
       if (m * (k + scaleBytes) > this.actBytes) throw new Error(`Ops: ${m} rows of ${k} activations exceed the act scratch`);
       for (let r = 0; r < m; r++) this.k.quantize_q8_act(c.x.ptr + r * c.x.stride * F, k, this.act + r * k, this.act + m * k + r * scaleBytes);
     }
-    // q8 / q4 with enough rows, and a pack scratch that holds a panel: the packed GEMM.
-    const packed = quant && m >= this.gemmRows && this.k.qgemm_pack_bytes(k) <= this.packBytes;
-    const gemv = m === 1;
+    // One row: matvec (inside matmul_nt_*); bf16 with 3 to rowsMax: the multi-row GEMV, which also
+    // streams W once (at 2, matmul_nt_bf16 is as fast); q8 / q4 with more rows, and a pack scratch
+    // that holds a panel: the packed GEMM.
+    const rowsKernel = w.format === 'bf16' && m >= 3 && m <= this.rowsMax;
+    const packed = !rowsKernel && quant && m >= this.gemmRows && this.k.qgemm_pack_bytes(k) <= this.packBytes;
+    const gemv = m === 1 || rowsKernel;
     const ns = m * k * n / (gemv ? GEMV_RATE : packed ? GEMM_RATE : NARROW_GEMM_RATE);
     const unit = packed ? lcm(NARROW_ROWS, this.k.qgemm_split_cols()) : NARROW_ROWS;
     const units = Math.ceil(n / unit);
     const chunks = this.chunks(ns, units, 1, gemv ? matrixBytes(w.format, n, k) : 0);
     const out = this.tasks(chunks), D = out.args;
-    const fn = packed ? (w.format === 'q8' ? QGEMM_Q8 : QGEMM_Q4)
+    const fn = rowsKernel ? GEMV_ROWS_BF16 : packed ? (w.format === 'q8' ? QGEMM_Q8 : QGEMM_Q4)
       : { bf16: MATMUL_NT_BF16, f16: MATMUL_NT_F16, q8: MATMUL_NT_Q8, q4: MATMUL_NT_Q4, q4k: MATMUL_NT_Q4K, q6k: MATMUL_NT_Q6K }[w.format as 'bf16'];
     for (let s = 0; s < chunks; s++) {
       if (chunks > 1) this.pool!.chunk();
@@ -675,7 +686,9 @@ export class Ops {
         panels.push({ k0, width, b: b + n * k0 * F, ldb: width });
       }
     }
-    const gemv = m < this.gemmRows, COLS = this.splitCols;
+    // A few rows against one weight matrix (batched decode): the multi-row GEMV, W streamed once.
+    const rowsKernel = nt && batch === 1 && m >= 2 && m <= this.rowsMax;
+    const gemv = m < this.gemmRows || rowsKernel, COLS = this.splitCols;
     const ns = batch * m * k * n / (gemv ? GEMV_RATE : GEMM_RATE);
     const byItems = batch >= 2 * this.threads;
     // vecmat picks its loop by n, so a column split must leave every chunk on the same side.
@@ -688,6 +701,12 @@ export class Ops {
       if (chunks > 1) this.pool!.chunk();
       for (const [p, pl] of panels.entries()) {
         let x: number;
+        if (rowsKernel) {
+          const n0 = COLS * Math.floor(groups * s / chunks), n1 = Math.min(n, COLS * Math.floor(groups * (s + 1) / chunks));
+          putNarrow(D, out.task(GEMV_ROWS_F32), [a + pl.k0 * F, lda, pl.b + n0 * pl.ldb * F, pl.ldb, c + n0 * F, ldc, m, pl.width,
+            n1 - n0], p > 0);
+          continue;
+        }
         if (byItems || chunks === 1) {
           const i0 = Math.floor(batch * s / chunks), i1 = Math.floor(batch * (s + 1) / chunks);
           x = out.task(fn, i1 - i0, 1, MM_PACK, this.packBytes);
