@@ -102,7 +102,7 @@ async function main(): Promise<void> {
             continue;
           }
           e.rounds.push(round);
-          log(`  ${e.spec.side} ${type} ${e.spec.threads}t, round ${r + 1}: pp512 ${(round.ppMs / 1000).toFixed(1)} s, tg ${median(round.tgMs).toFixed(1)} ms${round.tokens ? `, tokens ${round.tokens.slice(0, check).join(' ')}` : ''}`);
+          log(`  ${e.spec.side} ${type} ${e.spec.threads}t, round ${r + 1}: pp512 ${(round.ppMs / 1000).toFixed(1)} s, tg ${median(round.tgMs).toFixed(1)} ms (median step)${round.tokens ? `, tokens ${round.tokens.slice(0, check).join(' ')}` : ''}`);
         }
       }
       loads.push(load(`${type} done`));
@@ -118,8 +118,10 @@ async function main(): Promise<void> {
 }
 
 function report(entries: Entry[], run: { rounds: number; steps: number; check: number; loads: string[]; offsite: string[]; browser: string }): void {
+  // A round's decode figure: its steps' total time / their count, as llama.cpp's server reports it.
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const rows = entries.map((e) => {
-    const tg = e.rounds.flatMap((x) => x.tgMs);
+    const tg = e.rounds.map((x) => mean(x.tgMs));
     const walls = e.rounds.flatMap((x) => (x.wallMs === undefined ? [] : [x.wallMs / (x.ppMs + x.tgMs[0] * Math.max(run.steps, run.check))]));
     return {
       side: e.spec.side, version: e.ready.version, type: e.spec.type, threads: e.spec.threads, loadMs: e.ready.loadMs, top: e.ready.top,
@@ -129,7 +131,7 @@ function report(entries: Entry[], run: { rounds: number; steps: number; check: n
       ppTokensPerS: CONTEXT / median(e.rounds.map((x) => x.ppMs)) * 1000, tgMs: median(tg), tgBest: Math.min(...tg),
       wallOverClock: walls.length ? median(walls) : undefined,
       // Each round's figures, for ratios paired round by round (same minutes, same neighbours).
-      tgMsByRound: e.rounds.map((x) => median(x.tgMs)), ppMsByRound: e.rounds.map((x) => x.ppMs),
+      tgMsByRound: tg, ppMsByRound: e.rounds.map((x) => x.ppMs), rounds: e.rounds,
     };
   });
   const cmd = `node scripts/run-ts.mjs bench/wllama-peer.ts ${argv.join(' ')}`.trim();
@@ -137,7 +139,7 @@ function report(entries: Entry[], run: { rounds: number; steps: number; check: n
     `${os.cpus()[0]?.model.trim()}, ${os.cpus().length} cores. 1-minute load average ${run.loads.join(', ')}. ` +
     `${run.rounds} rounds per file, each side in turn: one pp512 and ${Math.max(run.steps, run.check)} decode steps at ${CONTEXT}+ of context. ` +
     `Requests to hosts other than 127.0.0.1: ${run.offsite.length ? run.offsite.join(', ') : 'none'}.`, '',
-  '| engine | GGUF | threads | pp512 tokens/s | tg ms/token, median (best) | ours ×, decode | ours ×, prefill | wllama: request wall time / its own clock | greedy tokens after the prompt |',
+  '| engine | GGUF | threads | pp512 tokens/s | tg ms/token, median of rounds (best) | ours ×, decode | ours ×, prefill | wllama: request wall time / its own clock | greedy tokens after the prompt |',
   '|---|---|---|---|---|---|---|---|---|'];
   for (const r of rows) {
     const ours = rows.find((o) => o.side === 'mla-wasm' && o.type === r.type && o.threads === r.threads);
@@ -149,7 +151,7 @@ function report(entries: Entry[], run: { rounds: number; steps: number; check: n
       : ` (not as ours; their first is ours' ${ours.top!.indexOf(r.greedy[0]) + 1 || '> 20'}th)`;
     md.push(`| ${r.version} | ${r.type.toUpperCase()} | ${r.threads} | ${r.ppTokensPerS.toFixed(1)} | ${r.tgMs.toFixed(2)} (${r.tgBest.toFixed(2)}) | ${decode} | ${prefill} | ${wall} | ${r.greedy.join(' ')}${same}${r.deterministic ? '' : ', not the same every round'} |`);
   }
-  md.push('', '"ours ×": the median over rounds of their time / ours in the same round (> 1: ours faster). Ours by wall time in the page; ' +
+  md.push('', '"ours ×": the median over rounds of their time / ours in the same round (> 1: ours faster). A round\'s decode time: its steps\' total / their count. Ours by wall time in the page; ' +
     'wllama by llama.cpp\'s own clock (its server\'s timings: prompt_ms, predicted_ms / (predicted_n - 1)), which leaves out its JavaScript and worker messaging.');
   console.log(md.join('\n'));
   mkdirSync('bench/results', { recursive: true });
