@@ -5,6 +5,12 @@
 import type { AddressInfo } from 'node:net';
 import type { ChromiumPageResult } from './chromium-page.js';
 
+/** Debian's Chromium, or $CHROMIUM. */
+export const chromiumPath = () => process.env.CHROMIUM ?? '/usr/bin/chromium';
+/** Headless, no GPU, no background work of its own and no throttling of pages or timers. */
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-background-timer-throttling', '--disable-renderer-backgrounding'];
+
 export interface ChromiumRun extends ChromiumPageResult { version: string }
 
 export async function benchInChromium(opts: { quick: boolean; sections: string[]; contexts: number[]; log: (s: string) => void }): Promise<ChromiumRun> {
@@ -12,11 +18,7 @@ export async function benchInChromium(opts: { quick: boolean; sections: string[]
   // @ts-expect-error: a plain .mjs script without declarations
   const { serve } = await import('../examples/serve.mjs');
   const server = await serve({ root: '.', port: 0 });
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-background-timer-throttling', '--disable-renderer-backgrounding'],
-  });
+  const browser = await chromium.launch({ executablePath: chromiumPath(), args: CHROMIUM_ARGS });
   try {
     const page = await browser.newPage();
     page.on('console', (m) => opts.log(m.text()));

@@ -11,27 +11,18 @@
 // timing, the greedy token after the prompt is compared (information, not a gate: both quantise
 // the activations to int8 per block, each its own way).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { expectedTensors, loadModel, parseConfig, quantizeToFile } from '../src/internal.js';
-import { E2E_CONFIG, tensorValues } from './e2e/checkpoint.js';
+import { loadModel } from '../src/internal.js';
+import { CONFIG, CONTEXT, ggufFile, median, prompt, type GgufType } from './llama-files.js';
 
-const CONTEXT = 512;
-const CONFIG = { ...E2E_CONFIG, q_lora_rank: 1536, first_k_dense_replace: 2 };
-const TYPES = ['q8_0', 'q4_0'] as const;
-type GgufType = typeof TYPES[number];
+const TYPES: GgufType[] = ['q8_0', 'q4_0'];
 type Side = 'mla-wasm' | 'llama.cpp';
 interface Spec { side: Side; type: GgufType; threads: number; file: string; steps: number }
 interface Ready { ok: boolean; version?: string; note?: string; loadMs?: number; firstToken?: number; threads?: number; top?: number[] }
 interface Round { ppMs: number; tgMs: number[] }
-
-/** The prompt: deterministic ids below 256 (the fortune tokenizer's bytes, so llama.cpp's vocabulary has them). */
-function prompt(): number[] {
-  let s = 7;
-  return Array.from({ length: CONTEXT }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s % 256; });
-}
 
 const argv = process.argv.slice(2);
 const arg = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
@@ -45,8 +36,7 @@ async function oursWorker(spec: Spec): Promise<{ ready: Ready; round: () => Prom
   if (model.threads !== spec.threads) return { ready: { ok: false, note: `${model.threads} threads, not ${spec.threads}` }, round: async () => ({ ppMs: 0, tgMs: [] }) };
   const session = model.createSession({ contextLength: CONTEXT + 64 });
   const ids = prompt();
-  session.prefill(ids);
-  const logits = session.step(ids[CONTEXT - 1]);
+  const logits = session.prefill(ids); // the logits after the 512 tokens llama.cpp is given
   const top = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]).slice(0, 20);
   const firstToken = top[0];
   const out = new Float32Array(model.config.vocabSize);
@@ -125,22 +115,6 @@ async function worker(spec: Spec): Promise<void> {
 
 // ---- the runner ---------------------------------------------------------------------------------
 
-/** The GGUF of `type` in the bench's temp folder, written once (tokenizer: the built-in model's, for llama.cpp's vocabulary). */
-async function ggufFile(type: GgufType, log: (s: string) => void): Promise<string> {
-  const dir = path.join(os.tmpdir(), 'mla-wasm-bench', 'llama-peers-v2lite-2l-q1536-v1');
-  const file = path.join(dir, `${type}.gguf`);
-  if (existsSync(file)) return file;
-  mkdirSync(dir, { recursive: true });
-  log(`  writing ${file} …`);
-  const c = parseConfig(CONFIG);
-  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
-  for (const [name, shape] of expectedTensors(c)) tensors[name] = { shape, data: tensorValues(name, shape) };
-  const fortune = (n: string) => JSON.parse(readFileSync(new URL(`../models/fortune-mla/${n}`, `file://${process.cwd()}/bench/`), 'utf8'));
-  await quantizeToFile({ config: CONFIG, tensors, tokenizerJson: fortune('tokenizer.json'), tokenizerConfig: fortune('tokenizer_config.json') } as never,
-    file, { type: type.toUpperCase() } as never);
-  return file;
-}
-
 class Child {
   private lines: string[] = [];
   private waiting: ((l: string | null) => void) | null = null;
@@ -193,7 +167,6 @@ async function main(): Promise<void> {
   loads.push(load('end'));
   for (const c of children) c.child.close();
 
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const rows = children.map((c) => ({
     side: c.spec.side, version: c.ready.version, type: c.spec.type, threads: c.spec.threads, firstToken: c.ready.firstToken, top: c.ready.top,
     ppTokensPerS: CONTEXT / median(c.rounds.map((x) => x.ppMs)) * 1000,

@@ -15,7 +15,7 @@ import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { ensureRuntime } from './ensure-runtime.mjs';
-import { packageUrls } from './package-urls.mjs';
+import { nodeBuiltinsAbsent, packageUrls } from './package-urls.mjs';
 
 const args = process.argv.slice(2);
 if (args.includes('--summary')) {
@@ -42,15 +42,7 @@ await build({
   banner: { js: "import { createRequire as __benchRequire } from 'node:module'; const require = __benchRequire(import.meta.url);" },
 });
 
-// The page side of --runtime chromium: node: imports there are the Node-only paths src/ and bench/
-// take at run time (never in a page), so they resolve to an empty module.
-const nodeBuiltinsAbsent = {
-  name: 'node-builtins-absent',
-  setup(b) {
-    b.onResolve({ filter: /^node:/ }, (a) => ({ path: a.path, namespace: 'absent' }));
-    b.onLoad({ filter: /.*/, namespace: 'absent' }, () => ({ contents: 'module.exports = {};', loader: 'js' }));
-  },
-};
+// The page side of --runtime chromium (node: imports resolve to an empty module there).
 await build({
   entryPoints: ['bench/chromium-page.ts'],
   outfile: 'build/bench-chromium.mjs',

@@ -1,4 +1,4 @@
-// An esbuild plugin for bundles of src/index.ts or src/cli.ts placed in dist/ (or any folder one
+// esbuild plugins: packageUrls for bundles of src/index.ts or src/cli.ts placed in dist/ (or any folder one
 // below the package root).
 import { readFile } from 'node:fs/promises';
 
@@ -13,5 +13,15 @@ export const packageUrls = {
       if (!text.includes("new URL('../../")) return undefined;
       return { contents: text.replaceAll("new URL('../../", "new URL('../"), loader: 'ts' };
     });
+  },
+};
+
+// For a bundle that runs in a page: node: imports are the Node-only paths src/ and bench/ take at
+// run time (never in a page), so they resolve to an empty module.
+export const nodeBuiltinsAbsent = {
+  name: 'node-builtins-absent',
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, (a) => ({ path: a.path, namespace: 'absent' }));
+    b.onLoad({ filter: /.*/, namespace: 'absent' }, () => ({ contents: 'module.exports = {};', loader: 'js' }));
   },
 };
