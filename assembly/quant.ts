@@ -30,9 +30,11 @@
 //         weights, where splitting x into x⁺ and x⁻ took two. It needs w ≥ −127 (−(−128) does not
 //         fit in i8): Q8_0 quantisers never write −128, and the loader reads a −128 as −127.
 //         llama.cpp's x86 kernels move the sign the same way (_mm256_sign_epi8).
-// Nibbles unpack with v128.and 0x0F and a 16-bit shift right by 4 (then and 0x0F): Q4_0's codes
-// are linear, so masking yields the integer itself; an i8x16.swizzle table would only add a
-// pshufb after the same masking (it pays for non-linear codebooks such as IQ4_NL).
+// Nibbles unpack by masks and shifts: Q4_0's codes are linear, so masking yields the integer
+// itself; an i8x16.swizzle table would only add a pshufb after the same masking (it pays for
+// non-linear codebooks such as IQ4_NL). The relaxed build masks bytes (and 0x0F, 16-bit shift
+// right by 4, and 0x0F); the plain build unpacks each i16 lane's four nibbles straight to i16
+// (dotCodes) against x split into even and odd elements, skipping the byte-to-i16 widening.
 //
 // matvec streams W two rows at a time, rows ~PAIR_BYTES apart, each x vector loaded (and for q8/q4
 // prepared) once for both, as matmul.ts's f32 matvec does; a row is summed in the same order
@@ -130,45 +132,37 @@ import { madd, hsum } from "./simd";
 // same x, loaded once; row a's arithmetic is the same either way.
 
 /**
- * bf16 / f16 row(s) · x (f32): 16 weights a step in four f32x4 accumulators, then one step of 8,
- * then scalars.
+ * bf16 / f16 row(s) · x (f32): 16 weights a step, then one step of 8, then scalars. Each 8 weights
+ * are summed as lo·x + hi·x apart from the row's two accumulators (steps alternate between them):
+ * with four accumulators a row, V8 (Node 20) spilled some to the stack inside the loop, and the
+ * fused build's chains then ran through memory (bf16 decoded ~30% slower; see bench/results).
  */
 // @ts-ignore: decorator
 @inline function dotWide(fmt: i32, two: bool, ra: usize, rb: usize, x: usize, k: i32,
                          ya: usize, yb: usize, acc: bool): void {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
   let pa = ra, pb = rb, q = x;
   const end = ra + <usize>(k & ~15) * 2;
   while (pa < end) {
-    const wa0 = v128.load(pa), wa1 = v128.load(pa, 16);
-    let xv = v128.load(q);
-    a0 = madd(wideLo(fmt, wa0), xv, a0);
-    if (two) b0 = madd(wideLo(fmt, v128.load(pb)), xv, b0);
-    xv = v128.load(q, 16);
-    a1 = madd(wideHi(fmt, wa0), xv, a1);
-    if (two) b1 = madd(wideHi(fmt, v128.load(pb)), xv, b1);
-    xv = v128.load(q, 32);
-    a2 = madd(wideLo(fmt, wa1), xv, a2);
-    if (two) b2 = madd(wideLo(fmt, v128.load(pb, 16)), xv, b2);
-    xv = v128.load(q, 48);
-    a3 = madd(wideHi(fmt, wa1), xv, a3);
-    if (two) b3 = madd(wideHi(fmt, v128.load(pb, 16)), xv, b3);
+    const x0 = v128.load(q), x1 = v128.load(q, 16), x2 = v128.load(q, 32), x3 = v128.load(q, 48);
+    let w = v128.load(pa);
+    a0 = f32x4.add(a0, madd(wideHi(fmt, w), x1, f32x4.mul(wideLo(fmt, w), x0)));
+    if (two) { w = v128.load(pb); b0 = f32x4.add(b0, madd(wideHi(fmt, w), x1, f32x4.mul(wideLo(fmt, w), x0))); }
+    w = v128.load(pa, 16);
+    a1 = f32x4.add(a1, madd(wideHi(fmt, w), x3, f32x4.mul(wideLo(fmt, w), x2)));
+    if (two) { w = v128.load(pb, 16); b1 = f32x4.add(b1, madd(wideHi(fmt, w), x3, f32x4.mul(wideLo(fmt, w), x2))); }
     pa += 32; pb += 32; q += 64;
   }
   if (k & 8) {
-    const wa = v128.load(pa);
-    let xv = v128.load(q);
-    a0 = madd(wideLo(fmt, wa), xv, a0);
-    if (two) b0 = madd(wideLo(fmt, v128.load(pb)), xv, b0);
-    xv = v128.load(q, 16);
-    a1 = madd(wideHi(fmt, wa), xv, a1);
-    if (two) b1 = madd(wideHi(fmt, v128.load(pb)), xv, b1);
+    const x0 = v128.load(q), x1 = v128.load(q, 16);
+    let w = v128.load(pa);
+    a0 = f32x4.add(a0, madd(wideHi(fmt, w), x1, f32x4.mul(wideLo(fmt, w), x0)));
+    if (two) { w = v128.load(pb); b0 = f32x4.add(b0, madd(wideHi(fmt, w), x1, f32x4.mul(wideLo(fmt, w), x0))); }
     pa += 16; pb += 16; q += 32;
   }
-  let sa = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  let sa = hsum(f32x4.add(a0, a1));
   let sb: f32 = 0;
-  if (two) sb = hsum(f32x4.add(f32x4.add(b0, b1), f32x4.add(b2, b3)));
+  if (two) sb = hsum(f32x4.add(b0, b1));
   for (let t = k & 7; t > 0; t--) {
     const xs = load<f32>(q);
     sa += wideScalar(fmt, <u32>load<u16>(pa)) * xs;
@@ -228,17 +222,12 @@ import { madd, hsum } from "./simd";
         ia = dotNibbles(v128.load(ra), xv0, xv1, u);
         if (two) ib = dotNibbles(v128.load(rb), xv0, xv1, u);
       } else {
-        const eight = i8x16.splat(8);
-        const x0l = i16x8.extend_low_i8x16_s(xv0), x0h = i16x8.extend_high_i8x16_s(xv0);
-        const x1l = i16x8.extend_low_i8x16_s(xv1), x1h = i16x8.extend_high_i8x16_s(xv1);
-        const wa = v128.load(ra);
-        ia = dot32(i8x16.sub(v128.and(wa, m), eight), i8x16.sub(v128.and(i16x8.shr_u(wa, 4), m), eight),
-          x0l, x0h, x1l, x1h);
-        if (two) {
-          const wb = v128.load(rb);
-          ib = dot32(i8x16.sub(v128.and(wb, m), eight), i8x16.sub(v128.and(i16x8.shr_u(wb, 4), m), eight),
-            x0l, x0h, x1l, x1h);
-        }
+        // x's even and odd elements as i16 (the order the codes unpack in), shared by both rows.
+        const xe0 = i16x8.shr_s(i16x8.shl(xv0, 8), 8), xo0 = i16x8.shr_s(xv0, 8);
+        const xe1 = i16x8.shr_s(i16x8.shl(xv1, 8), 8), xo1 = i16x8.shr_s(xv1, 8);
+        const u = i32x4.shl(i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.add(xe0, xo0), i16x8.add(xe1, xo1))), 3);
+        ia = dotCodes(v128.load(ra), xe0, xo0, xe1, xo1, u);
+        if (two) ib = dotCodes(v128.load(rb), xe0, xo0, xe1, xo1, u);
       }
     }
     const dx = v128.load32_splat(xd);
@@ -257,6 +246,20 @@ import { madd, hsum } from "./simd";
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w0), x0l), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w0), x0h)),
     i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w1), x1l), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w1), x1h)));
+}
+
+/**
+ * Σ of 32 (q − 8)·x, i32x4 (plain q4): i16 lane j of the 16 code bytes w holds elements 2j, 2j + 16,
+ * 2j + 1, 2j + 17 in its nibbles from the bottom, each masked or shifted out as an i16 against x's
+ * matching even (xe0, xe1) or odd (xo0, xo1) elements; u = 8·Σx, lanes as Σq·x's. No byte
+ * widening: 7 bit operations per 32 codes where extending to i16 took 11.
+ */
+// @ts-ignore: decorator
+@inline function dotCodes(w: v128, xe0: v128, xo0: v128, xe1: v128, xo1: v128, u: v128): v128 {
+  const m = i16x8.splat(0x0F);
+  return i32x4.sub(i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(w, m), xe0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(w, 8), m), xo0)),
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(w, 4), m), xe1), i32x4.dot_i16x8_s(i16x8.shr_u(w, 12), xo1))), u);
 }
 
 /**
