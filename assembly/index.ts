@@ -12,4 +12,4 @@ export { matvec_bf16, matvec_f16, matvec_q8, matvec_q4, matmul_nt_bf16, matmul_n
   embed_bf16, embed_f16, embed_q8, embed_q4 } from "./quant";
 export { matmul_nt_q4k, matmul_nt_q6k, quantize_q8k_act, dequantize_q4k, dequantize_q6k, embed_q4k, embed_q6k } from "./kquants";
 export { attn_block_latent, latent_store, latent_widen, latent_query, latent_row_bytes, latent_query_bytes } from "./latent";
-export { qgemm_q8, qgemm_q4, qgemm_pack_bytes, qgemm_split_cols, quantize_qgemm_act, qgemm_act_bias } from "./qgemm";
+export { qgemm_q8, qgemm_q4, qgemm_pack_bytes, qgemm_split_cols } from "./qgemm";

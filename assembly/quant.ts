@@ -437,12 +437,6 @@ export function matmul_nt_q4(aq: usize, ad: usize, wq: usize, wd: usize, c: usiz
  */
 // @ts-ignore: decorator
 @inline function q8Block(p: usize, q: usize, dp: usize): void {
-  quantBlock(p, q, dp, 127, 0);
-}
-
-/** q8Block with `levels` in place of 127 and `bias` added to every code (qgemm's 7-bit codes). */
-// @ts-ignore: decorator
-@inline export function quantBlock(p: usize, q: usize, dp: usize, levels: f32, bias: i8): void {
   const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
   const v4 = v128.load(p, 64), v5 = v128.load(p, 80), v6 = v128.load(p, 96), v7 = v128.load(p, 112);
   const m = f32x4.max(
@@ -450,17 +444,15 @@ export function matmul_nt_q4(aq: usize, ad: usize, wq: usize, wd: usize, c: usiz
     f32x4.max(f32x4.max(f32x4.abs(v4), f32x4.abs(v5)), f32x4.max(f32x4.abs(v6), f32x4.abs(v7))));
   const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)),
     max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
-  const d: f32 = amax / levels;
+  const d: f32 = amax / 127;
   const id: f32 = d != 0 ? <f32>1 / d : 0;
   const idv = f32x4.splat(id);
   const a = i16x8.narrow_i32x4_s(roundAway(v0, idv), roundAway(v1, idv));
   const b = i16x8.narrow_i32x4_s(roundAway(v2, idv), roundAway(v3, idv));
   const c = i16x8.narrow_i32x4_s(roundAway(v4, idv), roundAway(v5, idv));
   const e = i16x8.narrow_i32x4_s(roundAway(v6, idv), roundAway(v7, idv));
-  let lo = i8x16.narrow_i16x8_s(a, b), hi = i8x16.narrow_i16x8_s(c, e);
-  if (bias != 0) { lo = i8x16.add(lo, i8x16.splat(bias)); hi = i8x16.add(hi, i8x16.splat(bias)); }
-  v128.store(q, lo);
-  v128.store(q, hi, 16);
+  v128.store(q, i8x16.narrow_i16x8_s(a, b));
+  v128.store(q, i8x16.narrow_i16x8_s(c, e), 16);
   store<f32>(dp, d);
 }
 

@@ -11,13 +11,12 @@ for (const b of ['simd', 'relaxed'] as SimdBuild[]) {
   const pb = Math.max(K.matmul_pack_bytes(KK, N), K.qgemm_pack_bytes(KK)), pack = H.alloc(pb);
   const wq8 = H.alloc(N * KK), wd = H.alloc(N * nb * 4), wq4 = H.alloc(N * KK / 2), wd4 = H.alloc(N * nb * 4);
   K.quantize_q8_rows(w, KK, N, KK, wq8, wd); K.quantize_q4_rows(w, KK, N, KK, wq4, wd4);
-  const aq = H.alloc(M * KK), ad = H.alloc(M * nb * 4), gq = H.alloc(M * KK), gd = H.alloc(M * nb * 4);
+  const aq = H.alloc(M * KK), ad = H.alloc(M * nb * 4);
   for (let i = 0; i < M; i++) K.quantize_q8_act(a + i * KK * 4, KK, aq + i * KK, ad + i * nb * 4);
-  for (let i = 0; i < M; i++) K.quantize_qgemm_act(a + i * KK * 4, KK, gq + i * KK, gd + i * nb * 4);
   const runs: [string, () => void][] = [
     ['f32 matmul_nt', () => K.matmul_nt(a, KK, w, KK, c, N, M, KK, N, pack, false)],
-    ['qgemm_q8', () => K.qgemm_q8(gq, gd, wq8, wd, c, N, M, KK, N, pack)],
-    ['qgemm_q4', () => K.qgemm_q4(gq, gd, wq4, wd4, c, N, M, KK, N, pack)],
+    ['qgemm_q8', () => K.qgemm_q8(aq, ad, wq8, wd, c, N, M, KK, N, pack)],
+    ['qgemm_q4', () => K.qgemm_q4(aq, ad, wq4, wd4, c, N, M, KK, N, pack)],
     ['matmul_nt_q8 (old)', () => K.matmul_nt_q8(aq, ad, wq8, wd, c, N, M, KK, N, false)],
   ];
   const t: number[][] = runs.map(() => []);

@@ -599,9 +599,8 @@ export class Ops {
 
   /**
    * linear() for bf16 / f16 / q8 / q4 / q4k / q6k weights (one panel): for q8 / q4 the activation
-   * rows are quantised here first (quantize_q8_act, or quantize_qgemm_act for the packed GEMM;
-   * q4k / q6k: quantize_q8k_act), once for every chunk; q8 / q4 from gemmRows rows on run as a
-   * packed GEMM (assembly/qgemm.ts, each thread
+   * rows are quantised here first (quantize_q8_act; q4k / q6k: quantize_q8k_act), once for every
+   * chunk; q8 / q4 from gemmRows rows on run as a packed GEMM (assembly/qgemm.ts, each thread
    * packing into its own scratch). Split by rows of W, in runs of NARROW_ROWS (and of whole qgemm
    * panels); each output is computed the same way whichever chunk holds it.
    */
@@ -618,13 +617,12 @@ export class Ops {
       if (m * (k + records) > this.actBytes) throw new Error(`Ops: ${m} rows of ${k} activations exceed the act scratch`);
       for (let r = 0; r < m; r++) this.k.quantize_q8k_act(c.x.ptr + r * c.x.stride * F, k, this.act + r * k, this.act + m * k + r * records);
     }
-    // q8 / q4 with enough rows, and a pack scratch that holds a panel: the packed GEMM.
-    const packed = quant && m >= this.gemmRows && this.k.qgemm_pack_bytes(k) <= this.packBytes;
     if (quant) {
       if (m * (k + scaleBytes) > this.actBytes) throw new Error(`Ops: ${m} rows of ${k} activations exceed the act scratch`);
-      const quantize = packed ? this.k.quantize_qgemm_act : this.k.quantize_q8_act;
-      for (let r = 0; r < m; r++) quantize(c.x.ptr + r * c.x.stride * F, k, this.act + r * k, this.act + m * k + r * scaleBytes);
+      for (let r = 0; r < m; r++) this.k.quantize_q8_act(c.x.ptr + r * c.x.stride * F, k, this.act + r * k, this.act + m * k + r * scaleBytes);
     }
+    // q8 / q4 with enough rows, and a pack scratch that holds a panel: the packed GEMM.
+    const packed = quant && m >= this.gemmRows && this.k.qgemm_pack_bytes(k) <= this.packBytes;
     const gemv = m === 1;
     const ns = m * k * n / (gemv ? GEMV_RATE : packed ? GEMM_RATE : NARROW_GEMM_RATE);
     const unit = packed ? lcm(NARROW_ROWS, this.k.qgemm_split_cols()) : NARROW_ROWS;

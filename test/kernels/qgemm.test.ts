@@ -1,8 +1,7 @@
 // qgemm_q8 / qgemm_q4 (assembly/qgemm.ts) in both builds against a float64 reference on the same
 // quantised values (weights by quantize_q8_rows / quantize_q4_rows, activations by
-// quantize_qgemm_act: int8 in the plain build, ±63 stored + qgemm_act_bias() in the relaxed one),
-// on awkward shapes: m = 1 (a lone edge row) to 600 with odd counts, k = 32 (one block), 96,
-// 2048, n odd and below one panel; ldc wider than n with sentinels around C.
+// quantize_q8_act), on awkward shapes: m = 1 (a lone edge row) to 600 with odd counts, k = 32
+// (one block), 96, 2048, n odd and below one panel; ldc wider than n with sentinels around C.
 // Then a split of the columns at multiples of qgemm_split_cols (what threads run) must give the
 // one-call bits.
 //
@@ -34,9 +33,9 @@ function problem(k: LoadedKernels, fmt: Quant, m: number, n: number, kk: number,
   heap.f32(wf, w.length).set(w); heap.f32(xf, x.length).set(x);
   const wq = heap.alloc(wBytes), wd = heap.alloc(n * nb * 4), aq = heap.alloc(m * kk), ad = heap.alloc(m * nb * 4);
   (fmt === 'q8' ? K.quantize_q8_rows : K.quantize_q4_rows)(wf, kk, n, kk, wq, wd);
-  for (let i = 0; i < m; i++) K.quantize_qgemm_act(xf + i * kk * 4, kk, aq + i * kk, ad + i * nb * 4);
+  for (let i = 0; i < m; i++) K.quantize_q8_act(xf + i * kk * 4, kk, aq + i * kk, ad + i * nb * 4);
   heap.release(xf, x.length * 4); heap.release(wf, w.length * 4);
-  const buf = heap.memory.buffer, bias = K.qgemm_act_bias();
+  const buf = heap.memory.buffer;
   const q = new Int8Array(n * kk);
   if (fmt === 'q8') q.set(new Int8Array(buf, wq, wBytes));
   else {
@@ -46,7 +45,7 @@ function problem(k: LoadedKernels, fmt: Quant, m: number, n: number, kk: number,
     }
   }
   return {
-    aq, ad, wq, wd, q, dw: heap.f32(wd, n * nb).slice(), x: new Int8Array(buf, aq, m * kk).map((v) => v - bias), dx: heap.f32(ad, m * nb).slice(),
+    aq, ad, wq, wd, q, dw: heap.f32(wd, n * nb).slice(), x: new Int8Array(buf, aq, m * kk).slice(), dx: heap.f32(ad, m * nb).slice(),
     free() { heap.release(ad, m * nb * 4); heap.release(aq, m * kk); heap.release(wd, n * nb * 4); heap.release(wq, wBytes); },
   };
 }
@@ -124,36 +123,6 @@ describe.each(BUILDS)('qgemm, %s build', (build) => {
       }
     });
   }
-
-  it('quantize_qgemm_act: quantize_q8_act in the plain build, ±63 + 64 in the relaxed one, error ≤ d·(½ + 2⁻¹⁶)', async () => {
-    const k = await kernelsFor(build), K = k.kernels, heap = k.heap, top = heap.usedBytes;
-    const kk = 96, nb = kk / 32;
-    const x = randomF32(kk, 7, -3, 3);
-    x.fill(0, 32, 64); // a zero block: d = 0, codes = the bias
-    const xf = heap.alloc(kk * 4), q = heap.alloc(kk), d = heap.alloc(nb * 4), q8 = heap.alloc(kk), d8 = heap.alloc(nb * 4);
-    heap.f32(xf, kk).set(x);
-    K.quantize_qgemm_act(xf, kk, q, d);
-    K.quantize_q8_act(xf, kk, q8, d8);
-    const codes = new Int8Array(heap.memory.buffer, q, kk).slice(), scales = heap.f32(d, nb).slice();
-    const relaxed = build === 'relaxed', bias = K.qgemm_act_bias(), levels = relaxed ? 63 : 127;
-    expect(bias).toBe(relaxed ? 64 : 0);
-    if (!relaxed) {
-      expect(Array.from(codes)).toEqual(Array.from(new Int8Array(heap.memory.buffer, q8, kk)));
-      expect(Array.from(scales)).toEqual(Array.from(heap.f32(d8, nb)));
-    }
-    for (let b = 0; b < nb; b++) {
-      let amax = 0;
-      for (let j = b * 32; j < b * 32 + 32; j++) amax = Math.max(amax, Math.abs(x[j]));
-      expect(scales[b]).toBe(Math.fround(amax / levels));
-      for (let j = b * 32; j < b * 32 + 32; j++) {
-        const c = codes[j] - bias;
-        expect(Math.abs(c)).toBeLessThanOrEqual(levels);
-        expect(Math.abs(x[j] - scales[b] * c)).toBeLessThanOrEqual(scales[b] * (0.5 + 2 ** -16));
-      }
-    }
-    heap.release(d8, nb * 4); heap.release(q8, kk); heap.release(d, nb * 4); heap.release(q, kk); heap.release(xf, kk * 4);
-    expect(heap.usedBytes).toBe(top);
-  });
 
   it('does nothing for m = 0, n = 0 or k < 32', async () => {
     const k = await kernelsFor(build);
