@@ -10,8 +10,17 @@
 // (pmaddwd: 8 multiply-adds each) into i32 accumulators; after each block of 32 the exact block
 // sums become f32 and are added as acc += f32(Σ) · (d_w·d_x).
 //
-// Both builds use the i16 dot: relaxed_dot_i8x16_i7x16_s needs a 7-bit operand, and for q8 the
-// x⁺/x⁻ split (quant.ts) costs more instructions per multiply-add than pmaddwd + add.
+// The relaxed build runs q4 on i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw) instead, with the
+// unbiased nibble q (0..15) as its 7-bit operand and the activation as the signed one: the panel
+// keeps the nibbles as bytes in k quads (quad t of a block is 32 bytes, [column c: q[c, 4t ..
+// 4t + 3]] for c = 0..7), and per quad one activation quad broadcast (v128.load32_splat) makes
+// 32 multiply-adds of a row in one pmaddubsw + one i16 add per 4 columns. The i16 sums hold a whole
+// block (8 quads · 2·15·127 < 2¹⁵) and widen once; Σ(q − 8)·x = Σ q·x − 8·Σ x, with Σ x taken
+// once per row and block. 4 rows × 8 columns: 8 i16 accumulators, the f32 ones spill at most.
+// q8 has no 7-bit operand without rounding the activations to 7 bits (which doubles their error,
+// beyond the narrow-weights tests' bounds) or splitting one operand (as many ops as pmaddwd), so
+// it stays on the i16 path in both builds. Not i32x4.relaxed_dot_i8x16_i7x16_add_s: Node 20
+// miscompiles it on x64 (see quant.ts).
 // Each output's arithmetic depends on its column and row alone (not on the tile or chunk it
 // falls in), so a split of the columns at multiples of NR gives the one-thread bits.
 import { madd } from "./simd";
@@ -19,7 +28,12 @@ import { madd } from "./simd";
 // @ts-ignore: decorator
 @inline const NR: i32 = 8;
 // @ts-ignore: decorator
+@inline const RELAXED: bool = ASC_FEATURE_RELAXED_SIMD;
+// @ts-ignore: decorator
 @inline const MR: i32 = 2;
+// Rows of the relaxed q4 tile.
+// @ts-ignore: decorator
+@inline const MR_NIBBLES: i32 = 4;
 
 /** Bytes of `pack` scratch qgemm_q8 / qgemm_q4 need for rows of k (a multiple of 32). */
 export function qgemm_pack_bytes(k: i32): i32 {
@@ -47,33 +61,108 @@ export function qgemm_q4(aq: usize, ad: usize, wq: usize, wd: usize, c: usize, l
   gemm(true, aq, ad, wq, wd, c, ldc, m, k, n, pack);
 }
 
-// @ts-ignore: decorator
-@inline function gemm(q4: bool, aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
-                      m: i32, k: i32, n: i32, pack: usize): void {
+// Not inlined: both formats share one copy of the i16 tiles.
+function gemm(q4: bool, aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
+              m: i32, k: i32, n: i32, pack: usize): void {
   if (m <= 0 || n <= 0 || k < 32) return;
   const nb = k >> 5;
+  const nibbles = RELAXED && q4;
   const uk = <usize>k, rowBytes: usize = q4 ? uk >> 1 : uk, sBytes = <usize>nb * 4;
-  const scales = pack + uk * (NR * 2);
+  const scales = pack + uk * (nibbles ? NR : NR * 2);
   const cStride = <usize>ldc * 4;
-  const mFull = m - m % MR;
+  const rows = nibbles ? MR_NIBBLES : MR;
+  const mFull = m - m % rows;
   for (let j = 0; j < n; j += NR) {
     const cols = min(NR, n - j);
-    packPanel(q4, wq + <usize>j * rowBytes, rowBytes, wd + <usize>j * sBytes, sBytes, cols, nb, pack, scales);
+    packPanel(q4, nibbles, wq + <usize>j * rowBytes, rowBytes, wd + <usize>j * sBytes, sBytes, cols, nb, pack, scales);
     const cj = c + <usize>j * 4;
     let i = 0;
-    for (; i < mFull; i += MR) {
-      tile(MR, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
+    for (; i < mFull; i += rows) {
+      if (nibbles) tileNibbles(MR_NIBBLES, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
+      else tile16(MR, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
     }
-    if (m - i == 1) tile(1, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
+    for (; i < m; i++) {
+      if (nibbles) tileNibbles(1, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
+      else tile16(1, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
+    }
   }
 }
 
+/** acc + x·q over one quad: the pair sums of four columns (column c in bytes 4c .. 4c + 3), i16. */
+// @ts-ignore: decorator
+@inline function dotQuad(acc: v128, x: v128, q: v128): v128 {
+  return i16x8.add(acc, i16x8.relaxed_dot_i8x16_i7x16_s(x, q));
+}
+
+/** 8·Σ x over one block of 32 int8 activations, in every lane (i32). */
+// @ts-ignore: decorator
+@inline function eightSum(a: usize): v128 {
+  let s = i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.extadd_pairwise_i8x16_s(v128.load(a)),
+    i16x8.extadd_pairwise_i8x16_s(v128.load(a, 16))));
+  s = i32x4.add(s, v128.shuffle<i32>(s, s, 2, 3, 0, 1));
+  return i32x4.shl(i32x4.add(s, v128.shuffle<i32>(s, s, 1, 0, 3, 2)), 3);
+}
+
+/** f + f32(Σ q·x − 8·Σ x) · (d_w·d_x) for one row's block, h its i16 pair sums. */
+// @ts-ignore: decorator
+@inline function blockNibbles(f: v128, h: v128, corr: v128, sw: v128, dx: v128): v128 {
+  return madd(f32x4.convert_i32x4_s(i32x4.sub(i32x4.extadd_pairwise_i16x8_s(h), corr)), f32x4.mul(sw, dx), f);
+}
+
 /**
- * The micro-kernel: rows (1..MR, a constant at each call site) of A against the packed panel,
+ * The relaxed build's q4 micro-kernel: rows (1..MR_NIBBLES, a constant at each call site) of A
+ * against the nibble panel, storing the first `cols` columns of each row.
+ */
+// @ts-ignore: decorator
+@inline function tileNibbles(rows: i32, a: usize, aStride: usize, ad: usize, adStride: usize, panel: usize, scales: usize,
+                             nb: i32, c: usize, cStride: usize, cols: i32): void {
+  const zero = i16x8.splat(0);
+  let f00 = f32x4.splat(0), f01 = f32x4.splat(0), f10 = f32x4.splat(0), f11 = f32x4.splat(0);
+  let f20 = f32x4.splat(0), f21 = f32x4.splat(0), f30 = f32x4.splat(0), f31 = f32x4.splat(0);
+  let a0 = a, d0 = ad;
+  let pw = panel, ps = scales;
+  for (let b = 0; b < nb; b++) {
+    let h00 = zero, h01 = zero, h10 = zero, h11 = zero, h20 = zero, h21 = zero, h30 = zero, h31 = zero;
+    const end = pw + 8 * 32;
+    let x0 = a0;
+    while (pw < end) {
+      const q0 = v128.load(pw), q1 = v128.load(pw, 16);
+      let x = v128.load32_splat(x0);
+      h00 = dotQuad(h00, x, q0); h01 = dotQuad(h01, x, q1);
+      if (rows > 1) { x = v128.load32_splat(x0 + aStride); h10 = dotQuad(h10, x, q0); h11 = dotQuad(h11, x, q1); }
+      if (rows > 2) { x = v128.load32_splat(x0 + 2 * aStride); h20 = dotQuad(h20, x, q0); h21 = dotQuad(h21, x, q1); }
+      if (rows > 3) { x = v128.load32_splat(x0 + 3 * aStride); h30 = dotQuad(h30, x, q0); h31 = dotQuad(h31, x, q1); }
+      x0 += 4; pw += 32;
+    }
+    const s0 = v128.load(ps), s1 = v128.load(ps, 16);
+    let corr = eightSum(a0), dx = f32x4.splat(load<f32>(d0));
+    f00 = blockNibbles(f00, h00, corr, s0, dx); f01 = blockNibbles(f01, h01, corr, s1, dx);
+    if (rows > 1) {
+      corr = eightSum(a0 + aStride); dx = f32x4.splat(load<f32>(d0 + adStride));
+      f10 = blockNibbles(f10, h10, corr, s0, dx); f11 = blockNibbles(f11, h11, corr, s1, dx);
+    }
+    if (rows > 2) {
+      corr = eightSum(a0 + 2 * aStride); dx = f32x4.splat(load<f32>(d0 + 2 * adStride));
+      f20 = blockNibbles(f20, h20, corr, s0, dx); f21 = blockNibbles(f21, h21, corr, s1, dx);
+    }
+    if (rows > 3) {
+      corr = eightSum(a0 + 3 * aStride); dx = f32x4.splat(load<f32>(d0 + 3 * adStride));
+      f30 = blockNibbles(f30, h30, corr, s0, dx); f31 = blockNibbles(f31, h31, corr, s1, dx);
+    }
+    a0 += 32; ps += 32; d0 += 4;
+  }
+  storeRow(c, f00, f01, cols);
+  if (rows > 1) storeRow(c + cStride, f10, f11, cols);
+  if (rows > 2) storeRow(c + 2 * cStride, f20, f21, cols);
+  if (rows > 3) storeRow(c + 3 * cStride, f30, f31, cols);
+}
+
+/**
+ * The i16 micro-kernel: rows (1..MR, a constant at each call site) of A against the packed panel,
  * storing the first `cols` columns of each row.
  */
 // @ts-ignore: decorator
-@inline function tile(rows: i32, a: usize, aStride: usize, ad: usize, adStride: usize, panel: usize, scales: usize,
+@inline function tile16(rows: i32, a: usize, aStride: usize, ad: usize, adStride: usize, panel: usize, scales: usize,
                       nb: i32, c: usize, cStride: usize, cols: i32): void {
   const zero = i32x4.splat(0);
   let f00 = f32x4.splat(0), f01 = f32x4.splat(0), f10 = f32x4.splat(0), f11 = f32x4.splat(0);
@@ -135,12 +224,14 @@ function storePartial(c: usize, v0: v128, v1: v128, cols: i32): void {
 
 /**
  * Pack `cols` (≤ NR) weight rows from w (rowBytes apart; scales at wd, sBytes apart) into the
- * panel: codes as i16 k pairs, column-interleaved, then the scales as [block][NR]. Missing
- * columns repeat the last real row (computed, never stored).
+ * panel, column-interleaved: codes as i16 k pairs (q4 as q − 8), or with `nibbles` q4's nibbles
+ * (0..15) as bytes in k quads; then the scales as [block][NR]. Missing columns repeat the last
+ * real row (computed, never stored).
  */
-function packPanel(q4: bool, w: usize, rowBytes: usize, wd: usize, sBytes: usize, cols: i32, nb: i32,
+function packPanel(q4: bool, nibbles: bool, w: usize, rowBytes: usize, wd: usize, sBytes: usize, cols: i32, nb: i32,
                    panel: usize, scales: usize): void {
   const last = <usize>(cols - 1);
+  const blockBytes: usize = nibbles ? 8 * 32 : 16 * 32; // one block's codes, 8 columns × 32 k
   for (let g: usize = 0; g < <usize>NR; g += 4) {
     const r0 = w + min(g, last) * rowBytes, r1 = w + min(g + 1, last) * rowBytes;
     const r2 = w + min(g + 2, last) * rowBytes, r3 = w + min(g + 3, last) * rowBytes;
@@ -149,14 +240,21 @@ function packPanel(q4: bool, w: usize, rowBytes: usize, wd: usize, sBytes: usize
       if (q4) {
         const o = <usize>b * 16;
         const v0 = v128.load(r0 + o), v1 = v128.load(r1 + o), v2 = v128.load(r2 + o), v3 = v128.load(r3 + o);
-        pack16(dst, lowNibbles(v0), lowNibbles(v1), lowNibbles(v2), lowNibbles(v3));
-        pack16(dst + 8 * 32, highNibbles(v0), highNibbles(v1), highNibbles(v2), highNibbles(v3));
+        if (RELAXED) { // q4 always runs on nibbles there
+          const m = i8x16.splat(0x0F);
+          transposeStore(dst, v128.and(v0, m), v128.and(v1, m), v128.and(v2, m), v128.and(v3, m));
+          transposeStore(dst + 4 * 32, v128.and(i16x8.shr_u(v0, 4), m), v128.and(i16x8.shr_u(v1, 4), m),
+            v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v3, 4), m));
+        } else {
+          pack16(dst, lowNibbles(v0), lowNibbles(v1), lowNibbles(v2), lowNibbles(v3));
+          pack16(dst + 8 * 32, highNibbles(v0), highNibbles(v1), highNibbles(v2), highNibbles(v3));
+        }
       } else {
         const o = <usize>b * 32;
         pack16(dst, v128.load(r0 + o), v128.load(r1 + o), v128.load(r2 + o), v128.load(r3 + o));
         pack16(dst + 8 * 32, v128.load(r0 + o, 16), v128.load(r1 + o, 16), v128.load(r2 + o, 16), v128.load(r3 + o, 16));
       }
-      dst += 16 * 32;
+      dst += blockBytes;
     }
   }
   for (let c = 0; c < NR; c++) {

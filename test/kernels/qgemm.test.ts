@@ -105,7 +105,7 @@ function check(k: LoadedKernels, fmt: Quant, m: number, n: number, kk: number, s
   expect(k.heap.usedBytes).toBe(top);
 }
 
-const M = [1, 2, 3, 17, 64, 65, 512, 600];
+const M = [1, 2, 3, 7, 10, 17, 64, 65, 512, 600];
 const KS = [32, 96, 2048];
 const N = [1, 7, 9, 13, 23, 31];
 
