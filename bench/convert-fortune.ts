@@ -1,8 +1,10 @@
 // fortune-gqa (128 cache numbers per token per layer) converted to MLA at several cache sizes,
-// scored as `mla-wasm perplexity --window 192` scores: held-out nats/byte. Calibration uses the
-// first CAL val records; every model is scored on the rest (the same text for all).
+// scored as `mla-wasm perplexity --window 192` scores: held-out nats/byte. Methods: `samples`
+// (the default: calibrated on text the source samples itself), `text` (calibrated on 30 of the
+// first CAL val records), `weights` (plain weight SVD); every model is scored on the records after
+// CAL (the same text for all).
 // Run: node scripts/run-ts.mjs bench/convert-fortune.ts [--write bench/results/convert-fortune.json]
-// (CONFIGS=cache:kvRank:ropeDim[:ropeSpacing],… METHODS=calibrated,weights LATENT_NORM=1: calibrated with the latent RMSNorm)
+// (CONFIGS=cache:kvRank:ropeDim[:ropeSpacing],… METHODS=samples,text,weights LATENT_NORM=1: calibrated with the latent RMSNorm)
 import { readFileSync, writeFileSync } from 'node:fs';
 import { convertToMla, loadModel, type InMemoryModel, type Model } from '../src/index.js';
 
@@ -46,18 +48,19 @@ const rows: Record<string, unknown>[] = [];
 const base = await score(GQA);
 const twin = await score(TWIN);
 console.log(`source GQA (128): ${base.toFixed(4)} nats/byte; MLA twin (64): ${twin.toFixed(4)}`);
-const configs = (process.env.CONFIGS ?? '96:64:32,96:80:16,80:64:16,80:56:24,64:48:16,64:56:8,64:40:24')
+const configs = (process.env.CONFIGS ?? '96:32:64,96:40:56,96:48:48,96:56:40,96:64:32,80:32:48,80:40:40,80:48:32,64:24:40,64:32:32,64:40:24')
   .split(',').map((s) => s.split(':').map(Number));
-const methods = (process.env.METHODS ?? 'calibrated,weights').split(',') as ('calibrated' | 'weights')[];
+const methods = (process.env.METHODS ?? 'samples,text,weights').split(',') as ('samples' | 'text' | 'weights')[];
 for (const [cache, kvRank, ropeDim, ropeSpacing] of configs) {
   for (const method of methods) {
     const t0 = performance.now();
-    const mla = await convertToMla(GQA, { kvRank, ropeDim, ropeSpacing, calibration: method === 'calibrated' ? calibration : undefined, latentNorm: method === 'calibrated' && process.env.LATENT_NORM === '1' });
+    const mla = await convertToMla(GQA, { kvRank, ropeDim, ropeSpacing, calibration: method === 'text' ? calibration : method === 'weights' ? false : undefined,
+      latentNorm: method !== 'weights' && process.env.LATENT_NORM === '1' });
     const secs = (performance.now() - t0) / 1000;
     const src: InMemoryModel = { config: mla.config, tensors: Object.fromEntries(mla.tensors) };
     const loss = await score(src);
     const rel = (loss / base - 1) * 100;
-    rows.push({ cache, kvRank, ropeDim, ropeSpacing: mla.summary.ropeSpacing, method, loss, rel, secs });
+    rows.push({ cache, kvRank, ropeDim, ropeSpacing: mla.summary.ropeSpacing, method, calibrationTokens: mla.summary.calibrationTokens, loss, rel, secs });
     console.log(`cache ${cache} (kv ${kvRank} + rope ${ropeDim}, spacing ${mla.summary.ropeSpacing}) ${method}: ${loss.toFixed(4)} nats/byte (${rel >= 0 ? '+' : ''}${rel.toFixed(1)}%), ${secs.toFixed(1)} s`);
   }
 }

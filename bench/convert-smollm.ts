@@ -1,6 +1,7 @@
 // Conversion time and peak memory for a SmolLM-135M-shaped GQA model (random weights): hidden
 // 576, 30 layers, 9 heads, 3 KV heads, head_dim 64, intermediate 1536, vocab 49152.
-// Run: node scripts/run-ts.mjs bench/convert-smollm.ts [kvRank ropeDim]
+// Run: node scripts/run-ts.mjs bench/convert-smollm.ts [kvRank ropeDim] [--no-calibration]
+// (default: calibrated on the model's own samples, as convertToMla does by default)
 // The checkpoint is written by a child process first, so that this process's peak RSS is the conversion's.
 import { existsSync, mkdirSync, openSync, writeSync, closeSync, writeFileSync, rmSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -47,14 +48,18 @@ function make(): void {
 
 if (process.argv.includes('--make')) { make(); process.exit(0); }
 if (!existsSync(`${DIR}/model.safetensors`)) spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--make'], { stdio: 'inherit' });
-const kvRank = Number(process.argv[2] ?? 256), ropeDim = Number(process.argv[3] ?? 64);
+const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const kvRank = Number(args[0] ?? 256), ropeDim = Number(args[1] ?? 64);
+const calibration = process.argv.includes('--no-calibration') ? false : undefined;
+let calibrated = 0;
 const bytes = statSync(`${DIR}/model.safetensors`).size;
 const t0 = performance.now();
-const mla = await convertToMla(DIR, { kvRank, ropeDim });
+const mla = await convertToMla(DIR, { kvRank, ropeDim, calibration, onProgress: (_, __, stage) => { if (stage === 'layers' && !calibrated) calibrated = performance.now(); } });
 const tConv = (performance.now() - t0) / 1000;
 await writeConvertedFolder(mla, `${DIR}-mla`);
 const total = (performance.now() - t0) / 1000;
 const rss = process.resourceUsage().maxRSS * 1024;
-console.log(`SmolLM-135M shape, ${(bytes / 2 ** 20).toFixed(0)} MiB f32: kv ${kvRank} + rope ${ropeDim} (cache ${mla.summary.cacheBefore} → ${mla.summary.cacheAfter}), plain weight SVD`);
+console.log(`SmolLM-135M shape, ${(bytes / 2 ** 20).toFixed(0)} MiB f32: kv ${kvRank} + rope ${ropeDim} (cache ${mla.summary.cacheBefore} → ${mla.summary.cacheAfter}), ` +
+  (mla.summary.method === 'weights' ? 'plain weight SVD' : `calibrated on ${mla.summary.calibrationTokens} tokens it sampled (${((calibrated - t0) / 1000).toFixed(1)} s of sampling and capture)`));
 console.log(`convert ${tConv.toFixed(1)} s, with writing ${total.toFixed(1)} s; peak RSS ${(rss / 2 ** 20).toFixed(0)} MiB = ${(rss / bytes).toFixed(2)} × the model file`);
 rmSync(`${DIR}-mla`, { recursive: true, force: true });

@@ -502,7 +502,7 @@ async function quantizeCommand(flags: QuantizeFlags): Promise<void> {
 
 // ---- convert ----
 
-interface ConvertFlags { model: string; kvRank: number; ropeDim: number; calibration?: string; eval?: string; latentNorm?: boolean; gguf?: boolean; type?: string; out: string }
+interface ConvertFlags { model: string; kvRank: number; ropeDim: number; calibration?: string | false; samples?: number; seed?: number; eval?: string; latentNorm?: boolean; gguf?: boolean; type?: string; out: string }
 
 /** Held-out loss in nats/byte, windows of 192 with BOS first, as `perplexity --window 192` scores. */
 function lossPerByte(model: Model, text: string, W = 192): number {
@@ -530,20 +530,29 @@ async function convertCommand(flags: ConvertFlags): Promise<void> {
   const readText = (f: string): string => {
     try { return readFileSync(f, 'utf8'); } catch (e) { throw new UsageError(`cannot read ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`); }
   };
-  if (flags.gguf && !flags.latentNorm) throw new UsageError('--gguf needs --latent-norm (and --calibration): llama.cpp\'s deepseek2 always applies the latent RMSNorm');
+  if (flags.gguf && !flags.latentNorm) throw new UsageError('--gguf needs --latent-norm: llama.cpp\'s deepseek2 always applies the latent RMSNorm');
+  if (typeof flags.calibration === 'string' && (flags.samples !== undefined || flags.seed !== undefined)) throw new UsageError('--samples and --seed are for the model\'s own samples, not a --calibration text');
   if (flags.type !== undefined && !flags.gguf) throw new UsageError('--type is for --gguf output');
-  const calibration = flags.calibration === undefined ? undefined : readText(flags.calibration);
+  const calibration = typeof flags.calibration === 'string' ? readText(flags.calibration) : flags.calibration;
   const evalText = flags.eval === undefined ? undefined : readText(flags.eval);
   const bar = process.stderr.isTTY
-    ? new cliProgress.SingleBar({ format: 'converting {bar} {value}/{total} layers | {eta_formatted} left', stream: process.stderr, clearOnComplete: true },
+    ? new cliProgress.SingleBar({ format: '{stage} {bar} {value}/{total} {unit} | {eta_formatted} left', stream: process.stderr, clearOnComplete: true },
       cliProgress.Presets.shades_classic)
     : null;
+  let stage = '';
   const t0 = performance.now();
   let mla;
   try {
     mla = await convertToMla(flags.model, {
-      kvRank: flags.kvRank, ropeDim: flags.ropeDim, calibration, latentNorm: flags.latentNorm,
-      onProgress: (done, all) => { if (done === 1) bar?.start(all, 0); bar?.update(done); },
+      kvRank: flags.kvRank, ropeDim: flags.ropeDim, calibration, samples: flags.samples, seed: flags.seed, latentNorm: flags.latentNorm,
+      onProgress: (done, all, now) => {
+        if (now !== stage) {
+          stage = now;
+          bar?.stop();
+          bar?.start(all, 0, now === 'layers' ? { stage: 'converting ', unit: 'layers' } : { stage: 'calibrating', unit: calibration === undefined ? 'sampled windows' : 'windows' });
+        }
+        bar?.update(done);
+      },
     });
   } finally {
     bar?.stop();
@@ -551,9 +560,9 @@ async function convertCommand(flags: ConvertFlags): Promise<void> {
   if (flags.gguf) await writeConvertedGguf(mla, flags.out, { type: flags.type });
   else await writeConvertedFolder(mla, flags.out);
   const s = mla.summary;
-  console.log(`wrote ${flags.out} (${flags.gguf ? `deepseek2 GGUF, ${flags.type ?? 'f32'}` : 'DeepseekV2ForCausalLM'}, ${s.method === 'calibrated' ? `calibrated on ${int(s.calibrationTokens)} tokens` : 'plain weight SVD'}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`wrote ${flags.out} (${flags.gguf ? `deepseek2 GGUF, ${flags.type ?? 'f32'}` : 'DeepseekV2ForCausalLM'}, ${s.method === 'weights' ? 'plain weight SVD' : `calibrated on ${int(s.calibrationTokens)} tokens ${s.method === 'samples' ? 'the model sampled' : 'of --calibration'}`}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   console.log(`cache       ${s.cacheBefore} → ${s.cacheAfter} numbers per token per layer (${(s.cacheBefore / s.cacheAfter).toFixed(2)}× smaller): kv_rank ${flags.kvRank} + rope ${flags.ropeDim}`);
-  console.log(`rope        ${s.ropeSpacing} rungs per source frequency step (rope_theta ${Number(s.ropeTheta.toPrecision(6))})${s.method === 'weights' ? '; --calibration TEXT usually does better' : ''}`);
+  console.log(`rope        ${s.ropeSpacing} rungs per source frequency step (rope_theta ${Number(s.ropeTheta.toPrecision(6))})`);
   s.layers.forEach((l, i) => console.log(`layer ${String(i).padEnd(5)} ${l.rotaryPairs}/${l.sourcePairs} key pairs keep a rotation, carrying ${(100 * l.rotaryEnergy).toFixed(1)}% of the key energy; latent keeps ${(100 * l.latentEnergy).toFixed(1)}% of K/V energy`));
   if (evalText !== undefined) {
     const before = await loadModel(flags.model);
@@ -621,9 +630,12 @@ function program(): Command {
     .requiredOption('--model <dir>', 'the source model folder')
     .requiredOption('--kv-rank <n>', 'latent rank (kv_lora_rank)', integer(1))
     .requiredOption('--rope-dim <n>', 'shared rotary key dims (qk_rope_head_dim, even)', integer(2))
-    .option('--calibration <file>', 'text whose activations weight the PCA (default: plain weight SVD)')
+    .option('--calibration <file>', 'text whose activations weight the PCA (default: text the model samples itself)')
+    .option('--no-calibration', 'no calibration: a plain weight SVD (worse on every model measured)')
+    .option('--samples <n>', 'tokens the model samples for its own calibration (default: max(2048, 4 × hidden_size))', integer(2))
+    .option('--seed <n>', 'seed of that sampling (default 0)', integer(0))
     .option('--eval <file>', 'text to score source and result on (nats/byte, windows of 192)')
-    .option('--latent-norm', 'keep DeepSeek\'s RMSNorm on the latent, weight fitted on --calibration')
+    .option('--latent-norm', 'keep DeepSeek\'s RMSNorm on the latent, its weight fitted on the calibration')
     .option('--gguf', 'write a deepseek2 GGUF file (llama.cpp) instead of a folder; needs --latent-norm')
     .addOption(new Option('--type <type>', 'with --gguf: type of the matrices (default f32)').choices(['f32', 'f16', 'bf16', 'q8_0', 'q4_0']))
     .requiredOption('--out <dir|file.gguf>', 'the folder (or with --gguf the file) to write, under a temporary name renamed when complete')

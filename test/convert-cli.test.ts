@@ -26,6 +26,7 @@ describe('mla-wasm convert', () => {
     const r = run(['convert', '--model', gqa, '--kv-rank', '56', '--rope-dim', '40', '--eval', join(dir, 'eval.txt'), '--out', out]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/DeepseekV2ForCausalLM, calibrated on 2,112 tokens the model sampled\)/); // max(2048, 4 × 192) in windows of 192
     expect(r.stdout).toMatch(/128 → 96 numbers per token per layer/);
     expect(r.stdout).toMatch(/layer 3 +20\/32 key pairs keep a rotation/);
     const [, before, after] = r.stdout.match(/held-out +([\d.]+) → ([\d.]+) nats\/byte/)!;
@@ -53,6 +54,18 @@ describe('mla-wasm convert', () => {
     expect(refused.stderr).toMatch(/^mla-wasm: --gguf needs --latent-norm/);
     expect(existsSync(join(dir, 'x.gguf'))).toBe(false);
   }, 240_000);
+
+  it('--no-calibration is a plain weight SVD; --samples with a --calibration text is a usage error', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mla-wasm-convert-'));
+    const svd = run(['convert', '--model', gqa, '--kv-rank', '56', '--rope-dim', '40', '--no-calibration', '--out', join(dir, 'out')]);
+    expect(svd.code).toBe(0);
+    expect(svd.stdout).toMatch(/DeepseekV2ForCausalLM, plain weight SVD\)/);
+    writeFileSync(join(dir, 'cal.txt'), 'text');
+    const both = run(['convert', '--model', gqa, '--kv-rank', '56', '--rope-dim', '40', '--calibration', join(dir, 'cal.txt'), '--samples', '4096', '--out', join(dir, 'x')]);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toMatch(/^mla-wasm: --samples and --seed are for the model's own samples/);
+    expect(existsSync(join(dir, 'x'))).toBe(false);
+  });
 
   it('a bad rank is one line on stderr, exit 1, and no folder', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mla-wasm-convert-'));

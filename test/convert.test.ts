@@ -8,7 +8,8 @@ import { MlaError } from '../src/errors.js';
 import { parseGguf } from '../src/formats/gguf.js';
 import { memoryFile } from '../src/formats/source.js';
 import type { InMemoryModel } from '../src/formats/source.js';
-import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig } from './reference/model.js';
+import { ffn, llamaAttention, makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig } from './reference/model.js';
+import { rmsnorm } from './reference/ops.js';
 import { writeSafetensors } from './reference/safetensors-writer.js';
 
 const inMemory = (config: Record<string, unknown>, seed: number): InMemoryModel => ({ config, tensors: makeRandomCheckpoint(config, seed) });
@@ -24,7 +25,7 @@ async function logits(source: InMemoryModel): Promise<Float32Array> {
 describe('convertToMla', () => {
   it('MQA with ropeDim = kvRank = head_dim converts exactly (logits to f32 rounding)', async () => {
     const src = inMemory(tinyLlamaConfig({ num_key_value_heads: 1 }), 3);
-    for (const calibration of [undefined, Array.from({ length: 160 }, (_, i) => (i * 31 + 7) % 50)]) {
+    for (const calibration of [false as const, undefined, Array.from({ length: 160 }, (_, i) => (i * 31 + 7) % 50)]) {
       const mla = await convertToMla(src, { kvRank: 16, ropeDim: 16, calibration });
       expect(mla.config.architectures).toEqual(['DeepseekV2ForCausalLM']);
       expect(mla.summary.cacheBefore).toBe(32);
@@ -61,6 +62,47 @@ describe('convertToMla', () => {
     let worst = 0;
     for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
     expect(worst).toBeLessThan(tol);
+  });
+
+  it('calibration sees each layer\'s attention input as the float64 reference computes it', async () => {
+    const config = tinyLlamaConfig(), tensors = makeRandomCheckpoint(config, 11);
+    const model = await loadModel({ config, tensors }, { threads: 1 });
+    const seen: Float32Array[] = [];
+    model.tapAttentionInputs((l, x) => { seen[l] = x.slice(); });
+    try { model.forward(ids); } finally { model.dispose(); }
+    const d = 64, T = ids.length, eps = 1e-6;
+    const h = new Float64Array(T * d);
+    const E = tensors['model.embed_tokens.weight'].data as Float32Array;
+    ids.forEach((id, t) => { for (let i = 0; i < d; i++) h[t * d + i] = E[id * d + i]; });
+    for (let l = 0; l < 2; l++) {
+      const p = `model.layers.${l}.`, w = (n: string) => tensors[p + n].data as Float32Array;
+      const x = rmsnorm(h, w('input_layernorm.weight'), T, d, eps);
+      let worst = 0;
+      for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - seen[l][i]));
+      expect(worst).toBeLessThan(1e-5 * maxAbs(x));
+      const u = llamaAttention(config, tensors, l, x, T);
+      for (let i = 0; i < h.length; i++) h[i] += u[i];
+      const f = ffn(config, tensors, l, rmsnorm(h, w('post_attention_layernorm.weight'), T, d, eps), T);
+      for (let i = 0; i < h.length; i++) h[i] += f[i];
+    }
+  });
+
+  it('by default calibrates on the source\'s own samples: whole windows, the same for the same seed', async () => {
+    const src = inMemory(tinyLlamaConfig(), 5);
+    const a = await convertToMla(src, { kvRank: 24, ropeDim: 12 });
+    expect(a.summary.method).toBe('samples');
+    expect(a.summary.calibrationTokens).toBe(2048); // max(2048, 4 × 64), in windows of 128 (max_position_embeddings)
+    const b = await convertToMla(src, { kvRank: 24, ropeDim: 12, samples: 200, seed: 0 });
+    expect(b.summary.calibrationTokens).toBe(256);
+    const again = await convertToMla(src, { kvRank: 24, ropeDim: 12, samples: 200, seed: 0 });
+    const other = await convertToMla(src, { kvRank: 24, ropeDim: 12, samples: 200, seed: 1 });
+    const kvA = (m: ConvertedModel) => m.tensors.get('model.layers.1.self_attn.kv_a_proj_with_mqa.weight')!.data;
+    expect(kvA(again)).toEqual(kvA(b));
+    expect(kvA(other)).not.toEqual(kvA(b));
+    const svd = await convertToMla(src, { kvRank: 24, ropeDim: 12, calibration: false });
+    expect(svd.summary.method).toBe('weights');
+    expect(svd.summary.calibrationTokens).toBe(0);
+    expect(kvA(svd)).not.toEqual(kvA(b));
   });
 
   it('GQA converts inexactly but close at a generous rank; a cut rank is worse', async () => {
@@ -167,6 +209,10 @@ describe('convertToMla', () => {
       ['ropeDim > kvHeads·head_dim', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 34 }), 'BAD_INPUT', /ropeDim 34/],
       ['kvRank too large', () => convertToMla(gqa(), { kvRank: 65, ropeDim: 8 }), 'BAD_INPUT', /kvRank 65/],
       ['calibration too short', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, calibration: [1, 2, 3] }), 'BAD_INPUT', /calibration text too short/],
+      ['too few samples', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, samples: 100 }), 'BAD_INPUT', /samples must be an integer ≥ 128/],
+      ['a seed that is not an integer', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, seed: 0.5 }), 'BAD_INPUT', /seed must be an integer/],
+      ['a window past the context', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, window: 129 }), 'BAD_INPUT', /window must be an integer in \[2, 128\]/],
+      ['latentNorm without calibration', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, latentNorm: true, calibration: false }), 'BAD_INPUT', /latentNorm.*calibration: false/],
     ];
     it.each(cases)('%s', async (_, run, code, msg) => {
       const e = await run().then(() => null, (x: unknown) => x);

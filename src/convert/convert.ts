@@ -4,7 +4,8 @@
 //     key on that rung; the new rope_theta = θ^(ropeDim/headDim) makes the DeepSeek ladder hit
 //     exactly those frequencies. What is left of each head's key goes, unrotated, to the nope part.
 //   nope keys and values: a joint rank-kvRank PCA (K scaled to V's norm first, BKV-PCA), weighted
-//     by the calibration inputs' second moment (or the identity: plain weight SVD).
+//     by the calibration inputs' second moment (text the source samples itself by default, or a
+//     text given; or the identity: plain weight SVD).
 // Queries: the same per-head combination on the rotary rungs, the original rows for the nope part,
 // scaled for the new softmax scale 1/sqrt(headDim + ropeDim). Everything else is copied.
 import { MlaError } from '../errors.js';
@@ -12,19 +13,28 @@ import { parseConfig, type GroupedAttention, type ModelConfig } from '../formats
 import { openSource, type ModelSource, type ExtraFile } from '../formats/source.js';
 import { loadTokenizerFiles } from '../formats/tokenizer.js';
 import { symmetricEigen } from './eigen.js';
-import { embed, llamaLayer, secondMoment, type Read } from './calibrate.js';
+import { attentionInputs, secondMoment } from './calibrate.js';
 import { placeRotary, placementCost, rotaryComponents, type RotaryInput } from './rope.js';
 
 export interface ConvertOptions {
   kvRank: number;
   ropeDim: number;
-  /** Calibration text (or token ids); without it the latent is a plain weight SVD. */
-  calibration?: string | number[];
+  /**
+   * What weights the PCA with the source's activations: a text (or token ids) run through the
+   * source; by default text the source samples itself (`samples` tokens); false: nothing, a plain
+   * weight SVD (measured worse at every cache size tried).
+   */
+  calibration?: string | number[] | false;
+  /** Tokens the source samples for its own calibration: default max(2048, 4 × hidden_size), whole windows. */
+  samples?: number;
+  /** Seed of that sampling (default 0): the same seed gives the same conversion. */
+  seed?: number;
   /** Keep DeepSeek's RMSNorm on the latent, with its weight fitted on the calibration (needs calibration). */
   latentNorm?: boolean;
   /** Calibration window (positions per sequence), default 192. */
   window?: number;
-  onProgress?: (done: number, total: number) => void;
+  /** Work done of total, in calibration windows, then in layers. */
+  onProgress?: (done: number, total: number, stage: 'calibration' | 'layers') => void;
   /** Rotary rungs per source frequency step (1: one rung per frequency); default: the spacing with the least placement cost. */
   ropeSpacing?: number;
 }
@@ -40,7 +50,8 @@ export interface LayerSummary {
 }
 
 export interface ConvertSummary {
-  method: 'calibrated' | 'weights';
+  /** What weighted the PCA: text the source sampled, a text given, or nothing (plain weight SVD). */
+  method: 'samples' | 'text' | 'weights';
   cacheBefore: number;
   cacheAfter: number;
   ropeTheta: number;
@@ -80,7 +91,16 @@ export function checkConvertible(raw: unknown, options: ConvertOptions): ModelCo
   if (kvRank > maxRank) bad(`kvRank ${kvRank} is larger than possible (${maxRank}: min of 2·kvHeads·head_dim and hidden_size)`);
   const m = options.ropeSpacing;
   if (m !== undefined && !(m >= 1 && m <= 16)) bad(`ropeSpacing must be a number in [1, 16], got ${m}`);
-  if (options.latentNorm && options.calibration === undefined) bad('latentNorm needs a calibration text to fit the norm\'s weight');
+  if (options.latentNorm && options.calibration === false) bad('latentNorm fits the norm\'s weight on the calibration, so it cannot go with calibration: false');
+  const { samples, seed } = options;
+  if (samples !== undefined && (!Number.isInteger(samples) || samples < 2 * c.hidden)) {
+    bad(`samples must be an integer ≥ ${2 * c.hidden} (2 × hidden_size, for a stable PCA), got ${samples}`);
+  }
+  if (seed !== undefined && !Number.isInteger(seed)) bad(`seed must be an integer, got ${seed}`);
+  const window = options.window;
+  if (window !== undefined && (!Number.isInteger(window) || window < 2 || window > c.maxPositions)) {
+    bad(`window must be an integer in [2, ${c.maxPositions}] (max_position_embeddings), got ${window}`);
+  }
   return c;
 }
 
@@ -90,7 +110,7 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
   const a = c.attention as GroupedAttention;
   const { kvRank: r, ropeDim: dr } = options;
   const d = c.hidden, hd = a.headDim, H = a.heads, G = a.kvHeads, half = hd / 2;
-  const read: Read = (name) => {
+  const read = (name: string): Float32Array => {
     const shape = src.tensors.shape(name);
     if (!shape) throw new MlaError('MISSING_TENSOR', `convertToMla: ${name} is not in ${src.name}`);
     const out = new Float32Array(shape.reduce((x, y) => x * y, 1));
@@ -98,7 +118,7 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     return out;
   };
 
-  const W = options.window ?? 192;
+  const W = options.window ?? Math.min(192, c.maxPositions);
   // One rope_theta serves every layer: the ladder spacing with the least placement cost over all
   // layers (weights only, before any calibration pass).
   let m = options.ropeSpacing ?? 0;
@@ -113,10 +133,14 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     m = SPACINGS[costs.indexOf(Math.min(...costs))];
   }
 
-  // Calibration: token windows, then the forward pass layer by layer.
-  let seqs: number[][] = [];
-  let h: Float64Array | null = null;
-  if (options.calibration !== undefined) {
+  // Calibration: each layer's attention inputs, from the source's own forward pass.
+  let inputs: Float32Array[] | null = null;
+  const progress = options.onProgress;
+  const calibrationProgress = progress && ((done: number, total: number) => progress(done, total, 'calibration'));
+  if (options.calibration === undefined) {
+    const n = options.samples ?? Math.max(2048, 4 * d);
+    inputs = await attentionInputs(source, c, { samples: n, seed: options.seed ?? 0 }, W, calibrationProgress);
+  } else if (options.calibration !== false) {
     let ids: number[];
     if (typeof options.calibration === 'string') {
       const tj = src.extras['tokenizer.json'];
@@ -130,11 +154,9 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     const need = 2 * d;
     if (ids.length < need) bad(`calibration text too short: ${ids.length} tokens, a stable PCA needs at least ${need} (2 × hidden_size)`);
     for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new MlaError('BAD_TOKEN', `convertToMla: calibration token ${id} is not in [0, ${c.vocabSize})`);
-    const bos = c.bosTokenId;
-    for (let s = 0; s < ids.length; s += W - 1) seqs.push(bos === null ? ids.slice(s, s + W) : [bos, ...ids.slice(s, s + W - 1)]);
-    h = embed(read, c, seqs);
+    inputs = await attentionInputs(source, c, { ids }, W, calibrationProgress);
   }
-  const calibrationTokens = seqs.reduce((n, s) => n + s.length, 0);
+  const calibrationTokens = inputs ? inputs[0].length / d : 0;
 
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   const copy = (name: string): void => { tensors.set(name, { shape: [...src.tensors.shape(name)!], data: read(name) }); };
@@ -144,7 +166,7 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
   const total = c.layers;
   for (let l = 0; l < c.layers; l++) {
     const p = `model.layers.${l}.`;
-    const x = h ? llamaLayer(read, c, l, h, seqs) : null;
+    const x = inputs?.[l] ?? null;
     const S = x ? secondMoment(x, d) : null;
     const Wq = read(p + 'self_attn.q_proj.weight'), Wk = read(p + 'self_attn.k_proj.weight'), Wv = read(p + 'self_attn.v_proj.weight');
     // Σ-weighted inner products of weight rows: <u, v>_Σ = uᵀ Σ v (Σ = I for plain SVD).
@@ -153,7 +175,7 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
       const out = new Float64Array(n * d);
       for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) {
         let s = 0;
-        for (let k = 0; k < d; k++) s += rows[i * d + k] * S[k * d + j];
+        for (let k = 0; k < d; k++) s += rows[i * d + k] * S[j * d + k]; // Σ is symmetric: its row j, read in order
         out[i * d + j] = s;
       }
       return out;
@@ -222,10 +244,11 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     tensors.set(p + 'self_attn.kv_a_proj_with_mqa.weight', { shape: [r + dr, d], data: kvA });
     tensors.set(p + 'self_attn.kv_b_proj.weight', { shape: [H * 2 * hd, r], data: kvB });
     if (options.latentNorm) tensors.set(p + 'self_attn.kv_a_layernorm.weight', { shape: [r], data: fitLatentNorm(kvA, r, d, x!, c.rmsEps) });
+    if (inputs) inputs[l] = new Float32Array(0); // done with this layer's inputs
     for (const name of ['self_attn.o_proj.weight', 'input_layernorm.weight', 'post_attention_layernorm.weight',
       'mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight']) copy(p + name);
     layers.push({ rotaryPairs: plan.placed.length, sourcePairs: G * half, rotaryEnergy: plan.energy > 0 ? plan.keptEnergy / plan.energy : 1, latentEnergy: eAll > 0 ? eKept / eAll : 1 });
-    options.onProgress?.(l + 1, total);
+    progress?.(l + 1, total, 'layers');
     await new Promise<void>((res) => setTimeout(res, 0));
   }
   copy('model.norm.weight');
@@ -246,14 +269,14 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
   return {
     config, tensors, extras: src.extras,
     summary: {
-      method: h ? 'calibrated' : 'weights', cacheBefore: 2 * G * hd, cacheAfter: r + dr,
+      method: options.calibration === undefined ? 'samples' : options.calibration === false ? 'weights' : 'text', cacheBefore: 2 * G * hd, cacheAfter: r + dr,
       ropeTheta: config.rope_theta as number, ropeSpacing: m, calibrationTokens, layers,
     },
   };
 }
 
 /** Per latent dim, the w minimising Σ_t (c_tk / rms(c_t) · w_k − c_tk)² over the calibration tokens. */
-function fitLatentNorm(kvA: Float32Array, r: number, d: number, x: Float64Array, eps: number): Float32Array {
+function fitLatentNorm(kvA: Float32Array, r: number, d: number, x: Float32Array, eps: number): Float32Array {
   const T = x.length / d, num = new Float64Array(r), den = new Float64Array(r), c = new Float64Array(r);
   for (let t = 0; t < T; t++) {
     let ss = 0;

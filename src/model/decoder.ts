@@ -118,6 +118,11 @@ export class Decoder {
   private readonly routeWeights: Float32Array;
   // A view of the whole memory for copies, remade after the memory grows.
   private view: Float32Array | null = null;
+  /**
+   * Sees each layer's attention input (RMSNorm(h) · input_layernorm, [rows, hidden]) of every
+   * forward pass, as a view valid during the call: MHA/GQA → MLA conversion calibrates on it.
+   */
+  attentionInputTap: ((layer: number, x: Float32Array) => void) | null = null;
 
   constructor(k: Kernels, heap: Heap, config: ModelConfig, weights: Weights, pool: ThreadPool | null = null) {
     this.heap = heap; this.config = config; this.w = weights;
@@ -206,6 +211,7 @@ export class Decoder {
       const lw = this.w.layers[l];
       // h += Attn(RMSNorm(h))
       this.rmsnorm(s.x, d, lw.inputNorm, s.xn, d, R, d);
+      this.attentionInputTap?.(l, this.heap.f32(s.xn, R * d));
       if (c.attention.kind === 'mla') this.mlaAttention(c.attention, l, parts, R, path);
       else this.groupedAttention(c.attention, l, parts, R);
       ops.add(s.x, s.u, R * d);

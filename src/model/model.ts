@@ -218,6 +218,14 @@ export class TokenModel {
     return this.decoder.ops;
   }
 
+  /**
+   * @internal Call `tap` with each layer's attention input ([rows, hidden], a view valid during
+   * the call) in every forward pass from now on; null stops it (MHA/GQA → MLA calibration).
+   */
+  tapAttentionInputs(tap: ((layer: number, x: Float32Array) => void) | null): void {
+    this.decoder.attentionInputTap = tap;
+  }
+
   /** @internal Whether `s` is a live session of this model. */
   ownsSession(s: Session): boolean {
     return this.sessions.has(s);
