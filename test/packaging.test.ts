@@ -44,7 +44,7 @@ describe('package.json', () => {
     }
   });
 
-  it('npm pack ships the build, the kernels beside it, their declarations and the default model, and no sources', () => {
+  it('npm pack ships the build, the kernels beside it, their declarations, the default model and the docs the README links, and no sources', () => {
     const out = execFileSync(npm, ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     const files = new Set<string>(JSON.parse(out)[0].files.map((f: { path: string }) => f.path));
     for (const f of ['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/host/kernels.d.ts', 'dist/cli.js',
@@ -52,6 +52,8 @@ describe('package.json', () => {
       'models/fortune-mla/config.json', 'models/fortune-mla/model.safetensors', 'examples/serve.mjs']) {
       expect(files, f).toContain(f);
     }
+    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    for (const [, link] of readme.matchAll(/\]\((docs\/[^)#]+)/g)) expect(files, `README links ${link}`).toContain(link);
     for (const f of files) expect(f).not.toMatch(/^(src|test|bench|assembly|scripts)\/|\.wat$|^build\/bench/);
   });
 });

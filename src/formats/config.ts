@@ -230,11 +230,6 @@ export function parseConfig(json: unknown): ModelConfig {
   };
 }
 
-/** Numbers cached per token per layer by an attention variant (docs/mla.md §4). */
-export function cacheNumbersPerTokenPerLayer(a: AttentionConfig): number {
-  return a.kind === 'mla' ? a.kvLoraRank + a.ropeDim : a.kvHeads * (a.headDim + a.vDim);
-}
-
 /** Numbers per token per layer that MHA with the same head dims would cache (for comparisons). */
 export function mhaCacheNumbers(a: AttentionConfig): number {
   return a.kind === 'mla' ? a.heads * (a.nopeDim + a.ropeDim + a.vDim) : a.heads * (a.headDim + a.vDim);

@@ -5,7 +5,7 @@
 // head). MLA models may also keep their latent rows narrow (assembly/latent.ts has the byte
 // layout): 'bf16', or 'int8' / 'int4' c_kv with one f32 scale per row; k^R then stays bf16, since
 // it carries position. Attention reads the narrow rows as they are.
-import { cacheNumbersPerTokenPerLayer, type AttentionConfig, type ModelConfig } from '../formats/config.js';
+import type { AttentionConfig, ModelConfig } from '../formats/config.js';
 import type { Heap } from '../host/heap.js';
 import { MlaError, showValue } from '../errors.js';
 
@@ -45,7 +45,7 @@ export class KvCache {
 
   /** Numbers one token caches per layer (docs/mla.md §4): MLA's [c_kv ; k^R], else k and v of every KV head. */
   static rowNumbers(a: AttentionConfig): number {
-    return cacheNumbersPerTokenPerLayer(a);
+    return a.kind === 'mla' ? a.kvLoraRank + a.ropeDim : a.kvHeads * (a.headDim + a.vDim);
   }
 
   /** Bytes of one row in `format` (latent_row_bytes of assembly/latent.ts for the narrow ones). */
