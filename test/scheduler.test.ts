@@ -4,7 +4,7 @@
 // generations' decode steps go as one stepBatch a round, and each gets the text it gets alone,
 // whoever joins or leaves meanwhile.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generate, type Generation, type GenerationPiece, type GenerationStats } from '../src/generate/generate.js';
+import { generate, PROMPT_SLICE, type Generation, type GenerationPiece, type GenerationStats } from '../src/generate/generate.js';
 import { MlaError } from '../src/errors.js';
 import { loadModel, type Model } from '../src/index.js';
 import { PrefixCache } from '../src/serve/prefix-cache.js';
@@ -152,6 +152,43 @@ describe('scheduler: continuous batching over a model', () => {
     const all = [a, b, c!].reduce((s, j) => s + j.stats!.decodeSteps, 0);
     expect(sizes.reduce((s, n) => s + n, 0)).toBeLessThanOrEqual(all);
     expect(model.memoryBytes).toBe(before); // every session freed, the cancelled one too
+  });
+
+  it('a long prompt runs in slices, a round each: the others keep making tokens meanwhile', async () => {
+    const long = 'Q: ' + 'Why do cats sit on keyboards, and why do dogs bark at the mail? '.repeat(2) + '\nA:';
+    const ids = model.tokenizer!.encode(long);
+    expect(ids.length).toBeGreaterThan(PROMPT_SLICE); // two slices
+    // Slicing changes no bits: the decoder runs prompts in chunks of PROMPT_SLICE anyway.
+    const whole = model.createSession(), sliced = model.createSession();
+    const a1 = whole.prefill(ids).slice();
+    sliced.prefill(ids.slice(0, PROMPT_SLICE));
+    expect(sliced.prefill(ids.slice(PROMPT_SLICE))).toEqual(a1);
+    whole.dispose(); sliced.dispose();
+
+    // What happens, in the order the scheduler makes it happen: each token as it is made, each slice as it is asked for.
+    const log: string[] = [];
+    const logged = (name: string, g: Generation): Generation =>
+      Object.assign((async function* () { for await (const p of g) { log.push(name); yield p; } })(), { stats: g.stats });
+    const { scheduler } = batching(2);
+    const a = scheduler.submit((signal, step) => logged('a', generate(model, PROMPTS[1], { ...options(1), maxNewTokens: 20, signal }, step)));
+    let c: ReturnType<typeof scheduler.submit> | null = null;
+    const readA = (async () => {
+      let t = '';
+      for await (const p of a.pieces()) {
+        t += p.text;
+        c ??= scheduler.submit((signal, step) => logged('c', generate(model, long, { ...options(2), maxNewTokens: 8, signal },
+          (r) => { if (r.ids.length > 1) log.push('c-slice'); return step(r); })));
+      }
+      return t;
+    })();
+    await expect.poll(() => c).not.toBeNull();
+    const tc = await textOf(c!.pieces());
+    expect(await readA).toBe(await textOf(model.generate(PROMPTS[1], { ...options(1), maxNewTokens: 20 })));
+    expect(tc).toBe(await textOf(model.generate(long, { ...options(2), maxNewTokens: 8 })));
+    expect(c!.stats!.promptTokens).toBe(ids.length);
+    // c's prompt took two rounds, and a made a token in each: with the whole prompt in one round, one.
+    const during = log.slice(log.indexOf('c-slice'), log.indexOf('c'));
+    expect(during).toEqual(['c-slice', 'a', 'c-slice', 'a']);
   });
 
   it('a batch that fails (a session disposed under it) fails only that generation', async () => {

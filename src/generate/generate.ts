@@ -1,11 +1,13 @@
-// Streaming generation over a session: prefill the prompt, then sample, yield and step one token at
-// a time, giving the event loop a turn between tokens so that an AbortSignal (or anything else the
-// program has to do) gets in. Model.generate and Model.chat are thin wrappers around this.
+// Streaming generation over a session: prefill the prompt (in slices), then sample, yield and step
+// one token at a time, giving the event loop a turn between slices and tokens so that an
+// AbortSignal (or anything else the program has to do) gets in. Model.generate and Model.chat are
+// thin wrappers around this.
 import { checkOptions, MlaError, showValue } from '../errors.js';
 import type { TokenModel } from '../model/model.js';
 import { createRng, sampleToken, tokenLogprobs, type SamplingOptions } from './sampling.js';
 import { checkIds, type Session } from '../model/session.js';
 import { checkCacheFormat, type CacheFormat } from '../model/kv-cache.js';
+import { CHUNK } from '../model/decoder.js';
 import { checkMessages, type ChatMessage } from '../formats/tokenizer.js';
 
 export interface GenerateOptions {
@@ -258,12 +260,19 @@ const commonPrefix = (a: number[], b: number[]) => {
 };
 
 /**
- * @internal One decode step a generation asks for: feed `id` to `session` and write the next
- * logits into `out`. The generation holds the session: calls on it go through `use`.
+ * A prompt runs in slices of this many tokens, each a step of its own, so that a long prompt in the
+ * server does not hold up the other generations' tokens. The decoder's chunk: slicing changes no bits.
+ */
+export const PROMPT_SLICE = CHUNK;
+
+/**
+ * @internal One step a generation asks for: feed `ids` (one sampled token, or a slice of the prompt)
+ * to `session` and write the logits after the last into `out`. The generation holds the session:
+ * calls on it go through `use`.
  */
 export interface StepRequest {
   session: Session;
-  id: number;
+  ids: readonly number[];
   out: Float32Array;
   use<T>(f: () => T): T;
   /** Throws (ABORTED) when the generation is to stop instead: called right before the step. */
@@ -271,19 +280,24 @@ export interface StepRequest {
 }
 
 /**
- * @internal How a generation runs its decode steps: alone (generate(), chat()) or batched with
- * others' (the server's scheduler). Resolves with the step's milliseconds (a batch's, for each in it)
- * once `out` holds the logits.
+ * @internal How a generation runs its steps: alone (generate(), chat()) or with others' (the
+ * server's scheduler batches decode steps). Resolves with the step's milliseconds (a batch's, for
+ * each in it) once `out` holds the logits.
  */
 export type Stepper = (request: StepRequest) => Promise<number>;
+
+/** Run one step on its own: a token by Session.step, a prompt slice by Session.prefill. */
+export function runStep(r: StepRequest): number {
+  const t0 = performance.now();
+  r.use(() => (r.ids.length === 1 ? r.session.step(r.ids[0], { out: r.out }) : r.session.prefill(r.ids, { out: r.out })));
+  return performance.now() - t0;
+}
 
 /** One session's step on its own, after a turn of the event loop (where an abort gets in). */
 export const stepAlone: Stepper = async (r) => {
   await yieldToEventLoop();
   r.check();
-  const t0 = performance.now();
-  r.use(() => r.session.step(r.id, { out: r.out }));
-  return performance.now() - t0;
+  return runStep(r);
 };
 
 function run(model: TokenModel, promptIds: number[], o: Resolved, stepper: Stepper, reuse: boolean, dropped = 0): Generation {
@@ -327,20 +341,22 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, stepper: Stepp
       stats.reusedTokens = cached.length;
       stats.promptTokens = feed.length;
       check();
-      let t0 = performance.now();
       // One logits buffer for the whole generation: nothing allocated per token.
       const out = new Float32Array(model.config.vocabSize);
-      const logits = use(() => session.prefill(feed, { out }));
-      stats.prefillMs = performance.now() - t0;
-      cached = [...cached, ...feed];
-      histories.set(session, { cached, pending: [] });
+      for (let i = 0; i < feed.length; i += PROMPT_SLICE) {
+        const slice = feed.slice(i, i + PROMPT_SLICE);
+        stats.prefillMs += await stepper({ session, ids: slice, out, use, check });
+        cached = [...cached, ...slice];
+        histories.set(session, { cached, pending: [] });
+      }
+      const logits = out;
 
       const context = new Set(o.repetitionPenalty === 1 ? [] : cached);
       const rng = createRng(o.seed ?? 0);
       const detok = model.tokenizer?.createStreamDecoder({ skipSpecialTokens: true });
       const stops = new StopStrings(o.stopStrings);
       for (let n = 0; ; n++) {
-        t0 = performance.now();
+        const t0 = performance.now();
         // The penalty changes the logits in place: logprobs are of the model's own, so kept aside.
         const raw = o.logprobs !== null && o.repetitionPenalty !== 1 ? logits.slice() : logits;
         const id = sampleToken(logits, o, rng, context);
@@ -373,7 +389,7 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, stepper: Stepp
         yield { id, text, ...scored };
         if (o.repetitionPenalty !== 1) context.add(id);
         // The step writes the next logits into `out`, which `logits` views.
-        stats.decodeMs += await stepper({ session, id, out, use, check });
+        stats.decodeMs += await stepper({ session, ids: [id], out, use, check });
         stats.decodeSteps++;
         cached.push(id);
         histories.set(session, { cached, pending: [] });

@@ -1,16 +1,18 @@
 // Runs the server's generations: at most `maxActive` at once, each in its own session; more wait
 // in a queue of at most `maxQueued`, and past that a request is refused (BUSY, a 429). Work goes in
-// rounds: a round advances every running generation by one token, so a long answer does not hold
-// up a short one. Generations join and leave only between rounds, at token boundaries.
+// rounds: a round advances every running generation by one token, or by one slice of its prompt
+// (PROMPT_SLICE tokens), so neither a long answer nor a long prompt holds up the others.
+// Generations join and leave only between rounds, at token boundaries.
 //
-// Continuous batching: a round starts the turns of every generation already going at once; each
-// asks the scheduler's stepper for its decode step, and once every turn still going waits for one,
-// all those steps run as one model.stepBatch (batch-steps.ts): the weights are read once a round,
-// not once a generation. Then the newcomers run their prompts and make their first tokens. The pieces each generation yields go into
-// its job's buffer, and the round never waits for a client to read them: a slow reader cannot
-// stall the others.
+// Continuous batching: a round starts the turns of every running generation at once; each asks
+// its stepper for a step, and once every turn still going waits for one, the decode steps run as
+// one model.stepBatch (batch-steps.ts): the weights are read once a round, not once a generation.
+// A generation that has run a prompt slice this round and asks for the next is parked: its turn
+// ends without a token, and the slice waits for the next round. The pieces each generation yields
+// go into its job's buffer, and the round never waits for a client to read them: a slow reader
+// cannot stall the others.
 import { MlaError } from '../errors.js';
-import { yieldToEventLoop, type Generation, type GenerationPiece, type GenerationStats, type Stepper } from '../generate/generate.js';
+import { yieldToEventLoop, type Generation, type GenerationPiece, type GenerationStats, type StepRequest, type Stepper } from '../generate/generate.js';
 import type { BatchStep } from '../model/session.js';
 import { runSteps, type AskedStep } from './batch-steps.js';
 
@@ -39,8 +41,12 @@ type Start = (signal: AbortSignal, step: Stepper) => Generation;
 class Entry implements Job {
   readonly controller = new AbortController();
   generation: Generation | null = null;
-  /** Whether it has had its first turn (run its prompt). */
-  started = false;
+  /** Its generation's next() while a turn ended without a token (parked mid-prompt). */
+  pending: Promise<IteratorResult<GenerationPiece, void>> | null = null;
+  /** The round in which it last ran a prompt slice. */
+  slicedIn = -1;
+  /** Ends the current turn without a token: set while a turn waits. */
+  park: (() => void) | null = null;
   private readonly buffer: GenerationPiece[] = [];
   private ended = false;
   private failure: unknown = null;
@@ -83,9 +89,12 @@ export class Scheduler {
   private readonly queue: Entry[] = [];
   private loop: Promise<void> | null = null;
   private closed = false;
-  // Turns of this round not yet ended, and the steps asked for and not yet run.
+  // Turns of this round not yet ended, and the steps asked for and not yet run; prompt slices
+  // parked for the next round.
   private turns = 0;
   private asked: AskedStep[] = [];
+  private parked: { job: Entry; step: AskedStep }[] = [];
+  private roundNo = 0;
 
   constructor(private readonly o: SchedulerOptions) {}
 
@@ -131,7 +140,7 @@ export class Scheduler {
       while (this.running.length < this.o.maxActive && this.queue.length) {
         const job = this.queue.shift()!;
         try {
-          job.generation = job.start(job.controller.signal, this.step);
+          job.generation = job.start(job.controller.signal, (request) => this.ask(job, request));
           this.running.push(job);
         } catch (e) {
           job.end(e);
@@ -144,29 +153,29 @@ export class Scheduler {
   }
 
   /**
-   * One token for every running generation: the turns of those already going start at once, in
-   * the order they joined, and their decode steps run together; then each newcomer runs its
-   * prompt, one at a time with a turn of the event loop before each, so that the first tokens
-   * already made reach their clients before the next prompt holds the thread.
+   * One token (or prompt slice) for every running generation: their turns start at once, in the
+   * order they joined, with the slices parked last round already asked.
    */
   private async round(): Promise<void> {
-    const going = this.running.filter((j) => j.started), joining = this.running.filter((j) => !j.started);
-    this.turns = going.length;
-    await Promise.all(going.map((job) => this.turn(job)));
-    for (const job of joining) {
-      await yieldToEventLoop();
-      job.started = true;
-      this.turns = 1;
-      await this.turn(job);
-    }
+    this.roundNo++;
+    this.asked = this.parked.map(({ job, step }) => { job.slicedIn = this.roundNo; return step; });
+    this.parked = [];
+    this.turns = this.running.length;
+    await Promise.all(this.running.map((job) => this.turn(job)));
   }
 
   private async turn(job: Entry): Promise<void> {
     try {
-      const r = await job.generation!.next();
+      job.pending ??= job.generation!.next();
+      const parked = new Promise<null>((r) => { job.park = () => r(null); });
+      const r = await Promise.race([job.pending, parked]);
+      job.park = null;
+      if (r === null) return;
+      job.pending = null;
       if (r.done) this.leave(job, null);
       else job.push(r.value);
     } catch (e) {
+      job.pending = null;
       this.leave(job, e);
     } finally {
       this.turns--;
@@ -174,18 +183,27 @@ export class Scheduler {
     }
   }
 
-  /** The stepper every generation gets: its step waits for the round's batch. */
-  private readonly step: Stepper = (request) => new Promise<number>((resolve, reject) => {
-    this.asked.push({ request, resolve, reject });
-    this.stepWhenAllAsked();
-  });
+  /** A generation's stepper: its step waits for the round's batch, a second prompt slice for the next round. */
+  private ask(job: Entry, request: StepRequest): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const asked = { request, resolve, reject };
+      if (request.ids.length > 1 && job.slicedIn === this.roundNo) {
+        this.parked.push({ job, step: asked });
+        job.park?.();
+        return;
+      }
+      if (request.ids.length > 1) job.slicedIn = this.roundNo;
+      this.asked.push(asked);
+      this.stepWhenAllAsked();
+    });
+  }
 
-  /** Once every turn still going waits for its step, run them all as one batch. */
+  /** Once every turn still going waits for its step, run them all. */
   private stepWhenAllAsked(): void {
     if (this.asked.length === 0 || this.asked.length < this.turns) return;
     const asked = this.asked;
     this.asked = [];
-    runSteps(this.o.stepBatch, asked);
+    void runSteps(this.o.stepBatch, asked);
   }
 
   private leave(job: Entry, failure: unknown): void {
