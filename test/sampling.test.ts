@@ -100,6 +100,20 @@ describe('distributions', () => {
     expect(candidates(logits, opts({ topP: 0.7, minP: 0.1 })).ids).toEqual([0, 1]);
   });
 
+  it('keeping every token draws exactly what the candidate list draws, without building it', () => {
+    const v = Float32Array.from({ length: 5000 }, (_, i) => 4 * Math.sin(i * 12.9898));
+    for (const temperature of [1, 0.7]) {
+      const fast = createRng(5), slow = createRng(5);
+      for (let n = 0; n < 300; n++) {
+        const { ids, probs } = candidates(v, opts({ temperature }));
+        const u = slow();
+        let acc = 0, want = ids[ids.length - 1];
+        for (let i = 0; i < ids.length; i++) { acc += probs[i]; if (u < acc) { want = ids[i]; break; } }
+        expect(sampleToken(v.slice(), opts({ temperature }), fast)).toBe(want);
+      }
+    }
+  });
+
   it('a seed reproduces the draws', () => {
     const draw = (seed: number) => { const r = createRng(seed); return Array.from({ length: 200 }, () => sampleToken(logits.slice(), opts({}), r)); };
     expect(draw(9)).toEqual(draw(9));

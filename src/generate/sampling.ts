@@ -145,6 +145,7 @@ export function topKIndices(v: ArrayLike<number>, k: number): number[] {
 export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, context: Iterable<number> = []): number {
   applyRepetitionPenalty(logits, context, o.repetitionPenalty);
   if (o.temperature === 0 || o.topK === 1) return argmax(logits);
+  if ((o.topK === 0 || o.topK >= logits.length) && o.topP >= 1 && !((o.minP ?? 0) > 0)) return drawFromAll(logits, o.temperature, rng());
   const { ids, probs } = candidates(logits, o);
   const u = rng();
   let acc = 0;
@@ -153,6 +154,24 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, 
     if (u < acc) return ids[i];
   }
   return ids[ids.length - 1];
+}
+
+/**
+ * The draw candidates() and the walk above make when every token is kept, without building V-long
+ * arrays (20 ms a token at a 49k vocabulary): the same sums in the same order, so the same id.
+ */
+function drawFromAll(logits: Float32Array, temperature: number, u: number): number {
+  const V = logits.length, inv = 1 / temperature;
+  let max = -Infinity;
+  for (let i = 0; i < V; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0;
+  for (let i = 0; i < V; i++) sum += Math.exp((logits[i] - max) * inv);
+  let acc = 0;
+  for (let i = 0; i < V; i++) {
+    acc += Math.exp((logits[i] - max) * inv) / sum;
+    if (u < acc) return i;
+  }
+  return V - 1;
 }
 
 /** A token's log-probability under the model, and its most likely alternatives. */
