@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, MlaError, type ChatMessage, type GenerateOptions, type Generation, type GenerationPiece, type Model } from '../src/index.js';
 import { argmax } from '../src/generate/sampling.js';
+import { PROMPT_SLICE } from '../src/generate/generate.js';
 import { makeRandomCheckpoint, tinyLlamaConfig } from './reference/model.js';
 
 const fortuneDir = new URL('../models/fortune-mla/', import.meta.url);
@@ -244,6 +245,25 @@ describe('abort', () => {
     expect(countAtAbort).toBeGreaterThanOrEqual(0);
     expect(count - countAtAbort).toBeLessThanOrEqual(1);
     expect(count).toBeLessThan(1000);
+  });
+
+  it('an abort gets in between the slices of a long prompt; the session keeps what ran', async () => {
+    const long = 'Q: ' + 'Why do cats sit on keyboards, and why do dogs bark at the mail? '.repeat(2) + '\nA:';
+    const ids = model.tokenizer!.encode(long);
+    expect(ids.length).toBeGreaterThan(PROMPT_SLICE);
+    const session = model.createSession({ contextLength: 190 });
+    const ctrl = new AbortController();
+    const stream = model.generate(long, { temperature: 0, maxNewTokens: 8, signal: ctrl.signal, session });
+    const first = stream.next();
+    // The stream's first turn of the event loop comes before this one: the first slice runs, then the abort.
+    setImmediate(() => ctrl.abort());
+    await expectCode(() => first, 'ABORTED');
+    expect(session.position).toBe(PROMPT_SLICE);
+    // The rest of the prompt then runs after what the session holds, as if never cut.
+    const rest = await collect(model.generate(ids.slice(PROMPT_SLICE), { temperature: 0, maxNewTokens: 8, session }));
+    const whole = await collect(model.generate(long, { temperature: 0, maxNewTokens: 8 }));
+    expect(rest.map((p) => p.id)).toEqual(whole.map((p) => p.id));
+    session.dispose();
   });
 
   it('an already aborted signal runs nothing', async () => {
