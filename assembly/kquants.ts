@@ -26,10 +26,10 @@
 // Integer dot products, as quant.ts: relaxed i16x8.relaxed_dot_i8x16_i7x16_s with the code
 // (Q4_K's nibble 0..15, Q6_K's 0..63) as the 7-bit operand; plain i16x8.mul of the widened
 // values (products ≤ 63·127, pairs summed in i16).
-// Rows are taken two at a time (adjacent rows: one stream), sharing the activations' loads; a
+// Rows are taken two at a time (see product for which two), sharing the activations' loads; a
 // row's arithmetic is the same alone or in a pair, so splits by rows are bit-identical.
 import { madd, hsum } from "./simd";
-import { roundAway } from "./quant";
+import { roundAway, PAIR_BYTES, PAIR_MIN_BYTES } from "./quant";
 
 // @ts-ignore: decorator
 @inline const Q4K_BYTES: usize = 144;
@@ -199,29 +199,41 @@ import { roundAway } from "./quant";
 // @ts-ignore: decorator
 @inline const Q6K: i32 = 1;
 
-/** C[m, n] (+)= A · Wᵀ: each pair of weight rows against every activation row (m = 1: a matvec). */
+/** Rows j (and j + far) of W against activation row i: one call of the format's dot. */
+// @ts-ignore: decorator
+@inline function rowDot(fmt: i32, two: bool, far: usize, aq: usize, ar: usize, w: usize, rowBytes: usize, c: usize, cStride: usize,
+                        i: i32, j: i32, k: i32, nsb: i32, acc: bool): void {
+  const ui = <usize>i, wa = w + <usize>j * rowBytes, y = c + <usize>j * 4 + ui * cStride;
+  const xq = aq + ui * <usize>k, xr = ar + ui * <usize>nsb * ACT_RECORD;
+  if (fmt == Q4K) dotQ4K(two, wa, wa + far * rowBytes, xq, xr, nsb, y, y + far * 4, acc);
+  else dotQ6K(two, wa, wa + far * rowBytes, xq, xr, nsb, y, y + far * 4, acc);
+}
+
+/**
+ * C[m, n] (+)= A · Wᵀ: each pair of weight rows against every activation row. The matvec (m = 1)
+ * pairs rows j and j + d, ~PAIR_BYTES apart while they stay PAIR_MIN_BYTES apart, as quant.ts's
+ * matvecAny: two long streams. Adjacent rows (short rows, k = 2048: 1680 bytes of Q6_K) hop
+ * every pair, and read cold from memory ran ~1.4× slower (bench/results/quant-kquants-2026-12-06b.md).
+ */
 // @ts-ignore: decorator
 @inline function product(fmt: i32, aq: usize, ar: usize, w: usize, c: usize, ldc: i32, m: i32, k: i32, n: i32, acc: bool): void {
   if (m <= 0 || n <= 0) return;
   const kk = max(k, 0), nsb = kk >> 8;
-  const rowBytes = <usize>nsb * (fmt == Q4K ? Q4K_BYTES : Q6K_BYTES);
-  const aStride = <usize>kk, arStride = <usize>nsb * ACT_RECORD, cStride = <usize>ldc * 4;
-  let j = 0;
-  for (; j + 2 <= n; j += 2) {
-    const wa = w + <usize>j * rowBytes, y = c + <usize>j * 4;
-    for (let i = 0; i < m; i++) {
-      const ui = <usize>i;
-      if (fmt == Q4K) dotQ4K(true, wa, wa + rowBytes, aq + ui * aStride, ar + ui * arStride, nsb, y + ui * cStride, y + ui * cStride + 4, acc);
-      else dotQ6K(true, wa, wa + rowBytes, aq + ui * aStride, ar + ui * arStride, nsb, y + ui * cStride, y + ui * cStride + 4, acc);
+  const rowBytes = <usize>nsb * (fmt == Q4K ? Q4K_BYTES : Q6K_BYTES), cStride = <usize>ldc * 4;
+  // d: rows between the two of a pair, and rows paired so (then j += 2d).
+  let j = 0, d = m == 1 && rowBytes > 0 ? <i32>((PAIR_BYTES + rowBytes - 1) / rowBytes) : 1;
+  while (j + 2 <= n) {
+    if (d > 1 && n - j < 2 * d) {
+      d = (n - j) >> 1;
+      if (<usize>d * rowBytes < PAIR_MIN_BYTES) d = 1;
     }
+    for (let r = j; r < j + d; r++) {
+      for (let i = 0; i < m; i++) rowDot(fmt, true, <usize>d, aq, ar, w, rowBytes, c, cStride, i, r, kk, nsb, acc);
+    }
+    j += 2 * d;
   }
   if (j < n) {
-    const wa = w + <usize>j * rowBytes, y = c + <usize>j * 4;
-    for (let i = 0; i < m; i++) {
-      const ui = <usize>i;
-      if (fmt == Q4K) dotQ4K(false, wa, 0, aq + ui * aStride, ar + ui * arStride, nsb, y + ui * cStride, 0, acc);
-      else dotQ6K(false, wa, 0, aq + ui * aStride, ar + ui * arStride, nsb, y + ui * cStride, 0, acc);
-    }
+    for (let i = 0; i < m; i++) rowDot(fmt, false, 0, aq, ar, w, rowBytes, c, cStride, i, j, kk, nsb, acc);
   }
 }
 
