@@ -26,10 +26,10 @@
 // Integer dot products, as quant.ts: relaxed i16x8.relaxed_dot_i8x16_i7x16_s with the code
 // (Q4_K's nibble 0..15, Q6_K's 0..63) as the 7-bit operand; plain i16x8.mul of the widened
 // values (products ≤ 63·127, pairs summed in i16).
-// Rows are taken two at a time (adjacent rows: one stream), sharing the activations' loads; a
+// Rows are taken two at a time (see product for which two), sharing the activations' loads; a
 // row's arithmetic is the same alone or in a pair, so splits by rows are bit-identical.
 import { madd, hsum } from "./simd";
-import { roundAway } from "./quant";
+import { roundAway, PAIR_BYTES, PAIR_MIN_BYTES } from "./quant";
 
 // @ts-ignore: decorator
 @inline const Q4K_BYTES: usize = 144;
@@ -86,9 +86,9 @@ import { roundAway } from "./quant";
   store<f32>(p, acc ? load<f32>(p) + v : v);
 }
 
-/** Q4_K row(s) ra (and rb) · Q8_K activations (codes xq, records xr): nsb super-blocks. */
+/** Q4_K rows ra and rb · Q8_K activations (codes xq, records xr): nsb super-blocks. */
 // @ts-ignore: decorator
-@inline function dotQ4K(two: bool, ra: usize, rb: usize, xq: usize, xr: usize, nsb: i32,
+@inline function dotQ4K(ra: usize, rb: usize, xq: usize, xr: usize, nsb: i32,
                         ya: usize, yb: usize, acc: bool): void {
   const m4 = i8x16.splat(0x0F);
   let fa = f32x4.splat(0), fb = f32x4.splat(0);
@@ -99,11 +99,8 @@ import { roundAway } from "./quant";
     const dx = load<f32>(xr, 32);
     const sca = sixBits(ra + 4, false);
     const minA = i32x4.dot_i16x8_s(sum32, i16x8.extend_low_i8x16_u(i64x2.splat(<i64>sixBits(ra + 4, true))));
-    let scb: u64 = 0, minB = minA;
-    if (two) {
-      scb = sixBits(rb + 4, false);
-      minB = i32x4.dot_i16x8_s(sum32, i16x8.extend_low_i8x16_u(i64x2.splat(<i64>sixBits(rb + 4, true))));
-    }
+    const scb = sixBits(rb + 4, false);
+    const minB = i32x4.dot_i16x8_s(sum32, i16x8.extend_low_i8x16_u(i64x2.splat(<i64>sixBits(rb + 4, true))));
     let ia = i32x4.splat(0), ib = i32x4.splat(0);
     for (let p = 0; p < 4; p++) {
       // Sub-blocks 2p (low nibbles of 32 bytes) and 2p + 1 (high nibbles), 64 activations.
@@ -117,81 +114,86 @@ import { roundAway } from "./quant";
         <u32>(sca >> shift) & 0xFF));
       ia = i32x4.add(ia, scaled(i16x8.add(pairs16(v128.and(i16x8.shr_u(qa0, 4), m4), x2, x2l, x2h),
         pairs16(v128.and(i16x8.shr_u(qa1, 4), m4), x3, x3l, x3h)), <u32>(sca >> (shift + 8)) & 0xFF));
-      if (two) {
-        const qb0 = v128.load(rb + off), qb1 = v128.load(rb + off, 16);
-        ib = i32x4.add(ib, scaled(i16x8.add(pairs16(v128.and(qb0, m4), x0, x0l, x0h), pairs16(v128.and(qb1, m4), x1, x1l, x1h)),
-          <u32>(scb >> shift) & 0xFF));
-        ib = i32x4.add(ib, scaled(i16x8.add(pairs16(v128.and(i16x8.shr_u(qb0, 4), m4), x2, x2l, x2h),
-          pairs16(v128.and(i16x8.shr_u(qb1, 4), m4), x3, x3l, x3h)), <u32>(scb >> (shift + 8)) & 0xFF));
-      }
+      const qb0 = v128.load(rb + off), qb1 = v128.load(rb + off, 16);
+      ib = i32x4.add(ib, scaled(i16x8.add(pairs16(v128.and(qb0, m4), x0, x0l, x0h), pairs16(v128.and(qb1, m4), x1, x1l, x1h)),
+        <u32>(scb >> shift) & 0xFF));
+      ib = i32x4.add(ib, scaled(i16x8.add(pairs16(v128.and(i16x8.shr_u(qb0, 4), m4), x2, x2l, x2h),
+        pairs16(v128.and(i16x8.shr_u(qb1, 4), m4), x3, x3l, x3h)), <u32>(scb >> (shift + 8)) & 0xFF));
     }
     fa = madd(f32x4.convert_i32x4_s(ia), f32x4.splat(half(ra) * dx), fa);
     fa = madd(f32x4.convert_i32x4_s(minA), f32x4.splat(-(half(ra + 2) * dx)), fa);
-    if (two) {
-      fb = madd(f32x4.convert_i32x4_s(ib), f32x4.splat(half(rb) * dx), fb);
-      fb = madd(f32x4.convert_i32x4_s(minB), f32x4.splat(-(half(rb + 2) * dx)), fb);
-    }
+    fb = madd(f32x4.convert_i32x4_s(ib), f32x4.splat(half(rb) * dx), fb);
+    fb = madd(f32x4.convert_i32x4_s(minB), f32x4.splat(-(half(rb + 2) * dx)), fb);
     ra += Q4K_BYTES; rb += Q4K_BYTES; xq += 256; xr += ACT_RECORD;
   }
   storeLane(ya, hsum(fa), acc);
-  if (two) storeLane(yb, hsum(fb), acc);
+  if (yb != ya) storeLane(yb, hsum(fb), acc); // rb = ra: a row alone, stored once
 }
 
 /**
  * Adds half a Q6_K block's Σ_b sc_b·Σ_{16} q·x to `acc`: row r, its low nibbles at r + lo (64
- * bytes), high bit pairs at r + hi (32), scales at r + sc (8), activations at xo (128). Group g's
+ * bytes), high bit pairs at r + hi (32), the half's 8 scales as i16 lanes of S, activations at xo (128). Group g's
  * code = (nibble) | (bits 2g, 2g + 1 of qh moved to bits 4, 5); 16-bit shifts, masks drop what crossed bytes.
  */
 // @ts-ignore: decorator
-@inline function q6Half(r: usize, lo: usize, hi: usize, sc: usize, xo: usize, acc: v128): v128 {
+@inline function q6Half(r: usize, lo: usize, hi: usize, S: v128, xo: usize, acc: v128): v128 {
   const m4 = i8x16.splat(0x0F), m30 = i8x16.splat(0x30);
   const l0 = v128.load(r + lo), l1 = v128.load(r + lo, 16), l2 = v128.load(r + lo, 32), l3 = v128.load(r + lo, 48);
   const h0 = v128.load(r + hi), h1 = v128.load(r + hi, 16);
-  acc = q6Group(v128.or(v128.and(l0, m4), v128.and(i16x8.shl(h0, 4), m30)), v128.or(v128.and(l1, m4), v128.and(i16x8.shl(h1, 4), m30)), r + sc, xo, acc);
-  acc = q6Group(v128.or(v128.and(l2, m4), v128.and(i16x8.shl(h0, 2), m30)), v128.or(v128.and(l3, m4), v128.and(i16x8.shl(h1, 2), m30)), r + sc + 2, xo + 32, acc);
-  acc = q6Group(v128.or(v128.and(i16x8.shr_u(l0, 4), m4), v128.and(h0, m30)), v128.or(v128.and(i16x8.shr_u(l1, 4), m4), v128.and(h1, m30)), r + sc + 4, xo + 64, acc);
+  acc = q6Group(v128.or(v128.and(l0, m4), v128.and(i16x8.shl(h0, 4), m30)), v128.or(v128.and(l1, m4), v128.and(i16x8.shl(h1, 4), m30)), S, 0, xo, acc);
+  acc = q6Group(v128.or(v128.and(l2, m4), v128.and(i16x8.shl(h0, 2), m30)), v128.or(v128.and(l3, m4), v128.and(i16x8.shl(h1, 2), m30)), S, 1, xo + 32, acc);
+  acc = q6Group(v128.or(v128.and(i16x8.shr_u(l0, 4), m4), v128.and(h0, m30)), v128.or(v128.and(i16x8.shr_u(l1, 4), m4), v128.and(h1, m30)), S, 2, xo + 64, acc);
   return q6Group(v128.or(v128.and(i16x8.shr_u(l2, 4), m4), v128.and(i16x8.shr_u(h0, 2), m30)),
-    v128.or(v128.and(i16x8.shr_u(l3, 4), m4), v128.and(i16x8.shr_u(h1, 2), m30)), r + sc + 6, xo + 96, acc);
+    v128.or(v128.and(i16x8.shr_u(l3, 4), m4), v128.and(i16x8.shr_u(h1, 2), m30)), S, 3, xo + 96, acc);
 }
 
-/** acc + the 32 codes c0, c1 (two scales at s) · the 32 activations at xo. */
+/** i32 lane g of s in every lane. */
 // @ts-ignore: decorator
-@inline function q6Group(c0: v128, c1: v128, s: usize, xo: usize, acc: v128): v128 {
+@inline function scalePair(s: v128, g: i32): v128 {
+  if (g == 0) return v128.shuffle<i32>(s, s, 0, 0, 0, 0);
+  if (g == 1) return v128.shuffle<i32>(s, s, 1, 1, 1, 1);
+  if (g == 2) return v128.shuffle<i32>(s, s, 2, 2, 2, 2);
+  return v128.shuffle<i32>(s, s, 3, 3, 3, 3);
+}
+
+/**
+ * acc + the 32 codes c0, c1 (scales: i16 lanes 2g, 2g + 1 of S, i.e. its i32 lane g) · the 32
+ * activations at xo. Each 16's eight i16 pair sums are halved to four (≤ 4·63·127, still i16) and
+ * the two interleaved, so one dot with the scale pair in every i32 lane scales both: one shuffle
+ * per 32 codes instead of a scalar load and splat per 16.
+ */
+// @ts-ignore: decorator
+@inline function q6Group(c0: v128, c1: v128, S: v128, g: i32, xo: usize, acc: v128): v128 {
   const x0 = v128.load(xo), x1 = v128.load(xo, 16);
-  acc = i32x4.add(acc, scaled(pairs16(c0, x0, lo16(x0), hi16(x0)), <u32>load<i8>(s)));
-  return i32x4.add(acc, scaled(pairs16(c1, x1, lo16(x1), hi16(x1)), <u32>load<i8>(s, 1)));
+  const p0 = pairs16(c0, x0, lo16(x0), hi16(x0)), p1 = pairs16(c1, x1, lo16(x1), hi16(x1));
+  const q = i16x8.add(v128.shuffle<i16>(p0, p1, 0, 8, 1, 9, 2, 10, 3, 11), v128.shuffle<i16>(p0, p1, 4, 12, 5, 13, 6, 14, 7, 15));
+  return i32x4.add(acc, i32x4.dot_i16x8_s(q, scalePair(S, g)));
 }
 
-/** Σ_b sc_b·Σ_{16} x of a Q6_K block (its 16 int8 scales at s) against a record's 16 sums (s0, s1), in i32 lanes. */
+/** Q6_K rows ra and rb · Q8_K activations (codes xq, records xr): nsb super-blocks. */
 // @ts-ignore: decorator
-@inline function scaledSums(s: usize, s0: v128, s1: v128): v128 {
-  const sc = v128.load(s);
-  return i32x4.add(i32x4.dot_i16x8_s(s0, i16x8.extend_low_i8x16_s(sc)), i32x4.dot_i16x8_s(s1, i16x8.extend_high_i8x16_s(sc)));
-}
-
-/** Q6_K row(s) ra (and rb) · Q8_K activations (codes xq, records xr): nsb super-blocks. */
-// @ts-ignore: decorator
-@inline function dotQ6K(two: bool, ra: usize, rb: usize, xq: usize, xr: usize, nsb: i32,
+@inline function dotQ6K(ra: usize, rb: usize, xq: usize, xr: usize, nsb: i32,
                         ya: usize, yb: usize, acc: bool): void {
   let fa = f32x4.splat(0), fb = f32x4.splat(0);
   for (let sb = 0; sb < nsb; sb++) {
     const s0 = v128.load(xr), s1 = v128.load(xr, 16), dx = load<f32>(xr, 32);
     // The codes' offset of 32: Σ_b sc_b·32·Σx taken away at the end.
-    let ia = i32x4.shl(scaledSums(ra + 192, s0, s1), 5), ib = ia;
-    if (two) ib = i32x4.shl(scaledSums(rb + 192, s0, s1), 5);
-    ia = i32x4.neg(ia); ib = i32x4.neg(ib);
+    // Each row's 16 scales widened to i16 once: scales 0–7 (half 0), 8–15 (half 1).
+    const sa = v128.load(ra + 192), saLo = i16x8.extend_low_i8x16_s(sa), saHi = i16x8.extend_high_i8x16_s(sa);
+    const sb2 = v128.load(rb + 192), sbLo = i16x8.extend_low_i8x16_s(sb2), sbHi = i16x8.extend_high_i8x16_s(sb2);
+    let ia = i32x4.neg(i32x4.shl(i32x4.add(i32x4.dot_i16x8_s(s0, saLo), i32x4.dot_i16x8_s(s1, saHi)), 5));
+    let ib = i32x4.neg(i32x4.shl(i32x4.add(i32x4.dot_i16x8_s(s0, sbLo), i32x4.dot_i16x8_s(s1, sbHi)), 5));
     for (let h = 0; h < 2; h++) {
-      // Half h: groups g = 0..3 of 32 values, unrolled so that every shift is a constant.
-      const uh = <usize>h, xo = xq + (uh << 7), lo = uh * 64, hi = uh * 32 + 128, sc = uh * 8 + 192;
-      ia = q6Half(ra, lo, hi, sc, xo, ia);
-      if (two) ib = q6Half(rb, lo, hi, sc, xo, ib);
+      const uh = <usize>h, xo = xq + (uh << 7), lo = uh * 64, hi = uh * 32 + 128;
+      ia = q6Half(ra, lo, hi, h ? saHi : saLo, xo, ia);
+      ib = q6Half(rb, lo, hi, h ? sbHi : sbLo, xo, ib);
     }
     fa = madd(f32x4.convert_i32x4_s(ia), f32x4.splat(half(ra + 208) * dx), fa);
-    if (two) fb = madd(f32x4.convert_i32x4_s(ib), f32x4.splat(half(rb + 208) * dx), fb);
+    fb = madd(f32x4.convert_i32x4_s(ib), f32x4.splat(half(rb + 208) * dx), fb);
     ra += Q6K_BYTES; rb += Q6K_BYTES; xq += 256; xr += ACT_RECORD;
   }
   storeLane(ya, hsum(fa), acc);
-  if (two) storeLane(yb, hsum(fb), acc);
+  if (yb != ya) storeLane(yb, hsum(fb), acc); // rb = ra: a row alone, stored once
 }
 
 // @ts-ignore: decorator
@@ -199,29 +201,40 @@ import { roundAway } from "./quant";
 // @ts-ignore: decorator
 @inline const Q6K: i32 = 1;
 
-/** C[m, n] (+)= A · Wᵀ: each pair of weight rows against every activation row (m = 1: a matvec). */
+/** Rows j and j + far of W (far 0: row j alone) against activation row i: one call of the format's dot. */
+// @ts-ignore: decorator
+@inline function rowDot(fmt: i32, far: usize, aq: usize, ar: usize, w: usize, rowBytes: usize, c: usize, cStride: usize,
+                        i: i32, j: i32, k: i32, nsb: i32, acc: bool): void {
+  const ui = <usize>i, wa = w + <usize>j * rowBytes, y = c + <usize>j * 4 + ui * cStride;
+  const xq = aq + ui * <usize>k, xr = ar + ui * <usize>nsb * ACT_RECORD;
+  if (fmt == Q4K) dotQ4K(wa, wa + far * rowBytes, xq, xr, nsb, y, y + far * 4, acc);
+  else dotQ6K(wa, wa + far * rowBytes, xq, xr, nsb, y, y + far * 4, acc);
+}
+
+/**
+ * C[m, n] (+)= A · Wᵀ: each pair of weight rows against every activation row. The matvec (m = 1)
+ * pairs rows j and j + d, ~PAIR_BYTES apart while they stay PAIR_MIN_BYTES apart, as quant.ts's
+ * matvecAny: two long streams. Adjacent rows (short rows, k = 2048: 1680 bytes of Q6_K) hop
+ * every pair, and read cold from memory ran ~1.4× slower (bench/results/quant-kquants-2026-12-06b.md).
+ */
 // @ts-ignore: decorator
 @inline function product(fmt: i32, aq: usize, ar: usize, w: usize, c: usize, ldc: i32, m: i32, k: i32, n: i32, acc: bool): void {
   if (m <= 0 || n <= 0) return;
   const kk = max(k, 0), nsb = kk >> 8;
-  const rowBytes = <usize>nsb * (fmt == Q4K ? Q4K_BYTES : Q6K_BYTES);
-  const aStride = <usize>kk, arStride = <usize>nsb * ACT_RECORD, cStride = <usize>ldc * 4;
-  let j = 0;
-  for (; j + 2 <= n; j += 2) {
-    const wa = w + <usize>j * rowBytes, y = c + <usize>j * 4;
-    for (let i = 0; i < m; i++) {
-      const ui = <usize>i;
-      if (fmt == Q4K) dotQ4K(true, wa, wa + rowBytes, aq + ui * aStride, ar + ui * arStride, nsb, y + ui * cStride, y + ui * cStride + 4, acc);
-      else dotQ6K(true, wa, wa + rowBytes, aq + ui * aStride, ar + ui * arStride, nsb, y + ui * cStride, y + ui * cStride + 4, acc);
+  const rowBytes = <usize>nsb * (fmt == Q4K ? Q4K_BYTES : Q6K_BYTES), cStride = <usize>ldc * 4;
+  // d: rows between the two of a pair, and rows paired so (then j += 2d).
+  let j = 0, d = m == 1 && rowBytes > 0 ? <i32>((PAIR_BYTES + rowBytes - 1) / rowBytes) : 1;
+  while (j < n) {
+    // A last row alone is paired with itself (d = 0) and stored once: one copy of the dot's code.
+    if (j + 2 > n) d = 0;
+    else if (d > 1 && n - j < 2 * d) {
+      d = (n - j) >> 1;
+      if (<usize>d * rowBytes < PAIR_MIN_BYTES) d = 1;
     }
-  }
-  if (j < n) {
-    const wa = w + <usize>j * rowBytes, y = c + <usize>j * 4;
-    for (let i = 0; i < m; i++) {
-      const ui = <usize>i;
-      if (fmt == Q4K) dotQ4K(false, wa, 0, aq + ui * aStride, ar + ui * arStride, nsb, y + ui * cStride, 0, acc);
-      else dotQ6K(false, wa, 0, aq + ui * aStride, ar + ui * arStride, nsb, y + ui * cStride, 0, acc);
+    for (let r = j; r < j + max(d, 1); r++) {
+      for (let i = 0; i < m; i++) rowDot(fmt, <usize>d, aq, ar, w, rowBytes, c, cStride, i, r, kk, nsb, acc);
     }
+    j += d ? 2 * d : 1;
   }
 }
 

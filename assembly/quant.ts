@@ -43,9 +43,9 @@
 import { madd, hsum } from "./simd";
 
 // @ts-ignore: decorator
-@inline const PAIR_BYTES: usize = 2 << 20;
+@inline export const PAIR_BYTES: usize = 2 << 20;
 // @ts-ignore: decorator
-@inline const PAIR_MIN_BYTES: usize = 512 << 10;
+@inline export const PAIR_MIN_BYTES: usize = 512 << 10;
 
 // @ts-ignore: decorator
 @inline export const BF16: i32 = 0;

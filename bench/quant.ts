@@ -9,10 +9,15 @@
 //
 // Every kernel of every build runs once per round, in turn, so a burst of someone else's work on
 // this shared machine spoils one sample of each, not one kernel; each figure is the median of the
-// rounds, each round the median of REPS calls. GB/s counts the weight bytes a call reads (codes
+// rounds, each round the median of REPS calls. A call is timed in this process's CPU time, not
+// wall time: on a loaded machine a call of a few ms is mostly descheduled midway, and its wall
+// time then holds other processes' slices (the 5–8× "slow" f16 / q6k at 5632×2048 of
+// bench/results/quant-kquants-2026-12-06.md); the wall/CPU ratio is printed as the sign of it. GB/s counts the weight bytes a call reads (codes
 // and scales); "× f32" is the f32 matvec's time over this one's, in the same build and run.
 // q8 / q4 / q4k / q6k time the product alone; quantising the activation (once per token and
 // input: Q8_0-style for q8/q4, Q8_K-style for q4k/q6k) is timed on its own line.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadKernels, type LoadedKernels, type SimdBuild } from '../src/internal.js';
 
 const arg = (name: string, dflt: string) => {
@@ -22,11 +27,15 @@ const arg = (name: string, dflt: string) => {
 const ROUNDS = Number(arg('rounds', '7'));
 const REPS = 5;
 const SHAPES = arg('shapes', '2048x2048,2048x10944,10944x2048').split(',').map((s) => s.split('x').map(Number) as [number, number]);
-const BUILDS: SimdBuild[] = ['simd', 'relaxed'];
+// --against DIR: that directory's kernels-simd.wasm / kernels-relaxed.wasm (another commit's
+// build) run in the same rounds as builds "simd-base" / "relaxed-base", for A/B ratios.
+const AGAINST = arg('against', '');
+const SIMDS: SimdBuild[] = ['simd', 'relaxed'];
+const BUILDS = AGAINST ? SIMDS.flatMap((b) => [b, `${b}-base`]) : SIMDS;
 const FORMATS = ['f32', 'bf16', 'f16', 'q8', 'q4', 'q4k', 'q6k', 'act', 'actk'] as const;
 type Format = typeof FORMATS[number];
 
-interface Case { build: SimdBuild; fmt: Format; bytes: number; run: () => void; samples: number[] }
+interface Case { build: string; fmt: Format; bytes: number; run: () => void; samples: number[]; wall: number[] }
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
@@ -34,7 +43,7 @@ function lcg(seed: number): () => number {
 }
 
 /** The matrices of one shape in every format on one build's heap, and a closure per kernel. */
-function setup(k: LoadedKernels, build: SimdBuild, n: number, kk: number): { cases: Case[]; free: () => void } {
+function setup(k: LoadedKernels, build: string, n: number, kk: number): { cases: Case[]; free: () => void } {
   const H = k.heap, K = k.kernels, nb = kk / 32;
   const blocks: [number, number][] = [];
   const alloc = (bytes: number) => { const p = H.alloc(bytes); blocks.push([p, bytes]); return p; };
@@ -68,7 +77,7 @@ function setup(k: LoadedKernels, build: SimdBuild, n: number, kk: number): { cas
   K.quantize_q8_act(x, kk, xq, xd);
   if (kBlocks) K.quantize_q8k_act(x, kk, kq, kr);
   const scales = n * nb * 4;
-  const mk = (fmt: Format, bytes: number, run: () => void): Case => ({ build, fmt, bytes, run, samples: [] });
+  const mk = (fmt: Format, bytes: number, run: () => void): Case => ({ build, fmt, bytes, run, samples: [], wall: [] });
   const cases = [
     mk('f32', n * kk * 4, () => K.matvec(w, kk, x, y, n, kk, false)),
     mk('bf16', n * kk * 2, () => K.matvec_bf16(wb, kk, x, y, n, kk, false)),
@@ -87,22 +96,34 @@ function setup(k: LoadedKernels, build: SimdBuild, n: number, kk: number): { cas
 
 const median = (a: number[]) => { const s = [...a].sort((p, q) => p - q); return s[s.length >> 1]; };
 
-const kernels = new Map<SimdBuild, LoadedKernels>();
-for (const b of BUILDS) kernels.set(b, await loadKernels({ simd: b, threads: 1 }));
-console.log(`node ${process.version}, ${ROUNDS} rounds × ${REPS} calls, medians; one thread`);
+const kernels = new Map<string, LoadedKernels>();
+for (const b of SIMDS) {
+  kernels.set(b, await loadKernels({ simd: b, threads: 1 }));
+  if (AGAINST) kernels.set(`${b}-base`, await loadKernels({ wasmBytes: readFileSync(join(AGAINST, `kernels-${b}.wasm`)), threads: 1 }));
+}
+console.log(`node ${process.version}, ${ROUNDS} rounds × ${REPS} calls, medians of CPU time; one thread`);
 for (const [n, kk] of SHAPES) {
   const sets = BUILDS.map((b) => setup(kernels.get(b)!, b, n, kk));
   const cases = sets.flatMap((s) => s.cases);
   for (const c of cases) for (let i = 0; i < 10; i++) c.run(); // past Liftoff
   for (let round = 0; round < ROUNDS; round++) {
     for (const c of cases) {
-      const t: number[] = [];
-      for (let i = 0; i < REPS; i++) { const t0 = performance.now(); c.run(); t.push(performance.now() - t0); }
-      c.samples.push(median(t));
+      const t: number[] = [], w: number[] = [];
+      for (let i = 0; i < REPS; i++) {
+        const c0 = process.cpuUsage(), t0 = performance.now();
+        c.run();
+        w.push(performance.now() - t0);
+        const used = process.cpuUsage(c0);
+        t.push((used.user + used.system) / 1000);
+      }
+      // The µs activation quantisers are seldom descheduled, and cpuUsage's syscall would
+      // double their time: wall time for them.
+      c.samples.push(median(c.fmt === 'act' || c.fmt === 'actk' ? w : t));
+      c.wall.push(median(w));
     }
   }
   console.log(`\nW ${n}×${kk} (n × k): f32 ${(n * kk * 4 / 2 ** 20).toFixed(0)} MiB`);
-  console.log('build    format    ms       GB/s    × f32   (q4k/q6k: × q4)');
+  console.log(`${'build'.padEnd(AGAINST ? 14 : 9)}format    ms       GB/s    × f32   (q4k/q6k: × q4)`);
   for (const b of BUILDS) {
     const f32ms = median(cases.find((c) => c.build === b && c.fmt === 'f32')!.samples);
     const q4ms = median(cases.find((c) => c.build === b && c.fmt === 'q4')!.samples);
@@ -111,8 +132,10 @@ for (const [n, kk] of SHAPES) {
       const gbs = c.bytes / ms / 1e6;
       const isAct = c.fmt === 'act' || c.fmt === 'actk';
       const note = isAct ? `(${c.fmt === 'act' ? 'quantize_q8_act' : 'quantize_q8k_act'} of x: ${(ms * 1000).toFixed(1)} µs)` : (f32ms / ms).toFixed(2) + (c.fmt === 'q4k' || c.fmt === 'q6k' ? `   ${(q4ms / ms).toFixed(2)}` : '');
-      console.log(`${b.padEnd(9)}${c.fmt.padEnd(10)}${ms.toFixed(3).padStart(7)}  ${isAct ? '     ' : gbs.toFixed(1).padStart(6)}   ${note}`);
+      console.log(`${b.padEnd(AGAINST ? 14 : 9)}${c.fmt.padEnd(10)}${ms.toFixed(3).padStart(7)}  ${isAct ? '     ' : gbs.toFixed(1).padStart(6)}   ${note}`);
     }
   }
+  const ratios = cases.map((c) => median(c.wall) / median(c.samples));
+  console.log(`wall / CPU time per call: median ${median(ratios).toFixed(2)}, max ${Math.max(...ratios).toFixed(2)} (${cases[ratios.indexOf(Math.max(...ratios))].build} ${cases[ratios.indexOf(Math.max(...ratios))].fmt})`);
   for (const s of sets) s.free();
 }

@@ -186,7 +186,10 @@ describe.each(BUILDS)('K-quant kernels (%s build)', (build) => {
     const k = await kernelsFor(build), K = k.kernels;
     const top = k.heap.usedBytes;
     const fn = fmt === 'q4k' ? K.matmul_nt_q4k : K.matmul_nt_q6k;
-    for (const [m, n, kk] of shapes) {
+    // m = 1 pairs rows ~2 MiB apart while they stay 512 KiB apart (assembly/kquants.ts product):
+    // these n give a full group of such pairs, a halved one, and a last row alone.
+    const farN = fmt === 'q4k' ? 2 * 14564 + 2 * 3700 + 1 : 2 * 9987 + 2 * 2500 + 1;
+    for (const [m, n, kk] of [...shapes, [1, farN, 256]]) {
       for (const acc of [false, true]) {
         const nsb = kk / 256, seed = m * 1000 + n * 10 + kk;
         const b = randomBlocks(fmt, n * nsb, seed), w = reference(fmt, b, n * nsb), parts = magnitudes(fmt, b, n * nsb);
