@@ -528,8 +528,8 @@ export function attn_block_latent(fmt: i32, q: usize, qStride: i32, nq: i32, qPo
   if (n <= 0 || nq <= 0) return;
   if (ASC_FEATURE_RELAXED_SIMD) {
     // A constant: the other build's int paths are not compiled in.
-    if (fmt == INT8) blockDot(INT8, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
-    else if (fmt == INT4) blockDot(INT4, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+    if (fmt == INT8) blockDot8(q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+    else if (fmt == INT4) blockDot4(q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
     else if (fmt == BF16) block(BF16, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
   } else if (fmt == INT8) block(INT8, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
   else if (fmt == INT4) block(INT4, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
@@ -546,13 +546,17 @@ export function attn_block_latent(fmt: i32, q: usize, qStride: i32, nq: i32, qPo
 //   Values: w_b = p_b·d_b ≥ 0 rounded to [0, 127] (step max w / 127) per query and sub-block;
 //   the rows' codes transposed once per 16 columns so 4 bytes are 4 keys of one column: one
 //   dot per 4 keys × 4 columns against the 4 keys' weights, exact in i32, scaled once per block.
+//   k^R: f32 from bf16, widened by a shift and a mask (ropeDots), the 4 rows' sums side by side.
 
 // @ts-ignore: decorator
 @inline const QBIAS: i32 = 64;
 // @ts-ignore: decorator
 @inline const QMAX7: f32 = 63;
 
-/** latent_query for the relaxed build: ceil32(dc) bytes code + QBIAS (|code| ≤ 63), d = max|q̃| / 63, then q^R as f32. */
+/**
+ * latent_query for the relaxed build: ceil32(dc) bytes code + QBIAS (|code| ≤ 63), d = max|q̃| / 63,
+ * then q^R as f32, each whole 8 values as its even ones, then its odd ones.
+ */
 function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst: usize, dstStride: i32): void {
   const n = ceil32(dc);
   for (let r = 0; r < nq; r++) {
@@ -562,18 +566,25 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
     const inv: f32 = amax > 0 ? QMAX7 / amax : 0;
     for (let i = 0; i < n; i++) store<u8>(o + <usize>i, (i < dc ? code(load<f32>(x + (<usize>i << 2)), inv, QMAX7) : 0) + QBIAS);
     store<f32>(o + <usize>n, amax / QMAX7);
-    memory.copy(o + <usize>n + 4, x + (<usize>dc << 2), <usize>dr << 2);
+    // q^R: in each 8 values the even ones, then the odd ones (ropeDots widens bf16 k^R that way).
+    const qr = o + <usize>n + 4, xr = x + (<usize>dc << 2), dr8 = dr & ~7;
+    for (let i = 0; i < dr; i++) {
+      const at = i < dr8 ? (i & ~7) + ((i & 1) << 2) + ((i & 7) >> 1) : i;
+      store<f32>(qr + (<usize>at << 2), load<f32>(xr + (<usize>i << 2)));
+    }
   }
 }
 
 /**
  * c + the 4-byte dot products of a (i8) and b (0…127), exact (a pair ≤ 2·127·127 fits i16). Not
  * i32x4.relaxed_dot_i8x16_i7x16_add_s: Node 20's V8 summed one accumulator into another with it
- * (two dots from the same zero); on x86 both lower to pmaddubsw, pmaddwd, paddd.
+ * (two dots from the same zero); on x86 both lower to pmaddubsw, pmaddwd, paddd. The pairs are
+ * added by a dot with ones rather than extadd_pairwise: V8 keeps the ones in a register, where
+ * extadd_pairwise reloads its constant's address at every use.
  */
 // @ts-ignore: decorator
 @inline function dot7(a: v128, b: v128, c: v128): v128 {
-  return i32x4.add(c, i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, b)));
+  return i32x4.add(c, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, b), i16x8.splat(1)));
 }
 
 /** [Σ lanes of a0, … of a3]. */
@@ -604,6 +615,58 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
   const dq = <usize>n32;
   v128.store(outA, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(sums4(a0, a1, a2, a3), bias)), f32x4.mul(f32x4.splat(load<f32>(qa + dq)), dk)));
   v128.store(outB, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(sums4(b0, b1, b2, b3), bias)), f32x4.mul(f32x4.splat(load<f32>(qb + dq)), dk)));
+}
+
+/** [Σ lanes of a0, … of a3] in f32, each as ((l0 + l1) + (l2 + l3)). */
+// @ts-ignore: decorator
+@inline function sumsF4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const t0 = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 4, 2, 6), v128.shuffle<f32>(a0, a1, 1, 5, 3, 7));
+  const t1 = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 4, 2, 6), v128.shuffle<f32>(a2, a3, 1, 5, 3, 7));
+  return f32x4.add(v128.shuffle<f32>(t0, t1, 0, 1, 4, 5), v128.shuffle<f32>(t0, t1, 2, 3, 6, 7));
+}
+
+/**
+ * q^R·k^R of queries qa, qb (as latentQuery7 lays q^R out) with the bf16 k^R of rows ra, rb over
+ * the first dr8 values (a multiple of 8): [a·ra, a·rb, b·ra, b·rb]. Eight bf16 widen by a shift
+ * (the even values) and a mask (the odd ones). Two rows at a time: 2 queries × 4 rows of f32
+ * accumulators would not stay in 16 registers.
+ */
+// @ts-ignore: decorator
+@inline function ropePair(qa: usize, qb: usize, ra: usize, rb: usize, dr8: i32): v128 {
+  const zero = f32x4.splat(0), odd = i32x4.splat(0xFFFF0000);
+  let a0 = zero, a1 = zero, b0 = zero, b1 = zero;
+  for (let i = 0; i < dr8; i += 8) {
+    const o = <usize>i << 2, h = <usize>i << 1;
+    const ae = v128.load(qa + o), ao = v128.load(qa + o, 16), be = v128.load(qb + o), bo = v128.load(qb + o, 16);
+    let x = v128.load(ra + h), e = i32x4.shl(x, 16), d = v128.and(x, odd);
+    a0 = madd(ao, d, madd(ae, e, a0)); b0 = madd(bo, d, madd(be, e, b0));
+    x = v128.load(rb + h); e = i32x4.shl(x, 16); d = v128.and(x, odd);
+    a1 = madd(ao, d, madd(ae, e, a1)); b1 = madd(bo, d, madd(be, e, b1));
+  }
+  return sumsF4(a0, a1, b0, b1);
+}
+
+/**
+ * Scores of queries qa, qb against the k^R of rows r0 … r3 (dr values): outA / outB (4 f32, the
+ * integer parts) become (out + q^R·k^R)·scale. Both outs are read before either is written, so
+ * qa = qb with outA = outB (a tile's missing query) gives the one answer.
+ */
+// @ts-ignore: decorator
+@inline function ropeDots(qa: usize, qb: usize, r0: usize, r1: usize, r2: usize, r3: usize, dr: i32, scale: f32,
+                          outA: usize, outB: usize): void {
+  const dr8 = dr & ~7;
+  const p01 = ropePair(qa, qb, r0, r1, dr8), p23 = ropePair(qa, qb, r2, r3, dr8);
+  let sa = v128.shuffle<f32>(p01, p23, 0, 1, 4, 5), sb = v128.shuffle<f32>(p01, p23, 2, 3, 6, 7);
+  // The values past the last 8 (dr mod 8), in order, the 4 rows side by side.
+  for (let i = dr8; i < dr; i++) {
+    const h = <usize>i << 1;
+    const k = f32x4(fromBf16(<u32>load<u16>(r0 + h)), fromBf16(<u32>load<u16>(r1 + h)), fromBf16(<u32>load<u16>(r2 + h)), fromBf16(<u32>load<u16>(r3 + h)));
+    sa = madd(f32x4.splat(load<f32>(qa + (<usize>i << 2))), k, sa);
+    sb = madd(f32x4.splat(load<f32>(qb + (<usize>i << 2))), k, sb);
+  }
+  const sv = f32x4.splat(scale), oa = v128.load(outA), ob = v128.load(outB);
+  v128.store(outA, f32x4.mul(f32x4.add(oa, sa), sv));
+  v128.store(outB, f32x4.mul(f32x4.add(ob, sb), sv));
 }
 
 /** Row b of a sub-block, rows past the last one (≥ last) read as the last: groups of 4 stay in bounds. */
@@ -674,8 +737,9 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
   if (two) addScaled16(accB, b0, b1, b2, b3, load<f32>(sb + ROW_BYTES - 4), cols);
 }
 
-/** block() for int8/int4 rows in the relaxed build (see the section's comment). */
-function blockDot(fmt: i32, q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: i32, dc: i32, dr: i32,
+/** block() for int8/int4 rows in the relaxed build (see the section's comment); inlined per format so its branches fold. */
+// @ts-ignore: decorator
+@inline function blockDot(fmt: i32, q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: i32, dc: i32, dr: i32,
                   k: usize, kStride: i32, n: i32, kPos0: i32, scale: f32,
                   m: usize, l: usize, acc: usize, accStride: i32, scratch: usize): void {
   const qs = <usize>qStride << 2, ks = <usize>kStride << 2, accS = <usize>accStride << 2;
@@ -709,19 +773,8 @@ function blockDot(fmt: i32, q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup:
         const bv = v128.load(bias + (<usize>b << 2)), dk = v128.load(dks + (<usize>b << 2)), o = <usize>b << 2;
         dotScores(fmt, q0, q1, r0, r1, r2, r3, n32, bv, dk, s0 + o, s1 + o);
         if (t > 2) dotScores(fmt, q2, q3, r0, r1, r2, r3, n32, bv, dk, s2 + o, s3 + o);
-        // k^R: the same per-(query, row) arithmetic in the 4-query tile as one by one.
-        if (t == 4) {
-          dotsBf16(q0 + qr, qs, r0 + kr, r1 + kr, dr, scale, s0 + o, s0 + o + 4, true);
-          dotsBf16(q0 + qr, qs, r2 + kr, r3 + kr, dr, scale, s0 + o + 8, s0 + o + 12, true);
-        } else {
-          for (let j = 0; j < t; j++) {
-            const qj = q0 + <usize>j * qs + qr, sj = s0 + <usize>j * ROW_BYTES + o;
-            for (let i = 0; i < 4; i++) {
-              const out = sj + (<usize>i << 2);
-              store<f32>(out, (load<f32>(out) + dotBf16(qj, rowOf(kb, ks, b + i, last) + kr, dr)) * scale);
-            }
-          }
-        }
+        ropeDots(q0 + qr, q1 + qr, r0 + kr, r1 + kr, r2 + kr, r3 + kr, dr, scale, s0 + o, s1 + o);
+        if (t > 2) ropeDots(q2 + qr, q3 + qr, r0 + kr, r1 + kr, r2 + kr, r3 + kr, dr, scale, s2 + o, s3 + o);
       }
       const pEnd = (nk + 3) & ~3;
       for (let j = 0; j < t; j++) {
@@ -756,4 +809,14 @@ function blockDot(fmt: i32, q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup:
       }
     }
   }
+}
+
+// One function per format: the format's branches fold away in each.
+function blockDot8(q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: i32, dc: i32, dr: i32, k: usize, kStride: i32, n: i32,
+                   kPos0: i32, scale: f32, m: usize, l: usize, acc: usize, accStride: i32, scratch: usize): void {
+  blockDot(INT8, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+}
+function blockDot4(q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: i32, dc: i32, dr: i32, k: usize, kStride: i32, n: i32,
+                   kPos0: i32, scale: f32, m: usize, l: usize, acc: usize, accStride: i32, scratch: usize): void {
+  blockDot(INT4, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
 }

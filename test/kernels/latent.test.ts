@@ -43,18 +43,21 @@ function decodeQuery(build: SimdBuild, f: Fmt, bytes: Uint8Array, dc: number, dr
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Float64Array(dc + dr);
   if (f === 'bf16') { for (let i = 0; i < dc + dr; i++) out[i] = v.getFloat32(4 * i, true); return out; }
-  const { codes, code } = queryLayout(build);
+  const { codes, code, ropeAt } = queryLayout(build);
   const n = ceil32(dc), d = v.getFloat32(codes * n, true);
   for (let i = 0; i < dc; i++) out[i] = code(v, i) * d;
-  for (let i = 0; i < dr; i++) out[dc + i] = v.getFloat32(codes * n + 4 + 4 * i, true);
+  for (let i = 0; i < dr; i++) out[dc + i] = v.getFloat32(codes * n + 4 + 4 * ropeAt(i, dr), true);
   return out;
 }
 
-/** Where a build's query record keeps code i, bytes per code, and the largest |code|. */
-function queryLayout(build: SimdBuild): { codes: number; qmax: number; code: (v: DataView, i: number) => number } {
+/**
+ * Where a build's query record keeps code i, bytes per code, the largest |code|, and the slot of
+ * q^R value i (relaxed: in each whole 8 the even values, then the odd ones; the rest in order).
+ */
+function queryLayout(build: SimdBuild): { codes: number; qmax: number; code: (v: DataView, i: number) => number; ropeAt: (i: number, dr: number) => number } {
   return build === 'relaxed'
-    ? { codes: 1, qmax: 63, code: (v, i) => v.getUint8(i) - 64 }
-    : { codes: 2, qmax: 127, code: (v, i) => v.getInt16(2 * i, true) };
+    ? { codes: 1, qmax: 63, code: (v, i) => v.getUint8(i) - 64, ropeAt: (i, dr) => i < (dr & ~7) ? (i & ~7) + (i % 2) * 4 + ((i % 8) >> 1) : i }
+    : { codes: 2, qmax: 127, code: (v, i) => v.getInt16(2 * i, true), ropeAt: (i) => i };
 }
 
 const roundEven = (x: number) => { const r = Math.round(x); return Math.abs(x % 1) === 0.5 && r % 2 ? r - 1 : r; };
@@ -120,7 +123,7 @@ describe.each(BUILDS)('latent cache kernels, %s build', (build) => {
     });
   }
 
-  it('latent_query: q̃ rounded to codes (ties to even) of d = max|q̃| / qmax (simd 127, relaxed 63), q^R copied as f32', async () => {
+  it('latent_query: q̃ rounded to codes (ties to even) of d = max|q̃| / qmax (simd 127, relaxed 63), q^R copied as f32 (relaxed: evens, then odds, per 8)', async () => {
     const k = await kernelsFor(build);
     for (const [dc, dr] of [[1, 0], [5, 3], [48, 16], [67, 9]]) {
       const nq = 3, Q = k.kernels.latent_query_bytes(2, dc, dr), stride = dc + dr + 2;
@@ -135,11 +138,11 @@ describe.each(BUILDS)('latent cache kernels, %s build', (build) => {
           const xs = x.subarray(q * stride, q * stride + dc + dr);
           let amax = 0;
           for (let i = 0; i < dc; i++) amax = Math.max(amax, Math.abs(xs[i]));
-          const { codes, qmax, code } = queryLayout(build);
+          const { codes, qmax, code, ropeAt } = queryLayout(build);
           const inv = Math.fround(qmax / Math.fround(amax)), n = ceil32(dc);
           expect(v.getFloat32(codes * n, true)).toBe(Math.fround(Math.fround(amax) / qmax));
           for (let i = 0; i < n; i++) expect(code(v, i)).toBe(i < dc ? roundEven(Math.fround(xs[i] * inv)) : 0);
-          for (let i = 0; i < dr; i++) expect(v.getFloat32(codes * n + 4 + 4 * i, true)).toBe(xs[dc + i]);
+          for (let i = 0; i < dr; i++) expect(v.getFloat32(codes * n + 4 + 4 * ropeAt(i, dr), true)).toBe(xs[dc + i]);
         }
       } finally {
         k.heap.release(src, x.length * 4); k.heap.release(dst, nq * Q);
