@@ -1,6 +1,6 @@
 // Kernel-level batched-decode shape: W [8192, 2048] (64 MiB f32, 32 MiB bf16) times m = 2, 3, 4, 8,
 // 16 rows, one thread: gemv_rows_f32 / _bf16 against what the host runs without them (matmul_nt:
-// matvec per row below 4 rows, dot tiles above; matmul_nt_bf16), and, with --variant, the same
+// matvec per row below 4 rows, dot tiles above; matmul_nt_bf16; at 2 rows also matvec_bf16 per row), and, with --variant, the same
 // gemv_rows of another build of the kernels (e.g. one with a tile body changed), all interleaved,
 // 12 rounds; best and median.
 //   node scripts/run-ts.mjs bench/gemv-rows-kernel.ts [--simd relaxed|simd] [--variant other-kernels.wasm]
@@ -35,6 +35,9 @@ for (const m of [2, 3, 4, 8, 16]) {
   runs.push([`bf16 m ${m} gemv_rows_bf16`, m, () => K_.gemv_rows_bf16(B.x, K, B.w, K, B.y, N, m, K, N, false)]);
   if (variant) runs.push([`bf16 m ${m} variant`, m, () => variant.kernels.gemv_rows_bf16(V!.x, K, V!.w, K, V!.y, N, m, K, N, false)]);
   runs.push([`bf16 m ${m} matmul_nt_bf16`, m, () => K_.matmul_nt_bf16(B.x, K, B.w, K, B.y, N, m, K, N, false)]);
+  if (m === 2) runs.push([`bf16 m 2 matvec_bf16 per row`, m, () => {
+    for (let i = 0; i < 2; i++) K_.matvec_bf16(B.w, K, B.x + i * K * 4, B.y + i * N * 4, N, K, false);
+  }]);
 }
 const times = runs.map(() => [] as number[]);
 for (let r = 0; r < ROUNDS + 1; r++) {

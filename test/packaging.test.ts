@@ -139,7 +139,7 @@ describe('the kernels', () => {
   it.each(wasm)('%s stays small, and the README states its size to within a tenth', (file) => {
     const bytes = statSync(path.join(root, file)).size;
     // Every kernel family in both builds (f32, narrow weights, K-quants, latent cache, multi-row GEMV): about 27 KB gzipped.
-    expect(bytes).toBeLessThan(112 * 1024);
+    expect(bytes).toBeLessThan(116 * 1024);
     const row = new RegExp('\\| `' + file.replace(/[.]/g, '\\.') + '` \\| ([\\d,]+) \\|').exec(readme);
     expect(row, `README.md has a size row for ${file}`).not.toBeNull();
     const stated = Number(row![1].replace(/,/g, ''));
