@@ -134,8 +134,9 @@ function storeTile(a0: v128, a1: v128, a2: v128, a3: v128, b0: v128, b1: v128, b
 /**
  * Weight rows wa, wb × activation rows x0, x1 (x1 = x0 for one row): 8 weights a step, each
  * widened once for both rows, added into one accumulator an output as lo·x + hi·x' (its chain
- * gets one add per 8 weights, so four accumulators hide the add latency and leave registers free;
- * two more a row, as in matvec, would spill), then a step of 4 if k & 4.
+ * gets one add per 8 weights, so four accumulators hide the add latency; two an output, as matvec
+ * has, would need 16 registers with the loaded vectors, one more than V8's 15), then a step of 4
+ * if k & 4.
  */
 // @ts-ignore: decorator
 @inline function tile2(fmt: i32, real: i32, wa: usize, wb: usize, x: usize, ldx4: usize, k: i32,
