@@ -11,16 +11,17 @@
 // register of its own), the budget of matmul.ts's tiles. A bf16 weight is widened once (a widening
 // load and a shift, exact) for all rows. Rows of a group past the real ones (m % 4) re-read the
 // last real row and are not stored, as matmul.ts's dot tiles do, so one tile body serves every
-// row count. (A second body for groups of 1–2 rows, 0.9 KB, measured 0–20% faster at m = 2 only,
-// where bf16 goes to matmul_nt_bf16 as fast; bench/results/batch.md.) The two weight rows are read
-// PAIR_BYTES apart where there are enough rows, as matvec reads them; a lone last weight row runs
-// as both rows of a pair.
+// row count from 3. Calls of one or two rows (batched decode of two sessions) have a 2 × 2 tile
+// instead: at 2 rows the 4-row tile wastes half its multiplies, and bf16's widening was what
+// bound it (bench/results/batch.md). The two weight rows are read PAIR_BYTES apart where there are
+// enough rows, as matvec reads them; a lone last weight row runs as both rows of a pair.
 //
-// Every output is one accumulator chain over k in steps of 4, reduced by hsum and stored (or added),
-// then the k % 4 tail's products summed in order and added. That does not depend on the pass an
-// output falls in, on m, or on which rows a thread's chunk holds: a split across threads by weight
-// rows gives the one-thread result bit for bit. It is not the single-row matvec's order (four chains of 16), so a row's result may
-// differ from matvec's by rounding.
+// Every output is one accumulator chain over k (steps of 4; of 8 then one of 4 in the 2-row tile),
+// reduced by hsum and stored (or added), then the k % 4 tail's products summed in order and added.
+// That depends on m only through m ≤ 2 or not: not on the pass an output falls in or on which rows
+// a thread's chunk holds, so a split across threads by weight rows gives the one-thread result bit
+// for bit. It is not the single-row matvec's order, so a row's result may differ from matvec's by
+// rounding.
 import { madd, hsum } from "./simd";
 
 // @ts-ignore: decorator
@@ -118,10 +119,65 @@ function storeTile(a0: v128, a1: v128, a2: v128, a3: v128, b0: v128, b1: v128, b
   storeTile(a0, a1, a2, a3, b0, b1, b2, b3, real, ya, yb, ldy4, acc);
 }
 
-/** Weight rows wa, wb against all m activation rows: groups of four, the last of one to four. */
+/** Eight weights at p as two f32x4 (elements 0–3, 4–7): two loads (f32) or one load widened twice (bf16). */
+// @ts-ignore: decorator
+@inline function wideLo8(fmt: i32, p: usize): v128 {
+  if (fmt == F32) return v128.load(p);
+  return v128.shuffle<i16>(i32x4.splat(0), v128.load(p), 0, 8, 1, 9, 2, 10, 3, 11);
+}
+// @ts-ignore: decorator
+@inline function wideHi8(fmt: i32, p: usize): v128 {
+  if (fmt == F32) return v128.load(p, 16);
+  return v128.shuffle<i16>(i32x4.splat(0), v128.load(p), 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+/**
+ * Weight rows wa, wb × activation rows x0, x1 (x1 = x0 for one row): 8 weights a step, each
+ * widened once for both rows, added into one accumulator an output as lo·x + hi·x' (its chain
+ * gets one add per 8 weights, so four accumulators hide the add latency; two an output, as matvec
+ * has, would need 16 registers with the loaded vectors, one more than V8's 15), then a step of 4
+ * if k & 4.
+ */
+// @ts-ignore: decorator
+@inline function tile2(fmt: i32, real: i32, wa: usize, wb: usize, x: usize, ldx4: usize, k: i32,
+                       ya: usize, yb: usize, ldy4: usize, acc: bool): void {
+  const step = wBytes(fmt) * 8;
+  let x0 = x, x1 = real > 1 ? x + ldx4 : x;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+  let pa = wa, pb = wb;
+  const end = wa + <usize>(k >> 3) * step;
+  while (pa < end) {
+    const la = wideLo8(fmt, pa), ha = wideHi8(fmt, pa), lb = wideLo8(fmt, pb), hb = wideHi8(fmt, pb);
+    let xl = v128.load(x0), xh = v128.load(x0, 16);
+    a0 = f32x4.add(a0, madd(ha, xh, f32x4.mul(la, xl)));
+    b0 = f32x4.add(b0, madd(hb, xh, f32x4.mul(lb, xl)));
+    xl = v128.load(x1); xh = v128.load(x1, 16);
+    a1 = f32x4.add(a1, madd(ha, xh, f32x4.mul(la, xl)));
+    b1 = f32x4.add(b1, madd(hb, xh, f32x4.mul(lb, xl)));
+    pa += step; pb += step; x0 += 32; x1 += 32;
+  }
+  if (k & 4) {
+    const va = wide4(fmt, pa), vb = wide4(fmt, pb);
+    let xv = v128.load(x0);
+    a0 = madd(va, xv, a0); b0 = madd(vb, xv, b0);
+    xv = v128.load(x1);
+    a1 = madd(va, xv, a1); b1 = madd(vb, xv, b1);
+  }
+  const z = f32x4.splat(0);
+  storeTile(a0, a1, z, z, b0, b1, z, z, real, ya, yb, ldy4, acc);
+}
+
+/**
+ * Weight rows wa, wb against all m activation rows: m ≤ 2 in one 2-row tile, else groups of
+ * four, the last of one to four.
+ */
 // @ts-ignore: decorator
 @inline function pairRows(fmt: i32, wa: usize, wb: usize, x: usize, ldx4: usize, m: i32, k: i32,
                           ya: usize, yb: usize, ldy4: usize, acc: bool): void {
+  if (m <= 2) {
+    tile2(fmt, m, wa, wb, x, ldx4, k, ya, yb, ldy4, acc);
+    return;
+  }
   for (let i = 0; i < m; i += 4) {
     const o = <usize>i;
     tile(fmt, min(4, m - i), wa, wb, x + o * ldx4, ldx4, k, ya + o * ldy4, yb + o * ldy4, ldy4, acc);

@@ -1,8 +1,8 @@
 // Kernel-level batched-decode shape: W [8192, 2048] (64 MiB f32, 32 MiB bf16) times m = 2, 3, 4, 8,
 // 16 rows, one thread: gemv_rows_f32 / _bf16 against what the host runs without them (matmul_nt:
-// matvec per row below 4 rows, dot tiles above; matmul_nt_bf16), and, with --variant, the same
+// matvec per row below 4 rows, dot tiles above; matmul_nt_bf16; at 2 rows also matvec_bf16 per row), and, with --variant, the same
 // gemv_rows of another build of the kernels (e.g. one with a tile body changed), all interleaved,
-// 12 rounds; best and median.
+// 12 rounds; best and median. Last, MLA's per-head W_UV shape at B = 8: gemv_rows_f32 against matmul_nt.
 //   node scripts/run-ts.mjs bench/gemv-rows-kernel.ts [--simd relaxed|simd] [--variant other-kernels.wasm]
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -35,7 +35,18 @@ for (const m of [2, 3, 4, 8, 16]) {
   runs.push([`bf16 m ${m} gemv_rows_bf16`, m, () => K_.gemv_rows_bf16(B.x, K, B.w, K, B.y, N, m, K, N, false)]);
   if (variant) runs.push([`bf16 m ${m} variant`, m, () => variant.kernels.gemv_rows_bf16(V!.x, K, V!.w, K, V!.y, N, m, K, N, false)]);
   runs.push([`bf16 m ${m} matmul_nt_bf16`, m, () => K_.matmul_nt_bf16(B.x, K, B.w, K, B.y, N, m, K, N, false)]);
+  if (m === 2) runs.push([`bf16 m 2 matvec_bf16 per row`, m, () => {
+    for (let i = 0; i < 2; i++) K_.matvec_bf16(B.w, K, B.x + i * K * 4, B.y + i * N * 4, N, K, false);
+  }]);
 }
+// MLA's per-head W_UV product at B = 8 (bench/decode.ts dims): 16 heads × [8 rows, k 512, n 128], batched by Ops.
+const HEADS = 16, DC = 512, DV = 128;
+runs.push([`f32 per-head W_UV, ${HEADS} × m 8 × k ${DC} × n ${DV}, gemv_rows_f32`, 8 * HEADS * DV * DC / (N * K), () => {
+  for (let h = 0; h < HEADS; h++) K_.gemv_rows_f32(B.x + h * DC * 4, HEADS * DC, B.w + h * DV * DC * 4, DC, B.y + h * DV * 4, HEADS * DV, 8, DC, DV, false);
+}]);
+runs.push([`f32 per-head W_UV, ${HEADS} × m 8 × k ${DC} × n ${DV}, matmul_nt`, 8 * HEADS * DV * DC / (N * K), () => {
+  for (let h = 0; h < HEADS; h++) K_.matmul_nt(B.x + h * DC * 4, HEADS * DC, B.w + h * DV * DC * 4, DC, B.y + h * DV * 4, HEADS * DV, 8, DC, DV, 0, false);
+}]);
 const times = runs.map(() => [] as number[]);
 for (let r = 0; r < ROUNDS + 1; r++) {
   runs.forEach(([, , f], i) => {

@@ -61,6 +61,37 @@ describe.each(BUILDS)('stepBatch, %s build', (simd) => {
   });
 });
 
+describe.each(BUILDS)('stepBatch of two sessions with bf16 weights, %s build', (simd) => {
+  // Two rows take gemv-rows' 2-row tile (bf16 and f32 alike); weights rounded to bf16 at load.
+  it('each session gets its lone step\'s logits; 1 and 2 threads agree', async () => {
+    const config = tinyMlaConfig({ max_position_embeddings: 256 });
+    const source = { config, tensors: makeRandomCheckpoint(config, 12) };
+    const V = config.vocab_size as number;
+    const results: Float32Array[][] = [];
+    for (const threads of [1, 2]) {
+      const model = await loadModel(source, { simd, threads, weights: 'bf16' });
+      const open = () => [1, 40].map((len, i) => {
+        const s = model.createSession({ contextLength: 64 });
+        s.prefill(randomIds(len, V, i + 3));
+        return s;
+      });
+      const batch = open(), alone = open(), got: Float32Array[] = [];
+      for (let step = 0; step < 4; step++) {
+        const ids = [step * 13 % V, (step * 29 + 5) % V];
+        const out = model.stepBatch(batch.map((session, i) => ({ session, id: ids[i] })));
+        out.forEach((x, i) => {
+          const ref = alone[i].step(ids[i]);
+          expect(worst(x, ref), `session ${i} step ${step}`).toBeLessThanOrEqual(TOLERANCE * maxAbs(ref));
+          got.push(x);
+        });
+      }
+      results.push(got);
+      model.dispose();
+    }
+    results[1].forEach((x, i) => expect(Array.from(x), `row ${i}: 2 threads`).toEqual(Array.from(results[0][i])));
+  });
+});
+
 describe('stepBatch on the built-in model', () => {
   it('greedy text of three sessions stepped together is each one\'s text alone', async () => {
     const model = await loadModel();

@@ -629,10 +629,9 @@ export class Ops {
       if (m * (k + scaleBytes) > this.actBytes) throw new Error(`Ops: ${m} rows of ${k} activations exceed the act scratch`);
       for (let r = 0; r < m; r++) this.k.quantize_q8_act(c.x.ptr + r * c.x.stride * F, k, this.act + r * k, this.act + m * k + r * scaleBytes);
     }
-    // One row: matvec (inside matmul_nt_*); bf16 with 3 to rowsMax: the multi-row GEMV, which also
-    // streams W once (at 2, matmul_nt_bf16 is as fast); q8 / q4 with more rows, and a pack scratch
-    // that holds a panel: the packed GEMM.
-    const rowsKernel = w.format === 'bf16' && m >= 3 && m <= this.rowsMax;
+    // One row: matvec (inside matmul_nt_*); bf16 with 2 to rowsMax: the multi-row GEMV, which also
+    // streams W once; q8 / q4 with more rows, and a pack scratch that holds a panel: the packed GEMM.
+    const rowsKernel = w.format === 'bf16' && m >= 2 && m <= this.rowsMax;
     const packed = !rowsKernel && quant && m >= this.gemmRows && this.k.qgemm_pack_bytes(k) <= this.packBytes;
     const gemv = m === 1 || rowsKernel;
     const ns = m * k * n / (gemv ? GEMV_RATE : packed ? GEMM_RATE : NARROW_GEMM_RATE);

@@ -62,11 +62,11 @@ function placeActs(k: LoadedKernels, m: number, kk: number, seed: number): Acts 
   return { ptr, ldx, val: Float64Array.from(x) };
 }
 
-/** The kernel of `fmt` on m rows: y (row stride ldy) (+)= X · Wᵀ. */
+/** The kernel of `fmt` on m rows from row0 (ldx 0: row0 m times over): y (row stride ldy) (+)= X · Wᵀ. */
 function gemvRows(k: LoadedKernels, fmt: MatrixFormat, a: Acts, w: Weights, y: number, ldy: number, m: number, kk: number, n: number,
-                  acc: boolean, row0 = 0): void {
+                  acc: boolean, row0 = 0, ldx = a.ldx): void {
   const f = fmt === 'f32' ? k.kernels.gemv_rows_f32 : k.kernels.gemv_rows_bf16;
-  f(a.ptr + row0 * a.ldx * 4, a.ldx, w.ptr, w.ldw, y, ldy, m, kk, n, acc);
+  f(a.ptr + row0 * a.ldx * 4, ldx, w.ptr, w.ldw, y, ldy, m, kk, n, acc);
 }
 
 function check(k: LoadedKernels, fmt: MatrixFormat, m: number, n: number, kk: number, seed: number, acc: boolean): void {
@@ -95,15 +95,17 @@ function check(k: LoadedKernels, fmt: MatrixFormat, m: number, n: number, kk: nu
     const err = Math.abs(all[p] - ref);
     if (!(err <= gamma(D) * mag)) expect.fail(`${what}: y[${i}, ${j}] is ${all[p]}, expected ${ref} ± ${gamma(D) * mag}`);
   }
-  // Each row alone gives the same bits: no output depends on the tile or the rows beside it.
-  const alone = heap.alloc(n * 4);
+  // Each row alone gives the same bits: no output depends on the tile or the rows beside it. Calls
+  // of 1–2 rows have a tile of their own (another summation order), so a row of a call of 3 or
+  // more is compared with a call of that row three times over.
+  const reps = m <= 2 ? 1 : 3, alone = heap.alloc(reps * n * 4);
   for (let i = 0; i < m; i++) {
-    if (acc) heap.f32(alone, n).set(earlier.subarray(i * n, (i + 1) * n));
-    gemvRows(k, fmt, a, w, alone, n, 1, kk, n, acc, i);
+    if (acc) for (let r = 0; r < reps; r++) heap.f32(alone + r * n * 4, n).set(earlier.subarray(i * n, (i + 1) * n));
+    gemvRows(k, fmt, a, w, alone, n, reps, kk, n, acc, i, reps > 1 ? 0 : a.ldx);
     const got = new Uint32Array(heap.memory.buffer, y + i * ldy * 4, n), one = new Uint32Array(heap.memory.buffer, alone, n);
     for (let j = 0; j < n; j++) if (got[j] !== one[j]) expect.fail(`${what}: row ${i} col ${j} differs from the row alone`);
   }
-  heap.release(alone, n * 4);
+  heap.release(alone, reps * n * 4);
   heap.release(base, total * 4);
   heap.release(a.ptr, m * a.ldx * 4);
   heap.release(w.ptr, w.bytes);
@@ -121,8 +123,10 @@ describe.each(BUILDS)('gemv_rows, %s build', (build) => {
     const k = await kernelsFor(build);
     check(k, fmt, 9, 3, 4128, 7, false);
     check(k, fmt, 8, 5, 4128, 8, true);
-    // Rows 2 MiB apart at this k: f32 rows of 4 · 4128 bytes, so 2 · 128 rows and the rest.
+    // Rows 2 MiB apart at this k: f32 rows of 4 · 4128 bytes, so 2 · 128 rows and the rest; bf16
+    // rows (2 · 4099 bytes) 130 apart, 1 MiB. Both tiles.
     if (fmt === 'f32') check(k, fmt, 3, 261, 4096 + 3, 9, false);
+    check(k, fmt, 2, 261, 4096 + 3, 10, true);
   });
 });
 
