@@ -6,8 +6,9 @@ export * from './index.js';
 export { loadKernels, type LoadedKernels } from './host/load.js';
 export { chooseBuild, type Kernels } from './host/kernels.js';
 export { threadsAvailable } from './host/threads.js';
-export { Ops, INIT, BLOCK, FINISH, loadQuantizer, type OpEvent, type LinearCall, type MatmulCall, type AttentionCall, type Rows,
-  type BatchRows } from './model/ops.js';
+export { Ops } from './model/ops.js';
+export { INIT, BLOCK, FINISH, type OpEvent, type LinearCall, type MatmulCall, type AttentionCall, type Rows, type BatchRows } from './model/op-calls.js';
+export { loadQuantizer } from './model/op-scratch.js';
 export { Decoder, CHUNK, packBytes, maxLinearCols, scratchBytes, scratchSizes } from './model/decoder.js';
 export { KvCache } from './model/kv-cache.js';
 export { expectedTensors, formatChooser, matrixBytes, placeWeights, panelWidth, weightBytes, weightPlan, type Matrix, type MatrixFormat,

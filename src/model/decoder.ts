@@ -5,7 +5,9 @@
 import type { GroupedAttention, MlaAttention, ModelConfig, MoeFfn } from '../formats/config.js';
 import type { Heap } from '../host/heap.js';
 import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
-import { actQuantBytes, attnScratchBytes, attnSegmentBytes, BLOCK, FINISH, INIT, matmulPackBytes, Ops, type LatentFormat, type RopeStyle, type ScratchKernels } from './ops.js';
+import { BLOCK, FINISH, INIT, type LatentFormat, type RopeStyle } from './op-calls.js';
+import { actQuantBytes, attnScratchBytes, attnSegmentBytes, matmulPackBytes, type ScratchKernels } from './op-scratch.js';
+import { Ops } from './ops.js';
 import { type ThreadPool } from '../host/pool.js';
 import type { Kernels } from '../host/kernels.js';
 import type { KvCache } from './kv-cache.js';

@@ -3,7 +3,7 @@
 import type { ModelConfig } from '../formats/config.js';
 import { CHUNK, scratchBytes, scratchSizes } from './decoder.js';
 import { KvCache, type CacheFormat } from './kv-cache.js';
-import type { ScratchKernels } from './ops.js';
+import type { ScratchKernels } from './op-scratch.js';
 import { MlaError } from '../errors.js';
 import { fmtBytes, heapBytesFor } from '../host/heap.js';
 import { poolBytes } from '../host/protocol.js';

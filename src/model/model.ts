@@ -3,7 +3,8 @@
 import { mhaCacheNumbers, parseConfig, type ModelConfig } from '../formats/config.js';
 import { Decoder, type AttentionPath } from './decoder.js';
 import { checkCacheFormat, KvCache, type CacheFormat } from './kv-cache.js';
-import type { Ops, ScratchKernels } from './ops.js';
+import type { Ops } from './ops.js';
+import type { ScratchKernels } from './op-scratch.js';
 import { checkOptions, MlaError } from '../errors.js';
 import { checkIds, Session, type BatchStep, type SessionOptions } from './session.js';
 import { openSource, type ModelSource } from '../formats/source.js';
@@ -15,7 +16,7 @@ import { type KernelOptions, type SimdBuild } from '../host/kernels.js';
 import { checkMemory, memoryNeed, WASM_MEMORY_LIMIT, type MemoryNeed } from './memory.js';
 import { modelFingerprint, readSnapshot } from './snapshot.js';
 import { checkTensors, checkWeightsOption, placeWeights, recordedPlan, weightBytes, weightPlan, type WeightPlan, type WeightsOption } from './weights.js';
-import { loadQuantizer } from './ops.js';
+import { loadQuantizer } from './op-scratch.js';
 import { maxLinearCols, scratchBytes, scratchSizes } from './decoder.js';
 import { tokenizerFilesOf } from '../formats/model-files.js';
 import { loadTokenizerFiles, type GenerationConfig, type Tokenizer } from '../formats/tokenizer.js';
