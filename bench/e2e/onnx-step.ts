@@ -15,7 +15,7 @@
 // 'nbits8' store every projection as onnxruntime's MatMulNBits (com.microsoft; blocks of 32,
 // accuracy_level 4: the activations quantised to int8 per block, as ours does), int4 keeping
 // lm_head in 8 bits as ours does; 'mmi8' quantises them per output column instead, run as
-// DynamicQuantizeLinear + MatMulInteger (ONNX's own int8 ops, quantize_dynamic's form). The
+// DynamicQuantizeLinear + MatMulInteger (ONNX's own int8 ops, quantize_dynamic's form, u8·u8). The
 // embedding holds ours' rounded rows as f32 (a step gathers one row). kv_b_proj stays f32, as ours.
 import { closeSync, existsSync, openSync, renameSync, writeSync } from 'node:fs';
 import path from 'node:path';
@@ -50,15 +50,20 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
   return t;
 }
 
-/** W [rows, cols] quantised per row to int8, symmetric (scale max|row| / 127): codes [cols, rows] as MatMulInteger's B, and the scales. */
-function quantizePerColumn(w: Float32Array, rows: number, cols: number): { codes: Int8Array; scales: Float32Array } {
-  const codes = new Int8Array(rows * cols), scales = new Float32Array(rows);
+/**
+ * W [rows, cols] quantised per row to int8, symmetric (scale max|row| / 127): codes + 128 [cols,
+ * rows] as MatMulInteger's uint8 B (zero point 128), and the scales. uint8 rather than int8 B: on
+ * x86 without VNNI, onnxruntime's u8·s8 kernel sums pairs with pmaddubsw, which saturates at
+ * 2·255·127 (its docs advise reduce_range there); u8·u8 takes a path that widens first.
+ */
+function quantizePerColumn(w: Float32Array, rows: number, cols: number): { codes: Uint8Array; scales: Float32Array } {
+  const codes = new Uint8Array(rows * cols), scales = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
     let amax = 0;
     for (let k = 0; k < cols; k++) amax = Math.max(amax, Math.abs(w[r * cols + k]));
     const s = Math.fround(amax / 127);
     scales[r] = s;
-    for (let k = 0; k < cols; k++) codes[k * rows + r] = s === 0 ? 0 : Math.round(w[r * cols + k] / s);
+    for (let k = 0; k < cols; k++) codes[k * rows + r] = 128 + (s === 0 ? 0 : Math.round(w[r * cols + k] / s));
   }
   return { codes, scales };
 }
@@ -77,7 +82,7 @@ export function buildStepGraph(c: ModelConfig, graph: StepGraph = 'f32'): Encode
     if (graph === 'mmi8') {
       const q = quantizePerColumn(v, N, K);
       const [xq, xScale, xZero] = g.opN('DynamicQuantizeLinear', [x], 3);
-      const acc = g.op('MatMulInteger', [xq, g.bytes(name + '.q', [K, N], q.codes), xZero]);
+      const acc = g.op('MatMulInteger', [xq, g.bytes(name + '.q', [K, N], q.codes), xZero, g.bytes(name + '.zero', [], Uint8Array.of(128))]);
       return g.op('Mul', [g.op('Mul', [g.op('Cast', [acc], { to: FLOAT }), xScale]), g.f32(name + '.scales', [N], q.scales)], undefined, out);
     }
     const bits = graph === 'nbits8' || name === 'lm_head.weight' ? 8 : 4;
