@@ -579,13 +579,19 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
  * c + the 4-byte dot products of a (i8) and b (0…127), exact (a pair ≤ 2·127·127 fits i16). Not
  * i32x4.relaxed_dot_i8x16_i7x16_add_s: Node 20's V8 summed one accumulator into another with it
  * (two dots from the same zero); on x86 both lower to pmaddubsw, pmaddwd, paddd. The pairs are
- * added by a dot with ones rather than extadd_pairwise: V8 keeps the ones in a register, where
- * extadd_pairwise reloads its constant's address at every use.
+ * added by a dot with ones rather than extadd_pairwise, whose constant V8 reloads at every use.
+ * Callers pass the ones loaded from ONES16 (see there).
  */
 // @ts-ignore: decorator
-@inline function dot7(a: v128, b: v128, c: v128): v128 {
-  return i32x4.add(c, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, b), i16x8.splat(1)));
+@inline function dot7(a: v128, b: v128, c: v128, ones: v128): v128 {
+  return i32x4.add(c, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, b), ones));
 }
+
+/**
+ * i16 ones for dot7, loaded once per loop: newer V8 (Node 24, Deno, Chromium) rebuilds a
+ * constant splat before every use (three instructions), while a loaded value stays in a register.
+ */
+const ONES16: usize = memory.data<i16>([1, 1, 1, 1, 1, 1, 1, 1]);
 
 /** [Σ lanes of a0, … of a3]. */
 // @ts-ignore: decorator
@@ -604,13 +610,14 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
                            bias: v128, dk: v128, outA: usize, outB: usize): void {
   const zero = i32x4.splat(0);
   let a0 = zero, a1 = zero, a2 = zero, a3 = zero, b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+  const ones = v128.load(ONES16);
   for (let c = 0; c < (n32 >> 4); c++) {
     const o = <usize>c << 4;
     const ua = v128.load(qa + o), ub = v128.load(qb + o);
-    let x = codes16(fmt, r0, c); a0 = dot7(x, ua, a0); b0 = dot7(x, ub, b0);
-    x = codes16(fmt, r1, c); a1 = dot7(x, ua, a1); b1 = dot7(x, ub, b1);
-    x = codes16(fmt, r2, c); a2 = dot7(x, ua, a2); b2 = dot7(x, ub, b2);
-    x = codes16(fmt, r3, c); a3 = dot7(x, ua, a3); b3 = dot7(x, ub, b3);
+    let x = codes16(fmt, r0, c); a0 = dot7(x, ua, a0, ones); b0 = dot7(x, ub, b0, ones);
+    x = codes16(fmt, r1, c); a1 = dot7(x, ua, a1, ones); b1 = dot7(x, ub, b1, ones);
+    x = codes16(fmt, r2, c); a2 = dot7(x, ua, a2, ones); b2 = dot7(x, ub, b2, ones);
+    x = codes16(fmt, r3, c); a3 = dot7(x, ua, a3, ones); b3 = dot7(x, ub, b3, ones);
   }
   const dq = <usize>n32;
   v128.store(outA, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(sums4(a0, a1, a2, a3), bias)), f32x4.mul(f32x4.splat(load<f32>(qa + dq)), dk)));
@@ -722,15 +729,16 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
 // @ts-ignore: decorator
 @inline function dotValues(sa: usize, sb: usize, tile: usize, g4: i32, accA: usize, accB: usize, cols: i32, two: bool): void {
   const zero = i32x4.splat(0);
+  const ones = v128.load(ONES16);
   let a0 = zero, a1 = zero, a2 = zero, a3 = zero, b0 = zero, b1 = zero, b2 = zero, b3 = zero;
   for (let g = 0; g < g4; g += 4) {
     const t = tile + (<usize>g << 4);
     const t0 = v128.load(t), t1 = v128.load(t, 16), t2 = v128.load(t, 32), t3 = v128.load(t, 48);
     const wa = v128.load32_splat(sa + <usize>g);
-    a0 = dot7(t0, wa, a0); a1 = dot7(t1, wa, a1); a2 = dot7(t2, wa, a2); a3 = dot7(t3, wa, a3);
+    a0 = dot7(t0, wa, a0, ones); a1 = dot7(t1, wa, a1, ones); a2 = dot7(t2, wa, a2, ones); a3 = dot7(t3, wa, a3, ones);
     if (two) {
       const wb = v128.load32_splat(sb + <usize>g);
-      b0 = dot7(t0, wb, b0); b1 = dot7(t1, wb, b1); b2 = dot7(t2, wb, b2); b3 = dot7(t3, wb, b3);
+      b0 = dot7(t0, wb, b0, ones); b1 = dot7(t1, wb, b1, ones); b2 = dot7(t2, wb, b2, ones); b3 = dot7(t3, wb, b3, ones);
     }
   }
   addScaled16(accA, a0, a1, a2, a3, load<f32>(sa + ROW_BYTES - 4), cols);
@@ -747,6 +755,7 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
   // Past the score rows: per key 64·Σ code and d, then the value tile (LATENT_SCRATCH bytes).
   const bias = scratch + <usize>nq * ROW_BYTES, dks = bias + ROW_BYTES, tile = dks + ROW_BYTES;
   const qbias = i8x16.splat(<i8>QBIAS);
+  const ones = v128.load(ONES16);
   for (let b0 = 0; b0 < n; b0 += SUB) {
     const nb = min(SUB, n - b0), kpos = kPos0 + b0, kb = k + <usize>b0 * ks;
     // The last query sees the most keys.
@@ -756,7 +765,7 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
     for (let b = 0; b < nAll4; b++) {
       const row = rowOf(kb, ks, b, last);
       let s = i32x4.splat(0);
-      for (let c = 0; c < (n32 >> 4); c++) s = dot7(codes16(fmt, row, c), qbias, s);
+      for (let c = 0; c < (n32 >> 4); c++) s = dot7(codes16(fmt, row, c), qbias, s, ones);
       store<i32>(bias + (<usize>b << 2), isum(s));
       store<f32>(dks + (<usize>b << 2), load<f32>(row + cb));
     }
