@@ -5,10 +5,15 @@
 // q4 as q − 8 — and packed in k pairs: pair p of the panel is 32 bytes, [column c: w[c, 2p],
 // w[c, 2p + 1]] for c = 0..7, with the panel's scales as [block][8] f32 after the codes. Every
 // activation row then runs against the packed panel (from L1/L2) instead of re-widening the row
-// per activation row as matmul_nt_q8/q4 do. The micro-kernel, MR rows × 8 columns: per k pair,
-// one activation pair broadcast and widened (v128.load16_splat + extend), two i32x4.dot_i16x8_s
-// (pmaddwd: 8 multiply-adds each) into i32 accumulators; after each block of 32 the exact block
-// sums become f32 and are added as acc += f32(Σ) · (d_w·d_x).
+// per activation row as matmul_nt_q8/q4 do. The activations too are widened to i16 once per
+// call (per MC rows: larger m packs the panels again per block), into the scratch after the
+// panel, in groups of MR rows with the group's rows side by side per k pair ([pair][row] i32),
+// so a broadcast is one v128.load32_splat at a constant offset. The micro-kernel, MR = 4 rows ×
+// 8 columns: per k pair two panel loads, then per row one broadcast and two i32x4.dot_i16x8_s
+// (pmaddwd: 8 multiply-adds each) + i32x4.add into i32 accumulators (8 registers; one k pair a
+// loop turn, since V8 hoists a second pair's loads and spills). After each block of 32 the exact
+// block sums become f32 and are added as acc += f32(Σ) · (d_w·d_x); those f32 accumulators live
+// in scratch (touched once a block), the same operations in the same order as in registers.
 //
 // The relaxed build runs q4 on i16x8.relaxed_dot_i8x16_i7x16_s (pmaddubsw) instead, with the
 // unbiased nibble q (0..15) as its 7-bit operand and the activation as the signed one: the panel
@@ -30,14 +35,18 @@ import { madd } from "./simd";
 // @ts-ignore: decorator
 @inline const RELAXED: bool = ASC_FEATURE_RELAXED_SIMD;
 // @ts-ignore: decorator
-@inline const MR: i32 = 2;
+@inline const MR: i32 = 4;
+// Activation rows widened to i16 at a time (the panels are packed once per such block).
+// @ts-ignore: decorator
+@inline const MC: i32 = 128;
 // Rows of the relaxed q4 tile.
 // @ts-ignore: decorator
 @inline const MR_NIBBLES: i32 = 4;
 
-/** Bytes of `pack` scratch qgemm_q8 / qgemm_q4 need for rows of k (a multiple of 32). */
+/** Bytes of `pack` scratch qgemm_q8 / qgemm_q4 need for rows of k (a multiple of 32): a panel, a tile's f32 sums, MC widened rows. */
 export function qgemm_pack_bytes(k: i32): i32 {
-  return max(k, 0) * NR * 2 + (max(k, 0) >> 5) * NR * 4;
+  const kk = max(k, 0);
+  return kk * NR * 2 + (kk >> 5) * NR * 4 + MR * NR * 4 + MC * kk * 2;
 }
 
 /** Columns of C a split of qgemm across threads keeps together (one packed panel). */
@@ -66,24 +75,39 @@ function gemm(q4: bool, aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ld
               m: i32, k: i32, n: i32, pack: usize): void {
   if (m <= 0 || n <= 0 || k < 32) return;
   const nb = k >> 5;
-  const nibbles = RELAXED && q4;
   const uk = <usize>k, rowBytes: usize = q4 ? uk >> 1 : uk, sBytes = <usize>nb * 4;
-  const scales = pack + uk * (nibbles ? NR : NR * 2);
   const cStride = <usize>ldc * 4;
-  const rows = nibbles ? MR_NIBBLES : MR;
-  const mFull = m - m % rows;
-  for (let j = 0; j < n; j += NR) {
-    const cols = min(NR, n - j);
-    packPanel(q4, nibbles, wq + <usize>j * rowBytes, rowBytes, wd + <usize>j * sBytes, sBytes, cols, nb, pack, scales);
-    const cj = c + <usize>j * 4;
-    let i = 0;
-    for (; i < mFull; i += rows) {
-      if (nibbles) tileNibbles(MR_NIBBLES, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
-      else tile16(MR, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
+  if (RELAXED && q4) { // q4 runs on the nibbles there, the activations as they are
+    const scales = pack + uk * NR;
+    const mFull = m - m % MR_NIBBLES;
+    for (let j = 0; j < n; j += NR) {
+      const cols = min(NR, n - j);
+      packPanel(q4, true, wq + <usize>j * rowBytes, rowBytes, wd + <usize>j * sBytes, sBytes, cols, nb, pack, scales);
+      const cj = c + <usize>j * 4;
+      let i = 0;
+      for (; i < mFull; i += MR_NIBBLES) tileNibbles(MR_NIBBLES, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
+      for (; i < m; i++) tileNibbles(1, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
     }
-    for (; i < m; i++) {
-      if (nibbles) tileNibbles(1, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
-      else tile16(1, aq + <usize>i * uk, uk, ad + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols);
+    return;
+  }
+  const scales = pack + uk * NR * 2;
+  const acc = scales + sBytes * NR, wide = acc + MR * NR * 4;
+  for (let i0 = 0; i0 < m; i0 += MC) {
+    const rows = min(MC, m - i0), mFull = rows - rows % MR, tail = <usize>(rows - mFull);
+    const a0 = ad + <usize>i0 * sBytes, c0 = c + <usize>i0 * cStride;
+    widenRows(aq + <usize>i0 * uk, uk, k, rows, wide);
+    for (let j = 0; j < n; j += NR) {
+      const cols = min(NR, n - j);
+      packPanel(q4, false, wq + <usize>j * rowBytes, rowBytes, wd + <usize>j * sBytes, sBytes, cols, nb, pack, scales);
+      const cj = c0 + <usize>j * 4;
+      let i = 0;
+      for (; i < mFull; i += MR) {
+        tile16(MR, wide + <usize>i * uk * 2, MR * 4, a0 + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols, acc);
+      }
+      // The last group's rows, one at a time (pairs tail·4 bytes apart).
+      for (let r = 0; i < rows; i++, r++) {
+        tile16(1, wide + <usize>mFull * uk * 2 + <usize>r * 4, tail * 4, a0 + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols, acc);
+      }
     }
   }
 }
@@ -158,50 +182,77 @@ function gemm(q4: bool, aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ld
 }
 
 /**
- * The i16 micro-kernel: rows (1..MR, a constant at each call site) of A against the packed panel,
- * storing the first `cols` columns of each row.
+ * Widen `rows` activation rows (k int8 each, aStride apart) to i16 at `wide`, in groups of MR rows
+ * (the last group may be shorter): group g's k pair p of its row r at group + (p·g_rows + r)·4, so a
+ * tile finds its rows' pairs side by side.
+ */
+function widenRows(a: usize, aStride: usize, k: i32, rows: i32, wide: usize): void {
+  const uk = <usize>k;
+  for (let i = 0; i < rows; i += MR) {
+    const g = <usize>min(MR, rows - i), step = g * 4;
+    const dst = wide + <usize>i * uk * 2;
+    for (let r: usize = 0; r < g; r++) {
+      const src = a + (<usize>i + r) * aStride;
+      let d = dst + r * 4;
+      for (let kk: usize = 0; kk < uk; kk += 8) {
+        const v = v128.load8x8_s(src + kk); // four k pairs of this row, as i16
+        v128.store32_lane(d, v, 0);
+        v128.store32_lane(d + step, v, 1);
+        v128.store32_lane(d + 2 * step, v, 2);
+        v128.store32_lane(d + 3 * step, v, 3);
+        d += 4 * step;
+      }
+    }
+  }
+}
+
+/** The f32 accumulators of one row, at acc: acc += f32(Σ) · (d_w·d_x) per half, d_x at d. */
+// @ts-ignore: decorator
+@inline function blockRow(acc: usize, i0: v128, i1: v128, s0: v128, s1: v128, d: usize): void {
+  const dx = f32x4.splat(load<f32>(d));
+  v128.store(acc, madd(f32x4.convert_i32x4_s(i0), f32x4.mul(s0, dx), v128.load(acc)));
+  v128.store(acc, madd(f32x4.convert_i32x4_s(i1), f32x4.mul(s1, dx), v128.load(acc, 16)), 16);
+}
+
+/**
+ * The i16 micro-kernel: rows (1..MR, a constant at each call site) of the widened activations
+ * (x: the first row's first pair, `step` bytes from one k pair to the next, rows 4 bytes apart)
+ * against the packed panel, storing the first `cols` columns of each row. The i32 sums live in
+ * registers, the f32 accumulators in `acc` (rows × 8 f32): they are touched once per block.
  */
 // @ts-ignore: decorator
-@inline function tile16(rows: i32, a: usize, aStride: usize, ad: usize, adStride: usize, panel: usize, scales: usize,
-                      nb: i32, c: usize, cStride: usize, cols: i32): void {
+@inline function tile16(rows: i32, x: usize, step: usize, ad: usize, adStride: usize, panel: usize, scales: usize,
+                        nb: i32, c: usize, cStride: usize, cols: i32, acc: usize): void {
   const zero = i32x4.splat(0);
-  let f00 = f32x4.splat(0), f01 = f32x4.splat(0), f10 = f32x4.splat(0), f11 = f32x4.splat(0);
-  let a0 = a, a1 = a + aStride;
-  let d0 = ad, d1 = ad + adStride;
+  for (let r = 0; r < rows; r++) {
+    v128.store(acc + <usize>r * 32, zero);
+    v128.store(acc + <usize>r * 32, zero, 16);
+  }
+  let d = ad;
   let pw = panel, ps = scales;
   for (let b = 0; b < nb; b++) {
-    let i00 = zero, i01 = zero, i10 = zero, i11 = zero;
+    let i00 = zero, i01 = zero, i10 = zero, i11 = zero, i20 = zero, i21 = zero, i30 = zero, i31 = zero;
     const end = pw + 16 * 32;
     while (pw < end) {
       const w0 = v128.load(pw), w1 = v128.load(pw, 16);
-      const w2 = v128.load(pw, 32), w3 = v128.load(pw, 48);
-      let x = i16x8.extend_low_i8x16_s(v128.load16_splat(a0));
-      i00 = i32x4.add(i00, i32x4.dot_i16x8_s(x, w0)); i01 = i32x4.add(i01, i32x4.dot_i16x8_s(x, w1));
-      if (rows > 1) {
-        x = i16x8.extend_low_i8x16_s(v128.load16_splat(a1));
-        i10 = i32x4.add(i10, i32x4.dot_i16x8_s(x, w0)); i11 = i32x4.add(i11, i32x4.dot_i16x8_s(x, w1));
-      }
-      x = i16x8.extend_low_i8x16_s(v128.load16_splat(a0, 2));
-      i00 = i32x4.add(i00, i32x4.dot_i16x8_s(x, w2)); i01 = i32x4.add(i01, i32x4.dot_i16x8_s(x, w3));
-      if (rows > 1) {
-        x = i16x8.extend_low_i8x16_s(v128.load16_splat(a1, 2));
-        i10 = i32x4.add(i10, i32x4.dot_i16x8_s(x, w2)); i11 = i32x4.add(i11, i32x4.dot_i16x8_s(x, w3));
-      }
-      a0 += 4; a1 += 4; pw += 64;
+      let v = v128.load32_splat(x);
+      i00 = i32x4.add(i00, i32x4.dot_i16x8_s(v, w0)); i01 = i32x4.add(i01, i32x4.dot_i16x8_s(v, w1));
+      if (rows > 1) { v = v128.load32_splat(x, 4); i10 = i32x4.add(i10, i32x4.dot_i16x8_s(v, w0)); i11 = i32x4.add(i11, i32x4.dot_i16x8_s(v, w1)); }
+      if (rows > 2) { v = v128.load32_splat(x, 8); i20 = i32x4.add(i20, i32x4.dot_i16x8_s(v, w0)); i21 = i32x4.add(i21, i32x4.dot_i16x8_s(v, w1)); }
+      if (rows > 3) { v = v128.load32_splat(x, 12); i30 = i32x4.add(i30, i32x4.dot_i16x8_s(v, w0)); i31 = i32x4.add(i31, i32x4.dot_i16x8_s(v, w1)); }
+      x += step; pw += 32;
     }
     const s0 = v128.load(ps), s1 = v128.load(ps, 16);
-    let dx = f32x4.splat(load<f32>(d0));
-    f00 = madd(f32x4.convert_i32x4_s(i00), f32x4.mul(s0, dx), f00);
-    f01 = madd(f32x4.convert_i32x4_s(i01), f32x4.mul(s1, dx), f01);
-    if (rows > 1) {
-      dx = f32x4.splat(load<f32>(d1));
-      f10 = madd(f32x4.convert_i32x4_s(i10), f32x4.mul(s0, dx), f10);
-      f11 = madd(f32x4.convert_i32x4_s(i11), f32x4.mul(s1, dx), f11);
-    }
-    ps += 32; d0 += 4; d1 += 4;
+    blockRow(acc, i00, i01, s0, s1, d);
+    if (rows > 1) blockRow(acc + 32, i10, i11, s0, s1, d + adStride);
+    if (rows > 2) blockRow(acc + 64, i20, i21, s0, s1, d + 2 * adStride);
+    if (rows > 3) blockRow(acc + 96, i30, i31, s0, s1, d + 3 * adStride);
+    ps += 32; d += 4;
   }
-  storeRow(c, f00, f01, cols);
-  if (rows > 1) storeRow(c + cStride, f10, f11, cols);
+  for (let r = 0; r < rows; r++) {
+    const f = acc + <usize>r * 32;
+    storeRow(c + <usize>r * cStride, v128.load(f), v128.load(f, 16), cols);
+  }
 }
 
 // @ts-ignore: decorator
