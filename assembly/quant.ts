@@ -222,10 +222,11 @@ import { madd, hsum } from "./simd";
         ia = dotNibbles(v128.load(ra), xv0, xv1, u);
         if (two) ib = dotNibbles(v128.load(rb), xv0, xv1, u);
       } else {
-        // x's even and odd elements as i16 (the order the codes unpack in), shared by both rows.
+        // x's even and odd elements as i16 (the order the codes unpack in), shared by both rows;
+        // u's pairs summed and times 8 in one pmaddwd (extadd_pairwise and a shift took two ops).
         const xe0 = i16x8.shr_s(i16x8.shl(xv0, 8), 8), xo0 = i16x8.shr_s(xv0, 8);
         const xe1 = i16x8.shr_s(i16x8.shl(xv1, 8), 8), xo1 = i16x8.shr_s(xv1, 8);
-        const u = i32x4.shl(i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.add(xe0, xo0), i16x8.add(xe1, xo1))), 3);
+        const u = i32x4.dot_i16x8_s(i16x8.add(i16x8.add(xe0, xo0), i16x8.add(xe1, xo1)), i16x8.splat(8));
         ia = dotCodes(v128.load(ra), xe0, xo0, xe1, xo1, u);
         if (two) ib = dotCodes(v128.load(rb), xe0, xo0, xe1, xo1, u);
       }
