@@ -295,11 +295,18 @@ export function attn_init(m: usize, l: usize, acc: usize, nq: i32, dv: i32, accS
 // row[0..pEnd) (pEnd = the tile's key count rounded up to 4, p = 0 past nv), updates m, l and
 // rescales the accumulator row.
 
+/**
+ * i32x4(0, 1, 2, 3) and f32 −inf for softmaxRow, loaded once per row (see NIBBLES8 in simd.ts):
+ * newer V8 rebuilds a constant vector before every use in a loop.
+ */
+const IOTA: usize = memory.data<i32>([0, 1, 2, 3]);
+const NEG_INF: usize = memory.data<f32>([-Infinity]);
+
 // @ts-ignore: decorator
 @inline export function softmaxRow(row: usize, nv: i32, pEnd: i32, mp: usize, lp: usize,
                             accRow: usize, dv: i32): void {
-  const iota = i32x4(0, 1, 2, 3);
-  const ninf = f32x4.splat(-Infinity);
+  const iota = v128.load(IOTA);
+  const ninf = v128.load32_splat(NEG_INF);
   let vmax = ninf;
   for (let c = 0; c < nv; c += 4) {
     const keep = i32x4.lt_s(iota, i32x4.splat(nv - c));

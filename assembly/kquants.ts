@@ -28,13 +28,15 @@
 // values (products ≤ 63·127, pairs summed in i16).
 // Rows are taken two at a time (see product for which two), sharing the activations' loads; a
 // row's arithmetic is the same alone or in a pair, so splits by rows are bit-identical.
-import { madd, hsum } from "./simd";
+import { madd, hsum, NIBBLES8 } from "./simd";
 import { roundAway, PAIR_BYTES, PAIR_MIN_BYTES } from "./quant";
 
 // @ts-ignore: decorator
 @inline const Q4K_BYTES: usize = 144;
 // @ts-ignore: decorator
 @inline const Q6K_BYTES: usize = 210;
+/** i8x16.splat(0x30): Q6_K's two high code bits in place. */
+const HIGH_PAIRS8: usize = memory.data<u8>([48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48]);
 /** Bytes of a Q8_K activation super-block's record: 16 i16 sums of 16 codes, then d_x (f32). */
 // @ts-ignore: decorator
 @inline const ACT_RECORD: usize = 36;
@@ -90,7 +92,7 @@ import { roundAway, PAIR_BYTES, PAIR_MIN_BYTES } from "./quant";
 // @ts-ignore: decorator
 @inline function dotQ4K(ra: usize, rb: usize, xq: usize, xr: usize, nsb: i32,
                         ya: usize, yb: usize, acc: bool): void {
-  const m4 = i8x16.splat(0x0F);
+  const m4 = v128.load(NIBBLES8); // loaded once, see there
   let fa = f32x4.splat(0), fb = f32x4.splat(0);
   for (let sb = 0; sb < nsb; sb++) {
     // Σx of each 32 (sub-block): the records' sums of 16, added in pairs.
@@ -134,10 +136,10 @@ import { roundAway, PAIR_BYTES, PAIR_MIN_BYTES } from "./quant";
  * Adds half a Q6_K block's Σ_b sc_b·Σ_{16} q·x to `acc`: row r, its low nibbles at r + lo (64
  * bytes), high bit pairs at r + hi (32), the half's 8 scales as i16 lanes of S, activations at xo (128). Group g's
  * code = (nibble) | (bits 2g, 2g + 1 of qh moved to bits 4, 5); 16-bit shifts, masks drop what crossed bytes.
+ * m4 = i8x16.splat(0x0F), m30 = i8x16.splat(0x30).
  */
 // @ts-ignore: decorator
-@inline function q6Half(r: usize, lo: usize, hi: usize, S: v128, xo: usize, acc: v128): v128 {
-  const m4 = i8x16.splat(0x0F), m30 = i8x16.splat(0x30);
+@inline function q6Half(r: usize, lo: usize, hi: usize, S: v128, xo: usize, acc: v128, m4: v128, m30: v128): v128 {
   const l0 = v128.load(r + lo), l1 = v128.load(r + lo, 16), l2 = v128.load(r + lo, 32), l3 = v128.load(r + lo, 48);
   const h0 = v128.load(r + hi), h1 = v128.load(r + hi, 16);
   acc = q6Group(v128.or(v128.and(l0, m4), v128.and(i16x8.shl(h0, 4), m30)), v128.or(v128.and(l1, m4), v128.and(i16x8.shl(h1, 4), m30)), S, 0, xo, acc);
@@ -175,6 +177,8 @@ import { roundAway, PAIR_BYTES, PAIR_MIN_BYTES } from "./quant";
 @inline function dotQ6K(ra: usize, rb: usize, xq: usize, xr: usize, nsb: i32,
                         ya: usize, yb: usize, acc: bool): void {
   let fa = f32x4.splat(0), fb = f32x4.splat(0);
+  // q6Half's masks, loaded once (see NIBBLES8 in simd.ts).
+  const m4 = v128.load(NIBBLES8), m30 = v128.load(HIGH_PAIRS8);
   for (let sb = 0; sb < nsb; sb++) {
     const s0 = v128.load(xr), s1 = v128.load(xr, 16), dx = load<f32>(xr, 32);
     // The codes' offset of 32: Σ_b sc_b·32·Σx taken away at the end.
@@ -185,8 +189,8 @@ import { roundAway, PAIR_BYTES, PAIR_MIN_BYTES } from "./quant";
     let ib = i32x4.neg(i32x4.shl(i32x4.add(i32x4.dot_i16x8_s(s0, sbLo), i32x4.dot_i16x8_s(s1, sbHi)), 5));
     for (let h = 0; h < 2; h++) {
       const uh = <usize>h, xo = xq + (uh << 7), lo = uh * 64, hi = uh * 32 + 128;
-      ia = q6Half(ra, lo, hi, h ? saHi : saLo, xo, ia);
-      ib = q6Half(rb, lo, hi, h ? sbHi : sbLo, xo, ib);
+      ia = q6Half(ra, lo, hi, h ? saHi : saLo, xo, ia, m4, m30);
+      ib = q6Half(rb, lo, hi, h ? sbHi : sbLo, xo, ib, m4, m30);
     }
     fa = madd(f32x4.convert_i32x4_s(ia), f32x4.splat(half(ra + 208) * dx), fa);
     fb = madd(f32x4.convert_i32x4_s(ib), f32x4.splat(half(rb + 208) * dx), fb);

@@ -26,7 +26,7 @@
 // pairs), so that a split by queries in multiples of attn_query_tile, or by segments of keys, gives
 // the same numbers as one call. Queries left over (nq mod 4) go one at a time through the same
 // per-(query, key) arithmetic.
-import { madd, hsum } from "./simd";
+import { madd, hsum, ONES16 } from "./simd";
 import { softmaxRow, softmaxTile, visible, LATENT_SCRATCH } from "./attention";
 
 // @ts-ignore: decorator
@@ -580,18 +580,12 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
  * i32x4.relaxed_dot_i8x16_i7x16_add_s: Node 20's V8 summed one accumulator into another with it
  * (two dots from the same zero); on x86 both lower to pmaddubsw, pmaddwd, paddd. The pairs are
  * added by a dot with ones rather than extadd_pairwise, whose constant V8 reloads at every use.
- * Callers pass the ones loaded from ONES16 (see there).
+ * Callers pass the ones loaded from ONES16 once per loop (see simd.ts).
  */
 // @ts-ignore: decorator
 @inline function dot7(a: v128, b: v128, c: v128, ones: v128): v128 {
   return i32x4.add(c, i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(a, b), ones));
 }
-
-/**
- * i16 ones for dot7, loaded once per loop: newer V8 (Node 24, Deno, Chromium) rebuilds a
- * constant splat before every use (three instructions), while a loaded value stays in a register.
- */
-const ONES16: usize = memory.data<i16>([1, 1, 1, 1, 1, 1, 1, 1]);
 
 /** [Σ lanes of a0, … of a3]. */
 // @ts-ignore: decorator

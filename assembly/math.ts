@@ -26,20 +26,41 @@ import { madd } from "./simd";
 @inline const P4: f32 = 1.6666665459e-1;
 // @ts-ignore: decorator
 @inline const P5: f32 = 5.0000001201e-1;
-
-/** 1 + r + r²·P(r) ≈ e^r, r = x − n·ln 2, for kn = x·log2 e + SHIFTER (so n = kn − SHIFTER). */
 // @ts-ignore: decorator
-@inline function expCore(x: v128, kn: v128): v128 {
-  const n = f32x4.sub(kn, f32x4.splat(SHIFTER));
-  let r = madd(n, f32x4.splat(-LN2_HI), x);
-  r = madd(n, f32x4.splat(-LN2_LO), r);
-  let p = madd(f32x4.splat(P0), r, f32x4.splat(P1));
-  p = madd(p, r, f32x4.splat(P2));
-  p = madd(p, r, f32x4.splat(P3));
-  p = madd(p, r, f32x4.splat(P4));
-  p = madd(p, r, f32x4.splat(P5));
+@inline const FTZ_BELOW: f32 = -87.3; // e^-87.3 > FLT_MIN = e^-87.336
+
+// expSoftmax4's constants as f32 data, each broadcast from memory where it is used (one load):
+// newer V8 (Node 24, Deno, Chromium) rebuilds a constant splat before every use inside a loop
+// (three instructions), and thirteen are more than the softmax loop's free registers anyway.
+// exp4 keeps splats: Node 20 holds them across SwiGLU's loop, where the loads ran slower.
+const EXP_K: usize = memory.data<f32>([SHIFTER, -LN2_HI, -LN2_LO, P0, P1, P2, P3, P4, P5, 1.0, LOG2E, FTZ_BELOW]);
+/** i32 127, the exponent bias. */
+const EXP_BIAS: usize = memory.data<i32>([127]);
+
+/** EXP_K's entry i in every lane. */
+// @ts-ignore: decorator
+@inline function k(i: i32): v128 {
+  return v128.load32_splat(EXP_K + (<usize>i << 2));
+}
+
+/**
+ * 1 + r + r²·P(r) ≈ e^r, r = x − n·ln 2, for kn = x·log2 e + SHIFTER (so n = kn − SHIFTER); the
+ * constants loaded from EXP_K (Loaded = true) or splats. A type argument, not a parameter: it is
+ * settled as AssemblyScript compiles, so exp4's code stays what it was without the loads.
+ */
+// @ts-ignore: decorator
+@inline function expCore<Loaded>(x: v128, kn: v128): v128 {
+  const loaded = isBoolean<Loaded>();
+  const n = f32x4.sub(kn, loaded ? k(0) : f32x4.splat(SHIFTER));
+  let r = madd(n, loaded ? k(1) : f32x4.splat(-LN2_HI), x);
+  r = madd(n, loaded ? k(2) : f32x4.splat(-LN2_LO), r);
+  let p = madd(loaded ? k(3) : f32x4.splat(P0), r, loaded ? k(4) : f32x4.splat(P1));
+  p = madd(p, r, loaded ? k(5) : f32x4.splat(P2));
+  p = madd(p, r, loaded ? k(6) : f32x4.splat(P3));
+  p = madd(p, r, loaded ? k(7) : f32x4.splat(P4));
+  p = madd(p, r, loaded ? k(8) : f32x4.splat(P5));
   const r2 = f32x4.mul(r, r);
-  return f32x4.add(madd(p, r2, r), f32x4.splat(1.0));
+  return f32x4.add(madd(p, r2, r), loaded ? k(9) : f32x4.splat(1.0));
 }
 
 /**
@@ -53,7 +74,7 @@ import { madd } from "./simd";
   // pmax/pmin keep a NaN in x (the comparison is false) and clamp ±inf.
   x = f32x4.pmin(f32x4.pmax(x, f32x4.splat(-104.0)), f32x4.splat(89.0));
   const kn = madd(x, f32x4.splat(LOG2E), f32x4.splat(SHIFTER));
-  const y = expCore(x, kn);
+  const y = expCore<f32>(x, kn);
   const ni = i32x4.sub(kn, f32x4.splat(SHIFTER)); // integer n from the bits
   const n1 = i32x4.shr_s(ni, 1);
   const n2 = i32x4.sub(ni, n1);
@@ -61,9 +82,6 @@ import { madd } from "./simd";
   const s2 = i32x4.shl(i32x4.add(n2, i32x4.splat(127)), 23);
   return f32x4.mul(f32x4.mul(y, s1), s2);
 }
-
-// @ts-ignore: decorator
-@inline const FTZ_BELOW: f32 = -87.3; // e^-87.3 > FLT_MIN = e^-87.336
 
 /**
  * e^x for the softmax (x ≤ 0 expected; as accurate as exp4 for −87.3 ≤ x ≤ 88, wrong above 88.37):
@@ -73,12 +91,13 @@ import { madd } from "./simd";
  */
 // @ts-ignore: decorator
 @inline export function expSoftmax4(x: v128): v128 {
-  const tiny = f32x4.lt(x, f32x4.splat(FTZ_BELOW));
-  const xc = f32x4.pmax(x, f32x4.splat(FTZ_BELOW));
-  const kn = madd(xc, f32x4.splat(LOG2E), f32x4.splat(SHIFTER));
-  const y = expCore(xc, kn);
-  const ni = i32x4.sub(kn, f32x4.splat(SHIFTER));
-  const s = i32x4.shl(i32x4.add(ni, i32x4.splat(127)), 23);
+  const ftz = k(11);
+  const tiny = f32x4.lt(x, ftz);
+  const xc = f32x4.pmax(x, ftz);
+  const kn = madd(xc, k(10), k(0));
+  const y = expCore<bool>(xc, kn);
+  const ni = i32x4.sub(kn, k(0));
+  const s = i32x4.shl(i32x4.add(ni, v128.load32_splat(EXP_BIAS)), 23);
   return v128.andnot(f32x4.mul(y, s), tiny);
 }
 

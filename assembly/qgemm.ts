@@ -28,7 +28,7 @@
 // miscompiles it on x64 (see quant.ts).
 // Each output's arithmetic depends on its column and row alone (not on the tile or chunk it
 // falls in), so a split of the columns at multiples of NR gives the one-thread bits.
-import { madd } from "./simd";
+import { madd, NIBBLES8 } from "./simd";
 
 // @ts-ignore: decorator
 @inline const NR: i32 = 8;
@@ -283,6 +283,7 @@ function packPanel(q4: bool, nibbles: bool, w: usize, rowBytes: usize, wd: usize
                    panel: usize, scales: usize): void {
   const last = <usize>(cols - 1);
   const blockBytes: usize = nibbles ? 8 * 32 : 16 * 32; // one block's codes, 8 columns × 32 k
+  const m = RELAXED ? v128.load(NIBBLES8) : i32x4.splat(0); // the nibble mask, loaded once (see there)
   for (let g: usize = 0; g < <usize>NR; g += 4) {
     const r0 = w + min(g, last) * rowBytes, r1 = w + min(g + 1, last) * rowBytes;
     const r2 = w + min(g + 2, last) * rowBytes, r3 = w + min(g + 3, last) * rowBytes;
@@ -292,7 +293,6 @@ function packPanel(q4: bool, nibbles: bool, w: usize, rowBytes: usize, wd: usize
         const o = <usize>b * 16;
         const v0 = v128.load(r0 + o), v1 = v128.load(r1 + o), v2 = v128.load(r2 + o), v3 = v128.load(r3 + o);
         if (RELAXED) { // q4 always runs on nibbles there
-          const m = i8x16.splat(0x0F);
           transposeStore(dst, v128.and(v0, m), v128.and(v1, m), v128.and(v2, m), v128.and(v3, m));
           transposeStore(dst + 4 * 32, v128.and(i16x8.shr_u(v0, 4), m), v128.and(i16x8.shr_u(v1, 4), m),
             v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v3, 4), m));

@@ -40,7 +40,7 @@
 // prepared) once for both, as matmul.ts's f32 matvec does; a row is summed in the same order
 // alone or in a pair. matmul_nt_* (prefill) run one weight row against all M activation rows
 // while it is in L1, re-widening it for each: correct, but compute-bound (see the commit body).
-import { madd, hsum } from "./simd";
+import { madd, hsum, NIBBLES8, EIGHTS8, NIBBLES16, EIGHTS16 } from "./simd";
 
 // @ts-ignore: decorator
 @inline export const PAIR_BYTES: usize = 2 << 20;
@@ -74,29 +74,42 @@ import { madd, hsum } from "./simd";
 // (exponent 31) get the f32 exponent 255 ORed in, which keeps NaN payloads; the sign is ORed last.
 // @ts-ignore: decorator
 @inline const F16_SCALE: f32 = 5.192296858534828e+33; // 2^112
+/**
+ * The vector path's constants, for a loop to load once before it starts (f16Consts; see NIBBLES8
+ * in simd.ts): |h|'s mask, the largest finite |h|, the inf/NaN exponent bits, then 2¹¹² as f32.
+ */
+const F16_K: usize = memory.data<u16>([0x7FFF, 0x7BFF, 0x7F80, 0, 0, 0x7780]);
+
+/** F16_K's entry i in every i16 lane (0–2), or 2¹¹² in every f32 lane (3); zero for bf16. */
+// @ts-ignore: decorator
+@inline function f16Const(fmt: i32, i: i32): v128 {
+  if (fmt != F16) return i32x4.splat(0);
+  return i == 3 ? v128.load32_splat(F16_K + 8) : v128.load16_splat(F16_K + (<usize>i << 1));
+}
 
 /** Per eight f16: the bits to OR into each widened lane's top half (sign, and 0x7F80 for inf/NaN). */
 // @ts-ignore: decorator
-@inline function f16Top(h: v128, em: v128): v128 {
-  const special = v128.and(i16x8.gt_s(em, i16x8.splat(0x7BFF)), i16x8.splat(0x7F80));
+@inline function f16Top(h: v128, em: v128, big: v128, inf: v128): v128 {
+  const special = v128.and(i16x8.gt_s(em, big), inf);
   return v128.or(v128.xor(h, em), special);
 }
 
 /** Four f16 → f32: em = |h| lanes unpacked to the top halves, top = f16Top unpacked likewise. */
 // @ts-ignore: decorator
-@inline function f16Widen(emUp: v128, topUp: v128): v128 {
-  return v128.or(f32x4.mul(i32x4.shr_u(emUp, 3), f32x4.splat(F16_SCALE)), topUp);
+@inline function f16Widen(emUp: v128, topUp: v128, scale: v128): v128 {
+  return v128.or(f32x4.mul(i32x4.shr_u(emUp, 3), scale), topUp);
 }
 
+// f16Lo / f16Hi take f16Const(F16, 0 … 3) as k0 … k3.
 // @ts-ignore: decorator
-@inline function f16Lo(h: v128): v128 {
-  const em = v128.and(h, i16x8.splat(0x7FFF));
-  return f16Widen(unpackLo(em), unpackLo(f16Top(h, em)));
+@inline function f16Lo(h: v128, k0: v128, k1: v128, k2: v128, k3: v128): v128 {
+  const em = v128.and(h, k0);
+  return f16Widen(unpackLo(em), unpackLo(f16Top(h, em, k1, k2)), k3);
 }
 // @ts-ignore: decorator
-@inline function f16Hi(h: v128): v128 {
-  const em = v128.and(h, i16x8.splat(0x7FFF));
-  return f16Widen(unpackHi(em), unpackHi(f16Top(h, em)));
+@inline function f16Hi(h: v128, k0: v128, k1: v128, k2: v128, k3: v128): v128 {
+  const em = v128.and(h, k0);
+  return f16Widen(unpackHi(em), unpackHi(f16Top(h, em, k1, k2)), k3);
 }
 
 /** One f16 (low 16 bits of h) → f32, the same arithmetic as the vector path. */
@@ -113,14 +126,14 @@ import { madd, hsum } from "./simd";
   return reinterpret<f32>(h << 16);
 }
 
-/** Eight u16 weights → two f32x4: lanes 0–3, 4–7. */
+/** Eight u16 weights → two f32x4: lanes 0–3, 4–7 (k0 … k3: f16Const(fmt, 0 … 3)). */
 // @ts-ignore: decorator
-@inline function wideLo(fmt: i32, h: v128): v128 {
-  return fmt == BF16 ? unpackLo(h) : f16Lo(h);
+@inline function wideLo(fmt: i32, h: v128, k0: v128, k1: v128, k2: v128, k3: v128): v128 {
+  return fmt == BF16 ? unpackLo(h) : f16Lo(h, k0, k1, k2, k3);
 }
 // @ts-ignore: decorator
-@inline function wideHi(fmt: i32, h: v128): v128 {
-  return fmt == BF16 ? unpackHi(h) : f16Hi(h);
+@inline function wideHi(fmt: i32, h: v128, k0: v128, k1: v128, k2: v128, k3: v128): v128 {
+  return fmt == BF16 ? unpackHi(h) : f16Hi(h, k0, k1, k2, k3);
 }
 // @ts-ignore: decorator
 @inline function wideScalar(fmt: i32, h: u32): f32 {
@@ -142,22 +155,23 @@ import { madd, hsum } from "./simd";
                          ya: usize, yb: usize, acc: bool): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
   let pa = ra, pb = rb, q = x;
+  const k0 = f16Const(fmt, 0), k1 = f16Const(fmt, 1), k2 = f16Const(fmt, 2), k3 = f16Const(fmt, 3);
   const end = ra + <usize>(k & ~15) * 2;
   while (pa < end) {
     const x0 = v128.load(q), x1 = v128.load(q, 16), x2 = v128.load(q, 32), x3 = v128.load(q, 48);
     let w = v128.load(pa);
-    a0 = f32x4.add(a0, madd(wideHi(fmt, w), x1, f32x4.mul(wideLo(fmt, w), x0)));
-    if (two) { w = v128.load(pb); b0 = f32x4.add(b0, madd(wideHi(fmt, w), x1, f32x4.mul(wideLo(fmt, w), x0))); }
+    a0 = f32x4.add(a0, madd(wideHi(fmt, w, k0, k1, k2, k3), x1, f32x4.mul(wideLo(fmt, w, k0, k1, k2, k3), x0)));
+    if (two) { w = v128.load(pb); b0 = f32x4.add(b0, madd(wideHi(fmt, w, k0, k1, k2, k3), x1, f32x4.mul(wideLo(fmt, w, k0, k1, k2, k3), x0))); }
     w = v128.load(pa, 16);
-    a1 = f32x4.add(a1, madd(wideHi(fmt, w), x3, f32x4.mul(wideLo(fmt, w), x2)));
-    if (two) { w = v128.load(pb, 16); b1 = f32x4.add(b1, madd(wideHi(fmt, w), x3, f32x4.mul(wideLo(fmt, w), x2))); }
+    a1 = f32x4.add(a1, madd(wideHi(fmt, w, k0, k1, k2, k3), x3, f32x4.mul(wideLo(fmt, w, k0, k1, k2, k3), x2)));
+    if (two) { w = v128.load(pb, 16); b1 = f32x4.add(b1, madd(wideHi(fmt, w, k0, k1, k2, k3), x3, f32x4.mul(wideLo(fmt, w, k0, k1, k2, k3), x2))); }
     pa += 32; pb += 32; q += 64;
   }
   if (k & 8) {
     const x0 = v128.load(q), x1 = v128.load(q, 16);
     let w = v128.load(pa);
-    a0 = f32x4.add(a0, madd(wideHi(fmt, w), x1, f32x4.mul(wideLo(fmt, w), x0)));
-    if (two) { w = v128.load(pb); b0 = f32x4.add(b0, madd(wideHi(fmt, w), x1, f32x4.mul(wideLo(fmt, w), x0))); }
+    a0 = f32x4.add(a0, madd(wideHi(fmt, w, k0, k1, k2, k3), x1, f32x4.mul(wideLo(fmt, w, k0, k1, k2, k3), x0)));
+    if (two) { w = v128.load(pb); b0 = f32x4.add(b0, madd(wideHi(fmt, w, k0, k1, k2, k3), x1, f32x4.mul(wideLo(fmt, w, k0, k1, k2, k3), x0))); }
     pa += 16; pb += 16; q += 32;
   }
   let sa = hsum(f32x4.add(a0, a1));
@@ -183,17 +197,19 @@ import { madd, hsum } from "./simd";
   const zero = i32x4.splat(0);
   let fa = f32x4.splat(0), fb = f32x4.splat(0);
   let blk = 0;
+  // q4's nibble mask and 8s, loaded once (see NIBBLES8): the relaxed build's bytes, the plain one's i16.
+  const m = fmt != Q4 ? zero : v128.load(ASC_FEATURE_RELAXED_SIMD ? NIBBLES8 : NIBBLES16);
+  const eight = fmt != Q4 ? zero : v128.load(ASC_FEATURE_RELAXED_SIMD ? EIGHTS8 : EIGHTS16);
   if (ASC_FEATURE_RELAXED_SIMD) if (fmt == Q4) {
     // Two blocks a step: their i16 lanes (|·| ≤ 4·8·127) interleaved and added in pairs, exactly,
     // then one widening, conversion and multiply-add for both, with [d0, d1, d0, d1] scales.
-    const eight = i8x16.splat(8);
     for (; blk + 2 <= nb; blk += 2) {
       const xv0 = v128.load(xq), xv1 = v128.load(xq, 16), xv2 = v128.load(xq, 32), xv3 = v128.load(xq, 48);
       const u0 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv1, eight));
       const u1 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv2, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv3, eight));
       const dx = v128.load64_splat(xd);
-      fa = madd(f32x4.mul(f32x4.convert_i32x4_s(nibblePair(ra, xv0, xv1, u0, xv2, xv3, u1)), dx), v128.load64_splat(sa), fa);
-      if (two) fb = madd(f32x4.mul(f32x4.convert_i32x4_s(nibblePair(rb, xv0, xv1, u0, xv2, xv3, u1)), dx), v128.load64_splat(sb), fb);
+      fa = madd(f32x4.mul(f32x4.convert_i32x4_s(nibblePair(ra, xv0, xv1, u0, xv2, xv3, u1, m)), dx), v128.load64_splat(sa), fa);
+      if (two) fb = madd(f32x4.mul(f32x4.convert_i32x4_s(nibblePair(rb, xv0, xv1, u0, xv2, xv3, u1, m)), dx), v128.load64_splat(sb), fb);
       xq += 64; xd += 8; ra += 32; sa += 8; rb += 32; sb += 8;
     }
   }
@@ -214,21 +230,19 @@ import { madd, hsum } from "./simd";
         if (two) ib = dot32(v128.load(rb), v128.load(rb, 16), x0l, x0h, x1l, x1h);
       }
     } else { // Q4
-      const m = i8x16.splat(0x0F);
       if (ASC_FEATURE_RELAXED_SIMD) {
         // i16 lanes: Σ of 4 nibble·x products ≤ 4·15·127, minus 8·Σ of 4 x (≤ 4·8·127): exact.
-        const eight = i8x16.splat(8);
         const u = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv1, eight));
-        ia = dotNibbles(v128.load(ra), xv0, xv1, u);
-        if (two) ib = dotNibbles(v128.load(rb), xv0, xv1, u);
+        ia = dotNibbles(v128.load(ra), xv0, xv1, u, m);
+        if (two) ib = dotNibbles(v128.load(rb), xv0, xv1, u, m);
       } else {
         // x's even and odd elements as i16 (the order the codes unpack in), shared by both rows;
         // u's pairs summed and times 8 in one pmaddwd (extadd_pairwise and a shift took two ops).
         const xe0 = i16x8.shr_s(i16x8.shl(xv0, 8), 8), xo0 = i16x8.shr_s(xv0, 8);
         const xe1 = i16x8.shr_s(i16x8.shl(xv1, 8), 8), xo1 = i16x8.shr_s(xv1, 8);
-        const u = i32x4.dot_i16x8_s(i16x8.add(i16x8.add(xe0, xo0), i16x8.add(xe1, xo1)), i16x8.splat(8));
-        ia = dotCodes(v128.load(ra), xe0, xo0, xe1, xo1, u);
-        if (two) ib = dotCodes(v128.load(rb), xe0, xo0, xe1, xo1, u);
+        const u = i32x4.dot_i16x8_s(i16x8.add(i16x8.add(xe0, xo0), i16x8.add(xe1, xo1)), eight);
+        ia = dotCodes(v128.load(ra), xe0, xo0, xe1, xo1, u, m);
+        if (two) ib = dotCodes(v128.load(rb), xe0, xo0, xe1, xo1, u, m);
       }
     }
     const dx = v128.load32_splat(xd);
@@ -253,11 +267,10 @@ import { madd, hsum } from "./simd";
  * Σ of 32 (q − 8)·x, i32x4 (plain q4): i16 lane j of the 16 code bytes w holds elements 2j, 2j + 16,
  * 2j + 1, 2j + 17 in its nibbles from the bottom, each masked or shifted out as an i16 against x's
  * matching even (xe0, xe1) or odd (xo0, xo1) elements; u = 8·Σx, lanes as Σq·x's. No byte
- * widening: 7 bit operations per 32 codes where extending to i16 took 11.
+ * widening: 7 bit operations per 32 codes where extending to i16 took 11. m = i16x8.splat(0x0F).
  */
 // @ts-ignore: decorator
-@inline function dotCodes(w: v128, xe0: v128, xo0: v128, xe1: v128, xo1: v128, u: v128): v128 {
-  const m = i16x8.splat(0x0F);
+@inline function dotCodes(w: v128, xe0: v128, xo0: v128, xe1: v128, xo1: v128, u: v128, m: v128): v128 {
   return i32x4.sub(i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(v128.and(w, m), xe0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(w, 8), m), xo0)),
     i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(w, 4), m), xe1), i32x4.dot_i16x8_s(i16x8.shr_u(w, 12), xo1))), u);
@@ -274,10 +287,12 @@ import { madd, hsum } from "./simd";
     i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(w1, s1), s1), ax1)));
 }
 
-/** Σ of 32 (q − 8)·x, i32x4 (relaxed q4): the 16 code bytes w, x as two int8 vectors, u = 8·Σx in i16 pairs. */
+/**
+ * Σ of 32 (q − 8)·x, i32x4 (relaxed q4): the 16 code bytes w, x as two int8 vectors, u = 8·Σx in
+ * i16 pairs, m = i8x16.splat(0x0F).
+ */
 // @ts-ignore: decorator
-@inline function dotNibbles(w: v128, xv0: v128, xv1: v128, u: v128): v128 {
-  const m = i8x16.splat(0x0F);
+@inline function dotNibbles(w: v128, xv0: v128, xv1: v128, u: v128, m: v128): v128 {
   const t = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, v128.and(w, m)),
     i16x8.relaxed_dot_i8x16_i7x16_s(xv1, v128.and(i16x8.shr_u(w, 4), m)));
   return i32x4.extadd_pairwise_i16x8_s(i16x8.sub(t, u));
@@ -286,10 +301,10 @@ import { madd, hsum } from "./simd";
 /**
  * Two q4 blocks (32 code bytes at w) · x (xv0, xv1 and xv2, xv3; u0, u1 = 8·Σ x per i16 lane):
  * i32x4 whose lanes 0 and 2 sum to the first block's dot product, 1 and 3 to the second's.
+ * m = i8x16.splat(0x0F).
  */
 // @ts-ignore: decorator
-@inline function nibblePair(w: usize, xv0: v128, xv1: v128, u0: v128, xv2: v128, xv3: v128, u1: v128): v128 {
-  const m = i8x16.splat(0x0F);
+@inline function nibblePair(w: usize, xv0: v128, xv1: v128, u0: v128, xv2: v128, xv3: v128, u1: v128, m: v128): v128 {
   const w0 = v128.load(w), w1 = v128.load(w, 16);
   const t0 = i16x8.sub(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, v128.and(w0, m)),
     i16x8.relaxed_dot_i8x16_i7x16_s(xv1, v128.and(i16x8.shr_u(w0, 4), m))), u0);
@@ -564,11 +579,12 @@ export function dequantize_q4(wq: usize, wd: usize, out: usize, nb: i32): void {
 
 /** dst[count] f32 = src[count] f16, with the matvec_f16 widening (loading, tests). */
 export function widen_f16(src: usize, dst: usize, count: i32): void {
+  const k0 = f16Const(F16, 0), k1 = f16Const(F16, 1), k2 = f16Const(F16, 2), k3 = f16Const(F16, 3);
   let i = 0;
   for (; i + 8 <= count; i += 8) {
     const h = v128.load(src + <usize>i * 2), o = dst + <usize>i * 4;
-    v128.store(o, f16Lo(h));
-    v128.store(o, f16Hi(h), 16);
+    v128.store(o, f16Lo(h, k0, k1, k2, k3));
+    v128.store(o, f16Hi(h, k0, k1, k2, k3), 16);
   }
   for (; i < count; i++) store<f32>(dst + <usize>i * 4, f16Scalar(<u32>load<u16>(src + <usize>i * 2)));
 }
