@@ -26,7 +26,7 @@
 // pairs), so that a split by queries in multiples of attn_query_tile, or by segments of keys, gives
 // the same numbers as one call. Queries left over (nq mod 4) go one at a time through the same
 // per-(query, key) arithmetic.
-import { madd, hsum, ONES16 } from "./simd";
+import { madd, hsum, ONES16, NIBBLES8, EIGHTS8 } from "./simd";
 import { softmaxRow, softmaxTile, visible, LATENT_SCRATCH } from "./attention";
 
 // @ts-ignore: decorator
@@ -185,13 +185,16 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
 // ---------------------------------------------------------------------------------------------
 // Scores
 
-/** Codes c·16 … c·16 + 15 of an int8 / int4 row as signed int8 lanes. */
+/**
+ * Codes c·16 … c·16 + 15 of an int8 / int4 row as signed int8 lanes. nib, eight: int4's mask and
+ * offset, loaded by the caller from NIBBLES8 / EIGHTS8 before its loop (see simd.ts); the high
+ * nibbles are shifted as i16 and masked, which needs no constant of its own.
+ */
 // @ts-ignore: decorator
-@inline function codes16(fmt: i32, row: usize, c: i32): v128 {
+@inline function codes16(fmt: i32, row: usize, c: i32, nib: v128, eight: v128): v128 {
   if (fmt == INT8) return v128.load(row + (<usize>c << 4));
   const b = v128.load(row + (<usize>(c >> 1) << 4));
-  const nib = c & 1 ? i8x16.shr_u(b, 4) : v128.and(b, i8x16.splat(0x0F));
-  return i8x16.sub(nib, i8x16.splat(8));
+  return i8x16.sub(v128.and(c & 1 ? i16x8.shr_u(b, 4) : b, nib), eight);
 }
 
 /** Σ of 16 code products: query i16 codes at q (two vectors) · row codes x (int8 lanes). */
@@ -234,9 +237,10 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
 @inline function score1(fmt: i32, q: usize, k: usize, dc: i32, dr: i32): f32 {
   if (fmt == BF16) return dotBf16(q, k, dc) + dotBf16(q + (<usize>dc << 2), k + (<usize>dc << 1), dr);
   const n = ceil32(dc), qd = q + (<usize>n << 1);
+  const nib = v128.load(NIBBLES8), eight = v128.load(EIGHTS8); // int4's, loaded once (see codes16)
   let a = i32x4.splat(0);
   for (let c = 0; c < (n >> 4); c++) {
-    const x = codes16(fmt, k, c);
+    const x = codes16(fmt, k, c, nib, eight);
     a = idot16(q + (<usize>c << 5), i16x8.extend_low_i8x16_s(x), i16x8.extend_high_i8x16_s(x), a);
   }
   const kd = k + <usize>codeBytes(fmt, dc);
@@ -260,8 +264,9 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
   const zero = i32x4.splat(0);
   let a0 = zero, a1 = zero, a2 = zero, a3 = zero, b0 = zero, b1 = zero, b2 = zero, b3 = zero;
   const n = ceil32(dc);
+  const nib = v128.load(NIBBLES8), eight = v128.load(EIGHTS8); // int4's, loaded once (see codes16)
   for (let c = 0; c < (n >> 4); c++) {
-    const xa = codes16(fmt, ka, c), xb = codes16(fmt, kb, c);
+    const xa = codes16(fmt, ka, c, nib, eight), xb = codes16(fmt, kb, c, nib, eight);
     const al = i16x8.extend_low_i8x16_s(xa), ah = i16x8.extend_high_i8x16_s(xa);
     const bl = i16x8.extend_low_i8x16_s(xb), bh = i16x8.extend_high_i8x16_s(xb);
     const o = <usize>c << 5;
@@ -324,14 +329,13 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
 // ---------------------------------------------------------------------------------------------
 // acc += P · V: bf16 values widened in registers (pv); int8/int4 codes in exact integer sums (pvInt).
 
-/** Codes c … c + 7 (c a multiple of 8) as signed int8 in lanes 0–7. */
+/** Codes c … c + 7 (c a multiple of 8) as signed int8 in lanes 0–7 (nib, eight: as codes16). */
 // @ts-ignore: decorator
-@inline function codes8(fmt: i32, row: usize, c: i32): v128 {
+@inline function codes8(fmt: i32, row: usize, c: i32, nib: v128, eight: v128): v128 {
   if (fmt == INT8) return v128.load64_zero(row + <usize>c);
   const w = c & 31;
   const b = v128.load64_zero(row + <usize>(((c >> 5) << 4) + (w & 15)));
-  const nib = w >= 16 ? i8x16.shr_u(b, 4) : v128.and(b, i8x16.splat(0x0F));
-  return i8x16.sub(nib, i8x16.splat(8));
+  return i8x16.sub(v128.and(w >= 16 ? i16x8.shr_u(b, 4) : b, nib), eight);
 }
 
 /** The unscaled value (the code, or the bf16 value) of column c of a row. */
@@ -426,12 +430,13 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
   let w1: f32 = 0, w2: f32 = 0, w3: f32 = 0;
   if (four) { w1 = weights16(fmt, s1, vb, vs, dc, nk); w2 = weights16(fmt, s2, vb, vs, dc, nk); w3 = weights16(fmt, s3, vb, vs, dc, nk); }
   const zero = i32x4.splat(0);
+  const nib = v128.load(NIBBLES8), eight = v128.load(EIGHTS8); // int4's, loaded once (see codes16)
   let c = 0;
   for (; c + 8 <= dc; c += 8) {
     let a0 = zero, b0 = zero, a1 = zero, b1 = zero, a2 = zero, b2 = zero, a3 = zero, b3 = zero;
     for (let b = 0; b < nk; b += 2) {
       const ra = vb + <usize>b * vs, rb = b + 1 < nk ? ra + vs : ra;
-      const x = v128.shuffle<u8>(codes8(fmt, ra, c), codes8(fmt, rb, c), 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      const x = v128.shuffle<u8>(codes8(fmt, ra, c, nib, eight), codes8(fmt, rb, c, nib, eight), 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
       const lo = i16x8.extend_low_i8x16_s(x), hi = i16x8.extend_high_i8x16_s(x);
       const o = <usize>b << 1;
       let w = v128.load32_splat(s0 + o); a0 = i32x4.add(a0, i32x4.dot_i16x8_s(lo, w)); b0 = i32x4.add(b0, i32x4.dot_i16x8_s(hi, w));
@@ -605,13 +610,14 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
   const zero = i32x4.splat(0);
   let a0 = zero, a1 = zero, a2 = zero, a3 = zero, b0 = zero, b1 = zero, b2 = zero, b3 = zero;
   const ones = v128.load(ONES16);
+  const nib = v128.load(NIBBLES8), eight = v128.load(EIGHTS8); // int4's, loaded once (see codes16)
   for (let c = 0; c < (n32 >> 4); c++) {
     const o = <usize>c << 4;
     const ua = v128.load(qa + o), ub = v128.load(qb + o);
-    let x = codes16(fmt, r0, c); a0 = dot7(x, ua, a0, ones); b0 = dot7(x, ub, b0, ones);
-    x = codes16(fmt, r1, c); a1 = dot7(x, ua, a1, ones); b1 = dot7(x, ub, b1, ones);
-    x = codes16(fmt, r2, c); a2 = dot7(x, ua, a2, ones); b2 = dot7(x, ub, b2, ones);
-    x = codes16(fmt, r3, c); a3 = dot7(x, ua, a3, ones); b3 = dot7(x, ub, b3, ones);
+    let x = codes16(fmt, r0, c, nib, eight); a0 = dot7(x, ua, a0, ones); b0 = dot7(x, ub, b0, ones);
+    x = codes16(fmt, r1, c, nib, eight); a1 = dot7(x, ua, a1, ones); b1 = dot7(x, ub, b1, ones);
+    x = codes16(fmt, r2, c, nib, eight); a2 = dot7(x, ua, a2, ones); b2 = dot7(x, ub, b2, ones);
+    x = codes16(fmt, r3, c, nib, eight); a3 = dot7(x, ua, a3, ones); b3 = dot7(x, ub, b3, ones);
   }
   const dq = <usize>n32;
   v128.store(outA, f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(sums4(a0, a1, a2, a3), bias)), f32x4.mul(f32x4.splat(load<f32>(qa + dq)), dk)));
@@ -750,6 +756,7 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
   const bias = scratch + <usize>nq * ROW_BYTES, dks = bias + ROW_BYTES, tile = dks + ROW_BYTES;
   const qbias = i8x16.splat(<i8>QBIAS);
   const ones = v128.load(ONES16);
+  const nib = v128.load(NIBBLES8), eight = v128.load(EIGHTS8); // int4's, loaded once (see codes16)
   for (let b0 = 0; b0 < n; b0 += SUB) {
     const nb = min(SUB, n - b0), kpos = kPos0 + b0, kb = k + <usize>b0 * ks;
     // The last query sees the most keys.
@@ -759,7 +766,7 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
     for (let b = 0; b < nAll4; b++) {
       const row = rowOf(kb, ks, b, last);
       let s = i32x4.splat(0);
-      for (let c = 0; c < (n32 >> 4); c++) s = dot7(codes16(fmt, row, c), qbias, s, ones);
+      for (let c = 0; c < (n32 >> 4); c++) s = dot7(codes16(fmt, row, c, nib, eight), qbias, s, ones);
       store<i32>(bias + (<usize>b << 2), isum(s));
       store<f32>(dks + (<usize>b << 2), load<f32>(row + cb));
     }
@@ -790,8 +797,8 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
     // Values, 16 columns at a time: the tile once, then every query's sums from it.
     for (let c = 0; c < dc; c += 16) {
       for (let g = 0; g < nAll4; g += 4) {
-        const x0 = codes16(fmt, rowOf(kb, ks, g, last), c >> 4), x1 = codes16(fmt, rowOf(kb, ks, g + 1, last), c >> 4);
-        const x2 = codes16(fmt, rowOf(kb, ks, g + 2, last), c >> 4), x3 = codes16(fmt, rowOf(kb, ks, g + 3, last), c >> 4);
+        const x0 = codes16(fmt, rowOf(kb, ks, g, last), c >> 4, nib, eight), x1 = codes16(fmt, rowOf(kb, ks, g + 1, last), c >> 4, nib, eight);
+        const x2 = codes16(fmt, rowOf(kb, ks, g + 2, last), c >> 4, nib, eight), x3 = codes16(fmt, rowOf(kb, ks, g + 3, last), c >> 4, nib, eight);
         const lo01 = v128.shuffle<u8>(x0, x1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         const hi01 = v128.shuffle<u8>(x0, x1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
         const lo23 = v128.shuffle<u8>(x2, x3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
