@@ -2,7 +2,7 @@
 // ratio to what this build can do here and now (absolute figures move 20% run to run).
 import { madd } from "./simd";
 import { matvecPairs } from "./matmul";
-import { rows, BF16, F16, Q8, Q4 } from "./quant";
+import { rows, preparedAct, BF16, F16, Q8, Q4 } from "./quant";
 
 // Independent multiply-add chains in probe_peak. Neither compiler may be able to share or
 // hoist a product, or the probe measures adds alone and overstates the peak:
@@ -126,16 +126,20 @@ export function probe_read_pairs(ptr: usize, bytes: i32, reps: i32): f32 {
  * (0 bf16, 1 f16, 2 q8, 3 q4 as in quant.ts, 4 f32) over n rows of k, row j beside row j + n/2 as
  * matvec pairs rows far apart, but small enough to stay in L1: the same instructions without
  * DRAM. w/s: weights and (q8, q4) scales as matvec_* take them; x/xs: x in f32, or int8 and
- * scales from quantize_q8_act; y: n floats. n even, k a multiple of 32.
+ * scales from quantize_q8_act; y: n floats; prep: q8 / q4's scratch as matvec_q8 / q4 take it.
+ * n even, k a multiple of 32.
  */
-export function probe_matvec(fmt: i32, w: usize, s: usize, x: usize, xs: usize, y: usize, n: i32, k: i32, reps: i32): void {
+export function probe_matvec(fmt: i32, w: usize, s: usize, x: usize, xs: usize, y: usize, n: i32, k: i32, reps: i32,
+                             prep: usize): void {
   const half = n >> 1;
+  // x laid out once, as in a matvec whose many rows share it.
+  const xq = fmt == Q8 || fmt == Q4 ? preparedAct(fmt, x, k >> 5, prep) : x;
   for (let r = 0; r < reps; r++) {
     if (fmt == F32) matvecPairs(w, k, x, y, half, k, false);
     else if (fmt == BF16) pairsInL1(BF16, w, <usize>k * 2, s, 0, x, xs, y, half, k);
     else if (fmt == F16) pairsInL1(F16, w, <usize>k * 2, s, 0, x, xs, y, half, k);
-    else if (fmt == Q8) pairsInL1(Q8, w, <usize>k, s, <usize>(k >> 5) * 4, x, xs, y, half, k);
-    else pairsInL1(Q4, w, <usize>(k >> 1), s, <usize>(k >> 5) * 4, x, xs, y, half, k);
+    else if (fmt == Q8) pairsInL1(Q8, w, <usize>k, s, <usize>(k >> 5) * 4, xq, xs, y, half, k);
+    else pairsInL1(Q4, w, <usize>(k >> 1), s, <usize>(k >> 5) * 4, xq, xs, y, half, k);
   }
 }
 

@@ -26,7 +26,7 @@
 //         Σ q·x − 8·Σ x, the second term computed once per block for both rows of a pair.
 //     q8: neither w nor x is 7-bit, so |x| (0..127, as quantize_q8_act makes x) is the 7-bit
 //         operand and x's sign moves onto w: (w ^ s) − s with s = all ones where x < 0 (an i8x16
-//         compare; x64 has no 8-bit shift), shared by both rows of a pair. One pmaddubsw per 16
+//         compare; x64 has no 8-bit shift), made once per call (prepAct). One pmaddubsw per 16
 //         weights, where splitting x into x⁺ and x⁻ took two. It needs w ≥ −127 (−(−128) does not
 //         fit in i8): Q8_0 quantisers never write −128, and the loader reads a −128 as −127.
 //         llama.cpp's x86 kernels move the sign the same way (_mm256_sign_epi8).
@@ -36,9 +36,10 @@
 // right by 4, and 0x0F); the plain build unpacks each i16 lane's four nibbles straight to i16
 // (dotCodes) against x split into even and odd elements, skipping the byte-to-i16 widening.
 //
-// matvec streams W two rows at a time, rows ~PAIR_BYTES apart, each x vector loaded (and for q8/q4
-// prepared) once for both, as matmul.ts's f32 matvec does; a row is summed in the same order
-// alone or in a pair. matmul_nt_* (prefill) run one weight row against all M activation rows
+// matvec streams W two rows at a time, rows ~PAIR_BYTES apart, each x vector loaded once for both,
+// as matmul.ts's f32 matvec does; a row is summed in the same order alone or in a pair. q8 and q4
+// products first lay x out as their loops want it (prepAct: widened, split, 8·Σx) in a `prep`
+// scratch, once per call instead of once per pair of rows. matmul_nt_* (prefill) run one weight row against all M activation rows
 // while it is in L1, re-widening it for each: correct, but compute-bound (see the commit body).
 import { madd, hsum, NIBBLES8, EIGHTS8, NIBBLES16, EIGHTS16 } from "./simd";
 
@@ -197,50 +198,42 @@ const F16_K: usize = memory.data<u16>([0x7FFF, 0x7BFF, 0x7F80, 0, 0, 0x7780]);
   const zero = i32x4.splat(0);
   let fa = f32x4.splat(0), fb = f32x4.splat(0);
   let blk = 0;
-  // q4's nibble mask and 8s, loaded once (see NIBBLES8): the relaxed build's bytes, the plain one's i16.
+  // q4's nibble mask, loaded once (see NIBBLES8).
   const m = fmt != Q4 ? zero : v128.load(ASC_FEATURE_RELAXED_SIMD ? NIBBLES8 : NIBBLES16);
-  const eight = fmt != Q4 ? zero : v128.load(ASC_FEATURE_RELAXED_SIMD ? EIGHTS8 : EIGHTS16);
   if (ASC_FEATURE_RELAXED_SIMD) if (fmt == Q4) {
     // Two blocks a step: their i16 lanes (|·| ≤ 4·8·127) interleaved and added in pairs, exactly,
     // then one widening, conversion and multiply-add for both, with [d0, d1, d0, d1] scales.
     for (; blk + 2 <= nb; blk += 2) {
-      const xv0 = v128.load(xq), xv1 = v128.load(xq, 16), xv2 = v128.load(xq, 32), xv3 = v128.load(xq, 48);
-      const u0 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv1, eight));
-      const u1 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv2, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv3, eight));
+      const xv0 = v128.load(xq), xv1 = v128.load(xq, 16), u0 = v128.load(xq, 32);
+      const xv2 = v128.load(xq, 48), xv3 = v128.load(xq, 64), u1 = v128.load(xq, 80);
       const dx = v128.load64_splat(xd);
       fa = madd(f32x4.mul(f32x4.convert_i32x4_s(nibblePair(ra, xv0, xv1, u0, xv2, xv3, u1, m)), dx), v128.load64_splat(sa), fa);
       if (two) fb = madd(f32x4.mul(f32x4.convert_i32x4_s(nibblePair(rb, xv0, xv1, u0, xv2, xv3, u1, m)), dx), v128.load64_splat(sb), fb);
-      xq += 64; xd += 8; ra += 32; sa += 8; rb += 32; sb += 8;
+      xq += 2 * prepBlock(Q4); xd += 8; ra += 32; sa += 8; rb += 32; sb += 8;
     }
   }
   for (; blk < nb; blk++) {
-    const xv0 = v128.load(xq), xv1 = v128.load(xq, 16);
     let ia: v128, ib: v128 = zero;
     if (fmt == Q8) {
       if (ASC_FEATURE_RELAXED_SIMD) {
         // Each pair's w·x with x's sign on w, |·| ≤ 2·127²: exact in i16 (dotSigned).
-        const ax0 = i8x16.abs(xv0), ax1 = i8x16.abs(xv1);
-        const s0 = i8x16.lt_s(xv0, zero), s1 = i8x16.lt_s(xv1, zero);
+        const ax0 = v128.load(xq), ax1 = v128.load(xq, 16), s0 = v128.load(xq, 32), s1 = v128.load(xq, 48);
         ia = dotSigned(v128.load(ra), v128.load(ra, 16), ax0, s0, ax1, s1);
         if (two) ib = dotSigned(v128.load(rb), v128.load(rb, 16), ax0, s0, ax1, s1);
       } else {
-        const x0l = i16x8.extend_low_i8x16_s(xv0), x0h = i16x8.extend_high_i8x16_s(xv0);
-        const x1l = i16x8.extend_low_i8x16_s(xv1), x1h = i16x8.extend_high_i8x16_s(xv1);
+        const x0l = v128.load(xq), x0h = v128.load(xq, 16), x1l = v128.load(xq, 32), x1h = v128.load(xq, 48);
         ia = dot32(v128.load(ra), v128.load(ra, 16), x0l, x0h, x1l, x1h);
         if (two) ib = dot32(v128.load(rb), v128.load(rb, 16), x0l, x0h, x1l, x1h);
       }
     } else { // Q4
       if (ASC_FEATURE_RELAXED_SIMD) {
         // i16 lanes: Σ of 4 nibble·x products ≤ 4·15·127, minus 8·Σ of 4 x (≤ 4·8·127): exact.
-        const u = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv1, eight));
+        const xv0 = v128.load(xq), xv1 = v128.load(xq, 16), u = v128.load(xq, 32);
         ia = dotNibbles(v128.load(ra), xv0, xv1, u, m);
         if (two) ib = dotNibbles(v128.load(rb), xv0, xv1, u, m);
       } else {
-        // x's even and odd elements as i16 (the order the codes unpack in), shared by both rows;
-        // u's pairs summed and times 8 in one pmaddwd (extadd_pairwise and a shift took two ops).
-        const xe0 = i16x8.shr_s(i16x8.shl(xv0, 8), 8), xo0 = i16x8.shr_s(xv0, 8);
-        const xe1 = i16x8.shr_s(i16x8.shl(xv1, 8), 8), xo1 = i16x8.shr_s(xv1, 8);
-        const u = i32x4.dot_i16x8_s(i16x8.add(i16x8.add(xe0, xo0), i16x8.add(xe1, xo1)), eight);
+        const xe0 = v128.load(xq), xo0 = v128.load(xq, 16), xe1 = v128.load(xq, 32), xo1 = v128.load(xq, 48);
+        const u = v128.load(xq, 64);
         ia = dotCodes(v128.load(ra), xe0, xo0, xe1, xo1, u, m);
         if (two) ib = dotCodes(v128.load(rb), xe0, xo0, xe1, xo1, u, m);
       }
@@ -249,7 +242,7 @@ const F16_K: usize = memory.data<u16>([0x7FFF, 0x7BFF, 0x7F80, 0, 0, 0x7780]);
     fa = madd(f32x4.mul(f32x4.convert_i32x4_s(ia), dx), v128.load32_splat(sa), fa);
     if (two) fb = madd(f32x4.mul(f32x4.convert_i32x4_s(ib), dx), v128.load32_splat(sb), fb);
     const wStep: usize = fmt == Q8 ? 32 : 16;
-    xq += 32; xd += 4; ra += wStep; sa += 4; rb += wStep; sb += 4;
+    xq += prepBlock(fmt); xd += 4; ra += wStep; sa += 4; rb += wStep; sb += 4;
   }
   storeLane(ya, hsum(fa), acc);
   if (two) storeLane(yb, hsum(fb), acc);
@@ -274,6 +267,63 @@ const F16_K: usize = memory.data<u16>([0x7FFF, 0x7BFF, 0x7F80, 0, 0, 0x7780]);
   return i32x4.sub(i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(v128.and(w, m), xe0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(w, 8), m), xo0)),
     i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(w, 4), m), xe1), i32x4.dot_i16x8_s(i16x8.shr_u(w, 12), xo1))), u);
+}
+
+// The q8 and q4 products read x as prepAct laid it out, once per call, rather than rebuilt for
+// every row. Per block of 32 int8 x:
+//   q8, relaxed: |x| (0–15, 16–31), then x's sign as all-ones bytes (s0, s1), as dotSigned takes them;
+//   q8, plain:   x widened to i16 (0–7, 8–15, 16–23, 24–31), as dot32 takes it;
+//   q4, relaxed: x's 32 bytes, then u = 8·Σx in dotNibbles' i16 lanes (elements j, j + 1 and
+//                j + 16, j + 17);
+//   q4, plain:   x's even and odd elements as i16 (the order dotCodes unpacks the codes in),
+//                elements 0–15 then 16–31, then u in dotCodes' i32 lanes.
+/** Bytes prepAct writes per block of 32. */
+// @ts-ignore: decorator
+@inline function prepBlock(fmt: i32): usize {
+  return fmt == Q8 ? 64 : ASC_FEATURE_RELAXED_SIMD ? 48 : 80;
+}
+/** Activation rows matmul_nt_q8 / q4 prepare at a time (the scratch holds this many). */
+// @ts-ignore: decorator
+@inline const PREP_ROWS: i32 = 4;
+
+/** nb blocks of quantised x (int8 at xq) → out, prepBlock(fmt) bytes a block. */
+// @ts-ignore: decorator
+@inline function prepAct(fmt: i32, xq: usize, nb: i32, out: usize): void {
+  const zero = i32x4.splat(0);
+  const eight = fmt != Q4 ? zero : v128.load(ASC_FEATURE_RELAXED_SIMD ? EIGHTS8 : EIGHTS16);
+  for (let b = 0; b < nb; b++) {
+    const xv0 = v128.load(xq), xv1 = v128.load(xq, 16);
+    if (fmt == Q8) {
+      if (ASC_FEATURE_RELAXED_SIMD) {
+        v128.store(out, i8x16.abs(xv0)); v128.store(out, i8x16.abs(xv1), 16);
+        v128.store(out, i8x16.lt_s(xv0, zero), 32); v128.store(out, i8x16.lt_s(xv1, zero), 48);
+      } else {
+        v128.store(out, i16x8.extend_low_i8x16_s(xv0)); v128.store(out, i16x8.extend_high_i8x16_s(xv0), 16);
+        v128.store(out, i16x8.extend_low_i8x16_s(xv1), 32); v128.store(out, i16x8.extend_high_i8x16_s(xv1), 48);
+      }
+    } else if (ASC_FEATURE_RELAXED_SIMD) {
+      v128.store(out, xv0); v128.store(out, xv1, 16);
+      v128.store(out, i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv1, eight)), 32);
+    } else {
+      const xe0 = i16x8.shr_s(i16x8.shl(xv0, 8), 8), xo0 = i16x8.shr_s(xv0, 8);
+      const xe1 = i16x8.shr_s(i16x8.shl(xv1, 8), 8), xo1 = i16x8.shr_s(xv1, 8);
+      v128.store(out, xe0); v128.store(out, xo0, 16); v128.store(out, xe1, 32); v128.store(out, xo1, 48);
+      v128.store(out, i32x4.dot_i16x8_s(i16x8.add(i16x8.add(xe0, xo0), i16x8.add(xe1, xo1)), eight), 64);
+    }
+    xq += 32; out += prepBlock(fmt);
+  }
+}
+
+/** prepAct's layout of nb blocks of x in `prep`, where the q8 / q4 products read it. */
+// @ts-ignore: decorator
+@inline export function preparedAct(fmt: i32, xq: usize, nb: i32, prep: usize): usize {
+  prepAct(fmt, xq, nb, prep);
+  return prep;
+}
+
+/** Bytes of `prep` scratch the q8 / q4 products (matvec_*, matmul_nt_*) need for rows of k. */
+export function quant_prep_bytes(k: i32): i32 {
+  return PREP_ROWS * (max(k, 0) >> 5) * <i32>max(prepBlock(Q8), prepBlock(Q4));
 }
 
 /**
@@ -397,17 +447,22 @@ export function matvec_f16(w: usize, ldw: i32, x: usize, y: usize, n: i32, k: i3
 
 /**
  * y[n] (+)= W[n, k] · x, W q8 (wq rows of k bytes, wd scales [n, k/32]), x quantised by
- * quantize_q8_act into xq (k int8) and xd (k/32 f32); k a multiple of 32.
+ * quantize_q8_act into xq (k int8) and xd (k/32 f32); k a multiple of 32; `prep` scratch of
+ * quant_prep_bytes(k) bytes.
  */
-export function matvec_q8(wq: usize, wd: usize, xq: usize, xd: usize, y: usize, n: i32, k: i32, acc: bool): void {
+export function matvec_q8(wq: usize, wd: usize, xq: usize, xd: usize, y: usize, n: i32, k: i32, acc: bool, prep: usize): void {
   if (n <= 0) return;
-  matvecAny(Q8, wq, <usize>max(k, 0), wd, <usize>(max(k, 0) >> 5) * 4, xq, xd, y, n, max(k, 0), acc);
+  const kk = max(k, 0);
+  matvecAny(Q8, wq, <usize>kk, wd, <usize>(kk >> 5) * 4, preparedAct(Q8, xq, kk >> 5, prep), xd, y, n, kk, acc);
 }
 
-/** As matvec_q8 for q4 weights: wq rows of k/2 bytes (16 per block), wd scales [n, k/32]. */
-export function matvec_q4(wq: usize, wd: usize, xq: usize, xd: usize, y: usize, n: i32, k: i32, acc: bool): void {
+/**
+ * As matvec_q8 for q4 weights: wq rows of k/2 bytes (16 per block), wd scales [n, k/32].
+ */
+export function matvec_q4(wq: usize, wd: usize, xq: usize, xd: usize, y: usize, n: i32, k: i32, acc: bool, prep: usize): void {
   if (n <= 0) return;
-  matvecAny(Q4, wq, <usize>(max(k, 0) >> 1), wd, <usize>(max(k, 0) >> 5) * 4, xq, xd, y, n, max(k, 0), acc);
+  const kk = max(k, 0);
+  matvecAny(Q4, wq, <usize>(kk >> 1), wd, <usize>(kk >> 5) * 4, preparedAct(Q4, xq, kk >> 5, prep), xd, y, n, kk, acc);
 }
 
 /** C[m, n] (+)= A[m, k] · W[n, k]ᵀ, A f32 (stride lda), W bf16 (stride ldw, u16), C f32 (stride ldc). */
@@ -428,23 +483,34 @@ export function matmul_nt_f16(a: usize, lda: i32, w: usize, ldw: i32, c: usize, 
 
 /**
  * C[m, n] (+)= A · Wᵀ, A as m rows quantised by quantize_q8_act (aq: rows of k int8, ad: rows of
- * k/32 f32, both contiguous), W q8 as for matvec_q8, C f32 (stride ldc).
+ * k/32 f32, both contiguous), W q8 as for matvec_q8, C f32 (stride ldc); `prep` scratch of
+ * quant_prep_bytes(k) bytes: PREP_ROWS rows of A are prepared at a time, and W runs over each group.
  */
 export function matmul_nt_q8(aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
-                             m: i32, k: i32, n: i32, acc: bool): void {
+                             m: i32, k: i32, n: i32, acc: bool, prep: usize): void {
   if (m <= 0 || n <= 0) return;
-  if (m == 1) { matvec_q8(wq, wd, aq, ad, c, n, k, acc); return; }
-  const kk = max(k, 0), sb = <usize>(kk >> 5) * 4;
-  matmulAny(Q8, aq, <usize>kk, ad, sb, wq, <usize>kk, wd, sb, c, ldc, m, kk, n, acc);
+  if (m == 1) { matvec_q8(wq, wd, aq, ad, c, n, k, acc, prep); return; }
+  matmulQuant(Q8, aq, ad, wq, wd, c, ldc, m, max(k, 0), n, acc, prep);
 }
 
 /** As matmul_nt_q8 with q4 weights. */
 export function matmul_nt_q4(aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
-                             m: i32, k: i32, n: i32, acc: bool): void {
+                             m: i32, k: i32, n: i32, acc: bool, prep: usize): void {
   if (m <= 0 || n <= 0) return;
-  if (m == 1) { matvec_q4(wq, wd, aq, ad, c, n, k, acc); return; }
-  const kk = max(k, 0), sb = <usize>(kk >> 5) * 4;
-  matmulAny(Q4, aq, <usize>kk, ad, sb, wq, <usize>(kk >> 1), wd, sb, c, ldc, m, kk, n, acc);
+  if (m == 1) { matvec_q4(wq, wd, aq, ad, c, n, k, acc, prep); return; }
+  matmulQuant(Q4, aq, ad, wq, wd, c, ldc, m, max(k, 0), n, acc, prep);
+}
+
+// @ts-ignore: decorator
+@inline function matmulQuant(fmt: i32, aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
+                             m: i32, k: i32, n: i32, acc: bool, prep: usize): void {
+  const nb = k >> 5, sb = <usize>nb * 4, rowBytes = <usize>nb * prepBlock(fmt);
+  const wStride: usize = fmt == Q8 ? <usize>k : <usize>(k >> 1);
+  for (let i0 = 0; i0 < m; i0 += PREP_ROWS) {
+    const mr = min(PREP_ROWS, m - i0), u0 = <usize>i0;
+    for (let r = 0; r < mr; r++) prepAct(fmt, aq + (u0 + <usize>r) * <usize>k, nb, prep + <usize>r * rowBytes);
+    matmulAny(fmt, prep, rowBytes, ad + u0 * sb, sb, wq, wStride, wd, sb, c + u0 * <usize>ldc * 4, ldc, mr, k, n, acc);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ function lcg(seed) { let s = seed >>> 0; return () => { s = (Math.imul(s, 166452
 // Each case: setup(k, mem) fills memory from a fixed seed and runs; returns [addr, bytes, F if f32s] to compare.
 const F = true;
 const B = 8 << 20; // heap start
+const PREP = B + (80 << 20); // the q8 / q4 products' prep scratch (a build without it ignores the argument)
 function cases() {
   const out = [];
   const fillF = (mem, p, n, r, scale = 1) => { const a = new Float32Array(mem.buffer, p, n); for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * scale; };
@@ -27,12 +28,12 @@ function cases() {
       const r = lcg(n * 7 + kk); const w = B, x = B + 4 * n * kk, xq = x + 4 * kk, xd = xq + kk, q8 = xd + kk, d8 = q8 + n * kk, q4 = d8 + n * kk / 8, d4 = q4 + n * kk, y = d4 + n * kk / 8, c = y + 4 * n;
       fillF(mem, w, n * kk, r); fillF(mem, x, kk, r);
       k.quantize_q8_rows(w, kk, n, kk, q8, d8); k.quantize_q4_rows(w, kk, n, kk, q4, d4); k.quantize_q8_act(x, kk, xq, xd);
-      k.matvec_q4(q4, d4, xq, xd, y, n, kk, 0); k.matvec_q8(q8, d8, xq, xd, y + 4 * n, n, kk, 0);
+      k.matvec_q4(q4, d4, xq, xd, y, n, kk, 0, PREP); k.matvec_q8(q8, d8, xq, xd, y + 4 * n, n, kk, 0, PREP);
       // 3 activation rows: the same x thrice, shifted
-      const aq = c + 4 * 4 * n, ad = aq + 3 * kk;
+      const aq = c + 48 * n, ad = aq + 3 * kk; // after the four 3 × n outputs
       for (let i = 0; i < 3; i++) k.quantize_q8_act(w + 4 * i * kk, kk, aq + i * kk, ad + i * kk / 8);
-      k.matmul_nt_q4(aq, ad, q4, d4, c, n, 3, kk, n, 0);
-      k.matmul_nt_q8(aq, ad, q8, d8, c + 12 * n, n, 3, kk, n, 0);
+      k.matmul_nt_q4(aq, ad, q4, d4, c, n, 3, kk, n, 0, PREP);
+      k.matmul_nt_q8(aq, ad, q8, d8, c + 12 * n, n, 3, kk, n, 0, PREP);
       const pack = B + (64 << 20);
       k.qgemm_q4(aq, ad, q4, d4, c + 24 * n, n, 3, kk, n, pack);
       k.qgemm_q8(aq, ad, q8, d8, c + 36 * n, n, 3, kk, n, pack);

@@ -48,7 +48,8 @@ function setup(k: LoadedKernels): [string, () => void][] {
   const q8 = H.alloc(n * kk), d8 = H.alloc(n * nb * 4), q4 = H.alloc(n * kk / 2), d4 = H.alloc(n * nb * 4);
   K.quantize_q8_rows(w, kk, n, kk, q8, d8);
   K.quantize_q4_rows(w, kk, n, kk, q4, d4);
-  const xq = H.alloc(kk), xd = H.alloc(nb * 4);
+  // prep: more than quant_prep_bytes(kk), so that it serves a base build from before that export too.
+  const xq = H.alloc(kk), xd = H.alloc(nb * 4), prep = H.alloc(16 * kk);
   K.quantize_q8_act(x, kk, xq, xd);
   const wh = H.alloc(n * kk * 2), h16 = new Uint16Array(H.memory.buffer, wh, n * kk), u32 = new Uint32Array(H.memory.buffer, w, n * kk);
   for (let i = 0; i < h16.length; i++) h16[i] = (u32[i] >>> 16 & 0x8000) | (0x3000 + (u32[i] >>> 13 & 0x0fff));
@@ -75,8 +76,8 @@ function setup(k: LoadedKernels): [string, () => void][] {
   for (let i = 0; i < M; i++) K.quantize_q8_act(w + i * kk * 4, kk, aq + i * kk, ad + i * nb * 4);
   return [
     ['matvec f32 (unchanged)', () => K.matvec(w, kk, x, y, n, kk, false)],
-    ['matvec q8 (unchanged)', () => K.matvec_q8(q8, d8, xq, xd, y, n, kk, false)],
-    ['matvec q4', () => K.matvec_q4(q4, d4, xq, xd, y, n, kk, false)],
+    ['matvec q8', () => K.matvec_q8(q8, d8, xq, xd, y, n, kk, false, prep)],
+    ['matvec q4', () => K.matvec_q4(q4, d4, xq, xd, y, n, kk, false, prep)],
     ['matvec bf16', () => K.matvec_bf16(wh, kk, x, y, n, kk, false)],
     ['matvec f16', () => K.matvec_f16(wh, kk, x, y, n, kk, false)],
     ['q4k (matmul_nt m 1)', () => K.matmul_nt_q4k(kq, kr, q4k, y, nk, 1, kk, nk, false)],

@@ -134,6 +134,7 @@ export async function probeDecodeRates(build: SimdBuild, rounds = 40): Promise<R
   let seed = 7;
   const random = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 31 - 1;
   const x = heap.alloc(k * 4), xq = heap.alloc(k), xs = heap.alloc(k / 8), y = heap.alloc(n * 4);
+  const prep = heap.alloc(Math.max(16, K.quant_prep_bytes(k)));
   heap.f32(x, k).forEach((_, i, v) => { v[i] = random(); });
   K.quantize_q8_act(x, k, xq, xs);
   const wf = heap.alloc(n * k * 4);
@@ -152,7 +153,7 @@ export async function probeDecodeRates(build: SimdBuild, rounds = 40): Promise<R
     else if (format === 'q8') K.quantize_q8_rows(wf, k, n, k, w, s);
     else K.quantize_q4_rows(wf, k, n, k, w, s);
     if (format === 'q8' || format === 'q4') vx = xq;
-    const run = (reps: number) => K.probe_matvec(MATVEC_CODES[format], ptr, s, vx, xs, y, n, k, reps);
+    const run = (reps: number) => K.probe_matvec(MATVEC_CODES[format], ptr, s, vx, xs, y, n, k, reps, prep);
     let reps = 16;
     for (const until = performance.now() + 100; performance.now() < until;) run(reps);
     for (;; reps *= 2) { const t0 = performance.now(); run(reps); if (performance.now() - t0 > 2) break; }

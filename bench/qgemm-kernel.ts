@@ -36,7 +36,7 @@ async function runs(build: SimdBuild, tag: string, bytes: BufferSource | undefin
   ];
   if (all) {
     list.unshift(['f32 matmul_nt', () => K.matmul_nt(a, KK, w, KK, c, N, M, KK, N, pack, false)]);
-    list.push(['matmul_nt_q8 (old)', () => K.matmul_nt_q8(aq, ad, wq8, wd, c, N, M, KK, N, false)]);
+    list.push(['matmul_nt_q8 (old)', () => K.matmul_nt_q8(aq, ad, wq8, wd, c, N, M, KK, N, false, pack)]); // pack is larger than its prep
   }
   return list.map(([name, f]) => ({ name: `${build} ${tag}${name}`, f, out, cpu: [] }));
 }

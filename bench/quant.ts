@@ -71,6 +71,8 @@ function setup(k: LoadedKernels, build: string, n: number, kk: number): { cases:
       b4[b * 144 + 1] = 0x18; b4[b * 144 + 3] = 0x18; b6[b * 210 + 209] = 0x18;
     }
   }
+  // prep: more than quant_prep_bytes(kk), so that it serves an --against build from before that export too.
+  const prep = alloc(16 * kk);
   const x = alloc(kk * 4), y = alloc(n * 4), xq = alloc(kk), xd = alloc(nb * 4), kq = alloc(kk), kr = alloc(Math.max(16, kk / 256 * 36));
   const xv = H.f32(x, kk);
   for (let i = 0; i < kk; i++) xv[i] = r();
@@ -82,8 +84,8 @@ function setup(k: LoadedKernels, build: string, n: number, kk: number): { cases:
     mk('f32', n * kk * 4, () => K.matvec(w, kk, x, y, n, kk, false)),
     mk('bf16', n * kk * 2, () => K.matvec_bf16(wb, kk, x, y, n, kk, false)),
     mk('f16', n * kk * 2, () => K.matvec_f16(wh, kk, x, y, n, kk, false)),
-    mk('q8', n * kk + scales, () => K.matvec_q8(q8, d8, xq, xd, y, n, kk, false)),
-    mk('q4', n * kk / 2 + scales, () => K.matvec_q4(q4, d4, xq, xd, y, n, kk, false)),
+    mk('q8', n * kk + scales, () => K.matvec_q8(q8, d8, xq, xd, y, n, kk, false, prep)),
+    mk('q4', n * kk / 2 + scales, () => K.matvec_q4(q4, d4, xq, xd, y, n, kk, false, prep)),
     ...(kBlocks ? [
       mk('q4k', kBlocks * 144, () => K.matmul_nt_q4k(kq, kr, q4k, y, n, 1, kk, n, false)),
       mk('q6k', kBlocks * 210, () => K.matmul_nt_q6k(kq, kr, q6k, y, n, 1, kk, n, false)),

@@ -122,8 +122,11 @@ export class Here implements Tasks {
       a(6, i, j), a(7, i, j), a(8, i, j), a(9, i, j) !== 0);
     calls[MATMUL_NT_BF16] = narrow(k.matmul_nt_bf16);
     calls[MATMUL_NT_F16] = narrow(k.matmul_nt_f16);
-    calls[MATMUL_NT_Q8] = narrow(k.matmul_nt_q8);
-    calls[MATMUL_NT_Q4] = narrow(k.matmul_nt_q4);
+    const quant = (f: (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, a6: number, a7: number, a8: number,
+      acc: boolean, prep: number) => void) => (i: number, j: number) => f(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j),
+      a(4, i, j), a(5, i, j), a(6, i, j), a(7, i, j), a(8, i, j), a(9, i, j) !== 0, a(10, i, j));
+    calls[MATMUL_NT_Q8] = quant(k.matmul_nt_q8);
+    calls[MATMUL_NT_Q4] = quant(k.matmul_nt_q4);
     const superBlocks = (f: (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, a6: number, a7: number,
       acc: boolean) => void) => (i: number, j: number) => f(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j),
       a(6, i, j), a(7, i, j), a(8, i, j) !== 0);

@@ -38,6 +38,8 @@ const F = 4; // bytes per f32
 const NARROW_ROWS = 8, NARROW_GEMM_RATE = 6;
 /** qgemm_q8 / qgemm_q4's arguments (aq, ad, wq, wd, c, ldc, m, k, n, pack): the per-thread one. */
 const QGEMM_PACK = 9;
+/** matmul_nt_q8 / matmul_nt_q4's arguments (aq, ad, wq, wd, c, ldc, m, k, n, acc, prep): the per-thread one. */
+const QUANT_PREP = 10;
 
 /**
  * Where to cut nq queries (`steps` runs of `step`) into `chunks` runs of steps doing equal work:
@@ -258,7 +260,7 @@ export class Ops {
    * linear() for bf16 / f16 / q8 / q4 / q4k / q6k weights (one panel): for q8 / q4 the activation
    * rows are quantised here first (quantize_q8_act; q4k / q6k: quantize_q8k_act), once for every
    * chunk; q8 / q4 from gemmRows rows on run as a packed GEMM (assembly/qgemm.ts, each thread
-   * packing into its own scratch). Split by rows of W, in runs of NARROW_ROWS (and of whole qgemm
+   * packing into its own scratch); below that, matmul_nt_q8 / q4 lay their activations out there. Split by rows of W, in runs of NARROW_ROWS (and of whole qgemm
    * panels); each output is computed the same way whichever chunk holds it.
    */
   private narrowLinear(c: LinearCall): void {
@@ -293,12 +295,13 @@ export class Ops {
     for (let s = 0; s < chunks; s++) {
       if (chunks > 1) this.pool!.chunk();
       const n0 = unit * Math.floor(units * s / chunks), n1 = Math.min(n, unit * Math.floor(units * (s + 1) / chunks));
-      const x = packed ? out.task(fn, 1, 1, QGEMM_PACK, this.packBytes) : out.task(fn);
+      const x = packed ? out.task(fn, 1, 1, QGEMM_PACK, this.packBytes)
+        : quant ? out.task(fn, 1, 1, QUANT_PREP, this.packBytes) : out.task(fn);
       if (superBlocks) {
         putNarrow(D, x, [this.act, this.act + m * k, w.ptr + n0 * codeBytes, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0, 0]);
       } else if (quant) {
         putNarrow(D, x, [this.act, this.act + m * k, w.ptr + n0 * codeBytes, w.scales + n0 * scaleBytes, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0]);
-        if (packed) D[x + QGEMM_PACK] = this.pack;
+        D[packed ? x + QGEMM_PACK : x + QUANT_PREP] = this.pack;
       } else {
         putNarrow(D, x, [c.x.ptr, c.x.stride, w.ptr + n0 * codeBytes, k, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0]);
       }

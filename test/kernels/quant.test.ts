@@ -225,6 +225,26 @@ function checkWide(k: LoadedKernels, fmt: Wide, m: number, n: number, kk: number
   expect(k.heap.usedBytes).toBe(top);
 }
 
+/**
+ * The prep scratch the q8 / q4 products take (quant_prep_bytes(k) bytes), between guard bytes that
+ * free() checks before releasing it.
+ */
+function prepScratch(k: LoadedKernels, kk: number) {
+  const bytes = k.kernels.quant_prep_bytes(kk), guard = 64, total = bytes + 2 * guard;
+  const base = alloc(k, total);
+  u8(k, base, total).fill(0xA5);
+  return {
+    ptr: base + guard,
+    free(what: string): void {
+      const all = u8(k, base, total);
+      for (let i = 0; i < total; i++) {
+        if ((i < guard || i >= guard + bytes) && all[i] !== 0xA5) expect.fail(`${what}: byte ${i - guard} outside the prep scratch was written`);
+      }
+      k.heap.release(base, Math.max(total, 16));
+    },
+  };
+}
+
 /** W[n, k] → fmt, m activation rows → q8, then the product against the float64 reference. */
 function checkQuant(k: LoadedKernels, fmt: Quant, m: number, n: number, kk: number, seed: number, acc: boolean): void {
   const top = k.heap.usedBytes;
@@ -236,10 +256,11 @@ function checkQuant(k: LoadedKernels, fmt: Quant, m: number, n: number, kk: numb
   const earlier = acc ? randomF32(m * n, seed + 2, -4, 4) : null;
   const useMatvec = m === 1 && seed % 2 === 0;
   const out = output(k, m, n, useMatvec ? n : ldc, earlier);
-  const K = k.kernels;
-  if (useMatvec) (fmt === 'q8' ? K.matvec_q8 : K.matvec_q4)(W.ptrQ, W.ptrD, A.ptrQ, A.ptrD, out.ptr, n, kk, acc);
-  else (fmt === 'q8' ? K.matmul_nt_q8 : K.matmul_nt_q4)(A.ptrQ, A.ptrD, W.ptrQ, W.ptrD, out.ptr, ldc, m, kk, n, acc);
+  const K = k.kernels, prep = prepScratch(k, kk);
+  if (useMatvec) (fmt === 'q8' ? K.matvec_q8 : K.matvec_q4)(W.ptrQ, W.ptrD, A.ptrQ, A.ptrD, out.ptr, n, kk, acc, prep.ptr);
+  else (fmt === 'q8' ? K.matmul_nt_q8 : K.matmul_nt_q4)(A.ptrQ, A.ptrD, W.ptrQ, W.ptrD, out.ptr, ldc, m, kk, n, acc, prep.ptr);
   const what = `${useMatvec ? 'matvec' : 'matmul_nt'}_${fmt} m=${m} n=${n} k=${kk}${acc ? ' acc' : ''}`;
+  prep.free(what);
   const got = out.read(what);
   const ref = new Float64Array(m * n), tol = new Float64Array(m * n);
   const D = nb + 5 + (acc ? 1 : 0), bias = fmt === 'q4' ? 8 : 0;
@@ -448,12 +469,12 @@ describe.each(BUILDS)('narrow-weight kernels, %s build', (build) => {
   }
 
   for (const fmt of ['q8', 'q4'] as Quant[]) {
-    it(`matvec_${fmt} / matmul_nt_${fmt}: k = 32, 64, 96, 2080; n = 1 and odd; M = 1, 3, 5`, async () => {
+    it(`matvec_${fmt} / matmul_nt_${fmt}: k = 32, 64, 96, 2080; n = 1 and odd; M = 1, 3, 5, 9`, async () => {
       const k = await kernelsFor(build);
       let seed = 101;
       for (const kk of [32, 64, 96, 2080]) {
         for (const n of [1, 3, 7]) {
-          for (const m of [1, 1, 3, 5]) {
+          for (const m of [1, 1, 3, 5, 9]) {
             checkQuant(k, fmt, m, n, kk, seed, seed % 3 === 0);
             seed++;
           }
@@ -512,8 +533,9 @@ describe.each(BUILDS)('narrow-weight kernels, %s build', (build) => {
       freeQ(k, t, nb);
       // And the products read the repacked blocks as llama.cpp's weights: one row of nb blocks.
       const xs = activations(nb * 32, 501), A = quantiseAct(k, xs, 1, nb * 32);
-      const yp = alloc(k, 4);
-      (fmt === 'q8' ? k.kernels.matvec_q8 : k.kernels.matvec_q4)(ptrQ, ptrD, A.ptrQ, A.ptrD, yp, 1, nb * 32, false);
+      const yp = alloc(k, 4), prep = prepScratch(k, nb * 32);
+      (fmt === 'q8' ? k.kernels.matvec_q8 : k.kernels.matvec_q4)(ptrQ, ptrD, A.ptrQ, A.ptrD, yp, 1, nb * 32, false, prep.ptr);
+      prep.free(name);
       let s = 0, sa = 0;
       for (let b = 0; b < nb; b++) {
         for (let j = b * 32; j < b * 32 + 32; j++) { s += theirs[j] * A.q[j] * A.d[b]; sa += Math.abs(theirs[j] * A.q[j] * A.d[b]); }
@@ -538,15 +560,16 @@ describe.each(BUILDS)('narrow-weight kernels, %s build', (build) => {
     const yp = alloc(k, n * 4), yq = alloc(k, n * 4);
     const same = (what: string) => expect(Array.from(f32(k, yq, n)), what).toEqual(Array.from(f32(k, yp, n)));
     K.matvec(wp, kk, xp, yp, n, kk, false);
-    K.probe_matvec(4, wp, 0, xp, 0, yq, n, kk, reps); same('f32');
+    K.probe_matvec(4, wp, 0, xp, 0, yq, n, kk, reps, 0); same('f32');
     K.matvec_bf16(hp, kk, xp, yp, n, kk, false);
-    K.probe_matvec(0, hp, 0, xp, 0, yq, n, kk, reps); same('bf16');
+    K.probe_matvec(0, hp, 0, xp, 0, yq, n, kk, reps, 0); same('bf16');
     K.matvec_f16(hp, kk, xp, yp, n, kk, false);
-    K.probe_matvec(1, hp, 0, xp, 0, yq, n, kk, reps); same('f16');
+    K.probe_matvec(1, hp, 0, xp, 0, yq, n, kk, reps, 0); same('f16');
     for (const [code, fmt] of [[2, 'q8'], [3, 'q4']] as const) {
-      const W = quantiseRows(k, fmt, w, n, kk);
-      (fmt === 'q8' ? K.matvec_q8 : K.matvec_q4)(W.ptrQ, W.ptrD, A.ptrQ, A.ptrD, yp, n, kk, false);
-      K.probe_matvec(code, W.ptrQ, W.ptrD, A.ptrQ, A.ptrD, yq, n, kk, reps); same(fmt);
+      const W = quantiseRows(k, fmt, w, n, kk), prep = prepScratch(k, kk);
+      (fmt === 'q8' ? K.matvec_q8 : K.matvec_q4)(W.ptrQ, W.ptrD, A.ptrQ, A.ptrD, yp, n, kk, false, prep.ptr);
+      K.probe_matvec(code, W.ptrQ, W.ptrD, A.ptrQ, A.ptrD, yq, n, kk, reps, prep.ptr); same(fmt);
+      prep.free(`probe_matvec ${fmt}`);
       freeQ(k, W, n * kk / 32);
     }
     k.heap.release(yq, 16); k.heap.release(yp, 16); k.heap.release(hp, n * kk * 2);
@@ -559,8 +582,8 @@ describe.each(BUILDS)('narrow-weight kernels, %s build', (build) => {
     const K = k.kernels;
     const out = output(k, 1, 4, 4, null);
     K.matvec_bf16(0, 0, 0, out.ptr, 0, 5, false); K.matvec_f16(0, 0, 0, out.ptr, 0, 5, false);
-    K.matvec_q8(0, 0, 0, 0, out.ptr, 0, 32, false); K.matvec_q4(0, 0, 0, 0, out.ptr, 0, 32, false);
-    K.matmul_nt_q8(0, 0, 0, 0, out.ptr, 4, 0, 32, 4, false); K.matmul_nt_bf16(0, 1, 0, 1, out.ptr, 4, 3, 5, 0, false);
+    K.matvec_q8(0, 0, 0, 0, out.ptr, 0, 32, false, 0); K.matvec_q4(0, 0, 0, 0, out.ptr, 0, 32, false, 0);
+    K.matmul_nt_q8(0, 0, 0, 0, out.ptr, 4, 0, 32, 4, false, 0); K.matmul_nt_bf16(0, 1, 0, 1, out.ptr, 4, 3, 5, 0, false);
     expect(Array.from(out.read('n = 0'))).toEqual([SENTINEL, SENTINEL, SENTINEL, SENTINEL]);
     for (const f of [K.matvec_bf16, K.matvec_f16]) {
       f32(k, out.ptr, 4).fill(2); f(0, 0, 0, out.ptr, 4, 0, true);
@@ -569,7 +592,7 @@ describe.each(BUILDS)('narrow-weight kernels, %s build', (build) => {
       expect(Array.from(out.read('k = 0'))).toEqual([0, 0, 0, 0]);
     }
     for (const f of [K.matvec_q8, K.matvec_q4]) {
-      f32(k, out.ptr, 4).fill(2); f(0, 0, 0, 0, out.ptr, 4, 0, false);
+      f32(k, out.ptr, 4).fill(2); f(0, 0, 0, 0, out.ptr, 4, 0, false, 0);
       expect(Array.from(out.read('q k = 0'))).toEqual([0, 0, 0, 0]);
     }
     k.heap.release(out.ptr - 32, (4 + 16) * 4);
