@@ -204,11 +204,11 @@ const F16_K: usize = memory.data<u16>([0x7FFF, 0x7BFF, 0x7F80, 0, 0, 0x7780]);
     // Two blocks a step: their i16 lanes (|·| ≤ 4·8·127) interleaved and added in pairs, exactly,
     // then one widening, conversion and multiply-add for both, with [d0, d1, d0, d1] scales.
     for (; blk + 2 <= nb; blk += 2) {
-      const xv0 = v128.load(xq), xv1 = v128.load(xq, 16), u0 = v128.load(xq, 32);
-      const xv2 = v128.load(xq, 48), xv3 = v128.load(xq, 64), u1 = v128.load(xq, 80);
+      const xv0 = v128.load(xq), xv1 = v128.load(xq, 16), u = v128.load(xq, 32);
+      const xv2 = v128.load(xq, 48), xv3 = v128.load(xq, 64);
       const dx = v128.load64_splat(xd);
-      fa = madd(f32x4.mul(f32x4.convert_i32x4_s(nibblePair(ra, xv0, xv1, u0, xv2, xv3, u1, m)), dx), v128.load64_splat(sa), fa);
-      if (two) fb = madd(f32x4.mul(f32x4.convert_i32x4_s(nibblePair(rb, xv0, xv1, u0, xv2, xv3, u1, m)), dx), v128.load64_splat(sb), fb);
+      fa = madd(f32x4.mul(f32x4.convert_i32x4_s(nibblePair(ra, xv0, xv1, xv2, xv3, u, m)), dx), v128.load64_splat(sa), fa);
+      if (two) fb = madd(f32x4.mul(f32x4.convert_i32x4_s(nibblePair(rb, xv0, xv1, xv2, xv3, u, m)), dx), v128.load64_splat(sb), fb);
       xq += 2 * prepBlock(Q4); xd += 8; ra += 32; sa += 8; rb += 32; sb += 8;
     }
   }
@@ -274,7 +274,8 @@ const F16_K: usize = memory.data<u16>([0x7FFF, 0x7BFF, 0x7F80, 0, 0, 0x7780]);
 //   q8, relaxed: |x| (0–15, 16–31), then x's sign as all-ones bytes (s0, s1), as dotSigned takes them;
 //   q8, plain:   x widened to i16 (0–7, 8–15, 16–23, 24–31), as dot32 takes it;
 //   q4, relaxed: x's 32 bytes, then u = 8·Σx in dotNibbles' i16 lanes (elements j, j + 1 and
-//                j + 16, j + 17);
+//                j + 16, j + 17); for the first block of each pair nibblePair takes, both
+//                blocks' u as it pairs them up;
 //   q4, plain:   x's even and odd elements as i16 (the order dotCodes unpacks the codes in),
 //                elements 0–15 then 16–31, then u in dotCodes' i32 lanes.
 /** Bytes prepAct writes per block of 32. */
@@ -303,7 +304,14 @@ const F16_K: usize = memory.data<u16>([0x7FFF, 0x7BFF, 0x7F80, 0, 0, 0x7780]);
       }
     } else if (ASC_FEATURE_RELAXED_SIMD) {
       v128.store(out, xv0); v128.store(out, xv1, 16);
-      v128.store(out, i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv1, eight)), 32);
+      const u = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, eight), i16x8.relaxed_dot_i8x16_i7x16_s(xv1, eight));
+      // Blocks b, b + 1 go through nibblePair together: block b's slot holds both u, paired up.
+      if ((b & 1) == 0 && b + 1 < nb) {
+        const x2 = v128.load(xq, 32), x3 = v128.load(xq, 48);
+        v128.store(out, pairUp(u, i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x2, eight), i16x8.relaxed_dot_i8x16_i7x16_s(x3, eight))), 32);
+      } else {
+        v128.store(out, u, 32);
+      }
     } else {
       const xe0 = i16x8.shr_s(i16x8.shl(xv0, 8), 8), xo0 = i16x8.shr_s(xv0, 8);
       const xe1 = i16x8.shr_s(i16x8.shl(xv1, 8), 8), xo1 = i16x8.shr_s(xv1, 8);
@@ -349,18 +357,24 @@ export function quant_prep_bytes(k: i32): i32 {
 }
 
 /**
- * Two q4 blocks (32 code bytes at w) · x (xv0, xv1 and xv2, xv3; u0, u1 = 8·Σ x per i16 lane):
+ * Two q4 blocks (32 code bytes at w) · x (xv0, xv1 and xv2, xv3; u = pairUp of their 8·Σx):
  * i32x4 whose lanes 0 and 2 sum to the first block's dot product, 1 and 3 to the second's.
- * m = i8x16.splat(0x0F).
+ * m = i8x16.splat(0x0F). The i16 sums may wrap before u is subtracted; the result fits, so it is exact.
  */
 // @ts-ignore: decorator
-@inline function nibblePair(w: usize, xv0: v128, xv1: v128, u0: v128, xv2: v128, xv3: v128, u1: v128, m: v128): v128 {
+@inline function nibblePair(w: usize, xv0: v128, xv1: v128, xv2: v128, xv3: v128, u: v128, m: v128): v128 {
   const w0 = v128.load(w), w1 = v128.load(w, 16);
-  const t0 = i16x8.sub(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, v128.and(w0, m)),
-    i16x8.relaxed_dot_i8x16_i7x16_s(xv1, v128.and(i16x8.shr_u(w0, 4), m))), u0);
-  const t1 = i16x8.sub(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv2, v128.and(w1, m)),
-    i16x8.relaxed_dot_i8x16_i7x16_s(xv3, v128.and(i16x8.shr_u(w1, 4), m))), u1);
-  return i32x4.extadd_pairwise_i16x8_s(i16x8.add(v128.shuffle<i32>(t0, t1, 0, 4, 1, 5), v128.shuffle<i32>(t0, t1, 2, 6, 3, 7)));
+  const t0 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv0, v128.and(w0, m)),
+    i16x8.relaxed_dot_i8x16_i7x16_s(xv1, v128.and(i16x8.shr_u(w0, 4), m)));
+  const t1 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xv2, v128.and(w1, m)),
+    i16x8.relaxed_dot_i8x16_i7x16_s(xv3, v128.and(i16x8.shr_u(w1, 4), m)));
+  return i32x4.extadd_pairwise_i16x8_s(i16x8.sub(pairUp(t0, t1), u));
+}
+
+/** i16 lanes of two blocks interleaved by i32 and added in pairs: [t0₀+t0₂, t1₀+t1₂, t0₁+t0₃, t1₁+t1₃]. */
+// @ts-ignore: decorator
+@inline function pairUp(t0: v128, t1: v128): v128 {
+  return i16x8.add(v128.shuffle<i32>(t0, t1, 0, 4, 1, 5), v128.shuffle<i32>(t0, t1, 2, 6, 3, 7));
 }
 
 // @ts-ignore: decorator
