@@ -41,7 +41,7 @@
 // products first lay x out as their loops want it (prepAct: widened, split, 8·Σx) in a `prep`
 // scratch, once per call instead of once per pair of rows. matmul_nt_* (prefill) run one weight row against all M activation rows
 // while it is in L1, re-widening it for each: correct, but compute-bound (see the commit body).
-import { madd, hsum, NIBBLES8, EIGHTS8, NIBBLES16, EIGHTS16 } from "./simd";
+import { madd, hsum, NIBBLES8, EIGHTS8, NIBBLES16, EIGHTS16, ONES16 } from "./simd";
 
 // @ts-ignore: decorator
 @inline export const PAIR_BYTES: usize = 2 << 20;
@@ -200,6 +200,7 @@ const F16_K: usize = memory.data<u16>([0x7FFF, 0x7BFF, 0x7F80, 0, 0, 0x7780]);
   let blk = 0;
   // q4's nibble mask, loaded once (see NIBBLES8).
   const m = fmt != Q4 ? zero : v128.load(ASC_FEATURE_RELAXED_SIMD ? NIBBLES8 : NIBBLES16);
+  const ones = fmt == Q8 && ASC_FEATURE_RELAXED_SIMD ? v128.load(ONES16) : zero;
   if (ASC_FEATURE_RELAXED_SIMD) if (fmt == Q4) {
     // Two blocks a step: their i16 lanes (|·| ≤ 4·8·127) interleaved and added in pairs, exactly,
     // then one widening, conversion and multiply-add for both, with [d0, d1, d0, d1] scales.
@@ -218,8 +219,8 @@ const F16_K: usize = memory.data<u16>([0x7FFF, 0x7BFF, 0x7F80, 0, 0, 0x7780]);
       if (ASC_FEATURE_RELAXED_SIMD) {
         // Each pair's w·x with x's sign on w, |·| ≤ 2·127²: exact in i16 (dotSigned).
         const ax0 = v128.load(xq), ax1 = v128.load(xq, 16), s0 = v128.load(xq, 32), s1 = v128.load(xq, 48);
-        ia = dotSigned(v128.load(ra), v128.load(ra, 16), ax0, s0, ax1, s1);
-        if (two) ib = dotSigned(v128.load(rb), v128.load(rb, 16), ax0, s0, ax1, s1);
+        ia = dotSigned(v128.load(ra), v128.load(ra, 16), ax0, s0, ax1, s1, ones);
+        if (two) ib = dotSigned(v128.load(rb), v128.load(rb, 16), ax0, s0, ax1, s1, ones);
       } else {
         const x0l = v128.load(xq), x0h = v128.load(xq, 16), x1l = v128.load(xq, 32), x1h = v128.load(xq, 48);
         ia = dot32(v128.load(ra), v128.load(ra, 16), x0l, x0h, x1l, x1h);
@@ -336,13 +337,15 @@ export function quant_prep_bytes(k: i32): i32 {
 
 /**
  * Σ of 32 products, i32x4 (relaxed q8): w0, w1 int8 with x's sign moved onto them ((w ^ s) − s,
- * s all ones where x < 0) · |x| (ax, the 7-bit operand). Exact for w ≠ −128 (see the top).
+ * s all ones where x < 0) · |x| (ax, the 7-bit operand). Exact for w ≠ −128 (see the top). The i16
+ * pairs are summed by a dot with `ones` (ONES16, loaded once by the caller), not extadd_pairwise,
+ * whose constant V8 fetches anew at every use (two instructions).
  */
 // @ts-ignore: decorator
-@inline function dotSigned(w0: v128, w1: v128, ax0: v128, s0: v128, ax1: v128, s1: v128): v128 {
+@inline function dotSigned(w0: v128, w1: v128, ax0: v128, s0: v128, ax1: v128, s1: v128, ones: v128): v128 {
   return i32x4.add(
-    i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(w0, s0), s0), ax0)),
-    i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(w1, s1), s1), ax1)));
+    i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(w0, s0), s0), ax0), ones),
+    i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(w1, s1), s1), ax1), ones));
 }
 
 /**
