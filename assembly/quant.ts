@@ -5,7 +5,8 @@
 //
 // Formats (W is [n, k], the Hugging Face [out, in] layout):
 //   bf16  u16 per weight, the top half of an f32: widened by a shift (an unpack with zero).
-//   f16   u16 per weight (IEEE half): widened by bit arithmetic, subnormals, ±inf and NaN exact.
+//   f16   u16 per weight (IEEE half), finite (the loader rejects inf and NaN): widened exactly,
+//         subnormals and ±0 included, by a shift, a mask and a multiply.
 //   q8    k a multiple of 32. wq: n rows of k int8, contiguous; wd: f32 scales [n, k/32], one per
 //         block of 32 along k; weight = q · d. llama.cpp's Q8_0 (f16 d + 32 int8) repacks into
 //         this by copying the bytes and widening d (exact).
@@ -70,56 +71,37 @@ import { madd, hsum, NIBBLES8, EIGHTS8, NIBBLES16, EIGHTS16, ONES16 } from "./si
   return v128.shuffle<i16>(i32x4.splat(0), h, 4, 12, 5, 13, 6, 14, 7, 15);
 }
 
-// f16 → f32 without a table: |h| << 13 read as an f32 is |h|·2⁻¹¹² for normals and subnormals
-// alike (an f16 subnormal lands on an f32 subnormal), so one multiply by 2¹¹² is exact; ±inf/NaN
-// (exponent 31) get the f32 exponent 255 ORed in, which keeps NaN payloads; the sign is ORed last.
+// f16 → f32 for finite h, four ops a lane: h unpacked to the top half and shifted right by 3
+// (arithmetically) puts |h| at bits 13–27 and the sign at bit 31, with copies of the sign in bits
+// 28–30, which the mask clears. Read as an f32 that is |h|·2⁻¹¹² for normals and subnormals alike
+// (an f16 subnormal lands on an f32 subnormal), so one multiply by 2¹¹² is exact. The exponent 31
+// of inf and NaN would come out finite: f16 matrices hold none (weights.ts checks as it places them).
 // @ts-ignore: decorator
 @inline const F16_SCALE: f32 = 5.192296858534828e+33; // 2^112
-/**
- * The vector path's constants, for a loop to load once before it starts (f16Consts; see NIBBLES8
- * in simd.ts): |h|'s mask, the largest finite |h|, the inf/NaN exponent bits, then 2¹¹² as f32.
- */
-const F16_K: usize = memory.data<u16>([0x7FFF, 0x7BFF, 0x7F80, 0, 0, 0x7780]);
+/** The vector path's constants, for a loop to load once before it starts (see NIBBLES8 in simd.ts). */
+const F16_K: usize = memory.data<u32>([0x8FFFFFFF, 0x77800000]);
 
-/** F16_K's entry i in every i16 lane (0–2), or 2¹¹² in every f32 lane (3); zero for bf16. */
+/** F16_K's mask (0) or 2¹¹² (1) in every lane; zero for bf16. */
 // @ts-ignore: decorator
 @inline function f16Const(fmt: i32, i: i32): v128 {
   if (fmt != F16) return i32x4.splat(0);
-  return i == 3 ? v128.load32_splat(F16_K + 8) : v128.load16_splat(F16_K + (<usize>i << 1));
+  return v128.load32_splat(F16_K + (<usize>i << 2));
 }
 
-/** Per eight f16: the bits to OR into each widened lane's top half (sign, and 0x7F80 for inf/NaN). */
+// f16Lo / f16Hi take f16Const(F16, 0), f16Const(F16, 1) as mask, scale.
 // @ts-ignore: decorator
-@inline function f16Top(h: v128, em: v128, big: v128, inf: v128): v128 {
-  const special = v128.and(i16x8.gt_s(em, big), inf);
-  return v128.or(v128.xor(h, em), special);
+@inline function f16Lo(h: v128, mask: v128, scale: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shr_s(unpackLo(h), 3), mask), scale);
+}
+// @ts-ignore: decorator
+@inline function f16Hi(h: v128, mask: v128, scale: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shr_s(unpackHi(h), 3), mask), scale);
 }
 
-/** Four f16 → f32: em = |h| lanes unpacked to the top halves, top = f16Top unpacked likewise. */
-// @ts-ignore: decorator
-@inline function f16Widen(emUp: v128, topUp: v128, scale: v128): v128 {
-  return v128.or(f32x4.mul(i32x4.shr_u(emUp, 3), scale), topUp);
-}
-
-// f16Lo / f16Hi take f16Const(F16, 0 … 3) as k0 … k3.
-// @ts-ignore: decorator
-@inline function f16Lo(h: v128, k0: v128, k1: v128, k2: v128, k3: v128): v128 {
-  const em = v128.and(h, k0);
-  return f16Widen(unpackLo(em), unpackLo(f16Top(h, em, k1, k2)), k3);
-}
-// @ts-ignore: decorator
-@inline function f16Hi(h: v128, k0: v128, k1: v128, k2: v128, k3: v128): v128 {
-  const em = v128.and(h, k0);
-  return f16Widen(unpackHi(em), unpackHi(f16Top(h, em, k1, k2)), k3);
-}
-
-/** One f16 (low 16 bits of h) → f32, the same arithmetic as the vector path. */
+/** One finite f16 (low 16 bits of h) → f32, the same arithmetic as the vector path. */
 // @ts-ignore: decorator
 @inline function f16Scalar(h: u32): f32 {
-  const em = h & 0x7FFF;
-  let bits = reinterpret<u32>(reinterpret<f32>(em << 13) * F16_SCALE);
-  if (em > 0x7BFF) bits |= 0x7F800000;
-  return reinterpret<f32>(bits | ((h & 0x8000) << 16));
+  return reinterpret<f32>((<i32>(h << 16) >> 3) & 0x8FFFFFFF) * F16_SCALE;
 }
 
 // @ts-ignore: decorator
@@ -127,14 +109,14 @@ const F16_K: usize = memory.data<u16>([0x7FFF, 0x7BFF, 0x7F80, 0, 0, 0x7780]);
   return reinterpret<f32>(h << 16);
 }
 
-/** Eight u16 weights → two f32x4: lanes 0–3, 4–7 (k0 … k3: f16Const(fmt, 0 … 3)). */
+/** Eight u16 weights → two f32x4: lanes 0–3, 4–7 (k0, k1: f16Const(fmt, 0 … 1)). */
 // @ts-ignore: decorator
-@inline function wideLo(fmt: i32, h: v128, k0: v128, k1: v128, k2: v128, k3: v128): v128 {
-  return fmt == BF16 ? unpackLo(h) : f16Lo(h, k0, k1, k2, k3);
+@inline function wideLo(fmt: i32, h: v128, k0: v128, k1: v128): v128 {
+  return fmt == BF16 ? unpackLo(h) : f16Lo(h, k0, k1);
 }
 // @ts-ignore: decorator
-@inline function wideHi(fmt: i32, h: v128, k0: v128, k1: v128, k2: v128, k3: v128): v128 {
-  return fmt == BF16 ? unpackHi(h) : f16Hi(h, k0, k1, k2, k3);
+@inline function wideHi(fmt: i32, h: v128, k0: v128, k1: v128): v128 {
+  return fmt == BF16 ? unpackHi(h) : f16Hi(h, k0, k1);
 }
 // @ts-ignore: decorator
 @inline function wideScalar(fmt: i32, h: u32): f32 {
@@ -156,23 +138,23 @@ const F16_K: usize = memory.data<u16>([0x7FFF, 0x7BFF, 0x7F80, 0, 0, 0x7780]);
                          ya: usize, yb: usize, acc: bool): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
   let pa = ra, pb = rb, q = x;
-  const k0 = f16Const(fmt, 0), k1 = f16Const(fmt, 1), k2 = f16Const(fmt, 2), k3 = f16Const(fmt, 3);
+  const k0 = f16Const(fmt, 0), k1 = f16Const(fmt, 1);
   const end = ra + <usize>(k & ~15) * 2;
   while (pa < end) {
     const x0 = v128.load(q), x1 = v128.load(q, 16), x2 = v128.load(q, 32), x3 = v128.load(q, 48);
     let w = v128.load(pa);
-    a0 = f32x4.add(a0, madd(wideHi(fmt, w, k0, k1, k2, k3), x1, f32x4.mul(wideLo(fmt, w, k0, k1, k2, k3), x0)));
-    if (two) { w = v128.load(pb); b0 = f32x4.add(b0, madd(wideHi(fmt, w, k0, k1, k2, k3), x1, f32x4.mul(wideLo(fmt, w, k0, k1, k2, k3), x0))); }
+    a0 = f32x4.add(a0, madd(wideHi(fmt, w, k0, k1), x1, f32x4.mul(wideLo(fmt, w, k0, k1), x0)));
+    if (two) { w = v128.load(pb); b0 = f32x4.add(b0, madd(wideHi(fmt, w, k0, k1), x1, f32x4.mul(wideLo(fmt, w, k0, k1), x0))); }
     w = v128.load(pa, 16);
-    a1 = f32x4.add(a1, madd(wideHi(fmt, w, k0, k1, k2, k3), x3, f32x4.mul(wideLo(fmt, w, k0, k1, k2, k3), x2)));
-    if (two) { w = v128.load(pb, 16); b1 = f32x4.add(b1, madd(wideHi(fmt, w, k0, k1, k2, k3), x3, f32x4.mul(wideLo(fmt, w, k0, k1, k2, k3), x2))); }
+    a1 = f32x4.add(a1, madd(wideHi(fmt, w, k0, k1), x3, f32x4.mul(wideLo(fmt, w, k0, k1), x2)));
+    if (two) { w = v128.load(pb, 16); b1 = f32x4.add(b1, madd(wideHi(fmt, w, k0, k1), x3, f32x4.mul(wideLo(fmt, w, k0, k1), x2))); }
     pa += 32; pb += 32; q += 64;
   }
   if (k & 8) {
     const x0 = v128.load(q), x1 = v128.load(q, 16);
     let w = v128.load(pa);
-    a0 = f32x4.add(a0, madd(wideHi(fmt, w, k0, k1, k2, k3), x1, f32x4.mul(wideLo(fmt, w, k0, k1, k2, k3), x0)));
-    if (two) { w = v128.load(pb); b0 = f32x4.add(b0, madd(wideHi(fmt, w, k0, k1, k2, k3), x1, f32x4.mul(wideLo(fmt, w, k0, k1, k2, k3), x0))); }
+    a0 = f32x4.add(a0, madd(wideHi(fmt, w, k0, k1), x1, f32x4.mul(wideLo(fmt, w, k0, k1), x0)));
+    if (two) { w = v128.load(pb); b0 = f32x4.add(b0, madd(wideHi(fmt, w, k0, k1), x1, f32x4.mul(wideLo(fmt, w, k0, k1), x0))); }
     pa += 16; pb += 16; q += 32;
   }
   let sa = hsum(f32x4.add(a0, a1));
@@ -660,14 +642,14 @@ export function dequantize_q4(wq: usize, wd: usize, out: usize, nb: i32): void {
   v128.store(o + off, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v16)), d), 16);
 }
 
-/** dst[count] f32 = src[count] f16, with the matvec_f16 widening (loading, tests). */
+/** dst[count] f32 = src[count] finite f16, with the matvec_f16 widening (embeddings, tests). */
 export function widen_f16(src: usize, dst: usize, count: i32): void {
-  const k0 = f16Const(F16, 0), k1 = f16Const(F16, 1), k2 = f16Const(F16, 2), k3 = f16Const(F16, 3);
+  const k0 = f16Const(F16, 0), k1 = f16Const(F16, 1);
   let i = 0;
   for (; i + 8 <= count; i += 8) {
     const h = v128.load(src + <usize>i * 2), o = dst + <usize>i * 4;
-    v128.store(o, f16Lo(h, k0, k1, k2, k3));
-    v128.store(o, f16Hi(h, k0, k1, k2, k3), 16);
+    v128.store(o, f16Lo(h, k0, k1));
+    v128.store(o, f16Hi(h, k0, k1), 16);
   }
   for (; i < count; i++) store<f32>(dst + <usize>i * 4, f16Scalar(<u32>load<u16>(src + <usize>i * 2)));
 }

@@ -69,6 +69,16 @@ describe('loading bad checkpoints', () => {
     expect(e.message).toContain('model.layers.0.mlp.up_proj.weight');
   });
 
+  it('a weight past f16 in a row int8 keeps in f16 (NON_FINITE, naming what holds it)', async () => {
+    const tensors = good();
+    const name = 'model.layers.1.self_attn.o_proj.weight'; // rows of 48: not blocks of 32, so f16 under int8
+    tensors[name].data[5] = 70000;
+    const e = await expectCode(loadModel({ config, tensors }, { weights: 'int8' }), 'NON_FINITE');
+    expect(e.message).toContain(name);
+    expect(e.message).toContain("weights 'bf16' or 'f32'");
+    (await loadModel({ config, tensors }, { weights: 'bf16' })).dispose();
+  });
+
   it('bad configs (BAD_CONFIG)', async () => {
     await expectCode(loadModel({ config: { ...config, architectures: ['GPT2LMHeadModel'] }, tensors: good() }), 'BAD_CONFIG');
     await expectCode(loadModel({ config: { ...config, kv_lora_rank: -3 }, tensors: good() }), 'BAD_CONFIG');

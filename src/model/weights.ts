@@ -442,7 +442,15 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
           const v = new Float32Array(n);
           readF32(name, v);
           if (format === 'bf16') toBf16(v, out);
-          else for (let i = 0; i < n; i++) out[i] = f32ToF16Bits(v[i]);
+          else {
+            for (let i = 0; i < n; i++) out[i] = f32ToF16Bits(v[i]);
+            // Past ±65504 rounds to ±inf, which the f16 kernels do not widen (assembly/quant.ts).
+            const i = firstNonfinite16(out, 0x7c00);
+            if (i >= 0) {
+              throw new MlaError('NON_FINITE', `tensor ${name} holds ${v[i]} at element ${i}, beyond f16's range: int8 and int4 keep `
+                + `rows whose length is not a multiple of 32 in f16; load with weights 'bf16' or 'f32'`);
+            }
+          }
         }
       } else if (format === 'q4k' || format === 'q6k') {
         const type = format === 'q4k' ? 'Q4_K' : 'Q6_K', rb = (cols / 256) * SUPER_BLOCK_BYTES[format];
