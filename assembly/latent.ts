@@ -535,10 +535,25 @@ export function attn_block_latent(fmt: i32, q: usize, qStride: i32, nq: i32, qPo
     // A constant: the other build's int paths are not compiled in.
     if (fmt == INT8) blockDot8(q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
     else if (fmt == INT4) blockDot4(q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
-    else if (fmt == BF16) block(BF16, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
-  } else if (fmt == INT8) block(INT8, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
-  else if (fmt == INT4) block(INT4, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
-  else if (fmt == BF16) block(BF16, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+    else if (fmt == BF16) blockBf16(q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+  } else if (fmt == INT8) blockInt8(q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+  else if (fmt == INT4) blockInt4(q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+  else if (fmt == BF16) blockBf16(q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+}
+
+// One function per format, not inlined into one: V8 allocates registers per function, and with the
+// three formats' loops in one function it spilled accumulators inside the plain build's loops.
+function blockBf16(q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: i32, dc: i32, dr: i32, k: usize, kStride: i32, n: i32,
+                   kPos0: i32, scale: f32, m: usize, l: usize, acc: usize, accStride: i32, scratch: usize): void {
+  block(BF16, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+}
+function blockInt8(q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: i32, dc: i32, dr: i32, k: usize, kStride: i32, n: i32,
+                   kPos0: i32, scale: f32, m: usize, l: usize, acc: usize, accStride: i32, scratch: usize): void {
+  block(INT8, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
+}
+function blockInt4(q: usize, qStride: i32, nq: i32, qPos0: i32, qGroup: i32, dc: i32, dr: i32, k: usize, kStride: i32, n: i32,
+                   kPos0: i32, scale: f32, m: usize, l: usize, acc: usize, accStride: i32, scratch: usize): void {
+  block(INT4, q, qStride, nq, qPos0, qGroup, dc, dr, k, kStride, n, kPos0, scale, m, l, acc, accStride, scratch);
 }
 
 // ---------------------------------------------------------------------------------------------

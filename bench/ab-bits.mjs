@@ -89,11 +89,13 @@ function cases() {
       let p = res;
       const run = (call) => { k.attn_init(m, l, acc, nq, dc, dc); call(); call(); k.attn_finish(l, acc, dc, nq, dc, p, dc); outs.push([p, nq * dc * 4, F]); p += nq * dc * 4; };
       run(() => k.attn_block(queries, lat, nq, qPos0, 1, dc, dr, rows, lat, rows + dc * 4, lat, rows, lat, dc, n, 0, scale, m, l, acc, dc, scratch));
-      if (k.latent_row_bytes) for (const fmt of [2, 3]) {
+      if (k.latent_row_bytes) for (const fmt of [1, 2, 3]) {
         const R = k.latent_row_bytes(fmt, dc, dr), Q = k.latent_query_bytes(fmt, dc, dr);
         const narrow = p + nq * dc * 4 * 4, records = narrow + n * R;
         k.latent_store(fmt, rows, lat, n, dc, dr, narrow, R);
-        k.latent_query(queries, lat, nq, dc, dr, records, Q);
+        // bf16 rows take the f32 queries as they are; int8 and int4 take quantised records.
+        if (fmt === 1) new Float32Array(mem.buffer, records, nq * lat).set(qv);
+        else k.latent_query(queries, lat, nq, dc, dr, records, Q);
         run(() => k.attn_block_latent(fmt, records, Q / 4, nq, qPos0, 1, dc, dr, narrow, R / 4, n, 0, scale, m, l, acc, dc, scratch));
       }
       return outs;

@@ -67,7 +67,9 @@ function setup(k: LoadedKernels): [string, () => void][] {
     const R = K.latent_row_bytes(fmt, dc, dr), Q = K.latent_query_bytes(fmt, dc, dr);
     const narrow = H.alloc(keys * R), records = H.alloc(nq * Q);
     K.latent_store(fmt, rows, lat, keys, dc, dr, narrow, R);
-    K.latent_query(queries, lat, nq, dc, dr, records, Q);
+    // bf16 rows take the f32 queries as they are; int8 and int4 take quantised records.
+    if (fmt === 1) H.f32(records, nq * lat).set(H.f32(queries, nq * lat));
+    else K.latent_query(queries, lat, nq, dc, dr, records, Q);
     return () => { K.attn_init(m, l, acc, nq, dc, dc); K.attn_block_latent(fmt, records, Q / 4, nq, keys, nq, dc, dr, narrow, R / 4, keys, 0, scale, m, l, acc, dc, scratch); };
   };
   // SwiGLU over one token of a 10944-wide FFN; the q4 GEMM at M 16, K 2048, N 64.
@@ -83,6 +85,7 @@ function setup(k: LoadedKernels): [string, () => void][] {
     ['q4k (matmul_nt m 1)', () => K.matmul_nt_q4k(kq, kr, q4k, y, nk, 1, kk, nk, false)],
     ['q6k (matmul_nt m 1)', () => K.matmul_nt_q6k(kq, kr, q6k, y, nk, 1, kk, nk, false)],
     ['attn_block f32', () => { K.attn_init(m, l, acc, nq, dc, dc); K.attn_block(queries, lat, nq, keys, nq, dc, dr, rows, lat, rows + dc * 4, lat, rows, lat, dc, keys, 0, scale, m, l, acc, dc, scratch); }],
+    ['attn_block_latent bf16', latent(1)],
     ['attn_block_latent int8', latent(2)],
     ['attn_block_latent int4', latent(3)],
     ['swiglu', () => K.swiglu(gu, 2 * ffn, act, ffn, 1, ffn)],

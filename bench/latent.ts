@@ -1,7 +1,7 @@
 // node scripts/run-ts.mjs bench/latent.ts [relaxed|simd] [keys 16384] [rounds 9]
 //
 // One attention call of absorbed MLA decode at V2-Lite dims (16 heads, d_c 512, d_r 64) over n
-// cache rows: attn_block on f32 rows against attn_block_latent on int8 and int4 rows, interleaved,
+// cache rows: attn_block on f32 rows against attn_block_latent on bf16, int8 and int4 rows, interleaved,
 // without the rest of a decode step. Reports the median wall and CPU (process.cpuUsage) time: on
 // a busy machine the CPU time moves less. Also the largest difference from the f32 output.
 import { loadKernels, type SimdBuild } from '../src/internal.js';
@@ -16,17 +16,19 @@ heap.f32(rows, n * lat).forEach((_, i, a) => { a[i] = Math.sin(i * 0.37) * 0.5; 
 heap.f32(queries, nq * lat).forEach((_, i, a) => { a[i] = Math.cos(i * 0.91) * 0.3; });
 const m = heap.alloc(nq * 4), l = heap.alloc(nq * 4), acc = heap.alloc(nq * dc * 4), scratch = heap.alloc(k.attn_scratch_bytes(nq));
 
-/** Narrow rows and query records in format code fmt (2 int8, 3 int4), and the call over them. */
+/** Narrow rows and query records in format code fmt (1 bf16, 2 int8, 3 int4), and the call over them. */
 function latent(fmt: number): () => void {
   const R = k.latent_row_bytes(fmt, dc, dr), Q = k.latent_query_bytes(fmt, dc, dr);
   const narrow = heap.alloc(n * R), records = heap.alloc(nq * Q);
   k.latent_store(fmt, rows, lat, n, dc, dr, narrow, R);
-  k.latent_query(queries, lat, nq, dc, dr, records, Q);
+  // bf16 rows take the f32 queries as they are; int8 and int4 take quantised records.
+  if (fmt === 1) heap.f32(records, nq * lat).set(heap.f32(queries, nq * lat));
+  else k.latent_query(queries, lat, nq, dc, dr, records, Q);
   return () => k.attn_block_latent(fmt, records, Q / 4, nq, n, nq, dc, dr, narrow, R / 4, n, 0, scale, m, l, acc, dc, scratch);
 }
 const sides: [string, () => void][] = [
   ['f32', () => k.attn_block(queries, lat, nq, n, nq, dc, dr, rows, lat, rows + dc * 4, lat, rows, lat, dc, n, 0, scale, m, l, acc, dc, scratch)],
-  ['int8', latent(2)], ['int4', latent(3)],
+  ['bf16', latent(1)], ['int8', latent(2)], ['int4', latent(3)],
 ];
 const wall: number[][] = sides.map(() => []), cpu: number[][] = sides.map(() => []), outs: Float32Array[] = [];
 for (let r = 0; r < rounds; r++) {
