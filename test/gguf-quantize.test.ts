@@ -12,6 +12,7 @@ import { MlaError, loadModel } from '../src/index.js';
 import { quantize, quantizeToFile } from '../src/formats/gguf-quantize.js';
 import { parseGguf } from '../src/formats/gguf.js';
 import { memoryFile } from '../src/formats/source.js';
+import { makeRandomCheckpoint, tinyMlaConfig } from './reference/model.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'dist', 'cli.js');
@@ -74,5 +75,25 @@ describe('mla-wasm quantize', () => {
     await expect(quantize(fortune, { type: 'Q4_K' })).rejects.toThrow(MlaError);
     await expect(quantize(fortune, { bogus: 1 } as never)).rejects.toThrow(/unknown option "bogus"/);
     await expect(quantizeToFile(fortune, '')).rejects.toThrow(/output path/);
+  });
+
+  it('a value past f16 (F16 weights, Q8_0 block scales) is NON_FINITE naming the tensor, and no file is left', async () => {
+    const config = tinyMlaConfig({});
+    const tensors = makeRandomCheckpoint(config, 3);
+    const name = 'model.layers.0.mlp.up_proj.weight';
+    const out = join(dir, 'big.gguf');
+    const expectRefused = async (type: 'f16' | 'q8_0', v: number) => {
+      tensors[name].data[40] = v;
+      const e = await quantizeToFile({ config, tensors }, out, { type }).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(MlaError);
+      expect((e as MlaError).code).toBe('NON_FINITE');
+      expect((e as MlaError).message).toContain(`blk.0.ffn_up.weight holds ${v} at element 40`);
+      expect((e as MlaError).message).toContain(name);
+      expect(readdirSync(dir).filter((f) => f.startsWith('big.gguf'))).toEqual([]);
+    };
+    await expectRefused('f16', 70000);
+    await expectRefused('q8_0', 1e7);
+    await quantizeToFile({ config, tensors }, out, { type: 'q8_0', keep: [name] });
+    expect(existsSync(out)).toBe(true);
   });
 });

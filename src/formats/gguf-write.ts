@@ -36,6 +36,8 @@ export interface GgufTokenizerInput {
 
 interface Planned {
   name: string;
+  /** The Hugging Face tensors it is made of (what `keep` names). */
+  from: string[];
   ne: number[];
   type: StoredType;
   /** The tensor's values in file order (ne[0] fastest). */
@@ -315,7 +317,7 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
     else if (quant && ne[0] % 32 !== 0) t = 'F16';
     else if (t === 'Q4_0' && name === 'output.weight') t = 'Q8_0';
     const n = ne.reduce((x, y) => x * y, 1);
-    tensors.push({ name, ne, type: t, values, offset: 0, bytes: bytesOf(t, n) });
+    tensors.push({ name, from, ne, type: t, values, offset: 0, bytes: bytesOf(t, n) });
   };
   const plain = (gguf: string, hf: string, opts: { f32?: boolean } = {}) => add(gguf, [...shapeOf(hf)].reverse(), [hf], () => read(hf), opts);
 
@@ -412,8 +414,27 @@ export function* ggufChunks(plan: GgufPlan): Generator<Uint8Array> {
   yield plan.header;
   for (const t of plan.tensors) {
     const out = new Uint8Array(alignUp(t.bytes));
-    encodeValues(t.type, t.values(), out);
+    const x = t.values();
+    encodeValues(t.type, x, out);
+    checkHalfRange(t, x, out);
     yield out;
+  }
+}
+
+/**
+ * A value past ±65504 becomes an f16 infinity: as an F16 weight, or as the f16 scale of a Q8_0 /
+ * Q4_0 block (its largest |x| past 65504·127 or ·8). Neither loads (weights.ts), so it is not written.
+ */
+function checkHalfRange({ name, from, type }: Planned, x: Float32Array, out: Uint8Array): void {
+  if (type !== 'F16' && type !== 'Q8_0' && type !== 'Q4_0') return;
+  const view = new DataView(out.buffer, out.byteOffset, out.length);
+  const step = type === 'F16' ? 2 : type === 'Q8_0' ? 34 : 18, per = type === 'F16' ? 1 : 32;
+  for (let i = 0; i * per < x.length; i++) {
+    if ((view.getUint16(i * step, true) & 0x7c00) !== 0x7c00) continue;
+    let at = i * per;
+    for (let j = at; j < at + per; j++) if (Math.abs(x[j]) > Math.abs(x[at])) at = j;
+    throw new MlaError('NON_FINITE', `${name} holds ${x[at]} at element ${at}, beyond what ${type} can hold (its f16 `
+      + `${type === 'F16' ? 'values' : 'block scales'}): write the model as bf16 or f32, or keep ${from.join(', ')} F32 (keep / --keep)`);
   }
 }
 
