@@ -4,12 +4,13 @@
 // Formats (fmt): 1 = bf16, 2 = int8, 3 = int4 (0, f32, is attention.ts's attn_block). A row holds
 // one token's [c_kv (dc values) ; k^R (dr values)]:
 //   bf16  dc + dr bf16 (u16), padded to 16 bytes.
-//   int8  ceil32(dc) int8 codes (zeros past dc), one f32 scale d, then k^R as dr bf16; padded to
-//         16 bytes. c_kv ≈ code · d, d = max|c_kv| / 127: one scale per row (scripts/cache-grouping.ts
-//         measured groups of 32 against it).
+//   int8  ceil32(dc) int8 codes (zeros past dc), one f32 scale d, the codes' sum (i32), then k^R
+//         as dr bf16; padded to 16 bytes. c_kv ≈ code · d, d = max|c_kv| / 127: one scale per row
+//         (scripts/cache-grouping.ts measured groups of 32 against it). The sum is what the relaxed
+//         build's scores take away for their biased queries, made once here, not at every call.
 //   int4  codes as for int8 but 4-bit, d = max|c_kv| / 7, code + 8 (1…15) in a nibble: in each
 //         block of 32 values, value j in the low nibble of byte j, value j + 16 in its high nibble
-//         (16 bytes a block, padding nibbles 8, i.e. 0).
+//         (16 bytes a block, padding nibbles 8, i.e. 0); then d, the sum of the codes and k^R.
 // k^R stays at 16 bits (bf16) because it carries position: it is rounded, never quantised.
 //
 // For int8 and int4 the queries are records too (latent_query). Plain build (this paragraph): q̃
@@ -54,10 +55,10 @@ import { softmaxRow, softmaxTile, visible, LATENT_SCRATCH } from "./attention";
   return fmt == BF16 ? dc << 1 : fmt == INT8 ? ceil32(dc) : ceil32(dc) >> 1;
 }
 
-/** Where k^R (dr bf16) starts in a row. */
+/** Where k^R (dr bf16) starts in a row: after the codes, and for int8/int4 their scale and sum. */
 // @ts-ignore: decorator
 @inline function ropeAt(fmt: i32, dc: i32): usize {
-  return <usize>(codeBytes(fmt, dc) + (fmt == BF16 ? 0 : 4));
+  return <usize>(codeBytes(fmt, dc) + (fmt == BF16 ? 0 : 8));
 }
 
 /** Bytes of one cache row in format fmt (1 bf16, 2 int8, 3 int4), a multiple of 16. */
@@ -119,8 +120,13 @@ export function latent_store(fmt: i32, src: usize, srcStride: i32, rows: i32, dc
       const amax = absMax(x, dc);
       const d = amax / qmax, inv: f32 = amax > 0 ? qmax / amax : 0;
       const n = ceil32(dc);
+      let sum = 0;
       if (fmt == INT8) {
-        for (let i = 0; i < n; i++) store<i8>(o + <usize>i, i < dc ? <i8>code(load<f32>(x + (<usize>i << 2)), inv, qmax) : 0);
+        for (let i = 0; i < n; i++) {
+          const c = i < dc ? code(load<f32>(x + (<usize>i << 2)), inv, qmax) : 0;
+          store<i8>(o + <usize>i, <i8>c);
+          sum += c;
+        }
       } else {
         for (let i = 0; i < n; i += 32) {
           for (let j = 0; j < 16; j++) {
@@ -128,10 +134,12 @@ export function latent_store(fmt: i32, src: usize, srcStride: i32, rows: i32, dc
             const lo = a < dc ? code(load<f32>(x + (<usize>a << 2)), inv, qmax) : 0;
             const hi = b < dc ? code(load<f32>(x + (<usize>b << 2)), inv, qmax) : 0;
             store<u8>(o + <usize>(i >> 1) + <usize>j, <u8>((lo + 8) | ((hi + 8) << 4)));
+            sum += lo + hi;
           }
         }
       }
       store<f32>(o + <usize>codeBytes(fmt, dc), d);
+      store<i32>(o + <usize>codeBytes(fmt, dc) + 4, sum);
     }
     const xr = x + (<usize>dc << 2);
     for (let i = 0; i < dr; i++) store<u16>(o + kr + (<usize>i << 1), toBf16(load<f32>(xr + (<usize>i << 2))));
@@ -244,7 +252,7 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
     a = idot16(q + (<usize>c << 5), i16x8.extend_low_i8x16_s(x), i16x8.extend_high_i8x16_s(x), a);
   }
   const kd = k + <usize>codeBytes(fmt, dc);
-  return <f32>isum(a) * (load<f32>(qd) * load<f32>(kd)) + dotBf16(qd + 4, kd + 4, dr);
+  return <f32>isum(a) * (load<f32>(qd) * load<f32>(kd)) + dotBf16(qd + 4, k + ropeAt(fmt, dc), dr);
 }
 
 /**
@@ -286,7 +294,8 @@ export function latent_query(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i
   store<f32>(outA + 2 * ROW_BYTES, <f32>isum(a2) * (dq * da)); store<f32>(outB + 2 * ROW_BYTES, <f32>isum(b2) * (dq * db));
   dq = load<f32>(q3 + qo);
   store<f32>(outA + 3 * ROW_BYTES, <f32>isum(a3) * (dq * da)); store<f32>(outB + 3 * ROW_BYTES, <f32>isum(b3) * (dq * db));
-  dotsBf16(q0 + qo + 4, qs, ka + cb + 4, kb + cb + 4, dr, scale, outA, outB, true);
+  const kr = ropeAt(fmt, dc);
+  dotsBf16(q0 + qo + 4, qs, ka + kr, kb + kr, dr, scale, outA, outB, true);
 }
 
 /**
@@ -767,10 +776,8 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
                   m: usize, l: usize, acc: usize, accStride: i32, scratch: usize): void {
   const qs = <usize>qStride << 2, ks = <usize>kStride << 2, accS = <usize>accStride << 2;
   const n32 = ceil32(dc), cb = <usize>codeBytes(fmt, dc), kr = ropeAt(fmt, dc), qr = <usize>n32 + 4;
-  // Past the score rows: per key 64·Σ code and d, then the value tile (LATENT_SCRATCH bytes).
+  // Past the score rows: per key 64·Σ code (from the row's sum) and d, then the value tile (LATENT_SCRATCH bytes).
   const bias = scratch + <usize>nq * ROW_BYTES, dks = bias + ROW_BYTES, tile = dks + ROW_BYTES;
-  const qbias = i8x16.splat(<i8>QBIAS);
-  const ones = v128.load(ONES16);
   const nib = v128.load(NIBBLES8), eight = v128.load(EIGHTS8); // int4's, loaded once (see codes16)
   for (let b0 = 0; b0 < n; b0 += SUB) {
     const nb = min(SUB, n - b0), kpos = kPos0 + b0, kb = k + <usize>b0 * ks;
@@ -780,9 +787,7 @@ function latentQuery7(src: usize, srcStride: i32, nq: i32, dc: i32, dr: i32, dst
     const last = nAll - 1, nAll4 = (nAll + 3) & ~3;
     for (let b = 0; b < nAll4; b++) {
       const row = rowOf(kb, ks, b, last);
-      let s = i32x4.splat(0);
-      for (let c = 0; c < (n32 >> 4); c++) s = dot7(codes16(fmt, row, c, nib, eight), qbias, s, ones);
-      store<i32>(bias + (<usize>b << 2), isum(s));
+      store<i32>(bias + (<usize>b << 2), QBIAS * load<i32>(row + cb, 4));
       store<f32>(dks + (<usize>b << 2), load<f32>(row + cb));
     }
     // Scores, softmax and weight codes, 4 queries at a time (t of them in the last tile).

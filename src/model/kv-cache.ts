@@ -53,7 +53,7 @@ export class KvCache {
     if (format === 'f32' || a.kind !== 'mla') return KvCache.rowNumbers(a) * F;
     const dc = a.kvLoraRank;
     const codes = format === 'bf16' ? 2 * dc : format === 'int8' ? ceil(dc, 32) : ceil(dc, 32) / 2;
-    return ceil(codes + (format === 'bf16' ? 0 : 4) + 2 * a.ropeDim, 16);
+    return ceil(codes + (format === 'bf16' ? 0 : 8) + 2 * a.ropeDim, 16); // int8/int4: scale and sum of the codes
   }
 
   /** Bytes of `positions` positions, each `layers` rows of `row` f32 numbers. */

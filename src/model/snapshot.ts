@@ -22,7 +22,8 @@ import type { MemoryDigest } from '../host/digest.js';
 import { CACHE_FORMATS, KvCache, type CacheFormat } from './kv-cache.js';
 import type { Weights } from './weights.js';
 
-export const SNAPSHOT_VERSION = 2;
+// 3: int8/int4 cache rows hold the sum of their codes after the scale (assembly/latent.ts).
+export const SNAPSHOT_VERSION = 3;
 const MAGIC = [0x4d, 0x4c, 0x41, 0x53]; // "MLAS"
 
 export interface SnapshotHeader {

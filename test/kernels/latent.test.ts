@@ -30,9 +30,23 @@ function decodeRow(f: Fmt, bytes: Uint8Array, dc: number, dr: number): Float64Ar
       out[i] = (((w < 16 ? byte : byte >> 4) & 15) - 8) * d;
     }
   }
-  const kr = cb + (f === 'bf16' ? 0 : 4);
+  const kr = cb + (f === 'bf16' ? 0 : 8); // int8/int4: the scale, then the sum of the codes
   for (let i = 0; i < dr; i++) out[dc + i] = bf16(v.getUint16(kr + 2 * i, true));
   return out;
+}
+
+/** An int8/int4 row's codes (the signed values, padding included) summed, and the sum it stores. */
+function codeSums(f: 'int8' | 'int4', bytes: Uint8Array, dc: number): [number, number] {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let sum = 0;
+  for (let i = 0; i < ceil32(dc); i++) {
+    if (f === 'int8') sum += v.getInt8(i);
+    else {
+      const w = i % 32, byte = v.getUint8(Math.floor(i / 32) * 16 + (w % 16));
+      sum += ((w < 16 ? byte : byte >> 4) & 15) - 8;
+    }
+  }
+  return [sum, v.getInt32(codeBytes(f, dc) + 4, true)];
 }
 
 /**
@@ -76,7 +90,7 @@ describe.each(BUILDS)('latent cache kernels, %s build', (build) => {
   for (const f of Object.keys(FORMATS) as Fmt[]) {
     const fmt = FORMATS[f];
 
-    it(`latent_store (${f}): each value within the format's bound; padding is zero; latent_widen reads what the layout says`, async () => {
+    it(`latent_store (${f}): each value within the format's bound; padding is zero; the codes' sum is stored; latent_widen reads what the layout says`, async () => {
       const k = await kernelsFor(build);
       for (const [dc, dr] of [[1, 1], [5, 3], [48, 16], [67, 9], [512, 64]]) {
         const rows = 3, R = k.kernels.latent_row_bytes(fmt, dc, dr);
@@ -114,6 +128,8 @@ describe.each(BUILDS)('latent cache kernels, %s build', (build) => {
                 expect(f === 'int8' ? byte : ((w < 16 ? byte : byte >> 4) & 15)).toBe(f === 'int8' ? 0 : 8);
               }
               if (row === 1) expect(new DataView(bytes.buffer).getFloat32(codeBytes(f, dc), true)).toBe(0);
+              const [sum, stored] = codeSums(f, bytes, dc);
+              expect(stored, `${f} dc ${dc} row ${row}: the stored sum of the codes`).toBe(sum);
             }
           }
         } finally {
