@@ -42,6 +42,11 @@ const CASES: [string, Record<string, unknown>, FloatDtype, number][] = [
   ['DeepSeek-V2 MoE routing, BF16', tinyMlaMoeV2Config({}), 'BF16', 1],
   ['DeepSeek-V3 MoE routing with YaRN, BF16, 2 shards', tinyMlaMoeV3Config({}), 'BF16', 2],
   ['Llama GQA, BF16', tinyLlamaConfig({}), 'BF16', 1],
+  // With head_dim 16: 1 frequency kept, 2 blended, 5 divided by the factor, over 30 positions.
+  ['Llama 3 rope scaling (llama3), F32', tinyLlamaConfig({
+    rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
+  }), 'F32', 1],
+  ['Llama, linear rope scaling, F16', tinyLlamaConfig({ rope_scaling: { type: 'linear', factor: 4 } }), 'F16', 1],
 ];
 
 describe.each(CASES)('%s', (_name, config, dtype, shards) => {

@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { loadModel, MlaError, type Model } from '../src/index.js';
 import { expectClose } from './helpers.js';
-import { makeRandomCheckpoint, tinyMlaConfig } from './reference/model.js';
+import { parseConfig } from '../src/formats/config.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig } from './reference/model.js';
 
 async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<MlaError> {
   let err: unknown;
@@ -95,6 +96,30 @@ describe('loading bad checkpoints', () => {
     // A dense checkpoint under an MoE config: the experts are missing, and named.
     const e = await expectCode(loadModel({ config: moe, tensors: good() }), 'MISSING_TENSOR');
     expect(e.message).toContain('model.layers.0.mlp.experts.0.gate_proj.weight');
+  });
+
+  it('Llama rope scaling it cannot read (BAD_CONFIG, naming what)', () => {
+    const llama = tinyLlamaConfig({});
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ rope_scaling: { rope_type: 'dynamic', factor: 2 } }, /rope_scaling type "dynamic" is not supported for Llama-layout models \(supported: "linear", "llama3"\)/],
+      [{ rope_scaling: { type: 'yarn', factor: 2, original_max_position_embeddings: 64 } }, /type "yarn" is not supported for Llama/],
+      [{ rope_scaling: { rope_type: 'llama3', factor: 8, high_freq_factor: 4, original_max_position_embeddings: 64 } }, /"low_freq_factor" must be a finite number/],
+      [{ rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 4, high_freq_factor: 1, original_max_position_embeddings: 64 } }, /0 < low_freq_factor < high_freq_factor/],
+      [{ rope_scaling: { type: 'linear', factor: 0 } }, /factor must be > 0/],
+      [{ rope_freq_factors: [1, 2, 3] }, /"rope_freq_factors" must be 8 positive numbers/],
+      [{ rope_freq_factors: [1, 1, 1, 1, 1, 1, 1, -1] }, /"rope_freq_factors" must be 8 positive numbers/],
+      [{ rope_freq_factors: new Array(8).fill(1), rope_scaling: { type: 'linear', factor: 2 } }, /both set/],
+    ];
+    for (const [over, message] of cases) {
+      let err: unknown;
+      try { parseConfig({ ...llama, ...over }); } catch (e) { err = e; }
+      expect(err, JSON.stringify(over)).toBeInstanceOf(MlaError);
+      expect((err as MlaError).code).toBe('BAD_CONFIG');
+      expect((err as MlaError).message).toMatch(message);
+    }
+    expect(() => parseConfig({ ...config, rope_freq_factors: [1, 1] })).toThrow(/for Llama-layout models only/);
+    // "default" is Hugging Face's name for no scaling.
+    expect(parseConfig({ ...llama, rope_scaling: { rope_type: 'default' } }).ropeFreqFactors).toBeNull();
   });
 
   it('a folder that does not exist (BAD_SOURCE)', async () => {

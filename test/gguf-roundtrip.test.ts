@@ -64,6 +64,10 @@ const cases: [string, Record<string, unknown>][] = [
   ['DeepSeek-V3 MoE and YaRN', tinyMlaMoeV3Config({})],
   ['Llama GQA', tinyLlamaConfig({})],
   ['Llama MHA, tied', tinyLlamaConfig({ num_key_value_heads: 4, tie_word_embeddings: true })],
+  ['Llama 3 rope scaling (rope_freqs)', tinyLlamaConfig({
+    rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
+  })],
+  ['Llama linear rope scaling', tinyLlamaConfig({ rope_scaling: { type: 'linear', factor: 4 } })],
 ];
 
 describe.each(cases)('GGUF round trip: %s', (_name, config) => {

@@ -50,7 +50,7 @@ async function expectErrorAsync(p: Promise<unknown>, code: MlaErrorCode, message
   expect((err as MlaError).message).toMatch(message);
 }
 
-const F32 = 0, Q8_0 = 8, Q4_K = 12, Q5_K = 13;
+const F32 = 0, F16 = 1, Q8_0 = 8, Q4_K = 12, Q5_K = 13;
 const base = (over: Partial<RawGguf> = {}): RawGguf => ({
   kvs: [['general.architecture', { t: 'str', v: 'llama' }]],
   tensors: [{ name: 'a', ne: [8], type: F32, offset: 0 }, { name: 'b', ne: [4, 2], type: F32, offset: 32 }],
@@ -209,6 +209,40 @@ describe('GGUF model checks', () => {
     const renamed = rename(await written(mlaModel, {}), 'blk.1.ffn_up', 'blk.1.ffn_zz');
     expect([...(await opened(renamed)).names()]).toContain('blk.1.ffn_zz.weight');
     await expectErrorAsync(loadModel({ 'm.gguf': renamed }), 'MISSING_TENSOR', /lacks 1 tensor\(s\): model\.layers\.1\.mlp\.up_proj\.weight/);
+  });
+});
+
+describe('GGUF: Llama rope scaling', () => {
+  const llama3 = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 };
+
+  it('llama3 is written as rope_freqs and read back as the config\'s factors; linear as llama.cpp\'s keys', async () => {
+    for (const rope_scaling of [llama3, { type: 'linear', factor: 4 }]) {
+      const config = { ...llama, rope_scaling };
+      const bytes = await written({ config, tensors: makeRandomCheckpoint(config, 6) }, {});
+      const g = parseGguf(guarded(bytes));
+      const src = await openSource({ 'm.gguf': bytes });
+      const want = parseConfig(config).ropeFreqFactors!;
+      expect(parseConfig(src.config).ropeFreqFactors).toEqual(want);
+      expect([...src.tensors.names()]).not.toContain('rope_freqs.weight');
+      if (rope_scaling === llama3) {
+        expect(g.tensors.get('rope_freqs.weight')).toMatchObject({ ne: [16], type: 'F32' });
+        expect(new Set(want).size).toBe(5); // 2 kept (1), 3 blended, 11 divided by the factor
+        expect(g.metadata.has('llama.rope.scaling.type')).toBe(false);
+      } else {
+        expect(g.tensors.has('rope_freqs.weight')).toBe(false);
+        expect([g.metadata.get('llama.rope.scaling.type'), g.metadata.get('llama.rope.scaling.factor')]).toEqual(['linear', 4]);
+      }
+    }
+  });
+
+  it('a rope_freqs of the wrong type or length: refused, naming it', async () => {
+    const kvs: RawGguf['kvs'] = [['general.architecture', { t: 'str', v: 'llama' }], ['llama.attention.head_count', { t: 'u32', v: 1 }],
+      ['llama.embedding_length', { t: 'u32', v: 16 }], ['llama.block_count', { t: 'u32', v: 1 }],
+      ['llama.context_length', { t: 'u32', v: 16 }], ['llama.feed_forward_length', { t: 'u32', v: 8 }], ['llama.vocab_size', { t: 'u32', v: 4 }]];
+    const file = (ne: number[], type: number) => ({ 'm.gguf': rawGguf({ kvs, tensors: [{ name: 'rope_freqs.weight', ne, type, offset: 0 }], data: new Uint8Array(64) }) });
+    await expectErrorAsync(openSource(file([8], F16)), 'BAD_CHECKPOINT', /rope_freqs\.weight must be F32 of one dimension, got F16 \[8\]/);
+    await expectErrorAsync(openSource(file([4, 2], F32)), 'BAD_CHECKPOINT', /rope_freqs\.weight must be F32 of one dimension, got F32 \[4,2\]/);
+    await expectErrorAsync(openSource(file([6], F32)), 'BAD_CONFIG', /"rope_freq_factors" must be 8 positive numbers/);
   });
 });
 

@@ -1,6 +1,7 @@
 // GGUF files against llama.cpp itself, through node-llama-cpp (3.21.1, its prebuilt CPU binary):
-//   1. files this package writes (the built-in fortune-mla and a checkpoint with DeepSeek-V2-Lite's
-//      attention dims, as Q8_0 and Q4_0) load in llama.cpp, which tokenizes the prompt as we do and
+//   1. files this package writes (the built-in fortune-mla, a checkpoint with DeepSeek-V2-Lite's
+//      attention dims, and small Llamas, one with Llama 3.1's rope scaling, as F32, Q8_0 and Q4_0)
+//      load in llama.cpp, which tokenizes the prompt as we do and
 //      picks the same greedy tokens; its log-probabilities at every prompt position are within the
 //      stated tolerance of ours;
 //   2. files llama.cpp's own quantizer writes (llama_model_quantize, what llama-quantize runs, from
@@ -59,10 +60,13 @@ const V2_LITE_DIMS = tinyMlaMoeV2Config({
 /** A Llama with grouped-query attention (8 query heads, 2 KV heads of 32): llama.cpp's rope on its permuted q/k rows against ours. */
 const LLAMA_GQA = tinyLlamaConfig({ vocab_size: 264, hidden_size: 256, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 32,
   intermediate_size: 512, num_hidden_layers: 4, max_position_embeddings: 256, bos_token_id: 256, eos_token_id: 257 });
+/** The same with Llama 3.1's rope scaling (rope_freqs in the file): 2 of the 16 frequencies kept, 3 blended, 11 divided by 8. */
+const LLAMA3_ROPE = { ...LLAMA_GQA, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } };
 const MODELS = {
   'fortune-mla': FORTUNE as URL | object,
   'V2-Lite dims': { config: V2_LITE_DIMS, tensors: makeRandomCheckpoint(V2_LITE_DIMS, 17), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
   'Llama GQA': { config: LLAMA_GQA, tensors: makeRandomCheckpoint(LLAMA_GQA, 19), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
+  'Llama 3 rope scaling': { config: LLAMA3_ROPE, tensors: makeRandomCheckpoint(LLAMA3_ROPE, 19), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
 };
 const PROMPT = 'Q: What do you call a programmer who never sleeps?\nA:';
 const NEW_TOKENS = 24;
@@ -78,6 +82,7 @@ const TOLERANCE: Record<string, Record<'F32' | 'Q8_0' | 'Q4_0', number>> = {
   'fortune-mla': { F32: 1e-4, Q8_0: 0.3, Q4_0: 0.3 },
   'V2-Lite dims': { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
   'Llama GQA': { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
+  'Llama 3 rope scaling': { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
 };
 
 function logSoftmax(row: Float32Array): Float64Array {
@@ -165,6 +170,15 @@ describe.skipIf(!llama).each(Object.entries(MODELS))('llama.cpp loads what we wr
       const gap = await logProbGap(ours, theirs, ids);
       console.log(`${name} ${type}: largest |Δ log p| over the prompt ${gap.toExponential(2)}`);
       expect(gap).toBeLessThanOrEqual(TOLERANCE[name][type]);
+      if (type === 'F32') {
+        // The model written, not only the file read back: nothing (rope scaling, say) lost on the way.
+        const original = await loadModel(source as never, { threads: 1 });
+        try {
+          expect(await logProbGap(original, theirs, ids)).toBeLessThanOrEqual(TOLERANCE[name][type]);
+        } finally {
+          original.dispose();
+        }
+      }
       const mine = oursGreedy(ours, ids, NEW_TOKENS), theirsTokens = await theirsGreedy(theirs, ids, NEW_TOKENS);
       if (type === 'F32') expect(mine.tokens).toEqual(theirsTokens);
       const agree = expectSameGreedy(mine, theirsTokens, TOLERANCE[name][type]);

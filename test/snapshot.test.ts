@@ -160,8 +160,8 @@ describe('snapshot and restore', () => {
     const otherId = withHeader(bytes, (h) => { (h.ids as number[])[3] ^= 1; });
     otherId.set(bytes.subarray(bytes.length - 4), otherId.length - 4);
     expectBad(() => model.restoreSession(otherId), 'altered');
-    expectBad(() => model.restoreSession(withHeader(bytes, () => {}, 4)), 'version 4, newer than this library reads (3)');
-    expectBad(() => model.restoreSession(withHeader(bytes, () => {}, 2)), 'version 2, an older format this library no longer reads');
+    expectBad(() => model.restoreSession(withHeader(bytes, () => {}, 5)), 'version 5, newer than this library reads (4)');
+    expectBad(() => model.restoreSession(withHeader(bytes, () => {}, 3)), 'version 3, an older format this library no longer reads');
     expectBad(() => model.restoreSession(withHeader(bytes, (h) => { h.cacheFormat = 'int3'; })), "cache format 'int3' is not one");
     expectBad(() => model.restoreSession(bytes, { cache: 'int8' }), "cache format is 'f32', not the 'int8' asked for");
     expectBad(() => model.restoreSession(withHeader(bytes, (h) => { h.ids = (h.ids as number[]).slice(1); })), 'token ids');

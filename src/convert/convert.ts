@@ -75,11 +75,13 @@ const bad = (msg: string): never => { throw new MlaError('BAD_INPUT', `convertTo
 
 /** Checks the source and the ranks; returns the parsed config. */
 export function checkConvertible(raw: unknown, options: ConvertOptions): ModelConfig {
-  const r = (raw ?? {}) as Record<string, unknown>;
-  if (r.rope_scaling !== undefined && r.rope_scaling !== null) {
-    throw new MlaError('BAD_CONFIG', `convertToMla: the source uses rope_scaling ${JSON.stringify(r.rope_scaling)}, which conversion does not support`);
-  }
   const c = parseConfig(raw);
+  if (c.ropeFreqFactors) {
+    // The MLA model's rotary part can only hold frequencies of the form θ^(−2k/d).
+    const r = raw as Record<string, unknown>;
+    const what = r.rope_scaling != null ? `rope_scaling ${JSON.stringify(r.rope_scaling)}` : 'scaled rope frequencies (rope_freqs)';
+    throw new MlaError('BAD_CONFIG', `convertToMla: the source uses ${what}, which conversion does not support`);
+  }
   if (c.attention.kind === 'mla') throw new MlaError('BAD_CONFIG', 'convertToMla: the source is already MLA (DeepSeek); nothing to convert');
   if (c.ffn.some((f) => f.kind !== 'dense')) throw new MlaError('BAD_CONFIG', 'convertToMla: the source is a mixture of experts (MoE); only dense MHA/GQA models convert');
   const a = c.attention;

@@ -68,6 +68,12 @@ export interface ModelConfig {
   /** 'adjacent': DeepSeek's (x[2k], x[2k+1]) pairs; 'half': Llama's (x[k], x[k+d/2]). */
   ropeStyle: 'adjacent' | 'half';
   yarn: YarnScaling | null;
+  /**
+   * Llama layout only: a divisor for each rotary frequency (head_dim / 2 of them, f32 values), from
+   * rope_scaling "linear" (all the factor) or "llama3" (Llama 3.1+), or as GGUF's rope_freqs
+   * holds them (config key rope_freq_factors); null: none.
+   */
+  ropeFreqFactors: number[] | null;
   maxPositions: number;
   tieEmbeddings: boolean;
   bosTokenId: number | null;
@@ -124,6 +130,50 @@ function parseYarn(raw: Record<string, unknown>): YarnScaling | null {
   };
   if (y.factor <= 0) bad('rope_scaling.factor must be > 0');
   return y;
+}
+
+/**
+ * Llama's rope scaling as one divisor per frequency f_k = θ^(−2k/d), each rounded to f32 as GGUF's
+ * rope_freqs tensor stores it, so a file written and read back gives the same frequencies:
+ *   - "linear": every divisor is the factor;
+ *   - "llama3" (Llama 3.1+; Hugging Face's _compute_llama3_parameters, llama.cpp's rope_freqs):
+ *     with wavelength λ_k = 2π / f_k and L the original context, 1 where λ_k < L / high_freq_factor,
+ *     the factor where λ_k > L / low_freq_factor, and between them 1 / ((1 − s) / factor + s),
+ *     s = (L / λ_k − low_freq_factor) / (high_freq_factor − low_freq_factor).
+ * GGUF files give the divisors themselves (rope_freq_factors).
+ */
+function parseLlamaRope(raw: Record<string, unknown>, headDim: number, theta: number): number[] | null {
+  const half = headDim / 2;
+  const given = raw.rope_freq_factors;
+  const s = raw.rope_scaling;
+  if (given !== undefined && given !== null) {
+    if (s !== undefined && s !== null) bad('"rope_scaling" and "rope_freq_factors" are both set');
+    if (!Array.isArray(given) || given.length !== half || !given.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) {
+      bad(`"rope_freq_factors" must be ${half} positive numbers (one per rotary frequency), got ${showValue(given)}`);
+    }
+    return given.map((x) => Math.fround(x));
+  }
+  if (s === undefined || s === null) return null;
+  if (typeof s !== 'object' || Array.isArray(s)) bad('"rope_scaling" must be an object or null');
+  const r = s as Record<string, unknown>;
+  const type = r.rope_type ?? r.type;
+  if (type === 'default') return null;
+  if (type !== 'linear' && type !== 'llama3') {
+    bad(`rope_scaling type ${showValue(type)} is not supported for Llama-layout models (supported: "linear", "llama3")`);
+  }
+  const factor = num(r, 'factor');
+  if (factor <= 0) bad('rope_scaling.factor must be > 0');
+  if (type === 'linear') return new Array(half).fill(Math.fround(factor));
+  const low = num(r, 'low_freq_factor'), high = num(r, 'high_freq_factor');
+  const context = int(r, 'original_max_position_embeddings');
+  if (!(low > 0 && high > low)) bad(`rope_scaling needs 0 < low_freq_factor < high_freq_factor, got ${low} and ${high}`);
+  return Array.from({ length: half }, (_, k) => {
+    const wavelength = 2 * Math.PI * Math.pow(theta, (2 * k) / headDim);
+    if (wavelength < context / high) return 1;
+    if (wavelength > context / low) return Math.fround(factor);
+    const smooth = (context / wavelength - low) / (high - low);
+    return Math.fround(1 / ((1 - smooth) / factor + smooth));
+  });
 }
 
 /** Far above any released model (DeepSeek-V3: 256); bounds the work of checking a config. */
@@ -184,6 +234,8 @@ export function parseConfig(json: unknown): ModelConfig {
 
   let attention: AttentionConfig;
   let ropeStyle: ModelConfig['ropeStyle'];
+  let ropeFreqFactors: number[] | null = null;
+  const ropeTheta = num(raw, 'rope_theta', 10000);
   if (MLA_ARCHS.includes(architecture)) {
     const ropeDim = int(raw, 'qk_rope_head_dim');
     if (ropeDim % 2) bad(`"qk_rope_head_dim" must be even, got ${ropeDim}`);
@@ -197,6 +249,7 @@ export function parseConfig(json: unknown): ModelConfig {
       latentNorm: raw.qk_latent_layernorm !== false,
     };
     ropeStyle = 'adjacent';
+    if (raw.rope_freq_factors !== undefined && raw.rope_freq_factors !== null) bad('"rope_freq_factors" is for Llama-layout models only');
   } else if (GQA_ARCHS.includes(architecture)) {
     const kvHeads = optInt(raw, 'num_key_value_heads', heads)!;
     if (heads % kvHeads) bad(`num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
@@ -205,7 +258,7 @@ export function parseConfig(json: unknown): ModelConfig {
     attention = { kind: 'gqa', heads, kvHeads, headDim, vDim: headDim };
     ropeStyle = 'half';
     if (raw.attention_bias === true || raw.mlp_bias === true) bad('attention_bias / mlp_bias are not supported');
-    if (raw.rope_scaling !== undefined && raw.rope_scaling !== null) bad('rope_scaling is not supported for Llama-layout models yet');
+    ropeFreqFactors = parseLlamaRope(raw, headDim, ropeTheta);
   } else {
     bad(`architecture ${showValue(architecture)} is not supported (expected one of ${[...MLA_ARCHS, ...GQA_ARCHS].join(', ')})`);
   }
@@ -220,9 +273,10 @@ export function parseConfig(json: unknown): ModelConfig {
     attention,
     ffn: parseFfn(raw, layers, intermediate, MLA_ARCHS.includes(architecture)),
     rmsEps: num(raw, 'rms_norm_eps', 1e-6),
-    ropeTheta: num(raw, 'rope_theta', 10000),
+    ropeTheta,
     ropeStyle,
-    yarn: parseYarn(raw),
+    yarn: ropeStyle === 'adjacent' ? parseYarn(raw) : null,
+    ropeFreqFactors,
     maxPositions: int(raw, 'max_position_embeddings'),
     tieEmbeddings: raw.tie_word_embeddings === true,
     bosTokenId: optInt(raw, 'bos_token_id', null, 0),

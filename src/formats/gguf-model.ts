@@ -5,7 +5,7 @@ import type { ByteFile } from './byte-file.js';
 import { parseConfig } from './config.js';
 import { parseGguf, type GgufFile } from './gguf.js';
 import { ggufModel } from './gguf-config.js';
-import { ggufTensorSource } from './gguf-tensors.js';
+import { ggufTensorSource, ROPE_FREQS } from './gguf-tensors.js';
 import { ggufTokenizer } from './gguf-tokenizer.js';
 import type { TensorSource } from './tensor-source.js';
 import type { TokenizerFiles } from './tokenizer.js';
@@ -18,9 +18,26 @@ export interface OpenedGguf {
   tokenizerFiles: TokenizerFiles;
 }
 
+/**
+ * llama's rope_freqs tensor (llama.cpp's converter writes it for Llama 3.1+ rope scaling): one
+ * divisor per rotary frequency, which the config carries as rope_freq_factors.
+ */
+function ropeFreqs(file: ByteFile, gguf: GgufFile): number[] | undefined {
+  const t = gguf.tensors.get(ROPE_FREQS);
+  if (!t || gguf.metadata.get('general.architecture') !== 'llama') return undefined;
+  if (t.type !== 'F32' || t.ne.length !== 1) {
+    throw new MlaError('BAD_CHECKPOINT', `${file.name}: ${ROPE_FREQS} must be F32 of one dimension, got ${t.type} [${t.ne}]`);
+  }
+  const bytes = new Uint8Array(t.bytes);
+  file.read(t.begin, bytes);
+  return Array.from(new Float32Array(bytes.buffer, 0, t.ne[0]));
+}
+
 export function openGguf(file: ByteFile): OpenedGguf {
   const gguf = parseGguf(file);
   const { config, layout } = ggufModel(gguf, file.name);
+  const factors = ropeFreqs(file, gguf);
+  if (factors) config.rope_freq_factors = factors;
   try {
     parseConfig(config);
   } catch (e) {

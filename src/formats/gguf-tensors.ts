@@ -52,6 +52,8 @@ const DEEPSEEK2: Record<string, string> = {
 };
 const LLAMA: Record<string, string> = { attn_v: 'self_attn.v_proj' };
 const EXPERTS: Record<string, string> = { ffn_gate_exps: 'gate_proj', ffn_up_exps: 'up_proj', ffn_down_exps: 'down_proj' };
+/** llama's rope scaling divisors: read into the config (gguf-model.ts), not a weight. */
+export const ROPE_FREQS = 'rope_freqs.weight';
 const GLOBAL: Record<string, string> = { 'token_embd.weight': 'model.embed_tokens.weight', 'output_norm.weight': 'model.norm.weight', 'output.weight': 'lm_head.weight' };
 
 const whole = (t: GgufTensorInfo, headDim?: number): Virtual => ({
@@ -69,6 +71,7 @@ export function mapTensors(gguf: GgufFile, layout: GgufLayout, fileName: string)
   const splitKvB = new Map<number, { k?: GgufTensorInfo; v?: GgufTensorInfo }>();
   for (const t of gguf.tensors.values()) {
     if (GLOBAL[t.name]) { add(GLOBAL[t.name], whole(t)); continue; }
+    if (t.name === ROPE_FREQS && layout.arch === 'llama') continue;
     const m = /^blk\.(\d+)\.(\w+)\.(weight|bias)$/.exec(t.name);
     if (!m) { add(t.name, whole(t)); continue; }
     const l = Number(m[1]), kind = m[2], p = `model.layers.${l}.`;

@@ -242,6 +242,9 @@ function modelKvs(c: ModelConfig, arch: string, split: boolean, type: StoredType
     if (moe) throw new MlaError('BAD_INPUT', 'a Llama model with MoE layers is not written');
     kvs.push([k('attention.head_count_kv'), 'u32', a.kvHeads], [k('feed_forward_length'), 'u32', dense!.intermediate],
       [k('rope.dimension_count'), 'u32', a.headDim], [k('attention.key_length'), 'u32', a.headDim], [k('attention.value_length'), 'u32', a.vDim]);
+    // One factor for every frequency is llama.cpp's "linear" scaling; others go in rope_freqs.
+    const f = c.ropeFreqFactors;
+    if (f && f.every((x) => x === f[0])) kvs.push([k('rope.scaling.type'), 'str', 'linear'], [k('rope.scaling.factor'), 'f32', f[0]]);
     return kvs;
   }
   const leading = c.ffn.findIndex((f) => f.kind === 'moe');
@@ -322,6 +325,8 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
   const plain = (gguf: string, hf: string, opts: { f32?: boolean } = {}) => add(gguf, [...shapeOf(hf)].reverse(), [hf], () => read(hf), opts);
 
   plain('token_embd.weight', 'model.embed_tokens.weight');
+  const f = c.ropeFreqFactors;
+  if (f && !f.every((x) => x === f[0])) add('rope_freqs.weight', [f.length], [], () => Float32Array.from(f));
   plain('output_norm.weight', 'model.norm.weight');
   if (!c.tieEmbeddings) plain('output.weight', 'lm_head.weight');
   for (let l = 0; l < c.layers; l++) {

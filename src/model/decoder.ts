@@ -147,7 +147,7 @@ export class Decoder {
       next += Math.ceil(Math.max(1, n) * F / MATRIX_ALIGN) * MATRIX_ALIGN;
     }
     this.ops = new Ops(k, pool, this.s.pack, packBytes(c, k), this.s.attnSeg, sizes.attnSeg * F, this.s.act, sizes.act * F);
-    heap.f32(this.s.freqs, this.ropeDim / 2).set(ropeFrequencies(this.ropeDim, c.ropeTheta, c.yarn));
+    heap.f32(this.s.freqs, this.ropeDim / 2).set(ropeFrequencies(this.ropeDim, c.ropeTheta, c.yarn, c.ropeFreqFactors));
   }
 
   /** A Float32Array over the whole memory, made again only after the memory grew. */

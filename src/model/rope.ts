@@ -11,9 +11,10 @@ function correctionDim(rotations: number, dim: number, base: number, maxPosition
 /**
  * f_k = θ^(−2k/d) for k < d/2; under YaRN blended toward f_k / factor:
  * f'_k = f_k/factor · ramp_k + f_k · (1 − ramp_k), ramp rising linearly from 0 to 1 between
- * the correction dims of beta_fast (floored, ≥ 0) and beta_slow (ceiled, ≤ d − 1).
+ * the correction dims of beta_fast (floored, ≥ 0) and beta_slow (ceiled, ≤ d − 1). Llama's
+ * scalings divide each f_k by its factor (config.ropeFreqFactors), as llama.cpp does.
  */
-export function ropeFrequencies(dim: number, theta: number, yarn: YarnScaling | null): Float32Array {
+export function ropeFrequencies(dim: number, theta: number, yarn: YarnScaling | null, factors: readonly number[] | null = null): Float32Array {
   const half = dim / 2;
   const f = new Float32Array(half);
   let low = 0, high = 0;
@@ -24,7 +25,7 @@ export function ropeFrequencies(dim: number, theta: number, yarn: YarnScaling | 
   }
   for (let k = 0; k < half; k++) {
     const base = Math.pow(theta, (-2 * k) / dim);
-    if (!yarn) { f[k] = base; continue; }
+    if (!yarn) { f[k] = factors ? base / factors[k] : base; continue; }
     const ramp = Math.min(1, Math.max(0, (k - low) / (high - low)));
     f[k] = (base / yarn.factor) * ramp + base * (1 - ramp);
   }

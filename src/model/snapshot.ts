@@ -23,7 +23,9 @@ import { CACHE_FORMATS, KvCache, type CacheFormat } from './kv-cache.js';
 import type { Weights } from './weights.js';
 
 // 3: int8/int4 cache rows hold the sum of their codes after the scale (assembly/latent.ts).
-export const SNAPSHOT_VERSION = 3;
+// 4: the config (in the fingerprint) gained ropeFreqFactors: a version-3 snapshot would otherwise
+// be refused as another model's.
+export const SNAPSHOT_VERSION = 4;
 const MAGIC = [0x4d, 0x4c, 0x41, 0x53]; // "MLAS"
 
 export interface SnapshotHeader {

@@ -210,12 +210,32 @@ function yarnParams(config: HfConfig): null | { factor: number; originalMax: num
   };
 }
 
+/**
+ * Llama's rope_scaling as Hugging Face's _compute_linear_scaling_rope_parameters and
+ * _compute_llama3_parameters apply it: linear divides every frequency by the factor; llama3 keeps
+ * wavelengths below L / high_freq_factor, divides those above L / low_freq_factor by the factor,
+ * and in between takes (1 − s) · f / factor + s · f, s = (L / λ − low) / (high − low).
+ */
+function llamaScaledFreqs(f: Float64Array, rs: HfConfig['rope_scaling']): Float64Array {
+  if (rs == null) return f;
+  const type = rs.rope_type ?? rs.type;
+  if (type === 'linear') return f.map((x) => x / rs.factor);
+  if (type !== 'llama3') throw new Error(`reference: rope_scaling type ${type} is not supported for Llama`);
+  const L = rs.original_max_position_embeddings, low = rs.low_freq_factor, high = rs.high_freq_factor;
+  return f.map((x) => {
+    const wavelength = (2 * Math.PI) / x;
+    if (wavelength > L / low) return x / rs.factor;
+    if (wavelength < L / high) return x;
+    const s = (L / wavelength - low) / (high - low);
+    return (1 - s) * (x / rs.factor) + s * x;
+  });
+}
+
 /** Rotary setup for a config: frequencies, cos/sin scale and pair convention. */
 export function ropeSetup(config: HfConfig): RopeSetup {
   const theta = config.rope_theta ?? 10000;
   if (architectureOf(config) === 'llama') {
-    if (config.rope_scaling != null) throw new Error('reference: rope_scaling is not supported for Llama');
-    return { freqs: ropeFreqs(llamaHeadDim(config), theta), cosSinScale: 1, halfSplit: true };
+    return { freqs: llamaScaledFreqs(ropeFreqs(llamaHeadDim(config), theta), config.rope_scaling), cosSinScale: 1, halfSplit: true };
   }
   const dr = config.qk_rope_head_dim;
   const y = yarnParams(config);
