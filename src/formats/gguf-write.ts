@@ -147,6 +147,7 @@ function preTokenizerName(pre: unknown, hasMerges: boolean): string | null {
       return true;
     }
     if (p.type === 'ByteLevel') { byteLevelRegex ||= p.use_regex !== false; return true; }
+    if (p.type === 'Digits' && p.individual_digits === true) { splits.push('\\p{N}'); return true; }
     return false;
   };
   if (!visit(pre)) return null;
