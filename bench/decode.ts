@@ -26,7 +26,7 @@ export function syntheticConfig(attention: AttentionConfig): ModelConfig {
     vocabSize: 1024, hidden: HIDDEN, layers: LAYERS, attention,
     // V2-Lite's expert width: the bench is about attention, so the MLP is kept small.
     ffn: Array.from({ length: LAYERS }, () => ({ kind: 'dense' as const, intermediate: 1408 })),
-    rmsEps: 1e-6, ropeTheta: 10000, ropeStyle: attention.kind === 'mla' ? 'adjacent' : 'half', yarn: null, ropeFreqFactors: null,
+    rmsEps: 1e-6, ropeTheta: 10000, ropeStyle: attention.kind === 'mla' ? 'adjacent' : 'half', yarn: null, ropeFreqFactors: null, embedScale: 1, residualScale: 1, headScale: 1,
     maxPositions: 1 << 20, tieEmbeddings: false, bosTokenId: null, eosTokenIds: [],
   };
 }

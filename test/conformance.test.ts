@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../src/index.js';
 import { expectClose } from './helpers.js';
-import { makeRandomCheckpoint, referenceForward, tensorsFromSafetensors, tinyLlamaConfig, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config } from './reference/model.js';
+import { makeRandomCheckpoint, referenceForward, tensorsFromSafetensors, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config } from './reference/model.js';
 import { writeSafetensors, writeShardedSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
 
 const dirs: string[] = [];
@@ -47,6 +47,8 @@ const CASES: [string, Record<string, unknown>, FloatDtype, number][] = [
     rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
   }), 'F32', 1],
   ['Llama, linear rope scaling, F16', tinyLlamaConfig({ rope_scaling: { type: 'linear', factor: 4 } }), 'F16', 1],
+  ['MiniCPM3 (LongRoPE, embedding, residual and head scalings), BF16', tinyMiniCpm3Config(), 'BF16', 1],
+  ['MiniCPM3 with tied embeddings and no query compression, F32', tinyMiniCpm3Config({ tie_word_embeddings: true, q_lora_rank: null }), 'F32', 2],
 ];
 
 describe.each(CASES)('%s', (_name, config, dtype, shards) => {

@@ -2,8 +2,22 @@
 import { describe, expect, it } from 'vitest';
 import { loadModel, MlaError, type Model } from '../src/index.js';
 import { expectClose } from './helpers.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseConfig } from '../src/formats/config.js';
-import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig } from './reference/model.js';
+import { quantizeToFile } from '../src/formats/gguf-quantize.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig } from './reference/model.js';
+
+/** Each edit of `base` is BAD_CONFIG with a message matching its pattern. */
+function expectConfigErrors(base: Record<string, unknown>, cases: [Record<string, unknown>, RegExp][]): void {
+  for (const [over, message] of cases) {
+    let err: unknown;
+    try { parseConfig({ ...base, ...over }); } catch (e) { err = e; }
+    expect(err, JSON.stringify(over)).toBeInstanceOf(MlaError);
+    expect((err as MlaError).code).toBe('BAD_CONFIG');
+    expect((err as MlaError).message).toMatch(message);
+  }
+}
 
 async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<MlaError> {
   let err: unknown;
@@ -110,16 +124,29 @@ describe('loading bad checkpoints', () => {
       [{ rope_freq_factors: [1, 1, 1, 1, 1, 1, 1, -1] }, /"rope_freq_factors" must be 8 positive numbers/],
       [{ rope_freq_factors: new Array(8).fill(1), rope_scaling: { type: 'linear', factor: 2 } }, /both set/],
     ];
-    for (const [over, message] of cases) {
-      let err: unknown;
-      try { parseConfig({ ...llama, ...over }); } catch (e) { err = e; }
-      expect(err, JSON.stringify(over)).toBeInstanceOf(MlaError);
-      expect((err as MlaError).code).toBe('BAD_CONFIG');
-      expect((err as MlaError).message).toMatch(message);
-    }
+    expectConfigErrors(llama, cases);
     expect(() => parseConfig({ ...config, rope_freq_factors: [1, 1] })).toThrow(/for Llama-layout models only/);
     // "default" is Hugging Face's name for no scaling.
     expect(parseConfig({ ...llama, rope_scaling: { rope_type: 'default' } }).ropeFreqFactors).toBeNull();
+  });
+
+  it('MiniCPM3 configs it cannot read (BAD_CONFIG, naming what), and no GGUF writing yet (BAD_INPUT)', async () => {
+    const cpm = tinyMiniCpm3Config();
+    const longrope = cpm.rope_scaling;
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ max_position_embeddings: 256 }, /LongRoPE past its original context \(max_position_embeddings 256 > 128\) switches to long_factor/],
+      [{ rope_scaling: { ...longrope, short_factor: [1, 2] } }, /short_factor must be 4 positive numbers/],
+      [{ rope_scaling: { type: 'yarn', factor: 2, original_max_position_embeddings: 64 } }, /type "yarn" is not supported for MiniCPM3 \(only "longrope"\)/],
+      [{ scale_emb: -1 }, /scale_emb, scale_depth and dim_model_base must be > 0/],
+    ];
+    expectConfigErrors(cpm, cases);
+    // Hugging Face's MiniCPM3Config: absent scalings are MiniCPM3-4B's, null ones none.
+    const { scale_emb: _e, scale_depth: _s, dim_model_base: _b, ...bare } = cpm;
+    expect(parseConfig(bare)).toMatchObject({ embedScale: 12, residualScale: 1.4 / Math.sqrt(2), headScale: 256 / 64 });
+    expect(parseConfig({ ...cpm, scale_depth: null, dim_model_base: null })).toMatchObject({ residualScale: 1, headScale: 1 });
+    const path = join(tmpdir(), `mla-never-${process.pid}.gguf`);
+    const e = await expectCode(quantizeToFile({ config: cpm, tensors: makeRandomCheckpoint(cpm, 1) }, path, { type: 'Q8_0' }), 'BAD_INPUT');
+    expect(e.message).toMatch(/MiniCPM3 models are not written to GGUF yet/);
   });
 
   it('a folder that does not exist (BAD_SOURCE)', async () => {

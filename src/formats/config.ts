@@ -69,18 +69,29 @@ export interface ModelConfig {
   ropeStyle: 'adjacent' | 'half';
   yarn: YarnScaling | null;
   /**
-   * Llama layout only: a divisor for each rotary frequency (head_dim / 2 of them, f32 values), from
-   * rope_scaling "linear" (all the factor) or "llama3" (Llama 3.1+), or as GGUF's rope_freqs
-   * holds them (config key rope_freq_factors); null: none.
+   * A divisor for each rotary frequency (rotary dim / 2 of them, f32 values), or null. Llama:
+   * rope_scaling "linear" (all the factor) or "llama3" (Llama 3.1+), or as GGUF's rope_freqs holds
+   * them (config key rope_freq_factors). MiniCPM3: LongRoPE's short_factor.
    */
   ropeFreqFactors: number[] | null;
+  /**
+   * MiniCPM3's scalings (1 elsewhere): the embeddings are multiplied by embedScale (scale_emb), each
+   * residual branch by residualScale (scale_depth / √layers), and the final hidden state by
+   * headScale (dim_model_base / hidden_size) before lm_head.
+   */
+  embedScale: number;
+  residualScale: number;
+  headScale: number;
   maxPositions: number;
   tieEmbeddings: boolean;
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
 
-const MLA_ARCHS = ['DeepseekV2ForCausalLM', 'DeepseekV3ForCausalLM'];
+const DEEPSEEK_ARCHS = ['DeepseekV2ForCausalLM', 'DeepseekV3ForCausalLM'];
+/** DeepSeek-V2's attention with Llama's rotary pairing, LongRoPE and three scalings (embedScale …). */
+const MINICPM3 = 'MiniCPM3ForCausalLM';
+const MLA_ARCHS = [...DEEPSEEK_ARCHS, MINICPM3];
 const GQA_ARCHS = ['LlamaForCausalLM'];
 const MAX_LAYERS = 4096;
 
@@ -176,6 +187,30 @@ function parseLlamaRope(raw: Record<string, unknown>, headDim: number, theta: nu
   });
 }
 
+/**
+ * MiniCPM3's LongRoPE (Hugging Face's _compute_longrope_parameters): short_factor divides the
+ * frequencies while the sequence is within original_max_position_embeddings, long_factor past it,
+ * where cos and sin are also scaled. Only the first regime is implemented: a model whose
+ * max_position_embeddings passes the original context is refused.
+ */
+function parseLongRope(raw: Record<string, unknown>, ropeDim: number, maxPositions: number): number[] | null {
+  const s = raw.rope_scaling;
+  if (s === undefined || s === null) return null;
+  if (typeof s !== 'object' || Array.isArray(s)) bad('"rope_scaling" must be an object or null');
+  const r = s as Record<string, unknown>;
+  const type = r.rope_type ?? r.type;
+  if (type !== 'longrope') bad(`rope_scaling type ${showValue(type)} is not supported for MiniCPM3 (only "longrope")`);
+  const original = int(r, 'original_max_position_embeddings');
+  if (maxPositions > original) {
+    bad(`LongRoPE past its original context (max_position_embeddings ${maxPositions} > ${original}) switches to long_factor, which is not supported`);
+  }
+  const f = r.short_factor;
+  if (!Array.isArray(f) || f.length !== ropeDim / 2 || !f.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) {
+    bad(`rope_scaling.short_factor must be ${ropeDim / 2} positive numbers, got ${showValue(f)}`);
+  }
+  return f.map((x) => Math.fround(x));
+}
+
 /** Far above any released model (DeepSeek-V3: 256); bounds the work of checking a config. */
 const MAX_EXPERTS = 4096;
 
@@ -235,7 +270,9 @@ export function parseConfig(json: unknown): ModelConfig {
   let attention: AttentionConfig;
   let ropeStyle: ModelConfig['ropeStyle'];
   let ropeFreqFactors: number[] | null = null;
+  let embedScale = 1, residualScale = 1, headScale = 1;
   const ropeTheta = num(raw, 'rope_theta', 10000);
+  const maxPositions = int(raw, 'max_position_embeddings');
   if (MLA_ARCHS.includes(architecture)) {
     const ropeDim = int(raw, 'qk_rope_head_dim');
     if (ropeDim % 2) bad(`"qk_rope_head_dim" must be even, got ${ropeDim}`);
@@ -250,6 +287,16 @@ export function parseConfig(json: unknown): ModelConfig {
     };
     ropeStyle = 'adjacent';
     if (raw.rope_freq_factors !== undefined && raw.rope_freq_factors !== null) bad('"rope_freq_factors" is for Llama-layout models only');
+    if (architecture === MINICPM3) {
+      // Hugging Face's MiniCPM3Config: absent keys take MiniCPM3-4B's values; scale_depth and
+      // dim_model_base null mean no scaling.
+      ropeStyle = 'half';
+      ropeFreqFactors = parseLongRope(raw, ropeDim, maxPositions);
+      embedScale = num(raw, 'scale_emb', 12);
+      residualScale = raw.scale_depth === null ? 1 : num(raw, 'scale_depth', 1.4) / Math.sqrt(layers);
+      headScale = raw.dim_model_base === null ? 1 : num(raw, 'dim_model_base', 256) / hidden;
+      if (!(embedScale > 0 && residualScale > 0 && headScale > 0)) bad('scale_emb, scale_depth and dim_model_base must be > 0');
+    }
   } else if (GQA_ARCHS.includes(architecture)) {
     const kvHeads = optInt(raw, 'num_key_value_heads', heads)!;
     if (heads % kvHeads) bad(`num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
@@ -271,13 +318,14 @@ export function parseConfig(json: unknown): ModelConfig {
     hidden,
     layers,
     attention,
-    ffn: parseFfn(raw, layers, intermediate, MLA_ARCHS.includes(architecture)),
+    ffn: parseFfn(raw, layers, intermediate, DEEPSEEK_ARCHS.includes(architecture)),
     rmsEps: num(raw, 'rms_norm_eps', 1e-6),
     ropeTheta,
     ropeStyle,
-    yarn: ropeStyle === 'adjacent' ? parseYarn(raw) : null,
+    yarn: DEEPSEEK_ARCHS.includes(architecture) ? parseYarn(raw) : null,
     ropeFreqFactors,
-    maxPositions: int(raw, 'max_position_embeddings'),
+    embedScale, residualScale, headScale,
+    maxPositions,
     tieEmbeddings: raw.tie_word_embeddings === true,
     bosTokenId: optInt(raw, 'bos_token_id', null, 0),
     eosTokenIds: tokenIds(raw.eos_token_id),

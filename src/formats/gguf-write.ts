@@ -298,6 +298,7 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
   if (!(type in TYPE_ID)) throw new MlaError('BAD_INPUT', `GGUF type ${String(type)} is not written (F32, F16, BF16, Q8_0, Q4_0)`);
   const keep = new Set(options.keep ?? []);
   const a = c.attention;
+  if (c.architecture === 'MiniCPM3ForCausalLM') throw new MlaError('BAD_INPUT', 'MiniCPM3 models are not written to GGUF yet');
   const arch = a.kind === 'mla' ? 'deepseek2' : 'llama';
   const split = a.kind === 'mla' && (options.mlaLayout ?? 'split') === 'split';
   const shapeOf = (name: string) => {

@@ -5,7 +5,7 @@
 import type { GroupedAttention, MlaAttention, ModelConfig, MoeFfn } from '../formats/config.js';
 import type { Heap } from '../host/heap.js';
 import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
-import { BLOCK, FINISH, INIT, type LatentFormat, type RopeStyle } from './op-calls.js';
+import { BLOCK, FINISH, INIT, type LatentFormat } from './op-calls.js';
 import { actQuantBytes, attnScratchBytes, attnSegmentBytes, matmulPackBytes, type ScratchKernels } from './op-scratch.js';
 import { Ops } from './ops.js';
 import { type ThreadPool } from '../host/pool.js';
@@ -29,9 +29,6 @@ export const CHUNK = 128;
 /** Cached positions expanded at a time by naive MLA attention. */
 const KEY_BLOCK = 64;
 const F = 4; // bytes per f32
-
-/** RoPE's pairing by attention kind: DeepSeek rotates adjacent pairs, Llama the two halves of a head. */
-const MLA_ROPE: RopeStyle = 'adjacent', LLAMA_ROPE: RopeStyle = 'half';
 
 type ScratchName = 'ids' | 'x' | 'xn' | 'u' | 'proj' | 'q' | 'o' | 'gu' | 'logits' | 'cos' | 'sin' | 'freqs' |
   'attnM' | 'attnL' | 'attnScratch' | 'attnSeg' | 'kvExp' | 'qAbs' | 'oLat' | 'pack' | 'router' | 'xe' | 'ye' | 'act' |
@@ -168,9 +165,11 @@ export class Decoder {
   }
 
   /** Rotate, in place, `heads` vectors of `dim` values (headStride floats apart) in each of T rows, from table float `at` on. */
-  private rope(x: number, stride: number, T: number, heads: number, headStride: number, dim: number, style: RopeStyle, at: number): void {
+  /** RoPE in the config's pairing: DeepSeek rotates adjacent pairs, Llama and MiniCPM3 the two halves. */
+  private rope(x: number, stride: number, T: number, heads: number, headStride: number, dim: number, at: number): void {
     const s = this.s;
-    this.ops.rope({ x: { ptr: x, stride }, rows: T, heads, headStride, dim, table: { cos: s.cos + at * F, sin: s.sin + at * F }, style });
+    this.ops.rope({ x: { ptr: x, stride }, rows: T, heads, headStride, dim, table: { cos: s.cos + at * F, sin: s.sin + at * F },
+      style: this.config.ropeStyle });
   }
 
   /** Copy `n` floats from each of `rows` rows (strides in floats). */
@@ -204,7 +203,8 @@ export class Decoder {
   private runRows(parts: readonly Part[], R: number, path: AttentionPath, first: number): number {
     const { ops, s, config: c } = this;
     const d = c.hidden, half = this.ropeDim / 2;
-    ops.embed(this.w.embed, s.ids, R, s.x);
+    if (c.embedScale === 1) ops.embed(this.w.embed, s.ids, R, s.x);
+    else this.scaled(c.embedScale, s.x, R * d, () => ops.embed(this.w.embed, s.ids, R, s.u), s.u);
     for (const p of parts) {
       ops.ropeTable({ freqs: s.freqs, half, pos0: p.pos, count: p.count, scale: this.ropeAmp,
         cos: s.cos + p.row * half * F, sin: s.sin + p.row * half * F });
@@ -216,19 +216,35 @@ export class Decoder {
       this.attentionInputTap?.(l, this.heap.f32(s.xn, R * d));
       if (c.attention.kind === 'mla') this.mlaAttention(c.attention, l, parts, R, path);
       else this.groupedAttention(c.attention, l, parts, R);
-      ops.add(s.x, s.u, R * d);
+      this.residual(s.x, s.u, R * d);
       // h += FFN(RMSNorm(h))
       this.rmsnorm(s.x, d, lw.postNorm, s.xn, d, R, d);
       const f = c.ffn[l];
       if (f.kind === 'dense') this.swiglu(s.xn, lw.wGateUp!, lw.wDown!, f.intermediate, s.u, R);
       else this.moe(f, lw, R);
-      ops.add(s.x, s.u, R * d);
+      this.residual(s.x, s.u, R * d);
     }
     // Final RMSNorm and lm_head, for the rows whose logits are wanted.
     const rows = R - first;
-    this.rmsnorm(s.x + first * d * F, d, this.w.finalNorm, s.xn, d, rows, d);
+    const norm = () => this.rmsnorm(s.x + first * d * F, d, this.w.finalNorm, c.headScale === 1 ? s.xn : s.u, d, rows, d);
+    if (c.headScale === 1) norm();
+    else this.scaled(c.headScale, s.xn, rows * d, norm, s.u);
     this.linear(s.xn, d, this.w.lmHead, s.logits, c.vocabSize, rows);
     return s.logits;
+  }
+
+  /** h += branch, or h += residualScale · branch (MiniCPM3). */
+  private residual(x: number, branch: number, n: number): void {
+    const a = this.config.residualScale;
+    if (a === 1) this.ops.add(x, branch, n);
+    else this.ops.axpy(x, branch, a, n);
+  }
+
+  /** out[0, n) = alpha · what `write` puts at `tmp`. */
+  private scaled(alpha: number, out: number, n: number, write: () => void, tmp: number): void {
+    write();
+    this.heap.f32(out, n).fill(0);
+    this.ops.axpy(out, tmp, alpha, n);
   }
 
   /** out[T, d] = down(silu(gate(x)) ⊙ up(x)), with [gate | up] stored as one matrix. */
@@ -285,7 +301,7 @@ export class Decoder {
       this.linear(s.proj, inRows, lw.wqB!, s.q, H * qHead, R);
       q = s.q; qStride = H * qHead;
     }
-    this.rope(q + dn * F, qStride, R, H, qHead, dr, MLA_ROPE, 0);
+    this.rope(q + dn * F, qStride, R, H, qHead, dr, 0);
     // 2. Cache row of each token: [RMSNorm(c_kv) ; RoPE(k_r)], the only thing MLA keeps (a narrow
     // cache: made in f32, then stored narrow).
     for (const { cache, pos, row, count } of parts) {
@@ -295,7 +311,7 @@ export class Decoder {
       if (a.latentNorm) this.rmsnorm(proj + qIn * F, inRows, lw.kvNorm, row0, rowStride, count, dc);
       else this.copyRows(proj + qIn * F, inRows, row0, rowStride, count, dc); // "qk_latent_layernorm": false
       this.copyRows(proj + (qIn + dc) * F, inRows, row0 + dc * F, rowStride, count, dr);
-      this.rope(row0 + dc * F, rowStride, count, 1, dr, dr, MLA_ROPE, row * half);
+      this.rope(row0 + dc * F, rowStride, count, 1, dr, dr, row * half);
       if (narrow) {
         this.ops.latentStore({ format: cache.format as LatentFormat, f32: { ptr: row0, stride: dc + dr },
           narrow: { ptr: cache.at(l, pos), stride: cache.rowBytes }, rows: count, dc, dr });
@@ -391,8 +407,8 @@ export class Decoder {
     const d = this.config.hidden, H = a.heads, G = a.kvHeads, hd = a.headDim, dv = a.vDim;
     const inRows = lw.inRows, perGroup = H / G;
     this.linear(s.xn, d, lw.wIn, s.proj, inRows, R); // [q | k | v]
-    this.rope(s.proj, inRows, R, H, hd, hd, LLAMA_ROPE, 0);
-    this.rope(s.proj + H * hd * F, inRows, R, G, hd, hd, LLAMA_ROPE, 0);
+    this.rope(s.proj, inRows, R, H, hd, hd, 0);
+    this.rope(s.proj + H * hd * F, inRows, R, G, hd, hd, 0);
     for (const { cache, pos, row, count: T } of parts) {
       const proj = s.proj + row * inRows * F, o = s.o + row * H * dv * F;
       this.copyRows(proj + H * hd * F, inRows, cache.at(l, pos), cache.row, T, G * (hd + dv));

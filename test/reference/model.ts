@@ -25,8 +25,27 @@ export function architectureOf(config: HfConfig): Arch {
   const a: string = config.architectures?.[0] ?? '';
   const t: string = config.model_type ?? '';
   if (a === 'DeepseekV2ForCausalLM' || a === 'DeepseekV3ForCausalLM' || t === 'deepseek_v2' || t === 'deepseek_v3') return 'mla';
+  if (isMiniCpm3(config)) return 'mla';
   if (a === 'LlamaForCausalLM' || t === 'llama') return 'llama';
   throw new Error(`reference: unsupported architecture ${a || t || '(none)'}`);
+}
+
+/** MiniCPM3: DeepSeek-V2's attention, rotated as Llama rotates (rotate_half), LongRoPE, and three scalings. */
+export function isMiniCpm3(config: HfConfig): boolean {
+  return config.architectures?.[0] === 'MiniCPM3ForCausalLM' || config.model_type === 'minicpm3';
+}
+
+/**
+ * MiniCPM3's scalings as Hugging Face's MiniCPM3 model applies them (absent keys: MiniCPM3-4B's
+ * values, null: none): embeddings × scale_emb, each residual branch × scale_depth / √layers, the
+ * final hidden state ÷ (hidden_size / dim_model_base) before lm_head. 1 for other models.
+ */
+function miniCpm3Scales(config: HfConfig): { embed: number; residual: number; head: number } {
+  if (!isMiniCpm3(config)) return { embed: 1, residual: 1, head: 1 };
+  const L = config.num_hidden_layers, d = config.hidden_size;
+  const depth = config.scale_depth === null ? Math.sqrt(L) : config.scale_depth ?? 1.4;
+  const base = config.dim_model_base === null ? d : config.dim_model_base ?? 256;
+  return { embed: config.scale_emb ?? 12, residual: depth / Math.sqrt(L), head: 1 / (d / base) };
 }
 
 /** Whether layer L's FFN is a mixture of experts (HF: n_routed_experts set, L ≥ first_k_dense_replace, L % moe_layer_freq == 0). */
@@ -238,6 +257,15 @@ export function ropeSetup(config: HfConfig): RopeSetup {
     return { freqs: llamaScaledFreqs(ropeFreqs(llamaHeadDim(config), theta), config.rope_scaling), cosSinScale: 1, halfSplit: true };
   }
   const dr = config.qk_rope_head_dim;
+  if (isMiniCpm3(config)) {
+    // LongRoPE (HF _compute_longrope_parameters) within the original context: inv_freq / short_factor, cos and sin unscaled.
+    const rs = config.rope_scaling;
+    if (rs == null) return { freqs: ropeFreqs(dr, theta), cosSinScale: 1, halfSplit: true };
+    if ((rs.rope_type ?? rs.type) !== 'longrope' || config.max_position_embeddings > rs.original_max_position_embeddings) {
+      throw new Error('reference: MiniCPM3 takes LongRoPE within its original context only');
+    }
+    return { freqs: ropeFreqs(dr, theta).map((f, k) => f / rs.short_factor[k]), cosSinScale: 1, halfSplit: true };
+  }
   const y = yarnParams(config);
   if (!y) return { freqs: ropeFreqs(dr, theta), cosSinScale: 1, halfSplit: false };
   return {
@@ -251,6 +279,7 @@ export function ropeSetup(config: HfConfig): RopeSetup {
 export function attentionScale(config: HfConfig): number {
   if (architectureOf(config) === 'llama') return 1 / Math.sqrt(llamaHeadDim(config));
   let s = 1 / Math.sqrt(config.qk_nope_head_dim + config.qk_rope_head_dim);
+  if (isMiniCpm3(config)) return s;
   const y = yarnParams(config);
   if (y && y.mscaleAllDim) {
     const m = yarnMscale(y.factor, y.mscaleAllDim);
@@ -281,7 +310,7 @@ export function mlaLatent(config: HfConfig, tensors: Tensors, layer: number, x: 
   const ckv = norm(tensors, `${p}.kv_a_layernorm.weight`, columns(kva, T, dc + dr, 0, dc), T, dc, config.rms_norm_eps);
   const kR = columns(kva, T, dc + dr, dc, dr);
   const r = ropeSetup(config);
-  for (let t = 0; t < T; t++) rope(kR, t * dr, t, r.freqs, false, r.cosSinScale);
+  for (let t = 0; t < T; t++) rope(kR, t * dr, t, r.freqs, r.halfSplit, r.cosSinScale);
   return { ckv, kR };
 }
 
@@ -290,7 +319,7 @@ export function mlaRotateQuery(config: HfConfig, q: Float64Array, T: number): vo
   const H = config.num_attention_heads, dn = config.qk_nope_head_dim, dr = config.qk_rope_head_dim;
   const r = ropeSetup(config);
   for (let t = 0; t < T; t++) {
-    for (let i = 0; i < H; i++) rope(q, (t * H + i) * (dn + dr) + dn, t, r.freqs, false, r.cosSinScale);
+    for (let i = 0; i < H; i++) rope(q, (t * H + i) * (dn + dr) + dn, t, r.freqs, r.halfSplit, r.cosSinScale);
   }
 }
 
@@ -477,9 +506,10 @@ export function referenceForward(config: HfConfig, tensors: Tensors, ids: number
   // Embedding.
   const embed = weight(tensors, 'model.embed_tokens.weight', [V, d]);
   const x = new Float64Array(T * d);
+  const scales = miniCpm3Scales(config);
   ids.forEach((id, t) => {
     if (!Number.isInteger(id) || id < 0 || id >= V) throw new Error(`reference: token ${id} out of range`);
-    for (let i = 0; i < d; i++) x[t * d + i] = embed[id * d + i];
+    for (let i = 0; i < d; i++) x[t * d + i] = embed[id * d + i] * scales.embed;
   });
 
   // Pre-norm residual blocks: h += Attn(RMSNorm(h)); h += FFN(RMSNorm(h)).
@@ -487,14 +517,14 @@ export function referenceForward(config: HfConfig, tensors: Tensors, ids: number
     const p = `model.layers.${l}`;
     const a = norm(tensors, `${p}.input_layernorm.weight`, x, T, d, eps);
     const attn = arch === 'mla' ? mlaAttention(config, tensors, l, a, T) : llamaAttention(config, tensors, l, a, T);
-    for (let i = 0; i < x.length; i++) x[i] += attn[i];
+    for (let i = 0; i < x.length; i++) x[i] += attn[i] * scales.residual;
     const f = norm(tensors, `${p}.post_attention_layernorm.weight`, x, T, d, eps);
     const out = ffn(config, tensors, l, f, T);
-    for (let i = 0; i < x.length; i++) x[i] += out[i];
+    for (let i = 0; i < x.length; i++) x[i] += out[i] * scales.residual;
   }
 
   // Final norm and LM head (tied to the embedding when tie_word_embeddings).
-  const h = norm(tensors, 'model.norm.weight', x, T, d, eps);
+  const h = norm(tensors, 'model.norm.weight', x, T, d, eps).map((v) => v * scales.head);
   const head = config.tie_word_embeddings ? embed : weight(tensors, 'lm_head.weight', [V, d]);
   return matmulNT(h, head, T, d, V);
 }
@@ -586,6 +616,24 @@ export function tinyMlaConfig(overrides: Record<string, unknown> = {}): HfConfig
     torch_dtype: 'float32',
     ...overrides,
   };
+}
+
+/**
+ * Tiny MiniCPM3: the dense MLA above with rotate_half rotary, LongRoPE short factors within its
+ * original context, and MiniCPM3-4B's scalings (scale_emb 12, scale_depth 1.4, dim_model_base 16
+ * of 64, as 256 of 2560 there).
+ */
+export function tinyMiniCpm3Config(overrides: Record<string, unknown> = {}): HfConfig {
+  return tinyMlaConfig({
+    architectures: ['MiniCPM3ForCausalLM'],
+    model_type: 'minicpm3',
+    scale_emb: 12,
+    scale_depth: 1.4,
+    dim_model_base: 16,
+    rope_scaling: { rope_type: 'longrope', original_max_position_embeddings: 128,
+      short_factor: [1, 1.5, 3, 12], long_factor: [1, 2, 8, 32] },
+    ...overrides,
+  });
 }
 
 /** Tiny DeepSeek-V2 MoE: layer 0 dense, layer 1 MoE (8 experts, top-2, softmax greedy, 2 shared). */
