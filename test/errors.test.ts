@@ -130,7 +130,7 @@ describe('loading bad checkpoints', () => {
     expect(parseConfig({ ...llama, rope_scaling: { rope_type: 'default' } }).ropeFreqFactors).toBeNull();
   });
 
-  it('MiniCPM3 configs it cannot read (BAD_CONFIG, naming what), and no GGUF writing yet (BAD_INPUT)', async () => {
+  it('MiniCPM3 configs it cannot read (BAD_CONFIG, naming what), and GGUF files llama.cpp would misread (BAD_INPUT)', async () => {
     const cpm = tinyMiniCpm3Config();
     const longrope = cpm.rope_scaling;
     const cases: [Record<string, unknown>, RegExp][] = [
@@ -145,8 +145,12 @@ describe('loading bad checkpoints', () => {
     expect(parseConfig(bare)).toMatchObject({ embedScale: 12, residualScale: 1.4 / Math.sqrt(2), headScale: 256 / 64 });
     expect(parseConfig({ ...cpm, scale_depth: null, dim_model_base: null })).toMatchObject({ residualScale: 1, headScale: 1 });
     const path = join(tmpdir(), `mla-never-${process.pid}.gguf`);
+    // The tiny config's dim_model_base is 16; llama.cpp's minicpm3 graph fixes 256.
     const e = await expectCode(quantizeToFile({ config: cpm, tensors: makeRandomCheckpoint(cpm, 1) }, path, { type: 'Q8_0' }), 'BAD_INPUT');
-    expect(e.message).toMatch(/MiniCPM3 models are not written to GGUF yet/);
+    expect(e.message).toMatch(/minicpm3 fixes scale_emb 12, scale_depth 1.4 and dim_model_base 256: this model differs \(headScale\)/);
+    const noLora = tinyMiniCpm3Config({ dim_model_base: 256, q_lora_rank: null });
+    const f = await expectCode(quantizeToFile({ config: noLora, tensors: makeRandomCheckpoint(noLora, 1) }, path, { type: 'Q8_0' }), 'BAD_INPUT');
+    expect(f.message).toMatch(/minicpm3 needs q_lora_rank/);
   });
 
   it('a folder that does not exist (BAD_SOURCE)', async () => {

@@ -10,7 +10,7 @@ import { parseConfig } from '../src/formats/config.js';
 import { openSource, type InMemoryModel } from '../src/formats/source.js';
 import { writeGguf, type GgufWriteOptions } from '../src/formats/gguf-write.js';
 import { decodeRow, quantizeQ4_0, quantizeQ8_0 } from '../src/formats/quant-blocks.js';
-import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config } from './reference/model.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config } from './reference/model.js';
 import { writeSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
 
 const FORTUNE = new URL('../models/fortune-mla/', import.meta.url);
@@ -68,6 +68,8 @@ const cases: [string, Record<string, unknown>][] = [
     rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
   })],
   ['Llama linear rope scaling', tinyLlamaConfig({ rope_scaling: { type: 'linear', factor: 4 } })],
+  // llama.cpp's minicpm3 fixes dim_model_base at 256 (the writer refuses other values).
+  ['MiniCPM3 (LongRoPE, scalings)', tinyMiniCpm3Config({ dim_model_base: 256 })],
 ];
 
 describe.each(cases)('GGUF round trip: %s', (_name, config) => {

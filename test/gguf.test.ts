@@ -178,7 +178,7 @@ describe('GGUF model checks', () => {
     const g = (kvs: RawGguf['kvs']) => ({ 'm.gguf': rawGguf({ kvs, tensors: [] }) });
     await expectErrorAsync(openSource(g([])), 'BAD_CONFIG', /"general.architecture" is missing/);
     await expectErrorAsync(openSource(g([['general.architecture', { t: 'str', v: 'gemma' }]])), 'BAD_CONFIG', /"gemma" is not supported/);
-    await expectErrorAsync(openSource(g([['general.architecture', { t: 'str', v: 'minicpm3' }]])), 'BAD_CONFIG', /"minicpm3" is not read from GGUF yet; its Hugging Face checkpoints/);
+    await expectErrorAsync(openSource(g([['general.architecture', { t: 'str', v: 'minicpm3' }]])), 'BAD_CONFIG', /"minicpm3.attention.head_count" is missing/);
     await expectErrorAsync(openSource(g([['general.architecture', { t: 'str', v: 'llama' }], ['llama.attention.head_count', { t: 'str', v: '4' }]])),
       'BAD_CONFIG', /"llama.attention.head_count" must be a number/);
     await expectErrorAsync(openSource(g([['general.architecture', { t: 'str', v: 'llama' }], ['llama.attention.head_count', { t: 'u32', v: 4 }]])),

@@ -1,6 +1,7 @@
 // GGUF files against llama.cpp itself, through node-llama-cpp (3.21.1, its prebuilt CPU binary):
 //   1. files this package writes (the built-in fortune-mla, a checkpoint with DeepSeek-V2-Lite's
-//      attention dims, and small Llamas, one with Llama 3.1's rope scaling, as F32, Q8_0 and Q4_0)
+//      attention dims, a MiniCPM3, and small Llamas, one with Llama 3.1's rope scaling, as F32, Q8_0
+//      and Q4_0)
 //      load in llama.cpp, which tokenizes the prompt as we do and
 //      picks the same greedy tokens; its log-probabilities at every prompt position are within the
 //      stated tolerance of ours;
@@ -25,7 +26,7 @@ import { convertToMla, writeConvertedGguf, type ConvertedModel } from '../src/co
 import { parseGguf } from '../src/formats/gguf.js';
 import { quantizeToFile } from '../src/formats/gguf-quantize.js';
 import { memoryFile } from '../src/formats/source.js';
-import { makeRandomCheckpoint, tinyLlamaConfig, tinyMlaMoeV2Config } from './reference/model.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaMoeV2Config } from './reference/model.js';
 
 type Nlc = typeof import('node-llama-cpp');
 type Llama = Awaited<ReturnType<Nlc['getLlama']>>;
@@ -64,11 +65,21 @@ const LLAMA_GQA = tinyLlamaConfig({ vocab_size: 264, hidden_size: 256, num_atten
   intermediate_size: 512, num_hidden_layers: 4, max_position_embeddings: 256, bos_token_id: 256, eos_token_id: 257 });
 /** The same with Llama 3.1's rope scaling (rope_freqs in the file): 2 of the 16 frequencies kept, 3 blended, 11 divided by 8. */
 const LLAMA3_ROPE = { ...LLAMA_GQA, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } };
+/**
+ * MiniCPM3's layout (q and kv LoRA, rope in halves, LongRoPE short factors within the context,
+ * scale_emb 12, scale_depth 1.4, dim_model_base 256, the values llama.cpp's minicpm3 graph fixes), narrower.
+ */
+const MINICPM3 = tinyMiniCpm3Config({ vocab_size: 264, hidden_size: 256, num_attention_heads: 4, num_key_value_heads: 4,
+  q_lora_rank: 64, kv_lora_rank: 64, qk_nope_head_dim: 32, qk_rope_head_dim: 16, v_head_dim: 32, intermediate_size: 512,
+  num_hidden_layers: 4, max_position_embeddings: 256, dim_model_base: 256, bos_token_id: 256, eos_token_id: 257,
+  rope_scaling: { rope_type: 'longrope', original_max_position_embeddings: 256,
+    short_factor: [1, 1, 1.2, 1.6, 2.5, 4, 7, 12], long_factor: [1, 2, 4, 8, 16, 32, 64, 128] } });
 const MODELS = {
   'fortune-mla': FORTUNE as URL | object,
   'V2-Lite dims': { config: V2_LITE_DIMS, tensors: makeRandomCheckpoint(V2_LITE_DIMS, 17), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
   'Llama GQA': { config: LLAMA_GQA, tensors: makeRandomCheckpoint(LLAMA_GQA, 19), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
   'Llama 3 rope scaling': { config: LLAMA3_ROPE, tensors: makeRandomCheckpoint(LLAMA3_ROPE, 19), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
+  MiniCPM3: { config: MINICPM3, tensors: makeRandomCheckpoint(MINICPM3, 23), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
 };
 const PROMPT = 'Q: What do you call a programmer who never sleeps?\nA:';
 const NEW_TOKENS = 24;
@@ -85,6 +96,7 @@ const TOLERANCE: Record<string, Record<'F32' | 'Q8_0' | 'Q4_0', number>> = {
   'V2-Lite dims': { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
   'Llama GQA': { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
   'Llama 3 rope scaling': { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
+  MiniCPM3: { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
 };
 
 function logSoftmax(row: Float32Array): Float64Array {

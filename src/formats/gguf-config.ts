@@ -9,11 +9,13 @@
 //     .attention.key_length_mla/.value_length_mla and head_count_kv = 1), .leading_dense_block_count,
 //     .expert_{count,used_count,shared_count,feed_forward_length,weights_scale,weights_norm,
 //     gating_func,group_count,group_used_count}, .rope.scaling.yarn_log_multiplier (0.1·mscale_all_dim).
+//   minicpm3: .attention.q_lora_rank, .kv_lora_rank, .key_length (d_n + d_r), .value_length (may be
+//     absent: hidden / heads), .rope.dimension_count; LongRoPE's factors are tensors.
 import { MlaError, showValue } from '../errors.js';
 import type { GgufFile, GgufValue } from './gguf.js';
 import type { GgufLayout } from './gguf-tensors.js';
 
-export const GGUF_ARCHS = ['deepseek2', 'llama'];
+export const GGUF_ARCHS = ['deepseek2', 'llama', 'minicpm3'];
 
 export interface GgufModel {
   /** What config.json would hold (checked later by parseConfig). */
@@ -70,9 +72,6 @@ export function ggufModel(gguf: GgufFile, fileName: string): GgufModel {
   const m = metadataReader(gguf, fileName);
   const arch = m.str('general.architecture');
   if (arch === undefined) throw new MlaError('BAD_CONFIG', `${fileName}: metadata "general.architecture" is missing`);
-  if (arch === 'minicpm3') {
-    throw new MlaError('BAD_CONFIG', `${fileName}: architecture "minicpm3" is not read from GGUF yet; its Hugging Face checkpoints (MiniCPM3ForCausalLM) load`);
-  }
   if (!GGUF_ARCHS.includes(arch)) {
     throw new MlaError('BAD_CONFIG', `${fileName}: architecture ${showValue(arch)} is not supported (expected one of ${GGUF_ARCHS.join(', ')})`);
   }
@@ -122,6 +121,28 @@ export function ggufModel(gguf: GgufFile, fileName: string): GgufModel {
       head_dim: headDim,
       intermediate_size: m.int(k('feed_forward_length'), true),
     });
+    return { config, layout: { arch, heads, kvHeads } };
+  }
+
+  if (arch === 'minicpm3') {
+    // llama.cpp's minicpm3 graph fixes MiniCPM3-4B's scalings; its converter writes no
+    // value_length (llama.cpp then takes hidden / heads) and keeps LongRoPE's factors as tensors
+    // (gguf-model.ts puts them in rope_scaling).
+    const rope = m.int(k('rope.dimension_count'), true)!;
+    const keyLength = m.int(k('attention.key_length'), true)!;
+    if (keyLength <= rope) throw new MlaError('BAD_CONFIG', `${fileName}: key length ${keyLength} is not more than the rope dimension ${rope}`);
+    Object.assign(config, {
+      architectures: ['MiniCPM3ForCausalLM'],
+      num_key_value_heads: heads,
+      q_lora_rank: m.int(k('attention.q_lora_rank')) || null,
+      kv_lora_rank: m.int(k('attention.kv_lora_rank'), true),
+      qk_nope_head_dim: keyLength - rope,
+      qk_rope_head_dim: rope,
+      v_head_dim: m.int(k('attention.value_length')) ?? hidden / heads,
+      intermediate_size: m.int(k('feed_forward_length'), true),
+      scale_emb: 12, scale_depth: 1.4, dim_model_base: 256,
+    });
+    delete config.rope_scaling;
     return { config, layout: { arch, heads, kvHeads } };
   }
 

@@ -5,7 +5,7 @@ import type { ByteFile } from './byte-file.js';
 import { parseConfig } from './config.js';
 import { parseGguf, type GgufFile } from './gguf.js';
 import { ggufModel } from './gguf-config.js';
-import { ggufTensorSource, ROPE_FREQS } from './gguf-tensors.js';
+import { ggufTensorSource, ROPE_FACTORS, ROPE_FREQS } from './gguf-tensors.js';
 import { ggufTokenizer } from './gguf-tokenizer.js';
 import type { TensorSource } from './tensor-source.js';
 import type { TokenizerFiles } from './tokenizer.js';
@@ -19,14 +19,15 @@ export interface OpenedGguf {
 }
 
 /**
- * llama's rope_freqs tensor (llama.cpp's converter writes it for Llama 3.1+ rope scaling): one
- * divisor per rotary frequency, which the config carries as rope_freq_factors.
+ * A rope scaling tensor: llama's rope_freqs (llama.cpp's converter writes it for Llama 3.1+), one
+ * divisor per rotary frequency, which the config carries as rope_freq_factors; minicpm3's LongRoPE
+ * rope_factors_short / _long, its rope_scaling.short_factor / long_factor.
  */
-function ropeFreqs(file: ByteFile, gguf: GgufFile): number[] | undefined {
-  const t = gguf.tensors.get(ROPE_FREQS);
-  if (!t || gguf.metadata.get('general.architecture') !== 'llama') return undefined;
+function vector(file: ByteFile, gguf: GgufFile, name: string): number[] | undefined {
+  const t = gguf.tensors.get(name);
+  if (!t) return undefined;
   if (t.type !== 'F32' || t.ne.length !== 1) {
-    throw new MlaError('BAD_CHECKPOINT', `${file.name}: ${ROPE_FREQS} must be F32 of one dimension, got ${t.type} [${t.ne}]`);
+    throw new MlaError('BAD_CHECKPOINT', `${file.name}: ${name} must be F32 of one dimension, got ${t.type} [${t.ne}]`);
   }
   const bytes = new Uint8Array(t.bytes);
   file.read(t.begin, bytes);
@@ -36,8 +37,18 @@ function ropeFreqs(file: ByteFile, gguf: GgufFile): number[] | undefined {
 export function openGguf(file: ByteFile): OpenedGguf {
   const gguf = parseGguf(file);
   const { config, layout } = ggufModel(gguf, file.name);
-  const factors = ropeFreqs(file, gguf);
-  if (factors) config.rope_freq_factors = factors;
+  const arch = gguf.metadata.get('general.architecture');
+  if (arch === 'llama') {
+    const factors = vector(file, gguf, ROPE_FREQS);
+    if (factors) config.rope_freq_factors = factors;
+  }
+  if (arch === 'minicpm3') {
+    const short = vector(file, gguf, ROPE_FACTORS.short), long = vector(file, gguf, ROPE_FACTORS.long);
+    if (short || long) {
+      config.rope_scaling = { rope_type: 'longrope', short_factor: short ?? long, long_factor: long ?? short,
+        original_max_position_embeddings: gguf.metadata.get('minicpm3.rope.scaling.original_context_length') ?? config.max_position_embeddings };
+    }
+  }
   try {
     parseConfig(config);
   } catch (e) {

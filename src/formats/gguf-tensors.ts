@@ -28,7 +28,7 @@ type Piece =
 interface Virtual { shape: number[]; pieces: Piece[] }
 
 export interface GgufLayout {
-  arch: 'deepseek2' | 'llama';
+  arch: 'deepseek2' | 'llama' | 'minicpm3';
   heads: number;
   kvHeads: number;
 }
@@ -52,8 +52,9 @@ const DEEPSEEK2: Record<string, string> = {
 };
 const LLAMA: Record<string, string> = { attn_v: 'self_attn.v_proj' };
 const EXPERTS: Record<string, string> = { ffn_gate_exps: 'gate_proj', ffn_up_exps: 'up_proj', ffn_down_exps: 'down_proj' };
-/** llama's rope scaling divisors: read into the config (gguf-model.ts), not a weight. */
+/** Rope scaling divisors: llama's, minicpm3's LongRoPE factors. Read into the config (gguf-model.ts), not weights. */
 export const ROPE_FREQS = 'rope_freqs.weight';
+export const ROPE_FACTORS = { short: 'rope_factors_short.weight', long: 'rope_factors_long.weight' };
 const GLOBAL: Record<string, string> = { 'token_embd.weight': 'model.embed_tokens.weight', 'output_norm.weight': 'model.norm.weight', 'output.weight': 'lm_head.weight' };
 
 const whole = (t: GgufTensorInfo, headDim?: number): Virtual => ({
@@ -72,10 +73,11 @@ export function mapTensors(gguf: GgufFile, layout: GgufLayout, fileName: string)
   for (const t of gguf.tensors.values()) {
     if (GLOBAL[t.name]) { add(GLOBAL[t.name], whole(t)); continue; }
     if (t.name === ROPE_FREQS && layout.arch === 'llama') continue;
+    if ((t.name === ROPE_FACTORS.short || t.name === ROPE_FACTORS.long) && layout.arch === 'minicpm3') continue;
     const m = /^blk\.(\d+)\.(\w+)\.(weight|bias)$/.exec(t.name);
     if (!m) { add(t.name, whole(t)); continue; }
     const l = Number(m[1]), kind = m[2], p = `model.layers.${l}.`;
-    const plain = COMMON[kind] ?? (layout.arch === 'deepseek2' ? DEEPSEEK2[kind] : LLAMA[kind]);
+    const plain = COMMON[kind] ?? (layout.arch === 'llama' ? LLAMA[kind] : DEEPSEEK2[kind]);
     if (plain && m[3] === 'weight') { add(`${p}${plain}.weight`, whole(t)); continue; }
     if (layout.arch === 'llama' && (kind === 'attn_q' || kind === 'attn_k') && m[3] === 'weight') {
       const heads = kind === 'attn_q' ? layout.heads : layout.kvHeads;

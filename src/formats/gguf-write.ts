@@ -248,6 +248,13 @@ function modelKvs(c: ModelConfig, arch: string, split: boolean, type: StoredType
     if (f && f.every((x) => x === f[0])) kvs.push([k('rope.scaling.type'), 'str', 'linear'], [k('rope.scaling.factor'), 'f32', f[0]]);
     return kvs;
   }
+  if (arch === 'minicpm3') {
+    kvs.push([k('attention.head_count_kv'), 'u32', a.heads], [k('feed_forward_length'), 'u32', dense!.intermediate],
+      [k('attention.q_lora_rank'), 'u32', a.qLoraRank!], [k('attention.kv_lora_rank'), 'u32', a.kvLoraRank],
+      [k('attention.key_length'), 'u32', a.nopeDim + a.ropeDim], [k('attention.value_length'), 'u32', a.vDim],
+      [k('rope.dimension_count'), 'u32', a.ropeDim]);
+    return kvs;
+  }
   const leading = c.ffn.findIndex((f) => f.kind === 'moe');
   const firstDense = leading < 0 ? c.layers : leading;
   if (c.ffn.some((f, l) => (l < firstDense) !== (f.kind === 'dense'))) {
@@ -292,15 +299,30 @@ function ropePermute(x: Float32Array, heads: number, cols: number): Float32Array
   return out;
 }
 
+/**
+ * llama.cpp's minicpm3 graph fixes MiniCPM3-4B's scalings (scale_emb 12, scale_depth 1.4,
+ * dim_model_base 256) and needs the query LoRA: another model would load there and compute wrong.
+ */
+function checkMiniCpm3(c: ModelConfig): void {
+  const a = c.attention;
+  const want = { embedScale: 12, residualScale: 1.4 / Math.sqrt(c.layers), headScale: 256 / c.hidden };
+  const off = Object.entries(want).filter(([key, v]) => c[key as keyof typeof want] !== v).map(([key]) => key);
+  if (off.length) {
+    throw new MlaError('BAD_INPUT', `llama.cpp's minicpm3 fixes scale_emb 12, scale_depth 1.4 and dim_model_base 256: this model differs (${off.join(', ')})`);
+  }
+  if (a.kind !== 'mla' || !a.qLoraRank) throw new MlaError('BAD_INPUT', 'llama.cpp\'s minicpm3 needs q_lora_rank: this model has none');
+  if (c.ffn.some((f) => f.kind !== 'dense')) throw new MlaError('BAD_INPUT', 'a MiniCPM3 model with MoE layers is not written');
+}
+
 /** Lays out every tensor and the header; values are computed later, tensor by tensor. */
 export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufTokenizerInput | null, options: GgufWriteOptions = {}): GgufPlan {
   const type = options.type ?? 'F32';
   if (!(type in TYPE_ID)) throw new MlaError('BAD_INPUT', `GGUF type ${String(type)} is not written (F32, F16, BF16, Q8_0, Q4_0)`);
   const keep = new Set(options.keep ?? []);
   const a = c.attention;
-  if (c.architecture === 'MiniCPM3ForCausalLM') throw new MlaError('BAD_INPUT', 'MiniCPM3 models are not written to GGUF yet');
-  const arch = a.kind === 'mla' ? 'deepseek2' : 'llama';
-  const split = a.kind === 'mla' && (options.mlaLayout ?? 'split') === 'split';
+  const arch = c.architecture === 'MiniCPM3ForCausalLM' ? 'minicpm3' : a.kind === 'mla' ? 'deepseek2' : 'llama';
+  if (arch === 'minicpm3') checkMiniCpm3(c);
+  const split = arch === 'deepseek2' && (options.mlaLayout ?? 'split') === 'split';
   const shapeOf = (name: string) => {
     const s = src.shape(name);
     if (!s) throw new MlaError('MISSING_TENSOR', `no tensor "${name}" to write`);
@@ -328,7 +350,9 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
 
   plain('token_embd.weight', 'model.embed_tokens.weight');
   const f = c.ropeFreqFactors;
-  if (f && !f.every((x) => x === f[0])) add('rope_freqs.weight', [f.length], [], () => Float32Array.from(f));
+  if (arch === 'llama' && f && !f.every((x) => x === f[0])) add('rope_freqs.weight', [f.length], [], () => Float32Array.from(f));
+  // MiniCPM3's LongRoPE within its context: only the short factors are used (and kept).
+  if (arch === 'minicpm3' && f) add('rope_factors_short.weight', [f.length], [], () => Float32Array.from(f));
   plain('output_norm.weight', 'model.norm.weight');
   if (!c.tieEmbeddings) plain('output.weight', 'lm_head.weight');
   for (let l = 0; l < c.layers; l++) {
