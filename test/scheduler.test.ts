@@ -191,6 +191,17 @@ describe('scheduler: continuous batching over a model', () => {
     expect(during).toEqual(['c-slice', 'a', 'c-slice', 'a']);
   });
 
+  it('a long prompt alone, and two together, run their slices and answer (no round waits on itself)', async () => {
+    const long = (i: number) => `Q: ${i} ` + 'Why do cats sit on keyboards, and why do dogs bark at the mail? '.repeat(2) + '\nA:';
+    expect(model.tokenizer!.encode(long(0)).length).toBeGreaterThan(PROMPT_SLICE + 1); // a second slice of more than one token
+    const { scheduler } = batching(2);
+    const run = (i: number) => textOf(scheduler.submit((signal, step) => generate(model, long(i), { ...options(i), maxNewTokens: 6, signal }, step)).pieces());
+    const alone = (i: number) => textOf(model.generate(long(i), { ...options(i), maxNewTokens: 6 }));
+    expect(await run(0)).toBe(await alone(0));
+    expect(await Promise.all([run(1), run(2)])).toEqual([await alone(1), await alone(2)]);
+    expect(scheduler.active + scheduler.queued).toBe(0);
+  }, 20_000);
+
   it('a batch that fails (a session disposed under it) fails only that generation', async () => {
     const sessions: Array<{ dispose(): void }> = [];
     const s = new Scheduler({ maxActive: 3, maxQueued: 0, stepBatch: (steps) => model.stepBatch(steps) });

@@ -8,6 +8,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createServer, loadModel, type GenerateOptions, type Model, type Server } from '../src/index.js';
 import { listen, type Listening } from '../src/serve/node.js';
+import { parseRequest } from '../src/serve/requests.js';
 import { makeRandomCheckpoint, tinyLlamaConfig } from './reference/model.js';
 
 const KEY = 'test-key';
@@ -318,4 +319,26 @@ describe('serve: sessions', () => {
     expect(slowServer.active + slowServer.queued).toBe(0);
     expect(slow.memoryBytes).toBe(slowIdle);
   }, 60_000);
+});
+
+describe('serve: request defaults', () => {
+  it('a chat without max_tokens may fill the context up to 4096 positions, not a long-context model\'s whole window', async () => {
+    const json = (name: string) => JSON.parse(readFileSync(new URL(`../models/fortune-mla/${name}`, import.meta.url), 'utf8'));
+    const config = tinyLlamaConfig({ vocab_size: 264, max_position_embeddings: 131072, bos_token_id: 256, eos_token_id: 257 });
+    const model = await loadModel({ config, tensors: makeRandomCheckpoint(config, 5), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') } as Parameters<typeof loadModel>[0], { threads: 1 });
+    try {
+      const body = { model: 'm', messages: [{ role: 'user', content: 'Hi' }] };
+      const r = parseRequest('chat', body, model, 'm');
+      expect(r.promptIds.length + r.options.maxNewTokens).toBe(4096);
+      // max_tokens named: up to the model's own context.
+      expect(parseRequest('chat', { ...body, max_tokens: 100_000 }, model, 'm').options.maxNewTokens).toBe(100_000);
+      // A prompt past 4096 still gets room to answer.
+      const long = parseRequest('completion', { model: 'm', prompt: Array(5000).fill(65) }, model, 'm');
+      expect(long.options.maxNewTokens).toBe(16);
+      const chatLong = parseRequest('chat', { model: 'm', messages: [{ role: 'user', content: 'a'.repeat(5000) }] }, model, 'm');
+      expect(chatLong.options.maxNewTokens).toBe(16);
+    } finally {
+      model.dispose();
+    }
+  });
 });

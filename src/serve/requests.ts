@@ -27,6 +27,12 @@ export interface ParsedRequest {
 
 /** The completion length when a request names none: OpenAI's 16 for completions; chat: what the context leaves. */
 const DEFAULT_COMPLETION_TOKENS = 16;
+/**
+ * A chat answer without max_tokens may run to the end of the context, but of at most this many
+ * positions (a session's default capacity): each request's cache is allocated up front, and a
+ * 128k-context model would otherwise take gigabytes for "Hi".
+ */
+const DEFAULT_CHAT_CONTEXT = 4096;
 const MAX_STOPS = 4;
 
 const COMMON = ['model', 'max_tokens', 'temperature', 'top_p', 'stop', 'seed', 'stream', 'stream_options', 'n', 'user',
@@ -116,7 +122,8 @@ export function parseRequest(kind: RequestKind, body: Body, model: Model, modelI
   const context = model.config.maxPositions;
   const maxField = kind === 'chat' && field(body, 'max_completion_tokens') !== undefined ? 'max_completion_tokens' : 'max_tokens';
   const asked = number(body, maxField, (v) => v >= 1, 'an integer ≥ 1', true);
-  const maxTokens = asked ?? (kind === 'completion' ? Math.min(DEFAULT_COMPLETION_TOKENS, context - promptIds.length) : context - promptIds.length);
+  const chatEnd = Math.min(context, Math.max(DEFAULT_CHAT_CONTEXT, promptIds.length + DEFAULT_COMPLETION_TOKENS));
+  const maxTokens = asked ?? (kind === 'completion' ? Math.min(DEFAULT_COMPLETION_TOKENS, context - promptIds.length) : chatEnd - promptIds.length);
   if (promptIds.length + Math.max(maxTokens, 1) > context) {
     throw new ApiError(400, `this model's context is ${context} tokens; the request needs ${promptIds.length} for the prompt ` +
       `and ${asked ?? 1} for the completion`, 'invalid_request_error', asked !== undefined ? maxField : kind === 'chat' ? 'messages' : 'prompt',

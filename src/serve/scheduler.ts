@@ -161,7 +161,11 @@ export class Scheduler {
     this.asked = this.parked.map(({ job, step }) => { job.slicedIn = this.roundNo; return step; });
     this.parked = [];
     this.turns = this.running.length;
-    await Promise.all(this.running.map((job) => this.turn(job)));
+    const turns = Promise.all(this.running.map((job) => this.turn(job)));
+    // The parked slices are asked already: when every turn is one of them, no ask() or turn's end
+    // is left to run them.
+    this.stepWhenAllAsked();
+    await turns;
   }
 
   private async turn(job: Entry): Promise<void> {
