@@ -342,3 +342,21 @@ describe('serve: request defaults', () => {
     }
   });
 });
+
+describe('serve: a narrow KV cache', () => {
+  it('cache: every session keeps its cache in that format, with the text model.generate gives with it; bad formats refused', async () => {
+    const narrow = createServer(model, { modelId: 'fortune-mla', cache: 'int4' });
+    const ask = (prompt: string) => narrow.fetch(new Request('http://x/v1/completions', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fortune-mla', prompt, max_tokens: 20, temperature: 0, logprobs: 1 }),
+    })).then((r) => r.json());
+    const r = await ask(PROMPT);
+    const f32 = await lone(PROMPT, { maxNewTokens: 20, temperature: 0, logprobs: 1 });
+    const int4 = await lone(PROMPT, { maxNewTokens: 20, temperature: 0, logprobs: 1, cache: 'int4' });
+    expect(int4.logprobs).not.toEqual(f32.logprobs); // so that the check below tells the formats apart
+    expect(r.choices[0].text).toBe(int4.text);
+    expect(r.choices[0].logprobs.token_logprobs).toEqual(int4.logprobs);
+    await narrow.close();
+    expect(() => createServer(model, { cache: 'int9' as never })).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }));
+  });
+});

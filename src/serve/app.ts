@@ -10,6 +10,7 @@ import { streamSSE } from 'hono/streaming';
 import { checkOptions, MlaError, showValue } from '../errors.js';
 import { chat, generate, type Generation, type GenerationPiece, type Stepper } from '../generate/generate.js';
 import type { Model } from '../generate/model.js';
+import type { CacheFormat } from '../model/kv-cache.js';
 import { ApiError, toApiError } from './api-error.js';
 import { PrefixCache } from './prefix-cache.js';
 import { parseJson, parseRequest, type ParsedRequest, type RequestKind } from './requests.js';
@@ -32,6 +33,8 @@ export interface ServerOptions {
    * what is new (default 128 MiB; 0 = none). Kept outside the model's memory, least recently used dropped first.
    */
   prefixCacheBytes?: number;
+  /** Every session's KV cache format (default 'f32'; bf16, int8, int4 for MLA models). */
+  cache?: CacheFormat;
 }
 
 export interface Server {
@@ -44,7 +47,7 @@ export interface Server {
   close(): Promise<void>;
 }
 
-const OPTIONS = Object.keys({ modelId: 1, apiKey: 1, maxSessions: 1, maxQueued: 1, maxBodyBytes: 1, prefixCacheBytes: 1 } satisfies Record<keyof ServerOptions, 1>);
+const OPTIONS = Object.keys({ modelId: 1, apiKey: 1, maxSessions: 1, maxQueued: 1, maxBodyBytes: 1, prefixCacheBytes: 1, cache: 1 } satisfies Record<keyof ServerOptions, 1>);
 
 /** An OpenAI-compatible server over `model` (which needs a tokenizer). */
 export function createServer(model: Model, options: ServerOptions = {}): Server {
@@ -66,6 +69,8 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
   const maxBodyBytes = int('maxBodyBytes', 1 << 20, 1);
   const prefixCacheBytes = int('prefixCacheBytes', 128 << 20, 0);
   const prefix = prefixCacheBytes > 0 ? new PrefixCache(prefixCacheBytes) : null;
+  const cache = options.cache ?? 'f32';
+  model.cacheBytesPerToken(cache); // BAD_INPUT for a format unknown or one the model cannot keep
   const tok = model.tokenizer;
   if (!tok) throw new MlaError('BAD_INPUT', 'createServer: this model has no tokenizer (tokenizer.json), and the API speaks text');
 
@@ -166,7 +171,7 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
   function start(req: ParsedRequest, signal: AbortSignal, step: Stepper): Generation {
     const need = Math.min(model.config.maxPositions, req.promptIds.length + req.options.maxNewTokens);
     const hit = prefix?.take(req.promptIds) ?? null;
-    const session = hit ? model.restoreSession(hit.bytes, { contextLength: Math.max(need, hit.position) }) : model.createSession({ contextLength: need });
+    const session = hit ? model.restoreSession(hit.bytes, { contextLength: Math.max(need, hit.position) }) : model.createSession({ contextLength: need, cache });
     let generation: Generation;
     try {
       if (req.kind === 'chat') {
