@@ -82,7 +82,7 @@ function samplingOptions(cmd: Command): Command {
     .option('--min-p <p>', 'keep tokens at least p times as likely as the most likely, in [0, 1]; 0 = off', number((n) => n >= 0 && n <= 1, 'a number in [0, 1]'))
     .option('--repetition-penalty <r>', '> 1 discourages repeats', number((n) => n > 0, 'a number > 0'))
     .option('--seed <n>', 'sampler seed (default: random, printed in the summary)', integer(0))
-    .option('--stop <text...>', 'stop strings (besides the end-of-text token)');
+    .option('--stop <text>', 'a stop string (besides the end-of-text token); repeat for more', (v: string, all: string[] = []) => [...all, v]);
 }
 
 function generationOptions(f: SamplingFlags): GenerateOptions & ChatOptions {
@@ -304,7 +304,13 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
         }
         for await (const piece of g) { answer += piece.text; process.stdout.write(piece.text); }
       } catch (e) {
-        if (!(e instanceof MlaError && e.code === 'ABORTED')) throw e;
+        if (!(e instanceof MlaError)) throw e;
+        if (e.code !== 'ABORTED') {
+          // A message the context cannot take (or any refused input) ends that message, not the conversation.
+          messages.pop();
+          process.stderr.write(`mla-wasm: ${e.message}\n`);
+          continue;
+        }
         process.stdout.write(' [stopped]');
       } finally {
         // Lines already typed are answers about to start: a Ctrl-C now stops the next one.
@@ -332,7 +338,7 @@ async function serveCommand(flags: ServeFlags): Promise<void> {
   // The name clients give as `model`: the folder's, as they would say it.
   const modelId = flags.model ? flags.model.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || 'mla-wasm' : 'fortune-mla';
   const server = createServer(model, {
-    modelId, apiKey: flags.apiKey, maxSessions: flags.maxSessions, maxQueued: flags.maxQueued,
+    modelId, apiKey: flags.apiKey, maxSessions: flags.maxSessions, maxQueued: flags.maxQueued, cache: flags.cache,
     prefixCacheBytes: flags.prefixCacheMib === undefined ? undefined : Math.round(flags.prefixCacheMib * 2 ** 20),
   });
   let http;
@@ -341,7 +347,9 @@ async function serveCommand(flags: ServeFlags): Promise<void> {
   } catch (e) {
     model.dispose();
     const code = (e as { code?: string }).code;
-    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') throw new UsageError(`cannot listen on ${flags.host}:${flags.port} (${code})`);
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EINVAL') {
+      throw new UsageError(`cannot listen on ${flags.host}:${flags.port} (${code})`);
+    }
     throw e;
   }
   const host = flags.host.includes(':') ? `[${flags.host}]` : flags.host;
@@ -359,6 +367,7 @@ async function serveCommand(flags: ServeFlags): Promise<void> {
 
 async function infoCommand(flags: ModelFlags): Promise<void> {
   const model = await load(flags);
+  const chosen = model.cacheBytesPerToken(flags.cache); // BAD_INPUT before any output, for a format the model cannot keep
   const c = model.config, a = c.attention;
   const rows: [string, string][] = [];
   const kind = a.kind === 'mla' ? 'MLA' : a.kvHeads === a.heads ? 'MHA' : a.kvHeads === 1 ? 'MQA' : 'GQA';
@@ -401,7 +410,6 @@ async function infoCommand(flags: ModelFlags): Promise<void> {
     console.log(`  ${r.label.padEnd(lw)}${r.formula.padEnd(fw)}${String(r.numbers).padStart(6)} numbers ${int(r.bytesPerToken).padStart(9)} B/token`);
   }
   // This model's own cache in each format it can keep (--cache marks the one asked for).
-  const chosen = model.cacheBytesPerToken(flags.cache);
   const formats = a.kind === 'mla' ? CACHE_FORMATS : ['f32' as const];
   console.log(`\nThis model's KV cache per token by format (--cache ${flags.cache}: ${int(chosen)} B/token):`);
   for (const f of formats) {
@@ -651,6 +659,11 @@ function oneLine(e: unknown): string | null {
 }
 
 async function main(): Promise<void> {
+  // A reader that stops early (`| head`) closes the pipe: stop quietly, as other command-line tools do.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   try {
     await program().parseAsync(process.argv);
   } catch (e) {

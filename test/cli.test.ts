@@ -117,6 +117,21 @@ describe('generate', () => {
     expect(run(['generate', '--max-new-tokens', '2', '--simd', 'simd']).stdout).toMatch(/\), plain SIMD, 1 thread, /);
   });
 
+  it('--stop repeats, one string each; a prompt after it is the prompt, not another stop string', () => {
+    const r = run(['generate', '--seed', '1', '--max-new-tokens', '40', '--stop', 'zzz', '--stop', ' ', 'Q: Why?\\nA:']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.startsWith('Q: Why?\nA:')).toBe(true);
+    expect(r.stdout).toMatch(/, stopped at a stop string\n/);
+  });
+
+  it('a reader that closes the pipe early (| head) ends it quietly', () => {
+    const r = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" "${cli}" generate --seed 1 --max-new-tokens 150 | head -c 4`],
+      { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout).toBe('Q: W');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
   it('--threads sets the kernel threads, shown in the summary; the text is the same on 1 and 2', () => {
     const body = (r: Result) => r.stdout.split('\n\nprefill')[0];
     const one = run(['generate', '--max-new-tokens', '40', '--seed', '4', '--threads', '1']);
@@ -297,6 +312,16 @@ describe('chat', () => {
     const answers = r.stdout.split('> ').slice(1, 6);
     expect(answers).toHaveLength(5);
     for (const a of answers) expect(a.trim().length).toBeGreaterThan(0);
+  });
+
+  it('a message too long for the context is refused on stderr, and the conversation goes on', () => {
+    const r = run(['chat', '--temperature', '0', '--max-new-tokens', '10'], `Hi\n${'tell me '.repeat(30)}\nWhy?\n`);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/mla-wasm: .*192 positions/);
+    // Four prompts: before each of the three lines and before the EOF; the last line is answered.
+    const parts = r.stdout.split('> ');
+    expect(parts).toHaveLength(5);
+    expect(parts[3].trim().length).toBeGreaterThan(0);
   });
 
   it('Ctrl-C right after a line stops that answer, and only it; each answer\'s speed follows on stderr', async () => {

@@ -234,5 +234,25 @@ describe('convertToMla', () => {
       expect(existsSync(join(dir, 'out'))).toBe(false);
       expect(readdirSync(dir)).toEqual([]);
     });
+
+    it('an existing --out: a model folder is replaced; a file, or a folder holding anything else, is refused and kept', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'conv-'));
+      const mla = await convertToMla(inMemory(tinyLlamaConfig({ num_key_value_heads: 1 }), 2), { kvRank: 16, ropeDim: 16 });
+      const out = join(dir, 'out');
+      await writeConvertedFolder(mla, out);
+      await writeConvertedFolder(mla, out); // again, over its own output
+      expect(readdirSync(out).sort()).toEqual(['config.json', 'model.safetensors']);
+      writeFileSync(join(dir, 'notes.txt'), 'mine');
+      mkdirSync(join(dir, 'sub'));
+      for (const [path, msg] of [[dir, /holds 3 file\(s\) that are not a model's \(.*notes\.txt.*\): choose a new or empty folder/],
+        [join(dir, 'notes.txt'), /exists and is not a folder/]] as const) {
+        const e = await writeConvertedFolder(mla, path).catch((x) => x);
+        expect(e).toBeInstanceOf(MlaError);
+        expect((e as MlaError).code).toBe('BAD_INPUT');
+        expect((e as MlaError).message).toMatch(msg);
+      }
+      expect(readFileSync(join(dir, 'notes.txt'), 'utf8')).toBe('mine');
+      expect(readdirSync(dir).sort()).toEqual(['notes.txt', 'out', 'sub']);
+    });
   });
 });

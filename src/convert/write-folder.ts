@@ -4,10 +4,25 @@
 import { MlaError } from '../errors.js';
 import type { ConvertedModel } from './convert.js';
 
+/** Files a model folder holds; `out` may already hold these and nothing else (a model written before). */
+const MODEL_FILES = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json',
+  'special_tokens_map.json'];
+
 export async function writeConvertedFolder(model: ConvertedModel, out: string): Promise<void> {
   // Imported here, not at the top: index.ts exports this, and the package must load in a browser.
-  const { mkdir, rename, rm, writeFile } = await import('node:fs/promises');
+  const { lstat, mkdir, readdir, rename, rm, writeFile } = await import('node:fs/promises');
   const { dirname, basename, join } = await import('node:path');
+  // Replacing `out` must not delete anything else that lives there.
+  const st = await lstat(out).catch(() => null);
+  if (st && !st.isDirectory()) throw new MlaError('BAD_INPUT', `${out} exists and is not a folder: choose a new or empty folder`);
+  if (st) {
+    const known = new Set([...MODEL_FILES, ...Object.keys(model.extras)]);
+    const others = (await readdir(out, { withFileTypes: true })).filter((e) => !e.isFile() || !known.has(e.name)).map((e) => e.name);
+    if (others.length) {
+      throw new MlaError('BAD_INPUT', `${out} holds ${others.length} file(s) that are not a model's (${others.slice(0, 4).join(', ')}` +
+        `${others.length > 4 ? ', …' : ''}): choose a new or empty folder`);
+    }
+  }
   const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
   try {
     await rm(tmp, { recursive: true, force: true });
