@@ -89,14 +89,23 @@ export function checkOptions(options: unknown, known: Iterable<string>, what = '
   }
 }
 
-/** The known name nearest to `key` by edit distance (case ignored), when it is near enough to be a typo. */
+const PART_MIN = 4;
+
+/**
+ * The known name nearest to `key` by edit distance (case ignored), when it is near enough to be a
+ * typo; else one that contains the key or is contained in it (`context` for `contextLength`).
+ */
 function closest(key: string, names: string[]): string | null {
+  const k = key.toLowerCase();
   let best: string | null = null, bestD = Infinity;
   for (const n of names) {
-    const d = editDistance(key.toLowerCase(), n.toLowerCase());
+    const d = editDistance(k, n.toLowerCase());
     if (d < bestD) { best = n; bestD = d; }
   }
-  return best !== null && bestD <= Math.max(1, Math.floor(best.length / 3)) ? best : null;
+  if (best !== null && bestD <= Math.max(1, Math.floor(best.length / 3))) return best;
+  // Four letters at least on the shorter side: `out` is no hint for `output`.
+  const part = (a: string, b: string) => a.length >= PART_MIN && b.includes(a);
+  return names.find((n) => part(k, n.toLowerCase()) || part(n.toLowerCase(), k)) ?? null;
 }
 
 function editDistance(a: string, b: string): number {

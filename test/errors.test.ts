@@ -383,4 +383,21 @@ describe('unknown options are refused everywhere, the same way', () => {
     s.step(3);
     expect(s.position).toBe(3);
   });
+
+  it('a key that is part of a known one (or holds one) is suggested; a short one is not', async () => {
+    const model = await loadModel({ config, tensors: good() });
+    // @ts-expect-error the start of a known name
+    let e = await expectCode(() => model.createSession({ context: 10 }), 'BAD_INPUT');
+    expect(e.message).toBe('unknown option "context" in createSession() options (did you mean "contextLength"?); known: contextLength, cache');
+    // @ts-expect-error a known name and more
+    e = await expectCode(() => model.createSession({ cacheFormat: 'f32' }), 'BAD_INPUT');
+    expect(e.message).toContain('(did you mean "cache"?)');
+    // @ts-expect-error not a known name
+    e = await expectCode(() => model.createSession({ length: 10 }), 'BAD_INPUT');
+    expect(e.message).toContain('(did you mean "contextLength"?)');
+    // @ts-expect-error three letters are no hint
+    e = await expectCode(() => model.createSession({ con: 10 }), 'BAD_INPUT');
+    expect(e.message).toBe('unknown option "con" in createSession() options; known: contextLength, cache');
+    model.dispose();
+  });
 });
