@@ -1,5 +1,5 @@
 export { loadModel, Model } from './generate/model.js';
-export { TokenModel, type LoadOptions, type ForwardOptions } from './model/model.js';
+export { TokenModel, type LoadOptions, type ForwardOptions, type MemoryForOptions } from './model/model.js';
 export type { WeightsOption } from './model/weights.js';
 export { Session, type SessionOptions, type RunOptions, type BatchStep } from './model/session.js';
 export { CACHE_FORMATS, type CacheFormat } from './model/kv-cache.js';

@@ -200,6 +200,17 @@ describe('convertToMla', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it('a GGUF with an unknown option is a BAD_INPUT error naming it (not an F32 file), and no file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'conv-'));
+    const mla = await convertToMla(inMemory(tinyLlamaConfig(), 6), { kvRank: 24, ropeDim: 12, latentNorm: true, calibration: Array.from({ length: 160 }, (_, i) => (i * 31 + 7) % 50) });
+    // @ts-expect-error a typo
+    const e = await writeConvertedGguf(mla, join(dir, 'x.gguf'), { typo: 'q8_0' }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(MlaError);
+    expect((e as MlaError).code).toBe('BAD_INPUT');
+    expect((e as MlaError).message).toBe('unknown option "typo" in writeConvertedGguf() options (did you mean "type"?); known: type, onProgress');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   describe('bad input: a typed MlaError naming it', () => {
     const gqa = () => inMemory(tinyLlamaConfig(), 1);
     const cases: [string, () => Promise<unknown>, string, RegExp][] = [
@@ -213,6 +224,10 @@ describe('convertToMla', () => {
       ['a seed that is not an integer', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, seed: 0.5 }), 'BAD_INPUT', /seed must be an integer/],
       ['a window past the context', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, window: 129 }), 'BAD_INPUT', /window must be an integer in \[2, 128\]/],
       ['latentNorm without calibration', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, latentNorm: true, calibration: false }), 'BAD_INPUT', /latentNorm.*calibration: false/],
+      // @ts-expect-error a typo
+      ['a misspelt option', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, ropedim: 3 }), 'BAD_INPUT', /unknown option "ropedim" in convertToMla\(\) options \(did you mean "ropeDim"\?\)/],
+      // @ts-expect-error a typo
+      ['a misspelt option, before the source is read', () => convertToMla('/nowhere/at/all', { kvRank: 8, ropeDim: 8, sample: 200 }), 'BAD_INPUT', /unknown option "sample" .*did you mean "samples"/],
     ];
     it.each(cases)('%s', async (_, run, code, msg) => {
       const e = await run().then(() => null, (x: unknown) => x);

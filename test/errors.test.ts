@@ -384,6 +384,32 @@ describe('unknown options are refused everywhere, the same way', () => {
     expect(s.position).toBe(3);
   });
 
+  it('memoryFor, stepBatch entries, the tokenizer\'s calls: BAD_INPUT naming the key and the closest known one', async () => {
+    const model = await loadModel(); // the built-in model: it has a tokenizer
+    // @ts-expect-error a typo
+    let e = await expectCode(() => model.memoryFor('int4', { contextLenght: 5 }), 'BAD_INPUT');
+    expect(e.message).toBe('unknown option "contextLenght" in memoryFor() options (did you mean "contextLength"?); known: cache, contextLength');
+    const s = model.createSession({ contextLength: 8 });
+    s.prefill([256, 65]);
+    // @ts-expect-error not a BatchStep
+    e = await expectCode(() => model.stepBatch([{ session: s, id: 66, foo: 1 }]), 'BAD_INPUT');
+    expect(e.message).toBe('unknown option "foo" in stepBatch() entry 0; known: session, id');
+    expect(s.position).toBe(2);
+    // @ts-expect-error a typo
+    e = await expectCode(() => model.tokenizer!.encode('x', { addSpecial: true }), 'BAD_INPUT');
+    expect(e.message).toBe('unknown option "addSpecial" in encode() options (did you mean "addSpecialTokens"?); known: addSpecialTokens');
+    // @ts-expect-error a typo
+    e = await expectCode(() => model.tokenizer!.decode([65], { skipSpecial: true }), 'BAD_INPUT');
+    expect(e.message).toContain('(did you mean "skipSpecialTokens"?)');
+    // @ts-expect-error a typo
+    e = await expectCode(() => model.tokenizer!.createStreamDecoder({ skipSpecialToken: true }), 'BAD_INPUT');
+    expect(e.message).toContain('(did you mean "skipSpecialTokens"?)');
+    // @ts-expect-error a typo
+    e = await expectCode(() => model.tokenizer!.applyChatTemplate([{ role: 'user', content: 'x' }], { generationPrompt: false }), 'BAD_INPUT');
+    expect(e.message).toContain('(did you mean "addGenerationPrompt"?)');
+    model.dispose();
+  });
+
   it('a key that is part of a known one (or holds one) is suggested; a short one is not', async () => {
     const model = await loadModel({ config, tensors: good() });
     // @ts-expect-error the start of a known name

@@ -8,7 +8,7 @@
 //     text given; or the identity: plain weight SVD).
 // Queries: the same per-head combination on the rotary rungs, the original rows for the nope part,
 // scaled for the new softmax scale 1/sqrt(headDim + ropeDim). Everything else is copied.
-import { MlaError } from '../errors.js';
+import { checkOptions, MlaError } from '../errors.js';
 import { parseConfig, type GroupedAttention, type ModelConfig } from '../formats/config.js';
 import { openSource, type ModelSource, type ExtraFile } from '../formats/source.js';
 import { loadTokenizerFiles } from '../formats/tokenizer.js';
@@ -68,6 +68,10 @@ export interface ConvertedModel {
   summary: ConvertSummary;
 }
 
+// Every option's name, checked against the interface: a new option cannot be forgotten here.
+const OPTIONS = Object.keys({ kvRank: 1, ropeDim: 1, calibration: 1, samples: 1, seed: 1, latentNorm: 1, window: 1,
+  onProgress: 1, ropeSpacing: 1 } satisfies Record<keyof ConvertOptions, 1>);
+
 /** Ladder spacings (rungs per source frequency step) the automatic choice tries. */
 const SPACINGS = [1, 1.25, 1.5, 2, 2.5, 3, 4];
 
@@ -75,6 +79,7 @@ const bad = (msg: string): never => { throw new MlaError('BAD_INPUT', `convertTo
 
 /** Checks the source and the ranks; returns the parsed config. */
 export function checkConvertible(raw: unknown, options: ConvertOptions): ModelConfig {
+  checkOptions(options, OPTIONS, 'convertToMla() options');
   const c = parseConfig(raw);
   if (c.ropeFreqFactors) {
     // The MLA model's rotary part can only hold frequencies of the form θ^(−2k/d).
@@ -107,6 +112,7 @@ export function checkConvertible(raw: unknown, options: ConvertOptions): ModelCo
 }
 
 export async function convertToMla(source: ModelSource, options: ConvertOptions): Promise<ConvertedModel> {
+  checkOptions(options, OPTIONS, 'convertToMla() options'); // before the source is read
   const src = await openSource(source);
   const c = checkConvertible(src.config, options);
   const a = c.attention as GroupedAttention;

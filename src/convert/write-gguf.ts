@@ -1,6 +1,6 @@
 // A converted model as a deepseek2 GGUF file (llama.cpp's layout), through the GGUF writer that
 // `mla-wasm quantize` uses: the model is handed over as an in-memory folder.
-import { MlaError } from '../errors.js';
+import { checkOptions, MlaError } from '../errors.js';
 import { quantizeToFile } from '../formats/gguf-quantize.js';
 import type { ConvertedModel } from './convert.js';
 import { safetensorsHeader } from './write-folder.js';
@@ -11,6 +11,8 @@ export interface ConvertedGgufOptions {
   /** Bytes written so far, out of the total. */
   onProgress?: (done: number, total: number) => void;
 }
+
+const OPTIONS = Object.keys({ type: 1, onProgress: 1 } satisfies Record<keyof ConvertedGgufOptions, 1>);
 
 /** A tensor of the in-memory folder: its shape, and its f32 values written into `out` when asked. */
 interface FolderTensor { shape: number[]; fill: (out: Float32Array) => void }
@@ -67,6 +69,7 @@ function ggufFolderTensors(model: ConvertedModel): { config: Record<string, unkn
  * with `latentNorm` can be written; anything else is a BAD_INPUT error.
  */
 export async function writeConvertedGguf(model: ConvertedModel, path: string, options: ConvertedGgufOptions = {}): Promise<void> {
+  checkOptions(options, OPTIONS, 'writeConvertedGguf() options');
   if (model.config.qk_latent_layernorm !== true) {
     throw new MlaError('BAD_INPUT', 'a deepseek2 GGUF needs the latent RMSNorm (llama.cpp always applies attn_kv_a_norm, and no norm weight reproduces a latent without one): convert with latentNorm (--latent-norm, which needs a calibration text)');
   }

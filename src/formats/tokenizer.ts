@@ -4,7 +4,7 @@
 // tokenizer takes the same path as DeepSeek-V3's.
 import { Template } from '@huggingface/jinja';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { MlaError } from '../errors.js';
+import { checkOptions, MlaError } from '../errors.js';
 
 /** One message of a conversation, as chat templates expect it. */
 export interface ChatMessage {
@@ -27,6 +27,11 @@ export interface ChatTemplateOptions {
   /** End with the assistant's turn opener so that the model answers; default true. */
   addGenerationPrompt?: boolean;
 }
+
+// Every option's name, checked against the interfaces: a new option cannot be forgotten here.
+const ENCODE_OPTIONS = Object.keys({ addSpecialTokens: 1 } satisfies Record<keyof EncodeOptions, 1>);
+const DECODE_OPTIONS = Object.keys({ skipSpecialTokens: 1 } satisfies Record<keyof DecodeOptions, 1>);
+const TEMPLATE_OPTIONS = Object.keys({ addGenerationPrompt: 1 } satisfies Record<keyof ChatTemplateOptions, 1>);
 
 /** The raw JSON of a folder's optional files (what loadTokenizerFiles takes). */
 export interface TokenizerFiles {
@@ -134,6 +139,7 @@ export class Tokenizer {
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {
+    checkOptions(options, ENCODE_OPTIONS, 'encode() options');
     if (typeof text !== 'string') throw new MlaError('BAD_INPUT', 'text to encode must be a string');
     const special = options.addSpecialTokens ?? true;
     const ids = this.hf.encode(text, { add_special_tokens: special }).ids;
@@ -145,6 +151,7 @@ export class Tokenizer {
   }
 
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    checkOptions(options, DECODE_OPTIONS, 'decode() options');
     const list = Array.from(ids);
     for (const id of list) {
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
@@ -163,6 +170,7 @@ export class Tokenizer {
 
   /** Render a conversation through the chat template (BOS and EOS strings from tokenizer_config). */
   applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): string {
+    checkOptions(options, TEMPLATE_OPTIONS, 'applyChatTemplate() options');
     if (this.chatTemplate === null) throw new MlaError('BAD_INPUT', 'this tokenizer has no chat template');
     checkMessages(messages);
     if (!this.template) {
@@ -218,6 +226,7 @@ export class StreamDecoder {
   private read = 0;
 
   constructor(tokenizer: Tokenizer, options: DecodeOptions = {}) {
+    checkOptions(options, DECODE_OPTIONS, 'stream decoder options');
     this.tok = tokenizer;
     this.skipSpecial = options.skipSpecialTokens ?? false;
   }

@@ -36,12 +36,20 @@ export interface LoadOptions extends KernelOptions, HubOptions {
 const LOAD_OPTIONS = Object.keys({ simd: 1, threads: 1, wasmModule: 1, wasmBytes: 1, onProgress: 1, weights: 1,
   file: 1, revision: 1, hubUrl: 1, cacheDir: 1, onDownload: 1 } satisfies Record<keyof LoadOptions, 1>);
 const FORWARD_OPTIONS = Object.keys({ attention: 1, cache: 1 } satisfies Record<keyof ForwardOptions, 1>);
+const MEMORY_OPTIONS = Object.keys({ cache: 1, contextLength: 1 } satisfies Record<keyof MemoryForOptions, 1>);
+const BATCH_STEP_KEYS = Object.keys({ session: 1, id: 1 } satisfies Record<keyof BatchStep, 1>);
 
 export interface ForwardOptions {
   /** MLA attention path for the whole sequence (default 'absorbed', as Session.prefill). */
   attention?: AttentionPath;
   /** The cache format of the session it runs in (default 'f32'; see SessionOptions.cache). */
   cache?: CacheFormat;
+}
+
+/** memoryFor's options: the one session's cache it counts. */
+export interface MemoryForOptions {
+  cache?: CacheFormat;
+  contextLength?: number;
 }
 
 /** What loading a model yields, before it is wrapped in a TokenModel (or a subclass). */
@@ -122,7 +130,8 @@ export class TokenModel {
    * (f32, bf16, int8, int4; 'auto': each matrix as this model holds it; the threads as now) and one session's cache of `contextLength`
    * positions (default a chunk's) in `cache` format (default f32): does it fit in 4 GiB?
    */
-  memoryFor(weights: WeightsOption, options: { cache?: CacheFormat; contextLength?: number } = {}): MemoryNeed & { fits: boolean } {
+  memoryFor(weights: WeightsOption, options: MemoryForOptions = {}): MemoryNeed & { fits: boolean } {
+    checkOptions(options, MEMORY_OPTIONS, 'memoryFor() options');
     const plan = checkWeightsOption(weights) === 'auto' ? this.plan : weightPlan(weights);
     const cache = options.cache ?? 'f32';
     checkCacheFormat(this.config, cache);
@@ -188,6 +197,7 @@ export class TokenModel {
       if (typeof x !== 'object' || x === null || !(s instanceof Session)) {
         throw new MlaError('BAD_INPUT', `stepBatch: entry ${i} is not a { session, id } with a session made by createSession()`);
       }
+      checkOptions(x, BATCH_STEP_KEYS, `stepBatch() entry ${i}`);
       if (!this.sessions.has(s)) {
         if (s.disposed) throw new MlaError('DISPOSED', `stepBatch: the session at index ${i} was disposed`);
         throw new MlaError('BAD_INPUT', `stepBatch: the session at index ${i} belongs to another model`);
