@@ -42,6 +42,7 @@ export function showValue(v: unknown): string {
     if (typeof v === 'bigint') return `${v}n`;
     if (typeof v === 'function') return v.name ? `a function ${v.name}` : 'a function';
     if (typeof v === 'symbol') return v.toString();
+    if (typeof v === 'number' && !Number.isFinite(v)) return String(v); // JSON would say null
     if (typeof v !== 'object' || v === null) return cut(JSON.stringify(v) ?? String(v));
     if (Array.isArray(v)) return isSmallData(v) ? cut(JSON.stringify(v)) : `an array of ${v.length}`;
     if (ArrayBuffer.isView(v)) return `${article(v.constructor.name)} of ${(v as unknown as ArrayLike<unknown>).length ?? v.byteLength}`;

@@ -224,6 +224,8 @@ describe('convertToMla', () => {
       ['a seed that is not an integer', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, seed: 0.5 }), 'BAD_INPUT', /seed must be an integer/],
       ['a window past the context', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, window: 129 }), 'BAD_INPUT', /window must be an integer in \[2, 128\]/],
       ['latentNorm without calibration', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, latentNorm: true, calibration: false }), 'BAD_INPUT', /latentNorm.*calibration: false/],
+      // @ts-expect-error a string
+      ['a ropeDim given as a string', () => convertToMla(gqa(), { kvRank: 8, ropeDim: '8' }), 'BAD_INPUT', /ropeDim must be an even integer ≥ 2, got "8"/],
       // @ts-expect-error a typo
       ['a misspelt option', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 8, ropedim: 3 }), 'BAD_INPUT', /unknown option "ropedim" in convertToMla\(\) options \(did you mean "ropeDim"\?\)/],
       // @ts-expect-error a typo

@@ -344,6 +344,29 @@ describe('error messages name the problem, never dump objects', () => {
     theirs.step(4);
     expect(theirs.position).toBe(4);
   });
+  it('values as they are: NaN and Infinity by name, strings quoted (a string is not the number it spells)', async () => {
+    const model = await loadModel({ config, tensors: good() });
+    const message = async (f: () => unknown, code = 'BAD_INPUT') => (await expectCode(f, code)).message;
+    expect(await message(() => model.generate([1, 2], { temperature: NaN }))).toContain('got NaN');
+    expect(await message(() => model.generate([1, 2], { topP: -Infinity }))).toContain('got -Infinity');
+    const s = model.createSession({ contextLength: 8 });
+    // @ts-expect-error a string id
+    expect(await message(() => s.step('1'), 'BAD_TOKEN')).toContain('token id "1" at index 0');
+    expect(await message(() => s.prefill([1, NaN]), 'BAD_TOKEN')).toContain('token id NaN at index 1');
+    // @ts-expect-error a string length
+    expect(await message(() => model.createSession({ contextLength: '10' }))).toContain('got "10"');
+    // @ts-expect-error a string length
+    expect(await message(() => model.memoryFor('int8', { contextLength: '5' }))).toContain('got "5"');
+    // @ts-expect-error a string position
+    expect(await message(() => s.truncate('0'))).toContain('got "0"');
+    // @ts-expect-error a string position
+    expect(await message(() => s.skipTo('0'))).toContain('got "0"');
+    const snap = s.snapshot();
+    // @ts-expect-error a string length
+    expect(await message(() => model.restoreSession(snap, { contextLength: '8' }))).toContain('got "8"');
+    expect(s.position).toBe(0);
+    model.dispose();
+  });
 });
 
 describe('unknown options are refused everywhere, the same way', () => {

@@ -8,7 +8,7 @@
 //     text given; or the identity: plain weight SVD).
 // Queries: the same per-head combination on the rotary rungs, the original rows for the nope part,
 // scaled for the new softmax scale 1/sqrt(headDim + ropeDim). Everything else is copied.
-import { checkOptions, MlaError } from '../errors.js';
+import { checkOptions, MlaError, showValue } from '../errors.js';
 import { parseConfig, type GroupedAttention, type ModelConfig } from '../formats/config.js';
 import { openSource, type ModelSource, type ExtraFile } from '../formats/source.js';
 import { loadTokenizerFiles } from '../formats/tokenizer.js';
@@ -91,22 +91,22 @@ export function checkConvertible(raw: unknown, options: ConvertOptions): ModelCo
   if (c.ffn.some((f) => f.kind !== 'dense')) throw new MlaError('BAD_CONFIG', 'convertToMla: the source is a mixture of experts (MoE); only dense MHA/GQA models convert');
   const a = c.attention;
   const { kvRank, ropeDim } = options;
-  if (!Number.isInteger(ropeDim) || ropeDim < 2 || ropeDim % 2) bad(`ropeDim must be an even integer ≥ 2, got ${ropeDim}`);
+  if (!Number.isInteger(ropeDim) || ropeDim < 2 || ropeDim % 2) bad(`ropeDim must be an even integer ≥ 2, got ${showValue(ropeDim)}`);
   if (ropeDim > a.kvHeads * a.headDim) bad(`ropeDim ${ropeDim} is larger than the source's key width kvHeads·head_dim = ${a.kvHeads * a.headDim}`);
   const maxRank = Math.min(2 * a.kvHeads * a.headDim, c.hidden);
-  if (!Number.isInteger(kvRank) || kvRank < 1) bad(`kvRank must be a positive integer, got ${kvRank}`);
+  if (!Number.isInteger(kvRank) || kvRank < 1) bad(`kvRank must be a positive integer, got ${showValue(kvRank)}`);
   if (kvRank > maxRank) bad(`kvRank ${kvRank} is larger than possible (${maxRank}: min of 2·kvHeads·head_dim and hidden_size)`);
   const m = options.ropeSpacing;
-  if (m !== undefined && !(m >= 1 && m <= 16)) bad(`ropeSpacing must be a number in [1, 16], got ${m}`);
+  if (m !== undefined && !(m >= 1 && m <= 16)) bad(`ropeSpacing must be a number in [1, 16], got ${showValue(m)}`);
   if (options.latentNorm && options.calibration === false) bad('latentNorm fits the norm\'s weight on the calibration, so it cannot go with calibration: false');
   const { samples, seed } = options;
   if (samples !== undefined && (!Number.isInteger(samples) || samples < 2 * c.hidden)) {
-    bad(`samples must be an integer ≥ ${2 * c.hidden} (2 × hidden_size, for a stable PCA), got ${samples}`);
+    bad(`samples must be an integer ≥ ${2 * c.hidden} (2 × hidden_size, for a stable PCA), got ${showValue(samples)}`);
   }
-  if (seed !== undefined && !Number.isInteger(seed)) bad(`seed must be an integer, got ${seed}`);
+  if (seed !== undefined && !Number.isInteger(seed)) bad(`seed must be an integer, got ${showValue(seed)}`);
   const window = options.window;
   if (window !== undefined && (!Number.isInteger(window) || window < 2 || window > c.maxPositions)) {
-    bad(`window must be an integer in [2, ${c.maxPositions}] (max_position_embeddings), got ${window}`);
+    bad(`window must be an integer in [2, ${c.maxPositions}] (max_position_embeddings), got ${showValue(window)}`);
   }
   return c;
 }

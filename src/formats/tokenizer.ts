@@ -4,7 +4,7 @@
 // tokenizer takes the same path as DeepSeek-V3's.
 import { Template } from '@huggingface/jinja';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { checkOptions, MlaError } from '../errors.js';
+import { checkOptions, MlaError, showValue } from '../errors.js';
 
 /** One message of a conversation, as chat templates expect it. */
 export interface ChatMessage {
@@ -155,7 +155,7 @@ export class Tokenizer {
     const list = Array.from(ids);
     for (const id of list) {
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-        throw new MlaError('BAD_TOKEN', `token id ${id} is not an integer in [0, ${this.vocabSize})`);
+        throw new MlaError('BAD_TOKEN', `token id ${showValue(id)} is not an integer in [0, ${this.vocabSize})`);
       }
     }
     const kept = options.skipSpecialTokens ? list.filter((id) => !this.specialIds.has(id)) : list;

@@ -5,7 +5,7 @@ import { Decoder, type AttentionPath } from './decoder.js';
 import { checkCacheFormat, KvCache, type CacheFormat } from './kv-cache.js';
 import type { Ops } from './ops.js';
 import type { ScratchKernels } from './op-scratch.js';
-import { checkOptions, MlaError } from '../errors.js';
+import { checkOptions, MlaError, showValue } from '../errors.js';
 import { checkIds, Session, type BatchStep, type SessionOptions } from './session.js';
 import { openSource, type ModelSource } from '../formats/source.js';
 import type { HubOptions } from '../formats/hub.js';
@@ -137,7 +137,7 @@ export class TokenModel {
     checkCacheFormat(this.config, cache);
     const positions = options.contextLength;
     if (positions !== undefined && !(Number.isInteger(positions) && positions > 0)) {
-      throw new MlaError('BAD_INPUT', `contextLength must be a positive integer, got ${positions}`);
+      throw new MlaError('BAD_INPUT', `contextLength must be a positive integer, got ${showValue(positions)}`);
     }
     const need = memoryNeed(this.config, this.scratchKernels, { threads: this.threads, plan, cache, cachePositions: positions });
     return { ...need, fits: need.total <= WASM_MEMORY_LIMIT };
@@ -170,7 +170,7 @@ export class TokenModel {
     const { header } = read;
     const contextLength = options.contextLength ?? header.capacity;
     if (!Number.isInteger(contextLength) || contextLength < header.position) {
-      throw new MlaError('BAD_INPUT', `contextLength must be an integer ≥ the snapshot's ${header.position} positions, got ${contextLength}`);
+      throw new MlaError('BAD_INPUT', `contextLength must be an integer ≥ the snapshot's ${header.position} positions, got ${showValue(contextLength)}`);
     }
     const s = this.createSession({ contextLength, cache: header.cacheFormat });
     try {

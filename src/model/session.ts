@@ -54,7 +54,7 @@ export function checkIds(ids: ArrayLike<number>, vocab: number): void {
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i];
     if (!Number.isInteger(id) || id < 0 || id >= vocab) {
-      throw new MlaError('BAD_TOKEN', `token id ${id} at index ${i} is not an integer in [0, ${vocab})`);
+      throw new MlaError('BAD_TOKEN', `token id ${showValue(id)} at index ${i} is not an integer in [0, ${vocab})`);
     }
   }
 }
@@ -77,7 +77,7 @@ export class Session {
     const max = decoder.config.maxPositions;
     const capacity = options.contextLength ?? Math.min(max, DEFAULT_CONTEXT);
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > max) {
-      throw new MlaError('BAD_INPUT', `contextLength must be an integer in [1, ${max}] (max_position_embeddings), got ${capacity}`);
+      throw new MlaError('BAD_INPUT', `contextLength must be an integer in [1, ${max}] (max_position_embeddings), got ${showValue(capacity)}`);
     }
     this.decoder = decoder;
     this.onDispose = onDispose;
@@ -195,7 +195,7 @@ export class Session {
     this.live();
     this.notBusy();
     if (!Number.isInteger(position) || position < 0 || position > this.pos) {
-      throw new MlaError('BAD_INPUT', `truncate position must be an integer in [0, ${this.pos}], got ${position}`);
+      throw new MlaError('BAD_INPUT', `truncate position must be an integer in [0, ${this.pos}], got ${showValue(position)}`);
     }
     this.pos = position;
     if (this.ids) this.ids.length = position;
@@ -224,7 +224,7 @@ export class Session {
   skipTo(position: number): void {
     const cache = this.live();
     if (!Number.isInteger(position) || position < 0 || position > cache.capacity) {
-      throw new MlaError('BAD_INPUT', `position must be an integer in [0, ${cache.capacity}], got ${position}`);
+      throw new MlaError('BAD_INPUT', `position must be an integer in [0, ${cache.capacity}], got ${showValue(position)}`);
     }
     this.pos = position;
     this.ids = null;
