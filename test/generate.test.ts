@@ -371,6 +371,35 @@ describe('invalid options are BAD_INPUT naming the option', () => {
     expect((await collect(model.generate('Q:', { session: s, temperature: 0 }))).length).toBeGreaterThan(0);
     s.dispose();
   });
+
+  it('a prompt past a prefill slice that does not fit: CACHE_FULL before anything runs, naming its length, the position and the capacity', async () => {
+    const long = [256, ...Array(199).fill(65)];
+    expect(long.length).toBeGreaterThan(PROMPT_SLICE); // the first slice would fit
+    const s = model.createSession();
+    expect(s.capacity).toBe(192);
+    await expectCode(() => collect(model.generate(long, { session: s, maxNewTokens: 3 })), 'CACHE_FULL',
+      'the prompt\'s 200 tokens do not fit at position 0 of the session: it holds 192 positions');
+    expect(s.position).toBe(0);
+    // With tokens already held: position and history unchanged, and the session goes on.
+    const first = await collect(model.generate('Q:', { session: s, temperature: 0, maxNewTokens: 2 }));
+    const at = s.position;
+    const fits = 192 - at;
+    await expectCode(() => collect(model.generate(Array(fits).fill(65), { session: s, maxNewTokens: 3 })), 'CACHE_FULL',
+      `the prompt's ${fits} tokens (after 1 sampled token not yet run) do not fit at position ${at} of the session: it holds 192 positions`);
+    expect(s.position).toBe(at);
+    const alone = model.createSession();
+    const again = await collect(model.generate('Q:', { session: alone, temperature: 0, maxNewTokens: 2 }));
+    expect(again.map((p) => p.id)).toEqual(first.map((p) => p.id));
+    // The sampled token still waits to run: both sessions continue alike.
+    const next = await collect(model.generate([65], { session: s, temperature: 0, maxNewTokens: 3 }));
+    expect(next.map((p) => p.id)).toEqual((await collect(model.generate([65], { session: alone, temperature: 0, maxNewTokens: 3 }))).map((p) => p.id));
+    expect(s.position).toBe(alone.position);
+    // Without a session: a prompt past the model's context.
+    await expectCode(() => collect(model.generate(Array(193).fill(65))), 'CACHE_FULL',
+      'the prompt\'s 193 tokens do not fit at position 0 of the model\'s context: it holds 192 positions');
+    s.dispose();
+    alone.dispose();
+  });
 });
 
 describe('one stream at a time per session (BUSY)', () => {
@@ -465,6 +494,12 @@ describe('chat keeps a conversation inside the context', () => {
     session.prefill([256, 65]);
     await expectCode(() => model.chat([{ role: 'user', content: 'x'.repeat(100) }], { session }), 'CACHE_FULL', 'the last message takes 107 tokens, more than the 64 positions of the session');
     expect(session.position).toBe(2);
+    // Past a prefill slice too: refused whole, before any slice runs.
+    const wide = model.createSession();
+    wide.prefill([256, 65]);
+    await expectCode(() => model.chat([{ role: 'user', content: 'x'.repeat(300) }], { session: wide }), 'CACHE_FULL', 'the last message takes 307 tokens, more than the 192 positions of the session');
+    expect(wide.position).toBe(2);
+    wide.dispose();
     session.dispose();
   });
 });

@@ -326,17 +326,26 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, stepper: Stepp
       const history = known && known.cached.length === session.position ? known : null;
       let cached: number[];
       let feed: number[];
+      let keep = session.position; // where the feed goes
       if (reuse) {
         const all = history ? [...history.cached, ...history.pending] : [];
-        let keep = Math.min(commonPrefix(all, promptIds), history?.cached.length ?? 0);
+        keep = Math.min(commonPrefix(all, promptIds), history?.cached.length ?? 0);
         if (keep === promptIds.length) keep--; // run at least one token, for the logits
-        use(() => session.truncate(keep));
         cached = promptIds.slice(0, keep);
         feed = promptIds.slice(keep);
       } else {
         cached = history ? history.cached : [];
         feed = [...(history?.pending ?? []), ...promptIds];
       }
+      // Checked whole before anything runs: a prompt past a slice would otherwise fail halfway and
+      // leave the session half-prefilled.
+      if (keep + feed.length > session.capacity) {
+        const pending = reuse ? 0 : history?.pending.length ?? 0;
+        throw new MlaError('CACHE_FULL', `the prompt's ${promptIds.length} tokens` +
+          `${pending ? ` (after ${pending} sampled token${pending > 1 ? 's' : ''} not yet run)` : ''} do not fit at position ${keep} ` +
+          `of the ${owned ? 'model\'s context' : 'session'}: it holds ${session.capacity} positions`);
+      }
+      if (reuse) use(() => session.truncate(keep));
       histories.set(session, { cached, pending: [] });
       stats.reusedTokens = cached.length;
       stats.promptTokens = feed.length;
