@@ -169,6 +169,25 @@ describe('loading bad checkpoints', () => {
   });
 });
 
+describe('bad kernels passed to loadModel', () => {
+  // The smallest valid module: no imports, no exports.
+  const empty = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+  const cases: [string, Record<string, unknown>, RegExp][] = [
+    ['bytes that are no WebAssembly', { wasmBytes: new Uint8Array([1, 2, 3]) }, /^wasmBytes do not compile as WebAssembly: /],
+    ['bytes that are not bytes', { wasmBytes: 'kernels.wasm' }, /^wasmBytes must be the kernel module's bytes \(an ArrayBuffer or a typed array\), got "kernels.wasm"$/],
+    ['a module that is not a module', { wasmModule: {} }, /^wasmModule must be a WebAssembly.Module \(the kernels, compiled\), got \{\}$/],
+    ['another module', { wasmModule: new WebAssembly.Module(empty) }, /^wasmModule is not mla-wasm's kernel module: it does not import env.memory/],
+    ['another module\'s bytes', { wasmBytes: empty, threads: 2 }, /^wasmBytes are not mla-wasm's kernel module: it does not import env.memory/],
+  ];
+  it.each(cases)('%s: BAD_INPUT naming the option, before the model is read', async (_, options, message) => {
+    // A folder that does not exist: the kernels are checked first, so the error is theirs.
+    const e = await expectCode(loadModel('/nowhere/at/all', options), 'BAD_INPUT');
+    expect(e.message).toMatch(message);
+    // The same from the built-in model, which is read first otherwise.
+    expect((await expectCode(loadModel(undefined, options), 'BAD_INPUT')).message).toBe(e.message);
+  });
+});
+
 describe('running with bad input', () => {
   it('token ids out of range, not integers, NaN, or empty: BAD_TOKEN / BAD_INPUT, nothing written, session usable', async () => {
     const model = await loadModel({ config, tensors: good() });

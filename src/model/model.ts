@@ -11,7 +11,7 @@ import { openSource, type ModelSource } from '../formats/source.js';
 import type { HubOptions } from '../formats/hub.js';
 import { defaultThreads } from '../host/threads.js';
 import { type ThreadPool } from '../host/pool.js';
-import { loadKernels } from '../host/load.js';
+import { givenKernels, loadKernels } from '../host/load.js';
 import { type KernelOptions, type SimdBuild } from '../host/kernels.js';
 import { checkMemory, memoryNeed, WASM_MEMORY_LIMIT, type MemoryNeed } from './memory.js';
 import { modelFingerprint, readSnapshot } from './snapshot.js';
@@ -266,6 +266,7 @@ export async function openModel(source?: ModelSource, options: LoadOptions = {})
     throw new MlaError('BAD_INPUT', 'onProgress must be a function');
   }
   const format = checkWeightsOption(options.weights ?? 'auto');
+  const given = await givenKernels(options); // before the model is read: a bad kernel option fails fast
   const { file, revision, hubUrl, cacheDir, onDownload, ...rest } = options;
   const src = await openSource(source, { file, revision, hubUrl, cacheDir, onDownload });
   const config = parseConfig(src.config);
@@ -275,7 +276,7 @@ export async function openModel(source?: ModelSource, options: LoadOptions = {})
   const plan = recorded.plan;
   const threads = options.threads ?? await defaultThreads(weightBytes(config, plan));
   const { weights: _, ...kernelOptions } = rest;
-  const { kernels, heap, build, pool } = await loadKernels({ ...kernelOptions, threads });
+  const { kernels, heap, build, pool } = await loadKernels({ ...kernelOptions, threads }, given);
   try {
     // Before anything big is allocated: does it fit (arithmetic on the config alone, so an absurd
     // config is refused before its tensor list is built), and does the checkpoint match the config?
