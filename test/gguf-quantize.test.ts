@@ -73,7 +73,8 @@ describe('mla-wasm quantize', () => {
     expect(existsSync(join(dir, 'x.gguf'))).toBe(false);
     expect(readdirSync(dir).filter((f) => f.includes('partial'))).toEqual([]);
     await expect(quantize(fortune, { type: 'Q4_K' })).rejects.toThrow(MlaError);
-    await expect(quantize(fortune, { bogus: 1 } as never)).rejects.toThrow(/unknown option "bogus"/);
+    await expect(quantize(fortune, { bogus: 1 } as never)).rejects.toThrow(/unknown option "bogus" in quantize\(\) options/);
+    await expect(quantizeToFile(fortune, join(dir, 'x.gguf'), { bogus: 1 } as never)).rejects.toThrow(/unknown option "bogus" in quantizeToFile\(\) options/);
     await expect(quantizeToFile(fortune, '')).rejects.toThrow(/output path/);
   });
 

@@ -19,8 +19,8 @@ export interface QuantizeOptions {
 const OPTIONS = Object.keys({ type: 1, keep: 1, onProgress: 1 } satisfies Record<keyof QuantizeOptions, 1>);
 const TYPES: StoredType[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0'];
 
-async function prepare(source: ModelSource, options: QuantizeOptions) {
-  checkOptions(options, OPTIONS, 'quantize() options');
+async function prepare(source: ModelSource, options: QuantizeOptions, call: string) {
+  checkOptions(options, OPTIONS, `${call}() options`);
   const type = (options.type ?? 'Q8_0').toUpperCase() as StoredType;
   if (!TYPES.includes(type)) throw new MlaError('BAD_INPUT', `type ${JSON.stringify(options.type)} is not one of ${TYPES.map((t) => t.toLowerCase()).join(', ')}`);
   if (options.keep !== undefined && !(Array.isArray(options.keep) && options.keep.every((k) => typeof k === 'string'))) {
@@ -40,7 +40,7 @@ async function prepare(source: ModelSource, options: QuantizeOptions) {
 
 /** The model as GGUF bytes. */
 export async function quantize(source: ModelSource, options: QuantizeOptions = {}): Promise<Uint8Array> {
-  const plan = await prepare(source, options);
+  const plan = await prepare(source, options, 'quantize');
   const out = new Uint8Array(plan.size);
   let at = 0;
   options.onProgress?.(0, plan.size);
@@ -55,7 +55,7 @@ export async function quantize(source: ModelSource, options: QuantizeOptions = {
 /** The model written to `path` as GGUF (Node, Deno, Bun), through a temporary file renamed at the end. */
 export async function quantizeToFile(source: ModelSource, path: string, options: QuantizeOptions = {}): Promise<void> {
   if (typeof path !== 'string' || path === '') throw new MlaError('BAD_INPUT', 'the output path must be a non-empty string');
-  const plan = await prepare(source, options);
+  const plan = await prepare(source, options, 'quantizeToFile');
   const fs = await import('node:fs');
   const tmp = `${path}.${globalThis.process?.pid ?? Date.now()}.partial`;
   let fd: number | undefined;
