@@ -360,3 +360,20 @@ describe('serve: a narrow KV cache', () => {
     expect(() => createServer(model, { cache: 'int9' as never })).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }));
   });
 });
+
+describe('serve: browsers on other origins (CORS)', () => {
+  it('a preflight is answered without the key; answers carry Access-Control-Allow-Origin', async () => {
+    const pre = await fetch(`${base}/v1/chat/completions`, {
+      method: 'OPTIONS', headers: { origin: 'http://page.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+    });
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get('access-control-allow-origin')).toBe('*');
+    expect(pre.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('authorization');
+    expect(pre.headers.get('access-control-allow-methods')).toContain('POST');
+    const res = await fetch(`${base}/v1/models`, { headers: { origin: 'http://page.example', authorization: `Bearer ${KEY}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    // The key is still needed for the request itself.
+    expect((await fetch(`${base}/v1/models`, { headers: { origin: 'http://page.example' } })).status).toBe(401);
+  });
+});

@@ -6,6 +6,7 @@
 // every failure is an OpenAI-style error body with its status, and touches only its own request.
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
 import { streamSSE } from 'hono/streaming';
 import { checkOptions, MlaError, showValue } from '../errors.js';
 import { chat, generate, type Generation, type GenerationPiece, type Stepper } from '../generate/generate.js';
@@ -93,6 +94,9 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
     prefix_cache: prefix && { entries: prefix.size, bytes: prefix.bytes, budget: prefix.budgetBytes, hits: prefix.hits, misses: prefix.misses },
   }));
 
+  // Browser pages on any origin may call it, as llama.cpp's server and vLLM allow by default; a
+  // preflight carries no key, so this comes before the key check.
+  app.use('*', cors({ origin: '*', allowMethods: ['GET', 'HEAD', 'POST', 'OPTIONS'], allowHeaders: ['Authorization', 'Content-Type'], maxAge: 600 }));
   app.use('/v1/*', async (c, next) => {
     if (apiKey !== undefined) {
       const header = c.req.header('authorization') ?? '';
