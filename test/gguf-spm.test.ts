@@ -62,6 +62,13 @@ describe('GGUF SentencePiece tokenizer', () => {
     expect(tok.decode(tok.encode('and the tea 中'), { skipSpecialTokens: true })).toBe('and the tea 中');
   });
 
+  it('tokenBytes: byte tokens (<0xNN>) as their byte, pieces with ▁ as a space: the text\'s UTF-8, a leading space included', () => {
+    for (const text of ['and the tea 中', 'é🙂 x']) {
+      const ids = tok.encode(text, { addSpecialTokens: false });
+      expect(ids.flatMap((id) => Array.from(tok.tokenBytes(id)))).toEqual(Array.from(new TextEncoder().encode(' ' + text)));
+    }
+  });
+
   it('random text: the same ids as llama.cpp\'s algorithm, and decoding gives the text back', () => {
     const alphabet = fc.constantFrom('a', 'b', 'd', 'e', 'g', 'h', 'i', 'n', 't', 'é', ' ', 'x', '中', '🙂');
     fc.assert(fc.property(fc.array(alphabet, { minLength: 1, maxLength: 24 }).map((c) => c.join('')), (text) => {

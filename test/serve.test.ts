@@ -6,9 +6,10 @@
 import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createServer, loadModel, type GenerateOptions, type Model, type Server } from '../src/index.js';
+import { createServer, loadModel, type GenerateOptions, type GenerationStats, type Model, type Server } from '../src/index.js';
 import { listen, type Listening } from '../src/serve/node.js';
 import { parseRequest } from '../src/serve/requests.js';
+import { ResponseShaper } from '../src/serve/responses.js';
 import { makeRandomCheckpoint, tinyLlamaConfig } from './reference/model.js';
 
 const KEY = 'test-key';
@@ -375,5 +376,21 @@ describe('serve: browsers on other origins (CORS)', () => {
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
     // The key is still needed for the request itself.
     expect((await fetch(`${base}/v1/models`, { headers: { origin: 'http://page.example' } })).status).toBe(401);
+  });
+});
+
+describe('serve: log-probabilities of tokens that are part of a character', () => {
+  it('bytes are the token\'s own; such tokens are named bytes:\\xNN and keep apart among the alternatives', () => {
+    const tok = model.tokenizer!;
+    const [c3, a9] = tok.encode('é', { addSpecialTokens: false });
+    const pieces = [{ id: c3, text: '', logprob: -0.5, topLogprobs: [{ id: c3, logprob: -0.5 }, { id: a9, logprob: -1.5 }, { id: 65, logprob: -2 }] }];
+    const stats = { stopReason: 'length', promptTokens: 1, reusedTokens: 0, generatedTokens: 1 } as GenerationStats;
+    const chat = new ResponseShaper('chat', 'm', tok, 3).complete(pieces, stats) as { choices: { logprobs: { content: { token: string; bytes: number[]; top_logprobs: { token: string; bytes: number[] }[] }[] } }[] };
+    const entry = chat.choices[0].logprobs.content[0];
+    expect([entry.token, entry.bytes]).toEqual(['bytes:\\xc3', [0xc3]]);
+    expect(entry.top_logprobs.map((t) => [t.token, t.bytes])).toEqual([['bytes:\\xc3', [0xc3]], ['bytes:\\xa9', [0xa9]], [tok.decode([65]), [tok.tokenBytes(65)[0]]]]);
+    const completion = new ResponseShaper('completion', 'm', tok, 3).complete(pieces, stats) as { choices: { logprobs: { tokens: string[]; top_logprobs: Record<string, number>[] } }[] };
+    expect(completion.choices[0].logprobs.tokens).toEqual(['bytes:\\xc3']);
+    expect(Object.keys(completion.choices[0].logprobs.top_logprobs[0])).toHaveLength(3);
   });
 });

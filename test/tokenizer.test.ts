@@ -140,6 +140,27 @@ describe('DeepSeek-V3 tokenizer (the real files)', () => {
   });
 });
 
+describe('tokenBytes: the bytes each token stands for', () => {
+  const utf8 = (s: string) => Array.from(new TextEncoder().encode(s));
+  const joined = (t: Tokenizer, ids: number[]) => ids.flatMap((id) => Array.from(t.tokenBytes(id)));
+  const texts = ['Café été 🎉 中文 and more', '  two spaces, 3.14159\n\ttab', 'Emoji: 👨‍👩‍👧‍👦'];
+
+  it('byte-level BPE (fortune: a byte a token; DeepSeek-V3: merges): the text\'s UTF-8, a character split across tokens included', () => {
+    for (const t of [fortune, deepseek]) {
+      for (const text of texts) expect(joined(t, t.encode(text, { addSpecialTokens: false })), text).toEqual(utf8(text));
+    }
+    // 'é' is two tokens in fortune's vocabulary, each one byte that decode() alone cannot show.
+    const ids = fortune.encode('é', { addSpecialTokens: false });
+    expect(ids.map((id) => Array.from(fortune.tokenBytes(id)))).toEqual([[0xc3], [0xa9]]);
+    expect(fortune.decode([ids[0]])).toBe('\ufffd');
+  });
+
+  it('special tokens give their text; an id outside the vocabulary is BAD_TOKEN', () => {
+    expect(new TextDecoder().decode(fortune.tokenBytes(fortune.eosTokenId!))).toBe(fortune.eosToken);
+    expect(() => fortune.tokenBytes(10_000)).toThrow(expect.objectContaining({ code: 'BAD_TOKEN' }));
+  });
+});
+
 describe('loading tokenizer files', () => {
   it('loadTokenizerFiles: tokenizer and generation defaults from the raw JSON', () => {
     const { tokenizer, generationConfig } = loadTokenizerFiles({

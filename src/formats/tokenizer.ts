@@ -78,6 +78,25 @@ function chatTemplateOf(config: Record<string, unknown>, separate?: string): str
   return separate ?? null;
 }
 
+/** GPT-2's byte alphabet backwards: the printable character byte-level BPE writes for each byte → the byte. */
+const BYTE_OF_CHAR: ReadonlyMap<string, number> = (() => {
+  const m = new Map<string, number>();
+  let extra = 0;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+    m.set(String.fromCharCode(printable ? b : 256 + extra++), b);
+  }
+  return m;
+})();
+
+/** Whether a decoder (or one in a Sequence) has the given type. */
+function hasDecoder(d: unknown, type: string): boolean {
+  if (!isObject(d)) return false;
+  return d.type === type || (Array.isArray(d.decoders) && d.decoders.some((x) => hasDecoder(x, type)));
+}
+
+const utf8 = new TextEncoder();
+
 export class Tokenizer {
   /** Ids the vocabulary spans (the largest id + 1, added tokens included). */
   readonly vocabSize: number;
@@ -92,6 +111,9 @@ export class Tokenizer {
   private readonly addBos: boolean;
   private readonly addEos: boolean;
   private template: Template | null = null;
+  /** How tokenBytes reads a token: through GPT-2's byte alphabet, or SentencePiece's <0xNN> and ▁. */
+  private readonly byteLevel: boolean;
+  private readonly byteFallback: boolean;
 
   /**
    * @param tokenizerJson the parsed tokenizer.json
@@ -122,6 +144,26 @@ export class Tokenizer {
     // post-processor. Where tokenizer.json's post-processor already adds them, nothing more is added.
     this.addBos = c.add_bos_token === true && this.bosTokenId !== null;
     this.addEos = c.add_eos_token === true && this.eosTokenId !== null;
+    this.byteLevel = hasDecoder(json.decoder, 'ByteLevel');
+    this.byteFallback = hasDecoder(json.decoder, 'ByteFallback');
+  }
+
+  /**
+   * The bytes token `id` stands for (OpenAI's logprobs `bytes`): part of a character when the
+   * character takes several tokens, which decode() cannot show. Special tokens give their text.
+   */
+  tokenBytes(id: number): Uint8Array {
+    const token = this.hf.id_to_token(id);
+    if (token === undefined) throw new MlaError('BAD_TOKEN', `token id ${showValue(id)} is not in the vocabulary`);
+    if (this.specialIds.has(id)) return utf8.encode(token);
+    if (this.byteLevel) {
+      const chars = [...token];
+      if (chars.every((ch) => BYTE_OF_CHAR.has(ch))) return Uint8Array.from(chars, (ch) => BYTE_OF_CHAR.get(ch)!);
+      return utf8.encode(token); // an added token written as plain text
+    }
+    const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(token);
+    if (this.byteFallback && byte) return Uint8Array.of(parseInt(byte[1], 16));
+    return utf8.encode(token.replace(/▁/g, ' '));
   }
 
   /** Whether `id` is a special token (BOS, EOS, pad, reserved, role markers …). */

@@ -17,7 +17,7 @@ export function usageOf(s: GenerationStats): Usage {
   return { prompt_tokens: prompt, completion_tokens: s.generatedTokens, total_tokens: prompt + s.generatedTokens };
 }
 
-const encoder = new TextEncoder();
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** One response's id, time and model, and how its pieces read as text and log-probabilities. */
 export class ResponseShaper {
@@ -77,9 +77,19 @@ export class ResponseShaper {
     return { ...this.head('text_completion'), choices: [{ index: 0, text: delta, logprobs, finish_reason }] };
   }
 
-  /** A token's text on its own (special tokens by name): how logprobs name tokens. */
+  /**
+   * How logprobs name a token: special tokens by name, others by their bytes as text (leading
+   * space included), or, when a token is part of a character, by its bytes as OpenAI writes them
+   * (bytes:\xe2\x80), so that such tokens keep apart (as text they would all be U+FFFD).
+   */
   private token(id: number): string {
-    return this.tok.decode([id]);
+    if (this.tok.isSpecial(id)) return this.tok.decode([id]);
+    const bytes = this.tok.tokenBytes(id);
+    try {
+      return strictUtf8.decode(bytes);
+    } catch {
+      return 'bytes:' + Array.from(bytes, (b) => `\\x${b.toString(16).padStart(2, '0')}`).join('');
+    }
   }
 
   private completionLogprobs(pieces: GenerationPiece[]): object | null {
@@ -99,10 +109,7 @@ export class ResponseShaper {
 
   private chatLogprobs(pieces: GenerationPiece[]): object | null {
     if (this.logprobs === null) return null;
-    const entry = (id: number, logprob: number) => {
-      const token = this.token(id);
-      return { token, logprob, bytes: Array.from(encoder.encode(token)) };
-    };
+    const entry = (id: number, logprob: number) => ({ token: this.token(id), logprob, bytes: Array.from(this.tok.tokenBytes(id)) });
     return {
       content: pieces.map((p) => ({ ...entry(p.id, p.logprob!), top_logprobs: p.topLogprobs!.map((t) => entry(t.id, t.logprob)) })),
       refusal: null,
