@@ -6,6 +6,7 @@ import { loadModel } from '../src/index.js';
 import { convertToMla, writeConvertedFolder, writeConvertedGguf, type ConvertedModel } from '../src/convert/index.js';
 import { MlaError } from '../src/errors.js';
 import { parseGguf } from '../src/formats/gguf.js';
+import { quantizeToFile } from '../src/formats/gguf-quantize.js';
 import { memoryFile } from '../src/formats/source.js';
 import type { InMemoryModel } from '../src/formats/source.js';
 import { ffn, llamaAttention, makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig } from './reference/model.js';
@@ -250,6 +251,20 @@ describe('convertToMla', () => {
       await expect(writeConvertedFolder(mla, join(dir, 'out'))).rejects.toBeInstanceOf(MlaError);
       expect(existsSync(join(dir, 'out'))).toBe(false);
       expect(readdirSync(dir)).toEqual([]);
+    });
+
+    it('a GGUF source: its tokenizer (from the metadata) encodes the calibration text and goes with the converted model', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'conv-'));
+      const gguf = join(dir, 'gqa.gguf');
+      await quantizeToFile(new URL('../models/fortune-gqa/', import.meta.url), gguf, { type: 'F32' });
+      const text = (JSON.parse(readFileSync(new URL('../models/fortune-gqa/val_records.json', import.meta.url), 'utf8')) as string[]).slice(0, 4).join('\n\n');
+      const mla = await convertToMla(gguf, { kvRank: 48, ropeDim: 48, calibration: text });
+      expect(Object.keys(mla.extras).sort()).toEqual(['tokenizer.json', 'tokenizer_config.json']);
+      const out = join(dir, 'out');
+      await writeConvertedFolder(mla, out);
+      const model = await loadModel(out);
+      expect(model.tokenizer!.encode('Q: Why?')).toEqual((await loadModel(gguf)).tokenizer!.encode('Q: Why?'));
+      model.dispose();
     });
 
     it('an existing --out: a model folder is replaced; a file, or a folder holding anything else, is refused and kept', async () => {

@@ -10,7 +10,7 @@
 // scaled for the new softmax scale 1/sqrt(headDim + ropeDim). Everything else is copied.
 import { checkOptions, MlaError, showValue } from '../errors.js';
 import { parseConfig, type GroupedAttention, type ModelConfig } from '../formats/config.js';
-import { openSource, type ModelSource, type ExtraFile } from '../formats/source.js';
+import { openSource, type ExtraFile, type LoadedSource, type ModelSource } from '../formats/source.js';
 import { loadTokenizerFiles } from '../formats/tokenizer.js';
 import { symmetricEigen } from './eigen.js';
 import { attentionInputs, secondMoment } from './calibrate.js';
@@ -111,9 +111,18 @@ export function checkConvertible(raw: unknown, options: ConvertOptions): ModelCo
   return c;
 }
 
+/** The source's extra files; a GGUF source's tokenizer (from its metadata) as the files a folder would hold. */
+function tokenizerExtras(src: LoadedSource): LoadedSource['extras'] {
+  const t = src.tokenizerFiles;
+  if (src.extras['tokenizer.json'] || !t?.tokenizerJson) return src.extras;
+  const bytes = (v: unknown) => new TextEncoder().encode(JSON.stringify(v, null, 2) + '\n');
+  return { ...src.extras, 'tokenizer.json': bytes(t.tokenizerJson), 'tokenizer_config.json': bytes(t.tokenizerConfig ?? {}) };
+}
+
 export async function convertToMla(source: ModelSource, options: ConvertOptions): Promise<ConvertedModel> {
   checkOptions(options, OPTIONS, 'convertToMla() options'); // before the source is read
   const src = await openSource(source);
+  const extras = tokenizerExtras(src);
   const c = checkConvertible(src.config, options);
   const a = c.attention as GroupedAttention;
   const { kvRank: r, ropeDim: dr } = options;
@@ -151,10 +160,10 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
   } else if (options.calibration !== false) {
     let ids: number[];
     if (typeof options.calibration === 'string') {
-      const tj = src.extras['tokenizer.json'];
+      const tj = extras['tokenizer.json'];
       if (!tj) bad(`${src.name} has no tokenizer.json to encode the calibration text`);
       const dec = new TextDecoder();
-      const tc = src.extras['tokenizer_config.json'];
+      const tc = extras['tokenizer_config.json'];
       const tok = loadTokenizerFiles({ tokenizerJson: JSON.parse(dec.decode(tj)), tokenizerConfig: tc ? JSON.parse(dec.decode(tc)) : undefined }).tokenizer!;
       ids = tok.encode(options.calibration, { addSpecialTokens: false });
     } else ids = options.calibration;
@@ -275,7 +284,7 @@ export async function convertToMla(source: ModelSource, options: ConvertOptions)
     hidden_act: 'silu', attention_bias: false, torch_dtype: 'float32',
   };
   return {
-    config, tensors, extras: src.extras,
+    config, tensors, extras,
     summary: {
       method: options.calibration === undefined ? 'samples' : options.calibration === false ? 'weights' : 'text', cacheBefore: 2 * G * hd, cacheAfter: r + dr,
       ropeTheta: config.rope_theta as number, ropeSpacing: m, calibrationTokens, layers,
