@@ -78,6 +78,25 @@ describe('mla-wasm quantize', () => {
     await expect(quantizeToFile(fortune, '')).rejects.toThrow(/output path/);
   });
 
+  it('generation_config.json\'s sampling defaults go in as llama.cpp\'s general.sampling.* keys and come back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mla-sampling-'));
+    const file = join(dir, 'f.gguf');
+    await quantizeToFile(fortune, file, { type: 'Q8_0' });
+    const meta = parseGguf(memoryFile(file, new Uint8Array(readFileSync(file)))).metadata;
+    const folder = await loadModel(fortune), gguf = await loadModel(file);
+    try {
+      const want = folder.generationConfig!;
+      expect(want.doSample).toBe(true);
+      expect(meta.get('general.sampling.temp')).toBe(Math.fround(want.temperature!));
+      expect(meta.get('general.sampling.top_k')).toBe(want.topK);
+      expect(meta.get('general.sampling.top_p')).toBe(Math.fround(want.topP!));
+      expect(gguf.generationConfig).toMatchObject({ doSample: true, temperature: want.temperature, topK: want.topK, topP: want.topP });
+    } finally {
+      folder.dispose();
+      gguf.dispose();
+    }
+  });
+
   it('a value past f16 (F16 weights, Q8_0 block scales) is NON_FINITE naming the tensor, and no file is left', async () => {
     const config = tinyMlaConfig({});
     const tensors = makeRandomCheckpoint(config, 3);

@@ -34,6 +34,24 @@ function vector(file: ByteFile, gguf: GgufFile, name: string): number[] | undefi
   return Array.from(new Float32Array(bytes.buffer, 0, t.ne[0]));
 }
 
+/** llama.cpp's general.sampling.* keys as the generation_config.json they came from (temp 0: greedy), or null. */
+function samplingDefaults(gguf: GgufFile): Record<string, unknown> | null {
+  // f32 values as the shortest decimal that rounds to them (0.8, not 0.800000011920929).
+  const short = (v: unknown) => {
+    if (typeof v !== 'number' || !Number.isFinite(v)) return v;
+    for (let p = 1; p < 17; p++) if (Math.fround(Number(v.toPrecision(p))) === v) return Number(v.toPrecision(p));
+    return v;
+  };
+  const get = (key: string) => short(gguf.metadata.get(`general.sampling.${key}`));
+  const out: Record<string, unknown> = {};
+  const temp = get('temp');
+  if (temp !== undefined) Object.assign(out, typeof temp === 'number' && temp <= 0 ? { do_sample: false } : { do_sample: true, temperature: temp });
+  for (const [key, hf] of [['top_k', 'top_k'], ['top_p', 'top_p'], ['penalty_repeat', 'repetition_penalty']]) {
+    if (get(key) !== undefined) out[hf] = get(key);
+  }
+  return Object.keys(out).length ? out : null;
+}
+
 export function openGguf(file: ByteFile): OpenedGguf {
   const gguf = parseGguf(file);
   const { config, layout } = ggufModel(gguf, file.name);
@@ -57,10 +75,14 @@ export function openGguf(file: ByteFile): OpenedGguf {
     throw e;
   }
   const tokenizer = ggufTokenizer(gguf, file.name);
+  const generationConfig = samplingDefaults(gguf);
   return {
     gguf,
     config,
     tensors: ggufTensorSource(file, gguf, layout),
-    tokenizerFiles: tokenizer ? { tokenizerJson: tokenizer.tokenizerJson, tokenizerConfig: tokenizer.tokenizerConfig } : {},
+    tokenizerFiles: {
+      ...(tokenizer ? { tokenizerJson: tokenizer.tokenizerJson, tokenizerConfig: tokenizer.tokenizerConfig } : {}),
+      ...(generationConfig ? { generationConfig } : {}),
+    },
   };
 }

@@ -33,7 +33,7 @@ async function prepare(source: ModelSource, options: QuantizeOptions, call: stri
   if (unknown.length) throw new MlaError('BAD_INPUT', `keep names tensors the model does not have: ${unknown.join(', ')}`);
   const t = tokenizerFilesOf(src, source);
   const tokenizer = t.tokenizerJson === undefined ? null
-    : { tokenizerJson: t.tokenizerJson, tokenizerConfig: t.tokenizerConfig, chatTemplate: t.chatTemplate };
+    : { tokenizerJson: t.tokenizerJson, tokenizerConfig: t.tokenizerConfig, chatTemplate: t.chatTemplate, generationConfig: t.generationConfig };
   const write: GgufWriteOptions = { type, keep: options.keep, name: src.name.split(/[/\\]/).filter(Boolean).pop() };
   return planGguf(config, src.tensors, tokenizer, write);
 }

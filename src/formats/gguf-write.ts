@@ -14,6 +14,7 @@ import { MlaError } from '../errors.js';
 import type { ModelConfig } from './config.js';
 import { TYPE_ID } from './ggml-types.js';
 import { PRE_TOKENIZERS } from './gguf-tokenizer.js';
+import { parseGenerationConfig } from './tokenizer.js';
 import { f32ToBf16Bits, f32ToF16Bits, quantizeQ4_0, quantizeQ8_0 } from './quant-blocks.js';
 import type { StoredType, TensorSource } from './tensor-source.js';
 
@@ -32,6 +33,24 @@ export interface GgufTokenizerInput {
   tokenizerJson: unknown;
   tokenizerConfig?: unknown;
   chatTemplate?: string | null;
+  /** generation_config.json: its sampling defaults become llama.cpp's general.sampling.* keys. */
+  generationConfig?: unknown;
+}
+
+/**
+ * generation_config.json's sampling defaults as llama.cpp's general.sampling.* keys (gguf-py's
+ * Keys.General.SAMPLING_*), which llama.cpp applies when the user sets none: do_sample false is
+ * temp 0 (greedy).
+ */
+function samplingKvs(generationConfig: unknown): Kv[] {
+  const g = parseGenerationConfig(generationConfig);
+  const kvs: Kv[] = [];
+  const temp = g.doSample ? g.temperature : 0;
+  if (temp !== undefined) kvs.push(['general.sampling.temp', 'f32', temp]);
+  if (g.doSample && g.topK !== undefined) kvs.push(['general.sampling.top_k', 'i32', g.topK]);
+  if (g.doSample && g.topP !== undefined) kvs.push(['general.sampling.top_p', 'f32', g.topP]);
+  if (g.repetitionPenalty !== undefined) kvs.push(['general.sampling.penalty_repeat', 'f32', g.repetitionPenalty]);
+  return kvs;
 }
 
 interface Planned {
@@ -415,6 +434,7 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
 
   const kvs = modelKvs(c, arch, split, type, options.name ?? 'mla-wasm model');
   if (tokenizer) kvs.push(...tokenizerKvs(tokenizer, c.vocabSize));
+  if (tokenizer?.generationConfig !== undefined) kvs.push(...samplingKvs(tokenizer.generationConfig));
   // Special ids from the config where no tokenizer names them (they are tokenizer keys in GGUF).
   const has = (key: string) => kvs.some(([k]) => k === key);
   if (c.bosTokenId !== null && !has('tokenizer.ggml.bos_token_id')) kvs.push(['tokenizer.ggml.bos_token_id', 'u32', c.bosTokenId]);
