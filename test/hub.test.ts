@@ -162,6 +162,8 @@ describe('loading from a hub', () => {
     expect(e.code).toBe('FETCH_FAILED');
     expect(e.message).toContain(`${hubUrl}/api/models/org/nothing/tree/main`);
     expect(e.message).toContain('HTTP 404');
+    // It may have been a mistyped path: the message says no such path exists here too.
+    expect(e.message).toMatch(/^no file or folder org\/nothing here, and as a hub name: cannot fetch/);
     e = await failure(loadModel('org/fortune-GGUF', opts({ file: 'absent.gguf' })));
     expect(e.code).toBe('FETCH_FAILED');
     expect(e.message).toContain(`${hubUrl}/org/fortune-GGUF/resolve/main/absent.gguf: HTTP 404`);

@@ -486,7 +486,15 @@ export async function openSource(source: ModelSource | undefined, hub: HubOption
   // hubUrl, cacheDir and onDownload are settings a local load ignores; file and revision would
   // change what is loaded, so they are refused there.
   const hubOnly = (['file', 'revision'] as const).find((k) => hub[k] !== undefined);
-  if (typeof source === 'string' && parseHubId(source) && !(await existsLocally(source))) return openHub(source, hub);
+  if (typeof source === 'string' && parseHubId(source) && !(await existsLocally(source))) {
+    try {
+      return await openHub(source, hub);
+    } catch (e) {
+      // It may have been meant as a path: say that none exists, not only what the hub said.
+      if (e instanceof MlaError && e.code === 'FETCH_FAILED') throw new MlaError(e.code, `no file or folder ${source} here, and as a hub name: ${e.message}`);
+      throw e;
+    }
+  }
   if (hubOnly) throw new MlaError('BAD_INPUT', `the ${hubOnly} option is for a hub name ('org/name'), not ${typeof source === 'string' ? `the local path ${source}` : 'this source'}`);
   if (typeof source === 'string') {
     // "scheme://…" is a URL; anything else (including C:\…) is a path on this machine.
