@@ -303,6 +303,8 @@ describe('serve: sessions', () => {
     const refused = slowClient.completions.create({ model: 'mla-wasm', prompt: PROMPT, max_tokens: 5 });
     await expect(refused).rejects.toBeInstanceOf(OpenAI.RateLimitError);
     await expect(refused).rejects.toMatchObject({ status: 429, code: 'busy' });
+    const raw = await fetch(`http://127.0.0.1:${slowHttp.port}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'mla-wasm', prompt: PROMPT, max_tokens: 5 }) });
+    expect([raw.status, raw.headers.get('retry-after')]).toEqual([429, '1']);
     const spy = vi.spyOn(slow, 'stepBatch');
     const got = await Promise.all(four);
     const batches = spy.mock.calls.map(([steps]) => steps.length);
@@ -374,8 +376,10 @@ describe('serve: browsers on other origins (CORS)', () => {
     const res = await fetch(`${base}/v1/models`, { headers: { origin: 'http://page.example', authorization: `Bearer ${KEY}` } });
     expect(res.status).toBe(200);
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
-    // The key is still needed for the request itself.
+    // The key is still needed for the request itself; X-Api-Key carries it too, as for llama.cpp's server.
     expect((await fetch(`${base}/v1/models`, { headers: { origin: 'http://page.example' } })).status).toBe(401);
+    expect((await fetch(`${base}/v1/models`, { headers: { 'x-api-key': KEY } })).status).toBe(200);
+    expect((await fetch(`${base}/v1/models`, { headers: { 'x-api-key': 'nope' } })).status).toBe(401);
   });
 });
 

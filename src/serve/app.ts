@@ -82,6 +82,8 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
 
   app.onError((e, c) => {
     const api = toApiError(e);
+    // A full server: when to try again (the openai client honours Retry-After).
+    if (api.status === 429) c.header('Retry-After', '1');
     return c.json(api.body, api.status as 400);
   });
   app.notFound((c) => {
@@ -96,11 +98,12 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
 
   // Browser pages on any origin may call it, as llama.cpp's server and vLLM allow by default; a
   // preflight carries no key, so this comes before the key check.
-  app.use('*', cors({ origin: '*', allowMethods: ['GET', 'HEAD', 'POST', 'OPTIONS'], allowHeaders: ['Authorization', 'Content-Type'], maxAge: 600 }));
+  app.use('*', cors({ origin: '*', allowMethods: ['GET', 'HEAD', 'POST', 'OPTIONS'], allowHeaders: ['Authorization', 'Content-Type', 'X-Api-Key'], maxAge: 600 }));
   app.use('/v1/*', async (c, next) => {
     if (apiKey !== undefined) {
-      const header = c.req.header('authorization') ?? '';
-      const given = /^Bearer\s+(.+)$/i.exec(header)?.[1] ?? '';
+      // Authorization: Bearer, or X-Api-Key as llama.cpp's server also takes it.
+      const header = c.req.header('authorization') ?? c.req.header('x-api-key') ?? '';
+      const given = c.req.header('authorization') === undefined ? header : /^Bearer\s+(.+)$/i.exec(header)?.[1] ?? '';
       if (!sameKey(given, apiKey)) {
         throw new ApiError(401, header ? 'incorrect API key' : 'missing API key: send Authorization: Bearer <key>', 'invalid_request_error', null, 'invalid_api_key');
       }
