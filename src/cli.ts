@@ -493,15 +493,26 @@ async function quantizeCommand(flags: QuantizeFlags): Promise<void> {
     : null;
   const t0 = performance.now();
   let total = 0;
+  // Ctrl-C stops the writing and removes the partial file.
+  const stop = new AbortController();
+  const onInterrupt = () => stop.abort();
+  process.once('SIGINT', onInterrupt);
   try {
     await quantizeToFile(flags.model, flags.out, {
-      type: flags.type, keep: flags.keep,
+      type: flags.type, keep: flags.keep, signal: stop.signal,
       onProgress: (done, all) => {
         if (total === 0) { total = all; bar?.start(all, 0); }
         bar?.update(done);
       },
     });
+  } catch (e) {
+    if (!(e instanceof MlaError && e.code === 'ABORTED')) throw e;
+    bar?.stop();
+    console.error(`mla-wasm: stopped; ${flags.out} was not written`);
+    process.exitCode = 130;
+    return;
   } finally {
+    process.off('SIGINT', onInterrupt);
     bar?.stop();
   }
   const mb = (total / 2 ** 20).toFixed(1);

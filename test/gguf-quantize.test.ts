@@ -78,6 +78,19 @@ describe('mla-wasm quantize', () => {
     await expect(quantizeToFile(fortune, '')).rejects.toThrow(/output path/);
   });
 
+  it('an abort stops the writing: ABORTED, and neither the file nor a partial one is left', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mla-abort-'));
+    const stop = new AbortController();
+    let calls = 0;
+    const e = await quantizeToFile(fortune, join(dir, 'x.gguf'), { type: 'Q8_0', signal: stop.signal, onProgress: () => { if (++calls === 2) stop.abort(); } })
+      .catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(MlaError);
+    expect((e as MlaError).code).toBe('ABORTED');
+    expect(calls).toBeGreaterThanOrEqual(2);
+    expect(readdirSync(dir)).toEqual([]);
+    await expect(quantize(fortune, { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ABORTED' });
+  });
+
   it('generation_config.json\'s sampling defaults go in as llama.cpp\'s general.sampling.* keys and come back', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mla-sampling-'));
     const file = join(dir, 'f.gguf');

@@ -14,9 +14,15 @@ export interface QuantizeOptions {
   keep?: string[];
   /** Called as the file is written: bytes so far, out of the total. */
   onProgress?: (done: number, total: number) => void;
+  /** Stops the writing (ABORTED); quantizeToFile then leaves no file behind. */
+  signal?: AbortSignal;
 }
 
-const OPTIONS = Object.keys({ type: 1, keep: 1, onProgress: 1 } satisfies Record<keyof QuantizeOptions, 1>);
+const OPTIONS = Object.keys({ type: 1, keep: 1, onProgress: 1, signal: 1 } satisfies Record<keyof QuantizeOptions, 1>);
+
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new MlaError('ABORTED', 'writing the GGUF file was aborted');
+}
 const TYPES: StoredType[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0'];
 
 async function prepare(source: ModelSource, options: QuantizeOptions, call: string) {
@@ -45,6 +51,7 @@ export async function quantize(source: ModelSource, options: QuantizeOptions = {
   let at = 0;
   options.onProgress?.(0, plan.size);
   for (const chunk of ggufChunks(plan)) {
+    checkAborted(options.signal);
     out.set(chunk, at);
     at += chunk.length;
     options.onProgress?.(at, plan.size);
@@ -68,6 +75,7 @@ export async function quantizeToFile(source: ModelSource, path: string, options:
       at += chunk.length;
       options.onProgress?.(at, plan.size);
       await new Promise<void>((r) => setImmediate(r));
+      checkAborted(options.signal);
     }
     fs.closeSync(fd);
     fd = undefined;
