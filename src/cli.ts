@@ -41,7 +41,7 @@ const DEFAULT_PROMPT = 'Q: What is the meaning of life?\nA:';
 
 const integer = (min: number) => (v: string): number => {
   const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}`);
+  if (v.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer ≥ ${min} (and below 2^53)`);
   return n;
 };
 const integerIn = (min: number, max: number) => (v: string): number => {
@@ -336,7 +336,7 @@ async function serveCommand(flags: ServeFlags): Promise<void> {
   const model = await load(flags);
   if (!model.tokenizer) throw new UsageError(`${flags.model} has no tokenizer.json, and the server speaks text`);
   // The name clients give as `model`: the folder's, as they would say it.
-  const modelId = flags.model ? flags.model.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || 'mla-wasm' : 'fortune-mla';
+  const modelId = flags.model ? flags.model.replace(/[\\/]+$/, '').split(/[\\/]/).pop()!.replace(/\.gguf$/i, '') || 'mla-wasm' : 'fortune-mla';
   const server = createServer(model, {
     modelId, apiKey: flags.apiKey, maxSessions: flags.maxSessions, maxQueued: flags.maxQueued, cache: flags.cache,
     prefixCacheBytes: flags.prefixCacheMib === undefined ? undefined : Math.round(flags.prefixCacheMib * 2 ** 20),

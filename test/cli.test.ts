@@ -184,6 +184,8 @@ describe('generate --logprobs and --min-p', () => {
     const s = run(['generate', '--max-new-tokens', '5', '--seed', '2', '--min-p', '0.2']);
     expect(s.stdout).toContain('min-p 0.2');
     expect(run(['generate', '--logprobs', '21']).stderr).toContain('expected an integer in [0, 20]');
+    // Past 2^53 an integer is not exact: a flag error, not the API's option message.
+    expect(run(['generate', '--seed', '1e20']).stderr).toMatch(/^mla-wasm: option '--seed <n>' argument '1e20' is invalid\. expected an integer ≥ 0 \(and below 2\^53\)/);
     expect(run(['generate', '--min-p', '2']).stderr).toContain('expected a number in [0, 1]');
   });
 });
