@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../src/index.js';
 import { expectClose } from './helpers.js';
-import { makeRandomCheckpoint, referenceForward, tensorsFromSafetensors, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config } from './reference/model.js';
+import { makeRandomCheckpoint, referenceForward, tensorsFromSafetensors, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config, tinyQwen2Config } from './reference/model.js';
 import { writeSafetensors, writeShardedSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
 
 const dirs: string[] = [];
@@ -48,6 +48,8 @@ const CASES: [string, Record<string, unknown>, FloatDtype, number][] = [
   }), 'F32', 1],
   ['Llama, linear rope scaling, F16', tinyLlamaConfig({ rope_scaling: { type: 'linear', factor: 4 } }), 'F16', 1],
   ['MiniCPM3 (LongRoPE, embedding, residual and head scalings), BF16', tinyMiniCpm3Config(), 'BF16', 1],
+  ['Qwen2 (q, k, v biases), BF16', tinyQwen2Config(), 'BF16', 1],
+  ['Qwen2, tied embeddings, F32, 2 shards', tinyQwen2Config({ tie_word_embeddings: true }), 'F32', 2],
   ['MiniCPM3 with tied embeddings and no query compression, F32', tinyMiniCpm3Config({ tie_word_embeddings: true, q_lora_rank: null }), 'F32', 2],
 ];
 

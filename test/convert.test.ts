@@ -9,7 +9,7 @@ import { parseGguf } from '../src/formats/gguf.js';
 import { quantizeToFile } from '../src/formats/gguf-quantize.js';
 import { memoryFile } from '../src/formats/source.js';
 import type { InMemoryModel } from '../src/formats/source.js';
-import { ffn, llamaAttention, makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig } from './reference/model.js';
+import { ffn, llamaAttention, makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig, tinyQwen2Config } from './reference/model.js';
 import { rmsnorm } from './reference/ops.js';
 import { writeSafetensors } from './reference/safetensors-writer.js';
 
@@ -216,6 +216,7 @@ describe('convertToMla', () => {
     const gqa = () => inMemory(tinyLlamaConfig(), 1);
     const cases: [string, () => Promise<unknown>, string, RegExp][] = [
       ['already MLA', () => convertToMla(inMemory(tinyMlaConfig(), 1), { kvRank: 8, ropeDim: 8 }), 'BAD_CONFIG', /already MLA/],
+      ['Qwen2 biases', () => convertToMla({ config: tinyQwen2Config(), tensors: {} }, { kvRank: 8, ropeDim: 8 }), 'BAD_CONFIG', /biases on q, k and v/],
       ['rope scaling', () => convertToMla({ config: tinyLlamaConfig({ rope_scaling: { type: 'linear', factor: 2 } }), tensors: {} }, { kvRank: 8, ropeDim: 8 }), 'BAD_CONFIG', /rope_scaling/],
       ['odd ropeDim', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 7 }), 'BAD_INPUT', /ropeDim/],
       ['ropeDim > kvHeads·head_dim', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 34 }), 'BAD_INPUT', /ropeDim 34/],

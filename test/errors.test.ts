@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/formats/config.js';
 import { quantizeToFile } from '../src/formats/gguf-quantize.js';
-import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig } from './reference/model.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyQwen2Config } from './reference/model.js';
 
 /** Each edit of `base` is BAD_CONFIG with a message matching its pattern. */
 function expectConfigErrors(base: Record<string, unknown>, cases: [Record<string, unknown>, RegExp][]): void {
@@ -125,6 +125,7 @@ describe('loading bad checkpoints', () => {
       [{ rope_freq_factors: new Array(8).fill(1), rope_scaling: { type: 'linear', factor: 2 } }, /both set/],
     ];
     expectConfigErrors(llama, cases);
+    expectConfigErrors(tinyQwen2Config(), [[{ use_sliding_window: true }, /use_sliding_window \(Qwen2's sliding-window attention\) is not supported/]]);
     expect(() => parseConfig({ ...config, rope_freq_factors: [1, 1] })).toThrow(/for Llama-layout models only/);
     // "default" is Hugging Face's name for no scaling.
     expect(parseConfig({ ...llama, rope_scaling: { rope_type: 'default' } }).ropeFreqFactors).toBeNull();

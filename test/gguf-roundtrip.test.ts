@@ -10,7 +10,7 @@ import { parseConfig } from '../src/formats/config.js';
 import { openSource, type InMemoryModel } from '../src/formats/source.js';
 import { writeGguf, type GgufWriteOptions } from '../src/formats/gguf-write.js';
 import { decodeRow, quantizeQ4_0, quantizeQ8_0 } from '../src/formats/quant-blocks.js';
-import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config } from './reference/model.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config, tinyQwen2Config } from './reference/model.js';
 import { writeSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
 
 const FORTUNE = new URL('../models/fortune-mla/', import.meta.url);
@@ -70,6 +70,7 @@ const cases: [string, Record<string, unknown>][] = [
   ['Llama linear rope scaling', tinyLlamaConfig({ rope_scaling: { type: 'linear', factor: 4 } })],
   // llama.cpp's minicpm3 fixes dim_model_base at 256 (the writer refuses other values).
   ['MiniCPM3 (LongRoPE, scalings)', tinyMiniCpm3Config({ dim_model_base: 256 })],
+  ['Qwen2 (q, k, v biases)', tinyQwen2Config({})],
 ];
 
 describe.each(cases)('GGUF round trip: %s', (_name, config) => {

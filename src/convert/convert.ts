@@ -89,6 +89,9 @@ export function checkConvertible(raw: unknown, options: ConvertOptions): ModelCo
   }
   if (c.attention.kind === 'mla') throw new MlaError('BAD_CONFIG', 'convertToMla: the source is already MLA (DeepSeek); nothing to convert');
   if (c.ffn.some((f) => f.kind !== 'dense')) throw new MlaError('BAD_CONFIG', 'convertToMla: the source is a mixture of experts (MoE); only dense MHA/GQA models convert');
+  if (c.attention.kind === 'gqa' && c.attention.qkvBias) {
+    throw new MlaError('BAD_CONFIG', 'convertToMla: the source has biases on q, k and v (Qwen2), which conversion does not carry into the latent model');
+  }
   const a = c.attention;
   const { kvRank, ropeDim } = options;
   if (!Number.isInteger(ropeDim) || ropeDim < 2 || ropeDim % 2) bad(`ropeDim must be an even integer ≥ 2, got ${showValue(ropeDim)}`);

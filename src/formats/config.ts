@@ -21,6 +21,8 @@ export interface GroupedAttention {
   kvHeads: number;
   headDim: number;  // query/key dim per head (all of it rotated)
   vDim: number;     // value dim per head
+  /** Qwen2: the q, k and v projections add biases. */
+  qkvBias?: boolean;
 }
 
 export type AttentionConfig = MlaAttention | GroupedAttention;
@@ -92,7 +94,8 @@ const DEEPSEEK_ARCHS = ['DeepseekV2ForCausalLM', 'DeepseekV3ForCausalLM'];
 /** DeepSeek-V2's attention with Llama's rotary pairing, LongRoPE and three scalings (embedScale …). */
 const MINICPM3 = 'MiniCPM3ForCausalLM';
 const MLA_ARCHS = [...DEEPSEEK_ARCHS, MINICPM3];
-const GQA_ARCHS = ['LlamaForCausalLM'];
+/** Qwen2 is Llama's layout with biases on q, k and v (and its own tokenizer). */
+const GQA_ARCHS = ['LlamaForCausalLM', 'Qwen2ForCausalLM'];
 const MAX_LAYERS = 4096;
 
 function bad(msg: string): never {
@@ -302,9 +305,11 @@ export function parseConfig(json: unknown): ModelConfig {
     if (heads % kvHeads) bad(`num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
     const headDim = optInt(raw, 'head_dim', hidden / heads)!;
     if (!Number.isInteger(headDim) || headDim % 2) bad(`head_dim must be an even integer, got ${headDim}`);
-    attention = { kind: 'gqa', heads, kvHeads, headDim, vDim: headDim };
+    const qwen2 = architecture === 'Qwen2ForCausalLM';
+    attention = { kind: 'gqa', heads, kvHeads, headDim, vDim: headDim, ...(qwen2 ? { qkvBias: true } : {}) };
     ropeStyle = 'half';
     if (raw.attention_bias === true || raw.mlp_bias === true) bad('attention_bias / mlp_bias are not supported');
+    if (qwen2 && raw.use_sliding_window === true) bad('use_sliding_window (Qwen2\'s sliding-window attention) is not supported');
     ropeFreqFactors = parseLlamaRope(raw, headDim, ropeTheta);
   } else {
     bad(`architecture ${showValue(architecture)} is not supported (expected one of ${[...MLA_ARCHS, ...GQA_ARCHS].join(', ')})`);

@@ -15,7 +15,7 @@ import { MlaError, showValue } from '../errors.js';
 import type { GgufFile, GgufValue } from './gguf.js';
 import type { GgufLayout } from './gguf-tensors.js';
 
-export const GGUF_ARCHS = ['deepseek2', 'llama', 'minicpm3'];
+export const GGUF_ARCHS = ['deepseek2', 'llama', 'qwen2', 'minicpm3'];
 
 export interface GgufModel {
   /** What config.json would hold (checked later by parseConfig). */
@@ -109,14 +109,14 @@ export function ggufModel(gguf: GgufFile, fileName: string): GgufModel {
     };
   }
 
-  if (arch === 'llama') {
+  if (arch === 'llama' || arch === 'qwen2') {
     const headDim = m.int(k('attention.key_length')) ?? hidden / heads;
     const vDim = m.int(k('attention.value_length')) ?? headDim;
     const rot = m.int(k('rope.dimension_count')) ?? headDim;
     if (vDim !== headDim) throw new MlaError('BAD_CONFIG', `${fileName}: value_length ${vDim} differs from key_length ${headDim}, which is not supported`);
     if (rot !== headDim) throw new MlaError('BAD_CONFIG', `${fileName}: rope.dimension_count ${rot} rotates part of a ${headDim}-wide head, which is not supported`);
     Object.assign(config, {
-      architectures: ['LlamaForCausalLM'],
+      architectures: [arch === 'qwen2' ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'],
       num_key_value_heads: kvHeads,
       head_dim: headDim,
       intermediate_size: m.int(k('feed_forward_length'), true),

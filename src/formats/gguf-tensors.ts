@@ -28,7 +28,7 @@ type Piece =
 interface Virtual { shape: number[]; pieces: Piece[] }
 
 export interface GgufLayout {
-  arch: 'deepseek2' | 'llama' | 'minicpm3';
+  arch: 'deepseek2' | 'llama' | 'qwen2' | 'minicpm3';
   heads: number;
   kvHeads: number;
 }
@@ -51,6 +51,8 @@ const DEEPSEEK2: Record<string, string> = {
   ffn_gate_shexp: 'mlp.shared_experts.gate_proj', ffn_up_shexp: 'mlp.shared_experts.up_proj', ffn_down_shexp: 'mlp.shared_experts.down_proj',
 };
 const LLAMA: Record<string, string> = { attn_v: 'self_attn.v_proj' };
+/** qwen2: its rope pairs halves as Hugging Face's does, so q and k are not permuted; q, k, v have biases. */
+const QWEN2: Record<string, string> = { attn_q: 'self_attn.q_proj', attn_k: 'self_attn.k_proj', attn_v: 'self_attn.v_proj' };
 const EXPERTS: Record<string, string> = { ffn_gate_exps: 'gate_proj', ffn_up_exps: 'up_proj', ffn_down_exps: 'down_proj' };
 /** Rope scaling divisors: llama's, minicpm3's LongRoPE factors. Read into the config (gguf-model.ts), not weights. */
 export const ROPE_FREQS = 'rope_freqs.weight';
@@ -77,8 +79,9 @@ export function mapTensors(gguf: GgufFile, layout: GgufLayout, fileName: string)
     const m = /^blk\.(\d+)\.(\w+)\.(weight|bias)$/.exec(t.name);
     if (!m) { add(t.name, whole(t)); continue; }
     const l = Number(m[1]), kind = m[2], p = `model.layers.${l}.`;
-    const plain = COMMON[kind] ?? (layout.arch === 'llama' ? LLAMA[kind] : DEEPSEEK2[kind]);
+    const plain = COMMON[kind] ?? (layout.arch === 'llama' ? LLAMA[kind] : layout.arch === 'qwen2' ? QWEN2[kind] : DEEPSEEK2[kind]);
     if (plain && m[3] === 'weight') { add(`${p}${plain}.weight`, whole(t)); continue; }
+    if (layout.arch === 'qwen2' && QWEN2[kind] && m[3] === 'bias') { add(`${p}${QWEN2[kind]}.bias`, whole(t)); continue; }
     if (layout.arch === 'llama' && (kind === 'attn_q' || kind === 'attn_k') && m[3] === 'weight') {
       const heads = kind === 'attn_q' ? layout.heads : layout.kvHeads;
       const rows = rowsOf(t);

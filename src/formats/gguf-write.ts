@@ -345,7 +345,8 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
   if (!(type in TYPE_ID)) throw new MlaError('BAD_INPUT', `GGUF type ${String(type)} is not written (F32, F16, BF16, Q8_0, Q4_0)`);
   const keep = new Set(options.keep ?? []);
   const a = c.attention;
-  const arch = c.architecture === 'MiniCPM3ForCausalLM' ? 'minicpm3' : a.kind === 'mla' ? 'deepseek2' : 'llama';
+  const arch = c.architecture === 'MiniCPM3ForCausalLM' ? 'minicpm3' : a.kind === 'mla' ? 'deepseek2' : a.qkvBias ? 'qwen2' : 'llama';
+  if (arch === 'qwen2' && c.ropeFreqFactors) throw new MlaError('BAD_INPUT', 'llama.cpp\'s qwen2 takes no per-frequency rope factors: this model has them');
   if (arch === 'minicpm3') checkMiniCpm3(c);
   const split = arch === 'deepseek2' && (options.mlaLayout ?? 'split') === 'split';
   const shapeOf = (name: string) => {
@@ -412,6 +413,12 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
           for (let h = 0; h < H; h++) out.set(w.subarray((h * (dn + dv) + dn) * dc, (h + 1) * (dn + dv) * dc), h * dv * dc);
           return out;
         }, { kb: true });
+      }
+    } else if (arch === 'qwen2') {
+      // llama.cpp rotates qwen2's halves as Hugging Face does: no permutation.
+      for (const x of ['q', 'k', 'v']) {
+        plain(`${b}attn_${x}.weight`, `${p}self_attn.${x}_proj.weight`);
+        plain(`${b}attn_${x}.bias`, `${p}self_attn.${x}_proj.bias`);
       }
     } else {
       const q = p + 'self_attn.q_proj.weight', k = p + 'self_attn.k_proj.weight';

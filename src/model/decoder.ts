@@ -407,6 +407,7 @@ export class Decoder {
     const d = this.config.hidden, H = a.heads, G = a.kvHeads, hd = a.headDim, dv = a.vDim;
     const inRows = lw.inRows, perGroup = H / G;
     this.linear(s.xn, d, lw.wIn, s.proj, inRows, R); // [q | k | v]
+    if (lw.inBias) for (let r = 0; r < R; r++) this.ops.add(s.proj + r * inRows * F, lw.inBias, inRows);
     this.rope(s.proj, inRows, R, H, hd, hd, 0);
     this.rope(s.proj + H * hd * F, inRows, R, G, hd, hd, 0);
     for (const { cache, pos, row, count: T } of parts) {

@@ -120,6 +120,8 @@ export interface LayerWeights {
   /** The fused input projection, `inRows` × hidden. */
   wIn: Matrix;
   inRows: number;
+  /** Qwen2: the inRows biases of wIn's outputs ([q | k | v]), else 0. */
+  inBias: number;
   /** MLA only: q_a_layernorm (0 without query compression), q_b_proj, kv_a_layernorm, kv_b_proj. */
   qNorm: number;
   wqB: Matrix | null;
@@ -206,6 +208,11 @@ function layerTensors(c: ModelConfig, l: number, s: Shapes): void {
       s.set(p + 'self_attn.q_proj.weight', [a.heads * a.headDim, d]);
       s.set(p + 'self_attn.k_proj.weight', [a.kvHeads * a.headDim, d]);
       s.set(p + 'self_attn.v_proj.weight', [a.kvHeads * a.vDim, d]);
+      if (a.qkvBias) {
+        s.set(p + 'self_attn.q_proj.bias', [a.heads * a.headDim]);
+        s.set(p + 'self_attn.k_proj.bias', [a.kvHeads * a.headDim]);
+        s.set(p + 'self_attn.v_proj.bias', [a.kvHeads * a.vDim]);
+      }
       s.set(p + 'self_attn.o_proj.weight', [d, a.heads * a.vDim]);
     }
     const swiglu = (prefix: string, width: number) => {
@@ -546,7 +553,7 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
         const w = {} as LayerWeights;
         w.inputNorm = place(p + 'input_layernorm.weight');
         w.postNorm = place(p + 'post_attention_layernorm.weight');
-        w.qNorm = w.kvNorm = 0;
+        w.qNorm = w.kvNorm = w.inBias = 0;
         w.wqB = w.wkvB = w.wUK = w.wUV = null;
         if (a.kind === 'mla') {
           const qFirst = a.qLoraRank ? 'self_attn.q_a_proj.weight' : 'self_attn.q_proj.weight';
@@ -565,6 +572,12 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
         } else {
           w.wIn = placeMatrix('linear', true, p + 'self_attn.q_proj.weight', p + 'self_attn.k_proj.weight', p + 'self_attn.v_proj.weight');
           w.inRows = inputRows(c);
+          // Placed one after another: [q | k | v] biases, as wIn's rows.
+          if (a.qkvBias) {
+            w.inBias = place(p + 'self_attn.q_proj.bias');
+            place(p + 'self_attn.k_proj.bias');
+            place(p + 'self_attn.v_proj.bias');
+          }
         }
         w.wo = placeMatrix('linear', true, p + 'self_attn.o_proj.weight');
         const f = c.ffn[l];

@@ -26,7 +26,8 @@ export function architectureOf(config: HfConfig): Arch {
   const t: string = config.model_type ?? '';
   if (a === 'DeepseekV2ForCausalLM' || a === 'DeepseekV3ForCausalLM' || t === 'deepseek_v2' || t === 'deepseek_v3') return 'mla';
   if (isMiniCpm3(config)) return 'mla';
-  if (a === 'LlamaForCausalLM' || t === 'llama') return 'llama';
+  // Qwen2 is Llama's layout with q, k, v biases (always there, whatever attention_bias says).
+  if (a === 'LlamaForCausalLM' || t === 'llama' || a === 'Qwen2ForCausalLM' || t === 'qwen2') return 'llama';
   throw new Error(`reference: unsupported architecture ${a || t || '(none)'}`);
 }
 
@@ -97,9 +98,10 @@ export function expectedTensorShapes(config: HfConfig): Map<string, number[]> {
       lin(`${p}.self_attn.o_proj`, d, H * dv, ab);
     } else {
       const hd = llamaHeadDim(config), KV = config.num_key_value_heads ?? H;
-      lin(`${p}.self_attn.q_proj`, H * hd, d, ab);
-      lin(`${p}.self_attn.k_proj`, KV * hd, d, ab);
-      lin(`${p}.self_attn.v_proj`, KV * hd, d, ab);
+      const qkv = ab || config.architectures?.[0] === 'Qwen2ForCausalLM' || config.model_type === 'qwen2';
+      lin(`${p}.self_attn.q_proj`, H * hd, d, qkv);
+      lin(`${p}.self_attn.k_proj`, KV * hd, d, qkv);
+      lin(`${p}.self_attn.v_proj`, KV * hd, d, qkv);
       lin(`${p}.self_attn.o_proj`, d, H * hd, ab);
     }
     m.set(`${p}.post_attention_layernorm.weight`, [d]);
@@ -679,6 +681,11 @@ export function tinyMlaMoeV3Config(overrides: Record<string, unknown> = {}): HfC
 }
 
 /** A tiny Llama config with grouped-query attention (4 query heads, 2 KV heads of 16 dims). */
+/** Tiny Qwen2: the Llama above with Qwen2's q, k, v biases and its rope_theta. */
+export function tinyQwen2Config(overrides: Record<string, unknown> = {}): HfConfig {
+  return tinyLlamaConfig({ architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', rope_theta: 1_000_000, use_sliding_window: false, ...overrides });
+}
+
 export function tinyLlamaConfig(overrides: Record<string, unknown> = {}): HfConfig {
   return {
     architectures: ['LlamaForCausalLM'],
