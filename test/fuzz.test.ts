@@ -24,7 +24,7 @@ import { elementCount, parseSafetensorsHeader, readTensorF32At, dtypeBytes, type
 import { openSource, safetensorsFilesSource, safetensorsSource, type ByteFile, type ModelSource } from '../src/formats/source.js';
 import { checkTensors, placeWeights, weightBytes, weightPlan } from '../src/model/weights.js';
 import type { TensorSource } from '../src/formats/tensor-source.js';
-import { makeRandomCheckpoint, tinyMlaConfig } from './reference/model.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyQwen2Config } from './reference/model.js';
 import { writeSafetensors, writeShardedSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
 
 const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined;
@@ -444,6 +444,42 @@ describe('fuzzing config.json', () => {
     expect(seen.get('ok') ?? 0).toBeGreaterThan(100);
     expect(seen.get('BAD_CONFIG') ?? 0).toBeGreaterThan(500);
     expect(seen.has('BAD_SHAPE') || seen.has('MISSING_TENSOR') || seen.has('UNEXPECTED_TENSOR')).toBe(true);
+  });
+
+  it('the rope scalings of Llama (linear, llama3, rope_freq_factors) and MiniCPM3 (longrope), mutated: parsed or BAD_CONFIG', () => {
+    const bases = [
+      tinyLlamaConfig({ rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } }),
+      tinyLlamaConfig({ rope_freq_factors: [1, 1, 2, 2, 4, 4, 8, 8] }),
+      tinyMiniCpm3Config(),
+      tinyQwen2Config(),
+    ];
+    const keys = ['type', 'rope_type', 'factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings', 'short_factor', 'long_factor'];
+    const ropeEdit = fc.oneof(
+      fc.record({ key: fc.constantFrom(...keys), v: fc.oneof(weirdValue, fc.constantFrom('linear', 'llama3', 'longrope', 'dynamic', 'default'),
+        fc.array(fc.oneof(fc.double(), fc.integer()), { maxLength: 9 })) }),
+      fc.record({ key: fc.constantFrom('rope_freq_factors', 'rope_scaling', 'max_position_embeddings', 'head_dim', 'qk_rope_head_dim', 'scale_emb', 'scale_depth', 'dim_model_base', 'use_sliding_window'),
+        v: fc.oneof(weirdValue, fc.array(fc.oneof(fc.double(), fc.integer()), { maxLength: 9 })), top: fc.constant(true) }),
+    );
+    const seen = new Map<string, number>();
+    fc.assert(fc.property(fc.nat(bases.length - 1), fc.array(ropeEdit, { minLength: 1, maxLength: 3 }), (b, edits) => {
+      const c: Record<string, any> = structuredClone(bases[b]);
+      for (const e of edits.map((x) => structuredClone(x))) {
+        if ('top' in e) c[e.key] = e.v;
+        else {
+          if (typeof c.rope_scaling !== 'object' || c.rope_scaling === null) c.rope_scaling = {};
+          c.rope_scaling[e.key] = e.v;
+        }
+      }
+      const got = outcome(() => {
+        const parsed = parseConfig(c);
+        // What parses is usable: finite positive factors, one per rotary frequency.
+        const f = parsed.ropeFreqFactors;
+        if (f) expect(f.every((x) => Number.isFinite(x) && x > 0)).toBe(true);
+      });
+      seen.set(got, (seen.get(got) ?? 0) + 1);
+    }), params(2000));
+    expect(seen.get('ok') ?? 0).toBeGreaterThan(50);
+    expect(seen.get('BAD_CONFIG') ?? 0).toBeGreaterThan(500);
   });
 
   it('bit-flipped and mutated config.json bytes at the loader (file map with the real weights)', async () => {

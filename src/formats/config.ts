@@ -97,6 +97,8 @@ const MLA_ARCHS = [...DEEPSEEK_ARCHS, MINICPM3];
 /** Qwen2 is Llama's layout with biases on q, k and v (and its own tokenizer). */
 const GQA_ARCHS = ['LlamaForCausalLM', 'Qwen2ForCausalLM'];
 const MAX_LAYERS = 4096;
+/** Far above any released model (256); bounds what rope scaling allocates for a corrupt config. */
+const MAX_HEAD_DIM = 65536;
 
 function bad(msg: string): never {
   throw new MlaError('BAD_CONFIG', `config.json: ${msg}`);
@@ -157,6 +159,13 @@ function parseYarn(raw: Record<string, unknown>): YarnScaling | null {
  * GGUF files give the divisors themselves (rope_freq_factors).
  */
 function parseLlamaRope(raw: Record<string, unknown>, headDim: number, theta: number): number[] | null {
+  const f = llamaRopeFactors(raw, headDim, theta);
+  // Kept as f32: a value that f32 rounds to 0 or to infinity would give no usable frequency.
+  if (f && !f.every((x) => x > 0 && Number.isFinite(x))) bad(`rope scaling gives frequency factors f32 cannot hold (${showValue(f.find((x) => !(x > 0 && Number.isFinite(x))))})`);
+  return f;
+}
+
+function llamaRopeFactors(raw: Record<string, unknown>, headDim: number, theta: number): number[] | null {
   const half = headDim / 2;
   const given = raw.rope_freq_factors;
   const s = raw.rope_scaling;
@@ -211,7 +220,9 @@ function parseLongRope(raw: Record<string, unknown>, ropeDim: number, maxPositio
   if (!Array.isArray(f) || f.length !== ropeDim / 2 || !f.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) {
     bad(`rope_scaling.short_factor must be ${ropeDim / 2} positive numbers, got ${showValue(f)}`);
   }
-  return f.map((x) => Math.fround(x));
+  const factors = f.map((x) => Math.fround(x));
+  if (!factors.every((x) => x > 0 && Number.isFinite(x))) bad('rope_scaling.short_factor holds values f32 cannot hold');
+  return factors;
 }
 
 /** Far above any released model (DeepSeek-V3: 256); bounds the work of checking a config. */
@@ -305,6 +316,8 @@ export function parseConfig(json: unknown): ModelConfig {
     if (heads % kvHeads) bad(`num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
     const headDim = optInt(raw, 'head_dim', hidden / heads)!;
     if (!Number.isInteger(headDim) || headDim % 2) bad(`head_dim must be an even integer, got ${headDim}`);
+    // Rope scaling makes one factor per frequency here: a corrupt head_dim must not allocate first.
+    if (headDim > MAX_HEAD_DIM) bad(`head_dim ${headDim} is more than ${MAX_HEAD_DIM}`);
     const qwen2 = architecture === 'Qwen2ForCausalLM';
     attention = { kind: 'gqa', heads, kvHeads, headDim, vDim: headDim, ...(qwen2 ? { qkvBias: true } : {}) };
     ropeStyle = 'half';
