@@ -54,11 +54,21 @@ const number = (ok: (n: number) => boolean, want: string) => (v: string): number
   if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new InvalidArgumentError(`expected ${want}`);
   return n;
 };
+/** `--logit-bias ID=BIAS`, repeatable; the id's range is checked against the model's vocabulary later. */
+const logitBias = (v: string, all: Map<number, number> = new Map()): Map<number, number> => {
+  const m = /^\s*(\d+)\s*=\s*(\S+)\s*$/.exec(v);
+  const id = m ? Number(m[1]) : NaN, bias = m ? Number(m[2]) : NaN;
+  if (!Number.isSafeInteger(id) || !Number.isFinite(bias) || bias < -100 || bias > 100) {
+    throw new InvalidArgumentError('expected ID=BIAS: a token id and a number in [-100, 100], e.g. 13=-100');
+  }
+  return new Map(all).set(id, bias);
+};
 
 interface ModelFlags { model?: string; simd: 'auto' | SimdBuild; threads?: number; weights: WeightsOption; cache: CacheFormat }
 interface SamplingFlags {
   maxNewTokens?: number; maxTokens?: number; temperature?: number; topK?: number; topP?: number;
-  minP?: number; repetitionPenalty?: number; seed?: number; stop?: string[];
+  minP?: number; repetitionPenalty?: number; presencePenalty?: number; frequencyPenalty?: number;
+  logitBias?: Map<number, number>; seed?: number; stop?: string[];
 }
 
 function modelOptions(cmd: Command, required: boolean): Command {
@@ -81,6 +91,9 @@ function samplingOptions(cmd: Command): Command {
     .option('--top-p <p>', 'nucleus sampling mass, in (0, 1]', number((n) => n > 0 && n <= 1, 'a number in (0, 1]'))
     .option('--min-p <p>', 'keep tokens at least p times as likely as the most likely, in [0, 1]; 0 = off', number((n) => n >= 0 && n <= 1, 'a number in [0, 1]'))
     .option('--repetition-penalty <r>', '> 1 discourages repeats', number((n) => n > 0, 'a number > 0'))
+    .option('--presence-penalty <p>', 'subtracted once from each token already generated, in [-2, 2]', number((n) => n >= -2 && n <= 2, 'a number in [-2, 2]'))
+    .option('--frequency-penalty <f>', 'subtracted per time a token was generated, in [-2, 2]', number((n) => n >= -2 && n <= 2, 'a number in [-2, 2]'))
+    .option('--logit-bias <id=bias>', 'add bias (in [-100, 100]) to a token id\'s logit; repeat for more', logitBias)
     .option('--seed <n>', 'sampler seed (default: random, printed in the summary)', integer(0))
     .option('--stop <text>', 'a stop string (besides the end-of-text token); repeat for more', (v: string, all: string[] = []) => [...all, v]);
 }
@@ -94,6 +107,9 @@ function generationOptions(f: SamplingFlags): GenerateOptions & ChatOptions {
   if (f.topP !== undefined) o.topP = f.topP;
   if (f.minP !== undefined) o.minP = f.minP;
   if (f.repetitionPenalty !== undefined) o.repetitionPenalty = f.repetitionPenalty;
+  if (f.presencePenalty !== undefined) o.presencePenalty = f.presencePenalty;
+  if (f.frequencyPenalty !== undefined) o.frequencyPenalty = f.frequencyPenalty;
+  if (f.logitBias) o.logitBias = f.logitBias;
   if (f.seed !== undefined) o.seed = f.seed;
   if (f.stop?.length) o.stop = f.stop.map(unescape);
   return o;
@@ -157,8 +173,15 @@ function stoppedAt(reason: StopReason | null, maxNew: number, context: number): 
 }
 
 function samplingSummary(model: Model, g: Generation, o: GenerateOptions): string {
-  if (g.stats.seed === null) return 'greedy';
   const gc = model.generationConfig;
+  const adjusted: string[] = [];
+  const r = o.repetitionPenalty ?? gc?.repetitionPenalty ?? 1;
+  if (r !== 1) adjusted.push(`repetition penalty ${r}`);
+  if (o.presencePenalty) adjusted.push(`presence penalty ${o.presencePenalty}`);
+  if (o.frequencyPenalty) adjusted.push(`frequency penalty ${o.frequencyPenalty}`);
+  const biased = o.logitBias instanceof Map ? o.logitBias.size : 0;
+  if (biased) adjusted.push(`logit bias on ${biased} token${biased > 1 ? 's' : ''}`);
+  if (g.stats.seed === null) return adjusted.length ? `greedy (${adjusted.join(', ')})` : 'greedy';
   const t = o.temperature ?? gc?.temperature ?? 1;
   const parts = [`temperature ${t}`];
   const k = o.topK ?? gc?.topK ?? 50;
@@ -166,8 +189,7 @@ function samplingSummary(model: Model, g: Generation, o: GenerateOptions): strin
   const p = o.topP ?? gc?.topP ?? 1;
   if (p < 1) parts.push(`top-p ${p}`);
   if (o.minP) parts.push(`min-p ${o.minP}`);
-  const r = o.repetitionPenalty ?? gc?.repetitionPenalty ?? 1;
-  if (r !== 1) parts.push(`repetition penalty ${r}`);
+  parts.push(...adjusted);
   parts.push(`seed ${g.stats.seed}`);
   return `sampled (${parts.join(', ')})`;
 }

@@ -190,6 +190,22 @@ describe('generate --logprobs and --min-p', () => {
   });
 });
 
+describe('generate --presence-penalty, --frequency-penalty and --logit-bias', () => {
+  it('reach the sampler and the summary; bad values are flag errors or name the option', () => {
+    const r = run(['generate', '--max-new-tokens', '6', '--temperature', '0', '--presence-penalty', '1', '--frequency-penalty', '0.5',
+      '--logit-bias', '65=100', '--logit-bias', '66=-100']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('greedy (presence penalty 1, frequency penalty 0.5, logit bias on 2 tokens)');
+    expect(r.stdout).toContain('AAAAAA'); // id 65 is 'A' in the built-in byte vocabulary
+    expect(run(['generate', '--presence-penalty', '3']).stderr).toContain('expected a number in [-2, 2]');
+    expect(run(['generate', '--logit-bias', '65']).stderr).toContain('expected ID=BIAS');
+    expect(run(['generate', '--logit-bias', '65=101']).stderr).toContain('expected ID=BIAS');
+    const far = run(['generate', '--logit-bias', '99999=1']);
+    expect(far.code).not.toBe(0);
+    expect(far.stderr).toContain('logitBias');
+  });
+});
+
 describe('info', () => {
   it('fortune-mla: 64 cached numbers per token per layer, beside MHA/GQA/MQA', () => {
     const r = run(['info', '--model', mla]);

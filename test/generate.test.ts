@@ -123,6 +123,36 @@ describe('greedy', () => {
     expect(bare[0].logprob).toBeLessThanOrEqual(0);
   });
 
+  it('presence and frequency penalties and logit bias: a manual loop that applies them by hand picks the same tokens', async () => {
+    const N = 40;
+    const ids = model.tokenizer!.encode(prompt);
+    const bias = new Map([[ids[ids.length - 1], 3], [argmax(model.createSession().prefill(ids)), -100]]);
+    const options = { temperature: 0, maxNewTokens: N, presencePenalty: 1.5, frequencyPenalty: 0.7, logitBias: bias, logprobs: 0 };
+    const pieces = await collect(model.generate(prompt, options));
+    const s = model.createSession();
+    let logits = s.prefill(ids);
+    const counts = new Map<number, number>();
+    for (const p of pieces) {
+      const x = Float64Array.from(logits);
+      // logprobs stay the model's own, before the penalties
+      const m = Math.max(...x), lse = m + Math.log(x.reduce((a, v) => a + Math.exp(v - m), 0));
+      expect(Math.abs(p.logprob! - (x[p.id] - lse))).toBeLessThan(1e-9);
+      for (const [id, n] of counts) x[id] -= 1.5 + 0.7 * n; // output only: the prompt is not counted
+      for (const [id, b] of bias) x[id] += b;
+      expect(p.id).toBe(argmax(x));
+      counts.set(p.id, (counts.get(p.id) ?? 0) + 1);
+      if (p !== pieces[pieces.length - 1]) logits = s.step(p.id);
+    }
+    s.dispose();
+    // The penalties change the text: without them greedy repeats more.
+    const plain = await collect(model.generate(prompt, { temperature: 0, maxNewTokens: N }));
+    expect(pieces.map((p) => p.id)).not.toEqual(plain.map((p) => p.id));
+    expect(new Set(pieces.map((p) => p.id)).size).toBeGreaterThan(new Set(plain.map((p) => p.id)).size);
+    // A bias of 100 all but forces a token, a plain object keyed by id works as a Map does.
+    const forced = await collect(model.generate(prompt, { temperature: 0.9, seed: 3, maxNewTokens: 5, logitBias: { 65: 100 } }));
+    expect(forced.map((p) => p.id)).toEqual([65, 65, 65, 65, 65]);
+  });
+
   it('bad minP and logprobs are BAD_INPUT naming the option', async () => {
     await expectCode(() => model.generate(prompt, { minP: 1.5 }), 'BAD_INPUT', 'minP');
     await expectCode(() => model.generate(prompt, { minP: -0.1 }), 'BAD_INPUT', 'minP');
@@ -339,6 +369,16 @@ describe('invalid options are BAD_INPUT naming the option', () => {
     ['topP', { topP: 0 }],
     ['topP', { topP: 1.5 }],
     ['repetitionPenalty', { repetitionPenalty: 0 }],
+    ['presencePenalty', { presencePenalty: 2.5 }],
+    ['frequencyPenalty', { frequencyPenalty: -3 }],
+    ['frequencyPenalty', { frequencyPenalty: '1' }],
+    ['logitBias', { logitBias: [[1, 2]] }],
+    ['logitBias', { logitBias: { 99999: 1 } }],
+    ['logitBias', { logitBias: { '-1': 1 } }],
+    ['logitBias', { logitBias: { x: 1 } }],
+    ['logitBias', { logitBias: new Map([[1.5, 1]]) }],
+    ['logitBias[5]', { logitBias: { 5: 101 } }],
+    ['logitBias[5]', { logitBias: new Map([[5, NaN]]) }],
     ['seed', { seed: 0.5 }],
     ['stop', { stop: [''] }],
     ['stop', { stop: [999] }],

@@ -1,7 +1,7 @@
 // Sampling: greedy is the argmax, and the seeded draws follow the distribution temperature, top-k,
 // top-p and the repetition penalty define.
 import { describe, expect, it } from 'vitest';
-import { applyRepetitionPenalty, argmax, candidates, createRng, sampleToken, tokenLogprobs, type SamplingOptions } from '../src/generate/sampling.js';
+import { applyRepetitionPenalty, argmax, candidates, createRng, LogitAdjuster, sampleToken, tokenLogprobs, type SamplingOptions } from '../src/generate/sampling.js';
 import { formatRate } from '../src/index.js';
 
 const opts = (o: Partial<SamplingOptions>): SamplingOptions => ({ temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, ...o });
@@ -186,5 +186,30 @@ describe('formatRate', () => {
     for (const [n, ms] of [[35, 0], [0, 0], [5, -1], [5, NaN], [5, Infinity], [NaN, 10], [Infinity, 10]]) {
       expect(formatRate(n, ms, 'tokens/s'), `${n} in ${ms} ms`).toBe('– tokens/s');
     }
+  });
+});
+
+describe('LogitAdjuster', () => {
+  it('repetition penalty over prompt and output, presence and frequency over the output only, then the bias', () => {
+    const a = new LogitAdjuster({ repetitionPenalty: 2, presencePenalty: 0.5, frequencyPenalty: 0.25, logitBias: new Map([[3, 1], [9, 5]]) }, [0, 1]);
+    const base = [4, -4, 4, 4, 0];
+    let x = Float32Array.from(base);
+    a.apply(x);
+    expect(Array.from(x)).toEqual([2, -8, 4, 5, 0]); // id 9 is past the vocabulary: ignored
+    a.accept(2);
+    a.accept(2);
+    a.accept(1);
+    x = Float32Array.from(base);
+    a.apply(x);
+    // 2: halved (now seen), then -0.5 - 2 * 0.25; 1: doubled, then -0.5 - 0.25; 0: prompt only, no presence.
+    expect(Array.from(x)).toEqual([2, -8.75, 1, 5, 0]);
+  });
+  it('with nothing to do it leaves the logits alone', () => {
+    const a = new LogitAdjuster({ repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 }, [0]);
+    expect(a.active).toBe(false);
+    a.accept(1);
+    const x = Float32Array.from([1, 2]);
+    a.apply(x);
+    expect(Array.from(x)).toEqual([1, 2]);
   });
 });

@@ -79,6 +79,15 @@ describe('serve: the openai client against the server', () => {
     expect(a.choices[0].text).toBe((await lone(PROMPT, { temperature: 0.9, seed: 11, maxNewTokens: 30 })).text);
   });
 
+  it('presence and frequency penalties and logit_bias reach the sampler: the text the library gives with them', async () => {
+    const bias = { [model.tokenizer!.encode(' the')[0]]: -100, 32: 2.5 };
+    const r = await client.completions.create({ model: 'fortune-mla', prompt: PROMPT, max_tokens: 30, temperature: 0.8, seed: 4,
+      presence_penalty: 1.2, frequency_penalty: 0.6, logit_bias: bias });
+    const ref = await lone(PROMPT, { temperature: 0.8, seed: 4, maxNewTokens: 30, presencePenalty: 1.2, frequencyPenalty: 0.6, logitBias: bias });
+    expect(r.choices[0].text).toBe(ref.text);
+    expect(r.choices[0].text).not.toBe((await lone(PROMPT, { temperature: 0.8, seed: 4, maxNewTokens: 30 })).text);
+  });
+
   it('two streams at once are decoded together, one stepBatch a token for both, each with its lone text', async () => {
     const spy = vi.spyOn(model, 'stepBatch');
     try {
@@ -217,6 +226,10 @@ describe('serve: bad requests are OpenAI-style errors with a 4xx, and the server
       ['an unknown model', () => raw('/v1/completions', { ...ok, model: 'gpt-4' }), 404, 'model_not_found', 'model'],
       ['too many tokens', () => raw('/v1/completions', { ...ok, max_tokens: 500 }), 400, 'context_length_exceeded', 'max_tokens'],
       ['a prompt past the context', () => raw('/v1/completions', { ...ok, prompt: 'x'.repeat(400), max_tokens: undefined }), 400, 'context_length_exceeded', 'prompt'],
+      ['presence_penalty past 2', () => raw('/v1/completions', { ...ok, presence_penalty: 2.5 }), 400, 'invalid_value', 'presence_penalty'],
+      ['logit_bias not an object', () => raw('/v1/completions', { ...ok, logit_bias: [1] }), 400, 'invalid_value', 'logit_bias'],
+      ['logit_bias past the vocabulary', () => raw('/v1/completions', { ...ok, logit_bias: { 100000: 1 } }), 400, 'invalid_value', 'logit_bias'],
+      ['logit_bias past 100', () => raw('/v1/chat/completions', { model: 'fortune-mla', messages: [{ role: 'user', content: 'x' }], logit_bias: { 5: -101 } }), 400, 'invalid_value', 'logit_bias'],
       ['logprobs past 20', () => raw('/v1/completions', { ...ok, logprobs: 21 }), 400, 'invalid_value', 'logprobs'],
       ['top_logprobs without logprobs', () => raw('/v1/chat/completions', { model: 'fortune-mla', messages: [{ role: 'user', content: 'x' }], top_logprobs: 2 }), 400, 'invalid_value', 'top_logprobs'],
       ['no API key', () => raw('/v1/completions', ok, { authorization: '' }), 401, 'invalid_api_key'],

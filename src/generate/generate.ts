@@ -4,7 +4,7 @@
 // thin wrappers around this.
 import { checkOptions, MlaError, showValue } from '../errors.js';
 import type { TokenModel } from '../model/model.js';
-import { createRng, sampleToken, tokenLogprobs, type SamplingOptions } from './sampling.js';
+import { createRng, LogitAdjuster, sampleToken, tokenLogprobs, type SamplingOptions } from './sampling.js';
 import { checkIds, type Session } from '../model/session.js';
 import { checkCacheFormat, type CacheFormat } from '../model/kv-cache.js';
 import { CHUNK } from '../model/decoder.js';
@@ -23,6 +23,15 @@ export interface GenerateOptions {
   minP?: number;
   /** > 1 discourages tokens already in the context (default generation_config's, else 1). */
   repetitionPenalty?: number;
+  /** OpenAI's, in [-2, 2]: subtracted once from the logit of every token already generated (default 0). */
+  presencePenalty?: number;
+  /** OpenAI's, in [-2, 2]: subtracted from a token's logit once per time it was generated (default 0). */
+  frequencyPenalty?: number;
+  /**
+   * Added to the logits of the token ids given, each in [-100, 100] (OpenAI's logit_bias): -100
+   * all but bans a token, 100 all but forces it. A Map or an object keyed by id.
+   */
+  logitBias?: ReadonlyMap<number, number> | Readonly<Record<number, number>>;
   /**
    * Give every piece its token's log-probability and this many most likely alternatives (0 to 20):
    * the model's own distribution (log-softmax of the logits), before penalty, temperature and
@@ -90,6 +99,9 @@ export interface GenerationStats {
 export type Generation = AsyncGenerator<GenerationPiece, void, undefined> & { readonly stats: GenerationStats };
 
 interface Resolved extends SamplingOptions {
+  presencePenalty: number;
+  frequencyPenalty: number;
+  logitBias: Map<number, number>;
   maxNewTokens: number;
   logprobs: number | null;
   seed: number | null;
@@ -108,7 +120,7 @@ const histories = new WeakMap<Session, History>();
 /** The most alternatives a piece can carry (OpenAI's top_logprobs limit). */
 export const MAX_TOP_LOGPROBS = 20;
 
-const KNOWN = new Set(['maxNewTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'logprobs', 'seed', 'stop', 'signal', 'session', 'addSpecialTokens', 'cache']);
+const KNOWN = new Set(['maxNewTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty', 'logitBias', 'logprobs', 'seed', 'stop', 'signal', 'session', 'addSpecialTokens', 'cache']);
 
 function badOption(name: string, want: string, got: unknown): never {
   throw new MlaError('BAD_INPUT', `option ${name} must be ${want}, got ${showValue(got)}`);
@@ -135,12 +147,15 @@ function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Se
   const logprobs = number('logprobs', (v) => Number.isInteger(v) && v >= 0 && v <= MAX_TOP_LOGPROBS,
     `an integer in [0, ${MAX_TOP_LOGPROBS}] (the alternatives per token)`) ?? null;
   const repetitionPenalty = number('repetitionPenalty', (v) => v > 0, 'a number > 0 (1 = none)') ?? gc?.repetitionPenalty ?? 1;
+  const presencePenalty = number('presencePenalty', (v) => v >= -2 && v <= 2, 'a number in [-2, 2] (0 = none)') ?? 0;
+  const frequencyPenalty = number('frequencyPenalty', (v) => v >= -2 && v <= 2, 'a number in [-2, 2] (0 = none)') ?? 0;
   let seed = number('seed', (v) => Number.isSafeInteger(v), 'a safe integer') ?? null;
   const greedy = temperature === 0 || topK === 1;
   if (greedy) seed = null;
   else if (seed === null) seed = Math.floor(Math.random() * 2 ** 32);
 
   const V = model.config.vocabSize;
+  const logitBias = resolveLogitBias(o.logitBias, V);
   const stopIds = new Set<number>([...model.config.eosTokenIds, ...(gc?.eosTokenIds ?? [])]);
   if (stopIds.size === 0 && model.tokenizer?.eosTokenId != null) stopIds.add(model.tokenizer.eosTokenId);
   const stopStrings: string[] = [];
@@ -175,9 +190,30 @@ function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Se
     throw new MlaError('BAD_INPUT', `option cache is '${cache}', but the session given keeps a '${(session as Session).cacheFormat}' cache`);
   }
   return {
-    maxNewTokens, logprobs, temperature, topK, topP, minP, repetitionPenalty, seed, stopIds, stopStrings,
+    maxNewTokens, logprobs, temperature, topK, topP, minP, repetitionPenalty, presencePenalty, frequencyPenalty, logitBias,
+    seed, stopIds, stopStrings,
     signal: signal as AbortSignal | undefined, session: session as Session | undefined, addSpecialTokens: addSpecialTokens as boolean | undefined, cache,
   };
+}
+
+/** Option logitBias as a Map of valid ids to finite biases in [-100, 100]. */
+function resolveLogitBias(v: unknown, V: number): Map<number, number> {
+  const bias = new Map<number, number>();
+  if (v === undefined) return bias;
+  const want = `a Map or object of token ids in [0, ${V}) to numbers in [-100, 100]`;
+  let entries: Array<[unknown, unknown]>;
+  if (v instanceof Map) entries = [...v.entries()];
+  else if (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype) entries = Object.entries(v);
+  else badOption('logitBias', want, v);
+  for (const [key, b] of entries) {
+    const id = typeof key === 'string' && /^(0|[1-9]\d*)$/.test(key) ? Number(key) : key;
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= V) {
+      throw new MlaError('BAD_INPUT', `option logitBias: the key ${showValue(key)} is not a token id in [0, ${V})`);
+    }
+    if (typeof b !== 'number' || !Number.isFinite(b) || b < -100 || b > 100) badOption(`logitBias[${id}]`, 'a number in [-100, 100]', b);
+    if (b !== 0) bias.set(id, b);
+  }
+  return bias;
 }
 
 /** Model.generate: a text (encoded with the model's tokenizer) or token ids. */
@@ -360,15 +396,16 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, stepper: Stepp
       }
       const logits = out;
 
-      const context = new Set(o.repetitionPenalty === 1 ? [] : cached);
+      const adjust = new LogitAdjuster(o, cached);
       const rng = createRng(o.seed ?? 0);
       const detok = model.tokenizer?.createStreamDecoder({ skipSpecialTokens: true });
       const stops = new StopStrings(o.stopStrings);
       for (let n = 0; ; n++) {
         const t0 = performance.now();
-        // The penalty changes the logits in place: logprobs are of the model's own, so kept aside.
-        const raw = o.logprobs !== null && o.repetitionPenalty !== 1 ? logits.slice() : logits;
-        const id = sampleToken(logits, o, rng, context);
+        // The penalties change the logits in place: logprobs are of the model's own, so kept aside.
+        const raw = o.logprobs !== null && adjust.active ? logits.slice() : logits;
+        adjust.apply(logits);
+        const id = sampleToken(logits, o, rng); // no context: the adjuster applied the repetition penalty
         const lp = o.logprobs === null ? null : tokenLogprobs(raw, id, o.logprobs);
         const scored = lp ? { logprob: lp.logprob, topLogprobs: lp.top } : {};
         stats.decodeMs += performance.now() - t0;
@@ -396,7 +433,7 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, stepper: Stepp
           return;
         }
         yield { id, text, ...scored };
-        if (o.repetitionPenalty !== 1) context.add(id);
+        adjust.accept(id);
         // The step writes the next logits into `out`, which `logits` views.
         stats.decodeMs += await stepper({ session, ids: [id], out, use, check });
         stats.decodeSteps++;

@@ -1,5 +1,5 @@
-// Choosing the next token from logits: repetition penalty, then temperature, top-k, top-p and
-// min-p (the order of transformers' logits processors), then a draw from a seeded generator.
+// Choosing the next token from logits: the penalties and logit bias, then temperature, top-k, top-p
+// and min-p (the order of transformers' logits processors), then a draw from a seeded generator.
 // Temperature 0 is greedy: the argmax, no randomness. Also the model's log-probabilities of a
 // token and of its most likely alternatives, for the stream to report.
 
@@ -60,6 +60,51 @@ export function applyRepetitionPenalty(logits: Float32Array, context: Iterable<n
     if (id < 0 || id >= logits.length) continue;
     const x = logits[id];
     logits[id] = x > 0 ? x / penalty : x * penalty;
+  }
+}
+
+export interface LogitAdjustOptions {
+  /** transformers' rule over the prompt and the output: divide a positive logit, multiply a negative one; 1 = none. */
+  repetitionPenalty: number;
+  /** OpenAI's: subtracted once from every token already in the output; 0 = none. */
+  presencePenalty?: number;
+  /** OpenAI's: subtracted from every token as many times as it is in the output; 0 = none. */
+  frequencyPenalty?: number;
+  /** Added to the logits of these token ids. */
+  logitBias?: ReadonlyMap<number, number>;
+}
+
+/**
+ * The logit changes that depend on what came before, kept up to date token by token: the
+ * repetition penalty over the prompt and the output, then presence and frequency penalties over
+ * the output only (as OpenAI and vLLM count them), then the logit bias.
+ */
+export class LogitAdjuster {
+  private readonly seen: Set<number>;
+  private readonly counts = new Map<number, number>();
+  readonly active: boolean;
+
+  constructor(private readonly o: LogitAdjustOptions, prompt: Iterable<number>) {
+    this.seen = new Set(o.repetitionPenalty === 1 ? [] : prompt);
+    this.active = o.repetitionPenalty !== 1 || !!o.presencePenalty || !!o.frequencyPenalty || (o.logitBias?.size ?? 0) > 0;
+  }
+
+  /** In place, on the logits of the next token. */
+  apply(logits: Float32Array): void {
+    if (!this.active) return;
+    applyRepetitionPenalty(logits, this.seen, this.o.repetitionPenalty);
+    const presence = this.o.presencePenalty ?? 0, frequency = this.o.frequencyPenalty ?? 0;
+    if (presence !== 0 || frequency !== 0) {
+      for (const [id, n] of this.counts) logits[id] -= presence + frequency * n;
+    }
+    if (this.o.logitBias) for (const [id, bias] of this.o.logitBias) if (id >= 0 && id < logits.length) logits[id] += bias;
+  }
+
+  /** A token was chosen: it now counts as in the output. */
+  accept(id: number): void {
+    if (!this.active) return;
+    if (this.o.repetitionPenalty !== 1) this.seen.add(id);
+    this.counts.set(id, (this.counts.get(id) ?? 0) + 1);
   }
 }
 

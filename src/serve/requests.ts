@@ -36,7 +36,7 @@ const DEFAULT_CHAT_CONTEXT = 4096;
 const MAX_STOPS = 4;
 
 const COMMON = ['model', 'max_tokens', 'temperature', 'top_p', 'stop', 'seed', 'stream', 'stream_options', 'n', 'user',
-  'presence_penalty', 'frequency_penalty', 'top_k', 'min_p', 'repetition_penalty'];
+  'presence_penalty', 'frequency_penalty', 'logit_bias', 'top_k', 'min_p', 'repetition_penalty'];
 const FIELDS: Record<RequestKind, Set<string>> = {
   completion: new Set([...COMMON, 'prompt', 'logprobs', 'echo']),
   chat: new Set([...COMMON, 'messages', 'logprobs', 'top_logprobs', 'max_completion_tokens']),
@@ -139,7 +139,11 @@ export function parseRequest(kind: RequestKind, body: Body, model: Model, modelI
     topK: number(body, 'top_k', (v) => v >= 0, 'an integer ≥ 0 (0 = no limit)', true) ?? 0,
     minP: number(body, 'min_p', (v) => v >= 0 && v <= 1, 'a number in [0, 1]') ?? 0,
     repetitionPenalty: number(body, 'repetition_penalty', (v) => v > 0, 'a number > 0 (1 = none)') ?? 1,
+    presencePenalty: number(body, 'presence_penalty', (v) => v >= -2 && v <= 2, 'a number in [-2, 2]') ?? 0,
+    frequencyPenalty: number(body, 'frequency_penalty', (v) => v >= -2 && v <= 2, 'a number in [-2, 2]') ?? 0,
   };
+  const bias = parseLogitBias(field(body, 'logit_bias'), model.config.vocabSize);
+  if (bias.size) options.logitBias = bias;
   const seed = number(body, 'seed', () => true, 'an integer', true);
   if (seed !== undefined) options.seed = seed;
   const stop = field(body, 'stop');
@@ -150,8 +154,6 @@ export function parseRequest(kind: RequestKind, body: Body, model: Model, modelI
     }
     if (list.length) options.stop = list;
   }
-  // Accepted only at their defaults, so that clients that always send them still work.
-  for (const name of ['presence_penalty', 'frequency_penalty']) number(body, name, (v) => v === 0, '0 (not supported; repetition_penalty is)');
   number(body, 'n', (v) => v === 1, '1 (one choice per request)', true);
   if (field(body, 'user') !== undefined && typeof body.user !== 'string') throw badParam('user', `'user' must be a string`);
   if (kind === 'completion' && boolean(body, 'echo')) throw badParam('echo', "'echo' is not supported", 'unsupported_value');
@@ -178,6 +180,22 @@ export function parseRequest(kind: RequestKind, body: Body, model: Model, modelI
   }
   if (logprobs !== null) options.logprobs = logprobs;
   return { kind, promptIds, messages, stream, includeUsage, logprobs, options };
+}
+
+/** OpenAI's logit_bias: an object of token ids (as JSON keys) to biases in [-100, 100]. */
+function parseLogitBias(v: unknown, V: number): Map<number, number> {
+  const bias = new Map<number, number>();
+  if (v === undefined) return bias;
+  if (!isObject(v)) throw badParam('logit_bias', `'logit_bias' must be an object of token ids to numbers, got ${typeName(v)}`);
+  for (const [key, b] of Object.entries(v)) {
+    const id = /^(0|[1-9]\d*)$/.test(key) ? Number(key) : NaN;
+    if (!(id < V)) throw badParam('logit_bias', `'logit_bias' key ${JSON.stringify(key)} is not a token id in [0, ${V})`);
+    if (typeof b !== 'number' || !Number.isFinite(b) || b < -100 || b > 100) {
+      throw badParam('logit_bias', `'logit_bias' value for token ${id} must be a number in [-100, 100], got ${JSON.stringify(b)}`);
+    }
+    if (b !== 0) bias.set(id, b);
+  }
+  return bias;
 }
 
 /** OpenAI's messages: a role and a content that is a string or a list of text parts. */
