@@ -6,10 +6,10 @@
 import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createServer, loadModel, type GenerateOptions, type GenerationStats, type Model, type Server } from '../src/index.js';
+import { createServer, loadModel, type GenerateOptions, type Model, type Server } from '../src/index.js';
 import { listen, type Listening } from '../src/serve/node.js';
 import { parseRequest } from '../src/serve/requests.js';
-import { ResponseShaper } from '../src/serve/responses.js';
+import { ResponseShaper, usageOf } from '../src/serve/responses.js';
 import { makeRandomCheckpoint, tinyLlamaConfig } from './reference/model.js';
 
 const KEY = 'test-key';
@@ -169,6 +169,98 @@ describe('serve: the openai client against the server', () => {
   });
 });
 
+const argmaxRow = (logits: Float32Array, t: number, V: number) => {
+  let best = 0;
+  for (let i = 1; i < V; i++) if (logits[t * V + i] > logits[t * V + best]) best = i;
+  return best;
+};
+
+describe('serve: several choices (prompt arrays, n) and echo', () => {
+  it('prompt arrays and n: prompts × n choices in order, choice j of a prompt sampled with seed + j; streamed the same by index', async () => {
+    const prompts = [PROMPT, 'Q: Why is the sky blue?\nA:'];
+    const ask = { model: 'fortune-mla', prompt: prompts, n: 2, max_tokens: 12, temperature: 0.9, seed: 7 };
+    const r = await client.completions.create(ask);
+    expect(r.choices.map((c) => c.index)).toEqual([0, 1, 2, 3]);
+    const want = [];
+    for (const p of prompts) for (const j of [0, 1]) want.push(await lone(p, { temperature: 0.9, seed: 7 + j, maxNewTokens: 12 }));
+    expect(r.choices.map((c) => c.text)).toEqual(want.map((w) => w.text));
+    expect(r.choices[0].text).not.toBe(r.choices[1].text);
+    const promptTokens = prompts.reduce((a, p) => a + model.tokenizer!.encode(p).length, 0);
+    const completionTokens = want.reduce((a, w) => a + w.ids.length, 0);
+    expect(r.usage).toEqual({ prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens });
+    const texts = ['', '', '', ''], finished = [0, 0, 0, 0];
+    for await (const ch of await client.completions.create({ ...ask, stream: true })) {
+      for (const c of ch.choices) {
+        texts[c.index] += c.text;
+        if (c.finish_reason) finished[c.index]++;
+      }
+    }
+    expect(texts).toEqual(want.map((w) => w.text));
+    expect(finished).toEqual([1, 1, 1, 1]);
+    // A chat with n: the same answers as two lone chats.
+    const messages = [{ role: 'user' as const, content: 'Tell me a fortune.' }];
+    const c = await client.chat.completions.create({ model: 'fortune-mla', messages, n: 2, max_tokens: 10, temperature: 1, seed: 3 });
+    for (const j of [0, 1]) {
+      let text = '';
+      for await (const p of model.chat(messages, { temperature: 1, topP: 1, topK: 0, seed: 3 + j, maxNewTokens: 10 })) text += p.text;
+      expect(c.choices[j].message.content).toBe(text);
+    }
+  });
+
+  it('echo with max_tokens 0 and logprobs scores the prompt (as lm-evaluation-harness asks): the model\'s own log-probabilities', async () => {
+    const ids = model.tokenizer!.encode(PROMPT);
+    const r = await client.completions.create({ model: 'fortune-mla', prompt: [ids], max_tokens: 0, echo: true, logprobs: 2, temperature: 0 });
+    const lp = r.choices[0].logprobs!;
+    expect(r.choices[0].text).toBe(model.tokenizer!.decode(ids, { skipSpecialTokens: true }));
+    expect(r.choices[0].finish_reason).toBe('length');
+    expect(r.usage).toEqual({ prompt_tokens: ids.length, completion_tokens: 0, total_tokens: ids.length });
+    expect(lp.tokens).toHaveLength(ids.length);
+    expect(lp.token_logprobs![0]).toBeNull();
+    expect(lp.top_logprobs![0]).toBeNull();
+    // Against the whole prompt's logits from forward(), in float64.
+    const logits = model.forward(ids), V = model.config.vocabSize;
+    for (let t = 1; t < ids.length; t++) {
+      const row = Array.from(logits.subarray((t - 1) * V, t * V), Number), m = Math.max(...row);
+      const lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+      expect(Math.abs(lp.token_logprobs![t]! - (row[ids[t]] - lse))).toBeLessThan(1e-9);
+      expect(Object.values(lp.top_logprobs![t]!)).toHaveLength(2);
+    }
+    // Offsets index the echoed text; with max_tokens, the completion follows the prompt.
+    const text = r.choices[0].text;
+    expect(lp.text_offset!.map((o, t) => text.slice(o, lp.text_offset![t + 1] ?? text.length)).join('')).toBe(text);
+    const more = await client.completions.create({ model: 'fortune-mla', prompt: PROMPT, max_tokens: 5, echo: true, logprobs: 0, temperature: 0 });
+    const ref = await lone(PROMPT, { temperature: 0, maxNewTokens: 5, logprobs: 0 });
+    expect(more.choices[0].text).toBe(PROMPT + ref.text);
+    expect(more.choices[0].logprobs!.tokens).toHaveLength(ids.length + 5);
+    // The prefix cache served the prompt's rows: equal to float rounding, as in the logprobs test above.
+    more.choices[0].logprobs!.token_logprobs!.slice(ids.length).forEach((x, i) => expect(Math.abs(x! - ref.logprobs[i])).toBeLessThan(1e-5));
+    expect(more.choices[0].logprobs!.token_logprobs!.slice(0, ids.length)).toEqual(lp.token_logprobs);
+    // lm-evaluation-harness's loglikelihood request: the continuation's log-probability is the sum
+    // of token_logprobs[ctxlen:-1], and it is greedy when each token is the top alternative.
+    const ctxlen = 4;
+    const harness = await fetch(`${base}/v1/completions`, {
+      method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fortune-mla', prompt: [ids], max_tokens: 1, logprobs: 1, echo: true, temperature: 0, seed: 1234 }),
+    });
+    const h = (await harness.json()).choices[0].logprobs;
+    expect(h.token_logprobs).toHaveLength(ids.length + 1);
+    const sum = h.token_logprobs.slice(ctxlen, -1).reduce((a: number, b: number) => a + b, 0);
+    const want = lp.token_logprobs!.slice(ctxlen).reduce((a, b) => a! + b!, 0)!;
+    expect(Math.abs(sum - want)).toBeLessThan(1e-9);
+    const greedy = h.tokens.slice(ctxlen, -1).every((t: string, i: number) => {
+      const top = h.top_logprobs[ctxlen + i] as Record<string, number>;
+      return t === Object.keys(top).reduce((a, b) => (top[a] >= top[b] ? a : b));
+    });
+    expect(greedy).toBe(ids.slice(ctxlen).every((id, i) => id === argmaxRow(logits, ctxlen + i - 1, V)));
+    // Streamed: the prompt comes first, then the completion.
+    let streamed = '';
+    for await (const ch of await client.completions.create({ model: 'fortune-mla', prompt: PROMPT, max_tokens: 5, echo: true, temperature: 0, stream: true })) {
+      streamed += ch.choices[0]?.text ?? '';
+    }
+    expect(streamed).toBe(PROMPT + ref.text);
+  });
+});
+
 describe('serve: the prefix cache', () => {
   it('a chat that goes on, and a prompt that extends an earlier one, restore the kept rows and run only what is new', async () => {
     const health = async () => (await (await fetch(`${base}/health`)).json()).prefix_cache;
@@ -230,6 +322,12 @@ describe('serve: bad requests are OpenAI-style errors with a 4xx, and the server
       ['logit_bias not an object', () => raw('/v1/completions', { ...ok, logit_bias: [1] }), 400, 'invalid_value', 'logit_bias'],
       ['logit_bias past the vocabulary', () => raw('/v1/completions', { ...ok, logit_bias: { 100000: 1 } }), 400, 'invalid_value', 'logit_bias'],
       ['logit_bias past 100', () => raw('/v1/chat/completions', { model: 'fortune-mla', messages: [{ role: 'user', content: 'x' }], logit_bias: { 5: -101 } }), 400, 'invalid_value', 'logit_bias'],
+      ['n 0', () => raw('/v1/completions', { ...ok, n: 0 }), 400, 'invalid_value', 'n'],
+      ['more choices than sessions and queue', () => raw('/v1/completions', { ...ok, n: 5 }), 400, 'invalid_value', 'n'],
+      ['a prompt array with a bad entry', () => raw('/v1/completions', { ...ok, prompt: ['a', 5] }), 400, 'invalid_value', 'prompt'],
+      ['an empty prompt in an array', () => raw('/v1/completions', { ...ok, prompt: ['a', ''] }), 400, 'invalid_value', 'prompt'],
+      ['max_tokens 0 without echo', () => raw('/v1/completions', { ...ok, max_tokens: 0 }), 400, 'invalid_value', 'max_tokens'],
+      ['echo in a chat', () => raw('/v1/chat/completions', { model: 'fortune-mla', messages: [{ role: 'user', content: 'x' }], echo: true }), 400, 'unknown_parameter', 'echo'],
       ['logprobs past 20', () => raw('/v1/completions', { ...ok, logprobs: 21 }), 400, 'invalid_value', 'logprobs'],
       ['top_logprobs without logprobs', () => raw('/v1/chat/completions', { model: 'fortune-mla', messages: [{ role: 'user', content: 'x' }], top_logprobs: 2 }), 400, 'invalid_value', 'top_logprobs'],
       ['no API key', () => raw('/v1/completions', ok, { authorization: '' }), 401, 'invalid_api_key'],
@@ -345,7 +443,7 @@ describe('serve: request defaults', () => {
     try {
       const body = { model: 'm', messages: [{ role: 'user', content: 'Hi' }] };
       const r = parseRequest('chat', body, model, 'm');
-      expect(r.promptIds.length + r.options.maxNewTokens).toBe(4096);
+      expect(r.prompts[0].length + r.options.maxNewTokens).toBe(4096);
       // max_tokens named: up to the model's own context.
       expect(parseRequest('chat', { ...body, max_tokens: 100_000 }, model, 'm').options.maxNewTokens).toBe(100_000);
       // A prompt past 4096 still gets room to answer.
@@ -401,12 +499,12 @@ describe('serve: log-probabilities of tokens that are part of a character', () =
     const tok = model.tokenizer!;
     const [c3, a9] = tok.encode('é', { addSpecialTokens: false });
     const pieces = [{ id: c3, text: '', logprob: -0.5, topLogprobs: [{ id: c3, logprob: -0.5 }, { id: a9, logprob: -1.5 }, { id: 65, logprob: -2 }] }];
-    const stats = { stopReason: 'length', promptTokens: 1, reusedTokens: 0, generatedTokens: 1 } as GenerationStats;
-    const chat = new ResponseShaper('chat', 'm', tok, 3).complete(pieces, stats) as { choices: { logprobs: { content: { token: string; bytes: number[]; top_logprobs: { token: string; bytes: number[] }[] }[] } }[] };
+    const choice = { pieces, reason: 'length' as const }, usage = usageOf(1, 1);
+    const chat = new ResponseShaper('chat', 'm', tok, 3).complete([choice], usage) as { choices: { logprobs: { content: { token: string; bytes: number[]; top_logprobs: { token: string; bytes: number[] }[] }[] } }[] };
     const entry = chat.choices[0].logprobs.content[0];
     expect([entry.token, entry.bytes]).toEqual(['bytes:\\xc3', [0xc3]]);
     expect(entry.top_logprobs.map((t) => [t.token, t.bytes])).toEqual([['bytes:\\xc3', [0xc3]], ['bytes:\\xa9', [0xa9]], [tok.decode([65]), [tok.tokenBytes(65)[0]]]]);
-    const completion = new ResponseShaper('completion', 'm', tok, 3).complete(pieces, stats) as { choices: { logprobs: { tokens: string[]; top_logprobs: Record<string, number>[] } }[] };
+    const completion = new ResponseShaper('completion', 'm', tok, 3).complete([choice], usage) as { choices: { logprobs: { tokens: string[]; top_logprobs: Record<string, number>[] } }[] };
     expect(completion.choices[0].logprobs.tokens).toEqual(['bytes:\\xc3']);
     expect(Object.keys(completion.choices[0].logprobs.top_logprobs[0])).toHaveLength(3);
   });

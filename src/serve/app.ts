@@ -9,14 +9,15 @@ import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { streamSSE } from 'hono/streaming';
 import { checkOptions, MlaError, showValue } from '../errors.js';
-import { chat, generate, type Generation, type GenerationPiece, type Stepper } from '../generate/generate.js';
+import { chat, generate, type Generation, type GenerationPiece, type Stepper, type StopReason } from '../generate/generate.js';
+import { scorePrompt } from '../generate/score.js';
 import type { Model } from '../generate/model.js';
 import type { CacheFormat } from '../model/kv-cache.js';
-import { ApiError, toApiError } from './api-error.js';
+import { ApiError, badParam, toApiError } from './api-error.js';
 import { PrefixCache } from './prefix-cache.js';
 import { parseJson, parseRequest, type ParsedRequest, type RequestKind } from './requests.js';
-import { ResponseShaper } from './responses.js';
-import { Scheduler } from './scheduler.js';
+import { promptTokensOf, ResponseShaper, usageOf, type Choice } from './responses.js';
+import { Scheduler, type Job } from './scheduler.js';
 
 export interface ServerOptions {
   /** The model's name: what /v1/models lists and what requests must give as `model` (default 'mla-wasm'). */
@@ -125,37 +126,93 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
 
   async function answer(c: Context, kind: RequestKind): Promise<Response> {
     const req = parseRequest(kind, parseJson(await c.req.text()), model, modelId);
-    const job = scheduler.submit((signal, step) => start(req, signal, step));
-    // A client that goes away stops its generation (queued: it leaves the queue).
+    const count = req.prompts.length * req.n;
+    if (count > maxSessions + maxQueued) {
+      throw badParam(req.n > 1 ? 'n' : 'prompt', `this server runs at most ${maxSessions + maxQueued} choices a request ` +
+        `(its sessions and queue), and this one asks for ${count}`);
+    }
     const signal = c.req.raw.signal;
-    const cancel = () => job.cancel();
+    // echo: each prompt's own pieces, scored when logprobs are asked for, before its answers.
+    const echoed: GenerationPiece[][] | null = req.echo ? [] : null;
+    for (const ids of req.echo ? req.prompts : []) echoed!.push(await scorePrompt(model, ids, req.logprobs, signal));
+    // Choices prompt by prompt, n of each; with a seed, choice j of a prompt draws with seed + j.
+    const jobs: Job[] = [];
+    const cancel = () => { for (const job of jobs) job.cancel(); };
+    if (req.options.maxNewTokens > 0) {
+      try {
+        for (const ids of req.prompts) {
+          for (let j = 0; j < req.n; j++) {
+            const seed = req.options.seed;
+            const options = seed === undefined || j === 0 ? req.options : { ...req.options, seed: Number.isSafeInteger(seed + j) ? seed + j : seed - j };
+            jobs.push(scheduler.submit((sig, step) => start(req, ids, options, sig, step)));
+          }
+        }
+      } catch (e) {
+        cancel(); // all or nothing: a request past the queue leaves none of its choices behind
+        throw e;
+      }
+    }
+    // A client that goes away stops its generations (queued: they leave the queue).
     signal.addEventListener('abort', cancel);
     const shaper = new ResponseShaper(kind, modelId, tok!, req.logprobs);
-    const pieces = job.pieces();
+    const streams = jobs.map((job) => job.pieces());
     const release = () => {
       signal.removeEventListener('abort', cancel);
-      job.cancel(); // a no-op once the generation has ended
+      cancel(); // a no-op once the generations have ended
     };
+    const promptOf = (i: number) => Math.floor(i / req.n);
+    const usage = () => {
+      // Each prompt counts once, as OpenAI counts it with n > 1.
+      let prompt = 0, completion = 0;
+      for (let p = 0; p < req.prompts.length; p++) prompt += jobs.length ? promptTokensOf(jobs[p * req.n].stats!) : req.prompts[p].length;
+      for (const job of jobs) completion += job.stats!.generatedTokens;
+      return usageOf(prompt, completion);
+    };
+    const reasonOf = (i: number): StopReason | null => (jobs.length ? jobs[i].stats!.stopReason : 'length');
     let streaming = false;
     try {
-      // The first piece (or the failure) before any byte is sent: an error at the start still
-      // gets its own status.
-      const first = await pieces.next();
+      // The first piece (or the failure) of every choice before any byte is sent: an error at the
+      // start still gets its own status.
+      const firsts = await Promise.all(streams.map((s) => s.next()));
       if (!req.stream) {
-        const all: GenerationPiece[] = first.done ? [] : [first.value];
-        for await (const p of pieces) all.push(p);
-        return c.json(shaper.complete(all, job.stats!));
+        const choices: Choice[] = [];
+        for (let i = 0; i < count; i++) {
+          const pieces: GenerationPiece[] = [];
+          if (jobs.length) {
+            if (!firsts[i].done) pieces.push(firsts[i].value as GenerationPiece);
+            for await (const p of streams[i]) pieces.push(p);
+          }
+          choices.push({ pieces, reason: reasonOf(i), echoed: echoed?.[promptOf(i)] });
+        }
+        return c.json(shaper.complete(choices, usage()));
       }
       streaming = true;
       return streamSSE(c, async (sse) => {
         sse.onAbort(cancel);
         const send = (x: object | null) => (x === null ? Promise.resolve() : sse.writeSSE({ data: JSON.stringify(x) }));
         try {
-          await send(shaper.first());
-          if (!first.done) await send(shaper.piece(first.value));
-          for await (const p of pieces) await send(shaper.piece(p));
-          await send(shaper.last(job.stats!));
-          if (req.includeUsage) await send(shaper.usage(job.stats!));
+          for (let i = 0; i < count; i++) {
+            await send(shaper.first(i, echoed?.[promptOf(i)]));
+            if (jobs.length && !firsts[i].done) await send(shaper.piece(i, firsts[i].value as GenerationPiece));
+          }
+          // The choices' pieces as they come, each choice's in order.
+          const next = (i: number) => streams[i].next().then((r) => ({ i, r }));
+          const waiting = new Map<number, ReturnType<typeof next>>();
+          for (let i = 0; i < count; i++) {
+            if (jobs.length && !firsts[i].done) waiting.set(i, next(i));
+            else await send(shaper.last(i, reasonOf(i)));
+          }
+          while (waiting.size) {
+            const { i, r } = await Promise.race(waiting.values());
+            if (r.done) {
+              waiting.delete(i);
+              await send(shaper.last(i, reasonOf(i)));
+            } else {
+              waiting.set(i, next(i));
+              await send(shaper.piece(i, r.value));
+            }
+          }
+          if (req.includeUsage) await send(shaper.usage(usage()));
           await sse.writeSSE({ data: '[DONE]' });
         } catch (e) {
           // Mid-stream the status is sent: the error goes as an event, and the stream ends.
@@ -175,19 +232,19 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
    * snapshot is kept for the next request, and the session freed. Its decode steps go through
    * `step`, the scheduler's, which batches them with the other generations'.
    */
-  function start(req: ParsedRequest, signal: AbortSignal, step: Stepper): Generation {
-    const need = Math.min(model.config.maxPositions, req.promptIds.length + req.options.maxNewTokens);
-    const hit = prefix?.take(req.promptIds) ?? null;
+  function start(req: ParsedRequest, promptIds: number[], options: ParsedRequest['options'], signal: AbortSignal, step: Stepper): Generation {
+    const need = Math.min(model.config.maxPositions, promptIds.length + options.maxNewTokens);
+    const hit = prefix?.take(promptIds) ?? null;
     const session = hit ? model.restoreSession(hit.bytes, { contextLength: Math.max(need, hit.position) }) : model.createSession({ contextLength: need, cache });
     let generation: Generation;
     try {
       if (req.kind === 'chat') {
         // chat() keeps the longest common prefix of the session's conversation itself.
-        generation = chat(model, req.messages!, { ...req.options, signal, session }, step);
+        generation = chat(model, req.messages!, { ...options, signal, session }, step);
       } else {
-        const keep = Math.min(hit?.common ?? 0, req.promptIds.length - 1); // run at least one token, for the logits
+        const keep = Math.min(hit?.common ?? 0, promptIds.length - 1); // run at least one token, for the logits
         session.truncate(keep);
-        generation = generate(model, req.promptIds.slice(keep), { ...req.options, signal, session }, step);
+        generation = generate(model, promptIds.slice(keep), { ...options, signal, session }, step);
       }
     } catch (e) {
       session.dispose();

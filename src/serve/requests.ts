@@ -12,8 +12,15 @@ export type RequestKind = 'completion' | 'chat';
 
 export interface ParsedRequest {
   kind: RequestKind;
-  /** The prompt's token ids: what a completion runs, or the rendered conversation of a chat. */
-  promptIds: number[];
+  /**
+   * The prompts' token ids: what a completion runs (one or more: a prompt array), or the rendered
+   * conversation of a chat (one).
+   */
+  prompts: number[][];
+  /** Choices per prompt (`n`). The choices of a request are prompts × n, prompt by prompt. */
+  n: number;
+  /** Completions: the answer's text and logprobs start with the prompt's. */
+  echo: boolean;
   /** Chat: the conversation, rendered again by Model.chat. */
   messages: ChatMessage[] | null;
   stream: boolean;
@@ -24,6 +31,9 @@ export interface ParsedRequest {
   /** What Model.generate / Model.chat get (no signal or session: the server adds those). */
   options: GenerateOptions & { maxNewTokens: number };
 }
+
+/** OpenAI's limit on `n`. */
+const MAX_N = 128;
 
 /** The completion length when a request names none: OpenAI's 16 for completions; chat: what the context leaves. */
 const DEFAULT_COMPLETION_TOKENS = 16;
@@ -96,37 +106,30 @@ export function parseRequest(kind: RequestKind, body: Body, model: Model, modelI
   }
   const tok = model.tokenizer!;
 
-  let promptIds: number[];
+  let prompts: number[][];
   let messages: ChatMessage[] | null = null;
   if (kind === 'completion') {
-    const prompt = field(body, 'prompt');
-    if (typeof prompt === 'string') {
-      if (prompt.length === 0) throw badParam('prompt', "'prompt' is empty");
-      promptIds = tok.encode(prompt);
-    } else if (Array.isArray(prompt) && prompt.length > 0 && prompt.every((x) => typeof x === 'number')) {
-      const V = model.config.vocabSize;
-      const bad = prompt.findIndex((x) => !Number.isInteger(x) || x < 0 || x >= V);
-      if (bad >= 0) throw badParam('prompt', `'prompt' token ${bad} is ${prompt[bad]}, not an integer in [0, ${V})`);
-      promptIds = prompt as number[];
-    } else if (prompt === undefined) {
-      throw badParam('prompt', "'prompt' is required", 'missing_required_parameter');
-    } else {
-      throw badParam('prompt', `'prompt' must be a non-empty string or array of token ids (one prompt per request), got ${typeName(prompt)}`);
-    }
+    prompts = parsePrompts(field(body, 'prompt'), model);
   } else {
     messages = parseMessages(field(body, 'messages'));
     if (tok.chatTemplate === null) throw badParam('messages', 'this model has no chat template; use /v1/completions', 'no_chat_template');
-    promptIds = tok.encodeChat(messages, { addGenerationPrompt: true });
+    prompts = [tok.encodeChat(messages, { addGenerationPrompt: true })];
   }
+  const echo = kind === 'completion' && (boolean(body, 'echo') ?? false);
+  const n = number(body, 'n', (v) => v >= 1 && v <= MAX_N, `an integer in [1, ${MAX_N}]`, true) ?? 1;
 
+  // A request runs with the longest of its prompts in mind: every choice gets the same max_tokens.
+  const longest = Math.max(...prompts.map((ids) => ids.length));
   const context = model.config.maxPositions;
   const maxField = kind === 'chat' && field(body, 'max_completion_tokens') !== undefined ? 'max_completion_tokens' : 'max_tokens';
-  const asked = number(body, maxField, (v) => v >= 1, 'an integer ≥ 1', true);
-  const chatEnd = Math.min(context, Math.max(DEFAULT_CHAT_CONTEXT, promptIds.length + DEFAULT_COMPLETION_TOKENS));
-  const maxTokens = asked ?? (kind === 'completion' ? Math.min(DEFAULT_COMPLETION_TOKENS, context - promptIds.length) : chatEnd - promptIds.length);
-  if (promptIds.length + Math.max(maxTokens, 1) > context) {
-    throw new ApiError(400, `this model's context is ${context} tokens; the request needs ${promptIds.length} for the prompt ` +
-      `and ${asked ?? 1} for the completion`, 'invalid_request_error', asked !== undefined ? maxField : kind === 'chat' ? 'messages' : 'prompt',
+  // With echo, max_tokens 0 returns the prompt alone (how its log-probabilities are asked for).
+  const least = echo ? 0 : 1;
+  const asked = number(body, maxField, (v) => v >= least, `an integer ≥ ${least}`, true);
+  const chatEnd = Math.min(context, Math.max(DEFAULT_CHAT_CONTEXT, longest + DEFAULT_COMPLETION_TOKENS));
+  const maxTokens = asked ?? (kind === 'completion' ? Math.min(DEFAULT_COMPLETION_TOKENS, context - longest) : chatEnd - longest);
+  if (longest + Math.max(maxTokens, least) > context) {
+    throw new ApiError(400, `this model's context is ${context} tokens; the request needs ${longest} for the prompt ` +
+      `and ${asked ?? least} for the completion`, 'invalid_request_error', asked !== undefined ? maxField : kind === 'chat' ? 'messages' : 'prompt',
     'context_length_exceeded');
   }
 
@@ -154,9 +157,7 @@ export function parseRequest(kind: RequestKind, body: Body, model: Model, modelI
     }
     if (list.length) options.stop = list;
   }
-  number(body, 'n', (v) => v === 1, '1 (one choice per request)', true);
   if (field(body, 'user') !== undefined && typeof body.user !== 'string') throw badParam('user', `'user' must be a string`);
-  if (kind === 'completion' && boolean(body, 'echo')) throw badParam('echo', "'echo' is not supported", 'unsupported_value');
 
   const stream = boolean(body, 'stream') ?? false;
   const streamOptions = field(body, 'stream_options');
@@ -179,7 +180,33 @@ export function parseRequest(kind: RequestKind, body: Body, model: Model, modelI
     logprobs = want ? top ?? 0 : null;
   }
   if (logprobs !== null) options.logprobs = logprobs;
-  return { kind, promptIds, messages, stream, includeUsage, logprobs, options };
+  return { kind, prompts, n, echo, messages, stream, includeUsage, logprobs, options };
+}
+
+/** A completion's prompt: a string, token ids, or a non-empty array of either (one choice each). */
+function parsePrompts(prompt: unknown, model: Model): number[][] {
+  if (prompt === undefined) throw badParam('prompt', "'prompt' is required", 'missing_required_parameter');
+  const want = `'prompt' must be a non-empty string, an array of token ids, or a non-empty array of either, got ${typeName(prompt)}`;
+  if (!Array.isArray(prompt) || prompt.length === 0) {
+    if (typeof prompt !== 'string') throw badParam('prompt', want);
+    return [promptIds(prompt, model, 'prompt')];
+  }
+  if (prompt.every((x) => typeof x === 'number')) return [promptIds(prompt, model, 'prompt')];
+  return prompt.map((p, i) => {
+    if (typeof p !== 'string' && !(Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'number'))) throw badParam('prompt', want);
+    return promptIds(p, model, `prompt[${i}]`);
+  });
+}
+
+function promptIds(prompt: string | number[], model: Model, where: string): number[] {
+  if (typeof prompt === 'string') {
+    if (prompt.length === 0) throw badParam('prompt', `'${where}' is empty`);
+    return model.tokenizer!.encode(prompt);
+  }
+  const V = model.config.vocabSize;
+  const bad = prompt.findIndex((x) => !Number.isInteger(x) || x < 0 || x >= V);
+  if (bad >= 0) throw badParam('prompt', `'${where}' token ${bad} is ${prompt[bad]}, not an integer in [0, ${V})`);
+  return prompt;
 }
 
 /** OpenAI's logit_bias: an object of token ids (as JSON keys) to biases in [-100, 100]. */

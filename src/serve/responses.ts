@@ -1,6 +1,7 @@
 // The JSON a request gets back, in OpenAI's shapes: a whole completion or chat completion, or the
-// chunks of its server-sent-event stream; log-probabilities in each endpoint's own format
-// (completions: parallel lists; chat: a list of { token, logprob, bytes, top_logprobs }).
+// chunks of its server-sent-event stream, one choice or several (prompt arrays, n); log-probabilities
+// in each endpoint's own format (completions: parallel lists, null for an echoed prompt's first
+// token; chat: a list of { token, logprob, bytes, top_logprobs }).
 import type { Tokenizer } from '../formats/tokenizer.js';
 import type { GenerationPiece, GenerationStats, StopReason } from '../generate/generate.js';
 import type { RequestKind } from './requests.js';
@@ -12,10 +13,13 @@ export interface Usage { prompt_tokens: number; completion_tokens: number; total
 /** OpenAI's reason: the end-of-text token or a stop string is 'stop'; max_tokens or the context, 'length'. */
 export const finishReason = (r: StopReason | null): FinishReason => (r === 'length' || r === 'context' ? 'length' : 'stop');
 
-export function usageOf(s: GenerationStats): Usage {
-  const prompt = s.promptTokens + s.reusedTokens;
-  return { prompt_tokens: prompt, completion_tokens: s.generatedTokens, total_tokens: prompt + s.generatedTokens };
-}
+/** The tokens a generation ran as its prompt (reused ones included). */
+export const promptTokensOf = (s: GenerationStats): number => s.promptTokens + s.reusedTokens;
+
+export const usageOf = (prompt: number, completion: number): Usage => ({ prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion });
+
+/** One choice of a whole answer: what it generated and why it ended, after the prompt pieces when echoed. */
+export interface Choice { pieces: GenerationPiece[]; reason: StopReason | null; echoed?: GenerationPiece[] }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -23,58 +27,67 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 export class ResponseShaper {
   readonly id: string;
   readonly created = Math.floor(Date.now() / 1000);
-  private textOffset = 0;
+  /** Completions' text_offset: where each choice's text has got to. */
+  private readonly textOffsets = new Map<number, number>();
 
   constructor(readonly kind: RequestKind, readonly model: string, private readonly tok: Tokenizer, private readonly logprobs: number | null) {
     const bytes = crypto.getRandomValues(new Uint8Array(12));
     this.id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
   }
 
-  /** The whole answer: every piece, and how and at what cost it ended. */
-  complete(pieces: GenerationPiece[], stats: GenerationStats): object {
-    const text = pieces.map((p) => p.text).join('');
-    const finish_reason = finishReason(stats.stopReason);
-    const usage = usageOf(stats);
+  /** The whole answer: every choice's pieces, how each ended, and the request's token counts. */
+  complete(choices: Choice[], usage: Usage): object {
     if (this.kind === 'completion') {
-      return { ...this.head('text_completion'), choices: [{ index: 0, text, logprobs: this.completionLogprobs(pieces), finish_reason }], usage };
+      return {
+        ...this.head('text_completion'),
+        choices: choices.map((c, index) => {
+          const pieces = [...(c.echoed ?? []), ...c.pieces];
+          return { index, text: pieces.map((p) => p.text).join(''), logprobs: this.completionLogprobs(index, pieces), finish_reason: finishReason(c.reason) };
+        }),
+        usage,
+      };
     }
     return {
       ...this.head('chat.completion'),
-      choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: this.chatLogprobs(pieces), finish_reason }],
+      choices: choices.map((c, index) => ({
+        index, message: { role: 'assistant', content: c.pieces.map((p) => p.text).join(''), refusal: null },
+        logprobs: this.chatLogprobs(c.pieces), finish_reason: finishReason(c.reason),
+      })),
       usage,
     };
   }
 
-  /** Chat streams open with the assistant's role and no text. */
-  first(): object | null {
-    return this.kind === 'chat' ? this.chunk({ role: 'assistant', content: '' }, null, null) : null;
+  /** Chat streams open each choice with the assistant's role and no text; an echoed completion, with its prompt. */
+  first(index: number, echoed?: GenerationPiece[]): object | null {
+    if (this.kind === 'chat') return this.chunk(index, { role: 'assistant', content: '' }, null, null);
+    return echoed?.length ? this.chunk(index, echoed.map((p) => p.text).join(''), this.completionLogprobs(index, echoed), null) : null;
   }
 
   /** A piece as a chunk; null when it has nothing to say (no text, no log-probabilities). */
-  piece(p: GenerationPiece): object | null {
+  piece(index: number, p: GenerationPiece): object | null {
     if (p.text === '' && this.logprobs === null) return null;
     return this.kind === 'chat'
-      ? this.chunk({ content: p.text }, this.chatLogprobs([p]), null)
-      : this.chunk(p.text, this.completionLogprobs([p]), null);
+      ? this.chunk(index, { content: p.text }, this.chatLogprobs([p]), null)
+      : this.chunk(index, p.text, this.completionLogprobs(index, [p]), null);
   }
 
-  /** The last chunk: no text, the finish reason. */
-  last(stats: GenerationStats): object {
-    return this.chunk(this.kind === 'chat' ? {} : '', null, finishReason(stats.stopReason));
+  /** A choice's last chunk: no text, the finish reason. */
+  last(index: number, reason: StopReason | null): object {
+    return this.chunk(index, this.kind === 'chat' ? {} : '', null, finishReason(reason));
   }
 
   /** stream_options.include_usage: a chunk with no choices and the token counts. */
-  usage(stats: GenerationStats): object {
-    return { ...this.head(this.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion'), choices: [], usage: usageOf(stats) };
+  usage(usage: Usage): object {
+    return { ...this.head(this.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion'), choices: [], usage };
   }
 
   private head(object: string) {
     return { id: this.id, object, created: this.created, model: this.model };
   }
 
-  private chunk(delta: object | string, logprobs: object | null, finish_reason: FinishReason | null): object {
-    if (this.kind === 'chat') return { ...this.head('chat.completion.chunk'), choices: [{ index: 0, delta, logprobs, finish_reason }] };
-    return { ...this.head('text_completion'), choices: [{ index: 0, text: delta, logprobs, finish_reason }] };
+  private chunk(index: number, delta: object | string, logprobs: object | null, finish_reason: FinishReason | null): object {
+    if (this.kind === 'chat') return { ...this.head('chat.completion.chunk'), choices: [{ index, delta, logprobs, finish_reason }] };
+    return { ...this.head('text_completion'), choices: [{ index, text: delta, logprobs, finish_reason }] };
   }
 
   /**
@@ -92,17 +105,20 @@ export class ResponseShaper {
     }
   }
 
-  private completionLogprobs(pieces: GenerationPiece[]): object | null {
+  private completionLogprobs(index: number, pieces: GenerationPiece[]): object | null {
     if (this.logprobs === null) return null;
     const text_offset: number[] = [];
+    let offset = this.textOffsets.get(index) ?? 0;
     for (const p of pieces) {
-      text_offset.push(this.textOffset);
-      this.textOffset += p.text.length;
+      text_offset.push(offset);
+      offset += p.text.length;
     }
+    this.textOffsets.set(index, offset);
     return {
       tokens: pieces.map((p) => this.token(p.id)),
-      token_logprobs: pieces.map((p) => p.logprob!),
-      top_logprobs: pieces.map((p) => Object.fromEntries(p.topLogprobs!.map((t) => [this.token(t.id), t.logprob]))),
+      // An echoed prompt's first token has no log-probability: nothing came before it.
+      token_logprobs: pieces.map((p) => p.logprob ?? null),
+      top_logprobs: pieces.map((p) => (p.topLogprobs ? Object.fromEntries(p.topLogprobs.map((t) => [this.token(t.id), t.logprob])) : null)),
       text_offset,
     };
   }
