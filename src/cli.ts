@@ -10,7 +10,7 @@
 // Every failure a user can cause ends as one line `mla-wasm: …` on stderr and exit code 1.
 import v8 from 'node:v8';
 import { availableParallelism } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import readline from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
@@ -21,12 +21,14 @@ import { loadModel, type Model } from './generate/model.js';
 import { quantizeToFile } from './formats/gguf-quantize.js';
 import { convertToMla, writeConvertedFolder, writeConvertedGguf } from './convert/index.js';
 import { formatRate } from './generate/rate.js';
+import { loadConversation, saveConversation } from './generate/conversation.js';
 import { createServer } from './serve/app.js';
 import { listen } from './serve/node.js';
 import type { ChatMessage, Tokenizer } from './formats/tokenizer.js';
 import type { SimdBuild } from './host/kernels.js';
 import type { WeightsOption } from './model/weights.js';
 import { CACHE_FORMATS, type CacheFormat } from './model/kv-cache.js';
+import type { Session } from './model/session.js';
 
 // Node 20 compiles relaxed SIMD only behind a V8 flag; a CLI may turn it on before the first
 // compile. The library itself still chooses the build by validating a tiny module.
@@ -255,7 +257,7 @@ function logprobTable(tok: Tokenizer, pieces: GenerationPiece[]): string {
 
 // ---- chat ----
 
-async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string; context?: number }): Promise<void> {
+async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string; context?: number; session?: string }): Promise<void> {
   const model = await load(flags);
   if (!model.tokenizer?.chatTemplate) {
     throw new UsageError(`${flags.model ?? 'the model'} has no chat template (tokenizer_config.json); use generate`);
@@ -264,8 +266,29 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
   if (flags.context !== undefined && flags.context > model.config.maxPositions) {
     throw new UsageError(`--context ${flags.context} is more than the model's context (${model.config.maxPositions})`);
   }
-  const session = model.createSession(flags.context === undefined ? { cache: flags.cache } : { contextLength: flags.context, cache: flags.cache });
-  const messages: ChatMessage[] = flags.system ? [{ role: 'system', content: flags.system }] : [];
+  const file = flags.session;
+  let session: Session;
+  let messages: ChatMessage[];
+  if (file !== undefined && existsSync(file)) {
+    // A saved conversation goes on where it stopped: its messages, and its KV cache restored.
+    ({ messages, session } = loadConversation(model, readFileSync(file), flags.context === undefined ? {} : { contextLength: flags.context }));
+    process.stderr.write(`mla-wasm chat: resumed ${messages.length} message${messages.length > 1 ? 's' : ''} (${int(session.position)} positions) from ${file}\n`);
+    if (flags.system !== undefined) process.stderr.write('(--system is ignored: a resumed conversation keeps its own)\n');
+  } else {
+    session = model.createSession(flags.context === undefined ? { cache: flags.cache } : { contextLength: flags.context, cache: flags.cache });
+    messages = flags.system ? [{ role: 'system', content: flags.system }] : [];
+  }
+  // Written whole to a temporary name, then renamed: a crash mid-write keeps the last good file.
+  const save = () => {
+    if (file === undefined) return;
+    try {
+      const tmp = `${file}.${process.pid}.tmp`;
+      writeFileSync(tmp, saveConversation(messages, session));
+      renameSync(tmp, file);
+    } catch (e) {
+      process.stderr.write(`mla-wasm: could not save the conversation to ${file}: ${(e as Error).message}\n`);
+    }
+  };
   const tty = process.stdin.isTTY === true;
   const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: tty });
   rl.setPrompt('> ');
@@ -341,6 +364,7 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
       process.stdout.write('\n');
       if (g && g.stats.generatedTokens > 0) process.stderr.write(`${speeds(g.stats)}\n`);
       messages.push({ role: 'assistant', content: answer.trim() });
+      save();
     }
   } finally {
     process.off('SIGINT', onInterrupt);
@@ -641,6 +665,7 @@ function program(): Command {
     .description('talk to the model through its chat template (history stays in the KV cache)')
     .option('--system <text>', 'a system message first')
     .option('--context <n>', 'positions the conversation keeps (default: the model\'s context, at most 4096); past it, its oldest turns are dropped', integer(1))
+    .option('--session <file>', 'keep the conversation (messages and KV cache) in this file: taken up again when it exists, saved after every answer')
     .action(chatCommand);
   modelOptions(p.command('serve'), false)
     .description('an OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, /v1/models, /health')

@@ -11,6 +11,8 @@ export { detectSimd, type KernelOptions, type SimdBuild } from './host/kernels.j
 export { Tokenizer, StreamDecoder, loadTokenizerFiles, parseGenerationConfig, type ChatMessage, type EncodeOptions, type DecodeOptions, type ChatTemplateOptions, type TokenizerFiles, type GenerationConfig } from './formats/tokenizer.js';
 export type { GenerateOptions, ChatOptions, Generation, GenerationPiece, GenerationStats, StopReason } from './generate/generate.js';
 export { formatRate } from './generate/rate.js';
+export { saveConversation, loadConversation } from './generate/conversation.js';
+export { scorePrompt } from './generate/score.js';
 export { quantize, quantizeToFile, type QuantizeOptions } from './formats/gguf-quantize.js';
 export { createRng, argmax, sampleToken, candidates, applyRepetitionPenalty, tokenLogprobs, type SamplingOptions, type Rng, type TokenLogprobs } from './generate/sampling.js';
 export { createServer, type Server, type ServerOptions } from './serve/app.js';

@@ -319,6 +319,35 @@ describe('chat', () => {
     expect(r.stderr).toMatch(/^mla-wasm chat: DeepseekV2ForCausalLM/);
   });
 
+  it('--session FILE: a conversation saved after each answer goes on in the next run as if it had never stopped', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mla-wasm-chat-'));
+    const file = join(dir, 'talk.mlac');
+    const flags = ['chat', '--temperature', '0', '--max-new-tokens', '30'];
+    const whole = run(flags, 'What is a computer?\nWhy?\n');
+    const first = run([...flags, '--session', file], 'What is a computer?\n');
+    expect(first.code, first.stderr).toBe(0);
+    expect(existsSync(file)).toBe(true);
+    const second = run([...flags, '--session', file], 'Why?\n');
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toMatch(/resumed 2 messages \(\d+ positions\) from /);
+    // The second answer is the one a single run gives, and only the new turn was prefilled.
+    expect(second.stdout.split('> ')[1]).toBe(whole.stdout.split('> ')[2]);
+    const prefills = (r: typeof whole) => [...r.stderr.matchAll(/prefill (\d+) tok/g)].map((m) => Number(m[1]));
+    expect(prefills(second)).toEqual([prefills(whole)[1]]);
+    // A file that is not a conversation, or one of another model: refused, and left as it was.
+    const junk = join(dir, 'junk.mlac');
+    writeFileSync(junk, 'not a conversation');
+    const refused = run([...flags, '--session', junk], 'Hi\n');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('not a saved conversation');
+    expect(readFileSync(junk, 'utf8')).toBe('not a conversation');
+    const saved = readFileSync(file);
+    const other = run([...flags, '--session', file, '--model', gqa], 'Hi\n');
+    expect(other.code).not.toBe(0);
+    expect(other.stderr).toMatch(/mla-wasm: .*snapshot/i);
+    expect(readFileSync(file).equals(saved)).toBe(true);
+  });
+
   it('a conversation longer than the 192-position context drops its oldest turns, says so on stderr, and goes on', () => {
     const questions = ['What is the meaning of life, the universe and everything?', 'Why is the sky blue on a sunny day?',
       'What did the computer say to the programmer?', 'Why do cats always land on their feet?', 'What is a limerick?'];
