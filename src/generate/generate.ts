@@ -5,6 +5,7 @@
 import { checkOptions, MlaError, showValue } from '../errors.js';
 import type { TokenModel } from '../model/model.js';
 import { createRng, LogitAdjuster, sampleToken, tokenLogprobs, type SamplingOptions } from './sampling.js';
+import { JsonConstraint, tokenTrie } from './json-mode.js';
 import { checkIds, type Session } from '../model/session.js';
 import { checkCacheFormat, type CacheFormat } from '../model/kv-cache.js';
 import { CHUNK } from '../model/decoder.js';
@@ -57,6 +58,15 @@ export interface GenerateOptions {
    * With `session`, that session's format runs, and a different `cache` is BAD_INPUT.
    */
   cache?: CacheFormat;
+  /**
+   * 'json': JSON mode. Only tokens that keep the text a valid prefix of a JSON object are sampled
+   * (from the model's distribution after penalty, temperature and truncation, restricted to them),
+   * and the generation ends as soon as the object closes (stop reason 'stop'). Cut short by
+   * maxNewTokens or the context, the text is only a valid prefix (stop reason 'length' or
+   * 'context'). Whitespace runs of at most 20 bytes and nesting of at most 32 levels; logprobs
+   * stay the model's own. Needs a tokenizer.
+   */
+  format?: 'json';
 }
 
 export type ChatOptions = Omit<GenerateOptions, 'addSpecialTokens'>;
@@ -111,6 +121,7 @@ interface Resolved extends SamplingOptions {
   session: Session | undefined;
   addSpecialTokens: boolean | undefined;
   cache: CacheFormat;
+  json: boolean;
 }
 
 /** What a session holds, when generation put it there: ids in the cache, and sampled ids not yet fed. */
@@ -120,7 +131,7 @@ const histories = new WeakMap<Session, History>();
 /** The most alternatives a piece can carry (OpenAI's top_logprobs limit). */
 export const MAX_TOP_LOGPROBS = 20;
 
-const KNOWN = new Set(['maxNewTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty', 'logitBias', 'logprobs', 'seed', 'stop', 'signal', 'session', 'addSpecialTokens', 'cache']);
+const KNOWN = new Set(['maxNewTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty', 'logitBias', 'logprobs', 'seed', 'stop', 'signal', 'session', 'addSpecialTokens', 'cache', 'format']);
 
 function badOption(name: string, want: string, got: unknown): never {
   throw new MlaError('BAD_INPUT', `option ${name} must be ${want}, got ${showValue(got)}`);
@@ -189,8 +200,10 @@ function resolveOptions(model: TokenModel, options: GenerateOptions, allowed: Se
   if (session !== undefined && cache !== (session as Session).cacheFormat) {
     throw new MlaError('BAD_INPUT', `option cache is '${cache}', but the session given keeps a '${(session as Session).cacheFormat}' cache`);
   }
+  if (o.format !== undefined && o.format !== 'json') badOption('format', "'json' (or left out)", o.format);
+  if (o.format === 'json' && !model.tokenizer) throw new MlaError('BAD_INPUT', 'option format: JSON mode needs a tokenizer, and this model has none');
   return {
-    maxNewTokens, logprobs, temperature, topK, topP, minP, repetitionPenalty, presencePenalty, frequencyPenalty, logitBias,
+    json: o.format === 'json', maxNewTokens, logprobs, temperature, topK, topP, minP, repetitionPenalty, presencePenalty, frequencyPenalty, logitBias,
     seed, stopIds, stopStrings,
     signal: signal as AbortSignal | undefined, session: session as Session | undefined, addSpecialTokens: addSpecialTokens as boolean | undefined, cache,
   };
@@ -400,12 +413,14 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, stepper: Stepp
       const rng = createRng(o.seed ?? 0);
       const detok = model.tokenizer?.createStreamDecoder({ skipSpecialTokens: true });
       const stops = new StopStrings(o.stopStrings);
+      const json = o.json ? new JsonConstraint(tokenTrie(model.tokenizer!, model.config.vocabSize), o.stopIds) : undefined;
       for (let n = 0; ; n++) {
         const t0 = performance.now();
         // The penalties change the logits in place: logprobs are of the model's own, so kept aside.
         const raw = o.logprobs !== null && adjust.active ? logits.slice() : logits;
         adjust.apply(logits);
-        const id = sampleToken(logits, o, rng); // no context: the adjuster applied the repetition penalty
+        const id = sampleToken(logits, o, rng, [], json); // no context: the adjuster applied the repetition penalty
+        json?.accept(id);
         const lp = o.logprobs === null ? null : tokenLogprobs(raw, id, o.logprobs);
         const scored = lp ? { logprob: lp.logprob, topLogprobs: lp.top } : {};
         stats.decodeMs += performance.now() - t0;
@@ -418,7 +433,8 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, stepper: Stepp
           yield { id, text: tail.stopped ? tail.text : tail.text + stops.flush(), ...scored };
           return;
         }
-        const last = n + 1 >= o.maxNewTokens || session.position >= session.capacity;
+        const closed = json?.complete === true;
+        const last = closed || n + 1 >= o.maxNewTokens || session.position >= session.capacity;
         let piece = detok ? detok.push(id) : '';
         if (last && detok) piece += detok.flush();
         const { text, stopped } = stops.push(piece);
@@ -428,7 +444,7 @@ function run(model: TokenModel, promptIds: number[], o: Resolved, stepper: Stepp
           return;
         }
         if (last) {
-          stats.stopReason = n + 1 >= o.maxNewTokens ? 'length' : 'context';
+          stats.stopReason = closed ? 'stop' : n + 1 >= o.maxNewTokens ? 'length' : 'context';
           yield { id, text: text + stops.flush(), ...scored };
           return;
         }

@@ -96,7 +96,8 @@ export class JsonAcceptor {
       }
       case DONE: return false;
     }
-    if (isWhitespace(b)) return ++this.ws <= MAX_JSON_WHITESPACE;
+    // None before the top-level value (as llama.cpp's json grammar): generation starts with it.
+    if (isWhitespace(b)) return this.mode !== START && ++this.ws <= MAX_JSON_WHITESPACE;
     this.ws = 0;
     switch (this.mode) {
       case START: return this.anyValue ? this.startValue(b) : b === 0x7b && this.startValue(b);

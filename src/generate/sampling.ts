@@ -46,10 +46,15 @@ export function createRng(seed: number): Rng {
   return next;
 }
 
-/** Index of the largest value (the first, on ties). */
-export function argmax(v: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
+/** Index of the largest value (the first, on ties); with a mask, among the entries it marks 1. */
+export function argmax(v: ArrayLike<number>, mask?: Uint8Array): number {
+  if (!mask) {
+    let best = 0;
+    for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
+    return best;
+  }
+  let best = -1;
+  for (let i = 0; i < v.length; i++) if (mask[i] && (best < 0 || v[i] > v[best])) best = i;
   return best;
 }
 
@@ -184,15 +189,37 @@ export function topKIndices(v: ArrayLike<number>, k: number): number[] {
 }
 
 /**
- * The next token. `logits` is modified in place by the repetition penalty; `context` is the ids
- * the penalty looks at (the prompt and what was generated).
+ * Which tokens may be sampled (JSON mode): `allows` answers for one id, `mask` for the whole
+ * vocabulary (1 = allowed), the costly way, asked for only when the first draw is refused.
  */
-export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, context: Iterable<number> = []): number {
+export interface TokenFilter {
+  allows(id: number): boolean;
+  mask(): Uint8Array;
+}
+
+/**
+ * The next token. `logits` is modified in place by the repetition penalty; `context` is the ids
+ * the penalty looks at (the prompt and what was generated). With a `filter`, the draw is from the
+ * same distribution restricted to the allowed tokens: a first draw that is allowed is kept, else
+ * the restricted distribution is drawn from, which gives each allowed y exactly p(y) / p(allowed).
+ * When truncation (top-k, top-p, min-p) keeps no allowed token, it runs again over the allowed ones.
+ */
+export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, context: Iterable<number> = [], filter?: TokenFilter): number {
   applyRepetitionPenalty(logits, context, o.repetitionPenalty);
-  if (o.temperature === 0 || o.topK === 1) return argmax(logits);
-  if ((o.topK === 0 || o.topK >= logits.length) && o.topP >= 1 && !((o.minP ?? 0) > 0)) return drawFromAll(logits, o.temperature, rng());
-  const { ids, probs } = candidates(logits, o);
-  const u = rng();
+  const greedy = o.temperature === 0 || o.topK === 1;
+  const all = (o.topK === 0 || o.topK >= logits.length) && o.topP >= 1 && !((o.minP ?? 0) > 0);
+  const first = greedy ? argmax(logits) : all ? drawFromAll(logits, o.temperature, rng()) : pick(candidates(logits, o), rng());
+  if (!filter || filter.allows(first)) return first;
+  const mask = filter.mask();
+  if (greedy) return argmax(logits, mask);
+  if (all) return drawFromAll(logits, o.temperature, rng(), mask);
+  let kept = restrict(candidates(logits, o), mask);
+  if (kept.ids.length === 0) kept = restrict(candidates(logits.map((x, i) => (mask[i] ? x : -Infinity)), o), mask);
+  return pick(kept, rng());
+}
+
+/** The id a uniform draw `u` lands on, walking the probabilities in order. */
+function pick({ ids, probs }: { ids: number[]; probs: number[] }, u: number): number {
   let acc = 0;
   for (let i = 0; i < ids.length; i++) {
     acc += probs[i];
@@ -201,22 +228,38 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, 
   return ids[ids.length - 1];
 }
 
+/** The candidates the mask allows (with a probability above 0), renormalised. */
+function restrict(c: { ids: number[]; probs: number[] }, mask: Uint8Array): { ids: number[]; probs: number[] } {
+  const ids: number[] = [], probs: number[] = [];
+  let sum = 0;
+  for (let i = 0; i < c.ids.length; i++) {
+    if (!mask[c.ids[i]] || !(c.probs[i] > 0)) continue;
+    ids.push(c.ids[i]);
+    probs.push(c.probs[i]);
+    sum += c.probs[i];
+  }
+  return { ids, probs: probs.map((p) => p / sum) };
+}
+
 /**
  * The draw candidates() and the walk above make when every token is kept, without building V-long
  * arrays (20 ms a token at a 49k vocabulary): the same sums in the same order, so the same id.
+ * With a mask, over the allowed tokens only.
  */
-function drawFromAll(logits: Float32Array, temperature: number, u: number): number {
+function drawFromAll(logits: Float32Array, temperature: number, u: number, mask?: Uint8Array): number {
   const V = logits.length, inv = 1 / temperature;
   let max = -Infinity;
-  for (let i = 0; i < V; i++) if (logits[i] > max) max = logits[i];
+  for (let i = 0; i < V; i++) if (logits[i] > max && (!mask || mask[i])) max = logits[i];
   let sum = 0;
-  for (let i = 0; i < V; i++) sum += Math.exp((logits[i] - max) * inv);
-  let acc = 0;
+  for (let i = 0; i < V; i++) if (!mask || mask[i]) sum += Math.exp((logits[i] - max) * inv);
+  let acc = 0, last = V - 1;
   for (let i = 0; i < V; i++) {
+    if (mask && !mask[i]) continue;
     acc += Math.exp((logits[i] - max) * inv) / sum;
+    last = i;
     if (u < acc) return i;
   }
-  return V - 1;
+  return last;
 }
 
 /** A token's log-probability under the model, and its most likely alternatives. */
