@@ -21,3 +21,4 @@ export type { TensorSource } from './formats/tensor-source.js';
 export { listen, type Listening } from './serve/node.js';
 export { writeConvertedFolder } from './convert/write-folder.js';
 export { planGguf, ggufChunks } from './formats/gguf-write.js';
+export { JsonConstraint, tokenTrie } from './generate/json-mode.js';
