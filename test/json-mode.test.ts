@@ -1,10 +1,13 @@
 // JSON mode (format: 'json'): the allowed-token mask against a brute-force check of every token's
 // bytes (the built-in byte vocabulary and DeepSeek-V3's 128k), the restricted draw against the
 // distribution it should follow, greedy against a hand-written masked-argmax loop, and sampled
-// generations on the built-in model that all parse as objects (or, cut short, are valid prefixes).
+// generations that all parse as objects (or, cut short, are valid prefixes); then the server's
+// response_format through the openai client, streamed, whole and batched.
 import { readFileSync } from 'node:fs';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, MlaError, type ChatMessage, type Generation, type GenerationPiece, type Model } from '../src/index.js';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createServer, loadModel, MlaError, type ChatMessage, type GenerateOptions, type Generation, type GenerationPiece, type Model } from '../src/index.js';
+import { listen } from '../src/serve/node.js';
 import { Tokenizer } from '../src/formats/tokenizer.js';
 import { JsonAcceptor } from '../src/generate/json-acceptor.js';
 import { JsonConstraint, tokenTrie } from '../src/generate/json-mode.js';
@@ -58,7 +61,21 @@ function byteTokens(bytes: Array<Uint8Array | null>): Map<number, number> {
 }
 
 let model: Model;
-beforeAll(async () => { model = await loadModel(); });
+/** A random model with the built-in tokenizer and a long context: unlike the built-in model, it often closes its object. */
+let open: Model;
+beforeAll(async () => {
+  model = await loadModel();
+  const config = tinyLlamaConfig({ vocab_size: 264, max_position_embeddings: 4096, bos_token_id: 256, eos_token_id: 257 });
+  const fortune = new URL('../models/fortune-mla/', import.meta.url);
+  open = await loadModel({
+    config, tensors: makeRandomCheckpoint(config, 5),
+    tokenizerJson: json(new URL('tokenizer.json', fortune)), tokenizerConfig: json(new URL('tokenizer_config.json', fortune)),
+  } as Parameters<typeof loadModel>[0]);
+});
+afterAll(() => {
+  model?.dispose();
+  open?.dispose();
+});
 
 describe('JSON mode: the allowed-token mask', () => {
   it('equals a brute-force check of every token in the built-in byte vocabulary (special and stop ids never)', () => {
@@ -203,14 +220,7 @@ describe('JSON mode: generation on the built-in model', () => {
   });
 
   it('sampled on a random model with the same tokenizer and a long context: every finished text parses as an object', async () => {
-    const config = tinyLlamaConfig({ vocab_size: 264, max_position_embeddings: 4096, bos_token_id: 256, eos_token_id: 257 });
-    const fortune = new URL('../models/fortune-mla/', import.meta.url);
-    const m = await loadModel({
-      config, tensors: makeRandomCheckpoint(config, 5),
-      tokenizerJson: json(new URL('tokenizer.json', fortune)), tokenizerConfig: json(new URL('tokenizer_config.json', fortune)),
-    } as Parameters<typeof loadModel>[0]);
-    const { finished, withKeys, cut } = await sampled(m, 3000);
-    m.dispose();
+    const { finished, withKeys, cut } = await sampled(open, 3000);
     expect(finished).toBeGreaterThanOrEqual(12);
     expect(withKeys).toBeGreaterThanOrEqual(3); // not only {}
     expect(finished + cut).toBe(18);
@@ -230,5 +240,83 @@ describe('JSON mode: generation on the built-in model', () => {
     const bare = await loadModel({ config, tensors: makeRandomCheckpoint(config, 1) });
     expect(() => bare.generate([0, 5], { format: 'json' })).toThrow(/format: JSON mode needs a tokenizer/);
     bare.dispose();
+  });
+});
+
+describe('JSON mode: the server\'s response_format with the openai client', () => {
+  const PROMPT = 'Q: What is the meaning of life?\nA:';
+  const messages = [{ role: 'user' as const, content: 'Tell me a fortune as JSON.' }];
+  // response_format is not in the client's types for completions (llama.cpp's server takes it there too).
+  const jsonObject = { response_format: { type: 'json_object' } } as object;
+
+  /** What the library gives for the request (the server's defaults: temperature 1, top-p 1, no top-k). */
+  async function lone(run: (o: GenerateOptions) => Generation, o: GenerateOptions): Promise<{ text: string; stopReason: string | null }> {
+    const g = run({ temperature: 1, topP: 1, topK: 0, format: 'json', ...o });
+    const text = (await collect(g)).map((p) => p.text).join('');
+    return { text, stopReason: g.stats.stopReason };
+  }
+  const expectObject = (text: string) => {
+    const v = JSON.parse(text);
+    expect(typeof v === 'object' && v !== null && !Array.isArray(v), text).toBe(true);
+  };
+
+  it('completions and chat, whole and streamed, several at once (batched): the library\'s JSON text and finish_reason', async () => {
+    const server = createServer(open, { modelId: 'open', maxSessions: 2 });
+    const http = await listen(server, { port: 0, host: '127.0.0.1' });
+    const client = new OpenAI({ baseURL: `http://127.0.0.1:${http.port}/v1`, apiKey: 'none', maxRetries: 0 });
+    const spy = vi.spyOn(open, 'stepBatch');
+    try {
+      const seeds = [1, 2, 3, 4, 5, 6];
+      let closed = 0;
+      const answers = await Promise.all(seeds.map(async (seed) => {
+        const max_tokens = 1500;
+        if (seed % 2) {
+          const base = { model: 'open', prompt: PROMPT, max_tokens, seed, ...jsonObject };
+          if (seed % 3) {
+            const r = await client.completions.create(base as OpenAI.CompletionCreateParamsNonStreaming);
+            return { seed, kind: 'completion', text: r.choices[0].text, finish: r.choices[0].finish_reason };
+          }
+          let text = '', finish: string | null = null;
+          for await (const ch of await client.completions.create({ ...base, stream: true } as OpenAI.CompletionCreateParamsStreaming)) {
+            text += ch.choices[0]?.text ?? '';
+            finish = ch.choices[0]?.finish_reason ?? finish;
+          }
+          return { seed, kind: 'completion', text, finish };
+        }
+        const base = { model: 'open', messages, max_tokens, seed, response_format: { type: 'json_object' as const } };
+        if (seed % 3) {
+          const r = await client.chat.completions.create(base);
+          return { seed, kind: 'chat', text: r.choices[0].message.content ?? '', finish: r.choices[0].finish_reason };
+        }
+        let text = '', finish: string | null = null;
+        for await (const ch of await client.chat.completions.create({ ...base, stream: true })) {
+          text += ch.choices[0]?.delta.content ?? '';
+          finish = ch.choices[0]?.finish_reason ?? finish;
+        }
+        return { seed, kind: 'chat', text, finish };
+      }));
+      for (const a of answers) {
+        const ref = a.kind === 'chat'
+          ? await lone((o) => open.chat(messages, o), { seed: a.seed, maxNewTokens: 1500 })
+          : await lone((o) => open.generate(PROMPT, o), { seed: a.seed, maxNewTokens: 1500 });
+        expect(a.text, `seed ${a.seed}`).toBe(ref.text);
+        expect(a.finish).toBe(ref.stopReason === 'stop' ? 'stop' : 'length');
+        if (a.finish === 'stop') {
+          expectObject(a.text);
+          closed++;
+        } else {
+          expect(new JsonAcceptor().push(utf8.encode(a.text))).toBe(true);
+        }
+      }
+      expect(closed).toBeGreaterThanOrEqual(4);
+      expect(spy.mock.calls.some(([steps]) => steps.length === 2)).toBe(true); // decoded two at a time
+      // type 'text' is the default: the same text as no response_format at all.
+      const plain = { model: 'open', prompt: PROMPT, max_tokens: 20, seed: 9 };
+      const text = await client.completions.create({ ...plain, response_format: { type: 'text' } } as OpenAI.CompletionCreateParamsNonStreaming);
+      expect(text.choices[0].text).toBe((await client.completions.create(plain)).choices[0].text);
+    } finally {
+      spy.mockRestore();
+      await http.close();
+    }
   });
 });

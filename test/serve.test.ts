@@ -330,6 +330,12 @@ describe('serve: bad requests are OpenAI-style errors with a 4xx, and the server
       ['echo in a chat', () => raw('/v1/chat/completions', { model: 'fortune-mla', messages: [{ role: 'user', content: 'x' }], echo: true }), 400, 'unknown_parameter', 'echo'],
       ['logprobs past 20', () => raw('/v1/completions', { ...ok, logprobs: 21 }), 400, 'invalid_value', 'logprobs'],
       ['top_logprobs without logprobs', () => raw('/v1/chat/completions', { model: 'fortune-mla', messages: [{ role: 'user', content: 'x' }], top_logprobs: 2 }), 400, 'invalid_value', 'top_logprobs'],
+      ['response_format json_schema', () => raw('/v1/chat/completions', { model: 'fortune-mla', messages: [{ role: 'user', content: 'x' }],
+        response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }), 400, 'unsupported_value', 'response_format.type'],
+      ['response_format of an unknown type', () => raw('/v1/completions', { ...ok, response_format: { type: 'xml' } }), 400, 'invalid_value', 'response_format.type'],
+      ['response_format without a type', () => raw('/v1/completions', { ...ok, response_format: {} }), 400, 'missing_required_parameter', 'response_format.type'],
+      ['response_format not an object', () => raw('/v1/chat/completions', { model: 'fortune-mla', messages: [{ role: 'user', content: 'x' }], response_format: 'json' }), 400, 'invalid_value', 'response_format'],
+      ['response_format with an unknown field', () => raw('/v1/completions', { ...ok, response_format: { type: 'json_object', schema: {} } }), 400, 'unknown_parameter', 'response_format.schema'],
       ['no API key', () => raw('/v1/completions', ok, { authorization: '' }), 401, 'invalid_api_key'],
       ['a wrong API key', () => raw('/v1/completions', ok, { authorization: 'Bearer nope' }), 401, 'invalid_api_key'],
       ['an oversized body', () => raw('/v1/completions', { ...ok, prompt: 'x'.repeat(70 * 1024) }), 413, 'request_too_large'],
@@ -348,6 +354,9 @@ describe('serve: bad requests are OpenAI-style errors with a 4xx, and the server
   it('the openai client raises its typed errors for them', async () => {
     await expect(client.completions.create({ ...ok, model: 'nope' })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     await expect(client.completions.create({ ...ok, max_tokens: 0 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    const schema = client.chat.completions.create({ model: 'fortune-mla', messages: [{ role: 'user', content: 'x' }],
+      response_format: { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object' } } } });
+    await expect(schema).rejects.toMatchObject({ status: 400, code: 'unsupported_value', param: 'response_format.type', message: expect.stringContaining('json_schema') });
     const keyless = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'wrong', maxRetries: 0 });
     await expect(keyless.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
   });

@@ -46,7 +46,7 @@ const DEFAULT_CHAT_CONTEXT = 4096;
 const MAX_STOPS = 4;
 
 const COMMON = ['model', 'max_tokens', 'temperature', 'top_p', 'stop', 'seed', 'stream', 'stream_options', 'n', 'user',
-  'presence_penalty', 'frequency_penalty', 'logit_bias', 'top_k', 'min_p', 'repetition_penalty'];
+  'presence_penalty', 'frequency_penalty', 'logit_bias', 'top_k', 'min_p', 'repetition_penalty', 'response_format'];
 const FIELDS: Record<RequestKind, Set<string>> = {
   completion: new Set([...COMMON, 'prompt', 'logprobs', 'echo']),
   chat: new Set([...COMMON, 'messages', 'logprobs', 'top_logprobs', 'max_completion_tokens']),
@@ -180,6 +180,7 @@ export function parseRequest(kind: RequestKind, body: Body, model: Model, modelI
     logprobs = want ? top ?? 0 : null;
   }
   if (logprobs !== null) options.logprobs = logprobs;
+  if (parseResponseFormat(field(body, 'response_format'))) options.format = 'json';
   return { kind, prompts, n, echo, messages, stream, includeUsage, logprobs, options };
 }
 
@@ -223,6 +224,27 @@ function parseLogitBias(v: unknown, V: number): Map<number, number> {
     if (b !== 0) bias.set(id, b);
   }
   return bias;
+}
+
+/**
+ * response_format: { type: 'text' } (the default) or { type: 'json_object' } (JSON mode); true
+ * for JSON mode. 'json_schema' is OpenAI's too, but this server does not take schemas.
+ */
+function parseResponseFormat(v: unknown): boolean {
+  if (v === undefined) return false;
+  if (!isObject(v)) throw badParam('response_format', `'response_format' must be an object { type: 'text' | 'json_object' }, got ${typeName(v)}`);
+  const type = v.type;
+  if (type === undefined) throw badParam('response_format.type', "'response_format.type' is required", 'missing_required_parameter');
+  if (type === 'json_schema') {
+    throw badParam('response_format.type', "'response_format.type' 'json_schema' is not supported; 'json_object' (any JSON object) is", 'unsupported_value');
+  }
+  if (type !== 'text' && type !== 'json_object') {
+    throw badParam('response_format.type', `'response_format.type' must be 'text' or 'json_object', got ${JSON.stringify(type)}`);
+  }
+  for (const k of Object.keys(v)) {
+    if (k !== 'type') throw badParam(`response_format.${k}`, `unknown field '${k}' in 'response_format'`, 'unknown_parameter');
+  }
+  return type === 'json_object';
 }
 
 /** OpenAI's messages: a role and a content that is a string or a list of text parts. */
