@@ -70,7 +70,7 @@ interface ModelFlags { model?: string; simd: 'auto' | SimdBuild; threads?: numbe
 interface SamplingFlags {
   maxNewTokens?: number; maxTokens?: number; temperature?: number; topK?: number; topP?: number;
   minP?: number; repetitionPenalty?: number; presencePenalty?: number; frequencyPenalty?: number;
-  logitBias?: Map<number, number>; seed?: number; stop?: string[];
+  logitBias?: Map<number, number>; seed?: number; stop?: string[]; format?: 'json';
 }
 
 function modelOptions(cmd: Command, required: boolean): Command {
@@ -97,7 +97,8 @@ function samplingOptions(cmd: Command): Command {
     .option('--frequency-penalty <f>', 'subtracted per time a token was generated, in [-2, 2]', number((n) => n >= -2 && n <= 2, 'a number in [-2, 2]'))
     .option('--logit-bias <id=bias>', 'add bias (in [-100, 100]) to a token id\'s logit; repeat for more', logitBias)
     .option('--seed <n>', 'sampler seed (default: random, printed in the summary)', integer(0))
-    .option('--stop <text>', 'a stop string (besides the end-of-text token); repeat for more', (v: string, all: string[] = []) => [...all, v]);
+    .option('--stop <text>', 'a stop string (besides the end-of-text token); repeat for more', (v: string, all: string[] = []) => [...all, v])
+    .addOption(new Option('--format <format>', 'json: the answer is a JSON object (constrained decoding), ending where it closes').choices(['json']));
 }
 
 function generationOptions(f: SamplingFlags): GenerateOptions & ChatOptions {
@@ -114,6 +115,7 @@ function generationOptions(f: SamplingFlags): GenerateOptions & ChatOptions {
   if (f.logitBias) o.logitBias = f.logitBias;
   if (f.seed !== undefined) o.seed = f.seed;
   if (f.stop?.length) o.stop = f.stop.map(unescape);
+  if (f.format !== undefined) o.format = f.format;
   return o;
 }
 
@@ -163,10 +165,11 @@ const speeds = (s: GenerationStats) =>
   `decode ${s.decodeSteps} tok in ${s.decodeMs.toFixed(1)} ms (${formatRate(s.decodeSteps, s.decodeMs)})`;
 
 /** Why a generation ended, as the summary says it. */
-function stoppedAt(reason: StopReason | null, maxNew: number, context: number): string {
+/** `jsonOnly`: JSON mode without stop strings, where 'stop' can only be the object closing. */
+function stoppedAt(reason: StopReason | null, maxNew: number, context: number, jsonOnly = false): string {
   switch (reason) {
     case 'eos': return 'stopped at the end-of-text token';
-    case 'stop': return 'stopped at a stop string';
+    case 'stop': return jsonOnly ? 'stopped where the JSON object closed' : 'stopped at a stop string';
     case 'length': return `stopped at --max-new-tokens (${int(maxNew)})`;
     case 'context': return `stopped at the end of the context (${int(context)} positions)`;
     case 'aborted': return 'aborted';
@@ -235,7 +238,7 @@ async function generateCommand(positional: string | undefined, flags: ModelFlags
   process.stdout.write('\n\n');
   if (flags.logprobs !== undefined) process.stdout.write(logprobTable(tok, pieces) + '\n');
   const s = g.stats;
-  console.log(`${speeds(s)}, ${kernelsRun(model)}, ${samplingSummary(model, g, options)}, ${stoppedAt(s.stopReason, maxNew, session.capacity)}`);
+  console.log(`${speeds(s)}, ${kernelsRun(model)}, ${samplingSummary(model, g, options)}, ${stoppedAt(s.stopReason, maxNew, session.capacity, options.format === 'json' && !options.stop)}`);
   console.log(
     `KV cache: ${kib(session.kvCacheBytes)} for ${session.position} tokens in ${session.cacheFormat} ` +
     `(${session.kvCacheBytesPerToken} B/token; MHA with the same heads would need ${model.mhaCacheBytesPerToken} B/token in f32, ` +

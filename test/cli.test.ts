@@ -6,6 +6,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { JsonAcceptor } from '../src/generate/json-acceptor.js';
 import { BUILD_TIMEOUT_MS, buildDistIfStale } from './build-dist.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -165,6 +166,33 @@ describe('generate', () => {
   });
 });
 
+describe('--format json', () => {
+  const validPrefix = (text: string) => {
+    const a = new JsonAcceptor();
+    return a.push(new TextEncoder().encode(text)) && text.startsWith('{');
+  };
+
+  it('generate: after the prompt, a valid start of a JSON object; the same with a seed, and greedy', () => {
+    for (const flags of [['--seed', '4'], ['--temperature', '0']]) {
+      const r = run(['generate', '--format', 'json', '--max-new-tokens', '40', ...flags]);
+      expect(r.code, r.stderr).toBe(0);
+      const text = r.stdout.split('\n\nprefill')[0];
+      expect(text.startsWith('Q: What is the meaning of life?\nA:')).toBe(true);
+      const json = text.slice('Q: What is the meaning of life?\nA:'.length);
+      expect(validPrefix(json), json).toBe(true);
+      expect(r.stdout).toMatch(/, stopped (at --max-new-tokens \(40\)|where the JSON object closed)\n/);
+      expect(run(['generate', '--format', 'json', '--max-new-tokens', '40', ...flags]).stdout.split('\n\nprefill')[0]).toBe(text);
+    }
+  });
+
+  it('chat: the answer is a valid start of a JSON object', () => {
+    const r = run(['chat', '--format', 'json', '--temperature', '0', '--max-new-tokens', '30'], 'Say it in JSON.\n');
+    expect(r.code, r.stderr).toBe(0);
+    const answer = r.stdout.split('> ')[1].trim();
+    expect(validPrefix(answer), answer).toBe(true);
+  });
+});
+
 describe('generate --logprobs and --min-p', () => {
   it('prints a line per token: its log-probability and the n most likely, the sampled token among them when greedy', () => {
     const r = run(['generate', '--max-new-tokens', '5', '--temperature', '0', '--logprobs', '2']);
@@ -294,6 +322,7 @@ describe('bad input: one line on stderr, a non-zero exit, no stack trace', () =>
     ['too many threads', ['generate', '--threads', '1000', '--max-new-tokens', '1'], /threads must be an integer from 1 to 256, got 1000/],
     ['info without --model', ['info', '--model'], /--model/],
     ['an unknown cache format', ['generate', '--cache', 'fp8'], /--cache .*'fp8' is invalid.*f32, bf16, int8, int4/],
+    ['an unknown --format', ['generate', '--format', 'yaml'], /--format .*'yaml' is invalid.*json/],
     ['a narrow cache on a GQA model', ['generate', '--model', gqa, '--cache', 'int8'], /cache 'int8' needs an MLA model .*GQA\/MQA attention: use cache 'f32'/],
   ];
   it.each(cases)('%s', (_name, args, message) => {
