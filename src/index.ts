@@ -14,7 +14,7 @@ export { formatRate } from './generate/rate.js';
 export { saveConversation, loadConversation } from './generate/conversation.js';
 export { scorePrompt } from './generate/score.js';
 export { quantize, quantizeToFile, type QuantizeOptions } from './formats/gguf-quantize.js';
-export { createRng, argmax, sampleToken, candidates, applyRepetitionPenalty, tokenLogprobs, type SamplingOptions, type Rng, type TokenLogprobs } from './generate/sampling.js';
+export { createRng, argmax, sampleToken, candidates, applyRepetitionPenalty, tokenLogprobs, type SamplingOptions, type Rng, type TokenLogprobs, type TokenFilter } from './generate/sampling.js';
 export { createServer, type Server, type ServerOptions } from './serve/app.js';
 export { convertToMla, type ConvertOptions, type ConvertedModel, type ConvertSummary, type LayerSummary } from './convert/convert.js';
 export { writeConvertedFolder, writeConvertedGguf, type ConvertedGgufOptions } from './convert/index.js';
