@@ -427,6 +427,8 @@ async function infoCommand(flags: ModelFlags): Promise<void> {
     : `${a.heads} heads, ${a.kvHeads} KV heads, head_dim ${a.headDim}`]);
   const ffn = c.ffn[0];
   rows.push(['feed-forward', `SwiGLU, intermediate ${ffn.intermediate}`]);
+  // Where this model computes differently from its checkpoint's own code (window, LongRoPE set).
+  for (const note of c.notes ?? []) rows.push(['note', note]);
   rows.push(['parameters', int(parameterCount(c))]);
   rows.push(['weight bytes', `${int(model.weightBytes)} (${mib(model.weightBytes)}, weights ${model.weightFormat})`]);
   const t = model.tokenizer;

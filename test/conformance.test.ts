@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../src/index.js';
 import { expectClose } from './helpers.js';
-import { makeRandomCheckpoint, referenceForward, tensorsFromSafetensors, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config, tinyQwen2Config } from './reference/model.js';
+import { makeRandomCheckpoint, referenceForward, tensorsFromSafetensors, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config, tinyQwen2Config, tinyPhi3Config, tinyMistralConfig, longRopeScaling } from './reference/model.js';
 import { writeSafetensors, writeShardedSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
 
 const dirs: string[] = [];
@@ -50,6 +50,13 @@ const CASES: [string, Record<string, unknown>, FloatDtype, number][] = [
   ['MiniCPM3 (LongRoPE, embedding, residual and head scalings), BF16', tinyMiniCpm3Config(), 'BF16', 1],
   ['Qwen2 (q, k, v biases), BF16', tinyQwen2Config(), 'BF16', 1],
   ['Qwen2, tied embeddings, F32, 2 shards', tinyQwen2Config({ tie_word_embeddings: true }), 'F32', 2],
+  ['Phi-3 (fused q/k/v and gate/up), BF16', tinyPhi3Config(), 'BF16', 1],
+  // Original context 8 < 30 tokens: Hugging Face and we both take long_factor, cos/sin × √(1 + ln 16 / ln 8).
+  ['Phi-3 LongRoPE past the original context, F32, 2 shards', tinyPhi3Config({ rope_scaling: longRopeScaling(16) }), 'F32', 2],
+  ['Phi-3 LongRoPE within the original context (short factors), F16', tinyPhi3Config({ original_max_position_embeddings: 128, rope_scaling: longRopeScaling(16) }), 'F16', 1],
+  // Phi-4-mini's shape: partial_rotary_factor (8 of 16 dims rotate), tied embeddings, LongRoPE.
+  ['Phi-3 partial rotary, tied, LongRoPE, BF16', tinyPhi3Config({ partial_rotary_factor: 0.5, tie_word_embeddings: true, rope_scaling: longRopeScaling(8) }), 'BF16', 1],
+  ['Mistral (sliding window 40 > 30 tokens), BF16', tinyMistralConfig(), 'BF16', 1],
   ['MiniCPM3 with tied embeddings and no query compression, F32', tinyMiniCpm3Config({ tie_word_embeddings: true, q_lora_rank: null }), 'F32', 2],
 ];
 

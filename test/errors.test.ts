@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/formats/config.js';
 import { quantizeToFile } from '../src/formats/gguf-quantize.js';
-import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyQwen2Config } from './reference/model.js';
+import { longRopeScaling, makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMistralConfig, tinyMlaConfig, tinyPhi3Config, tinyQwen2Config } from './reference/model.js';
 
 /** Each edit of `base` is BAD_CONFIG with a message matching its pattern. */
 function expectConfigErrors(base: Record<string, unknown>, cases: [Record<string, unknown>, RegExp][]): void {
@@ -129,6 +129,76 @@ describe('loading bad checkpoints', () => {
     expect(() => parseConfig({ ...config, rope_freq_factors: [1, 1] })).toThrow(/for Llama-layout models only/);
     // "default" is Hugging Face's name for no scaling.
     expect(parseConfig({ ...llama, rope_scaling: { rope_type: 'default' } }).ropeFreqFactors).toBeNull();
+  });
+
+  it('Phi-3 and Mistral configs it cannot read (BAD_CONFIG, naming the key)', () => {
+    const phi3 = tinyPhi3Config({ rope_scaling: longRopeScaling(16) });
+    const lr = phi3.rope_scaling;
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ rope_scaling: { ...lr, short_factor: [1, 2] } }, /rope_scaling.short_factor must be 8 positive numbers/],
+      [{ rope_scaling: { ...lr, long_factor: [1, 1, 1, 1, 1, 1, 1, 0] } }, /rope_scaling.long_factor must be 8 positive numbers/],
+      [{ rope_scaling: { ...lr, long_factor: [1, 1, 1, 1, 1, 1, 1, '2'] } }, /rope_scaling.long_factor must be 8 positive numbers/],
+      [{ rope_scaling: { ...lr, long_factor: undefined } }, /rope_scaling.long_factor must be 8 positive numbers \(one per rotary frequency\), got undefined/],
+      [{ rope_scaling: { ...lr, short_factor: [1, 1, 1, 1, 1, 1, 1, 1e-300] } }, /rope_scaling.short_factor holds values f32 cannot hold/],
+      [{ rope_scaling: { ...lr, attention_factor: -1 } }, /rope_scaling.attention_factor must be > 0/],
+      [{ rope_scaling: { ...lr, attention_factor: 'x' } }, /"attention_factor" must be a finite number/],
+      [{ rope_scaling: { ...lr, type: 'yarn' } }, /rope_scaling type "yarn" is not supported for Phi-3 \(supported: "longrope"\)/],
+      [{ rope_scaling: { ...lr, type: undefined } }, /rope_scaling type undefined is not supported for Phi-3/],
+      [{ rope_scaling: [1] }, /"rope_scaling" must be an object or null/],
+      [{ original_max_position_embeddings: 0 }, /"original_max_position_embeddings" must be an integer ≥ 2/],
+      [{ partial_rotary_factor: 0.1 }, /partial_rotary_factor 0.1 must be in \(0, 1\] and rotate an even number ≥ 2 of the 16 dims of a head \(gives 1\)/],
+      [{ partial_rotary_factor: 1.5 }, /partial_rotary_factor 1.5 must be in \(0, 1\]/],
+      [{ partial_rotary_factor: 'half' }, /"partial_rotary_factor" must be a finite number/],
+      [{ sliding_window: 0 }, /"sliding_window" must be an integer ≥ 1 or null, got 0/],
+      [{ rope_scaling: null, rope_freq_factors: new Array(8).fill(1) }, /"rope_freq_factors" is for Llama-layout models only/],
+    ];
+    expectConfigErrors(phi3, cases);
+    expectConfigErrors(tinyMistralConfig(), [[{ sliding_window: 2.5 }, /"sliding_window" must be an integer ≥ 1 or null, got 2.5/]]);
+  });
+
+  it('Phi-3 and Mistral: the LongRoPE set, the attention factor and the sliding window, as parsed', () => {
+    const lr = longRopeScaling(16);
+    // Context 128 > original 8: long factors, √(1 + ln 16 / ln 8), and a note saying how HF differs.
+    const long = parseConfig(tinyPhi3Config({ rope_scaling: lr }));
+    expect(long.ropeFreqFactors).toEqual((lr.long_factor as number[]).map(Math.fround));
+    expect(long.ropeAttnFactor).toBe(Math.fround(Math.sqrt(1 + Math.log(16) / Math.log(8))));
+    expect(long.notes?.join()).toMatch(/long_factor at every length .* Hugging Face uses short_factor while a sequence is within 8 tokens/);
+    const short = parseConfig(tinyPhi3Config({ original_max_position_embeddings: 128, rope_scaling: lr }));
+    expect(short.ropeFreqFactors).toEqual((lr.short_factor as number[]).map(Math.fround));
+    expect(short.ropeAttnFactor).toBe(1);
+    expect(parseConfig(tinyPhi3Config({ rope_scaling: { ...lr, attention_factor: 1.5 } })).ropeAttnFactor).toBe(1.5);
+    expect(parseConfig(tinyPhi3Config({ rope_scaling: { ...lr, type: 'su' } })).ropeFreqFactors).toEqual(long.ropeFreqFactors);
+    // The window below max_position_embeddings limits the context (exact within it); Mistral's
+    // config class defaults an absent sliding_window to 4096, Phi-3's to none; null is none.
+    const w = parseConfig(tinyMistralConfig({ sliding_window: 20 }));
+    expect(w).toMatchObject({ maxPositions: 20, slidingWindow: 20 });
+    expect(w.notes?.join()).toMatch(/context limited to sliding_window 20 \(max_position_embeddings 128\)/);
+    expect(parseConfig(tinyMistralConfig({ sliding_window: null })).maxPositions).toBe(128);
+    const { sliding_window: _w, ...bare } = tinyMistralConfig({ max_position_embeddings: 32768 });
+    expect(parseConfig(bare).maxPositions).toBe(4096);
+    expect(parseConfig(tinyPhi3Config({ sliding_window: 16 })).maxPositions).toBe(16);
+    expect(parseConfig(tinyPhi3Config({ sliding_window: 4096 }))).not.toHaveProperty('slidingWindow');
+    // Models without these keep configs as before (snapshot fingerprints unchanged).
+    expect(Object.keys(parseConfig(tinyLlamaConfig()))).not.toContain('notes');
+  });
+
+  it('a window-limited model refuses a sequence past its window', async () => {
+    const config = tinyMistralConfig({ sliding_window: 20 });
+    const model = await loadModel({ config, tensors: makeRandomCheckpoint(config, 3) });
+    try {
+      expect(() => model.forward(Array.from({ length: 21 }, (_, i) => i % 50))).toThrow(/21 tokens exceed max_position_embeddings \(20\)/);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('a Phi-3 checkpoint whose fused tensors do not split (BAD_SHAPE, naming the tensor)', async () => {
+    const config = tinyPhi3Config();
+    const tensors = makeRandomCheckpoint(config, 3);
+    const qkv = 'model.layers.1.self_attn.qkv_proj.weight';
+    tensors[qkv] = { shape: [60, 64], data: new Float32Array(60 * 64) };
+    const e = await expectCode(loadModel({ config, tensors }), 'BAD_SHAPE');
+    expect(e.message).toMatch(/model.layers.1.self_attn.qkv_proj.weight is \[60,64\], expected \[128, 64\] \(64 rows of q_proj, 32 rows of k_proj, 32 rows of v_proj\)/);
   });
 
   it('MiniCPM3 configs it cannot read (BAD_CONFIG, naming what), and GGUF files llama.cpp would misread (BAD_INPUT)', async () => {

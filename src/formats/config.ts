@@ -23,6 +23,17 @@ export interface GroupedAttention {
   vDim: number;     // value dim per head
   /** Qwen2: the q, k and v projections add biases. */
   qkvBias?: boolean;
+  /** Phi-4-mini (partial_rotary_factor < 1): only the first rotaryDim of each q/k head rotate; absent: headDim. */
+  rotaryDim?: number;
+}
+
+/** Phi-3's LongRoPE, both factor sets as the checkpoint gives them (f32), for writing GGUF. */
+export interface LongRope {
+  originalMaxPositions: number;
+  short: number[];
+  long: number[];
+  /** The multiplier on cos and sin (rope_scaling.attention_factor, or √(1 + ln s / ln original)). */
+  attentionFactor: number;
 }
 
 export type AttentionConfig = MlaAttention | GroupedAttention;
@@ -85,6 +96,19 @@ export interface ModelConfig {
   residualScale: number;
   headScale: number;
   maxPositions: number;
+  /**
+   * Phi-3's LongRoPE (absent elsewhere): ropeFreqFactors holds the set in use and ropeAttnFactor
+   * multiplies cos and sin.
+   */
+  longRope?: LongRope;
+  ropeAttnFactor?: number;
+  /**
+   * The checkpoint's sliding_window when it is smaller than max_position_embeddings (Mistral,
+   * Phi-3): maxPositions is then limited to it, where every key is inside the window.
+   */
+  slidingWindow?: number;
+  /** What the model computes differently from its checkpoint's own code, for `info`. */
+  notes?: string[];
   tieEmbeddings: boolean;
   bosTokenId: number | null;
   eosTokenIds: number[];
@@ -94,8 +118,13 @@ const DEEPSEEK_ARCHS = ['DeepseekV2ForCausalLM', 'DeepseekV3ForCausalLM'];
 /** DeepSeek-V2's attention with Llama's rotary pairing, LongRoPE and three scalings (embedScale …). */
 const MINICPM3 = 'MiniCPM3ForCausalLM';
 const MLA_ARCHS = [...DEEPSEEK_ARCHS, MINICPM3];
-/** Qwen2 is Llama's layout with biases on q, k and v (and its own tokenizer). */
-const GQA_ARCHS = ['LlamaForCausalLM', 'Qwen2ForCausalLM'];
+/**
+ * Qwen2 is Llama's layout with biases on q, k and v (and its own tokenizer); Mistral is Llama's
+ * with a sliding window; Phi-3 fuses q/k/v and gate/up (split when opened, src/formats/fused.ts).
+ */
+const PHI3 = 'Phi3ForCausalLM';
+const MISTRAL = 'MistralForCausalLM';
+const GQA_ARCHS = ['LlamaForCausalLM', 'Qwen2ForCausalLM', MISTRAL, PHI3];
 const MAX_LAYERS = 4096;
 /** Far above any released model (256); bounds what rope scaling allocates for a corrupt config. */
 const MAX_HEAD_DIM = 65536;
@@ -171,10 +200,7 @@ function llamaRopeFactors(raw: Record<string, unknown>, headDim: number, theta: 
   const s = raw.rope_scaling;
   if (given !== undefined && given !== null) {
     if (s !== undefined && s !== null) bad('"rope_scaling" and "rope_freq_factors" are both set');
-    if (!Array.isArray(given) || given.length !== half || !given.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) {
-      bad(`"rope_freq_factors" must be ${half} positive numbers (one per rotary frequency), got ${showValue(given)}`);
-    }
-    return given.map((x) => Math.fround(x));
+    return factorList(given, '"rope_freq_factors"', half);
   }
   if (s === undefined || s === null) return null;
   if (typeof s !== 'object' || Array.isArray(s)) bad('"rope_scaling" must be an object or null');
@@ -216,13 +242,61 @@ function parseLongRope(raw: Record<string, unknown>, ropeDim: number, maxPositio
   if (maxPositions > original) {
     bad(`LongRoPE past its original context (max_position_embeddings ${maxPositions} > ${original}) switches to long_factor, which is not supported`);
   }
-  const f = r.short_factor;
-  if (!Array.isArray(f) || f.length !== ropeDim / 2 || !f.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) {
-    bad(`rope_scaling.short_factor must be ${ropeDim / 2} positive numbers, got ${showValue(f)}`);
+  return factorList(r.short_factor, 'rope_scaling.short_factor', ropeDim / 2);
+}
+
+/** `count` positive numbers, one per rotary frequency, each kept as f32 (as GGUF stores them). */
+function factorList(v: unknown, key: string, count: number): number[] {
+  if (!Array.isArray(v) || v.length !== count || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) {
+    bad(`${key} must be ${count} positive numbers (one per rotary frequency), got ${showValue(v)}`);
   }
-  const factors = f.map((x) => Math.fround(x));
-  if (!factors.every((x) => x > 0 && Number.isFinite(x))) bad('rope_scaling.short_factor holds values f32 cannot hold');
-  return factors;
+  const f = v.map((x) => Math.fround(x));
+  // A value that f32 rounds to 0 or to infinity would give no usable frequency.
+  if (!f.every((x) => x > 0 && Number.isFinite(x))) bad(`${key} holds values f32 cannot hold (${showValue(v.find((x, i) => !(f[i] > 0 && Number.isFinite(f[i]))))})`);
+  return f;
+}
+
+/**
+ * Phi-3's LongRoPE (Hugging Face's _compute_longrope_parameters): each rotary frequency divided by
+ * short_factor or long_factor, cos and sin multiplied by attention_factor (given, or
+ * √(1 + ln s / ln L) for s = max_position_embeddings / L > 1, L = original_max_position_embeddings).
+ * Hugging Face switches sets per sequence length (long past L tokens); parseConfig chooses once, by
+ * the context the model runs at, as llama.cpp does: long when that context > L. The two agree for
+ * every sequence when the context ≤ L, and for sequences longer than L otherwise.
+ */
+function parsePhi3Rope(raw: Record<string, unknown>, rotaryDim: number, maxPositions: number): LongRope | null {
+  const s = raw.rope_scaling;
+  if (s === undefined || s === null) return null;
+  if (typeof s !== 'object' || Array.isArray(s)) bad('"rope_scaling" must be an object or null');
+  const r = s as Record<string, unknown>;
+  const type = r.rope_type ?? r.type;
+  if (type === 'default') return null;
+  // "su" is the name of LongRoPE in the first Phi-3 releases.
+  if (type !== 'longrope' && type !== 'su') bad(`rope_scaling type ${showValue(type)} is not supported for Phi-3 (supported: "longrope")`);
+  // Phi3Config keeps L at the top level (default 4096); newer configs may put it in rope_scaling.
+  const original = raw.original_max_position_embeddings !== undefined && raw.original_max_position_embeddings !== null
+    ? int(raw, 'original_max_position_embeddings', 2) : optInt(r, 'original_max_position_embeddings', 4096, 2)!;
+  const half = rotaryDim / 2;
+  const short = factorList(r.short_factor, 'rope_scaling.short_factor', half);
+  const long = factorList(r.long_factor, 'rope_scaling.long_factor', half);
+  const scale = maxPositions / original;
+  const given = r.attention_factor;
+  const factor = given !== undefined && given !== null ? num(r, 'attention_factor')
+    : scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(original));
+  const attentionFactor = Math.fround(factor); // GGUF's rope.scaling.attn_factor is f32
+  if (!(attentionFactor > 0 && Number.isFinite(attentionFactor))) bad(`rope_scaling.attention_factor must be > 0, got ${showValue(given)}`);
+  return { originalMaxPositions: original, short, long, attentionFactor };
+}
+
+/**
+ * sliding_window, or null for none (Mistral's config class defaults to 4096 when the key is
+ * absent, Phi-3's to none).
+ */
+function slidingWindow(raw: Record<string, unknown>, architecture: string): number | null {
+  const v = raw.sliding_window === undefined && architecture === MISTRAL ? 4096 : raw.sliding_window;
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) bad(`"sliding_window" must be an integer ≥ 1 or null, got ${showValue(v)}`);
+  return v;
 }
 
 /** Far above any released model (DeepSeek-V3: 256); bounds the work of checking a config. */
@@ -287,6 +361,10 @@ export function parseConfig(json: unknown): ModelConfig {
   let embedScale = 1, residualScale = 1, headScale = 1;
   const ropeTheta = num(raw, 'rope_theta', 10000);
   const maxPositions = int(raw, 'max_position_embeddings');
+  // The context the model runs at: max_position_embeddings, or a smaller sliding window.
+  let context = maxPositions, slidingWindowKept = 0;
+  let longRope: LongRope | null = null;
+  const notes: string[] = [];
   if (MLA_ARCHS.includes(architecture)) {
     const ropeDim = int(raw, 'qk_rope_head_dim');
     if (ropeDim % 2) bad(`"qk_rope_head_dim" must be even, got ${ropeDim}`);
@@ -318,12 +396,42 @@ export function parseConfig(json: unknown): ModelConfig {
     if (!Number.isInteger(headDim) || headDim % 2) bad(`head_dim must be an even integer, got ${headDim}`);
     // Rope scaling makes one factor per frequency here: a corrupt head_dim must not allocate first.
     if (headDim > MAX_HEAD_DIM) bad(`head_dim ${headDim} is more than ${MAX_HEAD_DIM}`);
-    const qwen2 = architecture === 'Qwen2ForCausalLM';
-    attention = { kind: 'gqa', heads, kvHeads, headDim, vDim: headDim, ...(qwen2 ? { qkvBias: true } : {}) };
+    const qwen2 = architecture === 'Qwen2ForCausalLM', phi3 = architecture === PHI3;
+    let rotaryDim = headDim;
+    if (phi3 && raw.partial_rotary_factor !== undefined && raw.partial_rotary_factor !== null) {
+      // Hugging Face's int(head_dim · factor); llama.cpp's int(factor · hidden) / heads is the same here.
+      const f = num(raw, 'partial_rotary_factor');
+      rotaryDim = Math.floor(headDim * f);
+      if (!(f > 0 && f <= 1) || rotaryDim < 2 || rotaryDim % 2) {
+        bad(`partial_rotary_factor ${f} must be in (0, 1] and rotate an even number ≥ 2 of the ${headDim} dims of a head (gives ${rotaryDim})`);
+      }
+    }
+    attention = { kind: 'gqa', heads, kvHeads, headDim, vDim: headDim, ...(qwen2 ? { qkvBias: true } : {}), ...(rotaryDim < headDim ? { rotaryDim } : {}) };
     ropeStyle = 'half';
     if (raw.attention_bias === true || raw.mlp_bias === true) bad('attention_bias / mlp_bias are not supported');
     if (qwen2 && raw.use_sliding_window === true) bad('use_sliding_window (Qwen2\'s sliding-window attention) is not supported');
-    ropeFreqFactors = parseLlamaRope(raw, headDim, ropeTheta);
+    if (phi3 || architecture === MISTRAL) {
+      // Hugging Face masks keys `window` or more positions back. Within `window` tokens none is, so
+      // the context is limited to it: exact there, rather than an attention that ignores the window.
+      const window = slidingWindow(raw, architecture);
+      if (window !== null && window < maxPositions) {
+        context = window;
+        slidingWindowKept = window;
+        notes.push(`context limited to sliding_window ${window} (max_position_embeddings ${maxPositions}): within it no key is outside the window`);
+      }
+    }
+    if (phi3) {
+      longRope = parsePhi3Rope(raw, rotaryDim, maxPositions);
+      if (longRope) {
+        const useLong = context > longRope.originalMaxPositions;
+        ropeFreqFactors = useLong ? longRope.long : longRope.short;
+        if (useLong) notes.push(`LongRoPE long_factor at every length (context ${context} > original ${longRope.originalMaxPositions}), as llama.cpp chooses; Hugging Face uses short_factor while a sequence is within ${longRope.originalMaxPositions} tokens`);
+      } else if (raw.rope_freq_factors !== undefined && raw.rope_freq_factors !== null) {
+        bad('"rope_freq_factors" is for Llama-layout models only');
+      }
+    } else {
+      ropeFreqFactors = parseLlamaRope(raw, headDim, ropeTheta);
+    }
   } else {
     bad(`architecture ${showValue(architecture)} is not supported (expected one of ${[...MLA_ARCHS, ...GQA_ARCHS].join(', ')})`);
   }
@@ -343,11 +451,20 @@ export function parseConfig(json: unknown): ModelConfig {
     yarn: DEEPSEEK_ARCHS.includes(architecture) ? parseYarn(raw) : null,
     ropeFreqFactors,
     embedScale, residualScale, headScale,
-    maxPositions,
+    maxPositions: context,
+    // Present only where they apply, so other models' configs (and snapshot fingerprints) stay as they were.
+    ...(longRope ? { longRope, ropeAttnFactor: longRope.attentionFactor } : {}),
+    ...(slidingWindowKept ? { slidingWindow: slidingWindowKept } : {}),
+    ...(notes.length ? { notes } : {}),
     tieEmbeddings: raw.tie_word_embeddings === true,
     bosTokenId: optInt(raw, 'bos_token_id', null, 0),
     eosTokenIds: tokenIds(raw.eos_token_id),
   };
+}
+
+/** The dims of each q/k head that rotate: all of them but where partial_rotary_factor < 1. */
+export function rotaryDim(a: GroupedAttention): number {
+  return a.rotaryDim ?? a.headDim;
 }
 
 /** Numbers per token per layer that MHA with the same head dims would cache (for comparisons). */

@@ -17,6 +17,7 @@ import {
 import type { StoredType, TensorSource } from './tensor-source.js';
 import { checkRange, memoryFile, type ByteFile } from './byte-file.js';
 import { openGguf } from './gguf-model.js';
+import { splitFused } from './fused.js';
 import type { TokenizerFiles } from './tokenizer.js';
 import { openHubRepo, parseHubId, type HubOptions, type HubRepo } from './hub.js';
 
@@ -436,7 +437,7 @@ async function openFolder(folder: Folder): Promise<LoadedSource> {
     throw badSource(`${folder.name} has no config.json${folder.list ? ' and no .gguf file' : ''}`);
   }
   const config = parseJson(configBytes, 'config.json');
-  const tensors = await openWeights(folder);
+  const tensors = splitFused(config, await openWeights(folder));
   const extras: LoadedSource['extras'] = {};
   for (const file of EXTRA_FILES) {
     // Newer exports keep the chat template in its own file; look for it only when
@@ -522,7 +523,7 @@ export async function openSource(source: ModelSource | undefined, hub: HubOption
     throw badSource('a model source is a folder path, a URL, a map of file names to bytes, or { config, tensors }');
   }
   if (isInMemory(source)) {
-    return { config: source.config, tensors: inMemorySource(source.tensors), name: 'in-memory model', extras: {} };
+    return { config: source.config, tensors: splitFused(source.config, inMemorySource(source.tensors)), name: 'in-memory model', extras: {} };
   }
   return openFolder(mapFolder(source as FileMap));
 }

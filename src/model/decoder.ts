@@ -2,7 +2,7 @@
 // embedding → layers of [RMSNorm → attention → residual → RMSNorm → SwiGLU → residual]
 // → final RMSNorm → lm_head. Every buffer is allocated once, in the constructor (the
 // "run state"); running a chunk allocates nothing.
-import type { GroupedAttention, MlaAttention, ModelConfig, MoeFfn } from '../formats/config.js';
+import { rotaryDim, type GroupedAttention, type MlaAttention, type ModelConfig, type MoeFfn } from '../formats/config.js';
 import type { Heap } from '../host/heap.js';
 import { ropeAmplitude, ropeFrequencies, softmaxScale } from './rope.js';
 import { BLOCK, FINISH, INIT, type LatentFormat } from './op-calls.js';
@@ -61,7 +61,7 @@ export function scratchSizes(c: ModelConfig, k: ScratchKernels, threads = 1): Re
   const maxInter = Math.max(...c.ffn.map((f) => f.kind === 'dense' ? f.intermediate : Math.max(f.intermediate, f.sharedIntermediate)));
   const maxExperts = Math.max(0, ...moes.map((f) => f.experts));
   const qWidth = mla ? H * (mla.nopeDim + mla.ropeDim) : 0;
-  const ropeDim = mla ? mla.ropeDim : (a as GroupedAttention).headDim;
+  const ropeDim = mla ? mla.ropeDim : rotaryDim(a as GroupedAttention);
   return {
     ids: T, x: T * d, xn: T * d, u: T * d, proj: T * inRows, q: T * qWidth, o: T * H * a.vDim,
     gu: T * 2 * maxInter, logits: T * c.vocabSize, cos: T * ropeDim / 2, sin: T * ropeDim / 2,
@@ -127,8 +127,8 @@ export class Decoder {
     this.heap = heap; this.config = config; this.w = weights;
     const c = config, a = c.attention, T = CHUNK;
     this.scale = softmaxScale(c);
-    this.ropeDim = a.kind === 'mla' ? a.ropeDim : a.headDim;
-    this.ropeAmp = ropeAmplitude(c.yarn);
+    this.ropeDim = a.kind === 'mla' ? a.ropeDim : rotaryDim(a);
+    this.ropeAmp = ropeAmplitude(c.yarn) * (c.ropeAttnFactor ?? 1);
     const moes = c.ffn.filter((f): f is MoeFfn => f.kind === 'moe');
     const maxTopK = Math.max(0, ...moes.map((f) => f.topK));
     this.routeExperts = new Int32Array(T * maxTopK);
@@ -408,8 +408,8 @@ export class Decoder {
     const inRows = lw.inRows, perGroup = H / G;
     this.linear(s.xn, d, lw.wIn, s.proj, inRows, R); // [q | k | v]
     if (lw.inBias) for (let r = 0; r < R; r++) this.ops.add(s.proj + r * inRows * F, lw.inBias, inRows);
-    this.rope(s.proj, inRows, R, H, hd, hd, 0);
-    this.rope(s.proj + H * hd * F, inRows, R, G, hd, hd, 0);
+    this.rope(s.proj, inRows, R, H, hd, this.ropeDim, 0);
+    this.rope(s.proj + H * hd * F, inRows, R, G, hd, this.ropeDim, 0);
     for (const { cache, pos, row, count: T } of parts) {
       const proj = s.proj + row * inRows * F, o = s.o + row * H * dv * F;
       this.copyRows(proj + H * hd * F, inRows, cache.at(l, pos), cache.row, T, G * (hd + dv));

@@ -26,9 +26,16 @@ export function architectureOf(config: HfConfig): Arch {
   const t: string = config.model_type ?? '';
   if (a === 'DeepseekV2ForCausalLM' || a === 'DeepseekV3ForCausalLM' || t === 'deepseek_v2' || t === 'deepseek_v3') return 'mla';
   if (isMiniCpm3(config)) return 'mla';
-  // Qwen2 is Llama's layout with q, k, v biases (always there, whatever attention_bias says).
+  // Qwen2 is Llama's layout with q, k, v biases (always there, whatever attention_bias says);
+  // Mistral is Llama's with a sliding window; Phi-3 fuses q/k/v and gate/up.
   if (a === 'LlamaForCausalLM' || t === 'llama' || a === 'Qwen2ForCausalLM' || t === 'qwen2') return 'llama';
+  if (a === 'MistralForCausalLM' || t === 'mistral' || isPhi3(config)) return 'llama';
   throw new Error(`reference: unsupported architecture ${a || t || '(none)'}`);
+}
+
+/** Phi-3 (Hugging Face's modeling_phi3): qkv_proj = [q; k; v] rows, gate_up_proj = [gate; up] rows. */
+export function isPhi3(config: HfConfig): boolean {
+  return config.architectures?.[0] === 'Phi3ForCausalLM' || config.model_type === 'phi3';
 }
 
 /** MiniCPM3: DeepSeek-V2's attention, rotated as Llama rotates (rotate_half), LongRoPE, and three scalings. */
@@ -99,9 +106,13 @@ export function expectedTensorShapes(config: HfConfig): Map<string, number[]> {
     } else {
       const hd = llamaHeadDim(config), KV = config.num_key_value_heads ?? H;
       const qkv = ab || config.architectures?.[0] === 'Qwen2ForCausalLM' || config.model_type === 'qwen2';
-      lin(`${p}.self_attn.q_proj`, H * hd, d, qkv);
-      lin(`${p}.self_attn.k_proj`, KV * hd, d, qkv);
-      lin(`${p}.self_attn.v_proj`, KV * hd, d, qkv);
+      if (isPhi3(config)) {
+        lin(`${p}.self_attn.qkv_proj`, (H + 2 * KV) * hd, d);
+      } else {
+        lin(`${p}.self_attn.q_proj`, H * hd, d, qkv);
+        lin(`${p}.self_attn.k_proj`, KV * hd, d, qkv);
+        lin(`${p}.self_attn.v_proj`, KV * hd, d, qkv);
+      }
       lin(`${p}.self_attn.o_proj`, d, H * hd, ab);
     }
     m.set(`${p}.post_attention_layernorm.weight`, [d]);
@@ -111,6 +122,9 @@ export function expectedTensorShapes(config: HfConfig): Map<string, number[]> {
       if (config.topk_method === 'noaux_tc') m.set(`${p}.mlp.gate.e_score_correction_bias`, [E]);
       for (let e = 0; e < E; e++) swiglu(`${p}.mlp.experts.${e}`, w);
       if (config.n_shared_experts) swiglu(`${p}.mlp.shared_experts`, config.n_shared_experts * w);
+    } else if (isPhi3(config)) {
+      lin(`${p}.mlp.gate_up_proj`, 2 * config.intermediate_size, d);
+      lin(`${p}.mlp.down_proj`, d, config.intermediate_size);
     } else {
       swiglu(`${p}.mlp`, config.intermediate_size, arch === 'llama' && !!config.mlp_bias);
     }
@@ -252,9 +266,32 @@ function llamaScaledFreqs(f: Float64Array, rs: HfConfig['rope_scaling']): Float6
   });
 }
 
-/** Rotary setup for a config: frequencies, cos/sin scale and pair convention. */
-export function ropeSetup(config: HfConfig): RopeSetup {
+/** Phi-3's rotary dims: int(head_dim · partial_rotary_factor). */
+function phi3RotaryDim(config: HfConfig): number {
+  return Math.floor(llamaHeadDim(config) * (config.partial_rotary_factor ?? 1));
+}
+
+/**
+ * Phi-3's LongRoPE as Hugging Face's _compute_longrope_parameters and its per-length switch give it
+ * for a sequence of `seqLen` tokens: inv_freq / long_factor when seqLen > L
+ * (original_max_position_embeddings, at the config's top level, default 4096), else / short_factor;
+ * cos and sin × attention_factor, or √(1 + ln s / ln L) with s = max_position_embeddings / L (1 when s ≤ 1).
+ */
+function phi3Rope(config: HfConfig, seqLen: number): RopeSetup {
+  const f = ropeFreqs(phi3RotaryDim(config), config.rope_theta ?? 10000);
+  const rs = config.rope_scaling;
+  if (rs == null) return { freqs: f, cosSinScale: 1, halfSplit: true };
+  const L = config.original_max_position_embeddings ?? rs.original_max_position_embeddings ?? 4096;
+  const s = config.max_position_embeddings / L;
+  const ext: number[] = seqLen > L ? rs.long_factor : rs.short_factor;
+  const attention = rs.attention_factor ?? (s <= 1 ? 1 : Math.sqrt(1 + Math.log(s) / Math.log(L)));
+  return { freqs: f.map((x, k) => x / ext[k]), cosSinScale: attention, halfSplit: true };
+}
+
+/** Rotary setup for a config: frequencies, cos/sin scale and pair convention (`seqLen`: Phi-3's LongRoPE switch). */
+export function ropeSetup(config: HfConfig, seqLen = 0): RopeSetup {
   const theta = config.rope_theta ?? 10000;
+  if (isPhi3(config)) return phi3Rope(config, seqLen);
   if (architectureOf(config) === 'llama') {
     return { freqs: llamaScaledFreqs(ropeFreqs(llamaHeadDim(config), theta), config.rope_scaling), cosSinScale: 1, halfSplit: true };
   }
@@ -365,21 +402,34 @@ export function llamaAttention(config: HfConfig, tensors: Tensors, layer: number
   const d = config.hidden_size, H = config.num_attention_heads, KV = config.num_key_value_heads ?? H;
   const hd = llamaHeadDim(config), group = H / KV;
   if (!Number.isInteger(group)) throw new Error('reference: num_attention_heads is not a multiple of num_key_value_heads');
-  const q = linear(tensors, `${p}.q_proj`, x, T, d, H * hd);
-  const k = linear(tensors, `${p}.k_proj`, x, T, d, KV * hd);
-  const v = linear(tensors, `${p}.v_proj`, x, T, d, KV * hd);
-  const r = ropeSetup(config);
+  let q: Float64Array, k: Float64Array, v: Float64Array;
+  if (isPhi3(config)) {
+    // modeling_phi3: qkv = qkv_proj(x); q, k, v are its first H·hd, next KV·hd and last KV·hd columns.
+    const qkv = linear(tensors, `${p}.qkv_proj`, x, T, d, (H + 2 * KV) * hd);
+    q = columns(qkv, T, (H + 2 * KV) * hd, 0, H * hd);
+    k = columns(qkv, T, (H + 2 * KV) * hd, H * hd, KV * hd);
+    v = columns(qkv, T, (H + 2 * KV) * hd, (H + KV) * hd, KV * hd);
+  } else {
+    q = linear(tensors, `${p}.q_proj`, x, T, d, H * hd);
+    k = linear(tensors, `${p}.k_proj`, x, T, d, KV * hd);
+    v = linear(tensors, `${p}.v_proj`, x, T, d, KV * hd);
+  }
+  // Phi-3's partial rotary: the first freqs.length·2 dims of each head rotate (rotate_half over them), the rest pass.
+  const r = ropeSetup(config, T);
   for (let t = 0; t < T; t++) {
-    for (let i = 0; i < H; i++) rope(q, (t * H + i) * hd, t, r.freqs, true);
-    for (let g = 0; g < KV; g++) rope(k, (t * KV + g) * hd, t, r.freqs, true);
+    for (let i = 0; i < H; i++) rope(q, (t * H + i) * hd, t, r.freqs, true, r.cosSinScale);
+    for (let g = 0; g < KV; g++) rope(k, (t * KV + g) * hd, t, r.freqs, true, r.cosSinScale);
   }
   const scale = attentionScale(config);
+  // Hugging Face's sliding window (Mistral, Phi-3): query t sees key j when t − j < sliding_window.
+  const mistral = config.architectures?.[0] === 'MistralForCausalLM' || config.model_type === 'mistral';
+  const window: number = (isPhi3(config) || mistral) ? (config.sliding_window === undefined && mistral ? 4096 : config.sliding_window ?? Infinity) : Infinity;
   const o = new Float64Array(T * H * hd);
   for (let t = 0; t < T; t++) {
     for (let i = 0; i < H; i++) {
       const g = Math.floor(i / group); // query head i reads KV head g
       const keys: Float64Array[] = [], values: Float64Array[] = [];
-      for (let j = 0; j <= t; j++) {
+      for (let j = Math.max(0, t - window + 1); j <= t; j++) {
         keys.push(k.subarray((j * KV + g) * hd, (j * KV + g + 1) * hd));
         values.push(v.subarray((j * KV + g) * hd, (j * KV + g + 1) * hd));
       }
@@ -492,6 +542,14 @@ export function moeFfn(config: HfConfig, tensors: Tensors, layer: number, x: Flo
 
 export function ffn(config: HfConfig, tensors: Tensors, layer: number, x: Float64Array, T: number): Float64Array {
   if (isMoeLayer(config, layer)) return moeFfn(config, tensors, layer, x, T);
+  if (isPhi3(config)) {
+    // modeling_phi3: gate, up = gate_up_proj(x).chunk(2); down(up · silu(gate)).
+    const p = `model.layers.${layer}.mlp`, d = config.hidden_size, w = config.intermediate_size;
+    const gu = linear(tensors, `${p}.gate_up_proj`, x, T, d, 2 * w);
+    const h = new Float64Array(T * w);
+    for (let t = 0; t < T; t++) for (let i = 0; i < w; i++) h[t * w + i] = silu(gu[t * 2 * w + i]) * gu[t * 2 * w + w + i];
+    return linear(tensors, `${p}.down_proj`, h, T, w, d);
+  }
   return swiglu(tensors, `model.layers.${layer}.mlp`, x, T, config.hidden_size, config.intermediate_size);
 }
 
@@ -681,6 +739,32 @@ export function tinyMlaMoeV3Config(overrides: Record<string, unknown> = {}): HfC
 }
 
 /** A tiny Llama config with grouped-query attention (4 query heads, 2 KV heads of 16 dims). */
+/**
+ * Tiny Phi-3: the Llama above with fused qkv_proj / gate_up_proj; LongRoPE over an original context
+ * of 8 (so the 30-token conformance sequences use long_factor and the attention factor), unless overridden.
+ */
+export function tinyPhi3Config(overrides: Record<string, unknown> = {}): HfConfig {
+  return tinyLlamaConfig({
+    architectures: ['Phi3ForCausalLM'], model_type: 'phi3', rms_norm_eps: 1e-5, original_max_position_embeddings: 8,
+    sliding_window: null, rope_scaling: null, ...overrides,
+  });
+}
+
+/** LongRoPE factors for a rotary dim of `dim`: short near 1, long growing with the wavelength. */
+export function longRopeScaling(dim: number): Record<string, unknown> {
+  const half = dim / 2;
+  return {
+    type: 'longrope',
+    short_factor: Array.from({ length: half }, (_, k) => 1 + k / half),
+    long_factor: Array.from({ length: half }, (_, k) => 1 + 3 * k * k / half),
+  };
+}
+
+/** Tiny Mistral: the Llama above with a sliding window of 40 (more than the tests' sequences). */
+export function tinyMistralConfig(overrides: Record<string, unknown> = {}): HfConfig {
+  return tinyLlamaConfig({ architectures: ['MistralForCausalLM'], model_type: 'mistral', sliding_window: 40, ...overrides });
+}
+
 /** Tiny Qwen2: the Llama above with Qwen2's q, k, v biases and its rope_theta. */
 export function tinyQwen2Config(overrides: Record<string, unknown> = {}): HfConfig {
   return tinyLlamaConfig({ architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', rope_theta: 1_000_000, use_sliding_window: false, ...overrides });
