@@ -171,7 +171,7 @@ describe('loading bad checkpoints', () => {
     // The window below max_position_embeddings limits the context (exact within it); Mistral's
     // config class defaults an absent sliding_window to 4096, Phi-3's to none; null is none.
     const w = parseConfig(tinyMistralConfig({ sliding_window: 20 }));
-    expect(w).toMatchObject({ maxPositions: 20, slidingWindow: 20 });
+    expect(w).toMatchObject({ maxPositions: 20, slidingWindow: { window: 20, maxPositions: 128 } });
     expect(w.notes?.join()).toMatch(/context limited to sliding_window 20 \(max_position_embeddings 128\)/);
     expect(parseConfig(tinyMistralConfig({ sliding_window: null })).maxPositions).toBe(128);
     const { sliding_window: _w, ...bare } = tinyMistralConfig({ max_position_embeddings: 32768 });

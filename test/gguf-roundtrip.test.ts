@@ -6,11 +6,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadModel } from '../src/index.js';
-import { parseConfig } from '../src/formats/config.js';
+import { parseConfig, type ModelConfig } from '../src/formats/config.js';
 import { openSource, type InMemoryModel } from '../src/formats/source.js';
 import { writeGguf, type GgufWriteOptions } from '../src/formats/gguf-write.js';
 import { decodeRow, quantizeQ4_0, quantizeQ8_0 } from '../src/formats/quant-blocks.js';
-import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config, tinyQwen2Config } from './reference/model.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyMlaMoeV2Config, tinyMlaMoeV3Config, tinyMistralConfig, tinyPhi3Config, tinyQwen2Config, longRopeScaling } from './reference/model.js';
 import { writeSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
 
 const FORTUNE = new URL('../models/fortune-mla/', import.meta.url);
@@ -71,7 +71,25 @@ const cases: [string, Record<string, unknown>][] = [
   // llama.cpp's minicpm3 fixes dim_model_base at 256 (the writer refuses other values).
   ['MiniCPM3 (LongRoPE, scalings)', tinyMiniCpm3Config({ dim_model_base: 256 })],
   ['Qwen2 (q, k, v biases)', tinyQwen2Config({})],
+  ['Phi-3 (attn_qkv, ffn_up holding gate and up)', tinyPhi3Config()],
+  // Long factors in use (context 64 > 8), both sets and the attention factor kept; 8 of 16 dims rotate.
+  ['Phi-3 LongRoPE, partial rotary, tied, sliding window', tinyPhi3Config({
+    partial_rotary_factor: 0.5, tie_word_embeddings: true, rope_scaling: longRopeScaling(8), sliding_window: 64,
+  })],
+  ['Mistral (written as llama), sliding window', tinyMistralConfig({ sliding_window: 64 })],
 ];
+
+/**
+ * The config read back from GGUF: rms_norm_eps as an f32; Mistral as llama.cpp's llama, the window
+ * carried as the context it limited (llama's graph has none).
+ */
+function readBack(c: ModelConfig): ModelConfig {
+  const out = { ...c, rmsEps: Math.fround(c.rmsEps) };
+  if (c.architecture !== 'MistralForCausalLM') return out;
+  delete out.slidingWindow;
+  delete out.notes;
+  return { ...out, architecture: 'LlamaForCausalLM' };
+}
 
 describe.each(cases)('GGUF round trip: %s', (_name, config) => {
   const m: InMemoryModel = { config, tensors: makeRandomCheckpoint(config, 11) };
@@ -85,7 +103,7 @@ describe.each(cases)('GGUF round trip: %s', (_name, config) => {
     for (const mlaLayout of layouts) {
       const model = await loadModel({ 'model.gguf': await ggufOf(m, { type, mlaLayout }) }, { simd: 'simd', threads: 1 });
       // GGUF keeps rms_norm_eps as an f32, which is what the kernels use.
-      expect(model.config).toEqual({ ...ref.config, rmsEps: Math.fround(ref.config.rmsEps) });
+      expect(model.config).toEqual(readBack(ref.config));
       expect(model.forward(x)).toEqual(want);
       model.dispose();
     }

@@ -246,6 +246,34 @@ describe('GGUF: Llama rope scaling', () => {
   });
 });
 
+describe('GGUF phi3: what llama.cpp would misread is refused', () => {
+  const kvs: RawGguf['kvs'] = [['general.architecture', { t: 'str', v: 'phi3' }], ['phi3.attention.head_count', { t: 'u32', v: 2 }],
+    ['phi3.attention.head_count_kv', { t: 'u32', v: 1 }], ['phi3.embedding_length', { t: 'u32', v: 16 }], ['phi3.block_count', { t: 'u32', v: 1 }],
+    ['phi3.context_length', { t: 'u32', v: 64 }], ['phi3.feed_forward_length', { t: 'u32', v: 8 }], ['phi3.vocab_size', { t: 'u32', v: 4 }]];
+  const file = (tensors: RawGguf['tensors'], extra: RawGguf['kvs'] = []) => ({ 'm.gguf': rawGguf({ kvs: [...kvs, ...extra], tensors, data: new Uint8Array(4096) }) });
+
+  it('one LongRoPE factor set without the other, or one of the wrong length', async () => {
+    await expectErrorAsync(openSource(file([{ name: 'rope_factors_long.weight', ne: [4], type: F32, offset: 0 }])), 'BAD_CHECKPOINT',
+      /rope_factors_long\.weight without rope_factors_short\.weight/);
+    await expectErrorAsync(openSource(file([{ name: 'rope_factors_long.weight', ne: [4], type: F32, offset: 0 }, { name: 'rope_factors_short.weight', ne: [3], type: F32, offset: 32 }])),
+      'BAD_CONFIG', /rope_scaling\.short_factor must be 4 positive numbers/);
+  });
+
+  it('an attn_qkv or ffn_up that does not split into q, k, v or gate and up', async () => {
+    // 2 + 2·1 heads: 31 rows do not divide; ffn_up of 15 rows has no halves.
+    await expectErrorAsync(openSource(file([{ name: 'blk.0.attn_qkv.weight', ne: [16, 31], type: F32, offset: 0 }])), 'BAD_SHAPE',
+      /blk\.0\.attn_qkv\.weight \[16,31\] does not split into 2 \+ 2·1 heads/);
+    await expectErrorAsync(openSource(file([{ name: 'blk.0.ffn_up.weight', ne: [16, 15], type: F32, offset: 0 }])), 'BAD_SHAPE',
+      /blk\.0\.ffn_up\.weight \[16,15\] does not split into gate and up halves/);
+  });
+
+  it('rope.dimension_count rotating part of a head: partial_rotary_factor', async () => {
+    const src = await openSource(file([], [['phi3.rope.dimension_count', { t: 'u32', v: 4 }], ['phi3.attention.sliding_window', { t: 'u32', v: 32 }]]));
+    expect(src.config).toMatchObject({ architectures: ['Phi3ForCausalLM'], partial_rotary_factor: 0.5, sliding_window: 32, head_dim: 8 });
+    expect(parseConfig(src.config)).toMatchObject({ maxPositions: 32, attention: { rotaryDim: 4 } });
+  });
+});
+
 describe('GGUF tensor source: stored types and raw reads', () => {
   const rowsOf = (m: InMemoryModel, name: string) => m.tensors[name];
 

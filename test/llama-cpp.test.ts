@@ -1,7 +1,7 @@
 // GGUF files against llama.cpp itself, through node-llama-cpp (3.21.1, its prebuilt CPU binary):
 //   1. files this package writes (the built-in fortune-mla, a checkpoint with DeepSeek-V2-Lite's
-//      attention dims, a MiniCPM3, a Qwen2, and small Llamas, one with Llama 3.1's rope scaling, as
-//      F32, Q8_0 and Q4_0)
+//      attention dims, a MiniCPM3, a Qwen2, two Phi-3 (LongRoPE; partial rotary), and small Llamas,
+//      one with Llama 3.1's rope scaling, as F32, Q8_0 and Q4_0)
 //      load in llama.cpp, which tokenizes the prompt as we do and
 //      picks the same greedy tokens; its log-probabilities at every prompt position are within the
 //      stated tolerance of ours;
@@ -26,7 +26,7 @@ import { convertToMla, writeConvertedGguf, type ConvertedModel } from '../src/co
 import { parseGguf } from '../src/formats/gguf.js';
 import { quantizeToFile } from '../src/formats/gguf-quantize.js';
 import { memoryFile } from '../src/formats/source.js';
-import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaMoeV2Config, tinyQwen2Config } from './reference/model.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaMoeV2Config, tinyPhi3Config, tinyQwen2Config, longRopeScaling } from './reference/model.js';
 
 type Nlc = typeof import('node-llama-cpp');
 type Llama = Awaited<ReturnType<Nlc['getLlama']>>;
@@ -77,6 +77,15 @@ const MINICPM3 = tinyMiniCpm3Config({ vocab_size: 264, hidden_size: 256, num_att
 /** Qwen2's layout: the GQA Llama above with biases on q, k and v, rope in halves (no permutation in the file). */
 const QWEN2 = tinyQwen2Config({ vocab_size: 264, hidden_size: 256, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 32,
   intermediate_size: 512, num_hidden_layers: 4, max_position_embeddings: 256, bos_token_id: 256, eos_token_id: 257 });
+/**
+ * Phi-3's layout (attn_qkv, ffn_up holding gate and up) with LongRoPE: llama.cpp's context of 256
+ * passes the original 64, so it takes rope_factors_long and attn_factor √(1 + ln 4 / ln 64), as we do.
+ */
+const PHI3 = tinyPhi3Config({ vocab_size: 264, hidden_size: 256, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 32,
+  intermediate_size: 512, num_hidden_layers: 4, max_position_embeddings: 256, original_max_position_embeddings: 64,
+  bos_token_id: 256, eos_token_id: 257, rope_scaling: longRopeScaling(32) });
+/** Phi-4-mini's shape: 16 of each head's 32 dims rotate (rope.dimension_count 16, 8 factors per set), tied embeddings. */
+const PHI3_PARTIAL = { ...PHI3, partial_rotary_factor: 0.5, tie_word_embeddings: true, rope_scaling: longRopeScaling(16) };
 const MODELS = {
   'fortune-mla': FORTUNE as URL | object,
   'V2-Lite dims': { config: V2_LITE_DIMS, tensors: makeRandomCheckpoint(V2_LITE_DIMS, 17), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
@@ -84,6 +93,8 @@ const MODELS = {
   'Llama 3 rope scaling': { config: LLAMA3_ROPE, tensors: makeRandomCheckpoint(LLAMA3_ROPE, 19), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
   MiniCPM3: { config: MINICPM3, tensors: makeRandomCheckpoint(MINICPM3, 23), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
   Qwen2: { config: QWEN2, tensors: makeRandomCheckpoint(QWEN2, 31), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
+  'Phi-3 LongRoPE': { config: PHI3, tensors: makeRandomCheckpoint(PHI3, 37), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
+  'Phi-3 partial rotary': { config: PHI3_PARTIAL, tensors: makeRandomCheckpoint(PHI3_PARTIAL, 41), tokenizerJson: json('tokenizer.json'), tokenizerConfig: json('tokenizer_config.json') },
 };
 const PROMPT = 'Q: What do you call a programmer who never sleeps?\nA:';
 const NEW_TOKENS = 24;
@@ -102,6 +113,8 @@ const TOLERANCE: Record<string, Record<'F32' | 'Q8_0' | 'Q4_0', number>> = {
   'Llama 3 rope scaling': { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
   MiniCPM3: { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
   Qwen2: { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
+  'Phi-3 LongRoPE': { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
+  'Phi-3 partial rotary': { F32: 1e-4, Q8_0: 1, Q4_0: 1 },
 };
 
 function logSoftmax(row: Float32Array): Float64Array {

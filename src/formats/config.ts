@@ -103,10 +103,10 @@ export interface ModelConfig {
   longRope?: LongRope;
   ropeAttnFactor?: number;
   /**
-   * The checkpoint's sliding_window when it is smaller than max_position_embeddings (Mistral,
-   * Phi-3): maxPositions is then limited to it, where every key is inside the window.
+   * The checkpoint's sliding_window when it is smaller than its max_position_embeddings (Mistral,
+   * Phi-3): maxPositions is then limited to the window, where every key is inside it.
    */
-  slidingWindow?: number;
+  slidingWindow?: { window: number; maxPositions: number };
   /** What the model computes differently from its checkpoint's own code, for `info`. */
   notes?: string[];
   tieEmbeddings: boolean;
@@ -362,7 +362,7 @@ export function parseConfig(json: unknown): ModelConfig {
   const ropeTheta = num(raw, 'rope_theta', 10000);
   const maxPositions = int(raw, 'max_position_embeddings');
   // The context the model runs at: max_position_embeddings, or a smaller sliding window.
-  let context = maxPositions, slidingWindowKept = 0;
+  let context = maxPositions, windowKept = false;
   let longRope: LongRope | null = null;
   const notes: string[] = [];
   if (MLA_ARCHS.includes(architecture)) {
@@ -416,7 +416,7 @@ export function parseConfig(json: unknown): ModelConfig {
       const window = slidingWindow(raw, architecture);
       if (window !== null && window < maxPositions) {
         context = window;
-        slidingWindowKept = window;
+        windowKept = true;
         notes.push(`context limited to sliding_window ${window} (max_position_embeddings ${maxPositions}): within it no key is outside the window`);
       }
     }
@@ -454,7 +454,7 @@ export function parseConfig(json: unknown): ModelConfig {
     maxPositions: context,
     // Present only where they apply, so other models' configs (and snapshot fingerprints) stay as they were.
     ...(longRope ? { longRope, ropeAttnFactor: longRope.attentionFactor } : {}),
-    ...(slidingWindowKept ? { slidingWindow: slidingWindowKept } : {}),
+    ...(windowKept ? { slidingWindow: { window: context, maxPositions } } : {}),
     ...(notes.length ? { notes } : {}),
     tieEmbeddings: raw.tie_word_embeddings === true,
     bosTokenId: optInt(raw, 'bos_token_id', null, 0),

@@ -15,7 +15,7 @@ import { MlaError, showValue } from '../errors.js';
 import type { GgufFile, GgufValue } from './gguf.js';
 import type { GgufLayout } from './gguf-tensors.js';
 
-export const GGUF_ARCHS = ['deepseek2', 'llama', 'qwen2', 'minicpm3'];
+export const GGUF_ARCHS = ['deepseek2', 'llama', 'qwen2', 'phi3', 'minicpm3'];
 
 export interface GgufModel {
   /** What config.json would hold (checked later by parseConfig). */
@@ -109,18 +109,27 @@ export function ggufModel(gguf: GgufFile, fileName: string): GgufModel {
     };
   }
 
-  if (arch === 'llama' || arch === 'qwen2') {
+  if (arch === 'llama' || arch === 'qwen2' || arch === 'phi3') {
     const headDim = m.int(k('attention.key_length')) ?? hidden / heads;
     const vDim = m.int(k('attention.value_length')) ?? headDim;
     const rot = m.int(k('rope.dimension_count')) ?? headDim;
     if (vDim !== headDim) throw new MlaError('BAD_CONFIG', `${fileName}: value_length ${vDim} differs from key_length ${headDim}, which is not supported`);
-    if (rot !== headDim) throw new MlaError('BAD_CONFIG', `${fileName}: rope.dimension_count ${rot} rotates part of a ${headDim}-wide head, which is not supported`);
+    // phi3 may rotate part of each head (Phi-4-mini), as Hugging Face's partial_rotary_factor says.
+    const partial = arch === 'phi3' && rot < headDim && Math.floor(headDim * (rot / headDim)) === rot;
+    if (rot !== headDim && !partial) throw new MlaError('BAD_CONFIG', `${fileName}: rope.dimension_count ${rot} rotates part of a ${headDim}-wide head, which is not supported`);
     Object.assign(config, {
-      architectures: [arch === 'qwen2' ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'],
+      architectures: [arch === 'qwen2' ? 'Qwen2ForCausalLM' : arch === 'phi3' ? 'Phi3ForCausalLM' : 'LlamaForCausalLM'],
       num_key_value_heads: kvHeads,
       head_dim: headDim,
       intermediate_size: m.int(k('feed_forward_length'), true),
+      ...(partial ? { partial_rotary_factor: rot / headDim } : {}),
     });
+    if (arch === 'phi3') {
+      // LongRoPE comes from the rope_factors tensors (gguf-model.ts), not rope.scaling.type.
+      delete config.rope_scaling;
+      config.sliding_window = m.int(k('attention.sliding_window')) || null;
+      config.original_max_position_embeddings = m.int(k('rope.scaling.original_context_length')) ?? config.max_position_embeddings;
+    }
     return { config, layout: { arch, heads, kvHeads } };
   }
 

@@ -67,6 +67,12 @@ export function openGguf(file: ByteFile): OpenedGguf {
         original_max_position_embeddings: gguf.metadata.get('minicpm3.rope.scaling.original_context_length') ?? config.max_position_embeddings };
     }
   }
+  if (arch === 'phi3') {
+    const short = vector(file, gguf, ROPE_FACTORS.short), long = vector(file, gguf, ROPE_FACTORS.long);
+    if (!short !== !long) throw new MlaError('BAD_CHECKPOINT', `${file.name}: ${short ? ROPE_FACTORS.short : ROPE_FACTORS.long} without ${short ? ROPE_FACTORS.long : ROPE_FACTORS.short}`);
+    // Without the attn_factor key llama.cpp multiplies by 1, and so does this.
+    if (short && long) config.rope_scaling = { type: 'longrope', short_factor: short, long_factor: long, attention_factor: gguf.metadata.get('phi3.rope.scaling.attn_factor') ?? 1 };
+  }
   try {
     parseConfig(config);
   } catch (e) {

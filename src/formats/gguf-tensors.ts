@@ -28,7 +28,7 @@ type Piece =
 interface Virtual { shape: number[]; pieces: Piece[] }
 
 export interface GgufLayout {
-  arch: 'deepseek2' | 'llama' | 'qwen2' | 'minicpm3';
+  arch: 'deepseek2' | 'llama' | 'qwen2' | 'phi3' | 'minicpm3';
   heads: number;
   kvHeads: number;
 }
@@ -51,7 +51,7 @@ const DEEPSEEK2: Record<string, string> = {
   ffn_gate_shexp: 'mlp.shared_experts.gate_proj', ffn_up_shexp: 'mlp.shared_experts.up_proj', ffn_down_shexp: 'mlp.shared_experts.down_proj',
 };
 const LLAMA: Record<string, string> = { attn_v: 'self_attn.v_proj' };
-/** qwen2: its rope pairs halves as Hugging Face's does, so q and k are not permuted; q, k, v have biases. */
+/** qwen2, phi3 (files with q, k, v apart): rope pairs halves as Hugging Face's does, so q and k are not permuted; qwen2's have biases. */
 const QWEN2: Record<string, string> = { attn_q: 'self_attn.q_proj', attn_k: 'self_attn.k_proj', attn_v: 'self_attn.v_proj' };
 const EXPERTS: Record<string, string> = { ffn_gate_exps: 'gate_proj', ffn_up_exps: 'up_proj', ffn_down_exps: 'down_proj' };
 /** Rope scaling divisors: llama's, minicpm3's LongRoPE factors. Read into the config (gguf-model.ts), not weights. */
@@ -75,11 +75,25 @@ export function mapTensors(gguf: GgufFile, layout: GgufLayout, fileName: string)
   for (const t of gguf.tensors.values()) {
     if (GLOBAL[t.name]) { add(GLOBAL[t.name], whole(t)); continue; }
     if (t.name === ROPE_FREQS && layout.arch === 'llama') continue;
-    if ((t.name === ROPE_FACTORS.short || t.name === ROPE_FACTORS.long) && layout.arch === 'minicpm3') continue;
+    if ((t.name === ROPE_FACTORS.short || t.name === ROPE_FACTORS.long) && (layout.arch === 'minicpm3' || layout.arch === 'phi3')) continue;
     const m = /^blk\.(\d+)\.(\w+)\.(weight|bias)$/.exec(t.name);
     if (!m) { add(t.name, whole(t)); continue; }
     const l = Number(m[1]), kind = m[2], p = `model.layers.${l}.`;
-    const plain = COMMON[kind] ?? (layout.arch === 'llama' ? LLAMA[kind] : layout.arch === 'qwen2' ? QWEN2[kind] : DEEPSEEK2[kind]);
+    if (layout.arch === 'phi3' && (kind === 'attn_qkv' || kind === 'ffn_up') && m[3] === 'weight') {
+      // [q; k; v] rows (heads·d, kvHeads·d, kvHeads·d), and [gate; up] rows (ff each).
+      const rows = rowsOf(t), unit = kind === 'ffn_up' ? 2 : layout.heads + 2 * layout.kvHeads;
+      if (t.ne.length !== 2 || rows % unit) throw bad(`${t.name} [${t.ne}] does not split into ${kind === 'ffn_up' ? 'gate and up halves' : `${layout.heads} + 2·${layout.kvHeads} heads`}`);
+      const r = rows / unit;
+      const parts: [string, number][] = kind === 'ffn_up' ? [['mlp.gate_proj', r], ['mlp.up_proj', r]]
+        : [['self_attn.q_proj', layout.heads * r], ['self_attn.k_proj', layout.kvHeads * r], ['self_attn.v_proj', layout.kvHeads * r]];
+      let row0 = 0;
+      for (const [name, n] of parts) {
+        add(`${p}${name}.weight`, { shape: [n, cols(t)], pieces: [{ t, kind: 'rows', row0, rows: n }] });
+        row0 += n;
+      }
+      continue;
+    }
+    const plain = COMMON[kind] ?? (layout.arch === 'llama' ? LLAMA[kind] : layout.arch === 'qwen2' || layout.arch === 'phi3' ? QWEN2[kind] : DEEPSEEK2[kind]);
     if (plain && m[3] === 'weight') { add(`${p}${plain}.weight`, whole(t)); continue; }
     if (layout.arch === 'qwen2' && QWEN2[kind] && m[3] === 'bias') { add(`${p}${QWEN2[kind]}.bias`, whole(t)); continue; }
     if (layout.arch === 'llama' && (kind === 'attn_q' || kind === 'attn_k') && m[3] === 'weight') {

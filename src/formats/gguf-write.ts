@@ -11,7 +11,7 @@
 // loadModel keeps it (and llama.cpp 3.21.1 aborts on a quantised attn_k_b), and with Q4_0 the output
 // matrix is Q8_0; names in `keep` stay F32.
 import { MlaError } from '../errors.js';
-import type { ModelConfig } from './config.js';
+import { rotaryDim, type ModelConfig } from './config.js';
 import { TYPE_ID } from './ggml-types.js';
 import { PRE_TOKENIZERS } from './gguf-tokenizer.js';
 import { parseGenerationConfig } from './tokenizer.js';
@@ -248,7 +248,8 @@ function modelKvs(c: ModelConfig, arch: string, split: boolean, type: StoredType
     ['general.file_type', 'u32', FILE_TYPE[type]],
     ['general.quantization_version', 'u32', 2],
     [k('vocab_size'), 'u32', c.vocabSize],
-    [k('context_length'), 'u32', c.maxPositions],
+    // phi3 keeps the window and the checkpoint's context, as llama.cpp's converter writes them.
+    [k('context_length'), 'u32', arch === 'phi3' ? c.slidingWindow?.maxPositions ?? c.maxPositions : c.maxPositions],
     [k('embedding_length'), 'u32', c.hidden],
     [k('block_count'), 'u32', c.layers],
     [k('attention.head_count'), 'u32', a.heads],
@@ -267,7 +268,15 @@ function modelKvs(c: ModelConfig, arch: string, split: boolean, type: StoredType
   if (a.kind === 'gqa') {
     if (moe) throw new MlaError('BAD_INPUT', 'a Llama model with MoE layers is not written');
     kvs.push([k('attention.head_count_kv'), 'u32', a.kvHeads], [k('feed_forward_length'), 'u32', dense!.intermediate],
-      [k('rope.dimension_count'), 'u32', a.headDim], [k('attention.key_length'), 'u32', a.headDim], [k('attention.value_length'), 'u32', a.vDim]);
+      [k('rope.dimension_count'), 'u32', rotaryDim(a)], [k('attention.key_length'), 'u32', a.headDim], [k('attention.value_length'), 'u32', a.vDim]);
+    if (arch === 'phi3') {
+      // llama.cpp's converter writes the window (0: none); its phi3 loader then runs without one.
+      kvs.push([k('attention.sliding_window'), 'u32', c.slidingWindow?.window ?? 0]);
+      // llama.cpp takes rope_factors_long when its context passes original_context_length, and
+      // multiplies cos and sin by attn_factor with either set, as parseConfig does.
+      if (c.longRope) kvs.push([k('rope.scaling.original_context_length'), 'u32', c.longRope.originalMaxPositions], [k('rope.scaling.attn_factor'), 'f32', c.longRope.attentionFactor]);
+      return kvs;
+    }
     // One factor for every frequency is llama.cpp's "linear" scaling; others go in rope_freqs.
     const f = c.ropeFreqFactors;
     if (f && f.every((x) => x === f[0])) kvs.push([k('rope.scaling.type'), 'str', 'linear'], [k('rope.scaling.factor'), 'f32', f[0]]);
@@ -345,7 +354,10 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
   if (!(type in TYPE_ID)) throw new MlaError('BAD_INPUT', `GGUF type ${String(type)} is not written (F32, F16, BF16, Q8_0, Q4_0)`);
   const keep = new Set(options.keep ?? []);
   const a = c.attention;
-  const arch = c.architecture === 'MiniCPM3ForCausalLM' ? 'minicpm3' : a.kind === 'mla' ? 'deepseek2' : a.qkvBias ? 'qwen2' : 'llama';
+  // Mistral is written as llama, as llama.cpp's converter does (its llama graph has no sliding
+  // window; a window below the context already limited it, parseConfig).
+  const arch = c.architecture === 'MiniCPM3ForCausalLM' ? 'minicpm3' : c.architecture === 'Phi3ForCausalLM' ? 'phi3'
+    : a.kind === 'mla' ? 'deepseek2' : a.qkvBias ? 'qwen2' : 'llama';
   if (arch === 'qwen2' && c.ropeFreqFactors) throw new MlaError('BAD_INPUT', 'llama.cpp\'s qwen2 takes no per-frequency rope factors: this model has them');
   if (arch === 'minicpm3') checkMiniCpm3(c);
   const split = arch === 'deepseek2' && (options.mlaLayout ?? 'split') === 'split';
@@ -379,6 +391,21 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
   if (arch === 'llama' && f && !f.every((x) => x === f[0])) add('rope_freqs.weight', [f.length], [], () => Float32Array.from(f));
   // MiniCPM3's LongRoPE within its context: only the short factors are used (and kept).
   if (arch === 'minicpm3' && f) add('rope_factors_short.weight', [f.length], [], () => Float32Array.from(f));
+  const lr = c.longRope;
+  if (arch === 'phi3' && lr) {
+    add('rope_factors_long.weight', [lr.long.length], [], () => Float32Array.from(lr.long));
+    add('rope_factors_short.weight', [lr.short.length], [], () => Float32Array.from(lr.short));
+  }
+  /** One GGUF matrix holding Hugging Face matrices stacked by rows, as llama.cpp's phi3 fuses them. */
+  const stacked = (gguf: string, names: string[]) => {
+    const shapes = names.map(shapeOf);
+    add(gguf, [shapes[0][1], shapes.reduce((n, s) => n + s[0], 0)], names, () => {
+      const out = new Float32Array(shapes.reduce((n, s) => n + s[0] * s[1], 0));
+      let at = 0;
+      for (const n of names) { const x = read(n); out.set(x, at); at += x.length; }
+      return out;
+    });
+  };
   plain('output_norm.weight', 'model.norm.weight');
   if (!c.tieEmbeddings) plain('output.weight', 'lm_head.weight');
   for (let l = 0; l < c.layers; l++) {
@@ -414,6 +441,9 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
           return out;
         }, { kb: true });
       }
+    } else if (arch === 'phi3') {
+      // Hugging Face's phi3 fuses them too: [q; k; v] rows, halves rotated as llama.cpp's phi3 does.
+      stacked(b + 'attn_qkv.weight', ['q', 'k', 'v'].map((x) => `${p}self_attn.${x}_proj.weight`));
     } else if (arch === 'qwen2') {
       // llama.cpp rotates qwen2's halves as Hugging Face does: no permutation.
       for (const x of ['q', 'k', 'v']) {
@@ -427,6 +457,12 @@ export function planGguf(c: ModelConfig, src: TensorSource, tokenizer: GgufToken
       plain(b + 'attn_v.weight', p + 'self_attn.v_proj.weight');
     }
     const f = c.ffn[l];
+    if (f.kind === 'dense' && arch === 'phi3') {
+      // llama.cpp's phi3 ffn_up holds [gate; up] rows (its fused SwiGLU takes the gate half first).
+      stacked(b + 'ffn_up.weight', [`${p}mlp.gate_proj.weight`, `${p}mlp.up_proj.weight`]);
+      plain(b + 'ffn_down.weight', p + 'mlp.down_proj.weight');
+      continue;
+    }
     if (f.kind === 'dense') {
       for (const w of ['gate', 'up', 'down']) plain(`${b}ffn_${w}.weight`, `${p}mlp.${w}_proj.weight`);
       continue;
