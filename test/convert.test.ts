@@ -9,7 +9,7 @@ import { parseGguf } from '../src/formats/gguf.js';
 import { quantizeToFile } from '../src/formats/gguf-quantize.js';
 import { memoryFile } from '../src/formats/source.js';
 import type { InMemoryModel } from '../src/formats/source.js';
-import { ffn, llamaAttention, makeRandomCheckpoint, tinyLlamaConfig, tinyMlaConfig, tinyQwen2Config } from './reference/model.js';
+import { ffn, llamaAttention, longRopeScaling, makeRandomCheckpoint, tinyLlamaConfig, tinyMistralConfig, tinyMlaConfig, tinyPhi3Config, tinyQwen2Config } from './reference/model.js';
 import { rmsnorm } from './reference/ops.js';
 import { writeSafetensors } from './reference/safetensors-writer.js';
 
@@ -33,6 +33,19 @@ describe('convertToMla', () => {
       expect(mla.summary.cacheAfter).toBe(32);
       const [a, b] = [await logits(src), await logits(asSource(mla))];
       // Both are f32 decoders over the same math in different orders: 1e-4 of the logits' range.
+      const tol = 1e-4 * Math.max(1, maxAbs(a));
+      let worst = 0;
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+      expect(worst).toBeLessThan(tol);
+    }
+  });
+
+  it('plain Phi-3 (fused q/k/v, gate/up) and Mistral (window-limited context) MQA convert exactly too', async () => {
+    for (const config of [tinyPhi3Config({ num_key_value_heads: 1 }), tinyMistralConfig({ num_key_value_heads: 1, sliding_window: 40 })]) {
+      const src = inMemory(config, 3);
+      const mla = await convertToMla(src, { kvRank: 16, ropeDim: 16, calibration: false });
+      expect(mla.config.max_position_embeddings).toBe(config.sliding_window ?? config.max_position_embeddings);
+      const [a, b] = [await logits(src), await logits(asSource(mla))];
       const tol = 1e-4 * Math.max(1, maxAbs(a));
       let worst = 0;
       for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
@@ -218,6 +231,8 @@ describe('convertToMla', () => {
       ['already MLA', () => convertToMla(inMemory(tinyMlaConfig(), 1), { kvRank: 8, ropeDim: 8 }), 'BAD_CONFIG', /already MLA/],
       ['Qwen2 biases', () => convertToMla({ config: tinyQwen2Config(), tensors: {} }, { kvRank: 8, ropeDim: 8 }), 'BAD_CONFIG', /biases on q, k and v/],
       ['rope scaling', () => convertToMla({ config: tinyLlamaConfig({ rope_scaling: { type: 'linear', factor: 2 } }), tensors: {} }, { kvRank: 8, ropeDim: 8 }), 'BAD_CONFIG', /rope_scaling/],
+      ['Phi-3 LongRoPE', () => convertToMla({ config: tinyPhi3Config({ rope_scaling: longRopeScaling(16) }), tensors: {} }, { kvRank: 8, ropeDim: 8 }), 'BAD_CONFIG', /the source uses rope_scaling \{"type":"longrope"/],
+      ['Phi-3 partial rotary', () => convertToMla({ config: tinyPhi3Config({ partial_rotary_factor: 0.5 }), tensors: {} }, { kvRank: 8, ropeDim: 8 }), 'BAD_CONFIG', /rotates 8 of each head's 16 dims \(partial_rotary_factor\)/],
       ['odd ropeDim', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 7 }), 'BAD_INPUT', /ropeDim/],
       ['ropeDim > kvHeads·head_dim', () => convertToMla(gqa(), { kvRank: 8, ropeDim: 34 }), 'BAD_INPUT', /ropeDim 34/],
       ['kvRank too large', () => convertToMla(gqa(), { kvRank: 65, ropeDim: 8 }), 'BAD_INPUT', /kvRank 65/],

@@ -9,7 +9,7 @@
 // Queries: the same per-head combination on the rotary rungs, the original rows for the nope part,
 // scaled for the new softmax scale 1/sqrt(headDim + ropeDim). Everything else is copied.
 import { checkOptions, MlaError, showValue } from '../errors.js';
-import { parseConfig, type GroupedAttention, type ModelConfig } from '../formats/config.js';
+import { parseConfig, rotaryDim, type GroupedAttention, type ModelConfig } from '../formats/config.js';
 import { openSource, type ExtraFile, type LoadedSource, type ModelSource } from '../formats/source.js';
 import { loadTokenizerFiles } from '../formats/tokenizer.js';
 import { symmetricEigen } from './eigen.js';
@@ -91,6 +91,9 @@ export function checkConvertible(raw: unknown, options: ConvertOptions): ModelCo
   if (c.ffn.some((f) => f.kind !== 'dense')) throw new MlaError('BAD_CONFIG', 'convertToMla: the source is a mixture of experts (MoE); only dense MHA/GQA models convert');
   if (c.attention.kind === 'gqa' && c.attention.qkvBias) {
     throw new MlaError('BAD_CONFIG', 'convertToMla: the source has biases on q, k and v (Qwen2), which conversion does not carry into the latent model');
+  }
+  if (c.attention.kind === 'gqa' && rotaryDim(c.attention) !== c.attention.headDim) {
+    throw new MlaError('BAD_CONFIG', `convertToMla: the source rotates ${rotaryDim(c.attention)} of each head's ${c.attention.headDim} dims (partial_rotary_factor), which conversion does not support`);
   }
   const a = c.attention;
   const { kvRank, ropeDim } = options;
