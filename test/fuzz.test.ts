@@ -24,7 +24,7 @@ import { elementCount, parseSafetensorsHeader, readTensorF32At, dtypeBytes, type
 import { openSource, safetensorsFilesSource, safetensorsSource, type ByteFile, type ModelSource } from '../src/formats/source.js';
 import { checkTensors, placeWeights, weightBytes, weightPlan } from '../src/model/weights.js';
 import type { TensorSource } from '../src/formats/tensor-source.js';
-import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaConfig, tinyQwen2Config } from './reference/model.js';
+import { longRopeScaling, makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMistralConfig, tinyMlaConfig, tinyPhi3Config, tinyQwen2Config } from './reference/model.js';
 import { writeSafetensors, writeShardedSafetensors, type FloatDtype } from './reference/safetensors-writer.js';
 
 const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined;
@@ -446,18 +446,22 @@ describe('fuzzing config.json', () => {
     expect(seen.has('BAD_SHAPE') || seen.has('MISSING_TENSOR') || seen.has('UNEXPECTED_TENSOR')).toBe(true);
   });
 
-  it('the rope scalings of Llama (linear, llama3, rope_freq_factors) and MiniCPM3 (longrope), mutated: parsed or BAD_CONFIG', () => {
+  it('the rope scalings of Llama (linear, llama3, rope_freq_factors), MiniCPM3 and Phi-3 (longrope), Mistral\'s window, mutated: parsed or BAD_CONFIG', () => {
     const bases = [
       tinyLlamaConfig({ rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } }),
       tinyLlamaConfig({ rope_freq_factors: [1, 1, 2, 2, 4, 4, 8, 8] }),
       tinyMiniCpm3Config(),
       tinyQwen2Config(),
+      tinyPhi3Config({ rope_scaling: longRopeScaling(16), sliding_window: 64 }),
+      tinyPhi3Config({ partial_rotary_factor: 0.5, rope_scaling: longRopeScaling(8) }),
+      tinyMistralConfig(),
     ];
-    const keys = ['type', 'rope_type', 'factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings', 'short_factor', 'long_factor'];
+    const keys = ['type', 'rope_type', 'factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings', 'short_factor', 'long_factor', 'attention_factor'];
     const ropeEdit = fc.oneof(
       fc.record({ key: fc.constantFrom(...keys), v: fc.oneof(weirdValue, fc.constantFrom('linear', 'llama3', 'longrope', 'dynamic', 'default'),
         fc.array(fc.oneof(fc.double(), fc.integer()), { maxLength: 9 })) }),
-      fc.record({ key: fc.constantFrom('rope_freq_factors', 'rope_scaling', 'max_position_embeddings', 'head_dim', 'qk_rope_head_dim', 'scale_emb', 'scale_depth', 'dim_model_base', 'use_sliding_window'),
+      fc.record({ key: fc.constantFrom('rope_freq_factors', 'rope_scaling', 'max_position_embeddings', 'head_dim', 'qk_rope_head_dim', 'scale_emb', 'scale_depth', 'dim_model_base', 'use_sliding_window',
+        'sliding_window', 'partial_rotary_factor', 'original_max_position_embeddings'),
         v: fc.oneof(weirdValue, fc.array(fc.oneof(fc.double(), fc.integer()), { maxLength: 9 })), top: fc.constant(true) }),
     );
     const seen = new Map<string, number>();
@@ -473,8 +477,12 @@ describe('fuzzing config.json', () => {
       const got = outcome(() => {
         const parsed = parseConfig(c);
         // What parses is usable: finite positive factors, one per rotary frequency.
-        const f = parsed.ropeFreqFactors;
+        const f = parsed.ropeFreqFactors, a = parsed.attention;
         if (f) expect(f.every((x) => Number.isFinite(x) && x > 0)).toBe(true);
+        // …as many as the rotary dims have frequencies; a positive finite cos/sin factor; a context ≥ 1.
+        if (f && a.kind === 'gqa') expect(f.length).toBe((a.rotaryDim ?? a.headDim) / 2);
+        if (parsed.ropeAttnFactor !== undefined) expect(parsed.ropeAttnFactor > 0 && Number.isFinite(parsed.ropeAttnFactor)).toBe(true);
+        expect(Number.isInteger(parsed.maxPositions) && parsed.maxPositions >= 1).toBe(true);
       });
       seen.set(got, (seen.get(got) ?? 0) + 1);
     }), params(2000));

@@ -16,7 +16,7 @@ import { Heap } from '../src/host/heap.js';
 import { checkMemory, memoryNeed } from '../src/model/memory.js';
 import { checkTensors, placeWeights } from '../src/model/weights.js';
 import { kernelsFor } from './helpers.js';
-import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaMoeV2Config, tinyQwen2Config } from './reference/model.js';
+import { longRopeScaling, makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaMoeV2Config, tinyPhi3Config, tinyQwen2Config } from './reference/model.js';
 
 const { kernels: KERNELS } = await kernelsFor('simd');
 const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : undefined;
@@ -115,12 +115,15 @@ const FILES = [
   await fixture(tinyMlaMoeV2Config({ vocab_size: 264, num_hidden_layers: 2, max_position_embeddings: 16, kv_lora_rank: 32, qk_nope_head_dim: 32 }), 'Q8_0'),
   await fixture(tinyLlamaConfig({ vocab_size: 264, hidden_size: 64, head_dim: 32, max_position_embeddings: 16 }), 'Q4_0'),
   // The architectures whose rope scaling or biases live in tensors of their own: rope_freqs
-  // (llama3), rope_factors_short (minicpm3), q/k/v biases (qwen2).
+  // (llama3), rope_factors_short (minicpm3), q/k/v biases (qwen2), fused matrices (phi3).
   await fixture(tinyLlamaConfig({ vocab_size: 264, hidden_size: 64, head_dim: 32, max_position_embeddings: 16,
     rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } }), 'Q8_0'),
   await fixture(tinyMiniCpm3Config({ vocab_size: 264, max_position_embeddings: 16, dim_model_base: 256,
     rope_scaling: { rope_type: 'longrope', original_max_position_embeddings: 16, short_factor: [1, 1.5, 3, 12], long_factor: [1, 2, 8, 32] } }), 'Q4_0'),
   await fixture(tinyQwen2Config({ vocab_size: 264, hidden_size: 64, head_dim: 32, max_position_embeddings: 16 }), 'Q8_0'),
+  // phi3: attn_qkv and ffn_up split by rows, rope_factors_long / _short, attn_factor, partial rotary.
+  await fixture(tinyPhi3Config({ vocab_size: 264, hidden_size: 64, head_dim: 32, max_position_embeddings: 16, original_max_position_embeddings: 8,
+    partial_rotary_factor: 0.5, rope_scaling: longRopeScaling(16) }), 'Q4_0'),
 ];
 const headerEnd = (bytes: Uint8Array) => parseGguf(guarded(bytes)).dataStart;
 
