@@ -8,14 +8,13 @@ import { Tokenizer } from '../src/index.js';
 import { memoryFile } from '../src/formats/source.js';
 import { parseGguf } from '../src/formats/gguf.js';
 import { ggufTokenizer } from '../src/formats/gguf-tokenizer.js';
-import { rawGguf, type RawValue } from './reference/gguf-bytes.js';
+import { SPM_FILES as files, SPM_SCORES as scores, SPM_TOKENS as tokens, SPM_TYPES as types } from './reference/spm.js';
+import { parseConfig } from '../src/formats/config.js';
+import { writeGguf } from '../src/formats/gguf-write.js';
+import type { TensorSource } from '../src/formats/tensor-source.js';
+import { makeRandomCheckpoint, tinyLlamaConfig, type Tensors } from './reference/model.js';
 
-const PIECES = ['▁', 'a', 'b', 'd', 'e', 'g', 'h', 'i', 'n', 't', 'é', '▁t', 'he', '▁the', 'an', '▁a', '▁an', 'nd', '▁and',
-  'in', 'ing', '▁in', 'ng', 'th', 'the', 'at', '▁at', 'ea', 'tea', '▁tea', 'ee', 'é▁', 'ab', 'ba', 'aba', 'bab'];
-const tokens = ['<unk>', '<s>', '</s>', ...Array.from({ length: 256 }, (_, b) => `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`), ...PIECES];
-const types = tokens.map((t, i) => (i === 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1));
-// Distinct scores, not in list order, so that the merge order is the scores' and not the ids'.
-const scores = tokens.map((t, i) => (i < 259 ? 0 : -((i * 37) % 101) - t.length / 10));
+const inMemoryTensors = (t: Tensors): TensorSource => ({ names: () => Object.keys(t), shape: (n) => t[n]?.shape, read: (n, out) => out.set(t[n].data) });
 
 /** llama.cpp's SPM tokenizer, written plainly. */
 function spmReference(text: string): number[] {
@@ -37,20 +36,6 @@ function spmReference(text: string): number[] {
   });
 }
 
-const str = (v: string): RawValue => ({ t: 'str', v });
-const bytes = rawGguf({
-  kvs: [
-    ['tokenizer.ggml.model', str('llama')],
-    ['tokenizer.ggml.tokens', { t: 'arr', elem: 8, v: tokens.map(str) }],
-    ['tokenizer.ggml.scores', { t: 'arr', elem: 6, v: scores.map((v) => ({ t: 'f32', v })) }],
-    ['tokenizer.ggml.token_type', { t: 'arr', elem: 5, v: types.map((v) => ({ t: 'i32', v })) }],
-    ['tokenizer.ggml.bos_token_id', { t: 'u32', v: 1 }],
-    ['tokenizer.ggml.eos_token_id', { t: 'u32', v: 2 }],
-    ['tokenizer.ggml.unknown_token_id', { t: 'u32', v: 0 }],
-  ],
-  tensors: [],
-});
-const files = ggufTokenizer(parseGguf(memoryFile('spm.gguf', bytes)), 'spm.gguf')!;
 const tok = new Tokenizer(files.tokenizerJson, files.tokenizerConfig);
 
 describe('GGUF SentencePiece tokenizer', () => {
@@ -75,5 +60,43 @@ describe('GGUF SentencePiece tokenizer', () => {
       expect(tok.encode(text, { addSpecialTokens: false })).toEqual(spmReference(text));
       expect(tok.decode(tok.encode(text), { skipSpecialTokens: true })).toBe(text);
     }), { numRuns: 500 });
+  });
+});
+
+describe('a SentencePiece tokenizer.json written to GGUF (llama.cpp\'s "llama" model)', () => {
+  // The tokenizer.json the fixture's GGUF reads as: Llama 2's form (Prepend + Replace normalizer,
+  // BPE with byte fallback, merges ranked by the score of the token they make).
+  const json = files.tokenizerJson as Record<string, any>;
+  const written = (tokenizerJson: unknown) => {
+    const config = tinyLlamaConfig({ vocab_size: tokens.length, tie_word_embeddings: true, num_hidden_layers: 1 });
+    return writeGguf(parseConfig(config), inMemoryTensors(makeRandomCheckpoint(config, 1)), { tokenizerJson, tokenizerConfig: files.tokenizerConfig });
+  };
+
+  it('reads back as the same tokenizer: scores rank the merges as tokenizer.json does, byte tokens and specials typed', () => {
+    const g = parseGguf(memoryFile('w.gguf', written(json)));
+    expect(g.metadata.get('tokenizer.ggml.model')).toBe('llama');
+    expect(g.metadata.get('tokenizer.ggml.add_space_prefix')).toBe(true);
+    expect(Array.from(g.metadata.get('tokenizer.ggml.token_type') as ArrayLike<number>)).toEqual(types);
+    const back = ggufTokenizer(g, 'w.gguf')!;
+    expect((back.tokenizerJson as any).model.merges).toEqual(json.model.merges);
+    const mine = new Tokenizer(back.tokenizerJson, back.tokenizerConfig);
+    const alphabet = fc.constantFrom('a', 'b', 'd', 'e', 'g', 'h', 'i', 'n', 't', 'é', ' ', 'x', '中', '🙂');
+    fc.assert(fc.property(fc.array(alphabet, { minLength: 1, maxLength: 24 }).map((c) => c.join('')), (text) => {
+      expect(mine.encode(text)).toEqual(tok.encode(text));
+    }), { numRuns: 300 });
+  });
+
+  it('forms llama.cpp would tokenize otherwise are refused, naming what', () => {
+    const m = json.model;
+    const swapped = [...m.merges];
+    const i = swapped.indexOf('▁ the'), j = swapped.indexOf('▁t he');
+    // The two merges making "▁the", parted by another.
+    [swapped[i], swapped[Math.max(i, j) + 1]] = [swapped[Math.max(i, j) + 1], swapped[i]];
+    const cases: [unknown, RegExp][] = [
+      [{ ...json, model: { ...m, merges: m.merges.filter((x: string) => x !== 'a b') } }, /token "ab" is two tokens joined but no merge makes it/],
+      [{ ...json, model: { ...m, merges: swapped } }, /the merges making .* are not ranked together/],
+      [{ ...json, normalizer: null, pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false } }, /Prepend\("▁"\) \+ Replace\(" ", "▁"\) and no pre_tokenizer/],
+    ];
+    for (const [bad, message] of cases) expect(() => written(bad)).toThrow(message);
   });
 });

@@ -21,11 +21,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, type Model } from '../src/index.js';
+import { loadModel, Tokenizer, type Model } from '../src/index.js';
 import { convertToMla, writeConvertedGguf, type ConvertedModel } from '../src/convert/index.js';
 import { parseGguf } from '../src/formats/gguf.js';
 import { quantizeToFile } from '../src/formats/gguf-quantize.js';
 import { memoryFile } from '../src/formats/source.js';
+import { SPM_FILES, SPM_TOKENS } from './reference/spm.js';
 import { makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaMoeV2Config, tinyPhi3Config, tinyQwen2Config, longRopeScaling } from './reference/model.js';
 
 type Nlc = typeof import('node-llama-cpp');
@@ -302,6 +303,37 @@ describe.skipIf(!llama)('llama.cpp tokenizes as we do: the pre-tokenizers our wr
     const theirs = await llama!.loadModel({ modelPath: file, vocabOnly: true });
     try {
       for (const text of TEXTS) expect(Array.from(theirs.tokenize(text)), text).toEqual(ours.tokenizer!.encode(text, { addSpecialTokens: false }));
+    } finally {
+      ours.dispose();
+      await theirs.dispose();
+    }
+  }, 120_000);
+});
+
+describe.skipIf(!llama)('llama.cpp tokenizes as we do: a SentencePiece tokenizer.json written as "llama"', () => {
+  // Llama 2's, Mistral's and Phi-3's tokenizer.json form, on a synthetic vocabulary (test/reference/spm.ts).
+  // Fixed texts, and 300 random ones over letters whose merges compete (ab, ba, aba, bab; ▁t, th, he …).
+  const letters = ['a', 'b', 't', 'h', 'e', 'n', 'd', 'i', 'g', ' ', 'é', 'x'];
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const TEXTS = ['the tea and the bab', 'aba  tea\nthe é中🙂 x', ' and  ', 'in the ending abab',
+    ...Array.from({ length: 300 }, () => Array.from({ length: 1 + Math.floor(next() * 16) }, () => letters[Math.floor(next() * letters.length)]).join(''))];
+
+  it('the same ids for texts with spaces, unknown characters (byte fallback) and BOS', async () => {
+    const config = tinyPhi3Config({ vocab_size: SPM_TOKENS.length, hidden_size: 16, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 8,
+      intermediate_size: 16, num_hidden_layers: 1, tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2 });
+    const file = join(dir, 'tokenizer-spm.gguf');
+    await quantizeToFile({ config, tensors: makeRandomCheckpoint(config, 3), ...SPM_FILES } as never, file, { type: 'F32' });
+    const ours = await loadModel(file, { threads: 1 });
+    const theirs = await llama!.loadModel({ modelPath: file, vocabOnly: true });
+    try {
+      expect(theirs.tokens.bos).toBe(1);
+      const source = new Tokenizer(SPM_FILES.tokenizerJson, SPM_FILES.tokenizerConfig);
+      for (const text of TEXTS) {
+        const ids = Array.from(theirs.tokenize(text));
+        expect(ids, text).toEqual(ours.tokenizer!.encode(text, { addSpecialTokens: false }));
+        expect(ids, text).toEqual(source.encode(text, { addSpecialTokens: false }));
+      }
     } finally {
       ours.dispose();
       await theirs.dispose();

@@ -185,17 +185,70 @@ function preTokenizerName(pre: unknown, hasMerges: boolean): string | null {
   return null;
 }
 
+/**
+ * Whether a SentencePiece tokenizer.json puts '▁' before the text (llama.cpp's add_space_prefix,
+ * which it does at the start and after each special token, as a normalizer does for each piece of
+ * text between special tokens): the normalizer Prepend('▁') + Replace(' ', '▁') of Llama 2's,
+ * Mistral's and Phi-3's files, or Replace alone. Other forms are refused.
+ */
+function spmSpacePrefix(json: Record<string, unknown>): boolean {
+  const n = json.normalizer;
+  const replace = (x: unknown) => isObject(x) && x.type === 'Replace' && isObject(x.pattern) && x.pattern.String === ' ' && x.content === '▁';
+  const prepend = (x: unknown) => isObject(x) && x.type === 'Prepend' && x.prepend === '▁';
+  if (json.pre_tokenizer === null || json.pre_tokenizer === undefined) {
+    if (replace(n)) return false;
+    if (isObject(n) && n.type === 'Sequence' && Array.isArray(n.normalizers) && n.normalizers.length === 2 && prepend(n.normalizers[0]) && replace(n.normalizers[1])) return true;
+  }
+  throw new MlaError('BAD_INPUT', 'tokenizer.json: a SentencePiece (byte-fallback BPE) tokenizer is written with the normalizer Prepend("▁") + Replace(" ", "▁") and no pre_tokenizer, as Llama 2\'s files have it; this one differs');
+}
+
+/**
+ * SentencePiece scores that make llama.cpp's SPM tokenizer (it merges the adjacent pair whose
+ * merged text is the highest-scoring token, leftmost first) merge as tokenizer.json's BPE does
+ * (lowest-ranked merge first): each token scores minus the rank of its first merge. That holds when
+ * a token's merges are ranked together and every token two others make has a merge, as in files
+ * converted from SentencePiece; others are refused (they would tokenize differently there).
+ */
+function spmScores(tokens: string[], types: Int32Array, merges: string[], bad: (msg: string) => MlaError): Float32Array {
+  const ids = new Map<string, number>();
+  tokens.forEach((t, i) => { if (types[i] === 1 && !ids.has(t)) ids.set(t, i); });
+  const first = new Map<string, number>(), last = new Map<string, number>();
+  merges.forEach((m, rank) => {
+    const [a, b, extra] = m.split(' ');
+    if (b === undefined || extra !== undefined) throw bad(`merge ${JSON.stringify(m)} is not two tokens`);
+    const t = a + b;
+    if (!first.has(t)) first.set(t, rank);
+    else if (last.get(t) !== rank - 1) throw bad(`the merges making ${JSON.stringify(t)} are not ranked together, as SentencePiece's are`);
+    last.set(t, rank);
+  });
+  const scores = new Float32Array(tokens.length);
+  for (const [t, i] of ids) {
+    const rank = first.get(t);
+    if (rank !== undefined) { scores[i] = -rank; continue; }
+    const chars = [...t];
+    for (let k = 1; k < chars.length; k++) {
+      if (ids.has(chars.slice(0, k).join('')) && ids.has(chars.slice(k).join(''))) throw bad(`token ${JSON.stringify(t)} is two tokens joined but no merge makes it (llama.cpp would merge them)`);
+    }
+  }
+  // Ranks past 2^24 would round together in f32 and tie.
+  if (merges.length > 1 << 24) throw bad(`${merges.length} merges are more than f32 scores keep apart`);
+  return scores;
+}
+
 function tokenizerKvs(t: GgufTokenizerInput, vocabSize: number): Kv[] {
   const bad = (msg: string) => new MlaError('BAD_INPUT', `tokenizer.json: ${msg}`);
   const json = t.tokenizerJson, cfg = isObject(t.tokenizerConfig) ? t.tokenizerConfig : {};
   if (!isObject(json) || !isObject(json.model)) throw bad('not a tokenizers JSON object');
   const model = json.model;
-  if (model.type !== 'BPE' || model.byte_fallback === true || !isObject(model.vocab)) {
-    throw bad('only byte-level BPE tokenizers are written to GGUF (llama.cpp\'s "gpt2" model)');
+  if (model.type !== 'BPE' || !isObject(model.vocab)) {
+    throw bad('only BPE tokenizers are written to GGUF (byte-level: llama.cpp\'s "gpt2" model; SentencePiece\'s, with byte fallback: "llama")');
   }
+  // BPE with byte fallback is SentencePiece's as tokenizer.json holds it (Llama 2, Mistral, Phi-3).
+  const spm = model.byte_fallback === true;
   const merges = (Array.isArray(model.merges) ? model.merges : []).map((m) => (Array.isArray(m) ? m.join(' ') : String(m)));
-  const pre = preTokenizerName(json.pre_tokenizer, merges.length > 0);
+  const pre = spm ? 'default' : preTokenizerName(json.pre_tokenizer, merges.length > 0);
   if (pre === null) throw bad('its pre-tokenizer is none of those llama.cpp knows by name (' + Object.keys(PRE_TOKENIZERS).join(', ') + ')');
+  const spacePrefix = spm ? spmSpacePrefix(json) : false;
   const tokens: (string | undefined)[] = new Array(vocabSize);
   const types = new Int32Array(vocabSize).fill(1);
   for (const [tok, id] of Object.entries(model.vocab as Record<string, number>)) if (id < vocabSize) tokens[id] = tok;
@@ -208,6 +261,11 @@ function tokenizerKvs(t: GgufTokenizerInput, vocabSize: number): Kv[] {
   for (let i = 0; i < vocabSize; i++) {
     if (tokens[i] === undefined) { tokens[i] = `[PAD${i}]`; types[i] = 5; }
   }
+  if (spm) {
+    for (let i = 0; i < vocabSize; i++) if (types[i] === 1 && /^<0x[0-9A-F]{2}>$/.test(tokens[i]!)) types[i] = 6;
+    const unk = typeof model.unk_token === 'string' ? tokens.indexOf(model.unk_token) : -1;
+    if (unk >= 0) types[unk] = 2;
+  }
   const idOf = (v: unknown): number | undefined => {
     const text = typeof v === 'string' ? v : isObject(v) && typeof v.content === 'string' ? v.content : undefined;
     if (text === undefined) return undefined;
@@ -215,11 +273,12 @@ function tokenizerKvs(t: GgufTokenizerInput, vocabSize: number): Kv[] {
     return i < 0 ? undefined : i;
   };
   const kvs: Kv[] = [
-    ['tokenizer.ggml.model', 'str', 'gpt2'],
+    ['tokenizer.ggml.model', 'str', spm ? 'llama' : 'gpt2'],
     ['tokenizer.ggml.pre', 'str', pre],
     ['tokenizer.ggml.tokens', 'strs', tokens],
     ['tokenizer.ggml.token_type', 'i32s', types],
-    ['tokenizer.ggml.merges', 'strs', merges],
+    ...(spm ? [['tokenizer.ggml.scores', 'f32s', spmScores(tokens as string[], types, merges, bad)], ['tokenizer.ggml.add_space_prefix', 'bool', spacePrefix]] as Kv[]
+      : [['tokenizer.ggml.merges', 'strs', merges]] as Kv[]),
   ];
   const special: [string, unknown][] = [['bos', cfg.bos_token], ['eos', cfg.eos_token], ['unknown', cfg.unk_token], ['padding', cfg.pad_token]];
   for (const [what, v] of special) {
