@@ -1,13 +1,15 @@
 // The built CLI (dist/cli.js) run as a user runs it. `npm test` builds the JavaScript first
 // (pretest); run directly, this file rebuilds dist/ when it is older than src/.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { JsonAcceptor } from '../src/generate/json-acceptor.js';
 import { BUILD_TIMEOUT_MS, buildDistIfStale } from './build-dist.js';
+import { longRopeScaling, makeRandomCheckpoint, tinyPhi3Config } from './reference/model.js';
+import { writeSafetensors } from './reference/safetensors-writer.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'dist', 'cli.js');
@@ -257,6 +259,19 @@ describe('info', () => {
     expect(r.stdout).toMatch(/parameters\s+1,528,512/);
     expect(r.stdout).toMatch(/GQA, 2 groups \(this model\)\s.*128 numbers\s+2,048 B\/token/);
     expect(r.stdout).toMatch(/MHA\s.*384 numbers/);
+  });
+
+  it('a Phi-3 with LongRoPE and a window below its context: both noted', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mla-cli-phi3-'));
+    const config = tinyPhi3Config({ rope_scaling: longRopeScaling(16), sliding_window: 100 });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    writeFileSync(join(dir, 'model.safetensors'), writeSafetensors(makeRandomCheckpoint(config, 1)));
+    const r = run(['info', '--model', dir]);
+    rmSync(dir, { recursive: true, force: true });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/architecture\s+Phi3ForCausalLM: GQA, 2 layers, hidden 64, vocab 50, context 100/);
+    expect(r.stdout).toMatch(/note\s+context limited to sliding_window 100 \(max_position_embeddings 128\)/);
+    expect(r.stdout).toMatch(/note\s+LongRoPE long_factor at every length \(context 100 > original 8\)/);
   });
 });
 
