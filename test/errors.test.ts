@@ -180,6 +180,19 @@ describe('loading bad checkpoints', () => {
     expect(parseConfig(tinyPhi3Config({ sliding_window: 4096 }))).not.toHaveProperty('slidingWindow');
     // Models without these keep configs as before (snapshot fingerprints unchanged).
     expect(Object.keys(parseConfig(tinyLlamaConfig()))).not.toContain('notes');
+    // The released configs' shapes: Phi-3-mini-4k (window 2047 of 4096, no scaling), Phi-3.5-mini
+    // (LongRoPE 4096 → 131072, 48 factors per set), Phi-4-mini (partial rotary 0.75, tied).
+    const mini4k = { architectures: ['Phi3ForCausalLM'], model_type: 'phi3', hidden_size: 3072, intermediate_size: 8192, num_hidden_layers: 32,
+      num_attention_heads: 32, num_key_value_heads: 32, max_position_embeddings: 4096, original_max_position_embeddings: 4096, rms_norm_eps: 1e-5,
+      rope_scaling: null, rope_theta: 10000, sliding_window: 2047, tie_word_embeddings: false, vocab_size: 32064, hidden_act: 'silu',
+      attention_bias: false, bos_token_id: 1, eos_token_id: 32000, pad_token_id: 32000 };
+    expect(parseConfig(mini4k)).toMatchObject({ maxPositions: 2047, ropeFreqFactors: null, attention: { heads: 32, kvHeads: 32, headDim: 96 } });
+    const phi35 = { ...mini4k, max_position_embeddings: 131072, sliding_window: 262144,
+      rope_scaling: { type: 'longrope', short_factor: new Array(48).fill(1.05), long_factor: new Array(48).fill(2.5) } };
+    expect(parseConfig(phi35)).toMatchObject({ maxPositions: 131072, ropeAttnFactor: Math.fround(Math.sqrt(1 + Math.log(32) / Math.log(4096))) });
+    expect(parseConfig(phi35).ropeFreqFactors).toEqual(new Array(48).fill(2.5));
+    const phi4 = { ...phi35, num_attention_heads: 24, num_key_value_heads: 8, vocab_size: 200064, partial_rotary_factor: 0.75, tie_word_embeddings: true };
+    expect(parseConfig(phi4)).toMatchObject({ attention: { headDim: 128, rotaryDim: 96 }, tieEmbeddings: true });
   });
 
   it('a window-limited model refuses a sequence past its window', async () => {
