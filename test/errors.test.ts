@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/formats/config.js';
 import { quantizeToFile } from '../src/formats/gguf-quantize.js';
+import { writeSafetensors } from './reference/safetensors-writer.js';
 import { longRopeScaling, makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMistralConfig, tinyMlaConfig, tinyPhi3Config, tinyQwen2Config } from './reference/model.js';
 
 /** Each edit of `base` is BAD_CONFIG with a message matching its pattern. */
@@ -203,6 +204,19 @@ describe('loading bad checkpoints', () => {
     } finally {
       model.dispose();
     }
+  });
+
+  it('a Phi-3 safetensors file whose fused tensor\'s byte range is short: BAD_CHECKPOINT (parts are read as ranges of it)', async () => {
+    const config = tinyPhi3Config();
+    const bytes = writeSafetensors(makeRandomCheckpoint(config, 3));
+    const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+    header['model.layers.0.mlp.gate_up_proj.weight'].data_offsets[1] -= 4;
+    const text = new TextEncoder().encode(JSON.stringify(header).padEnd(n, ' '));
+    expect(text.length).toBe(n);
+    bytes.set(text, 8);
+    const e = await expectCode(loadModel({ 'config.json': new TextEncoder().encode(JSON.stringify(config)), 'model.safetensors': bytes }), 'BAD_CHECKPOINT');
+    expect(e.message).toMatch(/tensor "model.layers.0.mlp.gate_up_proj.weight": 49148 data bytes, but F32 \[192,64\] needs 49152/);
   });
 
   it('a Phi-3 checkpoint whose fused tensors do not split (BAD_SHAPE, naming the tensor)', async () => {

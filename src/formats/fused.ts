@@ -2,8 +2,8 @@
 // and up into mlp.gate_up_proj (gate rows, then up), as Hugging Face's modeling_phi3 splits them.
 // The model (src/model/weights.ts) and the GGUF writer name Llama's tensors, so a Phi-3 source is
 // seen through Llama's names here: each part is a run of whole rows of its fused tensor, read
-// exactly (a row is never re-encoded). The fused tensor last read is kept, so reading q, k and v
-// one after another (as placing them does) reads it once.
+// exactly (a row is never re-encoded) and on its own (the source's rowsOf: a byte range of the
+// safetensors file), so nothing past the part is read or held.
 import { MlaError } from '../errors.js';
 import type { TensorSource } from './tensor-source.js';
 
@@ -25,7 +25,8 @@ function partRows(config: Record<string, unknown>): { q: number; kv: number; ff:
 export function splitFused(config: unknown, src: TensorSource): TensorSource {
   const c = config as Record<string, unknown> | null;
   const arch = Array.isArray(c?.architectures) ? c!.architectures[0] : undefined;
-  if (arch !== 'Phi3ForCausalLM') return src;
+  // Both sources a folder or an in-memory model opens as (source.ts) give rowsOf.
+  if (arch !== 'Phi3ForCausalLM' || !src.rowsOf) return src;
   const rows = partRows(c!);
   // Built on first use: the names are asked for after parseConfig has checked the numbers.
   let parts: Map<string, Part> | null = null;
@@ -56,43 +57,25 @@ export function splitFused(config: unknown, src: TensorSource): TensorSource {
     return parts;
   };
   const part = (name: string) => build().get(name);
-  const cols = (p: Part) => src.shape(p.fused)![1];
-
-  // The last fused tensor read, widened (f32) or raw (16-bit).
-  let cached: { key: string; data: Float32Array | Uint16Array } | null = null;
-  const fusedData = <T extends Float32Array | Uint16Array>(p: Part, kind: string, make: (n: number) => T, read: (out: T) => void): T => {
-    const key = `${kind} ${p.fused}`;
-    if (cached?.key === key) return cached.data as T;
-    cached = null; // let the previous one go before allocating
-    const data = make(src.shape(p.fused)!.reduce((a, b) => a * b, 1));
-    read(data);
-    cached = { key, data };
-    return data;
-  };
-  const copyRows = (p: Part, data: Float32Array | Uint16Array, out: Float32Array | Uint16Array, name: string) => {
-    const n = p.rows * cols(p);
-    if (out.length !== n) throw new MlaError('BAD_INPUT', `tensor "${name}" has ${n} elements, output buffer has ${out.length}`);
-    out.set(data.subarray(p.row0 * cols(p), p.row0 * cols(p) + n));
-  };
+  // Each part as a source of its own: a run of the fused tensor's rows, read without the rest.
+  const rowsOf = (p: Part) => src.rowsOf!(p.fused, p.row0, p.rows);
 
   const split: TensorSource = {
     names: () => { build(); return names; },
     shape: (name) => {
       const p = part(name);
-      return p ? [p.rows, cols(p)] : src.shape(name);
+      return p ? [p.rows, src.shape(p.fused)![1]] : src.shape(name);
     },
     read: (name, out) => {
       const p = part(name);
-      if (!p) return src.read(name, out);
-      copyRows(p, fusedData(p, 'f32', (n) => new Float32Array(n), (o) => src.read(p.fused, o)), out, name);
+      if (p) rowsOf(p).read(p.fused, out); else src.read(name, out);
     },
   };
   if (src.stored) split.stored = (name) => src.stored!(part(name)?.fused ?? name);
   if (src.read16) {
     split.read16 = (name, out) => {
       const p = part(name);
-      if (!p) return src.read16!(name, out);
-      copyRows(p, fusedData(p, '16', (n) => new Uint16Array(n), (o) => src.read16!(p.fused, o)), out, name);
+      if (p) rowsOf(p).read16!(p.fused, out); else src.read16!(name, out);
     };
   }
   // Safetensors holds no block-quantised tensors; a Phi-3 GGUF is split where it is mapped (gguf-tensors.ts).

@@ -11,7 +11,7 @@
 // is read from the file when it is placed, so the whole file is never held in memory.
 import { MlaError } from '../errors.js';
 import {
-  parseSafetensorsHeader, READABLE_DTYPES, readTensorF32At, safetensorsHeaderLength,
+  dtypeBytes, parseSafetensorsHeader, READABLE_DTYPES, readTensorF32At, safetensorsHeaderLength,
   type SafetensorsHeader, type TensorInfo,
 } from './safetensors.js';
 import type { StoredType, TensorSource } from './tensor-source.js';
@@ -119,6 +119,11 @@ export function safetensorsFilesSource(files: ByteFile[], weightMap?: Map<string
     throw new MlaError('UNSUPPORTED_DTYPE',
       `${unreadable.length} tensor(s) have a dtype that is not read (only ${READABLE_DTYPES.join(', ')}): ${list(unreadable)}`);
   }
+  return placedSource(where);
+}
+
+/** Tensors at byte ranges of files as a TensorSource; rowsOf gives a run of rows as such a range. */
+function placedSource(where: Map<string, { file: ByteFile; info: TensorInfo }>): TensorSource {
   return {
     names: () => where.keys(),
     shape: (name) => where.get(name)?.info.shape,
@@ -128,6 +133,14 @@ export function safetensorsFilesSource(files: ByteFile[], weightMap?: Map<string
       readTensorF32At((position, into) => t.file.read(position, into), t.info, out, t.file.name);
     },
     stored: (name) => where.get(name)?.info.dtype as StoredType | undefined,
+    rowsOf: (name, row0, rows) => {
+      const t = where.get(name);
+      if (!t) throw new MlaError('MISSING_TENSOR', `no tensor "${name}" in the checkpoint`);
+      const [all, cols] = t.info.shape, size = dtypeBytes(t.info.dtype) ?? 0;
+      if (t.info.shape.length !== 2 || row0 < 0 || row0 + rows > all) throw new MlaError('BAD_INPUT', `rows [${row0}, ${row0 + rows}) of tensor "${name}" [${t.info.shape}]`);
+      const begin = t.info.begin + row0 * cols * size;
+      return placedSource(new Map([[name, { file: t.file, info: { ...t.info, shape: [rows, cols], begin, end: begin + rows * cols * size } }]]));
+    },
     read16: (name, out) => {
       const t = where.get(name);
       if (!t) throw new MlaError('MISSING_TENSOR', `no tensor "${name}" in the checkpoint`);
@@ -468,11 +481,16 @@ function inMemorySource(tensors: Record<string, InMemoryTensor>): TensorSource {
     const n = t.shape.reduce((a, b) => a * b, 1);
     if (t.data.length !== n) throw new MlaError('BAD_SHAPE', `tensor ${name} has ${t.data.length} values but shape [${t.shape}] needs ${n}`);
   }
-  return {
-    names: () => Object.keys(tensors),
-    shape: (name) => tensors[name]?.shape,
-    read: (name, out) => out.set(tensors[name].data),
-  };
+  const source = (map: Record<string, InMemoryTensor>): TensorSource => ({
+    names: () => Object.keys(map),
+    shape: (name) => map[name]?.shape,
+    read: (name, out) => out.set(map[name].data),
+    rowsOf: (name, row0, rows) => {
+      const [, cols] = map[name].shape;
+      return source({ [name]: { shape: [rows, cols], data: map[name].data.subarray(row0 * cols, (row0 + rows) * cols) } });
+    },
+  });
+  return source(tensors);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,4 +30,9 @@ export interface TensorSource {
    * super-blocks (144 or 210 bytes per 256 values), rows in order, into `out`.
    */
   readSuperBlocks?(name: string, out: Uint8Array): void;
+  /**
+   * Rows [row0, row0 + rows) of 2-D tensor `name` as a source of one tensor of their own (named
+   * `name`), read without the rest: how Phi-3's fused tensors are split (fused.ts).
+   */
+  rowsOf?(name: string, row0: number, rows: number): TensorSource;
 }
