@@ -152,6 +152,7 @@ describe('loading bad checkpoints', () => {
       [{ partial_rotary_factor: 'half' }, /"partial_rotary_factor" must be a finite number/],
       [{ sliding_window: 0 }, /"sliding_window" must be an integer ≥ 1 or null, got 0/],
       [{ rope_scaling: null, rope_freq_factors: new Array(8).fill(1) }, /"rope_freq_factors" is for Llama-layout models only/],
+      [{ rope_freq_factors: new Array(8).fill(1) }, /"rope_freq_factors" is for Llama-layout models only/],
     ];
     expectConfigErrors(phi3, cases);
     expectConfigErrors(tinyMistralConfig(), [[{ sliding_window: 2.5 }, /"sliding_window" must be an integer ≥ 1 or null, got 2.5/]]);

@@ -421,13 +421,13 @@ export function parseConfig(json: unknown): ModelConfig {
       }
     }
     if (phi3) {
+      // Phi-3's factors come as LongRoPE's two sets (GGUF: rope_factors_long/short), never as one list.
+      if (raw.rope_freq_factors !== undefined && raw.rope_freq_factors !== null) bad('"rope_freq_factors" is for Llama-layout models only');
       longRope = parsePhi3Rope(raw, rotaryDim, maxPositions);
       if (longRope) {
         const useLong = context > longRope.originalMaxPositions;
         ropeFreqFactors = useLong ? longRope.long : longRope.short;
         if (useLong) notes.push(`LongRoPE long_factor at every length (context ${context} > original ${longRope.originalMaxPositions}), as llama.cpp chooses; Hugging Face uses short_factor while a sequence is within ${longRope.originalMaxPositions} tokens`);
-      } else if (raw.rope_freq_factors !== undefined && raw.rope_freq_factors !== null) {
-        bad('"rope_freq_factors" is for Llama-layout models only');
       }
     } else {
       ropeFreqFactors = parseLlamaRope(raw, headDim, ropeTheta);
