@@ -32,6 +32,8 @@ try {
   // Threads off by choice: loadModel gives a model this small one thread unless asked for more.
   const byDefault = threads === 1 && isolated && !params.has('threads') ? ': the default for a model under 48 MiB, ?threads=2 asks for two' : '';
   $('threads').textContent = `${threads > 1 ? `on: ${threads} threads` : `off${byDefault}`} (crossOriginIsolated: ${isolated ? 'yes' : 'no'})`;
+  // The answer cannot run past the context: the field says so rather than stopping short silently.
+  $('tokens').max = String(c.maxPositions - 1);
   $('go').disabled = false;
   status('Ready.', 'ready');
 } catch (e) {
@@ -45,6 +47,11 @@ async function generate(promptText, maxTokens) {
   const { bosTokenId, eosTokenIds, maxPositions } = model.config;
   // The built-in model's vocabulary is the 256 bytes plus specials: a prompt is its UTF-8 bytes.
   const prompt = [bosTokenId, ...new TextEncoder().encode(promptText)];
+  if (prompt.length >= maxPositions) {
+    status(`The prompt takes ${prompt.length} tokens; the model's context is ${maxPositions}, and the answer needs room.`, 'error');
+    $('go').disabled = false;
+    return;
+  }
   const session = model.createSession({ contextLength: Math.min(maxPositions, prompt.length + maxTokens) });
   const text = $('text');
   text.replaceChildren(Object.assign(document.createElement('span'), { className: 'prompt', textContent: promptText }));
