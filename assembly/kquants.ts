@@ -1,12 +1,14 @@
-// llama.cpp's K-quants Q4_K and Q6_K, read as the GGUF file stores them (super-blocks of 256
-// values along a row, rows contiguous) by products of their own. Neither repacks exactly into
-// the q8/q4 blocks of quant.ts: Q4_K's values carry an offset (−dmin·m per 32), and Q6_K has a
-// scale per 16 values; both would need rounding again.
+// llama.cpp's K-quants Q4_K, Q5_K and Q6_K, read as the GGUF file stores them (super-blocks of
+// 256 values along a row, rows contiguous) by products of their own. None repacks exactly into
+// the q8/q4 blocks of quant.ts: Q4_K's and Q5_K's values carry an offset (−dmin·m per 32), and
+// Q6_K has a scale per 16 values; all would need rounding again.
 //
 //   Q4_K, 144 bytes: d (f16) @0, dmin (f16) @2, scales[12] @4, qs[128] @16. Sub-block s (0..7)
 //     of 32 values has a 6-bit scale sc_s and min m_s packed in scales[] (sixBits below); its
 //     values are the low (s even) or high (s odd) nibbles of qs[32·(s>>1) .. +32], in order;
 //     value = (d·sc_s)·q − (dmin·m_s), each product exact in f32.
+//   Q5_K, 176 bytes: d @0, dmin @2, scales[12] @4 as Q4_K's, qh[32] @16, qs[128] @48. As Q4_K
+//     with a fifth code bit (q 0..31): value l of sub-block s adds 16 when bit s of qh[l] is set.
 //   Q6_K, 210 bytes: ql[128] @0, qh[64] @128, scales (int8)[16] @192, d (f16) @208. Half h
 //     (0, 1) of 128 values reads ql[64h..], qh[32h..], scales[8h..]; its group g (0..3) of 32
 //     values, l = 0..31: low 4 bits from ql[32·(g&1) + l] (low nibble for g < 2, high for g ≥ 2),
@@ -16,15 +18,15 @@
 // 256 int8 codes with one f32 scale d_x = max|x| / 127, and the sum of every 16 codes. A
 // super-block's weights then meet its activations in integers alone, and only its total is
 // scaled in f32 (the math of ggml's vec_dot_q4_K_q8_K / _q6_K_q8_K):
-//   Q4_K: y += (d·d_x)·Σ_s sc_s·Σ_{32} q·x − (dmin·d_x)·Σ_s m_s·Σ_{32} x
+//   Q4_K, Q5_K: y += (d·d_x)·Σ_s sc_s·Σ_{32} q·x − (dmin·d_x)·Σ_s m_s·Σ_{32} x
 //   Q6_K: y += (d·d_x)·(Σ_b sc_b·Σ_{16} q·x − 32·Σ_b sc_b·Σ_{16} x)      (q the code 0..63)
-// The inner sums (≤ 4·15·127 for Q4_K's lanes, ≤ 2·63·127 for Q6_K's) stay in i16 lanes, a
+// The inner sums (≤ 4·15·127 for Q4_K's lanes, 4·31·127 for Q5_K's, ≤ 2·63·127 for Q6_K's) stay in i16 lanes, a
 // scale multiplies them into i32 by i32x4.dot_i16x8_s; a super-block's i32 total is at most
 // 256·63·127·128 < 2³¹. Per super-block and row that is one or two f32 products, where the
 // per-32-activation-block form needs eight to sixteen. Activation precision is one scale per
 // 256 values instead of per 32 (as llama.cpp's for K-quants).
 // Integer dot products, as quant.ts: relaxed i16x8.relaxed_dot_i8x16_i7x16_s with the code
-// (Q4_K's nibble 0..15, Q6_K's 0..63) as the 7-bit operand; plain i16x8.mul of the widened
+// (Q4_K's nibble 0..15, Q5_K's 0..31, Q6_K's 0..63) as the 7-bit operand; plain i16x8.mul of the widened
 // values (products ≤ 63·127, pairs summed in i16).
 // Rows are taken two at a time (see product for which two), sharing the activations' loads; a
 // row's arithmetic is the same alone or in a pair, so splits by rows are bit-identical.
@@ -34,7 +36,11 @@ import { roundAway, PAIR_BYTES, PAIR_MIN_BYTES } from "./quant";
 // @ts-ignore: decorator
 @inline const Q4K_BYTES: usize = 144;
 // @ts-ignore: decorator
+@inline const Q5K_BYTES: usize = 176;
+// @ts-ignore: decorator
 @inline const Q6K_BYTES: usize = 210;
+/** i8x16.splat(0x10): Q5_K's fifth code bit in place. */
+const BIT4_8: usize = memory.data<u8>([16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16]);
 /** i8x16.splat(0x30): Q6_K's two high code bits in place. */
 const HIGH_PAIRS8: usize = memory.data<u8>([48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48]);
 /** Bytes of a Q8_K activation super-block's record: 16 i16 sums of 16 codes, then d_x (f32). */
@@ -88,11 +94,37 @@ const HIGH_PAIRS8: usize = memory.data<u8>([48, 48, 48, 48, 48, 48, 48, 48, 48, 
   store<f32>(p, acc ? load<f32>(p) + v : v);
 }
 
-/** Q4_K rows ra and rb · Q8_K activations (codes xq, records xr): nsb super-blocks. */
+/**
+ * acc + sub-blocks 2p (low nibbles) and 2p + 1 (high nibbles) of the 32 bytes at q, times their
+ * scales (bytes 0, 1 of sc), against the 64 activations x0..x3 (xNl, xNh: pairs16's halves).
+ * Q5_K (five): each code's fifth bit is bit 0 (sub-block 2p) or 1 (2p + 1) of h0, h1 (the block's
+ * qh, already shifted right by 2p), moved to bit 4 by a 16-bit shift; m10 drops what crossed bytes.
+ */
 // @ts-ignore: decorator
-@inline function dotQ4K(ra: usize, rb: usize, xq: usize, xr: usize, nsb: i32,
-                        ya: usize, yb: usize, acc: bool): void {
+@inline function nibblePair(five: bool, q: usize, h0: v128, h1: v128, sc: u32, acc: v128, m4: v128, m10: v128,
+                            x0: v128, x1: v128, x2: v128, x3: v128, x0l: v128, x0h: v128, x1l: v128, x1h: v128,
+                            x2l: v128, x2h: v128, x3l: v128, x3h: v128): v128 {
+  const q0 = v128.load(q), q1 = v128.load(q, 16);
+  let c0 = v128.and(q0, m4), c1 = v128.and(q1, m4);
+  let c2 = v128.and(i16x8.shr_u(q0, 4), m4), c3 = v128.and(i16x8.shr_u(q1, 4), m4);
+  if (five) {
+    c0 = v128.or(c0, v128.and(i16x8.shl(h0, 4), m10)); c1 = v128.or(c1, v128.and(i16x8.shl(h1, 4), m10));
+    c2 = v128.or(c2, v128.and(i16x8.shl(h0, 3), m10)); c3 = v128.or(c3, v128.and(i16x8.shl(h1, 3), m10));
+  }
+  acc = i32x4.add(acc, scaled(i16x8.add(pairs16(c0, x0, x0l, x0h), pairs16(c1, x1, x1l, x1h)), sc & 0xFF));
+  return i32x4.add(acc, scaled(i16x8.add(pairs16(c2, x2, x2l, x2h), pairs16(c3, x3, x3l, x3h)), (sc >> 8) & 0xFF));
+}
+
+/**
+ * Q4_K (five false) or Q5_K rows ra and rb · Q8_K activations (codes xq, records xr): nsb
+ * super-blocks. The two share scales, mins and nibble order; Q5_K adds a fifth code bit from qh.
+ */
+// @ts-ignore: decorator
+@inline function dotMinK(five: bool, ra: usize, rb: usize, xq: usize, xr: usize, nsb: i32,
+                         ya: usize, yb: usize, acc: bool): void {
   const m4 = v128.load(NIBBLES8); // loaded once, see there
+  const m10 = five ? v128.load(BIT4_8) : i32x4.splat(0);
+  const qs: usize = five ? 48 : 16, bytes = five ? Q5K_BYTES : Q4K_BYTES;
   let fa = f32x4.splat(0), fb = f32x4.splat(0);
   for (let sb = 0; sb < nsb; sb++) {
     // Σx of each 32 (sub-block): the records' sums of 16, added in pairs.
@@ -103,30 +135,28 @@ const HIGH_PAIRS8: usize = memory.data<u8>([48, 48, 48, 48, 48, 48, 48, 48, 48, 
     const minA = i32x4.dot_i16x8_s(sum32, i16x8.extend_low_i8x16_u(i64x2.splat(<i64>sixBits(ra + 4, true))));
     const scb = sixBits(rb + 4, false);
     const minB = i32x4.dot_i16x8_s(sum32, i16x8.extend_low_i8x16_u(i64x2.splat(<i64>sixBits(rb + 4, true))));
+    // Q5_K's qh (32 bytes at 16), shifted right by 2 after each pair of sub-blocks.
+    let ha0 = five ? v128.load(ra + 16) : m10, ha1 = five ? v128.load(ra + 16, 16) : m10;
+    let hb0 = five ? v128.load(rb + 16) : m10, hb1 = five ? v128.load(rb + 16, 16) : m10;
     let ia = i32x4.splat(0), ib = i32x4.splat(0);
     for (let p = 0; p < 4; p++) {
-      // Sub-blocks 2p (low nibbles of 32 bytes) and 2p + 1 (high nibbles), 64 activations.
-      const up = <usize>p, off: usize = (up << 5) + 16, xo = xq + (up << 6);
+      // Sub-blocks 2p and 2p + 1: 64 activations, widened once for both rows.
+      const up = <usize>p, off: usize = (up << 5) + qs, xo = xq + (up << 6);
       const x0 = v128.load(xo), x1 = v128.load(xo, 16), x2 = v128.load(xo, 32), x3 = v128.load(xo, 48);
       const x0l = lo16(x0), x0h = hi16(x0), x1l = lo16(x1), x1h = hi16(x1);
       const x2l = lo16(x2), x2h = hi16(x2), x3l = lo16(x3), x3h = hi16(x3);
       const shift = <u64>(p << 4);
-      const qa0 = v128.load(ra + off), qa1 = v128.load(ra + off, 16);
-      ia = i32x4.add(ia, scaled(i16x8.add(pairs16(v128.and(qa0, m4), x0, x0l, x0h), pairs16(v128.and(qa1, m4), x1, x1l, x1h)),
-        <u32>(sca >> shift) & 0xFF));
-      ia = i32x4.add(ia, scaled(i16x8.add(pairs16(v128.and(i16x8.shr_u(qa0, 4), m4), x2, x2l, x2h),
-        pairs16(v128.and(i16x8.shr_u(qa1, 4), m4), x3, x3l, x3h)), <u32>(sca >> (shift + 8)) & 0xFF));
-      const qb0 = v128.load(rb + off), qb1 = v128.load(rb + off, 16);
-      ib = i32x4.add(ib, scaled(i16x8.add(pairs16(v128.and(qb0, m4), x0, x0l, x0h), pairs16(v128.and(qb1, m4), x1, x1l, x1h)),
-        <u32>(scb >> shift) & 0xFF));
-      ib = i32x4.add(ib, scaled(i16x8.add(pairs16(v128.and(i16x8.shr_u(qb0, 4), m4), x2, x2l, x2h),
-        pairs16(v128.and(i16x8.shr_u(qb1, 4), m4), x3, x3l, x3h)), <u32>(scb >> (shift + 8)) & 0xFF));
+      ia = nibblePair(five, ra + off, ha0, ha1, <u32>(sca >> shift), ia, m4, m10, x0, x1, x2, x3, x0l, x0h, x1l, x1h, x2l, x2h, x3l, x3h);
+      ib = nibblePair(five, rb + off, hb0, hb1, <u32>(scb >> shift), ib, m4, m10, x0, x1, x2, x3, x0l, x0h, x1l, x1h, x2l, x2h, x3l, x3h);
+      if (five) {
+        ha0 = i16x8.shr_u(ha0, 2); ha1 = i16x8.shr_u(ha1, 2); hb0 = i16x8.shr_u(hb0, 2); hb1 = i16x8.shr_u(hb1, 2);
+      }
     }
     fa = madd(f32x4.convert_i32x4_s(ia), f32x4.splat(half(ra) * dx), fa);
     fa = madd(f32x4.convert_i32x4_s(minA), f32x4.splat(-(half(ra + 2) * dx)), fa);
     fb = madd(f32x4.convert_i32x4_s(ib), f32x4.splat(half(rb) * dx), fb);
     fb = madd(f32x4.convert_i32x4_s(minB), f32x4.splat(-(half(rb + 2) * dx)), fb);
-    ra += Q4K_BYTES; rb += Q4K_BYTES; xq += 256; xr += ACT_RECORD;
+    ra += bytes; rb += bytes; xq += 256; xr += ACT_RECORD;
   }
   storeLane(ya, hsum(fa), acc);
   if (yb != ya) storeLane(yb, hsum(fb), acc); // rb = ra: a row alone, stored once
@@ -204,6 +234,14 @@ const HIGH_PAIRS8: usize = memory.data<u8>([48, 48, 48, 48, 48, 48, 48, 48, 48, 
 @inline const Q4K: i32 = 0;
 // @ts-ignore: decorator
 @inline const Q6K: i32 = 1;
+// @ts-ignore: decorator
+@inline const Q5K: i32 = 2;
+
+/** Bytes of one super-block of `fmt`. */
+// @ts-ignore: decorator
+@inline function blockBytes(fmt: i32): usize {
+  return fmt == Q4K ? Q4K_BYTES : fmt == Q5K ? Q5K_BYTES : Q6K_BYTES;
+}
 
 /** Rows j and j + far of W (far 0: row j alone) against activation row i: one call of the format's dot. */
 // @ts-ignore: decorator
@@ -211,8 +249,8 @@ const HIGH_PAIRS8: usize = memory.data<u8>([48, 48, 48, 48, 48, 48, 48, 48, 48, 
                         i: i32, j: i32, k: i32, nsb: i32, acc: bool): void {
   const ui = <usize>i, wa = w + <usize>j * rowBytes, y = c + <usize>j * 4 + ui * cStride;
   const xq = aq + ui * <usize>k, xr = ar + ui * <usize>nsb * ACT_RECORD;
-  if (fmt == Q4K) dotQ4K(wa, wa + far * rowBytes, xq, xr, nsb, y, y + far * 4, acc);
-  else dotQ6K(wa, wa + far * rowBytes, xq, xr, nsb, y, y + far * 4, acc);
+  if (fmt == Q6K) dotQ6K(wa, wa + far * rowBytes, xq, xr, nsb, y, y + far * 4, acc);
+  else dotMinK(fmt == Q5K, wa, wa + far * rowBytes, xq, xr, nsb, y, y + far * 4, acc);
 }
 
 /**
@@ -225,7 +263,7 @@ const HIGH_PAIRS8: usize = memory.data<u8>([48, 48, 48, 48, 48, 48, 48, 48, 48, 
 @inline function product(fmt: i32, aq: usize, ar: usize, w: usize, c: usize, ldc: i32, m: i32, k: i32, n: i32, acc: bool): void {
   if (m <= 0 || n <= 0) return;
   const kk = max(k, 0), nsb = kk >> 8;
-  const rowBytes = <usize>nsb * (fmt == Q4K ? Q4K_BYTES : Q6K_BYTES), cStride = <usize>ldc * 4;
+  const rowBytes = <usize>nsb * blockBytes(fmt), cStride = <usize>ldc * 4;
   // d: rows between the two of a pair, and rows paired so (then j += 2d).
   let j = 0, d = m == 1 && rowBytes > 0 ? <i32>((PAIR_BYTES + rowBytes - 1) / rowBytes) : 1;
   while (j < n) {
@@ -249,6 +287,11 @@ const HIGH_PAIRS8: usize = memory.data<u8>([48, 48, 48, 48, 48, 48, 48, 48, 48, 
  */
 export function matmul_nt_q4k(aq: usize, ar: usize, w: usize, c: usize, ldc: i32, m: i32, k: i32, n: i32, acc: bool): void {
   product(Q4K, aq, ar, w, c, ldc, m, k, n, acc);
+}
+
+/** As matmul_nt_q4k with Q5_K rows. */
+export function matmul_nt_q5k(aq: usize, ar: usize, w: usize, c: usize, ldc: i32, m: i32, k: i32, n: i32, acc: bool): void {
+  product(Q5K, aq, ar, w, c, ldc, m, k, n, acc);
 }
 
 /** As matmul_nt_q4k with Q6_K rows. */
@@ -283,22 +326,37 @@ export function quantize_q8k_act(x: usize, k: i32, xq: usize, xr: usize): void {
   }
 }
 
-/** out[256·nsb] f32 = a Q4_K row of nsb blocks at w, as ggml's dequantize_row_q4_K (each value rounds once). */
-export function dequantize_q4k(w: usize, out: usize, nsb: i32): void {
+/**
+ * out[256·nsb] f32 = a Q4_K (five false) or Q5_K row of nsb blocks at w, as ggml's
+ * dequantize_row_q4_K / _q5_K (each value rounds once); Q5_K's fifth bit of sub-block j is bit j of qh[l].
+ */
+function dequantizeMinK(five: bool, w: usize, out: usize, nsb: i32): void {
   for (let sb = 0; sb < nsb; sb++) {
     const d = half(w), dmin = half(w + 2), scales = sixBits(w + 4, false), mins = sixBits(w + 4, true);
     for (let j = 0; j < 8; j++) {
       const at = <u64>(j << 3);
       const d1 = d * <f32>(<u32>(scales >> at) & 0xFF), m1 = dmin * <f32>(<u32>(mins >> at) & 0xFF);
-      const q = w + 16 + <usize>((j >> 1) << 5), shift = <u32>((j & 1) << 2);
+      const q = w + (five ? 48 : 16) + <usize>((j >> 1) << 5), shift = <u32>((j & 1) << 2);
       for (let l = 0; l < 32; l++) {
         const ul = <usize>l;
-        store<f32>(out + ul * 4, d1 * <f32>((<u32>load<u8>(q + ul) >> shift) & 15) - m1);
+        let code = (<u32>load<u8>(q + ul) >> shift) & 15;
+        if (five) code |= ((<u32>load<u8>(w + 16 + ul) >> <u32>j) & 1) << 4;
+        store<f32>(out + ul * 4, d1 * <f32>code - m1);
       }
       out += 128;
     }
-    w += Q4K_BYTES;
+    w += five ? Q5K_BYTES : Q4K_BYTES;
   }
+}
+
+/** out[256·nsb] f32 = a Q4_K row of nsb blocks at w, as ggml's dequantize_row_q4_K (each value rounds once). */
+export function dequantize_q4k(w: usize, out: usize, nsb: i32): void {
+  dequantizeMinK(false, w, out, nsb);
+}
+
+/** As dequantize_q4k for a Q5_K row (ggml's dequantize_row_q5_K). */
+export function dequantize_q5k(w: usize, out: usize, nsb: i32): void {
+  dequantizeMinK(true, w, out, nsb);
 }
 
 /** out[256·nsb] f32 = a Q6_K row of nsb blocks at w, as ggml's dequantize_row_q6_K. */
@@ -323,18 +381,27 @@ export function dequantize_q6k(w: usize, out: usize, nsb: i32): void {
   }
 }
 
+/** out[t, :] = row ids[t] (i32) of a table in `fmt` of rows `dim` long (a multiple of 256), widened. */
+function embedK(fmt: i32, table: usize, dim: i32, ids: usize, count: i32, out: usize): void {
+  const nsb = dim >> 8, rowBytes = <usize>nsb * blockBytes(fmt);
+  for (let t = 0; t < count; t++) {
+    const row = table + <usize>load<i32>(ids + (<usize>t << 2)) * rowBytes, o = out + <usize>t * <usize>dim * 4;
+    if (fmt == Q6K) dequantize_q6k(row, o, nsb);
+    else dequantizeMinK(fmt == Q5K, row, o, nsb);
+  }
+}
+
 /** out[t, :] = row ids[t] (i32) of a Q4_K table of rows `dim` long (a multiple of 256), widened. */
 export function embed_q4k(table: usize, dim: i32, ids: usize, count: i32, out: usize): void {
-  const nsb = dim >> 8, rowBytes = <usize>nsb * Q4K_BYTES;
-  for (let t = 0; t < count; t++) {
-    dequantize_q4k(table + <usize>load<i32>(ids + (<usize>t << 2)) * rowBytes, out + <usize>t * <usize>dim * 4, nsb);
-  }
+  embedK(Q4K, table, dim, ids, count, out);
+}
+
+/** As embed_q4k for a Q5_K table. */
+export function embed_q5k(table: usize, dim: i32, ids: usize, count: i32, out: usize): void {
+  embedK(Q5K, table, dim, ids, count, out);
 }
 
 /** As embed_q4k for a Q6_K table. */
 export function embed_q6k(table: usize, dim: i32, ids: usize, count: i32, out: usize): void {
-  const nsb = dim >> 8, rowBytes = <usize>nsb * Q6K_BYTES;
-  for (let t = 0; t < count; t++) {
-    dequantize_q6k(table + <usize>load<i32>(ids + (<usize>t << 2)) * rowBytes, out + <usize>t * <usize>dim * 4, nsb);
-  }
+  embedK(Q6K, table, dim, ids, count, out);
 }

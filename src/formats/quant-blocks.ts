@@ -111,8 +111,12 @@ export function decodeRow(type: string, src: Uint8Array, at: number, n: number, 
       }
       return;
     case 'Q4_K':
-      // 144 bytes per 256: d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 bytes of nibbles.
-      for (let b = 0; b < n / 256; b++, at += 144) {
+    case 'Q5_K': {
+      // Q4_K, 144 bytes per 256: d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 bytes of
+      // nibbles. Q5_K, 176: the same with 32 bytes of fifth bits (qh) before the nibbles; sub-block
+      // j's value l takes bit j of qh[l].
+      const five = type === 'Q5_K', size = five ? 176 : 144, qs = five ? 48 : 16;
+      for (let b = 0; b < n / 256; b++, at += size) {
         const d = f16BitsToF32(view.getUint16(at, true)), dmin = f16BitsToF32(view.getUint16(at + 2, true));
         for (let j = 0; j < 8; j++) {
           const s = at + 4;
@@ -120,12 +124,13 @@ export function decodeRow(type: string, src: Uint8Array, at: number, n: number, 
           const mn = j < 4 ? src[s + j + 4] & 63 : (src[s + j + 4] >> 4) | ((src[s + j] >> 6) << 4);
           const d1 = Math.fround(d * sc), m1 = Math.fround(dmin * mn);
           for (let l = 0; l < 32; l++) {
-            const byte = src[at + 16 + 32 * (j >> 1) + l];
-            out[o + b * 256 + 32 * j + l] = d1 * (j & 1 ? byte >> 4 : byte & 15) - m1;
+            const byte = src[at + qs + 32 * (j >> 1) + l], high = five ? ((src[at + 16 + l] >> j) & 1) << 4 : 0;
+            out[o + b * 256 + 32 * j + l] = d1 * ((j & 1 ? byte >> 4 : byte & 15) | high) - m1;
           }
         }
       }
       return;
+    }
     case 'Q6_K':
       // 210 bytes per 256: 128 bytes of low nibbles, 64 of high 2-bit pairs, 16 int8 scales, d (f16).
       for (let b = 0; b < n / 256; b++, at += 210) {
