@@ -50,7 +50,7 @@ async function expectErrorAsync(p: Promise<unknown>, code: MlaErrorCode, message
   expect((err as MlaError).message).toMatch(message);
 }
 
-const F32 = 0, F16 = 1, Q8_0 = 8, Q4_K = 12, Q5_K = 13;
+const F32 = 0, F16 = 1, Q8_0 = 8, Q3_K = 11, Q4_K = 12;
 const base = (over: Partial<RawGguf> = {}): RawGguf => ({
   kvs: [['general.architecture', { t: 'str', v: 'llama' }]],
   tensors: [{ name: 'a', ne: [8], type: F32, offset: 0 }, { name: 'b', ne: [4, 2], type: F32, offset: 32 }],
@@ -159,10 +159,10 @@ describe('GGUF model checks', () => {
       kvs: [['general.architecture', { t: 'str', v: 'llama' }], ['llama.attention.head_count', { t: 'u32', v: 1 }],
         ['llama.embedding_length', { t: 'u32', v: 256 }], ['llama.block_count', { t: 'u32', v: 1 }],
         ['llama.context_length', { t: 'u32', v: 16 }], ['llama.feed_forward_length', { t: 'u32', v: 8 }], ['llama.vocab_size', { t: 'u32', v: 4 }]],
-      tensors: [{ name: 'token_embd.weight', ne: [256, 4], type: Q5_K, offset: 0 }],
-      data: new Uint8Array(4 * 176),
+      tensors: [{ name: 'token_embd.weight', ne: [256, 4], type: Q3_K, offset: 0 }],
+      data: new Uint8Array(4 * 110),
     });
-    await expectErrorAsync(openSource({ 'm.gguf': bytes }), 'UNSUPPORTED_DTYPE', /Q4_K, Q6_K\): "token_embd.weight" is Q5_K/);
+    await expectErrorAsync(openSource({ 'm.gguf': bytes }), 'UNSUPPORTED_DTYPE', /Q4_K, Q5_K, Q6_K\): "token_embd.weight" is Q3_K/);
   });
 
   it('a K-quant tensor whose rows are not a multiple of 256: BAD_CHECKPOINT naming it', async () => {

@@ -37,7 +37,9 @@ const cols = (t: GgufTensorInfo) => t.ne[0];
 const rowsOf = (t: GgufTensorInfo) => t.ne.slice(1).reduce((a, b) => a * b, 1);
 const rowBytes = (t: GgufTensorInfo) => t.bytes / Math.max(1, rowsOf(t));
 const isQuant = (type: string) => type === 'Q8_0' || type === 'Q4_0';
-const isSuperBlock = (type: string) => type === 'Q4_K' || type === 'Q6_K';
+/** Bytes of one super-block (256 values) of each K-quant kept as stored. */
+const SUPER_BLOCK_BYTES: Record<SuperBlockType, number> = { Q4_K: 144, Q5_K: 176, Q6_K: 210 };
+const isSuperBlock = (type: string) => Object.prototype.hasOwnProperty.call(SUPER_BLOCK_BYTES, type);
 
 /** ggml suffix → Hugging Face suffix, for the tensors that only change name. */
 const COMMON: Record<string, string> = {
@@ -248,9 +250,9 @@ export function ggufTensorSource(file: ByteFile, gguf: GgufFile, layout: GgufLay
       const v = get(name);
       const c = v.shape[v.shape.length - 1], type = v.pieces[0].t.type;
       if (v.shape.length !== 2 || !isSuperBlock(type) || c % 256 || v.pieces.some((p) => p.t.type !== type || p.kind !== 'rows')) {
-        throw new MlaError('UNSUPPORTED_DTYPE', `${file.name}: tensor "${name}" is not stored as Q4_K or Q6_K rows`);
+        throw new MlaError('UNSUPPORTED_DTYPE', `${file.name}: tensor "${name}" is not stored as Q4_K, Q5_K or Q6_K rows`);
       }
-      const rb = (c / 256) * (type === 'Q4_K' ? 144 : 210);
+      const rb = (c / 256) * SUPER_BLOCK_BYTES[type as SuperBlockType];
       if (out.length !== v.shape[0] * rb) {
         throw new MlaError('BAD_INPUT', `readSuperBlocks: tensor "${name}" needs ${v.shape[0] * rb} bytes, got ${out.length}`);
       }

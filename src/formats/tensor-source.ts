@@ -7,7 +7,7 @@
 export type StoredType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
 
 /** llama.cpp's K-quants the model keeps in their super-blocks of 256 (assembly/kquants.ts reads them). */
-export type SuperBlockType = 'Q4_K' | 'Q6_K';
+export type SuperBlockType = 'Q4_K' | 'Q5_K' | 'Q6_K';
 
 /** Where a decoder reads its tensors from: an in-memory map, a safetensors or a GGUF file. */
 export interface TensorSource {
@@ -26,8 +26,8 @@ export interface TensorSource {
    */
   readBlocks?(name: string, q: Uint8Array, d: Float32Array): void;
   /**
-   * A Q4_K or Q6_K matrix [rows, cols] (cols a multiple of 256) as the file stores it: each row's
-   * super-blocks (144 or 210 bytes per 256 values), rows in order, into `out`.
+   * A Q4_K, Q5_K or Q6_K matrix [rows, cols] (cols a multiple of 256) as the file stores it: each
+   * row's super-blocks (144, 176 or 210 bytes per 256 values), rows in order, into `out`.
    */
   readSuperBlocks?(name: string, out: Uint8Array): void;
   /**

@@ -4,7 +4,7 @@
 // worth splitting runs the very same task on this thread (Here).
 import type { Kernels } from '../host/kernels.js';
 import { arg, ARGS, ATTN_BLOCK, ATTN_FINISH, ATTN_INIT, GEMV_ROWS_BF16, GEMV_ROWS_F32, MATMUL_NN, MATMUL_NT, MATMUL_NT_BF16,
-  MATMUL_NT_F16, MATMUL_NT_Q4, MATMUL_NT_Q4K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, PROBE_READ, PROBE_READ_PAIRS, QGEMM_Q4,
+  MATMUL_NT_F16, MATMUL_NT_Q4, MATMUL_NT_Q4K, MATMUL_NT_Q5K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, PROBE_READ, PROBE_READ_PAIRS, QGEMM_Q4,
   QGEMM_Q8, VECMAT_BATCH, ATTN_BLOCK_LATENT } from '../host/protocol.js';
 import { BLOCK, FINISH, INIT } from './op-calls.js';
 
@@ -34,7 +34,7 @@ export function putGemv(D: Float64Array, x: number, p: Gemv): void {
 /**
  * matmul_nt_bf16 / _f16 and gemv_rows_f32 / _bf16 (a, lda, w, ldw, c, ldc, m, k, n), matmul_nt_q8 / _q4
  * (aq, ad, wq, wd, c, ldc, m, k, n); then acc (default false).
- * _q4k / _q6k take one argument fewer (aq, ar, w, c, ldc, m, k, n, acc): their acc is the 9th, given as 0.
+ * _q4k / _q5k / _q6k take one argument fewer (aq, ar, w, c, ldc, m, k, n, acc): their acc is the 9th, given as 0.
  */
 export function putNarrow(D: Float64Array, x: number, args: number[], acc = false): void {
   for (let i = 0; i < 9; i++) D[x + i] = args[i];
@@ -131,6 +131,7 @@ export class Here implements Tasks {
       acc: boolean) => void) => (i: number, j: number) => f(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j),
       a(6, i, j), a(7, i, j), a(8, i, j) !== 0);
     calls[MATMUL_NT_Q4K] = superBlocks(k.matmul_nt_q4k);
+    calls[MATMUL_NT_Q5K] = superBlocks(k.matmul_nt_q5k);
     calls[MATMUL_NT_Q6K] = superBlocks(k.matmul_nt_q6k);
     calls[QGEMM_Q8] = (i, j) => k.qgemm_q8(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j), a(6, i, j),
       a(7, i, j), a(8, i, j), a(9, i, j));

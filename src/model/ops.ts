@@ -10,9 +10,9 @@
 import type { ThreadPool } from '../host/pool.js';
 import type { Kernels } from '../host/kernels.js';
 import { ARGS, ATTN_BLOCK_LATENT, GEMV_ROWS_BF16, GEMV_ROWS_F32, MATMUL_NN, MATMUL_NT, MATMUL_NT_BF16, MATMUL_NT_F16, MATMUL_NT_Q4,
-  MATMUL_NT_Q4K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, QGEMM_Q4, QGEMM_Q8,
+  MATMUL_NT_Q4K, MATMUL_NT_Q5K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, QGEMM_Q4, QGEMM_Q8,
   VECMAT_BATCH } from '../host/protocol.js';
-import { matrixBytes, SUPER_BLOCK_BYTES, type Matrix } from './weights.js';
+import { isSuperBlockFormat, matrixBytes, SUPER_BLOCK_BYTES, type Matrix } from './weights.js';
 import { BLOCK, FINISH, INIT, LATENT_CODES, type AttentionCall, type LatentCall, type LatentFormat, type LinearCall, type MatmulCall,
   type OpEvent, type RmsNormCall, type RopeCall, type RopeTableCall, type SwigluCall } from './op-calls.js';
 import { ACT_RECORD, MAX_SEGMENTS, MIN_SEGMENT, segmentBytes } from './op-scratch.js';
@@ -145,6 +145,7 @@ export class Ops {
       case 'q8': k.embed_q8(table.ptr, table.scales, dim, ids, count, out); break;
       case 'q4': k.embed_q4(table.ptr, table.scales, dim, ids, count, out); break;
       case 'q4k': k.embed_q4k(table.ptr, dim, ids, count, out); break;
+      case 'q5k': k.embed_q5k(table.ptr, dim, ids, count, out); break;
       case 'q6k': k.embed_q6k(table.ptr, dim, ids, count, out); break;
     }
     if (this.observer) this.done({ op: 'embed', ms: performance.now() - t0 });
@@ -257,8 +258,8 @@ export class Ops {
   }
 
   /**
-   * linear() for bf16 / f16 / q8 / q4 / q4k / q6k weights (one panel): for q8 / q4 the activation
-   * rows are quantised here first (quantize_q8_act; q4k / q6k: quantize_q8k_act), once for every
+   * linear() for bf16 / f16 / q8 / q4 / q4k / q5k / q6k weights (one panel): for q8 / q4 the activation
+   * rows are quantised here first (quantize_q8_act; q4k / q5k / q6k: quantize_q8k_act), once for every
    * chunk; q8 / q4 from gemmRows rows on run as a packed GEMM (assembly/qgemm.ts, each thread
    * packing into its own scratch); below that, matmul_nt_q8 / q4 lay their activations out there. Split by rows of W, in runs of NARROW_ROWS (and of whole qgemm
    * panels); each output is computed the same way whichever chunk holds it.
@@ -267,7 +268,7 @@ export class Ops {
     const w = c.w, k = w.cols, n = w.rows, m = c.rows;
     if (m <= 0 || n <= 0) return;
     const quant = w.format === 'q8' || w.format === 'q4';
-    const superBlocks = w.format === 'q4k' || w.format === 'q6k';
+    const superBlocks = isSuperBlockFormat(w.format);
     const codeBytes = w.format === 'q8' ? k : w.format === 'q4' ? k / 2
       : superBlocks ? (k / 256) * SUPER_BLOCK_BYTES[w.format as 'q4k'] : 2 * k;
     const scaleBytes = k / 8; // one f32 per 32 weights
@@ -291,7 +292,7 @@ export class Ops {
     const chunks = this.chunks(ns, units, 1, gemv ? matrixBytes(w.format, n, k) : 0);
     const out = this.tasks(chunks), D = out.args;
     const fn = rowsKernel ? GEMV_ROWS_BF16 : packed ? (w.format === 'q8' ? QGEMM_Q8 : QGEMM_Q4)
-      : { bf16: MATMUL_NT_BF16, f16: MATMUL_NT_F16, q8: MATMUL_NT_Q8, q4: MATMUL_NT_Q4, q4k: MATMUL_NT_Q4K, q6k: MATMUL_NT_Q6K }[w.format as 'bf16'];
+      : { bf16: MATMUL_NT_BF16, f16: MATMUL_NT_F16, q8: MATMUL_NT_Q8, q4: MATMUL_NT_Q4, q4k: MATMUL_NT_Q4K, q5k: MATMUL_NT_Q5K, q6k: MATMUL_NT_Q6K }[w.format as 'bf16'];
     for (let s = 0; s < chunks; s++) {
       if (chunks > 1) this.pool!.chunk();
       const n0 = unit * Math.floor(units * s / chunks), n1 = Math.min(n, unit * Math.floor(units * (s + 1) / chunks));

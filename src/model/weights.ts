@@ -39,9 +39,9 @@ export interface Matrix {
 /**
  * A matrix's storage: f32; bf16 or f16 (u16 a weight); q8 or q4, symmetric blocks of 32 along a
  * row with an f32 scale each (assembly/quant.ts), into which llama.cpp's Q8_0 and Q4_0 copy;
- * q4k or q6k, llama.cpp's Q4_K / Q6_K super-blocks as the file stores them (assembly/kquants.ts).
+ * q4k, q5k or q6k, llama.cpp's Q4_K / Q5_K / Q6_K super-blocks as the file stores them (assembly/kquants.ts).
  */
-export type MatrixFormat = 'f32' | 'bf16' | 'f16' | 'q8' | 'q4' | 'q4k' | 'q6k';
+export type MatrixFormat = 'f32' | 'bf16' | 'f16' | 'q8' | 'q4' | 'q4k' | 'q5k' | 'q6k';
 
 /** What loadModel's `weights` option asks for; 'auto' keeps each tensor as its file stores it. */
 export type WeightsOption = 'auto' | 'f32' | 'bf16' | 'int8' | 'int4';
@@ -53,10 +53,16 @@ export type MatrixRole = 'embed' | 'lmHead' | 'router' | 'kvB' | 'linear';
 /** The format each matrix gets: `stored` lists its tensors' types in the file (absent: F32). */
 export type FormatChooser = (role: MatrixRole, cols: number, stored: readonly (StoredType | SuperBlockType | undefined)[]) => MatrixFormat;
 
-/** Bytes of one super-block (256 values) of Q4_K and Q6_K. */
-export const SUPER_BLOCK_BYTES = { q4k: 144, q6k: 210 } as const;
+/** Bytes of one super-block (256 values) of Q4_K, Q5_K and Q6_K. */
+export const SUPER_BLOCK_BYTES = { q4k: 144, q5k: 176, q6k: 210 } as const;
+export type SuperBlockFormat = keyof typeof SUPER_BLOCK_BYTES;
+/** The K-quant matrix formats, by the file type each keeps. */
+const SUPER_BLOCK_FORMAT: Record<SuperBlockType, SuperBlockFormat> = { Q4_K: 'q4k', Q5_K: 'q5k', Q6_K: 'q6k' };
+const SUPER_BLOCK_TYPE: Record<SuperBlockFormat, SuperBlockType> = { q4k: 'Q4_K', q5k: 'Q5_K', q6k: 'Q6_K' };
+/** Whether `format` is a K-quant kept in its super-blocks. */
+export const isSuperBlockFormat = (format: MatrixFormat): format is SuperBlockFormat => format in SUPER_BLOCK_BYTES;
 
-/** Bytes of a rows × cols matrix in `format` (q8/q4: codes, then scales; q4k/q6k: super-blocks). */
+/** Bytes of a rows × cols matrix in `format` (q8/q4: codes, then scales; q4k/q5k/q6k: super-blocks). */
 export function matrixBytes(format: MatrixFormat, rows: number, cols: number): number {
   const n = rows * cols;
   switch (format) {
@@ -64,7 +70,7 @@ export function matrixBytes(format: MatrixFormat, rows: number, cols: number): n
     case 'bf16': case 'f16': return 2 * n;
     case 'q8': return n + n / 8;
     case 'q4': return n / 2 + n / 8;
-    case 'q4k': case 'q6k': return (n / 256) * SUPER_BLOCK_BYTES[format];
+    case 'q4k': case 'q5k': case 'q6k': return (n / 256) * SUPER_BLOCK_BYTES[format];
   }
 }
 
@@ -85,9 +91,10 @@ export function formatChooser(option: WeightsOption): FormatChooser {
       return option === 'int8' || role === 'lmHead' ? 'q8' : 'q4';
     }
     // auto: as stored, when every part of the matrix is stored alike (Q4_0 widens exactly to q8).
-    // A matrix fused of Q4_K and Q6_K parts (Q4_K_M files mix them) has no narrow form: f32.
-    if (cols % 256 === 0 && stored.every((t) => t === 'Q4_K')) return 'q4k';
-    if (cols % 256 === 0 && stored.every((t) => t === 'Q6_K')) return 'q6k';
+    // A matrix fused of Q4_K (or Q5_K) and Q6_K parts (Q4_K_M / Q5_K_M files mix them) has no narrow form: f32.
+    for (const type of ['Q4_K', 'Q5_K', 'Q6_K'] as const) {
+      if (cols % 256 === 0 && stored.every((t) => t === type)) return SUPER_BLOCK_FORMAT[type];
+    }
     if (stored.every((t) => t === 'F16')) return 'f16';
     if (stored.every((t) => t === 'BF16')) return 'bf16';
     if (cols % 32 === 0 && stored.every((t) => t === 'Q4_0')) return 'q4';
@@ -459,13 +466,13 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
             }
           }
         }
-      } else if (format === 'q4k' || format === 'q6k') {
-        const type = format === 'q4k' ? 'Q4_K' : 'Q6_K', rb = (cols / 256) * SUPER_BLOCK_BYTES[format];
+      } else if (isSuperBlockFormat(format)) {
+        const type = SUPER_BLOCK_TYPE[format], rb = (cols / 256) * SUPER_BLOCK_BYTES[format];
         if (stored !== type) throw new Error(`placeWeights: ${format} is kept as stored, and ${name} is ${stored ?? 'F32'}`);
         const out = heap.u8(ptr + r0 * rb, r * rb);
         src.readSuperBlocks!(name, out);
-        // The f16 super-block scales (Q4_K: d and dmin at 0, 2; Q6_K: d at 208) must be finite.
-        const view = new DataView(out.buffer, out.byteOffset, out.length), at = format === 'q4k' ? [0, 2] : [208];
+        // The f16 super-block scales (Q4_K, Q5_K: d and dmin at 0, 2; Q6_K: d at 208) must be finite.
+        const view = new DataView(out.buffer, out.byteOffset, out.length), at = format === 'q6k' ? [208] : [0, 2];
         for (let b = 0; b < out.length / SUPER_BLOCK_BYTES[format]; b++) {
           for (const o of at) {
             if ((view.getUint16(b * SUPER_BLOCK_BYTES[format] + o, true) & 0x7c00) === 0x7c00) throw nonFinite(name, b * 256, 'a super-block scale of NaN or infinity');
