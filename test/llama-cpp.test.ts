@@ -8,6 +8,8 @@
 //   2. files llama.cpp's own quantizer writes (llama_model_quantize, what llama-quantize runs, from
 //      the libllama node-llama-cpp ships, called through Python's ctypes) load here: every tensor
 //      both quantize to the same type has the same bytes, and the greedy tokens are llama.cpp's;
+//      its Q4_K_M and Q5_K_M mixes (K-quants we only read) load with their K-quant matrices kept,
+//      and give llama.cpp's greedy tokens and log-probs within tolerance;
 //   3. a converted model (fortune-gqa → MLA, what `convert --gguf` writes) loads in llama.cpp, with
 //      the same greedy tokens and log-probs within tolerance of ours and of the converted folder's;
 //   4. the pre-tokenizers our writer names (deepseek-v3, smollm, llama-bpe, qwen2) split text as llama.cpp splits it,
@@ -391,6 +393,43 @@ describe.skipIf(!!quantizeReason)('we load what llama.cpp\'s quantizer writes', 
       expect(gap).toBeLessThanOrEqual(TOLERANCE['fortune-mla'][type]);
       const agree = expectSameGreedy(oursGreedy(ours, ids, NEW_TOKENS), await theirsGreedy(theirs, ids, NEW_TOKENS), TOLERANCE['fortune-mla'][type], ours.config.eosTokenIds[0]);
       console.log(`llama.cpp's ${type} fortune-mla: greedy tokens agree for ${agree} of ${NEW_TOKENS}`);
+    } finally {
+      ours.dispose();
+      await theirs.dispose();
+    }
+  }, 120_000);
+});
+
+/**
+ * llama.cpp's Q4_K_M and Q5_K_M of the GQA Llama above (every matrix a multiple of 256 wide, so
+ * no tensor falls back to a type we do not read): Q4_K or Q5_K, with attn_v and ffn_down of some
+ * layers and the output matrix in Q6_K. Both sides quantise the activations per 256 for these
+ * products (llama.cpp's Q8_K, our quantize_q8k_act); fused q/k/v of mixed types we widen to f32.
+ */
+describe.skipIf(!!quantizeReason)('we load llama.cpp\'s K-quant mixes', () => {
+  // About twice the largest |Δ log p| measured (0.063 Q4_K_M, 0.066 Q5_K_M; see the commit body),
+  // tighter than the 1 the random models' Q8_0 / Q4_0 get above.
+  const K_TOLERANCE = { Q4_K_M: 0.15, Q5_K_M: 0.15 };
+  it.each([['Q4_K_M', 15, 'q4k'], ['Q5_K_M', 17, 'q5k']] as const)('%s: K-quant matrices kept; llama.cpp\'s greedy tokens and log-probs', async (type, ftype, format) => {
+    const f32 = join(dir, 'llama-gqa-F32.gguf'), file = join(dir, `llama-gqa-llama-${type}.gguf`);
+    await quantizeToFile(MODELS['Llama GQA'] as never, f32, { type: 'F32' });
+    const r = spawnSync('python3', [fileURLToPath(new URL('./reference/llama-quantize.py', import.meta.url)), lib!, f32, file, String(ftype), 'mixed'], { encoding: 'utf8' });
+    expect(r.status, r.stderr.slice(-2000)).toBe(0);
+    const types = new Set([...parseGguf(memoryFile(type, new Uint8Array(readFileSync(file)))).tensors.values()].map((t) => t.type));
+    expect([...types].sort()).toEqual(['F32', format === 'q4k' ? 'Q4_K' : 'Q5_K', 'Q6_K']);
+
+    const ours = await loadModel(file, { threads: 1 });
+    const theirs = await llama!.loadModel({ modelPath: file });
+    try {
+      const w = (ours as unknown as { decoder: { w: { embed: { format: string }; layers: { wGateUp: { format: string } }[] } } }).decoder.w;
+      expect([w.embed.format, w.layers[0].wGateUp.format]).toEqual([format, format]);
+      const ids = ours.tokenizer!.encode(PROMPT);
+      const gap = await logProbGap(ours, theirs, ids);
+      console.log(`llama.cpp's ${type} Llama GQA: largest |Δ log p| over the prompt ${gap.toExponential(2)}`);
+      expect(gap).toBeLessThanOrEqual(K_TOLERANCE[type]);
+      const mine = oursGreedy(ours, ids, NEW_TOKENS), theirsTokens = await theirsGreedy(theirs, ids, NEW_TOKENS);
+      const agree = expectSameGreedy(mine, theirsTokens, K_TOLERANCE[type], ours.config.eosTokenIds[0]);
+      console.log(`llama.cpp's ${type} Llama GQA: greedy tokens agree for ${agree} of ${mine.tokens.length}`);
     } finally {
       ours.dispose();
       await theirs.dispose();
