@@ -14,8 +14,8 @@
 // time then holds other processes' slices (the 5–8× "slow" f16 / q6k at 5632×2048 of
 // bench/results/quant-kquants-2026-12-06.md); the wall/CPU ratio is printed as the sign of it. GB/s counts the weight bytes a call reads (codes
 // and scales); "× f32" is the f32 matvec's time over this one's, in the same build and run.
-// q8 / q4 / q4k / q6k time the product alone; quantising the activation (once per token and
-// input: Q8_0-style for q8/q4, Q8_K-style for q4k/q6k) is timed on its own line.
+// q8 / q4 / q4k / q5k / q6k time the product alone; quantising the activation (once per token and
+// input: Q8_0-style for q8/q4, Q8_K-style for the K-quants) is timed on its own line.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadKernels, type LoadedKernels, type SimdBuild } from '../src/internal.js';
@@ -32,7 +32,7 @@ const SHAPES = arg('shapes', '2048x2048,2048x10944,10944x2048').split(',').map((
 const AGAINST = arg('against', '');
 const SIMDS: SimdBuild[] = ['simd', 'relaxed'];
 const BUILDS = AGAINST ? SIMDS.flatMap((b) => [b, `${b}-base`]) : SIMDS;
-const FORMATS = ['f32', 'bf16', 'f16', 'q8', 'q4', 'q4k', 'q6k', 'act', 'actk'] as const;
+const FORMATS = ['f32', 'bf16', 'f16', 'q8', 'q4', 'q4k', 'q5k', 'q6k', 'act', 'actk'] as const;
 type Format = typeof FORMATS[number];
 
 interface Case { build: string; fmt: Format; bytes: number; run: () => void; samples: number[]; wall: number[] }
@@ -60,15 +60,14 @@ function setup(k: LoadedKernels, build: string, n: number, kk: number): { cases:
   const q8 = alloc(n * kk), d8 = alloc(n * nb * 4), q4 = alloc(n * kk / 2), d4 = alloc(n * nb * 4);
   K.quantize_q8_rows(w, kk, n, kk, q8, d8);
   K.quantize_q4_rows(w, kk, n, kk, q4, d4);
-  // Q4_K / Q6_K rows (k a multiple of 256): random codes, f16 scales near 2^-10 (finite values).
+  // Q4_K / Q5_K / Q6_K rows (k a multiple of 256): random codes, f16 scales near 2^-10 (finite values).
   const kBlocks = kk % 256 ? 0 : n * kk / 256;
-  const q4k = kBlocks ? alloc(kBlocks * 144) : 0, q6k = kBlocks ? alloc(kBlocks * 210) : 0;
+  const q4k = kBlocks ? alloc(kBlocks * 144) : 0, q5k = kBlocks ? alloc(kBlocks * 176) : 0, q6k = kBlocks ? alloc(kBlocks * 210) : 0;
   if (kBlocks) {
-    const b4 = H.u8(q4k, kBlocks * 144), b6 = H.u8(q6k, kBlocks * 210);
-    for (let i = 0; i < b4.length; i++) b4[i] = (r() * 128 + 128) & 255;
-    for (let i = 0; i < b6.length; i++) b6[i] = (r() * 128 + 128) & 255;
+    const b4 = H.u8(q4k, kBlocks * 144), b5 = H.u8(q5k, kBlocks * 176), b6 = H.u8(q6k, kBlocks * 210);
+    for (const b of [b4, b5, b6]) for (let i = 0; i < b.length; i++) b[i] = (r() * 128 + 128) & 255;
     for (let b = 0; b < kBlocks; b++) {
-      b4[b * 144 + 1] = 0x18; b4[b * 144 + 3] = 0x18; b6[b * 210 + 209] = 0x18;
+      b4[b * 144 + 1] = 0x18; b4[b * 144 + 3] = 0x18; b5[b * 176 + 1] = 0x18; b5[b * 176 + 3] = 0x18; b6[b * 210 + 209] = 0x18;
     }
   }
   // prep: more than quant_prep_bytes(kk), so that it serves an --against build from before that export too.
@@ -88,6 +87,7 @@ function setup(k: LoadedKernels, build: string, n: number, kk: number): { cases:
     mk('q4', n * kk / 2 + scales, () => K.matvec_q4(q4, d4, xq, xd, y, n, kk, false, prep)),
     ...(kBlocks ? [
       mk('q4k', kBlocks * 144, () => K.matmul_nt_q4k(kq, kr, q4k, y, n, 1, kk, n, false)),
+      ...(withQ5k.has(build) ? [mk('q5k', kBlocks * 176, () => K.matmul_nt_q5k(kq, kr, q5k, y, n, 1, kk, n, false))] : []),
       mk('q6k', kBlocks * 210, () => K.matmul_nt_q6k(kq, kr, q6k, y, n, 1, kk, n, false)),
     ] : []),
     mk('act', kk * 4, () => K.quantize_q8_act(x, kk, xq, xd)),
@@ -99,9 +99,14 @@ function setup(k: LoadedKernels, build: string, n: number, kk: number): { cases:
 const median = (a: number[]) => { const s = [...a].sort((p, q) => p - q); return s[s.length >> 1]; };
 
 const kernels = new Map<string, LoadedKernels>();
+// An --against build from before Q5_K has no matmul_nt_q5k (the bindings wrap it all the same): its row is left out.
+const withQ5k = new Set<string>(SIMDS);
 for (const b of SIMDS) {
   kernels.set(b, await loadKernels({ simd: b, threads: 1 }));
-  if (AGAINST) kernels.set(`${b}-base`, await loadKernels({ wasmBytes: readFileSync(join(AGAINST, `kernels-${b}.wasm`)), threads: 1 }));
+  if (!AGAINST) continue;
+  const bytes = readFileSync(join(AGAINST, `kernels-${b}.wasm`));
+  kernels.set(`${b}-base`, await loadKernels({ wasmBytes: bytes, threads: 1 }));
+  if (WebAssembly.Module.exports(new WebAssembly.Module(bytes)).some((e) => e.name === 'matmul_nt_q5k')) withQ5k.add(`${b}-base`);
 }
 console.log(`node ${process.version}, ${ROUNDS} rounds × ${REPS} calls, medians of CPU time; one thread`);
 for (const [n, kk] of SHAPES) {
@@ -125,7 +130,7 @@ for (const [n, kk] of SHAPES) {
     }
   }
   console.log(`\nW ${n}×${kk} (n × k): f32 ${(n * kk * 4 / 2 ** 20).toFixed(0)} MiB`);
-  console.log(`${'build'.padEnd(AGAINST ? 14 : 9)}format    ms       GB/s    × f32   (q4k/q6k: × q4)`);
+  console.log(`${'build'.padEnd(AGAINST ? 14 : 9)}format    ms       GB/s    × f32   (K-quants: × q4)`);
   for (const b of BUILDS) {
     const f32ms = median(cases.find((c) => c.build === b && c.fmt === 'f32')!.samples);
     const q4ms = median(cases.find((c) => c.build === b && c.fmt === 'q4')!.samples);
@@ -133,7 +138,7 @@ for (const [n, kk] of SHAPES) {
       const ms = median(c.samples);
       const gbs = c.bytes / ms / 1e6;
       const isAct = c.fmt === 'act' || c.fmt === 'actk';
-      const note = isAct ? `(${c.fmt === 'act' ? 'quantize_q8_act' : 'quantize_q8k_act'} of x: ${(ms * 1000).toFixed(1)} µs)` : (f32ms / ms).toFixed(2) + (c.fmt === 'q4k' || c.fmt === 'q6k' ? `   ${(q4ms / ms).toFixed(2)}` : '');
+      const note = isAct ? `(${c.fmt === 'act' ? 'quantize_q8_act' : 'quantize_q8k_act'} of x: ${(ms * 1000).toFixed(1)} µs)` : (f32ms / ms).toFixed(2) + (c.fmt === 'q4k' || c.fmt === 'q5k' || c.fmt === 'q6k' ? `   ${(q4ms / ms).toFixed(2)}` : '');
       console.log(`${b.padEnd(AGAINST ? 14 : 9)}${c.fmt.padEnd(10)}${ms.toFixed(3).padStart(7)}  ${isAct ? '     ' : gbs.toFixed(1).padStart(6)}   ${note}`);
     }
   }
