@@ -162,7 +162,7 @@ describe('GGUF model checks', () => {
       tensors: [{ name: 'token_embd.weight', ne: [256, 4], type: Q3_K, offset: 0 }],
       data: new Uint8Array(4 * 110),
     });
-    await expectErrorAsync(openSource({ 'm.gguf': bytes }), 'UNSUPPORTED_DTYPE', /Q4_K, Q5_K, Q6_K\): "token_embd.weight" is Q3_K/);
+    await expectErrorAsync(openSource({ 'm.gguf': bytes }), 'UNSUPPORTED_DTYPE', /Q5_1, Q4_K, Q5_K, Q6_K\): "token_embd.weight" is Q3_K/);
   });
 
   it('a K-quant tensor whose rows are not a multiple of 256: BAD_CHECKPOINT naming it', async () => {

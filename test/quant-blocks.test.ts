@@ -93,4 +93,27 @@ describe('ggml block quantisation', () => {
       expect(out4[i]).toBe(Math.fround(((j < 16 ? byte & 15 : byte >> 4) - 8) * d4));
     }
   });
+
+  it('decoding Q5_0 and Q5_1 (llama.cpp\'s fallbacks in K-quant mixes): hand-made blocks, values written out', () => {
+    // Q5_0: d = 0.5 (f16 0x3800), qh = bits 0, 17 and 31, qs[0] = 0x3a, qs[1] = 0xf0, qs[15] = 0x81.
+    const q50 = new Uint8Array(22), v0 = new DataView(q50.buffer);
+    v0.setUint16(0, 0x3800, true);
+    v0.setUint32(2, (1 << 0) | (1 << 17) | (1 << 31) >>> 0, true);
+    q50.set([0x3a, 0xf0], 6); q50[6 + 15] = 0x81;
+    const out0 = new Float32Array(32);
+    decodeRow('Q5_0', q50, 0, 32, out0, 0);
+    // Value j < 16: low nibble of qs[j] | bit j of qh << 4, minus 16; value j + 16: high nibble | bit j + 16.
+    const want0: [number, number][] = [[0, (10 + 16 - 16) * 0.5], [1, (0 - 16) * 0.5], [15, (1 - 16) * 0.5], [16, (3 - 16) * 0.5],
+      [17, (15 + 16 - 16) * 0.5], [31, (8 + 16 - 16) * 0.5], [2, -8]];
+    for (const [j, x] of want0) expect(out0[j], `Q5_0 value ${j}`).toBe(x);
+    // Q5_1: the same codes, d = 0.5, m = −2 (f16 0xc000), no offset: q·d + m.
+    const q51 = new Uint8Array(24), v1 = new DataView(q51.buffer);
+    v1.setUint16(0, 0x3800, true); v1.setUint16(2, 0xc000, true);
+    v1.setUint32(4, (1 << 0) | (1 << 17) | (1 << 31) >>> 0, true);
+    q51.set([0x3a, 0xf0], 8); q51[8 + 15] = 0x81;
+    const out1 = new Float32Array(32);
+    decodeRow('Q5_1', q51, 0, 32, out1, 0);
+    const want1: [number, number][] = [[0, 26 * 0.5 - 2], [1, -2], [15, 0.5 - 2], [16, 3 * 0.5 - 2], [17, 31 * 0.5 - 2], [31, 24 * 0.5 - 2], [2, -2]];
+    for (const [j, x] of want1) expect(out1[j], `Q5_1 value ${j}`).toBe(x);
+  });
 });

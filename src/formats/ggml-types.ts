@@ -54,5 +54,8 @@ export function ggmlType(id: number): GgmlType | undefined {
 /** The GGUF id of a type we write. */
 export const TYPE_ID: Record<StoredType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, BF16: 30 };
 
-/** The types whose tensors are read (Q4_K, Q5_K and Q6_K kept in their super-blocks, or widened exactly). */
-export const READ_TYPES: readonly string[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_K', 'Q5_K', 'Q6_K'];
+/**
+ * The types whose tensors are read (Q4_K, Q5_K and Q6_K kept in their super-blocks, or widened
+ * exactly; Q5_0 and Q5_1, llama.cpp's fallbacks in Q4_K_M / Q5_K_M files, widened exactly).
+ */
+export const READ_TYPES: readonly string[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q5_0', 'Q5_1', 'Q4_K', 'Q5_K', 'Q6_K'];

@@ -219,6 +219,7 @@ export function ggufTensorSource(file: ByteFile, gguf: GgufFile, layout: GgufLay
       const [type] = types;
       // Blocks run along a file row: a transposed head (attn_k_b) can only be read widened.
       if (types.size > 1 || ((isQuant(type) || isSuperBlock(type)) && v.pieces.some((p) => p.kind === 'transposed'))) return 'F32';
+      if (type === 'Q5_0' || type === 'Q5_1') return 'F32'; // read widened only
       return type as StoredType | SuperBlockType;
     },
     read: (name, out) => fill(name, out, (p) => headF32(p.t, p.head), (p, base, c) => {

@@ -110,6 +110,22 @@ export function decodeRow(type: string, src: Uint8Array, at: number, n: number, 
         }
       }
       return;
+    case 'Q5_0':
+    case 'Q5_1': {
+      // Blocks of 32: d (f16), for Q5_1 m (f16), qh (u32: value j's fifth bit is bit j), qs[16]
+      // (values j and j + 16 the low and high nibbles of qs[j]). Q5_0: (q − 16)·d; Q5_1: q·d + m.
+      // llama.cpp writes them where a row is no multiple of 256 in a Q4_K_M / Q5_K_M file.
+      const one = type === 'Q5_1', size = one ? 24 : 22, h = one ? 4 : 2;
+      for (let b = 0; b < n / 32; b++, at += size) {
+        const d = f16BitsToF32(view.getUint16(at, true)), m = one ? f16BitsToF32(view.getUint16(at + 2, true)) : 0;
+        const qh = view.getUint32(at + h, true);
+        for (let j = 0; j < 32; j++) {
+          const q = ((j < 16 ? src[at + h + 4 + j] & 15 : src[at + h + 4 + j - 16] >> 4) | (((qh >>> j) & 1) << 4)) - (one ? 0 : 16);
+          out[o + b * 32 + j] = q * d + m;
+        }
+      }
+      return;
+    }
     case 'Q4_K':
     case 'Q5_K': {
       // Q4_K, 144 bytes per 256: d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 bytes of
