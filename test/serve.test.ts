@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createServer, loadModel, type GenerateOptions, type Model, type Server } from '../src/index.js';
 import { listen, type Listening } from '../src/serve/node.js';
 import { parseRequest } from '../src/serve/requests.js';
-import { ResponseShaper, usageOf } from '../src/serve/responses.js';
+import { ResponseShaper, responseJson, usageOf } from '../src/serve/responses.js';
 import { makeRandomCheckpoint, tinyLlamaConfig } from './reference/model.js';
 
 const KEY = 'test-key';
@@ -503,6 +503,34 @@ describe('serve: browsers on other origins (CORS)', () => {
   });
 });
 
+describe('serve: completions\' alternatives keep their order', () => {
+  it('most likely first, even when a token\'s text is integer-like ("0"), which a JavaScript object would list first', async () => {
+    const tok = model.tokenizer!;
+    const [zero, a, seven] = tok.encode('0A7', { addSpecialTokens: false });
+    const pieces = [{ id: a, text: 'A', logprob: -0.1, topLogprobs: [{ id: a, logprob: -0.1 }, { id: zero, logprob: -2 }, { id: seven, logprob: -3 }] }];
+    const body = new ResponseShaper('completion', 'm', tok, 3).complete([{ pieces, reason: 'length' }], usageOf(1, 1));
+    const text = responseJson(body);
+    expect(text).toContain('"top_logprobs":[{"A":-0.1,"0":-2,"7":-3}]');
+    expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(body))); // the same values as JSON.stringify's
+    // Through the server too: the alternatives as the library ranks them.
+    const r = await fetch(`${base}/v1/completions`, {
+      method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fortune-mla', prompt: 'Count: 1, 2, 3,', max_tokens: 4, logprobs: 5, temperature: 0 }),
+    });
+    expect(r.headers.get('content-type')).toMatch(/^application\/json/);
+    // Read from the text: JSON.parse would put integer-like keys first again.
+    const raw = await r.text();
+    const region = raw.slice(raw.indexOf('"top_logprobs":['), raw.indexOf('"text_offset"'));
+    const objects = [...region.matchAll(/\{((?:"(?:[^"\\]|\\.)*":-?[0-9.e+-]+,?)*)\}/g)];
+    expect(objects).toHaveLength(4);
+    for (const [, members] of objects) {
+      const values = [...members.matchAll(/"(?:[^"\\]|\\.)*":(-?[0-9.e+-]+)/g)].map((m) => Number(m[1]));
+      expect(values.length).toBeGreaterThanOrEqual(1);
+      expect(values).toEqual([...values].sort((x, y) => y - x));
+    }
+  });
+});
+
 describe('serve: log-probabilities of tokens that are part of a character', () => {
   it('bytes are the token\'s own; such tokens are named bytes:\\xNN and keep apart among the alternatives', () => {
     const tok = model.tokenizer!;
@@ -513,7 +541,7 @@ describe('serve: log-probabilities of tokens that are part of a character', () =
     const entry = chat.choices[0].logprobs.content[0];
     expect([entry.token, entry.bytes]).toEqual(['bytes:\\xc3', [0xc3]]);
     expect(entry.top_logprobs.map((t) => [t.token, t.bytes])).toEqual([['bytes:\\xc3', [0xc3]], ['bytes:\\xa9', [0xa9]], [tok.decode([65]), [tok.tokenBytes(65)[0]]]]);
-    const completion = new ResponseShaper('completion', 'm', tok, 3).complete([choice], usage) as { choices: { logprobs: { tokens: string[]; top_logprobs: Record<string, number>[] } }[] };
+    const completion = JSON.parse(responseJson(new ResponseShaper('completion', 'm', tok, 3).complete([choice], usage))) as { choices: { logprobs: { tokens: string[]; top_logprobs: Record<string, number>[] } }[] };
     expect(completion.choices[0].logprobs.tokens).toEqual(['bytes:\\xc3']);
     expect(Object.keys(completion.choices[0].logprobs.top_logprobs[0])).toHaveLength(3);
   });

@@ -16,7 +16,7 @@ import type { CacheFormat } from '../model/kv-cache.js';
 import { ApiError, badParam, toApiError } from './api-error.js';
 import { PrefixCache } from './prefix-cache.js';
 import { parseJson, parseRequest, type ParsedRequest, type RequestKind } from './requests.js';
-import { promptTokensOf, ResponseShaper, usageOf, type Choice } from './responses.js';
+import { promptTokensOf, ResponseShaper, responseJson, usageOf, type Choice } from './responses.js';
 import { Scheduler, type Job } from './scheduler.js';
 
 export interface ServerOptions {
@@ -184,12 +184,12 @@ export function createServer(model: Model, options: ServerOptions = {}): Server 
           }
           choices.push({ pieces, reason: reasonOf(i), echoed: echoed?.[promptOf(i)] });
         }
-        return c.json(shaper.complete(choices, usage()));
+        return c.body(responseJson(shaper.complete(choices, usage())), 200, { 'content-type': 'application/json' });
       }
       streaming = true;
       return streamSSE(c, async (sse) => {
         sse.onAbort(cancel);
-        const send = (x: object | null) => (x === null ? Promise.resolve() : sse.writeSSE({ data: JSON.stringify(x) }));
+        const send = (x: object | null) => (x === null ? Promise.resolve() : sse.writeSSE({ data: responseJson(x) }));
         try {
           for (let i = 0; i < count; i++) {
             await send(shaper.first(i, echoed?.[promptOf(i)]));

@@ -23,6 +23,26 @@ export interface Choice { pieces: GenerationPiece[]; reason: StopReason | null; 
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
+/** An object whose keys keep their order in responseJson, integer-like ones ("0") included. */
+class OrderedObject {
+  constructor(readonly entries: ReadonlyArray<readonly [string, unknown]>) {}
+  toJSON(): object { return Object.fromEntries(this.entries); }
+}
+
+/**
+ * A response as JSON text: JSON.stringify's, except that completions' top_logprobs list their
+ * alternatives most likely first even when a token's text is integer-like, which a JavaScript
+ * object would list first.
+ */
+export function responseJson(v: unknown): string {
+  const members = (entries: Iterable<readonly [string, unknown]>) =>
+    '{' + [...entries].filter(([, x]) => x !== undefined).map(([k, x]) => `${JSON.stringify(k)}:${responseJson(x)}`).join(',') + '}';
+  if (v instanceof OrderedObject) return members(v.entries);
+  if (Array.isArray(v)) return '[' + v.map((x) => (x === undefined ? 'null' : responseJson(x))).join(',') + ']';
+  if (v !== null && typeof v === 'object') return members(Object.entries(v));
+  return JSON.stringify(v) ?? 'null';
+}
+
 /** One response's id, time and model, and how its pieces read as text and log-probabilities. */
 export class ResponseShaper {
   readonly id: string;
@@ -118,9 +138,19 @@ export class ResponseShaper {
       tokens: pieces.map((p) => this.token(p.id)),
       // An echoed prompt's first token has no log-probability: nothing came before it.
       token_logprobs: pieces.map((p) => p.logprob ?? null),
-      top_logprobs: pieces.map((p) => (p.topLogprobs ? Object.fromEntries(p.topLogprobs.map((t) => [this.token(t.id), t.logprob])) : null)),
+      top_logprobs: pieces.map((p) => (p.topLogprobs ? this.alternatives(p.topLogprobs) : null)),
       text_offset,
     };
+  }
+
+  /** Token → logprob, most likely first; two tokens of the same text keep the likelier one. */
+  private alternatives(top: ReadonlyArray<{ id: number; logprob: number }>): OrderedObject {
+    const seen = new Map<string, number>();
+    for (const t of top) {
+      const name = this.token(t.id);
+      if (!seen.has(name)) seen.set(name, t.logprob);
+    }
+    return new OrderedObject([...seen]);
   }
 
   private chatLogprobs(pieces: GenerationPiece[]): object | null {
