@@ -366,7 +366,9 @@ async function chatCommand(flags: ModelFlags & SamplingFlags & { system?: string
       }
       process.stdout.write('\n');
       if (g && g.stats.generatedTokens > 0) process.stderr.write(`${speeds(g.stats)}\n`);
-      messages.push({ role: 'assistant', content: answer.trim() });
+      // As generated, not trimmed: the next turn's rendering then matches the cached tokens, and
+      // only the new message runs (a trimmed answer re-ran the whole answer every turn).
+      messages.push({ role: 'assistant', content: answer });
       save();
     }
   } finally {

@@ -392,6 +392,24 @@ describe('chat', () => {
     expect(readFileSync(file).equals(saved)).toBe(true);
   });
 
+  it('the answer is kept as generated: with a template that renders it as is, the next turn prefills only the new message', () => {
+    // The built-in template puts a space before the answer, which the model did not generate; this
+    // copy renders the answer as is, as ChatML-style templates do.
+    const dir = mkdtempSync(join(tmpdir(), 'mla-wasm-template-'));
+    for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json']) symlinkSync(join(mla, f), join(dir, f));
+    const config = JSON.parse(readFileSync(join(mla, 'tokenizer_config.json'), 'utf8'));
+    config.chat_template = config.chat_template.replace("{% elif m['role'] == 'assistant' %} {{", "{% elif m['role'] == 'assistant' %}{{");
+    expect(config.chat_template).toContain("'assistant' %}{{ m['content'] }}");
+    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+    const r = run(['chat', '--model', dir, '--temperature', '0', '--max-new-tokens', '20'], 'What is a computer?\nWhy?\n');
+    expect(r.code, r.stderr).toBe(0);
+    const prefills = [...r.stderr.matchAll(/prefill (\d+) tok/g)].map((m) => Number(m[1]));
+    // Turn two runs the first answer's last token (sampled, not yet fed), its end token and the
+    // new question: "Q: Why?\nA:" is 11 bytes.
+    expect(prefills).toHaveLength(2);
+    expect(prefills[1]).toBeLessThanOrEqual(13);
+  });
+
   it('a conversation longer than the 192-position context drops its oldest turns, says so on stderr, and goes on', () => {
     const questions = ['What is the meaning of life, the universe and everything?', 'Why is the sky blue on a sunny day?',
       'What did the computer say to the programmer?', 'Why do cats always land on their feet?', 'What is a limerick?'];
