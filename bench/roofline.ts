@@ -50,6 +50,7 @@ export function decodeBytesByFormat(c: ModelConfig, weights: Exclude<WeightsOpti
   const shapes = expectedTensors(c), base = weightPlan(weights), out = new Map<MatrixFormat, number>();
   const plan: WeightPlan = (names, role, cols) => {
     const format = base(names, role, cols);
+    if (format === 'mixed') throw new Error(`${weights} weights are never mixed`);
     const rows = role === 'embed' ? 1 : names.reduce((r, n) => r + shapes.get(n)![0], 0);
     out.set(format, (out.get(format) ?? 0) + matrixBytes(format, rows, cols));
     return format;
@@ -60,6 +61,7 @@ export function decodeBytesByFormat(c: ModelConfig, weights: Exclude<WeightsOpti
 
 export function decodeBytesFor(c: ModelConfig, S: number, weights: Exclude<WeightsOption, 'auto'>, cache: CacheFormat = 'f32'): { weights: number; cache: number } {
   const embed = formatChooser(weights)('embed', c.hidden, []);
+  if (embed === 'mixed') throw new Error('an embedding table is one tensor, never mixed');
   const table = c.tieEmbeddings ? 0 : matrixBytes(embed, c.vocabSize, c.hidden) - matrixBytes(embed, 1, c.hidden);
   return { weights: weightBytes(c, weightPlan(weights)) - table, cache: KvCache.bytes(c, S, cache) };
 }

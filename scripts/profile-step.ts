@@ -38,6 +38,7 @@ function label(e: OpEvent): [string, number, Entry['unit']] {
   switch (e.op) {
     case 'linear': {
       const { w, rows: T } = e.call;
+      if (w.format === 'mixed') throw new Error('a mixed matrix runs as its parts, each its own linear call');
       const key = `linear ${w.format} ${w.rows}×${w.cols}${w.panelCols < w.cols ? ` (${Math.ceil(w.cols / w.panelCols)} panels)` : ''}, ${T} row${T > 1 ? 's' : ''}`;
       return T > 1 ? [key, 2 * T * w.rows * w.cols, 'GFLOP/s'] : [key, matrixBytes(w.format, w.rows, w.cols), 'GB/s'];
     }

@@ -121,7 +121,7 @@ function requantize(bytes: Uint8Array, types: Record<string, number>): Uint8Arra
 const config = tinyMlaConfig({ hidden_size: 256, intermediate_size: 512, q_lora_rank: 256, vocab_size: 64 });
 /**
  * `low` (Q4_K or Q5_K) and Q6_K as a Q4_K_M / Q5_K_M file mixes them; layer 1's [q_a | kv_a] mixes
- * the two (kept f32); o_proj (48 columns) and kv_b stay F32.
+ * the two (kept as two parts, each in its own format); o_proj (48 columns) and kv_b stay F32.
  */
 const types = (low: number): Record<string, number> => ({
   'token_embd.weight': low, 'output.weight': Q6_K,
@@ -170,16 +170,18 @@ describe.each(MIXES)('GGUF K-quants kept as stored (%s build, %s and Q6_K)', (si
     const w = inside(auto).decoder.w, l0 = w.layers[0], l1 = w.layers[1];
     expect([w.embed.format, w.lmHead.format]).toEqual([fmt, 'q6k']);
     expect([l0.wIn.format, l0.wqB!.format, l0.wGateUp!.format, l0.wDown!.format]).toEqual([fmt, 'q6k', fmt, 'q6k']);
-    expect([l1.wIn.format, l1.wqB!.format, l1.wGateUp!.format, l1.wDown!.format, l1.wo.format]).toEqual(['f32', fmt, 'q6k', fmt, 'f32']);
+    expect([l1.wIn.format, l1.wqB!.format, l1.wGateUp!.format, l1.wDown!.format, l1.wo.format]).toEqual(['mixed', fmt, 'q6k', fmt, 'f32']);
+    const parts = l1.wIn.parts!;
+    expect(parts.map((p) => [p.format, p.rows, p.cols])).toEqual([[fmt, 256, 256], ['q6k', config.kv_lora_rank + config.qk_rope_head_dim, 256]]);
     expect(auto.weightBytes).toBeLessThan(f32.weightBytes / 3);
     // Bytes: f32's less each K-quant matrix's 4 bytes a weight, plus its super-blocks (Q5_K: 5.5 bits a weight).
-    const kept = [w.embed, w.lmHead, l0.wIn, l0.wqB!, l0.wGateUp!, l0.wDown!, l1.wqB!, l1.wGateUp!, l1.wDown!];
+    const kept = [w.embed, w.lmHead, l0.wIn, l0.wqB!, l0.wGateUp!, l0.wDown!, ...parts, l1.wqB!, l1.wGateUp!, l1.wDown!];
     const bits = { q4k: 4.5, q5k: 5.5, q6k: 6.5625 } as Record<string, number>;
     expect(auto.weightBytes).toBe(f32.weightBytes - kept.reduce((t, m) => t + m.rows * m.cols * (4 - bits[m.format] / 8), 0));
-    // memoryFor('auto') saves the same, but for each of the 14 matrices' alignment to 4 KiB (Q4_K's
+    // memoryFor('auto') saves the same, but for each of the 15 matrices' alignment to 4 KiB (Q4_K's
     // size in place of Q5_K's would be off by 62 KiB).
     const saved = f32.memoryFor('f32').weights - auto.memoryFor('auto').weights;
-    expect(Math.abs(saved - (f32.weightBytes - auto.weightBytes))).toBeLessThan(14 * 4096);
+    expect(Math.abs(saved - (f32.weightBytes - auto.weightBytes))).toBeLessThan(15 * 4096);
     const ids = randomIds(24, 5);
     // Decoded on the f32 load's tokens, so that every step's logits compare like for like.
     const want = run(f32, ids, 8), got = run(auto, ids, 8, want.tokens);

@@ -406,7 +406,7 @@ describe.skipIf(!!quantizeReason)('we load what llama.cpp\'s quantizer writes', 
  * ffn_down of some layers and the output matrix in Q6_K, and attn_k_b in llama.cpp's fallback for
  * rows that are no multiple of 256, Q5_0 or Q5_1 (read widened: kv_b_proj stays f32). Both sides
  * quantise the activations per 256 for the K-quant products (llama.cpp's Q8_K, our
- * quantize_q8k_act); fused q/k/v of mixed types we widen to f32.
+ * quantize_q8k_act); a fused q/k/v of mixed types is kept as parts, each tensor as stored.
  */
 const MLA_K = tinyMlaConfig({ vocab_size: 264, hidden_size: 256, intermediate_size: 512, q_lora_rank: 256, kv_lora_rank: 256,
   qk_nope_head_dim: 128, qk_rope_head_dim: 64, v_head_dim: 128, num_attention_heads: 2, num_key_value_heads: 2, bos_token_id: 256, eos_token_id: 257 });
@@ -424,7 +424,8 @@ describe.skipIf(!!quantizeReason).each(Object.keys(K_MODELS) as (keyof typeof K_
     await quantizeToFile(K_MODELS[model] as never, f32, { type: 'F32' });
     const r = spawnSync('python3', [fileURLToPath(new URL('./reference/llama-quantize.py', import.meta.url)), lib!, f32, file, String(ftype), 'mixed'], { encoding: 'utf8' });
     expect(r.status, r.stderr.slice(-2000)).toBe(0);
-    const types = new Set([...parseGguf(memoryFile(type, new Uint8Array(readFileSync(file)))).tensors.values()].map((t) => t.type));
+    const tensors = [...parseGguf(memoryFile(type, new Uint8Array(readFileSync(file)))).tensors.values()];
+    const types = new Set(tensors.map((t) => t.type));
     const fallback = model === 'MLA' ? [format === 'q4k' ? 'Q5_0' : 'Q5_1'] : [];
     expect([...types].sort()).toEqual(['F32', ...fallback, format === 'q4k' ? 'Q4_K' : 'Q5_K', 'Q6_K'].sort());
 
@@ -433,6 +434,9 @@ describe.skipIf(!!quantizeReason).each(Object.keys(K_MODELS) as (keyof typeof K_
     try {
       const w = (ours as unknown as { decoder: { w: { embed: { format: string }; layers: { wGateUp: { format: string } }[] } } }).decoder.w;
       expect([w.embed.format, w.layers[0].wGateUp.format]).toEqual([format, format]);
+      // Every tensor of the Llama kept as the file stores it, a layer's Q6_K attn_v too (as a part
+      // of its [q | k | v]): the file's bytes. (The MLA's kv_b_proj is read widened.)
+      if (model === 'Llama GQA') expect(ours.weightBytes).toBe(tensors.reduce((t, x) => t + x.bytes, 0));
       const ids = ours.tokenizer!.encode(PROMPT);
       const gap = await logProbGap(ours, theirs, ids);
       console.log(`llama.cpp's ${type} ${model}: largest |Δ log p| over the prompt ${gap.toExponential(2)}`);

@@ -12,7 +12,7 @@ import type { Kernels } from '../host/kernels.js';
 import { ARGS, ATTN_BLOCK_LATENT, GEMV_ROWS_BF16, GEMV_ROWS_F32, MATMUL_NN, MATMUL_NT, MATMUL_NT_BF16, MATMUL_NT_F16, MATMUL_NT_Q4,
   MATMUL_NT_Q4K, MATMUL_NT_Q5K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, QGEMM_Q4, QGEMM_Q8,
   VECMAT_BATCH } from '../host/protocol.js';
-import { isSuperBlockFormat, matrixBytes, SUPER_BLOCK_BYTES, type Matrix } from './weights.js';
+import { isSuperBlockFormat, matrixBytes, SUPER_BLOCK_BYTES, type Matrix, type MatrixFormat } from './weights.js';
 import { BLOCK, FINISH, INIT, LATENT_CODES, type AttentionCall, type LatentCall, type LatentFormat, type LinearCall, type MatmulCall,
   type OpEvent, type RmsNormCall, type RopeCall, type RopeTableCall, type SwigluCall } from './op-calls.js';
 import { ACT_RECORD, MAX_SEGMENTS, MIN_SEGMENT, segmentBytes } from './op-scratch.js';
@@ -147,6 +147,7 @@ export class Ops {
       case 'q4k': k.embed_q4k(table.ptr, dim, ids, count, out); break;
       case 'q5k': k.embed_q5k(table.ptr, dim, ids, count, out); break;
       case 'q6k': k.embed_q6k(table.ptr, dim, ids, count, out); break;
+      case 'mixed': throw new Error('Ops.embed: an embedding table is one tensor, never mixed');
     }
     if (this.observer) this.done({ op: 'embed', ms: performance.now() - t0 });
   }
@@ -250,9 +251,20 @@ export class Ops {
    * to the earlier ones', in order, by the thread that owns the columns.
    */
   linear(c: LinearCall): void {
-    const t0 = this.start();
     const w = c.w;
-    if (w.format !== 'f32') this.narrowLinear(c);
+    if (w.parts) {
+      // Each part's rows of y from its own product.
+      let row = 0;
+      for (const part of w.parts) {
+        this.linear({ ...c, w: part, y: { ptr: c.y.ptr + row * F, stride: c.y.stride } });
+        row += part.rows;
+      }
+      return;
+    }
+    const t0 = this.start();
+    const format = w.format;
+    if (format === 'mixed') throw new Error('Ops.linear: a mixed matrix without its parts');
+    if (format !== 'f32') this.narrowLinear(c, format);
     else this.product(true, c.x.ptr, c.x.stride, w.ptr, w.cols, w.panelCols, c.y.ptr, c.y.stride, c.rows, w.cols, w.rows, 1, 0, 0, 0);
     if (this.observer) this.done({ op: 'linear', ms: performance.now() - t0, call: c });
   }
@@ -264,13 +276,13 @@ export class Ops {
    * packing into its own scratch); below that, matmul_nt_q8 / q4 lay their activations out there. Split by rows of W, in runs of NARROW_ROWS (and of whole qgemm
    * panels); each output is computed the same way whichever chunk holds it.
    */
-  private narrowLinear(c: LinearCall): void {
+  private narrowLinear(c: LinearCall, format: Exclude<MatrixFormat, 'f32'>): void {
     const w = c.w, k = w.cols, n = w.rows, m = c.rows;
     if (m <= 0 || n <= 0) return;
-    const quant = w.format === 'q8' || w.format === 'q4';
-    const superBlocks = isSuperBlockFormat(w.format);
-    const codeBytes = w.format === 'q8' ? k : w.format === 'q4' ? k / 2
-      : superBlocks ? (k / 256) * SUPER_BLOCK_BYTES[w.format as 'q4k'] : 2 * k;
+    const quant = format === 'q8' || format === 'q4';
+    const superBlocks = isSuperBlockFormat(format);
+    const codeBytes = format === 'q8' ? k : format === 'q4' ? k / 2
+      : superBlocks ? (k / 256) * SUPER_BLOCK_BYTES[format as 'q4k'] : 2 * k;
     const scaleBytes = k / 8; // one f32 per 32 weights
     const records = (k / 256) * ACT_RECORD;
     if (superBlocks) {
@@ -283,16 +295,16 @@ export class Ops {
     }
     // One row: matvec (inside matmul_nt_*); bf16 with 2 to rowsMax: the multi-row GEMV, which also
     // streams W once; q8 / q4 with more rows, and a pack scratch that holds a panel: the packed GEMM.
-    const rowsKernel = w.format === 'bf16' && m >= 2 && m <= this.rowsMax;
+    const rowsKernel = format === 'bf16' && m >= 2 && m <= this.rowsMax;
     const packed = !rowsKernel && quant && m >= this.gemmRows && this.k.qgemm_pack_bytes(k) <= this.packBytes;
     const gemv = m === 1 || rowsKernel;
     const ns = m * k * n / (gemv ? GEMV_RATE : packed ? GEMM_RATE : NARROW_GEMM_RATE);
     const unit = packed ? lcm(NARROW_ROWS, this.k.qgemm_split_cols()) : NARROW_ROWS;
     const units = Math.ceil(n / unit);
-    const chunks = this.chunks(ns, units, 1, gemv ? matrixBytes(w.format, n, k) : 0);
+    const chunks = this.chunks(ns, units, 1, gemv ? matrixBytes(format, n, k) : 0);
     const out = this.tasks(chunks), D = out.args;
-    const fn = rowsKernel ? GEMV_ROWS_BF16 : packed ? (w.format === 'q8' ? QGEMM_Q8 : QGEMM_Q4)
-      : { bf16: MATMUL_NT_BF16, f16: MATMUL_NT_F16, q8: MATMUL_NT_Q8, q4: MATMUL_NT_Q4, q4k: MATMUL_NT_Q4K, q5k: MATMUL_NT_Q5K, q6k: MATMUL_NT_Q6K }[w.format as 'bf16'];
+    const fn = rowsKernel ? GEMV_ROWS_BF16 : packed ? (format === 'q8' ? QGEMM_Q8 : QGEMM_Q4)
+      : { bf16: MATMUL_NT_BF16, f16: MATMUL_NT_F16, q8: MATMUL_NT_Q8, q4: MATMUL_NT_Q4, q4k: MATMUL_NT_Q4K, q5k: MATMUL_NT_Q5K, q6k: MATMUL_NT_Q6K }[format as 'bf16'];
     for (let s = 0; s < chunks; s++) {
       if (chunks > 1) this.pool!.chunk();
       const n0 = unit * Math.floor(units * s / chunks), n1 = Math.min(n, unit * Math.floor(units * (s + 1) / chunks));

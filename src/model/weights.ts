@@ -4,7 +4,8 @@
 //   MLA:   [q_a_proj | kv_a_proj_with_mqa]  (or [q_proj | kv_a_proj_with_mqa])
 //   Llama: [q_proj | k_proj | v_proj]
 //   MLP:   [gate_proj | up_proj]
-// Matrices wider than PANEL_COLS are stored in column panels (see Matrix).
+// Matrices wider than PANEL_COLS are stored in column panels (see Matrix). Tensors a file stores
+// in types with no common narrow form stay apart, each in its own format (MatrixChoice 'mixed').
 import type { ModelConfig } from '../formats/config.js';
 import { MlaError, showValue } from '../errors.js';
 import type { Heap } from '../host/heap.js';
@@ -31,9 +32,11 @@ export interface Matrix {
   cols: number;
   panelCols: number;
   /** How the weights are stored (MatrixFormat); narrow formats are one panel (panelCols = cols). */
-  format: MatrixFormat;
+  format: MatrixChoice;
   /** q8 / q4: byte offset of the scales, f32 [rows, cols/32]; 0 otherwise. */
   scales: number;
+  /** 'mixed' only: the matrices its tensors are kept as, each in its own format, rows in order. */
+  parts?: readonly Matrix[];
 }
 
 /**
@@ -43,6 +46,13 @@ export interface Matrix {
  */
 export type MatrixFormat = 'f32' | 'bf16' | 'f16' | 'q8' | 'q4' | 'q4k' | 'q5k' | 'q6k';
 
+/**
+ * What a plan picks for a matrix: one format, or 'mixed' for a fused matrix whose tensors a file
+ * stores in types with no common narrow form (a Q4_K_M file's [q | k | v] with a Q6_K v): each
+ * tensor is then kept in its own format, as one of the matrix's `parts`.
+ */
+export type MatrixChoice = MatrixFormat | 'mixed';
+
 /** What loadModel's `weights` option asks for; 'auto' keeps each tensor as its file stores it. */
 export type WeightsOption = 'auto' | 'f32' | 'bf16' | 'int8' | 'int4';
 export const WEIGHTS_OPTIONS: readonly WeightsOption[] = ['auto', 'f32', 'bf16', 'int8', 'int4'];
@@ -51,7 +61,7 @@ export const WEIGHTS_OPTIONS: readonly WeightsOption[] = ['auto', 'f32', 'bf16',
 export type MatrixRole = 'embed' | 'lmHead' | 'router' | 'kvB' | 'linear';
 
 /** The format each matrix gets: `stored` lists its tensors' types in the file (absent: F32). */
-export type FormatChooser = (role: MatrixRole, cols: number, stored: readonly (StoredType | SuperBlockType | undefined)[]) => MatrixFormat;
+export type FormatChooser = (role: MatrixRole, cols: number, stored: readonly (StoredType | SuperBlockType | undefined)[]) => MatrixChoice;
 
 /** Bytes of one super-block (256 values) of Q4_K, Q5_K and Q6_K. */
 export const SUPER_BLOCK_BYTES = { q4k: 144, q5k: 176, q6k: 210 } as const;
@@ -90,17 +100,25 @@ export function formatChooser(option: WeightsOption): FormatChooser {
       if (cols % 32 !== 0) return 'f16';
       return option === 'int8' || role === 'lmHead' ? 'q8' : 'q4';
     }
-    // auto: as stored, when every part of the matrix is stored alike (Q4_0 widens exactly to q8).
-    // A matrix fused of Q4_K (or Q5_K) and Q6_K parts (Q4_K_M / Q5_K_M files mix them) has no narrow form: f32.
-    for (const type of ['Q4_K', 'Q5_K', 'Q6_K'] as const) {
-      if (cols % 256 === 0 && stored.every((t) => t === type)) return SUPER_BLOCK_FORMAT[type];
-    }
-    if (stored.every((t) => t === 'F16')) return 'f16';
-    if (stored.every((t) => t === 'BF16')) return 'bf16';
-    if (cols % 32 === 0 && stored.every((t) => t === 'Q4_0')) return 'q4';
-    if (cols % 32 === 0 && stored.every((t) => t === 'Q8_0' || t === 'Q4_0')) return 'q8';
-    return 'f32';
+    // auto: as stored. Fused tensors stored alike stay one matrix (Q4_0 beside Q8_0 widens exactly
+    // to q8); stored unalike, each keeps its own form as a part ('mixed'), unless all are f32.
+    const forms = stored.map((t) => keptForm(t, cols));
+    if (forms.every((f) => f === forms[0])) return forms[0];
+    if (forms.every((f) => f === 'q8' || f === 'q4')) return 'q8';
+    return forms.some((f) => f !== 'f32') ? 'mixed' : 'f32';
   };
+}
+
+/** The form a tensor stored as `type`, in rows of `cols`, keeps under weights 'auto'. */
+function keptForm(type: StoredType | SuperBlockType | undefined, cols: number): MatrixFormat {
+  switch (type) {
+    case 'Q4_K': case 'Q5_K': case 'Q6_K': return cols % 256 === 0 ? SUPER_BLOCK_FORMAT[type] : 'f32';
+    case 'Q8_0': return cols % 32 === 0 ? 'q8' : 'f32';
+    case 'Q4_0': return cols % 32 === 0 ? 'q4' : 'f32';
+    case 'F16': return 'f16';
+    case 'BF16': return 'bf16';
+    default: return 'f32';
+  }
 }
 
 /** Checks a `weights` option: BAD_INPUT naming the choices. */
@@ -290,7 +308,7 @@ function groupHeadRows(w: Float32Array, heads: number, dn: number, dv: number, d
 }
 
 /** Picks each matrix's format from its tensors' names (placed side by side), role and row length. */
-export type WeightPlan = (names: readonly string[], role: MatrixRole, cols: number) => MatrixFormat;
+export type WeightPlan = (names: readonly string[], role: MatrixRole, cols: number) => MatrixChoice;
 
 /** The plan for a `weights` option (default 'auto') over a checkpoint's stored types (none: all F32). */
 export function weightPlan(option: WeightsOption = 'auto', src?: TensorSource): WeightPlan {
@@ -303,7 +321,7 @@ export function weightPlan(option: WeightsOption = 'auto', src?: TensorSource): 
  * stored types it reads) and returns a plan that replays the choices made so far.
  */
 export function recordedPlan(plan: WeightPlan): { plan: WeightPlan; settle(): WeightPlan } {
-  const chosen = new Map<string, MatrixFormat>();
+  const chosen = new Map<string, MatrixChoice>();
   const key = (names: readonly string[]) => names.join('\n');
   let source: WeightPlan | null = plan;
   return {
@@ -356,9 +374,11 @@ function tensorSums(c: ModelConfig, plan: WeightPlan): { numbers: number; bytes:
   t.bytes = t.vectorBytes;
   // e_score_correction_bias is read into the host, not placed.
   for (const [name, shape] of shapes) if (name.endsWith('.e_score_correction_bias')) t.vectorBytes -= count(shape) * 4;
-  const matrix = (m: MatrixGroup) => {
+  const matrix = (m: MatrixGroup): void => {
     const cols = shapes.get(m.names[0])![1], rows = m.names.reduce((r, n) => r + shapes.get(n)![0], 0);
-    const bytes = matrixBytes(plan(m.names, m.role, cols), rows, cols);
+    const choice = plan(m.names, m.role, cols);
+    if (choice === 'mixed') return m.names.forEach((name) => matrix({ ...m, names: [name] }));
+    const bytes = matrixBytes(choice, rows, cols);
     t.bytes += bytes;
     t.matrixBytes += alignUp(bytes, MATRIX_ALIGN);
   };
@@ -523,6 +543,10 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
       const cols = shapes.get(names[0])![1];
       const rows = names.reduce((r, name) => r + shapes.get(name)![0], 0);
       const format = plan(names, role, cols);
+      if (format === 'mixed') {
+        const parts = names.map((name) => placeMatrix(role, panels, name));
+        return { ptr: parts[0].ptr, rows, cols, panelCols: cols, format, scales: 0, parts };
+      }
       const ptr = nextMatrix;
       let r0 = 0;
       for (const name of names) {
