@@ -2,7 +2,7 @@
 // host-owned memory, sizes, scalars). Kernels know nothing about models.
 export { build_is_relaxed } from "./simd";
 export { matmul_nt, matmul_nn, matmul_pack_bytes, matvec, vecmat, matvec_batch, vecmat_batch,
-  matmul_gemm_min_rows, matmul_split_cols, vec_l1_floats } from "./matmul";
+  matmul_gemm_min_rows, matmul_split_cols, vec_l1_floats, matmul_nt_kq, matmul_kq_pack_bytes } from "./matmul";
 export { probe_peak, probe_peak_chains, probe_read, probe_read_pairs, probe_read_block, probe_matvec } from "./probe";
 export { rmsnorm } from "./norm";
 export { rope_table, rope_apply } from "./rope";

@@ -30,6 +30,8 @@
 // values (products ≤ 63·127, pairs summed in i16).
 // Rows are taken two at a time (see product for which two), sharing the activations' loads; a
 // row's arithmetic is the same alone or in a pair, so splits by rows are bit-identical.
+// Prefill with many activation rows does not come here: matmul.ts's matmul_nt_kq widens panels of
+// super-blocks to f32 once (dequantizeBlock) and runs the packed f32 GEMM on f32 activations.
 import { madd, hsum, NIBBLES8 } from "./simd";
 import { roundAway, PAIR_BYTES, PAIR_MIN_BYTES } from "./quant";
 
@@ -243,6 +245,17 @@ const HIGH_PAIRS8: usize = memory.data<u8>([48, 48, 48, 48, 48, 48, 48, 48, 48, 
   return fmt == Q4K ? Q4K_BYTES : fmt == Q5K ? Q5K_BYTES : Q6K_BYTES;
 }
 
+/** Bytes of a super-block of K-quant `fmt` (Q4K 0, Q6K 1, Q5K 2, as matmul_nt_kq takes them). */
+export function kquantBlockBytes(fmt: i32): usize {
+  return blockBytes(fmt);
+}
+
+/** 256 f32 at out = the `fmt` super-block at `block`, as ggml dequantises it (for matmul.ts's K-quant GEMM). */
+export function dequantizeBlock(fmt: i32, block: usize, out: usize): void {
+  if (fmt == Q6K) dequantize_q6k(block, out, 1);
+  else dequantizeMinK(fmt == Q5K, block, out, 1);
+}
+
 /** Rows j and j + far of W (far 0: row j alone) against activation row i: one call of the format's dot. */
 // @ts-ignore: decorator
 @inline function rowDot(fmt: i32, far: usize, aq: usize, ar: usize, w: usize, rowBytes: usize, c: usize, cStride: usize,
@@ -328,25 +341,39 @@ export function quantize_q8k_act(x: usize, k: i32, xq: usize, xr: usize): void {
 
 /**
  * out[256·nsb] f32 = a Q4_K (five false) or Q5_K row of nsb blocks at w, as ggml's
- * dequantize_row_q4_K / _q5_K (each value rounds once); Q5_K's fifth bit of sub-block j is bit j of qh[l].
+ * dequantize_row_q4_K / _q5_K: d1·q − m1, a product and a difference each rounded to f32 as ggml
+ * rounds them (no fused multiply-add). Q5_K's fifth bit of sub-block j is bit j of qh[l].
  */
 function dequantizeMinK(five: bool, w: usize, out: usize, nsb: i32): void {
+  const m4 = v128.load(NIBBLES8), one = i8x16.splat(1);
   for (let sb = 0; sb < nsb; sb++) {
     const d = half(w), dmin = half(w + 2), scales = sixBits(w + 4, false), mins = sixBits(w + 4, true);
+    const h0 = five ? v128.load(w + 16) : m4, h1 = five ? v128.load(w + 32) : m4;
     for (let j = 0; j < 8; j++) {
       const at = <u64>(j << 3);
-      const d1 = d * <f32>(<u32>(scales >> at) & 0xFF), m1 = dmin * <f32>(<u32>(mins >> at) & 0xFF);
+      const d1 = f32x4.splat(d * <f32>(<u32>(scales >> at) & 0xFF)), m1 = f32x4.splat(dmin * <f32>(<u32>(mins >> at) & 0xFF));
       const q = w + (five ? 48 : 16) + <usize>((j >> 1) << 5), shift = <u32>((j & 1) << 2);
-      for (let l = 0; l < 32; l++) {
-        const ul = <usize>l;
-        let code = (<u32>load<u8>(q + ul) >> shift) & 15;
-        if (five) code |= ((<u32>load<u8>(w + 16 + ul) >> <u32>j) & 1) << 4;
-        store<f32>(out + ul * 4, d1 * <f32>code - m1);
+      let c0 = v128.and(i16x8.shr_u(v128.load(q), shift), m4), c1 = v128.and(i16x8.shr_u(v128.load(q, 16), shift), m4);
+      if (five) {
+        c0 = v128.or(c0, i16x8.shl(v128.and(i16x8.shr_u(h0, <u32>j), one), 4));
+        c1 = v128.or(c1, i16x8.shl(v128.and(i16x8.shr_u(h1, <u32>j), one), 4));
       }
+      storeCodes(out, c0, d1, m1);
+      storeCodes(out + 64, c1, d1, m1);
       out += 128;
     }
     w += five ? Q5K_BYTES : Q4K_BYTES;
   }
+}
+
+/** 16 codes (bytes, < 128) at out as f32: s·c − m, rounded as two f32 operations. */
+// @ts-ignore: decorator
+@inline function storeCodes(out: usize, c: v128, s: v128, m: v128): void {
+  const lo = i16x8.extend_low_i8x16_s(c), hi = i16x8.extend_high_i8x16_s(c);
+  v128.store(out, f32x4.sub(f32x4.mul(s, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo))), m));
+  v128.store(out, f32x4.sub(f32x4.mul(s, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo))), m), 16);
+  v128.store(out, f32x4.sub(f32x4.mul(s, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi))), m), 32);
+  v128.store(out, f32x4.sub(f32x4.mul(s, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi))), m), 48);
 }
 
 /** out[256·nsb] f32 = a Q4_K row of nsb blocks at w, as ggml's dequantize_row_q4_K (each value rounds once). */
@@ -359,8 +386,9 @@ export function dequantize_q5k(w: usize, out: usize, nsb: i32): void {
   dequantizeMinK(true, w, out, nsb);
 }
 
-/** out[256·nsb] f32 = a Q6_K row of nsb blocks at w, as ggml's dequantize_row_q6_K. */
+/** out[256·nsb] f32 = a Q6_K row of nsb blocks at w, as ggml's dequantize_row_q6_K ((d·sc)·(q − 32)). */
 export function dequantize_q6k(w: usize, out: usize, nsb: i32): void {
+  const m4 = v128.load(NIBBLES8), three = i8x16.splat(3), bias = i8x16.splat(32), zero = f32x4.splat(0);
   for (let sb = 0; sb < nsb; sb++) {
     const d = half(w + 208);
     for (let h = 0; h < 2; h++) {
@@ -368,11 +396,12 @@ export function dequantize_q6k(w: usize, out: usize, nsb: i32): void {
       for (let g = 0; g < 4; g++) {
         const ql = w + uh * 64 + <usize>((g & 1) << 5), qh = w + 128 + uh * 32;
         const lshift = <u32>((g >> 1) << 2), hshift = <u32>(2 * g);
-        for (let l = 0; l < 32; l++) {
-          const ul = <usize>l;
-          const q = <i32>(((<u32>load<u8>(ql + ul) >> lshift) & 15) | (((<u32>load<u8>(qh + ul) >> hshift) & 3) << 4)) - 32;
-          const s = d * <f32>load<i8>(w + 192 + uh * 8 + <usize>(2 * g + (l >> 4)));
-          store<f32>(out + ul * 4, s * <f32>q);
+        for (let half16: usize = 0; half16 < 32; half16 += 16) {
+          const low = v128.and(i16x8.shr_u(v128.load(ql + half16), lshift), m4);
+          const high = v128.and(i16x8.shr_u(v128.load(qh + half16), hshift), three);
+          const q = i8x16.sub(v128.or(low, i16x8.shl(high, 4)), bias);
+          const s = f32x4.splat(d * <f32>load<i8>(w + 192 + uh * 8 + <usize>(2 * g) + (half16 >> 4)));
+          storeCodes(out + half16 * 4, q, s, zero);
         }
         out += 128;
       }

@@ -1,7 +1,8 @@
 // Same-run A/B of two checkouts of this repository: prefill of 512 tokens and decode steps at 512
 // of context, through each checkout's public API (its built dist/index.js).
 //
-//   node bench/compare-checkouts.mjs <checkout A> <checkout B> [--rounds 6] [--threads 1] [--out file.json]
+//   node bench/compare-checkouts.mjs <checkout A> <checkout B> [--rounds 6] [--threads 1] [--simd relaxed]
+//     [--model FILE] [--out file.json]
 //
 // The machine is shared, so the two are interleaved as tightly as they can be: each round is a
 // fresh process that loads both checkouts' models side by side and alternates them call by call
@@ -9,7 +10,8 @@
 // checkout loads first. A burst of someone else's work then lands on both sides alike, and the
 // ratio B/A of neighbouring calls keeps its meaning while the machine's speed drifts.
 //
-// The model is built in memory, so both read exactly the same weights: DeepSeek-V2-Lite attention
+// `--model FILE` (a GGUF file or model folder) times that model instead. By default the model is
+// built in memory, so both read exactly the same weights: DeepSeek-V2-Lite attention
 // dims (hidden 2048, 16 heads, kv_lora_rank 512, rope 64, nope 128, v 128, no query compression),
 // 2 dense layers with MLP 1408, vocab 1024: the "V2-Lite dims" model of the llama rows.
 import { spawnSync } from 'node:child_process';
@@ -24,6 +26,8 @@ const PREFILLS = 4, WARM_STEPS = 16, DECODE_STEPS = 64;
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : dflt; };
 const threads = Number(opt('--threads', '1'));
+const simd = opt('--simd', 'relaxed');
+const modelFile = opt('--model', '') && path.resolve(opt('--model', ''));
 
 const CONFIG = {
   architectures: ['DeepseekV2ForCausalLM'], model_type: 'deepseek_v2', vocab_size: 1024, hidden_size: 2048,
@@ -72,10 +76,10 @@ const stats = (xs) => ({ min: Math.min(...xs), median: median(xs), max: Math.max
 /** One side: a checkout's model, a session, and its timings. */
 async function side(checkout, weights) {
   const { loadModel } = await import(pathToFileURL(path.join(checkout, 'dist/index.js')).href);
-  const model = await loadModel({ config: CONFIG, tensors: weights }, { simd: 'relaxed', threads });
+  const model = await loadModel(modelFile || { config: CONFIG, tensors: weights }, { simd, threads });
   if (model.threads !== threads) throw new Error(`${checkout}: ${threads} threads asked, ${model.threads} available`);
   const session = model.createSession({ contextLength: CONTEXT + WARM_STEPS + DECODE_STEPS + 1 });
-  return { model, session, out: new Float32Array(CONFIG.vocab_size), prefillMs: [], decodeMs: [] };
+  return { model, session, out: new Float32Array(model.config.vocabSize), prefillMs: [], decodeMs: [] };
 }
 
 /** Time f() for this side, into list. */
@@ -86,12 +90,13 @@ function timed(list, f) {
 }
 
 async function child(dirs, firstIsA) {
-  const weights = tensors();
+  const weights = modelFile ? null : tensors();
   const order = firstIsA ? [0, 1] : [1, 0];
   const sides = [];
   for (const i of order) sides[i] = await side(dirs[i], weights);
+  const vocab = sides[0].model.config.vocabSize;
   let s = 7;
-  const prompt = Array.from({ length: CONTEXT }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s % CONFIG.vocab_size; });
+  const prompt = Array.from({ length: CONTEXT }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s % vocab; });
   // Alternate the order of every pair of calls: A B, B A, A B, …
   const inTurn = (k, f) => { for (const i of k % 2 ? [1, 0] : [0, 1]) f(sides[i]); };
   for (let k = 0; k <= PREFILLS; k++) {
@@ -102,7 +107,7 @@ async function child(dirs, firstIsA) {
     });
   }
   inTurn(0, (x) => { for (let i = 0; i < WARM_STEPS; i++) x.session.step(i, { out: x.out }); x.session.truncate(CONTEXT); });
-  for (let k = 0; k < DECODE_STEPS; k++) inTurn(k, (x) => timed(x.decodeMs, () => x.session.step((k * 31) % CONFIG.vocab_size, { out: x.out })));
+  for (let k = 0; k < DECODE_STEPS; k++) inTurn(k, (x) => timed(x.decodeMs, () => x.session.step((k * 31) % vocab, { out: x.out })));
   const [a, b] = sides;
   const sameLogits = a.out.every((v, i) => v === b.out[i]);
   const ratios = (k) => a[k].map((t, i) => b[k][i] / t);
@@ -124,7 +129,8 @@ async function parent() {
   const loadBefore = os.loadavg()[0];
   const runs = [];
   for (let r = 0; r < rounds; r++) {
-    const args = ['--experimental-wasm-relaxed-simd', self, '--child', ...dirs, '--threads', String(threads), ...(r % 2 ? ['--b-first'] : [])];
+    const args = ['--experimental-wasm-relaxed-simd', self, '--child', ...dirs, '--threads', String(threads), '--simd', simd,
+      ...(modelFile ? ['--model', modelFile] : []), ...(r % 2 ? ['--b-first'] : [])];
     const p = spawnSync(process.execPath, args, { encoding: 'utf8' });
     const line = p.stdout.split('\n').find((l) => l.startsWith('{'));
     if (p.status !== 0 || !line) throw new Error(`round ${r + 1} failed: ${p.stderr.trim().split('\n').slice(-3).join(' / ')}`);
@@ -135,7 +141,7 @@ async function parent() {
   }
   const over = (get) => stats(runs.map(get));
   const summary = {
-    A: dirs[0], B: dirs[1], threads, rounds, context: CONTEXT, prefillsTimed: PREFILLS, decodeSteps: DECODE_STEPS, config: CONFIG,
+    A: dirs[0], B: dirs[1], threads, simd, rounds, context: CONTEXT, prefillsTimed: PREFILLS, decodeSteps: DECODE_STEPS, ...(modelFile ? { model: modelFile } : { config: CONFIG }),
     loadAverage: { before: +loadBefore.toFixed(2), during: over((x) => x.loadAverage) },
     sameLogits: runs.every((x) => x.sameLogits),
     prefillMs: { A: over((x) => x.A.prefillMs), B: over((x) => x.B.prefillMs), ratioBoverA: over((x) => x.prefillRatio) },

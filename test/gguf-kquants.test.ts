@@ -2,7 +2,8 @@
 // Q5_K_M), loaded with weights 'auto': the K-quant matrices stay in their super-blocks (q4k / q5k /
 // q6k, read by assembly/kquants.ts)
 // and give the logits of the same file widened exactly to f32 (weights 'f32'), but for the
-// activations' int8 rounding per 256; the same greedy tokens; the same bits on 1 and 2 threads.
+// activations' int8 rounding per 256; the same greedy tokens; the same bits on 1 and 2 threads,
+// with the prefill's products per row or as the widened-panel GEMM (matmul_nt_kq).
 // The file is written by our writer in F32, then the chosen tensors are quantised in place by a
 // test-only Q4_K / Q5_K / Q6_K quantiser (plain rules, not llama.cpp's search: any valid blocks do, since
 // both loads read the same ones).
@@ -221,6 +222,13 @@ describe.each(MIXES)('GGUF K-quants kept as stored (%s build, %s and Q6_K)', (si
     inside(two).decoder.ops.minChunkNs = 0;
     const a = run(one, ids, 4), b = run(two, ids, 4);
     a.logits.forEach((y, i) => expect(Array.from(b.logits[i]), `logits ${i}`).toEqual(Array.from(y)));
+    // The prefill's products as matmul_nt_kq (which 20 rows do not reach by default): the same
+    // bits on both, and no longer the per-row kernels' (f32 activations, not Q8_K).
+    for (const m of [one, two]) inside(m).decoder.ops.kqGemmRows = 2;
+    const c = run(one, ids, 4), d = run(two, ids, 4);
+    c.logits.forEach((y, i) => expect(Array.from(d.logits[i]), `widened logits ${i}`).toEqual(Array.from(y)));
+    expect(Array.from(c.logits[0])).not.toEqual(Array.from(a.logits[0]));
+    expect(relativeError(c.logits[0], a.logits[0])).toBeLessThan(BOUND);
     one.dispose();
     two.dispose();
   });
