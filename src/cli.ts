@@ -79,7 +79,7 @@ function modelOptions(cmd: Command, required: boolean): Command {
   return cmd.addOption(model)
     .addOption(new Option('--simd <build>', 'kernel build').choices(['auto', 'simd', 'relaxed']).default('auto'))
     .option('--threads <n>', 'kernel threads (default: the cores, at most 4, or 1 for a model under 48 MiB; 1 = no worker threads; more than the cores warns)', integer(1))
-    .addOption(new Option('--weights <format>', 'weights in memory: auto keeps the file\'s types (f32, f16, bf16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K); the others convert at load')
+    .addOption(new Option('--weights <format>', 'weights in memory: auto keeps the file\'s types (f32, f16, bf16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; Q3_K, IQ4 and Q5_0 repacked exactly); the others convert at load')
       .choices(['auto', 'f32', 'bf16', 'int8', 'int4']).default('auto'))
     .addOption(new Option('--cache <format>', 'KV cache format: bf16, int8 and int4 narrow an MLA model\'s latent rows').choices([...CACHE_FORMATS]).default('f32'));
 }

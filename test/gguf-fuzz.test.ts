@@ -14,7 +14,7 @@ import { writeGguf } from '../src/formats/gguf-write.js';
 import { openSource, type ByteFile } from '../src/formats/source.js';
 import { Heap } from '../src/host/heap.js';
 import { checkMemory, memoryNeed } from '../src/model/memory.js';
-import { checkTensors, placeWeights } from '../src/model/weights.js';
+import { checkTensors, placeWeights, weightPlan } from '../src/model/weights.js';
 import { kernelsFor } from './helpers.js';
 import { longRopeScaling, makeRandomCheckpoint, tinyLlamaConfig, tinyMiniCpm3Config, tinyMlaMoeV2Config, tinyPhi3Config, tinyQwen2Config } from './reference/model.js';
 
@@ -89,14 +89,17 @@ async function loadWithoutKernels(bytes: Uint8Array): Promise<void> {
   const config = parseConfig(src.config);
   checkMemory(config, KERNELS);
   checkTensors(config, src.tensors);
-  const need = memoryNeed(config, KERNELS);
-  heap.reset();
-  try {
-    placeWeights(config, src.tensors, heap);
-    expect(heap.allocated).toBe(need.weights);
-  } finally {
-    if (heap.allocated > need.weights) throw new Error(`allocated ${heap.allocated} bytes, the stated need is ${need.weights}`);
+  // All f32 (every type decoded), then as the file stores it (blocks copied or repacked).
+  for (const plan of [weightPlan('f32'), weightPlan('auto', src.tensors)]) {
+    const need = memoryNeed(config, KERNELS, { plan });
     heap.reset();
+    try {
+      placeWeights(config, src.tensors, heap, undefined, plan);
+      expect(heap.allocated).toBe(need.weights);
+    } finally {
+      if (heap.allocated > need.weights) throw new Error(`allocated ${heap.allocated} bytes, the stated need is ${need.weights}`);
+      heap.reset();
+    }
   }
 }
 
@@ -111,6 +114,29 @@ async function fixture(config: Record<string, unknown>, type: 'Q8_0' | 'Q4_0'): 
   const src = await openSource({ config, tensors: makeRandomCheckpoint(config, 3) });
   return writeGguf(parseConfig(src.config), src.tensors, tokenizer, { type });
 }
+/**
+ * `bytes` (a Q4_0 GGUF) with its Q4_0 tensors retyped in place: rows a multiple of 256 wide
+ * alternately Q3_K and IQ4_XS (110 and 136 bytes per 256, within Q4_0's 144), the others IQ4_NL
+ * (Q4_0's size); each block's f16 scale set finite, so that the file loads before it is fuzzed.
+ */
+function retyped(bytes: Uint8Array): Uint8Array {
+  const out = bytes.slice(), view = new DataView(out.buffer);
+  let k = 0;
+  for (const t of parseGguf(guarded(out)).tensors.values()) {
+    if (t.type !== 'Q4_0') continue;
+    const key = new TextEncoder().encode(t.name);
+    let at = -1;
+    for (let i = 0; i < out.length && at < 0; i++) {
+      if (view.getUint32(i, true) === key.length && view.getUint32(i + 4, true) === 0 && out.subarray(i + 8, i + 8 + key.length).every((b, j) => b === key[j])) at = i;
+    }
+    const typeAt = at + 8 + key.length + 4 + 8 * t.ne.length;
+    const [id, size, dAt] = t.ne[0] % 256 ? [20, 18, 0] : k++ % 2 ? [23, 136, 0] : [11, 110, 108];
+    view.setUint32(typeAt, id, true);
+    const n = t.ne.reduce((a, b) => a * b, 1);
+    for (let b = 0; b < n / (id === 20 ? 32 : 256); b++) view.setUint16(t.begin + b * size + dAt, 0x2c00 + (b % 512), true);
+  }
+  return out;
+}
 const FILES = [
   await fixture(tinyMlaMoeV2Config({ vocab_size: 264, num_hidden_layers: 2, max_position_embeddings: 16, kv_lora_rank: 32, qk_nope_head_dim: 32 }), 'Q8_0'),
   await fixture(tinyLlamaConfig({ vocab_size: 264, hidden_size: 64, head_dim: 32, max_position_embeddings: 16 }), 'Q4_0'),
@@ -124,6 +150,8 @@ const FILES = [
   // phi3: attn_qkv and ffn_up split by rows, rope_factors_long / _short, attn_factor, partial rotary.
   await fixture(tinyPhi3Config({ vocab_size: 264, hidden_size: 64, head_dim: 32, max_position_embeddings: 16, original_max_position_embeddings: 8,
     partial_rotary_factor: 0.5, rope_scaling: longRopeScaling(16) }), 'Q4_0'),
+  // Q3_K, IQ4_XS and IQ4_NL, read as Q6_K super-blocks and q8 blocks.
+  retyped(await fixture(tinyLlamaConfig({ vocab_size: 264, hidden_size: 256, intermediate_size: 288, head_dim: 64, max_position_embeddings: 16 }), 'Q4_0')),
 ];
 const headerEnd = (bytes: Uint8Array) => parseGguf(guarded(bytes)).dataStart;
 
@@ -139,7 +167,7 @@ const hostile64 = fc.oneof(
 );
 const edit = (span: number): fc.Arbitrary<Edit> => fc.oneof(
   fc.record({ k: fc.constant('byte' as const), at: fc.nat(span - 1), v: fc.nat(255) }),
-  fc.record({ k: fc.constant('u32' as const), at: fc.nat(span - 4), v: fc.oneof(fc.constantFrom(0, 1, 2, 4, 5, 8, 9, 12, 13, 14, 30, 99, 0xffffffff), fc.nat()) }),
+  fc.record({ k: fc.constant('u32' as const), at: fc.nat(span - 4), v: fc.oneof(fc.constantFrom(0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 20, 21, 23, 30, 99, 0xffffffff), fc.nat()) }),
   fc.record({ k: fc.constant('u64' as const), at: fc.nat(span - 8), v: hostile64 }),
 );
 
@@ -155,6 +183,12 @@ function applyEdits(file: Uint8Array, edits: Edit[]): Uint8Array {
 }
 
 describe('GGUF fuzz', () => {
+  it('the fixtures load as they are; the last holds Q3_K, IQ4_XS and IQ4_NL', async () => {
+    for (const file of FILES) expect(await outcome(() => loadWithoutKernels(file), CODES)).toBe('ok');
+    const types = new Set([...parseGguf(guarded(FILES[FILES.length - 1])).tensors.values()].map((t) => t.type));
+    expect([...types].sort()).toEqual(['F32', 'IQ4_NL', 'IQ4_XS', 'Q3_K', 'Q8_0']);
+  });
+
   it('header bytes overwritten: the parser succeeds honestly or throws BAD_CHECKPOINT, reading only inside the file', async () => {
     const seen = new Set<string>();
     for (const file of FILES) {
@@ -198,11 +232,13 @@ describe('GGUF fuzz', () => {
   });
 
   it('bit flips anywhere: data flips load (finite or NON_FINITE), header flips are caught', async () => {
-    const file = FILES[0];
-    await fc.assert(fc.asyncProperty(fc.array(fc.tuple(fc.nat(file.length * 8 - 1)), { minLength: 1, maxLength: 8 }), async (flips) => {
-      const bytes = file.slice();
-      for (const [bit] of flips) bytes[bit >> 3] ^= 1 << (bit & 7);
-      await outcome(() => loadWithoutKernels(bytes), CODES);
-    }), params(150));
+    // The MoE Q8_0 file, and the repacked types' (a flipped scale must be caught as NON_FINITE there too).
+    for (const file of [FILES[0], FILES[FILES.length - 1]]) {
+      await fc.assert(fc.asyncProperty(fc.array(fc.tuple(fc.nat(file.length * 8 - 1)), { minLength: 1, maxLength: 8 }), async (flips) => {
+        const bytes = file.slice();
+        for (const [bit] of flips) bytes[bit >> 3] ^= 1 << (bit & 7);
+        await outcome(() => loadWithoutKernels(bytes), CODES);
+      }), params(150));
+    }
   });
 });

@@ -50,7 +50,7 @@ async function expectErrorAsync(p: Promise<unknown>, code: MlaErrorCode, message
   expect((err as MlaError).message).toMatch(message);
 }
 
-const F32 = 0, F16 = 1, Q8_0 = 8, Q3_K = 11, Q4_K = 12;
+const F32 = 0, F16 = 1, Q8_0 = 8, Q2_K = 10, Q4_K = 12;
 const base = (over: Partial<RawGguf> = {}): RawGguf => ({
   kvs: [['general.architecture', { t: 'str', v: 'llama' }]],
   tensors: [{ name: 'a', ne: [8], type: F32, offset: 0 }, { name: 'b', ne: [4, 2], type: F32, offset: 32 }],
@@ -159,10 +159,10 @@ describe('GGUF model checks', () => {
       kvs: [['general.architecture', { t: 'str', v: 'llama' }], ['llama.attention.head_count', { t: 'u32', v: 1 }],
         ['llama.embedding_length', { t: 'u32', v: 256 }], ['llama.block_count', { t: 'u32', v: 1 }],
         ['llama.context_length', { t: 'u32', v: 16 }], ['llama.feed_forward_length', { t: 'u32', v: 8 }], ['llama.vocab_size', { t: 'u32', v: 4 }]],
-      tensors: [{ name: 'token_embd.weight', ne: [256, 4], type: Q3_K, offset: 0 }],
-      data: new Uint8Array(4 * 110),
+      tensors: [{ name: 'token_embd.weight', ne: [256, 4], type: Q2_K, offset: 0 }],
+      data: new Uint8Array(4 * 84),
     });
-    await expectErrorAsync(openSource({ 'm.gguf': bytes }), 'UNSUPPORTED_DTYPE', /Q5_1, Q4_K, Q5_K, Q6_K\): "token_embd.weight" is Q3_K/);
+    await expectErrorAsync(openSource({ 'm.gguf': bytes }), 'UNSUPPORTED_DTYPE', /IQ4_XS, Q3_K, Q4_K, Q5_K, Q6_K\): "token_embd.weight" is Q2_K/);
   });
 
   it('a K-quant tensor whose rows are not a multiple of 256: BAD_CHECKPOINT naming it', async () => {
@@ -317,7 +317,7 @@ describe('GGUF tensor source: stored types and raw reads', () => {
     // attn_k_b stays F16 while attn_v_b is quantised: kv_b_proj is only readable widened.
     const src = await opened(await written(mlaModel, { type }));
     expect(src.stored!('model.layers.0.self_attn.kv_b_proj.weight')).toBe('F32');
-    expectError(() => src.readBlocks!('model.layers.0.self_attn.kv_b_proj.weight', new Uint8Array(0), new Float32Array(0)), 'UNSUPPORTED_DTYPE', /not stored as Q8_0 or Q4_0 rows/);
+    expectError(() => src.readBlocks!('model.layers.0.self_attn.kv_b_proj.weight', new Uint8Array(0), new Float32Array(0)), 'UNSUPPORTED_DTYPE', /not stored as Q8_0, Q4_0, Q5_0, IQ4_NL or IQ4_XS rows/);
     // A matrix whose rows are not a multiple of 32 stays F16.
     const odd = tinyMlaConfig();
     const oddSrc = await opened(await written({ config: odd, tensors: makeRandomCheckpoint(odd, 1) }, { type }));

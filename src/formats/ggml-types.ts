@@ -55,7 +55,9 @@ export function ggmlType(id: number): GgmlType | undefined {
 export const TYPE_ID: Record<StoredType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, BF16: 30 };
 
 /**
- * The types whose tensors are read (Q4_K, Q5_K and Q6_K kept in their super-blocks, or widened
- * exactly; Q5_0 and Q5_1, llama.cpp's fallbacks in Q4_K_M / Q5_K_M files, widened exactly).
+ * The types whose tensors are read. Kept in a form the kernels read (weights 'auto'), every one
+ * exactly: Q8_0, Q4_0 as q8 / q4; Q4_K, Q5_K, Q6_K in their super-blocks; Q3_K repacked to Q6_K's
+ * (3.44 → 6.56 bits a weight); Q5_0, IQ4_NL, IQ4_XS repacked to q8 (5.5, 4.5, 4.25 → 9). Q5_1
+ * (affine) only widened to f32. Any of them can be widened exactly (decodeRow).
  */
-export const READ_TYPES: readonly string[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q5_0', 'Q5_1', 'Q4_K', 'Q5_K', 'Q6_K'];
+export const READ_TYPES: readonly string[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q5_0', 'Q5_1', 'IQ4_NL', 'IQ4_XS', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K'];

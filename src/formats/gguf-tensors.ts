@@ -16,9 +16,10 @@ import { MlaError } from '../errors.js';
 import { READ_TYPES } from './ggml-types.js';
 import type { GgufFile, GgufTensorInfo } from './gguf.js';
 import { decodeRow } from './quant-blocks.js';
+import { isQ8Repacked, q3kToQ6k, Q8_REPACKED, toQ8 } from './repack.js';
 import { halfToFloatBits as halfTable } from './safetensors.js';
 import type { ByteFile } from './byte-file.js';
-import type { StoredType, SuperBlockType, TensorSource } from './tensor-source.js';
+import type { KeptType, SuperBlockType, TensorSource } from './tensor-source.js';
 
 /** Rows [row0, row0 + rows) of a tensor seen as a matrix of ne[0] columns, or one head of attn_k_b transposed. */
 type Piece =
@@ -40,6 +41,9 @@ const isQuant = (type: string) => type === 'Q8_0' || type === 'Q4_0';
 /** Bytes of one super-block (256 values) of each K-quant kept as stored. */
 const SUPER_BLOCK_BYTES: Record<SuperBlockType, number> = { Q4_K: 144, Q5_K: 176, Q6_K: 210 };
 const isSuperBlock = (type: string) => Object.prototype.hasOwnProperty.call(SUPER_BLOCK_BYTES, type);
+/** Q3_K is read as Q6_K super-blocks (repack.ts): 110 bytes in the file per 210 out. */
+const Q3_K_BYTES = 110;
+const isFloat = (type: string) => type === 'F32' || type === 'F16' || type === 'BF16';
 
 /** ggml suffix → Hugging Face suffix, for the tensors that only change name. */
 const COMMON: Record<string, string> = {
@@ -218,9 +222,9 @@ export function ggufTensorSource(file: ByteFile, gguf: GgufFile, layout: GgufLay
       const types = new Set(v.pieces.map((p) => p.t.type));
       const [type] = types;
       // Blocks run along a file row: a transposed head (attn_k_b) can only be read widened.
-      if (types.size > 1 || ((isQuant(type) || isSuperBlock(type)) && v.pieces.some((p) => p.kind === 'transposed'))) return 'F32';
-      if (type === 'Q5_0' || type === 'Q5_1') return 'F32'; // read widened only
-      return type as StoredType | SuperBlockType;
+      if (types.size > 1 || (!isFloat(type) && v.pieces.some((p) => p.kind === 'transposed'))) return 'F32';
+      if (type === 'Q5_1') return 'F32'; // affine: no symmetric format holds it, read widened only
+      return type as KeptType;
     },
     read: (name, out) => fill(name, out, (p) => headF32(p.t, p.head), (p, base, c) => {
       const rb = rowBytes(p.t);
@@ -250,10 +254,11 @@ export function ggufTensorSource(file: ByteFile, gguf: GgufFile, layout: GgufLay
     readSuperBlocks: (name, out) => {
       const v = get(name);
       const c = v.shape[v.shape.length - 1], type = v.pieces[0].t.type;
-      if (v.shape.length !== 2 || !isSuperBlock(type) || c % 256 || v.pieces.some((p) => p.t.type !== type || p.kind !== 'rows')) {
-        throw new MlaError('UNSUPPORTED_DTYPE', `${file.name}: tensor "${name}" is not stored as Q4_K, Q5_K or Q6_K rows`);
+      const q3 = type === 'Q3_K';
+      if (v.shape.length !== 2 || !(isSuperBlock(type) || q3) || c % 256 || v.pieces.some((p) => p.t.type !== type || p.kind !== 'rows')) {
+        throw new MlaError('UNSUPPORTED_DTYPE', `${file.name}: tensor "${name}" is not stored as Q3_K, Q4_K, Q5_K or Q6_K rows`);
       }
-      const rb = (c / 256) * SUPER_BLOCK_BYTES[type as SuperBlockType];
+      const blocks = c / 256, rb = blocks * (q3 ? SUPER_BLOCK_BYTES.Q6_K : SUPER_BLOCK_BYTES[type as SuperBlockType]);
       if (out.length !== v.shape[0] * rb) {
         throw new MlaError('BAD_INPUT', `readSuperBlocks: tensor "${name}" needs ${v.shape[0] * rb} bytes, got ${out.length}`);
       }
@@ -261,7 +266,11 @@ export function ggufTensorSource(file: ByteFile, gguf: GgufFile, layout: GgufLay
       for (const p of v.pieces) {
         if (p.kind !== 'rows') continue;
         eachChunk(p, (raw, rows, hfRow) => {
-          for (let i = 0; i < rows; i++) out.set(raw.subarray(i * rb, (i + 1) * rb), (base + hfRow(i)) * rb);
+          for (let i = 0; i < rows; i++) {
+            const o = (base + hfRow(i)) * rb;
+            if (!q3) out.set(raw.subarray(i * rb, (i + 1) * rb), o);
+            else for (let b = 0; b < blocks; b++) q3kToQ6k(raw, (i * blocks + b) * Q3_K_BYTES, out, o + b * SUPER_BLOCK_BYTES.Q6_K);
+          }
         });
         base += p.rows;
       }
@@ -270,21 +279,28 @@ export function ggufTensorSource(file: ByteFile, gguf: GgufFile, layout: GgufLay
       const v = get(name);
       const c = v.shape[v.shape.length - 1], n = count(v);
       const type = v.pieces[0].t.type;
-      if (v.shape.length !== 2 || !isQuant(type) || v.pieces.some((p) => p.t.type !== type || p.kind !== 'rows')) {
-        throw new MlaError('UNSUPPORTED_DTYPE', `${file.name}: tensor "${name}" is not stored as Q8_0 or Q4_0 rows`);
+      const repacked = isQ8Repacked(type);
+      if (v.shape.length !== 2 || !(isQuant(type) || repacked) || v.pieces.some((p) => p.t.type !== type || p.kind !== 'rows')) {
+        throw new MlaError('UNSUPPORTED_DTYPE', `${file.name}: tensor "${name}" is not stored as Q8_0, Q4_0, Q5_0, IQ4_NL or IQ4_XS rows`);
       }
-      const qRow = type === 'Q8_0' ? c : c / 2, blockBytes = type === 'Q8_0' ? 34 : 18, codes = blockBytes - 2;
+      const qRow = type === 'Q4_0' ? c / 2 : c, blockBytes = type === 'Q8_0' ? 34 : 18, codes = blockBytes - 2;
       if (q.length !== (n / c) * qRow || d.length !== n / 32) {
         throw new MlaError('BAD_INPUT', `readBlocks: tensor "${name}" needs ${(n / c) * qRow} code bytes and ${n / 32} scales, got ${q.length} and ${d.length}`);
       }
       const half = new Float32Array(1), bits = new Uint32Array(half.buffer);
       const table = halfTable();
+      const codes8 = new Int8Array(q.buffer, q.byteOffset, q.length);
       let base = 0;
       for (const p of v.pieces) {
         if (p.kind !== 'rows') continue;
         eachChunk(p, (raw, rows, hfRow) => {
           for (let i = 0; i < rows; i++) {
             const r = base + hfRow(i);
+            if (repacked) {
+              const { bytes, values } = Q8_REPACKED[type];
+              toQ8(type, raw, i * (c / values) * bytes, c, codes8, r * c, d, r * (c / 32));
+              continue;
+            }
             for (let b = 0; b < c / 32; b++) {
               const at = (i * (c / 32) + b) * blockBytes;
               bits[0] = table[raw[at] | (raw[at + 1] << 8)];

@@ -2,6 +2,7 @@
 //   Q8_0  32 values per 34-byte block: f16 scale d, then 32 int8 codes; x = q·d.
 //   Q4_0  32 values per 18-byte block: f16 scale d, then 16 bytes; value j in the low nibble of
 //         byte j, value j + 16 in the high nibble; x = (nibble − 8)·d.
+//   Q3_K, IQ4_NL, IQ4_XS and the other types read are decoded below, as dequantize_row_* does.
 // Quantising follows ggml's reference rounding (quantize_row_q8_0_ref / _q4_0_ref, and gguf-py's
 // numpy twins) operation by operation in f32, so a block comes out byte for byte as llama.cpp's.
 import { halfToFloatBits } from './safetensors.js';
@@ -121,7 +122,7 @@ export function decodeRow(type: string, src: Uint8Array, at: number, n: number, 
         const qh = view.getUint32(at + h, true);
         for (let j = 0; j < 32; j++) {
           const q = ((j < 16 ? src[at + h + 4 + j] & 15 : src[at + h + 4 + j - 16] >> 4) | (((qh >>> j) & 1) << 4)) - (one ? 0 : 16);
-          out[o + b * 32 + j] = q * d + m;
+          out[o + b * 32 + j] = one ? q * d + m : q * d; // Q5_0 as ggml: no + 0, which would turn −0 into +0
         }
       }
       return;
@@ -159,7 +160,58 @@ export function decodeRow(type: string, src: Uint8Array, at: number, n: number, 
         }
       }
       return;
+    case 'Q3_K':
+      // 110 bytes per 256: hmask[32] (value i's third bit is bit i >> 5 of hmask[i & 31]; clear
+      // means minus 4), qs[64] (2 bits, byte 32·(i >> 7) + (i & 31), bits 2·((i >> 5) & 3)),
+      // 12 bytes of 6-bit scales s (one per 16, used as s − 32), d (f16). x = d·(s − 32)·q.
+      for (let b = 0; b < n / 256; b++, at += 110) {
+        const d = f16BitsToF32(view.getUint16(at + 108, true));
+        for (let i = 0; i < 256; i++) {
+          const q = ((src[at + 32 + 32 * (i >> 7) + (i & 31)] >> (2 * ((i >> 5) & 3))) & 3) - ((src[at + (i & 31)] >> (i >> 5)) & 1 ? 0 : 4);
+          out[o + b * 256 + i] = Math.fround(d * (q3kScale(src, at + 96, i >> 4) - 32)) * q;
+        }
+      }
+      return;
+    case 'IQ4_NL':
+      // Blocks of 32 as Q4_0's (d, then nibbles j and j + 16 in byte j), a nibble indexing IQ4_VALUES.
+      for (let b = 0; b < n / 32; b++, at += 18) {
+        const d = f16BitsToF32(view.getUint16(at, true));
+        for (let j = 0; j < 16; j++) {
+          out[o + b * 32 + j] = d * IQ4_VALUES[src[at + 2 + j] & 15];
+          out[o + b * 32 + 16 + j] = d * IQ4_VALUES[src[at + 2 + j] >> 4];
+        }
+      }
+      return;
+    case 'IQ4_XS':
+      // 136 bytes per 256: d (f16), scales_h (u16, 2 bits per 32), scales_l[4] (4 bits per 32),
+      // then 8 runs of 16 bytes, each 32 values as IQ4_NL's. x = d·(ls − 32)·IQ4_VALUES[nibble].
+      for (let b = 0; b < n / 256; b++, at += 136) {
+        const d = f16BitsToF32(view.getUint16(at, true));
+        for (let k = 0; k < 8; k++) {
+          const dl = Math.fround(d * (iq4xsScale(src, at, k) - 32));
+          for (let j = 0; j < 16; j++) {
+            const byte = src[at + 8 + 16 * k + j];
+            out[o + b * 256 + 32 * k + j] = dl * IQ4_VALUES[byte & 15];
+            out[o + b * 256 + 32 * k + 16 + j] = dl * IQ4_VALUES[byte >> 4];
+          }
+        }
+      }
+      return;
     default:
       throw new Error(`decodeRow: type ${type} is not decoded`);
   }
+}
+
+/** IQ4_NL's and IQ4_XS's 16 levels (ggml-common.h's kvalues_iq4nl). */
+export const IQ4_VALUES = Int8Array.of(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+
+/** Q3_K's 6-bit scale j (0..15) from its 12 bytes at src[at]: low 4 bits from bytes 0–7, high 2 from bytes 8–11. */
+export function q3kScale(src: Uint8Array, at: number, j: number): number {
+  const low = j < 8 ? src[at + j] & 15 : src[at + j - 8] >> 4;
+  return low | (((src[at + 8 + (j & 3)] >> (2 * (j >> 2))) & 3) << 4);
+}
+
+/** IQ4_XS's 6-bit scale of its block k (0..7) of 32, in the super-block at src[at]. */
+export function iq4xsScale(src: Uint8Array, at: number, k: number): number {
+  return ((src[at + 4 + (k >> 1)] >> (4 * (k & 1))) & 15) | (((src[at + 2 + (k >> 2)] >> (2 * (k & 3))) & 3) << 4);
 }

@@ -24,7 +24,7 @@ import { loadTokenizerFiles, type GenerationConfig, type Tokenizer } from '../fo
 export interface LoadOptions extends KernelOptions, HubOptions {
   /**
    * How weights are kept in memory: 'auto' (default) as the file stores them (F32, F16, BF16,
-   * Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), or all made 'f32', 'bf16', 'int8' or 'int4' at load (see formatChooser for what
+   * Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; Q3_K, IQ4_XS, IQ4_NL, Q5_0 repacked exactly into q6k / q8), or all made 'f32', 'bf16', 'int8' or 'int4' at load (see formatChooser for what
    * stays wider).
    */
   weights?: WeightsOption;

@@ -9,7 +9,7 @@
 import type { ModelConfig } from '../formats/config.js';
 import { MlaError, showValue } from '../errors.js';
 import type { Heap } from '../host/heap.js';
-import type { StoredType, SuperBlockType, TensorSource } from '../formats/tensor-source.js';
+import type { KeptType, SuperBlockType, TensorSource } from '../formats/tensor-source.js';
 import { f16BitsToF32, f32ToF16Bits } from '../formats/quant-blocks.js';
 
 
@@ -61,7 +61,7 @@ export const WEIGHTS_OPTIONS: readonly WeightsOption[] = ['auto', 'f32', 'bf16',
 export type MatrixRole = 'embed' | 'lmHead' | 'router' | 'kvB' | 'linear';
 
 /** The format each matrix gets: `stored` lists its tensors' types in the file (absent: F32). */
-export type FormatChooser = (role: MatrixRole, cols: number, stored: readonly (StoredType | SuperBlockType | undefined)[]) => MatrixChoice;
+export type FormatChooser = (role: MatrixRole, cols: number, stored: readonly (KeptType | undefined)[]) => MatrixChoice;
 
 /** Bytes of one super-block (256 values) of Q4_K, Q5_K and Q6_K. */
 export const SUPER_BLOCK_BYTES = { q4k: 144, q5k: 176, q6k: 210 } as const;
@@ -109,11 +109,15 @@ export function formatChooser(option: WeightsOption): FormatChooser {
   };
 }
 
-/** The form a tensor stored as `type`, in rows of `cols`, keeps under weights 'auto'. */
-function keptForm(type: StoredType | SuperBlockType | undefined, cols: number): MatrixFormat {
+/**
+ * The form a tensor stored as `type`, in rows of `cols`, keeps under weights 'auto': its own, or
+ * one it repacks into exactly (src/formats/repack.ts: Q3_K → q6k; Q5_0, IQ4_NL, IQ4_XS → q8).
+ */
+function keptForm(type: KeptType | undefined, cols: number): MatrixFormat {
   switch (type) {
     case 'Q4_K': case 'Q5_K': case 'Q6_K': return cols % 256 === 0 ? SUPER_BLOCK_FORMAT[type] : 'f32';
-    case 'Q8_0': return cols % 32 === 0 ? 'q8' : 'f32';
+    case 'Q3_K': return cols % 256 === 0 ? 'q6k' : 'f32';
+    case 'Q8_0': case 'Q5_0': case 'IQ4_NL': case 'IQ4_XS': return cols % 32 === 0 ? 'q8' : 'f32';
     case 'Q4_0': return cols % 32 === 0 ? 'q4' : 'f32';
     case 'F16': return 'f16';
     case 'BF16': return 'bf16';
@@ -488,7 +492,7 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
         }
       } else if (isSuperBlockFormat(format)) {
         const type = SUPER_BLOCK_TYPE[format], rb = (cols / 256) * SUPER_BLOCK_BYTES[format];
-        if (stored !== type) throw new Error(`placeWeights: ${format} is kept as stored, and ${name} is ${stored ?? 'F32'}`);
+        if (stored !== type && !(stored === 'Q3_K' && format === 'q6k')) throw new Error(`placeWeights: ${format} is kept as stored, and ${name} is ${stored ?? 'F32'}`);
         const out = heap.u8(ptr + r0 * rb, r * rb);
         src.readSuperBlocks!(name, out);
         // The f16 super-block scales (Q4_K, Q5_K: d and dmin at 0, 2; Q6_K: d at 208) must be finite.
@@ -501,7 +505,8 @@ export function placeWeights(c: ModelConfig, src: TensorSource, heap: Heap,
       } else {
         const codeBytes = format === 'q8' ? cols : cols / 2, nb = cols / 32;
         const q = ptr + r0 * codeBytes, d = ptr + rows * codeBytes + r0 * nb * 4;
-        if (stored === 'Q8_0' && format === 'q8' || stored === 'Q4_0' && format === 'q4') {
+        const repacked = stored === 'Q5_0' || stored === 'IQ4_NL' || stored === 'IQ4_XS'; // the source gives q8 codes
+        if ((stored === 'Q8_0' || repacked) && format === 'q8' || stored === 'Q4_0' && format === 'q4') {
           src.readBlocks!(name, heap.u8(q, r * codeBytes), heap.f32(d, r * nb));
           // The q8 kernels take codes −127..127 (assembly/quant.ts); no Q8_0 quantiser writes −128.
           if (format === 'q8') heap.u8(q, r * codeBytes).forEach((b, i, v) => { if (b === 0x80) v[i] = 0x81; });
