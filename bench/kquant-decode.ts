@@ -1,11 +1,12 @@
-// Decode time of one model as llama.cpp's Q4_K_M and as its Q5_K_M, in one process, rounds
-// interleaved: a Llama (hidden 2048, 16 heads, 4 KV heads of 128, MLP 5632, 2 layers, the
+// Decode time of one model as llama.cpp's Q4_K_M and as its Q5_K_M (or the mixes --mixes names:
+// Q3_K_M, IQ4_XS, IQ4_NL …, the first the baseline), in one process, rounds interleaved: a Llama (hidden 2048, 16 heads, 4 KV heads of 128, MLP 5632, 2 layers, the
 // built-in tokenizer's 264 tokens; every matrix a multiple of 256 wide, so no tensor falls back
 // to a type we do not read), written F32 by our writer, quantised by llama.cpp's own quantizer
 // (test/reference/llama-quantize.py: the libllama node-llama-cpp ships, through ctypes, with
-// llama-quantize's default mixes), loaded with weights 'auto' (K-quants kept as stored).
+// llama-quantize's default mixes), loaded with weights 'auto' (K-quants kept as stored; Q3_K,
+// IQ4_XS, IQ4_NL repacked into q6k / q8).
 //
-//   node scripts/run-ts.mjs bench/kquant-decode.ts [--rounds 7] [--steps 8] [--threads 1] [--simd relaxed]
+//   node scripts/run-ts.mjs bench/kquant-decode.ts [--rounds 7] [--steps 8] [--threads 1] [--simd relaxed] [--mixes Q4_K_M,Q5_K_M]
 //
 // A step is timed in this process's CPU time (one thread: the kernels run on it alone), the
 // median of a round's steps, then the median over rounds; the two models take turns each round,
@@ -32,7 +33,11 @@ const CONFIG = {
   bos_token_id: 256, eos_token_id: 257, torch_dtype: 'float32',
 };
 /** llama.cpp's file types (llama_ftype). */
-const MIXES = [['Q4_K_M', 15], ['Q5_K_M', 17]] as const;
+const FTYPES: Record<string, number> = { Q3_K_M: 12, Q4_K_M: 15, Q5_K_M: 17, IQ4_NL: 25, IQ4_XS: 30 };
+const MIXES = arg('mixes', 'Q4_K_M,Q5_K_M').split(',').map((name) => {
+  if (!(name in FTYPES)) throw new Error(`--mixes: ${name} is not one of ${Object.keys(FTYPES).join(', ')}`);
+  return [name, FTYPES[name]] as const;
+});
 const DIR = path.join(os.tmpdir(), 'mla-wasm-bench', 'kquant-decode-llama-2048-2l-v1');
 
 function libDir(): string {
@@ -72,8 +77,9 @@ console.log(`node ${process.version}, ${SIMD} build, ${THREADS} thread(s), ${ROU
 for (const [name, m] of models) {
   const formats = new Map<string, number>();
   const w = (m as unknown as { decoder: { w: { embed: { format: string }; lmHead: { format: string }; layers: Record<string, { format?: string } | unknown>[] } } }).decoder.w;
-  const all = [w.embed, w.lmHead, ...w.layers.flatMap((l) => Object.values(l).filter((x): x is { format: string } => !!x && typeof x === 'object' && 'format' in (x as object)))];
-  for (const x of all) formats.set(x.format, (formats.get(x.format) ?? 0) + 1);
+  type M = { format: string; parts?: M[] };
+  const all = [w.embed, w.lmHead, ...w.layers.flatMap((l) => Object.values(l).filter((x): x is M => !!x && typeof x === 'object' && 'format' in (x as object)))] as M[];
+  for (const x of all.flatMap((m) => m.parts ?? [m])) formats.set(x.format, (formats.get(x.format) ?? 0) + 1);
   console.log(`${name}: weights ${(m.weightBytes / 2 ** 20).toFixed(1)} MiB; matrices ${[...formats].map(([f, n]) => `${n} ${f}`).join(', ')}`);
 }
 
@@ -98,6 +104,7 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 const ms = new Map([...samples].map(([n, xs]) => [n, median(xs)]));
 for (const [n, xs] of samples) console.log(`${n}: ${ms.get(n)!.toFixed(2)} ms/token CPU (rounds: ${xs.map((x) => x.toFixed(2)).join(' ')})`);
-console.log(`Q5_K_M / Q4_K_M time: ${(ms.get('Q5_K_M')! / ms.get('Q4_K_M')!).toFixed(3)}`);
+const [base] = MIXES[0];
+for (const [n] of MIXES.slice(1)) console.log(`${n} / ${base} time: ${(ms.get(n)! / ms.get(base)!).toFixed(3)}`);
 for (const [, s] of sessions) s.dispose();
 for (const [, m] of models) m.dispose();
