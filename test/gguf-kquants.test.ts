@@ -6,12 +6,13 @@
 // with the prefill's products per row or as the widened-panel GEMM (matmul_nt_kq).
 // The file is written by our writer in F32, then the chosen tensors are quantised in place by a
 // test-only Q4_K / Q5_K / Q6_K quantiser (plain rules, not llama.cpp's search: any valid blocks do, since
-// both loads read the same ones).
+// both loads read the same ones). Likewise Q3_K and IQ4_XS beside Q6_K and Q8_0, kept by exact repacks
+// (q6k, q8), fused where their forms agree.
 import { describe, expect, it } from 'vitest';
 import { loadModel, type Model } from '../src/index.js';
 import { parseGguf } from '../src/formats/gguf.js';
 import { writeGguf } from '../src/formats/gguf-write.js';
-import { decodeRow, f32ToF16Bits, f16BitsToF32 } from '../src/formats/quant-blocks.js';
+import { decodeRow, f32ToF16Bits, f16BitsToF32, IQ4_VALUES, quantizeQ8_0 } from '../src/formats/quant-blocks.js';
 import { parseConfig } from '../src/formats/config.js';
 import { openSource } from '../src/formats/source.js';
 import type { Ops } from '../src/model/ops.js';
@@ -19,9 +20,10 @@ import type { Weights } from '../src/model/weights.js';
 import { BUILDS, relativeError } from './helpers.js';
 import { makeRandomCheckpoint, tinyMlaConfig } from './reference/model.js';
 
-const Q4_K = 12, Q5_K = 13, Q6_K = 14;
-const NAME: Record<number, 'Q4_K' | 'Q5_K' | 'Q6_K'> = { [Q4_K]: 'Q4_K', [Q5_K]: 'Q5_K', [Q6_K]: 'Q6_K' };
-const BLOCK_BYTES: Record<number, number> = { [Q4_K]: 144, [Q5_K]: 176, [Q6_K]: 210 };
+const Q4_K = 12, Q5_K = 13, Q6_K = 14, Q3_K = 11, IQ4_XS = 23, Q8_0 = 8;
+const NAME: Record<number, string> = { [Q4_K]: 'Q4_K', [Q5_K]: 'Q5_K', [Q6_K]: 'Q6_K', [Q3_K]: 'Q3_K', [IQ4_XS]: 'IQ4_XS', [Q8_0]: 'Q8_0' };
+/** Bytes per 256 values. */
+const BLOCK_BYTES: Record<number, number> = { [Q4_K]: 144, [Q5_K]: 176, [Q6_K]: 210, [Q3_K]: 110, [IQ4_XS]: 136, [Q8_0]: 272 };
 
 /**
  * One row of n values (a multiple of 256) as Q4_K, or Q5_K (five): per 32, scale (max − min)/15
@@ -58,15 +60,20 @@ function quantizeMinK(five: boolean, x: Float32Array, out: Uint8Array, at: numbe
   }
 }
 
+/** A super-block's scale per 16 (max|x| / top code) as integers 0..most of an f16 d = the largest scale / most. */
+function scalesPer16(s: Float32Array, top: number, most: number): { d: number; sc: number[] } {
+  const scale: number[] = [];
+  for (let b = 0; b < 16; b++) scale.push(Math.max(...s.subarray(16 * b, 16 * b + 16).map(Math.abs)) / top);
+  const d = f16BitsToF32(f32ToF16Bits(Math.max(...scale) / most));
+  return { d, sc: scale.map((t) => (d ? Math.min(most, Math.round(t / d)) : 0)) };
+}
+
 /** One row as Q6_K: per 16, scale max|x|/31 to int8 over d = max scale/127; codes q + 32 in 0..63. */
 function quantizeQ6K(x: Float32Array, out: Uint8Array, at: number): void {
   const v = new DataView(out.buffer, out.byteOffset);
   for (let sb = 0; sb < x.length / 256; sb++, at += 210) {
-    const s = x.subarray(sb * 256, sb * 256 + 256), scale: number[] = [];
-    for (let b = 0; b < 16; b++) scale.push(Math.max(...s.subarray(16 * b, 16 * b + 16).map(Math.abs)) / 31);
-    const d = f16BitsToF32(f32ToF16Bits(Math.max(...scale) / 127));
+    const s = x.subarray(sb * 256, sb * 256 + 256), { d, sc } = scalesPer16(s, 31, 127);
     v.setUint16(at + 208, f32ToF16Bits(d), true);
-    const sc = scale.map((t) => (d ? Math.min(127, Math.round(t / d)) : 0));
     for (let b = 0; b < 16; b++) v.setInt8(at + 192 + b, sc[b]);
     out.fill(0, at, at + 192);
     for (let i = 0; i < 256; i++) {
@@ -79,7 +86,52 @@ function quantizeQ6K(x: Float32Array, out: Uint8Array, at: number): void {
   }
 }
 
-/** `bytes` (an F32 GGUF) with the named tensors rewritten in place as Q4_K / Q5_K / Q6_K: type in the header, blocks at their offset. */
+/**
+ * One row as Q3_K: per 16, scale max|x|/4 over d = max scale/31 (so s − 32 in 0..31, s in
+ * 32..63); codes q in −4..3, the hmask bit set where q ≥ 0, the low two bits in qs.
+ */
+function quantizeQ3K(x: Float32Array, out: Uint8Array, at: number): void {
+  const v = new DataView(out.buffer, out.byteOffset);
+  for (let sb = 0; sb < x.length / 256; sb++, at += 110) {
+    const s = x.subarray(sb * 256, sb * 256 + 256), { d, sc } = scalesPer16(s, 4, 31);
+    v.setUint16(at + 108, f32ToF16Bits(d), true);
+    out.fill(0, at, at + 108);
+    for (let j = 0; j < 16; j++) {
+      const six = sc[j] + 32;
+      out[at + 96 + (j & 7)] |= (six & 15) << (j < 8 ? 0 : 4);
+      out[at + 104 + (j & 3)] |= (six >> 4) << (2 * (j >> 2));
+    }
+    for (let i = 0; i < 256; i++) {
+      const step = d * sc[i >> 4], q = step ? Math.max(-4, Math.min(3, Math.round(s[i] / step))) : 0;
+      if (q >= 0) out[at + (i & 31)] |= 1 << (i >> 5);
+      out[at + 32 + 32 * (i >> 7) + (i & 31)] |= ((q + 4) & 3) << (2 * ((i >> 5) & 3));
+    }
+  }
+}
+
+/** One row as IQ4_XS: per 32, scale max|x|/127 over d = max scale/31 (ls − 32 in 0..31); each value the nearest level. */
+function quantizeIQ4XS(x: Float32Array, out: Uint8Array, at: number): void {
+  const v = new DataView(out.buffer, out.byteOffset);
+  for (let sb = 0; sb < x.length / 256; sb++, at += 136) {
+    const s = x.subarray(sb * 256, sb * 256 + 256), scale: number[] = [];
+    for (let k = 0; k < 8; k++) scale.push(Math.max(...s.subarray(32 * k, 32 * k + 32).map(Math.abs)) / 127);
+    const d = f16BitsToF32(f32ToF16Bits(Math.max(...scale) / 31));
+    v.setUint16(at, f32ToF16Bits(d), true);
+    out.fill(0, at + 2, at + 136);
+    for (let k = 0; k < 8; k++) {
+      const ls = (d ? Math.min(31, Math.round(scale[k] / d)) : 0) + 32, step = d * (ls - 32);
+      out[at + 4 + (k >> 1)] |= (ls & 15) << (4 * (k & 1));
+      out[at + 2 + (k >> 2)] |= (ls >> 4) << (2 * (k & 3));
+      for (let j = 0; j < 32; j++) {
+        let best = 0;
+        for (let c = 1; c < 16; c++) if (Math.abs(IQ4_VALUES[c] * step - s[32 * k + j]) < Math.abs(IQ4_VALUES[best] * step - s[32 * k + j])) best = c;
+        out[at + 8 + 16 * k + (j & 15)] |= best << (j < 16 ? 0 : 4);
+      }
+    }
+  }
+}
+
+/** `bytes` (an F32 GGUF) with the named tensors rewritten in place as Q4_K / Q5_K / Q6_K (Q3_K, IQ4_XS, Q8_0): type in the header, blocks at their offset. */
 function requantize(bytes: Uint8Array, types: Record<string, number>): Uint8Array {
   const out = bytes.slice();
   const file = { name: 'x.gguf', size: out.length, read: (at: number, dst: Uint8Array) => dst.set(out.subarray(at, at + dst.length)) };
@@ -103,6 +155,9 @@ function requantize(bytes: Uint8Array, types: Record<string, number>): Uint8Arra
     for (let r = 0; r < rows; r++) {
       const row = values.subarray(r * cols, (r + 1) * cols);
       if (type === Q6_K) quantizeQ6K(row, blocks, r * rb);
+      else if (type === Q3_K) quantizeQ3K(row, blocks, r * rb);
+      else if (type === IQ4_XS) quantizeIQ4XS(row, blocks, r * rb);
+      else if (type === Q8_0) quantizeQ8_0(row, blocks, r * rb);
       else quantizeMinK(type === Q5_K, row, blocks, r * rb);
     }
     out.fill(0, t.begin, t.begin + t.bytes);
@@ -114,7 +169,7 @@ function requantize(bytes: Uint8Array, types: Record<string, number>): Uint8Arra
       decodeRow(NAME[type], blocks, r * rb, cols, back, 0);
       for (let i = 0; i < cols; i++) { err = Math.max(err, Math.abs(back[i] - values[r * cols + i])); top = Math.max(top, Math.abs(values[r * cols + i])); }
     }
-    expect(err / top, `${name} round trip`).toBeLessThan({ [Q4_K]: 0.15, [Q5_K]: 0.08, [Q6_K]: 0.05 }[type]!);
+    expect(err / top, `${name} round trip`).toBeLessThan({ [Q4_K]: 0.15, [Q5_K]: 0.08, [Q6_K]: 0.05, [Q3_K]: 0.3, [IQ4_XS]: 0.15, [Q8_0]: 0.01 }[type]!);
   }
   return out;
 }
@@ -231,6 +286,47 @@ describe.each(MIXES)('GGUF K-quants kept as stored (%s build, %s and Q6_K)', (si
     expect(relativeError(c.logits[0], a.logits[0])).toBeLessThan(BOUND);
     one.dispose();
     two.dispose();
+  });
+});
+
+/**
+ * Q3_K, IQ4_XS beside Q6_K, Q8_0: Q3_K repacks into Q6_K super-blocks and IQ4_XS into q8 blocks,
+ * so layer 0's [q_a (Q3_K) | kv_a (Q6_K)] is one q6k matrix and its [gate (IQ4_XS) | up (Q8_0)]
+ * one q8 matrix; layer 1's [q_a (IQ4_XS) | kv_a (Q3_K)] is kept as two parts, q8 and q6k.
+ */
+const REPACKED: Record<string, number> = {
+  'token_embd.weight': IQ4_XS, 'output.weight': Q6_K,
+  'blk.0.attn_q_a.weight': Q3_K, 'blk.0.attn_kv_a_mqa.weight': Q6_K, 'blk.0.attn_q_b.weight': IQ4_XS,
+  'blk.0.ffn_gate.weight': IQ4_XS, 'blk.0.ffn_up.weight': Q8_0, 'blk.0.ffn_down.weight': Q3_K,
+  'blk.1.attn_q_a.weight': IQ4_XS, 'blk.1.attn_kv_a_mqa.weight': Q3_K, 'blk.1.attn_q_b.weight': Q3_K,
+  'blk.1.ffn_gate.weight': Q3_K, 'blk.1.ffn_up.weight': Q3_K, 'blk.1.ffn_down.weight': IQ4_XS,
+};
+describe.each(BUILDS)('GGUF Q3_K and IQ4_XS kept by exact repacks (%s build)', (simd) => {
+  it('fused as their forms agree; fewer bytes; logits near the f32 load; the same bits on 1 and 2 threads', async () => {
+    const src = await openSource({ config, tensors: makeRandomCheckpoint(config, 7) });
+    const source = { 'm.gguf': requantize(writeGguf(parseConfig(src.config), src.tensors, null, { type: 'F32' }), REPACKED) };
+    const f32 = await loadModel(source, { simd, weights: 'f32', threads: 1 });
+    const auto = await loadModel(source, { simd, weights: 'auto', threads: 1 });
+    const w = inside(auto).decoder.w, l0 = w.layers[0], l1 = w.layers[1];
+    expect([w.embed.format, w.lmHead.format]).toEqual(['q8', 'q6k']);
+    expect([l0.wIn.format, l0.wqB!.format, l0.wGateUp!.format, l0.wDown!.format]).toEqual(['q6k', 'q8', 'q8', 'q6k']);
+    expect([l1.wIn.format, l1.wqB!.format, l1.wGateUp!.format, l1.wDown!.format, l1.wo.format]).toEqual(['mixed', 'q6k', 'q6k', 'q8', 'f32']);
+    const parts = l1.wIn.parts!;
+    expect(parts.map((p) => p.format)).toEqual(['q8', 'q6k']);
+    const kept = [w.embed, w.lmHead, l0.wIn, l0.wqB!, l0.wGateUp!, l0.wDown!, ...parts, l1.wqB!, l1.wGateUp!, l1.wDown!];
+    const bits = { q8: 9, q6k: 6.5625 } as Record<string, number>;
+    expect(auto.weightBytes).toBe(f32.weightBytes - kept.reduce((t, m) => t + m.rows * m.cols * (4 - bits[m.format] / 8), 0));
+    const ids = randomIds(24, 5);
+    const want = run(f32, ids, 8), got = run(auto, ids, 8, want.tokens);
+    const worst = Math.max(...got.logits.map((y, i) => relativeError(y, want.logits[i])));
+    console.log(`Q3_K / IQ4_XS file, ${simd}: largest relative logit error against the f32 load ${worst.toFixed(4)}`);
+    expect(worst).toBeLessThan(BOUND);
+    expect(worst).toBeGreaterThan(0);
+    const two = await loadModel(source, { simd, weights: 'auto', threads: 2 });
+    inside(two).decoder.ops.minChunkNs = 0;
+    const b = run(two, ids, 8, want.tokens);
+    got.logits.forEach((y, i) => expect(Array.from(b.logits[i]), `logits ${i}`).toEqual(Array.from(y)));
+    for (const m of [f32, auto, two]) m.dispose();
   });
 });
 
