@@ -20,10 +20,10 @@ import type { Weights } from '../src/model/weights.js';
 import { BUILDS, relativeError } from './helpers.js';
 import { makeRandomCheckpoint, tinyMlaConfig } from './reference/model.js';
 
-const Q4_K = 12, Q5_K = 13, Q6_K = 14, Q3_K = 11, IQ4_XS = 23, Q8_0 = 8;
-const NAME: Record<number, string> = { [Q4_K]: 'Q4_K', [Q5_K]: 'Q5_K', [Q6_K]: 'Q6_K', [Q3_K]: 'Q3_K', [IQ4_XS]: 'IQ4_XS', [Q8_0]: 'Q8_0' };
+const Q4_K = 12, Q5_K = 13, Q6_K = 14, Q3_K = 11, IQ4_XS = 23, IQ4_NL = 20, Q5_0 = 6, Q8_0 = 8;
+const NAME: Record<number, string> = { [Q4_K]: 'Q4_K', [Q5_K]: 'Q5_K', [Q6_K]: 'Q6_K', [Q3_K]: 'Q3_K', [IQ4_XS]: 'IQ4_XS', [IQ4_NL]: 'IQ4_NL', [Q5_0]: 'Q5_0', [Q8_0]: 'Q8_0' };
 /** Bytes per 256 values. */
-const BLOCK_BYTES: Record<number, number> = { [Q4_K]: 144, [Q5_K]: 176, [Q6_K]: 210, [Q3_K]: 110, [IQ4_XS]: 136, [Q8_0]: 272 };
+const BLOCK_BYTES: Record<number, number> = { [Q4_K]: 144, [Q5_K]: 176, [Q6_K]: 210, [Q3_K]: 110, [IQ4_XS]: 136, [IQ4_NL]: 144, [Q5_0]: 176, [Q8_0]: 272 };
 
 /**
  * One row of n values (a multiple of 256) as Q4_K, or Q5_K (five): per 32, scale (max − min)/15
@@ -122,12 +122,45 @@ function quantizeIQ4XS(x: Float32Array, out: Uint8Array, at: number): void {
       const ls = (d ? Math.min(31, Math.round(scale[k] / d)) : 0) + 32, step = d * (ls - 32);
       out[at + 4 + (k >> 1)] |= (ls & 15) << (4 * (k & 1));
       out[at + 2 + (k >> 2)] |= (ls >> 4) << (2 * (k & 3));
-      for (let j = 0; j < 32; j++) {
-        let best = 0;
-        for (let c = 1; c < 16; c++) if (Math.abs(IQ4_VALUES[c] * step - s[32 * k + j]) < Math.abs(IQ4_VALUES[best] * step - s[32 * k + j])) best = c;
-        out[at + 8 + 16 * k + (j & 15)] |= best << (j < 16 ? 0 : 4);
-      }
+      iq4Codes(s.subarray(32 * k, 32 * k + 32), step, out, at + 8 + 16 * k);
     }
+  }
+}
+
+/** 32 values as the nearest of IQ4's levels times `step`: nibbles into 16 bytes at out[at] (value j + 16 high in byte j). */
+function iq4Codes(x: Float32Array, step: number, out: Uint8Array, at: number): void {
+  out.fill(0, at, at + 16);
+  for (let j = 0; j < 32; j++) {
+    let best = 0;
+    for (let c = 1; c < 16; c++) if (Math.abs(IQ4_VALUES[c] * step - x[j]) < Math.abs(IQ4_VALUES[best] * step - x[j])) best = c;
+    out[at + (j & 15)] |= best << (j < 16 ? 0 : 4);
+  }
+}
+
+/** One row as IQ4_NL: per 32, d = max|x|/127 (f16), each value the nearest level. */
+function quantizeIQ4NL(x: Float32Array, out: Uint8Array, at: number): void {
+  const v = new DataView(out.buffer, out.byteOffset);
+  for (let b = 0; b < x.length / 32; b++, at += 18) {
+    const s = x.subarray(32 * b, 32 * b + 32), d = f16BitsToF32(f32ToF16Bits(Math.max(...s.map(Math.abs)) / 127));
+    v.setUint16(at, f32ToF16Bits(d), true);
+    iq4Codes(s, d, out, at + 2);
+  }
+}
+
+/** One row as Q5_0: per 32, d = max|x|/15 (f16), codes round(x/d) + 16 in 0..31, the fifth bit of value j at bit j of qh. */
+function quantizeQ5_0(x: Float32Array, out: Uint8Array, at: number): void {
+  const v = new DataView(out.buffer, out.byteOffset);
+  for (let b = 0; b < x.length / 32; b++, at += 22) {
+    const s = x.subarray(32 * b, 32 * b + 32), d = f16BitsToF32(f32ToF16Bits(Math.max(...s.map(Math.abs)) / 15));
+    v.setUint16(at, f32ToF16Bits(d), true);
+    out.fill(0, at + 6, at + 22);
+    let qh = 0;
+    for (let j = 0; j < 32; j++) {
+      const q = (d ? Math.max(-16, Math.min(15, Math.round(s[j] / d))) : 0) + 16;
+      qh |= (q >> 4) << j;
+      out[at + 6 + (j & 15)] |= (q & 15) << (j < 16 ? 0 : 4);
+    }
+    v.setUint32(at + 2, qh >>> 0, true);
   }
 }
 
@@ -158,18 +191,21 @@ function requantize(bytes: Uint8Array, types: Record<string, number>): Uint8Arra
       else if (type === Q3_K) quantizeQ3K(row, blocks, r * rb);
       else if (type === IQ4_XS) quantizeIQ4XS(row, blocks, r * rb);
       else if (type === Q8_0) quantizeQ8_0(row, blocks, r * rb);
+      else if (type === IQ4_NL) quantizeIQ4NL(row, blocks, r * rb);
+      else if (type === Q5_0) quantizeQ5_0(row, blocks, r * rb);
       else quantizeMinK(type === Q5_K, row, blocks, r * rb);
     }
     out.fill(0, t.begin, t.begin + t.bytes);
     out.set(blocks, t.begin);
-    // The blocks hold the values within a step of their grid (a check of the quantiser itself).
+    // The blocks hold the values within a step of their grid (a check of the quantiser itself;
+    // IQ4 tops out at 113 of 127 on the positive side).
     const back = new Float32Array(cols);
     let err = 0, top = 0;
     for (let r = 0; r < rows; r++) {
       decodeRow(NAME[type], blocks, r * rb, cols, back, 0);
       for (let i = 0; i < cols; i++) { err = Math.max(err, Math.abs(back[i] - values[r * cols + i])); top = Math.max(top, Math.abs(values[r * cols + i])); }
     }
-    expect(err / top, `${name} round trip`).toBeLessThan({ [Q4_K]: 0.15, [Q5_K]: 0.08, [Q6_K]: 0.05, [Q3_K]: 0.3, [IQ4_XS]: 0.15, [Q8_0]: 0.01 }[type]!);
+    expect(err / top, `${name} round trip`).toBeLessThan({ [Q4_K]: 0.15, [Q5_K]: 0.08, [Q6_K]: 0.05, [Q3_K]: 0.3, [IQ4_XS]: 0.15, [IQ4_NL]: 0.15, [Q5_0]: 0.05, [Q8_0]: 0.01 }[type]!);
   }
   return out;
 }
@@ -292,14 +328,15 @@ describe.each(MIXES)('GGUF K-quants kept as stored (%s build, %s and Q6_K)', (si
 /**
  * Q3_K, IQ4_XS beside Q6_K, Q8_0: Q3_K repacks into Q6_K super-blocks and IQ4_XS into q8 blocks,
  * so layer 0's [q_a (Q3_K) | kv_a (Q6_K)] is one q6k matrix and its [gate (IQ4_XS) | up (Q8_0)]
- * one q8 matrix; layer 1's [q_a (IQ4_XS) | kv_a (Q3_K)] is kept as two parts, q8 and q6k.
+ * one q8 matrix; layer 1's [q_a (IQ4_XS) | kv_a (Q3_K)] is kept as two parts, q8 and q6k. Layer
+ * 0's q_b (IQ4_NL) and layer 1's down (Q5_0) are q8 too.
  */
 const REPACKED: Record<string, number> = {
   'token_embd.weight': IQ4_XS, 'output.weight': Q6_K,
-  'blk.0.attn_q_a.weight': Q3_K, 'blk.0.attn_kv_a_mqa.weight': Q6_K, 'blk.0.attn_q_b.weight': IQ4_XS,
+  'blk.0.attn_q_a.weight': Q3_K, 'blk.0.attn_kv_a_mqa.weight': Q6_K, 'blk.0.attn_q_b.weight': IQ4_NL,
   'blk.0.ffn_gate.weight': IQ4_XS, 'blk.0.ffn_up.weight': Q8_0, 'blk.0.ffn_down.weight': Q3_K,
   'blk.1.attn_q_a.weight': IQ4_XS, 'blk.1.attn_kv_a_mqa.weight': Q3_K, 'blk.1.attn_q_b.weight': Q3_K,
-  'blk.1.ffn_gate.weight': Q3_K, 'blk.1.ffn_up.weight': Q3_K, 'blk.1.ffn_down.weight': IQ4_XS,
+  'blk.1.ffn_gate.weight': Q3_K, 'blk.1.ffn_up.weight': Q3_K, 'blk.1.ffn_down.weight': Q5_0,
 };
 describe.each(BUILDS)('GGUF Q3_K and IQ4_XS kept by exact repacks (%s build)', (simd) => {
   it('fused as their forms agree; fewer bytes; logits near the f32 load; the same bits on 1 and 2 threads', async () => {
