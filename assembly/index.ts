@@ -2,7 +2,7 @@
 // host-owned memory, sizes, scalars). Kernels know nothing about models.
 export { build_is_relaxed } from "./simd";
 export { matmul_nt, matmul_nn, matmul_pack_bytes, matvec, vecmat, matvec_batch, vecmat_batch,
-  matmul_gemm_min_rows, matmul_split_cols, vec_l1_floats, matmul_nt_kq, matmul_kq_pack_bytes } from "./matmul";
+  matmul_gemm_min_rows, matmul_split_cols, vec_l1_floats } from "./matmul";
 export { probe_peak, probe_peak_chains, probe_read, probe_read_pairs, probe_read_block, probe_matvec } from "./probe";
 export { rmsnorm } from "./norm";
 export { rope_table, rope_apply } from "./rope";
@@ -13,4 +13,4 @@ export { matvec_bf16, matvec_f16, matvec_q8, matvec_q4, matmul_nt_bf16, matmul_n
 export { matmul_nt_q4k, matmul_nt_q5k, matmul_nt_q6k, quantize_q8k_act, dequantize_q4k, dequantize_q5k, dequantize_q6k, embed_q4k, embed_q5k, embed_q6k } from "./kquants";
 export { gemv_rows_f32, gemv_rows_bf16, gemv_rows_max } from "./gemv-rows";
 export { attn_block_latent, latent_store, latent_widen, latent_query, latent_row_bytes, latent_query_bytes } from "./latent";
-export { qgemm_q8, qgemm_q4, qgemm_pack_bytes, qgemm_split_cols } from "./qgemm";
+export { qgemm_q8, qgemm_q4, qgemm_kq, qgemm_pack_bytes, qgemm_split_cols } from "./qgemm";

@@ -30,8 +30,8 @@
 // values (products ≤ 63·127, pairs summed in i16).
 // Rows are taken two at a time (see product for which two), sharing the activations' loads; a
 // row's arithmetic is the same alone or in a pair, so splits by rows are bit-identical.
-// Prefill with many activation rows does not come here: matmul.ts's matmul_nt_kq widens panels of
-// super-blocks to f32 once (dequantizeBlock) and runs the packed f32 GEMM on f32 activations.
+// Prefill with many activation rows does not come here: qgemm.ts's qgemm_kq turns panels of
+// super-blocks into i16 codes once (superBlockCodes) and runs q8's packed integer GEMM on them.
 import { madd, hsum, NIBBLES8 } from "./simd";
 import { roundAway, PAIR_BYTES, PAIR_MIN_BYTES } from "./quant";
 
@@ -245,15 +245,9 @@ const HIGH_PAIRS8: usize = memory.data<u8>([48, 48, 48, 48, 48, 48, 48, 48, 48, 
   return fmt == Q4K ? Q4K_BYTES : fmt == Q5K ? Q5K_BYTES : Q6K_BYTES;
 }
 
-/** Bytes of a super-block of K-quant `fmt` (Q4K 0, Q6K 1, Q5K 2, as matmul_nt_kq takes them). */
+/** Bytes of a super-block of K-quant `fmt` (Q4K 0, Q6K 1, Q5K 2, as qgemm_kq takes them). */
 export function kquantBlockBytes(fmt: i32): usize {
   return blockBytes(fmt);
-}
-
-/** 256 f32 at out = the `fmt` super-block at `block`, as ggml dequantises it (for matmul.ts's K-quant GEMM). */
-export function dequantizeBlock(fmt: i32, block: usize, out: usize): void {
-  if (fmt == Q6K) dequantize_q6k(block, out, 1);
-  else dequantizeMinK(fmt == Q5K, block, out, 1);
 }
 
 /** Rows j and j + far of W (far 0: row j alone) against activation row i: one call of the format's dot. */
@@ -364,6 +358,56 @@ function dequantizeMinK(five: bool, w: usize, out: usize, nsb: i32): void {
     }
     w += five ? Q5K_BYTES : Q4K_BYTES;
   }
+}
+
+/**
+ * One super-block of `fmt` for qgemm.ts's integer GEMM: its 256 values as i16 codes at `codes`
+ * with each sub-block's scale folded in (Q4_K / Q5_K: sc·q, ≤ 63·31; Q6_K: sc·(q − 32), ≤ 128·32),
+ * so that value = d·code − offset; each 32's offset (Q4_K / Q5_K: dmin·m, exact in f32; Q6_K: 0)
+ * negated at offsets + j·offStride. Returns d.
+ */
+export function superBlockCodes(fmt: i32, w: usize, codes: usize, offsets: usize, offStride: usize): f32 {
+  const m4 = v128.load(NIBBLES8);
+  if (fmt == Q6K) {
+    const three = i8x16.splat(3), bias = i8x16.splat(32);
+    for (let h: usize = 0; h < 2; h++) {
+      for (let g = 0; g < 4; g++) {
+        const ql = w + h * 64 + <usize>((g & 1) << 5), qh = w + 128 + h * 32;
+        const lshift = <u32>((g >> 1) << 2), hshift = <u32>(2 * g);
+        for (let half16: usize = 0; half16 < 32; half16 += 16) {
+          const low = v128.and(i16x8.shr_u(v128.load(ql + half16), lshift), m4);
+          const high = v128.and(i16x8.shr_u(v128.load(qh + half16), hshift), three);
+          const q = i8x16.sub(v128.or(low, i16x8.shl(high, 4)), bias);
+          const sc = i16x8.splat(<i16>load<i8>(w + 192 + h * 8 + <usize>(2 * g) + (half16 >> 4)));
+          v128.store(codes, i16x8.mul(i16x8.extend_low_i8x16_s(q), sc));
+          v128.store(codes, i16x8.mul(i16x8.extend_high_i8x16_s(q), sc), 16);
+          codes += 32;
+        }
+        store<f32>(offsets + <usize>(h * 4 + <usize>g) * offStride, 0);
+      }
+    }
+    return half(w + 208);
+  }
+  const five = fmt == Q5K, one = i8x16.splat(1);
+  const dmin = half(w + 2), scales = sixBits(w + 4, false), mins = sixBits(w + 4, true);
+  const h0 = five ? v128.load(w + 16) : m4, h1 = five ? v128.load(w + 32) : m4;
+  for (let j = 0; j < 8; j++) {
+    const at = <u64>(j << 3);
+    const sc = i16x8.splat(<i16>(<u32>(scales >> at) & 0xFF));
+    const q = w + (five ? 48 : 16) + <usize>((j >> 1) << 5), shift = <u32>((j & 1) << 2);
+    let c0 = v128.and(i16x8.shr_u(v128.load(q), shift), m4), c1 = v128.and(i16x8.shr_u(v128.load(q, 16), shift), m4);
+    if (five) {
+      c0 = v128.or(c0, i16x8.shl(v128.and(i16x8.shr_u(h0, <u32>j), one), 4));
+      c1 = v128.or(c1, i16x8.shl(v128.and(i16x8.shr_u(h1, <u32>j), one), 4));
+    }
+    v128.store(codes, i16x8.mul(i16x8.extend_low_i8x16_u(c0), sc));
+    v128.store(codes, i16x8.mul(i16x8.extend_high_i8x16_u(c0), sc), 16);
+    v128.store(codes, i16x8.mul(i16x8.extend_low_i8x16_u(c1), sc), 32);
+    v128.store(codes, i16x8.mul(i16x8.extend_high_i8x16_u(c1), sc), 48);
+    codes += 64;
+    store<f32>(offsets + <usize>j * offStride, -(dmin * <f32>(<u32>(mins >> at) & 0xFF)));
+  }
+  return half(w);
 }
 
 /** 16 codes (bytes, < 128) at out as f32: s·c − m, rounded as two f32 operations. */

@@ -32,7 +32,6 @@
 // but wastes more at the n edge. KC 384 or 512 measured the same as 256. Packing A as well
 // measured 3–6% slower: V8 does not fold a load32_splat offset into the address.
 import { madd, hsum } from "./simd";
-import { dequantizeBlock, kquantBlockBytes } from "./kquants";
 
 // @ts-ignore: decorator
 @inline const MR: i32 = ASC_FEATURE_RELAXED_SIMD ? 3 : 4;  // rows of C per micro-kernel tile
@@ -104,25 +103,7 @@ export function matmul_nt(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc:
     return;
   }
   if (m <= DOT_MAX_M) dotNT(a, lda, b, ldb, c, ldc, m, k, n, acc);
-  else gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, true, acc, -1);
-}
-
-/** Bytes of scratch that matmul_nt_kq needs in `pack`: matmul_nt's, and NR super-blocks widened. */
-export function matmul_kq_pack_bytes(k: i32, n: i32): i32 {
-  return matmul_pack_bytes(k, n) + NR * KC * 4;
-}
-
-/**
- * C[m, n] = A[m, k] · Wᵀ with W K-quant rows (fmt: Q4_K 0, Q6_K 1, Q5_K 2, as kquants.ts numbers
- * them; k a multiple of 256): the packed product, each panel of super-blocks widened to f32 as it
- * is packed (KC = 256 is one super-block). Prefill: the GEMV kernels' per-row unpacking
- * (matmul_nt_q4k …) repeats for every activation row, this once per panel and MC rows. `pack`
- * is scratch of matmul_kq_pack_bytes(k, n) bytes.
- */
-export function matmul_nt_kq(fmt: i32, a: usize, lda: i32, w: usize, c: usize, ldc: i32,
-                             m: i32, k: i32, n: i32, pack: usize): void {
-  if (m <= 0 || n <= 0 || k < KC) return;
-  gemm(a, lda, w, 0, c, ldc, m, k, n, pack, true, false, fmt);
+  else gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, true, acc);
 }
 
 /** C[m, n] = A[m, k] · B[k, n], or C += A · B when `acc`. `pack` as for matmul_nt. */
@@ -136,7 +117,7 @@ export function matmul_nn(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc:
     }
     return;
   }
-  gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, false, acc, -1);
+  gemm(a, lda, b, ldb, c, ldc, m, k, n, pack, false, acc);
 }
 
 function zeroRows(c: usize, ldc: i32, m: i32, n: i32): void {
@@ -145,25 +126,14 @@ function zeroRows(c: usize, ldc: i32, m: i32, n: i32): void {
 
 // @ts-ignore: decorator
 @inline function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
-                      m: i32, k: i32, n: i32, pack: usize, nt: bool, accC: bool, kq: i32): void {
+                      m: i32, k: i32, n: i32, pack: usize, nt: bool, accC: bool): void {
   const mFull = m - m % MR;
-  // kq ≥ 0: b holds K-quant rows of k/256 super-blocks; `widened` (after the panels) takes NR of them as f32.
-  const sbBytes = kq >= 0 ? kquantBlockBytes(kq) : 0, rowBytes = <usize>(k >> 8) * sbBytes;
-  const widened = pack + <usize>matmul_pack_bytes(k, n);
   for (let jc = 0; jc < n; jc += NC) {
     const nc = min(NC, n - jc);
     const panels = (nc + NR - 1) / NR;
     for (let pc = 0; pc < k; pc += KC) {
       const kc = min(KC, k - pc);
-      if (kq >= 0) {
-        for (let jp = 0; jp < panels; jp++) {
-          const j = jc + jp * NR, cols = min(NR, n - j);
-          for (let r = 0; r < cols; r++) {
-            dequantizeBlock(kq, b + <usize>(j + r) * rowBytes + <usize>(pc >> 8) * sbBytes, widened + <usize>(r * KC) * 4);
-          }
-          packNT(widened, KC, KC, cols, pack + <usize>(jp * KC * NR) * 4);
-        }
-      } else if (nt) packNT(b + (<usize>jc * ldb + pc) * 4, ldb, kc, nc, pack);
+      if (nt) packNT(b + (<usize>jc * ldb + pc) * 4, ldb, kc, nc, pack);
       else packNN(b + (<usize>pc * ldb + jc) * 4, ldb, kc, nc, pack);
       const acc = accC || pc > 0;
       for (let ic = 0; ic < m; ic += MC) {

@@ -29,6 +29,7 @@
 // Each output's arithmetic depends on its column and row alone (not on the tile or chunk it
 // falls in), so a split of the columns at multiples of NR gives the one-thread bits.
 import { madd, NIBBLES8 } from "./simd";
+import { kquantBlockBytes, superBlockCodes } from "./kquants";
 
 // @ts-ignore: decorator
 @inline const NR: i32 = 8;
@@ -43,10 +44,14 @@ import { madd, NIBBLES8 } from "./simd";
 // @ts-ignore: decorator
 @inline const MR_NIBBLES: i32 = 4;
 
-/** Bytes of `pack` scratch qgemm_q8 / qgemm_q4 need for rows of k (a multiple of 32): a panel, a tile's f32 sums, MC widened rows. */
+/**
+ * Bytes of `pack` scratch qgemm_q8 / qgemm_q4 / qgemm_kq need for rows of k (a multiple of 32): a
+ * panel, its scales, a tile's f32 sums, MC widened rows; for qgemm_kq also the panel's offsets, MC
+ * rows' block sums and NR super-blocks of codes.
+ */
 export function qgemm_pack_bytes(k: i32): i32 {
-  const kk = max(k, 0);
-  return kk * NR * 2 + (kk >> 5) * NR * 4 + MR * NR * 4 + MC * kk * 2;
+  const kk = max(k, 0), nb = kk >> 5;
+  return kk * NR * 2 + nb * NR * 4 + MR * NR * 4 + MC * kk * 2 + nb * NR * 4 + MC * nb * 4 + NR * 256 * 2;
 }
 
 /** Columns of C a split of qgemm across threads keeps together (one packed panel). */
@@ -61,21 +66,35 @@ export function qgemm_split_cols(): i32 {
  */
 export function qgemm_q8(aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
                          m: i32, k: i32, n: i32, pack: usize): void {
-  gemm(false, aq, ad, wq, wd, c, ldc, m, k, n, pack);
+  gemm(false, -1, aq, ad, wq, wd, c, ldc, m, k, n, pack);
 }
 
 /** As qgemm_q8 with q4 weights (wq: n rows of k/2 bytes, quant.ts's nibble order). */
 export function qgemm_q4(aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
                          m: i32, k: i32, n: i32, pack: usize): void {
-  gemm(true, aq, ad, wq, wd, c, ldc, m, k, n, pack);
+  gemm(true, -1, aq, ad, wq, wd, c, ldc, m, k, n, pack);
 }
 
-// Not inlined: both formats share one copy of the i16 tiles.
-function gemm(q4: bool, aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
+/**
+ * C[m, n] = A · Wᵀ, A quantised rows as for qgemm_q8, W K-quant rows (fmt as kquants.ts numbers
+ * them: Q4_K 0, Q6_K 1, Q5_K 2; k a multiple of 256). Each panel's super-blocks become i16 codes
+ * with their sub-block scales folded in (superBlockCodes), run by the i16 tile as q8's codes are,
+ * each block scaled by its super-block's d; Q4_K's and Q5_K's −dmin·m per block then meet each
+ * activation row's d_x·Σx of that block (the i32 sums are exact: |code| ≤ 4096).
+ */
+export function qgemm_kq(fmt: i32, aq: usize, ad: usize, w: usize, c: usize, ldc: i32,
+                         m: i32, k: i32, n: i32, pack: usize): void {
+  if (k & 255) return;
+  gemm(false, fmt, aq, ad, w, 0, c, ldc, m, k, n, pack);
+}
+
+// Not inlined: the formats share one copy of the i16 tiles.
+function gemm(q4: bool, kq: i32, aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ldc: i32,
               m: i32, k: i32, n: i32, pack: usize): void {
   if (m <= 0 || n <= 0 || k < 32) return;
   const nb = k >> 5;
-  const uk = <usize>k, rowBytes: usize = q4 ? uk >> 1 : uk, sBytes = <usize>nb * 4;
+  const uk = <usize>k, sBytes = <usize>nb * 4;
+  const rowBytes: usize = kq >= 0 ? (uk >> 8) * kquantBlockBytes(kq) : q4 ? uk >> 1 : uk;
   const cStride = <usize>ldc * 4;
   if (RELAXED && q4) { // q4 runs on the nibbles there, the activations as they are
     const scales = pack + uk * NR;
@@ -92,21 +111,72 @@ function gemm(q4: bool, aq: usize, ad: usize, wq: usize, wd: usize, c: usize, ld
   }
   const scales = pack + uk * NR * 2;
   const acc = scales + sBytes * NR, wide = acc + MR * NR * 4;
+  const offsets = wide + <usize>MC * uk * 2, sums = offsets + sBytes * NR, codes = sums + <usize>MC * sBytes;
+  const mins = kq >= 0 && kq != KQ_Q6K;
   for (let i0 = 0; i0 < m; i0 += MC) {
     const rows = min(MC, m - i0), mFull = rows - rows % MR, tail = <usize>(rows - mFull);
     const a0 = ad + <usize>i0 * sBytes, c0 = c + <usize>i0 * cStride;
     widenRows(aq + <usize>i0 * uk, uk, k, rows, wide);
+    if (mins) blockSums(aq + <usize>i0 * uk, a0, k, rows, sums);
     for (let j = 0; j < n; j += NR) {
       const cols = min(NR, n - j);
-      packPanel(q4, false, wq + <usize>j * rowBytes, rowBytes, wd + <usize>j * sBytes, sBytes, cols, nb, pack, scales);
+      if (kq >= 0) packSuperBlocks(kq, wq + <usize>j * rowBytes, rowBytes, cols, nb, pack, scales, offsets, codes);
+      else packPanel(q4, false, wq + <usize>j * rowBytes, rowBytes, wd + <usize>j * sBytes, sBytes, cols, nb, pack, scales);
       const cj = c0 + <usize>j * 4;
       let i = 0;
       for (; i < mFull; i += MR) {
-        tile16(MR, wide + <usize>i * uk * 2, MR * 4, a0 + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols, acc);
+        const x = wide + <usize>i * uk * 2, d = a0 + <usize>i * sBytes, ci = cj + <usize>i * cStride, si = sums + <usize>i * sBytes;
+        if (mins) tile16(MR, true, x, MR * 4, d, sBytes, pack, scales, offsets, si, nb, ci, cStride, cols, acc);
+        else tile16(MR, false, x, MR * 4, d, sBytes, pack, scales, 0, 0, nb, ci, cStride, cols, acc);
       }
       // The last group's rows, one at a time (pairs tail·4 bytes apart).
       for (let r = 0; i < rows; i++, r++) {
-        tile16(1, wide + <usize>mFull * uk * 2 + <usize>r * 4, tail * 4, a0 + <usize>i * sBytes, sBytes, pack, scales, nb, cj + <usize>i * cStride, cStride, cols, acc);
+        const x = wide + <usize>mFull * uk * 2 + <usize>r * 4, d = a0 + <usize>i * sBytes, ci = cj + <usize>i * cStride, si = sums + <usize>i * sBytes;
+        if (mins) tile16(1, true, x, tail * 4, d, sBytes, pack, scales, offsets, si, nb, ci, cStride, cols, acc);
+        else tile16(1, false, x, tail * 4, d, sBytes, pack, scales, 0, 0, nb, ci, cStride, cols, acc);
+      }
+    }
+  }
+}
+
+// @ts-ignore: decorator
+@inline const KQ_Q6K: i32 = 1;
+
+/** d_x·Σx of each block of 32 of `rows` quantised rows (aq: k int8 a row; ad: k/32 scales a row) → sums[row][block]. */
+function blockSums(aq: usize, ad: usize, k: i32, rows: i32, sums: usize): void {
+  const nb = k >> 5;
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < nb; b++) {
+      const a = aq + (<usize>r * <usize>nb + <usize>b) * 32;
+      let s = i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.extadd_pairwise_i8x16_s(v128.load(a)), i16x8.extadd_pairwise_i8x16_s(v128.load(a, 16))));
+      s = i32x4.add(s, v128.shuffle<i32>(s, s, 2, 3, 0, 1));
+      const t = i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1);
+      const at = (<usize>r * <usize>nb + <usize>b) * 4;
+      store<f32>(sums + at, load<f32>(ad + at) * <f32>t);
+    }
+  }
+}
+
+/**
+ * Pack `cols` (≤ NR) K-quant rows (rowBytes apart) into the panel as packPanel packs q8's, their
+ * codes made by superBlockCodes (NR super-blocks at a time into `codes`), each block's scale the
+ * super-block's d; offsets [block][NR] get each block's −dmin·m. Missing columns repeat the last row.
+ */
+function packSuperBlocks(kq: i32, w: usize, rowBytes: usize, cols: i32, nb: i32, panel: usize, scales: usize,
+                         offsets: usize, codes: usize): void {
+  const last = <usize>(cols - 1), sbBytes = kquantBlockBytes(kq);
+  for (let sb = 0; sb < nb >> 3; sb++) {
+    const usb = <usize>sb;
+    for (let c: usize = 0; c < <usize>NR; c++) {
+      const d = superBlockCodes(kq, w + min(c, last) * rowBytes + usb * sbBytes, codes + c * 512, offsets + (usb * 8 * NR + c) * 4, NR * 4);
+      for (let b: usize = 0; b < 8; b++) store<f32>(scales + ((usb * 8 + b) * NR + c) * 4, d);
+    }
+    // Column g + q's codes kk … kk + 7 (four k pairs) to pairs (256·sb + kk)/2 … of the panel.
+    for (let g: usize = 0; g < <usize>NR; g += 4) {
+      const src = codes + g * 512;
+      for (let kk: usize = 0; kk < 256; kk += 8) {
+        transposeStore(panel + ((usb * 256 + kk) >> 1) * 32 + g * 4, v128.load(src + kk * 2), v128.load(src + 512 + kk * 2),
+          v128.load(src + 1024 + kk * 2), v128.load(src + 1536 + kk * 2));
       }
     }
   }
@@ -206,12 +276,21 @@ function widenRows(a: usize, aStride: usize, k: i32, rows: i32, wide: usize): vo
   }
 }
 
-/** The f32 accumulators of one row, at acc: acc += f32(Σ) · (d_w·d_x) per half, d_x at d. */
+/**
+ * The f32 accumulators of one row, at acc: acc += f32(Σ) · (d_w·d_x) per half, d_x at d; with
+ * `mins`, then acc += o · (d_x·Σx), the block's negated offsets o0, o1 and the row's sum at sum.
+ */
 // @ts-ignore: decorator
-@inline function blockRow(acc: usize, i0: v128, i1: v128, s0: v128, s1: v128, d: usize): void {
+@inline function blockRow(mins: bool, acc: usize, i0: v128, i1: v128, s0: v128, s1: v128, d: usize, o0: v128, o1: v128, sum: usize): void {
   const dx = f32x4.splat(load<f32>(d));
-  v128.store(acc, madd(f32x4.convert_i32x4_s(i0), f32x4.mul(s0, dx), v128.load(acc)));
-  v128.store(acc, madd(f32x4.convert_i32x4_s(i1), f32x4.mul(s1, dx), v128.load(acc, 16)), 16);
+  let a0 = madd(f32x4.convert_i32x4_s(i0), f32x4.mul(s0, dx), v128.load(acc));
+  let a1 = madd(f32x4.convert_i32x4_s(i1), f32x4.mul(s1, dx), v128.load(acc, 16));
+  if (mins) {
+    const sx = f32x4.splat(load<f32>(sum));
+    a0 = madd(o0, sx, a0); a1 = madd(o1, sx, a1);
+  }
+  v128.store(acc, a0);
+  v128.store(acc, a1, 16);
 }
 
 /**
@@ -221,15 +300,15 @@ function widenRows(a: usize, aStride: usize, k: i32, rows: i32, wide: usize): vo
  * registers, the f32 accumulators in `acc` (rows × 8 f32): they are touched once per block.
  */
 // @ts-ignore: decorator
-@inline function tile16(rows: i32, x: usize, step: usize, ad: usize, adStride: usize, panel: usize, scales: usize,
-                        nb: i32, c: usize, cStride: usize, cols: i32, acc: usize): void {
+@inline function tile16(rows: i32, mins: bool, x: usize, step: usize, ad: usize, adStride: usize, panel: usize, scales: usize,
+                        offsets: usize, sums: usize, nb: i32, c: usize, cStride: usize, cols: i32, acc: usize): void {
   const zero = i32x4.splat(0);
   for (let r = 0; r < rows; r++) {
     v128.store(acc + <usize>r * 32, zero);
     v128.store(acc + <usize>r * 32, zero, 16);
   }
   let d = ad;
-  let pw = panel, ps = scales;
+  let pw = panel, ps = scales, po = offsets, px = sums;
   for (let b = 0; b < nb; b++) {
     let i00 = zero, i01 = zero, i10 = zero, i11 = zero, i20 = zero, i21 = zero, i30 = zero, i31 = zero;
     const end = pw + 16 * 32;
@@ -243,11 +322,12 @@ function widenRows(a: usize, aStride: usize, k: i32, rows: i32, wide: usize): vo
       x += step; pw += 32;
     }
     const s0 = v128.load(ps), s1 = v128.load(ps, 16);
-    blockRow(acc, i00, i01, s0, s1, d);
-    if (rows > 1) blockRow(acc + 32, i10, i11, s0, s1, d + adStride);
-    if (rows > 2) blockRow(acc + 64, i20, i21, s0, s1, d + 2 * adStride);
-    if (rows > 3) blockRow(acc + 96, i30, i31, s0, s1, d + 3 * adStride);
-    ps += 32; d += 4;
+    const o0 = mins ? v128.load(po) : s0, o1 = mins ? v128.load(po, 16) : s1;
+    blockRow(mins, acc, i00, i01, s0, s1, d, o0, o1, px);
+    if (rows > 1) blockRow(mins, acc + 32, i10, i11, s0, s1, d + adStride, o0, o1, px + adStride);
+    if (rows > 2) blockRow(mins, acc + 64, i20, i21, s0, s1, d + 2 * adStride, o0, o1, px + 2 * adStride);
+    if (rows > 3) blockRow(mins, acc + 96, i30, i31, s0, s1, d + 3 * adStride, o0, o1, px + 3 * adStride);
+    ps += 32; d += 4; po += 32; px += 4;
   }
   for (let r = 0; r < rows; r++) {
     const f = acc + <usize>r * 32;

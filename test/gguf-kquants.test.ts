@@ -3,7 +3,7 @@
 // q6k, read by assembly/kquants.ts)
 // and give the logits of the same file widened exactly to f32 (weights 'f32'), but for the
 // activations' int8 rounding per 256; the same greedy tokens; the same bits on 1 and 2 threads,
-// with the prefill's products per row or as the widened-panel GEMM (matmul_nt_kq).
+// with the multi-row products per row or as the packed integer GEMM (qgemm_kq).
 // The file is written by our writer in F32, then the chosen tensors are quantised in place by a
 // test-only Q4_K / Q5_K / Q6_K quantiser (plain rules, not llama.cpp's search: any valid blocks do, since
 // both loads read the same ones). Likewise Q3_K and IQ4_XS beside Q6_K and Q8_0, kept by exact repacks
@@ -311,13 +311,14 @@ describe.each(MIXES)('GGUF K-quants kept as stored (%s build, %s and Q6_K)', (si
     const two = await loadModel(source, { simd, threads: 2 });
     expect(two.threads).toBe(2);
     inside(two).decoder.ops.minChunkNs = 0;
+    // The 20-row prefill's products per row (kqGemmRows past 20), then as qgemm_kq (the default).
+    for (const m of [one, two]) inside(m).decoder.ops.kqGemmRows = Infinity;
     const a = run(one, ids, 4), b = run(two, ids, 4);
     a.logits.forEach((y, i) => expect(Array.from(b.logits[i]), `logits ${i}`).toEqual(Array.from(y)));
-    // The prefill's products as matmul_nt_kq (which 20 rows do not reach by default): the same
-    // bits on both, and no longer the per-row kernels' (f32 activations, not Q8_K).
-    for (const m of [one, two]) inside(m).decoder.ops.kqGemmRows = 2;
+    for (const m of [one, two]) inside(m).decoder.ops.kqGemmRows = 12;
     const c = run(one, ids, 4), d = run(two, ids, 4);
-    c.logits.forEach((y, i) => expect(Array.from(d.logits[i]), `widened logits ${i}`).toEqual(Array.from(y)));
+    c.logits.forEach((y, i) => expect(Array.from(d.logits[i]), `qgemm_kq logits ${i}`).toEqual(Array.from(y)));
+    // Not the same path in disguise (per 32 activations, not Q8_K's per 256), and as close to it as to f32.
     expect(Array.from(c.logits[0])).not.toEqual(Array.from(a.logits[0]));
     expect(relativeError(c.logits[0], a.logits[0])).toBeLessThan(BOUND);
     one.dispose();

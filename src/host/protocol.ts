@@ -6,11 +6,11 @@
 /** The kernel exports a chunk may call, by index; the workers receive this list. */
 export const FNS = ['matmul_nt', 'matmul_nn', 'attn_init', 'attn_block', 'attn_finish', 'probe_read', 'probe_read_pairs',
   'matvec_batch', 'vecmat_batch', 'attn_block_latent', 'matmul_nt_bf16', 'matmul_nt_f16', 'matmul_nt_q8', 'matmul_nt_q4', 'matmul_nt_q4k', 'matmul_nt_q6k',
-  'qgemm_q8', 'qgemm_q4', 'gemv_rows_f32', 'gemv_rows_bf16', 'matmul_nt_q5k', 'matmul_nt_kq'] as const;
+  'qgemm_q8', 'qgemm_q4', 'gemv_rows_f32', 'gemv_rows_bf16', 'matmul_nt_q5k', 'qgemm_kq'] as const;
 export const MATMUL_NT = 0, MATMUL_NN = 1, ATTN_INIT = 2, ATTN_BLOCK = 3, ATTN_FINISH = 4, PROBE_READ = 5, PROBE_READ_PAIRS = 6,
   MATVEC_BATCH = 7, VECMAT_BATCH = 8, ATTN_BLOCK_LATENT = 9, MATMUL_NT_BF16 = 10, MATMUL_NT_F16 = 11, MATMUL_NT_Q8 = 12, MATMUL_NT_Q4 = 13,
   MATMUL_NT_Q4K = 14, MATMUL_NT_Q6K = 15, QGEMM_Q8 = 16, QGEMM_Q4 = 17, GEMV_ROWS_F32 = 18, GEMV_ROWS_BF16 = 19,
-  MATMUL_NT_Q5K = 20, MATMUL_NT_KQ = 21;
+  MATMUL_NT_Q5K = 20, QGEMM_KQ = 21;
 
 // A task: call FNS[fn] n1 × n2 times, call (i, j) with args + i·inc1 + j·inc2, and argument
 // `threadArg` (if ≥ 0) further + (running thread's index)·threadStride: per-thread scratch.

@@ -43,16 +43,15 @@ export function loadQuantizer(k: Kernels, maxCols: number, scratchBytes: number)
 
 /** The kernels' answers to "how much scratch do you need" (all that sizing memory asks of them). */
 export type ScratchKernels = Pick<Kernels, 'matmul_pack_bytes' | 'qgemm_pack_bytes' | 'quant_prep_bytes' | 'attn_scratch_bytes'
-  | 'latent_query_bytes' | 'matmul_kq_pack_bytes'>;
+  | 'latent_query_bytes'>;
 
 /**
  * Bytes of packing scratch a product of depth k and n columns needs: matmul_nt / matmul_nn's,
- * or, when k is a whole number of blocks and that is more, qgemm's (q8 / q4 weights), what
- * matmul_nt_q4 prepares its activations in, or matmul_nt_kq's (K-quant weights, k a multiple of 256).
+ * or, when k is a whole number of blocks and that is more, qgemm's (q8 / q4 weights) or what
+ * matmul_nt_q4 prepares its activations in.
  */
 export function matmulPackBytes(kernels: ScratchKernels, k: number, n: number): number {
-  return Math.max(kernels.matmul_pack_bytes(k, n), k % 32 === 0 ? Math.max(kernels.qgemm_pack_bytes(k), kernels.quant_prep_bytes(k)) : 0,
-    k % 256 === 0 ? kernels.matmul_kq_pack_bytes(k, n) : 0);
+  return Math.max(kernels.matmul_pack_bytes(k, n), k % 32 === 0 ? Math.max(kernels.qgemm_pack_bytes(k), kernels.quant_prep_bytes(k)) : 0);
 }
 
 /** Bytes of scratch attention needs for `queries` queries at once. */

@@ -5,7 +5,7 @@
 import type { Kernels } from '../host/kernels.js';
 import { arg, ARGS, ATTN_BLOCK, ATTN_FINISH, ATTN_INIT, GEMV_ROWS_BF16, GEMV_ROWS_F32, MATMUL_NN, MATMUL_NT, MATMUL_NT_BF16,
   MATMUL_NT_F16, MATMUL_NT_Q4, MATMUL_NT_Q4K, MATMUL_NT_Q5K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, PROBE_READ, PROBE_READ_PAIRS, QGEMM_Q4,
-  QGEMM_Q8, VECMAT_BATCH, ATTN_BLOCK_LATENT, MATMUL_NT_KQ } from '../host/protocol.js';
+  QGEMM_Q8, VECMAT_BATCH, ATTN_BLOCK_LATENT, QGEMM_KQ } from '../host/protocol.js';
 import { BLOCK, FINISH, INIT } from './op-calls.js';
 
 /** matmul_nt / matmul_nn. */
@@ -137,7 +137,7 @@ export class Here implements Tasks {
       a(7, i, j), a(8, i, j), a(9, i, j));
     calls[QGEMM_Q4] = (i, j) => k.qgemm_q4(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j), a(6, i, j),
       a(7, i, j), a(8, i, j), a(9, i, j));
-    calls[MATMUL_NT_KQ] = (i, j) => k.matmul_nt_kq(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j),
+    calls[QGEMM_KQ] = (i, j) => k.qgemm_kq(a(0, i, j), a(1, i, j), a(2, i, j), a(3, i, j), a(4, i, j), a(5, i, j),
       a(6, i, j), a(7, i, j), a(8, i, j), a(9, i, j));
     calls[GEMV_ROWS_F32] = narrow(k.gemv_rows_f32);
     calls[GEMV_ROWS_BF16] = narrow(k.gemv_rows_bf16);

@@ -10,7 +10,7 @@
 import type { ThreadPool } from '../host/pool.js';
 import type { Kernels } from '../host/kernels.js';
 import { ARGS, ATTN_BLOCK_LATENT, GEMV_ROWS_BF16, GEMV_ROWS_F32, MATMUL_NN, MATMUL_NT, MATMUL_NT_BF16, MATMUL_NT_F16, MATMUL_NT_Q4,
-  MATMUL_NT_KQ, MATMUL_NT_Q4K, MATMUL_NT_Q5K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, QGEMM_Q4, QGEMM_Q8,
+  MATMUL_NT_Q4K, MATMUL_NT_Q5K, MATMUL_NT_Q6K, MATMUL_NT_Q8, MATVEC_BATCH, MAX_CHUNKS, MAX_TASKS, PROBE_READ, PROBE_READ_PAIRS, QGEMM_KQ, QGEMM_Q4, QGEMM_Q8,
   VECMAT_BATCH } from '../host/protocol.js';
 import { isSuperBlockFormat, matrixBytes, SUPER_BLOCK_BYTES, type Matrix, type MatrixFormat } from './weights.js';
 import { BLOCK, FINISH, INIT, LATENT_CODES, type AttentionCall, type LatentCall, type LatentFormat, type LinearCall, type MatmulCall,
@@ -40,14 +40,13 @@ const NARROW_ROWS = 8, NARROW_GEMM_RATE = 6;
 const QGEMM_PACK = 9;
 /** matmul_nt_q8 / matmul_nt_q4's arguments (aq, ad, wq, wd, c, ldc, m, k, n, acc, prep): the per-thread one. */
 const QUANT_PREP = 10;
-/** matmul_nt_kq's arguments (fmt, a, lda, w, c, ldc, m, k, n, pack): the per-thread one; and its format codes. */
-const KQ_PACK = 9;
+/** qgemm_kq's format codes (its arguments: fmt, aq, ad, w, c, ldc, m, k, n, pack). */
 const KQ_CODES = { q4k: 0, q6k: 1, q5k: 2 } as const;
 /**
- * Rows of activations from which K-quant products widen panels of super-blocks to f32 for the
- * packed GEMM (matmul_nt_kq) rather than unpack every row again per activation row.
+ * Rows of activations from which K-quant products run as a packed integer GEMM (qgemm_kq: each
+ * panel's super-blocks made i16 codes once) rather than unpack every row again per activation row.
  */
-const KQ_GEMM_ROWS = 24;
+const KQ_GEMM_ROWS = 12;
 
 /**
  * Where to cut nq queries (`steps` runs of `step`) into `chunks` runs of steps doing equal work:
@@ -84,7 +83,7 @@ export class Ops {
   readonly threads: number;
   /** The least work (ns, estimated) worth a chunk of its own. Tests set 0 to split everything, always. */
   minChunkNs = 20_000;
-  /** Activation rows from which K-quant products run as matmul_nt_kq (tests lower it to reach that path). */
+  /** Activation rows from which K-quant products run as qgemm_kq (tests lower it to reach that path). */
   kqGemmRows = KQ_GEMM_ROWS;
   /** The fewest keys in a segment of a split by keys. Tests lower it to split short contexts. */
   minSegment = MIN_SEGMENT;
@@ -295,13 +294,13 @@ export class Ops {
       : superBlocks ? (k / 256) * SUPER_BLOCK_BYTES[format as 'q4k'] : 2 * k;
     const scaleBytes = k / 8; // one f32 per 32 weights
     const records = (k / 256) * ACT_RECORD;
-    // K-quants from KQ_GEMM_ROWS rows on: the packed f32 GEMM on super-blocks widened panel by panel.
-    const widened = superBlocks && m >= this.kqGemmRows && this.k.matmul_kq_pack_bytes(k, n) <= this.packBytes;
-    if (superBlocks && !widened) {
+    // K-quants from kqGemmRows rows on: qgemm_kq, on activations quantised per 32 as q8's.
+    const kqGemm = superBlocks && m >= this.kqGemmRows && this.k.qgemm_pack_bytes(k) <= this.packBytes;
+    if (superBlocks && !kqGemm) {
       if (m * (k + records) > this.actBytes) throw new Error(`Ops: ${m} rows of ${k} activations exceed the act scratch`);
       for (let r = 0; r < m; r++) this.k.quantize_q8k_act(c.x.ptr + r * c.x.stride * F, k, this.act + r * k, this.act + m * k + r * records);
     }
-    if (quant) {
+    if (quant || kqGemm) {
       if (m * (k + scaleBytes) > this.actBytes) throw new Error(`Ops: ${m} rows of ${k} activations exceed the act scratch`);
       for (let r = 0; r < m; r++) this.k.quantize_q8_act(c.x.ptr + r * c.x.stride * F, k, this.act + r * k, this.act + m * k + r * scaleBytes);
     }
@@ -310,21 +309,21 @@ export class Ops {
     const rowsKernel = format === 'bf16' && m >= 2 && m <= this.rowsMax;
     const packed = !rowsKernel && quant && m >= this.gemmRows && this.k.qgemm_pack_bytes(k) <= this.packBytes;
     const gemv = m === 1 || rowsKernel;
-    const ns = m * k * n / (gemv ? GEMV_RATE : packed || widened ? GEMM_RATE : NARROW_GEMM_RATE);
-    const unit = packed ? lcm(NARROW_ROWS, this.k.qgemm_split_cols()) : widened ? lcm(NARROW_ROWS, this.splitCols) : NARROW_ROWS;
+    const ns = m * k * n / (gemv ? GEMV_RATE : packed || kqGemm ? GEMM_RATE : NARROW_GEMM_RATE);
+    const unit = packed || kqGemm ? lcm(NARROW_ROWS, this.k.qgemm_split_cols()) : NARROW_ROWS;
     const units = Math.ceil(n / unit);
     const chunks = this.chunks(ns, units, 1, gemv ? matrixBytes(format, n, k) : 0);
     const out = this.tasks(chunks), D = out.args;
-    const fn = widened ? MATMUL_NT_KQ : rowsKernel ? GEMV_ROWS_BF16 : packed ? (format === 'q8' ? QGEMM_Q8 : QGEMM_Q4)
+    const fn = kqGemm ? QGEMM_KQ : rowsKernel ? GEMV_ROWS_BF16 : packed ? (format === 'q8' ? QGEMM_Q8 : QGEMM_Q4)
       : { bf16: MATMUL_NT_BF16, f16: MATMUL_NT_F16, q8: MATMUL_NT_Q8, q4: MATMUL_NT_Q4, q4k: MATMUL_NT_Q4K, q5k: MATMUL_NT_Q5K, q6k: MATMUL_NT_Q6K }[format as 'bf16'];
     for (let s = 0; s < chunks; s++) {
       if (chunks > 1) this.pool!.chunk();
       const n0 = unit * Math.floor(units * s / chunks), n1 = Math.min(n, unit * Math.floor(units * (s + 1) / chunks));
-      const x = packed ? out.task(fn, 1, 1, QGEMM_PACK, this.packBytes) : widened ? out.task(fn, 1, 1, KQ_PACK, this.packBytes)
+      const x = packed || kqGemm ? out.task(fn, 1, 1, QGEMM_PACK, this.packBytes)
         : quant ? out.task(fn, 1, 1, QUANT_PREP, this.packBytes) : out.task(fn);
-      if (widened) {
-        putNarrow(D, x, [KQ_CODES[format as 'q4k'], c.x.ptr, c.x.stride, w.ptr + n0 * codeBytes, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0]);
-        D[x + KQ_PACK] = this.pack;
+      if (kqGemm) {
+        putNarrow(D, x, [KQ_CODES[format as 'q4k'], this.act, this.act + m * k, w.ptr + n0 * codeBytes, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0]);
+        D[x + QGEMM_PACK] = this.pack;
       } else if (superBlocks) {
         putNarrow(D, x, [this.act, this.act + m * k, w.ptr + n0 * codeBytes, c.y.ptr + n0 * F, c.y.stride, m, k, n1 - n0, 0]);
       } else if (quant) {

@@ -11,9 +11,9 @@
 //     a super-block's integer total goes through;
 //   - a split by rows (what Ops gives each thread) is bit-identical to one call, whatever the
 //     parity of the split (a row alone or in a pair computes alike);
-//   - matmul_nt_kq (prefill: panels of super-blocks widened to f32, the packed f32 GEMM) against
-//     Σ w·x in float64 over the f32 activations, on shapes past the GEMM's row and column blocks,
-//     and split by columns at multiples of matmul_split_cols bit-identical to one call.
+//   - qgemm_kq (prefill: panels of super-blocks made i16 codes, q8's packed integer GEMM) against
+//     Σ w·(x_q·d_x) in float64 over the activations as quantize_q8_act quantised them (per 32), on
+//     shapes past the GEMM's row and column blocks, and split by columns bit-identical to one call.
 import { describe, expect, it } from 'vitest';
 import { BUILDS, kernelsFor, randomF32, rng } from '../helpers.js';
 import type { LoadedKernels } from '../../src/host/load.js';
@@ -280,41 +280,52 @@ describe.each(BUILDS)('K-quant kernels (%s build)', (build) => {
     expect(k.heap.usedBytes).toBe(top);
   });
 
-  it.each(FMTS)('%s: matmul_nt_kq (prefill GEMM) against float64, and column splits bit-identical', async (fmt) => {
+  it.each(FMTS)('%s: qgemm_kq (prefill GEMM) against float64, and column splits bit-identical', async (fmt) => {
     const k = await kernelsFor(build), K = k.kernels;
     const top = k.heap.usedBytes;
-    const code = { q4k: 0, q6k: 1, q5k: 2 }[fmt], split = K.matmul_split_cols();
+    const code = { q4k: 0, q6k: 1, q5k: 2 }[fmt], split = K.qgemm_split_cols();
+    // Rows past the tile (4) and its block (128), columns past a panel (8) and not a multiple of it.
     const kqShapes: [number, number, number][] = [[1, 3, 256], [4, 13, 512], [5, 25, 256], [13, 49, 768], [130, 7, 256], [6, 530, 256]];
     for (const [m, n, kk] of kqShapes) {
-      const nsb = kk / 256, seed = m * 1000 + n * 10 + kk + 7;
-      const b = randomBlocks(fmt, n * nsb, seed), w = reference(fmt, b, n * nsb).map(Math.fround);
+      const nsb = kk / 256, nb = kk / 32, seed = m * 1000 + n * 10 + kk + 7;
+      const b = randomBlocks(fmt, n * nsb, seed), w = reference(fmt, b, n * nsb), parts = magnitudes(fmt, b, n * nsb);
       const x = randomF32(m * kk, seed + 1, -3, 3);
-      const lda = kk + 5, ldc = n + 3;
-      const wp = alloc(k, b.length), xp = alloc(k, m * lda * 4), cp = alloc(k, m * ldc * 4), c2 = alloc(k, m * ldc * 4);
-      const packBytes = K.matmul_kq_pack_bytes(kk, n), pack = alloc(k, packBytes);
+      if (kk >= 512) { x.fill(0, 0, 32); x[40] = 1e-3; } // a block of zeros (d_x = 0), one nearly so
+      const ldc = n + 3;
+      const wp = alloc(k, b.length), xp = alloc(k, m * kk * 4), aq = alloc(k, m * kk), ad = alloc(k, m * nb * 4);
+      const cp = alloc(k, m * ldc * 4), c2 = alloc(k, m * ldc * 4), packBytes = K.qgemm_pack_bytes(kk), pack = alloc(k, packBytes);
       k.heap.u8(wp, b.length).set(b);
-      for (let i = 0; i < m; i++) k.heap.f32(xp + i * lda * 4, kk).set(x.subarray(i * kk, (i + 1) * kk));
+      k.heap.f32(xp, m * kk).set(x);
+      for (let i = 0; i < m; i++) K.quantize_q8_act(xp + i * kk * 4, kk, aq + i * kk, ad + i * nb * 4);
+      const xq = new Int8Array(k.heap.memory.buffer, aq, m * kk).slice(), xd = k.heap.f32(ad, m * nb).slice();
       const earlier = randomF32(m * ldc, seed + 2, -4, 4);
       k.heap.f32(cp, m * ldc).set(earlier);
-      K.matmul_nt_kq(code, xp, lda, wp, cp, ldc, m, kk, n, pack);
+      K.qgemm_kq(code, aq, ad, wp, cp, ldc, m, kk, n, pack);
       const got = k.heap.f32(cp, m * ldc).slice();
       for (let i = 0; i < m; i++) {
         for (let j = 0; j < n; j++) {
           let sum = 0, mag = 0;
-          for (let t = 0; t < kk; t++) { sum += w[j * kk + t] * x[i * kk + t]; mag += Math.abs(w[j * kk + t] * x[i * kk + t]); }
-          // f32 products summed in k order, a rounding a step (with or without a fused multiply-add).
-          expect(Math.abs(got[i * ldc + j] - sum), `${fmt} m${m} n${n} k${kk} [${i},${j}]`).toBeLessThanOrEqual(2 ** -24 * (kk + 2) * mag + 1e-30);
+          for (let t = 0; t < kk; t++) {
+            const xv = xq[i * kk + t] * xd[i * nb + (t >> 5)];
+            sum += w[j * kk + t] * xv;
+            mag += parts[j * kk + t] * Math.abs(xv);
+          }
+          // Per block of 32: the exact i32 sum to f32, d·d_x, the product and its add; Q4_K / Q5_K's
+          // offset term as many again.
+          expect(Math.abs(got[i * ldc + j] - sum), `${fmt} m${m} n${n} k${kk} [${i},${j}]`).toBeLessThanOrEqual(2 ** -24 * (8 * nb + 4) * mag + 1e-30);
         }
         for (let j = n; j < ldc; j++) expect(got[i * ldc + j]).toBe(earlier[i * ldc + j]); // untouched
       }
-      // Columns split where Ops may split them (multiples of matmul_split_cols).
+      // Columns split where Ops may split them (multiples of qgemm_split_cols).
       for (let cut = split; cut < n; cut += 4 * split) {
         k.heap.f32(c2, m * ldc).set(earlier);
-        K.matmul_nt_kq(code, xp, lda, wp, c2, ldc, m, kk, cut, pack);
-        K.matmul_nt_kq(code, xp, lda, wp + cut * nsb * BYTES[fmt], c2 + cut * 4, ldc, m, kk, n - cut, pack);
+        K.qgemm_kq(code, aq, ad, wp, c2, ldc, m, kk, cut, pack);
+        K.qgemm_kq(code, aq, ad, wp + cut * nsb * BYTES[fmt], c2 + cut * 4, ldc, m, kk, n - cut, pack);
         expect(Array.from(k.heap.f32(c2, m * ldc)), `${fmt} split at ${cut}`).toEqual(Array.from(got));
       }
-      for (const [p, nb] of [[wp, b.length], [xp, m * lda * 4], [cp, m * ldc * 4], [c2, m * ldc * 4], [pack, packBytes]]) k.heap.release(p, Math.max(16, nb));
+      for (const [p, nbytes] of [[wp, b.length], [xp, m * kk * 4], [aq, m * kk], [ad, m * nb * 4], [cp, m * ldc * 4], [c2, m * ldc * 4], [pack, packBytes]]) {
+        k.heap.release(p, Math.max(16, nbytes));
+      }
     }
     expect(k.heap.usedBytes).toBe(top);
   });
